@@ -1,0 +1,1 @@
+"""The ruleset language: YAML with source positions, condition expressions, fact types."""

@@ -1,0 +1,499 @@
+"""Load one ruleset file: YAML -> checked, compiled-ready :class:`engine.model.Ruleset`.
+
+Every problem is collected with ``file:line:column``, a stable code and a hint; the loader goes on
+after an error where it safely can, so an analyst sees all of them at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import jinja2
+from jinja2 import meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from engine.errors import BatonError, CompileErrors, Where
+from engine.language.check import analyse, compile_expr, suggest
+from engine.language.expr import ExprError, Lit, Ref, parse
+from engine.language.source import Positions, content_hash, parse_yaml, plain
+from engine.language.types import MAX_FIELDS, SCALARS, FactType, FieldSpec, failure_type
+from engine.model import DEFAULT_STEP_LIMIT, ModelAction, Rule, Ruleset, Step, TestCase, ToolAction
+
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+RULE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:# -]{0,127}\Z")
+TOP_KEYS = {"ruleset", "description", "facts", "input", "models", "tools", "rules", "tests", "settings"}
+FIELD_KEYS = {"type", "enum", "items", "min", "max", "min_length", "max_length", "optional", "pii", "description"}
+RULE_KEYS = {"name", "when", "then", "priority", "description"}
+MODEL_KEYS = {"group", "produces", "prompt", "retries", "timeout", "description"}
+TOOL_BASE_KEYS = {"connector", "produces", "params", "retries", "timeout", "description"}
+TEST_KEYS = {"name", "given", "answers", "expect", "description"}
+EXPECT_KEYS = {"outcome", "decision", "reason", "fired", "not_fired", "fired_includes"}
+OUTCOMES = {"decided", "escalated", "failed", "no_decision"}
+RESERVED_TYPES = {"failure", "facts", "exists", "not", "and", "or", "as", "in", "contains", "matches", "true",
+                  "false", "where"}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*\Z")
+JINJA = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def parse_duration(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if value > 0 else None
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[m.group(2) or "s"]
+            seconds = float(m.group(1)) * scale
+            return seconds if seconds > 0 else None
+    return None
+
+
+class Loader:
+    def __init__(self, text: str, file: str) -> None:
+        self.text = text
+        self.file = file
+        self.pos = Positions(file, text)
+        self.errors: list[BatonError] = []
+
+    def error(self, code: str, message: str, where: Where, hint: str = "") -> None:
+        self.errors.append(BatonError(code, message, where, hint))
+
+    def check_keys(self, node: Any, allowed: set[str], what: str) -> None:
+        for key in node:
+            if str(key) not in allowed:
+                self.error("unknown_key", f"unknown key '{key}' in {what}", self.pos.key(node, key),
+                           suggest(str(key), sorted(allowed)))
+
+    def mapping(self, parent: Any, key: str | int, what: str) -> dict[Any, Any] | None:
+        value = parent[key]
+        if not isinstance(value, dict):
+            self.error("bad_shape", f"{what} must be a mapping (key: value lines)", self.pos.value(parent, key))
+            return None
+        return value
+
+    # -- the file ----------------------------------------------------------------------------------
+    def load(self) -> Ruleset:
+        doc = parse_yaml(self.text, self.file)
+        if not isinstance(doc, dict):
+            raise CompileErrors([BatonError("bad_shape", "a ruleset file is a YAML mapping starting with "
+                                            "'ruleset: NAME'", Where(self.file, 1, 1))])
+        self.check_keys(doc, TOP_KEYS, "the ruleset")
+        name = doc.get("ruleset")
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,99}", name):
+            self.error("bad_name", "the ruleset needs 'ruleset: NAME' (lowercase letters, digits, - _ .)",
+                       self.pos.key(doc, "ruleset") if "ruleset" in doc else Where(self.file, 1, 1))
+            name = "invalid"
+        types = self.load_facts(doc)
+        inputs = self.load_inputs(doc, types)
+        models = self.load_models(doc, types)
+        tools = self.load_tools(doc, types)
+        settings = doc.get("settings") or {}
+        step_limit, deadline = DEFAULT_STEP_LIMIT, None
+        if isinstance(settings, dict):
+            self.check_keys(settings, {"step_limit", "deadline"}, "settings")
+            step_limit = settings.get("step_limit", DEFAULT_STEP_LIMIT)
+            if not isinstance(step_limit, int) or isinstance(step_limit, bool) or not 1 <= step_limit <= 100_000:
+                self.error("bad_value", "step_limit must be a whole number from 1 to 100000",
+                           self.pos.value(settings, "step_limit"))
+                step_limit = DEFAULT_STEP_LIMIT
+            if "deadline" in settings:
+                deadline = parse_duration(settings["deadline"])
+                if deadline is None:
+                    self.error("bad_value", "deadline must be a duration such as 2s or 500ms",
+                               self.pos.value(settings, "deadline"))
+        rules = self.load_rules(doc, types, models, tools)
+        tests = self.load_tests(doc, rules, models, tools)
+        if self.errors:
+            raise CompileErrors(self.errors)
+        return Ruleset(
+            name=name, version=content_hash(doc), source=self.text, file=self.file,
+            description=str(doc.get("description") or ""), types=types, inputs=inputs, models=models,
+            tools=tools, rules=rules, tests=tests, step_limit=step_limit, deadline_s=deadline,
+        )
+
+    # -- facts -------------------------------------------------------------------------------------
+    def load_facts(self, doc: Any) -> dict[str, FactType]:
+        types: dict[str, FactType] = {"failure": failure_type()}
+        facts = doc.get("facts")
+        if facts is None:
+            self.error("missing_key", "a ruleset declares its fact types under 'facts:'", Where(self.file, 1, 1))
+            return types
+        if self.mapping(doc, "facts", "facts") is None:
+            return types
+        for tname, fields in facts.items():
+            where = self.pos.key(facts, tname)
+            tname = str(tname)
+            if not NAME.match(tname) or tname in RESERVED_TYPES:
+                self.error("bad_name", f"'{tname}' cannot name a fact type", where,
+                           "letters, digits and _; not a keyword or 'failure'")
+                continue
+            if not isinstance(fields, dict) or not fields:
+                self.error("bad_shape", f"fact type '{tname}' needs its fields (name: type)", where)
+                continue
+            if len(fields) > MAX_FIELDS:
+                self.error("too_many_fields", f"{tname} has {len(fields)} fields; at most {MAX_FIELDS}", where,
+                           "split it into several fact types")
+                continue
+            specs: dict[str, FieldSpec] = {}
+            for fname, decl in fields.items():
+                spec = self.field_spec(fields, str(fname), decl)
+                if spec is not None:
+                    specs[spec.name] = spec
+            types[tname] = FactType(tname, specs, where)
+        return types
+
+    def field_spec(self, parent: Any, fname: str, decl: Any, item: bool = False) -> FieldSpec | None:
+        where = self.pos.key(parent, fname) if not item else self.pos.value(parent, fname)
+        if not item and (not NAME.match(fname)):
+            self.error("bad_name", f"'{fname}' cannot name a field", where, "letters, digits and _")
+            return None
+        if isinstance(decl, str):
+            decl = {"type": decl}
+        if not isinstance(decl, dict):
+            self.error("bad_type", f"field '{fname}': write a type (str, number, int, bool, list) or a mapping",
+                       where)
+            return None
+        self.check_keys(decl, FIELD_KEYS, f"field '{fname}'")
+        spec = FieldSpec(fname, "str", where=where)
+        if "enum" in decl:
+            values = decl["enum"]
+            if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+                self.error("bad_type", f"field '{fname}': enum needs a list of strings", where)
+                return None
+            spec.kind, spec.enum = "enum", tuple(str(v) for v in values)
+        else:
+            tname = decl.get("type")
+            if tname == "list":
+                if item:
+                    self.error("bad_type", "lists of lists are not supported", where)
+                    return None
+                spec.kind = "list"
+                items = decl.get("items", "str")
+                spec.items = self.field_spec(decl, "items", items, item=True) if "items" in decl else FieldSpec(
+                    "items", "str", where=where)
+                if spec.items is None:
+                    return None
+            elif isinstance(tname, str) and tname in SCALARS:
+                spec.kind = SCALARS[tname]
+            else:
+                self.error("bad_type", f"field '{fname}': unknown type {tname!r}", where,
+                           suggest(str(tname), [*SCALARS, "list", "enum"]))
+                return None
+        for key in ("min", "max"):
+            if key in decl:
+                v = decl[key]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or spec.kind not in ("number", "int"):
+                    self.error("bad_value", f"field '{fname}': {key} must be a number, on a number field", where)
+                else:
+                    setattr(spec, "minimum" if key == "min" else "maximum", float(v) if isinstance(v, float) else v)
+        for key in ("min_length", "max_length"):
+            if key in decl:
+                v = decl[key]
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0 or spec.kind not in ("str", "list"):
+                    self.error("bad_value", f"field '{fname}': {key} must be a whole number, on a str or list", where)
+                else:
+                    setattr(spec, key, v)
+        spec.optional = decl.get("optional") is True
+        spec.pii = decl.get("pii") is True
+        return spec
+
+    def type_ref(self, parent: Any, key: str, types: dict[str, FactType], what: str) -> str:
+        value = parent.get(key)
+        if not isinstance(value, str) or value not in types:
+            self.error("unknown_fact_type", f"{what}: unknown fact type {value!r}",
+                       self.pos.value(parent, key) if key in parent else self.pos.of(parent),
+                       suggest(str(value), [t for t in types if t != "failure"]))
+            return ""
+        return value
+
+    def load_inputs(self, doc: Any, types: dict[str, FactType]) -> list[str]:
+        inputs = doc.get("input")
+        if inputs is None:
+            return [t for t in types if t != "failure"]
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list):
+            self.error("bad_shape", "input must list fact types, e.g. input: [claim]", self.pos.value(doc, "input"))
+            return []
+        out = []
+        for i, t in enumerate(inputs):
+            if t not in types or t == "failure":
+                self.error("unknown_fact_type", f"input: unknown fact type {t!r}", self.pos.value(inputs, i),
+                           suggest(str(t), list(types)))
+            else:
+                out.append(str(t))
+        return out
+
+    # -- actions -----------------------------------------------------------------------------------
+    def load_models(self, doc: Any, types: dict[str, FactType]) -> dict[str, ModelAction]:
+        out: dict[str, ModelAction] = {}
+        models = doc.get("models") or {}
+        if not isinstance(models, dict):
+            self.error("bad_shape", "models must be a mapping of action names", self.pos.value(doc, "models"))
+            return out
+        for aname, spec in models.items():
+            where = self.pos.key(models, aname)
+            aname = str(aname)
+            if not self.action_name_ok(aname, where, doc) or self.mapping(models, aname, f"model '{aname}'") is None:
+                continue
+            self.check_keys(spec, MODEL_KEYS, f"model '{aname}'")
+            produces = self.type_ref(spec, "produces", types, f"model '{aname}'")
+            group = spec.get("group")
+            if not isinstance(group, str) or not group:
+                self.error("missing_key", f"model '{aname}' needs 'group:' (a model group such as fast)", where)
+            prompt = spec.get("prompt")
+            if not isinstance(prompt, str) or not prompt.strip():
+                self.error("missing_key", f"model '{aname}' needs a 'prompt:'", where)
+                prompt = ""
+            else:
+                self.check_template(prompt, spec, "prompt", types)
+            retries = spec.get("retries", 0)
+            if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
+                self.error("bad_value", "retries must be a whole number from 0 to 10", self.pos.value(spec, "retries"))
+                retries = 0
+            timeout = parse_duration(spec.get("timeout", 30))
+            if timeout is None:
+                self.error("bad_value", "timeout must be a duration such as 10s", self.pos.value(spec, "timeout"))
+            out[aname] = ModelAction(aname, str(group or ""), produces, prompt, retries, timeout or 30.0, where)
+        return out
+
+    def action_name_ok(self, aname: str, where: Where, doc: Any) -> bool:
+        if not NAME.match(aname):
+            self.error("bad_name", f"'{aname}' cannot name an action", where, "letters, digits and _")
+            return False
+        if aname in {"decide", "escalate", "assert"}:
+            self.error("bad_name", f"'{aname}' is a built-in action", where)
+            return False
+        return True
+
+    def check_template(self, template: str, parent: Any, key: str, types: dict[str, FactType]) -> None:
+        try:
+            names = meta.find_undeclared_variables(JINJA.parse(template))
+        except jinja2.TemplateSyntaxError as e:
+            start = self.pos.text_start(parent, key)
+            self.error("bad_template", f"prompt template: {e.message}",
+                       Where(start.file, start.line + (e.lineno or 1) - 1, start.column))
+            return
+        for n in sorted(names - set(types) - {"facts"}):
+            self.error("unknown_fact_type", f"prompt uses '{n}', which is not a fact type",
+                       self.pos.text_start(parent, key), suggest(n, list(types)))
+
+    def load_tools(self, doc: Any, types: dict[str, FactType]) -> dict[str, ToolAction]:
+        out: dict[str, ToolAction] = {}
+        tools = doc.get("tools") or {}
+        if not isinstance(tools, dict):
+            self.error("bad_shape", "tools must be a mapping of action names", self.pos.value(doc, "tools"))
+            return out
+        models = doc.get("models") or {}
+        for aname, spec in tools.items():
+            where = self.pos.key(tools, aname)
+            aname = str(aname)
+            if not self.action_name_ok(aname, where, doc) or self.mapping(tools, aname, f"tool '{aname}'") is None:
+                continue
+            if isinstance(models, dict) and aname in models:
+                self.error("duplicate_action", f"'{aname}' is both a model and a tool action", where)
+                continue
+            connector = spec.get("connector")
+            if not isinstance(connector, str) or not connector:
+                self.error("missing_key", f"tool '{aname}' needs 'connector:' (sql, http, lookup, ...)", where)
+            produces = self.type_ref(spec, "produces", types, f"tool '{aname}'")
+            params: dict[str, Callable[..., object]] = {}
+            texts: dict[str, str] = {}
+            raw_params = spec.get("params") or {}
+            if not isinstance(raw_params, dict):
+                self.error("bad_shape", "params must be a mapping", self.pos.value(spec, "params"))
+                raw_params = {}
+            for pname, ptext in raw_params.items():
+                ev = self.param_expr(raw_params, str(pname), ptext, types)
+                if ev is not None:
+                    params[str(pname)], texts[str(pname)] = ev, str(ptext)
+            config = {str(k): plain(v) for k, v in spec.items() if str(k) not in TOOL_BASE_KEYS}
+            retries = spec.get("retries", 0)
+            if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
+                self.error("bad_value", "retries must be a whole number from 0 to 10", self.pos.value(spec, "retries"))
+                retries = 0
+            timeout = parse_duration(spec.get("timeout", 10))
+            if timeout is None:
+                self.error("bad_value", "timeout must be a duration such as 10s", self.pos.value(spec, "timeout"))
+            out[aname] = ToolAction(aname, str(connector or ""), produces, config, params, texts, retries,
+                                    timeout or 10.0, where)
+        return out
+
+    def param_expr(self, parent: Any, key: str, text: Any, types: dict[str, FactType]) -> Any:
+        start = self.pos.text_start(parent, key)
+        if isinstance(text, (int, float, bool)):
+            value = text
+            return lambda env, wm: value
+        if not isinstance(text, str):
+            self.error("bad_value", f"param '{key}' must be a field reference like claim.policy_ref or a value",
+                       start)
+            return None
+        try:
+            node = parse(text)
+            if not isinstance(node, (Ref, Lit)):
+                raise ExprError("bad_value", "a param is a field reference (claim.policy_ref) or a literal", 0)
+            if isinstance(node, Ref):
+                ft = types.get(node.binding)
+                if ft is None:
+                    raise ExprError("unknown_fact_type", f"unknown fact type '{node.binding}'", node.pos,
+                                    suggest(node.binding, list(types)))
+                if node.field not in ft.fields:
+                    raise ExprError("unknown_field", f"{ft.name} has no field '{node.field}'",
+                                    node.pos + len(node.binding) + 1, suggest(node.field, list(ft.fields)))
+            return compile_expr(node, {})
+        except ExprError as e:
+            self.errors.append(BatonError(e.code, e.message, start.shifted(text, e.offset), e.hint))
+            return None
+
+    # -- rules -------------------------------------------------------------------------------------
+    def load_rules(self, doc: Any, types: dict[str, FactType], models: dict[str, ModelAction],
+                   tools: dict[str, ToolAction]) -> list[Rule]:
+        rules_node = doc.get("rules")
+        if not isinstance(rules_node, list) or not rules_node:
+            self.error("missing_key", "a ruleset needs a non-empty 'rules:' list",
+                       self.pos.key(doc, "rules") if "rules" in doc else Where(self.file, 1, 1))
+            return []
+        rules: list[Rule] = []
+        seen: dict[str, Where] = {}
+        for i, node in enumerate(rules_node):
+            where = self.pos.value(rules_node, i)
+            if not isinstance(node, dict):
+                self.error("bad_shape", "each rule is a mapping with name, when and then", where)
+                continue
+            self.check_keys(node, RULE_KEYS, "a rule")
+            name = node.get("name")
+            if not isinstance(name, str) or not RULE_NAME.match(name):
+                self.error("bad_name", "each rule needs a 'name:' (letters, digits, spaces, - _ . : #)", where)
+                continue
+            if name in seen:
+                first = seen[name]
+                self.error("duplicate_rule", f"rule '{name}' is defined twice (first at line {first.line})",
+                           self.pos.value(node, "name"), "rule names must be unique in a ruleset")
+                continue
+            seen[name] = self.pos.value(node, "name")
+            priority = node.get("priority", 0)
+            if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:
+                self.error("bad_value", "priority must be a whole number from -1000 to 1000",
+                           self.pos.value(node, "priority"))
+                priority = 0
+            when = node.get("when")
+            if isinstance(when, bool) or not isinstance(when, str) or not when.strip():
+                self.error("missing_key", f"rule '{name}' needs a 'when:' condition", where)
+                continue
+            start = self.pos.text_start(node, "when")
+            try:
+                condition = analyse(parse(str(when)), types)
+            except ExprError as e:
+                self.errors.append(BatonError(e.code, e.message, start.shifted(str(when), e.offset), e.hint))
+                continue
+            if "then" not in node:
+                self.error("missing_key", f"rule '{name}' needs a 'then:' action", where)
+                continue
+            steps = self.load_steps(node, "then", types, models, tools)
+            rules.append(Rule(name, i, priority, str(when), condition, steps, where))
+        return rules
+
+    def load_steps(self, parent: Any, key: str | int, types: dict[str, FactType], models: dict[str, ModelAction],
+                   tools: dict[str, ToolAction]) -> list[Step]:
+        node = parent[key]
+        where = self.pos.value(parent, key)
+        if isinstance(node, list):
+            return [s for i in range(len(node)) for s in self.load_steps(node, i, types, models, tools)]
+        if isinstance(node, str):
+            if node in models or node in tools:
+                return [Step("call", action=node)]
+            self.error("unknown_action", f"unknown action '{node}'", where,
+                       suggest(node, [*models, *tools, "decide", "escalate", "assert"]) or
+                       "declare it under models: or tools:")
+            return []
+        if not isinstance(node, dict) or len(node) != 1:
+            self.error("bad_shape", "an action is a model/tool action name, or one of decide:, escalate:, assert:",
+                       where, "several actions go in a list")
+            return []
+        verb, body = next(iter(node.items()))
+        verb = str(verb)
+        vwhere = self.pos.value(node, verb)
+        if verb in ("decide", "escalate"):
+            if not isinstance(body, dict):
+                self.error("bad_shape", f"{verb} takes a mapping, e.g. {{route: standard-queue}}", vwhere)
+                return []
+            payload = plain(body)
+            if verb == "escalate" and not isinstance(payload.get("queue"), str):
+                self.error("missing_key", "escalate needs a 'queue:'", vwhere)
+            reason = payload.pop("reason", "")
+            return [Step(verb, payload=payload, reason=str(reason))]
+        if verb == "assert":
+            if not isinstance(body, dict) or not body:
+                self.error("bad_shape", "assert takes {fact_type: {field: value}}", vwhere)
+                return []
+            steps = []
+            for tname, fields in body.items():
+                fwhere = self.pos.key(body, tname)
+                ft = types.get(str(tname))
+                if ft is None or ft.builtin:
+                    self.error("unknown_fact_type", f"assert: unknown fact type {str(tname)!r}", fwhere,
+                               suggest(str(tname), [t for t in types if t != "failure"]))
+                    continue
+                try:
+                    value = ft.validate(plain(fields), str(tname))
+                except BatonError as e:
+                    self.error(e.code, f"assert: {e.message}", fwhere)
+                    continue
+                steps.append(Step("assert", payload=value, fact_type=str(tname)))
+            return steps
+        self.error("unknown_action", f"unknown action '{verb}'", self.pos.key(node, verb),
+                   suggest(verb, ["decide", "escalate", "assert"]))
+        return []
+
+    # -- tests -------------------------------------------------------------------------------------
+    def load_tests(self, doc: Any, rules: list[Rule], models: dict[str, ModelAction],
+                   tools: dict[str, ToolAction]) -> list[TestCase]:
+        tests_node = doc.get("tests") or []
+        if not isinstance(tests_node, list):
+            self.error("bad_shape", "tests must be a list", self.pos.value(doc, "tests"))
+            return []
+        names = {r.name for r in rules}
+        out = []
+        for i, node in enumerate(tests_node):
+            where = self.pos.value(tests_node, i)
+            if not isinstance(node, dict):
+                self.error("bad_shape", "each test is a mapping with name, given, answers, expect", where)
+                continue
+            self.check_keys(node, TEST_KEYS, "a test")
+            name = str(node.get("name") or f"test {i + 1}")
+            expect = node.get("expect") or {}
+            if not isinstance(expect, dict):
+                self.error("bad_shape", "expect must be a mapping", self.pos.value(node, "expect"))
+                continue
+            self.check_keys(expect, EXPECT_KEYS, "expect")
+            if "outcome" in expect and expect["outcome"] not in OUTCOMES:
+                self.error("bad_value", f"expect.outcome must be one of {sorted(OUTCOMES)}",
+                           self.pos.value(expect, "outcome"))
+            for key in ("fired", "not_fired", "fired_includes"):
+                listed = expect.get(key)
+                if listed is None:
+                    continue
+                if not isinstance(listed, list):
+                    self.error("bad_shape", f"expect.{key} must be a list of rule names", self.pos.value(expect, key))
+                    continue
+                for j, rname in enumerate(listed):
+                    if rname not in names:
+                        self.error("unknown_rule", f"expect.{key}: no rule named {rname!r}",
+                                   self.pos.value(listed, j), suggest(str(rname), sorted(names)))
+            answers = node.get("answers") or {}
+            if not isinstance(answers, dict):
+                self.error("bad_shape", "answers must map action names to answers", self.pos.value(node, "answers"))
+                answers = {}
+            for aname in answers:
+                if aname not in models and aname not in tools:
+                    self.error("unknown_action", f"answers: no model or tool action named '{aname}'",
+                               self.pos.key(answers, aname), suggest(str(aname), [*models, *tools]))
+            out.append(TestCase(name, plain(node.get("given") or {}), plain(answers), plain(expect), where))
+        return out
+
+
+def load_ruleset(text: str, file: str = "<ruleset>") -> Ruleset:
+    return Loader(text, file).load()

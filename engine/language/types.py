@@ -1,0 +1,202 @@
+"""Fact types: declared fields, and the validators that check and normalise facts against them.
+
+Every value that reaches the engine passed through here: wrong types, missing or unknown fields,
+enum and range violations, NaN/Infinity, over-long strings and unpaired surrogates are rejected with
+the field path. Validators are plain closures built once per fact type (this is on the hot path).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from engine.errors import InvalidInput, Where
+
+SCALARS = {"str": "str", "string": "str", "number": "number", "float": "number", "int": "int",
+           "integer": "int", "bool": "bool", "boolean": "bool"}
+MAX_FIELDS = 200
+DEFAULT_MAX_STRING = 100_000
+MAX_LIST = 10_000
+MAX_NUMBER = 1e300  # finite, and far from anything that overflows a double in arithmetic
+
+
+@dataclass(slots=True)
+class FieldSpec:
+    name: str
+    kind: str  # str | number | int | bool | enum | list
+    items: FieldSpec | None = None
+    enum: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    optional: bool = False
+    pii: bool = False
+    where: Where = field(default_factory=Where)
+
+    @property
+    def scalar_kind(self) -> str:
+        """The comparison kind: enums compare as strings, ints as numbers."""
+        if self.kind == "enum":
+            return "str"
+        if self.kind == "int":
+            return "number"
+        return self.kind
+
+    def json_schema(self) -> dict[str, object]:
+        schema: dict[str, object]
+        if self.kind == "enum":
+            schema = {"type": "string", "enum": list(self.enum)}
+        elif self.kind == "list":
+            assert self.items is not None
+            schema = {"type": "array", "items": self.items.json_schema()}
+        else:
+            schema = {"type": {"str": "string", "number": "number", "int": "integer", "bool": "boolean"}[self.kind]}
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
+        if self.max_length is not None:
+            schema["maxLength" if self.kind == "str" else "maxItems"] = self.max_length
+        return schema
+
+
+@dataclass(slots=True)
+class FactType:
+    name: str
+    fields: dict[str, FieldSpec]
+    where: Where = field(default_factory=Where)
+    builtin: bool = False
+    validate: Callable[[object, str], dict[str, object]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.validate = build_validator(self)
+
+    def json_schema(self) -> dict[str, object]:
+        return {
+            "type": "object",
+            "properties": {n: f.json_schema() for n, f in self.fields.items()},
+            "required": [n for n, f in self.fields.items() if not f.optional],
+            "additionalProperties": False,
+        }
+
+
+def failure_type() -> FactType:
+    """The built-in fact a failed model or tool call asserts."""
+    return FactType("failure", {n: FieldSpec(n, "str") for n in ("action", "kind", "error")}, builtin=True)
+
+
+def _fail(path: str, message: str, code: str = "invalid_fact") -> InvalidInput:
+    return InvalidInput(code, f"{path}: {message}", Where(path=path))
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+def _scalar_checker(spec: FieldSpec) -> Callable[[object, str], object]:
+    kind = spec.kind
+    lo, hi = spec.minimum, spec.maximum
+    max_len = spec.max_length if spec.max_length is not None else DEFAULT_MAX_STRING
+    min_len = spec.min_length or 0
+    enum = frozenset(spec.enum)
+
+    def check_number(value: object, path: str) -> object:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(path, f"expected a number, got {_type_name(value)}", "type_mismatch")
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise _fail(path, "NaN and Infinity are not numbers Baton accepts", "not_finite")
+            if value.is_integer() and abs(value) < 2**53:
+                value = int(value)  # 5.0 and 5 are one value: one canonical form for identity
+        if kind == "int" and not isinstance(value, int):
+            raise _fail(path, f"expected a whole number, got {value}", "type_mismatch")
+        if abs(value) > MAX_NUMBER:
+            raise _fail(path, "number out of range", "out_of_range")
+        if lo is not None and value < lo:
+            raise _fail(path, f"{value} is below the minimum {lo}", "out_of_range")
+        if hi is not None and value > hi:
+            raise _fail(path, f"{value} is above the maximum {hi}", "out_of_range")
+        return value
+
+    def check_str(value: object, path: str) -> object:
+        if not isinstance(value, str):
+            raise _fail(path, f"expected a string, got {_type_name(value)}", "type_mismatch")
+        if len(value) > max_len:
+            raise _fail(path, f"string of {len(value)} characters is longer than {max_len}", "too_long")
+        if len(value) < min_len:
+            raise _fail(path, f"string shorter than {min_len} characters", "too_short")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _fail(path, "string is not valid UTF-8 (unpaired surrogate)", "bad_encoding") from None
+        return value
+
+    def check_enum(value: object, path: str) -> object:
+        if not isinstance(value, str):
+            raise _fail(path, f"expected one of {sorted(enum)}, got {_type_name(value)}", "type_mismatch")
+        if value not in enum:
+            shown = value if len(value) <= 40 else value[:40] + "..."
+            raise _fail(path, f"{shown!r} is not one of {list(spec.enum)}", "not_in_enum")
+        return value
+
+    def check_bool(value: object, path: str) -> object:
+        if not isinstance(value, bool):
+            raise _fail(path, f"expected true or false, got {_type_name(value)}", "type_mismatch")
+        return value
+
+    return {"number": check_number, "int": check_number, "str": check_str, "enum": check_enum,
+            "bool": check_bool}[kind]
+
+
+def _field_checker(spec: FieldSpec) -> Callable[[object, str], object]:
+    if spec.kind != "list":
+        return _scalar_checker(spec)
+    assert spec.items is not None
+    item_check = _scalar_checker(spec.items)
+    max_items = spec.max_length if spec.max_length is not None else MAX_LIST
+
+    def check_list(value: object, path: str) -> object:
+        if not isinstance(value, (list, tuple)):
+            raise _fail(path, f"expected a list, got {_type_name(value)}", "type_mismatch")
+        if len(value) > max_items:
+            raise _fail(path, f"list of {len(value)} items is longer than {max_items}", "too_long")
+        return [item_check(v, f"{path}[{i}]") for i, v in enumerate(value)]
+
+    return check_list
+
+
+def build_validator(fact_type: FactType) -> Callable[[object, str], dict[str, object]]:
+    checks = [(name, _field_checker(spec), spec.optional) for name, spec in fact_type.fields.items()]
+    known = frozenset(fact_type.fields)
+    type_name = fact_type.name
+
+    def validate(value: object, path: str) -> dict[str, object]:
+        if not isinstance(value, Mapping):
+            raise _fail(path, f"a {type_name} fact must be an object, got {_type_name(value)}", "type_mismatch")
+        for key in value:
+            if key not in known:
+                shown = key if isinstance(key, str) and len(key) <= 60 else repr(key)[:60]
+                raise _fail(f"{path}.{shown}", f"unknown field of {type_name}", "unknown_field")
+        out: dict[str, object] = {}
+        for name, check, optional in checks:
+            if name in value and value[name] is not None:
+                out[name] = check(value[name], f"{path}.{name}")
+            elif not optional:
+                raise _fail(f"{path}.{name}", f"missing field of {type_name}", "missing_field")
+        return out
+
+    return validate

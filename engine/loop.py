@@ -1,0 +1,377 @@
+"""The decision loop: rounds of firing, intents collected, calls awaited concurrently, answers asserted.
+
+Engine actions never do I/O. A rule that names a model or tool action records an intent; at the end
+of the round the loop issues every intent at once through the ports, waits for all of them (or the
+deadline), validates each answer against its ``produces`` type, asserts the facts in issue order, and
+runs the next round. Quiescence is a round that fires nothing and issues no call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from engine.compile import START_RULE, CompiledRuleset, compile_ruleset
+from engine.driver import EnginePool, Session, pool_for
+from engine.errors import BatonError, InvalidInput, Where
+from engine.language.check import MISSING, FactIndex
+from engine.language.loader import JINJA
+from engine.model import ModelAction, Rule, Ruleset, Step, ToolAction
+from engine.ports import CallRequest, CallResult, Clock, IdFactory, ModelGateway, ToolConnector
+
+Values = dict[str, object]
+Event = dict[str, object]
+MAX_INPUT_FACTS = 1000
+
+
+class WorkingMemory(FactIndex):
+    """Every fact of one decision, by sequence number (1-based). Facts only grow; identical ones are one."""
+
+    __slots__ = ("facts", "keys", "by_type")
+
+    def __init__(self) -> None:
+        self.facts: list[tuple[str, Values]] = []
+        self.keys: set[tuple[str, str]] = set()
+        self.by_type: dict[str, list[int]] = {}
+
+    def add(self, type_name: str, values: Values) -> int:
+        """The new fact's sequence number, or 0 when an identical fact is already known."""
+        key = (type_name, json.dumps(values, sort_keys=True, separators=(",", ":")))
+        if key in self.keys:
+            return 0
+        self.keys.add(key)
+        self.facts.append((type_name, values))
+        seq = len(self.facts)
+        self.by_type.setdefault(type_name, []).append(seq)
+        return seq
+
+    def has_type(self, type_name: str) -> bool:
+        return type_name in self.by_type
+
+    def get(self, seq: int) -> tuple[str, Values]:
+        return self.facts[seq - 1]
+
+    def latest(self) -> dict[str, Values]:
+        return {t: self.facts[seqs[-1] - 1][1] for t, seqs in self.by_type.items()}
+
+
+@dataclass(slots=True)
+class Limits:
+    step_limit: int | None = None  # None: the ruleset's (default 1,000 firings)
+    deadline_s: float | None = None  # None: the ruleset's, or no deadline
+
+
+@dataclass(slots=True)
+class Decision:
+    """The decision record: everything needed to explain and replay one decision."""
+
+    decision_id: str
+    ruleset: str
+    version: str
+    inputs: list[Event]
+    outcome: str = "no_decision"
+    decision: Values = field(default_factory=dict)
+    reason: str = ""
+    rule: str = ""
+    fired: list[str] = field(default_factory=list)
+    trace: list[Event] = field(default_factory=list)
+    steps: int = 0
+    rounds: int = 0
+    calls: int = 0
+    cost_usd: float = 0.0
+    tokens: int = 0
+    latency_ms: float = 0.0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "decision_id": self.decision_id, "ruleset": self.ruleset, "version": self.version,
+            "inputs": self.inputs, "outcome": self.outcome, "decision": self.decision, "reason": self.reason,
+            "rule": self.rule, "fired": self.fired, "trace": self.trace, "steps": self.steps,
+            "rounds": self.rounds, "calls": self.calls, "cost_usd": self.cost_usd, "tokens": self.tokens,
+            "latency_ms": self.latency_ms, "started_at": self.started_at, "finished_at": self.finished_at,
+        }
+
+
+class _Stop(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class Engine:
+    """A compiled ruleset ready to decide: validation, engine pool and the loop around them."""
+
+    def __init__(self, ruleset: Ruleset, compiled: CompiledRuleset | None = None) -> None:
+        self.ruleset = ruleset
+        self.compiled = compiled or compile_ruleset(ruleset)
+        self.pool: EnginePool = pool_for(self.compiled)
+        self.schemas = {t: ft.json_schema() for t, ft in ruleset.types.items()}
+
+    # -- input ---------------------------------------------------------------------------------------
+    def validate_input(self, facts: object) -> list[tuple[str, Values]]:
+        """Check a request's facts: ``{type: fact}`` or ``{type: [fact, ...]}``. Raises InvalidInput."""
+        if not isinstance(facts, Mapping):
+            raise InvalidInput("invalid_fact", "facts must be an object of fact type -> fact",
+                               Where(path="facts"))
+        out: list[tuple[str, Values]] = []
+        types = self.ruleset.types
+        for tname, value in facts.items():
+            path = f"facts.{tname}" if isinstance(tname, str) and len(tname) < 80 else "facts"
+            if not isinstance(tname, str) or tname not in self.ruleset.inputs:
+                known = tname in types if isinstance(tname, str) else False
+                raise InvalidInput("unknown_fact_type" if not known else "not_an_input",
+                                   f"{path}: {'not an input' if known else 'unknown fact type'} of "
+                                   f"{self.ruleset.name} (inputs: {', '.join(self.ruleset.inputs)})",
+                                   Where(path=path))
+            validate = types[tname].validate
+            items = value if isinstance(value, list) else [value]
+            if len(out) + len(items) > MAX_INPUT_FACTS:
+                raise InvalidInput("too_many_facts", f"more than {MAX_INPUT_FACTS} input facts", Where(path=path))
+            for i, item in enumerate(items):
+                out.append((tname, validate(item, f"{path}[{i}]" if isinstance(value, list) else path)))
+        if not out:
+            raise InvalidInput("no_facts", "a decision needs at least one input fact", Where(path="facts"))
+        return out
+
+    # -- the loop ------------------------------------------------------------------------------------
+    async def decide(self, facts: object, models: ModelGateway, tools: ToolConnector, clock: Clock,
+                     ids: IdFactory, limits: Limits | None = None) -> Decision:
+        validated = self.validate_input(facts)
+        return await self.run(validated, models, tools, clock, ids, limits or Limits())
+
+    async def run(self, validated: list[tuple[str, Values]], models: ModelGateway, tools: ToolConnector,
+                  clock: Clock, ids: IdFactory, limits: Limits) -> Decision:
+        rs = self.ruleset
+        started = clock.monotonic()
+        d = Decision(ids.new_id(), rs.name, rs.version, [{"type": t, "values": v} for t, v in validated],
+                     started_at=clock.now())
+        run = _Run(self, d, models, tools, clock, limits)
+        try:
+            await run.execute(validated)
+        except _Stop as stop:
+            d.outcome, d.decision, d.reason, d.rule = "failed", {}, stop.reason, ""
+        finally:
+            run.close()
+        d.latency_ms = round((clock.monotonic() - started) * 1000, 3)
+        d.finished_at = clock.now()
+        return d
+
+
+class _Run:
+    """The state of one decision while it runs."""
+
+    def __init__(self, engine: Engine, d: Decision, models: ModelGateway, tools: ToolConnector, clock: Clock,
+                 limits: Limits) -> None:
+        self.engine, self.d, self.models, self.tools, self.clock = engine, d, models, tools, clock
+        rs = engine.ruleset
+        self.step_limit = limits.step_limit or rs.step_limit
+        deadline = limits.deadline_s if limits.deadline_s is not None else rs.deadline_s
+        self.deadline = clock.monotonic() + deadline if deadline is not None else None
+        self.wm = WorkingMemory()
+        self.session: Session | None = None
+        self.round = 0
+        self.proposals: list[tuple[Rule, Step, int, Event]] = []
+        self.intents: list[tuple[CallRequest, str]] = []
+        self.called: dict[str, int] = {}  # call key -> call number
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+    def add_fact(self, type_name: str, values: Values, source: str, by: str = "") -> int:
+        seq = self.wm.add(type_name, values)
+        if seq:
+            event: Event = {"kind": "fact", "seq": seq, "type": type_name, "values": values, "source": source,
+                            "round": self.round}
+            if by:
+                event["by"] = by
+            self.d.trace.append(event)
+        return seq
+
+    async def execute(self, validated: list[tuple[str, Values]]) -> None:
+        self.round = 1
+        new = [(seq, t, v) for t, v in validated if (seq := self.add_fact(t, v, "input"))]
+        self.session = self.engine.pool.open(new)
+        while True:
+            self.d.rounds = self.round
+            fired_before = self.d.steps
+            self.fire(self.session.first())
+            if not self.intents:
+                break
+            intents, self.intents = self.intents, []
+            answers = await self.call_all(intents)
+            self.round += 1
+            batch = []
+            for (call, key), result in zip(intents, answers, strict=True):
+                for t, v, source in self.facts_from(call, result):
+                    seq = self.add_fact(t, v, source, call.action)
+                    if seq:
+                        batch.append((seq, t, v))
+            self.session.assert_batch(batch)
+            if not batch and self.d.steps == fired_before:
+                break
+        self.resolve()
+
+    # -- firing ---------------------------------------------------------------------------------------
+    def fire(self, message: str | None) -> None:
+        assert self.session is not None
+        rules = self.engine.compiled.rules
+        wm = self.wm
+        while message is not None:
+            activation: dict[str, dict[str, dict[str, object]]] = json.loads(message)
+            ename, matched = next(iter(activation.items()))
+            if ename != START_RULE:
+                er = rules[ename]
+                env = {}
+                seqs = {}
+                for pname, binding in er.patterns:
+                    seq = matched[pname]["bn"]
+                    assert isinstance(seq, int)
+                    seqs[binding] = seq
+                    env[binding] = wm.facts[seq - 1][1]
+                if er.guard(env, wm):
+                    self.on_fire(er.rule, er.branch, env, seqs)
+            message = self.session.next()
+
+    def on_fire(self, rule: Rule, branch: int, env: dict[str, Values], seqs: dict[str, int]) -> None:
+        d = self.d
+        d.steps += 1
+        if d.steps > self.step_limit:
+            raise _Stop(f"step limit of {self.step_limit} firings exceeded")
+        if self.deadline is not None and d.steps % 32 == 0 and self.clock.monotonic() > self.deadline:
+            raise _Stop("deadline exceeded")
+        step_no = d.steps
+        event: Event = {"kind": "fired", "step": step_no, "round": self.round, "rule": rule.name, "facts": seqs}
+        if len(rule.condition.branches) > 1:
+            event["branch"] = branch
+        d.trace.append(event)
+        d.fired.append(rule.name)
+        for step in rule.steps:
+            if step.kind == "assert":
+                seq = self.add_fact(step.fact_type, step.payload, "rule", rule.name)
+                if seq:
+                    assert self.session is not None
+                    self.session.assert_now(seq, step.fact_type, step.payload)
+            elif step.kind == "call":
+                self.intend(step.action, env)
+            else:
+                proposal: Event = {"kind": "proposal", "step": step_no, "rule": rule.name, "verb": step.kind,
+                                   "payload": step.payload, "reason": step.reason, "priority": rule.priority,
+                                   "won": False}
+                d.trace.append(proposal)
+                self.proposals.append((rule, step, step_no, proposal))
+
+    def intend(self, action: str, env: dict[str, Values]) -> None:
+        rs = self.engine.ruleset
+        context: dict[str, object] = dict(self.wm.latest())
+        context.update(env)
+        if action in rs.models:
+            m: ModelAction = rs.models[action]
+            context["facts"] = {t: [self.wm.facts[s - 1][1] for s in seqs] for t, seqs in self.wm.by_type.items()}
+            try:
+                prompt = JINJA.from_string(m.prompt).render(context)
+            except Exception as e:  # a template over hostile facts: a failure fact, never a crash
+                prompt = f"<prompt could not be rendered: {type(e).__name__}: {e}>"
+            call = CallRequest(action, "model", {"group": m.group, "prompt": prompt, "produces": m.produces},
+                               m.produces, self.engine.schemas[m.produces], m.retries, m.timeout_s)
+        else:
+            t: ToolAction = rs.tools[action]
+            params: dict[str, object] = {}
+            for pname, ev in t.params.items():
+                try:
+                    value = ev(context, self.wm)
+                except KeyError:  # the param names a fact type with no fact yet
+                    value = None
+                params[pname] = None if value is MISSING else value
+            call = CallRequest(action, "tool", {"connector": t.connector, **t.config, "params": params},
+                               t.produces, self.engine.schemas[t.produces], t.retries, t.timeout_s)
+        key = action + "\x00" + json.dumps(call.request, sort_keys=True, separators=(",", ":"))
+        if key in self.called:
+            return
+        self.called[key] = len(self.called) + 1
+        self.intents.append((call, key))
+
+    # -- calls ----------------------------------------------------------------------------------------
+    async def call_all(self, intents: list[tuple[CallRequest, str]]) -> list[CallResult]:
+        tasks = [asyncio.ensure_future(self.timed(call)) for call, _ in intents]
+        timeout = None
+        if self.deadline is not None:
+            timeout = max(0.0, self.deadline - self.clock.monotonic())
+        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        if pending:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for (call, key), task in zip(intents, tasks, strict=True):
+                self.record_call(call, key, task.result() if task in done else None)
+            raise _Stop("deadline exceeded while waiting for calls")
+        results = [t.result() for t in tasks]
+        for (call, key), timed in zip(intents, results, strict=True):
+            self.record_call(call, key, timed)
+        return [result for result, _ in results]
+
+    async def timed(self, call: CallRequest) -> tuple[CallResult, float]:
+        start = self.clock.monotonic()
+        try:
+            port = self.models.complete if call.kind == "model" else self.tools.call
+            result = await port(call)
+        except asyncio.CancelledError:
+            raise
+        except BatonError as e:
+            result = CallResult(failure_kind=e.code, error=e.message)
+        except Exception as e:  # an adapter bug must not take the decision down: it becomes a fact
+            result = CallResult(failure_kind="error", error=f"{type(e).__name__}: {e}")
+        return result, round((self.clock.monotonic() - start) * 1000, 3)
+
+    def record_call(self, call: CallRequest, key: str, timed: tuple[CallResult, float] | None) -> None:
+        d = self.d
+        d.calls += 1
+        event: Event = {"kind": "call", "call": self.called[key], "round": self.round, "action": call.action,
+                        "type": call.kind, "request": call.request}
+        if timed is None:
+            event.update(status="cancelled")
+        else:
+            result, latency = timed
+            event.update(status="ok" if result.ok else "failed", attempts=result.attempts, latency_ms=latency)
+            if result.ok:
+                event["answer"] = result.answer
+            else:
+                event["failure"] = {"kind": result.failure_kind, "error": result.error}
+                if result.answer is not None:
+                    event["answer"] = result.answer
+            if result.meta:
+                event["meta"] = result.meta
+                cost = result.meta.get("cost_usd")
+                if isinstance(cost, (int, float)):
+                    d.cost_usd += float(cost)
+                tokens = result.meta.get("total_tokens")
+                if isinstance(tokens, int):
+                    d.tokens += tokens
+        d.trace.append(event)
+
+    def facts_from(self, call: CallRequest, result: CallResult) -> list[tuple[str, Values, str]]:
+        if result.ok:
+            answer = result.answer
+            records = [] if answer is None else answer if isinstance(answer, list) and call.kind == "tool" \
+                else [answer]
+            validate = self.engine.ruleset.types[call.produces].validate
+            try:
+                return [(call.produces, validate(r, f"{call.action}.answer"), call.kind) for r in records]
+            except InvalidInput as e:
+                result = CallResult(failure_kind="invalid_answer", error=e.message)
+        failure = {"action": call.action, "kind": result.failure_kind, "error": result.error[:1000]}
+        return [("failure", failure, "failure")]
+
+    # -- outcome --------------------------------------------------------------------------------------
+    def resolve(self) -> None:
+        d = self.d
+        if not self.proposals:
+            d.outcome = "no_decision"
+            return
+        rule, step, _, event = min(self.proposals, key=lambda p: (-p[0].priority, p[0].index, p[2]))
+        event["won"] = True
+        d.outcome = "decided" if step.kind == "decide" else "escalated"
+        d.decision, d.reason, d.rule = dict(step.payload), step.reason, rule.name

@@ -1,0 +1,87 @@
+"""The compiled ruleset: what the loader produces and the compiler, loop and test runner consume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engine.errors import Where
+from engine.language.check import Condition, Eval
+from engine.language.types import FactType
+
+DEFAULT_STEP_LIMIT = 1000
+
+
+@dataclass(slots=True)
+class ModelAction:
+    name: str
+    group: str
+    produces: str
+    prompt: str
+    retries: int = 0
+    timeout_s: float = 30.0
+    where: Where = field(default_factory=Where)
+
+
+@dataclass(slots=True)
+class ToolAction:
+    name: str
+    connector: str
+    produces: str
+    config: dict[str, object]  # connector settings from the ruleset (query, path, table, ...)
+    params: dict[str, Eval]
+    param_text: dict[str, str]
+    retries: int = 0
+    timeout_s: float = 10.0
+    where: Where = field(default_factory=Where)
+
+
+@dataclass(slots=True)
+class Step:
+    """One thing a rule does when it fires."""
+
+    kind: str  # decide | escalate | assert | call
+    payload: dict[str, object] = field(default_factory=dict)  # decide/escalate payload (reason split out)
+    reason: str = ""
+    fact_type: str = ""  # assert
+    action: str = ""  # call: model or tool action name
+
+
+@dataclass(slots=True)
+class Rule:
+    name: str
+    index: int
+    priority: int
+    when: str
+    condition: Condition
+    steps: list[Step]
+    where: Where = field(default_factory=Where)
+
+
+@dataclass(slots=True)
+class TestCase:
+    name: str
+    given: object
+    answers: dict[str, object]
+    expect: dict[str, object]
+    where: Where = field(default_factory=Where)
+
+
+@dataclass(slots=True)
+class Ruleset:
+    name: str
+    version: str  # sha-256 of the canonical content
+    source: str
+    file: str
+    description: str
+    types: dict[str, FactType]
+    inputs: list[str]
+    models: dict[str, ModelAction]
+    tools: dict[str, ToolAction]
+    rules: list[Rule]
+    tests: list[TestCase]
+    step_limit: int = DEFAULT_STEP_LIMIT
+    deadline_s: float | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version[:12]}"

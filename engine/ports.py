@@ -1,0 +1,64 @@
+"""The ports: everything the pure core needs from the outside world, as Protocols."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    """A model or tool call the engine wants made. ``request`` is what identifies it (and is recorded)."""
+
+    action: str
+    kind: str  # "model" | "tool"
+    request: dict[str, object]
+    produces: str
+    schema: dict[str, object]
+    retries: int
+    timeout_s: float
+
+
+@dataclass(slots=True)
+class CallResult:
+    """The outcome of a call: an answer (a record, a list of records, or None) or a failure."""
+
+    answer: object = None
+    failure_kind: str = ""  # "" on success; timeout | error | invalid_answer | budget | unanswered | ...
+    error: str = ""
+    attempts: int = 1
+    meta: dict[str, object] = field(default_factory=dict)  # model used, tokens, cost_usd, fallbacks...
+
+    @property
+    def ok(self) -> bool:
+        return not self.failure_kind
+
+
+class ModelGateway(Protocol):
+    async def complete(self, call: CallRequest) -> CallResult: ...
+
+
+class ToolConnector(Protocol):
+    async def call(self, call: CallRequest) -> CallResult: ...
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Wall-clock time, seconds since the epoch (for timestamps in records)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Monotonic seconds (for latencies and deadlines)."""
+        ...
+
+
+class IdFactory(Protocol):
+    def new_id(self) -> str: ...
+
+
+class DecisionStore(Protocol):
+    """Where decision records go (the SQLModel adapter; an in-memory fake in tests)."""
+
+    def save(self, record: dict[str, object], idempotency_key: str | None = None) -> dict[str, object]: ...
+
+    def get(self, decision_id: str) -> dict[str, object] | None: ...

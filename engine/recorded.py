@@ -1,0 +1,91 @@
+"""Recorded answers: the model and tool ports served from a test's ``answers`` or a stored decision.
+
+Never a live call. An action with no recorded answer left yields the failure kind ``unanswered``,
+which the test runner reports as an error and what-if replays show.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from engine.ports import CallRequest, CallResult
+
+
+def _result(answer: object) -> CallResult:
+    if isinstance(answer, Mapping) and set(answer) == {"failure"} and isinstance(answer["failure"], Mapping):
+        f = answer["failure"]
+        return CallResult(failure_kind=str(f.get("kind", "error")), error=str(f.get("error", "")))
+    return CallResult(answer=answer)
+
+
+class RecordedAnswers:
+    """Answers by action name: one answer for every call, or a list used in call order."""
+
+    def __init__(self, answers: Mapping[str, object]) -> None:
+        self.answers = dict(answers)
+        self.used: dict[str, int] = {}
+        self.unanswered: list[str] = []
+
+    def _next(self, call: CallRequest) -> CallResult:
+        if call.action not in self.answers:
+            self.unanswered.append(call.action)
+            return CallResult(failure_kind="unanswered", error=f"no recorded answer for {call.action}")
+        recorded = self.answers[call.action]
+        if isinstance(recorded, list):  # answers in call order (a tool's several rows: a list inside)
+            n = self.used.get(call.action, 0)
+            self.used[call.action] = n + 1
+            if n >= len(recorded):
+                self.unanswered.append(call.action)
+                return CallResult(failure_kind="unanswered",
+                                  error=f"{call.action} was called {n + 1} times; {len(recorded)} answers recorded")
+            return _result(recorded[n])
+        return _result(recorded)
+
+    async def complete(self, call: CallRequest) -> CallResult:
+        return self._next(call)
+
+    async def call(self, call: CallRequest) -> CallResult:
+        return self._next(call)
+
+
+class ReplayAnswers:
+    """Answers from a stored decision's call events, matched by action and request."""
+
+    def __init__(self, trace: list[dict[str, object]]) -> None:
+        self.by_request: dict[str, list[CallResult]] = {}
+        for event in trace:
+            if event.get("kind") != "call" or event.get("status") == "cancelled":
+                continue
+            key = request_key(str(event["action"]), event["request"])
+            failure = event.get("failure")
+            if isinstance(failure, Mapping):
+                result = CallResult(failure_kind=str(failure["kind"]), error=str(failure["error"]))
+            else:
+                result = CallResult(answer=event.get("answer"))
+            meta = event.get("meta")
+            if isinstance(meta, dict):
+                result.meta = dict(meta)
+            attempts = event.get("attempts")
+            if isinstance(attempts, int):
+                result.attempts = attempts
+            self.by_request.setdefault(key, []).append(result)
+        self.unanswered: list[dict[str, object]] = []
+
+    def _next(self, call: CallRequest) -> CallResult:
+        queue = self.by_request.get(request_key(call.action, call.request))
+        if not queue:
+            self.unanswered.append({"action": call.action, "request": call.request})
+            return CallResult(failure_kind="unanswered", error=f"no recorded answer for {call.action} with this "
+                              "request")
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    async def complete(self, call: CallRequest) -> CallResult:
+        return self._next(call)
+
+    async def call(self, call: CallRequest) -> CallResult:
+        return self._next(call)
+
+
+def request_key(action: str, request: object) -> str:
+    return action + "\x00" + json.dumps(request, sort_keys=True, separators=(",", ":"))
