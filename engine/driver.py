@@ -112,13 +112,15 @@ class Session:
         self.encode = pool.compiled.encode
         self.open_action = False
         self.closed = True  # until the start fact is handled there is nothing to delete
+        # The start fact is always handled (its rule fires first, at pri 0, and does nothing), so the
+        # session always exists for delete_state. Code 1 means some *other* fact matched no pattern.
         batch = [{"sid": sid, "bt": START_TYPE, "bn": 0}]
         batch.extend(self.encode(sid, seq, t, v) for seq, t, v in initial)
         try:
             code, state = core.assert_facts(h.handle, json.dumps(batch, separators=(",", ":")))
         except core.error as e:
             raise EngineFailure("engine_error", f"durable-rules refused the facts: {e}") from None
-        if code != 0:
+        if code not in (0, 1):
             raise EngineFailure("engine_error", f"durable-rules returned code {code} for a new session")
         self.state = state
         self.closed = False

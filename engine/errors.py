@@ -27,7 +27,8 @@ class Where:
         newlines = before.count("\n")
         if newlines == 0:
             return Where(self.file, self.line, self.column + offset, self.path)
-        return Where(self.file, self.line + newlines, offset - before.rfind("\n"), self.path)
+        # later lines of a block scalar share the first line's indentation
+        return Where(self.file, self.line + newlines, self.column + offset - before.rfind("\n") - 1, self.path)
 
 
 class BatonError(Exception):

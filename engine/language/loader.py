@@ -76,7 +76,10 @@ class Loader:
 
     # -- the file ----------------------------------------------------------------------------------
     def load(self) -> Ruleset:
-        doc = parse_yaml(self.text, self.file)
+        try:
+            doc = parse_yaml(self.text, self.file)
+        except BatonError as e:
+            raise CompileErrors([e]) from None
         if not isinstance(doc, dict):
             raise CompileErrors([BatonError("bad_shape", "a ruleset file is a YAML mapping starting with "
                                             "'ruleset: NAME'", Where(self.file, 1, 1))])

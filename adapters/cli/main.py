@@ -1,0 +1,139 @@
+"""The `baton` command line: check, test and decide on ruleset files (more commands join as they land)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from adapters.rulesets import display, find_ruleset, load_file, ruleset_files
+from adapters.system import SystemClock, TimeOrderedIds
+from engine.errors import BatonError, CompileErrors
+from engine.loop import Engine, Limits
+from engine.recorded import RecordedAnswers
+from engine.testing import run_suite
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Baton: a rules-engine-first decision service.")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+PathsArg = Annotated[list[Path], typer.Argument(help="ruleset files or directories")]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", markup=True)
+    return typer.Exit(code)
+
+
+def print_compile_errors(e: CompileErrors) -> None:
+    for error in e.errors:
+        where = str(error.where)
+        hint = f"\n    hint: {error.hint}" if error.hint else ""
+        err.print(f"{where}: [bold red]{error.code}[/]: {error.message}{hint}", markup=True, soft_wrap=True)
+
+
+@app.command()
+def check(paths: PathsArg) -> None:
+    """Validate ruleset files; print every error with file:line:column. Exit 1 on any error."""
+    files = ruleset_files(paths)
+    if not files:
+        raise fail("no ruleset files found")
+    bad = 0
+    for f in files:
+        try:
+            rs = load_file(f)
+        except CompileErrors as e:
+            print_compile_errors(e)
+            bad += 1
+            continue
+        out.print(f"ok  {display(f)}  {rs.ref}  ({len(rs.rules)} rules, {len(rs.tests)} tests)")
+    if bad:
+        err.print(f"{bad} of {len(files)} ruleset file(s) have errors")
+        raise typer.Exit(1)
+
+
+@app.command("test")
+def test_cmd(paths: PathsArg,
+             min_coverage: Annotated[float, typer.Option(help="fail below this rule coverage (percent)")] = 0.0,
+             ) -> None:
+    """Run the tests embedded in ruleset files with their recorded answers; report rule coverage."""
+    files = ruleset_files(paths)
+    if not files:
+        raise fail("no ruleset files found")
+    failed = errors = total = 0
+    for f in files:
+        try:
+            rs = load_file(f)
+        except CompileErrors as e:
+            print_compile_errors(e)
+            errors += 1
+            continue
+        suite = asyncio.run(run_suite(rs))
+        out.print(f"[bold]{display(f)}[/] ({rs.ref})", markup=True)
+        for r in suite.results:
+            total += 1
+            if r.passed:
+                out.print(f"  [green]PASS[/] {r.name}", markup=True)
+            else:
+                failed += 1
+                out.print(f"  [red]FAIL[/] {r.name}  ({display(f)}:{r.line})", markup=True)
+                for line in r.failures:
+                    out.print("       " + line.replace("\n", "\n       "), markup=False)
+        covered = len(rs.rules) - len(suite.uncovered)
+        pct = 100.0 * covered / len(rs.rules) if rs.rules else 100.0
+        out.print(f"  coverage: {covered}/{len(rs.rules)} rules fired ({pct:.0f}%)")
+        if suite.uncovered:
+            out.print(f"  [yellow]never fired:[/] {', '.join(suite.uncovered)}", markup=True)
+            if pct < min_coverage:
+                failed += 1
+    out.print(f"{total - failed} passed, {failed} failed" + (f", {errors} ruleset(s) with errors" if errors else ""))
+    if failed or errors:
+        raise typer.Exit(1)
+
+
+def read_json(source: str, what: str) -> Any:
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as e:
+        raise fail(f"cannot read {what} {source}: {e.strerror}") from None
+    try:
+        return json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"{c} is not allowed")))
+    except ValueError as e:
+        raise fail(f"{what} {source} is not valid JSON: {e}") from None
+
+
+@app.command()
+def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml path")],
+           facts: Annotated[str, typer.Option("--facts", help="JSON file of facts, or - for stdin")],
+           answers: Annotated[str | None, typer.Option(help="JSON file of recorded answers by action")] = None,
+           rulesets: Annotated[Path, typer.Option(help="rulesets directory")] = Path("rulesets"),
+           ) -> None:
+    """Make one decision and print its record as JSON."""
+    try:
+        rs = load_file(find_ruleset(ruleset, rulesets))
+    except CompileErrors as e:
+        print_compile_errors(e)
+        raise typer.Exit(1) from None
+    except BatonError as e:
+        raise fail(str(e)) from None
+    given = read_json(facts, "facts")
+    recorded = RecordedAnswers(read_json(answers, "answers") if answers else {})
+    try:
+        record = asyncio.run(Engine(rs).decide(given, recorded, recorded, SystemClock(), TimeOrderedIds(),
+                                               Limits()))
+    except BatonError as e:
+        raise fail(str(e), 1) from None
+    out.print_json(json.dumps(record.to_dict(), ensure_ascii=False))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""The real Clock and IdFactory (the engine gets these through its ports)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class TimeOrderedIds:
+    """ULID-like ids: 48-bit milliseconds then 80 random bits, in Crockford base32 (sortable by time)."""
+
+    ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+    def new_id(self) -> str:
+        value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+        chars = []
+        for _ in range(26):
+            chars.append(self.ALPHABET[value & 31])
+            value >>= 5
+        return "".join(reversed(chars))

@@ -1,0 +1,124 @@
+"""Every compile-time error: a stable code, file:line:column pointing at the fault, and a hint."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import CompileErrors
+from tests.helpers import ruleset
+
+HEAD = """\
+ruleset: t
+facts:
+  claim:
+    amount: number
+    ref: str
+    tier: {enum: [standard, gold]}
+    tags: {type: list, items: str}
+    flag: bool
+  policy:
+    active: bool
+models:
+  classify:
+    group: fast
+    produces: policy
+    prompt: "Check {{ claim.ref }}"
+rules:
+"""
+
+
+def errors_of(rules: str, head: str = HEAD) -> list[tuple[str, int, int]]:
+    with pytest.raises(CompileErrors) as info:
+        ruleset(head + rules)
+    return [(e.code, e.where.line, e.where.column) for e in info.value.errors]
+
+
+@pytest.mark.parametrize(("when", "code", "column"), [
+    ("clam.amount > 5", "unknown_fact_type", 0),
+    ("claim.amout > 5", "unknown_field", 6),
+    ('claim.amount > "x"', "type_mismatch", 13),
+    ('claim.ref matches "(unclosed"', "bad_regex", 19),
+    ('claim.tier == "platinum"', "unknown_value", 14),
+    ("not exists claim", "negation_only", 0),
+    ("claim.amount > > 5", "syntax_error", 15),
+    ("claim.amount + claim.ref > 5", "type_mismatch", 15),
+    ("claim.tags contains 5", "type_mismatch", 20),
+    ("claim.flag and 5", "type_mismatch", 15),
+    ("claim.amount in [1, \"a\"]", "type_mismatch", 16),
+    ("exists nothing", "unknown_fact_type", 0),
+    ("claim.amount > 1 > 2", "syntax_error", 17),
+])
+def test_condition_errors_point_at_the_fault(when: str, code: str, column: int) -> None:
+    rules = f"  - name: r\n    when: '{when}'\n    then: {{decide: {{route: x}}}}\n"
+    line = HEAD.count("\n") + 2
+    # the quoted scalar's text starts one column after 'when: ' and its opening quote
+    assert errors_of(rules)[0] == (code, line, len("    when: '") + 1 + column)
+
+
+def test_block_scalar_positions_count_lines() -> None:
+    rules = "  - name: r\n    when: |\n      exists claim and\n      claim.nope > 1\n    then: {decide: {route: x}}\n"
+    line = HEAD.count("\n") + 4
+    assert errors_of(rules) == [("unknown_field", line, 13)]
+
+
+def test_unknown_action_duplicate_rule_and_keys() -> None:
+    rules = """\
+  - name: a
+    when: exists claim
+    then: clasify
+  - name: a
+    when: exists claim
+    then: {decide: {route: x}}
+  - name: b
+    when: exists claim
+    then: {decid: {route: x}}
+    priorty: 3
+"""
+    codes = [c for c, _, _ in errors_of(rules)]
+    assert codes == ["unknown_action", "duplicate_rule", "unknown_key", "unknown_action"]
+
+
+def test_yaml_syntax_error_has_position() -> None:
+    with pytest.raises(CompileErrors) as info:
+        ruleset("ruleset: t\nfacts:\n  claim:\n    amount: number\n   bad: [\n")
+    e = info.value.errors[0]
+    assert e.code == "yaml_syntax" and e.where.line >= 4
+
+
+def test_too_many_patterns_and_fields() -> None:
+    names = [f"t{i}" for i in range(17)]
+    facts = "".join(f"  {n}:\n    v: number\n" for n in names)
+    when = " and ".join(f"exists {n}" for n in names)
+    text = f"ruleset: t\nfacts:\n{facts}rules:\n  - name: r\n    when: {when}\n    then: {{decide: {{route: x}}}}\n"
+    with pytest.raises(CompileErrors) as info:
+        ruleset(text)
+    assert info.value.errors[0].code == "too_many_patterns"
+    fields = "".join(f"    f{i}: number\n" for i in range(201))
+    with pytest.raises(CompileErrors) as info:
+        ruleset(f"ruleset: t\nfacts:\n  big:\n{fields}rules:\n  - name: r\n    when: exists big\n"
+                "    then: {decide: {route: x}}\n")
+    assert info.value.errors[0].code == "too_many_fields"
+
+
+def test_prompt_template_and_test_expectations_are_checked() -> None:
+    head = HEAD.replace('prompt: "Check {{ claim.ref }}"', 'prompt: "Check {{ clam.ref }}"')
+    rules = """\
+  - name: r
+    when: exists claim
+    then: classify
+tests:
+  - name: t
+    given: {claim: {amount: 1, ref: a, tier: gold, tags: [], flag: true}}
+    answers: {clasify: {active: true}}
+    expect: {outcome: decided, fired: [rr]}
+"""
+    codes = [c for c, _, _ in errors_of(rules, head)]
+    assert codes == ["unknown_fact_type", "unknown_rule", "unknown_action"]
+
+
+def test_errors_render_as_file_line_column_code_message_hint() -> None:
+    with pytest.raises(CompileErrors) as info:
+        ruleset(HEAD + "  - name: r\n    when: claim.amout > 5\n    then: {decide: {route: x}}\n", "rs/claims.yaml")
+    assert str(info.value) == (
+        f"rs/claims.yaml:{HEAD.count(chr(10)) + 2}:17: unknown_field: claim has no field 'amout' "
+        "(hint: did you mean 'amount'?)")
