@@ -43,9 +43,7 @@ class CompiledRuleset:
         for fname, (efield, literals) in self.fields.get(type_name, {}).items():
             if fname in values:
                 v = values[fname]
-                if isinstance(v, bool):
-                    out[efield] = v
-                elif v in literals:
+                if isinstance(v, bool) or v in literals:
                     out[efield] = v
                 else:
                     out[efield] = OTHER

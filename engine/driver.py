@@ -2,7 +2,8 @@
 
 What this relies on (each pinned by a test in tests/engine/test_durable_rules.py):
 - a ruleset name is registered once per process: heap corruption follows a second registration;
-- every session handles its start fact, so ``delete_state`` never meets an unhandled session;
+- every session has its start fact's action started before ``delete_state`` (which segfaults on a
+  session in which no action ever started, even with facts matched);
 - at most ``SESSIONS_PER_HANDLE`` live sessions per handle; more handles (``name@hash#k``) beyond;
 - facts reaching the engine are unique (sequence numbers) and carry no user data (see compile.py);
 - ``start_action_for_state`` / ``complete_and_start_action`` walk the agenda in priority, rule order
@@ -104,13 +105,14 @@ def pool_for(compiled: CompiledRuleset) -> EnginePool:
 class Session:
     """One decision's working memory in the engine. Always ``close()`` it (the loop does, in finally)."""
 
-    __slots__ = ("pool", "h", "sid", "state", "open_action", "closed", "encode")
+    __slots__ = ("closed", "encode", "h", "open_action", "pool", "sid", "started", "state")
 
     def __init__(self, pool: EnginePool, h: _Handle, sid: str,
                  initial: Iterable[tuple[int, str, dict[str, object]]]) -> None:
         self.pool, self.h, self.sid = pool, h, sid
         self.encode = pool.compiled.encode
         self.open_action = False
+        self.started = False  # delete_state segfaults on a session in which no action ever started
         self.closed = True  # until the start fact is handled there is nothing to delete
         # The start fact is always handled (its rule fires first, at pri 0, and does nothing), so the
         # session always exists for delete_state. Code 1 means some *other* fact matched no pattern.
@@ -152,6 +154,7 @@ class Session:
             result = core.start_action_for_state(self.h.handle, self.state)
         except core.error as e:
             raise EngineFailure("engine_error", f"durable-rules failed to start an action: {e}") from None
+        self.started = True
         if not result:
             return None
         self.open_action = True
@@ -174,6 +177,8 @@ class Session:
             return
         self.closed = True
         try:
+            if not self.started:
+                self.first()  # the start fact's activation is always there to start
             if self.open_action:
                 core.abandon_action(self.h.handle, self.state)
             core.delete_state(self.h.handle, self.sid)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from jinja2 import Template
+
 from engine.errors import Where
 from engine.language.check import Condition, Eval
 from engine.language.types import FactType
@@ -17,6 +19,7 @@ class ModelAction:
     group: str
     produces: str
     prompt: str
+    template: Template | None  # the prompt, compiled once (sandboxed)
     retries: int = 0
     timeout_s: float = 30.0
     where: Where = field(default_factory=Where)

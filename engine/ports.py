@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,13 @@ class ModelGateway(Protocol):
 
 class ToolConnector(Protocol):
     async def call(self, call: CallRequest) -> CallResult: ...
+
+
+@runtime_checkable
+class ImmediateAnswers(Protocol):
+    """A port that answers from memory (recorded answers): the loop skips scheduling a task."""
+
+    def answer_now(self, call: CallRequest) -> CallResult: ...
 
 
 class Clock(Protocol):

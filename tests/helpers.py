@@ -7,9 +7,9 @@ import textwrap
 from typing import Any
 
 from engine.clock import FixedClock, SequentialIds
+from engine.language.loader import load_ruleset
 from engine.loop import Decision, Engine, Limits
 from engine.model import Ruleset
-from engine.language.loader import load_ruleset
 from engine.recorded import RecordedAnswers
 
 

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import product
+from typing import Any
 
 from engine.language.expr import (
     ARITHMETIC,
@@ -388,7 +389,7 @@ def pushdown(parts: list[Node], checker: Checker) -> list[tuple[str, str, str | 
 
 # -- evaluation --------------------------------------------------------------------------------------
 
-_CMP: dict[str, Callable[[object, object], bool]] = {
+_CMP: dict[str, Callable[[Any, Any], Any]] = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
 }
 
@@ -442,7 +443,7 @@ def compile_expr(node: Node, aliases: Mapping[str, str]) -> Eval:
     if op == "matches":
         assert isinstance(node.right, Lit) and isinstance(node.right.value, str)
         search = re.compile(node.right.value).search
-        return lambda env, wm: (v := left(env, wm)) is not MISSING and search(v) is not None  # type: ignore[arg-type]
+        return lambda env, wm: isinstance(v := left(env, wm), str) and search(v) is not None
     if op in ("in", "not in"):
         negate = op == "not in"
 

@@ -248,11 +248,12 @@ class Loader:
             if not isinstance(group, str) or not group:
                 self.error("missing_key", f"model '{aname}' needs 'group:' (a model group such as fast)", where)
             prompt = spec.get("prompt")
+            template = None
             if not isinstance(prompt, str) or not prompt.strip():
                 self.error("missing_key", f"model '{aname}' needs a 'prompt:'", where)
                 prompt = ""
-            else:
-                self.check_template(prompt, spec, "prompt", types)
+            elif self.check_template(prompt, spec, "prompt", types):
+                template = JINJA.from_string(prompt)
             retries = spec.get("retries", 0)
             if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
                 self.error("bad_value", "retries must be a whole number from 0 to 10", self.pos.value(spec, "retries"))
@@ -260,7 +261,8 @@ class Loader:
             timeout = parse_duration(spec.get("timeout", 30))
             if timeout is None:
                 self.error("bad_value", "timeout must be a duration such as 10s", self.pos.value(spec, "timeout"))
-            out[aname] = ModelAction(aname, str(group or ""), produces, prompt, retries, timeout or 30.0, where)
+            out[aname] = ModelAction(aname, str(group or ""), produces, prompt, template, retries, timeout or 30.0,
+                                     where)
         return out
 
     def action_name_ok(self, aname: str, where: Where, doc: Any) -> bool:
@@ -272,17 +274,19 @@ class Loader:
             return False
         return True
 
-    def check_template(self, template: str, parent: Any, key: str, types: dict[str, FactType]) -> None:
+    def check_template(self, template: str, parent: Any, key: str, types: dict[str, FactType]) -> bool:
         try:
             names = meta.find_undeclared_variables(JINJA.parse(template))
         except jinja2.TemplateSyntaxError as e:
             start = self.pos.text_start(parent, key)
             self.error("bad_template", f"prompt template: {e.message}",
                        Where(start.file, start.line + (e.lineno or 1) - 1, start.column))
-            return
-        for n in sorted(names - set(types) - {"facts"}):
+            return False
+        unknown = sorted(names - set(types) - {"facts"})
+        for n in unknown:
             self.error("unknown_fact_type", f"prompt uses '{n}', which is not a fact type",
                        self.pos.text_start(parent, key), suggest(n, list(types)))
+        return not unknown
 
     def load_tools(self, doc: Any, types: dict[str, FactType]) -> dict[str, ToolAction]:
         out: dict[str, ToolAction] = {}

@@ -105,7 +105,7 @@ def test_failed_call_becomes_a_failure_fact_and_the_escalation_wins() -> None:
                {"judge": {"failure": {"kind": "timeout", "error": "no answer in 10s"}},
                 "lookup": {"ref": "C1", "active": True}})
     assert d.outcome == "escalated" and d.decision == {"queue": "review"} and d.rule == "model-down"
-    failure = [e for e in d.trace if e["kind"] == "fact" and e["type"] == "failure"][0]
+    failure = next(e for e in d.trace if e["kind"] == "fact" and e["type"] == "failure")
     assert failure["values"] == {"action": "judge", "kind": "timeout", "error": "no answer in 10s"}
 
 
@@ -113,7 +113,7 @@ def test_an_answer_that_does_not_fit_its_type_is_a_failure_not_a_fact() -> None:
     d = decide(ruleset(CALLS), {"claim": {"ref": "C1", "amount": 5}},
                {"judge": {"label": "excellent", "confidence": 2}, "lookup": {"ref": "C1", "active": True}})
     assert d.rule == "model-down"
-    failure = [e for e in d.trace if e["kind"] == "fact" and e["type"] == "failure"][0]["values"]
+    failure = next(e for e in d.trace if e["kind"] == "fact" and e["type"] == "failure")["values"]
     assert failure["kind"] == "invalid_answer" and "judge.answer.label" in failure["error"]
 
 

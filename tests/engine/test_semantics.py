@@ -74,7 +74,8 @@ rules:
     then: {assert: {flag: {name: pair}}}
 """)
     d = decide(rs, {"claim": [claim("C1", 10), claim("C2", 500)],
-                    "policy": [{"ref": "C1", "active": True, "limit": 100}, {"ref": "C2", "active": True, "limit": 100}]})
+                    "policy": [{"ref": "C1", "active": True, "limit": 100},
+                               {"ref": "C2", "active": True, "limit": 100}]})
     assert d.fired == ["covered", "pair"]
     fired = [e for e in d.trace if e["kind"] == "fired"]
     assert fired[0]["facts"] == {"claim": 1, "policy": 3}

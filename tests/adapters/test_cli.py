@@ -1,0 +1,86 @@
+"""The `baton` CLI as an analyst uses it: check, test, decide."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from adapters.cli.main import app
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def test_check_and_test_pass_on_the_example_rulesets_with_full_coverage() -> None:
+    result = runner.invoke(app, ["check", str(ROOT / "rulesets")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["test", str(ROOT / "rulesets"), "--min-coverage", "100"])
+    assert result.exit_code == 0, result.output
+    assert "FAIL" not in result.output and "never fired" not in result.output
+    assert re.search(r"^(\d+) passed, 0 failed$", result.output, re.M)
+
+
+def test_the_contract_example_passes_as_written(tmp_path: Path) -> None:
+    """The example in shared/RULESETS.md (beside the repo, as in CI), else our copy's first part."""
+    contract = ROOT.parent / "shared/RULESETS.md"
+    block = re.search(r"```yaml\n(.*?)```", contract.read_text(), re.S) if contract.exists() else None
+    ours = (ROOT / "rulesets/claims-triage.yaml").read_text()
+    source = block.group(1) if block else ours.split("\n\n  - name: inactive")[0]
+    assert source.strip() in ours  # the shipped example starts with the contract's text, unchanged
+    path = tmp_path / "contract.yaml"
+    path.write_text(source)
+    result = runner.invoke(app, ["test", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "PASS big injury claim goes to a senior assessor" in result.output
+
+
+def test_check_reports_every_error_with_file_line_column(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    text = (ROOT / "rulesets/claims-triage.yaml").read_text()
+    text = text.replace("when: claim.amount > 50000", "when: claim.amout > 50000")
+    text = text.replace('when: risk.level == "high"', 'when: risk.level == 5')
+    text = text.replace("then: classify\n", "then: clasify\n")
+    broken.write_text(text)
+    result = runner.invoke(app, ["check", str(broken)])
+    assert result.exit_code == 1
+    lines = text.splitlines()
+    amout = next(i for i, line in enumerate(lines) if "claim.amout" in line) + 1
+    assert f"broken.yaml:{amout}:17: unknown_field: claim has no field 'amout'" in result.output
+    assert "hint: did you mean 'amount'?" in result.output
+    assert re.search(r"broken\.yaml:\d+:\d+: type_mismatch: cannot compare a str with a number", result.output)
+    assert re.search(r"broken\.yaml:\d+:\d+: unknown_action: unknown action 'clasify'", result.output)
+
+
+def test_failing_test_shows_a_readable_diff_and_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "claims.yaml"
+    shutil.copy(ROOT / "rulesets/claims-triage.yaml", path)
+    path.write_text(path.read_text().replace("decision: {route: standard-queue}\n      fired: [fetch-policy, "
+                                             "classify-claim, default-route]",
+                                             "decision: {route: fast-track}\n      fired: [fetch-policy, "
+                                             "default-route]"))
+    result = runner.invoke(app, ["test", str(path)])
+    assert result.exit_code == 1
+    assert 'decision.route: expected "fast-track", got "standard-queue"' in result.output
+    assert "!= default-route" in result.output and "1 failed" in result.output
+
+
+def test_decide_prints_the_record(tmp_path: Path) -> None:
+    facts = tmp_path / "facts.json"
+    facts.write_text(json.dumps({"claim": {"claim_ref": "C-9", "amount": 80000, "policy_ref": "P-1",
+                                           "description": "whiplash", "customer_tier": "standard"}}))
+    answers = tmp_path / "answers.json"
+    answers.write_text(json.dumps({"classify": {"category": "injury", "confidence": 0.9, "fraud_signals": []},
+                                   "lookup_policy": {"policy_ref": "P-1", "active": True, "coverage_limit": 1}}))
+    result = runner.invoke(app, ["decide", "claims-triage", "--facts", str(facts), "--answers", str(answers),
+                                 "--rulesets", str(ROOT / "rulesets")])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    assert record["outcome"] == "decided" and record["decision"] == {"route": "senior-assessor"}
+    facts.write_text(json.dumps({"claim": {"claim_ref": "C-9", "amount": "lots"}}))
+    result = runner.invoke(app, ["decide", "claims-triage", "--facts", str(facts), "--rulesets",
+                                 str(ROOT / "rulesets")])
+    assert result.exit_code == 1 and "facts.claim.amount" in result.output
