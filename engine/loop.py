@@ -86,6 +86,7 @@ class Decision:
     latency_ms: float = 0.0
     started_at: float = 0.0
     finished_at: float = 0.0
+    limits: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -94,6 +95,7 @@ class Decision:
             "rule": self.rule, "fired": self.fired, "trace": self.trace, "steps": self.steps,
             "rounds": self.rounds, "calls": self.calls, "cost_usd": self.cost_usd, "tokens": self.tokens,
             "latency_ms": self.latency_ms, "started_at": self.started_at, "finished_at": self.finished_at,
+            "limits": self.limits,
         }
 
 
@@ -181,6 +183,7 @@ class _Run:
         rs = engine.ruleset
         self.step_limit = limits.step_limit or rs.step_limit
         deadline = limits.deadline_s if limits.deadline_s is not None else rs.deadline_s
+        d.limits = {"step_limit": self.step_limit, "deadline_s": deadline}
         self.deadline = clock.monotonic() + deadline if deadline is not None else None
         self.wm = WorkingMemory()
         self.session: Session | None = None

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from adapters.cli.common import err, fail, out, print_compile_errors
+from adapters.cli.store_cmds import impact_cmd, log_app, open_store, replay_cmd
 from adapters.rulesets import display, find_ruleset, load_file, ruleset_files
 from adapters.system import SystemClock, TimeOrderedIds
 from engine.errors import BatonError, CompileErrors
@@ -19,22 +20,10 @@ from engine.recorded import RecordedAnswers
 from engine.testing import run_suite
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Baton: a rules-engine-first decision service.")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
-
+app.add_typer(log_app, name="log")
+app.command("replay")(replay_cmd)
+app.command("impact")(impact_cmd)
 PathsArg = Annotated[list[Path], typer.Argument(help="ruleset files or directories")]
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", markup=True)
-    return typer.Exit(code)
-
-
-def print_compile_errors(e: CompileErrors) -> None:
-    for error in e.errors:
-        where = str(error.where)
-        hint = f"\n    hint: {error.hint}" if error.hint else ""
-        err.print(f"{where}: [bold red]{error.code}[/]: {error.message}{hint}", markup=True, soft_wrap=True)
 
 
 @app.command()
@@ -112,8 +101,11 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
            facts: Annotated[str, typer.Option("--facts", help="JSON file of facts, or - for stdin")],
            answers: Annotated[str | None, typer.Option(help="JSON file of recorded answers by action")] = None,
            rulesets: Annotated[Path, typer.Option(help="rulesets directory")] = Path("rulesets"),
+           db: Annotated[str | None, typer.Option("--db", help="store the decision in this database")] = None,
+           store: Annotated[bool, typer.Option(help="store the decision (in --db or the default database)")]
+           = False,
            ) -> None:
-    """Make one decision and print its record as JSON."""
+    """Make one decision and print its record as JSON (stored with --db or --store)."""
     try:
         rs = load_file(find_ruleset(ruleset, rulesets))
     except CompileErrors as e:
@@ -128,7 +120,12 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
                                                Limits()))
     except BatonError as e:
         raise fail(str(e), 1) from None
-    out.print_json(json.dumps(record.to_dict(), ensure_ascii=False))
+    data = record.to_dict()
+    if db or store:
+        sql = open_store(db)
+        sql.save_ruleset(rs.name, rs.version, rs.source)
+        sql.save(data, caller="cli")
+    out.print_json(json.dumps(data, ensure_ascii=False))
 
 
 def main() -> None:

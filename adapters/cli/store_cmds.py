@@ -1,0 +1,271 @@
+"""`baton replay`, `baton impact` and `baton log ...`: the auditor's commands over the decision store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from adapters.cli.common import err, fail, out, print_compile_errors
+from adapters.rulesets import load_file
+from adapters.store.sql import SqlStore
+from engine.errors import CompileErrors
+from engine.explain import why
+from engine.language.loader import load_ruleset
+from engine.loop import Engine
+from engine.replay import WhatIf, replay, what_if
+
+DbOpt = Annotated[str | None, typer.Option("--db", help="database URL or SQLite file (default: the user data dir)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+log_app = typer.Typer(no_args_is_help=True, help="Query and verify the decision log.")
+
+
+def open_store(db: str | None) -> SqlStore:
+    try:
+        return SqlStore(db)
+    except Exception as e:  # a bad URL or an unreachable server: one clear line, not a traceback
+        raise fail(f"cannot open the decision store: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+
+
+def stored_record(store: SqlStore, decision_id: str) -> dict[str, Any]:
+    record = store.get(decision_id)
+    if record is None:
+        raise fail(f"no decision {decision_id!r} in {store.url}", 1)
+    return record
+
+
+def engine_for_version(store: SqlStore, version: str, cache: dict[str, Engine] | None = None) -> Engine:
+    if cache is not None and version in cache:
+        return cache[version]
+    found = store.ruleset_source(version)
+    if found is None:
+        raise fail(f"ruleset version {version[:12]} is not in the store", 1)
+    engine = Engine(load_ruleset(found[1], f"{found[0]}@{version[:12]}"))
+    if cache is not None:
+        cache[version] = engine
+    return engine
+
+
+def load_candidate(path: Path) -> Engine:
+    try:
+        return Engine(load_file(path))
+    except CompileErrors as e:
+        print_compile_errors(e)
+        raise typer.Exit(1) from None
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def whatif_dict(w: WhatIf) -> dict[str, Any]:
+    return {"decision_id": w.decision_id, "changed": w.changed, "before": w.old, "after": w.new,
+            "fired_only_before": w.fired_only_before, "fired_only_after": w.fired_only_after,
+            "unanswered": w.unanswered, "error": w.error}
+
+
+def replay_cmd(decision_id: Annotated[str, typer.Argument(help="a stored decision id")], db: DbOpt = None,
+               ruleset: Annotated[Path | None, typer.Option(help="candidate ruleset file: what-if")] = None,
+               as_json: JsonOpt = False) -> None:
+    """Re-run a stored decision exactly (identical, or the first divergence), or on a candidate ruleset."""
+    store = open_store(db)
+    record = stored_record(store, decision_id)
+    if ruleset is not None:
+        w = asyncio.run(what_if(load_candidate(ruleset), record))
+        if as_json:
+            out.print_json(json.dumps(whatif_dict(w)))
+            return
+        if w.error:
+            raise fail(w.error, 1)
+        table = Table("", "stored", "candidate", title=f"what-if {decision_id}")
+        for key in ("outcome", "decision", "reason", "rule"):
+            before, after = w.old.get(key), w.new.get(key)
+            mark = "" if before == after else " [bold yellow]*[/]"
+            table.add_row(key + mark, json.dumps(before), json.dumps(after))
+        out.print(table)
+        out.print(f"fired only before: {', '.join(w.fired_only_before) or '-'}")
+        out.print(f"fired only after:  {', '.join(w.fired_only_after) or '-'}")
+        for u in w.unanswered:
+            out.print(f"unanswered: {u['action']} {json.dumps(u['request'])} (never called live)")
+        out.print("CHANGED" if w.changed else "unchanged")
+        return
+    result = asyncio.run(replay(engine_for_version(store, record["version"]), record))
+    if as_json:
+        div = result.divergence
+        out.print_json(json.dumps({"decision_id": decision_id, "identical": result.identical,
+                                   "divergence": None if div is None else {
+                                       "index": div.index, "what": div.what, "expected": div.expected,
+                                       "got": div.got}}))
+    elif result.identical:
+        out.print(f"identical: {decision_id} replays to the same trace and outcome ({record['outcome']})")
+    else:
+        div = result.divergence
+        assert div is not None
+        out.print(f"DIVERGED at {'trace event ' + str(div.index) if div.index >= 0 else div.what}")
+        out.print(f"  expected: {json.dumps(div.expected)}")
+        out.print(f"  got:      {json.dumps(div.got)}")
+    if not result.identical:
+        raise typer.Exit(1)
+
+
+def impact_cmd(candidate: Annotated[Path, typer.Argument(help="candidate ruleset file")], db: DbOpt = None,
+               last: Annotated[int | None, typer.Option(help="the last N decisions of this ruleset")] = None,
+               since: Annotated[str | None, typer.Option(help="decisions since this date (ISO 8601)")] = None,
+               as_json: JsonOpt = False) -> None:
+    """Run a candidate ruleset over stored decisions and summarise which outcomes would change."""
+    store = open_store(db)
+    engine = load_candidate(candidate)
+    since_ts = None
+    if since:
+        try:
+            since_dt = datetime.fromisoformat(since)
+        except ValueError:
+            raise fail(f"--since {since!r} is not an ISO 8601 date") from None
+        since_ts = (since_dt if since_dt.tzinfo else since_dt.replace(tzinfo=UTC)).timestamp()
+    ids = store.recent_ids(engine.ruleset.name, limit=last if last is not None or since_ts else 1000,
+                           since=since_ts)
+    results = asyncio.run(_impact(store, engine, ids, show=not as_json))
+    changed = [w for w in results if w.changed]
+    moves = Counter((w.old.get("outcome"), w.new.get("outcome", "error")) for w in changed)
+    examples: dict[tuple[Any, Any], list[str]] = {}
+    for w in changed:
+        examples.setdefault((w.old.get("outcome"), w.new.get("outcome", "error")), []).append(w.decision_id)
+    route_moves = Counter((json.dumps(w.old.get("decision")), json.dumps(w.new.get("decision"))) for w in changed)
+    if as_json:
+        out.print_json(json.dumps({
+            "ruleset": engine.ruleset.name, "candidate": engine.ruleset.version, "decisions": len(results),
+            "changed": len(changed),
+            "changes": [{"from": a, "to": b, "count": n, "examples": examples[(a, b)][:5]}
+                        for (a, b), n in moves.most_common()],
+            "decision_changes": [{"from": json.loads(a), "to": json.loads(b), "count": n}
+                                 for (a, b), n in route_moves.most_common()],
+            "unanswered": sum(1 for w in results if w.unanswered),
+        }))
+        return
+    out.print(f"{len(changed)} of {len(results)} decisions would change under {engine.ruleset.ref}")
+    table = Table("from", "to", "count", "examples")
+    for (a, b), n in moves.most_common():
+        table.add_row(str(a), str(b), str(n), ", ".join(examples[(a, b)][:3]))
+    for (a, b), n in route_moves.most_common():
+        table.add_row(a, b, str(n), "")
+    if changed:
+        out.print(table)
+    unanswered = sum(1 for w in results if w.unanswered)
+    if unanswered:
+        out.print(f"{unanswered} decision(s) needed a call that was never recorded (shown as unanswered)")
+
+
+async def _impact(store: SqlStore, engine: Engine, ids: list[str], show: bool) -> list[WhatIf]:
+    results = []
+    columns = (TextColumn("impact"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, disable=not show, transient=True) as progress:
+        task = progress.add_task("impact", total=len(ids))
+        for decision_id in ids:
+            record = store.get(decision_id)
+            if record is not None:
+                results.append(await what_if(engine, record))
+            progress.advance(task)
+    return results
+
+
+@log_app.command("verify")
+def log_verify(db: DbOpt = None) -> None:
+    """Walk the hash chain; report the first edited, inserted or deleted record. Exit 1 when broken."""
+    store = open_store(db)
+    checked, problem = store.verify()
+    if problem is None:
+        out.print(f"ok: {checked} decisions, hash chain intact")
+        return
+    where = f"decision {problem.decision_id} (position {problem.chain_seq})" if problem.decision_id else \
+        "the chain"
+    out.print(f"BROKEN at {where}: {problem.problem}; {checked} decisions before it verified")
+    raise typer.Exit(1)
+
+
+@log_app.command("list")
+def log_list(db: DbOpt = None, ruleset: Annotated[str | None, typer.Option()] = None,
+             outcome: Annotated[str | None, typer.Option()] = None,
+             since: Annotated[str | None, typer.Option(help="ISO 8601")] = None,
+             until: Annotated[str | None, typer.Option(help="ISO 8601")] = None,
+             limit: Annotated[int, typer.Option()] = 50, as_json: JsonOpt = False) -> None:
+    """List stored decisions, newest first, with per-ruleset cost."""
+    store = open_store(db)
+
+    def ts(value: str | None, name: str) -> float | None:
+        if value is None:
+            return None
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise fail(f"--{name} {value!r} is not an ISO 8601 date") from None
+        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+    rows = store.list_decisions(ruleset, outcome, ts(since, "since"), ts(until, "until"), limit)
+    if as_json:
+        out.print_json(json.dumps({"decisions": rows, "cost_by_ruleset": store.cost_by_ruleset()}))
+        return
+    table = Table("id", "when (UTC)", "ruleset", "outcome", "rule", "ms", "cost $")
+    for r in rows:
+        table.add_row(r["id"], _when(r["created_at"]), f"{r['ruleset']}@{r['version'][:8]}", r["outcome"],
+                      r["rule"], f"{r['latency_ms']:.1f}", f"{r['cost_usd']:.5f}")
+    out.print(table)
+    costs = Table("ruleset", "decisions", "tokens", "cost $", title="cost by ruleset")
+    for c in store.cost_by_ruleset():
+        costs.add_row(c["ruleset"], str(c["decisions"]), str(c["tokens"] or 0), f"{c['cost_usd'] or 0:.5f}")
+    out.print(costs)
+
+
+@log_app.command("show")
+def log_show(decision_id: str, db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Show a stored decision's trace: which rule fired on which facts, each model answer, cost."""
+    record = stored_record(open_store(db), decision_id)
+    if as_json:
+        out.print_json(json.dumps(record))
+        return
+    out.print(f"[bold]{record['decision_id']}[/]  {record['ruleset']}@{record['version'][:12]}  "
+              f"{_when(record['started_at'])} UTC", markup=True)
+    out.print(f"outcome: {record['outcome']}  {json.dumps(record['decision'])}  reason: {record['reason'] or '-'}"
+              f"  (rule {record['rule'] or '-'})")
+    out.print(f"{record['steps']} firings in {record['rounds']} round(s), {record['calls']} call(s), "
+              f"{record['latency_ms']:.1f} ms, cost ${record['cost_usd']:.5f}, {record['tokens']} tokens")
+    for e in record["trace"]:
+        kind = e["kind"]
+        if kind == "fact":
+            by = f" by {e['by']}" if e.get("by") else ""
+            out.print(f"  r{e['round']} fact #{e['seq']} {e['type']} ({e['source']}{by}) {json.dumps(e['values'])}")
+        elif kind == "fired":
+            on = ", ".join(f"{b} #{s}" for b, s in e["facts"].items())
+            out.print(f"  r{e['round']} step {e['step']}: fired {e['rule']} on {on}")
+        elif kind == "proposal":
+            mark = "WON" if e["won"] else "overridden"
+            out.print(f"      {e['verb']} {json.dumps(e['payload'])} (priority {e['priority']}, {mark})")
+        elif kind == "call":
+            meta = e.get("meta") or {}
+            extra = "".join(f" {k}={meta[k]}" for k in ("model", "total_tokens", "cost_usd") if k in meta)
+            result = json.dumps(e.get("answer")) if e["status"] == "ok" else json.dumps(e.get("failure"))
+            out.print(f"  r{e['round']} call {e['action']} ({e['type']}) {e['status']}"
+                      f" {e.get('latency_ms', 0)} ms{extra}")
+            out.print(f"      request: {json.dumps(e['request'])}")
+            out.print(f"      answer:  {result}")
+
+
+@log_app.command("why")
+def log_why(decision_id: str, rule: str, db: DbOpt = None) -> None:
+    """Why RULE did or did not fire on a stored decision."""
+    store = open_store(db)
+    record = stored_record(store, decision_id)
+    engine = engine_for_version(store, record["version"])
+    try:
+        lines = why(engine.ruleset, record, rule)
+    except KeyError:
+        raise fail(f"ruleset {record['ruleset']} has no rule {rule!r}", 1) from None
+    for line in lines:
+        out.print(line)

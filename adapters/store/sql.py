@@ -1,0 +1,360 @@
+"""The decision store on SQLModel/SQLAlchemy: SQLite (embedded default, WAL) or PostgreSQL (by URL).
+
+A decision, its trace and its call records are written in one transaction, chained by hash to the
+decision before it. Writers lock the one ``chain_head`` row, so several processes on one PostgreSQL
+database keep a single valid chain. ``save_batch`` writes many decisions in one transaction (the
+group-commit writer in writer.py feeds it); each is whole or absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection
+
+from adapters.store.tables import CallRow, ChainHead, DecisionRow, RulesetVersion, TraceRow
+from engine.audit import GENESIS, canonical, chain_hash
+
+DECISIONS = DecisionRow.__table__  # type: ignore[attr-defined]
+TRACE = TraceRow.__table__  # type: ignore[attr-defined]
+CALLS = CallRow.__table__  # type: ignore[attr-defined]
+HEAD = ChainHead.__table__  # type: ignore[attr-defined]
+RULESETS = RulesetVersion.__table__  # type: ignore[attr-defined]
+MIGRATIONS = Path(__file__).parent / "migrations"
+HEAD_FIELDS = ("ruleset", "version", "outcome", "rule", "caller", "idempotency_key", "latency_ms", "cost_usd",
+               "tokens")
+
+
+def default_db_path() -> Path:
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "baton" / "baton.db"
+
+
+def resolve_url(db: str | None) -> str:
+    """A database URL from --db: a URL, a file path (SQLite), or nothing (the default SQLite file)."""
+    if not db:
+        path = default_db_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    if "://" not in db:
+        Path(db).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{Path(db).expanduser().resolve()}"
+    if db.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + db.split("://", 1)[1]
+    return db
+
+
+@dataclass(slots=True)
+class Saved:
+    decision_id: str
+    chain_seq: int
+    hash: str
+    existing: bool = False  # an earlier decision with the same idempotency key
+
+
+@dataclass(slots=True)
+class Pending:
+    record: dict[str, Any]
+    caller: str = ""
+    idempotency_key: str | None = None
+
+
+@dataclass(slots=True)
+class Problem:
+    chain_seq: int
+    decision_id: str
+    problem: str
+
+
+class SqlStore:
+    def __init__(self, url: str | None = None, migrate: bool = True) -> None:
+        self.url = resolve_url(url)
+        self.sqlite = self.url.startswith("sqlite")
+        if self.sqlite:
+            self.engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+            self.writer = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
+            sa.event.listen(self.writer, "connect", _sqlite_pragmas)
+            sa.event.listen(self.writer, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        else:
+            self.engine = sa.create_engine(self.url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+            self.writer = self.engine
+        self.lock = threading.Lock() if self.sqlite else None
+        if migrate:
+            self.migrate()
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self.writer is not self.engine:
+            self.writer.dispose()
+
+    # -- schema ------------------------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (serialised across processes)."""
+        with self.writer.connect() as conn:
+            if not self.sqlite:
+                conn.exec_driver_sql("SELECT pg_advisory_lock(727274)")
+                conn.commit()
+            try:
+                cfg = Config()
+                cfg.set_main_option("script_location", str(MIGRATIONS))
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+                if conn.execute(sa.select(HEAD.c.id)).first() is None:
+                    conn.execute(HEAD.insert().values(id=1, seq=0, hash=GENESIS))
+                conn.commit()
+            finally:
+                if not self.sqlite:
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(727274)")
+                    conn.commit()
+
+    # -- rulesets ----------------------------------------------------------------------------------
+    def save_ruleset(self, name: str, version: str, source: str) -> None:
+        with self.writer.begin() as conn:
+            if conn.execute(sa.select(RULESETS.c.version).where(RULESETS.c.version == version)).first() is None:
+                conn.execute(RULESETS.insert().values(version=version, name=name, source=source,
+                                                      loaded_at=time.time()))
+
+    def ruleset_source(self, version: str) -> tuple[str, str] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(RULESETS.c.name, RULESETS.c.source)
+                               .where(RULESETS.c.version == version)).first()
+        return (row[0], row[1]) if row else None
+
+    def list_rulesets(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(RULESETS.c.name, RULESETS.c.version, RULESETS.c.loaded_at,
+                                          RULESETS.c.published_at).order_by(RULESETS.c.name,
+                                                                            RULESETS.c.loaded_at)).all()
+        return [dict(r._mapping) for r in rows]
+
+    # -- writing -----------------------------------------------------------------------------------
+    def save(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None) -> Saved:
+        return self.save_batch([Pending(record, caller, idempotency_key)])[0]
+
+    def save_batch(self, items: Sequence[Pending]) -> list[Saved]:
+        """Write decisions in one transaction: all of them, or (on error) none."""
+        if self.lock is not None:
+            with self.lock:
+                return self._save_batch(items)
+        return self._save_batch(items)
+
+    def _save_batch(self, items: Sequence[Pending]) -> list[Saved]:
+        with self.writer.begin() as conn:
+            head = conn.execute(sa.select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)
+                                .with_for_update()).one()
+            seq, prev = int(head[0]), str(head[1])
+            out: list[Saved] = []
+            decisions, trace, calls = [], [], []
+            keys_in_batch: dict[tuple[str, str], Saved] = {}
+            for item in items:
+                key = item.idempotency_key
+                if key:
+                    if (item.caller, key) in keys_in_batch:
+                        out.append(_existing(keys_in_batch[(item.caller, key)]))
+                        continue
+                    found = conn.execute(sa.select(DECISIONS.c.id, DECISIONS.c.chain_seq, DECISIONS.c.hash).where(
+                        DECISIONS.c.caller == item.caller, DECISIONS.c.idempotency_key == key)).first()
+                    if found:
+                        out.append(Saved(found[0], found[1], found[2], existing=True))
+                        continue
+                seq += 1
+                record = {**item.record, "caller": item.caller, "idempotency_key": key}
+                digest = chain_hash(prev, seq, record)
+                head_fields = {k: v for k, v in record.items() if k != "trace"}
+                decisions.append({
+                    "id": record["decision_id"], "chain_seq": seq, "ruleset": record["ruleset"],
+                    "version": record["version"], "outcome": record["outcome"], "rule": record["rule"],
+                    "caller": item.caller, "idempotency_key": key, "created_at": record["started_at"],
+                    "latency_ms": record["latency_ms"], "cost_usd": record["cost_usd"], "tokens": record["tokens"],
+                    "head": canonical(head_fields), "prev_hash": prev, "hash": digest,
+                })
+                for i, event in enumerate(record["trace"]):
+                    trace.append({"decision_id": record["decision_id"], "idx": i, "kind": event["kind"],
+                                  "event": canonical(event)})
+                    if event["kind"] == "call":
+                        calls.append(call_row(record["decision_id"], event))
+                saved = Saved(record["decision_id"], seq, digest)
+                if key:
+                    keys_in_batch[(item.caller, key)] = saved
+                out.append(saved)
+                prev = digest
+            if decisions:
+                conn.execute(DECISIONS.insert(), decisions)
+                if trace:
+                    conn.execute(TRACE.insert(), trace)
+                if calls:
+                    conn.execute(CALLS.insert(), calls)
+                conn.execute(HEAD.update().where(HEAD.c.id == 1).values(seq=seq, hash=prev))
+        return out
+
+    # -- reading -----------------------------------------------------------------------------------
+    def get(self, decision_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(DECISIONS.c.head).where(DECISIONS.c.id == decision_id)).first()
+            if row is None:
+                return None
+            events = conn.execute(sa.select(TRACE.c.event).where(TRACE.c.decision_id == decision_id)
+                                  .order_by(TRACE.c.idx)).scalars().all()
+        record: dict[str, Any] = json.loads(row[0])
+        record["trace"] = [json.loads(e) for e in events]
+        return record
+
+    def find(self, caller: str, idempotency_key: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(DECISIONS.c.id).where(
+                DECISIONS.c.caller == caller, DECISIONS.c.idempotency_key == idempotency_key)).scalar()
+        return self.get(found) if found else None
+
+    def list_decisions(self, ruleset: str | None = None, outcome: str | None = None, since: float | None = None,
+             until: float | None = None, limit: int = 50, before: tuple[float, str] | None = None,
+             ) -> list[dict[str, Any]]:
+        """Newest first; ``before`` = (created_at, id) of the last row of the previous page (keyset)."""
+        d = DECISIONS.c
+        q = sa.select(d.id, d.ruleset, d.version, d.outcome, d.rule, d.created_at, d.latency_ms, d.cost_usd,
+                      d.tokens, d.caller)
+        if ruleset:
+            q = q.where(d.ruleset == ruleset)
+        if outcome:
+            q = q.where(d.outcome == outcome)
+        if since is not None:
+            q = q.where(d.created_at >= since)
+        if until is not None:
+            q = q.where(d.created_at < until)
+        if before is not None:
+            q = q.where(sa.or_(d.created_at < before[0], sa.and_(d.created_at == before[0], d.id < before[1])))
+        q = q.order_by(d.created_at.desc(), d.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def cost_by_ruleset(self) -> list[dict[str, Any]]:
+        d = DECISIONS.c
+        q = sa.select(d.ruleset, sa.func.count().label("decisions"), sa.func.sum(d.cost_usd).label("cost_usd"),
+                      sa.func.sum(d.tokens).label("tokens")).group_by(d.ruleset).order_by(d.ruleset)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def recent_ids(self, ruleset: str, limit: int | None = None, since: float | None = None) -> list[str]:
+        d = DECISIONS.c
+        q = sa.select(d.id).where(d.ruleset == ruleset)
+        if since is not None:
+            q = q.where(d.created_at >= since)
+        q = q.order_by(d.created_at.desc(), d.id.desc())
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return list(conn.execute(q).scalars())
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(DECISIONS)).scalar_one())
+
+    # -- verification ------------------------------------------------------------------------------
+    def verify(self, chunk: int = 500) -> tuple[int, Problem | None]:
+        """Walk the chain; return how many decisions verified and the first problem (None: intact)."""
+        prev, expected_seq, checked = GENESIS, 1, 0
+        with self.engine.begin() as conn:  # one snapshot for the whole walk
+            for rows, traces, calls in self._chunks(conn, chunk):
+                for row in rows:
+                    problem = _check_row(row, prev, expected_seq, traces.get(row.id, []), calls.get(row.id, []))
+                    if problem:
+                        return checked, Problem(row.chain_seq, row.id, problem)
+                    prev, expected_seq, checked = row.hash, expected_seq + 1, checked + 1
+            head = conn.execute(sa.select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).one()
+            if (int(head[0]), head[1]) != (expected_seq - 1, prev):
+                return checked, Problem(int(head[0]), "", f"the chain head says {head[0]} decisions ending in "
+                                        f"{head[1][:12]}, the table has {expected_seq - 1} ending in {prev[:12]} "
+                                        "(a decision was deleted from the end?)")
+            orphans = conn.execute(sa.select(sa.func.count()).select_from(TRACE).where(
+                ~TRACE.c.decision_id.in_(sa.select(DECISIONS.c.id)))).scalar_one()
+            if orphans:
+                return checked, Problem(0, "", f"{orphans} trace events belong to no stored decision")
+        return checked, None
+
+    def _chunks(self, conn: Connection, size: int) -> Iterator[tuple[Sequence[Any], dict[str, list[Any]],
+                                                                     dict[str, list[Any]]]]:
+        last = 0
+        while True:
+            rows = conn.execute(sa.select(DECISIONS).where(DECISIONS.c.chain_seq > last)
+                                .order_by(DECISIONS.c.chain_seq).limit(size)).all()
+            if not rows:
+                return
+            ids = [r.id for r in rows]
+            traces: dict[str, list[Any]] = {}
+            for t in conn.execute(sa.select(TRACE).where(TRACE.c.decision_id.in_(ids))
+                                  .order_by(TRACE.c.decision_id, TRACE.c.idx)):
+                traces.setdefault(t.decision_id, []).append(t)
+            calls: dict[str, list[Any]] = {}
+            for c in conn.execute(sa.select(CALLS).where(CALLS.c.decision_id.in_(ids))
+                                  .order_by(CALLS.c.decision_id, CALLS.c.call_no)):
+                calls.setdefault(c.decision_id, []).append(c)
+            yield rows, traces, calls
+            last = rows[-1].chain_seq
+
+
+def _existing(saved: Saved) -> Saved:
+    return Saved(saved.decision_id, saved.chain_seq, saved.hash, existing=True)
+
+
+def call_row(decision_id: str, event: Mapping[str, Any]) -> dict[str, Any]:
+    meta = event.get("meta") or {}
+    return {
+        "decision_id": decision_id, "call_no": event["call"], "action": event["action"], "kind": event["type"],
+        "status": event["status"], "model": str(meta.get("model", ""))[:200],
+        "tokens": int(meta.get("total_tokens") or 0), "cost_usd": float(meta.get("cost_usd") or 0.0),
+        "latency_ms": float(event.get("latency_ms") or 0.0), "attempts": int(event.get("attempts") or 0),
+        "request": canonical(event["request"]),
+        "answer": canonical(event.get("answer") if "answer" in event else event.get("failure")),
+    }
+
+
+def _check_row(row: Any, prev: str, seq: int, traces: list[Any], calls: list[Any]) -> str:
+    if row.chain_seq != seq:
+        return f"expected chain position {seq}, found {row.chain_seq}: a decision before it was deleted"
+    if row.prev_hash != prev:
+        return "its previous-hash does not match the decision before it (inserted or reordered)"
+    try:
+        head = json.loads(row.head)
+        events = [json.loads(t.event) for t in traces]
+    except ValueError:
+        return "its stored record is not valid JSON (edited)"
+    if [t.idx for t in traces] != list(range(len(traces))):
+        return "its trace events are not contiguous (an event was deleted or inserted)"
+    if chain_hash(prev, seq, {**head, "trace": events}) != row.hash:
+        return "its hash does not match its record and trace (edited)"
+    columns = {"created_at": head.get("started_at"), **{f: head.get(f) for f in HEAD_FIELDS}}
+    for name, value in columns.items():
+        if getattr(row, name) != value and not (value is None and name == "idempotency_key"):
+            return f"column {name} differs from the hashed record (edited)"
+    if row.id != head.get("decision_id"):
+        return "its id differs from the hashed record (edited)"
+    expected_calls = [call_row(row.id, e) for e in events if e.get("kind") == "call"]
+    got_calls = [{k: getattr(c, k) for k in expected_calls[0]} for c in calls] if expected_calls else [
+        dict(c._mapping) for c in calls]
+    if got_calls != expected_calls:
+        return "its call records differ from the calls in its hashed trace (edited, inserted or deleted)"
+    if any(t.kind != e.get("kind") for t, e in zip(traces, events, strict=True)):
+        return "a trace event's kind column differs from the event (edited)"
+    return ""
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN (IMMEDIATE for writers)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()

@@ -1,0 +1,79 @@
+"""The store's tables (SQLModel). JSON is kept as text we write ourselves, so it reads back exactly
+on SQLite and PostgreSQL alike (the hash chain is computed over it)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class RulesetVersion(SQLModel, table=True):
+    __tablename__ = "ruleset_versions"
+
+    version: str = Field(primary_key=True, max_length=64)  # sha-256 of the canonical content
+    name: str = Field(index=True, max_length=100)
+    source: str = Field(sa_column=Column(Text, nullable=False))
+    loaded_at: float
+    published_at: float | None = None
+    published_by: str | None = Field(default=None, max_length=200)
+
+
+class DecisionRow(SQLModel, table=True):
+    __tablename__ = "decisions"
+    __table_args__ = (
+        UniqueConstraint("caller", "idempotency_key", name="uq_decisions_idempotency"),
+        Index("ix_decisions_ruleset_created", "ruleset", "created_at"),
+        Index("ix_decisions_created", "created_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    chain_seq: int = Field(unique=True)
+    ruleset: str = Field(max_length=100)
+    version: str = Field(max_length=64, index=True)
+    outcome: str = Field(max_length=20, index=True)
+    rule: str = Field(default="", max_length=200)
+    caller: str = Field(default="", max_length=200)
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    created_at: float
+    latency_ms: float = 0.0
+    cost_usd: float = 0.0
+    tokens: int = 0
+    head: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON of the record minus its trace
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class TraceRow(SQLModel, table=True):
+    __tablename__ = "trace_events"
+
+    decision_id: str = Field(primary_key=True, max_length=40, foreign_key="decisions.id")
+    idx: int = Field(primary_key=True)
+    kind: str = Field(max_length=20)
+    event: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class CallRow(SQLModel, table=True):
+    __tablename__ = "calls"
+
+    decision_id: str = Field(primary_key=True, max_length=40, foreign_key="decisions.id")
+    call_no: int = Field(primary_key=True)
+    action: str = Field(max_length=100)
+    kind: str = Field(max_length=10)
+    status: str = Field(max_length=20)
+    model: str = Field(default="", max_length=200)
+    tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    attempts: int = 0
+    request: str = Field(sa_column=Column(Text, nullable=False))
+    answer: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class ChainHead(SQLModel, table=True):
+    """One row: the last decision in the chain. Writers lock it, so concurrent writers keep one chain."""
+
+    __tablename__ = "chain_head"
+
+    id: int = Field(primary_key=True)
+    seq: int
+    hash: str = Field(max_length=64)

@@ -1,0 +1,115 @@
+"""Why a rule did or did not fire on a stored decision: which condition part failed on which fact."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from itertools import islice, product
+from typing import Any
+
+from engine.language.check import MISSING, FactIndex, compile_expr
+from engine.language.expr import Binary, Bind, BoolOp, Exists, ListLit, Lit, Neg, Node, Not, Ref
+from engine.model import Ruleset
+
+MAX_COMBINATIONS = 20
+
+
+def render(node: Node) -> str:
+    """A condition part as the analyst would write it."""
+    if isinstance(node, Lit):
+        return ("true" if node.value else "false") if isinstance(node.value, bool) else (
+            f'"{node.value}"' if isinstance(node.value, str) else repr(node.value))
+    if isinstance(node, ListLit):
+        return "[" + ", ".join(render(i) for i in node.items) + "]"
+    if isinstance(node, Ref):
+        return f"{node.binding}.{node.field}"
+    if isinstance(node, Exists):
+        return f"{'not ' if node.negated else ''}exists {node.type_name}"
+    if isinstance(node, Bind):
+        return f"{node.type_name} as {node.alias}"
+    if isinstance(node, Not):
+        return f"not {_paren(node.operand)}"
+    if isinstance(node, Neg):
+        return f"-{_paren(node.operand)}"
+    if isinstance(node, BoolOp):
+        return f" {node.op} ".join(_paren(o) for o in node.operands)
+    assert isinstance(node, Binary)
+    return f"{_paren(node.left)} {node.op} {_paren(node.right)}"
+
+
+def _paren(node: Node) -> str:
+    text = render(node)
+    return f"({text})" if isinstance(node, (BoolOp, Binary)) and not isinstance(node, Ref) else text
+
+
+def _refs(node: Node) -> list[Ref]:
+    if isinstance(node, Ref):
+        return [node]
+    out: list[Ref] = []
+    for child in (getattr(node, "operand", None), getattr(node, "left", None), getattr(node, "right", None),
+                  *getattr(node, "operands", ()), *getattr(node, "items", ())):
+        if isinstance(child, Node):
+            out.extend(_refs(child))
+    return out
+
+
+class _Final(FactIndex):
+    def __init__(self, types: set[str]) -> None:
+        self.types = types
+
+    def has_type(self, type_name: str) -> bool:
+        return type_name in self.types
+
+
+def why(ruleset: Ruleset, record: Mapping[str, Any], rule_name: str) -> list[str]:
+    """Plain-English lines explaining the rule's fate in this decision."""
+    rule = next((r for r in ruleset.rules if r.name == rule_name), None)
+    if rule is None:
+        raise KeyError(rule_name)
+    facts = [e for e in record["trace"] if e.get("kind") == "fact"]
+    fired = [e for e in record["trace"] if e.get("kind") == "fired" and e.get("rule") == rule_name]
+    if fired:
+        return [f"'{rule_name}' fired at step {e['step']} (round {e['round']}) on "
+                + ", ".join(f"{b} #{s}" for b, s in e["facts"].items()) for e in fired]
+    lines = [f"'{rule_name}' did not fire. Its condition: {rule.when.strip()}"]
+    final = _Final({str(f["type"]) for f in facts})
+    for b, branch in enumerate(rule.condition.branches):
+        prefix = f"  branch {b + 1}: " if len(rule.condition.branches) > 1 else "  "
+        pools = {}
+        for binding, tname in branch.bindings.items():
+            pools[binding] = [f for f in facts if f["type"] == tname]
+            if not pools[binding]:
+                lines.append(f"{prefix}no {tname} fact was asserted in this decision")
+                break
+        else:
+            combos = list(islice(product(*pools.values()), MAX_COMBINATIONS))
+            bindings = list(pools)
+            for combo in combos:
+                if len(set(id(f) for f in combo)) < len(combo):
+                    continue  # one fact never fills two patterns
+                env = {binding: f["values"] for binding, f in zip(bindings, combo, strict=True)}
+                on = ", ".join(f"{binding} #{f['seq']}" for binding, f in zip(bindings, combo, strict=True))
+                lines.append(f"{prefix}on {on}: {_first_failure(branch.parts, env, final)}")
+    if record.get("outcome") == "failed":
+        lines.append(f"  (the decision stopped early: {record.get('reason')})")
+    return lines
+
+
+def _first_failure(parts: list[Node], env: dict[str, Any], wm: FactIndex) -> str:
+    for part in parts:
+        if isinstance(part, Bind) or (isinstance(part, Exists) and not part.negated):
+            continue
+        try:
+            value = compile_expr(part, {})(env, wm)
+        except Exception:  # a part that cannot be evaluated on these facts does not hold
+            value = False
+        if value is not True:
+            shown = []
+            for ref in _refs(part):
+                v = env.get(ref.binding, {}).get(ref.field, MISSING)
+                shown.append(f"{ref.binding}.{ref.field} = {'absent' if v is MISSING else repr(v)}")
+            if isinstance(part, Exists):
+                return f"'{render(part)}' is false: a {part.type_name} fact was asserted"
+            detail = f" ({'; '.join(dict.fromkeys(shown))})" if shown else ""
+            return f"'{render(part)}' is false{detail}"
+    return "every part holds, yet it did not fire (a negation failed when it was about to fire, or the " \
+           "decision stopped first)"

@@ -1,0 +1,122 @@
+"""Replay a stored decision exactly, or against another ruleset version (what-if).
+
+An exact replay re-runs the stored inputs on the stored ruleset version with the recorded model and
+tool answers (matched by action and request; never a live call) and compares the new trace with the
+stored one event by event, naming the first divergence - as Temporal's replayer does.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.clock import FixedClock
+from engine.errors import InvalidInput
+from engine.loop import Decision, Engine, Limits
+from engine.recorded import ReplayAnswers
+
+# Not compared per event: timings, and the winner mark, which is set at the end of a decision and so is
+# compared there (outcome and rule), not at the proposal's early place in the trace.
+VOLATILE = ("latency_ms", "won")
+
+
+class _SameId:
+    def __init__(self, decision_id: str) -> None:
+        self.decision_id = decision_id
+
+    def new_id(self) -> str:
+        return self.decision_id
+
+
+def stable(event: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k not in VOLATILE}
+
+
+@dataclass(slots=True)
+class Divergence:
+    index: int  # position in the trace (0-based); -1 for a difference in the outcome only
+    what: str
+    expected: Any
+    got: Any
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    identical: bool
+    divergence: Divergence | None
+    record: Decision | None
+    unanswered: list[dict[str, object]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class WhatIf:
+    decision_id: str
+    old: dict[str, Any]  # outcome, decision, reason, rule
+    new: dict[str, Any]
+    fired_only_before: list[str]
+    fired_only_after: list[str]
+    unanswered: list[dict[str, object]]
+    error: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.error) or self.old != self.new
+
+
+def _summary(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {"outcome": record["outcome"], "decision": record["decision"], "reason": record["reason"],
+            "rule": record["rule"]}
+
+
+def _facts_of(record: Mapping[str, Any]) -> dict[str, list[Any]]:
+    facts: dict[str, list[Any]] = {}
+    for item in record["inputs"]:
+        facts.setdefault(item["type"], []).append(item["values"])
+    return facts
+
+
+async def _rerun(engine: Engine, record: Mapping[str, Any]) -> tuple[Decision, ReplayAnswers]:
+    answers = ReplayAnswers(list(record["trace"]))
+    validated = engine.validate_input(_facts_of(record))
+    limits = record.get("limits") or {}
+    step_limit = limits.get("step_limit") if isinstance(limits, Mapping) else None
+    clock = FixedClock(float(record.get("started_at") or 0.0))
+    d = await engine.run(validated, answers, answers, clock, _SameId(str(record["decision_id"])),
+                         Limits(step_limit=step_limit if isinstance(step_limit, int) else None))
+    return d, answers
+
+
+def first_divergence(expected: Mapping[str, Any], got: Mapping[str, Any]) -> Divergence | None:
+    old_trace, new_trace = expected["trace"], got["trace"]
+    for i in range(max(len(old_trace), len(new_trace))):
+        a = stable(old_trace[i]) if i < len(old_trace) else None
+        b = stable(new_trace[i]) if i < len(new_trace) else None
+        if a != b:
+            return Divergence(i, "trace event", a, b)
+    for key in ("outcome", "decision", "reason", "rule", "fired"):
+        if expected[key] != got[key]:
+            return Divergence(-1, key, expected[key], got[key])
+    return None
+
+
+async def replay(engine: Engine, record: Mapping[str, Any]) -> ReplayResult:
+    """Re-run ``record`` on ``engine`` (which must hold the record's ruleset version)."""
+    if engine.ruleset.version != record["version"]:
+        raise ValueError("replay needs the record's own ruleset version; use what_if for another")
+    d, answers = await _rerun(engine, record)
+    divergence = first_divergence(record, d.to_dict())
+    return ReplayResult(divergence is None, divergence, d, answers.unanswered)
+
+
+async def what_if(engine: Engine, record: Mapping[str, Any]) -> WhatIf:
+    """Run a stored decision's inputs on another ruleset version, reusing recorded answers."""
+    try:
+        d, answers = await _rerun(engine, record)
+    except InvalidInput as e:
+        return WhatIf(str(record["decision_id"]), _summary(record), {}, [], [], [],
+                      error=f"the stored inputs do not fit this ruleset: {e.message}")
+    before, after = Counter(record["fired"]), Counter(d.fired)
+    return WhatIf(str(record["decision_id"]), _summary(record), _summary(d.to_dict()),
+                  sorted((before - after).elements()), sorted((after - before).elements()), answers.unanswered)

@@ -1,0 +1,204 @@
+"""The decision store on SQLite and PostgreSQL: round trip, idempotency, atomic writes, the hash chain,
+exact replay of every example decision, what-if, and `log why`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from adapters.rulesets import load_file, ruleset_files
+from adapters.store.sql import Pending, SqlStore
+from adapters.store.writer import GroupWriter
+from engine.clock import FixedClock, SequentialIds
+from engine.explain import why
+from engine.language.loader import load_ruleset
+from engine.loop import Engine
+from engine.recorded import RecordedAnswers
+from engine.replay import replay, what_if
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = [load_file(p) for p in ruleset_files([ROOT / "rulesets"])]
+
+
+def decide_test(engine: Engine, i: int, prefix: str = "d") -> dict[str, Any]:
+    test = engine.ruleset.tests[i]
+    answers = RecordedAnswers(test.answers)
+    d = asyncio.run(engine.decide(test.given, answers, answers, FixedClock(1_700_000_000 + i),
+                                  SequentialIds(f"{prefix}-{engine.ruleset.name}-{i}-")))
+    return d.to_dict()
+
+
+@pytest.fixture
+def store(db_url: str) -> SqlStore:
+    s = SqlStore(db_url)
+    for rs in EXAMPLES:
+        s.save_ruleset(rs.name, rs.version, rs.source)
+    return s
+
+
+def every_example(store: SqlStore) -> list[dict[str, Any]]:
+    records = []
+    for rs in EXAMPLES:
+        engine = Engine(rs)
+        for i in range(len(rs.tests)):
+            record = decide_test(engine, i)
+            store.save(record)
+            records.append(record)
+    return records
+
+
+def test_round_trip_of_every_event_kind(store: SqlStore) -> None:
+    engine = Engine(EXAMPLES[0])
+    record = decide_test(engine, 3)  # a failed call, a failure fact, proposals, an escalation
+    kinds = {e["kind"] for e in record["trace"]}
+    assert kinds == {"fact", "fired", "proposal", "call"}
+    assert {e.get("status") for e in record["trace"] if e["kind"] == "call"} == {"ok", "failed"}
+    saved = store.save(record, caller="svc", idempotency_key="k1")
+    assert saved.chain_seq == 1 and not saved.existing
+    got = store.get(record["decision_id"])
+    assert got == {**record, "caller": "svc", "idempotency_key": "k1"}
+    assert store.get("nope") is None
+
+
+def test_idempotency_key_returns_the_stored_decision_without_a_second_row(store: SqlStore) -> None:
+    engine = Engine(EXAMPLES[0])
+    first = decide_test(engine, 0, "a")
+    again = decide_test(engine, 0, "b")
+    s1 = store.save(first, caller="svc", idempotency_key="claim-1")
+    s2 = store.save(again, caller="svc", idempotency_key="claim-1")
+    assert s2.existing and s2.decision_id == s1.decision_id == first["decision_id"]
+    other = store.save(again, caller="other-svc", idempotency_key="claim-1")  # keys are per caller
+    assert not other.existing
+    assert store.count() == 2
+    assert store.find("svc", "claim-1")["decision_id"] == first["decision_id"]  # type: ignore[index]
+    batch = store.save_batch([Pending(decide_test(engine, 1, "c"), "svc", "k2"),
+                              Pending(decide_test(engine, 1, "d"), "svc", "k2")])
+    assert batch[1].existing and batch[1].decision_id == batch[0].decision_id
+    assert store.count() == 3
+
+
+def test_a_failing_write_leaves_no_partial_decision(store: SqlStore) -> None:
+    engine = Engine(EXAMPLES[0])
+    good = decide_test(engine, 0, "g")
+    store.save(good)
+    clash = decide_test(engine, 1, "x")
+    fine = decide_test(engine, 2, "y")
+    with pytest.raises(sa.exc.IntegrityError):  # the second record reuses a stored id: whole batch fails
+        store.save_batch([Pending(fine), Pending({**clash, "decision_id": good["decision_id"]})])
+    assert store.count() == 1 and store.get(fine["decision_id"]) is None
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from trace_events")).scalar() == len(good["trace"])
+    writer = GroupWriter(store)  # through group commit, the bad record fails alone
+    futures = [writer.submit(fine), writer.submit({**clash, "decision_id": good["decision_id"]}),
+               writer.submit(decide_test(engine, 3, "z"))]
+    writer.close()
+    assert futures[0].result().chain_seq >= 2 and futures[2].result().chain_seq >= 2
+    assert isinstance(futures[1].exception(), sa.exc.IntegrityError)
+    assert store.count() == 3 and store.verify() == (3, None)
+
+
+TAMPER = {
+    "edit outcome column": "update decisions set outcome = 'failed' where chain_seq = 2",
+    "edit hashed record": "update decisions set head = replace(head, '\"steps\":', '\"steps\":1') "
+                          "where chain_seq = 3",
+    "edit a trace event": "update trace_events set event = replace(event, 'fired', 'fired ') where idx = 1 "
+                          "and decision_id = (select id from decisions where chain_seq = 2)",
+    "delete a trace event": "delete from trace_events where idx = 2 and decision_id = "
+                            "(select id from decisions where chain_seq = 4)",
+    "insert a trace event": "insert into trace_events (decision_id, idx, kind, event) select id, 999, 'fact', "
+                            "'{}' from decisions where chain_seq = 1",
+    "edit a call record": "update calls set answer = '{\"category\":\"auto\"}' where call_no = 1 and "
+                          "decision_id = (select id from decisions where chain_seq = 5)",
+    "delete a call record": "delete from calls where call_no = 2 and decision_id = "
+                            "(select id from decisions where chain_seq = 5)",
+    "delete a decision in the middle": "delete from calls where decision_id = (select id from decisions where "
+                                       "chain_seq = 3); delete from trace_events where decision_id = (select id "
+                                       "from decisions where chain_seq = 3); delete from decisions where "
+                                       "chain_seq = 3",
+    "delete the last decision": "delete from calls where decision_id = (select id from decisions where chain_seq"
+                                " = 6); delete from trace_events where decision_id = (select id from decisions "
+                                "where chain_seq = 6); delete from decisions where chain_seq = 6",
+    "insert a forged decision": "insert into decisions (id, chain_seq, ruleset, version, outcome, rule, caller, "
+                                "idempotency_key, created_at, latency_ms, cost_usd, tokens, head, prev_hash, hash) "
+                                "select 'forged', 7, ruleset, version, outcome, rule, caller, idempotency_key, "
+                                "created_at, latency_ms, cost_usd, tokens, head, hash, hash from decisions "
+                                "where chain_seq = 6",
+}
+
+
+@pytest.mark.parametrize("change", list(TAMPER))
+def test_log_verify_detects_every_kind_of_tampering(store: SqlStore, change: str) -> None:
+    engine = Engine(EXAMPLES[0])
+    for i in range(6):
+        store.save(decide_test(engine, i))
+    assert store.verify() == (6, None)
+    with store.writer.begin() as conn:
+        for statement in TAMPER[change].split("; "):
+            conn.exec_driver_sql(statement)
+    checked, problem = store.verify()
+    assert problem is not None, change
+    assert checked < 6 or change == "insert a forged decision" or change == "insert a trace event"
+
+
+def test_every_example_decision_replays_identically_once_stored(store: SqlStore) -> None:
+    records = every_example(store)
+    assert len(records) >= 20
+    cache: dict[str, Engine] = {}
+    for record in records:
+        stored = store.get(record["decision_id"])
+        assert stored is not None
+        version = stored["version"]
+        if version not in cache:
+            found = store.ruleset_source(version)
+            assert found is not None
+            cache[version] = Engine(load_ruleset(found[1], found[0]))
+        result = asyncio.run(replay(cache[version], stored))
+        assert result.identical, (record["decision_id"], result.divergence)
+    assert store.verify() == (len(records), None)
+
+
+def test_replay_names_the_first_divergence(store: SqlStore) -> None:
+    engine = Engine(EXAMPLES[0])
+    record = decide_test(engine, 0)
+    for event in record["trace"]:
+        if event["kind"] == "call" and event["action"] == "classify":
+            event["answer"] = {**event["answer"], "category": "auto"}  # a recorded answer that disagrees
+    result = asyncio.run(replay(engine, record))
+    assert not result.identical and result.divergence is not None
+    assert result.divergence.got["values"]["category"] == "auto"
+
+
+def test_what_if_shows_the_change_from_one_altered_rule(store: SqlStore) -> None:
+    rs = next(r for r in EXAMPLES if r.name == "claims-triage")
+    engine = Engine(rs)
+    record = decide_test(engine, 0)  # big injury claim -> senior-assessor
+    candidate = Engine(load_ruleset(rs.source.replace("claim.amount > 50000", "claim.amount > 90000"), "cand"))
+    w = asyncio.run(what_if(candidate, record))
+    assert w.changed and w.old["decision"] == {"route": "senior-assessor"}
+    assert w.new["decision"] == {"route": "standard-queue"}
+    assert w.fired_only_before == ["high-risk", "senior-for-high-risk-injury"] and w.fired_only_after == []
+    same = asyncio.run(what_if(Engine(rs), record))
+    assert not same.changed
+    new_call = Engine(load_ruleset(rs.source.replace("then: lookup_policy", "then: [lookup_policy, classify]")
+                                   .replace("Classify this insurance claim.", "Classify this claim."), "c2"))
+    w2 = asyncio.run(what_if(new_call, record))
+    assert [u["action"] for u in w2.unanswered] == ["classify"]
+
+
+def test_log_why_explains_a_rule_that_did_not_fire(store: SqlStore) -> None:
+    rs = next(r for r in EXAMPLES if r.name == "claims-triage")
+    record = decide_test(Engine(rs), 5)  # routine claim: amount 450, property
+    lines = why(rs, record, "high-risk")
+    text = "\n".join(lines)
+    assert "'claim.amount > 50000' is false (claim.amount = 450)" in text
+    assert "'assessment.fraud_signals contains \"staged\"' is false (assessment.fraud_signals = [])" in text
+    assert "no policy fact" not in text
+    assert why(rs, record, "inactive-policy")[1] == "  on policy #2: 'not policy.active' is false " \
+                                                    "(policy.active = True)"
+    assert "fired at step 3" in why(rs, record, "default-route")[0]
+    json.dumps(lines)

@@ -1,0 +1,50 @@
+"""Fixtures: a fresh decision store on SQLite and on the local PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+PG_ADMIN = os.environ.get("BATON_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_available() -> bool:
+    try:
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_ok() -> bool:
+    ok = _pg_available()
+    if not ok and os.environ.get("CI"):
+        raise RuntimeError(f"PostgreSQL at {PG_ADMIN} is not reachable; CI must run the PostgreSQL tests")
+    return ok
+
+
+@pytest.fixture
+def pg_url(pg_ok: bool) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    if not pg_ok:
+        pytest.skip("PostgreSQL not reachable (CI runs these)")
+    name = f"baton_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    yield f"postgresql+psycopg://{base.split('://', 1)[1]}/{name}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "baton.db")
+    return str(request.getfixturevalue("pg_url"))
