@@ -12,11 +12,11 @@ What this relies on (each pinned by a test in tests/engine/test_durable_rules.py
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable
 
 import durable_rules_engine as core
+import orjson
 
 from engine.compile import START_TYPE, CompiledRuleset
 from engine.errors import EngineFailure, Overloaded
@@ -119,7 +119,7 @@ class Session:
         batch = [{"sid": sid, "bt": START_TYPE, "bn": 0}]
         batch.extend(self.encode(sid, seq, t, v) for seq, t, v in initial)
         try:
-            code, state = core.assert_facts(h.handle, json.dumps(batch, separators=(",", ":")))
+            code, state = core.assert_facts(h.handle, orjson.dumps(batch).decode())
         except core.error as e:
             raise EngineFailure("engine_error", f"durable-rules refused the facts: {e}") from None
         if code not in (0, 1):
@@ -132,7 +132,7 @@ class Session:
         if not batch:
             return
         try:
-            code, _ = core.assert_facts(self.h.handle, json.dumps(batch, separators=(",", ":")))
+            code, _ = core.assert_facts(self.h.handle, orjson.dumps(batch).decode())
         except core.error as e:
             raise EngineFailure("engine_error", f"durable-rules refused facts: {e}") from None
         if code not in (0, 1):  # 1: no rule matches any of them, which is normal
@@ -141,8 +141,8 @@ class Session:
     def assert_now(self, seq: int, type_name: str, values: dict[str, object]) -> None:
         """Assert one fact while an action is open: its activations join the current agenda."""
         try:
-            code, _ = core.assert_fact(self.h.handle, json.dumps(self.encode(self.sid, seq, type_name, values),
-                                                                 separators=(",", ":")))
+            fact = orjson.dumps(self.encode(self.sid, seq, type_name, values)).decode()
+            code, _ = core.assert_fact(self.h.handle, fact)
         except core.error as e:
             raise EngineFailure("engine_error", f"durable-rules refused a fact: {e}") from None
         if code not in (0, 1):

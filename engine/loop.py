@@ -9,10 +9,11 @@ runs the next round. Quiescence is a round that fires nothing and issues no call
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+import orjson
 
 from engine.compile import START_RULE, CompiledRuleset, compile_ruleset
 from engine.driver import EnginePool, Session, pool_for
@@ -306,7 +307,7 @@ class _Run:
                 params[pname] = None if value is MISSING else value
             call = CallRequest(action, "tool", {"connector": t.connector, **t.config, "params": params},
                                t.produces, self.engine.schemas[t.produces], t.retries, t.timeout_s)
-        key = action + "\x00" + json.dumps(call.request, separators=(",", ":"))
+        key = action + "\x00" + orjson.dumps(call.request).decode()
         if key in self.called:
             return
         self.called[key] = len(self.called) + 1

@@ -1,12 +1,16 @@
 """Group commit: one writer thread takes every decision waiting to be stored and writes them in one
 transaction, then acknowledges each. Nothing is acknowledged before its transaction commits; a failed
-batch is retried one decision at a time, so one bad record fails alone."""
+batch is retried one decision at a time, so one bad record fails alone.
+
+Acknowledgements to asyncio callers are delivered with one wake-up of their event loop per batch,
+not one per decision (a thread-safe wake-up costs a pipe write)."""
 
 from __future__ import annotations
 
 import asyncio
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -14,24 +18,31 @@ from adapters.store.sql import Pending, Saved, SqlStore
 
 MAX_BATCH = 256
 
+Ack = Callable[[Saved | None, BaseException | None], None]
+
 
 class GroupWriter:
     def __init__(self, store: SqlStore, max_batch: int = MAX_BATCH) -> None:
         self.store = store
         self.max_batch = max_batch
-        self.queue: queue.SimpleQueue[tuple[Pending, Future[Saved]] | None] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[tuple[Pending, Future[Saved] | asyncio.Future[Saved]] | None] = \
+            queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="baton-store-writer", daemon=True)
         self.thread.start()
         self.batches = 0
         self.written = 0
 
     def submit(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None) -> Future[Saved]:
+        """For threads: a concurrent Future resolved once the decision is committed."""
         future: Future[Saved] = Future()
         self.queue.put((Pending(record, caller, idempotency_key), future))
         return future
 
     async def save(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None) -> Saved:
-        return await asyncio.wrap_future(self.submit(record, caller, idempotency_key))
+        """For coroutines: returns once the decision is committed."""
+        future: asyncio.Future[Saved] = asyncio.get_running_loop().create_future()
+        self.queue.put((Pending(record, caller, idempotency_key), future))
+        return await future
 
     def close(self) -> None:
         """Write everything already submitted, then stop."""
@@ -54,21 +65,44 @@ class GroupWriter:
                     stop = True
                     break
                 batch.append(item)
-            self._write(batch)
+            self._deliver(self._write(batch))
             if stop:
                 return
 
-    def _write(self, batch: list[tuple[Pending, Future[Saved]]]) -> None:
+    def _write(self, batch: list[tuple[Pending, Any]]) -> list[tuple[Any, Saved | None, BaseException | None]]:
         try:
             results = self.store.save_batch([p for p, _ in batch])
         except Exception as error:
             if len(batch) == 1:
-                batch[0][1].set_exception(error)
-                return
-            for item in batch:  # one at a time: a bad record (or a lost race) fails alone
-                self._write([item])
-            return
+                return [(batch[0][1], None, error)]
+            # one at a time: a bad record (or a lost race) fails alone
+            return [outcome for item in batch for outcome in self._write([item])]
         self.batches += 1
         self.written += len(batch)
-        for (_, future), saved in zip(batch, results, strict=True):
+        return [(future, saved, None) for (_, future), saved in zip(batch, results, strict=True)]
+
+    @staticmethod
+    def _deliver(outcomes: list[tuple[Any, Saved | None, BaseException | None]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Saved | None, BaseException | None]]] = {}
+        for future, saved, error in outcomes:
+            if isinstance(future, asyncio.Future):
+                by_loop.setdefault(future.get_loop(), []).append((future, saved, error))
+            elif error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(saved)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, items)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
+
+
+def _resolve(items: list[tuple[Any, Saved | None, BaseException | None]]) -> None:
+    for future, saved, error in items:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
             future.set_result(saved)

@@ -19,6 +19,7 @@ MAX_FIELDS = 200
 DEFAULT_MAX_STRING = 100_000
 MAX_LIST = 10_000
 MAX_NUMBER = 1e300  # finite, and far from anything that overflows a double in arithmetic
+MAX_INT = 2**63 - 1  # whole numbers beyond 64 bits are refused (send them as decimals)
 
 
 @dataclass(slots=True)
@@ -124,7 +125,7 @@ def _scalar_checker(spec: FieldSpec) -> Callable[[object, str], object]:
                 value = int(value)  # 5.0 and 5 are one value: one canonical form for identity
         if kind == "int" and not isinstance(value, int):
             raise _fail(path, f"expected a whole number, got {value}", "type_mismatch")
-        if abs(value) > MAX_NUMBER:
+        if abs(value) > (MAX_INT if isinstance(value, int) else MAX_NUMBER):
             raise _fail(path, "number out of range", "out_of_range")
         if lo is not None and value < lo:
             raise _fail(path, f"{value} is below the minimum {lo}", "out_of_range")

@@ -1,0 +1,131 @@
+"""Stored decisions/s (decide + group-commit write, full trace) on SQLite and PostgreSQL, with one and
+with four writer processes, and exact replays/s. Run: .venv/bin/python bench/store.py [--n 5000]
+[--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from adapters.rulesets import load_file  # noqa: E402
+from adapters.store.sql import SqlStore  # noqa: E402
+from adapters.store.writer import GroupWriter  # noqa: E402
+from adapters.system import SystemClock, TimeOrderedIds  # noqa: E402
+from engine.loop import Engine  # noqa: E402
+from engine.recorded import RecordedAnswers  # noqa: E402
+from engine.replay import replay  # noqa: E402
+
+
+def write_many(url: str, n: int, concurrency: int = 128) -> float:
+    rs = load_file(ROOT / "rulesets/claims-triage.yaml")
+    store = SqlStore(url)
+    store.save_ruleset(rs.name, rs.version, rs.source)
+    writer = GroupWriter(store)
+    engine = Engine(rs)
+    clock, ids = SystemClock(), TimeOrderedIds()
+
+    async def run() -> None:
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with sem:
+                test = rs.tests[i % len(rs.tests)]
+                answers = RecordedAnswers(test.answers)
+                d = await engine.decide(test.given, answers, answers, clock, ids)
+                await writer.save(d.to_dict())
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+    start = time.perf_counter()
+    asyncio.run(run())
+    writer.close()
+    elapsed = time.perf_counter() - start
+    store.close()
+    return elapsed
+
+
+def _worker(url: str, n: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    out.put(write_many(url, n))
+
+
+def parallel(url: str, n: int, procs: int) -> float:
+    SqlStore(url).close()
+    q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    start = time.perf_counter()
+    ps = [mp.Process(target=_worker, args=(url, n // procs, q)) for _ in range(procs)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join()
+    return time.perf_counter() - start
+
+
+def replays_per_s(url: str, limit: int) -> tuple[float, int]:
+    store = SqlStore(url)
+    ids = store.recent_ids("claims-triage", limit=limit)
+    engines: dict[str, Engine] = {}
+    from engine.language.loader import load_ruleset
+
+    async def run() -> int:
+        identical = 0
+        for decision_id in ids:
+            record = store.get(decision_id)
+            assert record is not None
+            if record["version"] not in engines:
+                found = store.ruleset_source(record["version"])
+                assert found is not None
+                engines[record["version"]] = Engine(load_ruleset(found[1], found[0]))
+            result = await replay(engines[record["version"]], record)
+            identical += result.identical
+        return identical
+
+    start = time.perf_counter()
+    identical = asyncio.run(run())
+    return len(ids) / (time.perf_counter() - start), identical
+
+
+def pg_database(admin: str) -> str:
+    import psycopg
+
+    name = f"baton_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin.rsplit("/", 1)[0] + "/" + name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    rows = []
+    stores = (("SQLite", lambda tag: str(tmp / f"{tag}.db")), ("PostgreSQL", lambda tag: pg_database(args.pg)))
+    for name, make in stores:
+        try:
+            url1 = make("one")
+            SqlStore(url1).close()
+        except Exception as e:  # PostgreSQL not running
+            print(f"{name}: skipped ({type(e).__name__})")
+            continue
+        t1 = write_many(url1, args.n)
+        t4 = parallel(make("four"), args.n, 4)
+        rate, identical = replays_per_s(url1, min(args.n, 2000))
+        rows.append((name, args.n / t1, args.n / t4, rate * 60, identical))
+    print(f"claims-triage, {args.n} decisions each run, full trace, group commit (SQLite: WAL, synchronous=FULL)")
+    print(f"{'store':<12}{'1 writer/s':>12}{'4 writers/s':>13}{'replays/min':>13}  identical")
+    for name, one, four, rpm, identical in rows:
+        print(f"{name:<12}{one:>12,.0f}{four:>13,.0f}{rpm:>13,.0f}  {identical}")
+
+
+if __name__ == "__main__":
+    main()
