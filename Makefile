@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	touch $@
 
 run: install
-	$(BIN)/baton serve
+	$(BIN)/baton serve --answers rulesets/demo-answers.json
 
 lint: install
 	$(BIN)/ruff check .

@@ -217,6 +217,8 @@ class _Run:
             self.fire(self.session.first())
             if not self.intents:
                 break
+            if self.deadline is not None and self.clock.monotonic() > self.deadline:
+                raise _Stop("deadline exceeded")
             intents, self.intents = self.intents, []
             answers = await self.call_all(intents)
             self.round += 1

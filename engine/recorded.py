@@ -46,10 +46,25 @@ class RecordedAnswers:
         return self._next(call)
 
     async def complete(self, call: CallRequest) -> CallResult:
-        return self._next(call)
+        return self.answer_now(call)
 
     async def call(self, call: CallRequest) -> CallResult:
-        return self._next(call)
+        return self.answer_now(call)
+
+
+class CannedAnswers(RecordedAnswers):
+    """The same answer for every call of an action, for ever (a service's offline demo or benchmark);
+    a list gives one answer per call in order, cycling."""
+
+    def _next(self, call: CallRequest) -> CallResult:
+        if call.action not in self.answers:
+            return CallResult(failure_kind="not_configured", error=f"no canned answer for {call.action}")
+        recorded = self.answers[call.action]
+        if isinstance(recorded, list) and recorded:
+            n = self.used.get(call.action, 0)
+            self.used[call.action] = n + 1
+            return _result(recorded[n % len(recorded)])
+        return _result(recorded)
 
 
 class ReplayAnswers:

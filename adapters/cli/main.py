@@ -128,6 +128,36 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
     out.print_json(json.dumps(data, ensure_ascii=False))
 
 
+@app.command()
+def serve(listen: Annotated[str, typer.Option(help="host:port to listen on")] = "127.0.0.1:50051",
+          db: Annotated[str | None, typer.Option("--db", help="database URL or SQLite file")] = None,
+          rulesets: Annotated[Path, typer.Option(help="rulesets directory loaded at start")] = Path("rulesets"),
+          workers: Annotated[int, typer.Option(help="worker processes sharing the port")] = 1,
+          tokens: Annotated[Path | None, typer.Option(help="YAML/JSON file of bearer tokens and roles")] = None,
+          answers: Annotated[Path | None, typer.Option(help="canned model/tool answers (offline demo)")] = None,
+          tls_cert: Annotated[Path | None, typer.Option(help="server certificate (PEM)")] = None,
+          tls_key: Annotated[Path | None, typer.Option(help="server private key (PEM)")] = None,
+          tls_client_ca: Annotated[Path | None, typer.Option(help="require client certificates from this CA")]
+          = None,
+          max_inflight: Annotated[int, typer.Option(help="decisions in flight per worker before "
+                                                     "RESOURCE_EXHAUSTED")] = 512,
+          insecure_no_auth: Annotated[bool, typer.Option(help="serve a non-local address without auth")] = False,
+          ) -> None:
+    """Run the gRPC decision service."""
+    from adapters.grpc.server import ServeConfig
+    from adapters.grpc.server import serve as run
+
+    try:
+        run(ServeConfig(listen=listen, db=db, rulesets=rulesets, workers=workers, tokens_file=tokens,
+                        answers_file=answers, tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
+                        max_inflight=max_inflight, allow_no_auth=insecure_no_auth))
+    except CompileErrors as e:
+        print_compile_errors(e)
+        raise typer.Exit(1) from None
+    except (ValueError, OSError) as e:
+        raise fail(str(e)) from None
+
+
 def main() -> None:
     app()
 

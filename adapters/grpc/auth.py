@@ -1,0 +1,116 @@
+"""Bearer tokens mapped to identities and roles, enforced on every method.
+
+Tokens come from a YAML/JSON file (``tokens: [{token, name, roles}]``) or the ``BATON_TOKENS`` variable
+(``token=name:role+role,token2=name2:role``). Only SHA-256 digests of tokens are kept in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+ROLES = {"caller", "editor", "approver", "auditor", "reviewer", "admin"}
+
+# method -> roles allowed (admin is allowed everything)
+METHOD_ROLES: dict[str, frozenset[str]] = {
+    "Decide": frozenset({"caller"}),
+    "GetDecision": frozenset({"caller", "auditor"}),
+    "ListDecisions": frozenset({"auditor"}),
+    "ReplayDecision": frozenset({"auditor"}),
+    "WhatIf": frozenset({"auditor", "editor"}),
+    "WhyRule": frozenset({"auditor"}),
+    "ListRulesets": frozenset({"editor", "auditor", "approver"}),
+    "GetRuleset": frozenset({"editor", "auditor", "approver"}),
+    "ValidateRuleset": frozenset({"editor"}),
+    "PublishRuleset": frozenset({"editor"}),
+    "Impact": frozenset({"editor"}),
+    "VerifyLog": frozenset({"auditor"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    name: str
+    roles: frozenset[str]
+
+    def may(self, method: str) -> bool:
+        return "admin" in self.roles or bool(self.roles & METHOD_ROLES.get(method, frozenset()))
+
+
+ANONYMOUS = Identity("anonymous", frozenset({"admin"}))
+
+
+class AuthError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # unauthenticated | permission_denied
+        self.message = message
+
+
+class Auth:
+    def __init__(self, tokens: dict[str, Identity]) -> None:
+        self.by_digest = {_digest(t): ident for t, ident in tokens.items()}
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.by_digest)
+
+    def identify(self, authorization: str | None) -> Identity:
+        if not self.enabled:
+            return ANONYMOUS
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise AuthError("unauthenticated", "missing bearer token (metadata 'authorization: Bearer <token>')")
+        digest = _digest(authorization[7:].strip())
+        for known, ident in self.by_digest.items():
+            if hmac.compare_digest(known, digest):
+                return ident
+        raise AuthError("unauthenticated", "invalid bearer token")
+
+    def check(self, authorization: str | None, method: str) -> Identity:
+        ident = self.identify(authorization)
+        if not ident.may(method):
+            raise AuthError("permission_denied", f"{ident.name} may not call {method} "
+                            f"(needs one of: {', '.join(sorted(METHOD_ROLES.get(method, ())))})")
+        return ident
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+def parse_env(value: str) -> dict[str, Identity]:
+    out = {}
+    for entry in filter(None, (e.strip() for e in value.split(","))):
+        token, _, rest = entry.partition("=")
+        name, _, roles = rest.partition(":")
+        out[token] = _identity(name, roles.split("+"), f"BATON_TOKENS entry for {name or '?'}")
+    return out
+
+
+def _identity(name: str, roles: list[str], where: str) -> Identity:
+    bad = [r for r in roles if r not in ROLES]
+    if not name or not roles or bad:
+        raise ValueError(f"{where}: needs a name and roles from {sorted(ROLES)}" + (f"; unknown {bad}" if bad else ""))
+    return Identity(name, frozenset(roles))
+
+
+def load_tokens(path: Path | None) -> dict[str, Identity]:
+    tokens: dict[str, Identity] = {}
+    if path is not None:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else YAML(typ="safe").load(text)
+        entries = data.get("tokens", []) if isinstance(data, dict) else []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
+                raise ValueError(f"{path}: tokens[{i}] needs token, name and roles")
+            tokens[entry["token"]] = _identity(str(entry.get("name", "")), list(entry.get("roles") or []),
+                                               f"{path}: tokens[{i}]")
+    if os.environ.get("BATON_TOKENS"):
+        tokens.update(parse_env(os.environ["BATON_TOKENS"]))
+    return tokens

@@ -1,0 +1,65 @@
+"""Generate the Python gRPC code from proto/ (one command), or check that the committed code is fresh.
+
+    python -m adapters.grpc.codegen          # write adapters/grpc/gen/
+    python -m adapters.grpc.codegen --check  # exit 1 if adapters/grpc/gen/ differs from a fresh build
+"""
+
+from __future__ import annotations
+
+import filecmp
+import re
+import shutil
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parents[2]
+PROTO = ROOT / "proto"
+GEN = Path(__file__).resolve().parent / "gen"
+PACKAGE = "adapters.grpc.gen"
+
+
+def generate(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    include = str(resources.files("grpc_tools") / "_proto")
+    files = sorted(str(p.relative_to(PROTO)) for p in PROTO.rglob("*.proto"))
+    code = protoc.main(["protoc", f"-I{PROTO}", f"-I{include}", f"--python_out={out}", f"--pyi_out={out}",
+                        f"--grpc_python_out={out}", *files])
+    if code != 0:
+        raise SystemExit(f"protoc failed ({code})")
+    for path in out.rglob("*.py*"):
+        text = path.read_text()
+        # protoc writes absolute imports of the proto package; make them relative to ours
+        text = re.sub(r"^from baton\.v1 import", f"from {PACKAGE}.baton.v1 import", text, flags=re.M)
+        path.write_text(text)
+    for folder in [out, *[p for p in out.rglob("*") if p.is_dir()]]:
+        (folder / "__init__.py").touch()
+
+
+def same(a: Path, b: Path) -> bool:
+    cmp = filecmp.dircmp(a, b, ignore=["__pycache__"])
+    if cmp.left_only or cmp.right_only or cmp.diff_files:
+        return False
+    return all(same(a / d, b / d) for d in cmp.common_dirs)
+
+
+def main() -> None:
+    if "--check" in sys.argv:
+        with tempfile.TemporaryDirectory() as tmp:
+            generate(Path(tmp))
+            if not GEN.exists() or not same(Path(tmp), GEN):
+                print("adapters/grpc/gen is stale: run python -m adapters.grpc.codegen", file=sys.stderr)
+                raise SystemExit(1)
+        print("generated gRPC code is fresh")
+        return
+    if GEN.exists():
+        shutil.rmtree(GEN)
+    generate(GEN)
+    print(f"wrote {GEN.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

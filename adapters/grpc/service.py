@@ -1,0 +1,404 @@
+"""The baton.v1 services on grpc.aio. Errors are mapped to gRPC status codes here, once."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from adapters.grpc import convert
+from adapters.grpc.auth import Auth, AuthError, Identity
+from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, ruleset_pb2
+from adapters.registry import RulesetRegistry
+from adapters.store.sql import SqlStore
+from adapters.store.writer import GroupWriter
+from engine.errors import BatonError, CompileErrors, InvalidInput, Overloaded
+from engine.explain import why
+from engine.language.loader import load_ruleset
+from engine.loop import Engine, Limits
+from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
+from engine.replay import replay, what_if
+
+log = logging.getLogger("baton.grpc")
+Ctx = grpc.aio.ServicerContext[Any, Any]
+DEADLINE_MARGIN_S = 0.05
+NOT_FOUND_CODES = {"unknown_ruleset", "unknown_version", "unknown_decision", "unknown_rule"}
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything the handlers need, wired by bootstrap."""
+
+    store: SqlStore
+    writer: GroupWriter
+    registry: RulesetRegistry
+    auth: Auth
+    models: ModelGateway
+    tools: ToolConnector
+    clock: Clock
+    ids: IdFactory
+    max_inflight: int = 512
+    step_limit: int | None = None
+
+
+class Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str, bad_request: list[tuple[str, str]] | None = None):
+        super().__init__(message)
+        self.code, self.message, self.bad_request = code, message, bad_request or []
+
+
+class _BadMessage:
+    """A request that did not parse as protobuf (e.g. invalid UTF-8 in a string field)."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _safe(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as e:  # DecodeError and friends: answered as INVALID_ARGUMENT by the handler
+            return _BadMessage(f"the request is not a valid protobuf message: {e}")
+
+    return deserialize
+
+
+def _status(abort: Abort) -> grpc.Status:
+    details = []
+    if abort.bad_request:
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in abort.bad_request]))
+        details.append(detail)
+    code = getattr(code_pb2, abort.code.name)
+    return rpc_status.to_status(status_pb2.Status(code=code, message=abort.message, details=details))
+
+
+def _map_error(e: BaseException) -> Abort:
+    if isinstance(e, Abort):
+        return e
+    if isinstance(e, AuthError):
+        code = grpc.StatusCode.UNAUTHENTICATED if e.code == "unauthenticated" else grpc.StatusCode.PERMISSION_DENIED
+        return Abort(code, e.message)
+    if isinstance(e, InvalidInput):
+        return Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{e.code}: {e.message}", [(e.where.path, e.message)])
+    if isinstance(e, CompileErrors):
+        return Abort(grpc.StatusCode.INVALID_ARGUMENT, str(e),
+                     [(f"source:{x.where.line}:{x.where.column}", f"{x.code}: {x.message}") for x in e.errors])
+    if isinstance(e, Overloaded):
+        return Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, e.message)
+    if isinstance(e, BatonError) and e.code in NOT_FOUND_CODES:
+        return Abort(grpc.StatusCode.NOT_FOUND, e.message)
+    if isinstance(e, BatonError) and e.code in ("bad_request",):
+        return Abort(grpc.StatusCode.INVALID_ARGUMENT, e.message, [(e.where.path, e.message)])
+    incident = uuid.uuid4().hex[:12]
+    log.exception("internal error %s", incident)
+    return Abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident})")
+
+
+def handler(method: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """Authenticate and authorise, then map every error to a status once."""
+
+    def wrap(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def run(self: Any, request: Any, context: Ctx) -> Any:
+            try:
+                ident = self.s.auth.check(_metadata(context, "authorization"), method)
+                if isinstance(request, _BadMessage):
+                    raise Abort(grpc.StatusCode.INVALID_ARGUMENT, request.error, [("request", request.error)])
+                return await fn(self, request, context, ident)
+            except Exception as e:
+                status = _status(_map_error(e))
+                await context.abort(status.code, status.details, status.trailing_metadata)
+
+        run.__name__ = fn.__name__
+        return run
+
+    return wrap
+
+
+def _metadata(context: Ctx, key: str) -> str | None:
+    for k, v in context.invocation_metadata() or ():
+        if k == key:
+            return v if isinstance(v, str) else v.decode("utf-8", "replace")
+    return None
+
+
+def _not_found(what: str) -> Abort:
+    return Abort(grpc.StatusCode.NOT_FOUND, what)
+
+
+class DecisionService:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self.inflight = 0
+
+    @handler("Decide")
+    async def Decide(self, request: decision_pb2.DecideRequest, context: Ctx,
+                     ident: Identity) -> decision_pb2.DecideResponse:
+        s = self.s
+        if not request.ruleset:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "ruleset is required", [("ruleset", "required")])
+        engine = s.registry.engine(request.ruleset, request.version)
+        facts: dict[str, list[Any]] = {}
+        for i, fact in enumerate(request.facts):
+            if not fact.type:
+                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"facts[{i}].type is required",
+                            [(f"facts[{i}].type", "required")])
+            facts.setdefault(fact.type, []).append(convert.plain(fact.values))
+        key = request.idempotency_key or None
+        if key:
+            if len(key) > 200:
+                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "idempotency_key longer than 200 characters",
+                            [("idempotency_key", "at most 200 characters")])
+            existing = await asyncio.to_thread(s.store.find, ident.name, key)
+            if existing is not None:
+                return decision_pb2.DecideResponse(decision=convert.decision(existing, idempotent_replay=True))
+        if self.inflight >= s.max_inflight:
+            raise Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {s.max_inflight} decisions in flight; "
+                        "retry with backoff")
+        deadline = request.deadline.ToTimedelta().total_seconds() if request.HasField("deadline") else None
+        remaining = context.time_remaining()
+        if remaining is not None:
+            remaining = max(0.0, remaining - DEADLINE_MARGIN_S)
+            deadline = remaining if deadline is None else min(deadline, remaining)
+        self.inflight += 1
+        try:
+            d = await engine.decide(facts, s.models, s.tools, s.clock, s.ids,
+                                    Limits(step_limit=s.step_limit, deadline_s=deadline))
+            record = d.to_dict()
+            saved = await s.writer.save(record, ident.name, key)
+        finally:
+            self.inflight -= 1
+        if saved.existing:  # a concurrent retry with the same key won the race
+            stored = await asyncio.to_thread(s.store.get, saved.decision_id)
+            assert stored is not None
+            return decision_pb2.DecideResponse(decision=convert.decision(stored, idempotent_replay=True))
+        if d.outcome == "failed" and d.reason.startswith("deadline"):
+            raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"decision {d.decision_id} failed: {d.reason} "
+                        "(it is stored)")
+        return decision_pb2.DecideResponse(decision=convert.decision(record))
+
+    async def _record(self, decision_id: str) -> dict[str, Any]:
+        record = await asyncio.to_thread(self.s.store.get, decision_id)
+        if record is None:
+            raise _not_found(f"no decision {decision_id!r}")
+        return record
+
+    @handler("GetDecision")
+    async def GetDecision(self, request: decision_pb2.GetDecisionRequest, context: Ctx,
+                          ident: Identity) -> decision_pb2.GetDecisionResponse:
+        record = await self._record(request.decision_id)
+        if "auditor" not in ident.roles and "admin" not in ident.roles and record.get("caller") != ident.name:
+            raise _not_found(f"no decision {request.decision_id!r}")  # callers see only their own
+        return decision_pb2.GetDecisionResponse(decision=convert.decision(record), record=convert.struct(record))
+
+    @handler("ListDecisions")
+    async def ListDecisions(self, request: decision_pb2.ListDecisionsRequest, context: Ctx,
+                            ident: Identity) -> decision_pb2.ListDecisionsResponse:
+        size = min(max(request.page_size or 50, 1), 500)
+        before = None
+        if request.page_token:
+            try:
+                created, last_id = json.loads(base64.urlsafe_b64decode(request.page_token.encode()))
+                before = (float(created), str(last_id))
+            except Exception:
+                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "bad page_token",
+                            [("page_token", "not a token from ListDecisions")]) from None
+        since = request.since.ToNanoseconds() / 1e9 if request.HasField("since") else None
+        until = request.until.ToNanoseconds() / 1e9 if request.HasField("until") else None
+        outcome = convert.OUTCOME_NAMES.get(request.outcome)
+        rows = await asyncio.to_thread(self.s.store.list_decisions, request.ruleset or None, outcome, since, until,
+                                       size + 1, before)
+        token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            token = base64.urlsafe_b64encode(json.dumps([rows[-1]["created_at"], rows[-1]["id"]]).encode()).decode()
+        return decision_pb2.ListDecisionsResponse(decisions=[convert.summary_row(r) for r in rows],
+                                                  next_page_token=token)
+
+    @handler("ReplayDecision")
+    async def ReplayDecision(self, request: decision_pb2.ReplayDecisionRequest, context: Ctx,
+                             ident: Identity) -> decision_pb2.ReplayDecisionResponse:
+        record = await self._record(request.decision_id)
+        engine = await asyncio.to_thread(self.s.registry.engine_for, record["version"])
+        result = await replay(engine, record)
+        div = None
+        if result.divergence is not None:
+            div = decision_pb2.Divergence(index=result.divergence.index, what=result.divergence.what,
+                                          expected=convert.value(result.divergence.expected),
+                                          got=convert.value(result.divergence.got))
+        return decision_pb2.ReplayDecisionResponse(identical=result.identical, divergence=div)
+
+    @handler("WhatIf")
+    async def WhatIf(self, request: decision_pb2.WhatIfRequest, context: Ctx,
+                     ident: Identity) -> decision_pb2.WhatIfResponse:
+        record = await self._record(request.decision_id)
+        if request.WhichOneof("candidate") == "source":
+            engine = Engine(load_ruleset(request.source, "candidate.yaml"))
+        elif request.WhichOneof("candidate") == "version":
+            engine = await asyncio.to_thread(self.s.registry.engine_for,
+                                             self.s.registry.resolve(request.version))
+        else:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "give the candidate's source or version",
+                        [("candidate", "required")])
+        w = await what_if(engine, record)
+        if w.error:
+            raise Abort(grpc.StatusCode.FAILED_PRECONDITION, w.error)
+        return decision_pb2.WhatIfResponse(
+            changed=w.changed, before=convert.outcome_summary(w.old), after=convert.outcome_summary(w.new),
+            fired_only_before=w.fired_only_before, fired_only_after=w.fired_only_after,
+            unanswered=[decision_pb2.Unanswered(action=str(u["action"]),
+                                                request=convert.struct(u["request"]))  # type: ignore[arg-type]
+                        for u in w.unanswered])
+
+    @handler("WhyRule")
+    async def WhyRule(self, request: decision_pb2.WhyRuleRequest, context: Ctx,
+                      ident: Identity) -> decision_pb2.WhyRuleResponse:
+        record = await self._record(request.decision_id)
+        engine = await asyncio.to_thread(self.s.registry.engine_for, record["version"])
+        try:
+            lines = why(engine.ruleset, record, request.rule)
+        except KeyError:
+            raise _not_found(f"ruleset {record['ruleset']} has no rule {request.rule!r}") from None
+        return decision_pb2.WhyRuleResponse(fired=request.rule in record["fired"], explanation=lines)
+
+
+class RulesetService:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    def _info(self, name: str, version: str) -> ruleset_pb2.RulesetInfo:
+        info = self.s.registry.info(name, version)
+        engine = self.s.registry.engine_for(version)
+        rs = engine.ruleset
+        out = ruleset_pb2.RulesetInfo(name=rs.name, version=rs.version, description=rs.description,
+                                      rules=len(rs.rules), tests=len(rs.tests),
+                                      active=self.s.registry.active.get(rs.name) == version)
+        if info is not None:
+            out.loaded_at.CopyFrom(convert.timestamp(info.loaded_at))
+            if info.published_at is not None:
+                out.published_at.CopyFrom(convert.timestamp(info.published_at))
+            out.published_by = info.published_by or ""
+        return out
+
+    @handler("ListRulesets")
+    async def ListRulesets(self, request: ruleset_pb2.ListRulesetsRequest, context: Ctx,
+                           ident: Identity) -> ruleset_pb2.ListRulesetsResponse:
+        def build() -> list[ruleset_pb2.RulesetInfo]:
+            self.s.registry.refresh(force=True)
+            return [self._info(v.name, v.version) for v in self.s.registry.versions()]
+
+        return ruleset_pb2.ListRulesetsResponse(rulesets=await asyncio.to_thread(build))
+
+    @handler("GetRuleset")
+    async def GetRuleset(self, request: ruleset_pb2.GetRulesetRequest, context: Ctx,
+                         ident: Identity) -> ruleset_pb2.GetRulesetResponse:
+        def build() -> ruleset_pb2.GetRulesetResponse:
+            engine = self.s.registry.engine(request.name, request.version)
+            rs = engine.ruleset
+            return ruleset_pb2.GetRulesetResponse(ruleset=self._info(rs.name, rs.version), source=rs.source)
+
+        return await asyncio.to_thread(build)
+
+    @handler("ValidateRuleset")
+    async def ValidateRuleset(self, request: ruleset_pb2.ValidateRulesetRequest, context: Ctx,
+                              ident: Identity) -> ruleset_pb2.ValidateRulesetResponse:
+        try:
+            rs = load_ruleset(request.source, request.file_name or "ruleset.yaml")
+        except CompileErrors as e:
+            return ruleset_pb2.ValidateRulesetResponse(valid=False, errors=[
+                ruleset_pb2.CompileError(code=x.code, message=x.message, line=x.where.line, column=x.where.column,
+                                         hint=x.hint) for x in e.errors])
+        return ruleset_pb2.ValidateRulesetResponse(valid=True, name=rs.name, version=rs.version)
+
+    @handler("PublishRuleset")
+    async def PublishRuleset(self, request: ruleset_pb2.PublishRulesetRequest, context: Ctx,
+                             ident: Identity) -> ruleset_pb2.PublishRulesetResponse:
+        rs = load_ruleset(request.source, request.file_name or "ruleset.yaml")
+
+        def publish() -> ruleset_pb2.RulesetInfo:
+            self.s.registry.publish(rs, by=ident.name)
+            return self._info(rs.name, rs.version)
+
+        return ruleset_pb2.PublishRulesetResponse(ruleset=await asyncio.to_thread(publish))
+
+    async def Impact(self, request: ruleset_pb2.ImpactRequest,
+                     context: Ctx) -> AsyncIterator[ruleset_pb2.ImpactResponse]:
+        try:
+            if isinstance(request, _BadMessage):
+                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, request.error)
+            self.s.auth.check(_metadata(context, "authorization"), "Impact")
+            engine = Engine(load_ruleset(request.source, "candidate.yaml"))
+            since = request.since.ToNanoseconds() / 1e9 if request.HasField("since") else None
+            ids = await asyncio.to_thread(self.s.store.recent_ids, engine.ruleset.name,
+                                          request.last or (None if since else 1000), since)
+        except Exception as e:
+            status = _status(_map_error(e))
+            await context.abort(status.code, status.details, status.trailing_metadata)
+            return
+        changes: Counter[tuple[str, str]] = Counter()
+        examples: dict[tuple[str, str], list[str]] = {}
+        changed = unanswered = 0
+        for n, decision_id in enumerate(ids, 1):
+            record = await asyncio.to_thread(self.s.store.get, decision_id)
+            if record is not None:
+                w = await what_if(engine, record)
+                unanswered += bool(w.unanswered)
+                if w.changed:
+                    changed += 1
+                    move = (str(w.old.get("outcome")), str(w.new.get("outcome", "error")))
+                    changes[move] += 1
+                    examples.setdefault(move, []).append(decision_id)
+            if n % 25 == 0 or n == len(ids):
+                yield ruleset_pb2.ImpactResponse(progress=ruleset_pb2.ImpactProgress(done=n, total=len(ids)))
+        yield ruleset_pb2.ImpactResponse(summary=ruleset_pb2.ImpactSummary(
+            decisions=len(ids), changed=changed, unanswered=unanswered,
+            changes=[ruleset_pb2.ImpactChange(from_outcome=a, to_outcome=b, count=c,
+                                              example_decision_ids=examples[(a, b)][:5])
+                     for (a, b), c in changes.most_common()]))
+
+
+class AuditService:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    @handler("VerifyLog")
+    async def VerifyLog(self, request: audit_pb2.VerifyLogRequest, context: Ctx,
+                        ident: Identity) -> audit_pb2.VerifyLogResponse:
+        checked, problem = await asyncio.to_thread(self.s.store.verify)
+        if problem is None:
+            return audit_pb2.VerifyLogResponse(intact=True, checked=checked)
+        return audit_pb2.VerifyLogResponse(intact=False, checked=checked, decision_id=problem.decision_id,
+                                           chain_seq=problem.chain_seq, problem=problem.problem)
+
+
+def generic_handlers(services: Services) -> list[Any]:
+    """Method handlers built here (not by the generated helpers) so that undecodable requests reach our
+    handlers and get INVALID_ARGUMENT rather than a framework error."""
+    out = []
+    for proto_module, servicer in ((decision_pb2, DecisionService(services)), (ruleset_pb2, RulesetService(services)),
+                                   (audit_pb2, AuditService(services))):
+        for service in proto_module.DESCRIPTOR.services_by_name.values():
+            handlers = {}
+            for method in service.methods:
+                req = getattr(proto_module, method.input_type.name)
+                resp = getattr(proto_module, method.output_type.name)
+                fn = getattr(servicer, method.name)
+                make = grpc.unary_stream_rpc_method_handler if method.server_streaming else \
+                    grpc.unary_unary_rpc_method_handler
+                handlers[method.name] = make(fn, request_deserializer=_safe(req.FromString),
+                                             response_serializer=resp.SerializeToString)
+            out.append(grpc.method_handlers_generic_handler(service.full_name, handlers))
+    return out
