@@ -1,0 +1,92 @@
+"""Start a real `baton serve` on a free localhost port for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKENS = {
+    "caller": "tok-caller", "caller2": "tok-caller2", "editor": "tok-editor", "auditor": "tok-auditor",
+    "reviewer": "tok-reviewer", "admin": "tok-admin",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[str]
+    address: str
+    db: str
+    log: list[str]
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.address)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        assert self.proc.stdout is not None
+        self.log.extend(self.proc.stdout.read().splitlines())
+        return self.proc.returncode
+
+
+def write_tokens(path: Path) -> Path:
+    lines = ["tokens:"]
+    for role, token in TOKENS.items():
+        name = role
+        roles = "caller" if role.startswith("caller") else role
+        lines.append(f"  - {{token: {token}, name: {name}, roles: [{roles}]}}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def start(tmp: Path, *extra: str, auth: bool = True, db: str | None = None, port: int | None = None,
+          env: dict[str, str] | None = None) -> Server:
+    port = port or free_port()
+    db = db or str(tmp / "baton.db")
+    args = [sys.executable, "-m", "adapters.cli.main", "serve", "--listen", f"127.0.0.1:{port}", "--db", db,
+            "--rulesets", str(ROOT / "rulesets"), "--answers", str(ROOT / "rulesets/demo-answers.json"), *extra]
+    if auth:
+        args += ["--tokens", str(write_tokens(tmp / "tokens.yaml"))]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
+    log: list[str] = []
+    deadline = time.monotonic() + 60
+    assert proc.stdout is not None
+    listening = 0
+    workers = next((int(extra[i + 1]) for i, a in enumerate(extra) if a == "--workers"), 1)
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError("server exited:\n" + "\n".join(log))
+        log.append(line.rstrip())
+        if re.search(r"baton listening on", line):
+            listening += 1
+            if listening == workers:
+                return Server(proc, f"127.0.0.1:{port}", db, log)
+    proc.kill()
+    raise RuntimeError("server did not start:\n" + "\n".join(log))
+
+
+def metadata(role: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {TOKENS[role]}")]

@@ -1,0 +1,250 @@
+"""End to end over gRPC: every method, every error status, every role, idempotency, buf curl, Node.js."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2, struct_pb2
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from adapters.grpc.gen.baton.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    decision_pb2,
+    decision_pb2_grpc,
+    ruleset_pb2,
+    ruleset_pb2_grpc,
+)
+from adapters.store.sql import SqlStore
+from tests.e2e.server import ROOT, TOKENS, Server, metadata, start
+
+CLAIM = {"claim_ref": "C-1", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
+         "customer_tier": "standard"}
+
+
+def fact(type_: str, values: dict[str, object]) -> decision_pb2.Fact:
+    s = struct_pb2.Struct()
+    s.update(values)
+    return decision_pb2.Fact(type=type_, values=s)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start(tmp_path_factory.mktemp("grpc"))
+    yield srv
+    assert srv.stop() == 0, "\n".join(srv.log)
+
+
+@pytest.fixture(scope="module")
+def stubs(server: Server) -> Iterator[dict[str, object]]:
+    channel = server.channel()
+    yield {"d": decision_pb2_grpc.DecisionServiceStub(channel), "r": ruleset_pb2_grpc.RulesetServiceStub(channel),
+           "a": audit_pb2_grpc.AuditServiceStub(channel), "h": health_pb2_grpc.HealthStub(channel)}
+    channel.close()
+
+
+def code_of(call: object) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code()
+
+
+def test_decide_then_read_it_back_with_every_read_method(stubs: dict[str, object]) -> None:
+    d, a = stubs["d"], stubs["a"]
+    resp = d.Decide(decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", CLAIM)]),
+                    metadata=metadata("caller"))
+    dec = resp.decision
+    assert dec.outcome == decision_pb2.OUTCOME_DECIDED and dict(dec.decision) == {"route": "senior-assessor"}
+    assert list(dec.fired) == ["fetch-policy", "classify-claim", "high-risk", "default-route",
+                               "senior-for-high-risk-injury"]
+    got = d.GetDecision(decision_pb2.GetDecisionRequest(decision_id=dec.decision_id), metadata=metadata("caller"))
+    assert got.decision.decision_id == dec.decision_id and len(got.record["trace"]) > 5
+    page = d.ListDecisions(decision_pb2.ListDecisionsRequest(ruleset="claims-triage", page_size=1),
+                           metadata=metadata("auditor"))
+    assert page.decisions[0].decision_id == dec.decision_id
+    replay = d.ReplayDecision(decision_pb2.ReplayDecisionRequest(decision_id=dec.decision_id),
+                              metadata=metadata("auditor"))
+    assert replay.identical
+    source = (ROOT / "rulesets/claims-triage.yaml").read_text().replace("claim.amount > 50000", "claim.amount > 90000")
+    w = d.WhatIf(decision_pb2.WhatIfRequest(decision_id=dec.decision_id, source=source), metadata=metadata("auditor"))
+    assert w.changed and dict(w.after.decision) == {"route": "standard-queue"}
+    assert list(w.fired_only_before) == ["high-risk", "senior-for-high-risk-injury"]
+    why = d.WhyRule(decision_pb2.WhyRuleRequest(decision_id=dec.decision_id, rule="inactive-policy"),
+                    metadata=metadata("auditor"))
+    assert not why.fired and "'not policy.active' is false" in "\n".join(why.explanation)
+    verify = a.VerifyLog(audit_pb2.VerifyLogRequest(), metadata=metadata("auditor"))
+    assert verify.intact and verify.checked >= 1
+
+
+def test_list_pages_with_tokens(stubs: dict[str, object]) -> None:
+    d = stubs["d"]
+    for i in range(5):
+        d.Decide(decision_pb2.DecideRequest(ruleset="payment-approval", facts=[fact("payment", {
+            "payment_ref": f"P{i}", "amount": 10 + i, "currency": "EUR", "beneficiary_iban": "X",
+            "initiated_by": "alice", "new_beneficiary": False})]), metadata=metadata("caller"))
+    seen, token = [], ""
+    while True:
+        page = d.ListDecisions(decision_pb2.ListDecisionsRequest(ruleset="payment-approval", page_size=2,
+                                                                 page_token=token), metadata=metadata("auditor"))
+        seen.extend(x.decision_id for x in page.decisions)
+        token = page.next_page_token
+        if not token:
+            break
+    assert len(seen) == len(set(seen)) == 5
+
+
+def test_idempotent_retry_returns_the_same_decision_and_stores_one_row(server: Server, stubs: dict[str, object]
+                                                                       ) -> None:
+    d = stubs["d"]
+    req = decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", CLAIM)], idempotency_key="claim-77")
+    first = d.Decide(req, metadata=metadata("caller")).decision
+    second = d.Decide(req, metadata=metadata("caller")).decision
+    assert second.decision_id == first.decision_id and second.idempotent_replay and not first.idempotent_replay
+    other = d.Decide(req, metadata=metadata("caller2")).decision
+    assert other.decision_id != first.decision_id  # keys are scoped to the caller
+    store = SqlStore(server.db, migrate=False)
+    assert sum(1 for r in store.list_decisions(limit=1000) if r["caller"] == "caller"
+               and store.get(r["id"])["idempotency_key"] == "claim-77") == 1
+
+
+def test_error_statuses(stubs: dict[str, object]) -> None:
+    d, r = stubs["d"], stubs["r"]
+    bad = decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", {**CLAIM, "amount": "lots"})])
+    with pytest.raises(grpc.RpcError) as info:
+        d.Decide(bad, metadata=metadata("caller"))
+    err = info.value
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "facts.claim[0].amount" in err.details()
+    status = rpc_status.from_call(err)
+    assert status is not None
+    detail = error_details_pb2.BadRequest()
+    status.details[0].Unpack(detail)
+    assert detail.field_violations[0].field == "facts.claim[0].amount"
+    assert code_of(lambda: d.Decide(decision_pb2.DecideRequest(ruleset="nope", facts=[fact("claim", CLAIM)]),
+                                    metadata=metadata("caller"))) == grpc.StatusCode.NOT_FOUND
+    assert code_of(lambda: d.GetDecision(decision_pb2.GetDecisionRequest(decision_id="nope"),
+                                         metadata=metadata("auditor"))) == grpc.StatusCode.NOT_FOUND
+    assert code_of(lambda: d.Decide(decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", CLAIM)]))
+                   ) == grpc.StatusCode.UNAUTHENTICATED
+    assert code_of(lambda: d.Decide(decision_pb2.DecideRequest(ruleset="claims-triage"),
+                                    metadata=[("authorization", "Bearer wrong")])) == grpc.StatusCode.UNAUTHENTICATED
+    assert code_of(lambda: r.PublishRuleset(ruleset_pb2.PublishRulesetRequest(source="x"),
+                                            metadata=metadata("caller"))) == grpc.StatusCode.PERMISSION_DENIED
+    assert code_of(lambda: r.PublishRuleset(ruleset_pb2.PublishRulesetRequest(source="ruleset: x\n"),
+                                            metadata=metadata("editor"))) == grpc.StatusCode.INVALID_ARGUMENT
+    slow = decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", CLAIM)],
+                                      deadline=duration_pb2.Duration(nanos=1))
+    assert code_of(lambda: d.Decide(slow, metadata=metadata("caller"))) == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+ROLE_CALLS = {
+    "Decide": ("d", "Decide", decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", CLAIM)])),
+    "ListDecisions": ("d", "ListDecisions", decision_pb2.ListDecisionsRequest()),
+    "VerifyLog": ("a", "VerifyLog", audit_pb2.VerifyLogRequest()),
+    "ListRulesets": ("r", "ListRulesets", ruleset_pb2.ListRulesetsRequest()),
+    "ValidateRuleset": ("r", "ValidateRuleset", ruleset_pb2.ValidateRulesetRequest(source="ruleset: x\n")),
+}
+ALLOWED = {
+    "caller": {"Decide"}, "editor": {"ListRulesets", "ValidateRuleset"},
+    "auditor": {"ListDecisions", "VerifyLog", "ListRulesets"}, "reviewer": set(),
+    "admin": set(ROLE_CALLS),
+}
+
+
+@pytest.mark.parametrize("role", list(ALLOWED))
+def test_every_role_is_enforced(stubs: dict[str, object], role: str) -> None:
+    for method, (stub, name, request) in ROLE_CALLS.items():
+        call = getattr(stubs[stub], name)
+        if method in ALLOWED[role]:
+            call(request, metadata=metadata(role))
+        else:
+            assert code_of(lambda c=call, q=request: c(q, metadata=metadata(role))) == \
+                grpc.StatusCode.PERMISSION_DENIED, \
+                (role, method)
+
+
+def test_rulesets_validate_publish_get_and_impact(stubs: dict[str, object]) -> None:
+    d, r = stubs["d"], stubs["r"]
+    source = (ROOT / "rulesets/claims-triage.yaml").read_text()
+    bad = r.ValidateRuleset(ruleset_pb2.ValidateRulesetRequest(source=source.replace("claim.amount > 50000",
+                                                                                    "claim.amout > 50000")),
+                            metadata=metadata("editor"))
+    assert not bad.valid and bad.errors[0].code == "unknown_field" and bad.errors[0].line > 1
+    assert bad.errors[0].column == 17
+    for _ in range(3):
+        d.Decide(decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", CLAIM)]),
+                 metadata=metadata("caller"))
+    candidate = source.replace("claim.amount > 50000", "claim.amount > 90000")
+    events = list(r.Impact(ruleset_pb2.ImpactRequest(source=candidate, last=3), metadata=metadata("editor")))
+    summary = events[-1].summary
+    assert summary.decisions == 3 and summary.changed == 3 and events[0].HasField("progress")
+    assert summary.changes[0].from_outcome == "decided" and summary.changes[0].to_outcome == "decided"
+    published = r.PublishRuleset(ruleset_pb2.PublishRulesetRequest(source=candidate), metadata=metadata("editor"))
+    assert published.ruleset.active and published.ruleset.published_by == "editor"
+    got = r.GetRuleset(ruleset_pb2.GetRulesetRequest(name="claims-triage"), metadata=metadata("auditor"))
+    assert got.ruleset.version == published.ruleset.version and "90000" in got.source
+    after = d.Decide(decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", CLAIM)]),
+                     metadata=metadata("caller")).decision
+    assert after.version == published.ruleset.version and dict(after.decision) == {"route": "standard-queue"}
+    old = r.GetRuleset(ruleset_pb2.GetRulesetRequest(name="claims-triage", version=source and
+                                                     _version_of(r, "claims-triage", published.ruleset.version)),
+                       metadata=metadata("auditor"))
+    assert not old.ruleset.active
+    pinned = d.Decide(decision_pb2.DecideRequest(ruleset="claims-triage", version=old.ruleset.version[:12],
+                                                 facts=[fact("claim", CLAIM)]), metadata=metadata("caller")).decision
+    assert dict(pinned.decision) == {"route": "senior-assessor"}
+    listed = r.ListRulesets(ruleset_pb2.ListRulesetsRequest(), metadata=metadata("auditor"))
+    assert sum(1 for x in listed.rulesets if x.name == "claims-triage") == 2
+    # the old version's decisions still replay on their own version
+    first = d.ListDecisions(decision_pb2.ListDecisionsRequest(ruleset="claims-triage", page_size=500),
+                            metadata=metadata("auditor")).decisions[-1]
+    assert d.ReplayDecision(decision_pb2.ReplayDecisionRequest(decision_id=first.decision_id),
+                            metadata=metadata("auditor")).identical
+
+
+def _version_of(r: object, name: str, not_this: str) -> str:
+    listed = r.ListRulesets(ruleset_pb2.ListRulesetsRequest(), metadata=metadata("admin"))
+    return next(x.version for x in listed.rulesets if x.name == name and x.version != not_this)
+
+
+def test_health_and_reflection(server: Server, stubs: dict[str, object]) -> None:
+    h = stubs["h"]
+    assert h.Check(health_pb2.HealthCheckRequest(service="baton.v1.DecisionService")).status == \
+        health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js not installed")
+def test_buf_curl_through_reflection(server: Server) -> None:
+    buf = shutil.which("buf") or str(Path(__file__).resolve().parents[2] / ".venv/bin/buf")
+    body = json.dumps({"ruleset": "customer-onboarding", "facts": [{"type": "applicant", "values": {
+        "applicant_ref": "A-1", "full_name": "Ana Lima", "country": "PT", "document_type": "passport",
+        "document_text": "P<PRT", "pep_declared": False}}]})
+    out = subprocess.run([buf, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "-H",
+                          f"Authorization: Bearer {TOKENS['caller']}", "-d", body,
+                          f"http://{server.address}/baton.v1.DecisionService/Decide"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    decision = json.loads(out.stdout)["decision"]
+    assert decision["outcome"] == "OUTCOME_DECIDED" and decision["decision"] == {"route": "approve"}
+
+
+@pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None, reason="Node.js not installed")
+def test_a_node_grpc_js_client_decides_and_reads_back(server: Server) -> None:
+    folder = ROOT / "tests/e2e/node"
+    if not (folder / "node_modules/@grpc/grpc-js").exists():
+        subprocess.run(["npm", "install", "--no-package-lock", "--no-audit", "--no-fund", "--silent"], cwd=folder,
+                       check=True, timeout=300)
+    out = subprocess.run(["node", "client.js", server.address, TOKENS["caller"], str(ROOT / "proto")], cwd=folder,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["outcome"] == "OUTCOME_DECIDED" and result["action"] == "release"
+    assert result["fired"] == ["fetch-limit", "small-payment", "hold-by-default"]
