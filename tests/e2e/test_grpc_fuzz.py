@@ -49,12 +49,18 @@ def _fact(type_: str, values: dict[str, Any]) -> decision_pb2.Fact:
     return decision_pb2.Fact(type=type_, values=s)
 
 
+def _valid_value(name: str, value: Any) -> bool:
+    if name in ("claim_ref", "policy_ref", "description"):
+        return isinstance(value, str) and len(value) < 4000
+    if name == "amount":
+        return isinstance(value, float) and value >= 0
+    return value in ("gold", "standard")
+
+
 def broken_facts() -> st.SearchStrategy[list[decision_pb2.Fact]]:
     field = st.sampled_from(list(VALID))
-    wrong_type = st.tuples(field, json_values).filter(
-        lambda t: not (t[0] in ("claim_ref", "policy_ref", "description") and isinstance(t[1], str) and len(t[1]) < 4000)
-        and not (t[0] == "amount" and isinstance(t[1], float) and t[1] >= 0)
-        and not (t[0] == "customer_tier" and t[1] in ("gold", "standard"))).map(lambda t: {**VALID, t[0]: t[1]})
+    wrong_type = st.tuples(field, json_values).filter(lambda t: not _valid_value(*t)).map(
+        lambda t: {**VALID, t[0]: t[1]})
     missing = field.map(lambda f: {k: v for k, v in VALID.items() if k != f})
     unknown = st.text(min_size=1, max_size=10).filter(lambda k: k not in VALID).map(lambda k: {**VALID, k: 1})
     huge = st.just({**VALID, "description": "x" * 5000})
