@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test lint bench
+.PHONY: install run test lint bench proto
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,13 @@ lint: install
 	$(BIN)/mypy engine
 	$(BIN)/mypy adapters
 	$(BIN)/lint-imports
+	$(BIN)/buf lint
+	$(BIN)/buf format --diff --exit-code
+	$(BIN)/buf breaking --against proto/buf-baseline.binpb
+	$(BIN)/python -m adapters.grpc.codegen --check
+
+proto: install
+	$(BIN)/python -m adapters.grpc.codegen
 
 test: lint
 	$(BIN)/python -m pytest -q

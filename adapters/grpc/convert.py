@@ -16,7 +16,7 @@ OUTCOME_NAMES = {v: k for k, v in OUTCOMES.items()}
 
 def struct(value: dict[str, Any]) -> struct_pb2.Struct:
     s = struct_pb2.Struct()
-    json_format.ParseDict(value, s)
+    s.update(value)
     return s
 
 

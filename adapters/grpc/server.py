@@ -4,6 +4,7 @@ and N worker processes sharing the port (SO_REUSEPORT)."""
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import ipaddress
 import json
 import logging
@@ -71,6 +72,7 @@ def _ports(cfg: ServeConfig) -> tuple[ModelGateway, ToolConnector, str]:
 
 
 async def run_server(cfg: ServeConfig, ready: Any = None) -> None:
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` prints every thread's stack
     store = SqlStore(cfg.db)
     registry = RulesetRegistry(store)
     loaded = registry.load_directory(cfg.rulesets) if cfg.rulesets.is_dir() else []

@@ -8,6 +8,7 @@ group-commit writer in writer.py feeds it); each is whole or absent.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -62,11 +63,20 @@ class Saved:
     existing: bool = False  # an earlier decision with the same idempotency key
 
 
-@dataclass(slots=True)
 class Pending:
-    record: dict[str, Any]
-    caller: str = ""
-    idempotency_key: str | None = None
+    """A decision waiting to be stored, serialised up front: only hashing and inserting happen while the
+    chain head is locked, so writers in other processes wait as little as possible."""
+
+    __slots__ = ("caller", "calls", "event_jsons", "head_json", "idempotency_key", "record")
+
+    def __init__(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None) -> None:
+        self.record, self.caller, self.idempotency_key = record, caller, idempotency_key
+        head = {k: v for k, v in record.items() if k != "trace"}
+        head["caller"], head["idempotency_key"] = caller, idempotency_key
+        self.head_json = canonical(head)
+        events = record["trace"]
+        self.event_jsons = [canonical(e) for e in events]
+        self.calls = [tuple(call_row(record["decision_id"], e).values()) for e in events if e["kind"] == "call"]
 
 
 @dataclass(slots=True)
@@ -91,6 +101,7 @@ class SqlStore:
             self.engine = sa.create_engine(self.url, pool_size=8, max_overflow=8, pool_pre_ping=True)
             self.writer = self.engine
         self.lock = threading.Lock() if self.sqlite else None
+        self.lock_path = self.url.split("///", 1)[1] + ".writelock" if self.sqlite else ""
         mark = "?" if self.sqlite else "%s"
         self.insert_sql = {
             t.name: f"INSERT INTO {t.name} ({', '.join(c.name for c in t.columns)}) "
@@ -153,7 +164,10 @@ class SqlStore:
     def save_batch(self, items: Sequence[Pending]) -> list[Saved]:
         """Write decisions in one transaction: all of them, or (on error) none."""
         if self.lock is not None:
-            with self.lock:
+            # SQLite's own busy handler polls with sleeps, and one busy writer process starved the others
+            # (measured: a second worker stalled in BEGIN IMMEDIATE). A blocking file lock queues the
+            # writers of every process in the kernel instead.
+            with self.lock, _FileLock(self.lock_path):
                 return self._save_batch(items)
         return self._save_batch(items)
 
@@ -181,19 +195,13 @@ class SqlStore:
                 seq += 1
                 record = item.record
                 decision_id = record["decision_id"]
-                head_fields = {k: v for k, v in record.items() if k != "trace"}
-                head_fields["caller"], head_fields["idempotency_key"] = item.caller, key
-                head_json = canonical(head_fields)
-                events = record["trace"]
-                event_jsons = [canonical(e) for e in events]
-                digest = chain_hash(prev, seq, head_json, event_jsons)
+                digest = chain_hash(prev, seq, item.head_json, item.event_jsons)
                 decisions.append((decision_id, seq, record["ruleset"], record["version"], record["outcome"],
                                   record["rule"], item.caller, key, record["started_at"], record["latency_ms"],
-                                  record["cost_usd"], record["tokens"], head_json, prev, digest))
-                for i, (event, text) in enumerate(zip(events, event_jsons, strict=True)):
-                    trace.append((decision_id, i, event["kind"], text))
-                    if event["kind"] == "call":
-                        calls.append(tuple(call_row(decision_id, event).values()))
+                                  record["cost_usd"], record["tokens"], item.head_json, prev, digest))
+                trace.extend((decision_id, i, e["kind"], text)
+                             for i, (e, text) in enumerate(zip(record["trace"], item.event_jsons, strict=True)))
+                calls.extend(item.calls)
                 saved = Saved(record["decision_id"], seq, digest)
                 if key:
                     keys_in_batch[(item.caller, key)] = saved
@@ -312,6 +320,20 @@ class SqlStore:
                 calls.setdefault(c.decision_id, []).append(c)
             yield rows, traces, calls
             last = rows[-1].chain_seq
+
+
+class _FileLock:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *_: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
 
 
 def _existing(saved: Saved) -> Saved:
