@@ -149,3 +149,4 @@ def serve(cfg: ServeConfig) -> None:
     codes = [c.exitcode for c in children]
     if any(codes):
         raise SystemExit(f"worker exit codes: {codes}")
+    print(f"baton: all {len(children)} workers stopped cleanly", flush=True)
