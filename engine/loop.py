@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import orjson
@@ -63,6 +63,9 @@ class WorkingMemory(FactIndex):
 class Limits:
     step_limit: int | None = None  # None: the ruleset's (default 1,000 firings)
     deadline_s: float | None = None  # None: the ruleset's, or no deadline
+    max_calls: int | None = None  # model calls per decision; None: the ruleset's budget, or none
+    max_cost_usd: float | None = None  # model cost per decision; None: the ruleset's budget, or none
+    mask_pii: bool = True  # prompts are recorded with pii fields masked
 
 
 @dataclass(slots=True)
@@ -100,6 +103,31 @@ class Decision:
         }
 
 
+def _render(m: ModelAction, context: Mapping[str, object], every: Mapping[str, object]) -> str:
+    try:
+        assert m.template is not None
+        return m.template.render(context, facts=every)
+    except Exception as e:  # a template over hostile facts: the call goes out with the error, never a crash
+        return f"<prompt could not be rendered: {type(e).__name__}: {e}>"
+
+
+def _mask(values: Values, fields: tuple[str, ...] | list[str]) -> Values:
+    if not fields:
+        return values
+    return {k: ("[redacted]" if k in fields else v) for k, v in values.items()}
+
+
+def _checker(validate: Callable[[object, str], Values], type_name: str) -> Callable[[object], str]:
+    def check(answer: object) -> str:
+        try:
+            validate(answer, "answer")
+        except InvalidInput as e:
+            return e.message
+        return ""
+
+    return check
+
+
 _BN = re.compile(r'"(p\d+)":\{[^{}]*?"bn": ?(\d+)')
 
 
@@ -124,6 +152,9 @@ class Engine:
         self.compiled = compiled or compile_ruleset(ruleset)
         self.pool: EnginePool = pool_for(self.compiled)
         self.schemas = {t: ft.json_schema() for t, ft in ruleset.types.items()}
+        self.pii = {t: [f for f, spec in ft.fields.items() if spec.pii] for t, ft in ruleset.types.items()}
+        self.pii = {t: fields for t, fields in self.pii.items() if fields}
+        self.checks = {t: _checker(ft.validate, t) for t, ft in ruleset.types.items()}
 
     # -- input ---------------------------------------------------------------------------------------
     def validate_input(self, facts: object) -> list[tuple[str, Values]]:
@@ -184,7 +215,12 @@ class _Run:
         rs = engine.ruleset
         self.step_limit = limits.step_limit or rs.step_limit
         deadline = limits.deadline_s if limits.deadline_s is not None else rs.deadline_s
-        d.limits = {"step_limit": self.step_limit, "deadline_s": deadline}
+        self.max_calls = limits.max_calls if limits.max_calls is not None else rs.max_calls
+        self.max_cost = limits.max_cost_usd if limits.max_cost_usd is not None else rs.max_cost_usd
+        self.mask_pii = limits.mask_pii
+        self.model_calls = 0
+        d.limits = {"step_limit": self.step_limit, "deadline_s": deadline, "max_calls": self.max_calls,
+                    "max_cost_usd": self.max_cost}
         self.deadline = clock.monotonic() + deadline if deadline is not None else None
         self.wm = WorkingMemory()
         self.session: Session | None = None
@@ -290,14 +326,21 @@ class _Run:
         context.update(env)
         if action in rs.models:
             m: ModelAction = rs.models[action]
-            try:
-                assert m.template is not None
-                every = {t: [self.wm.facts[s - 1][1] for s in seqs] for t, seqs in self.wm.by_type.items()}
-                prompt = m.template.render(context, facts=every)
-            except Exception as e:  # a template over hostile facts: a failure fact, never a crash
-                prompt = f"<prompt could not be rendered: {type(e).__name__}: {e}>"
-            call = CallRequest(action, "model", {"group": m.group, "prompt": prompt, "produces": m.produces},
-                               m.produces, self.engine.schemas[m.produces], m.retries, m.timeout_s)
+            every = {t: [self.wm.facts[s - 1][1] for s in seqs] for t, seqs in self.wm.by_type.items()}
+            prompt = _render(m, context, every)
+            request: dict[str, object] = {"group": m.group, "prompt": prompt, "produces": m.produces}
+            payload: dict[str, object] = {}
+            secrets: tuple[str, ...] = ()
+            pii = self.engine.pii
+            if self.mask_pii and pii and any(t in pii for t in every):
+                masked_ctx = {b: _mask(f, pii.get(self._type_of(b), ())) for b, f in context.items()}
+                masked_all = {t: [_mask(f, pii.get(t, ())) for f in fs] for t, fs in every.items()}
+                request = {**request, "prompt": _render(m, masked_ctx, masked_all)}
+                payload = {"group": m.group, "prompt": prompt, "produces": m.produces}
+                secrets = tuple(sorted({str(f[name]) for t, fs in every.items() for f in fs
+                                        for name in pii.get(t, ()) if isinstance(f.get(name), str) and f[name]}))
+            call = CallRequest(action, "model", request, m.produces, self.engine.schemas[m.produces], m.retries,
+                               m.timeout_s, payload, self.engine.checks[m.produces], secrets)
         else:
             t: ToolAction = rs.tools[action]
             params: dict[str, object] = {}
@@ -308,15 +351,49 @@ class _Run:
                     value = None
                 params[pname] = None if value is MISSING else value
             call = CallRequest(action, "tool", {"connector": t.connector, **t.config, "params": params},
-                               t.produces, self.engine.schemas[t.produces], t.retries, t.timeout_s)
+                               t.produces, self.engine.schemas[t.produces], t.retries, t.timeout_s,
+                               check=self.engine.checks[t.produces])
         key = action + "\x00" + orjson.dumps(call.request).decode()
         if key in self.called:
             return
         self.called[key] = len(self.called) + 1
         self.intents.append((call, key))
 
+    def _type_of(self, binding: str) -> str:
+        """The fact type behind a template binding (a type name, or an alias of the rule that fired)."""
+        for rule in self.engine.ruleset.rules:
+            if binding in rule.condition.aliases:
+                return rule.condition.aliases[binding]
+        return binding
+
+    def over_budget(self, call: CallRequest) -> CallResult | None:
+        if call.kind != "model":
+            return None
+        if self.max_calls is not None and self.model_calls >= self.max_calls:
+            return CallResult(failure_kind="budget", error=f"the decision's budget of {self.max_calls} model calls "
+                              "is spent")
+        if self.max_cost is not None and self.d.cost_usd >= self.max_cost:
+            return CallResult(failure_kind="budget", error=f"the decision's budget of ${self.max_cost} is spent "
+                              f"(${self.d.cost_usd:.6f} used)")
+        self.model_calls += 1
+        return None
+
     # -- calls ----------------------------------------------------------------------------------------
     async def call_all(self, intents: list[tuple[CallRequest, str]]) -> list[CallResult]:
+        refused = [self.over_budget(call) for call, _ in intents]
+        if any(refused):
+            merged: list[CallResult | None] = list(refused)
+            todo = [(i, item) for i, item in enumerate(intents) if refused[i] is None]
+            answered = await self._dispatch([item for _, item in todo]) if todo else []
+            for (i, _), result in zip(todo, answered, strict=True):
+                merged[i] = result
+            for (call, key), budget in zip(intents, refused, strict=True):
+                if budget is not None:
+                    self.record_call(call, key, (budget, 0.0))
+            return [r for r in merged if r is not None]
+        return await self._dispatch(intents)
+
+    async def _dispatch(self, intents: list[tuple[CallRequest, str]]) -> list[CallResult]:
         immediate = [self.answer_now(call) for call, _ in intents]
         if all(r is not None for r in immediate):  # recorded answers: no task, no await
             timed = [(r, 0.0) for r in immediate if r is not None]

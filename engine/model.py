@@ -84,6 +84,8 @@ class Ruleset:
     tests: list[TestCase]
     step_limit: int = DEFAULT_STEP_LIMIT
     deadline_s: float | None = None
+    max_calls: int | None = None  # per-decision model budget (settings.budget)
+    max_cost_usd: float | None = None
 
     @property
     def ref(self) -> str:

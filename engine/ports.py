@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
 class CallRequest:
-    """A model or tool call the engine wants made. ``request`` is what identifies it (and is recorded)."""
+    """A model or tool call the engine wants made. ``request`` is what identifies it and is recorded
+    (PII masked); ``payload`` is what the gateway sends when it differs (the unmasked prompt)."""
 
     action: str
     kind: str  # "model" | "tool"
@@ -17,6 +19,13 @@ class CallRequest:
     schema: dict[str, object]
     retries: int
     timeout_s: float
+    payload: dict[str, object] = field(default_factory=dict, compare=False)
+    check: Callable[[object], str] | None = field(default=None, compare=False)  # "" when the answer fits
+    secrets: tuple[str, ...] = field(default=(), compare=False)  # PII values to mask in anything stored
+
+    @property
+    def sent(self) -> dict[str, object]:
+        return self.payload or self.request
 
 
 @dataclass(slots=True)

@@ -80,11 +80,18 @@ def _facts_of(record: Mapping[str, Any]) -> dict[str, list[Any]]:
 async def _rerun(engine: Engine, record: Mapping[str, Any]) -> tuple[Decision, ReplayAnswers]:
     answers = ReplayAnswers(list(record["trace"]))
     validated = engine.validate_input(_facts_of(record))
-    limits = record.get("limits") or {}
-    step_limit = limits.get("step_limit") if isinstance(limits, Mapping) else None
+    stored = record.get("limits")
+    limits = stored if isinstance(stored, Mapping) else {}
+
+    def number(key: str) -> Any:
+        value = limits.get(key)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    step_limit = number("step_limit")
     clock = FixedClock(float(record.get("started_at") or 0.0))
     d = await engine.run(validated, answers, answers, clock, _SameId(str(record["decision_id"])),
-                         Limits(step_limit=step_limit if isinstance(step_limit, int) else None))
+                         Limits(step_limit=int(step_limit) if step_limit is not None else None,
+                                max_calls=number("max_calls"), max_cost_usd=number("max_cost_usd")))
     return d, answers
 
 

@@ -45,6 +45,7 @@ class ServeConfig:
     workers: int = 1
     tokens_file: Path | None = None
     answers_file: Path | None = None  # canned model/tool answers (offline demo, benchmarks)
+    models_file: Path | None = None  # LiteLLM model groups (see docs/models.md)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
@@ -68,7 +69,22 @@ def _ports(cfg: ServeConfig) -> tuple[ModelGateway, ToolConnector, str]:
     if cfg.answers_file is not None:
         canned = CannedAnswers(json.loads(cfg.answers_file.read_text()))
         return canned, canned, f"canned answers from {cfg.answers_file}"
+    if cfg.models_file is not None:
+        return load_gateway(cfg.models_file), Unconfigured("tool connector"), f"models from {cfg.models_file}"
     return Unconfigured("model gateway"), Unconfigured("tool connector"), "no model gateway or tools configured"
+
+
+def load_gateway(path: Path) -> ModelGateway:
+    """The LiteLLM gateway from a YAML/JSON file whose `models:` section holds the model groups."""
+    from ruamel.yaml import YAML
+
+    from adapters.llm.gateway import LiteLLMGateway, ModelsConfig
+
+    data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    section = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: needs a 'models:' section with model_list")
+    return LiteLLMGateway(ModelsConfig.from_dict(section, f"{path}: models"))
 
 
 async def run_server(cfg: ServeConfig, ready: Any = None) -> None:

@@ -95,8 +95,26 @@ class Loader:
         tools = self.load_tools(doc, types)
         settings = doc.get("settings") or {}
         step_limit, deadline = DEFAULT_STEP_LIMIT, None
+        max_calls: int | None = None
+        max_cost: float | None = None
         if isinstance(settings, dict):
-            self.check_keys(settings, {"step_limit", "deadline"}, "settings")
+            self.check_keys(settings, {"step_limit", "deadline", "budget"}, "settings")
+            budget = settings.get("budget") or {}
+            if not isinstance(budget, dict):
+                self.error("bad_shape", "budget takes {max_calls: N, max_cost_usd: X}",
+                           self.pos.value(settings, "budget"))
+                budget = {}
+            self.check_keys(budget, {"max_calls", "max_cost_usd"}, "settings.budget")
+            if "max_calls" in budget:
+                max_calls = budget["max_calls"]
+                if not isinstance(max_calls, int) or isinstance(max_calls, bool) or max_calls < 0:
+                    self.error("bad_value", "max_calls must be a whole number", self.pos.value(budget, "max_calls"))
+                    max_calls = None
+            if "max_cost_usd" in budget:
+                max_cost = budget["max_cost_usd"]
+                if isinstance(max_cost, bool) or not isinstance(max_cost, (int, float)) or max_cost < 0:
+                    self.error("bad_value", "max_cost_usd must be a number", self.pos.value(budget, "max_cost_usd"))
+                    max_cost = None
             step_limit = settings.get("step_limit", DEFAULT_STEP_LIMIT)
             if not isinstance(step_limit, int) or isinstance(step_limit, bool) or not 1 <= step_limit <= 100_000:
                 self.error("bad_value", "step_limit must be a whole number from 1 to 100000",
@@ -115,6 +133,7 @@ class Loader:
             name=name, version=content_hash(doc), source=self.text, file=self.file,
             description=str(doc.get("description") or ""), types=types, inputs=inputs, models=models,
             tools=tools, rules=rules, tests=tests, step_limit=step_limit, deadline_s=deadline,
+            max_calls=max_calls, max_cost_usd=None if max_cost is None else float(max_cost),
         )
 
     # -- facts -------------------------------------------------------------------------------------
