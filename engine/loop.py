@@ -394,35 +394,38 @@ class _Run:
         return await self._dispatch(intents)
 
     async def _dispatch(self, intents: list[tuple[CallRequest, str]]) -> list[CallResult]:
+        """Answers from memory at once; the rest awaited together, until all are in or the deadline."""
         immediate = [self.answer_now(call) for call, _ in intents]
-        if all(r is not None for r in immediate):  # recorded answers: no task, no await
-            timed = [(r, 0.0) for r in immediate if r is not None]
-            for (call, key), t in zip(intents, timed, strict=True):
-                self.record_call(call, key, t)
-            return [r for r, _ in timed]
-        tasks = [asyncio.ensure_future(self.timed(call)) for call, _ in intents]
-        timeout = None
-        if self.deadline is not None:
-            timeout = max(0.0, self.deadline - self.clock.monotonic())
-        done, pending = await asyncio.wait(tasks, timeout=timeout)
-        if pending:
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            for (call, key), task in zip(intents, tasks, strict=True):
-                self.record_call(call, key, task.result() if task in done else None)
-            raise _Stop("deadline exceeded while waiting for calls")
-        results = [t.result() for t in tasks]
-        for (call, key), t in zip(intents, results, strict=True):
-            self.record_call(call, key, t)
-        return [result for result, _ in results]
+        results: list[tuple[CallResult, float] | None] = [None if r is None else (r, 0.0) for r in immediate]
+        waiting = [i for i, r in enumerate(results) if r is None]
+        if waiting:
+            tasks = {i: asyncio.ensure_future(self.timed(intents[i][0])) for i in waiting}
+            timeout = None
+            if self.deadline is not None:
+                timeout = max(0.0, self.deadline - self.clock.monotonic())
+            done, pending = await asyncio.wait(tasks.values(), timeout=timeout)
+            for i, task in tasks.items():
+                results[i] = task.result() if task in done else None
+            if pending:
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                for (call, key), timed in zip(intents, results, strict=True):
+                    self.record_call(call, key, timed)
+                raise _Stop("deadline exceeded while waiting for calls")
+        out = []
+        for (call, key), timed in zip(intents, results, strict=True):
+            assert timed is not None
+            self.record_call(call, key, timed)
+            out.append(timed[0])
+        return out
 
     def answer_now(self, call: CallRequest) -> CallResult | None:
         port = self.models if call.kind == "model" else self.tools
         answer = getattr(port, "answer_now", None)
         if answer is None:
             return None
-        result: CallResult = answer(call)
+        result: CallResult | None = answer(call)  # None: this one must be awaited
         return result
 
     async def timed(self, call: CallRequest) -> tuple[CallResult, float]:

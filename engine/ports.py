@@ -55,7 +55,7 @@ class ToolConnector(Protocol):
 class ImmediateAnswers(Protocol):
     """A port that answers from memory (recorded answers): the loop skips scheduling a task."""
 
-    def answer_now(self, call: CallRequest) -> CallResult: ...
+    def answer_now(self, call: CallRequest) -> CallResult | None: ...
 
 
 class Clock(Protocol):

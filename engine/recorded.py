@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from engine.ports import CallRequest, CallResult
+from engine.ports import CallRequest, CallResult, ModelGateway, ToolConnector
 
 
 def _result(answer: object) -> CallResult:
@@ -68,9 +68,12 @@ class CannedAnswers(RecordedAnswers):
 
 
 class ReplayAnswers:
-    """Answers from a stored decision's call events, matched by action and request."""
+    """Answers from a stored decision's call events, matched by action and request. A call with no
+    recorded answer is ``unanswered`` - or, for a what-if run with live ports, made live."""
 
-    def __init__(self, trace: list[dict[str, object]]) -> None:
+    def __init__(self, trace: list[dict[str, object]], live_models: ModelGateway | None = None,
+                 live_tools: ToolConnector | None = None) -> None:
+        self.live_models, self.live_tools = live_models, live_tools
         self.by_request: dict[str, list[CallResult]] = {}
         for event in trace:
             if event.get("kind") != "call" or event.get("status") == "cancelled":
@@ -89,23 +92,42 @@ class ReplayAnswers:
                 result.attempts = attempts
             self.by_request.setdefault(key, []).append(result)
         self.unanswered: list[dict[str, object]] = []
+        self.live: list[dict[str, object]] = []  # calls made live in a what-if run
 
-    def _next(self, call: CallRequest) -> CallResult:
+    def _recorded(self, call: CallRequest) -> CallResult | None:
         queue = self.by_request.get(request_key(call.action, call.request))
         if not queue:
-            self.unanswered.append({"action": call.action, "request": call.request})
-            return CallResult(failure_kind="unanswered", error=f"no recorded answer for {call.action} with this "
-                              "request")
+            return None
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
-    def answer_now(self, call: CallRequest) -> CallResult:
-        return self._next(call)
+    def _unanswered(self, call: CallRequest) -> CallResult:
+        self.unanswered.append({"action": call.action, "request": call.request})
+        return CallResult(failure_kind="unanswered", error=f"no recorded answer for {call.action} with this request")
+
+    def answer_now(self, call: CallRequest) -> CallResult | None:
+        found = self._recorded(call)
+        if found is not None:
+            return found
+        live = self.live_models if call.kind == "model" else self.live_tools
+        return self._unanswered(call) if live is None else None  # None: the loop awaits the live port
 
     async def complete(self, call: CallRequest) -> CallResult:
-        return self._next(call)
+        found = self._recorded(call)
+        if found is not None:
+            return found
+        if self.live_models is None:
+            return self._unanswered(call)
+        self.live.append({"action": call.action, "request": call.request})
+        return await self.live_models.complete(call)
 
     async def call(self, call: CallRequest) -> CallResult:
-        return self._next(call)
+        found = self._recorded(call)
+        if found is not None:
+            return found
+        if self.live_tools is None:
+            return self._unanswered(call)
+        self.live.append({"action": call.action, "request": call.request})
+        return await self.live_tools.call(call)
 
 
 def request_key(action: str, request: object) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from engine.clock import FixedClock
 from engine.errors import InvalidInput
 from engine.loop import Decision, Engine, Limits
+from engine.ports import ModelGateway, ToolConnector
 from engine.recorded import ReplayAnswers
 
 # Not compared per event: timings, and the winner mark, which is set at the end of a decision and so is
@@ -59,6 +60,7 @@ class WhatIf:
     fired_only_after: list[str]
     unanswered: list[dict[str, object]]
     error: str = ""
+    live: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -77,8 +79,9 @@ def _facts_of(record: Mapping[str, Any]) -> dict[str, list[Any]]:
     return facts
 
 
-async def _rerun(engine: Engine, record: Mapping[str, Any]) -> tuple[Decision, ReplayAnswers]:
-    answers = ReplayAnswers(list(record["trace"]))
+async def _rerun(engine: Engine, record: Mapping[str, Any], live_models: ModelGateway | None = None,
+                 live_tools: ToolConnector | None = None) -> tuple[Decision, ReplayAnswers]:
+    answers = ReplayAnswers(list(record["trace"]), live_models, live_tools)
     validated = engine.validate_input(_facts_of(record))
     stored = record.get("limits")
     limits = stored if isinstance(stored, Mapping) else {}
@@ -117,13 +120,16 @@ async def replay(engine: Engine, record: Mapping[str, Any]) -> ReplayResult:
     return ReplayResult(divergence is None, divergence, d, answers.unanswered)
 
 
-async def what_if(engine: Engine, record: Mapping[str, Any]) -> WhatIf:
-    """Run a stored decision's inputs on another ruleset version, reusing recorded answers."""
+async def what_if(engine: Engine, record: Mapping[str, Any], live_models: ModelGateway | None = None,
+                  live_tools: ToolConnector | None = None) -> WhatIf:
+    """Run a stored decision's inputs on another ruleset version, reusing recorded answers; a call never
+    recorded is ``unanswered``, or made live through the ports given."""
     try:
-        d, answers = await _rerun(engine, record)
+        d, answers = await _rerun(engine, record, live_models, live_tools)
     except InvalidInput as e:
         return WhatIf(str(record["decision_id"]), _summary(record), {}, [], [], [],
                       error=f"the stored inputs do not fit this ruleset: {e.message}")
     before, after = Counter(record["fired"]), Counter(d.fired)
     return WhatIf(str(record["decision_id"]), _summary(record), _summary(d.to_dict()),
-                  sorted((before - after).elements()), sorted((after - before).elements()), answers.unanswered)
+                  sorted((before - after).elements()), sorted((after - before).elements()), answers.unanswered,
+                  live=answers.live)

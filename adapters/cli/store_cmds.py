@@ -74,12 +74,22 @@ def whatif_dict(w: WhatIf) -> dict[str, Any]:
 
 def replay_cmd(decision_id: Annotated[str, typer.Argument(help="a stored decision id")], db: DbOpt = None,
                ruleset: Annotated[Path | None, typer.Option(help="candidate ruleset file: what-if")] = None,
+               live: Annotated[bool, typer.Option(help="what-if: make calls never recorded live (needs --models)")]
+               = False,
+               models: Annotated[Path | None, typer.Option(help="YAML with a `models:` section, for --live")] = None,
                as_json: JsonOpt = False) -> None:
     """Re-run a stored decision exactly (identical, or the first divergence), or on a candidate ruleset."""
     store = open_store(db)
     record = stored_record(store, decision_id)
     if ruleset is not None:
-        w = asyncio.run(what_if(load_candidate(ruleset), record))
+        live_models = None
+        if live:
+            if models is None:
+                raise fail("--live needs --models FILE (the model groups to call)")
+            from adapters.grpc.server import load_gateway
+
+            live_models = load_gateway(models)
+        w = asyncio.run(what_if(load_candidate(ruleset), record, live_models))
         if as_json:
             out.print_json(json.dumps(whatif_dict(w)))
             return
@@ -95,6 +105,8 @@ def replay_cmd(decision_id: Annotated[str, typer.Argument(help="a stored decisio
         out.print(f"fired only after:  {', '.join(w.fired_only_after) or '-'}")
         for u in w.unanswered:
             out.print(f"unanswered: {u['action']} {json.dumps(u['request'])} (never called live)")
+        for u in w.live:
+            out.print(f"called live: {u['action']} {json.dumps(u['request'])}")
         out.print("CHANGED" if w.changed else "unchanged")
         return
     result = asyncio.run(replay(engine_for_version(store, record["version"]), record))

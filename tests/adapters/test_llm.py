@@ -195,3 +195,24 @@ def test_config_refuses_keys_written_in_the_file() -> None:
     with pytest.raises(ValueError, match="api_key"):
         ModelsConfig.from_dict({"model_list": [{"model_name": "fast", "litellm_params": {
             "model": "openai/gpt-4o-mini", "api_key": "sk-live-123"}}]})
+
+
+def test_a_model_backed_decision_replays_from_its_record_without_calling_the_model(server: str) -> None:
+    from engine.replay import replay, what_if
+
+    script(server, "m-fast", ok(INJURY))
+    engine = Engine(ruleset(CLAIMS))
+    tools = RecordedAnswers({"lookup_policy": POLICY})
+    gw = gateway(server)
+    record = asyncio.run(engine.decide({"claim": CLAIM}, gw, tools, SystemClock(), SequentialIds())).to_dict()
+    before = len(httpx.get(f"{server}/requests").json())
+    result = asyncio.run(replay(engine, record))
+    assert result.identical and len(httpx.get(f"{server}/requests").json()) == before
+    # what-if with a prompt that was never sent: unanswered, unless live calls are allowed
+    candidate = Engine(ruleset(CLAIMS.replace("Classify this insurance claim.", "Classify this claim.")))
+    w = asyncio.run(what_if(candidate, record))
+    assert [u["action"] for u in w.unanswered] == ["classify"] and len(httpx.get(f"{server}/requests").json()) == before
+    script(server, "m-fast", ok({**INJURY, "category": "auto"}))
+    w = asyncio.run(what_if(candidate, record, live_models=gw))
+    assert [u["action"] for u in w.live] == ["classify"] and w.new["decision"] == {"route": "standard-queue"}
+    assert len(httpx.get(f"{server}/requests").json()) == before + 1
