@@ -398,7 +398,9 @@ class _Run:
         immediate = [self.answer_now(call) for call, _ in intents]
         results: list[tuple[CallResult, float] | None] = [None if r is None else (r, 0.0) for r in immediate]
         waiting = [i for i, r in enumerate(results) if r is None]
-        if waiting:
+        if len(waiting) == 1 and self.deadline is None:  # nothing to run beside it: no task needed
+            results[waiting[0]] = await self.timed(intents[waiting[0]][0])
+        elif waiting:
             tasks = {i: asyncio.ensure_future(self.timed(intents[i][0])) for i in waiting}
             timeout = None
             if self.deadline is not None:

@@ -114,6 +114,7 @@ class LiteLLMGateway:
                                      retry_after=0, timeout=config.timeout_s)
         self.groups = {m["model_name"] for m in config.model_list}
         self.limits = {g: asyncio.Semaphore(n) for g, n in config.group_limits.items()}
+        self.system_prompts: dict[str, str] = {}  # by produced type: the schema instructions
 
     def _response_format(self, call: CallRequest) -> dict[str, Any] | None:
         if self.config.structured_output == "json_schema":
@@ -135,7 +136,10 @@ class LiteLLMGateway:
 
     def request_args(self, call: CallRequest) -> tuple[list[dict[str, str]], dict[str, Any]]:
         """The messages and Router arguments of a call's first attempt."""
-        messages = [{"role": "system", "content": SYSTEM.format(schema=json.dumps(call.schema))},
+        system = self.system_prompts.get(call.produces)
+        if system is None:
+            system = self.system_prompts[call.produces] = SYSTEM.format(schema=json.dumps(call.schema))
+        messages = [{"role": "system", "content": system},
                     {"role": "user", "content": str(call.sent.get("prompt", ""))}]
         kwargs: dict[str, Any] = {"timeout": call.timeout_s, "num_retries": call.retries}
         response_format = self._response_format(call)
