@@ -84,3 +84,46 @@ def test_decide_prints_the_record(tmp_path: Path) -> None:
     result = runner.invoke(app, ["decide", "claims-triage", "--facts", str(facts), "--rulesets",
                                  str(ROOT / "rulesets")])
     assert result.exit_code == 1 and "facts.claim.amount" in result.output
+
+
+def test_auditor_commands_over_a_stored_decision(tmp_path: Path) -> None:
+    db = str(tmp_path / "audit.db")
+    facts = tmp_path / "facts.json"
+    facts.write_text(json.dumps({"claim": {"claim_ref": "C-9", "amount": 80000, "policy_ref": "P-1",
+                                           "description": "whiplash", "customer_tier": "standard"}}))
+    answers = tmp_path / "answers.json"
+    answers.write_text(json.dumps({"classify": {"category": "injury", "confidence": 0.9, "fraud_signals": []},
+                                   "lookup_policy": {"policy_ref": "P-1", "active": True, "coverage_limit": 1}}))
+    ids = []
+    for _ in range(3):
+        result = runner.invoke(app, ["decide", str(ROOT / "rulesets/claims-triage.yaml"), "--facts", str(facts),
+                                     "--answers", str(answers), "--db", db])
+        assert result.exit_code == 0, result.output
+        ids.append(json.loads(result.output)["decision_id"])
+    listed = runner.invoke(app, ["log", "list", "--db", db, "--json"])
+    assert listed.exit_code == 0 and {d["id"] for d in json.loads(listed.output)["decisions"]} == set(ids)
+    shown = runner.invoke(app, ["log", "show", ids[0], "--db", db])
+    assert "fired senior-for-high-risk-injury on assessment #4, risk #2" in shown.output and "call classify (model) ok" in shown.output
+    why = runner.invoke(app, ["log", "why", ids[0], "inactive-policy", "--db", db])
+    assert "'not policy.active' is false (policy.active = True)" in why.output
+    replayed = runner.invoke(app, ["replay", ids[0], "--db", db])
+    assert replayed.exit_code == 0 and "identical" in replayed.output
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text((ROOT / "rulesets/claims-triage.yaml").read_text().replace("claim.amount > 50000",
+                                                                                      "claim.amount > 90000"))
+    whatif = runner.invoke(app, ["replay", ids[0], "--db", db, "--ruleset", str(candidate), "--json"])
+    data = json.loads(whatif.output)
+    assert data["changed"] and data["after"]["decision"] == {"route": "standard-queue"}
+    impact = runner.invoke(app, ["impact", str(candidate), "--db", db, "--last", "10", "--json"])
+    summary = json.loads(impact.output)
+    assert summary["decisions"] == 3 and summary["changed"] == 3
+    assert summary["decision_changes"] == [{"from": {"route": "senior-assessor"}, "to": {"route": "standard-queue"},
+                                            "count": 3}]
+    assert runner.invoke(app, ["log", "verify", "--db", db]).exit_code == 0
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("update decisions set outcome = 'failed' where id = ?", (ids[1],))
+    broken = runner.invoke(app, ["log", "verify", "--db", db])
+    assert broken.exit_code == 1 and f"BROKEN at decision {ids[1]}" in broken.output
+    assert runner.invoke(app, ["replay", "nope", "--db", db]).exit_code == 1

@@ -122,3 +122,30 @@ def test_errors_render_as_file_line_column_code_message_hint() -> None:
     assert str(info.value) == (
         f"rs/claims.yaml:{HEAD.count(chr(10)) + 2}:17: unknown_field: claim has no field 'amout' "
         "(hint: did you mean 'amount'?)")
+
+
+MORE = {
+    "bad_name": "ruleset: t\nfacts:\n  claim:\n    9bad: number\nrules:\n  - {name: r, when: exists claim, then: {decide: {route: x}}}\n",
+    "bad_type": "ruleset: t\nfacts:\n  claim:\n    amount: money\nrules:\n  - {name: r, when: exists claim, then: {decide: {route: x}}}\n",
+    "bad_shape": "ruleset: t\nfacts:\n  claim: {amount: number}\nrules:\n  - {name: r, when: exists claim, then: {decide: x}}\n",
+    "missing_key": "ruleset: t\nfacts:\n  claim: {amount: number}\nrules:\n  - {name: r, when: exists claim}\n",
+    "bad_value": "ruleset: t\nfacts:\n  claim: {amount: number}\nrules:\n  - {name: r, priority: high, when: exists claim, then: {decide: {route: x}}}\n",
+    "unknown_key": "ruleset: t\nfacts:\n  claim: {amount: number}\nrulez: []\nrules:\n  - {name: r, when: exists claim, then: {decide: {route: x}}}\n",
+    "duplicate_alias": "ruleset: t\nfacts:\n  claim: {amount: number}\nrules:\n  - {name: r, when: 'claim as a, claim as a', then: {decide: {route: x}}}\n",
+    "ambiguous_fact": "ruleset: t\nfacts:\n  claim: {amount: number}\nrules:\n  - {name: r, when: 'claim as a, claim.amount > 1', then: {decide: {route: x}}}\n",
+    "too_deep": "ruleset: t\nfacts:\n  claim: {amount: number}\nrules:\n  - {name: r, when: '" + "(" * 80 + "exists claim" + ")" * 80 + "', then: {decide: {route: x}}}\n",
+    "too_many_branches": "ruleset: t\nfacts:\n  a: {v: number}\n  b: {v: number}\nrules:\n  - {name: r, when: '"
+                         + " and ".join(["(a.v > 1 or b.v > 1)"] * 7) + "', then: {decide: {route: x}}}\n",
+    "bad_template": "ruleset: t\nfacts:\n  claim: {amount: number}\nmodels:\n  m: {group: g, produces: claim, prompt: '{{ claim.amount '}\nrules:\n  - {name: r, when: exists claim, then: m}\n",
+    "duplicate_action": "ruleset: t\nfacts:\n  claim: {amount: number}\nmodels:\n  m: {group: g, produces: claim, prompt: hi}\ntools:\n  m: {connector: sql, produces: claim}\nrules:\n  - {name: r, when: exists claim, then: m}\n",
+    "unknown_rule": "ruleset: t\nfacts:\n  claim: {amount: number}\nrules:\n  - {name: r, when: exists claim, then: {decide: {route: x}}}\ntests:\n  - {name: t, given: {claim: {amount: 1}}, expect: {fired: [nope]}}\n",
+}
+
+
+@pytest.mark.parametrize("code", list(MORE))
+def test_every_other_error_code(code: str) -> None:
+    with pytest.raises(CompileErrors) as info:
+        ruleset(MORE[code])
+    errors = info.value.errors
+    assert code in [e.code for e in errors], [str(e) for e in errors]
+    assert all(e.where.line >= 1 and e.where.column >= 1 for e in errors)
