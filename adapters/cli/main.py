@@ -16,7 +16,7 @@ from adapters.rulesets import display, find_ruleset, load_file, ruleset_files
 from adapters.system import SystemClock, TimeOrderedIds
 from engine.errors import BatonError, CompileErrors
 from engine.loop import Engine, Limits
-from engine.ports import ModelGateway
+from engine.ports import ModelGateway, ToolConnector
 from engine.recorded import RecordedAnswers
 from engine.testing import run_suite
 
@@ -101,7 +101,7 @@ def read_json(source: str, what: str) -> Any:
 def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml path")],
            facts: Annotated[str, typer.Option("--facts", help="JSON file of facts, or - for stdin")],
            answers: Annotated[str | None, typer.Option(help="JSON file of recorded answers by action")] = None,
-           models: Annotated[Path | None, typer.Option(help="YAML with a `models:` section: live model calls")]
+           config: Annotated[Path | None, typer.Option(help="service config YAML: live model and tool calls")]
            = None,
            rulesets: Annotated[Path, typer.Option(help="rulesets directory")] = Path("rulesets"),
            db: Annotated[str | None, typer.Option("--db", help="store the decision in this database")] = None,
@@ -119,15 +119,18 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
     given = read_json(facts, "facts")
     recorded = RecordedAnswers(read_json(answers, "answers") if answers else {})
     model_port: ModelGateway = recorded
-    if models is not None:
-        from adapters.grpc.server import load_gateway
+    tool_port: ToolConnector = recorded
+    if config is not None:
+        from adapters.config import load_config, model_gateway, tool_connectors
 
         try:
-            model_port = load_gateway(models)
-        except (ValueError, OSError) as e:
+            settings = load_config(config)
+            model_port = model_gateway(settings, config) or recorded
+            tool_port = tool_connectors(settings, config) or recorded
+        except ValueError as e:
             raise fail(str(e)) from None
     try:
-        record = asyncio.run(Engine(rs).decide(given, model_port, recorded, SystemClock(), TimeOrderedIds(),
+        record = asyncio.run(Engine(rs).decide(given, model_port, tool_port, SystemClock(), TimeOrderedIds(),
                                                Limits()))
     except BatonError as e:
         raise fail(str(e), 1) from None
@@ -146,7 +149,7 @@ def serve(listen: Annotated[str, typer.Option(help="host:port to listen on")] = 
           workers: Annotated[int, typer.Option(help="worker processes sharing the port")] = 1,
           tokens: Annotated[Path | None, typer.Option(help="YAML/JSON file of bearer tokens and roles")] = None,
           answers: Annotated[Path | None, typer.Option(help="canned model/tool answers (offline demo)")] = None,
-          models: Annotated[Path | None, typer.Option(help="YAML with a `models:` section (LiteLLM model groups)")]
+          config: Annotated[Path | None, typer.Option(help="service config YAML: models: and tools: sections")]
           = None,
           tls_cert: Annotated[Path | None, typer.Option(help="server certificate (PEM)")] = None,
           tls_key: Annotated[Path | None, typer.Option(help="server private key (PEM)")] = None,
@@ -162,7 +165,7 @@ def serve(listen: Annotated[str, typer.Option(help="host:port to listen on")] = 
 
     try:
         run(ServeConfig(listen=listen, db=db, rulesets=rulesets, workers=workers, tokens_file=tokens,
-                        answers_file=answers, models_file=models, tls_cert=tls_cert, tls_key=tls_key,
+                        answers_file=answers, config_file=config, tls_cert=tls_cert, tls_key=tls_key,
                         tls_client_ca=tls_client_ca, max_inflight=max_inflight, allow_no_auth=insecure_no_auth))
     except CompileErrors as e:
         print_compile_errors(e)

@@ -74,22 +74,26 @@ def whatif_dict(w: WhatIf) -> dict[str, Any]:
 
 def replay_cmd(decision_id: Annotated[str, typer.Argument(help="a stored decision id")], db: DbOpt = None,
                ruleset: Annotated[Path | None, typer.Option(help="candidate ruleset file: what-if")] = None,
-               live: Annotated[bool, typer.Option(help="what-if: make calls never recorded live (needs --models)")]
+               live: Annotated[bool, typer.Option(help="what-if: make calls never recorded live (needs --config)")]
                = False,
-               models: Annotated[Path | None, typer.Option(help="YAML with a `models:` section, for --live")] = None,
+               config: Annotated[Path | None, typer.Option(help="service config YAML, for --live")] = None,
                as_json: JsonOpt = False) -> None:
     """Re-run a stored decision exactly (identical, or the first divergence), or on a candidate ruleset."""
     store = open_store(db)
     record = stored_record(store, decision_id)
     if ruleset is not None:
-        live_models = None
+        live_models, live_tools = None, None
         if live:
-            if models is None:
-                raise fail("--live needs --models FILE (the model groups to call)")
-            from adapters.grpc.server import load_gateway
+            if config is None:
+                raise fail("--live needs --config FILE (the model groups and tools to call)")
+            from adapters.config import load_config, model_gateway, tool_connectors
 
-            live_models = load_gateway(models)
-        w = asyncio.run(what_if(load_candidate(ruleset), record, live_models))
+            try:
+                settings = load_config(config)
+                live_models, live_tools = model_gateway(settings, config), tool_connectors(settings, config)
+            except ValueError as e:
+                raise fail(str(e)) from None
+        w = asyncio.run(what_if(load_candidate(ruleset), record, live_models, live_tools))
         if as_json:
             out.print_json(json.dumps(whatif_dict(w)))
             return

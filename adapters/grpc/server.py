@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from adapters.config import load_config, model_gateway, tool_connectors
 from adapters.fakes import Unconfigured
 from adapters.grpc.auth import Auth, load_tokens
 from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, ruleset_pb2
@@ -45,7 +46,7 @@ class ServeConfig:
     workers: int = 1
     tokens_file: Path | None = None
     answers_file: Path | None = None  # canned model/tool answers (offline demo, benchmarks)
-    models_file: Path | None = None  # LiteLLM model groups (see docs/models.md)
+    config_file: Path | None = None  # models: and tools: (docs/models.md, docs/tools.md)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
@@ -69,22 +70,12 @@ def _ports(cfg: ServeConfig) -> tuple[ModelGateway, ToolConnector, str]:
     if cfg.answers_file is not None:
         canned = CannedAnswers(json.loads(cfg.answers_file.read_text()))
         return canned, canned, f"canned answers from {cfg.answers_file}"
-    if cfg.models_file is not None:
-        return load_gateway(cfg.models_file), Unconfigured("tool connector"), f"models from {cfg.models_file}"
+    if cfg.config_file is not None:
+        config = load_config(cfg.config_file)
+        models = model_gateway(config, cfg.config_file) or Unconfigured("model gateway")
+        tools = tool_connectors(config, cfg.config_file) or Unconfigured("tool connector")
+        return models, tools, f"models and tools from {cfg.config_file}"
     return Unconfigured("model gateway"), Unconfigured("tool connector"), "no model gateway or tools configured"
-
-
-def load_gateway(path: Path) -> ModelGateway:
-    """The LiteLLM gateway from a YAML/JSON file whose `models:` section holds the model groups."""
-    from ruamel.yaml import YAML
-
-    from adapters.llm.gateway import LiteLLMGateway, ModelsConfig
-
-    data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    section = data.get("models") if isinstance(data, dict) else None
-    if not isinstance(section, dict):
-        raise ValueError(f"{path}: needs a 'models:' section with model_list")
-    return LiteLLMGateway(ModelsConfig.from_dict(section, f"{path}: models"))
 
 
 async def run_server(cfg: ServeConfig, ready: Any = None) -> None:

@@ -1,0 +1,261 @@
+"""Tool connectors behind the engine's ToolConnector port: `sql`, `http` and `lookup`.
+
+A ruleset's tool action names a connector (`connector: policies`); the service config says what that
+connector is and how to reach it. Connection details and secrets live only in the config; the ruleset
+gives the query, path or table and the params (field references resolved by the engine). Every library
+error becomes a failure kind here, once: timeout, error, bad_request, not_configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import decimal
+import difflib
+import json
+import os
+import re
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from engine.ports import CallRequest, CallResult
+
+ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def resolve_secrets(value: str, where: str) -> str:
+    """`${env:NAME}` references, resolved at start; a missing variable is a config error naming the key."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in os.environ:
+            raise ValueError(f"{where}: environment variable {name} is not set")
+        return os.environ[name]
+
+    return ENV.sub(sub, value)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+class SqlConnector:
+    """Parameterised queries on a configured SQLAlchemy URL; read-only unless the config says otherwise."""
+
+    def __init__(self, name: str, url: str, read_only: bool = True, timeout_s: float = 10.0) -> None:
+        self.name, self.read_only, self.timeout_s = name, read_only, timeout_s
+        self.engine = sa.create_engine(url, pool_pre_ping=True)
+        self.dialect = self.engine.dialect.name
+
+    def _run(self, query: str, params: Mapping[str, Any], timeout_s: float) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn, conn.begin() as tx:
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+                if self.read_only:
+                    conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            elif self.dialect in ("mysql", "mariadb"):
+                conn.exec_driver_sql(f"SET SESSION max_statement_time = {timeout_s}")
+            elif self.dialect == "sqlite" and self.read_only:
+                conn.exec_driver_sql("PRAGMA query_only = ON")
+            try:
+                result = conn.execute(sa.text(query), dict(params))
+                rows = [{k: _plain(v) for k, v in row._mapping.items()} for row in result] if result.returns_rows \
+                        else []
+            finally:
+                tx.rollback() if self.read_only else tx.commit()
+                if self.dialect == "sqlite" and self.read_only:
+                    conn.exec_driver_sql("PRAGMA query_only = OFF")
+        return rows
+
+    async def call(self, call: CallRequest) -> CallResult:
+        query = call.request.get("query")
+        if not isinstance(query, str) or not query.strip():
+            return CallResult(failure_kind="bad_request", error=f"{call.action}: the tool needs a query")
+        params = call.request.get("params") or {}
+        assert isinstance(params, Mapping)
+        timeout = min(call.timeout_s, self.timeout_s)
+        try:
+            rows = await asyncio.wait_for(asyncio.to_thread(self._run, query, params, timeout), timeout + 1)
+        except TimeoutError:
+            return CallResult(failure_kind="timeout", error=f"{self.name}: no result within {timeout}s")
+        except sa.exc.OperationalError as e:
+            text = str(e.orig)
+            kind = "timeout" if "timeout" in text.lower() or "canceling statement" in text.lower() else "error"
+            if "read-only" in text.lower() or "readonly" in text.lower():
+                kind = "read_only"
+            return CallResult(failure_kind=kind, error=f"{self.name}: {text.splitlines()[0][:300]}")
+        except sa.exc.InternalError as e:
+            text = str(e.orig)
+            kind = "read_only" if "read-only" in text.lower() else "error"
+            return CallResult(failure_kind=kind, error=f"{self.name}: {text.splitlines()[0][:300]}")
+        except sa.exc.SQLAlchemyError as e:
+            return CallResult(failure_kind="error", error=f"{self.name}: {type(e).__name__}: "
+                              f"{str(getattr(e, 'orig', e)).splitlines()[0][:300]}")
+        return CallResult(answer=rows)
+
+
+class HttpConnector:
+    """JSON API calls with a timeout, retries with backoff on 429/5xx/transport errors, headers from config."""
+
+    def __init__(self, name: str, base_url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 10.0,
+                 retries: int = 2, backoff_s: float = 0.1) -> None:
+        self.name, self.timeout_s, self.retries, self.backoff_s = name, timeout_s, retries, backoff_s
+        self.client = httpx.AsyncClient(base_url=base_url, headers=dict(headers or {}), timeout=timeout_s)
+
+    async def call(self, call: CallRequest) -> CallResult:
+        req = call.request
+        method = str(req.get("method", "GET")).upper()
+        params = dict(req.get("params") or {})  # type: ignore[call-overload]
+        path = PARAM.sub(lambda m: str(params.pop(m.group(1), "")), str(req.get("path", "/")))
+        retries = max(call.retries, self.retries)
+        timeout = min(call.timeout_s, self.timeout_s)
+        last = ""
+        for attempt in range(1 + retries):
+            if attempt:
+                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                if method in ("GET", "DELETE"):
+                    response = await self.client.request(method, path, params=params, timeout=timeout)
+                else:
+                    response = await self.client.request(method, path, json=params, timeout=timeout)
+            except httpx.TimeoutException:
+                last = "timeout"
+                continue
+            except httpx.HTTPError as e:
+                last = f"error: {type(e).__name__}"
+                continue
+            if response.status_code == 404:
+                return CallResult(answer=None, attempts=attempt + 1)  # nothing found: no fact
+            if response.status_code == 429 or response.status_code >= 500:
+                last = f"error: HTTP {response.status_code}"
+                continue
+            if response.status_code >= 400:
+                return CallResult(failure_kind="bad_request", error=f"{self.name}: HTTP {response.status_code}",
+                                  attempts=attempt + 1)
+            try:
+                body = response.json()
+            except ValueError:
+                return CallResult(failure_kind="error", error=f"{self.name}: the response is not JSON",
+                                  attempts=attempt + 1)
+            pick = req.get("result")
+            if isinstance(pick, str) and pick:
+                for part in pick.split("."):
+                    body = body.get(part) if isinstance(body, Mapping) else None
+            return CallResult(answer=body, attempts=attempt + 1)
+        kind = "timeout" if last == "timeout" else "error"
+        return CallResult(failure_kind=kind, error=f"{self.name}: {last} after {1 + retries} attempts",
+                          attempts=1 + retries)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class LookupConnector:
+    """A reference table (CSV or JSON list of objects) loaded at start, e.g. a sanctions list.
+
+    A tool's `key:` names the column matched against the param of the same name; `fuzzy: 0.8` matches by
+    similarity (case-insensitive) and adds the score as `score_field`. Other params are copied into the
+    answer (so an answer can carry the applicant's reference), and `fields:` selects the columns kept.
+    """
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        if path.suffix == ".json":
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            with path.open(newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ValueError(f"{path}: a lookup table is a CSV file or a JSON list of objects")
+        self.rows: list[dict[str, Any]] = rows
+        self.loaded_at = time.time()
+
+    async def call(self, call: CallRequest) -> CallResult:
+        req = call.request
+        params = dict(req.get("params") or {})  # type: ignore[call-overload]
+        key = str(req.get("key") or "")
+        if not key or key not in params:
+            return CallResult(failure_kind="bad_request", error=f"{call.action}: a lookup needs key: and that param")
+        wanted = str(params.pop(key, "")).casefold()
+        fuzzy = req.get("fuzzy")
+        score_field = str(req.get("score_field") or "score")
+        fields = req.get("fields")
+        out = []
+        for row in self.rows:
+            have = str(row.get(key, "")).casefold()
+            if isinstance(fuzzy, (int, float)) and not isinstance(fuzzy, bool):
+                score = difflib.SequenceMatcher(None, wanted, have).ratio()
+                if score < fuzzy:
+                    continue
+            elif have != wanted:
+                continue
+            else:
+                score = 1.0
+            kept = {k: v for k, v in row.items() if not isinstance(fields, list) or k in fields}
+            answer = {**params, **kept}
+            if isinstance(fuzzy, (int, float)):
+                answer[score_field] = round(score, 4)
+            out.append(answer)
+        return CallResult(answer=out)
+
+
+class ToolRouter:
+    """The ToolConnector port: dispatch each call to the connector its action names."""
+
+    def __init__(self, connectors: Mapping[str, Any]) -> None:
+        self.connectors = dict(connectors)
+
+    async def call(self, call: CallRequest) -> CallResult:
+        name = str(call.request.get("connector", ""))
+        connector = self.connectors.get(name)
+        if connector is None:
+            return CallResult(failure_kind="not_configured", error=f"no tool connector named {name!r} is configured")
+        result: CallResult = await connector.call(call)
+        return result
+
+
+def build_tools(section: Mapping[str, Any], base: Path, where: str = "tools") -> ToolRouter:
+    """Connectors from the config's `tools:` section: name -> {type: sql|http|lookup, ...}."""
+    connectors: dict[str, Any] = {}
+    for name, spec in section.items():
+        w = f"{where}.{name}"
+        if not isinstance(spec, Mapping) or spec.get("type") not in ("sql", "http", "lookup"):
+            raise ValueError(f"{w}.type: one of sql, http, lookup")
+        kind = spec["type"]
+        if kind == "sql":
+            url = spec.get("url")
+            if not isinstance(url, str):
+                raise ValueError(f"{w}.url: a SQLAlchemy URL is required")
+            connectors[name] = SqlConnector(name, resolve_secrets(url, f"{w}.url"), bool(spec.get("read_only", True)),
+                                            float(spec.get("timeout_s", 10)))
+        elif kind == "http":
+            base_url = spec.get("base_url")
+            if not isinstance(base_url, str):
+                raise ValueError(f"{w}.base_url: required")
+            raw_headers = spec.get("headers") or {}
+            headers = {str(k): resolve_secrets(str(v), f"{w}.headers.{k}") for k, v in raw_headers.items()}
+            connectors[name] = HttpConnector(name, base_url, headers, float(spec.get("timeout_s", 10)),
+                                             int(spec.get("retries", 2)), float(spec.get("backoff_s", 0.1)))
+        else:
+            path = spec.get("file")
+            if not isinstance(path, str):
+                raise ValueError(f"{w}.file: a CSV or JSON file is required")
+            file = (base / path) if not Path(path).is_absolute() else Path(path)
+            try:
+                connectors[name] = LookupConnector(name, file)
+            except OSError as e:
+                raise ValueError(f"{w}.file: {e.strerror}: {file}") from None
+    return ToolRouter(connectors)
