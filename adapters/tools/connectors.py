@@ -52,6 +52,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _coerce(row: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Database quirks at the boundary: SQLite and MySQL booleans arrive as 0/1."""
+    props = schema.get("properties") or {}
+    for name, value in row.items():
+        spec = props.get(name) if isinstance(props, Mapping) else None
+        if isinstance(spec, Mapping) and spec.get("type") == "boolean" and value in (0, 1) \
+                and not isinstance(value, bool):
+            row[name] = bool(value)
+    return row
+
+
 class SqlConnector:
     """Parameterised queries on a configured SQLAlchemy URL; read-only unless the config says otherwise."""
 
@@ -61,23 +72,29 @@ class SqlConnector:
         self.dialect = self.engine.dialect.name
 
     def _run(self, query: str, params: Mapping[str, Any], timeout_s: float) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn, conn.begin() as tx:
-            if self.dialect == "postgresql":
-                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
-                if self.read_only:
-                    conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-            elif self.dialect in ("mysql", "mariadb"):
-                conn.exec_driver_sql(f"SET SESSION max_statement_time = {timeout_s}")
-            elif self.dialect == "sqlite" and self.read_only:
-                conn.exec_driver_sql("PRAGMA query_only = ON")
+        with self.engine.connect() as conn:
+            sqlite_guard = self.dialect == "sqlite" and self.read_only
+            tx = conn.begin()
             try:
+                if sqlite_guard:
+                    conn.exec_driver_sql("PRAGMA query_only = ON")
+                if self.dialect == "postgresql":
+                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+                    if self.read_only:
+                        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                elif self.dialect in ("mysql", "mariadb"):
+                    conn.exec_driver_sql(f"SET SESSION max_statement_time = {timeout_s}")
                 result = conn.execute(sa.text(query), dict(params))
                 rows = [{k: _plain(v) for k, v in row._mapping.items()} for row in result] if result.returns_rows \
-                        else []
+                    else []
             finally:
-                tx.rollback() if self.read_only else tx.commit()
-                if self.dialect == "sqlite" and self.read_only:
+                if self.read_only or not tx.is_valid:
+                    tx.rollback()
+                else:
+                    tx.commit()
+                if sqlite_guard:
                     conn.exec_driver_sql("PRAGMA query_only = OFF")
+                    conn.commit()
         return rows
 
     async def call(self, call: CallRequest) -> CallResult:
@@ -104,7 +121,7 @@ class SqlConnector:
         except sa.exc.SQLAlchemyError as e:
             return CallResult(failure_kind="error", error=f"{self.name}: {type(e).__name__}: "
                               f"{str(getattr(e, 'orig', e)).splitlines()[0][:300]}")
-        return CallResult(answer=rows)
+        return CallResult(answer=[_coerce(r, call.schema) for r in rows])
 
 
 class HttpConnector:
