@@ -91,6 +91,8 @@ class Decision:
     started_at: float = 0.0
     finished_at: float = 0.0
     limits: dict[str, object] = field(default_factory=dict)
+    escalation: dict[str, object] = field(default_factory=dict)  # queue, reason, expects, sla_s, rule
+    resumes: str = ""  # the id of the escalated decision this one resumes
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -99,7 +101,7 @@ class Decision:
             "rule": self.rule, "fired": self.fired, "trace": self.trace, "steps": self.steps,
             "rounds": self.rounds, "calls": self.calls, "cost_usd": self.cost_usd, "tokens": self.tokens,
             "latency_ms": self.latency_ms, "started_at": self.started_at, "finished_at": self.finished_at,
-            "limits": self.limits,
+            "limits": self.limits, "escalation": self.escalation, "resumes": self.resumes,
         }
 
 
@@ -137,6 +139,15 @@ def _ordered(message: str, found: list[tuple[str, str]], patterns: tuple[tuple[s
         return [bn for _, bn in found]
     by_name = dict(found)
     return [by_name[p] for p, _ in patterns]
+
+
+@dataclass(frozen=True, slots=True)
+class HumanInput:
+    """A reviewer's answer: a validated fact, and who gave it."""
+
+    type: str
+    values: Values
+    by: str
 
 
 class _Stop(Exception):
@@ -189,12 +200,15 @@ class Engine:
         return await self.run(validated, models, tools, clock, ids, limits or Limits())
 
     async def run(self, validated: list[tuple[str, Values]], models: ModelGateway, tools: ToolConnector,
-                  clock: Clock, ids: IdFactory, limits: Limits) -> Decision:
+                  clock: Clock, ids: IdFactory, limits: Limits, human: list[HumanInput] | None = None,
+                  resumes: str = "") -> Decision:
+        """Decide; ``human`` holds reviewers' answers, asserted (in order) each time the decision would
+        end escalated - how an escalated decision resumes, and how its resumption replays."""
         rs = self.ruleset
         started = clock.monotonic()
         d = Decision(ids.new_id(), rs.name, rs.version, [{"type": t, "values": v} for t, v in validated],
-                     started_at=clock.now())
-        run = _Run(self, d, models, tools, clock, limits)
+                     started_at=clock.now(), resumes=resumes)
+        run = _Run(self, d, models, tools, clock, limits, list(human or []))
         try:
             await run.execute(validated)
         except _Stop as stop:
@@ -210,7 +224,8 @@ class _Run:
     """The state of one decision while it runs."""
 
     def __init__(self, engine: Engine, d: Decision, models: ModelGateway, tools: ToolConnector, clock: Clock,
-                 limits: Limits) -> None:
+                 limits: Limits, human: list[HumanInput]) -> None:
+        self.human = human
         self.engine, self.d, self.models, self.tools, self.clock = engine, d, models, tools, clock
         rs = engine.ruleset
         self.step_limit = limits.step_limit or rs.step_limit
@@ -251,6 +266,13 @@ class _Run:
             self.d.rounds = self.round
             fired_before = self.d.steps
             self.fire(self.session.first())
+            if not self.intents and self.human and self.escalating():
+                self.round += 1
+                given = self.human.pop(0)
+                seq = self.add_fact(given.type, given.values, "human", given.by)
+                if seq:
+                    self.session.assert_batch([(seq, given.type, given.values)])
+                continue
             if not self.intents:
                 break
             if self.deadline is not None and self.clock.monotonic() > self.deadline:
@@ -483,12 +505,26 @@ class _Run:
         return [("failure", failure, "failure")]
 
     # -- outcome --------------------------------------------------------------------------------------
+    def winner(self) -> tuple[Rule, Step, int, Event] | None:
+        if not self.proposals:
+            return None
+        return min(self.proposals, key=lambda p: (-p[0].priority, p[0].index, p[2]))
+
+    def escalating(self) -> bool:
+        best = self.winner()
+        return best is not None and best[1].kind == "escalate"
+
     def resolve(self) -> None:
         d = self.d
         if not self.proposals:
             d.outcome = "no_decision"
             return
-        rule, step, _, event = min(self.proposals, key=lambda p: (-p[0].priority, p[0].index, p[2]))
+        best = self.winner()
+        assert best is not None
+        rule, step, _, event = best
         event["won"] = True
         d.outcome = "decided" if step.kind == "decide" else "escalated"
         d.decision, d.reason, d.rule = dict(step.payload), step.reason, rule.name
+        if step.kind == "escalate":
+            d.escalation = {"queue": step.payload.get("queue", ""), "reason": step.reason, "expects": step.expects,
+                            "sla_s": step.sla_s, "rule": rule.name}

@@ -47,6 +47,8 @@ class Step:
     reason: str = ""
     fact_type: str = ""  # assert
     action: str = ""  # call: model or tool action name
+    expects: str = ""  # escalate: the fact type of the reviewer's answer
+    sla_s: float | None = None  # escalate: after this long without an answer, a `timeout` fact
 
 
 @dataclass(slots=True)
@@ -67,6 +69,7 @@ class TestCase:
     answers: dict[str, object]
     expect: dict[str, object]
     where: Where = field(default_factory=Where)
+    human: dict[str, object] = field(default_factory=dict)  # reviewer answers asserted when it escalates
 
 
 @dataclass(slots=True)

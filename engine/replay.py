@@ -14,7 +14,7 @@ from typing import Any
 
 from engine.clock import FixedClock
 from engine.errors import InvalidInput
-from engine.loop import Decision, Engine, Limits
+from engine.loop import Decision, Engine, HumanInput, Limits
 from engine.ports import ModelGateway, ToolConnector
 from engine.recorded import ReplayAnswers
 
@@ -94,8 +94,15 @@ async def _rerun(engine: Engine, record: Mapping[str, Any], live_models: ModelGa
     clock = FixedClock(float(record.get("started_at") or 0.0))
     d = await engine.run(validated, answers, answers, clock, _SameId(str(record["decision_id"])),
                          Limits(step_limit=int(step_limit) if step_limit is not None else None,
-                                max_calls=number("max_calls"), max_cost_usd=number("max_cost_usd")))
+                                max_calls=number("max_calls"), max_cost_usd=number("max_cost_usd")),
+                         human_inputs(record), str(record.get("resumes") or ""))
     return d, answers
+
+
+def human_inputs(record: Mapping[str, Any]) -> list[HumanInput]:
+    """The reviewers' answers a stored (resumed) decision received, in order."""
+    return [HumanInput(str(e["type"]), dict(e["values"]), str(e.get("by", ""))) for e in record["trace"]
+            if e.get("kind") == "fact" and e.get("source") == "human"]
 
 
 def first_divergence(expected: Mapping[str, Any], got: Mapping[str, Any]) -> Divergence | None:

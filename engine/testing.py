@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from engine.clock import FixedClock, SequentialIds
 from engine.errors import BatonError
-from engine.loop import Decision, Engine
+from engine.loop import Decision, Engine, HumanInput, Limits
 from engine.model import Ruleset, TestCase
 from engine.recorded import RecordedAnswers
 
@@ -83,7 +83,13 @@ async def run_test(engine: Engine, test: TestCase) -> TestResult:
     result = TestResult(test.name, test.where.line)
     answers = RecordedAnswers(test.answers)
     try:
-        d = await engine.decide(test.given, answers, answers, FixedClock(), SequentialIds("test-"))
+        human = [HumanInput(t, engine.ruleset.types[t].validate(v, f"human.{t}"), "test")
+                 for t, v in test.human.items() if t in engine.ruleset.types] if test.human else []
+        unknown = [t for t in test.human if t not in engine.ruleset.types]
+        if unknown:
+            raise BatonError("unknown_fact_type", f"human: unknown fact type {unknown[0]!r}")
+        d = await engine.run(engine.validate_input(test.given), answers, answers, FixedClock(),
+                             SequentialIds("test-"), Limits(), human)
     except BatonError as e:
         result.failures.append(f"error: {e}")
         return result

@@ -18,7 +18,7 @@ from engine.errors import BatonError, CompileErrors, Where
 from engine.language.check import analyse, compile_expr, suggest
 from engine.language.expr import ExprError, Lit, Ref, parse
 from engine.language.source import Positions, content_hash, parse_yaml, plain
-from engine.language.types import MAX_FIELDS, SCALARS, FactType, FieldSpec, failure_type
+from engine.language.types import BUILTIN_TYPES, MAX_FIELDS, SCALARS, FactType, FieldSpec, failure_type, timeout_type
 from engine.model import DEFAULT_STEP_LIMIT, ModelAction, Rule, Ruleset, Step, TestCase, ToolAction
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -28,12 +28,12 @@ FIELD_KEYS = {"type", "enum", "items", "min", "max", "min_length", "max_length",
 RULE_KEYS = {"name", "when", "then", "priority", "description"}
 MODEL_KEYS = {"group", "produces", "prompt", "retries", "timeout", "description"}
 TOOL_BASE_KEYS = {"connector", "produces", "params", "retries", "timeout", "description"}
-TEST_KEYS = {"name", "given", "answers", "expect", "description"}
+TEST_KEYS = {"name", "given", "answers", "human", "expect", "description"}
 EXPECT_KEYS = {"outcome", "decision", "reason", "fired", "not_fired", "fired_includes"}
 OUTCOMES = {"decided", "escalated", "failed", "no_decision"}
-RESERVED_TYPES = {"failure", "facts", "exists", "not", "and", "or", "as", "in", "contains", "matches", "true",
-                  "false", "where"}
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*\Z")
+RESERVED_TYPES = {"failure", "timeout", "facts", "exists", "not", "and", "or", "as", "in", "contains", "matches",
+                  "true", "false", "where"}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z")
 JINJA = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
@@ -45,7 +45,7 @@ def parse_duration(value: object) -> float | None:
     if isinstance(value, str):
         m = _DURATION.match(value)
         if m:
-            scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[m.group(2) or "s"]
+            scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}[m.group(2) or "s"]
             seconds = float(m.group(1)) * scale
             return seconds if seconds > 0 else None
     return None
@@ -138,7 +138,7 @@ class Loader:
 
     # -- facts -------------------------------------------------------------------------------------
     def load_facts(self, doc: Any) -> dict[str, FactType]:
-        types: dict[str, FactType] = {"failure": failure_type()}
+        types: dict[str, FactType] = {"failure": failure_type(), "timeout": timeout_type()}
         facts = doc.get("facts")
         if facts is None:
             self.error("missing_key", "a ruleset declares its fact types under 'facts:'", Where(self.file, 1, 1))
@@ -227,14 +227,14 @@ class Loader:
         if not isinstance(value, str) or value not in types:
             self.error("unknown_fact_type", f"{what}: unknown fact type {value!r}",
                        self.pos.value(parent, key) if key in parent else self.pos.of(parent),
-                       suggest(str(value), [t for t in types if t != "failure"]))
+                       suggest(str(value), [t for t in types if t not in BUILTIN_TYPES]))
             return ""
         return value
 
     def load_inputs(self, doc: Any, types: dict[str, FactType]) -> list[str]:
         inputs = doc.get("input")
         if inputs is None:
-            return [t for t in types if t != "failure"]
+            return [t for t in types if t not in BUILTIN_TYPES]
         if isinstance(inputs, str):
             inputs = [inputs]
         if not isinstance(inputs, list):
@@ -242,7 +242,7 @@ class Loader:
             return []
         out = []
         for i, t in enumerate(inputs):
-            if t not in types or t == "failure":
+            if t not in types or t in BUILTIN_TYPES:
                 self.error("unknown_fact_type", f"input: unknown fact type {t!r}", self.pos.value(inputs, i),
                            suggest(str(t), list(types)))
             else:
@@ -447,10 +447,22 @@ class Loader:
                 self.error("bad_shape", f"{verb} takes a mapping, e.g. {{route: standard-queue}}", vwhere)
                 return []
             payload = plain(body)
-            if verb == "escalate" and not isinstance(payload.get("queue"), str):
-                self.error("missing_key", "escalate needs a 'queue:'", vwhere)
             reason = payload.pop("reason", "")
-            return [Step(verb, payload=payload, reason=str(reason))]
+            step = Step(verb, payload=payload, reason=str(reason))
+            if verb == "escalate":
+                if not isinstance(payload.get("queue"), str):
+                    self.error("missing_key", "escalate needs a 'queue:'", vwhere)
+                expects = payload.pop("expects", "")
+                if expects and (expects not in types or expects in BUILTIN_TYPES):
+                    self.error("unknown_fact_type", f"escalate: expects unknown fact type {expects!r}",
+                               self.pos.value(body, "expects"), suggest(str(expects), [t for t in types
+                                                                                    if t not in BUILTIN_TYPES]))
+                sla = payload.pop("sla", None)
+                sla_s = parse_duration(sla) if sla is not None else None
+                if sla is not None and sla_s is None:
+                    self.error("bad_value", "sla must be a duration such as 4h or 30m", self.pos.value(body, "sla"))
+                step.expects, step.sla_s = str(expects or ""), sla_s
+            return [step]
         if verb == "assert":
             if not isinstance(body, dict) or not body:
                 self.error("bad_shape", "assert takes {fact_type: {field: value}}", vwhere)
@@ -461,7 +473,7 @@ class Loader:
                 ft = types.get(str(tname))
                 if ft is None or ft.builtin:
                     self.error("unknown_fact_type", f"assert: unknown fact type {str(tname)!r}", fwhere,
-                               suggest(str(tname), [t for t in types if t != "failure"]))
+                               suggest(str(tname), [t for t in types if t not in BUILTIN_TYPES]))
                     continue
                 try:
                     value = ft.validate(plain(fields), str(tname))
@@ -517,7 +529,13 @@ class Loader:
                 if aname not in models and aname not in tools:
                     self.error("unknown_action", f"answers: no model or tool action named '{aname}'",
                                self.pos.key(answers, aname), suggest(str(aname), [*models, *tools]))
-            out.append(TestCase(name, plain(node.get("given") or {}), plain(answers), plain(expect), where))
+            human = node.get("human") or {}
+            if not isinstance(human, dict):
+                self.error("bad_shape", "human maps a fact type to a reviewer's answer",
+                           self.pos.value(node, "human"))
+                human = {}
+            out.append(TestCase(name, plain(node.get("given") or {}), plain(answers), plain(expect), where,
+                                plain(human)))
         return out
 
 

@@ -88,6 +88,14 @@ def failure_type() -> FactType:
     return FactType("failure", {n: FieldSpec(n, "str") for n in ("action", "kind", "error")}, builtin=True)
 
 
+def timeout_type() -> FactType:
+    """The built-in fact asserted when an escalation's SLA passes with no answer."""
+    return FactType("timeout", {n: FieldSpec(n, "str") for n in ("queue", "reason")}, builtin=True)
+
+
+BUILTIN_TYPES = ("failure", "timeout")
+
+
 def _fail(path: str, message: str, code: str = "invalid_fact") -> InvalidInput:
     return InvalidInput(code, f"{path}: {message}", Where(path=path))
 
