@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from adapters.cli.common import err, fail, out, print_compile_errors
-from adapters.cli.store_cmds import impact_cmd, log_app, open_store, replay_cmd
+from adapters.cli.store_cmds import escalations_app, impact_cmd, log_app, open_store, replay_cmd
 from adapters.rulesets import display, find_ruleset, load_file, ruleset_files
 from adapters.system import SystemClock, TimeOrderedIds
 from engine.errors import BatonError, CompileErrors
@@ -22,6 +22,7 @@ from engine.testing import run_suite
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Baton: a rules-engine-first decision service.")
 app.add_typer(log_app, name="log")
+app.add_typer(escalations_app, name="escalations")
 app.command("replay")(replay_cmd)
 app.command("impact")(impact_cmd)
 PathsArg = Annotated[list[Path], typer.Argument(help="ruleset files or directories")]
@@ -158,6 +159,8 @@ def serve(listen: Annotated[str, typer.Option(help="host:port to listen on")] = 
           max_inflight: Annotated[int, typer.Option(help="decisions in flight per worker before "
                                                      "RESOURCE_EXHAUSTED")] = 512,
           insecure_no_auth: Annotated[bool, typer.Option(help="serve a non-local address without auth")] = False,
+          sla_check: Annotated[float, typer.Option(help="seconds between looks for escalations past their SLA")]
+          = 5.0,
           ) -> None:
     """Run the gRPC decision service."""
     from adapters.grpc.server import ServeConfig
@@ -166,7 +169,8 @@ def serve(listen: Annotated[str, typer.Option(help="host:port to listen on")] = 
     try:
         run(ServeConfig(listen=listen, db=db, rulesets=rulesets, workers=workers, tokens_file=tokens,
                         answers_file=answers, config_file=config, tls_cert=tls_cert, tls_key=tls_key,
-                        tls_client_ca=tls_client_ca, max_inflight=max_inflight, allow_no_auth=insecure_no_auth))
+                        tls_client_ca=tls_client_ca, max_inflight=max_inflight, allow_no_auth=insecure_no_auth,
+                        sla_check_s=sla_check))
     except CompileErrors as e:
         print_compile_errors(e)
         raise typer.Exit(1) from None

@@ -16,7 +16,7 @@ from rich.table import Table
 from adapters.cli.common import err, fail, out, print_compile_errors
 from adapters.rulesets import load_file
 from adapters.store.sql import SqlStore
-from engine.errors import CompileErrors
+from engine.errors import BatonError, CompileErrors
 from engine.explain import why
 from engine.language.loader import load_ruleset
 from engine.loop import Engine
@@ -285,3 +285,74 @@ def log_why(decision_id: str, rule: str, db: DbOpt = None) -> None:
         raise fail(f"ruleset {record['ruleset']} has no rule {rule!r}", 1) from None
     for line in lines:
         out.print(line)
+
+
+escalations_app = typer.Typer(no_args_is_help=True, help="The reviewers' queue: list, show and resolve escalations.")
+
+
+@escalations_app.command("list")
+def escalations_list(db: DbOpt = None, queue: Annotated[str | None, typer.Option()] = None,
+                     status: Annotated[str, typer.Option(help="open, resolved, expired or all")] = "open",
+                     as_json: JsonOpt = False) -> None:
+    """Escalations, oldest first, with their SLA."""
+    rows = open_store(db).escalations(queue, None if status == "all" else status, 500)
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("id", "queue", "reason", "expects", "created (UTC)", "SLA (UTC)", "status")
+    for r in rows:
+        table.add_row(r["id"], r["queue"], r["reason"], r["expects"] or "-", _when(r["created_at"]),
+                      _when(r["sla_at"]) if r["sla_at"] else "-", r["status"])
+    out.print(table)
+
+
+@escalations_app.command("show")
+def escalations_show(escalation_id: str, db: DbOpt = None) -> None:
+    """An escalation with the facts of the decision that escalated."""
+    store = open_store(db)
+    row = store.escalation(escalation_id)
+    if row is None:
+        raise fail(f"no escalation {escalation_id!r}", 1)
+    record = stored_record(store, escalation_id)
+    out.print_json(json.dumps({"escalation": row, "facts": [
+        {"type": e["type"], "values": e["values"], "source": e["source"]}
+        for e in record["trace"] if e["kind"] == "fact"]}))
+
+
+@escalations_app.command("resolve")
+def escalations_resolve(escalation_id: str,
+                        answer: Annotated[str, typer.Option(help="the reviewer's answer as JSON (the expected fact)")],
+                        by: Annotated[str, typer.Option(help="who answers (kept in the record)")],
+                        db: DbOpt = None,
+                        config: Annotated[Path | None, typer.Option(help="service config for live calls")] = None,
+                        rulesets: Annotated[Path, typer.Option(help="rulesets directory")] = Path("rulesets")) -> None:
+    """Answer an escalation: the decision resumes and its new outcome is stored."""
+    from adapters.escalations import Escalations, NotOpen
+    from adapters.fakes import Unconfigured
+    from adapters.registry import RulesetRegistry
+    from adapters.store.writer import GroupWriter
+    from adapters.system import SystemClock, TimeOrderedIds
+
+    try:
+        given = json.loads(answer)
+    except ValueError as e:
+        raise fail(f"--answer is not valid JSON: {e}") from None
+    store = open_store(db)
+    models: Any = Unconfigured("model gateway")
+    tools: Any = Unconfigured("tool connector")
+    if config is not None:
+        from adapters.config import load_config, model_gateway, tool_connectors
+
+        settings = load_config(config)
+        models = model_gateway(settings, config) or models
+        tools = tool_connectors(settings, config) or tools
+    writer = GroupWriter(store)
+    service = Escalations(store, writer, RulesetRegistry(store), models, tools, SystemClock(), TimeOrderedIds())
+    try:
+        row, record = asyncio.run(service.resolve(escalation_id, given, by))
+    except (NotOpen, BatonError) as e:
+        raise fail(str(e), 1) from None
+    finally:
+        writer.close()
+    out.print(f"resolved {row['id']} ({row['status']}); resumed as {record['decision_id']}: {record['outcome']} "
+              f"{json.dumps(record['decision'])} {record['reason']}")

@@ -31,6 +31,9 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "PublishRuleset": frozenset({"editor"}),
     "Impact": frozenset({"editor"}),
     "VerifyLog": frozenset({"auditor"}),
+    "ListEscalations": frozenset({"reviewer", "auditor"}),
+    "GetEscalation": frozenset({"reviewer", "auditor"}),
+    "ResolveEscalation": frozenset({"reviewer"}),
 }
 
 

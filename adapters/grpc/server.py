@@ -22,9 +22,10 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from adapters.config import load_config, model_gateway, tool_connectors
+from adapters.escalations import Escalations
 from adapters.fakes import Unconfigured
 from adapters.grpc.auth import Auth, load_tokens
-from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, ruleset_pb2
+from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
 from adapters.grpc.service import Services, generic_handlers
 from adapters.registry import RulesetRegistry
 from adapters.store.sql import SqlStore
@@ -34,7 +35,7 @@ from engine.ports import ModelGateway, ToolConnector
 from engine.recorded import CannedAnswers
 
 log = logging.getLogger("baton.serve")
-SERVICE_NAMES = [s.full_name for m in (decision_pb2, ruleset_pb2, audit_pb2)
+SERVICE_NAMES = [s.full_name for m in (decision_pb2, ruleset_pb2, audit_pb2, escalation_pb2)
                  for s in m.DESCRIPTOR.services_by_name.values()]
 
 
@@ -52,6 +53,7 @@ class ServeConfig:
     tls_client_ca: Path | None = None
     max_inflight: int = 512
     grace_s: float = 30.0
+    sla_check_s: float = 5.0  # how often expired escalation SLAs are looked for
     allow_no_auth: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -89,8 +91,10 @@ async def run_server(cfg: ServeConfig, ready: Any = None) -> None:
                          "BATON_TOKENS), listen on localhost, or pass --insecure-no-auth")
     writer = GroupWriter(store)
     models, tools, ports_note = _ports(cfg)
-    services = Services(store, writer, registry, auth, models, tools, SystemClock(), TimeOrderedIds(),
-                        max_inflight=cfg.max_inflight)
+    clock, ids = SystemClock(), TimeOrderedIds()
+    escalations = Escalations(store, writer, registry, models, tools, clock, ids)
+    services = Services(store, writer, registry, auth, models, tools, clock, ids, max_inflight=cfg.max_inflight,
+                        escalations=escalations)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1), ("grpc.max_receive_message_length", 8 << 20)])
     server.add_generic_rpc_handlers(generic_handlers(services))
     health = HealthServicer()
@@ -117,13 +121,28 @@ async def run_server(cfg: ServeConfig, ready: Any = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    sweeper = asyncio.create_task(_sweep_slas(escalations, cfg.sla_check_s, stop))
     await stop.wait()
+    await sweeper
     print(f"baton {os.getpid()}: shutting down, finishing in-flight decisions", flush=True)
     await health.enter_graceful_shutdown()
     await server.stop(cfg.grace_s)
     writer.close()
     store.close()
     print(f"baton {os.getpid()}: stopped", flush=True)
+
+
+async def _sweep_slas(escalations: Escalations, every_s: float, stop: asyncio.Event) -> None:
+    """Every replica looks for passed SLAs; closing an escalation is compare-and-set, so one wins."""
+    while not stop.is_set():
+        try:
+            await escalations.expire_due()
+        except Exception:  # the store being briefly unreachable must not end the sweeper
+            log.exception("SLA sweep failed")
+        try:
+            await asyncio.wait_for(stop.wait(), every_s)
+        except TimeoutError:
+            pass
 
 
 def _child(cfg: ServeConfig) -> None:

@@ -17,11 +17,12 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from adapters.escalations import Escalations, NotOpen
 from adapters.grpc import convert
 from adapters.grpc.auth import Auth, AuthError, Identity
-from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, ruleset_pb2
+from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
 from adapters.registry import RulesetRegistry
-from adapters.store.sql import SqlStore
+from adapters.store.sql import Conflict, SqlStore
 from adapters.store.writer import GroupWriter
 from engine.errors import BatonError, CompileErrors, InvalidInput, Overloaded
 from engine.explain import why
@@ -33,7 +34,7 @@ from engine.replay import replay, what_if
 log = logging.getLogger("baton.grpc")
 Ctx = grpc.aio.ServicerContext[Any, Any]
 DEADLINE_MARGIN_S = 0.05
-NOT_FOUND_CODES = {"unknown_ruleset", "unknown_version", "unknown_decision", "unknown_rule"}
+NOT_FOUND_CODES = {"unknown_ruleset", "unknown_version", "unknown_decision", "unknown_rule", "unknown_escalation"}
 
 
 @dataclass(slots=True)
@@ -50,6 +51,7 @@ class Services:
     ids: IdFactory
     max_inflight: int = 512
     step_limit: int | None = None
+    escalations: Escalations | None = None
 
 
 class Abort(Exception):
@@ -99,6 +101,8 @@ def _map_error(e: BaseException) -> Abort:
                      [(f"source:{x.where.line}:{x.where.column}", f"{x.code}: {x.message}") for x in e.errors])
     if isinstance(e, Overloaded):
         return Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, e.message)
+    if isinstance(e, (NotOpen, Conflict)):
+        return Abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
     if isinstance(e, BatonError) and e.code in NOT_FOUND_CODES:
         return Abort(grpc.StatusCode.NOT_FOUND, e.message)
     if isinstance(e, BatonError) and e.code in ("bad_request",):
@@ -384,12 +388,64 @@ class AuditService:
                                            chain_seq=problem.chain_seq, problem=problem.problem)
 
 
+class EscalationService:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    def _message(self, row: dict[str, Any]) -> escalation_pb2.Escalation:
+        out = escalation_pb2.Escalation(
+            escalation_id=row["id"], decision_id=row["id"], ruleset=row["ruleset"], queue=row["queue"],
+            reason=row["reason"], expects=row["expects"], status=row["status"],
+            resolved_by=row["resolved_by"] or "", resumed_decision_id=row["resumed_decision_id"] or "")
+        out.created_at.CopyFrom(convert.timestamp(row["created_at"]))
+        if row["sla_at"] is not None:
+            out.sla_at.CopyFrom(convert.timestamp(row["sla_at"]))
+        if row["resolved_at"] is not None:
+            out.resolved_at.CopyFrom(convert.timestamp(row["resolved_at"]))
+        if row["expects"]:
+            engine = self.s.registry.engine_for(row["version"])
+            out.expects_schema.CopyFrom(convert.struct(engine.schemas[row["expects"]]))
+        return out
+
+    def _service(self) -> Escalations:
+        assert self.s.escalations is not None
+        return self.s.escalations
+
+    @handler("ListEscalations")
+    async def ListEscalations(self, request: escalation_pb2.ListEscalationsRequest, context: Ctx,
+                              ident: Identity) -> escalation_pb2.ListEscalationsResponse:
+        status = None if request.status == "all" else (request.status or "open")
+        rows = await asyncio.to_thread(self.s.store.escalations, request.queue or None, status,
+                                       min(max(request.page_size or 100, 1), 1000))
+        return escalation_pb2.ListEscalationsResponse(
+            escalations=await asyncio.to_thread(lambda: [self._message(r) for r in rows]))
+
+    @handler("GetEscalation")
+    async def GetEscalation(self, request: escalation_pb2.GetEscalationRequest, context: Ctx,
+                            ident: Identity) -> escalation_pb2.GetEscalationResponse:
+        row = await asyncio.to_thread(self._service().get, request.escalation_id)
+        record = await asyncio.to_thread(self.s.store.get, row["id"])
+        facts = [decision_pb2.Fact(type=e["type"], values=convert.struct(e["values"]))
+                 for e in (record or {}).get("trace", []) if e.get("kind") == "fact"]
+        return escalation_pb2.GetEscalationResponse(escalation=await asyncio.to_thread(self._message, row),
+                                                    facts=facts)
+
+    @handler("ResolveEscalation")
+    async def ResolveEscalation(self, request: escalation_pb2.ResolveEscalationRequest, context: Ctx,
+                                ident: Identity) -> escalation_pb2.ResolveEscalationResponse:
+        row, record = await self._service().resolve(request.escalation_id, convert.plain(request.answer),
+                                                    ident.name)
+        return escalation_pb2.ResolveEscalationResponse(escalation=await asyncio.to_thread(self._message, row),
+                                                        decision=convert.decision(record))
+
+
 def generic_handlers(services: Services) -> list[Any]:
     """Method handlers built here (not by the generated helpers) so that undecodable requests reach our
     handlers and get INVALID_ARGUMENT rather than a framework error."""
     out = []
     for proto_module, servicer in ((decision_pb2, DecisionService(services)), (ruleset_pb2, RulesetService(services)),
-                                   (audit_pb2, AuditService(services))):
+                                   (audit_pb2, AuditService(services)),
+                                   (escalation_pb2, EscalationService(services))):
         for service in proto_module.DESCRIPTOR.services_by_name.values():
             handlers = {}
             for method in service.methods:

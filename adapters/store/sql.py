@@ -23,7 +23,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 
-from adapters.store.tables import CallRow, ChainHead, DecisionRow, RulesetVersion, TraceRow
+from adapters.store.tables import CallRow, ChainHead, DecisionRow, EscalationRow, RulesetVersion, TraceRow
 from engine.audit import GENESIS, canonical, chain_hash
 
 DECISIONS = DecisionRow.__table__  # type: ignore[attr-defined]
@@ -31,6 +31,7 @@ TRACE = TraceRow.__table__  # type: ignore[attr-defined]
 CALLS = CallRow.__table__  # type: ignore[attr-defined]
 HEAD = ChainHead.__table__  # type: ignore[attr-defined]
 RULESETS = RulesetVersion.__table__  # type: ignore[attr-defined]
+ESCALATIONS = EscalationRow.__table__  # type: ignore[attr-defined]
 MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD_FIELDS = ("ruleset", "version", "outcome", "rule", "caller", "idempotency_key", "latency_ms", "cost_usd",
                "tokens")
@@ -63,14 +64,30 @@ class Saved:
     existing: bool = False  # an earlier decision with the same idempotency key
 
 
+@dataclass(slots=True)
+class Resolution:
+    """Closing an escalation, in the same transaction as the decision that resumes it."""
+
+    escalation_id: str
+    by: str
+    answer: str  # canonical JSON of the reviewer's fact
+    status: str = "resolved"  # or "expired"
+
+
+class Conflict(Exception):
+    """The escalation was already resolved (by another reviewer or replica)."""
+
+
 class Pending:
     """A decision waiting to be stored, serialised up front: only hashing and inserting happen while the
     chain head is locked, so writers in other processes wait as little as possible."""
 
-    __slots__ = ("caller", "calls", "event_jsons", "head_json", "idempotency_key", "record")
+    __slots__ = ("caller", "calls", "event_jsons", "head_json", "idempotency_key", "record", "resolves")
 
-    def __init__(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None) -> None:
+    def __init__(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None,
+                 resolves: Resolution | None = None) -> None:
         self.record, self.caller, self.idempotency_key = record, caller, idempotency_key
+        self.resolves = resolves
         head = {k: v for k, v in record.items() if k != "trace"}
         head["caller"], head["idempotency_key"] = caller, idempotency_key
         self.head_json = canonical(head)
@@ -180,6 +197,7 @@ class SqlStore:
             decisions: list[tuple[Any, ...]] = []
             trace: list[tuple[Any, ...]] = []
             calls: list[tuple[Any, ...]] = []
+            escalations: list[dict[str, Any]] = []
             keys_in_batch: dict[tuple[str, str], Saved] = {}
             for item in items:
                 key = item.idempotency_key
@@ -192,9 +210,26 @@ class SqlStore:
                     if found:
                         out.append(Saved(found[0], found[1], found[2], existing=True))
                         continue
+                if item.resolves is not None:
+                    r = item.resolves
+                    done = conn.execute(ESCALATIONS.update().where(
+                        ESCALATIONS.c.id == r.escalation_id, ESCALATIONS.c.status == "open").values(
+                        status=r.status, resolved_by=r.by, resolved_at=item.record["started_at"], answer=r.answer,
+                        resumed_decision_id=item.record["decision_id"]))
+                    if done.rowcount != 1:
+                        raise Conflict(f"escalation {r.escalation_id} is no longer open")
                 seq += 1
                 record = item.record
                 decision_id = record["decision_id"]
+                escalation = record.get("escalation") or {}
+                if record["outcome"] == "escalated" and escalation:
+                    sla = escalation.get("sla_s")
+                    escalations.append({
+                        "id": decision_id, "ruleset": record["ruleset"], "version": record["version"],
+                        "queue": str(escalation.get("queue", "")), "reason": str(escalation.get("reason", "")),
+                        "expects": str(escalation.get("expects", "")), "created_at": record["started_at"],
+                        "sla_at": record["started_at"] + sla if isinstance(sla, (int, float)) else None,
+                        "status": "open"})
                 digest = chain_hash(prev, seq, item.head_json, item.event_jsons)
                 decisions.append((decision_id, seq, record["ruleset"], record["version"], record["outcome"],
                                   record["rule"], item.caller, key, record["started_at"], record["latency_ms"],
@@ -215,6 +250,8 @@ class SqlStore:
                     conn.exec_driver_sql(self.insert_sql["trace_events"], trace)
                 if calls:
                     conn.exec_driver_sql(self.insert_sql["calls"], calls)
+                if escalations:
+                    conn.execute(ESCALATIONS.insert(), escalations)
                 conn.execute(HEAD.update().where(HEAD.c.id == 1).values(seq=seq, hash=prev))
         return out
 
@@ -256,6 +293,26 @@ class SqlStore:
         q = q.order_by(d.created_at.desc(), d.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+    # -- escalations -------------------------------------------------------------------------------
+    def escalations(self, queue: str | None = None, status: str | None = "open", limit: int = 100,
+                    due_before: float | None = None) -> list[dict[str, Any]]:
+        e = ESCALATIONS.c
+        q = sa.select(ESCALATIONS)
+        if queue:
+            q = q.where(e.queue == queue)
+        if status:
+            q = q.where(e.status == status)
+        if due_before is not None:
+            q = q.where(e.sla_at.is_not(None), e.sla_at < due_before)
+        q = q.order_by(e.created_at).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def escalation(self, escalation_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(ESCALATIONS).where(ESCALATIONS.c.id == escalation_id)).first()
+        return dict(row._mapping) if row else None
 
     def cost_by_ruleset(self) -> list[dict[str, Any]]:
         d = DECISIONS.c

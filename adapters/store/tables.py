@@ -77,3 +77,25 @@ class ChainHead(SQLModel, table=True):
     id: int = Field(primary_key=True)
     seq: int
     hash: str = Field(max_length=64)
+
+
+class EscalationRow(SQLModel, table=True):
+    """A decision waiting for a person. Resolved (or expired) at most once, by compare-and-set."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (Index("ix_escalations_status_queue", "status", "queue"),
+                      Index("ix_escalations_status_sla", "status", "sla_at"))
+
+    id: str = Field(primary_key=True, max_length=40)  # the escalated decision's id
+    ruleset: str = Field(max_length=100)
+    version: str = Field(max_length=64)
+    queue: str = Field(max_length=200)
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    expects: str = Field(default="", max_length=100)
+    created_at: float
+    sla_at: float | None = None
+    status: str = Field(default="open", max_length=20)  # open | resolved | expired
+    resolved_by: str | None = Field(default=None, max_length=200)
+    resolved_at: float | None = None
+    answer: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    resumed_decision_id: str | None = Field(default=None, max_length=40)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from adapters.store.sql import Pending, Saved, SqlStore
+from adapters.store.sql import Pending, Resolution, Saved, SqlStore
 
 MAX_BATCH = 256
 
@@ -38,10 +38,11 @@ class GroupWriter:
         self.queue.put((Pending(record, caller, idempotency_key), future))
         return future
 
-    async def save(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None) -> Saved:
+    async def save(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None,
+                   resolves: Resolution | None = None) -> Saved:
         """For coroutines: returns once the decision is committed."""
         future: asyncio.Future[Saved] = asyncio.get_running_loop().create_future()
-        self.queue.put((Pending(record, caller, idempotency_key), future))
+        self.queue.put((Pending(record, caller, idempotency_key, resolves), future))
         return await future
 
     def close(self) -> None:

@@ -61,11 +61,12 @@ def write_tokens(path: Path) -> Path:
 
 
 def start(tmp: Path, *extra: str, auth: bool = True, db: str | None = None, port: int | None = None,
-          env: dict[str, str] | None = None) -> Server:
+          env: dict[str, str] | None = None, rulesets: Path | None = None) -> Server:
     port = port or free_port()
     db = db or str(tmp / "baton.db")
     args = [sys.executable, "-m", "adapters.cli.main", "serve", "--listen", f"127.0.0.1:{port}", "--db", db,
-            "--rulesets", str(ROOT / "rulesets"), "--answers", str(ROOT / "rulesets/demo-answers.json"), *extra]
+            "--rulesets", str(rulesets or ROOT / "rulesets"), "--answers", str(ROOT / "rulesets/demo-answers.json"),
+            *extra]
     if auth:
         args += ["--tokens", str(write_tokens(tmp / "tokens.yaml"))]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

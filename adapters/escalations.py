@@ -1,0 +1,98 @@
+"""Human in the loop: resolving an escalation resumes its decision; an SLA that passes asserts `timeout`.
+
+A resumption re-runs the escalated decision from its stored record - the same inputs, the recorded model
+and tool answers, the reviewers' earlier answers - up to the point where it escalated, asserts the new
+answer and runs on (new calls are made live). It is stored as a new decision naming the one it resumes,
+in the same transaction that closes the escalation, and only if the escalation was still open: any
+replica can resume any decision, and never twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.registry import RulesetRegistry
+from adapters.store.sql import Resolution, SqlStore
+from adapters.store.writer import GroupWriter
+from engine.audit import canonical
+from engine.errors import BatonError, InvalidInput, Where
+from engine.loop import HumanInput, Limits
+from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
+from engine.recorded import ReplayAnswers
+from engine.replay import human_inputs
+
+log = logging.getLogger("baton.escalations")
+
+
+class NotOpen(BatonError):
+    """The escalation was already resolved or expired."""
+
+
+@dataclass(slots=True)
+class Escalations:
+    store: SqlStore
+    writer: GroupWriter
+    registry: RulesetRegistry
+    models: ModelGateway
+    tools: ToolConnector
+    clock: Clock
+    ids: IdFactory
+
+    def get(self, escalation_id: str) -> dict[str, Any]:
+        found = self.store.escalation(escalation_id)
+        if found is None:
+            raise BatonError("unknown_escalation", f"no escalation {escalation_id!r}")
+        return found
+
+    async def resolve(self, escalation_id: str, answer: object, by: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Validate the reviewer's answer against `expects`, resume, store. Returns (escalation, decision)."""
+        esc = await asyncio.to_thread(self.get, escalation_id)
+        if esc["status"] != "open":
+            raise NotOpen("not_open", f"escalation {escalation_id} is already {esc['status']}")
+        if not esc["expects"]:
+            raise NotOpen("no_answer_expected", f"escalation {escalation_id} expects no answer "
+                          "(its rule has no `expects:`)")
+        engine = await asyncio.to_thread(self.registry.engine_for, esc["version"])
+        fact_type = engine.ruleset.types[esc["expects"]]
+        if not isinstance(answer, dict):
+            raise InvalidInput("invalid_fact", "answer: an object of the expected fact type", Where(path="answer"))
+        values = fact_type.validate(answer, "answer")
+        return await self._resume(esc, HumanInput(esc["expects"], values, by), Resolution(escalation_id, by,
+                                                                                           canonical(values)))
+
+    async def expire_due(self) -> int:
+        """Resume every open escalation whose SLA has passed, with a `timeout` fact."""
+        due = await asyncio.to_thread(self.store.escalations, None, "open", 100, self.clock.now())
+        expired = 0
+        for esc in due:
+            fact = {"queue": esc["queue"], "reason": "sla expired"}
+            try:
+                await self._resume(esc, HumanInput("timeout", fact, "sla"),
+                                   Resolution(esc["id"], "sla", canonical(fact), status="expired"))
+                expired += 1
+            except Exception as e:  # another replica got there first, or a stale version: try the next one
+                log.info("escalation %s not expired here: %s", esc["id"], e)
+        return expired
+
+    async def _resume(self, esc: dict[str, Any], given: HumanInput, resolution: Resolution
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+        original = await asyncio.to_thread(self.store.get, esc["id"])
+        if original is None:
+            raise BatonError("unknown_decision", f"decision {esc['id']} is missing")
+        engine = await asyncio.to_thread(self.registry.engine_for, original["version"])
+        facts: dict[str, list[Any]] = {}
+        for item in original["inputs"]:
+            facts.setdefault(item["type"], []).append(item["values"])
+        answers = ReplayAnswers(list(original["trace"]), live_models=self.models, live_tools=self.tools)
+        stored_limits = original.get("limits") or {}
+        limits = Limits(step_limit=stored_limits.get("step_limit"), max_calls=stored_limits.get("max_calls"),
+                        max_cost_usd=stored_limits.get("max_cost_usd"))
+        d = await engine.run(engine.validate_input(facts), answers, answers, self.clock, self.ids, limits,
+                             [*human_inputs(original), given], resumes=esc["id"])
+        record = d.to_dict()
+        await self.writer.save(record, caller=given.by, resolves=resolution)
+        updated = await asyncio.to_thread(self.get, esc["id"])
+        return updated, record
