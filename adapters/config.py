@@ -1,4 +1,4 @@
-"""The service config file (YAML): `models:` (LiteLLM model groups) and `tools:` (connectors).
+"""The service config file (YAML): `models:` (LiteLLM model groups), `tools:` and `effects:` (connectors).
 
 Secrets appear only as references (`os.environ/NAME` for model keys, `${env:NAME}` in tool settings);
 an invalid config fails at start with the key path and why.
@@ -24,9 +24,9 @@ def load_config(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: the config is a YAML mapping")
-    unknown = sorted(set(data) - {"models", "tools"})
+    unknown = sorted(set(data) - {"models", "tools", "effects"})
     if unknown:
-        raise ValueError(f"{path}: unknown section(s) {unknown} (known: models, tools)")
+        raise ValueError(f"{path}: unknown section(s) {unknown} (known: models, tools, effects)")
     return data
 
 
@@ -50,3 +50,14 @@ def tool_connectors(config: dict[str, Any], path: Path) -> ToolConnector | None:
     if not isinstance(section, dict):
         raise ValueError(f"{path}: tools: a mapping of connector name -> settings")
     return build_tools(section, path.parent, f"{path}: tools")
+
+
+def effect_connectors(config: dict[str, Any], path: Path) -> dict[str, Any]:
+    section = config.get("effects")
+    if section is None:
+        return {}
+    from adapters.effects import build_effects
+
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: effects: a mapping of effect name -> settings")
+    return build_effects(section, path.parent, f"{path}: effects")

@@ -226,6 +226,7 @@ class _Run:
     def __init__(self, engine: Engine, d: Decision, models: ModelGateway, tools: ToolConnector, clock: Clock,
                  limits: Limits, human: list[HumanInput]) -> None:
         self.human = human
+        self.effects = 0
         self.engine, self.d, self.models, self.tools, self.clock = engine, d, models, tools, clock
         rs = engine.ruleset
         self.step_limit = limits.step_limit or rs.step_limit
@@ -335,6 +336,19 @@ class _Run:
                     self.session.assert_now(seq, step.fact_type, step.payload)
             elif step.kind == "call":
                 self.intend(step.action, env)
+            elif step.kind == "effect":
+                # an intent only: the outbox runs it after the decision is stored, never during replay
+                values = dict(step.payload)
+                if step.templates:
+                    context = {**self.wm.latest(), **env}
+                    for key, template in step.templates.items():
+                        try:
+                            values[key] = template.render(context)
+                        except Exception as e:  # hostile facts: the effect carries the error, never a crash
+                            values[key] = f"<could not render: {type(e).__name__}>"
+                self.effects += 1
+                d.trace.append({"kind": "effect", "n": self.effects, "step": step_no, "rule": rule.name,
+                                "name": step.action, "with": values})
             else:
                 proposal: Event = {"kind": "proposal", "step": step_no, "rule": rule.name, "verb": step.kind,
                                    "payload": step.payload, "reason": step.reason, "priority": rule.priority,

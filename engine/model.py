@@ -42,11 +42,12 @@ class ToolAction:
 class Step:
     """One thing a rule does when it fires."""
 
-    kind: str  # decide | escalate | assert | call
+    kind: str  # decide | escalate | assert | call | effect
     payload: dict[str, object] = field(default_factory=dict)  # decide/escalate payload (reason split out)
     reason: str = ""
     fact_type: str = ""  # assert
     action: str = ""  # call: model or tool action name
+    templates: dict[str, Template] = field(default_factory=dict)  # effect: `with` values rendered from facts
     expects: str = ""  # escalate: the fact type of the reviewer's answer
     sla_s: float | None = None  # escalate: after this long without an answer, a `timeout` fact
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from adapters.cli.common import err, fail, out, print_compile_errors
-from adapters.cli.store_cmds import escalations_app, impact_cmd, log_app, open_store, replay_cmd
+from adapters.cli.store_cmds import effects_app, escalations_app, impact_cmd, log_app, open_store, replay_cmd
 from adapters.rulesets import display, find_ruleset, load_file, ruleset_files
 from adapters.system import SystemClock, TimeOrderedIds
 from engine.errors import BatonError, CompileErrors
@@ -23,6 +23,7 @@ from engine.testing import run_suite
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Baton: a rules-engine-first decision service.")
 app.add_typer(log_app, name="log")
 app.add_typer(escalations_app, name="escalations")
+app.add_typer(effects_app, name="effects")
 app.command("replay")(replay_cmd)
 app.command("impact")(impact_cmd)
 PathsArg = Annotated[list[Path], typer.Argument(help="ruleset files or directories")]

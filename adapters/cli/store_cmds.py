@@ -356,3 +356,60 @@ def escalations_resolve(escalation_id: str,
         writer.close()
     out.print(f"resolved {row['id']} ({row['status']}); resumed as {record['decision_id']}: {record['outcome']} "
               f"{json.dumps(record['decision'])} {record['reason']}")
+
+
+effects_app = typer.Typer(no_args_is_help=True, help="The effects outbox: list, retry dead letters, run a worker.")
+
+
+@effects_app.command("list")
+def effects_list(db: DbOpt = None, status: Annotated[str | None, typer.Option(
+        help="pending, sending, done or dead")] = None, as_json: JsonOpt = False) -> None:
+    """Effects in the outbox (dead letters with their last error)."""
+    rows = open_store(db).effects(status)
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("id", "effect", "status", "attempts", "last error")
+    for r in rows:
+        table.add_row(r["id"], r["name"], r["status"], str(r["attempts"]), (r["last_error"] or "")[:80])
+    out.print(table)
+
+
+@effects_app.command("retry")
+def effects_retry(ids: Annotated[list[str] | None, typer.Argument(help="effect ids; all dead letters if none")]
+                  = None, db: DbOpt = None) -> None:
+    """Put dead letters back in the queue."""
+    import time
+
+    n = open_store(db).retry_effects(ids or None, time.time())
+    out.print(f"{n} effect(s) queued again")
+
+
+@effects_app.command("run")
+def effects_run(config: Annotated[Path, typer.Option(help="service config with an effects: section")],
+                db: DbOpt = None, once: Annotated[bool, typer.Option(help="one pass, then exit")] = False,
+                lease: Annotated[float, typer.Option(help="seconds a claimed effect stays claimed")] = 30.0,
+                max_attempts: Annotated[int, typer.Option(help="attempts before an effect is dead")] = 8) -> None:
+    """Deliver effects from the outbox (what `baton serve` does in the background)."""
+    import signal
+
+    from adapters.config import effect_connectors, load_config
+    from adapters.effects import OutboxWorker
+
+    try:
+        connectors = effect_connectors(load_config(config), config)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    worker = OutboxWorker(open_store(db), connectors, lease_s=lease, max_attempts=max_attempts)
+
+    async def main() -> None:
+        if once:
+            await worker.run_once()
+            return
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await worker.run(stop)
+
+    asyncio.run(main())

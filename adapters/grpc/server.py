@@ -21,7 +21,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from adapters.config import load_config, model_gateway, tool_connectors
+from adapters.config import effect_connectors, load_config, model_gateway, tool_connectors
+from adapters.effects import OutboxWorker
 from adapters.escalations import Escalations
 from adapters.fakes import Unconfigured
 from adapters.grpc.auth import Auth, load_tokens
@@ -122,8 +123,13 @@ async def run_server(cfg: ServeConfig, ready: Any = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     sweeper = asyncio.create_task(_sweep_slas(escalations, cfg.sla_check_s, stop))
+    effects = {}
+    if cfg.config_file is not None:
+        effects = effect_connectors(load_config(cfg.config_file), cfg.config_file)
+    outbox = asyncio.create_task(OutboxWorker(store, effects).run(stop))
     await stop.wait()
     await sweeper
+    await outbox
     print(f"baton {os.getpid()}: shutting down, finishing in-flight decisions", flush=True)
     await health.enter_graceful_shutdown()
     await server.stop(cfg.grace_s)

@@ -23,7 +23,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 
-from adapters.store.tables import CallRow, ChainHead, DecisionRow, EscalationRow, RulesetVersion, TraceRow
+from adapters.store.tables import CallRow, ChainHead, DecisionRow, EscalationRow, OutboxRow, RulesetVersion, TraceRow
 from engine.audit import GENESIS, canonical, chain_hash
 
 DECISIONS = DecisionRow.__table__  # type: ignore[attr-defined]
@@ -32,6 +32,7 @@ CALLS = CallRow.__table__  # type: ignore[attr-defined]
 HEAD = ChainHead.__table__  # type: ignore[attr-defined]
 RULESETS = RulesetVersion.__table__  # type: ignore[attr-defined]
 ESCALATIONS = EscalationRow.__table__  # type: ignore[attr-defined]
+OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
 MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD_FIELDS = ("ruleset", "version", "outcome", "rule", "caller", "idempotency_key", "latency_ms", "cost_usd",
                "tokens")
@@ -198,6 +199,7 @@ class SqlStore:
             trace: list[tuple[Any, ...]] = []
             calls: list[tuple[Any, ...]] = []
             escalations: list[dict[str, Any]] = []
+            outbox: list[dict[str, Any]] = []
             keys_in_batch: dict[tuple[str, str], Saved] = {}
             for item in items:
                 key = item.idempotency_key
@@ -237,6 +239,10 @@ class SqlStore:
                 trace.extend((decision_id, i, e["kind"], text)
                              for i, (e, text) in enumerate(zip(record["trace"], item.event_jsons, strict=True)))
                 calls.extend(item.calls)
+                outbox.extend({"id": f"{decision_id}:{e['n']}", "decision_id": decision_id, "name": e["name"],
+                               "payload": canonical(e["with"]), "status": "pending", "attempts": 0,
+                               "next_at": record["finished_at"], "created_at": record["finished_at"]}
+                              for e in record["trace"] if e["kind"] == "effect")
                 saved = Saved(record["decision_id"], seq, digest)
                 if key:
                     keys_in_batch[(item.caller, key)] = saved
@@ -252,6 +258,8 @@ class SqlStore:
                     conn.exec_driver_sql(self.insert_sql["calls"], calls)
                 if escalations:
                     conn.execute(ESCALATIONS.insert(), escalations)
+                if outbox:
+                    conn.execute(OUTBOX.insert(), outbox)
                 conn.execute(HEAD.update().where(HEAD.c.id == 1).values(seq=seq, hash=prev))
         return out
 
@@ -313,6 +321,55 @@ class SqlStore:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(ESCALATIONS).where(ESCALATIONS.c.id == escalation_id)).first()
         return dict(row._mapping) if row else None
+
+    # -- the outbox --------------------------------------------------------------------------------
+    def claim_effects(self, now: float, lease_s: float, limit: int = 32) -> list[dict[str, Any]]:
+        """Take effects that are due (or whose sender's lease ran out), each by compare-and-set."""
+        o = OUTBOX.c
+        due = sa.or_(sa.and_(o.status == "pending", o.next_at <= now),
+                     sa.and_(o.status == "sending", o.lease_until < now))
+        with self.engine.connect() as conn:
+            candidates = conn.execute(sa.select(OUTBOX).where(due).order_by(o.next_at).limit(limit)).all()
+        claimed = []
+        for row in candidates:
+            with self.writer.begin() as conn:
+                done = conn.execute(OUTBOX.update().where(o.id == row.id, o.status == row.status,
+                                                          o.attempts == row.attempts)
+                                    .values(status="sending", lease_until=now + lease_s, attempts=row.attempts + 1))
+            if done.rowcount == 1:
+                claimed.append({**row._mapping, "attempts": row.attempts + 1})
+        return claimed
+
+    def effect_done(self, effect_id: str, attempts: int, now: float) -> None:
+        o = OUTBOX.c
+        with self.writer.begin() as conn:
+            conn.execute(OUTBOX.update().where(o.id == effect_id, o.attempts == attempts)
+                         .values(status="done", done_at=now, lease_until=None, last_error=None))
+
+    def effect_failed(self, effect_id: str, attempts: int, error: str, next_at: float | None) -> None:
+        """Back to pending for another try at ``next_at``, or dead when ``next_at`` is None."""
+        o = OUTBOX.c
+        with self.writer.begin() as conn:
+            conn.execute(OUTBOX.update().where(o.id == effect_id, o.attempts == attempts).values(
+                status="dead" if next_at is None else "pending", next_at=next_at or 0.0, lease_until=None,
+                last_error=error[:2000]))
+
+    def effects(self, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        o = OUTBOX.c
+        q = sa.select(OUTBOX)
+        if status:
+            q = q.where(o.status == status)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q.order_by(o.created_at).limit(limit))]
+
+    def retry_effects(self, ids: list[str] | None, now: float) -> int:
+        """Dead letters (all, or the ids given) back to pending."""
+        o = OUTBOX.c
+        q = OUTBOX.update().where(o.status == "dead")
+        if ids is not None:
+            q = q.where(o.id.in_(ids))
+        with self.writer.begin() as conn:
+            return int(conn.execute(q.values(status="pending", next_at=now, attempts=0)).rowcount)
 
     def cost_by_ruleset(self) -> list[dict[str, Any]]:
         d = DECISIONS.c

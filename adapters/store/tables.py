@@ -99,3 +99,22 @@ class EscalationRow(SQLModel, table=True):
     resolved_at: float | None = None
     answer: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     resumed_decision_id: str | None = Field(default=None, max_length=40)
+
+
+class OutboxRow(SQLModel, table=True):
+    """An effect of a stored decision, written in the decision's transaction and delivered after it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_at"),)
+
+    id: str = Field(primary_key=True, max_length=60)  # decision id ":" effect number: the idempotency key
+    decision_id: str = Field(max_length=40, index=True)
+    name: str = Field(max_length=100)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="pending", max_length=20)  # pending | sending | done | dead
+    attempts: int = 0
+    next_at: float
+    lease_until: float | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: float
+    done_at: float | None = None

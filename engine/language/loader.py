@@ -463,6 +463,22 @@ class Loader:
                     self.error("bad_value", "sla must be a duration such as 4h or 30m", self.pos.value(body, "sla"))
                 step.expects, step.sla_s = str(expects or ""), sla_s
             return [step]
+        if verb == "effect":
+            if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
+                self.error("bad_shape", "effect takes {name: EFFECT, with: {...}}", vwhere,
+                           "EFFECT is a name from the service config's effects: section")
+                return []
+            self.check_keys(body, {"name", "with"}, "effect")
+            payload = plain(body.get("with") or {})
+            if not isinstance(payload, dict):
+                self.error("bad_shape", "effect: with: takes a mapping", self.pos.value(body, "with"))
+                return []
+            templates: dict[str, jinja2.Template] = {}
+            for key, value in payload.items():
+                name = str(key)
+                if isinstance(value, str) and "{{" in value and self.check_template(value, body["with"], name, types):
+                    templates[name] = JINJA.from_string(value)
+            return [Step("effect", payload=payload, action=str(body["name"]), templates=templates)]
         if verb == "assert":
             if not isinstance(body, dict) or not body:
                 self.error("bad_shape", "assert takes {fact_type: {field: value}}", vwhere)
@@ -483,7 +499,7 @@ class Loader:
                 steps.append(Step("assert", payload=value, fact_type=str(tname)))
             return steps
         self.error("unknown_action", f"unknown action '{verb}'", self.pos.key(node, verb),
-                   suggest(verb, ["decide", "escalate", "assert"]))
+                   suggest(verb, ["decide", "escalate", "assert", "effect"]))
         return []
 
     # -- tests -------------------------------------------------------------------------------------

@@ -1,0 +1,116 @@
+"""Effects: downstream updates a decision asks for, delivered from the store's outbox after the decision
+is committed - at least once, with the effect's id (decision id ":" n) as the idempotency key, retried
+with backoff, and dead-lettered after `max_attempts` for an operator to list and retry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from adapters.store.sql import SqlStore
+from adapters.tools.connectors import resolve_secrets
+
+log = logging.getLogger("baton.effects")
+
+
+class EffectConnector(Protocol):
+    async def send(self, effect_id: str, name: str, decision_id: str, payload: dict[str, Any]) -> None:
+        """Deliver or raise; delivering the same effect_id twice must be harmless at the receiver."""
+
+
+class HttpWebhook:
+    def __init__(self, url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 10.0) -> None:
+        self.url, self.headers, self.timeout_s = url, dict(headers or {}), timeout_s
+
+    async def send(self, effect_id: str, name: str, decision_id: str, payload: dict[str, Any]) -> None:
+        async with httpx.AsyncClient(headers=self.headers, timeout=self.timeout_s) as client:
+            response = await client.post(self.url, json={"effect": name, "decision_id": decision_id,
+                                                         "effect_id": effect_id, "with": payload},
+                                         headers={"Idempotency-Key": effect_id})
+        if response.status_code >= 300:
+            raise RuntimeError(f"HTTP {response.status_code} from {self.url}")
+
+
+class LogEffect:
+    """Appends one JSON line per delivery to a file (or the log): for audit trails and development."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    async def send(self, effect_id: str, name: str, decision_id: str, payload: dict[str, Any]) -> None:
+        line = json.dumps({"effect_id": effect_id, "effect": name, "decision_id": decision_id, "with": payload})
+        if self.path is None:
+            log.info("effect %s", line)
+            return
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+def build_effects(section: Mapping[str, Any], base: Path, where: str = "effects") -> dict[str, EffectConnector]:
+    out: dict[str, EffectConnector] = {}
+    for name, spec in section.items():
+        w = f"{where}.{name}"
+        if not isinstance(spec, Mapping) or spec.get("type") not in ("http", "log"):
+            raise ValueError(f"{w}.type: one of http, log")
+        if spec["type"] == "http":
+            url = spec.get("url")
+            if not isinstance(url, str):
+                raise ValueError(f"{w}.url: required")
+            headers = {str(k): resolve_secrets(str(v), f"{w}.headers.{k}") for k, v in
+                       (spec.get("headers") or {}).items()}
+            out[str(name)] = HttpWebhook(url, headers, float(spec.get("timeout_s", 10)))
+        else:
+            file = spec.get("file")
+            out[str(name)] = LogEffect(None if file is None else (base / str(file)))
+    return out
+
+
+@dataclass(slots=True)
+class OutboxWorker:
+    store: SqlStore
+    connectors: Mapping[str, EffectConnector]
+    lease_s: float = 30.0
+    max_attempts: int = 8
+    backoff_s: float = 0.5
+
+    async def run_once(self) -> int:
+        """Deliver what is due now; returns how many were attempted."""
+        claimed = await asyncio.to_thread(self.store.claim_effects, time.time(), self.lease_s)
+        await asyncio.gather(*(self._deliver(e) for e in claimed))
+        return len(claimed)
+
+    async def run(self, stop: asyncio.Event, every_s: float = 0.5) -> None:
+        while not stop.is_set():
+            try:
+                busy = await self.run_once()
+            except Exception:  # a store hiccup must not end delivery
+                log.exception("outbox pass failed")
+                busy = 0
+            if not busy:
+                try:
+                    await asyncio.wait_for(stop.wait(), every_s)
+                except TimeoutError:
+                    pass
+
+    async def _deliver(self, effect: dict[str, Any]) -> None:
+        connector = self.connectors.get(effect["name"])
+        attempts = int(effect["attempts"])
+        try:
+            if connector is None:
+                raise RuntimeError(f"no effect connector named {effect['name']!r} is configured")
+            await connector.send(effect["id"], effect["name"], effect["decision_id"], json.loads(effect["payload"]))
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"
+            next_at = None if attempts >= self.max_attempts else time.time() + self.backoff_s * 2 ** (attempts - 1)
+            await asyncio.to_thread(self.store.effect_failed, effect["id"], attempts, error, next_at)
+            log.warning("effect %s attempt %d failed: %s", effect["id"], attempts, error)
+            return
+        await asyncio.to_thread(self.store.effect_done, effect["id"], attempts, time.time())

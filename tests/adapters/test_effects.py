@@ -1,0 +1,165 @@
+"""Effects run only after their decision is committed, from the outbox: at least once, deduplicated by
+the receiver with the idempotency key, retried, dead-lettered, never for a failed write or a replay."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from aiohttp import web
+
+from adapters.effects import HttpWebhook, OutboxWorker
+from adapters.store.sql import Pending, SqlStore
+from engine.clock import FixedClock, SequentialIds
+from engine.loop import Engine
+from engine.recorded import RecordedAnswers
+from engine.replay import replay
+from tests.helpers import ruleset
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = """
+ruleset: notify
+facts:
+  claim: {claim_ref: str, amount: number}
+rules:
+  - name: big
+    when: claim.amount > 100
+    then:
+      - effect: {name: notify-adjuster, with: {claim: "{{ claim.claim_ref }}", channel: email}}
+      - decide: {route: adjuster}
+"""
+
+
+class Receiver:
+    """A downstream system: applies each effect once, however often it is delivered."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[str] = []
+        self.applied: dict[str, dict[str, Any]] = {}
+        self.fail = False
+        self.slow_first_s = 0.0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        key = request.headers["Idempotency-Key"]
+        self.deliveries.append(key)
+        if self.slow_first_s and len(self.deliveries) == 1:
+            body = await request.json()
+            self.applied.setdefault(key, body)  # applied, but the sender dies before it hears back
+            await asyncio.sleep(self.slow_first_s)
+        if self.fail:
+            return web.json_response({"error": "down"}, status=500)
+        self.applied.setdefault(key, await request.json())
+        return web.json_response({"ok": True})
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    rec = Receiver()
+    app = web.Application()
+    app.add_routes([web.post("/hook", rec.handle)])
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = runner.addresses[0][1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield rec, f"http://127.0.0.1:{port}/hook"
+    loop.call_soon_threadsafe(loop.stop)
+
+
+def decide(engine: Engine, i: int) -> dict[str, Any]:
+    answers = RecordedAnswers({})
+    d = asyncio.run(engine.decide({"claim": {"claim_ref": f"C-{i}", "amount": 500}}, answers, answers,
+                                  FixedClock(1_700_000_000), SequentialIds(f"e{i}-")))
+    return d.to_dict()
+
+
+def test_effects_are_delivered_once_after_commit_and_never_in_replay(db_url: str,
+                                                                    receiver: tuple[Receiver, str]) -> None:
+    rec, url = receiver
+    store = SqlStore(db_url)
+    engine = Engine(ruleset(RULES))
+    record = decide(engine, 1)
+    effect = next(e for e in record["trace"] if e["kind"] == "effect")
+    assert effect["with"] == {"claim": "C-1", "channel": "email"} and effect["name"] == "notify-adjuster"
+    store.save(record)
+    assert [e["status"] for e in store.effects()] == ["pending"]
+    worker = OutboxWorker(store, {"notify-adjuster": HttpWebhook(url)})
+    assert asyncio.run(worker.run_once()) == 1
+    assert asyncio.run(worker.run_once()) == 0
+    assert [e["status"] for e in store.effects()] == ["done"]
+    assert rec.deliveries == [f"{record['decision_id']}:1"]
+    assert rec.applied[rec.deliveries[0]]["with"] == {"claim": "C-1", "channel": "email"}
+    assert asyncio.run(replay(engine, store.get(record["decision_id"]))).identical  # type: ignore[arg-type]
+    assert len(store.effects()) == 1 and len(rec.deliveries) == 1
+    clash = decide(engine, 2)
+    with pytest.raises(sa.exc.IntegrityError):  # a failed write: no decision, so no effect
+        store.save_batch([Pending(clash), Pending({**decide(engine, 3), "decision_id": record["decision_id"]})])
+    assert len(store.effects()) == 1
+
+
+def test_failures_retry_then_dead_letter_and_operators_retry_them(db_url: str,
+                                                                  receiver: tuple[Receiver, str]) -> None:
+    rec, url = receiver
+    rec.fail = True
+    store = SqlStore(db_url)
+    store.save(decide(Engine(ruleset(RULES)), 4))
+    worker = OutboxWorker(store, {"notify-adjuster": HttpWebhook(url)}, max_attempts=3, backoff_s=0.01)
+    for _ in range(20):
+        asyncio.run(worker.run_once())
+        if store.effects("dead"):
+            break
+        time.sleep(0.03)
+    dead = store.effects("dead")
+    assert len(dead) == 1 and dead[0]["attempts"] == 3 and "HTTP 500" in dead[0]["last_error"]
+    assert len(rec.deliveries) == 3
+    rec.fail = False
+    assert store.retry_effects(None, time.time()) == 1
+    asyncio.run(worker.run_once())
+    assert [e["status"] for e in store.effects()] == ["done"] and len(rec.applied) == 1
+
+
+def test_a_worker_killed_mid_delivery_redelivers_and_the_receiver_applies_once(
+        tmp_path: Path, receiver: tuple[Receiver, str]) -> None:
+    rec, url = receiver
+    rec.slow_first_s = 3.0
+    db = str(tmp_path / "fx.db")
+    store = SqlStore(db)
+    engine = Engine(ruleset(RULES))
+    ids = [decide(engine, i)["decision_id"] for i in range(10, 15)]
+    for i in range(10, 15):
+        store.save(decide(engine, i))
+    config = tmp_path / "baton.yaml"
+    config.write_text(f"effects:\n  notify-adjuster: {{type: http, url: '{url}'}}\n")
+    cmd = [sys.executable, "-m", "adapters.cli.main", "effects", "run", "--config", str(config), "--db", db,
+           "--lease", "1"]
+    worker = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not rec.deliveries and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(worker.pid, signal.SIGKILL)  # mid-delivery: the receiver has it, the outbox does not know
+    worker.wait()
+    assert [e["status"] for e in store.effects()].count("done") < 5
+    worker = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(e["status"] != "done" for e in store.effects()):
+            time.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(10)
+    assert all(e["status"] == "done" for e in store.effects())
+    assert len(rec.deliveries) > 5  # at least once: something was delivered twice
+    assert sorted(rec.applied) == sorted(f"{i}:1" for i in ids)  # exactly once where it matters
