@@ -128,3 +128,35 @@ def test_auditor_commands_over_a_stored_decision(tmp_path: Path) -> None:
     broken = runner.invoke(app, ["log", "verify", "--db", db])
     assert broken.exit_code == 1 and f"BROKEN at decision {ids[1]}" in broken.output
     assert runner.invoke(app, ["replay", "nope", "--db", db]).exit_code == 1
+
+
+def test_reviewer_and_operator_commands(tmp_path: Path) -> None:
+    db = str(tmp_path / "ops.db")
+    facts = tmp_path / "payment.json"
+    facts.write_text(json.dumps({"payment": {"payment_ref": "PAY-5", "amount": 20000, "currency": "EUR",
+                                             "beneficiary_iban": "X", "initiated_by": "bob",
+                                             "new_beneficiary": False}}))
+    answers = tmp_path / "answers.json"
+    answers.write_text(json.dumps({"lookup_limit": {"user": "bob", "single_limit": 10000},
+                                   "anomaly_model": {"score": 0.1, "reasons": []}}))
+    decided = runner.invoke(app, ["decide", str(ROOT / "rulesets/payment-approval.yaml"), "--facts", str(facts),
+                                  "--answers", str(answers), "--db", db])
+    escalated = json.loads(decided.output)
+    assert escalated["outcome"] == "escalated"
+    listed = json.loads(runner.invoke(app, ["escalations", "list", "--db", db, "--json"]).output)
+    assert [e["id"] for e in listed] == [escalated["decision_id"]] and listed[0]["expects"] == "approval"
+    bad = runner.invoke(app, ["escalations", "resolve", escalated["decision_id"], "--db", db, "--by", "carol",
+                              "--answer", '{"approver": "carol"}', "--rulesets", str(ROOT / "rulesets")])
+    assert bad.exit_code == 1 and "answer.payment_ref" in bad.output
+    ok = runner.invoke(app, ["escalations", "resolve", escalated["decision_id"], "--db", db, "--by", "carol",
+                             "--answer", '{"payment_ref": "PAY-5", "approver": "carol"}'])
+    assert ok.exit_code == 0, ok.output
+    assert "decided" in ok.output and "four-eyes approved" in ok.output
+    effects = json.loads(runner.invoke(app, ["effects", "list", "--db", db, "--json"]).output)
+    assert [(e["name"], e["status"]) for e in effects] == [("notify-treasury", "pending")]
+    config = tmp_path / "baton.yaml"
+    config.write_text("effects:\n  notify-treasury: {type: log, file: effects.jsonl}\n")
+    assert runner.invoke(app, ["effects", "run", "--config", str(config), "--db", db, "--once"]).exit_code == 0
+    line = json.loads((tmp_path / "effects.jsonl").read_text())
+    assert line["with"] == {"payment": "PAY-5", "approver": "carol"}
+    assert runner.invoke(app, ["effects", "retry", "--db", db]).output.startswith("0 effect(s)")
