@@ -1,63 +1,142 @@
-"""The service config file (YAML): `models:` (LiteLLM model groups), `tools:` and `effects:` (connectors).
+"""The service config: one YAML file (`baton.yaml`; `baton.example.yaml` documents every key), every
+key overridable by an environment variable `BATON_<KEY>` (`__` for nesting: BATON_LIMITS__MAX_INFLIGHT).
+An invalid config fails at start with the key path and why (`baton config check` does only that).
 
-Secrets appear only as references (`os.environ/NAME` for model keys, `${env:NAME}` in tool settings);
-an invalid config fails at start with the key path and why.
+Secrets appear only as references: model keys as `os.environ/NAME`, anything else as `${env:NAME}`.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from engine.ports import ModelGateway, ToolConnector
 
+ENV_PREFIX = "BATON_"
+NOT_SETTINGS = {"BATON_TOKENS", "BATON_TEST_PG"}  # read elsewhere, not config keys
 
-def load_config(path: Path) -> dict[str, Any]:
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TokenEntry(_Strict):
+    token: str = Field(min_length=8)
+    name: str = Field(min_length=1)
+    roles: list[Literal["caller", "editor", "approver", "auditor", "reviewer", "admin"]] = Field(min_length=1)
+
+
+class Tls(_Strict):
+    cert: Path | None = None
+    key: Path | None = None
+    client_ca: Path | None = None
+
+
+class LimitSettings(_Strict):
+    max_inflight: int = Field(default=512, ge=1, le=1_000_000)
+    step_limit: int | None = Field(default=None, ge=1, le=100_000)
+    deadline_s: float | None = Field(default=None, gt=0)
+    max_calls: int | None = Field(default=None, ge=0)
+    max_cost_usd: float | None = Field(default=None, ge=0)
+
+
+class Settings(_Strict):
+    listen: str = "127.0.0.1:50051"
+    db: str | None = None
+    rulesets: Path = Path("rulesets")
+    workers: int = Field(default=1, ge=1, le=64)
+    metrics: str | None = None  # host:port for the Prometheus endpoint
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+    tokens: list[TokenEntry] = Field(default_factory=list)
+    tls: Tls = Field(default_factory=lambda: Tls())
+    limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
+    sla_check_s: float = Field(default=5.0, gt=0)
+    answers: Path | None = None  # canned model/tool answers: the offline demo
+    insecure_no_auth: bool = False
+    models: dict[str, Any] | None = None
+    tools: dict[str, Any] | None = None
+    effects: dict[str, Any] | None = None
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS:
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        try:
+            value = YAML(typ="safe").load(raw) if raw.strip() else None
+        except YAMLError:
+            value = raw
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{name}: {'.'.join(path)} cannot be both a value and a section")
+        node[path[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings from a file (optional) and the environment; ValueError lists each bad key's path."""
+    data: Any = {}
+    source = str(path) if path else "config"
+    if path is not None:
+        try:
+            data = YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, YAMLError) as e:
+            raise ValueError(f"{path}: {e}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the config is a YAML mapping of keys")
+    data = _merge(data, _env_overrides(os.environ if environ is None else environ))
     try:
-        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    except (OSError, YAMLError) as e:
-        raise ValueError(f"{path}: {e}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: the config is a YAML mapping")
-    unknown = sorted(set(data) - {"models", "tools", "effects"})
-    if unknown:
-        raise ValueError(f"{path}: unknown section(s) {unknown} (known: models, tools, effects)")
-    return data
+        settings = Settings.model_validate(data)
+    except ValidationError as e:
+        lines = [f"{source}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise ValueError("\n".join(lines)) from None
+    if path is not None:  # relative paths in the file are relative to the file
+        base = path.parent
+        settings.rulesets = settings.rulesets if settings.rulesets.is_absolute() or not (
+            base / settings.rulesets).exists() else base / settings.rulesets
+    return settings
 
 
-def model_gateway(config: dict[str, Any], path: Path) -> ModelGateway | None:
-    section = config.get("models")
-    if section is None:
+def model_gateway(settings: Settings, where: str = "config") -> ModelGateway | None:
+    if settings.models is None:
         return None
     from adapters.llm.gateway import LiteLLMGateway, ModelsConfig
 
-    if not isinstance(section, dict):
-        raise ValueError(f"{path}: models: a mapping with model_list")
-    return LiteLLMGateway(ModelsConfig.from_dict(section, f"{path}: models"))
+    return LiteLLMGateway(ModelsConfig.from_dict(settings.models, f"{where}: models"))
 
 
-def tool_connectors(config: dict[str, Any], path: Path) -> ToolConnector | None:
-    section = config.get("tools")
-    if section is None:
+def tool_connectors(settings: Settings, base: Path, where: str = "config") -> ToolConnector | None:
+    if settings.tools is None:
         return None
     from adapters.tools.connectors import build_tools
 
-    if not isinstance(section, dict):
-        raise ValueError(f"{path}: tools: a mapping of connector name -> settings")
-    return build_tools(section, path.parent, f"{path}: tools")
+    return build_tools(settings.tools, base, f"{where}: tools")
 
 
-def effect_connectors(config: dict[str, Any], path: Path) -> dict[str, Any]:
-    section = config.get("effects")
-    if section is None:
+def effect_connectors(settings: Settings, base: Path, where: str = "config") -> dict[str, Any]:
+    if settings.effects is None:
         return {}
     from adapters.effects import build_effects
 
-    if not isinstance(section, dict):
-        raise ValueError(f"{path}: effects: a mapping of effect name -> settings")
-    return build_effects(section, path.parent, f"{path}: effects")
+    return build_effects(settings.effects, base, f"{where}: effects")

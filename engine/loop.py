@@ -105,6 +105,11 @@ class Decision:
         }
 
 
+def _tighter(a: float | None, b: float | None) -> float | None:
+    """The stricter of a service limit and a ruleset's own (None: no limit from that side)."""
+    return b if a is None else a if b is None else min(a, b)
+
+
 def _render(m: ModelAction, context: Mapping[str, object], every: Mapping[str, object]) -> str:
     try:
         assert m.template is not None
@@ -229,10 +234,11 @@ class _Run:
         self.effects = 0
         self.engine, self.d, self.models, self.tools, self.clock = engine, d, models, tools, clock
         rs = engine.ruleset
-        self.step_limit = limits.step_limit or rs.step_limit
-        deadline = limits.deadline_s if limits.deadline_s is not None else rs.deadline_s
-        self.max_calls = limits.max_calls if limits.max_calls is not None else rs.max_calls
-        self.max_cost = limits.max_cost_usd if limits.max_cost_usd is not None else rs.max_cost_usd
+        self.step_limit = int(_tighter(limits.step_limit, rs.step_limit) or rs.step_limit)
+        deadline = _tighter(limits.deadline_s, rs.deadline_s)
+        max_calls = _tighter(limits.max_calls, rs.max_calls)
+        self.max_calls = int(max_calls) if max_calls is not None else None
+        self.max_cost = _tighter(limits.max_cost_usd, rs.max_cost_usd)
         self.mask_pii = limits.mask_pii
         self.model_calls = 0
         d.limits = {"step_limit": self.step_limit, "deadline_s": deadline, "max_calls": self.max_calls,

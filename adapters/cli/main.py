@@ -127,8 +127,8 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
 
         try:
             settings = load_config(config)
-            model_port = model_gateway(settings, config) or recorded
-            tool_port = tool_connectors(settings, config) or recorded
+            model_port = model_gateway(settings) or recorded
+            tool_port = tool_connectors(settings, config.parent) or recorded
         except ValueError as e:
             raise fail(str(e)) from None
     try:
@@ -145,38 +145,75 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
 
 
 @app.command()
-def serve(listen: Annotated[str, typer.Option(help="host:port to listen on")] = "127.0.0.1:50051",
+def serve(listen: Annotated[str | None, typer.Option(help="host:port to listen on [127.0.0.1:50051]")] = None,
           db: Annotated[str | None, typer.Option("--db", help="database URL or SQLite file")] = None,
-          rulesets: Annotated[Path, typer.Option(help="rulesets directory loaded at start")] = Path("rulesets"),
-          workers: Annotated[int, typer.Option(help="worker processes sharing the port")] = 1,
+          rulesets: Annotated[Path | None, typer.Option(help="rulesets directory loaded at start")] = None,
+          workers: Annotated[int | None, typer.Option(help="worker processes sharing the port")] = None,
+          config: Annotated[Path | None, typer.Option(help="service config (see baton.example.yaml)")] = None,
           tokens: Annotated[Path | None, typer.Option(help="YAML/JSON file of bearer tokens and roles")] = None,
           answers: Annotated[Path | None, typer.Option(help="canned model/tool answers (offline demo)")] = None,
-          config: Annotated[Path | None, typer.Option(help="service config YAML: models: and tools: sections")]
-          = None,
+          metrics: Annotated[str | None, typer.Option(help="host:port for the Prometheus /metrics endpoint")] = None,
           tls_cert: Annotated[Path | None, typer.Option(help="server certificate (PEM)")] = None,
           tls_key: Annotated[Path | None, typer.Option(help="server private key (PEM)")] = None,
           tls_client_ca: Annotated[Path | None, typer.Option(help="require client certificates from this CA")]
           = None,
-          max_inflight: Annotated[int, typer.Option(help="decisions in flight per worker before "
-                                                     "RESOURCE_EXHAUSTED")] = 512,
+          max_inflight: Annotated[int | None, typer.Option(help="decisions in flight per worker")] = None,
           insecure_no_auth: Annotated[bool, typer.Option(help="serve a non-local address without auth")] = False,
-          sla_check: Annotated[float, typer.Option(help="seconds between looks for escalations past their SLA")]
-          = 5.0,
+          sla_check: Annotated[float | None, typer.Option(help="seconds between SLA checks")] = None,
           ) -> None:
-    """Run the gRPC decision service."""
-    from adapters.grpc.server import ServeConfig
+    """Run the gRPC decision service. Options override the config file, which env BATON_* overrides."""
+    from adapters.config import load_config
+    from adapters.grpc.auth import load_tokens
     from adapters.grpc.server import serve as run
 
     try:
-        run(ServeConfig(listen=listen, db=db, rulesets=rulesets, workers=workers, tokens_file=tokens,
-                        answers_file=answers, config_file=config, tls_cert=tls_cert, tls_key=tls_key,
-                        tls_client_ca=tls_client_ca, max_inflight=max_inflight, allow_no_auth=insecure_no_auth,
-                        sla_check_s=sla_check))
+        settings = load_config(config)
+        update: dict[str, object] = {k: v for k, v in {
+            "listen": listen, "db": db, "rulesets": rulesets, "workers": workers, "answers": answers,
+            "metrics": metrics, "sla_check_s": sla_check}.items() if v is not None}
+        if insecure_no_auth:
+            update["insecure_no_auth"] = True
+        if max_inflight is not None:
+            update["limits"] = settings.limits.model_copy(update={"max_inflight": max_inflight})
+        if tls_cert or tls_key or tls_client_ca:
+            update["tls"] = settings.tls.model_copy(update={k: v for k, v in {
+                "cert": tls_cert, "key": tls_key, "client_ca": tls_client_ca}.items() if v is not None})
+        if tokens is not None:
+            from adapters.config import TokenEntry
+
+            extra = [TokenEntry(token=t, name=i.name, roles=sorted(i.roles))  # type: ignore[arg-type]
+                     for t, i in load_tokens(tokens).items()]
+            update["tokens"] = [*settings.tokens, *extra]
+        settings = settings.model_copy(update=update)
+        run(settings, config.parent if config else Path.cwd())
     except CompileErrors as e:
         print_compile_errors(e)
         raise typer.Exit(1) from None
     except (ValueError, OSError) as e:
         raise fail(str(e)) from None
+
+
+config_app = typer.Typer(no_args_is_help=True, help="Service configuration.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check(config: Annotated[Path | None, typer.Argument(help="the config file")] = None) -> None:
+    """Validate the config (file and BATON_* environment) and every connector it names; exit 1 on error."""
+    from adapters.config import effect_connectors, load_config, model_gateway, tool_connectors
+
+    try:
+        settings = load_config(config)
+        base = config.parent if config else Path.cwd()
+        model_gateway(settings)
+        tool_connectors(settings, base)
+        effect_connectors(settings, base)
+    except ValueError as e:
+        err.print(str(e), markup=False)
+        raise typer.Exit(1) from None
+    out.print(f"ok: listen {settings.listen}, db {settings.db or 'default SQLite'}, {settings.workers} worker(s), "
+              f"{len(settings.tokens)} token(s), models: {'yes' if settings.models else 'no'}, tools: "
+              f"{', '.join(settings.tools or {}) or 'none'}, effects: {', '.join(settings.effects or {}) or 'none'}")
 
 
 def main() -> None:

@@ -90,7 +90,7 @@ def replay_cmd(decision_id: Annotated[str, typer.Argument(help="a stored decisio
 
             try:
                 settings = load_config(config)
-                live_models, live_tools = model_gateway(settings, config), tool_connectors(settings, config)
+                live_models, live_tools = model_gateway(settings), tool_connectors(settings, config.parent)
             except ValueError as e:
                 raise fail(str(e)) from None
         w = asyncio.run(what_if(load_candidate(ruleset), record, live_models, live_tools))
@@ -344,8 +344,8 @@ def escalations_resolve(escalation_id: str,
         from adapters.config import load_config, model_gateway, tool_connectors
 
         settings = load_config(config)
-        models = model_gateway(settings, config) or models
-        tools = tool_connectors(settings, config) or tools
+        models = model_gateway(settings) or models
+        tools = tool_connectors(settings, config.parent) or tools
     writer = GroupWriter(store)
     service = Escalations(store, writer, RulesetRegistry(store), models, tools, SystemClock(), TimeOrderedIds())
     try:
@@ -397,7 +397,7 @@ def effects_run(config: Annotated[Path, typer.Option(help="service config with a
     from adapters.effects import OutboxWorker
 
     try:
-        connectors = effect_connectors(load_config(config), config)
+        connectors = effect_connectors(load_config(config), config.parent)
     except ValueError as e:
         raise fail(str(e)) from None
     worker = OutboxWorker(open_store(db), connectors, lease_s=lease, max_attempts=max_attempts)

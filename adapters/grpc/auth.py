@@ -103,8 +103,9 @@ def _identity(name: str, roles: list[str], where: str) -> Identity:
     return Identity(name, frozenset(roles))
 
 
-def load_tokens(path: Path | None) -> dict[str, Identity]:
-    tokens: dict[str, Identity] = {}
+def load_tokens(path: Path | None, entries: list[tuple[str, str, list[str]]] | None = None) -> dict[str, Identity]:
+    """Tokens from a file, from config entries (token, name, roles), and from BATON_TOKENS."""
+    tokens: dict[str, Identity] = {t: _identity(n, r, f"tokens entry for {n}") for t, n, r in entries or []}
     if path is not None:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix == ".json" else YAML(typ="safe").load(text)

@@ -11,8 +11,7 @@ import logging
 import multiprocessing as mp
 import os
 import signal
-import sys
-from dataclasses import dataclass, field
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,42 +20,27 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from adapters.config import effect_connectors, load_config, model_gateway, tool_connectors
+from adapters.config import Settings, effect_connectors, model_gateway, tool_connectors
 from adapters.effects import OutboxWorker
 from adapters.escalations import Escalations
 from adapters.fakes import Unconfigured
 from adapters.grpc.auth import Auth, load_tokens
 from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
 from adapters.grpc.service import Services, generic_handlers
+from adapters.logs import setup_logging
+from adapters.metrics import serve_metrics
 from adapters.registry import RulesetRegistry
 from adapters.store.sql import SqlStore
 from adapters.store.writer import GroupWriter
 from adapters.system import SystemClock, TimeOrderedIds
+from adapters.tools.connectors import resolve_secrets
 from engine.ports import ModelGateway, ToolConnector
 from engine.recorded import CannedAnswers
 
 log = logging.getLogger("baton.serve")
+GRACE_S = 30.0  # how long SIGTERM waits for in-flight decisions
 SERVICE_NAMES = [s.full_name for m in (decision_pb2, ruleset_pb2, audit_pb2, escalation_pb2)
                  for s in m.DESCRIPTOR.services_by_name.values()]
-
-
-@dataclass(slots=True)
-class ServeConfig:
-    listen: str = "127.0.0.1:50051"
-    db: str | None = None
-    rulesets: Path = Path("rulesets")
-    workers: int = 1
-    tokens_file: Path | None = None
-    answers_file: Path | None = None  # canned model/tool answers (offline demo, benchmarks)
-    config_file: Path | None = None  # models: and tools: (docs/models.md, docs/tools.md)
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_client_ca: Path | None = None
-    max_inflight: int = 512
-    grace_s: float = 30.0
-    sla_check_s: float = 5.0  # how often expired escalation SLAs are looked for
-    allow_no_auth: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _is_loopback(listen: str) -> bool:
@@ -69,43 +53,44 @@ def _is_loopback(listen: str) -> bool:
         return False
 
 
-def _ports(cfg: ServeConfig) -> tuple[ModelGateway, ToolConnector, str]:
-    if cfg.answers_file is not None:
-        canned = CannedAnswers(json.loads(cfg.answers_file.read_text()))
-        return canned, canned, f"canned answers from {cfg.answers_file}"
-    if cfg.config_file is not None:
-        config = load_config(cfg.config_file)
-        models = model_gateway(config, cfg.config_file) or Unconfigured("model gateway")
-        tools = tool_connectors(config, cfg.config_file) or Unconfigured("tool connector")
-        return models, tools, f"models and tools from {cfg.config_file}"
-    return Unconfigured("model gateway"), Unconfigured("tool connector"), "no model gateway or tools configured"
+def _ports(cfg: Settings, base: Path) -> tuple[ModelGateway, ToolConnector, str]:
+    if cfg.answers is not None:
+        canned = CannedAnswers(json.loads(cfg.answers.read_text()))
+        return canned, canned, f"canned answers from {cfg.answers}"
+    models = model_gateway(cfg) or Unconfigured("model gateway")
+    tools = tool_connectors(cfg, base) or Unconfigured("tool connector")
+    configured = [name for name, on in (("models", cfg.models), ("tools", cfg.tools)) if on]
+    return models, tools, f"configured: {', '.join(configured) or 'no model gateway or tools'}"
 
 
-async def run_server(cfg: ServeConfig, ready: Any = None) -> None:
+async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` prints every thread's stack
     store = SqlStore(cfg.db)
     registry = RulesetRegistry(store)
     loaded = registry.load_directory(cfg.rulesets) if cfg.rulesets.is_dir() else []
-    auth = Auth(load_tokens(cfg.tokens_file))
-    if not auth.enabled and not (_is_loopback(cfg.listen) or cfg.allow_no_auth):
+    auth = Auth(load_tokens(None, [(resolve_secrets(t.token, f"tokens[{i}].token"), t.name, list(t.roles))
+                                   for i, t in enumerate(cfg.tokens)]))
+    if not auth.enabled and not (_is_loopback(cfg.listen) or cfg.insecure_no_auth):
         raise SystemExit(f"refusing to serve {cfg.listen} without auth: configure tokens (--tokens or "
                          "BATON_TOKENS), listen on localhost, or pass --insecure-no-auth")
     writer = GroupWriter(store)
-    models, tools, ports_note = _ports(cfg)
+    models, tools, ports_note = _ports(cfg, base)
     clock, ids = SystemClock(), TimeOrderedIds()
     escalations = Escalations(store, writer, registry, models, tools, clock, ids)
-    services = Services(store, writer, registry, auth, models, tools, clock, ids, max_inflight=cfg.max_inflight,
-                        escalations=escalations)
+    services = Services(store, writer, registry, auth, models, tools, clock, ids,
+                        max_inflight=cfg.limits.max_inflight, step_limit=cfg.limits.step_limit,
+                        escalations=escalations, default_deadline_s=cfg.limits.deadline_s,
+                        max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1), ("grpc.max_receive_message_length", 8 << 20)])
     server.add_generic_rpc_handlers(generic_handlers(services))
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection([*SERVICE_NAMES, "grpc.health.v1.Health", reflection.SERVICE_NAME], server)
-    if cfg.tls_cert and cfg.tls_key:
+    if cfg.tls.cert and cfg.tls.key:
         creds = grpc.ssl_server_credentials(
-            [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())],
-            root_certificates=cfg.tls_client_ca.read_bytes() if cfg.tls_client_ca else None,
-            require_client_auth=cfg.tls_client_ca is not None)
+            [(cfg.tls.key.read_bytes(), cfg.tls.cert.read_bytes())],
+            root_certificates=cfg.tls.client_ca.read_bytes() if cfg.tls.client_ca else None,
+            require_client_auth=cfg.tls.client_ca is not None)
         port = server.add_secure_port(cfg.listen, creds)
     else:
         port = server.add_insecure_port(cfg.listen)
@@ -123,16 +108,14 @@ async def run_server(cfg: ServeConfig, ready: Any = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     sweeper = asyncio.create_task(_sweep_slas(escalations, cfg.sla_check_s, stop))
-    effects = {}
-    if cfg.config_file is not None:
-        effects = effect_connectors(load_config(cfg.config_file), cfg.config_file)
+    effects = effect_connectors(cfg, base)
     outbox = asyncio.create_task(OutboxWorker(store, effects).run(stop))
     await stop.wait()
     await sweeper
     await outbox
     print(f"baton {os.getpid()}: shutting down, finishing in-flight decisions", flush=True)
     await health.enter_graceful_shutdown()
-    await server.stop(cfg.grace_s)
+    await server.stop(GRACE_S)
     writer.close()
     store.close()
     print(f"baton {os.getpid()}: stopped", flush=True)
@@ -151,21 +134,26 @@ async def _sweep_slas(escalations: Escalations, every_s: float, stop: asyncio.Ev
             pass
 
 
-def _child(cfg: ServeConfig) -> None:
-    logging.basicConfig(level=logging.INFO)
-    asyncio.run(run_server(cfg))
+def _child(cfg: Settings, base: Path) -> None:
+    setup_logging(cfg)
+    asyncio.run(run_server(cfg, base))
 
 
-def serve(cfg: ServeConfig) -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+def serve(cfg: Settings, base: Path) -> None:
+    setup_logging(cfg)
     if cfg.workers <= 1:
-        asyncio.run(run_server(cfg))
+        if cfg.metrics:
+            serve_metrics(cfg.metrics, cfg.db)
+        asyncio.run(run_server(cfg, base))
         return
+    if cfg.metrics:  # workers write their samples here; this process serves the sum
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="baton-metrics-")
+        serve_metrics(cfg.metrics, cfg.db)
     if cfg.listen.endswith(":0"):
         raise SystemExit("--workers needs a fixed port (the workers share it)")
     SqlStore(cfg.db).close()  # migrate once, before the workers race for it
     ctx = mp.get_context("spawn")
-    children = [ctx.Process(target=_child, args=(cfg,), name=f"baton-worker-{i}") for i in range(cfg.workers)]
+    children = [ctx.Process(target=_child, args=(cfg, base), name=f"baton-worker-{i}") for i in range(cfg.workers)]
     for child in children:
         child.start()
 

@@ -17,10 +17,12 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from adapters import metrics
 from adapters.escalations import Escalations, NotOpen
 from adapters.grpc import convert
 from adapters.grpc.auth import Auth, AuthError, Identity
 from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
+from adapters.logs import log_decision
 from adapters.registry import RulesetRegistry
 from adapters.store.sql import Conflict, SqlStore
 from adapters.store.writer import GroupWriter
@@ -52,6 +54,9 @@ class Services:
     max_inflight: int = 512
     step_limit: int | None = None
     escalations: Escalations | None = None
+    default_deadline_s: float | None = None
+    max_calls: int | None = None
+    max_cost_usd: float | None = None
 
 
 class Abort(Exception):
@@ -172,19 +177,27 @@ class DecisionService:
         if self.inflight >= s.max_inflight:
             raise Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {s.max_inflight} decisions in flight; "
                         "retry with backoff")
-        deadline = request.deadline.ToTimedelta().total_seconds() if request.HasField("deadline") else None
+        deadline = request.deadline.ToTimedelta().total_seconds() if request.HasField("deadline") else \
+            s.default_deadline_s
         remaining = context.time_remaining()
         if remaining is not None:
             remaining = max(0.0, remaining - DEADLINE_MARGIN_S)
             deadline = remaining if deadline is None else min(deadline, remaining)
         self.inflight += 1
+        metrics.INFLIGHT.inc()
         try:
             d = await engine.decide(facts, s.models, s.tools, s.clock, s.ids,
-                                    Limits(step_limit=s.step_limit, deadline_s=deadline))
+                                    Limits(step_limit=s.step_limit, deadline_s=deadline, max_calls=s.max_calls,
+                                           max_cost_usd=s.max_cost_usd))
             record = d.to_dict()
             saved = await s.writer.save(record, ident.name, key)
         finally:
             self.inflight -= 1
+            metrics.INFLIGHT.dec()
+        if not saved.existing:
+            metrics.observe(record)
+            request_id = _metadata(context, "x-request-id") or d.decision_id
+            log_decision(record, request_id[:100], ident.name)
         if saved.existing:  # a concurrent retry with the same key won the race
             stored = await asyncio.to_thread(s.store.get, saved.decision_id)
             assert stored is not None

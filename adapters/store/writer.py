@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from adapters.metrics import STORE_WRITE
 from adapters.store.sql import Pending, Resolution, Saved, SqlStore
 
 MAX_BATCH = 256
@@ -72,7 +73,8 @@ class GroupWriter:
 
     def _write(self, batch: list[tuple[Pending, Any]]) -> list[tuple[Any, Saved | None, BaseException | None]]:
         try:
-            results = self.store.save_batch([p for p, _ in batch])
+            with STORE_WRITE.time():
+                results = self.store.save_batch([p for p, _ in batch])
         except Exception as error:
             if len(batch) == 1:
                 return [(batch[0][1], None, error)]

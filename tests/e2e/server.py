@@ -33,6 +33,7 @@ class Server:
     address: str
     db: str
     log: list[str]
+    log_file: Path
 
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.address)
@@ -69,8 +70,10 @@ def start(tmp: Path, *extra: str, auth: bool = True, db: str | None = None, port
             *extra]
     if auth:
         args += ["--tokens", str(write_tokens(tmp / "tokens.yaml"))]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    errors = (tmp / f"server-{port}.log").open("w")  # structured logs: a file, so a full pipe never blocks
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=errors, text=True,
                             env={**os.environ, **(env or {})})
+    errors.close()
     log: list[str] = []
     deadline = time.monotonic() + 60
     assert proc.stdout is not None
@@ -79,12 +82,12 @@ def start(tmp: Path, *extra: str, auth: bool = True, db: str | None = None, port
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
-            raise RuntimeError("server exited:\n" + "\n".join(log))
+            raise RuntimeError("server exited:\n" + "\n".join(log) + (tmp / f"server-{port}.log").read_text())
         log.append(line.rstrip())
         if re.search(r"baton listening on", line):
             listening += 1
             if listening == workers:
-                return Server(proc, f"127.0.0.1:{port}", db, log)
+                return Server(proc, f"127.0.0.1:{port}", db, log, tmp / f"server-{port}.log")
     proc.kill()
     raise RuntimeError("server did not start:\n" + "\n".join(log))
 

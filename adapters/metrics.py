@@ -1,0 +1,98 @@
+"""Prometheus metrics. With several worker processes, every worker writes to PROMETHEUS_MULTIPROC_DIR and
+the parent serves the sum (prometheus_client's multiprocess mode); gauges that describe the store
+(open escalations, pending and dead effects) are read from the store at scrape time."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+DECISIONS = Counter("baton_decisions", "Decisions made", ["ruleset", "outcome"])
+LATENCY = Histogram("baton_decision_latency_seconds", "Decision latency, engine and calls", ["ruleset"],
+                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+FIRED = Counter("baton_rule_fired", "Rule firings", ["ruleset", "rule"])
+MODEL_CALLS = Counter("baton_model_calls", "Model calls", ["group", "model", "status"])
+TOKENS = Counter("baton_model_tokens", "Model tokens", ["ruleset", "model"])
+COST = Counter("baton_model_cost_usd", "Model cost in USD", ["ruleset", "model"])
+TOOL_CALLS = Counter("baton_tool_calls", "Tool calls", ["action", "status"])
+STORE_WRITE = Histogram("baton_store_write_seconds", "Store batch write latency",
+                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+INFLIGHT = Gauge("baton_inflight_decisions", "Decisions in flight", multiprocess_mode="livesum")
+
+
+def observe(record: dict[str, Any]) -> None:
+    ruleset = record["ruleset"]
+    DECISIONS.labels(ruleset, record["outcome"]).inc()
+    LATENCY.labels(ruleset).observe(record["latency_ms"] / 1000)
+    for rule in record["fired"]:
+        FIRED.labels(ruleset, rule).inc()
+    for event in record["trace"]:
+        if event["kind"] != "call":
+            continue
+        meta = event.get("meta") or {}
+        if event["type"] == "model":
+            model = str(meta.get("model") or "")
+            MODEL_CALLS.labels(str(event["request"].get("group", "")), model, event["status"]).inc()
+            if meta.get("total_tokens"):
+                TOKENS.labels(ruleset, model).inc(float(meta["total_tokens"]))
+            if meta.get("cost_usd"):
+                COST.labels(ruleset, model).inc(float(meta["cost_usd"]))
+        else:
+            TOOL_CALLS.labels(event["action"], event["status"]).inc()
+
+
+class StoreGauges(Collector):
+    """Open escalations and effects by status, read from the store when scraped (cached 5 s)."""
+
+    def __init__(self, db: str | None) -> None:
+        self.db = db
+        self.cached: tuple[float, list[GaugeMetricFamily]] = (0.0, [])
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = time.monotonic()
+        if now - self.cached[0] > 5:
+            self.cached = (now, self._read())
+        yield from self.cached[1]
+
+    def _read(self) -> list[GaugeMetricFamily]:
+        import sqlalchemy as sa
+
+        from adapters.store.sql import ESCALATIONS, OUTBOX, SqlStore
+
+        store = SqlStore(self.db, migrate=False)
+        try:
+            with store.engine.connect() as conn:
+                escalations = conn.execute(sa.select(ESCALATIONS.c.queue, sa.func.count()).where(
+                    ESCALATIONS.c.status == "open").group_by(ESCALATIONS.c.queue)).all()
+                effects = conn.execute(sa.select(OUTBOX.c.status, sa.func.count()).group_by(OUTBOX.c.status)).all()
+        finally:
+            store.close()
+        open_gauge = GaugeMetricFamily("baton_escalations_open", "Open escalations", labels=["queue"])
+        for queue, n in escalations:
+            open_gauge.add_metric([queue], n)
+        effect_gauge = GaugeMetricFamily("baton_effects", "Effects in the outbox", labels=["status"])
+        for status, n in effects:
+            effect_gauge.add_metric([status], n)
+        return [open_gauge, effect_gauge]
+
+
+def serve_metrics(address: str, db: str | None) -> None:
+    """Start the /metrics endpoint (in this process; in the parent when there are worker processes)."""
+    host, _, port = address.rpartition(":")
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        from prometheus_client import REGISTRY
+
+        registry = REGISTRY
+    registry.register(StoreGauges(db))
+    start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)

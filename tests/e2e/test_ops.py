@@ -1,0 +1,127 @@
+"""Operations: metrics, one JSON log line per decision without PII, config errors with the key path, and
+two replicas on one PostgreSQL database."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from google.protobuf import struct_pb2
+
+from adapters.grpc.gen.baton.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    decision_pb2,
+    decision_pb2_grpc,
+    ruleset_pb2,
+    ruleset_pb2_grpc,
+)
+from tests.e2e.server import ROOT, free_port, metadata, start
+
+APPLICANT = {"applicant_ref": "A-1", "full_name": "Zelda Quixote-Marsh", "country": "PT",
+             "document_type": "passport", "document_text": "PASSPORT QUIXOTE-MARSH ZELDA", "pep_declared": False}
+CLAIM = {"claim_ref": "C-1", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
+         "customer_tier": "standard"}
+
+
+def fact(type_: str, values: dict[str, object]) -> decision_pb2.Fact:
+    s = struct_pb2.Struct()
+    s.update(values)
+    return decision_pb2.Fact(type=type_, values=s)
+
+
+def scrape(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def test_metrics_and_one_json_log_line_per_decision_without_pii(tmp_path: Path) -> None:
+    port = free_port()
+    server = start(tmp_path, "--metrics", f"127.0.0.1:{port}", "--workers", "2", port=free_port())
+    try:
+        with server.channel() as channel:
+            stub = decision_pb2_grpc.DecisionServiceStub(channel)
+            for i in range(3):
+                stub.Decide(decision_pb2.DecideRequest(ruleset="claims-triage", facts=[
+                    fact("claim", {**CLAIM, "claim_ref": f"C-{i}"})]), metadata=metadata("caller"))
+            stub.Decide(decision_pb2.DecideRequest(ruleset="customer-onboarding", facts=[fact("applicant", APPLICANT)]),
+                        metadata=[*metadata("caller"), ("x-request-id", "req-42")])
+            stub.Decide(decision_pb2.DecideRequest(ruleset="payment-approval", facts=[fact("payment", {
+                "payment_ref": "P-1", "amount": 20000, "currency": "EUR", "beneficiary_iban": "X",
+                "initiated_by": "alice", "new_beneficiary": False})]), metadata=metadata("caller"))
+        samples = scrape(port)
+        assert samples['baton_decisions_total{outcome="decided",ruleset="claims-triage"}'] == 3
+        assert samples['baton_decisions_total{outcome="decided",ruleset="customer-onboarding"}'] == 1
+        assert samples['baton_rule_fired_total{rule="high-risk",ruleset="claims-triage"}'] == 3
+        assert samples['baton_decision_latency_seconds_count{ruleset="claims-triage"}'] == 3
+        assert samples['baton_tool_calls_total{action="lookup_policy",status="ok"}'] == 3
+        assert samples['baton_escalations_open{queue="treasury-approvals"}'] == 1
+        assert samples["baton_store_write_seconds_count"] >= 1
+    finally:
+        assert server.stop() == 0
+    lines = [json.loads(line) for line in server.log_file.read_text().splitlines() if line.startswith("{")]
+    decisions = [line for line in lines if line.get("logger") == "baton.decision"]
+    assert len(decisions) == 5
+    assert {d["ruleset"] for d in decisions} == {"claims-triage", "customer-onboarding", "payment-approval"}
+    assert any(d["request_id"] == "req-42" for d in decisions)
+    assert all({"decision_id", "outcome", "latency_ms", "cost_usd", "version"} <= set(d) for d in decisions)
+    assert "Quixote" not in server.log_file.read_text()
+
+
+def test_bad_config_fails_at_start_with_the_key_path(tmp_path: Path) -> None:
+    config = tmp_path / "baton.yaml"
+    config.write_text("listen: 127.0.0.1:0\nlimits:\n  max_inflight: lots\nworkers: 0\ntypo_key: 1\n")
+    for args in (["config", "check", str(config)], ["serve", "--config", str(config), "--db", str(tmp_path / "x.db")]):
+        out = subprocess.run([sys.executable, "-m", "adapters.cli.main", *args], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60)
+        text = out.stdout + out.stderr
+        assert out.returncode != 0
+        assert "limits.max_inflight" in text and "workers" in text and "typo_key" in text
+    env_bad = subprocess.run([sys.executable, "-m", "adapters.cli.main", "config", "check"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60,
+                             env={"PATH": "/usr/bin:/bin", "BATON_LIMITS__MAX_INFLIGHT": "-3"})
+    assert env_bad.returncode == 1 and "limits.max_inflight" in env_bad.stdout + env_bad.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text((ROOT / "baton.example.yaml").read_text())
+    ok = subprocess.run([sys.executable, "-m", "adapters.cli.main", "config", "check", str(good)], cwd=ROOT,
+                        capture_output=True, text=True, timeout=60,
+                        env={"PATH": "/usr/bin:/bin", "POLICY_DB_URL": "sqlite://", "POLICY_API_TOKEN": "t"})
+    assert "sanctions.csv" in ok.stdout + ok.stderr  # the example's lookup file is resolved and checked
+
+
+def test_two_replicas_on_postgresql(tmp_path: Path, pg_url: str) -> None:
+    a = start(tmp_path, db=pg_url)
+    b = start(tmp_path, db=pg_url)
+    try:
+        with a.channel() as ch_a, b.channel() as ch_b:
+            req = decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", CLAIM)],
+                                             idempotency_key="retry-me")
+            first = decision_pb2_grpc.DecisionServiceStub(ch_a).Decide(req, metadata=metadata("caller")).decision
+            again = decision_pb2_grpc.DecisionServiceStub(ch_b).Decide(req, metadata=metadata("caller")).decision
+            assert again.decision_id == first.decision_id and again.idempotent_replay
+            source = (ROOT / "rulesets/claims-triage.yaml").read_text().replace("claim.amount > 50000",
+                                                                                 "claim.amount > 90000")
+            published = ruleset_pb2_grpc.RulesetServiceStub(ch_a).PublishRuleset(
+                ruleset_pb2.PublishRulesetRequest(source=source), metadata=metadata("editor")).ruleset
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                d = decision_pb2_grpc.DecisionServiceStub(ch_b).Decide(decision_pb2.DecideRequest(
+                    ruleset="claims-triage", facts=[fact("claim", CLAIM)]), metadata=metadata("caller")).decision
+                if d.version == published.version:
+                    break
+                time.sleep(0.5)
+            assert d.version == published.version and dict(d.decision) == {"route": "standard-queue"}
+            verify = audit_pb2_grpc.AuditServiceStub(ch_b).VerifyLog(audit_pb2.VerifyLogRequest(),
+                                                                     metadata=metadata("auditor"))
+            assert verify.intact and verify.checked >= 2
+    finally:
+        assert a.stop() == 0 and b.stop() == 0
