@@ -69,7 +69,8 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fake_openai"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "adapters.llm.fake_openai"], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True)
     assert proc.stdout is not None
     base = f"http://127.0.0.1:{proc.stdout.readline().split()[-1]}"
     httpx.post(f"{base}/script", json={"model": "m-fast", "default": {

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from adapters.cli.bench import bench
 from adapters.cli.common import err, fail, out, print_compile_errors
 from adapters.cli.store_cmds import effects_app, escalations_app, impact_cmd, log_app, open_store, replay_cmd
 from adapters.rulesets import display, find_ruleset, load_file, ruleset_files
@@ -26,6 +27,7 @@ app.add_typer(escalations_app, name="escalations")
 app.add_typer(effects_app, name="effects")
 app.command("replay")(replay_cmd)
 app.command("impact")(impact_cmd)
+app.command("bench")(bench)
 PathsArg = Annotated[list[Path], typer.Argument(help="ruleset files or directories")]
 
 

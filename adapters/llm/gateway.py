@@ -38,7 +38,10 @@ from engine.ports import CallRequest, CallResult
 
 litellm.suppress_debug_info = True
 litellm.telemetry = False
-logging.getLogger("LiteLLM").setLevel(logging.ERROR)  # custom pricing notices on every deployment
+# LiteLLM's loggers write to stdout themselves: a notice per deployment, and "Router ... 200 OK" per call
+# (which filled a pipe and stalled a worker under load). Warnings and worse only.
+for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 SYSTEM = ("You produce one JSON object and nothing else. It must match this JSON schema exactly (no other "
           "keys):\n{schema}")

@@ -30,7 +30,8 @@ INJURY = {"category": "injury", "confidence": 0.93, "fraud_signals": []}
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fake_openai"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "adapters.llm.fake_openai"], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True)
     assert proc.stdout is not None
     port = proc.stdout.readline().split()[-1]
     yield f"http://127.0.0.1:{port}"

@@ -1,6 +1,6 @@
 """An OpenAI-compatible chat-completions server with scripted answers, for tests and benchmarks.
 
-Run: python -m tests.fake_openai [--port N]  (prints "fake-openai listening on PORT")
+Run: python -m adapters.llm.fake_openai [--port N]  (prints "fake-openai listening on PORT")
 Script it over HTTP:
   POST /script {"model": M, "steps": [{"status": 200, "content": "...", "delay_ms": 0}, ...]}  queue per model
   POST /script {"model": M, "default": {...}}                                            when the queue is empty

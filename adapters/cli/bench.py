@@ -1,0 +1,226 @@
+"""`baton bench`: the standard load against a self-started server (or a running one), in one table.
+
+- rules-only: Decide on claims-triage with canned model/tool answers, 64 in flight;
+- model-bound: the same with the classifier served by the bundled fake OpenAI server answering after
+  200 ms through LiteLLM, 1,024 in flight.
+Load comes from h2load (Debian's nghttp2-client) when installed - it costs the server almost no CPU -
+else from Python gRPC clients. CPU per decision is the server processes' CPU time over the decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from google.protobuf import struct_pb2
+from rich.table import Table
+
+from adapters.cli.common import out
+from adapters.grpc.gen.baton.v1 import decision_pb2
+
+ROOT = Path(__file__).resolve().parents[2]
+CLAIM: dict[str, Any] = {"claim_ref": "C-1", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
+         "customer_tier": "standard"}
+INJURY = {"category": "injury", "confidence": 0.93, "fraud_signals": []}
+
+
+@dataclass(slots=True)
+class Result:
+    name: str
+    decisions: int
+    failed: int
+    seconds: float
+    latencies: list[float]
+    cpu_s: float | None
+
+    def row(self) -> list[str]:
+        q = statistics.quantiles(self.latencies, n=100) if len(self.latencies) > 1 else [0.0] * 99
+        per = f"{self.cpu_s / self.decisions * 1000:.2f}" if self.cpu_s is not None and self.decisions else "-"
+        return [self.name, f"{self.decisions / self.seconds:,.0f}", f"{q[49] * 1000:.1f}", f"{q[94] * 1000:.1f}",
+                f"{q[98] * 1000:.1f}", per, str(self.failed)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _body() -> bytes:
+    values = struct_pb2.Struct()
+    values.update(CLAIM)
+    message = decision_pb2.DecideRequest(ruleset="claims-triage", facts=[decision_pb2.Fact(type="claim",
+                                                                                        values=values)])
+    payload = message.SerializeToString()
+    return b"\x00" + struct.pack(">I", len(payload)) + payload
+
+
+def _cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def _load(address: str, inflight: int, seconds: float, tmp: Path) -> tuple[list[float], int, float]:
+    if shutil.which("h2load"):
+        (tmp / "req.bin").write_bytes(_body())
+        conns = min(16, inflight)
+        log = tmp / f"h2load-{time.monotonic_ns()}.tsv"
+        start = time.perf_counter()
+        subprocess.run(["h2load", "-D", str(int(seconds)), "-c", str(conns), "-m", str(max(1, inflight // conns)),
+                        "-t", "1", "-d", str(tmp / "req.bin"), "-H", "content-type: application/grpc",
+                        "-H", "te: trailers", f"--log-file={log}",
+                        f"http://{address}/baton.v1.DecisionService/Decide"], capture_output=True, check=True)
+        elapsed = time.perf_counter() - start
+        rows = [line.split() for line in log.read_text().splitlines()]
+        latencies = sorted(int(r[2]) / 1e6 for r in rows if r[1] == "200")
+        return latencies, len(rows) - len(latencies), elapsed
+    return asyncio.run(_python_load(address, inflight, seconds))
+
+
+async def _python_load(address: str, inflight: int, seconds: float) -> tuple[list[float], int, float]:
+    import grpc
+
+    payload = _body()[5:]
+    latencies: list[float] = []
+    failed = 0
+    async with grpc.aio.insecure_channel(address) as channel:
+        decide = channel.unary_unary("/baton.v1.DecisionService/Decide", request_serializer=lambda b: b,
+                                     response_deserializer=decision_pb2.DecideResponse.FromString)
+        end = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal failed
+            while time.perf_counter() < end:
+                t = time.perf_counter()
+                try:
+                    await decide(payload, timeout=30)
+                    latencies.append(time.perf_counter() - t)
+                except grpc.aio.AioRpcError:
+                    failed += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(inflight)))
+    return sorted(latencies), failed, time.perf_counter() - start
+
+
+def _start(args: list[str]) -> tuple[subprocess.Popen[str], list[int], str]:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "adapters.cli.main", "serve", "--listen", f"127.0.0.1:{port}",
+                             "--max-inflight", "100000", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    workers = int(args[args.index("--workers") + 1]) if "--workers" in args else 1
+    pids: list[int] = []
+    assert proc.stdout is not None
+    while len(pids) < workers:
+        line = proc.stdout.readline()
+        if not line:
+            raise typer.Exit(1)
+        found = re.search(r"listening on .* \(pid (\d+)", line)
+        if found:
+            pids.append(int(found.group(1)))
+    return proc, pids, f"127.0.0.1:{port}"
+
+
+def _run(name: str, serve_args: list[str], inflight: int, seconds: float, tmp: Path) -> Result:
+    proc, pids, address = _start(serve_args)
+    try:
+        _load(address, min(inflight, 64), 2, tmp)  # warm up
+        before = _cpu(pids)
+        latencies, failed, elapsed = _load(address, inflight, seconds, tmp)
+        cpu = _cpu(pids) - before
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            out.print(f"[yellow]{name}: the server took over 120 s to stop after the load; killed[/]", markup=True)
+            proc.kill()
+            proc.wait()
+    return Result(name, len(latencies), failed, elapsed, latencies, cpu)
+
+
+def _raw_engine(n: int = 5000) -> float:
+    from adapters.rulesets import load_file
+    from engine.clock import FixedClock, SequentialIds
+    from engine.loop import Engine
+    from engine.recorded import RecordedAnswers
+
+    rs = load_file(ROOT / "rulesets/claims-triage.yaml")
+    engine = Engine(rs)
+    test = rs.tests[0]
+
+    async def go() -> None:
+        for _ in range(n):
+            answers = RecordedAnswers(test.answers)
+            await engine.decide(test.given, answers, answers, FixedClock(), SequentialIds())
+
+    start = time.perf_counter()
+    asyncio.run(go())
+    return n / (time.perf_counter() - start)
+
+
+def bench(seconds: Annotated[float, typer.Option(help="seconds of load per scenario")] = 20,
+          workers: Annotated[int, typer.Option(help="server worker processes")] = 2,
+          pg: Annotated[str | None, typer.Option(help="also run rules-only on this PostgreSQL URL")] = None,
+          model_inflight: Annotated[int, typer.Option(help="decisions in flight, model-bound")] = 1024,
+          model_latency_ms: Annotated[int, typer.Option(help="fake model answer delay")] = 200) -> None:
+    """Run the standard load and print decisions/s, latency percentiles and CPU per decision."""
+    tmp = Path(tempfile.mkdtemp(prefix="baton-bench-"))
+    rulesets = str(ROOT / "rulesets")
+    canned = ["--answers", str(ROOT / "rulesets/demo-answers.json"), "--rulesets", rulesets, "--workers", str(workers)]
+    results = [_run("rules-only, SQLite", ["--db", str(tmp / "bench.db"), *canned], 64, seconds, tmp)]
+    if pg:
+        results.append(_run("rules-only, PostgreSQL", ["--db", pg, *canned], 64, seconds, tmp))
+    fake = subprocess.Popen([sys.executable, "-m", "adapters.llm.fake_openai"], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert fake.stdout is not None
+        base = f"http://127.0.0.1:{fake.stdout.readline().split()[-1]}"
+        import httpx
+
+        httpx.post(f"{base}/script", json={"model": "m-fast", "default": {
+            "status": 200, "content": json.dumps(INJURY), "delay_ms": model_latency_ms}})
+        config = tmp / "baton.yaml"
+        config.write_text(json.dumps({
+            "models": {"model_list": [{"model_name": "fast", "litellm_params": {
+                "model": "openai/m-fast", "api_base": f"{base}/v1", "api_key": "os.environ/BENCH_KEY"}}]},
+            "tools": {"sql": {"type": "sql", "url": f"sqlite:///{tmp / 'policies.db'}"}}}))
+        import sqlite3
+
+        with sqlite3.connect(tmp / "policies.db") as db:
+            db.execute("create table policies (policy_ref text primary key, active boolean, coverage_limit real)")
+            db.execute("insert into policies values ('P-1', 1, 100000)")
+        os.environ.setdefault("BENCH_KEY", "sk-bench")
+        results.append(_run(f"model-bound ({model_latency_ms} ms model), SQLite",
+                            ["--db", str(tmp / "model.db"), "--config", str(config), "--rulesets", rulesets,
+                             "--workers", str(workers)], model_inflight, seconds, tmp))
+    finally:
+        fake.terminate()
+    table = Table("scenario", "decisions/s", "p50 ms", "p95 ms", "p99 ms", "CPU ms/decision", "failed",
+                  title=f"baton bench: {workers} worker(s), {seconds:.0f} s each, load from "
+                        f"{'h2load' if shutil.which('h2load') else 'Python clients'}")
+    for r in results:
+        table.add_row(*r.row())
+    out.print(table)
+    out.print(f"raw in-process engine (one core, no gRPC, no store), same run: {_raw_engine():,.0f} decisions/s")
