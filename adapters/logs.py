@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+import orjson
+
 from adapters.config import Settings
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -42,10 +44,40 @@ decision_log = logging.getLogger("baton.decision")
 
 
 def log_decision(record: dict[str, Any], request_id: str, caller: str) -> None:
-    """The one info line per decision: ids, ruleset version, outcome, timing and cost. No facts, no PII."""
-    if decision_log.isEnabledFor(logging.INFO):
-        decision_log.info("decision", extra={
-            "decision_id": record["decision_id"], "request_id": request_id, "caller": caller,
-            "ruleset": record["ruleset"], "version": record["version"][:12], "outcome": record["outcome"],
-            "rule": record["rule"], "latency_ms": record["latency_ms"], "cost_usd": record["cost_usd"],
-            "tokens": record["tokens"], "steps": record["steps"], "calls": record["calls"]})
+    """The one info line per decision: ids, ruleset version, outcome, timing and cost. No facts, no PII.
+
+    Buffered and written straight to the log handler's stream in the JSON format above: going through
+    `logging`, a line at a time, cost a tenth of the service's throughput (bench/grpc_load.py)."""
+    if not decision_log.isEnabledFor(logging.INFO):
+        return
+    now = time.time()
+    line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
+            "level": "info", "logger": "baton.decision", "msg": "decision", "decision_id": record["decision_id"],
+            "request_id": request_id, "caller": caller, "ruleset": record["ruleset"],
+            "version": record["version"][:12], "outcome": record["outcome"], "rule": record["rule"],
+            "latency_ms": record["latency_ms"], "cost_usd": record["cost_usd"], "tokens": record["tokens"],
+            "steps": record["steps"], "calls": record["calls"]}
+    handlers = logging.getLogger().handlers
+    if not handlers or not isinstance(handlers[0].formatter, JsonFormatter):
+        decision_log.info("decision", extra={k: v for k, v in line.items() if k not in ("ts", "level", "logger",
+                                                                                          "msg")})
+        return
+    _pending.append(orjson.dumps(line).decode())
+    if len(_pending) >= 128:
+        flush_decision_log()
+
+
+_pending: list[str] = []
+
+
+def flush_decision_log() -> None:
+    """Write buffered decision lines in one go (the server calls this every half second and at exit):
+    a write per line cost a tenth of the service's throughput (bench/grpc_load.py)."""
+    if not _pending:
+        return
+    handlers = logging.getLogger().handlers
+    stream = getattr(handlers[0], "stream", None) if handlers else None
+    lines, _pending[:] = "\n".join(_pending) + "\n", []
+    if stream is not None:
+        stream.write(lines)
+        stream.flush()

@@ -98,7 +98,7 @@ def start_server(workers: int, db: str) -> tuple[subprocess.Popen[str], str]:
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "adapters.cli.main", "serve", "--listen", f"127.0.0.1:{port}",
                              "--db", db, "--workers", str(workers), "--answers", "rulesets/demo-answers.json",
-                             "--max-inflight", "4096"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             "--max-inflight", "4096"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True)
     ready = 0
     assert proc.stdout is not None

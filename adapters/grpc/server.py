@@ -27,7 +27,7 @@ from adapters.fakes import Unconfigured
 from adapters.grpc.auth import Auth, load_tokens
 from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
 from adapters.grpc.service import Services, generic_handlers
-from adapters.logs import setup_logging
+from adapters.logs import flush_decision_log, setup_logging
 from adapters.metrics import serve_metrics
 from adapters.registry import RulesetRegistry
 from adapters.store.sql import SqlStore
@@ -110,14 +110,17 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
     sweeper = asyncio.create_task(_sweep_slas(escalations, cfg.sla_check_s, stop))
     effects = effect_connectors(cfg, base)
     outbox = asyncio.create_task(OutboxWorker(store, effects).run(stop))
+    logs = asyncio.create_task(_flush_logs(stop))
     await stop.wait()
     await sweeper
     await outbox
+    await logs
     print(f"baton {os.getpid()}: shutting down, finishing in-flight decisions", flush=True)
     await health.enter_graceful_shutdown()
     await server.stop(GRACE_S)
     writer.close()
     store.close()
+    flush_decision_log()
     print(f"baton {os.getpid()}: stopped", flush=True)
 
 
@@ -130,6 +133,15 @@ async def _sweep_slas(escalations: Escalations, every_s: float, stop: asyncio.Ev
             log.exception("SLA sweep failed")
         try:
             await asyncio.wait_for(stop.wait(), every_s)
+        except TimeoutError:
+            pass
+
+
+async def _flush_logs(stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        flush_decision_log()
+        try:
+            await asyncio.wait_for(stop.wait(), 0.5)
         except TimeoutError:
             pass
 
