@@ -46,6 +46,12 @@ class LimitSettings(_Strict):
     max_cost_usd: float | None = Field(default=None, ge=0)
 
 
+class TracingSettings(_Strict):
+    exporter: Literal["otlp", "console"] = "otlp"
+    endpoint: str | None = None  # OTLP/HTTP traces URL; default http://localhost:4318/v1/traces
+    service_name: str = "baton"
+
+
 class Settings(_Strict):
     listen: str = "127.0.0.1:50051"
     db: str | None = None
@@ -60,6 +66,7 @@ class Settings(_Strict):
     sla_check_s: float = Field(default=5.0, gt=0)
     answers: Path | None = None  # canned model/tool answers: the offline demo
     insecure_no_auth: bool = False
+    tracing: TracingSettings | None = None
     models: dict[str, Any] | None = None
     tools: dict[str, Any] | None = None
     effects: dict[str, Any] | None = None

@@ -34,6 +34,7 @@ from adapters.store.sql import SqlStore
 from adapters.store.writer import GroupWriter
 from adapters.system import SystemClock, TimeOrderedIds
 from adapters.tools.connectors import resolve_secrets
+from adapters.tracing import TracedPorts, setup_tracing
 from engine.ports import ModelGateway, ToolConnector
 from engine.recorded import CannedAnswers
 
@@ -75,12 +76,16 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
                          "BATON_TOKENS), listen on localhost, or pass --insecure-no-auth")
     writer = GroupWriter(store)
     models, tools, ports_note = _ports(cfg, base)
+    tracer = provider = None
+    if cfg.tracing is not None:
+        tracer, provider = setup_tracing(cfg.tracing.exporter, cfg.tracing.endpoint, cfg.tracing.service_name)
+        models = tools = TracedPorts(tracer, models, tools)
     clock, ids = SystemClock(), TimeOrderedIds()
     escalations = Escalations(store, writer, registry, models, tools, clock, ids)
     services = Services(store, writer, registry, auth, models, tools, clock, ids,
                         max_inflight=cfg.limits.max_inflight, step_limit=cfg.limits.step_limit,
                         escalations=escalations, default_deadline_s=cfg.limits.deadline_s,
-                        max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd)
+                        max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd, tracer=tracer)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1), ("grpc.max_receive_message_length", 8 << 20)])
     server.add_generic_rpc_handlers(generic_handlers(services))
     health = HealthServicer()
@@ -121,6 +126,8 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
     writer.close()
     store.close()
     flush_decision_log()
+    if provider is not None:
+        provider.shutdown()  # export the last spans
     print(f"baton {os.getpid()}: stopped", flush=True)
 
 

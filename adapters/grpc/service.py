@@ -26,6 +26,7 @@ from adapters.logs import log_decision
 from adapters.registry import RulesetRegistry
 from adapters.store.sql import Conflict, SqlStore
 from adapters.store.writer import GroupWriter
+from adapters.tracing import annotate, decision_span
 from engine.errors import BatonError, CompileErrors, InvalidInput, Overloaded
 from engine.explain import why
 from engine.language.loader import load_ruleset
@@ -57,6 +58,7 @@ class Services:
     default_deadline_s: float | None = None
     max_calls: int | None = None
     max_cost_usd: float | None = None
+    tracer: Any = None  # an OpenTelemetry Tracer when tracing is configured
 
 
 class Abort(Exception):
@@ -186,11 +188,13 @@ class DecisionService:
         self.inflight += 1
         metrics.INFLIGHT.inc()
         try:
-            d = await engine.decide(facts, s.models, s.tools, s.clock, s.ids,
-                                    Limits(step_limit=s.step_limit, deadline_s=deadline, max_calls=s.max_calls,
-                                           max_cost_usd=s.max_cost_usd))
-            record = d.to_dict()
-            saved = await s.writer.save(record, ident.name, key)
+            with decision_span(s.tracer, engine.ruleset.name) as span:
+                d = await engine.decide(facts, s.models, s.tools, s.clock, s.ids,
+                                        Limits(step_limit=s.step_limit, deadline_s=deadline, max_calls=s.max_calls,
+                                               max_cost_usd=s.max_cost_usd))
+                record = d.to_dict()
+                saved = await s.writer.save(record, ident.name, key)
+                annotate(span, record)
         finally:
             self.inflight -= 1
             metrics.INFLIGHT.dec()

@@ -125,3 +125,48 @@ def test_two_replicas_on_postgresql(tmp_path: Path, pg_url: str) -> None:
             assert verify.intact and verify.checked >= 2
     finally:
         assert a.stop() == 0 and b.stop() == 0
+
+
+def test_opentelemetry_spans_for_a_decision_and_its_calls(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    from aiohttp import web
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    spans: list[tuple[str, dict[str, object]]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        body = ExportTraceServiceRequest.FromString(await request.read())
+        for resource in body.resource_spans:
+            for scope in resource.scope_spans:
+                for span in scope.spans:
+                    attrs = {a.key: a.value.string_value or a.value.int_value or a.value.double_value
+                             for a in span.attributes}
+                    spans.append((span.name, attrs))
+        return web.Response(status=200)
+
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.add_routes([web.post("/v1/traces", receive)])
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+    port = runner.addresses[0][1]
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    config = tmp_path / "baton.yaml"
+    config.write_text(f"tracing: {{exporter: otlp, endpoint: 'http://127.0.0.1:{port}/v1/traces'}}\n")
+    server = start(tmp_path, "--config", str(config))
+    try:
+        with server.channel() as channel:
+            decision_pb2_grpc.DecisionServiceStub(channel).Decide(decision_pb2.DecideRequest(
+                ruleset="customer-onboarding", facts=[fact("applicant", APPLICANT)]), metadata=metadata("caller"))
+    finally:
+        assert server.stop() == 0
+    loop.call_soon_threadsafe(loop.stop)
+    names = [name for name, _ in spans]
+    assert "baton.decide" in names and "baton.model verify_document" in names
+    assert "baton.tool sanctions_screen" in names
+    decide = dict(spans[names.index("baton.decide")][1])
+    assert decide["baton.ruleset"] == "customer-onboarding" and decide["baton.outcome"] == "decided"
+    assert "Quixote" not in repr(spans)
