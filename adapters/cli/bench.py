@@ -142,7 +142,7 @@ def _start(args: list[str]) -> tuple[subprocess.Popen[str], list[int], str]:
     return proc, pids, f"127.0.0.1:{port}"
 
 
-def _run(name: str, serve_args: list[str], inflight: int, seconds: float, tmp: Path) -> Result:
+def run_scenario(name: str, serve_args: list[str], inflight: int, seconds: float, tmp: Path) -> Result:
     proc, pids, address = _start(serve_args)
     try:
         _load(address, min(inflight, 64), 2, tmp)  # warm up
@@ -160,7 +160,7 @@ def _run(name: str, serve_args: list[str], inflight: int, seconds: float, tmp: P
     return Result(name, len(latencies), failed, elapsed, latencies, cpu)
 
 
-def _raw_engine(n: int = 5000) -> float:
+def raw_engine_rate(n: int = 5000) -> float:
     from adapters.rulesets import load_file
     from engine.clock import FixedClock, SequentialIds
     from engine.loop import Engine
@@ -189,9 +189,9 @@ def bench(seconds: Annotated[float, typer.Option(help="seconds of load per scena
     tmp = Path(tempfile.mkdtemp(prefix="baton-bench-"))
     rulesets = str(ROOT / "rulesets")
     canned = ["--answers", str(ROOT / "rulesets/demo-answers.json"), "--rulesets", rulesets, "--workers", str(workers)]
-    results = [_run("rules-only, SQLite", ["--db", str(tmp / "bench.db"), *canned], 64, seconds, tmp)]
+    results = [run_scenario("rules-only, SQLite", ["--db", str(tmp / "bench.db"), *canned], 64, seconds, tmp)]
     if pg:
-        results.append(_run("rules-only, PostgreSQL", ["--db", pg, *canned], 64, seconds, tmp))
+        results.append(run_scenario("rules-only, PostgreSQL", ["--db", pg, *canned], 64, seconds, tmp))
     fake = subprocess.Popen([sys.executable, "-m", "adapters.llm.fake_openai"], cwd=ROOT, stdout=subprocess.PIPE,
                             text=True)
     try:
@@ -212,7 +212,7 @@ def bench(seconds: Annotated[float, typer.Option(help="seconds of load per scena
             db.execute("create table policies (policy_ref text primary key, active boolean, coverage_limit real)")
             db.execute("insert into policies values ('P-1', 1, 100000)")
         os.environ.setdefault("BENCH_KEY", "sk-bench")
-        results.append(_run(f"model-bound ({model_latency_ms} ms model), SQLite",
+        results.append(run_scenario(f"model-bound ({model_latency_ms} ms model), SQLite",
                             ["--db", str(tmp / "model.db"), "--config", str(config), "--rulesets", rulesets,
                              "--workers", str(workers)], model_inflight, seconds, tmp))
     finally:
@@ -223,4 +223,4 @@ def bench(seconds: Annotated[float, typer.Option(help="seconds of load per scena
     for r in results:
         table.add_row(*r.row())
     out.print(table)
-    out.print(f"raw in-process engine (one core, no gRPC, no store), same run: {_raw_engine():,.0f} decisions/s")
+    out.print(f"raw in-process engine (one core, no gRPC, no store), same run: {raw_engine_rate():,.0f} decisions/s")
