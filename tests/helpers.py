@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from engine.clock import FixedClock, SequentialIds
@@ -29,3 +32,22 @@ def strip_timing(record: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in record.items() if k not in ("decision_id", "latency_ms", "started_at", "finished_at")}
     out["trace"] = [{k: v for k, v in e.items() if k != "latency_ms"} for e in record["trace"]]
     return out
+
+
+@contextmanager
+def serve_app(routes: list[Any]) -> Iterator[str]:
+    """An aiohttp app on a free localhost port, run in a thread: a real HTTP peer for a test."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.add_routes(routes)
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+    port = runner.addresses[0][1]
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from engine.clock import FixedClock, SequentialIds
 from engine.loop import Engine
 from engine.recorded import RecordedAnswers
 from engine.replay import replay
-from tests.helpers import ruleset
+from tests.helpers import ruleset, serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = """
@@ -65,18 +64,8 @@ class Receiver:
 @pytest.fixture
 def receiver() -> Iterator[tuple[Receiver, str]]:
     rec = Receiver()
-    app = web.Application()
-    app.add_routes([web.post("/hook", rec.handle)])
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = runner.addresses[0][1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield rec, f"http://127.0.0.1:{port}/hook"
-    loop.call_soon_threadsafe(loop.stop)
+    with serve_app([web.post("/hook", rec.handle)]) as base:
+        yield rec, f"{base}/hook"
 
 
 def decide(engine: Engine, i: int) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from engine.clock import FixedClock, SequentialIds
 from engine.loop import Engine
 from engine.ports import CallRequest, CallResult
 from engine.recorded import RecordedAnswers
-from tests.helpers import ruleset
+from tests.helpers import ruleset, serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,18 +80,8 @@ def http_server() -> Iterator[str]:
             return web.json_response({"error": "down"}, status=500)
         return web.json_response({"data": {"policy_ref": ref, "active": True, "coverage_limit": 10}})
 
-    app = web.Application()
-    app.add_routes([web.get("/policies/{ref}", policy)])
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = runner.addresses[0][1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    loop.call_soon_threadsafe(loop.stop)
+    with serve_app([web.get("/policies/{ref}", policy)]) as base:
+        yield base
 
 
 def http(base: str) -> HttpConnector:

@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -94,3 +95,14 @@ def start(tmp: Path, *extra: str, auth: bool = True, db: str | None = None, port
 
 def metadata(role: str) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {TOKENS[role]}")]
+
+
+def fact(type_: str, values: dict[str, object]) -> Any:
+    """A baton.v1.Fact with its values as a Struct."""
+    from google.protobuf import struct_pb2
+
+    from adapters.grpc.gen.baton.v1 import decision_pb2
+
+    s = struct_pb2.Struct()
+    s.update(values)  # type: ignore[arg-type]
+    return decision_pb2.Fact(type=type_, values=s)

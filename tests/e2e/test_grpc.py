@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2, struct_pb2
+from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
@@ -24,16 +24,10 @@ from adapters.grpc.gen.baton.v1 import (
     ruleset_pb2_grpc,
 )
 from adapters.store.sql import SqlStore
-from tests.e2e.server import ROOT, TOKENS, Server, metadata, start
+from tests.e2e.server import ROOT, TOKENS, Server, fact, metadata, start
 
 CLAIM = {"claim_ref": "C-1", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
          "customer_tier": "standard"}
-
-
-def fact(type_: str, values: dict[str, object]) -> decision_pb2.Fact:
-    s = struct_pb2.Struct()
-    s.update(values)
-    return decision_pb2.Fact(type=type_, values=s)
 
 
 @pytest.fixture(scope="module")

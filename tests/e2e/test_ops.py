@@ -10,8 +10,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-from google.protobuf import struct_pb2
-
 from adapters.grpc.gen.baton.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -20,18 +18,13 @@ from adapters.grpc.gen.baton.v1 import (
     ruleset_pb2,
     ruleset_pb2_grpc,
 )
-from tests.e2e.server import ROOT, free_port, metadata, start
+from tests.e2e.server import ROOT, fact, free_port, metadata, start
+from tests.helpers import serve_app
 
 APPLICANT = {"applicant_ref": "A-1", "full_name": "Zelda Quixote-Marsh", "country": "PT",
              "document_type": "passport", "document_text": "PASSPORT QUIXOTE-MARSH ZELDA", "pep_declared": False}
 CLAIM = {"claim_ref": "C-1", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
          "customer_tier": "standard"}
-
-
-def fact(type_: str, values: dict[str, object]) -> decision_pb2.Fact:
-    s = struct_pb2.Struct()
-    s.update(values)
-    return decision_pb2.Fact(type=type_, values=s)
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -128,9 +121,6 @@ def test_two_replicas_on_postgresql(tmp_path: Path, pg_url: str) -> None:
 
 
 def test_opentelemetry_spans_for_a_decision_and_its_calls(tmp_path: Path) -> None:
-    import asyncio
-    import threading
-
     from aiohttp import web
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -146,24 +136,17 @@ def test_opentelemetry_spans_for_a_decision_and_its_calls(tmp_path: Path) -> Non
                     spans.append((span.name, attrs))
         return web.Response(status=200)
 
-    loop = asyncio.new_event_loop()
-    app = web.Application()
-    app.add_routes([web.post("/v1/traces", receive)])
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
-    port = runner.addresses[0][1]
-    threading.Thread(target=loop.run_forever, daemon=True).start()
-    config = tmp_path / "baton.yaml"
-    config.write_text(f"tracing: {{exporter: otlp, endpoint: 'http://127.0.0.1:{port}/v1/traces'}}\n")
-    server = start(tmp_path, "--config", str(config))
-    try:
-        with server.channel() as channel:
-            decision_pb2_grpc.DecisionServiceStub(channel).Decide(decision_pb2.DecideRequest(
-                ruleset="customer-onboarding", facts=[fact("applicant", APPLICANT)]), metadata=metadata("caller"))
-    finally:
-        assert server.stop() == 0
-    loop.call_soon_threadsafe(loop.stop)
+    with serve_app([web.post("/v1/traces", receive)]) as base:
+        config = tmp_path / "baton.yaml"
+        config.write_text(f"tracing: {{exporter: otlp, endpoint: '{base}/v1/traces'}}\n")
+        server = start(tmp_path, "--config", str(config))
+        try:
+            with server.channel() as channel:
+                decision_pb2_grpc.DecisionServiceStub(channel).Decide(decision_pb2.DecideRequest(
+                    ruleset="customer-onboarding", facts=[fact("applicant", APPLICANT)]),
+                    metadata=metadata("caller"))
+        finally:
+            assert server.stop() == 0
     names = [name for name, _ in spans]
     assert "baton.decide" in names and "baton.model verify_document" in names
     assert "baton.tool sanctions_screen" in names
