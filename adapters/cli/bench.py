@@ -136,9 +136,7 @@ def _start(args: list[str]) -> tuple[subprocess.Popen[str], list[int], str]:
         line = proc.stdout.readline()
         if not line:
             raise typer.Exit(1)
-        found = re.search(r"listening on .* \(pid (\d+)", line)
-        if found:
-            pids.append(int(found.group(1)))
+        pids.extend(int(pid) for pid in re.findall(r"listening on [^(]*\(pid (\d+)", line))
     return proc, pids, f"127.0.0.1:{port}"
 
 

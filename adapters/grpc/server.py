@@ -11,6 +11,7 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,13 @@ log = logging.getLogger("baton.serve")
 GRACE_S = 30.0  # how long SIGTERM waits for in-flight decisions
 SERVICE_NAMES = [s.full_name for m in (decision_pb2, ruleset_pb2, audit_pb2, escalation_pb2)
                  for s in m.DESCRIPTOR.services_by_name.values()]
+
+
+def say(message: str) -> None:
+    """One line on stdout in one write: worker processes share the stream, and print() writes the text and
+    the newline separately when stdout is unbuffered, which interleaved two workers' lines."""
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
 
 
 def _is_loopback(listen: str) -> bool:
@@ -104,8 +112,8 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = cfg.listen.rsplit(":", 1)[0]
     auth_note = "auth ON" if auth.enabled else "auth OFF (no tokens configured; localhost only)"
-    print(f"baton listening on {host}:{port} (pid {os.getpid()}; {auth_note}; db {store.url}; "
-          f"{len(loaded)} rulesets from {cfg.rulesets}; {ports_note})", flush=True)
+    say(f"baton listening on {host}:{port} (pid {os.getpid()}; {auth_note}; db {store.url}; "
+          f"{len(loaded)} rulesets from {cfg.rulesets}; {ports_note})")
     if ready is not None:
         ready.set()
     stop = asyncio.Event()
@@ -120,7 +128,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
     await sweeper
     await outbox
     await logs
-    print(f"baton {os.getpid()}: shutting down, finishing in-flight decisions", flush=True)
+    say(f"baton {os.getpid()}: shutting down, finishing in-flight decisions")
     await health.enter_graceful_shutdown()
     await server.stop(GRACE_S)
     writer.close()
@@ -128,7 +136,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
     flush_decision_log()
     if provider is not None:
         provider.shutdown()  # export the last spans
-    print(f"baton {os.getpid()}: stopped", flush=True)
+    say(f"baton {os.getpid()}: stopped")
 
 
 async def _sweep_slas(escalations: Escalations, every_s: float, stop: asyncio.Event) -> None:
@@ -188,4 +196,4 @@ def serve(cfg: Settings, base: Path) -> None:
     codes = [c.exitcode for c in children]
     if any(codes):
         raise SystemExit(f"worker exit codes: {codes}")
-    print(f"baton: all {len(children)} workers stopped cleanly", flush=True)
+    say(f"baton: all {len(children)} workers stopped cleanly")

@@ -85,10 +85,9 @@ def start(tmp: Path, *extra: str, auth: bool = True, db: str | None = None, port
         if not line:
             raise RuntimeError("server exited:\n" + "\n".join(log) + (tmp / f"server-{port}.log").read_text())
         log.append(line.rstrip())
-        if re.search(r"baton listening on", line):
-            listening += 1
-            if listening == workers:
-                return Server(proc, f"127.0.0.1:{port}", db, log, tmp / f"server-{port}.log")
+        listening += len(re.findall(r"baton listening on", line))
+        if listening >= workers:
+            return Server(proc, f"127.0.0.1:{port}", db, log, tmp / f"server-{port}.log")
     proc.kill()
     raise RuntimeError("server did not start:\n" + "\n".join(log))
 

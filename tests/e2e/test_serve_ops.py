@@ -3,6 +3,7 @@ a non-local address is refused without auth."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ def request(i: int) -> decision_pb2.DecideRequest:
 
 def test_two_workers_share_the_port_and_sigterm_drains_in_flight_work(tmp_path: Path) -> None:
     server = start(tmp_path, "--workers", "2")
-    pids = {line.split("pid ")[1].split(";")[0] for line in server.log if "listening" in line}
+    pids = set(re.findall(r"listening on [^(]*\(pid (\d+)", "\n".join(server.log)))
     assert len(pids) == 2
     ok: list[str] = []
     errors: list[grpc.StatusCode] = []
