@@ -45,7 +45,7 @@ class Server:
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the workers too: they hold the stdout pipe open
             self.proc.wait()
         assert self.proc.stdout is not None
         self.log.extend(self.proc.stdout.read().splitlines())
@@ -73,7 +73,7 @@ def start(tmp: Path, *extra: str, auth: bool = True, db: str | None = None, port
         args += ["--tokens", str(write_tokens(tmp / "tokens.yaml"))]
     errors = (tmp / f"server-{port}.log").open("w")  # structured logs: a file, so a full pipe never blocks
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=errors, text=True,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **(env or {})}, start_new_session=True)
     errors.close()
     log: list[str] = []
     deadline = time.monotonic() + 60
@@ -88,7 +88,7 @@ def start(tmp: Path, *extra: str, auth: bool = True, db: str | None = None, port
         listening += len(re.findall(r"baton listening on", line))
         if listening >= workers:
             return Server(proc, f"127.0.0.1:{port}", db, log, tmp / f"server-{port}.log")
-    proc.kill()
+    os.killpg(proc.pid, signal.SIGKILL)
     raise RuntimeError("server did not start:\n" + "\n".join(log))
 
 
