@@ -19,10 +19,10 @@ from adapters.store.sql import Resolution, SqlStore
 from adapters.store.writer import GroupWriter
 from engine.audit import canonical
 from engine.errors import BatonError, InvalidInput, Where
-from engine.loop import HumanInput, Limits
+from engine.loop import HumanInput
 from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
 from engine.recorded import ReplayAnswers
-from engine.replay import human_inputs
+from engine.replay import facts_of, human_inputs, stored_limits
 
 log = logging.getLogger("baton.escalations")
 
@@ -83,15 +83,9 @@ class Escalations:
         if original is None:
             raise BatonError("unknown_decision", f"decision {esc['id']} is missing")
         engine = await asyncio.to_thread(self.registry.engine_for, original["version"])
-        facts: dict[str, list[Any]] = {}
-        for item in original["inputs"]:
-            facts.setdefault(item["type"], []).append(item["values"])
         answers = ReplayAnswers(list(original["trace"]), live_models=self.models, live_tools=self.tools)
-        stored_limits = original.get("limits") or {}
-        limits = Limits(step_limit=stored_limits.get("step_limit"), max_calls=stored_limits.get("max_calls"),
-                        max_cost_usd=stored_limits.get("max_cost_usd"))
-        d = await engine.run(engine.validate_input(facts), answers, answers, self.clock, self.ids, limits,
-                             [*human_inputs(original), given], resumes=esc["id"])
+        d = await engine.run(engine.validate_input(facts_of(original)), answers, answers, self.clock, self.ids,
+                             stored_limits(original), [*human_inputs(original), given], resumes=esc["id"])
         record = d.to_dict()
         await self.writer.save(record, caller=given.by, resolves=resolution)
         updated = await asyncio.to_thread(self.get, esc["id"])

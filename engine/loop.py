@@ -124,7 +124,7 @@ def _mask(values: Values, fields: tuple[str, ...] | list[str]) -> Values:
     return {k: ("[redacted]" if k in fields else v) for k, v in values.items()}
 
 
-def _checker(validate: Callable[[object, str], Values], type_name: str) -> Callable[[object], str]:
+def _checker(validate: Callable[[object, str], Values]) -> Callable[[object], str]:
     def check(answer: object) -> str:
         try:
             validate(answer, "answer")
@@ -168,9 +168,9 @@ class Engine:
         self.compiled = compiled or compile_ruleset(ruleset)
         self.pool: EnginePool = pool_for(self.compiled)
         self.schemas = {t: ft.json_schema() for t, ft in ruleset.types.items()}
-        self.pii = {t: [f for f, spec in ft.fields.items() if spec.pii] for t, ft in ruleset.types.items()}
-        self.pii = {t: fields for t, fields in self.pii.items() if fields}
-        self.checks = {t: _checker(ft.validate, t) for t, ft in ruleset.types.items()}
+        self.pii = {t: [f for f, spec in ft.fields.items() if spec.pii] for t, ft in ruleset.types.items()
+                    if any(spec.pii for spec in ft.fields.values())}
+        self.checks = {t: _checker(ft.validate) for t, ft in ruleset.types.items()}
 
     # -- input ---------------------------------------------------------------------------------------
     def validate_input(self, facts: object) -> list[tuple[str, Values]]:
@@ -341,7 +341,7 @@ class _Run:
                     assert self.session is not None
                     self.session.assert_now(seq, step.fact_type, step.payload)
             elif step.kind == "call":
-                self.intend(step.action, env)
+                self.intend(step.action, env, rule.condition.aliases)
             elif step.kind == "effect":
                 # an intent only: the outbox runs it after the decision is stored, never during replay
                 values = dict(step.payload)
@@ -362,7 +362,7 @@ class _Run:
                 d.trace.append(proposal)
                 self.proposals.append((rule, step, step_no, proposal))
 
-    def intend(self, action: str, env: dict[str, Values]) -> None:
+    def intend(self, action: str, env: dict[str, Values], aliases: Mapping[str, str]) -> None:
         rs = self.engine.ruleset
         context: dict[str, Values] = self.wm.latest()
         context.update(env)
@@ -375,7 +375,7 @@ class _Run:
             secrets: tuple[str, ...] = ()
             pii = self.engine.pii
             if self.mask_pii and pii and any(t in pii for t in every):
-                masked_ctx = {b: _mask(f, pii.get(self._type_of(b), ())) for b, f in context.items()}
+                masked_ctx = {b: _mask(f, pii.get(aliases.get(b, b), ())) for b, f in context.items()}
                 masked_all = {t: [_mask(f, pii.get(t, ())) for f in fs] for t, fs in every.items()}
                 request = {**request, "prompt": _render(m, masked_ctx, masked_all)}
                 payload = {"group": m.group, "prompt": prompt, "produces": m.produces}
@@ -400,13 +400,6 @@ class _Run:
             return
         self.called[key] = len(self.called) + 1
         self.intents.append((call, key))
-
-    def _type_of(self, binding: str) -> str:
-        """The fact type behind a template binding (a type name, or an alias of the rule that fired)."""
-        for rule in self.engine.ruleset.rules:
-            if binding in rule.condition.aliases:
-                return rule.condition.aliases[binding]
-        return binding
 
     def over_budget(self, call: CallRequest) -> CallResult | None:
         if call.kind != "model":

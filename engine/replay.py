@@ -72,17 +72,16 @@ def _summary(record: Mapping[str, Any]) -> dict[str, Any]:
             "rule": record["rule"]}
 
 
-def _facts_of(record: Mapping[str, Any]) -> dict[str, list[Any]]:
+def facts_of(record: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """A stored decision's input facts in the shape Decide takes them."""
     facts: dict[str, list[Any]] = {}
     for item in record["inputs"]:
         facts.setdefault(item["type"], []).append(item["values"])
     return facts
 
 
-async def _rerun(engine: Engine, record: Mapping[str, Any], live_models: ModelGateway | None = None,
-                 live_tools: ToolConnector | None = None) -> tuple[Decision, ReplayAnswers]:
-    answers = ReplayAnswers(list(record["trace"]), live_models, live_tools)
-    validated = engine.validate_input(_facts_of(record))
+def stored_limits(record: Mapping[str, Any]) -> Limits:
+    """The limits a stored decision ran under (what replay and resumption run it under again)."""
     stored = record.get("limits")
     limits = stored if isinstance(stored, Mapping) else {}
 
@@ -91,11 +90,17 @@ async def _rerun(engine: Engine, record: Mapping[str, Any], live_models: ModelGa
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     step_limit = number("step_limit")
+    return Limits(step_limit=int(step_limit) if step_limit is not None else None, max_calls=number("max_calls"),
+                  max_cost_usd=number("max_cost_usd"))
+
+
+async def _rerun(engine: Engine, record: Mapping[str, Any], live_models: ModelGateway | None = None,
+                 live_tools: ToolConnector | None = None) -> tuple[Decision, ReplayAnswers]:
+    answers = ReplayAnswers(list(record["trace"]), live_models, live_tools)
+    validated = engine.validate_input(facts_of(record))
     clock = FixedClock(float(record.get("started_at") or 0.0))
     d = await engine.run(validated, answers, answers, clock, _SameId(str(record["decision_id"])),
-                         Limits(step_limit=int(step_limit) if step_limit is not None else None,
-                                max_calls=number("max_calls"), max_cost_usd=number("max_cost_usd")),
-                         human_inputs(record), str(record.get("resumes") or ""))
+                         stored_limits(record), human_inputs(record), str(record.get("resumes") or ""))
     return d, answers
 
 

@@ -66,6 +66,17 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _timestamp(value: str | None, option: str) -> float | None:
+    """An ISO 8601 option as epoch seconds (UTC when no zone is given)."""
+    if not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise fail(f"--{option} {value!r} is not an ISO 8601 date") from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
 def whatif_dict(w: WhatIf) -> dict[str, Any]:
     return {"decision_id": w.decision_id, "changed": w.changed, "before": w.old, "after": w.new,
             "fired_only_before": w.fired_only_before, "fired_only_after": w.fired_only_after,
@@ -139,13 +150,7 @@ def impact_cmd(candidate: Annotated[Path, typer.Argument(help="candidate ruleset
     """Run a candidate ruleset over stored decisions and summarise which outcomes would change."""
     store = open_store(db)
     engine = load_candidate(candidate)
-    since_ts = None
-    if since:
-        try:
-            since_dt = datetime.fromisoformat(since)
-        except ValueError:
-            raise fail(f"--since {since!r} is not an ISO 8601 date") from None
-        since_ts = (since_dt if since_dt.tzinfo else since_dt.replace(tzinfo=UTC)).timestamp()
+    since_ts = _timestamp(since, "since")
     ids = store.recent_ids(engine.ruleset.name, limit=last if last is not None or since_ts else 1000,
                            since=since_ts)
     results = asyncio.run(_impact(store, engine, ids, show=not as_json))
@@ -214,17 +219,7 @@ def log_list(db: DbOpt = None, ruleset: Annotated[str | None, typer.Option()] = 
              limit: Annotated[int, typer.Option()] = 50, as_json: JsonOpt = False) -> None:
     """List stored decisions, newest first, with per-ruleset cost."""
     store = open_store(db)
-
-    def ts(value: str | None, name: str) -> float | None:
-        if value is None:
-            return None
-        try:
-            dt = datetime.fromisoformat(value)
-        except ValueError:
-            raise fail(f"--{name} {value!r} is not an ISO 8601 date") from None
-        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
-
-    rows = store.list_decisions(ruleset, outcome, ts(since, "since"), ts(until, "until"), limit)
+    rows = store.list_decisions(ruleset, outcome, _timestamp(since, "since"), _timestamp(until, "until"), limit)
     if as_json:
         out.print_json(json.dumps({"decisions": rows, "cost_by_ruleset": store.cost_by_ruleset()}))
         return
