@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 from jinja2 import Template
 
-from engine.errors import Where
+from engine.errors import BatonError, Where
 from engine.language.check import Condition, Eval
+from engine.language.tables import Table
 from engine.language.types import FactType
 
 DEFAULT_STEP_LIMIT = 1000
@@ -90,6 +91,8 @@ class Ruleset:
     deadline_s: float | None = None
     max_calls: int | None = None  # per-decision model budget (settings.budget)
     max_cost_usd: float | None = None
+    tables: list[Table] = field(default_factory=list)
+    warnings: list[BatonError] = field(default_factory=list)  # static analysis: see engine.language.analysis
 
     @property
     def ref(self) -> str:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from adapters.cli.bench import bench
-from adapters.cli.common import err, fail, out, print_compile_errors
+from adapters.cli.common import err, fail, out, print_compile_errors, print_warnings
 from adapters.cli.store_cmds import effects_app, escalations_app, impact_cmd, log_app, open_store, replay_cmd
 from adapters.rulesets import display, find_ruleset, load_file, ruleset_files
 from adapters.system import SystemClock, TimeOrderedIds
@@ -32,12 +32,16 @@ PathsArg = Annotated[list[Path], typer.Argument(help="ruleset files or directori
 
 
 @app.command()
-def check(paths: PathsArg) -> None:
-    """Validate ruleset files; print every error with file:line:column. Exit 1 on any error."""
+def check(paths: PathsArg,
+          strict: Annotated[bool, typer.Option(help="treat static-analysis warnings as errors")] = False) -> None:
+    """Validate ruleset files; print every error and warning with file:line:column.
+
+    Exit 1 on any error (or, with --strict, any warning)."""
     files = ruleset_files(paths)
     if not files:
         raise fail("no ruleset files found")
     bad = 0
+    warned = 0
     for f in files:
         try:
             rs = load_file(f)
@@ -45,9 +49,14 @@ def check(paths: PathsArg) -> None:
             print_compile_errors(e)
             bad += 1
             continue
-        out.print(f"ok  {display(f)}  {rs.ref}  ({len(rs.rules)} rules, {len(rs.tests)} tests)")
-    if bad:
-        err.print(f"{bad} of {len(files)} ruleset file(s) have errors")
+        print_warnings(rs.warnings, as_errors=strict)
+        warned += bool(rs.warnings)
+        note = f", {len(rs.warnings)} warning(s)" if rs.warnings else ""
+        status = "ok " if not (strict and rs.warnings) else "bad"
+        out.print(f"{status} {display(f)}  {rs.ref}  ({len(rs.rules)} rules, {len(rs.tests)} tests{note})")
+    if bad or (strict and warned):
+        err.print(f"{bad + (warned if strict else 0)} of {len(files)} ruleset file(s) have "
+                  f"{'errors' if not strict else 'errors or warnings (--strict)'}")
         raise typer.Exit(1)
 
 

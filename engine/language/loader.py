@@ -15,15 +15,29 @@ from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.errors import BatonError, CompileErrors, Where
+from engine.language.analysis import analyse_ruleset
 from engine.language.check import analyse, compile_expr, suggest
 from engine.language.expr import ExprError, Lit, Ref, parse
 from engine.language.source import Positions, content_hash, parse_yaml, plain
+from engine.language.tables import (
+    HIT_POLICIES,
+    PROPOSALS,
+    TABLE_KEYS,
+    Column,
+    Row,
+    Table,
+    analyse_table,
+    column_ref,
+    parse_cell,
+    parse_output,
+)
 from engine.language.types import BUILTIN_TYPES, MAX_FIELDS, SCALARS, FactType, FieldSpec, failure_type, timeout_type
 from engine.model import DEFAULT_STEP_LIMIT, ModelAction, Rule, Ruleset, Step, TestCase, ToolAction
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+NAME_TABLE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\Z")
 RULE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:# -]{0,127}\Z")
-TOP_KEYS = {"ruleset", "description", "facts", "input", "models", "tools", "rules", "tests", "settings"}
+TOP_KEYS = {"ruleset", "description", "facts", "input", "models", "tools", "rules", "tables", "tests", "settings"}
 FIELD_KEYS = {"type", "enum", "items", "min", "max", "min_length", "max_length", "optional", "pii", "description"}
 RULE_KEYS = {"name", "when", "then", "priority", "description"}
 MODEL_KEYS = {"group", "produces", "prompt", "retries", "timeout", "description"}
@@ -57,6 +71,7 @@ class Loader:
         self.file = file
         self.pos = Positions(file, text)
         self.errors: list[BatonError] = []
+        self.warnings: list[BatonError] = []
 
     def error(self, code: str, message: str, where: Where, hint: str = "") -> None:
         self.errors.append(BatonError(code, message, where, hint))
@@ -126,15 +141,22 @@ class Loader:
                     self.error("bad_value", "deadline must be a duration such as 2s or 500ms",
                                self.pos.value(settings, "deadline"))
         rules = self.load_rules(doc, types, models, tools)
+        tables = self.load_tables(doc, types, rules)
+        if not rules and not self.errors:
+            self.error("missing_key", "a ruleset needs a non-empty 'rules:' list or 'tables:'", Where(self.file, 1, 1))
         tests = self.load_tests(doc, rules, models, tools)
         if self.errors:
             raise CompileErrors(self.errors)
-        return Ruleset(
+        rs = Ruleset(
             name=name, version=content_hash(doc), source=self.text, file=self.file,
             description=str(doc.get("description") or ""), types=types, inputs=inputs, models=models,
             tools=tools, rules=rules, tests=tests, step_limit=step_limit, deadline_s=deadline,
             max_calls=max_calls, max_cost_usd=None if max_cost is None else float(max_cost),
+            tables=tables, warnings=self.warnings,
         )
+        rs.warnings.extend(analyse_ruleset(rs))
+        rs.warnings.sort(key=lambda w: (w.where.line if w.where else 0, w.where.column if w.where else 0))
+        return rs
 
     # -- facts -------------------------------------------------------------------------------------
     def load_facts(self, doc: Any) -> dict[str, FactType]:
@@ -378,6 +400,8 @@ class Loader:
     def load_rules(self, doc: Any, types: dict[str, FactType], models: dict[str, ModelAction],
                    tools: dict[str, ToolAction]) -> list[Rule]:
         rules_node = doc.get("rules")
+        if rules_node is None and "tables" in doc:
+            return []
         if not isinstance(rules_node, list) or not rules_node:
             self.error("missing_key", "a ruleset needs a non-empty 'rules:' list",
                        self.pos.key(doc, "rules") if "rules" in doc else Where(self.file, 1, 1))
@@ -501,6 +525,179 @@ class Loader:
         self.error("unknown_action", f"unknown action '{verb}'", self.pos.key(node, verb),
                    suggest(verb, ["decide", "escalate", "assert", "effect"]))
         return []
+
+    # -- decision tables ---------------------------------------------------------------------------
+    def load_tables(self, doc: Any, types: dict[str, FactType], rules: list[Rule]) -> list[Table]:
+        """Each table row becomes an ordinary rule ``TABLE#N`` appended to ``rules``."""
+        node = doc.get("tables")
+        if node is None:
+            return []
+        if not isinstance(node, list):
+            self.error("bad_shape", "tables must be a list of decision tables", self.pos.value(doc, "tables"))
+            return []
+        names = {r.name for r in rules}
+        out: list[Table] = []
+        for i in range(len(node)):
+            table = self.load_table(node, i, types, names)
+            if table is None:
+                continue
+            out.append(table)
+            for row, when in table.rules_text():
+                rule = self.table_rule(table, row, when, types, len(rules))
+                if rule is not None:
+                    rules.append(rule)
+                    names.add(rule.name)
+        return out
+
+    def load_table(self, parent: Any, i: int, types: dict[str, FactType], names: set[str]) -> Table | None:
+        where = self.pos.value(parent, i)
+        tnode = parent[i]
+        if not isinstance(tnode, dict):
+            self.error("bad_shape", "a decision table is a mapping with name, inputs, outputs and rows", where)
+            return None
+        self.check_keys(tnode, TABLE_KEYS, "a decision table")
+        name = tnode.get("name")
+        if not isinstance(name, str) or not NAME_TABLE.match(name):
+            self.error("bad_name", "each table needs a 'name:' (letters, digits, - _ .)", where)
+            return None
+        if any(n == name or n.startswith(f"{name}#") for n in names):
+            self.error("duplicate_rule", f"'{name}' is already the name of a rule or table", self.pos.value(tnode,
+                                                                                                          "name"))
+            return None
+        hit = tnode.get("hit", "unique")
+        if hit not in HIT_POLICIES:
+            self.error("bad_value", f"hit must be one of {', '.join(HIT_POLICIES)}", self.pos.value(tnode, "hit"),
+                       suggest(str(hit), list(HIT_POLICIES)))
+            return None
+        priority = tnode.get("priority", 0)
+        if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:
+            self.error("bad_value", "priority must be a whole number from -1000 to 1000",
+                       self.pos.value(tnode, "priority"))
+            priority = 0
+        when = tnode.get("when", "")
+        if not isinstance(when, str):
+            self.error("bad_value", "when must be a condition", self.pos.value(tnode, "when"))
+            return None
+        if when:
+            try:
+                analyse(parse(when), types)
+            except ExprError as e:
+                self.errors.append(BatonError(e.code, e.message, self.pos.text_start(tnode, "when").shifted(
+                    when, e.offset), e.hint))
+                return None
+        inputs: list[Column] = []
+        outputs: list[Column] = []
+        for key, heads, sink in (("inputs", (), inputs), ("outputs", (*PROPOSALS,), outputs)):
+            cols = tnode.get(key)
+            if not isinstance(cols, list) or (key == "outputs" and not cols):
+                self.error("missing_key", f"table '{name}' needs '{key}:' (a list of TYPE.field columns)", where)
+                return None
+            for k, text in enumerate(cols):
+                try:
+                    col = column_ref(text, types, heads)
+                except ValueError as e:
+                    self.error("unknown_field" if "has no field" in str(e) else "unknown_fact_type"
+                               if "unknown fact type" in str(e) else "bad_value", str(e), self.pos.value(cols, k))
+                    return None
+                if key == "inputs" and col.spec is not None and col.spec.kind == "list":
+                    self.error("type_mismatch", f"{col.ref} is a list; a table column tests single values",
+                               self.pos.value(cols, k))
+                    return None
+                sink.append(col)
+        heads_used = {c.head for c in outputs}
+        if len(heads_used) != 1:
+            self.error("bad_value", f"table '{name}': outputs must all be fields of one fact type, or all "
+                       "decide.KEY / escalate.KEY", self.pos.value(tnode, "outputs"))
+            return None
+        head = outputs[0].head
+        if head not in PROPOSALS and (head in BUILTIN_TYPES):
+            self.error("bad_value", f"table '{name}' cannot assert the built-in '{head}'",
+                       self.pos.value(tnode, "outputs"))
+            return None
+        if hit == "collect" and head in PROPOSALS:
+            self.error("bad_value", f"table '{name}': hit: collect gathers facts; it cannot {head}",
+                       self.pos.value(tnode, "hit"), "assert a fact per row, or use hit: first / priority")
+            return None
+        if head == "escalate" and not any(c.field == "queue" for c in outputs):
+            self.error("missing_key", f"table '{name}': escalate outputs need an escalate.queue column",
+                       self.pos.value(tnode, "outputs"))
+            return None
+        rows_node = tnode.get("rows")
+        if not isinstance(rows_node, list) or not rows_node:
+            self.error("missing_key", f"table '{name}' needs 'rows:' (a list of rows of cells)", where)
+            return None
+        rows: list[Row] = []
+        width = len(inputs) + len(outputs)
+        for j, raw in enumerate(rows_node):
+            rwhere = self.pos.value(rows_node, j)
+            if not isinstance(raw, list) or len(raw) != width:
+                self.error("bad_shape", f"table '{name}' row {j + 1}: {width} cells expected ({len(inputs)} inputs, "
+                           f"{len(outputs)} outputs), found {len(raw) if isinstance(raw, list) else 'no list'}",
+                           rwhere)
+                continue
+            ok = True
+            cells = []
+            for k, col in enumerate(inputs):
+                assert col.spec is not None
+                try:
+                    cells.append(parse_cell(plain(raw[k]), col.spec, col.ref))
+                except ValueError as e:
+                    self.error("bad_cell", f"table '{name}' row {j + 1}: {e}", self.pos.value(raw, k),
+                               "cells: -, a value, > 5000, [1000..5000), gold, silver, not gold")
+                    ok = False
+            values = [parse_output(plain(raw[len(inputs) + k]), col) for k, col in enumerate(outputs)]
+            if not ok:
+                continue
+            row = Row(j + 1, cells, values, rwhere)
+            if head not in PROPOSALS:
+                try:
+                    types[head].validate(plain(self.payload(outputs, values)), f"{name}#{j + 1}")
+                except BatonError as e:
+                    self.error(e.code, f"table '{name}' row {j + 1}: {e.message}", rwhere)
+                    continue
+            rows.append(row)
+        ranking: list[object] = []
+        if hit == "priority":
+            first = outputs[0]
+            raw_rank = tnode.get("ranking")
+            if isinstance(raw_rank, list) and raw_rank:
+                ranking = list(plain(raw_rank))
+            elif first.spec is not None and first.spec.enum:
+                ranking = list(first.spec.enum)
+            else:
+                self.error("missing_key", f"table '{name}': hit: priority needs 'ranking:' (the values of "
+                           f"{first.ref}, highest first)", where, "or make the first output an enum field")
+                return None
+            unranked = sorted({str(r.outputs[0]) for r in rows if r.outputs[0] not in ranking})
+            if unranked:
+                self.error("bad_value", f"table '{name}': ranking does not list {', '.join(unranked)}", where)
+                return None
+        if len(rows) != len(rows_node):
+            return None
+        table = Table(str(name), str(hit), priority, when, inputs, outputs, rows, ranking, where,
+                      str(tnode.get("description") or ""))
+        for problem in analyse_table(table):
+            (self.errors if problem.code == "table_overlap" else self.warnings).append(problem)
+        return table
+
+    @staticmethod
+    def payload(outputs: list[Column], values: list[object]) -> dict[str, object]:
+        return {col.field: v for col, v in zip(outputs, values, strict=True) if v is not None}
+
+    def table_rule(self, table: Table, row: Row, when: str, types: dict[str, FactType], index: int) -> Rule | None:
+        try:
+            condition = analyse(parse(when), types)
+        except ExprError as e:
+            self.error(e.code, f"table '{table.name}' row {row.number}: {e.message} in: {when}", row.where, e.hint)
+            return None
+        payload = dict(table.payload(row))
+        if table.head in PROPOSALS:
+            reason = payload.pop("reason", "")
+            step = Step(table.head, payload=payload, reason=str(reason or ""))
+        else:
+            step = Step("assert", payload=types[table.head].validate(payload, table.rule_name(row)),
+                        fact_type=table.head)
+        return Rule(table.rule_name(row), index, table.priority, when, condition, [step], row.where)
 
     # -- tests -------------------------------------------------------------------------------------
     def load_tests(self, doc: Any, rules: list[Rule], models: dict[str, ModelAction],

@@ -1,0 +1,272 @@
+"""Static analysis of a compiled ruleset: warnings an analyst should see before publishing.
+
+- ``never_fires``: every branch of a rule's condition is contradictory (``x > 10 and x < 5``,
+  ``tier == "gold" and tier == "standard"``, ``policy.active and not policy.active``).
+- ``shadowed``: a rule whose only effect is a proposal, and a rule that fires whenever it does
+  (same or fewer facts, a weaker condition) proposes with higher precedence: its proposal never wins.
+- ``unused_fact``: a fact type something produces (assert, model, tool, table) that no condition,
+  prompt or effect reads.
+- ``unused_action``: a model or tool action no rule calls.
+- decision-table gaps and unreachable rows come from :mod:`engine.language.tables`.
+
+The reasoning is over the parts of a condition it understands exactly — comparisons of one field with
+literals, ``in`` lists, boolean fields, ``exists`` — and is conservative elsewhere: a part it cannot
+read never makes it claim a rule is dead or shadowed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from engine.errors import BatonError
+from engine.language.check import Branch
+from engine.language.expr import Binary, BoolOp, Exists, ListLit, Lit, Node, Not, Ref
+from engine.language.types import BUILTIN_TYPES
+from engine.model import Rule, Ruleset
+
+Key = tuple[str, str]  # (binding, field)
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+@dataclass(slots=True)
+class Domain:
+    """What a conjunction allows for one field: an interval with exclusions (numbers), or a set (strings)."""
+
+    lo: float = -math.inf
+    lo_closed: bool = False
+    hi: float = math.inf
+    hi_closed: bool = False
+    num_excluded: set[float] = field(default_factory=set)
+    allowed: set[object] | None = None  # None: any value (strings, booleans)
+    excluded: set[object] = field(default_factory=set)
+
+    def add_bound(self, op: str, x: float) -> None:
+        if op in (">", ">="):
+            closed = op == ">="
+            if x > self.lo or (x == self.lo and not closed):
+                self.lo, self.lo_closed = x, closed
+        elif op in ("<", "<="):
+            closed = op == "<="
+            if x < self.hi or (x == self.hi and not closed):
+                self.hi, self.hi_closed = x, closed
+        elif op == "==":
+            self.add_bound(">=", x)
+            self.add_bound("<=", x)
+        elif op == "!=":
+            self.num_excluded.add(x)
+
+    def allow(self, values: Iterable[object]) -> None:
+        vs = set(values)
+        self.allowed = vs if self.allowed is None else self.allowed & vs
+
+    def empty(self) -> bool:
+        if self.lo > self.hi or (self.lo == self.hi and not (self.lo_closed and self.hi_closed)):
+            return True
+        if self.lo == self.hi and self.lo in self.num_excluded:
+            return True
+        return self.allowed is not None and not (self.allowed - self.excluded)
+
+    def within(self, other: Domain) -> bool:
+        """Every value this domain allows, ``other`` allows too."""
+        if other.lo > -math.inf and (self.lo < other.lo or (self.lo == other.lo and self.lo_closed
+                                                            and not other.lo_closed)):
+            return False
+        if other.hi < math.inf and (self.hi > other.hi or (self.hi == other.hi and self.hi_closed
+                                                           and not other.hi_closed)):
+            return False
+        for x in other.num_excluded:
+            inside = (x > self.lo or (self.lo_closed and x == self.lo)) and (x < self.hi or (self.hi_closed
+                                                                                          and x == self.hi))
+            if inside and x not in self.num_excluded:
+                return False
+        if other.allowed is not None and (self.allowed is None or not (self.allowed - self.excluded)
+                                          <= other.allowed):
+            return False
+        if other.excluded:
+            mine = None if self.allowed is None else self.allowed - self.excluded
+            if mine is None:
+                if not other.excluded <= self.excluded:
+                    return False
+            elif mine & other.excluded:
+                return False
+        return True
+
+
+@dataclass(slots=True)
+class Conj:
+    """A branch read as per-field domains; ``exact`` is False when some part was not understood."""
+
+    types: dict[str, str]  # binding -> fact type
+    domains: dict[Key, Domain] = field(default_factory=dict)
+    exact: bool = True
+    negations: bool = False
+
+    def domain(self, key: Key) -> Domain:
+        return self.domains.setdefault(key, Domain())
+
+    def contradictory(self) -> bool:
+        return any(d.empty() for d in self.domains.values())
+
+
+def _lit(node: Node) -> object:
+    return node.value if isinstance(node, Lit) else None
+
+
+def read_part(conj: Conj, node: Node) -> None:
+    if isinstance(node, BoolOp) and node.op == "and":
+        for o in node.operands:
+            read_part(conj, o)
+        return
+    if isinstance(node, Exists):
+        if node.negated:
+            conj.negations = True
+            conj.exact = False
+        return
+    if isinstance(node, Ref):  # a boolean field on its own
+        conj.domain((node.binding, node.field)).allow([True])
+        return
+    if isinstance(node, Not) and isinstance(node.operand, Ref):
+        conj.domain((node.operand.binding, node.operand.field)).allow([False])
+        return
+    if isinstance(node, Binary):
+        left, right, op = node.left, node.right, node.op
+        if isinstance(left, Lit) and isinstance(right, Ref) and op in _FLIP:
+            left, right, op = right, left, _FLIP[op]
+        if isinstance(left, Ref) and isinstance(right, Lit):
+            value = right.value
+            d = conj.domain((left.binding, left.field))
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                d.add_bound(op, float(value))
+                return
+            if op == "==":
+                d.allow([value])
+                return
+            if op == "!=":
+                d.excluded.add(value)
+                return
+        if isinstance(left, Ref) and isinstance(right, ListLit) and op in ("in", "not in") and all(
+                isinstance(i, Lit) for i in right.items):
+            values = [_lit(i) for i in right.items]
+            d = conj.domain((left.binding, left.field))
+            if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                conj.exact = False
+                return
+            if op == "in":
+                d.allow(values)
+            else:
+                d.excluded.update(values)
+            return
+    conj.exact = False
+
+
+def read_branch(branch: Branch) -> Conj:
+    conj = Conj(dict(branch.bindings))
+    for part in branch.parts:
+        read_part(conj, part)
+    return conj
+
+
+def _proposes(rule: Rule) -> bool:
+    return any(s.kind in ("decide", "escalate") for s in rule.steps)
+
+
+def _only_proposes(rule: Rule) -> bool:
+    return bool(rule.steps) and all(s.kind in ("decide", "escalate") for s in rule.steps)
+
+
+def _implies(narrow: Conj, wide: Conj) -> bool:
+    """Whenever ``narrow`` holds on some facts, ``wide`` holds on (a subset of) the same facts."""
+    if not wide.exact:
+        return False
+    # every fact wide needs must be one narrow has, by type, with no aliases on either side
+    if any(b != t for b, t in wide.types.items()) or any(b != t for b, t in narrow.types.items()):
+        return False
+    if not set(wide.types) <= set(narrow.types):
+        return False
+    for key, wd in wide.domains.items():
+        nd = narrow.domains.get(key, Domain())
+        if not nd.within(wd):
+            return False
+    return True
+
+
+def analyse_ruleset(rs: Ruleset) -> list[BatonError]:
+    warnings: list[BatonError] = []
+    reads: dict[str, list[Conj]] = {r.name: [read_branch(b) for b in r.condition.branches] for r in rs.rules}
+    dead: set[str] = set()
+    for rule in rs.rules:
+        if "#" in rule.name and any(t.rule_name(row) == rule.name for t in rs.tables for row in t.rows):
+            continue  # table rows have their own exact analysis (gaps, unreachable rows)
+        if reads[rule.name] and all(c.contradictory() for c in reads[rule.name]):
+            dead.add(rule.name)
+            warnings.append(BatonError("never_fires", f"rule '{rule.name}' can never fire: its condition "
+                                       "contradicts itself", rule.where, "check the comparisons on each field"))
+    order = sorted(rs.rules, key=lambda r: (-r.priority, r.index))
+    for k, rule in enumerate(order):
+        if rule.name in dead or not _only_proposes(rule):
+            continue
+        for winner in order[:k]:
+            if winner.name in dead or not _proposes(winner) or len(reads[winner.name]) != 1:
+                continue
+            wide = reads[winner.name][0]
+            if all(_implies(c, wide) for c in reads[rule.name]):
+                why = ("a higher priority" if winner.priority > rule.priority else "the same priority, written "
+                       "earlier,")
+                warnings.append(BatonError(
+                    "shadowed", f"rule '{rule.name}' never wins: whenever it fires, '{winner.name}' fires too and "
+                    f"its proposal has {why}", rule.where,
+                    f"narrow '{winner.name}', or raise the priority of '{rule.name}'"))
+                break
+    warnings.extend(_unused(rs))
+    return warnings
+
+
+_TEMPLATE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _unused(rs: Ruleset) -> list[BatonError]:
+    out: list[BatonError] = []
+    read: set[str] = set()
+    for rule in rs.rules:
+        for branch in rule.condition.branches:
+            read.update(branch.bindings.values())
+        read.update(rule.condition.negated_types)
+        read.update(rule.condition.aliases.values())
+    texts = [m.prompt for m in rs.models.values()]
+    for rule in rs.rules:
+        for step in rule.steps:
+            texts.extend(str(v) for v in step.payload.values() if isinstance(v, str) and "{{" in v)
+    for text in texts:
+        read.update(n for n in _TEMPLATE_NAME.findall(text) if n in rs.types)
+    if any("facts" in _TEMPLATE_NAME.findall(t) for t in texts):
+        return out + _unused_actions(rs)  # a template reading every fact uses them all
+    produced: dict[str, str] = {}
+    for rule in rs.rules:
+        for step in rule.steps:
+            if step.kind == "assert":
+                produced.setdefault(step.fact_type, f"rule '{rule.name}' asserts it")
+    for m in rs.models.values():
+        produced.setdefault(m.produces, f"model '{m.name}' produces it")
+    for t in rs.tools.values():
+        produced.setdefault(t.produces, f"tool '{t.name}' produces it")
+    for tname, how in produced.items():
+        if tname and tname not in read and tname not in BUILTIN_TYPES:
+            ft = rs.types.get(tname)
+            out.append(BatonError("unused_fact", f"fact type '{tname}' is produced ({how}) but no rule, prompt or "
+                                  "effect reads it", ft.where if ft else None, "use it in a condition, or stop "
+                                  "producing it"))
+    return out + _unused_actions(rs)
+
+
+def _unused_actions(rs: Ruleset) -> list[BatonError]:
+    called = {s.action for r in rs.rules for s in r.steps if s.kind == "call"}
+    out = []
+    for kind, actions in (("model", rs.models), ("tool", rs.tools)):
+        for name, action in actions.items():
+            if name not in called:
+                out.append(BatonError("unused_action", f"{kind} action '{name}' is declared but no rule calls it",
+                                      action.where, "call it from a rule's then:, or remove it"))
+    return out
