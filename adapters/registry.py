@@ -1,21 +1,36 @@
-"""Ruleset versions the service can decide with: loaded from a directory and published through the API,
-all stored in the database (so every replica sees them and every version stays replayable)."""
+"""Ruleset versions the service can decide with, and the governance around them.
+
+Every version is stored in the database by content hash (so every replica sees it and it stays
+replayable forever). A version becomes live through a *publication*: an editor submits it (with a
+change note and optionally an effective date), a different person with the approver role approves
+it (four eyes), and from its effective date ``Decide`` without a version uses it. Files in the
+rulesets directory are deployed through the repository's own review, and are published on load.
+"""
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from adapters.rulesets import load_file, ruleset_files
-from adapters.store.sql import RULESETS, SqlStore
+from adapters.store.sql import PUBLICATIONS, RULESETS, SqlStore
 from engine.errors import BatonError, CompileErrors
 from engine.language.loader import load_ruleset
 from engine.loop import Engine
 from engine.model import Ruleset
+
+PENDING, PUBLISHED, REJECTED = "pending", "published", "rejected"
+
+
+class GovernanceError(BatonError):
+    """A publication step refused by the rules of governance (four eyes, wrong state)."""
 
 
 @dataclass(slots=True)
@@ -27,66 +42,166 @@ class VersionInfo:
     published_by: str | None
 
 
+@dataclass(slots=True)
+class Publication:
+    id: str
+    ruleset: str
+    version: str
+    status: str
+    submitted_by: str
+    submitted_at: float
+    note: str
+    requested_from: float | None
+    effective_from: float | None
+    decided_by: str | None
+    decided_at: float | None
+    decision_note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+_PUB_COLUMNS = [PUBLICATIONS.c[k] for k in Publication.__slots__]
+
+
 class RulesetRegistry:
     def __init__(self, store: SqlStore, refresh_s: float = 2.0) -> None:
         self.store = store
         self.engines: dict[str, Engine] = {}  # version -> engine
-        self.active: dict[str, str] = {}  # name -> version
+        # name -> [(effective_from, decided_at, version)] of published publications, in effect order
+        self.schedule: dict[str, list[tuple[float, float, str]]] = {}
         self.refresh_s = refresh_s
         self.refreshed = 0.0
         self.lock = threading.Lock()
 
     # -- loading -----------------------------------------------------------------------------------
     def load_directory(self, directory: Path) -> list[Ruleset]:
-        """Compile every ruleset file; a version not yet stored is stored and published."""
+        """Compile every ruleset file; a version never published before is published now."""
         loaded = []
         for path in ruleset_files([directory]):
             rs = load_file(path)
-            self.publish(rs, by=f"file:{path.name}", only_if_new=True)
+            self.publish_reviewed(rs, by=f"file:{path.name}")
             loaded.append(rs)
         return loaded
 
-    def publish(self, rs: Ruleset, by: str, only_if_new: bool = False) -> VersionInfo:
+    def _store_version(self, conn: sa.Connection, rs: Ruleset, now: float) -> None:
+        if conn.execute(sa.select(RULESETS.c.version).where(RULESETS.c.version == rs.version)).first() is None:
+            conn.execute(RULESETS.insert().values(version=rs.version, name=rs.name, source=rs.source, loaded_at=now))
+
+    def publish_reviewed(self, rs: Ruleset, by: str) -> VersionInfo:
+        """Publish a version reviewed elsewhere (a deployed file), unless it was ever published."""
         now = time.time()
         with self.store.writer.begin() as conn:
-            row = conn.execute(sa.select(RULESETS.c.published_at).where(RULESETS.c.version == rs.version)).first()
-            if row is None:
-                conn.execute(RULESETS.insert().values(version=rs.version, name=rs.name, source=rs.source,
-                                                      loaded_at=now, published_at=now, published_by=by))
-            elif not only_if_new:
-                conn.execute(RULESETS.update().where(RULESETS.c.version == rs.version)
-                             .values(published_at=now, published_by=by))
-        with self.lock:
-            self.engines.setdefault(rs.version, Engine(rs))
+            self._store_version(conn, rs, now)
+            published = conn.execute(sa.select(PUBLICATIONS.c.id).where(
+                PUBLICATIONS.c.version == rs.version, PUBLICATIONS.c.status == PUBLISHED)).first()
+            if published is None:
+                conn.execute(PUBLICATIONS.insert().values(
+                    id=_new_id(), ruleset=rs.name, version=rs.version, status=PUBLISHED, submitted_by=by,
+                    submitted_at=now, note="deployed from the rulesets directory", requested_from=None,
+                    effective_from=now, decided_by=by, decided_at=now, decision_note="reviewed in the repository"))
+                self._mark_published(conn, rs.version, now, by)
+        self._remember(rs)
         self.refresh(force=True)
         info = self.info(rs.name, rs.version)
         assert info is not None
         return info
 
+    def submit(self, rs: Ruleset, by: str, note: str = "", effective_from: float | None = None) -> Publication:
+        """Store a version and ask for it to be published; it is live only once someone else approves it."""
+        now = time.time()
+        with self.store.writer.begin() as conn:
+            self._store_version(conn, rs, now)
+            pending = conn.execute(sa.select(*_PUB_COLUMNS).where(
+                PUBLICATIONS.c.version == rs.version, PUBLICATIONS.c.status == PENDING)).first()
+            if pending is not None:
+                return Publication(*pending)  # submitting the same version again is the same request
+            pub_id = _new_id()
+            conn.execute(PUBLICATIONS.insert().values(
+                id=pub_id, ruleset=rs.name, version=rs.version, status=PENDING, submitted_by=by, submitted_at=now,
+                note=note, requested_from=effective_from, effective_from=None, decided_by=None, decided_at=None,
+                decision_note=""))
+        self._remember(rs)
+        found = self.publication(pub_id)
+        assert found is not None
+        return found
+
+    def decide(self, pub_id: str, by: str, approve: bool, note: str = "") -> Publication:
+        """Approve or reject a pending publication. The person who submitted it may do neither."""
+        now = time.time()
+        with self.store.writer.begin() as conn:
+            row = conn.execute(sa.select(*_PUB_COLUMNS).where(PUBLICATIONS.c.id == pub_id)).first()
+            if row is None:
+                raise BatonError("unknown_publication", f"no publication {pub_id!r}")
+            pub = Publication(*row)
+            if pub.status != PENDING:
+                raise GovernanceError("not_pending", f"publication {pub_id} is already {pub.status} "
+                                      f"(by {pub.decided_by})")
+            if by == pub.submitted_by:
+                raise GovernanceError("four_eyes", f"{by} submitted this version and cannot also "
+                                      f"{'approve' if approve else 'reject'} it; another approver must")
+            effective = max(pub.requested_from or now, now) if approve else None
+            done = conn.execute(PUBLICATIONS.update().where(PUBLICATIONS.c.id == pub_id,
+                                                            PUBLICATIONS.c.status == PENDING).values(
+                status=PUBLISHED if approve else REJECTED, decided_by=by, decided_at=now, decision_note=note,
+                effective_from=effective)).rowcount
+            if done != 1:
+                raise GovernanceError("not_pending", f"publication {pub_id} was decided concurrently")
+            if approve:
+                self._mark_published(conn, pub.version, now, pub.submitted_by)
+        self.refresh(force=True)
+        found = self.publication(pub_id)
+        assert found is not None
+        return found
+
+    @staticmethod
+    def _mark_published(conn: sa.Connection, version: str, now: float, by: str) -> None:
+        conn.execute(RULESETS.update().where(RULESETS.c.version == version, RULESETS.c.published_at.is_(None))
+                     .values(published_at=now, published_by=by))
+
+    def _remember(self, rs: Ruleset) -> None:
+        with self.lock:
+            self.engines.setdefault(rs.version, Engine(rs))
+
     def refresh(self, force: bool = False) -> None:
-        """Re-read which version of each ruleset is active (published latest), at most every refresh_s."""
+        """Re-read the published schedule of every ruleset, at most every refresh_s."""
         now = time.monotonic()
         if not force and now - self.refreshed < self.refresh_s:
             return
-        r = RULESETS.c
+        p = PUBLICATIONS.c
         with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(r.name, r.version).where(r.published_at.is_not(None))
-                                .order_by(r.name, r.published_at, r.loaded_at)).all()
-        active = {}
-        for name, version in rows:
-            active[name] = version  # the last published wins
+            rows = conn.execute(sa.select(p.ruleset, p.effective_from, p.decided_at, p.version)
+                                .where(p.status == PUBLISHED)).all()
+        schedule: dict[str, list[tuple[float, float, str]]] = {}
+        for name, effective, decided, version in rows:
+            schedule.setdefault(name, []).append((float(effective), float(decided or 0), version))
+        for entries in schedule.values():
+            entries.sort()
         with self.lock:
-            self.active = active
+            self.schedule = schedule
             self.refreshed = now
 
     # -- lookups -----------------------------------------------------------------------------------
-    def engine(self, name: str, version: str = "") -> Engine:
-        """The engine for a ruleset's active version, or a given version (hash or 8+ character prefix)."""
+    def active_version(self, name: str, at: float | None = None) -> str:
+        """The version of ``name`` in effect at ``at`` (now by default): the latest effective publication."""
+        entries = self.schedule.get(name, [])
+        at = time.time() if at is None else at
+        k = bisect.bisect_right(entries, (at, float("inf"), "~"))
+        return entries[k - 1][2] if k else ""
+
+    @property
+    def active(self) -> dict[str, str]:
+        now = time.time()
+        return {name: v for name in self.schedule if (v := self.active_version(name, now))}
+
+    def engine(self, name: str, version: str = "", at: float | None = None) -> Engine:
+        """The engine for a ruleset's version in effect (at ``at``), or a given version (hash or prefix)."""
         self.refresh()
         if not version:
-            version = self.active.get(name, "")
+            version = self.active_version(name, at)
             if not version:
-                raise BatonError("unknown_ruleset", f"no ruleset named {name!r}")
+                raise BatonError("unknown_ruleset", f"no ruleset named {name!r} is in effect" if name in
+                                 self.schedule else f"no ruleset named {name!r}")
         full = self.resolve(version)
         engine = self.engine_for(full)
         if name and engine.ruleset.name != name:
@@ -135,3 +250,23 @@ class RulesetRegistry:
             rows = conn.execute(sa.select(r.name, r.version, r.loaded_at, r.published_at, r.published_by)
                                 .order_by(r.name, r.loaded_at)).all()
         return [VersionInfo(*row) for row in rows]
+
+    def publication(self, pub_id: str) -> Publication | None:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(sa.select(*_PUB_COLUMNS).where(PUBLICATIONS.c.id == pub_id)).first()
+        return Publication(*row) if row else None
+
+    def publications(self, name: str = "", status: str = "", version: str = "") -> list[Publication]:
+        query = sa.select(*_PUB_COLUMNS).order_by(PUBLICATIONS.c.submitted_at.desc())
+        if name:
+            query = query.where(PUBLICATIONS.c.ruleset == name)
+        if status:
+            query = query.where(PUBLICATIONS.c.status == status)
+        if version:
+            query = query.where(PUBLICATIONS.c.version == version)
+        with self.store.engine.connect() as conn:
+            return [Publication(*row) for row in conn.execute(query).all()]
+
+
+def _new_id() -> str:
+    return f"pub-{time.time_ns():x}-{uuid.uuid4().hex[:8]}"

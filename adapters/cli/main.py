@@ -12,6 +12,7 @@ import typer
 
 from adapters.cli.bench import bench
 from adapters.cli.common import err, fail, out, print_compile_errors, print_warnings
+from adapters.cli.governance_cmds import rulesets_app, shadow_app, table_app
 from adapters.cli.store_cmds import effects_app, escalations_app, impact_cmd, log_app, open_store, replay_cmd
 from adapters.rulesets import display, find_ruleset, load_file, ruleset_files
 from adapters.system import SystemClock, TimeOrderedIds
@@ -25,6 +26,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Baton: a rul
 app.add_typer(log_app, name="log")
 app.add_typer(escalations_app, name="escalations")
 app.add_typer(effects_app, name="effects")
+app.add_typer(rulesets_app, name="rulesets")
+app.add_typer(table_app, name="table")
+app.add_typer(shadow_app, name="shadow")
 app.command("replay")(replay_cmd)
 app.command("impact")(impact_cmd)
 app.command("bench")(bench)

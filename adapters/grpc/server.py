@@ -31,6 +31,7 @@ from adapters.grpc.service import Services, generic_handlers
 from adapters.logs import flush_decision_log, setup_logging
 from adapters.metrics import serve_metrics
 from adapters.registry import RulesetRegistry
+from adapters.shadow import Shadows
 from adapters.store.sql import SqlStore
 from adapters.store.writer import GroupWriter
 from adapters.system import SystemClock, TimeOrderedIds
@@ -90,10 +91,12 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
         models = tools = TracedPorts(tracer, models, tools)
     clock, ids = SystemClock(), TimeOrderedIds()
     escalations = Escalations(store, writer, registry, models, tools, clock, ids)
+    shadows = Shadows(store, registry)
     services = Services(store, writer, registry, auth, models, tools, clock, ids,
                         max_inflight=cfg.limits.max_inflight, step_limit=cfg.limits.step_limit,
                         escalations=escalations, default_deadline_s=cfg.limits.deadline_s,
-                        max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd, tracer=tracer)
+                        max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd, tracer=tracer,
+                        shadows=shadows)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1), ("grpc.max_receive_message_length", 8 << 20)])
     server.add_generic_rpc_handlers(generic_handlers(services))
     health = HealthServicer()
@@ -120,6 +123,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    shadows.start()
     sweeper = asyncio.create_task(_sweep_slas(escalations, cfg.sla_check_s, stop))
     effects = effect_connectors(cfg, base)
     outbox = asyncio.create_task(OutboxWorker(store, effects).run(stop))
@@ -131,6 +135,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
     say(f"baton {os.getpid()}: shutting down, finishing in-flight decisions")
     await health.enter_graceful_shutdown()
     await server.stop(GRACE_S)
+    await shadows.stop()
     writer.close()
     store.close()
     flush_decision_log()

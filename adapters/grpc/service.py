@@ -23,12 +23,14 @@ from adapters.grpc import convert
 from adapters.grpc.auth import Auth, AuthError, Identity
 from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
 from adapters.logs import log_decision
-from adapters.registry import RulesetRegistry
+from adapters.registry import GovernanceError, Publication, RulesetRegistry
+from adapters.shadow import Shadows
 from adapters.store.sql import Conflict, SqlStore
 from adapters.store.writer import GroupWriter
 from adapters.tracing import annotate, decision_span
 from engine.errors import BatonError, CompileErrors, InvalidInput, Overloaded
 from engine.explain import why
+from engine.language.diff import diff_sources
 from engine.language.loader import load_ruleset
 from engine.loop import Engine, Limits
 from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
@@ -37,7 +39,8 @@ from engine.replay import replay, what_if
 log = logging.getLogger("baton.grpc")
 Ctx = grpc.aio.ServicerContext[Any, Any]
 DEADLINE_MARGIN_S = 0.05
-NOT_FOUND_CODES = {"unknown_ruleset", "unknown_version", "unknown_decision", "unknown_rule", "unknown_escalation"}
+NOT_FOUND_CODES = {"unknown_ruleset", "unknown_version", "unknown_decision", "unknown_rule", "unknown_escalation",
+                   "unknown_publication"}
 
 
 @dataclass(slots=True)
@@ -59,6 +62,7 @@ class Services:
     max_calls: int | None = None
     max_cost_usd: float | None = None
     tracer: Any = None  # an OpenTelemetry Tracer when tracing is configured
+    shadows: Shadows | None = None
 
 
 class Abort(Exception):
@@ -108,6 +112,9 @@ def _map_error(e: BaseException) -> Abort:
                      [(f"source:{x.where.line}:{x.where.column}", f"{x.code}: {x.message}") for x in e.errors])
     if isinstance(e, Overloaded):
         return Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, e.message)
+    if isinstance(e, GovernanceError):
+        code = grpc.StatusCode.PERMISSION_DENIED if e.code == "four_eyes" else grpc.StatusCode.FAILED_PRECONDITION
+        return Abort(code, e.message)
     if isinstance(e, (NotOpen, Conflict)):
         return Abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
     if isinstance(e, BatonError) and e.code in NOT_FOUND_CODES:
@@ -202,6 +209,8 @@ class DecisionService:
             metrics.observe(record)
             request_id = _metadata(context, "x-request-id") or d.decision_id
             log_decision(record, request_id[:100], ident.name)
+            if s.shadows is not None:
+                s.shadows.offer(record)
         if saved.existing:  # a concurrent retry with the same key won the race
             stored = await asyncio.to_thread(s.store.get, saved.decision_id)
             assert stored is not None
@@ -306,12 +315,30 @@ class RulesetService:
         rs = engine.ruleset
         out = ruleset_pb2.RulesetInfo(name=rs.name, version=rs.version, description=rs.description,
                                       rules=len(rs.rules), tests=len(rs.tests),
-                                      active=self.s.registry.active.get(rs.name) == version)
+                                      active=self.s.registry.active_version(rs.name) == version)
         if info is not None:
             out.loaded_at.CopyFrom(convert.timestamp(info.loaded_at))
             if info.published_at is not None:
                 out.published_at.CopyFrom(convert.timestamp(info.published_at))
             out.published_by = info.published_by or ""
+        published = self.s.registry.publications(version=version, status="published")
+        if published:
+            latest = published[0]
+            if latest.effective_from is not None:
+                out.effective_from.CopyFrom(convert.timestamp(latest.effective_from))
+            out.approved_by = latest.decided_by or ""
+        return out
+
+    @staticmethod
+    def _publication(p: Publication) -> ruleset_pb2.Publication:
+        out = ruleset_pb2.Publication(id=p.id, ruleset=p.ruleset, version=p.version, status=p.status,
+                                      submitted_by=p.submitted_by, note=p.note, decided_by=p.decided_by or "",
+                                      decision_note=p.decision_note)
+        out.submitted_at.CopyFrom(convert.timestamp(p.submitted_at))
+        for name in ("requested_from", "effective_from", "decided_at"):
+            value = getattr(p, name)
+            if value is not None:
+                getattr(out, name).CopyFrom(convert.timestamp(value))
         return out
 
     @handler("ListRulesets")
@@ -342,18 +369,112 @@ class RulesetService:
             return ruleset_pb2.ValidateRulesetResponse(valid=False, errors=[
                 ruleset_pb2.CompileError(code=x.code, message=x.message, line=x.where.line, column=x.where.column,
                                          hint=x.hint) for x in e.errors])
-        return ruleset_pb2.ValidateRulesetResponse(valid=True, name=rs.name, version=rs.version)
+        return ruleset_pb2.ValidateRulesetResponse(valid=True, name=rs.name, version=rs.version, warnings=[
+            ruleset_pb2.CompileError(code=x.code, message=x.message, line=x.where.line, column=x.where.column,
+                                     hint=x.hint) for x in rs.warnings])
 
     @handler("PublishRuleset")
     async def PublishRuleset(self, request: ruleset_pb2.PublishRulesetRequest, context: Ctx,
                              ident: Identity) -> ruleset_pb2.PublishRulesetResponse:
         rs = load_ruleset(request.source, request.file_name or "ruleset.yaml")
+        effective = request.effective_from.ToNanoseconds() / 1e9 if request.HasField("effective_from") else None
 
-        def publish() -> ruleset_pb2.RulesetInfo:
-            self.s.registry.publish(rs, by=ident.name)
-            return self._info(rs.name, rs.version)
+        def submit() -> ruleset_pb2.PublishRulesetResponse:
+            pub = self.s.registry.submit(rs, by=ident.name, note=request.note, effective_from=effective)
+            return ruleset_pb2.PublishRulesetResponse(ruleset=self._info(rs.name, rs.version),
+                                                      publication=self._publication(pub))
 
-        return ruleset_pb2.PublishRulesetResponse(ruleset=await asyncio.to_thread(publish))
+        return await asyncio.to_thread(submit)
+
+    async def _review(self, request: Any, ident: Identity, approve: bool) -> ruleset_pb2.Publication:
+        if not request.publication_id:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "publication_id is required",
+                        [("publication_id", "required")])
+        pub = await asyncio.to_thread(self.s.registry.decide, request.publication_id, ident.name, approve,
+                                      request.note)
+        log.info("publication %s of %s@%s %s by %s", pub.id, pub.ruleset, pub.version[:12], pub.status, ident.name)
+        return self._publication(pub)
+
+    @handler("ApproveRuleset")
+    async def ApproveRuleset(self, request: ruleset_pb2.ApproveRulesetRequest, context: Ctx,
+                             ident: Identity) -> ruleset_pb2.ApproveRulesetResponse:
+        return ruleset_pb2.ApproveRulesetResponse(publication=await self._review(request, ident, True))
+
+    @handler("RejectRuleset")
+    async def RejectRuleset(self, request: ruleset_pb2.RejectRulesetRequest, context: Ctx,
+                            ident: Identity) -> ruleset_pb2.RejectRulesetResponse:
+        return ruleset_pb2.RejectRulesetResponse(publication=await self._review(request, ident, False))
+
+    @handler("ListPublications")
+    async def ListPublications(self, request: ruleset_pb2.ListPublicationsRequest, context: Ctx,
+                               ident: Identity) -> ruleset_pb2.ListPublicationsResponse:
+        pubs = await asyncio.to_thread(self.s.registry.publications, request.ruleset, request.status)
+        return ruleset_pb2.ListPublicationsResponse(publications=[self._publication(p) for p in pubs])
+
+    @handler("DiffRulesets")
+    async def DiffRulesets(self, request: ruleset_pb2.DiffRulesetsRequest, context: Ctx,
+                           ident: Identity) -> ruleset_pb2.DiffRulesetsResponse:
+        def build() -> ruleset_pb2.DiffRulesetsResponse:
+            if not request.from_version or not (request.to_version or request.to_source):
+                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "from_version and to_version or to_source are required",
+                            [("from_version", "required")])
+            old = self.s.registry.engine_for(self.s.registry.resolve(request.from_version)).ruleset.source
+            if request.to_source:
+                new = load_ruleset(request.to_source, "candidate.yaml").source
+            else:
+                new = self.s.registry.engine_for(self.s.registry.resolve(request.to_version)).ruleset.source
+            return ruleset_pb2.DiffRulesetsResponse(changes=[
+                ruleset_pb2.RulesetChange(kind=c.kind, what=c.what, name=c.name, details=c.details)
+                for c in diff_sources(old, new)])
+
+        return await asyncio.to_thread(build)
+
+    def _shadows(self) -> Shadows:
+        if self.s.shadows is None:
+            raise Abort(grpc.StatusCode.UNIMPLEMENTED, "shadow runs are not enabled on this server")
+        return self.s.shadows
+
+    @handler("AttachShadow")
+    async def AttachShadow(self, request: ruleset_pb2.AttachShadowRequest, context: Ctx,
+                           ident: Identity) -> ruleset_pb2.AttachShadowResponse:
+        shadows = self._shadows()
+
+        def attach() -> ruleset_pb2.AttachShadowResponse:
+            if request.source:
+                rs = load_ruleset(request.source, "shadow.yaml")
+            elif request.version:
+                rs = self.s.registry.engine_for(self.s.registry.resolve(request.version)).ruleset
+            else:
+                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "version or source is required",
+                            [("version", "required")])
+            if not self.s.registry.active_version(rs.name):
+                raise BatonError("unknown_ruleset", f"no live ruleset named {rs.name!r} to shadow")
+            info = shadows.attach(rs, ident.name)
+            out = ruleset_pb2.Shadow(id=info.id, ruleset=info.ruleset, version=info.version,
+                                     attached_by=info.attached_by)
+            out.attached_at.CopyFrom(convert.timestamp(info.attached_at))
+            return ruleset_pb2.AttachShadowResponse(shadow=out)
+
+        return await asyncio.to_thread(attach)
+
+    @handler("DetachShadow")
+    async def DetachShadow(self, request: ruleset_pb2.DetachShadowRequest, context: Ctx,
+                           ident: Identity) -> ruleset_pb2.DetachShadowResponse:
+        shadows = self._shadows()
+        version = await asyncio.to_thread(self.s.registry.resolve, request.version)
+        return ruleset_pb2.DetachShadowResponse(detached=await asyncio.to_thread(shadows.detach, version))
+
+    @handler("ShadowReport")
+    async def ShadowReport(self, request: ruleset_pb2.ShadowReportRequest, context: Ctx,
+                           ident: Identity) -> ruleset_pb2.ShadowReportResponse:
+        shadows = self._shadows()
+        version = await asyncio.to_thread(self.s.registry.resolve, request.version)
+        since = request.since.ToNanoseconds() / 1e9 if request.HasField("since") else None
+        r = await asyncio.to_thread(shadows.report, version, since)
+        return ruleset_pb2.ShadowReportResponse(
+            ruleset=r.ruleset, version=r.version, decisions=r.decisions, changed=r.changed, unanswered=r.unanswered,
+            changes=[ruleset_pb2.ImpactChange(from_outcome=a, to_outcome=b, count=n, example_decision_ids=ex)
+                     for a, b, n, ex in r.changes])
 
     async def Impact(self, request: ruleset_pb2.ImpactRequest,
                      context: Ctx) -> AsyncIterator[ruleset_pb2.ImpactResponse]:

@@ -23,7 +23,18 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 
-from adapters.store.tables import CallRow, ChainHead, DecisionRow, EscalationRow, OutboxRow, RulesetVersion, TraceRow
+from adapters.store.tables import (
+    CallRow,
+    ChainHead,
+    DecisionRow,
+    EscalationRow,
+    OutboxRow,
+    PublicationRow,
+    RulesetVersion,
+    ShadowResultRow,
+    ShadowRow,
+    TraceRow,
+)
 from engine.audit import GENESIS, canonical, chain_hash
 
 DECISIONS = DecisionRow.__table__  # type: ignore[attr-defined]
@@ -33,6 +44,9 @@ HEAD = ChainHead.__table__  # type: ignore[attr-defined]
 RULESETS = RulesetVersion.__table__  # type: ignore[attr-defined]
 ESCALATIONS = EscalationRow.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
+PUBLICATIONS = PublicationRow.__table__  # type: ignore[attr-defined]
+SHADOWS = ShadowRow.__table__  # type: ignore[attr-defined]
+SHADOW_RESULTS = ShadowResultRow.__table__  # type: ignore[attr-defined]
 MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD_FIELDS = ("ruleset", "version", "outcome", "rule", "caller", "idempotency_key", "latency_ms", "cost_usd",
                "tokens")

@@ -18,6 +18,58 @@ class RulesetVersion(SQLModel, table=True):
     published_by: str | None = Field(default=None, max_length=200)
 
 
+class PublicationRow(SQLModel, table=True):
+    """One request to make a ruleset version live: submitted by an editor, approved or rejected by another
+    person (four eyes), effective from a given time. The history regulators ask for."""
+
+    __tablename__ = "publications"
+    __table_args__ = (Index("ix_publications_ruleset_status", "ruleset", "status", "effective_from"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    ruleset: str = Field(max_length=100)
+    version: str = Field(max_length=64, index=True)
+    status: str = Field(max_length=20)  # pending | published | rejected
+    submitted_by: str = Field(max_length=200)
+    submitted_at: float
+    note: str = Field(default="", sa_column=Column(Text, nullable=False))
+    requested_from: float | None = None  # the effective date the editor asked for
+    effective_from: float | None = None  # set on approval: the later of the request and the approval
+    decided_by: str | None = Field(default=None, max_length=200)
+    decided_at: float | None = None
+    decision_note: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+class ShadowRow(SQLModel, table=True):
+    """A candidate version attached in shadow mode to a live ruleset."""
+
+    __tablename__ = "shadows"
+
+    id: str = Field(primary_key=True, max_length=40)
+    ruleset: str = Field(max_length=100, index=True)
+    version: str = Field(max_length=64)
+    attached_by: str = Field(max_length=200)
+    attached_at: float
+    detached_at: float | None = None
+
+
+class ShadowResultRow(SQLModel, table=True):
+    """A live decision evaluated again against a shadow version: recorded answers only, never effects."""
+
+    __tablename__ = "shadow_results"
+    __table_args__ = (Index("ix_shadow_results_version_created", "shadow_version", "created_at"),)
+
+    decision_id: str = Field(primary_key=True, max_length=40)
+    shadow_version: str = Field(primary_key=True, max_length=64)
+    ruleset: str = Field(max_length=100)
+    live_version: str = Field(max_length=64)
+    live_outcome: str = Field(max_length=20)
+    shadow_outcome: str = Field(max_length=20)
+    changed: bool
+    unanswered: int = 0
+    detail: str = Field(sa_column=Column(Text, nullable=False))  # JSON: both decisions and the first divergence
+    created_at: float
+
+
 class DecisionRow(SQLModel, table=True):
     __tablename__ = "decisions"
     __table_args__ = (

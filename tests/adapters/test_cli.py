@@ -160,3 +160,87 @@ def test_reviewer_and_operator_commands(tmp_path: Path) -> None:
     line = json.loads((tmp_path / "effects.jsonl").read_text())
     assert line["with"] == {"payment": "PAY-5", "approver": "carol"}
     assert runner.invoke(app, ["effects", "retry", "--db", db]).output.startswith("0 effect(s)")
+
+
+def test_check_prints_warnings_and_strict_fails(tmp_path: Path) -> None:
+    path = tmp_path / "warn.yaml"
+    path.write_text((ROOT / "rulesets/claims-triage.yaml").read_text().replace(
+        "when: not policy.active", "when: not policy.active and policy.active"))
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 0 and "1 warning(s)" in result.output
+    assert re.search(r"warn\.yaml:\d+:5: warning never_fires: rule 'inactive-policy' can never fire", result.output)
+    strict = runner.invoke(app, ["check", "--strict", str(path)])
+    assert strict.exit_code == 1 and "error never_fires" in strict.output
+
+
+def test_table_export_import_round_trip_keeps_the_file_and_refuses_bad_rows(tmp_path: Path) -> None:
+    path = tmp_path / "credit.yaml"
+    original = (ROOT / "rulesets/credit-limit.yaml").read_text()
+    path.write_text(original)
+    exported = runner.invoke(app, ["table", "export", str(path), "risk-band"])
+    assert exported.exit_code == 0, exported.output
+    lines = exported.output.splitlines()
+    assert lines[0] == "applicant.credit_score,applicant.employment,band.level"
+    assert lines[1] == '>= 740,"employed, self_employed, retired",prime' and len(lines) == 9
+    csv_path = tmp_path / "bands.csv"
+    csv_path.write_text(exported.output.replace(">= 740", ">= 750").replace("[670..740)", "[670..750)"))
+    imported = runner.invoke(app, ["table", "import", str(path), "risk-band", str(csv_path)])
+    assert imported.exit_code == 0, imported.output
+    changed = path.read_text()
+    before, after = original.splitlines(), changed.splitlines()
+    first = next(i for i, line in enumerate(before) if line.strip().startswith('- [">= 740"'))
+    assert before[:first] == after[:first] and before[first + 8:] == after[first + 8:]  # only the rows moved
+    assert after[first] == '      - [">= 750",     "employed, self_employed, retired", prime]'
+    assert after[first + 1] == '      - ["[670..750)", "employed, self_employed, retired", near_prime]'
+    from engine.language.loader import load_ruleset
+
+    old_rows = load_ruleset(original).tables[0].to_rows()
+    new_rows = load_ruleset(changed).tables[0].to_rows()
+    assert [i for i, (a, b) in enumerate(zip(old_rows, new_rows, strict=True)) if a != b] == [1, 2]
+    result = runner.invoke(app, ["rulesets", "diff", str(ROOT / "rulesets/credit-limit.yaml"), str(path)])
+    assert "~ table risk-band" in result.output and "row 1:" in result.output and "row 2:" in result.output
+    # an overlap makes the import fail and leaves the file as it was
+    csv_path.write_text(exported.output.replace("[670..740)", "[600..740)"))
+    bad = runner.invoke(app, ["table", "import", str(path), "risk-band", str(csv_path)])
+    assert bad.exit_code == 1 and "table_overlap" in bad.output and "rows 2 and 3 overlap" in bad.output
+    assert path.read_text() == changed
+    csv_path.write_text(lines[0] + "\n>= lots,student,prime\n")
+    bad = runner.invoke(app, ["table", "import", str(path), "risk-band", str(csv_path)])
+    assert bad.exit_code == 1
+    assert "bands.csv:2:1: applicant.credit_score: '>= lots' is not a number" in bad.output.replace("\n", "")
+    csv_path.write_text("score,employment,band\n")
+    bad = runner.invoke(app, ["table", "import", str(path), "risk-band", str(csv_path)])
+    assert bad.exit_code == 1 and "bands.csv:1: the header must be" in bad.output.replace("\n", "")
+    missing = runner.invoke(app, ["table", "export", str(path), "nope"])
+    assert missing.exit_code == 1 and "no decision table named 'nope'" in missing.output
+
+
+def test_rulesets_list_history_and_shadow_report_from_the_store(tmp_path: Path) -> None:
+    from adapters.registry import RulesetRegistry
+    from adapters.rulesets import load_file
+    from adapters.store.sql import SqlStore
+
+    db = str(tmp_path / "gov.db")
+    registry = RulesetRegistry(SqlStore(db))
+    live = load_file(ROOT / "rulesets/claims-triage.yaml")
+    registry.publish_reviewed(live, by="file:claims-triage.yaml")
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(live.source.replace("claim.amount > 50000", "claim.amount > 90000"))
+    pub = registry.submit(load_file(candidate), by="erin", note="raise the bar")
+    registry.decide(pub.id, by="alex", approve=True)
+    listed = runner.invoke(app, ["rulesets", "list", "--db", db, "--json"])
+    rows = json.loads(listed.output)
+    assert [(r["active"], r["approved_by"]) for r in rows] == [(False, "file:claims-triage.yaml"), (True, "alex")]
+    history = runner.invoke(app, ["rulesets", "history", "claims-triage", "--db", db, "--json"])
+    assert next((p["status"], p["submitted_by"], p["note"]) for p in json.loads(history.output)) == (
+        "published", "erin", "raise the bar")
+    diff = runner.invoke(app, ["rulesets", "diff", live.version[:12], rows[1]["version"][:12], "--db", db])
+    assert diff.exit_code == 0 and "~ rule high-risk" in diff.output and "90000" in diff.output
+    attached = runner.invoke(app, ["shadow", "attach", str(ROOT / "rulesets/claims-triage.yaml"), "--db", db,
+                                   "--by", "erin"])
+    assert attached.exit_code == 0 and "shadowing claims-triage" in attached.output
+    assert live.version[:12] in runner.invoke(app, ["shadow", "list", "--db", db]).output
+    report = runner.invoke(app, ["shadow", "report", live.version[:12], "--db", db, "--json"])
+    assert json.loads(report.output)["decisions"] == 0
+    assert "detached" in runner.invoke(app, ["shadow", "detach", live.version[:12], "--db", db]).output
+    assert runner.invoke(app, ["shadow", "report", "00000000", "--db", db]).exit_code == 1

@@ -18,8 +18,10 @@ import grpc
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS = {
     "caller": "tok-caller", "caller2": "tok-caller2", "editor": "tok-editor", "auditor": "tok-auditor",
-    "reviewer": "tok-reviewer", "admin": "tok-admin",
+    "reviewer": "tok-reviewer", "admin": "tok-admin", "approver": "tok-approver",
+    "lead": "tok-lead",  # an editor who is also an approver: four eyes still applies to their own changes
 }
+ROLES = {"caller2": "caller", "lead": "editor, approver"}
 
 
 def free_port() -> int:
@@ -56,7 +58,7 @@ def write_tokens(path: Path) -> Path:
     lines = ["tokens:"]
     for role, token in TOKENS.items():
         name = role
-        roles = "caller" if role.startswith("caller") else role
+        roles = ROLES.get(role, role)
         lines.append(f"  - {{token: {token}, name: {name}, roles: [{roles}]}}")
     path.write_text("\n".join(lines) + "\n")
     return path

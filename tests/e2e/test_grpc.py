@@ -145,11 +145,12 @@ ROLE_CALLS = {
     "VerifyLog": ("a", "VerifyLog", audit_pb2.VerifyLogRequest()),
     "ListRulesets": ("r", "ListRulesets", ruleset_pb2.ListRulesetsRequest()),
     "ValidateRuleset": ("r", "ValidateRuleset", ruleset_pb2.ValidateRulesetRequest(source="ruleset: x\n")),
+    "ListPublications": ("r", "ListPublications", ruleset_pb2.ListPublicationsRequest()),
 }
 ALLOWED = {
-    "caller": {"Decide"}, "editor": {"ListRulesets", "ValidateRuleset"},
-    "auditor": {"ListDecisions", "VerifyLog", "ListRulesets"}, "reviewer": set(),
-    "admin": set(ROLE_CALLS),
+    "caller": {"Decide"}, "editor": {"ListRulesets", "ValidateRuleset", "ListPublications"},
+    "auditor": {"ListDecisions", "VerifyLog", "ListRulesets", "ListPublications"}, "reviewer": set(),
+    "approver": {"ListRulesets", "ListPublications"}, "admin": set(ROLE_CALLS),
 }
 
 
@@ -181,10 +182,27 @@ def test_rulesets_validate_publish_get_and_impact(stubs: dict[str, object]) -> N
     summary = events[-1].summary
     assert summary.decisions == 3 and summary.changed == 3 and events[0].HasField("progress")
     assert summary.changes[0].from_outcome == "decided" and summary.changes[0].to_outcome == "decided"
-    published = r.PublishRuleset(ruleset_pb2.PublishRulesetRequest(source=candidate), metadata=metadata("editor"))
-    assert published.ruleset.active and published.ruleset.published_by == "editor"
+    published = r.PublishRuleset(ruleset_pb2.PublishRulesetRequest(source=candidate, note="raise the high-risk bar"),
+                                 metadata=metadata("editor"))
+    pub = published.publication
+    assert (pub.status, pub.submitted_by, pub.note) == ("pending", "editor", "raise the high-risk bar")
+    assert not published.ruleset.active  # pending: Decide still uses the approved version
+    before = d.Decide(decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", CLAIM)]),
+                      metadata=metadata("caller")).decision
+    assert before.version != published.ruleset.version
+    assert code_of(lambda: r.ApproveRuleset(ruleset_pb2.ApproveRulesetRequest(publication_id=pub.id),
+                                            metadata=metadata("editor"))) == grpc.StatusCode.PERMISSION_DENIED
+    approved = r.ApproveRuleset(ruleset_pb2.ApproveRulesetRequest(publication_id=pub.id, note="ok"),
+                                metadata=metadata("approver")).publication
+    assert (approved.status, approved.decided_by, approved.decision_note) == ("published", "approver", "ok")
+    assert approved.effective_from.ToNanoseconds() >= approved.decided_at.ToNanoseconds()
+    assert code_of(lambda: r.ApproveRuleset(ruleset_pb2.ApproveRulesetRequest(publication_id=pub.id),
+                                            metadata=metadata("admin"))) == grpc.StatusCode.FAILED_PRECONDITION
+    assert code_of(lambda: r.ApproveRuleset(ruleset_pb2.ApproveRulesetRequest(publication_id="pub-nope"),
+                                            metadata=metadata("approver"))) == grpc.StatusCode.NOT_FOUND
     got = r.GetRuleset(ruleset_pb2.GetRulesetRequest(name="claims-triage"), metadata=metadata("auditor"))
     assert got.ruleset.version == published.ruleset.version and "90000" in got.source
+    assert got.ruleset.active and got.ruleset.approved_by == "approver" and got.ruleset.published_by == "editor"
     after = d.Decide(decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", CLAIM)]),
                      metadata=metadata("caller")).decision
     assert after.version == published.ruleset.version and dict(after.decision) == {"route": "standard-queue"}

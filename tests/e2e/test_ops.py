@@ -103,8 +103,12 @@ def test_two_replicas_on_postgresql(tmp_path: Path, pg_url: str) -> None:
             assert again.decision_id == first.decision_id and again.idempotent_replay
             source = (ROOT / "rulesets/claims-triage.yaml").read_text().replace("claim.amount > 50000",
                                                                                  "claim.amount > 90000")
-            published = ruleset_pb2_grpc.RulesetServiceStub(ch_a).PublishRuleset(
-                ruleset_pb2.PublishRulesetRequest(source=source), metadata=metadata("editor")).ruleset
+            rulesets_a = ruleset_pb2_grpc.RulesetServiceStub(ch_a)
+            submitted = rulesets_a.PublishRuleset(ruleset_pb2.PublishRulesetRequest(source=source),
+                                                  metadata=metadata("editor"))
+            published = submitted.ruleset
+            rulesets_a.ApproveRuleset(ruleset_pb2.ApproveRulesetRequest(publication_id=submitted.publication.id),
+                                      metadata=metadata("approver"))
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 d = decision_pb2_grpc.DecisionServiceStub(ch_b).Decide(decision_pb2.DecideRequest(

@@ -60,6 +60,41 @@ class RulesetServiceStub:
                 request_serializer=baton_dot_v1_dot_ruleset__pb2.ImpactRequest.SerializeToString,
                 response_deserializer=baton_dot_v1_dot_ruleset__pb2.ImpactResponse.FromString,
                 _registered_method=True)
+        self.ApproveRuleset = channel.unary_unary(
+                '/baton.v1.RulesetService/ApproveRuleset',
+                request_serializer=baton_dot_v1_dot_ruleset__pb2.ApproveRulesetRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_ruleset__pb2.ApproveRulesetResponse.FromString,
+                _registered_method=True)
+        self.RejectRuleset = channel.unary_unary(
+                '/baton.v1.RulesetService/RejectRuleset',
+                request_serializer=baton_dot_v1_dot_ruleset__pb2.RejectRulesetRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_ruleset__pb2.RejectRulesetResponse.FromString,
+                _registered_method=True)
+        self.ListPublications = channel.unary_unary(
+                '/baton.v1.RulesetService/ListPublications',
+                request_serializer=baton_dot_v1_dot_ruleset__pb2.ListPublicationsRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_ruleset__pb2.ListPublicationsResponse.FromString,
+                _registered_method=True)
+        self.DiffRulesets = channel.unary_unary(
+                '/baton.v1.RulesetService/DiffRulesets',
+                request_serializer=baton_dot_v1_dot_ruleset__pb2.DiffRulesetsRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_ruleset__pb2.DiffRulesetsResponse.FromString,
+                _registered_method=True)
+        self.AttachShadow = channel.unary_unary(
+                '/baton.v1.RulesetService/AttachShadow',
+                request_serializer=baton_dot_v1_dot_ruleset__pb2.AttachShadowRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_ruleset__pb2.AttachShadowResponse.FromString,
+                _registered_method=True)
+        self.DetachShadow = channel.unary_unary(
+                '/baton.v1.RulesetService/DetachShadow',
+                request_serializer=baton_dot_v1_dot_ruleset__pb2.DetachShadowRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_ruleset__pb2.DetachShadowResponse.FromString,
+                _registered_method=True)
+        self.ShadowReport = channel.unary_unary(
+                '/baton.v1.RulesetService/ShadowReport',
+                request_serializer=baton_dot_v1_dot_ruleset__pb2.ShadowReportRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_ruleset__pb2.ShadowReportResponse.FromString,
+                _registered_method=True)
 
 
 class RulesetServiceServicer:
@@ -86,7 +121,9 @@ class RulesetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PublishRuleset(self, request, context):
-        """PublishRuleset stores a new version and makes it the one Decide uses; older versions stay replayable.
+        """PublishRuleset stores a new version and submits it for approval (a pending publication). It becomes
+        the version Decide uses once a different person approves it, from its effective date. Older
+        versions stay replayable.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,6 +131,55 @@ class RulesetServiceServicer:
 
     def Impact(self, request, context):
         """Impact runs a candidate over stored decisions: progress messages, then the summary.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveRuleset(self, request, context):
+        """ApproveRuleset publishes a pending publication (four eyes: not by the person who submitted it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectRuleset(self, request, context):
+        """RejectRuleset rejects a pending publication (not by the person who submitted it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPublications(self, request, context):
+        """ListPublications is the history of who submitted, approved or rejected which version, and when.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiffRulesets(self, request, context):
+        """DiffRulesets shows rule-level changes between two versions (or a version and a candidate source).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AttachShadow(self, request, context):
+        """AttachShadow evaluates every live decision of a ruleset also against a candidate version, with
+        the live decision's recorded answers only and never with effects; differences are stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DetachShadow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShadowReport(self, request, context):
+        """ShadowReport summarises the stored differences of a shadow version.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -126,6 +212,41 @@ def add_RulesetServiceServicer_to_server(servicer, server):
                     servicer.Impact,
                     request_deserializer=baton_dot_v1_dot_ruleset__pb2.ImpactRequest.FromString,
                     response_serializer=baton_dot_v1_dot_ruleset__pb2.ImpactResponse.SerializeToString,
+            ),
+            'ApproveRuleset': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveRuleset,
+                    request_deserializer=baton_dot_v1_dot_ruleset__pb2.ApproveRulesetRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_ruleset__pb2.ApproveRulesetResponse.SerializeToString,
+            ),
+            'RejectRuleset': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectRuleset,
+                    request_deserializer=baton_dot_v1_dot_ruleset__pb2.RejectRulesetRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_ruleset__pb2.RejectRulesetResponse.SerializeToString,
+            ),
+            'ListPublications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPublications,
+                    request_deserializer=baton_dot_v1_dot_ruleset__pb2.ListPublicationsRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_ruleset__pb2.ListPublicationsResponse.SerializeToString,
+            ),
+            'DiffRulesets': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffRulesets,
+                    request_deserializer=baton_dot_v1_dot_ruleset__pb2.DiffRulesetsRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_ruleset__pb2.DiffRulesetsResponse.SerializeToString,
+            ),
+            'AttachShadow': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachShadow,
+                    request_deserializer=baton_dot_v1_dot_ruleset__pb2.AttachShadowRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_ruleset__pb2.AttachShadowResponse.SerializeToString,
+            ),
+            'DetachShadow': grpc.unary_unary_rpc_method_handler(
+                    servicer.DetachShadow,
+                    request_deserializer=baton_dot_v1_dot_ruleset__pb2.DetachShadowRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_ruleset__pb2.DetachShadowResponse.SerializeToString,
+            ),
+            'ShadowReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShadowReport,
+                    request_deserializer=baton_dot_v1_dot_ruleset__pb2.ShadowReportRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_ruleset__pb2.ShadowReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +385,195 @@ class RulesetService:
             '/baton.v1.RulesetService/Impact',
             baton_dot_v1_dot_ruleset__pb2.ImpactRequest.SerializeToString,
             baton_dot_v1_dot_ruleset__pb2.ImpactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveRuleset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.RulesetService/ApproveRuleset',
+            baton_dot_v1_dot_ruleset__pb2.ApproveRulesetRequest.SerializeToString,
+            baton_dot_v1_dot_ruleset__pb2.ApproveRulesetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectRuleset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.RulesetService/RejectRuleset',
+            baton_dot_v1_dot_ruleset__pb2.RejectRulesetRequest.SerializeToString,
+            baton_dot_v1_dot_ruleset__pb2.RejectRulesetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPublications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.RulesetService/ListPublications',
+            baton_dot_v1_dot_ruleset__pb2.ListPublicationsRequest.SerializeToString,
+            baton_dot_v1_dot_ruleset__pb2.ListPublicationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffRulesets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.RulesetService/DiffRulesets',
+            baton_dot_v1_dot_ruleset__pb2.DiffRulesetsRequest.SerializeToString,
+            baton_dot_v1_dot_ruleset__pb2.DiffRulesetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachShadow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.RulesetService/AttachShadow',
+            baton_dot_v1_dot_ruleset__pb2.AttachShadowRequest.SerializeToString,
+            baton_dot_v1_dot_ruleset__pb2.AttachShadowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DetachShadow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.RulesetService/DetachShadow',
+            baton_dot_v1_dot_ruleset__pb2.DetachShadowRequest.SerializeToString,
+            baton_dot_v1_dot_ruleset__pb2.DetachShadowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShadowReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.RulesetService/ShadowReport',
+            baton_dot_v1_dot_ruleset__pb2.ShadowReportRequest.SerializeToString,
+            baton_dot_v1_dot_ruleset__pb2.ShadowReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,213 @@
+"""Shadow runs: every live decision of a ruleset is evaluated again against attached candidate versions.
+
+A shadow evaluation never touches the live decision: it runs after the live decision is stored and
+answered, on the live decision's recorded model and tool answers only (a call the candidate makes
+that the live decision did not is *unanswered*, never made live), and its effects are never
+delivered (only stored decisions have outbox rows). What differs is stored in ``shadow_results``
+and summarised by ``baton shadow report`` / ``ShadowReport``. Work is bounded: when the queue is
+full, shadow evaluations are dropped and counted (``baton_shadow_dropped_total``), never queued
+without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from adapters import metrics
+from adapters.registry import RulesetRegistry
+from adapters.store.sql import RULESETS, SHADOW_RESULTS, SHADOWS, SqlStore
+from engine.errors import BatonError
+from engine.model import Ruleset
+from engine.replay import what_if
+
+log = logging.getLogger("baton.shadow")
+
+
+@dataclass(slots=True)
+class ShadowInfo:
+    id: str
+    ruleset: str
+    version: str
+    attached_by: str
+    attached_at: float
+
+
+@dataclass(slots=True)
+class ShadowReport:
+    ruleset: str
+    version: str
+    decisions: int = 0
+    changed: int = 0
+    unanswered: int = 0
+    changes: list[tuple[str, str, int, list[str]]] = field(default_factory=list)  # from, to, count, examples
+
+
+class Shadows:
+    def __init__(self, store: SqlStore, registry: RulesetRegistry, queue_size: int = 1000,
+                 refresh_s: float = 2.0) -> None:
+        self.store = store
+        self.registry = registry
+        self.queue_size = queue_size
+        self.refresh_s = refresh_s
+        self.by_ruleset: dict[str, list[str]] = {}
+        self.refreshed = 0.0
+        self.lock = threading.Lock()
+        self.queue: asyncio.Queue[Mapping[str, Any]] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    # -- attaching ---------------------------------------------------------------------------------
+    def attach(self, rs: Ruleset, by: str) -> ShadowInfo:
+        now = time.time()
+        with self.store.writer.begin() as conn:
+            if conn.execute(sa.select(RULESETS.c.version).where(RULESETS.c.version == rs.version)).first() is None:
+                conn.execute(RULESETS.insert().values(version=rs.version, name=rs.name, source=rs.source,
+                                                      loaded_at=now))
+            row = conn.execute(sa.select(SHADOWS.c.id, SHADOWS.c.ruleset, SHADOWS.c.version, SHADOWS.c.attached_by,
+                                         SHADOWS.c.attached_at).where(SHADOWS.c.version == rs.version,
+                                                                      SHADOWS.c.detached_at.is_(None))).first()
+            if row is not None:
+                return ShadowInfo(*row)
+            info = ShadowInfo(f"shadow-{uuid.uuid4().hex[:16]}", rs.name, rs.version, by, now)
+            conn.execute(SHADOWS.insert().values(id=info.id, ruleset=info.ruleset, version=info.version,
+                                                 attached_by=by, attached_at=now, detached_at=None))
+        self.refresh(force=True)
+        return info
+
+    def detach(self, version: str) -> bool:
+        with self.store.writer.begin() as conn:
+            done = conn.execute(SHADOWS.update().where(SHADOWS.c.version == version, SHADOWS.c.detached_at.is_(None))
+                                .values(detached_at=time.time())).rowcount
+        self.refresh(force=True)
+        return bool(done)
+
+    def attached(self) -> list[ShadowInfo]:
+        s = SHADOWS.c
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(s.id, s.ruleset, s.version, s.attached_by, s.attached_at)
+                                .where(s.detached_at.is_(None)).order_by(s.attached_at)).all()
+        return [ShadowInfo(*r) for r in rows]
+
+    def refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.refreshed < self.refresh_s:
+            return
+        by: dict[str, list[str]] = {}
+        for info in self.attached():
+            by.setdefault(info.ruleset, []).append(info.version)
+        with self.lock:
+            self.by_ruleset, self.refreshed = by, now
+
+    # -- running -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.queue = asyncio.Queue(self.queue_size)
+        self.task = asyncio.get_running_loop().create_task(self._work(), name="baton-shadow")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+
+    def offer(self, record: Mapping[str, Any]) -> None:
+        """Queue a stored live decision for its ruleset's shadows (if any); never blocks."""
+        self.refresh()
+        if self.queue is None or not self.by_ruleset.get(str(record["ruleset"])):
+            return
+        try:
+            self.queue.put_nowait(record)
+        except asyncio.QueueFull:
+            metrics.SHADOW_DROPPED.inc()
+
+    async def drain(self) -> None:
+        """Wait until everything queued has been evaluated (tests, shutdown)."""
+        if self.queue is not None:
+            await self.queue.join()
+
+    async def _work(self) -> None:
+        assert self.queue is not None
+        while True:
+            record = await self.queue.get()
+            try:
+                for version in list(self.by_ruleset.get(str(record["ruleset"]), ())):
+                    if version != record["version"]:
+                        await self.evaluate(record, version)
+            except Exception:
+                log.exception("shadow evaluation of %s failed", record.get("decision_id"))
+            finally:
+                self.queue.task_done()
+
+    async def evaluate(self, record: Mapping[str, Any], version: str) -> bool:
+        """Evaluate one live decision against one shadow version and store the result; True if it differs."""
+        engine = await asyncio.to_thread(self.registry.engine_for, version)
+        w = await what_if(engine, record)  # no live ports: recorded answers only
+        detail = {"live": w.old, "shadow": w.new, "fired_only_live": w.fired_only_before,
+                  "fired_only_shadow": w.fired_only_after, "unanswered": w.unanswered, "error": w.error}
+        row = {"decision_id": str(record["decision_id"]), "shadow_version": version,
+               "ruleset": str(record["ruleset"]), "live_version": str(record["version"]),
+               "live_outcome": str(record["outcome"]), "shadow_outcome": str(w.new.get("outcome", "error")),
+               "changed": w.changed, "unanswered": len(w.unanswered),
+               "detail": json.dumps(detail, sort_keys=True, default=str), "created_at": time.time()}
+        await asyncio.to_thread(self._store, row)
+        metrics.SHADOW_EVALUATIONS.labels(changed=str(w.changed).lower()).inc()
+        return w.changed
+
+    def _store(self, row: dict[str, Any]) -> None:
+        with self.store.writer.begin() as conn:
+            exists = conn.execute(sa.select(SHADOW_RESULTS.c.decision_id).where(
+                SHADOW_RESULTS.c.decision_id == row["decision_id"],
+                SHADOW_RESULTS.c.shadow_version == row["shadow_version"])).first()
+            if exists is None:
+                conn.execute(SHADOW_RESULTS.insert().values(**row))
+
+    # -- reporting ---------------------------------------------------------------------------------
+    def report(self, version: str, since: float | None = None, examples: int = 5) -> ShadowReport:
+        r = SHADOW_RESULTS.c
+        query = sa.select(r.ruleset, r.decision_id, r.live_outcome, r.shadow_outcome, r.changed, r.unanswered,
+                          r.detail).where(r.shadow_version == version).order_by(r.created_at)
+        if since is not None:
+            query = query.where(r.created_at >= since)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        ruleset = rows[0][0] if rows else ""
+        if not rows:
+            found = self.store.ruleset_source(version)
+            if found is None:
+                raise BatonError("unknown_version", f"no ruleset version {version[:12]}")
+            ruleset = found[0]
+        out = ShadowReport(ruleset, version, decisions=len(rows))
+        counts: Counter[tuple[str, str]] = Counter()
+        seen: dict[tuple[str, str], list[str]] = {}
+        for _, decision_id, live, shadow, changed, unanswered, detail in rows:
+            out.unanswered += bool(unanswered)
+            if not changed:
+                continue
+            out.changed += 1
+            d = json.loads(detail)
+            key = (_label(d.get("live"), live), _label(d.get("shadow"), shadow))
+            counts[key] += 1
+            if len(seen.setdefault(key, [])) < examples:
+                seen[key].append(decision_id)
+        out.changes = [(a, b, n, seen[(a, b)]) for (a, b), n in counts.most_common()]
+        return out
+
+
+def _label(summary: object, outcome: str) -> str:
+    """``decided route=senior`` / ``escalated queue=review`` / ``no_decision``: what an analyst compares."""
+    if not isinstance(summary, dict) or not summary:
+        return outcome
+    decision = summary.get("decision") or {}
+    values = " ".join(f"{k}={v}" for k, v in sorted(decision.items())) if isinstance(decision, dict) else ""
+    return f"{summary.get('outcome', outcome)} {values}".strip()
