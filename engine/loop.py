@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import orjson
 
 from engine.compile import START_RULE, CompiledRuleset, compile_ruleset
+from engine.documents import Chunk, Document, chunks, merge
 from engine.driver import EnginePool, Session, pool_for
 from engine.errors import BatonError, InvalidInput, Where
 from engine.language.check import MISSING, FactIndex
+from engine.language.types import FactType
 from engine.model import ModelAction, Rule, Ruleset, Step, ToolAction
 from engine.ports import CallRequest, CallResult, Clock, IdFactory, ModelGateway, ToolConnector
 
@@ -93,9 +95,10 @@ class Decision:
     limits: dict[str, object] = field(default_factory=dict)
     escalation: dict[str, object] = field(default_factory=dict)  # queue, reason, expects, sla_s, rule
     resumes: str = ""  # the id of the escalated decision this one resumes
+    documents: list[Values] = field(default_factory=list)  # id, name, media_type, pages, chars (no text)
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "decision_id": self.decision_id, "ruleset": self.ruleset, "version": self.version,
             "inputs": self.inputs, "outcome": self.outcome, "decision": self.decision, "reason": self.reason,
             "rule": self.rule, "fired": self.fired, "trace": self.trace, "steps": self.steps,
@@ -103,6 +106,9 @@ class Decision:
             "latency_ms": self.latency_ms, "started_at": self.started_at, "finished_at": self.finished_at,
             "limits": self.limits, "escalation": self.escalation, "resumes": self.resumes,
         }
+        if self.documents:  # only when there are some: records without documents stay as they were
+            out["documents"] = self.documents
+        return out
 
 
 def _tighter(a: float | None, b: float | None) -> float | None:
@@ -122,6 +128,10 @@ def _mask(values: Values, fields: tuple[str, ...] | list[str]) -> Values:
     if not fields:
         return values
     return {k: ("[redacted]" if k in fields else v) for k, v in values.items()}
+
+
+def _optional(ft: FactType) -> FactType:
+    return FactType(ft.name, {n: replace(spec, optional=True) for n, spec in ft.fields.items()}, ft.where, ft.builtin)
 
 
 def _checker(validate: Callable[[object, str], Values]) -> Callable[[object], str]:
@@ -155,6 +165,18 @@ class HumanInput:
     by: str
 
 
+@dataclass(slots=True)
+class _Extraction:
+    """A document read by one model action: one call per chunk, one fact from their answers."""
+
+    action: str
+    produces: str
+    doc: Document
+    chunks: list[Chunk]
+    keys: list[str]
+    results: dict[str, CallResult] = field(default_factory=dict)
+
+
 class _Stop(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
@@ -171,9 +193,13 @@ class Engine:
         self.pii = {t: [f for f, spec in ft.fields.items() if spec.pii] for t, ft in ruleset.types.items()
                     if any(spec.pii for spec in ft.fields.values())}
         self.checks = {t: _checker(ft.validate) for t, ft in ruleset.types.items()}
+        # extraction reads a document in chunks: each chunk's answer may leave fields out
+        partial = {m.produces for m in ruleset.models.values() if m.from_document and m.produces}
+        self.partial_schemas = {t: {**self.schemas[t], "required": []} for t in partial}
+        self.partial_checks = {t: _checker(_optional(ruleset.types[t]).validate) for t in partial}
 
     # -- input ---------------------------------------------------------------------------------------
-    def validate_input(self, facts: object) -> list[tuple[str, Values]]:
+    def validate_input(self, facts: object, allow_empty: bool = False) -> list[tuple[str, Values]]:
         """Check a request's facts: ``{type: fact}`` or ``{type: [fact, ...]}``. Raises InvalidInput."""
         if not isinstance(facts, Mapping):
             raise InvalidInput("invalid_fact", "facts must be an object of fact type -> fact",
@@ -194,26 +220,30 @@ class Engine:
                 raise InvalidInput("too_many_facts", f"more than {MAX_INPUT_FACTS} input facts", Where(path=path))
             for i, item in enumerate(items):
                 out.append((tname, validate(item, f"{path}[{i}]" if isinstance(value, list) else path)))
-        if not out:
-            raise InvalidInput("no_facts", "a decision needs at least one input fact", Where(path="facts"))
+        if not out and not allow_empty:
+            raise InvalidInput("no_facts", "a decision needs at least one input fact or document",
+                               Where(path="facts"))
         return out
 
     # -- the loop ------------------------------------------------------------------------------------
     async def decide(self, facts: object, models: ModelGateway, tools: ToolConnector, clock: Clock,
-                     ids: IdFactory, limits: Limits | None = None) -> Decision:
-        validated = self.validate_input(facts)
-        return await self.run(validated, models, tools, clock, ids, limits or Limits())
+                     ids: IdFactory, limits: Limits | None = None, documents: Sequence[Document] = ()) -> Decision:
+        validated = self.validate_input(facts, allow_empty=bool(documents))
+        return await self.run(validated, models, tools, clock, ids, limits or Limits(), documents=documents)
 
     async def run(self, validated: list[tuple[str, Values]], models: ModelGateway, tools: ToolConnector,
                   clock: Clock, ids: IdFactory, limits: Limits, human: list[HumanInput] | None = None,
-                  resumes: str = "") -> Decision:
+                  resumes: str = "", documents: Sequence[Document] = (),
+                  document_refs: Sequence[Values] | None = None) -> Decision:
         """Decide; ``human`` holds reviewers' answers, asserted (in order) each time the decision would
-        end escalated - how an escalated decision resumes, and how its resumption replays."""
+        end escalated - how an escalated decision resumes, and how its resumption replays.
+        ``document_refs`` (replay) are the document facts to assert when some texts may be missing."""
         rs = self.ruleset
         started = clock.monotonic()
         d = Decision(ids.new_id(), rs.name, rs.version, [{"type": t, "values": v} for t, v in validated],
-                     started_at=clock.now(), resumes=resumes)
-        run = _Run(self, d, models, tools, clock, limits, list(human or []))
+                     started_at=clock.now(), resumes=resumes,
+                     documents=list(document_refs) if document_refs is not None else [doc.fact() for doc in documents])
+        run = _Run(self, d, models, tools, clock, limits, list(human or []), documents)
         try:
             await run.execute(validated)
         except _Stop as stop:
@@ -229,8 +259,11 @@ class _Run:
     """The state of one decision while it runs."""
 
     def __init__(self, engine: Engine, d: Decision, models: ModelGateway, tools: ToolConnector, clock: Clock,
-                 limits: Limits, human: list[HumanInput]) -> None:
+                 limits: Limits, human: list[HumanInput], documents: Sequence[Document] = ()) -> None:
         self.human = human
+        self.documents = {doc.id: doc for doc in documents}
+        self.extractions: dict[str, _Extraction] = {}  # call key -> the extraction it is a chunk of
+        self.unreadable: list[tuple[str, Values]] = []  # failures found while intending, asserted next round
         self.effects = 0
         self.engine, self.d, self.models, self.tools, self.clock = engine, d, models, tools, clock
         rs = engine.ruleset
@@ -255,19 +288,26 @@ class _Run:
         if self.session is not None:
             self.session.close()
 
-    def add_fact(self, type_name: str, values: Values, source: str, by: str = "") -> int:
+    def add_fact(self, type_name: str, values: Values, source: str, by: str = "",
+                 extra: Mapping[str, object] | None = None) -> int:
         seq = self.wm.add(type_name, values)
         if seq:
             event: Event = {"kind": "fact", "seq": seq, "type": type_name, "values": values, "source": source,
                             "round": self.round}
             if by:
                 event["by"] = by
+            if extra:
+                event.update(extra)
             self.d.trace.append(event)
         return seq
 
     async def execute(self, validated: list[tuple[str, Values]]) -> None:
         self.round = 1
         new = [(seq, t, v) for t, v in validated if (seq := self.add_fact(t, v, "input"))]
+        for fact in self.d.documents:
+            seq = self.add_fact("document", fact, "document")
+            if seq:
+                new.append((seq, "document", fact))
         self.session = self.engine.pool.open(new)
         while True:
             self.d.rounds = self.round
@@ -280,17 +320,30 @@ class _Run:
                 if seq:
                     self.session.assert_batch([(seq, given.type, given.values)])
                 continue
-            if not self.intents:
+            if not self.intents and not self.unreadable:
                 break
             if self.deadline is not None and self.clock.monotonic() > self.deadline:
                 raise _Stop("deadline exceeded")
             intents, self.intents = self.intents, []
-            answers = await self.call_all(intents)
+            answers = await self.call_all(intents) if intents else []
             self.round += 1
             batch = []
-            for (call, _), result in zip(intents, answers, strict=True):
-                for t, v, source in self.facts_from(call, result):
-                    seq = self.add_fact(t, v, source, call.action)
+            for t, v in self.unreadable:
+                seq = self.add_fact(t, v, "failure", str(v.get("action", "")))
+                if seq:
+                    batch.append((seq, t, v))
+            self.unreadable = []
+            for (call, key), result in zip(intents, answers, strict=True):
+                extraction = self.extractions.get(key)
+                if extraction is not None:
+                    extraction.results[key] = result
+                    if len(extraction.results) < len(extraction.keys):
+                        continue  # asserted once, with its last chunk
+                    facts = self.extracted(extraction)
+                else:
+                    facts = [(t, v, source, None) for t, v, source in self.facts_from(call, result)]
+                for t, v, source, extra in facts:
+                    seq = self.add_fact(t, v, source, call.action, extra)
                     if seq:
                         batch.append((seq, t, v))
             self.session.assert_batch(batch)
@@ -369,20 +422,10 @@ class _Run:
         if action in rs.models:
             m: ModelAction = rs.models[action]
             every = {t: [self.wm.facts[s - 1][1] for s in seqs] for t, seqs in self.wm.by_type.items()}
-            prompt = _render(m, context, every)
-            request: dict[str, object] = {"group": m.group, "prompt": prompt, "produces": m.produces}
-            payload: dict[str, object] = {}
-            secrets: tuple[str, ...] = ()
-            pii = self.engine.pii
-            if self.mask_pii and pii and any(t in pii for t in every):
-                masked_ctx = {b: _mask(f, pii.get(aliases.get(b, b), ())) for b, f in context.items()}
-                masked_all = {t: [_mask(f, pii.get(t, ())) for f in fs] for t, fs in every.items()}
-                request = {**request, "prompt": _render(m, masked_ctx, masked_all)}
-                payload = {"group": m.group, "prompt": prompt, "produces": m.produces}
-                secrets = tuple(sorted({str(f[name]) for t, fs in every.items() for f in fs
-                                        for name in pii.get(t, ()) if isinstance(f.get(name), str) and f[name]}))
-            call = CallRequest(action, "model", request, m.produces, self.engine.schemas[m.produces], m.retries,
-                               m.timeout_s, payload, self.engine.checks[m.produces], secrets)
+            if m.from_document:
+                self.intend_extraction(m, context, every, env, aliases)
+                return
+            call = self.model_call(m, context, every, aliases)
         else:
             t: ToolAction = rs.tools[action]
             params: dict[str, object] = {}
@@ -400,6 +443,81 @@ class _Run:
             return
         self.called[key] = len(self.called) + 1
         self.intents.append((call, key))
+
+    def model_call(self, m: ModelAction, context: Mapping[str, object], every: Mapping[str, list[Values]],
+                   aliases: Mapping[str, str], chunk: tuple[Document, Chunk] | None = None) -> CallRequest:
+        if chunk is not None:
+            context = {**context, "chunk": chunk[1].context()}
+        prompt = _render(m, context, every)
+        request: dict[str, object] = {"group": m.group, "prompt": prompt, "produces": m.produces}
+        if chunk is not None:
+            request.update(document=chunk[0].id, chunk=chunk[1].index + 1, chunks=chunk[1].count)
+        payload: dict[str, object] = {}
+        secrets: tuple[str, ...] = ()
+        pii = self.engine.pii
+        if self.mask_pii and pii and any(t in pii for t in every):
+            masked_ctx = {b: (_mask(f, pii.get(aliases.get(b, b), ())) if isinstance(f, dict) and b != "chunk"
+                              else f) for b, f in context.items()}
+            masked_all = {t: [_mask(f, pii.get(t, ())) for f in fs] for t, fs in every.items()}
+            payload = dict(request)
+            request = {**request, "prompt": _render(m, masked_ctx, masked_all)}
+            secrets = tuple(sorted({str(f[name]) for t, fs in every.items() for f in fs
+                                    for name in pii.get(t, ()) if isinstance(f.get(name), str) and f[name]}))
+        e = self.engine
+        schema = e.partial_schemas[m.produces] if chunk is not None else e.schemas[m.produces]
+        check = e.partial_checks[m.produces] if chunk is not None else e.checks[m.produces]
+        return CallRequest(m.name, "model", request, m.produces, schema, m.retries, m.timeout_s, payload, check,
+                           secrets)
+
+    def intend_extraction(self, m: ModelAction, context: Mapping[str, object], every: Mapping[str, list[Values]],
+                          env: Mapping[str, Values], aliases: Mapping[str, str]) -> None:
+        """One call per chunk of the document the rule matched; their answers become one fact."""
+        fact = next((f for b, f in env.items() if aliases.get(b, b) == "document"), None)
+        doc_id = str(fact.get("id", "")) if fact is not None else ""
+        doc = self.documents.get(doc_id)
+        if doc is None:
+            marker = f"{m.name}\x00unreadable\x00{doc_id}"
+            if marker not in self.called:
+                self.called[marker] = len(self.called) + 1
+                self.unreadable.append(("failure", {"action": m.name, "kind": "no_document",
+                                                    "error": f"the text of document {doc_id[:12]} is not available"}))
+            return
+        pieces = chunks(doc, m.chunk_chars)
+        calls = [self.model_call(m, context, every, aliases, (doc, c)) for c in pieces]
+        keys = [m.name + "\x00" + orjson.dumps(c.request).decode() for c in calls]
+        if keys[0] in self.called:
+            return  # this document was read by this action already
+        extraction = _Extraction(m.name, m.produces, doc, pieces, keys)
+        for call, key in zip(calls, keys, strict=True):
+            self.called[key] = len(self.called) + 1
+            self.extractions[key] = extraction
+            self.intents.append((call, key))
+
+    def extracted(self, x: _Extraction) -> list[tuple[str, Values, str, Mapping[str, object] | None]]:
+        answered = [(c, x.results[k]) for c, k in zip(x.chunks, x.keys, strict=True)]
+        check = self.engine.partial_checks[x.produces]
+        good = [(c, r.answer) for c, r in answered if r.ok and isinstance(r.answer, dict) and not check(r.answer)]
+        failed = [(c, r) for c, r in answered if not r.ok or not isinstance(r.answer, dict) or check(r.answer)]
+        if not good:
+            first = failed[0][1]
+            kind, error = (first.failure_kind, first.error) if not first.ok else (
+                "invalid_answer", check(first.answer) or "the answer is not an object")
+            failure: Values = {"action": x.action, "kind": kind,
+                               "error": f"every chunk of {x.doc.name} failed: {error}"[:1000]}
+            return [("failure", failure, "failure", None)]
+        ft = self.engine.ruleset.types[x.produces]
+        merged, provenance = merge(list(ft.fields), good, x.doc)
+        try:
+            values = ft.validate(merged, f"{x.action}.answer")
+        except InvalidInput as e:
+            note = f" ({len(failed)} of {len(x.chunks)} chunks failed)" if failed else ""
+            failure = {"action": x.action, "kind": "invalid_answer",
+                       "error": f"the document {x.doc.name} does not give a whole {x.produces}: {e.message}{note}"
+                       [:1000]}
+            return [("failure", failure, "failure", None)]
+        extra = {"provenance": {"document": x.doc.id, "name": x.doc.name, "chunks": len(x.chunks),
+                                "fields": provenance}}
+        return [(x.produces, values, "model", extra)]
 
     def over_budget(self, call: CallRequest) -> CallResult | None:
         if call.kind != "model":

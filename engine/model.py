@@ -6,12 +6,14 @@ from dataclasses import dataclass, field
 
 from jinja2 import Template
 
+from engine.documents import Document
 from engine.errors import BatonError, Where
 from engine.language.check import Condition, Eval
 from engine.language.tables import Table
 from engine.language.types import FactType
 
 DEFAULT_STEP_LIMIT = 1000
+DEFAULT_CHUNK_CHARS = 8000
 
 
 @dataclass(slots=True)
@@ -24,6 +26,8 @@ class ModelAction:
     retries: int = 0
     timeout_s: float = 30.0
     where: Where = field(default_factory=Where)
+    from_document: bool = False  # reads the document its rule matched, chunk by chunk
+    chunk_chars: int = DEFAULT_CHUNK_CHARS
 
 
 @dataclass(slots=True)
@@ -72,6 +76,7 @@ class TestCase:
     expect: dict[str, object]
     where: Where = field(default_factory=Where)
     human: dict[str, object] = field(default_factory=dict)  # reviewer answers asserted when it escalates
+    documents: list[Document] = field(default_factory=list)
 
 
 @dataclass(slots=True)

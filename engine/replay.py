@@ -8,11 +8,12 @@ stored one event by event, naming the first divergence - as Temporal's replayer 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.clock import FixedClock
+from engine.documents import Document
 from engine.errors import InvalidInput
 from engine.loop import Decision, Engine, HumanInput, Limits
 from engine.ports import ModelGateway, ToolConnector
@@ -95,12 +96,14 @@ def stored_limits(record: Mapping[str, Any]) -> Limits:
 
 
 async def _rerun(engine: Engine, record: Mapping[str, Any], live_models: ModelGateway | None = None,
-                 live_tools: ToolConnector | None = None) -> tuple[Decision, ReplayAnswers]:
+                 live_tools: ToolConnector | None = None, documents: Sequence[Document] = ()
+                 ) -> tuple[Decision, ReplayAnswers]:
     answers = ReplayAnswers(list(record["trace"]), live_models, live_tools)
-    validated = engine.validate_input(facts_of(record))
+    validated = engine.validate_input(facts_of(record), allow_empty=bool(record.get("documents")))
     clock = FixedClock(float(record.get("started_at") or 0.0))
     d = await engine.run(validated, answers, answers, clock, _SameId(str(record["decision_id"])),
-                         stored_limits(record), human_inputs(record), str(record.get("resumes") or ""))
+                         stored_limits(record), human_inputs(record), str(record.get("resumes") or ""),
+                         _in_order(record, documents), list(record.get("documents") or []))
     return d, answers
 
 
@@ -123,21 +126,28 @@ def first_divergence(expected: Mapping[str, Any], got: Mapping[str, Any]) -> Div
     return None
 
 
-async def replay(engine: Engine, record: Mapping[str, Any]) -> ReplayResult:
-    """Re-run ``record`` on ``engine`` (which must hold the record's ruleset version)."""
+def _in_order(record: Mapping[str, Any], documents: Sequence[Document]) -> list[Document]:
+    """The record's documents, in the record's order (the store hands them back by id)."""
+    by_id = {d.id: d for d in documents}
+    return [by_id[ref["id"]] for ref in record.get("documents") or () if ref.get("id") in by_id]
+
+
+async def replay(engine: Engine, record: Mapping[str, Any], documents: Sequence[Document] = ()) -> ReplayResult:
+    """Re-run ``record`` on ``engine`` (which must hold the record's ruleset version). A record that
+    read documents needs them (by id, from the store); without them, its extractions diverge."""
     if engine.ruleset.version != record["version"]:
         raise ValueError("replay needs the record's own ruleset version; use what_if for another")
-    d, answers = await _rerun(engine, record)
+    d, answers = await _rerun(engine, record, documents=documents)
     divergence = first_divergence(record, d.to_dict())
     return ReplayResult(divergence is None, divergence, d, answers.unanswered)
 
 
 async def what_if(engine: Engine, record: Mapping[str, Any], live_models: ModelGateway | None = None,
-                  live_tools: ToolConnector | None = None) -> WhatIf:
+                  live_tools: ToolConnector | None = None, documents: Sequence[Document] = ()) -> WhatIf:
     """Run a stored decision's inputs on another ruleset version, reusing recorded answers; a call never
     recorded is ``unanswered``, or made live through the ports given."""
     try:
-        d, answers = await _rerun(engine, record, live_models, live_tools)
+        d, answers = await _rerun(engine, record, live_models, live_tools, documents)
     except InvalidInput as e:
         return WhatIf(str(record["decision_id"]), _summary(record), {}, [], [], [],
                       error=f"the stored inputs do not fit this ruleset: {e.message}")

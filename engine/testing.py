@@ -88,8 +88,8 @@ async def run_test(engine: Engine, test: TestCase) -> TestResult:
         unknown = [t for t in test.human if t not in engine.ruleset.types]
         if unknown:
             raise BatonError("unknown_fact_type", f"human: unknown fact type {unknown[0]!r}")
-        d = await engine.run(engine.validate_input(test.given), answers, answers, FixedClock(),
-                             SequentialIds("test-"), Limits(), human)
+        d = await engine.run(engine.validate_input(test.given, allow_empty=bool(test.documents)), answers, answers,
+                             FixedClock(), SequentialIds("test-"), Limits(), human, documents=test.documents)
     except BatonError as e:
         result.failures.append(f"error: {e}")
         return result

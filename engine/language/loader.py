@@ -14,6 +14,7 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment
 
+from engine.documents import Document
 from engine.errors import BatonError, CompileErrors, Where
 from engine.language.analysis import analyse_ruleset
 from engine.language.check import analyse, compile_expr, suggest
@@ -31,8 +32,18 @@ from engine.language.tables import (
     parse_cell,
     parse_output,
 )
-from engine.language.types import BUILTIN_TYPES, MAX_FIELDS, SCALARS, FactType, FieldSpec, failure_type, timeout_type
-from engine.model import DEFAULT_STEP_LIMIT, ModelAction, Rule, Ruleset, Step, TestCase, ToolAction
+from engine.language.types import (
+    BUILTIN_TYPES,
+    MAX_FIELDS,
+    SCALARS,
+    FactType,
+    FieldSpec,
+    document_type,
+    failure_type,
+    passage_type,
+    timeout_type,
+)
+from engine.model import DEFAULT_CHUNK_CHARS, DEFAULT_STEP_LIMIT, ModelAction, Rule, Ruleset, Step, TestCase, ToolAction
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 NAME_TABLE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\Z")
@@ -40,12 +51,12 @@ RULE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:# -]{0,127}\Z")
 TOP_KEYS = {"ruleset", "description", "facts", "input", "models", "tools", "rules", "tables", "tests", "settings"}
 FIELD_KEYS = {"type", "enum", "items", "min", "max", "min_length", "max_length", "optional", "pii", "description"}
 RULE_KEYS = {"name", "when", "then", "priority", "description"}
-MODEL_KEYS = {"group", "produces", "prompt", "retries", "timeout", "description"}
+MODEL_KEYS = {"group", "produces", "prompt", "retries", "timeout", "description", "from_document", "chunk_chars"}
 TOOL_BASE_KEYS = {"connector", "produces", "params", "retries", "timeout", "description"}
-TEST_KEYS = {"name", "given", "answers", "human", "expect", "description"}
+TEST_KEYS = {"name", "given", "documents", "answers", "human", "expect", "description"}
 EXPECT_KEYS = {"outcome", "decision", "reason", "fired", "not_fired", "fired_includes"}
 OUTCOMES = {"decided", "escalated", "failed", "no_decision"}
-RESERVED_TYPES = {"failure", "timeout", "facts", "exists", "not", "and", "or", "as", "in", "contains", "matches",
+RESERVED_TYPES = {"failure", "timeout", "document", "passage", "chunk", "facts", "exists", "not", "and", "or", "as", "in", "contains", "matches",
                   "true", "false", "where"}
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z")
 JINJA = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
@@ -160,7 +171,8 @@ class Loader:
 
     # -- facts -------------------------------------------------------------------------------------
     def load_facts(self, doc: Any) -> dict[str, FactType]:
-        types: dict[str, FactType] = {"failure": failure_type(), "timeout": timeout_type()}
+        types: dict[str, FactType] = {"failure": failure_type(), "timeout": timeout_type(),
+                                      "document": document_type(), "passage": passage_type()}
         facts = doc.get("facts")
         if facts is None:
             self.error("missing_key", "a ruleset declares its fact types under 'facts:'", Where(self.file, 1, 1))
@@ -288,13 +300,26 @@ class Loader:
             group = spec.get("group")
             if not isinstance(group, str) or not group:
                 self.error("missing_key", f"model '{aname}' needs 'group:' (a model group such as fast)", where)
+            from_document = spec.get("from_document", False)
+            if not isinstance(from_document, bool):
+                self.error("bad_value", "from_document is true or false", self.pos.value(spec, "from_document"))
+                from_document = False
+            chunk_chars = spec.get("chunk_chars", DEFAULT_CHUNK_CHARS)
+            if not isinstance(chunk_chars, int) or isinstance(chunk_chars, bool) or not 500 <= chunk_chars <= 200_000:
+                self.error("bad_value", "chunk_chars must be a whole number from 500 to 200000",
+                           self.pos.value(spec, "chunk_chars"))
+                chunk_chars = DEFAULT_CHUNK_CHARS
             prompt = spec.get("prompt")
             template = None
             if not isinstance(prompt, str) or not prompt.strip():
                 self.error("missing_key", f"model '{aname}' needs a 'prompt:'", where)
                 prompt = ""
-            elif self.check_template(prompt, spec, "prompt", types):
+            elif self.check_template(prompt, spec, "prompt", types, {"chunk"} if from_document else set()):
                 template = JINJA.from_string(prompt)
+            if from_document and template is not None and not re.search(r"chunk\s*(\.\s*text\b|\[\s*['\"]text)",
+                                                                        prompt):
+                self.error("missing_key", f"model '{aname}' reads a document: its prompt must include "
+                           "{{ chunk.text }}", self.pos.text_start(spec, "prompt"))
             retries = spec.get("retries", 0)
             if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
                 self.error("bad_value", "retries must be a whole number from 0 to 10", self.pos.value(spec, "retries"))
@@ -303,7 +328,7 @@ class Loader:
             if timeout is None:
                 self.error("bad_value", "timeout must be a duration such as 10s", self.pos.value(spec, "timeout"))
             out[aname] = ModelAction(aname, str(group or ""), produces, prompt, template, retries, timeout or 30.0,
-                                     where)
+                                     where, from_document, chunk_chars)
         return out
 
     def action_name_ok(self, aname: str, where: Where, doc: Any) -> bool:
@@ -315,7 +340,8 @@ class Loader:
             return False
         return True
 
-    def check_template(self, template: str, parent: Any, key: str, types: dict[str, FactType]) -> bool:
+    def check_template(self, template: str, parent: Any, key: str, types: dict[str, FactType],
+                       extra: set[str] | None = None) -> bool:
         try:
             names = meta.find_undeclared_variables(JINJA.parse(template))
         except jinja2.TemplateSyntaxError as e:
@@ -323,7 +349,7 @@ class Loader:
             self.error("bad_template", f"prompt template: {e.message}",
                        Where(start.file, start.line + (e.lineno or 1) - 1, start.column))
             return False
-        unknown = sorted(names - set(types) - {"facts"})
+        unknown = sorted(names - set(types) - {"facts"} - (extra or set()))
         for n in unknown:
             self.error("unknown_fact_type", f"prompt uses '{n}', which is not a fact type",
                        self.pos.text_start(parent, key), suggest(n, list(types)))
@@ -443,6 +469,13 @@ class Loader:
                 self.error("missing_key", f"rule '{name}' needs a 'then:' action", where)
                 continue
             steps = self.load_steps(node, "then", types, models, tools)
+            for step in steps:
+                action = models.get(step.action) if step.kind == "call" else None
+                if action is not None and action.from_document and not all(
+                        "document" in b.bindings.values() for b in condition.branches):
+                    self.error("needs_document", f"rule '{name}' calls '{step.action}', which reads a document, but "
+                               "its condition matches no document", self.pos.value(node, "then"),
+                               "add 'exists document' (or a condition on document.*) to its when:")
             rules.append(Rule(name, i, priority, str(when), condition, steps, where))
         return rules
 
@@ -525,6 +558,31 @@ class Loader:
         self.error("unknown_action", f"unknown action '{verb}'", self.pos.key(node, verb),
                    suggest(verb, ["decide", "escalate", "assert", "effect"]))
         return []
+
+    def test_documents(self, node: Any) -> list[Document]:
+        raw = node.get("documents") or []
+        if not isinstance(raw, list):
+            self.error("bad_shape", "documents must be a list", self.pos.value(node, "documents"), _test_documents_doc())
+            return []
+        out = []
+        for j, item in enumerate(raw):
+            item = plain(item)
+            pages = item.get("pages") if isinstance(item, dict) else None
+            text = item.get("text") if isinstance(item, dict) else None
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str) or (
+                    not isinstance(text, str) and not (isinstance(pages, list) and pages and
+                                                       all(isinstance(p, str) for p in pages))):
+                self.error("bad_shape", "a test document has a name and a text (or pages)",
+                           self.pos.value(raw, j), _test_documents_doc())
+                continue
+            if isinstance(text, str):
+                out.append(Document.from_text(item["name"], text, str(item.get("media_type") or "text/plain")))
+            else:
+                page_list = [str(p) for p in (pages or [])]
+                doc = Document.from_text(item["name"], "\f".join(page_list), str(item.get("media_type") or
+                                                                                   "application/pdf"))
+                out.append(Document(doc.id, doc.name, doc.media_type, tuple(page_list)))
+        return out
 
     # -- decision tables ---------------------------------------------------------------------------
     def load_tables(self, doc: Any, types: dict[str, FactType], rules: list[Rule]) -> list[Table]:
@@ -747,9 +805,14 @@ class Loader:
                 self.error("bad_shape", "human maps a fact type to a reviewer's answer",
                            self.pos.value(node, "human"))
                 human = {}
+            documents = self.test_documents(node)
             out.append(TestCase(name, plain(node.get("given") or {}), plain(answers), plain(expect), where,
-                                plain(human)))
+                                plain(human), documents))
         return out
+
+
+def _test_documents_doc() -> str:
+    return "documents: [{name: claim.txt, text: '...'}] or [{name: claim.pdf, pages: ['page 1', 'page 2']}]"
 
 
 def load_ruleset(text: str, file: str = "<ruleset>") -> Ruleset:

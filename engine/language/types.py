@@ -93,7 +93,22 @@ def timeout_type() -> FactType:
     return FactType("timeout", {n: FieldSpec(n, "str") for n in ("queue", "reason")}, builtin=True)
 
 
-BUILTIN_TYPES = ("failure", "timeout")
+def document_type() -> FactType:
+    """The built-in fact each document sent with a decision asserts (its text stays out of working memory)."""
+    fields = {n: FieldSpec(n, "str") for n in ("id", "name", "media_type")}
+    fields.update({n: FieldSpec(n, "int", minimum=0) for n in ("pages", "chars")})
+    return FactType("document", fields, builtin=True)
+
+
+def passage_type() -> FactType:
+    """The built-in fact a `retrieve` tool asserts for each passage of policy text it found."""
+    fields = {n: FieldSpec(n, "str") for n in ("corpus", "document", "section", "content_hash", "text")}
+    fields["corpus_version"] = FieldSpec("corpus_version", "int", minimum=0)
+    fields["score"] = FieldSpec("score", "number")
+    return FactType("passage", fields, builtin=True)
+
+
+BUILTIN_TYPES = ("failure", "timeout", "document", "passage")
 
 
 def _fail(path: str, message: str, code: str = "invalid_fact") -> InvalidInput:
