@@ -70,6 +70,8 @@ class Settings(_Strict):
     models: dict[str, Any] | None = None
     tools: dict[str, Any] | None = None
     effects: dict[str, Any] | None = None
+    max_document_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    corpora: Path | None = None  # folders of policy documents indexed at start (default: RULESETS/corpora)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -84,8 +84,10 @@ class Escalations:
             raise BatonError("unknown_decision", f"decision {esc['id']} is missing")
         engine = await asyncio.to_thread(self.registry.engine_for, original["version"])
         answers = ReplayAnswers(list(original["trace"]), live_models=self.models, live_tools=self.tools)
-        d = await engine.run(engine.validate_input(facts_of(original)), answers, answers, self.clock, self.ids,
-                             stored_limits(original), [*human_inputs(original), given], resumes=esc["id"])
+        documents = await asyncio.to_thread(self.store.documents_of, original)
+        d = await engine.run(engine.validate_input(facts_of(original), allow_empty=bool(documents)), answers, answers,
+                             self.clock, self.ids, stored_limits(original), [*human_inputs(original), given],
+                             resumes=esc["id"], documents=documents)
         record = d.to_dict()
         await self.writer.save(record, caller=given.by, resolves=resolution)
         updated = await asyncio.to_thread(self.get, esc["id"])

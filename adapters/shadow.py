@@ -152,7 +152,8 @@ class Shadows:
     async def evaluate(self, record: Mapping[str, Any], version: str) -> bool:
         """Evaluate one live decision against one shadow version and store the result; True if it differs."""
         engine = await asyncio.to_thread(self.registry.engine_for, version)
-        w = await what_if(engine, record)  # no live ports: recorded answers only
+        documents = await asyncio.to_thread(self.store.documents_of, dict(record))
+        w = await what_if(engine, record, documents=documents)  # no live ports: recorded answers only
         detail = {"live": w.old, "shadow": w.new, "fired_only_live": w.fired_only_before,
                   "fired_only_shadow": w.fired_only_after, "unanswered": w.unanswered, "error": w.error}
         row = {"decision_id": str(record["decision_id"]), "shadow_version": version,

@@ -262,6 +262,7 @@ class _Run:
                  limits: Limits, human: list[HumanInput], documents: Sequence[Document] = ()) -> None:
         self.human = human
         self.documents = {doc.id: doc for doc in documents}
+        self.held: list[Event] = []  # effects of rules that propose: sent only if the proposal wins
         self.extractions: dict[str, _Extraction] = {}  # call key -> the extraction it is a chunk of
         self.unreadable: list[tuple[str, Values]] = []  # failures found while intending, asserted next round
         self.effects = 0
@@ -406,8 +407,12 @@ class _Run:
                         except Exception as e:  # hostile facts: the effect carries the error, never a crash
                             values[key] = f"<could not render: {type(e).__name__}>"
                 self.effects += 1
-                d.trace.append({"kind": "effect", "n": self.effects, "step": step_no, "rule": rule.name,
-                                "name": step.action, "with": values})
+                effect: Event = {"kind": "effect", "n": self.effects, "step": step_no, "rule": rule.name,
+                                 "name": step.action, "with": values}
+                if rule.proposes:  # delivered only if this firing's proposal wins (marked in resolve)
+                    effect["if_wins"] = True
+                    self.held.append(effect)
+                d.trace.append(effect)
             else:
                 proposal: Event = {"kind": "proposal", "step": step_no, "rule": rule.name, "verb": step.kind,
                                    "payload": step.payload, "reason": step.reason, "priority": rule.priority,
@@ -647,11 +652,14 @@ class _Run:
 
     def resolve(self) -> None:
         d = self.d
-        if not self.proposals:
+        best = self.winner() if self.proposals else None
+        won_step = best[2] if best is not None else -1
+        for effect in self.held:
+            if effect["step"] != won_step:
+                effect["cancelled"] = True  # its rule's proposal lost: the outbox never sends it
+        if best is None:
             d.outcome = "no_decision"
             return
-        best = self.winner()
-        assert best is not None
         rule, step, _, event = best
         event["won"] = True
         d.outcome = "decided" if step.kind == "decide" else "escalated"

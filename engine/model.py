@@ -67,6 +67,10 @@ class Rule:
     steps: list[Step]
     where: Where = field(default_factory=Where)
 
+    @property
+    def proposes(self) -> bool:
+        return any(s.kind in ("decide", "escalate") for s in self.steps)
+
 
 @dataclass(slots=True)
 class TestCase:

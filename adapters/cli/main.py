@@ -12,11 +12,15 @@ import typer
 
 from adapters.cli.bench import bench
 from adapters.cli.common import err, fail, out, print_compile_errors, print_warnings
+from adapters.cli.documents_cmds import corpora_cmd, index_cmd, search_cmd
 from adapters.cli.governance_cmds import rulesets_app, shadow_app, table_app
 from adapters.cli.store_cmds import effects_app, escalations_app, impact_cmd, log_app, open_store, replay_cmd
+from adapters.documents import read_document
+from adapters.retrieval import WithRetrieval
 from adapters.rulesets import display, find_ruleset, load_file, ruleset_files
+from adapters.store.sql import Pending
 from adapters.system import SystemClock, TimeOrderedIds
-from engine.errors import BatonError, CompileErrors
+from engine.errors import BatonError, CompileErrors, InvalidInput
 from engine.loop import Engine, Limits
 from engine.ports import ModelGateway, ToolConnector
 from engine.recorded import RecordedAnswers
@@ -29,6 +33,9 @@ app.add_typer(effects_app, name="effects")
 app.add_typer(rulesets_app, name="rulesets")
 app.add_typer(table_app, name="table")
 app.add_typer(shadow_app, name="shadow")
+app.command("index")(index_cmd)
+app.command("search")(search_cmd)
+app.command("corpora")(corpora_cmd)
 app.command("replay")(replay_cmd)
 app.command("impact")(impact_cmd)
 app.command("bench")(bench)
@@ -116,7 +123,9 @@ def read_json(source: str, what: str) -> Any:
 
 @app.command()
 def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml path")],
-           facts: Annotated[str, typer.Option("--facts", help="JSON file of facts, or - for stdin")],
+           facts: Annotated[str | None, typer.Option("--facts", help="JSON file of facts, or - for stdin")] = None,
+           document: Annotated[list[Path] | None, typer.Option("--document", help="a PDF, Markdown or text file "
+                                                               "sent beside the facts (repeatable)")] = None,
            answers: Annotated[str | None, typer.Option(help="JSON file of recorded answers by action")] = None,
            config: Annotated[Path | None, typer.Option(help="service config YAML: live model and tool calls")]
            = None,
@@ -133,7 +142,17 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
         raise typer.Exit(1) from None
     except BatonError as e:
         raise fail(str(e)) from None
-    given = read_json(facts, "facts")
+    given = read_json(facts, "facts") if facts else {}
+    incoming = []
+    for path in document or []:
+        try:
+            incoming.append(read_document(path.name, path.read_bytes(), path=f"--document {path}"))
+        except OSError as e:
+            raise fail(f"{path}: cannot read: {e.strerror}") from None
+        except InvalidInput as e:
+            raise fail(e.message, 1) from None
+    if not facts and not incoming:
+        raise fail("give --facts FILE, --document FILE, or both")
     recorded = RecordedAnswers(read_json(answers, "answers") if answers else {})
     model_port: ModelGateway = recorded
     tool_port: ToolConnector = recorded
@@ -146,16 +165,18 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
             tool_port = tool_connectors(settings, config.parent) or recorded
         except ValueError as e:
             raise fail(str(e)) from None
+    sql = open_store(db) if db or store else None
+    if sql is not None:
+        tool_port = WithRetrieval(tool_port, sql)
     try:
         record = asyncio.run(Engine(rs).decide(given, model_port, tool_port, SystemClock(), TimeOrderedIds(),
-                                               Limits()))
+                                               Limits(), documents=[i.document for i in incoming]))
     except BatonError as e:
         raise fail(str(e), 1) from None
     data = record.to_dict()
-    if db or store:
-        sql = open_store(db)
+    if sql is not None:
         sql.save_ruleset(rs.name, rs.version, rs.source)
-        sql.save(data, caller="cli")
+        sql.save_batch([Pending(data, "cli", documents=incoming)])
     out.print_json(json.dumps(data, ensure_ascii=False))
 
 

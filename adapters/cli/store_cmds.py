@@ -104,7 +104,8 @@ def replay_cmd(decision_id: Annotated[str, typer.Argument(help="a stored decisio
                 live_models, live_tools = model_gateway(settings), tool_connectors(settings, config.parent)
             except ValueError as e:
                 raise fail(str(e)) from None
-        w = asyncio.run(what_if(load_candidate(ruleset), record, live_models, live_tools))
+        w = asyncio.run(what_if(load_candidate(ruleset), record, live_models, live_tools,
+                                store.documents_of(record)))
         if as_json:
             out.print_json(json.dumps(whatif_dict(w)))
             return
@@ -124,7 +125,7 @@ def replay_cmd(decision_id: Annotated[str, typer.Argument(help="a stored decisio
             out.print(f"called live: {u['action']} {json.dumps(u['request'])}")
         out.print("CHANGED" if w.changed else "unchanged")
         return
-    result = asyncio.run(replay(engine_for_version(store, record["version"]), record))
+    result = asyncio.run(replay(engine_for_version(store, record["version"]), record, store.documents_of(record)))
     if as_json:
         div = result.divergence
         out.print_json(json.dumps({"decision_id": decision_id, "identical": result.identical,
@@ -192,7 +193,7 @@ async def _impact(store: SqlStore, engine: Engine, ids: list[str], show: bool) -
         for decision_id in ids:
             record = store.get(decision_id)
             if record is not None:
-                results.append(await what_if(engine, record))
+                results.append(await what_if(engine, record, documents=store.documents_of(record)))
             progress.advance(task)
     return results
 

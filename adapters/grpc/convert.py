@@ -60,6 +60,8 @@ def decision(record: dict[str, Any], idempotent_replay: bool = False) -> pb.Deci
         rule=record["rule"], fired=record["fired"], cost_usd=record["cost_usd"], tokens=record["tokens"],
         latency_ms=record["latency_ms"], decided_at=timestamp(record["started_at"]), steps=record["steps"],
         calls=record["calls"], idempotent_replay=idempotent_replay,
+        documents=[pb.DocumentRef(id=d["id"], name=d["name"], media_type=d["media_type"], pages=d["pages"],
+                                  chars=d["chars"]) for d in record.get("documents") or ()],
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import faulthandler
+import fcntl
 import ipaddress
 import json
 import logging
@@ -31,6 +32,7 @@ from adapters.grpc.service import Services, generic_handlers
 from adapters.logs import flush_decision_log, setup_logging
 from adapters.metrics import serve_metrics
 from adapters.registry import RulesetRegistry
+from adapters.retrieval import WithRetrieval, index_if_changed
 from adapters.shadow import Shadows
 from adapters.store.sql import SqlStore
 from adapters.store.writer import GroupWriter
@@ -63,6 +65,21 @@ def _is_loopback(listen: str) -> bool:
         return False
 
 
+def index_corpora(store: SqlStore, directory: Path) -> list[str]:
+    """Each folder under ``directory`` is a corpus, (re)indexed at start when its files changed. With several
+    workers, the first to start indexes; the others find it done (a file lock orders them)."""
+    names = []
+    lock = Path(tempfile.gettempdir()) / f"baton-index-{abs(hash(store.url))}.lock"
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        for folder in sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            version, fresh = index_if_changed(store, folder, folder.name)
+            if fresh:
+                say(f"indexed corpus {folder.name} v{version} from {folder}")
+            names.append(folder.name)
+    return names
+
+
 def _ports(cfg: Settings, base: Path) -> tuple[ModelGateway, ToolConnector, str]:
     if cfg.answers is not None:
         canned = CannedAnswers(json.loads(cfg.answers.read_text()))
@@ -84,7 +101,10 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
         raise SystemExit(f"refusing to serve {cfg.listen} without auth: configure tokens (--tokens or "
                          "BATON_TOKENS), listen on localhost, or pass --insecure-no-auth")
     writer = GroupWriter(store)
+    corpora_dir = cfg.corpora if cfg.corpora is not None else cfg.rulesets / "corpora"
+    indexed = index_corpora(store, corpora_dir) if corpora_dir.is_dir() else []
     models, tools, ports_note = _ports(cfg, base)
+    tools = WithRetrieval(tools, store)
     tracer = provider = None
     if cfg.tracing is not None:
         tracer, provider = setup_tracing(cfg.tracing.exporter, cfg.tracing.endpoint, cfg.tracing.service_name)
@@ -96,8 +116,8 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
                         max_inflight=cfg.limits.max_inflight, step_limit=cfg.limits.step_limit,
                         escalations=escalations, default_deadline_s=cfg.limits.deadline_s,
                         max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd, tracer=tracer,
-                        shadows=shadows)
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 1), ("grpc.max_receive_message_length", 8 << 20)])
+                        shadows=shadows, max_document_bytes=cfg.max_document_bytes)
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1), ("grpc.max_receive_message_length", 64 << 20)])
     server.add_generic_rpc_handlers(generic_handlers(services))
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -116,7 +136,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
     host = cfg.listen.rsplit(":", 1)[0]
     auth_note = "auth ON" if auth.enabled else "auth OFF (no tokens configured; localhost only)"
     say(f"baton listening on {host}:{port} (pid {os.getpid()}; {auth_note}; db {store.url}; "
-          f"{len(loaded)} rulesets from {cfg.rulesets}; {ports_note})")
+          f"{len(loaded)} rulesets from {cfg.rulesets}; {len(indexed)} corpora; {ports_note})")
     if ready is not None:
         ready.set()
     stop = asyncio.Event()

@@ -18,6 +18,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from adapters import metrics
+from adapters.documents import DEFAULT_MAX_BYTES, MAX_DOCUMENTS, Incoming, read_document
 from adapters.escalations import Escalations, NotOpen
 from adapters.grpc import convert
 from adapters.grpc.auth import Auth, AuthError, Identity
@@ -63,6 +64,7 @@ class Services:
     max_cost_usd: float | None = None
     tracer: Any = None  # an OpenTelemetry Tracer when tracing is configured
     shadows: Shadows | None = None
+    max_document_bytes: int = DEFAULT_MAX_BYTES
 
 
 class Abort(Exception):
@@ -162,6 +164,13 @@ class DecisionService:
         self.s = services
         self.inflight = 0
 
+    def _read_documents(self, documents: Any) -> list[Incoming]:
+        out = []
+        for i, doc in enumerate(documents):
+            out.append(read_document(doc.name, bytes(doc.content), doc.media_type, f"documents[{i}]",
+                                     self.s.max_document_bytes))
+        return out
+
     @handler("Decide")
     async def Decide(self, request: decision_pb2.DecideRequest, context: Ctx,
                      ident: Identity) -> decision_pb2.DecideResponse:
@@ -175,6 +184,9 @@ class DecisionService:
                 raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"facts[{i}].type is required",
                             [(f"facts[{i}].type", "required")])
             facts.setdefault(fact.type, []).append(convert.plain(fact.values))
+        if len(request.documents) > MAX_DOCUMENTS:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_DOCUMENTS} documents per decision",
+                        [("documents", f"at most {MAX_DOCUMENTS}")])
         key = request.idempotency_key or None
         if key:
             if len(key) > 200:
@@ -192,15 +204,23 @@ class DecisionService:
         if remaining is not None:
             remaining = max(0.0, remaining - DEADLINE_MARGIN_S)
             deadline = remaining if deadline is None else min(deadline, remaining)
+        incoming: list[Incoming] = []
+        if request.documents:
+            validated = engine.validate_input(facts, allow_empty=True)  # bad facts: nothing read, nothing stored
+            incoming = await asyncio.to_thread(self._read_documents, request.documents)
         self.inflight += 1
         metrics.INFLIGHT.inc()
         try:
             with decision_span(s.tracer, engine.ruleset.name) as span:
-                d = await engine.decide(facts, s.models, s.tools, s.clock, s.ids,
-                                        Limits(step_limit=s.step_limit, deadline_s=deadline, max_calls=s.max_calls,
-                                               max_cost_usd=s.max_cost_usd))
+                limits = Limits(step_limit=s.step_limit, deadline_s=deadline, max_calls=s.max_calls,
+                                max_cost_usd=s.max_cost_usd)
+                if incoming:
+                    d = await engine.run(validated, s.models, s.tools, s.clock, s.ids, limits,
+                                         documents=[i.document for i in incoming])
+                else:
+                    d = await engine.decide(facts, s.models, s.tools, s.clock, s.ids, limits)
                 record = d.to_dict()
-                saved = await s.writer.save(record, ident.name, key)
+                saved = await s.writer.save(record, ident.name, key, documents=incoming)
                 annotate(span, record)
         finally:
             self.inflight -= 1
@@ -263,7 +283,7 @@ class DecisionService:
                              ident: Identity) -> decision_pb2.ReplayDecisionResponse:
         record = await self._record(request.decision_id)
         engine = await asyncio.to_thread(self.s.registry.engine_for, record["version"])
-        result = await replay(engine, record)
+        result = await replay(engine, record, await asyncio.to_thread(self.s.store.documents_of, record))
         div = None
         if result.divergence is not None:
             div = decision_pb2.Divergence(index=result.divergence.index, what=result.divergence.what,
@@ -283,7 +303,7 @@ class DecisionService:
         else:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "give the candidate's source or version",
                         [("candidate", "required")])
-        w = await what_if(engine, record)
+        w = await what_if(engine, record, documents=await asyncio.to_thread(self.s.store.documents_of, record))
         if w.error:
             raise Abort(grpc.StatusCode.FAILED_PRECONDITION, w.error)
         return decision_pb2.WhatIfResponse(
@@ -496,7 +516,8 @@ class RulesetService:
         for n, decision_id in enumerate(ids, 1):
             record = await asyncio.to_thread(self.s.store.get, decision_id)
             if record is not None:
-                w = await what_if(engine, record)
+                w = await what_if(engine, record,
+                                  documents=await asyncio.to_thread(self.s.store.documents_of, record))
                 unanswered += bool(w.unanswered)
                 if w.changed:
                     changed += 1

@@ -23,12 +23,16 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 
+from adapters.documents import Incoming
 from adapters.store.tables import (
     CallRow,
     ChainHead,
+    CorpusRow,
     DecisionRow,
+    DocumentRow,
     EscalationRow,
     OutboxRow,
+    PassageRow,
     PublicationRow,
     RulesetVersion,
     ShadowResultRow,
@@ -36,6 +40,7 @@ from adapters.store.tables import (
     TraceRow,
 )
 from engine.audit import GENESIS, canonical, chain_hash
+from engine.documents import Document
 
 DECISIONS = DecisionRow.__table__  # type: ignore[attr-defined]
 TRACE = TraceRow.__table__  # type: ignore[attr-defined]
@@ -47,6 +52,9 @@ OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
 PUBLICATIONS = PublicationRow.__table__  # type: ignore[attr-defined]
 SHADOWS = ShadowRow.__table__  # type: ignore[attr-defined]
 SHADOW_RESULTS = ShadowResultRow.__table__  # type: ignore[attr-defined]
+DOCUMENTS = DocumentRow.__table__  # type: ignore[attr-defined]
+CORPORA = CorpusRow.__table__  # type: ignore[attr-defined]
+PASSAGES = PassageRow.__table__  # type: ignore[attr-defined]
 MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD_FIELDS = ("ruleset", "version", "outcome", "rule", "caller", "idempotency_key", "latency_ms", "cost_usd",
                "tokens")
@@ -97,12 +105,14 @@ class Pending:
     """A decision waiting to be stored, serialised up front: only hashing and inserting happen while the
     chain head is locked, so writers in other processes wait as little as possible."""
 
-    __slots__ = ("caller", "calls", "event_jsons", "head_json", "idempotency_key", "record", "resolves")
+    __slots__ = ("caller", "calls", "documents", "event_jsons", "head_json", "idempotency_key", "record",
+                 "resolves")
 
     def __init__(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None,
-                 resolves: Resolution | None = None) -> None:
+                 resolves: Resolution | None = None, documents: Sequence[Incoming] = ()) -> None:
         self.record, self.caller, self.idempotency_key = record, caller, idempotency_key
         self.resolves = resolves
+        self.documents = documents
         head = {k: v for k, v in record.items() if k != "trace"}
         head["caller"], head["idempotency_key"] = caller, idempotency_key
         self.head_json = canonical(head)
@@ -214,6 +224,7 @@ class SqlStore:
             calls: list[tuple[Any, ...]] = []
             escalations: list[dict[str, Any]] = []
             outbox: list[dict[str, Any]] = []
+            documents: dict[str, Incoming] = {}
             keys_in_batch: dict[tuple[str, str], Saved] = {}
             for item in items:
                 key = item.idempotency_key
@@ -253,10 +264,11 @@ class SqlStore:
                 trace.extend((decision_id, i, e["kind"], text)
                              for i, (e, text) in enumerate(zip(record["trace"], item.event_jsons, strict=True)))
                 calls.extend(item.calls)
+                documents.update((i.document.id, i) for i in item.documents)
                 outbox.extend({"id": f"{decision_id}:{e['n']}", "decision_id": decision_id, "name": e["name"],
                                "payload": canonical(e["with"]), "status": "pending", "attempts": 0,
                                "next_at": record["finished_at"], "created_at": record["finished_at"]}
-                              for e in record["trace"] if e["kind"] == "effect")
+                              for e in record["trace"] if e["kind"] == "effect" and not e.get("cancelled"))
                 saved = Saved(record["decision_id"], seq, digest)
                 if key:
                     keys_in_batch[(item.caller, key)] = saved
@@ -274,6 +286,15 @@ class SqlStore:
                     conn.execute(ESCALATIONS.insert(), escalations)
                 if outbox:
                     conn.execute(OUTBOX.insert(), outbox)
+                if documents:  # stored once by content hash; the chain head lock serialises writers
+                    known = set(conn.execute(sa.select(DOCUMENTS.c.id).where(
+                        DOCUMENTS.c.id.in_(list(documents)))).scalars())
+                    new = [i for d, i in documents.items() if d not in known]
+                    if new:
+                        conn.execute(DOCUMENTS.insert(), [
+                            {"id": i.document.id, "name": i.document.name, "media_type": i.document.media_type,
+                             "size": len(i.content), "pages": json.dumps(list(i.document.pages)),
+                             "content": i.content, "created_at": item.record["finished_at"]} for i in new])
                 conn.execute(HEAD.update().where(HEAD.c.id == 1).values(seq=seq, hash=prev))
         return out
 
@@ -288,6 +309,24 @@ class SqlStore:
         record: dict[str, Any] = json.loads(row[0])
         record["trace"] = [json.loads(e) for e in events]
         return record
+
+    def documents(self, ids: Sequence[str]) -> list[Document]:
+        """Stored documents by id (the text as read when the decision was made)."""
+        if not ids:
+            return []
+        d = DOCUMENTS.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(d.id, d.name, d.media_type, d.pages).where(d.id.in_(list(ids)))).all()
+        return [Document(r[0], r[1], r[2], tuple(json.loads(r[3]))) for r in rows]
+
+    def documents_of(self, record: dict[str, Any]) -> list[Document]:
+        return self.documents([str(ref["id"]) for ref in record.get("documents") or ()])
+
+    def document_content(self, doc_id: str) -> tuple[str, str, bytes] | None:
+        d = DOCUMENTS.c
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(d.name, d.media_type, d.content).where(d.id == doc_id)).first()
+        return (row[0], row[1], bytes(row[2])) if row else None
 
     def find(self, caller: str, idempotency_key: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

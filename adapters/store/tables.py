@@ -3,7 +3,7 @@ on SQLite and PostgreSQL alike (the hash chain is computed over it)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -68,6 +68,51 @@ class ShadowResultRow(SQLModel, table=True):
     unanswered: int = 0
     detail: str = Field(sa_column=Column(Text, nullable=False))  # JSON: both decisions and the first divergence
     created_at: float
+
+
+class DocumentRow(SQLModel, table=True):
+    """A document sent with a decision, stored once by the SHA-256 of its bytes: the original bytes and
+    the text read from it (what extraction and replay use, whatever a later PDF library would read)."""
+
+    __tablename__ = "documents"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=300)
+    media_type: str = Field(max_length=100)
+    size: int
+    pages: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of each page's text
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: float
+
+
+class CorpusRow(SQLModel, table=True):
+    """One indexing of a folder of policy documents. Re-indexing makes a new version; old ones stay."""
+
+    __tablename__ = "corpora"
+
+    name: str = Field(primary_key=True, max_length=100)
+    version: int = Field(primary_key=True)
+    status: str = Field(max_length=20)  # building | ready
+    documents: int = 0
+    passages: int = 0
+    source: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_at: float
+
+
+class PassageRow(SQLModel, table=True):
+    """A passage (a section or part of one) of a corpus version; full-text indexed (FTS5 / tsvector)."""
+
+    __tablename__ = "passages"
+    __table_args__ = (Index("ix_passages_corpus_version", "corpus", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    corpus: str = Field(max_length=100)
+    version: int
+    document: str = Field(max_length=500)
+    section: str = Field(default="", max_length=500)
+    position: int
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    content_hash: str = Field(max_length=64)
 
 
 class DecisionRow(SQLModel, table=True):

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+from adapters.documents import Incoming
 from adapters.metrics import STORE_WRITE
 from adapters.store.sql import Pending, Resolution, Saved, SqlStore
 
@@ -40,10 +41,10 @@ class GroupWriter:
         return future
 
     async def save(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None,
-                   resolves: Resolution | None = None) -> Saved:
-        """For coroutines: returns once the decision is committed."""
+                   resolves: Resolution | None = None, documents: Sequence[Incoming] = ()) -> Saved:
+        """For coroutines: returns once the decision (and the documents it read) is committed."""
         future: asyncio.Future[Saved] = asyncio.get_running_loop().create_future()
-        self.queue.put((Pending(record, caller, idempotency_key, resolves), future))
+        self.queue.put((Pending(record, caller, idempotency_key, resolves, documents), future))
         return await future
 
     def close(self) -> None:

@@ -173,3 +173,34 @@ def test_more_than_a_thousand_live_sessions_use_more_engine_handles() -> None:
 
     assert set(asyncio.run(many())) == {"decided"}
     assert len(engine.pool.handles) >= 3 and engine.pool.live_sessions == 0
+
+
+def test_an_effect_of_a_proposing_rule_is_sent_only_if_its_proposal_wins() -> None:
+    from tests.helpers import decide as decide_with, ruleset as load
+
+    rs = load("""
+    ruleset: effects
+    facts:
+      claim: {amount: number}
+    rules:
+      - name: pay
+        when: claim.amount < 100
+        then:
+          - effect: {name: payments, with: {amount: "{{ claim.amount }}"}}
+          - decide: {route: pay}
+      - name: fraud
+        priority: 10
+        when: claim.amount == 13
+        then: {decide: {route: fraud}}
+      - name: audit
+        when: exists claim
+        then: {effect: {name: audit-log}}
+    """)
+    won = decide_with(rs, {"claim": {"amount": 5}})
+    effects = {e["name"]: e for e in won.trace if e["kind"] == "effect"}
+    assert won.decision == {"route": "pay"} and not effects["payments"].get("cancelled")
+    assert effects["payments"]["if_wins"] and "if_wins" not in effects["audit-log"]
+    lost = decide_with(rs, {"claim": {"amount": 13}})
+    effects = {e["name"]: e for e in lost.trace if e["kind"] == "effect"}
+    assert lost.decision == {"route": "fraud"} and effects["payments"]["cancelled"] is True
+    assert not effects["audit-log"].get("cancelled")

@@ -34,21 +34,33 @@ class Fact(_message.Message):
     def __init__(self, type: _Optional[str] = ..., values: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
-    __slots__ = ("ruleset", "version", "facts", "idempotency_key", "deadline")
+    __slots__ = ("ruleset", "version", "facts", "idempotency_key", "deadline", "documents")
     RULESET_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     FACTS_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     ruleset: str
     version: str
     facts: _containers.RepeatedCompositeFieldContainer[Fact]
     idempotency_key: str
     deadline: _duration_pb2.Duration
-    def __init__(self, ruleset: _Optional[str] = ..., version: _Optional[str] = ..., facts: _Optional[_Iterable[_Union[Fact, _Mapping]]] = ..., idempotency_key: _Optional[str] = ..., deadline: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    documents: _containers.RepeatedCompositeFieldContainer[Document]
+    def __init__(self, ruleset: _Optional[str] = ..., version: _Optional[str] = ..., facts: _Optional[_Iterable[_Union[Fact, _Mapping]]] = ..., idempotency_key: _Optional[str] = ..., deadline: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ...) -> None: ...
+
+class Document(_message.Message):
+    __slots__ = ("name", "media_type", "content")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    media_type: str
+    content: bytes
+    def __init__(self, name: _Optional[str] = ..., media_type: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "ruleset", "version", "outcome", "decision", "reason", "rule", "fired", "cost_usd", "tokens", "latency_ms", "decided_at", "steps", "calls", "idempotent_replay")
+    __slots__ = ("decision_id", "ruleset", "version", "outcome", "decision", "reason", "rule", "fired", "cost_usd", "tokens", "latency_ms", "decided_at", "steps", "calls", "idempotent_replay", "documents")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     RULESET_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +76,7 @@ class Decision(_message.Message):
     STEPS_FIELD_NUMBER: _ClassVar[int]
     CALLS_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENT_REPLAY_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     ruleset: str
     version: str
@@ -79,7 +92,22 @@ class Decision(_message.Message):
     steps: int
     calls: int
     idempotent_replay: bool
-    def __init__(self, decision_id: _Optional[str] = ..., ruleset: _Optional[str] = ..., version: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., decision: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., reason: _Optional[str] = ..., rule: _Optional[str] = ..., fired: _Optional[_Iterable[str]] = ..., cost_usd: _Optional[float] = ..., tokens: _Optional[int] = ..., latency_ms: _Optional[float] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[int] = ..., calls: _Optional[int] = ..., idempotent_replay: _Optional[bool] = ...) -> None: ...
+    documents: _containers.RepeatedCompositeFieldContainer[DocumentRef]
+    def __init__(self, decision_id: _Optional[str] = ..., ruleset: _Optional[str] = ..., version: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., decision: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., reason: _Optional[str] = ..., rule: _Optional[str] = ..., fired: _Optional[_Iterable[str]] = ..., cost_usd: _Optional[float] = ..., tokens: _Optional[int] = ..., latency_ms: _Optional[float] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[int] = ..., calls: _Optional[int] = ..., idempotent_replay: _Optional[bool] = ..., documents: _Optional[_Iterable[_Union[DocumentRef, _Mapping]]] = ...) -> None: ...
+
+class DocumentRef(_message.Message):
+    __slots__ = ("id", "name", "media_type", "pages", "chars")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    CHARS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    media_type: str
+    pages: int
+    chars: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., media_type: _Optional[str] = ..., pages: _Optional[int] = ..., chars: _Optional[int] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
     __slots__ = ("decision",)
