@@ -56,7 +56,8 @@ TOOL_BASE_KEYS = {"connector", "produces", "params", "retries", "timeout", "desc
 TEST_KEYS = {"name", "given", "documents", "answers", "human", "expect", "description"}
 EXPECT_KEYS = {"outcome", "decision", "reason", "fired", "not_fired", "fired_includes"}
 OUTCOMES = {"decided", "escalated", "failed", "no_decision"}
-RESERVED_TYPES = {"failure", "timeout", "document", "passage", "chunk", "facts", "exists", "not", "and", "or", "as", "in", "contains", "matches",
+RESERVED_TYPES = {"failure", "timeout", "document", "passage", "chunk",
+                  "facts", "exists", "not", "and", "or", "as", "in", "contains", "matches",
                   "true", "false", "where"}
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z")
 JINJA = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
@@ -562,7 +563,8 @@ class Loader:
     def test_documents(self, node: Any) -> list[Document]:
         raw = node.get("documents") or []
         if not isinstance(raw, list):
-            self.error("bad_shape", "documents must be a list", self.pos.value(node, "documents"), _test_documents_doc())
+            self.error("bad_shape", "documents must be a list", self.pos.value(node, "documents"),
+                       _test_documents_doc())
             return []
         out = []
         for j, item in enumerate(raw):

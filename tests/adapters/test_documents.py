@@ -36,7 +36,7 @@ def test_pdf_markdown_and_text_are_read_by_page() -> None:
     assert got.document.media_type == "application/pdf" and len(got.document.pages) == 2
     assert "Dana" in got.document.pages[0] and "1,240.00" in got.document.pages[1]
     assert got.content == pdf and len(got.document.id) == 64
-    md = read_document("claim.md", "# Claim\r\nDana\r\n".encode())
+    md = read_document("claim.md", b"# Claim\r\nDana\r\n")
     assert md.document.media_type == "text/markdown" and md.document.pages == ("# Claim\nDana\n",)
     txt = read_document("notes", b"\xef\xbb\xbfplain text", "text/plain")
     assert txt.document.pages == ("plain text",)

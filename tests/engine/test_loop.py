@@ -176,7 +176,8 @@ def test_more_than_a_thousand_live_sessions_use_more_engine_handles() -> None:
 
 
 def test_an_effect_of_a_proposing_rule_is_sent_only_if_its_proposal_wins() -> None:
-    from tests.helpers import decide as decide_with, ruleset as load
+    from tests.helpers import decide as decide_with
+    from tests.helpers import ruleset as load
 
     rs = load("""
     ruleset: effects
