@@ -65,12 +65,12 @@ def write_tokens(path: Path) -> Path:
 
 
 def start(tmp: Path, *extra: str, auth: bool = True, db: str | None = None, port: int | None = None,
-          env: dict[str, str] | None = None, rulesets: Path | None = None) -> Server:
+          env: dict[str, str] | None = None, rulesets: Path | None = None, canned: bool = True) -> Server:
     port = port or free_port()
     db = db or str(tmp / "baton.db")
     args = [sys.executable, "-m", "adapters.cli.main", "serve", "--listen", f"127.0.0.1:{port}", "--db", db,
-            "--rulesets", str(rulesets or ROOT / "rulesets"), "--answers", str(ROOT / "rulesets/demo-answers.json"),
-            *extra]
+            "--rulesets", str(rulesets or ROOT / "rulesets"),
+            *(["--answers", str(ROOT / "rulesets/demo-answers.json")] if canned else []), *extra]
     if auth:
         args += ["--tokens", str(write_tokens(tmp / "tokens.yaml"))]
     errors = (tmp / f"server-{port}.log").open("w")  # structured logs: a file, so a full pipe never blocks
@@ -92,6 +92,15 @@ def start(tmp: Path, *extra: str, auth: bool = True, db: str | None = None, port
             return Server(proc, f"127.0.0.1:{port}", db, log, tmp / f"server-{port}.log")
     os.killpg(proc.pid, signal.SIGKILL)
     raise RuntimeError("server did not start:\n" + "\n".join(log))
+
+
+def start_fake_openai() -> tuple[subprocess.Popen[str], str]:
+    """The scripted OpenAI-compatible server in its own process: (process, base URL)."""
+    proc = subprocess.Popen([sys.executable, "-m", "adapters.llm.fake_openai"], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    assert proc.stdout is not None
+    port = proc.stdout.readline().split()[-1]
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def metadata(role: str) -> list[tuple[str, str]]:
