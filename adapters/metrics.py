@@ -23,6 +23,12 @@ COST = Counter("baton_model_cost_usd", "Model cost in USD", ["ruleset", "model"]
 TOOL_CALLS = Counter("baton_tool_calls", "Tool calls", ["action", "status"])
 STORE_WRITE = Histogram("baton_store_write_seconds", "Store batch write latency",
                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+CIRCUIT_STATE = Gauge("baton_circuit_state", "Connector circuit: 0 closed, 1 open, 2 half-open", ["connector"],
+                      multiprocess_mode="max")
+CIRCUIT_TRIPS = Counter("baton_circuit_trips", "Times a connector's circuit opened", ["connector"])
+CONNECTOR_REFUSED = Counter("baton_connector_refused", "Calls failed fast by a connector's limits",
+                            ["connector", "reason"])
+SECRET_ROTATIONS = Counter("baton_secret_rotations", "Secret re-reads that changed a value")
 SHADOW_EVALUATIONS = Counter("baton_shadow_evaluations", "Live decisions evaluated against a shadow version",
                              ["changed"])
 SHADOW_DROPPED = Counter("baton_shadow_dropped", "Shadow evaluations dropped because the queue was full")

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from adapters.documents import Incoming
 from adapters.rulesets import load_file, ruleset_files
 from adapters.store.sql import Pending, SqlStore
 from adapters.store.writer import GroupWriter
@@ -23,13 +24,14 @@ from engine.replay import replay, what_if
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = [load_file(p) for p in ruleset_files([ROOT / "rulesets"])]
+TRIAGE = next(rs for rs in EXAMPLES if rs.name == "claims-triage")
 
 
 def decide_test(engine: Engine, i: int, prefix: str = "d") -> dict[str, Any]:
     test = engine.ruleset.tests[i]
     answers = RecordedAnswers(test.answers)
     d = asyncio.run(engine.decide(test.given, answers, answers, FixedClock(1_700_000_000 + i),
-                                  SequentialIds(f"{prefix}-{engine.ruleset.name}-{i}-")))
+                                  SequentialIds(f"{prefix}-{engine.ruleset.name}-{i}-"), documents=test.documents))
     return d.to_dict()
 
 
@@ -45,15 +47,15 @@ def every_example(store: SqlStore) -> list[dict[str, Any]]:
     records = []
     for rs in EXAMPLES:
         engine = Engine(rs)
-        for i in range(len(rs.tests)):
+        for i, test in enumerate(rs.tests):
             record = decide_test(engine, i)
-            store.save(record)
+            store.save_batch([Pending(record, documents=[Incoming(d, d.text.encode()) for d in test.documents])])
             records.append(record)
     return records
 
 
 def test_round_trip_of_every_event_kind(store: SqlStore) -> None:
-    engine = Engine(EXAMPLES[0])
+    engine = Engine(TRIAGE)
     record = decide_test(engine, 3)  # a failed call, a failure fact, proposals, an escalation
     kinds = {e["kind"] for e in record["trace"]}
     assert kinds == {"fact", "fired", "proposal", "call"}
@@ -66,7 +68,7 @@ def test_round_trip_of_every_event_kind(store: SqlStore) -> None:
 
 
 def test_idempotency_key_returns_the_stored_decision_without_a_second_row(store: SqlStore) -> None:
-    engine = Engine(EXAMPLES[0])
+    engine = Engine(TRIAGE)
     first = decide_test(engine, 0, "a")
     again = decide_test(engine, 0, "b")
     s1 = store.save(first, caller="svc", idempotency_key="claim-1")
@@ -83,7 +85,7 @@ def test_idempotency_key_returns_the_stored_decision_without_a_second_row(store:
 
 
 def test_a_failing_write_leaves_no_partial_decision(store: SqlStore) -> None:
-    engine = Engine(EXAMPLES[0])
+    engine = Engine(TRIAGE)
     good = decide_test(engine, 0, "g")
     store.save(good)
     clash = decide_test(engine, 1, "x")
@@ -133,7 +135,7 @@ TAMPER = {
 
 @pytest.mark.parametrize("change", list(TAMPER))
 def test_log_verify_detects_every_kind_of_tampering(store: SqlStore, change: str) -> None:
-    engine = Engine(EXAMPLES[0])
+    engine = Engine(TRIAGE)
     for i in range(6):
         store.save(decide_test(engine, i))
     assert store.verify() == (6, None)
@@ -157,13 +159,13 @@ def test_every_example_decision_replays_identically_once_stored(store: SqlStore)
             found = store.ruleset_source(version)
             assert found is not None
             cache[version] = Engine(load_ruleset(found[1], found[0]))
-        result = asyncio.run(replay(cache[version], stored))
+        result = asyncio.run(replay(cache[version], stored, store.documents_of(stored)))
         assert result.identical, (record["decision_id"], result.divergence)
     assert store.verify() == (len(records), None)
 
 
 def test_replay_names_the_first_divergence(store: SqlStore) -> None:
-    engine = Engine(EXAMPLES[0])
+    engine = Engine(TRIAGE)
     record = decide_test(engine, 0)
     for event in record["trace"]:
         if event["kind"] == "call" and event["action"] == "classify":
