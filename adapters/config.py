@@ -72,6 +72,8 @@ class Settings(_Strict):
     effects: dict[str, Any] | None = None
     max_document_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     corpora: Path | None = None  # folders of policy documents indexed at start (default: RULESETS/corpora)
+    secrets_ttl_s: float | None = Field(default=300.0, gt=0)  # re-read ${env:}/${file:} secrets this often
+    consumers: dict[str, Any] | None = None  # decision requests from JetStream or RabbitMQ (baton consume)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -122,6 +124,9 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
         raise ValueError("\n".join(lines)) from None
     if path is not None:  # relative paths in the file are relative to the file
         base = path.parent
+        from adapters.secrets import SECRETS
+
+        SECRETS.base = base  # ${file:...} references too
         settings.rulesets = settings.rulesets if settings.rulesets.is_absolute() or not (
             base / settings.rulesets).exists() else base / settings.rulesets
     return settings

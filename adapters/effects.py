@@ -15,8 +15,9 @@ from typing import Any, Protocol
 
 import httpx
 
+from adapters.resilience import Guard, Limits
+from adapters.secrets import SECRETS, redact, resolve_secrets
 from adapters.store.sql import SqlStore
-from adapters.tools.connectors import resolve_secrets
 
 log = logging.getLogger("baton.effects")
 
@@ -28,10 +29,11 @@ class EffectConnector(Protocol):
 
 class HttpWebhook:
     def __init__(self, url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 10.0) -> None:
-        self.url, self.headers, self.timeout_s = url, dict(headers or {}), timeout_s
+        self.url, self.headers, self.timeout_s = url, dict(headers or {}), timeout_s  # header values: templates
 
     async def send(self, effect_id: str, name: str, decision_id: str, payload: dict[str, Any]) -> None:
-        async with httpx.AsyncClient(headers=self.headers, timeout=self.timeout_s) as client:
+        headers = {k: SECRETS.value(v) for k, v in self.headers.items()}  # the current value of a rotated secret
+        async with httpx.AsyncClient(headers=headers, timeout=self.timeout_s) as client:
             response = await client.post(self.url, json={"effect": name, "decision_id": decision_id,
                                                          "effect_id": effect_id, "with": payload},
                                          headers={"Idempotency-Key": effect_id})
@@ -55,22 +57,58 @@ class LogEffect:
 
 
 def build_effects(section: Mapping[str, Any], base: Path, where: str = "effects") -> dict[str, EffectConnector]:
+    """Connectors from the config's `effects:` section: name -> {type: http|log|nats|amqp, ..., limits: {...}}."""
     out: dict[str, EffectConnector] = {}
     for name, spec in section.items():
         w = f"{where}.{name}"
-        if not isinstance(spec, Mapping) or spec.get("type") not in ("http", "log"):
-            raise ValueError(f"{w}.type: one of http, log")
-        if spec["type"] == "http":
+        kind = spec.get("type") if isinstance(spec, Mapping) else None
+        if kind not in ("http", "log", "nats", "amqp"):
+            raise ValueError(f"{w}.type: one of http, log, nats, amqp")
+        connector: EffectConnector
+        if kind == "http":
             url = spec.get("url")
             if not isinstance(url, str):
                 raise ValueError(f"{w}.url: required")
-            headers = {str(k): resolve_secrets(str(v), f"{w}.headers.{k}") for k, v in
-                       (spec.get("headers") or {}).items()}
-            out[str(name)] = HttpWebhook(url, headers, float(spec.get("timeout_s", 10)))
-        else:
+            headers = {}
+            for k, v in (spec.get("headers") or {}).items():
+                resolve_secrets(str(v), f"{w}.headers.{k}")  # checked now; read again at each delivery
+                headers[str(k)] = str(v)
+            connector = HttpWebhook(url, headers, float(spec.get("timeout_s", 10)))
+        elif kind == "log":
             file = spec.get("file")
-            out[str(name)] = LogEffect(None if file is None else (base / str(file)))
+            connector = LogEffect(None if file is None else (base / str(file)))
+        elif kind == "nats":
+            from adapters.brokers import NatsEffect
+
+            url, subject = spec.get("url", "nats://127.0.0.1:4222"), spec.get("subject")
+            if not isinstance(subject, str) or not subject:
+                raise ValueError(f"{w}.subject: the JetStream subject to publish to")
+            resolve_secrets(str(url), f"{w}.url")
+            stream = spec.get("stream")
+            connector = NatsEffect(str(url), subject, str(stream) if stream else None,
+                                   float(spec.get("timeout_s", 5)))
+        else:
+            from adapters.brokers import AmqpEffect
+
+            url = spec.get("url", "amqp://guest:guest@127.0.0.1/")
+            routing_key = spec.get("routing_key") or spec.get("queue")
+            if not isinstance(routing_key, str) or not routing_key:
+                raise ValueError(f"{w}.queue: the queue (or routing_key with exchange) to publish to")
+            resolve_secrets(str(url), f"{w}.url")
+            connector = AmqpEffect(str(url), routing_key, str(spec.get("exchange") or ""),
+                                   spec.get("queue") if isinstance(spec.get("queue"), str) else None,
+                                   float(spec.get("timeout_s", 5)))
+        limits = Limits.from_config(spec.get("limits"), f"{w}.limits")
+        out[str(name)] = GuardedEffect(connector, Guard(f"effect:{name}", limits)) if limits != Limits() else connector
     return out
+
+
+class GuardedEffect:
+    def __init__(self, inner: EffectConnector, guard: Guard) -> None:
+        self.inner, self.guard = inner, guard
+
+    async def send(self, effect_id: str, name: str, decision_id: str, payload: dict[str, Any]) -> None:
+        await self.guard.protect(lambda: self.inner.send(effect_id, name, decision_id, payload))
 
 
 @dataclass(slots=True)
@@ -108,7 +146,7 @@ class OutboxWorker:
                 raise RuntimeError(f"no effect connector named {effect['name']!r} is configured")
             await connector.send(effect["id"], effect["name"], effect["decision_id"], json.loads(effect["payload"]))
         except Exception as e:
-            error = f"{type(e).__name__}: {e}"
+            error = redact(f"{type(e).__name__}: {e}")
             next_at = None if attempts >= self.max_attempts else time.time() + self.backoff_s * 2 ** (attempts - 1)
             await asyncio.to_thread(self.store.effect_failed, effect["id"], attempts, error, next_at)
             log.warning("effect %s attempt %d failed: %s", effect["id"], attempts, error)

@@ -29,6 +29,7 @@ CIRCUIT_TRIPS = Counter("baton_circuit_trips", "Times a connector's circuit open
 CONNECTOR_REFUSED = Counter("baton_connector_refused", "Calls failed fast by a connector's limits",
                             ["connector", "reason"])
 SECRET_ROTATIONS = Counter("baton_secret_rotations", "Secret re-reads that changed a value")
+INTAKE = Counter("baton_intake_messages", "Decision requests taken from a broker", ["consumer", "result"])
 SHADOW_EVALUATIONS = Counter("baton_shadow_evaluations", "Live decisions evaluated against a shadow version",
                              ["changed"])
 SHADOW_DROPPED = Counter("baton_shadow_dropped", "Shadow evaluations dropped because the queue was full")

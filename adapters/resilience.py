@@ -135,6 +135,14 @@ class Bucket:
         return False
 
 
+class Refused(Exception):
+    """A call failed fast by a connector's limits (``kind`` is circuit_open or rate_limited)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+
+
 class Guard:
     """One connector's limits, around every call it makes."""
 
@@ -189,3 +197,20 @@ class Guard:
             self.breaker.record(result.ok or result.failure_kind in NOT_FAILURES)
             result.meta = {**result.meta, "circuit": self.breaker.state}
         return result
+
+    async def protect(self, send: Callable[[], Awaitable[None]]) -> None:
+        """For effects: the same limits around a delivery that raises on failure; a refusal raises Refused."""
+
+        async def as_result() -> CallResult:
+            try:
+                await send()
+            except Exception as e:
+                return CallResult(failure_kind="error", error=f"{type(e).__name__}: {e}", meta={"exception": e})
+            return CallResult()
+
+        result = await self.run(as_result)
+        if result.failure_kind in ("circuit_open", "rate_limited"):
+            raise Refused(result.failure_kind, result.error)
+        error = result.meta.get("exception")
+        if isinstance(error, BaseException):
+            raise error

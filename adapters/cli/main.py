@@ -229,6 +229,33 @@ def serve(listen: Annotated[str | None, typer.Option(help="host:port to listen o
         raise fail(str(e)) from None
 
 
+@app.command()
+def consume(config: Annotated[Path, typer.Option(help="service config with a consumers: section")],
+            db: Annotated[str | None, typer.Option("--db", help="database URL or SQLite file")] = None,
+            rulesets: Annotated[Path | None, typer.Option(help="rulesets directory loaded at start")] = None,
+            answers: Annotated[Path | None, typer.Option(help="canned model/tool answers (offline demo)")] = None,
+            ) -> None:
+    """Take decision requests from JetStream or RabbitMQ (the config's consumers:), decide, store, reply,
+    then acknowledge; deliver effects. Runs until SIGTERM; SIGHUP re-reads secrets."""
+    import asyncio as aio
+
+    from adapters.config import load_config
+    from adapters.grpc.server import run_consumer_process
+    from adapters.logs import setup_logging
+
+    try:
+        settings = load_config(config)
+        settings = settings.model_copy(update={k: v for k, v in {"db": db, "rulesets": rulesets,
+                                                                 "answers": answers}.items() if v is not None})
+        setup_logging(settings)
+        aio.run(run_consumer_process(settings, config.parent))
+    except CompileErrors as e:
+        print_compile_errors(e)
+        raise typer.Exit(1) from None
+    except (ValueError, OSError) as e:
+        raise fail(str(e)) from None
+
+
 config_app = typer.Typer(no_args_is_help=True, help="Service configuration.")
 app.add_typer(config_app, name="config")
 

@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from adapters import metrics
 from adapters.config import Settings, effect_connectors, model_gateway, tool_connectors
 from adapters.effects import OutboxWorker
 from adapters.escalations import Escalations
@@ -29,16 +30,19 @@ from adapters.fakes import Unconfigured
 from adapters.grpc.auth import Auth, load_tokens
 from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
 from adapters.grpc.service import Services, generic_handlers
+from adapters.intake import Consumer, Decider, consumers_from, run_consumers
 from adapters.logs import flush_decision_log, setup_logging
 from adapters.metrics import serve_metrics
 from adapters.registry import RulesetRegistry
 from adapters.retrieval import WithRetrieval, index_if_changed
+from adapters.secrets import SECRETS
 from adapters.shadow import Shadows
 from adapters.store.sql import SqlStore
 from adapters.store.writer import GroupWriter
 from adapters.system import SystemClock, TimeOrderedIds
 from adapters.tools.connectors import resolve_secrets
 from adapters.tracing import TracedPorts, setup_tracing
+from engine.loop import Limits
 from engine.ports import ModelGateway, ToolConnector
 from engine.recorded import CannedAnswers
 
@@ -90,8 +94,68 @@ def _ports(cfg: Settings, base: Path) -> tuple[ModelGateway, ToolConnector, str]
     return models, tools, f"configured: {', '.join(configured) or 'no model gateway or tools'}"
 
 
+def _consumers(cfg: Settings, registry: RulesetRegistry, writer: GroupWriter, models: ModelGateway,
+               tools: ToolConnector, clock: SystemClock, ids: TimeOrderedIds) -> list[Consumer]:
+    settings = consumers_from(cfg.consumers)
+    if not settings:
+        return []
+    decider = Decider(registry, writer, models, tools, clock, ids,
+                      Limits(step_limit=cfg.limits.step_limit, deadline_s=cfg.limits.deadline_s,
+                             max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd),
+                      cfg.max_document_bytes)
+    return [Consumer(c, decider) for c in settings]
+
+
+async def _refresh_secrets(every_s: float | None, stop: asyncio.Event) -> None:
+    while not stop.is_set() and every_s:
+        try:
+            await asyncio.wait_for(stop.wait(), every_s)
+        except TimeoutError:
+            _rotate_secrets(quiet=True)
+
+
+async def run_consumer_process(cfg: Settings, base: Path) -> None:
+    """`baton consume`: the configured consumers and the effects outbox, without the gRPC server."""
+    SECRETS.base, SECRETS.ttl_s = base, cfg.secrets_ttl_s
+    store = SqlStore(cfg.db)
+    registry = RulesetRegistry(store)
+    loaded = registry.load_directory(cfg.rulesets) if cfg.rulesets.is_dir() else []
+    corpora_dir = cfg.corpora if cfg.corpora is not None else cfg.rulesets / "corpora"
+    if corpora_dir.is_dir():
+        index_corpora(store, corpora_dir)
+    writer = GroupWriter(store)
+    models, tools, ports_note = _ports(cfg, base)
+    intake = _consumers(cfg, registry, writer, models, WithRetrieval(tools, store), SystemClock(), TimeOrderedIds())
+    if not intake:
+        raise SystemExit("no consumers configured: add a consumers: section to the config")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _rotate_secrets)
+    say(f"baton consume {os.getpid()}: {', '.join(c.s.name for c in intake)} ({len(loaded)} rulesets; db {store.url}; "
+        f"{ports_note})")
+    outbox = asyncio.create_task(OutboxWorker(store, effect_connectors(cfg, base)).run(stop))
+    secrets_ttl = asyncio.create_task(_refresh_secrets(cfg.secrets_ttl_s, stop))
+    await run_consumers(intake, stop)
+    await outbox
+    await secrets_ttl
+    writer.close()
+    store.close()
+    say(f"baton consume {os.getpid()}: stopped")
+
+
+def _rotate_secrets(quiet: bool = False) -> None:
+    changed = SECRETS.refresh()
+    if changed:
+        metrics.SECRET_ROTATIONS.inc(len(changed))
+    if changed or not quiet:
+        say(f"baton {os.getpid()}: secrets re-read ({len(changed)} changed)")
+
+
 async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` prints every thread's stack
+    SECRETS.base, SECRETS.ttl_s = base, cfg.secrets_ttl_s
     store = SqlStore(cfg.db)
     registry = RulesetRegistry(store)
     loaded = registry.load_directory(cfg.rulesets) if cfg.rulesets.is_dir() else []
@@ -143,12 +207,19 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _rotate_secrets)
     shadows.start()
+    intake = _consumers(cfg, registry, writer, models, tools, clock, ids)
+    consuming = asyncio.create_task(run_consumers(intake, stop)) if intake else None
+    secrets_ttl = asyncio.create_task(_refresh_secrets(cfg.secrets_ttl_s, stop))
     sweeper = asyncio.create_task(_sweep_slas(escalations, cfg.sla_check_s, stop))
     effects = effect_connectors(cfg, base)
     outbox = asyncio.create_task(OutboxWorker(store, effects).run(stop))
     logs = asyncio.create_task(_flush_logs(stop))
     await stop.wait()
+    if consuming is not None:
+        await consuming
+    await secrets_ttl
     await sweeper
     await outbox
     await logs
@@ -216,6 +287,7 @@ def serve(cfg: Settings, base: Path) -> None:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)  # each worker re-reads its secrets
     for child in children:
         child.join()
     codes = [c.exitcode for c in children]

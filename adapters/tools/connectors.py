@@ -14,7 +14,6 @@ import datetime as dt
 import decimal
 import difflib
 import json
-import os
 import re
 import time
 from collections.abc import Mapping
@@ -23,23 +22,16 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from adapters.resilience import Guard, Limits
+from adapters.secrets import SECRETS, redact, resolve_secrets
 from engine.ports import CallRequest, CallResult
 
-ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+__all__ = ["HttpConnector", "LookupConnector", "SqlConnector", "ToolRouter", "build_tools", "resolve_secrets"]
+
 PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def resolve_secrets(value: str, where: str) -> str:
-    """`${env:NAME}` references, resolved at start; a missing variable is a config error naming the key."""
-
-    def sub(m: re.Match[str]) -> str:
-        name = m.group(1)
-        if name not in os.environ:
-            raise ValueError(f"{where}: environment variable {name} is not set")
-        return os.environ[name]
-
-    return ENV.sub(sub, value)
+SELECT_ONLY = re.compile(r"^\s*(\(\s*)*(select|with|values|table|show|explain)\b", re.I)
 
 
 def _plain(value: Any) -> Any:
@@ -64,26 +56,70 @@ def _coerce(row: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class SqlConnector:
-    """Parameterised queries on a configured SQLAlchemy URL; read-only unless the config says otherwise."""
+    """Parameterised queries on a configured SQLAlchemy URL (PostgreSQL, MariaDB/MySQL, SQLite, ...), each
+    connector with its own connection pool and statement timeout. Read-only unless the config says
+    otherwise: enforced by the database (a read-only transaction; SQLite's query_only) and, before that,
+    by refusing any statement that is not a query. An async driver in the URL (``mysql+aiomysql://``,
+    ``postgresql+psycopg://`` with ``async: true``) runs on the event loop; others run in a thread."""
 
-    def __init__(self, name: str, url: str, read_only: bool = True, timeout_s: float = 10.0) -> None:
-        self.name, self.read_only, self.timeout_s = name, read_only, timeout_s
-        self.engine = sa.create_engine(url, pool_pre_ping=True)
-        self.dialect = self.engine.dialect.name
+    def __init__(self, name: str, url: str, read_only: bool = True, timeout_s: float = 10.0, pool_size: int = 5,
+                 use_async: bool | None = None) -> None:
+        self.name, self.read_only, self.timeout_s, self.pool_size = name, read_only, timeout_s, pool_size
+        self.url_template = url
+        driver = sa.engine.make_url(SECRETS.value(url)).get_dialect()
+        self.use_async = bool(getattr(driver, "is_async", False)) if use_async is None else use_async
+        self.version = -1
+        self.engine: sa.Engine | None = None
+        self.async_engine: AsyncEngine | None = None
+        self._connect()
+
+    def _connect(self) -> None:
+        """(Re)create the pool when the URL's secret was rotated."""
+        if self.version == SECRETS.version and (self.engine or self.async_engine):
+            return
+        url = SECRETS.value(self.url_template)
+        old_sync, old_async = self.engine, self.async_engine
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if not url.startswith("sqlite"):
+            kwargs.update(pool_size=self.pool_size, max_overflow=self.pool_size)
+        if self.use_async:
+            self.async_engine = create_async_engine(url, **kwargs)
+            self.dialect = self.async_engine.dialect.name
+        else:
+            self.engine = sa.create_engine(url, **kwargs)
+            self.dialect = self.engine.dialect.name
+        self.version = SECRETS.version
+        if old_sync is not None:
+            old_sync.dispose()
+        if old_async is not None:
+            asyncio.get_event_loop().create_task(old_async.dispose())
+
+    def _setup(self, timeout_s: float) -> list[str]:
+        """Statements that start each call's transaction: timeout and read-only, per dialect."""
+        out = []
+        if self.dialect == "postgresql":
+            out.append(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+            if self.read_only:
+                out.append("SET TRANSACTION READ ONLY")
+        elif self.dialect in ("mysql", "mariadb"):
+            if self.read_only:
+                out.append("SET TRANSACTION READ ONLY")  # applies to the transaction the query starts
+            out.append(f"SET SESSION max_statement_time = {timeout_s:g}")
+        elif self.dialect == "sqlite" and self.read_only:
+            out.append("PRAGMA query_only = ON")
+        return out
 
     def _run(self, query: str, params: Mapping[str, Any], timeout_s: float) -> list[dict[str, Any]]:
+        assert self.engine is not None
         with self.engine.connect() as conn:
-            sqlite_guard = self.dialect == "sqlite" and self.read_only
+            if self.dialect == "sqlite":
+                deadline = time.monotonic() + timeout_s
+                conn.connection.driver_connection.set_progress_handler(  # type: ignore[union-attr]
+                    lambda: int(time.monotonic() > deadline), 10_000)
             tx = conn.begin()
             try:
-                if sqlite_guard:
-                    conn.exec_driver_sql("PRAGMA query_only = ON")
-                if self.dialect == "postgresql":
-                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
-                    if self.read_only:
-                        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-                elif self.dialect in ("mysql", "mariadb"):
-                    conn.exec_driver_sql(f"SET SESSION max_statement_time = {timeout_s}")
+                for statement in self._setup(timeout_s):
+                    conn.exec_driver_sql(statement)
                 result = conn.execute(sa.text(query), dict(params))
                 rows = [{k: _plain(v) for k, v in row._mapping.items()} for row in result] if result.returns_rows \
                     else []
@@ -92,36 +128,65 @@ class SqlConnector:
                     tx.rollback()
                 else:
                     tx.commit()
-                if sqlite_guard:
-                    conn.exec_driver_sql("PRAGMA query_only = OFF")
-                    conn.commit()
+                if self.dialect == "sqlite":
+                    conn.connection.driver_connection.set_progress_handler(None, 0)  # type: ignore[union-attr]
+                    if self.read_only:
+                        conn.exec_driver_sql("PRAGMA query_only = OFF")
+                        conn.commit()
+        return rows
+
+    async def _run_async(self, query: str, params: Mapping[str, Any], timeout_s: float) -> list[dict[str, Any]]:
+        assert self.async_engine is not None
+        async with self.async_engine.connect() as conn:
+            tx = await conn.begin()
+            try:
+                for statement in self._setup(timeout_s):
+                    await conn.exec_driver_sql(statement)
+                result = await conn.execute(sa.text(query), dict(params))
+                rows = [{k: _plain(v) for k, v in row._mapping.items()} for row in result] if result.returns_rows \
+                    else []
+            finally:
+                if self.read_only or not tx.is_valid:
+                    await tx.rollback()
+                else:
+                    await tx.commit()
         return rows
 
     async def call(self, call: CallRequest) -> CallResult:
         query = call.request.get("query")
         if not isinstance(query, str) or not query.strip():
             return CallResult(failure_kind="bad_request", error=f"{call.action}: the tool needs a query")
+        if self.read_only and (not SELECT_ONLY.match(query) or ";" in query.strip().rstrip(";")):
+            return CallResult(failure_kind="read_only", error=f"{self.name}: read-only connector: only a single "
+                              "query (SELECT/WITH) may run")
         params = call.request.get("params") or {}
         assert isinstance(params, Mapping)
         timeout = min(call.timeout_s, self.timeout_s)
+        self._connect()
         try:
-            rows = await asyncio.wait_for(asyncio.to_thread(self._run, query, params, timeout), timeout + 1)
+            if self.use_async:
+                rows = await asyncio.wait_for(self._run_async(query, params, timeout), timeout + 1)
+            else:
+                rows = await asyncio.wait_for(asyncio.to_thread(self._run, query, params, timeout), timeout + 1)
         except TimeoutError:
             return CallResult(failure_kind="timeout", error=f"{self.name}: no result within {timeout}s")
-        except sa.exc.OperationalError as e:
-            text = str(e.orig)
-            kind = "timeout" if "timeout" in text.lower() or "canceling statement" in text.lower() else "error"
-            if "read-only" in text.lower() or "readonly" in text.lower():
-                kind = "read_only"
-            return CallResult(failure_kind=kind, error=f"{self.name}: {text.splitlines()[0][:300]}")
-        except sa.exc.InternalError as e:
-            text = str(e.orig)
-            kind = "read_only" if "read-only" in text.lower() else "error"
-            return CallResult(failure_kind=kind, error=f"{self.name}: {text.splitlines()[0][:300]}")
+        except sa.exc.DBAPIError as e:
+            return self._failure(e)
         except sa.exc.SQLAlchemyError as e:
-            return CallResult(failure_kind="error", error=f"{self.name}: {type(e).__name__}: "
-                              f"{str(getattr(e, 'orig', e)).splitlines()[0][:300]}")
+            return CallResult(failure_kind="error", error=redact(f"{self.name}: {type(e).__name__}: "
+                              f"{str(getattr(e, 'orig', e)).splitlines()[0][:300]}"))
         return CallResult(answer=[_coerce(r, call.schema) for r in rows])
+
+    def _failure(self, e: sa.exc.DBAPIError) -> CallResult:
+        text = str(e.orig)
+        low = text.lower()
+        kind = "error"
+        if any(s in low for s in ("timeout", "canceling statement", "max_statement_time", "interrupted",
+                                  "query execution was interrupted")):
+            kind = "timeout"
+        if any(s in low for s in ("read-only", "readonly", "read only")):
+            kind = "read_only"
+        return CallResult(failure_kind=kind, error=redact(f"{self.name}: {text.splitlines()[0][:300]}"))
 
 
 class HttpConnector:
@@ -130,9 +195,17 @@ class HttpConnector:
     def __init__(self, name: str, base_url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 10.0,
                  retries: int = 2, backoff_s: float = 0.1) -> None:
         self.name, self.timeout_s, self.retries, self.backoff_s = name, timeout_s, retries, backoff_s
-        self.client = httpx.AsyncClient(base_url=base_url, headers=dict(headers or {}), timeout=timeout_s)
+        self.header_templates = dict(headers or {})
+        self.version = SECRETS.version
+        self.client = httpx.AsyncClient(base_url=base_url, headers=self._headers(), timeout=timeout_s)
+
+    def _headers(self) -> dict[str, str]:
+        return {k: SECRETS.value(v) for k, v in self.header_templates.items()}
 
     async def call(self, call: CallRequest) -> CallResult:
+        if self.version != SECRETS.version:  # a secret was rotated: send its new value from now on
+            self.version = SECRETS.version
+            self.client.headers.update(self._headers())
         req = call.request
         method = str(req.get("method", "GET")).upper()
         params = dict(req.get("params") or {})  # type: ignore[call-overload]
@@ -230,23 +303,29 @@ class LookupConnector:
 
 
 class ToolRouter:
-    """The ToolConnector port: dispatch each call to the connector its action names."""
+    """The ToolConnector port: dispatch each call to the connector its action names, inside that
+    connector's limits (concurrency, rate, circuit breaker); errors are redacted of secrets."""
 
-    def __init__(self, connectors: Mapping[str, Any]) -> None:
+    def __init__(self, connectors: Mapping[str, Any], guards: Mapping[str, Guard] | None = None) -> None:
         self.connectors = dict(connectors)
+        self.guards = dict(guards or {})
 
     async def call(self, call: CallRequest) -> CallResult:
         name = str(call.request.get("connector", ""))
         connector = self.connectors.get(name)
         if connector is None:
             return CallResult(failure_kind="not_configured", error=f"no tool connector named {name!r} is configured")
-        result: CallResult = await connector.call(call)
+        guard = self.guards.get(name)
+        result: CallResult = await (guard.run(lambda: connector.call(call)) if guard else connector.call(call))
+        if result.error:
+            result.error = redact(result.error)
         return result
 
 
 def build_tools(section: Mapping[str, Any], base: Path, where: str = "tools") -> ToolRouter:
-    """Connectors from the config's `tools:` section: name -> {type: sql|http|lookup, ...}."""
+    """Connectors from the config's `tools:` section: name -> {type: sql|http|lookup, ..., limits: {...}}."""
     connectors: dict[str, Any] = {}
+    guards: dict[str, Guard] = {}
     for name, spec in section.items():
         w = f"{where}.{name}"
         if not isinstance(spec, Mapping) or spec.get("type") not in ("sql", "http", "lookup"):
@@ -256,14 +335,21 @@ def build_tools(section: Mapping[str, Any], base: Path, where: str = "tools") ->
             url = spec.get("url")
             if not isinstance(url, str):
                 raise ValueError(f"{w}.url: a SQLAlchemy URL is required")
-            connectors[name] = SqlConnector(name, resolve_secrets(url, f"{w}.url"), bool(spec.get("read_only", True)),
-                                            float(spec.get("timeout_s", 10)))
+            resolve_secrets(url, f"{w}.url")
+            try:
+                connectors[name] = SqlConnector(name, url, bool(spec.get("read_only", True)),
+                                                float(spec.get("timeout_s", 10)), int(spec.get("pool_size", 5)),
+                                                spec.get("async") if isinstance(spec.get("async"), bool) else None)
+            except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as e:
+                raise ValueError(f"{w}.url: {redact(str(e))}") from None
         elif kind == "http":
             base_url = spec.get("base_url")
             if not isinstance(base_url, str):
                 raise ValueError(f"{w}.base_url: required")
             raw_headers = spec.get("headers") or {}
-            headers = {str(k): resolve_secrets(str(v), f"{w}.headers.{k}") for k, v in raw_headers.items()}
+            for k, v in raw_headers.items():
+                resolve_secrets(str(v), f"{w}.headers.{k}")
+            headers = {str(k): str(v) for k, v in raw_headers.items()}
             connectors[name] = HttpConnector(name, base_url, headers, float(spec.get("timeout_s", 10)),
                                              int(spec.get("retries", 2)), float(spec.get("backoff_s", 0.1)))
         else:
@@ -275,4 +361,7 @@ def build_tools(section: Mapping[str, Any], base: Path, where: str = "tools") ->
                 connectors[name] = LookupConnector(name, file)
             except OSError as e:
                 raise ValueError(f"{w}.file: {e.strerror}: {file}") from None
-    return ToolRouter(connectors)
+        limits = Limits.from_config(spec.get("limits"), f"{w}.limits")
+        if limits != Limits():
+            guards[name] = Guard(str(name), limits)
+    return ToolRouter(connectors, guards)
