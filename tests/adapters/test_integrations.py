@@ -128,7 +128,7 @@ def test_secrets_from_files_rotate_and_are_redacted(tmp_path: Path) -> None:
     assert secrets.redact("failed with tok-one-1234 and tok-two-9999") == "failed with [secret] and [secret]"
     (tmp_path / "token").unlink()
     assert secrets.refresh() == []  # unreadable now: keeps the last value rather than breaking the connector
-    with pytest.raises(ValueError, match="tools.x: cannot read secret file"):
+    with pytest.raises(ValueError, match=r"tools\.x: cannot read secret file"):
         secrets.resolve("${file:missing}", "tools.x")
     with pytest.raises(ValueError, match="environment variable NOPE_NOT_SET is not set"):
         secrets.resolve("${env:NOPE_NOT_SET}", "tools.y")
