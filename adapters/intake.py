@@ -170,8 +170,10 @@ Handler = Callable[[bytes, str, str], Awaitable[tuple[str, bytes]]]  # -> ("repl
 class Consumer:
     """One configured consumer; ``run`` until ``stop`` is set."""
 
-    def __init__(self, settings: ConsumerSettings, decider: Decider) -> None:
+    def __init__(self, settings: ConsumerSettings, decider: Decider,
+                 on_ready: Callable[[str], None] | None = None) -> None:
         self.s = settings
+        self.on_ready = on_ready
         self.decider = decider
         self.caller = f"consumer:{settings.name}"
         self.slots = asyncio.Semaphore(settings.max_inflight)
@@ -195,6 +197,11 @@ class Consumer:
         else:
             await self._run_amqp(stop)
 
+    def _ready(self, what: str) -> None:
+        log.info("consumer %s ready: %s", self.s.name, what)
+        if self.on_ready is not None:
+            self.on_ready(f"consumer {self.s.name} ready: {what}")
+
     async def drain(self) -> None:
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -217,7 +224,7 @@ class Consumer:
         sub = await js.pull_subscribe(self.s.source, durable=self.s.durable, stream=stream,
                                       config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=self.s.ack_wait_s,
                                                             max_ack_pending=self.s.max_inflight))
-        log.info("consumer %s: JetStream %s on %s (durable %s)", self.s.name, stream, self.s.source, self.s.durable)
+        self._ready(f"JetStream stream {stream}, subject {self.s.source}, durable {self.s.durable}")
         try:
             while not stop.is_set():
                 free = self.slots._value  # the free slots: never fetch more than we can work on
@@ -226,18 +233,31 @@ class Consumer:
                     continue
                 try:
                     msgs = await sub.fetch(min(free, 256), timeout=0.5)
-                except NatsTimeout:
+                except (NatsTimeout, TimeoutError):
                     continue
                 for msg in msgs:
                     await self.slots.acquire()
                     task = asyncio.create_task(self._one_jetstream(js, msg))
                     self.tasks.add(task)
                     task.add_done_callback(self.tasks.discard)
-            await self.drain()
         finally:
-            await nc.drain()
+            await self.drain()  # finish what is in flight on this connection before closing it
+            try:
+                await asyncio.wait_for(nc.close(), 5)
+            except TimeoutError:
+                log.warning("consumer %s: the NATS connection did not close in 5s", self.s.name)
+
+    async def _keep_alive(self, msg: Any) -> None:
+        """Tell JetStream we are still working, so a long decision is not redelivered meanwhile."""
+        while True:
+            await asyncio.sleep(max(0.2, self.s.ack_wait_s / 2))
+            try:
+                await msg.in_progress()
+            except Exception:  # the connection went away: redelivery will sort it out
+                return
 
     async def _one_jetstream(self, js: Any, msg: Any) -> None:
+        alive = asyncio.create_task(self._keep_alive(msg))
         try:
             headers = msg.headers or {}
             message_id = headers.get("Nats-Msg-Id") or f"{msg.metadata.stream}:{msg.metadata.sequence.stream}"
@@ -256,6 +276,7 @@ class Consumer:
                 await js.publish(self.s.dead_letter, body, headers={"Nats-Msg-Id": f"dead:{message_id}"})
             await msg.ack_sync()  # only now: the decision is stored and the reply published
         finally:
+            alive.cancel()
             self.slots.release()
 
     # -- RabbitMQ ----------------------------------------------------------------------------------
@@ -270,12 +291,12 @@ class Consumer:
             for name in (self.s.reply_to, self.s.dead_letter):
                 if name:
                     await channel.declare_queue(name, durable=True)
-            log.info("consumer %s: RabbitMQ queue %s (prefetch %d)", self.s.name, self.s.source, self.s.max_inflight)
             tag = await queue.consume(lambda m: self._spawn_amqp(channel, m))
+            self._ready(f"RabbitMQ queue {self.s.source}, prefetch {self.s.max_inflight}")
             await stop.wait()
             await queue.cancel(tag)
-            await self.drain()
         finally:
+            await self.drain()
             await connection.close()
 
     async def _spawn_amqp(self, channel: Any, message: Any) -> None:
@@ -329,7 +350,8 @@ async def run_consumers(consumers: list[Consumer], stop: asyncio.Event) -> None:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                log.error("consumer %s stopped: %s; restarting in %.1fs", c.s.name, redact(str(e)), delay)
+                log.error("consumer %s stopped: %s: %s; restarting in %.1fs", c.s.name, type(e).__name__,
+                          redact(str(e)), delay)
                 try:
                     await asyncio.wait_for(stop.wait(), delay)
                 except TimeoutError:

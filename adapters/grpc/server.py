@@ -103,7 +103,7 @@ def _consumers(cfg: Settings, registry: RulesetRegistry, writer: GroupWriter, mo
                       Limits(step_limit=cfg.limits.step_limit, deadline_s=cfg.limits.deadline_s,
                              max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd),
                       cfg.max_document_bytes)
-    return [Consumer(c, decider) for c in settings]
+    return [Consumer(c, decider, say) for c in settings]
 
 
 async def _refresh_secrets(every_s: float | None, stop: asyncio.Event) -> None:
@@ -116,6 +116,7 @@ async def _refresh_secrets(every_s: float | None, stop: asyncio.Event) -> None:
 
 async def run_consumer_process(cfg: Settings, base: Path) -> None:
     """`baton consume`: the configured consumers and the effects outbox, without the gRPC server."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     SECRETS.base, SECRETS.ttl_s = base, cfg.secrets_ttl_s
     store = SqlStore(cfg.db)
     registry = RulesetRegistry(store)
