@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from adapters.cli.bench import bench
+from adapters.cli.broker_cmds import tail_app
 from adapters.cli.common import err, fail, out, print_compile_errors, print_warnings
 from adapters.cli.documents_cmds import corpora_cmd, index_cmd, search_cmd
 from adapters.cli.governance_cmds import rulesets_app, shadow_app, table_app
@@ -33,6 +34,7 @@ app.add_typer(effects_app, name="effects")
 app.add_typer(rulesets_app, name="rulesets")
 app.add_typer(table_app, name="table")
 app.add_typer(shadow_app, name="shadow")
+app.add_typer(tail_app, name="tail")
 app.command("index")(index_cmd)
 app.command("search")(search_cmd)
 app.command("corpora")(corpora_cmd)
@@ -271,12 +273,16 @@ def config_check(config: Annotated[Path | None, typer.Argument(help="the config 
         model_gateway(settings)
         tool_connectors(settings, base)
         effect_connectors(settings, base)
+        from adapters.intake import consumers_from
+
+        consumers = consumers_from(settings.consumers)
     except ValueError as e:
         err.print(str(e), markup=False)
         raise typer.Exit(1) from None
     out.print(f"ok: listen {settings.listen}, db {settings.db or 'default SQLite'}, {settings.workers} worker(s), "
               f"{len(settings.tokens)} token(s), models: {'yes' if settings.models else 'no'}, tools: "
-              f"{', '.join(settings.tools or {}) or 'none'}, effects: {', '.join(settings.effects or {}) or 'none'}")
+              f"{', '.join(settings.tools or {}) or 'none'}, effects: {', '.join(settings.effects or {}) or 'none'}, "
+              f"consumers: {', '.join(c.name for c in consumers) or 'none'}")
 
 
 def main() -> None:

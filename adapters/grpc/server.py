@@ -265,6 +265,8 @@ def _child(cfg: Settings, base: Path) -> None:
 
 def serve(cfg: Settings, base: Path) -> None:
     setup_logging(cfg)
+    if cfg.metrics:
+        SqlStore(cfg.db).close()  # migrate first: the metrics endpoint reads the store's tables
     if cfg.workers <= 1:
         if cfg.metrics:
             serve_metrics(cfg.metrics, cfg.db)

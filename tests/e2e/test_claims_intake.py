@@ -4,8 +4,10 @@ rule, three effects delivered after commit; bad documents refused with nothing s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import uuid
 import signal
 import time
 from collections.abc import Iterator
@@ -39,23 +41,84 @@ def fake_models() -> Iterator[str]:
     proc.stdout.close()
 
 
+class Downstream:
+    """The three downstream systems of the example: claims system on a NATS JetStream subject, payments on a
+    RabbitMQ queue, customer notifications on an HTTP endpoint. ``received()`` reads whatever arrived."""
+
+    def __init__(self, http_url: str, http_seen: list[dict[str, Any]]) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.http_url, self.http_seen = http_url, http_seen
+        self.stream, self.subject, self.queue = f"CLAIMS_{tag.upper()}", f"claims.updates.{tag}", f"payments-{tag}"
+        self.seen: list[dict[str, Any]] = []
+
+    def config(self) -> dict[str, Any]:
+        return {"claims-system": {"type": "nats", "url": "nats://127.0.0.1:4222", "subject": self.subject,
+                                  "stream": self.stream},
+                "payments": {"type": "amqp", "url": "amqp://guest:guest@127.0.0.1/", "queue": self.queue},
+                "customer-notification": {"type": "http", "url": f"{self.http_url}/customer-notification"}}
+
+    def received(self) -> list[dict[str, Any]]:
+        self.seen.extend(asyncio.run(self._brokers()))
+        return self.seen + self.http_seen
+
+    async def _brokers(self) -> list[dict[str, Any]]:
+        import aio_pika
+        import nats
+        from nats.errors import TimeoutError as NatsTimeout
+
+        out = []
+        nc = await nats.connect("nats://127.0.0.1:4222")
+        js = nc.jetstream()
+        try:
+            sub = await js.pull_subscribe(self.subject, durable="test-reader", stream=self.stream)
+            for m in await sub.fetch(20, timeout=0.3):
+                out.append({"system": "claims-system", "via": "nats", **json.loads(m.data)})
+                await m.ack()
+        except (NatsTimeout, TimeoutError, nats.js.errors.NotFoundError):
+            pass
+        await nc.close()
+        conn = await aio_pika.connect_robust("amqp://guest:guest@127.0.0.1/")
+        ch = await conn.channel()
+        q = await ch.declare_queue(self.queue, durable=True)
+        while (msg := await q.get(fail=False, timeout=1)) is not None:
+            out.append({"system": "payments", "via": "amqp", "message_id": msg.message_id, **json.loads(msg.body)})
+            await msg.ack()
+        await conn.close()
+        return out
+
+    async def cleanup(self) -> None:
+        import aio_pika
+        import nats
+
+        nc = await nats.connect("nats://127.0.0.1:4222")
+        try:
+            await nc.jetstream().delete_stream(self.stream)
+        except Exception:
+            pass
+        await nc.close()
+        conn = await aio_pika.connect_robust("amqp://guest:guest@127.0.0.1/")
+        await (await conn.channel()).queue_delete(self.queue)
+        await conn.close()
+
+
 @pytest.fixture(scope="module")
-def downstream() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
+def downstream() -> Iterator[Downstream]:
+    seen: list[dict[str, Any]] = []
 
     async def hook(request: web.Request) -> web.Response:
-        received.append({"system": request.match_info["system"], **(await request.json())})
+        seen.append({"system": request.match_info["system"], "via": "http", **(await request.json())})
         return web.json_response({"ok": True})
 
     with serve_app([web.post("/{system}", hook)]) as url:
-        yield url, received
+        d = Downstream(url, seen)
+        yield d
+        asyncio.run(d.cleanup())
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, fake_models: str,
-           downstream: tuple[str, list[dict[str, Any]]]) -> Iterator[Server]:
+           downstream: Downstream) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("intake")
-    url, _ = downstream
 
     def group(name: str, model: str) -> dict[str, Any]:
         return {"model_name": name, "litellm_params": {"model": f"openai/{model}", "api_base": f"{fake_models}/v1",
@@ -64,8 +127,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, fake_models: str,
     config = {
         "models": {"model_list": [group("capable", "m-capable"), group("fast", "m-fast")], "num_retries": 0},
         "tools": {"sql": {"type": "sql", "url": "sqlite://"}},
-        "effects": {name: {"type": "http", "url": f"{url}/{name}"}
-                    for name in ("claims-system", "payments", "customer-notification")},
+        "effects": downstream.config(),
         "max_document_bytes": 200_000,
     }
     path = tmp / "baton.yaml"
@@ -97,7 +159,7 @@ def record_of(server: Server, decision_id: str) -> dict[str, Any]:
 
 
 def test_a_pdf_claim_is_extracted_checked_routed_and_sent_downstream(
-        server: Server, fake_models: str, downstream: tuple[str, list[dict[str, Any]]]) -> None:
+        server: Server, fake_models: str, downstream: Downstream) -> None:
     httpx.post(f"{fake_models}/reset")
     script(fake_models, "m-capable", EXTRACTED,
            {"covered": True, "clause": "2.2 Theft from outbuildings and sheds", "confidence": 0.91, "exclusions": []})
@@ -120,12 +182,14 @@ def test_a_pdf_claim_is_extracted_checked_routed_and_sent_downstream(
     assert passages[0]["text"] in prompts["m-capable"]  # the coverage check saw the retrieved clause
     assert "Dana Whitfield" not in prompts["m-fast"]  # claimant is pii: masked in the risk prompt
     # three effects reach three systems after commit
-    _, received = downstream
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and len([r for r in received if r["decision_id"] == d.decision_id]) < 3:
+    while time.monotonic() < deadline and len([r for r in downstream.received()
+                                               if r["decision_id"] == d.decision_id]) < 3:
         time.sleep(0.2)
-    mine = {r["system"]: r for r in received if r["decision_id"] == d.decision_id}
-    assert set(mine) == {"claims-system", "payments", "customer-notification"}
+    mine = {r["system"]: r for r in downstream.received() if r["decision_id"] == d.decision_id}
+    assert {s: r["via"] for s, r in mine.items()} == {"claims-system": "nats", "payments": "amqp",
+                                                     "customer-notification": "http"}
+    assert mine["payments"]["message_id"] == mine["payments"]["effect_id"]
     assert mine["payments"]["with"] == {"claim": "CLM-2026-0193", "amount": "1240", "policy": "HC-2026-448120"}
     # the auditor replays it exactly, with the stored document and passages
     with server.channel() as ch:
@@ -135,7 +199,7 @@ def test_a_pdf_claim_is_extracted_checked_routed_and_sent_downstream(
 
 
 def test_fraud_route_sends_no_payment(server: Server, fake_models: str,
-                                      downstream: tuple[str, list[dict[str, Any]]]) -> None:
+                                      downstream: Downstream) -> None:
     httpx.post(f"{fake_models}/reset")
     script(fake_models, "m-capable", EXTRACTED,
            {"covered": True, "clause": "2.2", "confidence": 0.95, "exclusions": []})
@@ -143,9 +207,8 @@ def test_fraud_route_sends_no_payment(server: Server, fake_models: str,
     d = decide(server, decision_pb2.Document(name="claim.md", media_type="text/markdown",
                                              content=(ROOT / "rulesets/samples/claim-water.md").read_bytes()))
     assert dict(d.decision) == {"route": "fraud-team"}
-    _, received = downstream
     time.sleep(1.5)
-    systems = sorted(r["system"] for r in received if r["decision_id"] == d.decision_id)
+    systems = sorted(r["system"] for r in downstream.received() if r["decision_id"] == d.decision_id)
     assert systems == ["claims-system"]  # the losing auto-approve rule's payment was cancelled
 
 
