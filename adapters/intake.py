@@ -121,14 +121,17 @@ class Decider:
                 raise Permanent(e.code, e.message) from None
         return ruleset, str(version), request.get("facts") or {}, docs
 
-    async def decide(self, body: bytes, key: str, caller: str, default_ruleset: str) -> tuple[dict[str, Any], bool]:
-        """(record, replayed): the stored decision for this message id, or a new one."""
-        existing = await asyncio.to_thread(self.writer.store.find, caller, key)
-        if existing is not None:
-            return existing, True
+    async def decide(self, body: bytes, key: str, caller: str, default_ruleset: str, seen_before: bool = True
+                     ) -> tuple[dict[str, Any], bool]:
+        """(record, replayed): the stored decision for this message id, or a new one. ``seen_before`` False
+        (a first delivery) skips the lookup; the store's own idempotency check still catches a repeat."""
+        if seen_before:
+            existing = await asyncio.to_thread(self.writer.store.find, caller, key)
+            if existing is not None:
+                return existing, True
         ruleset, version, facts, docs = self.parse(body, default_ruleset)
         try:
-            engine = await asyncio.to_thread(self.registry.engine, ruleset, version)
+            engine = self.registry.engine(ruleset, version)  # cached; re-reads the schedule every 2 s
             validated = engine.validate_input(facts, allow_empty=bool(docs))
         except InvalidInput as e:
             raise Permanent(e.code, e.message) from None
@@ -179,11 +182,12 @@ class Consumer:
         self.slots = asyncio.Semaphore(settings.max_inflight)
         self.tasks: set[asyncio.Task[None]] = set()
 
-    async def handle(self, body: bytes, message_id: str | None) -> tuple[str, bytes, str]:
+    async def handle(self, body: bytes, message_id: str | None, redelivered: bool = True) -> tuple[str, bytes, str]:
         """("reply", body, decision id) or ("dead", body, "") for a message; raises on a transient failure."""
         key = message_key(message_id, body)
         try:
-            record, replayed = await self.decider.decide(body, key, self.caller, self.s.ruleset)
+            record, replayed = await self.decider.decide(body, key, self.caller, self.s.ruleset,
+                                                         redelivered or message_id is None)
         except Permanent as e:
             metrics.INTAKE.labels(consumer=self.s.name, result="dead_letter").inc()
             log.warning("consumer %s: message %s dead-lettered: %s", self.s.name, key, e.message)
@@ -262,7 +266,7 @@ class Consumer:
             headers = msg.headers or {}
             message_id = headers.get("Nats-Msg-Id") or f"{msg.metadata.stream}:{msg.metadata.sequence.stream}"
             try:
-                verdict, body, decision_id = await self.handle(msg.data, message_id)
+                verdict, body, decision_id = await self.handle(msg.data, message_id, msg.metadata.num_delivered > 1)
             except Exception:
                 log.exception("consumer %s: message %s failed; it will be redelivered", self.s.name, message_id)
                 await msg.nak(delay=1.0)
@@ -274,7 +278,8 @@ class Consumer:
                                                             "Baton-Request-Id": message_id})
             elif self.s.dead_letter:
                 await js.publish(self.s.dead_letter, body, headers={"Nats-Msg-Id": f"dead:{message_id}"})
-            await msg.ack_sync()  # only now: the decision is stored and the reply published
+            await msg.ack()  # only now: the decision is stored and the reply published (a lost ack: redelivered,
+            # and the redelivery returns the stored decision)
         finally:
             alive.cancel()
             self.slots.release()
@@ -311,7 +316,7 @@ class Consumer:
         try:
             message_id = message.message_id
             try:
-                verdict, body, decision_id = await self.handle(message.body, message_id)
+                verdict, body, decision_id = await self.handle(message.body, message_id, bool(message.redelivered))
             except Exception:
                 log.exception("consumer %s: message %s failed; it will be redelivered", self.s.name, message_id)
                 await message.nack(requeue=True)
