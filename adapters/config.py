@@ -74,6 +74,8 @@ class Settings(_Strict):
     corpora: Path | None = None  # folders of policy documents indexed at start (default: RULESETS/corpora)
     secrets_ttl_s: float | None = Field(default=300.0, gt=0)  # re-read ${env:}/${file:} secrets this often
     consumers: dict[str, Any] | None = None  # decision requests from JetStream or RabbitMQ (baton consume)
+    console: str | None = None  # host:port of the browser console (served by the first worker)
+    console_secret: str | None = None  # signs console sessions (e.g. ${file:console.key}); random per start if unset
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -198,6 +198,7 @@ def serve(listen: Annotated[str | None, typer.Option(help="host:port to listen o
           max_inflight: Annotated[int | None, typer.Option(help="decisions in flight per worker")] = None,
           insecure_no_auth: Annotated[bool, typer.Option(help="serve a non-local address without auth")] = False,
           sla_check: Annotated[float | None, typer.Option(help="seconds between SLA checks")] = None,
+          console: Annotated[str | None, typer.Option(help="host:port to serve the browser console on")] = None,
           ) -> None:
     """Run the gRPC decision service. Options override the config file, which env BATON_* overrides."""
     from adapters.config import load_config
@@ -208,7 +209,7 @@ def serve(listen: Annotated[str | None, typer.Option(help="host:port to listen o
         settings = load_config(config)
         update: dict[str, object] = {k: v for k, v in {
             "listen": listen, "db": db, "rulesets": rulesets, "workers": workers, "answers": answers,
-            "metrics": metrics, "sla_check_s": sla_check}.items() if v is not None}
+            "metrics": metrics, "sla_check_s": sla_check, "console": console}.items() if v is not None}
         if insecure_no_auth:
             update["insecure_no_auth"] = True
         if max_inflight is not None:

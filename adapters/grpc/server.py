@@ -4,6 +4,7 @@ and N worker processes sharing the port (SO_REUSEPORT)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import faulthandler
 import fcntl
 import ipaddress
@@ -94,6 +95,35 @@ def _ports(cfg: Settings, base: Path) -> tuple[ModelGateway, ToolConnector, str]
     return models, tools, f"configured: {', '.join(configured) or 'no model gateway or tools'}"
 
 
+async def _start_console(cfg: Settings, store: SqlStore, registry: RulesetRegistry, auth: Auth,
+                         escalations: Escalations) -> tuple[Any, asyncio.Task[None]]:
+    """The console (HTTP) beside gRPC, in this process, on the same store; TLS when the service has it."""
+    import uvicorn
+
+    from adapters.console.app import Console, create_app
+    from adapters.console.security import Sessions
+
+    assert cfg.console is not None
+    host, _, port = cfg.console.rpartition(":")
+    tls = bool(cfg.tls.cert and cfg.tls.key)
+    key = SECRETS.resolve(cfg.console_secret, "console_secret").encode() if cfg.console_secret else None
+    app = create_app(Console(store, registry, Sessions(auth, key, secure=tls), escalations))
+    config = uvicorn.Config(app, host=host or "127.0.0.1", port=int(port), log_level="warning", lifespan="off",
+                            access_log=False, ssl_certfile=str(cfg.tls.cert) if tls else None,
+                            ssl_keyfile=str(cfg.tls.key) if tls else None)
+    server = uvicorn.Server(config)
+    # uvicorn would take SIGTERM/SIGINT over; this process's own handlers stop gRPC and the console together
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():
+        await asyncio.sleep(0.02)
+    if task.done():
+        task.result()
+    bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
+    say(f"baton console on {'https' if tls else 'http'}://{host or '127.0.0.1'}:{bound}/ (pid {os.getpid()})")
+    return server, task
+
+
 def _consumers(cfg: Settings, registry: RulesetRegistry, writer: GroupWriter, models: ModelGateway,
                tools: ToolConnector, clock: SystemClock, ids: TimeOrderedIds) -> list[Consumer]:
     settings = consumers_from(cfg.consumers)
@@ -154,7 +184,7 @@ def _rotate_secrets(quiet: bool = False) -> None:
         say(f"baton {os.getpid()}: secrets re-read ({len(changed)} changed)")
 
 
-async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
+async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int = 0) -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` prints every thread's stack
     SECRETS.base, SECRETS.ttl_s = base, cfg.secrets_ttl_s
     store = SqlStore(cfg.db)
@@ -210,6 +240,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, _rotate_secrets)
     shadows.start()
+    console = await _start_console(cfg, store, registry, auth, escalations) if cfg.console and worker == 0 else None
     intake = _consumers(cfg, registry, writer, models, tools, clock, ids)
     consuming = asyncio.create_task(run_consumers(intake, stop)) if intake else None
     secrets_ttl = asyncio.create_task(_refresh_secrets(cfg.secrets_ttl_s, stop))
@@ -218,6 +249,9 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None) -> None:
     outbox = asyncio.create_task(OutboxWorker(store, effects).run(stop))
     logs = asyncio.create_task(_flush_logs(stop))
     await stop.wait()
+    if console is not None:
+        console[0].should_exit = True
+        await console[1]
     if consuming is not None:
         await consuming
     await secrets_ttl
@@ -258,9 +292,9 @@ async def _flush_logs(stop: asyncio.Event) -> None:
             pass
 
 
-def _child(cfg: Settings, base: Path) -> None:
+def _child(cfg: Settings, base: Path, worker: int = 0) -> None:
     setup_logging(cfg)
-    asyncio.run(run_server(cfg, base))
+    asyncio.run(run_server(cfg, base, worker=worker))
 
 
 def serve(cfg: Settings, base: Path) -> None:
@@ -279,7 +313,7 @@ def serve(cfg: Settings, base: Path) -> None:
         raise SystemExit("--workers needs a fixed port (the workers share it)")
     SqlStore(cfg.db).close()  # migrate once, before the workers race for it
     ctx = mp.get_context("spawn")
-    children = [ctx.Process(target=_child, args=(cfg, base), name=f"baton-worker-{i}") for i in range(cfg.workers)]
+    children = [ctx.Process(target=_child, args=(cfg, base, i), name=f"baton-worker-{i}") for i in range(cfg.workers)]
     for child in children:
         child.start()
 

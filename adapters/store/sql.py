@@ -336,11 +336,18 @@ class SqlStore:
 
     def list_decisions(self, ruleset: str | None = None, outcome: str | None = None, since: float | None = None,
              until: float | None = None, limit: int = 50, before: tuple[float, str] | None = None,
-             ) -> list[dict[str, Any]]:
-        """Newest first; ``before`` = (created_at, id) of the last row of the previous page (keyset)."""
+             version: str | None = None, text: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; ``before`` = (created_at, id) of the last row of the previous page (keyset).
+        ``version`` is a hash prefix; ``text`` is searched (case-insensitively) in the decision's facts."""
         d = DECISIONS.c
         q = sa.select(d.id, d.ruleset, d.version, d.outcome, d.rule, d.created_at, d.latency_ms, d.cost_usd,
                       d.tokens, d.caller)
+        if version:
+            q = q.where(d.version.like(f"{version.replace('%', '').replace('_', '')}%"))
+        if text:
+            t = TRACE.c
+            q = q.where(sa.exists().where(t.decision_id == d.id, t.kind == "fact",
+                                          sa.func.lower(t.event).contains(text.lower(), autoescape=True)))
         if ruleset:
             q = q.where(d.ruleset == ruleset)
         if outcome:
@@ -354,6 +361,59 @@ class SqlStore:
         q = q.order_by(d.created_at.desc(), d.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+    def verify_one(self, decision_id: str) -> str | None:
+        """This decision's place in the hash chain: None when its hash, its link to the decision before
+        it and its stored trace all check out; else what is wrong."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(DECISIONS).where(DECISIONS.c.id == decision_id)).first()
+            if row is None:
+                return "not stored"
+            prev = GENESIS if row.chain_seq == 1 else conn.execute(sa.select(DECISIONS.c.hash).where(
+                DECISIONS.c.chain_seq == row.chain_seq - 1)).scalar()
+            if prev is None:
+                return "the decision before it in the chain is missing"
+            traces = conn.execute(sa.select(TRACE).where(TRACE.c.decision_id == decision_id)
+                                  .order_by(TRACE.c.idx)).all()
+            calls = conn.execute(sa.select(CALLS).where(CALLS.c.decision_id == decision_id)
+                                 .order_by(CALLS.c.call_no)).all()
+        return _check_row(row, str(prev), int(row.chain_seq), list(traces), list(calls)) or None
+
+    def stats(self, since: float, buckets: int = 12) -> dict[str, Any]:
+        """For the operations page: counts by outcome, latency percentiles, decisions per bucket, model
+        cost by ruleset and model per bucket, open escalations, pending and dead effects."""
+        d, c = DECISIONS.c, CALLS.c
+        now = time.time()
+        width = max(1.0, (now - since) / buckets)
+        with self.engine.connect() as conn:
+            outcomes: dict[str, int] = dict(conn.execute(sa.select(d.outcome, sa.func.count())
+                                                         .where(d.created_at >= since).group_by(d.outcome)).all())
+            latencies = sorted(float(x) for x in conn.execute(sa.select(d.latency_ms).where(
+                d.created_at >= since).order_by(d.created_at.desc()).limit(20_000)).scalars())
+            bucket = sa.cast((d.created_at - since) / width, sa.Integer)
+            per_bucket = dict(conn.execute(sa.select(bucket, sa.func.count()).where(d.created_at >= since)
+                                           .group_by(bucket)).all())
+            cost_rows = conn.execute(sa.select(d.ruleset, c.model, bucket, sa.func.sum(c.cost_usd))
+                                     .select_from(CALLS.join(DECISIONS, DECISIONS.c.id == CALLS.c.decision_id))
+                                     .where(d.created_at >= since, c.kind == "model")
+                                     .group_by(d.ruleset, c.model, bucket)).all()
+            escalations = conn.execute(sa.select(sa.func.count()).select_from(ESCALATIONS).where(
+                ESCALATIONS.c.status == "open")).scalar_one()
+            effects: dict[str, int] = dict(conn.execute(sa.select(OUTBOX.c.status, sa.func.count())
+                                                        .group_by(OUTBOX.c.status)).all())
+
+        def pct(p: float) -> float | None:
+            return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else None
+
+        cost: dict[tuple[str, str], list[float]] = {}
+        for ruleset, model, b, total in cost_rows:
+            series = cost.setdefault((str(ruleset), str(model or "?")), [0.0] * buckets)
+            if b is not None and 0 <= int(b) < buckets:
+                series[int(b)] += float(total or 0)
+        return {"since": since, "bucket_s": width, "outcomes": outcomes,
+                "per_bucket": [int(per_bucket.get(i, 0)) for i in range(buckets)],
+                "p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99), "cost": cost,
+                "open_escalations": int(escalations), "effects": effects}
 
     # -- escalations -------------------------------------------------------------------------------
     def escalations(self, queue: str | None = None, status: str | None = "open", limit: int = 100,

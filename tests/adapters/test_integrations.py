@@ -115,16 +115,16 @@ def test_sql_connector_reads_times_out_and_refuses_writes(database: tuple[str, s
 
 # -- secrets -----------------------------------------------------------------------------------------
 
-def test_secrets_from_files_rotate_and_are_redacted(tmp_path: Path) -> None:
+def test_secrets_from_files_rotate_and_are_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secrets = Secrets(tmp_path)
     (tmp_path / "token").write_text("tok-one-1234\n")
-    os.environ["BATON_TEST_SECRET"] = "env-secret-5678"
-    value = secrets.resolve("Bearer ${file:token} ${env:BATON_TEST_SECRET}", "tools.api.headers.Authorization")
+    monkeypatch.setenv("SECRET_FOR_TEST", "env-secret-5678")
+    value = secrets.resolve("Bearer ${file:token} ${env:SECRET_FOR_TEST}", "tools.api.headers.Authorization")
     assert value == "Bearer tok-one-1234 env-secret-5678"
     (tmp_path / "token").write_text("tok-two-9999")
-    assert secrets.value("Bearer ${file:token} ${env:BATON_TEST_SECRET}") == value  # not re-read yet
+    assert secrets.value("Bearer ${file:token} ${env:SECRET_FOR_TEST}") == value  # not re-read yet
     assert secrets.refresh() == ["tools.api.headers.Authorization"] and secrets.version == 1
-    assert secrets.value("Bearer ${file:token} ${env:BATON_TEST_SECRET}") == "Bearer tok-two-9999 env-secret-5678"
+    assert secrets.value("Bearer ${file:token} ${env:SECRET_FOR_TEST}") == "Bearer tok-two-9999 env-secret-5678"
     assert secrets.redact("failed with tok-one-1234 and tok-two-9999") == "failed with [secret] and [secret]"
     (tmp_path / "token").unlink()
     assert secrets.refresh() == []  # unreadable now: keeps the last value rather than breaking the connector

@@ -1,0 +1,1 @@
+"""The Baton console: server-rendered pages for analysts, auditors and reviewers, served by Baton itself."""

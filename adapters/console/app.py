@@ -1,0 +1,584 @@
+"""The console's pages and actions (Starlette + Jinja2, server-rendered; a little JavaScript of our own
+for live validation, impact progress and SLA countdowns — every page works without it).
+
+Roles are the gRPC ones: auditors read decisions, replay, what-if, why and verify; editors edit,
+validate, test, preview impact and submit rulesets; approvers approve or reject (never their own);
+reviewers answer escalations; admins do everything. Facts, prompts and model answers are hostile
+text: templates autoescape everything and nothing user-supplied is marked safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from adapters.console import svg
+from adapters.console.security import COOKIE, HEADERS, SESSION_S, Session, Sessions
+from adapters.escalations import Escalations, NotOpen
+from adapters.grpc.auth import AuthError
+from adapters.registry import GovernanceError, RulesetRegistry
+from adapters.store.sql import SqlStore
+from engine.errors import BatonError, CompileErrors, InvalidInput
+from engine.explain import why
+from engine.language.diff import diff_sources
+from engine.language.loader import load_ruleset
+from engine.loop import Engine
+from engine.replay import replay, what_if
+from engine.testing import run_suite
+
+HERE = Path(__file__).parent
+PAGE = 50
+log = logging.getLogger("baton.console")
+
+
+@dataclass(slots=True)
+class Console:
+    store: SqlStore
+    registry: RulesetRegistry
+    sessions: Sessions
+    escalations: Escalations | None = None
+
+
+class Denied(Exception):
+    pass
+
+
+def _when(ts: float | None) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "), default=str)
+
+
+def create_app(console: Console) -> Starlette:
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(when=_when, json=_json, compact=_compact, short=lambda v: str(v)[:12])
+    c = console
+
+    def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        session = getattr(request.state, "session", None)
+        html = env.get_template(template).render(request=request, session=session, **context)
+        return HTMLResponse(html, status_code=status)
+
+    def need(request: Request, *roles: str) -> Session:
+        session: Session | None = request.state.session
+        if session is None:
+            raise Denied("sign in")
+        if roles and not session.has(*roles):
+            raise PermissionError(f"{session.name} ({', '.join(sorted(session.roles))}) may not do this; it needs "
+                                  f"{' or '.join(roles)}")
+        return session
+
+    async def form(request: Request, session: Session) -> FormData:
+        data = await request.form()
+        if not Sessions.csrf_ok(session, str(data.get("csrf", "")) or request.headers.get("x-csrf-token")):
+            raise PermissionError("the form's CSRF token is missing or wrong; reload the page and try again")
+        return data
+
+    # -- sign-in --------------------------------------------------------------------------------------
+    async def login(request: Request) -> Response:
+        if request.method == "GET":
+            nonce = secrets.token_urlsafe(16)
+            response: Response = page(request, "login.html", nonce=nonce, error="")
+            response.set_cookie("baton_login", nonce, httponly=True, samesite="strict", secure=c.sessions.secure,
+                                max_age=600)
+            return response
+        data = await request.form()
+        nonce = request.cookies.get("baton_login", "")
+        if not nonce or data.get("nonce") != nonce:
+            return page(request, "login.html", status=403, nonce=nonce, error="the sign-in form expired; try again")
+        try:
+            session = c.sessions.sign_in(str(data.get("token", "")))
+        except AuthError as e:
+            return page(request, "login.html", status=403, nonce=nonce, error=e.message)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(COOKIE, c.sessions.encode(session), httponly=True, samesite="strict",
+                            secure=c.sessions.secure, max_age=SESSION_S)
+        response.delete_cookie("baton_login")
+        return response
+
+    async def logout(request: Request) -> Response:
+        session = need(request)
+        await form(request, session)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    async def home(request: Request) -> Response:
+        session = need(request)
+        for roles, target in ((("auditor",), "/decisions"), (("reviewer",), "/escalations"),
+                              (("editor", "approver"), "/rulesets")):
+            if session.has(*roles):
+                return RedirectResponse(target, status_code=303)
+        return RedirectResponse("/ops", status_code=303)
+
+    # -- decisions ------------------------------------------------------------------------------------
+    async def decisions(request: Request) -> Response:
+        need(request, "auditor")
+        q = request.query_params
+        found = None
+        if q.get("id"):
+            record = await asyncio.to_thread(c.store.get, q["id"].strip())
+            if record is not None:
+                return RedirectResponse(f"/decisions/{record['decision_id']}", status_code=303)
+            found = f"no decision {q['id'].strip()!r}"
+
+        def day(name: str, end: bool = False) -> float | None:
+            value = q.get(name, "").strip()
+            if not value:
+                return None
+            try:
+                d = dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+            except ValueError:
+                return None
+            return d.timestamp() + (86400 if end and len(value) == 10 else 0)
+
+        before = None
+        if q.get("before"):
+            ts, _, last_id = q["before"].partition("~")
+            try:
+                before = (float(ts), last_id)
+            except ValueError:
+                before = None
+        started = time.perf_counter()
+        rows = await asyncio.to_thread(c.store.list_decisions, q.get("ruleset") or None, q.get("outcome") or None,
+                                       day("from"), day("to", True), PAGE + 1, before, q.get("version") or None,
+                                       q.get("text") or None)
+        more = len(rows) > PAGE
+        rows = rows[:PAGE]
+        params = {k: v for k, v in q.items() if k != "before" and v}
+        next_page = None
+        if more:
+            params["before"] = f"{rows[-1]['created_at']!r}~{rows[-1]['id']}"
+            next_page = "/decisions?" + "&".join(f"{k}={_quote(v)}" for k, v in params.items())
+        names = sorted({v.name for v in await asyncio.to_thread(c.registry.versions)})
+        return page(request, "decisions.html", rows=rows, q=q, next_page=next_page, names=names, found=found,
+                    took_ms=(time.perf_counter() - started) * 1000)
+
+    async def decision(request: Request) -> Response:
+        need(request, "auditor")
+        return await render_decision(request, request.path_params["id"])
+
+    async def render_decision(request: Request, decision_id: str, **extra: Any) -> Response:
+        started = time.perf_counter()
+        record = await asyncio.to_thread(c.store.get, decision_id)
+        if record is None:
+            return page(request, "error.html", status=404, message=f"no decision {decision_id!r}")
+        try:
+            engine = await asyncio.to_thread(c.registry.engine_for, record["version"])
+        except BatonError:
+            engine = None
+        chain = await asyncio.to_thread(c.store.verify_one, decision_id)
+        versions = [v for v in await asyncio.to_thread(c.registry.versions) if v.name == record["ruleset"]]
+        view = timeline(record)
+        why_rule = request.query_params.get("why", "")
+        why_lines: list[str] = []
+        if why_rule and engine is not None:
+            try:
+                why_lines = why(engine.ruleset, record, why_rule)
+            except KeyError:
+                why_lines = [f"no rule named {why_rule!r} in this version"]
+        return page(request, "decision.html", record=record, view=view, chain=chain, versions=versions,
+                    rules=[r.name for r in engine.ruleset.rules] if engine else [], why_rule=why_rule,
+                    why_lines=why_lines, server_ms=(time.perf_counter() - started) * 1000, **extra)
+
+    async def do_replay(request: Request) -> Response:
+        session = need(request, "auditor")
+        await form(request, session)
+        decision_id = request.path_params["id"]
+        record = await asyncio.to_thread(c.store.get, decision_id)
+        if record is None:
+            return page(request, "error.html", status=404, message=f"no decision {decision_id!r}")
+        engine = await asyncio.to_thread(c.registry.engine_for, record["version"])
+        docs = await asyncio.to_thread(c.store.documents_of, record)
+        result = await replay(engine, record, docs)
+        div = result.divergence
+        where = None if div is None else (f"trace event {div.index + 1}" if div.index >= 0 else div.what)
+        replay_view = {"identical": result.identical, "where": where,
+                       "expected": None if div is None else _json(div.expected),
+                       "got": None if div is None else _json(div.got)}
+        return await render_decision(request, decision_id, replay=replay_view)
+
+    async def do_whatif(request: Request) -> Response:
+        session = need(request, "auditor", "editor")
+        data = await form(request, session)
+        decision_id = request.path_params["id"]
+        record = await asyncio.to_thread(c.store.get, decision_id)
+        if record is None:
+            return page(request, "error.html", status=404, message=f"no decision {decision_id!r}")
+        try:
+            version = await asyncio.to_thread(c.registry.resolve, str(data.get("version", "")))
+            engine = await asyncio.to_thread(c.registry.engine_for, version)
+        except BatonError as e:
+            return await render_decision(request, decision_id, whatif_error=e.message)
+        docs = await asyncio.to_thread(c.store.documents_of, record)
+        w = await what_if(engine, record, documents=docs)
+        return await render_decision(request, decision_id, whatif={"version": version, "w": w})
+
+    # -- rulesets -------------------------------------------------------------------------------------
+    async def rulesets(request: Request) -> Response:
+        need(request, "editor", "auditor", "approver")
+        versions = await asyncio.to_thread(c.registry.versions)
+        pubs = await asyncio.to_thread(c.registry.publications)
+        c.registry.refresh(force=True)
+        active = c.registry.active
+        by_version: dict[str, list[Any]] = {}
+        for p in pubs:
+            by_version.setdefault(p.version, []).append(p)
+        return page(request, "rulesets.html", versions=versions, active=active, pubs=by_version,
+                    pending=[p for p in pubs if p.status == "pending"])
+
+    async def ruleset_view(request: Request) -> Response:
+        need(request, "editor", "auditor", "approver")
+        try:
+            version = await asyncio.to_thread(c.registry.resolve, request.path_params["version"])
+            engine = await asyncio.to_thread(c.registry.engine_for, version)
+        except BatonError as e:
+            return page(request, "error.html", status=404, message=e.message)
+        pubs = await asyncio.to_thread(c.registry.publications, "", "", version)
+        table_rules = {t.rule_name(r) for t in engine.ruleset.tables for r in t.rows}
+        return page(request, "ruleset.html", rs=engine.ruleset, pubs=pubs, table_rules=table_rules,
+                    active=c.registry.active_version(engine.ruleset.name) == version)
+
+    async def ruleset_diff(request: Request) -> Response:
+        need(request, "editor", "auditor", "approver")
+        q = request.query_params
+        versions = await asyncio.to_thread(c.registry.versions)
+        changes, error = None, ""
+        if q.get("from") and q.get("to"):
+            try:
+                a = (await asyncio.to_thread(c.registry.engine_for, c.registry.resolve(q["from"]))).ruleset.source
+                b = (await asyncio.to_thread(c.registry.engine_for, c.registry.resolve(q["to"]))).ruleset.source
+                changes = diff_sources(a, b)
+            except BatonError as e:
+                error = e.message
+        return page(request, "diff.html", versions=versions, changes=changes, q=q, error=error)
+
+    async def editor(request: Request) -> Response:
+        session = need(request, "editor")
+        name = request.path_params["name"]
+        source = ""
+        if request.method == "POST":
+            data = await form(request, session)
+            source = str(data.get("source", ""))
+            action = request.query_params.get("do", "validate")
+            return await editor_action(request, session, name, source, action, data)
+        try:
+            source = (await asyncio.to_thread(c.registry.engine, name)).ruleset.source
+        except BatonError:
+            source = f"ruleset: {name}\nfacts:\n  example: {{ref: str}}\nrules:\n  - name: first\n" \
+                     "    when: exists example\n    then: {decide: {route: review}}\n"
+        return page(request, "editor.html", name=name, source=source, check=validate(source))
+
+    def validate(source: str) -> dict[str, Any]:
+        try:
+            rs = load_ruleset(source, "draft.yaml")
+        except CompileErrors as e:
+            return {"valid": False, "errors": [error_dict(x) for x in e.errors], "warnings": []}
+        return {"valid": True, "errors": [], "warnings": [error_dict(x) for x in rs.warnings], "version": rs.version,
+                "name": rs.name, "rules": len(rs.rules), "tests": len(rs.tests)}
+
+    async def editor_action(request: Request, session: Session, name: str, source: str, action: str,
+                            data: FormData) -> Response:
+        check = validate(source)
+        context: dict[str, Any] = {"name": name, "source": source, "check": check}
+        if check["valid"] and check["name"] != name:
+            check = {**check, "valid": False, "errors": [{"code": "bad_name", "message": f"this editor is for "
+                                                          f"{name!r}, the source says {check['name']!r}", "line": 1,
+                                                          "column": 1, "hint": ""}]}
+            context["check"] = check
+        if action == "test" and check["valid"]:
+            suite = await run_suite(load_ruleset(source, "draft.yaml"))
+            context["suite"] = suite
+        elif action == "impact" and check["valid"]:
+            last = _int(data.get("last"), 200, 1, 5000)
+            context["impact"] = await impact(load_ruleset(source, "draft.yaml"), last)
+        elif action == "submit" and check["valid"]:
+            effective = None
+            if data.get("effective_from"):
+                try:
+                    effective = dt.datetime.fromisoformat(str(data["effective_from"])).replace(
+                        tzinfo=dt.UTC).timestamp()
+                except ValueError:
+                    context["submit_error"] = "effective from: use YYYY-MM-DDTHH:MM (UTC)"
+            if "submit_error" not in context:
+                rs = load_ruleset(source, f"{name}.yaml")
+                pub = await asyncio.to_thread(c.registry.submit, rs, session.name, str(data.get("note", "")),
+                                              effective)
+                return RedirectResponse(f"/publications#{pub.id}", status_code=303)
+        return page(request, "editor.html", **context)
+
+    async def impact(rs: Any, last: int, progress: Callable[[int, int], Awaitable[None]] | None = None
+                     ) -> dict[str, Any]:
+        engine = Engine(rs)
+        ids = await asyncio.to_thread(c.store.recent_ids, rs.name, last)
+        moves: Counter[tuple[str, str]] = Counter()
+        examples: dict[tuple[str, str], list[str]] = {}
+        unanswered = 0
+        for n, decision_id in enumerate(ids, 1):
+            record = await asyncio.to_thread(c.store.get, decision_id)
+            if record is not None:
+                docs = await asyncio.to_thread(c.store.documents_of, record)
+                w = await what_if(engine, record, documents=docs)
+                unanswered += bool(w.unanswered)
+                if w.changed:
+                    key = (_label(w.old), _label(w.new) if w.new else f"error: {w.error}")
+                    moves[key] += 1
+                    examples.setdefault(key, []).append(decision_id)
+            if progress is not None and (n % 10 == 0 or n == len(ids)):
+                await progress(n, len(ids))
+        changes = [(a, b, k, examples[(a, b)][:5]) for (a, b), k in moves.most_common()]
+        return {"decisions": len(ids), "changed": sum(moves.values()), "unanswered": unanswered, "changes": changes,
+                "chart": svg.bars([(f"{a} → {b}", float(k)) for a, b, k, _ in changes])}
+
+    async def impact_stream(request: Request) -> Response:
+        """NDJSON: progress lines, then the rendered result (used by the editor's script)."""
+        session = need(request, "editor")
+        data = await form(request, session)
+        source = str(data.get("source", ""))
+        check = validate(source)
+        if not check["valid"]:
+            return JSONResponse({"error": "the draft does not compile"}, status_code=400)
+        rs = load_ruleset(source, "draft.yaml")
+        last = _int(data.get("last"), 200, 1, 5000)
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+        async def progress(done: int, total: int) -> None:
+            await queue.put(json.dumps({"done": done, "total": total}) + "\n")
+
+        async def run() -> None:
+            result = await impact(rs, last, progress)
+            html = env.get_template("impact.html").render(impact=result)
+            await queue.put(json.dumps({"html": html}) + "\n")
+            await queue.put(None)
+
+        task = asyncio.create_task(run())
+
+        async def lines() -> AsyncIterator[str]:
+            while (line := await queue.get()) is not None:
+                yield line
+            await task
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    async def api_validate(request: Request) -> Response:
+        session = need(request, "editor")
+        if not Sessions.csrf_ok(session, request.headers.get("x-csrf-token")):
+            return JSONResponse({"error": "csrf"}, status_code=403)
+        body = await request.json()
+        return JSONResponse(validate(str(body.get("source", "")) if isinstance(body, dict) else ""))
+
+    async def publications(request: Request) -> Response:
+        need(request, "editor", "approver", "auditor")
+        pubs = await asyncio.to_thread(c.registry.publications)
+        return page(request, "publications.html", pubs=pubs, error=request.query_params.get("error", ""))
+
+    async def review(request: Request) -> Response:
+        session = need(request, "approver")
+        data = await form(request, session)
+        approve = request.path_params["verb"] == "approve"
+        try:
+            await asyncio.to_thread(c.registry.decide, request.path_params["id"], session.name, approve,
+                                    str(data.get("note", "")))
+        except (GovernanceError, BatonError) as e:
+            pubs = await asyncio.to_thread(c.registry.publications)
+            return page(request, "publications.html", status=403 if e.code == "four_eyes" else 409, pubs=pubs,
+                        error=e.message)
+        return RedirectResponse("/publications", status_code=303)
+
+    # -- escalations ----------------------------------------------------------------------------------
+    async def escalations(request: Request) -> Response:
+        need(request, "reviewer", "auditor")
+        rows = await asyncio.to_thread(c.store.escalations, None, request.query_params.get("status", "open") or None,
+                                       500)
+        return page(request, "escalations.html", rows=rows, now=time.time())
+
+    async def escalation(request: Request) -> Response:
+        session = need(request, "reviewer", "auditor")
+        return await render_escalation(request, session, request.path_params["id"])
+
+    async def render_escalation(request: Request, session: Session, esc_id: str, error: str = "",
+                                values: dict[str, str] | None = None, status: int = 200) -> Response:
+        row = await asyncio.to_thread(c.store.escalation, esc_id)
+        if row is None:
+            return page(request, "error.html", status=404, message=f"no escalation {esc_id!r}")
+        record = await asyncio.to_thread(c.store.get, row["id"])
+        fields = []
+        if row["expects"]:
+            engine = await asyncio.to_thread(c.registry.engine_for, row["version"])
+            ft = engine.ruleset.types.get(row["expects"])
+            if ft is not None:
+                fields = [{"name": n, "kind": spec.kind, "enum": list(spec.enum), "optional": spec.optional}
+                          for n, spec in ft.fields.items()]
+        facts = [e for e in (record or {}).get("trace", []) if e.get("kind") == "fact"]
+        resumed = await asyncio.to_thread(c.store.get, row["resumed_decision_id"]) if row["resumed_decision_id"] \
+            else None
+        return page(request, "escalation.html", status=status, row=row, facts=facts, fields=fields, error=error,
+                    values=values or {}, now=time.time(), record=record, resumed=resumed)
+
+    async def resolve(request: Request) -> Response:
+        session = need(request, "reviewer")
+        data = await form(request, session)
+        esc_id = request.path_params["id"]
+        row = await asyncio.to_thread(c.store.escalation, esc_id)
+        if row is None or c.escalations is None:
+            return page(request, "error.html", status=404, message=f"no escalation {esc_id!r}")
+        engine = await asyncio.to_thread(c.registry.engine_for, row["version"])
+        ft = engine.ruleset.types.get(row["expects"] or "")
+        values = {k: str(v) for k, v in data.items() if k.startswith("f_")}
+        answer: dict[str, Any] = {}
+        if ft is not None:
+            for n, spec in ft.fields.items():
+                raw = values.get(f"f_{n}", "").strip()
+                if raw == "":
+                    continue  # left empty: absent (the fact type says whether it may be)
+                answer[n] = _typed(raw, spec.kind, spec.items.kind if spec.items else "str")
+        try:
+            _, new = await c.escalations.resolve(esc_id, answer, session.name)
+        except (InvalidInput, NotOpen, BatonError) as e:
+            return await render_escalation(request, session, esc_id, error=e.message, values=values, status=400)
+        return RedirectResponse(f"/escalations/{esc_id}", status_code=303)
+
+    # -- operations -----------------------------------------------------------------------------------
+    async def ops(request: Request) -> Response:
+        need(request)
+        hours = _int(request.query_params.get("hours"), 1, 1, 24 * 30)
+        since = time.time() - hours * 3600
+        st = await asyncio.to_thread(c.store.stats, since)
+        labels = [_when(since + i * st["bucket_s"])[11:16] for i in range(len(st["per_bucket"]))]
+        rate = [n / st["bucket_s"] for n in st["per_bucket"]]
+        cost_series = [(f"{r} / {m}", v) for (r, m), v in sorted(st["cost"].items())]
+        return page(request, "ops.html", st=st, hours=hours,
+                    rate_chart=svg.columns([("decisions/s", rate)], labels, unit="/s"),
+                    cost_chart=svg.columns(cost_series, labels, unit=" USD"),
+                    outcome_chart=svg.bars([(k, float(v)) for k, v in sorted(st["outcomes"].items())]),
+                    total=sum(st["per_bucket"]))
+
+    # -- plumbing -------------------------------------------------------------------------------------
+    def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            request.state.session = c.sessions.session(request)
+            try:
+                response = await handler(request)
+            except Denied:
+                response = RedirectResponse("/login", status_code=303) if request.method == "GET" else \
+                    page(request, "error.html", status=401, message="sign in first")
+            except PermissionError as e:
+                response = page(request, "error.html", status=403, message=str(e))
+            except Exception:
+                incident = secrets.token_hex(6)
+                log.exception("console error %s", incident)
+                response = page(request, "error.html", status=500, message=f"internal error (incident {incident})")
+            for k, v in HEADERS.items():
+                response.headers.setdefault(k, v)
+            return response
+
+        return run
+
+    routes = [
+        Route("/login", guarded(login), methods=["GET", "POST"]),
+        Route("/logout", guarded(logout), methods=["POST"]),
+        Route("/", guarded(home)),
+        Route("/decisions", guarded(decisions)),
+        Route("/decisions/{id}", guarded(decision)),
+        Route("/decisions/{id}/replay", guarded(do_replay), methods=["POST"]),
+        Route("/decisions/{id}/whatif", guarded(do_whatif), methods=["POST"]),
+        Route("/rulesets", guarded(rulesets)),
+        Route("/rulesets/diff", guarded(ruleset_diff)),
+        Route("/rulesets/v/{version}", guarded(ruleset_view)),
+        Route("/rulesets/edit/{name}", guarded(editor), methods=["GET", "POST"]),
+        Route("/rulesets/impact", guarded(impact_stream), methods=["POST"]),
+        Route("/api/validate", guarded(api_validate), methods=["POST"]),
+        Route("/publications", guarded(publications)),
+        Route("/publications/{id}/{verb:str}", guarded(review), methods=["POST"]),
+        Route("/escalations", guarded(escalations)),
+        Route("/escalations/{id}", guarded(escalation)),
+        Route("/escalations/{id}/resolve", guarded(resolve), methods=["POST"]),
+        Route("/ops", guarded(ops)),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        response = page(request, "error.html", status=404, message="no such page")
+        response.headers.update(HEADERS)
+        return response
+
+    return Starlette(routes=routes, exception_handlers={404: not_found})
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def _int(value: Any, default: int, lo: int, hi: int) -> int:
+    try:
+        return max(lo, min(hi, int(str(value))))
+    except (TypeError, ValueError):
+        return default
+
+
+def _label(summary: dict[str, Any]) -> str:
+    decision = summary.get("decision") or {}
+    values = " ".join(f"{k}={v}" for k, v in sorted(decision.items())) if isinstance(decision, dict) else ""
+    return f"{summary.get('outcome', '?')} {values}".strip()
+
+
+def _typed(raw: str, kind: str, item_kind: str) -> Any:
+    """A form field's text as the field's kind; validation against the fact type happens after."""
+    if kind == "list":
+        return [_typed(x.strip(), item_kind, "str") for x in raw.split(",") if x.strip()]
+    if kind in ("number", "int"):
+        try:
+            return int(raw) if raw.lstrip("-").isdigit() else float(raw)
+        except ValueError:
+            return raw
+    if kind == "bool":
+        return {"true": True, "false": False, "on": True, "yes": True, "no": False}.get(raw.lower(), raw)
+    return raw
+
+
+def error_dict(e: BatonError) -> dict[str, Any]:
+    return {"code": e.code, "message": e.message, "line": e.where.line if e.where else 0,
+            "column": e.where.column if e.where else 0, "hint": e.hint}
+
+
+def timeline(record: dict[str, Any]) -> dict[str, Any]:
+    """The decision as rounds: each round's facts, firings (with the facts they matched), proposals,
+    calls and effects, in trace order."""
+    facts = {e["seq"]: e for e in record["trace"] if e.get("kind") == "fact"}
+    rounds: dict[int, list[dict[str, Any]]] = {}
+    current = 1
+    for e in record["trace"]:
+        current = int(e.get("round", current) or current)
+        item = dict(e)
+        if e.get("kind") == "fired":
+            item["matched"] = [(binding, facts.get(seq)) for binding, seq in e["facts"].items()]
+        rounds.setdefault(current, []).append(item)
+    inputs = [e for e in record["trace"] if e.get("kind") == "fact" and e.get("source") == "input"]
+    return {"rounds": sorted(rounds.items()), "inputs": inputs,
+            "calls": [e for e in record["trace"] if e.get("kind") == "call"]}

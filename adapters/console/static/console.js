@@ -1,0 +1,112 @@
+// The console's only script: live validation in the editor, impact progress, SLA countdowns.
+// Every page works without it; it never builds HTML from data except through textContent.
+"use strict";
+(function () {
+  const csrf = (document.querySelector('meta[name="csrf"]') || {}).content || "";
+
+  function gutter(source, gutterEl, badLines) {
+    const lines = source.value.split("\n").length;
+    gutterEl.textContent = "";
+    for (let i = 1; i <= lines; i++) {
+      const span = document.createElement("span");
+      span.textContent = String(i) + "\n";
+      if (badLines.has(i)) { span.className = "bad"; span.title = "error on this line"; }
+      gutterEl.appendChild(span);
+    }
+    gutterEl.scrollTop = source.scrollTop;
+  }
+
+  function showProblems(result, list, status) {
+    list.textContent = "";
+    const bad = new Set();
+    status.textContent = result.valid ? "Compiles: " + result.rules + " rules, " + result.tests + " tests"
+                                      : result.errors.length + " error(s)";
+    status.className = result.valid ? "ok" : "error";
+    for (const [kind, items] of [["error", result.errors], ["warning", result.warnings]]) {
+      for (const e of items) {
+        const li = document.createElement("li");
+        li.className = kind; li.dataset.line = e.line;
+        const pos = document.createElement("span"); pos.className = "pos"; pos.textContent = e.line + ":" + e.column;
+        const code = document.createElement("b"); code.textContent = " " + e.code + " ";
+        li.append(pos, code, document.createTextNode(e.message));
+        if (e.hint) { const small = document.createElement("small"); small.textContent = " hint: " + e.hint; li.append(document.createElement("br"), small); }
+        list.appendChild(li);
+        if (kind === "error") bad.add(e.line);
+      }
+    }
+    return bad;
+  }
+
+  const source = document.getElementById("source");
+  if (source) {
+    const gutterEl = document.getElementById("gutter");
+    const problems = document.getElementById("problems");
+    let list = document.getElementById("problem-list");
+    let status = problems.querySelector("p");
+    let bad = new Set(Array.from(list.querySelectorAll("li.error")).map((li) => Number(li.dataset.line)));
+    gutter(source, gutterEl, bad);
+    let timer = null;
+    source.addEventListener("scroll", () => { gutterEl.scrollTop = source.scrollTop; });
+    source.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(async () => {
+        const response = await fetch("/api/validate", {method: "POST", headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
+                                                      body: JSON.stringify({source: source.value})});
+        if (!response.ok) return;
+        bad = showProblems(await response.json(), list, status);
+        gutter(source, gutterEl, bad);
+      }, 350);
+      gutter(source, gutterEl, bad);
+    });
+    problems.addEventListener("click", (event) => {
+      const li = event.target.closest("li[data-line]");
+      if (!li) return;
+      const line = Number(li.dataset.line);
+      const lines = source.value.split("\n");
+      const start = lines.slice(0, line - 1).join("\n").length + (line > 1 ? 1 : 0);
+      source.focus(); source.setSelectionRange(start, start + (lines[line - 1] || "").length);
+      source.scrollTop = Math.max(0, (line - 5) * 18);
+    });
+    const impact = document.getElementById("impact");
+    const bar = document.getElementById("impact-progress");
+    impact.addEventListener("click", async (event) => {
+      event.preventDefault();
+      const form = document.getElementById("editor-form");
+      bar.hidden = false; bar.value = 0;
+      const response = await fetch("/rulesets/impact", {method: "POST", body: new FormData(form), headers: {"X-CSRF-Token": csrf}});
+      if (!response.ok) { form.action = impact.formAction; form.submit(); return; }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const {value, done} = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, {stream: true});
+        let cut;
+        while ((cut = buffer.indexOf("\n")) >= 0) {
+          const message = JSON.parse(buffer.slice(0, cut)); buffer = buffer.slice(cut + 1);
+          if (message.total !== undefined) { bar.max = message.total || 1; bar.value = message.done; }
+          if (message.html !== undefined) {
+            // the server rendered (and escaped) this fragment from its own template
+            const results = document.getElementById("results");
+            const doc = new DOMParser().parseFromString(message.html, "text/html");
+            results.replaceChildren(...doc.body.childNodes);
+            bar.value = bar.max;
+          }
+        }
+      }
+    });
+  }
+
+  function tick() {
+    const now = Date.now() / 1000;
+    for (const el of document.querySelectorAll(".countdown[data-deadline]")) {
+      const left = Number(el.dataset.deadline) - now;
+      const abs = Math.abs(left);
+      const h = Math.floor(abs / 3600), m = Math.floor((abs % 3600) / 60), s = Math.floor(abs % 60);
+      el.textContent = (left < 0 ? "overdue " : "") + (h ? h + "h " : "") + m + "m " + s + "s";
+      el.classList.toggle("late", left < 0);
+    }
+  }
+  tick(); setInterval(tick, 1000);
+})();

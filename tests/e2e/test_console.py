@@ -1,0 +1,282 @@
+"""The console in a real headless Chromium (Debian's chromium + chromium-driver, driven by Selenium; no
+browser is downloaded), against the real server on SQLite with the example rulesets and stored
+decisions. Screenshots of the main pages go to test-output/console/ (1366×768)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, ruleset_pb2, ruleset_pb2_grpc
+from engine.errors import CompileErrors
+from engine.language.loader import load_ruleset
+from tests.e2e.server import ROOT, TOKENS, fact, free_port, metadata, start
+
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+SHOTS = ROOT / "test-output" / "console"
+HOSTILE = "<script>alert('pwned')</script> whiplash"
+CLAIM = {"claim_ref": "C-7788", "amount": 55000, "policy_ref": "P-1", "description": HOSTILE,
+         "customer_tier": "standard"}
+PAYMENT = {"payment_ref": "PAY-501", "amount": 20000, "currency": "EUR", "beneficiary_iban": "GB29NWBK60161331926819",
+           "initiated_by": "alice", "new_beneficiary": False}
+
+if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
+    if os.environ.get("CI"):
+        raise RuntimeError("chromium and chromium-driver are required in CI (.ci/run installs them)")
+    pytest.skip("Debian chromium/chromium-driver not installed", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("console")
+    rulesets = tmp / "rulesets"
+    shutil.copytree(ROOT / "rulesets", rulesets)
+    answers = json.loads((ROOT / "rulesets/demo-answers.json").read_text())
+    answers["classify"]["fraud_signals"] = ["<img src=x onerror=alert(1)>", "<b>bold</b>"]  # hostile model answer
+    (tmp / "answers.json").write_text(json.dumps(answers))
+    port = free_port()
+    server = start(tmp, "--console", f"127.0.0.1:{port}", "--answers", str(tmp / "answers.json"), rulesets=rulesets,
+                   canned=False)
+    with server.channel() as ch:
+        d = decision_pb2_grpc.DecisionServiceStub(ch)
+        decided = [d.Decide(decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", {
+            **CLAIM, "claim_ref": ref, "amount": amount})]), metadata=metadata("caller")).decision
+            for ref, amount in (("C-7788", 55000), ("C-1001", 57000), ("C-1002", 20000))]
+        escalated = d.Decide(decision_pb2.DecideRequest(ruleset="payment-approval", facts=[fact("payment", PAYMENT)]),
+                             metadata=metadata("caller")).decision
+        source = (rulesets / "claims-triage.yaml").read_text().replace("claim.amount > 50000", "claim.amount > 99000")
+        candidate = ruleset_pb2_grpc.RulesetServiceStub(ch).PublishRuleset(
+            ruleset_pb2.PublishRulesetRequest(source=source, note="what-if candidate"), metadata=metadata("editor"))
+    yield {"server": server, "url": f"http://127.0.0.1:{port}", "decided": decided, "escalated": escalated,
+           "candidate": candidate.ruleset.version}
+    assert server.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download a browser or driver
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1366,768", "--force-device-scale-factor=1"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_window_size(1366, 768)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def shot(driver: Any, name: str) -> None:
+    driver.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def wait(driver: Any, predicate: Any, timeout: float = 15) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(predicate)
+
+
+def sign_in(driver: Any, url: str, role: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.delete_all_cookies()
+    driver.get(f"{url}/login")
+    driver.find_element(By.ID, "token").send_keys(TOKENS[role])
+    driver.find_element(By.ID, "sign-in").click()
+    wait(driver, lambda d: "/login" not in d.current_url or d.find_elements(By.ID, "login-error"))
+
+
+def test_the_console_walkthrough(env: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    url, driver = env["url"], browser
+    # a caller token cannot sign in
+    sign_in(driver, url, "caller")
+    assert "cannot sign in to the console" in driver.find_element(By.ID, "login-error").text
+    shot(driver, "01-sign-in-refused")
+
+    # the auditor finds a decision by fact text, opens its trace, replays it, and runs a what-if
+    sign_in(driver, url, "auditor")
+    wait(driver, lambda d: "/decisions" in d.current_url)
+    driver.find_element(By.ID, "text").send_keys("C-7788")
+    driver.find_element(By.ID, "search").click()
+    wait(driver, lambda d: "text=C-7788" in d.current_url)
+    rows = driver.find_elements(By.CSS_SELECTOR, "#decisions tbody tr")
+    assert len(rows) == 1 and env["decided"][0].decision_id in rows[0].text
+    shot(driver, "02-decisions-search")
+    rows[0].find_element(By.CSS_SELECTOR, "a").click()
+    assert wait(driver, lambda d: d.find_elements(By.ID, "outcome"))[0].text == "decided"
+    assert driver.find_element(By.ID, "chain").text == "intact"
+    page = driver.page_source
+    assert "senior-for-high-risk-injury" in page and "classify" in page
+    # hostile fact and model answer are text, never markup
+    assert not driver.find_elements(By.XPATH, "//script[contains(., 'pwned')]")
+    assert not driver.find_elements(By.CSS_SELECTOR, "main img")
+    assert not driver.find_elements(By.XPATH, "//main//b[text()='bold']")
+    assert "<script>alert('pwned')</script>" in driver.find_element(By.TAG_NAME, "main").text
+    shot(driver, "03-decision-trace")
+    driver.find_element(By.ID, "replay").click()
+    assert "Replay: identical" in wait(driver, lambda d: d.find_elements(By.ID, "replay-result"))[0].text
+    Select(driver.find_element(By.ID, "whatif-version")).select_by_value(env["candidate"])
+    driver.find_element(By.ID, "whatif").click()
+    result = wait(driver, lambda d: d.find_elements(By.ID, "whatif-result"))[0].text
+    assert "changed" in driver.find_element(By.ID, "whatif-changed").text and "standard-queue" in result
+    shot(driver, "04-what-if")
+    Select(driver.find_element(By.ID, "why-rule")).select_by_visible_text("inactive-policy")
+    driver.find_element(By.ID, "why").click()
+    assert "did not fire" in wait(driver, lambda d: d.find_elements(By.ID, "why-result"))[0].text
+    # an auditor cannot edit or approve
+    driver.get(f"{url}/rulesets/edit/claims-triage")
+    assert "needs editor" in driver.find_element(By.ID, "error-message").text
+
+    # the editor breaks the ruleset (an inline error at the right line and column), fixes it, tests it,
+    # previews its impact and submits it
+    sign_in(driver, url, "editor")
+    driver.get(f"{url}/rulesets/edit/claims-triage")
+    source = driver.find_element(By.ID, "source")
+    text = source.get_attribute("value")
+    line = text[:text.index("claim.amount > 50000")].count("\n") + 1
+    broken = text.replace("claim.amount > 50000", 'claim.amount > "lots"')
+    column = broken.split("\n")[line - 1].index('> "lots"') + 1  # the compiler points at the comparison
+    with pytest.raises(CompileErrors) as expected:
+        load_ruleset(broken, "claims-triage.yaml")
+    assert (expected.value.errors[0].where.line, expected.value.errors[0].where.column) == (line, column)
+    driver.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'));",
+                          source, broken)
+    wait(driver, lambda d: "type_mismatch" in d.find_element(By.ID, "problem-list").text)
+    problem = driver.find_element(By.CSS_SELECTOR, "#problem-list li.error")
+    assert problem.find_element(By.CSS_SELECTOR, ".pos").text == f"{line}:{column}"
+    assert driver.find_elements(By.CSS_SELECTOR, "#gutter .bad")[0].get_attribute("textContent").strip() == str(line)
+    shot(driver, "05-editor-inline-error")
+    fixed = text.replace("claim.amount > 50000", "claim.amount > 60000")
+    driver.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'));",
+                          source, fixed)
+    wait(driver, lambda d: "Compiles" in d.find_element(By.ID, "problems").text)
+    driver.find_element(By.ID, "run-tests").click()
+    tests = wait(driver, lambda d: d.find_elements(By.ID, "test-results"))[0].text
+    assert "7 passed, 0 failed" in tests and "8/8 rules fired (100%)" in driver.find_element(By.ID, "coverage").text
+    driver.execute_script("document.getElementById('test-results').scrollIntoView()")
+    shot(driver, "06-editor-tests")
+    driver.find_element(By.ID, "impact").click()
+    wait(driver, lambda d: d.find_elements(By.ID, "impact-changed"))
+    assert driver.find_element(By.ID, "impact-changed").text == "2"  # the 55,000 and 57,000 claims
+    impact = driver.find_element(By.ID, "impact-result").text
+    assert "route=senior-assessor" in impact and "route=standard-queue" in impact
+    assert driver.find_elements(By.CSS_SELECTOR, "#impact-result svg rect")
+    driver.execute_script("document.getElementById('impact-result').scrollIntoView()")
+    shot(driver, "07-impact-preview")
+    driver.find_element(By.ID, "note").send_keys("raise the high-risk bar to 60,000")
+    driver.find_element(By.ID, "submit").click()
+    wait(driver, lambda d: "/publications" in d.current_url)
+    assert "raise the high-risk bar to 60,000" in driver.find_element(By.ID, "publications").text
+
+    # a second person approves; the new version decides the next request
+    sign_in(driver, url, "approver")
+    driver.get(f"{url}/publications")
+    shot(driver, "08-publications")
+    row = next(r for r in driver.find_elements(By.CSS_SELECTOR, "#publications tbody tr")
+               if "raise the high-risk bar" in r.text)
+    row.find_element(By.CSS_SELECTOR, "button.approve").click()
+    wait(driver, lambda d: "published by approver" in d.find_element(By.ID, "publications").text)
+    row = next(r for r in driver.find_elements(By.CSS_SELECTOR, "#publications tbody tr")
+               if "raise the high-risk bar" in r.text)
+    assert "published by approver" in row.text
+    with env["server"].channel() as ch:
+        after = decision_pb2_grpc.DecisionServiceStub(ch).Decide(decision_pb2.DecideRequest(
+            ruleset="claims-triage", facts=[fact("claim", {**CLAIM, "claim_ref": "C-2000"})]),
+            metadata=metadata("caller")).decision
+    assert dict(after.decision) == {"route": "standard-queue"} and after.version != env["decided"][0].version
+
+    # a reviewer resolves an escalation from the inbox, and the decision completes
+    sign_in(driver, url, "reviewer")
+    driver.get(f"{url}/escalations")
+    assert "treasury-approvals" in driver.find_element(By.ID, "escalations").text
+    wait(driver, lambda d: re.search(r"\d+m \d+s", d.find_element(By.CSS_SELECTOR, ".countdown").text))
+    shot(driver, "09-escalations-inbox")
+    driver.find_element(By.CSS_SELECTOR, "#escalations tbody a").click()
+    wait(driver, lambda d: d.find_elements(By.NAME, "f_approver"))[0].send_keys("carol")
+    driver.find_element(By.ID, "resolve").click()
+    assert "payment_ref" in wait(driver, lambda d: d.find_elements(By.ID, "answer-error"))[0].text  # type-checked
+    driver.find_element(By.NAME, "f_payment_ref").send_keys("PAY-501")
+    shot(driver, "10-escalation-answer")
+    driver.find_element(By.ID, "resolve").click()
+    resumed = wait(driver, lambda d: d.find_elements(By.ID, "resumed-outcome"))[0]
+    assert resumed.text == "decided" and "release" in driver.find_element(By.ID, "resumed").text
+    shot(driver, "10b-escalation-resolved")
+    sign_in(driver, url, "auditor")
+    driver.get(f"{url}/escalations?status=")
+    assert "resolved" in driver.find_element(By.ID, "escalations").text
+
+    # operations
+    driver.get(f"{url}/ops")
+    assert int(driver.find_element(By.ID, "ops-total").text) >= 6
+    shot(driver, "11-operations")
+    driver.get(f"{url}/rulesets")
+    shot(driver, "12-rulesets")
+    driver.get(f"{url}/rulesets/v/{after.version}")
+    shot(driver, "13-ruleset-view")
+
+
+def login(client: httpx.Client, url: str, role: str) -> httpx.Response:
+    page = client.get(f"{url}/login")
+    nonce = re.search(r'name="nonce" value="([^"]+)"', page.text)
+    assert nonce is not None
+    return client.post(f"{url}/login", data={"nonce": nonce.group(1), "token": TOKENS[role]})
+
+
+def test_roles_csrf_and_headers(env: dict[str, Any]) -> None:
+    url = env["url"]
+    with httpx.Client(follow_redirects=False) as anon:
+        assert anon.get(f"{url}/decisions").status_code == 303  # to the sign-in page
+        assert login(anon, url, "caller").status_code == 403
+        forged = anon.post(f"{url}/login", data={"nonce": "made-up", "token": TOKENS["auditor"]})
+        assert forged.status_code == 403  # a sign-in form not issued to this browser
+    with httpx.Client(follow_redirects=False) as auditor:
+        r = login(auditor, url, "auditor")
+        assert r.status_code == 303
+        cookie = r.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+        page = auditor.get(f"{url}/decisions")
+        assert page.status_code == 200
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp and page.headers["x-frame-options"] == "DENY"
+        decision_id = env["decided"][0].decision_id
+        # without the CSRF token, a state-changing request is refused even with a valid session
+        assert auditor.post(f"{url}/decisions/{decision_id}/replay", data={}).status_code == 403
+        token = re.search(r'name="csrf" content="([^"]+)"', page.text)
+        assert token is not None
+        assert auditor.post(f"{url}/decisions/{decision_id}/replay", data={"csrf": token.group(1)}).status_code == 200
+        # an auditor cannot approve or edit, whatever they send
+        assert auditor.post(f"{url}/publications/x/approve", data={"csrf": token.group(1)}).status_code == 403
+        assert auditor.get(f"{url}/rulesets/edit/claims-triage").status_code == 403
+        assert auditor.post(f"{url}/api/validate", json={"source": "x"},
+                            headers={"x-csrf-token": token.group(1)}).status_code == 403
+        tampered = auditor.cookies.get("baton_session", "")
+        auditor.cookies.set("baton_session", tampered[:-4] + "0000")
+        assert auditor.get(f"{url}/decisions").status_code == 303  # a forged session is no session
+    with httpx.Client(follow_redirects=False) as lead:  # editor and approver: still not their own change
+        assert login(lead, url, "lead").status_code == 303
+        page = lead.get(f"{url}/rulesets/edit/credit-limit")
+        csrf = re.search(r'name="csrf" content="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        source = (ROOT / "rulesets/credit-limit.yaml").read_text().replace("[\">= 740\"", "[\">= 745\"").replace(
+            "[670..740)", "[670..745)")
+        submitted = lead.post(f"{url}/rulesets/edit/credit-limit?do=submit", data={"csrf": csrf, "source": source,
+                                                                                   "note": "mine"})
+        assert submitted.status_code == 303
+        pubs = lead.get(f"{url}/publications").text
+        pub_id = re.search(r'<tr id="(pub-[^"]+)">(?:(?!</tr>).)*mine', pubs, re.S).group(1)  # type: ignore[union-attr]
+        own = lead.post(f"{url}/publications/{pub_id}/approve", data={"csrf": csrf})
+        assert own.status_code == 403 and "cannot also approve" in own.text
