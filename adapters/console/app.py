@@ -457,7 +457,7 @@ def create_app(console: Console) -> Starlette:
                     continue  # left empty: absent (the fact type says whether it may be)
                 answer[n] = _typed(raw, spec.kind, spec.items.kind if spec.items else "str")
         try:
-            _, new = await c.escalations.resolve(esc_id, answer, session.name)
+            await c.escalations.resolve(esc_id, answer, session.name)
         except (InvalidInput, NotOpen, BatonError) as e:
             return await render_escalation(request, session, esc_id, error=e.message, values=values, status=400)
         return RedirectResponse(f"/escalations/{esc_id}", status_code=303)

@@ -20,7 +20,8 @@ def bars(items: Sequence[tuple[str, float]], width: int = 820, unit: str = "") -
     for i, (label, value) in enumerate(items):
         y = 4 + i * row
         w = max(2.0, (width - label_w - 70) * value / top)
-        parts.append(f'<text x="0" y="{y + 16}" class="label">{escape(label if len(label) <= 64 else label[:63] + "…")}</text>'
+        shown = label if len(label) <= 64 else label[:63] + "…"
+        parts.append(f'<text x="0" y="{y + 16}" class="label">{escape(shown)}</text>'
                      f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row - 8}" fill="{PALETTE[0]}"/>'
                      f'<text x="{label_w + w + 6:.1f}" y="{y + 16}" class="value">{escape(_fmt(value))}{unit}</text>')
     parts.append("</svg>")

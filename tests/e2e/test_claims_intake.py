@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import uuid
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
