@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	touch $@
 
 run: install
-	$(BIN)/baton serve --answers rulesets/demo-answers.json
+	$(BIN)/baton serve --answers rulesets/demo-answers.json --console 127.0.0.1:8080
 
 lint: install
 	$(BIN)/ruff check .

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -106,7 +107,7 @@ class Pending:
     chain head is locked, so writers in other processes wait as little as possible."""
 
     __slots__ = ("caller", "calls", "documents", "event_jsons", "head_json", "idempotency_key", "record",
-                 "resolves")
+                 "resolves", "search_text")
 
     def __init__(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None,
                  resolves: Resolution | None = None, documents: Sequence[Incoming] = ()) -> None:
@@ -119,6 +120,7 @@ class Pending:
         events = record["trace"]
         self.event_jsons = [canonical(e) for e in events]
         self.calls = [tuple(call_row(record["decision_id"], e).values()) for e in events if e["kind"] == "call"]
+        self.search_text = " ".join(j for e, j in zip(events, self.event_jsons, strict=True) if e["kind"] == "fact")
 
 
 @dataclass(slots=True)
@@ -150,6 +152,8 @@ class SqlStore:
                     f"VALUES ({', '.join(mark for _ in t.columns)})"
             for t in (DECISIONS, TRACE, CALLS)
         }
+        self.search_sql = ("INSERT INTO decision_search (decision_id, text) VALUES (?, ?)" if self.sqlite else
+                           "INSERT INTO decision_search (decision_id, tsv) VALUES (%s, to_tsvector('simple', %s))")
         if migrate:
             self.migrate()
 
@@ -225,6 +229,7 @@ class SqlStore:
             escalations: list[dict[str, Any]] = []
             outbox: list[dict[str, Any]] = []
             documents: dict[str, Incoming] = {}
+            search: list[tuple[str, str]] = []
             keys_in_batch: dict[tuple[str, str], Saved] = {}
             for item in items:
                 key = item.idempotency_key
@@ -264,6 +269,7 @@ class SqlStore:
                 trace.extend((decision_id, i, e["kind"], text)
                              for i, (e, text) in enumerate(zip(record["trace"], item.event_jsons, strict=True)))
                 calls.extend(item.calls)
+                search.append((decision_id, item.search_text))
                 documents.update((i.document.id, i) for i in item.documents)
                 outbox.extend({"id": f"{decision_id}:{e['n']}", "decision_id": decision_id, "name": e["name"],
                                "payload": canonical(e["with"]), "status": "pending", "attempts": 0,
@@ -282,6 +288,7 @@ class SqlStore:
                     conn.exec_driver_sql(self.insert_sql["trace_events"], trace)
                 if calls:
                     conn.exec_driver_sql(self.insert_sql["calls"], calls)
+                conn.exec_driver_sql(self.search_sql, search)
                 if escalations:
                     conn.execute(ESCALATIONS.insert(), escalations)
                 if outbox:
@@ -345,9 +352,16 @@ class SqlStore:
         if version:
             q = q.where(d.version.like(f"{version.replace('%', '').replace('_', '')}%"))
         if text:
-            t = TRACE.c
-            q = q.where(sa.exists().where(t.decision_id == d.id, t.kind == "fact",
-                                          sa.func.lower(t.event).contains(text.lower(), autoescape=True)))
+            words = [w for w in re.findall(r"\w+", text.lower()) if w][:16]
+            if words and self.sqlite:  # a phrase of the text's words, through the FTS5 index
+                phrase = '"' + " ".join(words) + '"'
+                q = q.where(d.id.in_(sa.select(sa.literal_column("decision_id")).select_from(
+                    sa.text("decision_search")).where(sa.text("decision_search MATCH :phrase").bindparams(
+                        phrase=phrase))))
+            elif words:
+                q = q.where(d.id.in_(sa.select(sa.literal_column("decision_id")).select_from(
+                    sa.text("decision_search")).where(sa.text("tsv @@ phraseto_tsquery('simple', :phrase)")
+                                                      .bindparams(phrase=text[:500]))))  # parsed as the facts were
         if ruleset:
             q = q.where(d.ruleset == ruleset)
         if outcome:

@@ -204,3 +204,19 @@ def test_log_why_explains_a_rule_that_did_not_fire(store: SqlStore) -> None:
                                                     "(policy.active = True)"
     assert "fired at step 3" in why(rs, record, "default-route")[0]
     json.dumps(lines)
+
+
+def test_decisions_search_by_fact_text_version_and_keyset(store: SqlStore) -> None:
+    records = every_example(store)
+    triage = [r for r in records if r["ruleset"] == "claims-triage"]
+    ref = next(e["values"]["claim_ref"] for e in triage[0]["trace"] if e["kind"] == "fact" and e["type"] == "claim")
+    found = store.list_decisions(text=ref)
+    assert {r["id"] for r in found} >= {triage[0]["decision_id"]} and all(r["ruleset"] == "claims-triage"
+                                                                            for r in found)
+    assert store.list_decisions(text="no such words anywhere zz9") == []
+    assert store.list_decisions(text="injury", ruleset="claims-triage")  # a model answer's value is searchable
+    prefix = triage[0]["version"][:10]
+    assert {r["version"] for r in store.list_decisions(version=prefix, limit=500)} == {triage[0]["version"]}
+    first = store.list_decisions(limit=5)
+    second = store.list_decisions(limit=5, before=(first[-1]["created_at"], first[-1]["id"]))
+    assert not {r["id"] for r in first} & {r["id"] for r in second} and len(second) == 5
