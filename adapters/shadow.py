@@ -26,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from adapters import metrics
+from adapters.impact import decision_label
 from adapters.registry import RulesetRegistry
 from adapters.store.sql import RULESETS, SHADOW_RESULTS, SHADOWS, SqlStore
 from engine.errors import BatonError
@@ -197,18 +198,9 @@ class Shadows:
                 continue
             out.changed += 1
             d = json.loads(detail)
-            key = (_label(d.get("live"), live), _label(d.get("shadow"), shadow))
+            key = (decision_label(d.get("live"), live), decision_label(d.get("shadow"), shadow))
             counts[key] += 1
             if len(seen.setdefault(key, [])) < examples:
                 seen[key].append(decision_id)
         out.changes = [(a, b, n, seen[(a, b)]) for (a, b), n in counts.most_common()]
         return out
-
-
-def _label(summary: object, outcome: str) -> str:
-    """``decided route=senior`` / ``escalated queue=review`` / ``no_decision``: what an analyst compares."""
-    if not isinstance(summary, dict) or not summary:
-        return outcome
-    decision = summary.get("decision") or {}
-    values = " ".join(f"{k}={v}" for k, v in sorted(decision.items())) if isinstance(decision, dict) else ""
-    return f"{summary.get('outcome', outcome)} {values}".strip()

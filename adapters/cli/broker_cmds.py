@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Coroutine
 from typing import Annotated, Any
 
 import typer
@@ -46,12 +47,7 @@ def tail_nats(subject: Annotated[str, typer.Argument(help="subject, e.g. claims.
         await done.wait()
         await nc.close()
 
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
-    except Exception as e:
-        raise fail(f"{type(e).__name__}: {e}") from None
+    _until_interrupted(run())
 
 
 @tail_app.command("amqp")
@@ -76,8 +72,12 @@ def tail_amqp(queue: Annotated[str, typer.Argument(help="queue, e.g. payments")]
                     break
         await conn.close()
 
+    _until_interrupted(run())
+
+
+def _until_interrupted(main: Coroutine[Any, Any, None]) -> None:
     try:
-        asyncio.run(run())
+        asyncio.run(main)
     except KeyboardInterrupt:
         pass
     except Exception as e:

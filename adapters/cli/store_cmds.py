@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from adapters.cli.common import err, fail, out, print_compile_errors
+from adapters.impact import Impact, impact_steps
 from adapters.rulesets import load_file
 from adapters.store.sql import SqlStore
 from engine.errors import BatonError, CompileErrors
@@ -186,16 +187,13 @@ def impact_cmd(candidate: Annotated[Path, typer.Argument(help="candidate ruleset
 
 
 async def _impact(store: SqlStore, engine: Engine, ids: list[str], show: bool) -> list[WhatIf]:
-    results = []
     columns = (TextColumn("impact"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    impact = Impact()
     with Progress(*columns, console=err, disable=not show, transient=True) as progress:
         task = progress.add_task("impact", total=len(ids))
-        for decision_id in ids:
-            record = store.get(decision_id)
-            if record is not None:
-                results.append(await what_if(engine, record, documents=store.documents_of(record)))
-            progress.advance(task)
-    return results
+        async for done, _ in impact_steps(store, engine, ids, impact, every=1):
+            progress.update(task, completed=done)
+    return impact.results
 
 
 @log_app.command("verify")

@@ -15,7 +15,6 @@ import json
 import logging
 import secrets
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from adapters.console import svg
 from adapters.console.security import COOKIE, HEADERS, SESSION_S, Session, Sessions
 from adapters.escalations import Escalations, NotOpen
 from adapters.grpc.auth import AuthError
+from adapters.impact import Impact, decision_label, impact_steps
 from adapters.registry import GovernanceError, RulesetRegistry
 from adapters.store.sql import SqlStore
 from engine.errors import BatonError, CompileErrors, InvalidInput
@@ -333,26 +333,14 @@ def create_app(console: Console) -> Starlette:
 
     async def impact(rs: Any, last: int, progress: Callable[[int, int], Awaitable[None]] | None = None
                      ) -> dict[str, Any]:
-        engine = Engine(rs)
         ids = await asyncio.to_thread(c.store.recent_ids, rs.name, last)
-        moves: Counter[tuple[str, str]] = Counter()
-        examples: dict[tuple[str, str], list[str]] = {}
-        unanswered = 0
-        for n, decision_id in enumerate(ids, 1):
-            record = await asyncio.to_thread(c.store.get, decision_id)
-            if record is not None:
-                docs = await asyncio.to_thread(c.store.documents_of, record)
-                w = await what_if(engine, record, documents=docs)
-                unanswered += bool(w.unanswered)
-                if w.changed:
-                    key = (_label(w.old), _label(w.new) if w.new else f"error: {w.error}")
-                    moves[key] += 1
-                    examples.setdefault(key, []).append(decision_id)
-            if progress is not None and (n % 10 == 0 or n == len(ids)):
-                await progress(n, len(ids))
-        changes = [(a, b, k, examples[(a, b)][:5]) for (a, b), k in moves.most_common()]
-        return {"decisions": len(ids), "changed": sum(moves.values()), "unanswered": unanswered, "changes": changes,
-                "chart": svg.bars([(f"{a} → {b}", float(k)) for a, b, k, _ in changes])}
+        result = Impact()
+        async for done, total in impact_steps(c.store, Engine(rs), ids, result, every=10):
+            if progress is not None:
+                await progress(done, total)
+        changes = result.moves(decision_label)
+        return {"decisions": result.decisions, "changed": len(result.changed), "unanswered": result.unanswered,
+                "changes": changes, "chart": svg.bars([(f"{a} → {b}", float(k)) for a, b, k, _ in changes])}
 
     async def impact_stream(request: Request) -> Response:
         """NDJSON: progress lines, then the rendered result (used by the editor's script)."""
@@ -540,12 +528,6 @@ def _int(value: Any, default: int, lo: int, hi: int) -> int:
         return max(lo, min(hi, int(str(value))))
     except (TypeError, ValueError):
         return default
-
-
-def _label(summary: dict[str, Any]) -> str:
-    decision = summary.get("decision") or {}
-    values = " ".join(f"{k}={v}" for k, v in sorted(decision.items())) if isinstance(decision, dict) else ""
-    return f"{summary.get('outcome', '?')} {values}".strip()
 
 
 def _typed(raw: str, kind: str, item_kind: str) -> Any:

@@ -7,7 +7,6 @@ import base64
 import json
 import logging
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from adapters.escalations import Escalations, NotOpen
 from adapters.grpc import convert
 from adapters.grpc.auth import Auth, AuthError, Identity
 from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
+from adapters.impact import Impact, impact_steps
 from adapters.logs import log_decision
 from adapters.registry import GovernanceError, Publication, RulesetRegistry
 from adapters.shadow import Shadows
@@ -510,27 +510,13 @@ class RulesetService:
             status = _status(_map_error(e))
             await context.abort(status.code, status.details, status.trailing_metadata)
             return
-        changes: Counter[tuple[str, str]] = Counter()
-        examples: dict[tuple[str, str], list[str]] = {}
-        changed = unanswered = 0
-        for n, decision_id in enumerate(ids, 1):
-            record = await asyncio.to_thread(self.s.store.get, decision_id)
-            if record is not None:
-                w = await what_if(engine, record,
-                                  documents=await asyncio.to_thread(self.s.store.documents_of, record))
-                unanswered += bool(w.unanswered)
-                if w.changed:
-                    changed += 1
-                    move = (str(w.old.get("outcome")), str(w.new.get("outcome", "error")))
-                    changes[move] += 1
-                    examples.setdefault(move, []).append(decision_id)
-            if n % 25 == 0 or n == len(ids):
-                yield ruleset_pb2.ImpactResponse(progress=ruleset_pb2.ImpactProgress(done=n, total=len(ids)))
+        impact = Impact()
+        async for done, total in impact_steps(self.s.store, engine, ids, impact):
+            yield ruleset_pb2.ImpactResponse(progress=ruleset_pb2.ImpactProgress(done=done, total=total))
         yield ruleset_pb2.ImpactResponse(summary=ruleset_pb2.ImpactSummary(
-            decisions=len(ids), changed=changed, unanswered=unanswered,
-            changes=[ruleset_pb2.ImpactChange(from_outcome=a, to_outcome=b, count=c,
-                                              example_decision_ids=examples[(a, b)][:5])
-                     for (a, b), c in changes.most_common()]))
+            decisions=impact.decisions, changed=len(impact.changed), unanswered=impact.unanswered,
+            changes=[ruleset_pb2.ImpactChange(from_outcome=a, to_outcome=b, count=c, example_decision_ids=ex)
+                     for a, b, c, ex in impact.moves()]))
 
 
 class AuditService:
