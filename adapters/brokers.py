@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from typing import Any
 
 from adapters.secrets import SECRETS
@@ -31,8 +32,10 @@ def _body(effect_id: str, name: str, decision_id: str, payload: dict[str, Any]) 
 
 
 class NatsEffect:
-    def __init__(self, url: str, subject: str, stream: str | None = None, timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, subject: str, stream: str | None = None, timeout_s: float = 5.0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.url_template, self.subject, self.stream, self.timeout_s = url, subject, stream, timeout_s
+        self.tls = tls
         self.nc: Any = None
         self.js: Any = None
         self.version = -1
@@ -48,7 +51,7 @@ class NatsEffect:
                 await self.nc.close()
             self.version = SECRETS.version
             self.nc = await nats.connect(SECRETS.value(self.url_template), connect_timeout=self.timeout_s,
-                                         max_reconnect_attempts=2, allow_reconnect=True)
+                                         max_reconnect_attempts=2, allow_reconnect=True, tls=self.tls)
             self.js = self.nc.jetstream(timeout=self.timeout_s)
             if self.stream:
                 await ensure_stream(self.js, self.stream, [self.subject])
@@ -76,9 +79,9 @@ async def ensure_stream(js: Any, stream: str, subjects: list[str]) -> None:
 
 class AmqpEffect:
     def __init__(self, url: str, routing_key: str, exchange: str = "", queue: str | None = None,
-                 timeout_s: float = 5.0) -> None:
+                 timeout_s: float = 5.0, tls: ssl.SSLContext | None = None) -> None:
         self.url_template, self.routing_key, self.exchange_name = url, routing_key, exchange
-        self.queue, self.timeout_s = queue, timeout_s
+        self.queue, self.timeout_s, self.tls = queue, timeout_s, tls
         self.connection: Any = None
         self.channel: Any = None
         self.exchange: Any = None
@@ -94,7 +97,8 @@ class AmqpEffect:
             if self.connection is not None:
                 await self.connection.close()
             self.version = SECRETS.version
-            self.connection = await aio_pika.connect_robust(SECRETS.value(self.url_template), timeout=self.timeout_s)
+            self.connection = await aio_pika.connect_robust(SECRETS.value(self.url_template), timeout=self.timeout_s,
+                                                            ssl_context=self.tls)
             self.channel = await self.connection.channel(publisher_confirms=True)
             if self.queue:
                 await self.channel.declare_queue(self.queue, durable=True)

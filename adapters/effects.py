@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import httpx
 from adapters.resilience import Guard, Limits
 from adapters.secrets import SECRETS, redact, resolve_secrets
 from adapters.store.sql import SqlStore
+from adapters.tls import tls_context
 
 log = logging.getLogger("baton.effects")
 
@@ -28,12 +30,15 @@ class EffectConnector(Protocol):
 
 
 class HttpWebhook:
-    def __init__(self, url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 10.0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.url, self.headers, self.timeout_s = url, dict(headers or {}), timeout_s  # header values: templates
+        self.tls = tls
 
     async def send(self, effect_id: str, name: str, decision_id: str, payload: dict[str, Any]) -> None:
         headers = {k: SECRETS.value(v) for k, v in self.headers.items()}  # the current value of a rotated secret
-        async with httpx.AsyncClient(headers=headers, timeout=self.timeout_s) as client:
+        async with httpx.AsyncClient(headers=headers, timeout=self.timeout_s,
+                                     verify=self.tls if self.tls is not None else True) as client:
             response = await client.post(self.url, json={"effect": name, "decision_id": decision_id,
                                                          "effect_id": effect_id, "with": payload},
                                          headers={"Idempotency-Key": effect_id})
@@ -73,7 +78,8 @@ def build_effects(section: Mapping[str, Any], base: Path, where: str = "effects"
             for k, v in (spec.get("headers") or {}).items():
                 resolve_secrets(str(v), f"{w}.headers.{k}")  # checked now; read again at each delivery
                 headers[str(k)] = str(v)
-            connector = HttpWebhook(url, headers, float(spec.get("timeout_s", 10)))
+            connector = HttpWebhook(url, headers, float(spec.get("timeout_s", 10)),
+                                    tls_context(spec.get("tls"), base, f"{w}.tls"))
         elif kind == "log":
             file = spec.get("file")
             connector = LogEffect(None if file is None else (base / str(file)))
@@ -86,7 +92,7 @@ def build_effects(section: Mapping[str, Any], base: Path, where: str = "effects"
             resolve_secrets(str(url), f"{w}.url")
             stream = spec.get("stream")
             connector = NatsEffect(str(url), subject, str(stream) if stream else None,
-                                   float(spec.get("timeout_s", 5)))
+                                   float(spec.get("timeout_s", 5)), tls_context(spec.get("tls"), base, f"{w}.tls"))
         else:
             from adapters.brokers import AmqpEffect
 
@@ -97,7 +103,7 @@ def build_effects(section: Mapping[str, Any], base: Path, where: str = "effects"
             resolve_secrets(str(url), f"{w}.url")
             connector = AmqpEffect(str(url), routing_key, str(spec.get("exchange") or ""),
                                    spec.get("queue") if isinstance(spec.get("queue"), str) else None,
-                                   float(spec.get("timeout_s", 5)))
+                                   float(spec.get("timeout_s", 5)), tls_context(spec.get("tls"), base, f"{w}.tls"))
         limits = Limits.from_config(spec.get("limits"), f"{w}.limits")
         out[str(name)] = GuardedEffect(connector, Guard(f"effect:{name}", limits)) if limits != Limits() else connector
     return out

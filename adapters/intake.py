@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from adapters import metrics
@@ -33,6 +34,7 @@ from adapters.documents import MAX_DOCUMENTS, Incoming, read_document
 from adapters.registry import RulesetRegistry
 from adapters.secrets import SECRETS, redact, resolve_secrets
 from adapters.store.writer import GroupWriter
+from adapters.tls import tls_context
 from engine.errors import BatonError, InvalidInput
 from engine.loop import Limits
 from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
@@ -62,9 +64,10 @@ class ConsumerSettings:
     max_inflight: int = 64
     ack_wait_s: float = 30.0
     ruleset: str = ""  # default ruleset when the message names none
+    tls: Any = None  # an ssl.SSLContext for the broker connection
 
     @staticmethod
-    def from_config(name: str, spec: Mapping[str, Any], where: str) -> ConsumerSettings:
+    def from_config(name: str, spec: Mapping[str, Any], where: str, base: Path | None = None) -> ConsumerSettings:
         if not isinstance(spec, Mapping) or spec.get("type") not in ("jetstream", "amqp"):
             raise ValueError(f"{where}.type: jetstream or amqp")
         kind = str(spec["type"])
@@ -81,7 +84,8 @@ class ConsumerSettings:
         dead = spec.get("dead_letter_subject" if kind == "jetstream" else "dead_letter_queue") or ""
         return ConsumerSettings(name, kind, url, source, str(spec.get("stream") or ""),
                                 str(spec.get("durable") or "baton"), str(reply), str(dead), max_inflight,
-                                float(spec.get("ack_wait_s", 30)), str(spec.get("ruleset") or ""))
+                                float(spec.get("ack_wait_s", 30)), str(spec.get("ruleset") or ""),
+                                tls_context(spec.get("tls"), base or SECRETS.base, f"{where}.tls"))
 
 
 class Decider:
@@ -218,7 +222,7 @@ class Consumer:
 
         from adapters.brokers import ensure_stream
 
-        nc = await nats.connect(SECRETS.value(self.s.url), max_reconnect_attempts=-1)
+        nc = await nats.connect(SECRETS.value(self.s.url), max_reconnect_attempts=-1, tls=self.s.tls)
         js = nc.jetstream()
         stream = self.s.stream or "BATON_REQUESTS"
         await ensure_stream(js, stream, [self.s.source])
@@ -288,7 +292,7 @@ class Consumer:
     async def _run_amqp(self, stop: asyncio.Event) -> None:
         import aio_pika
 
-        connection = await aio_pika.connect_robust(SECRETS.value(self.s.url))
+        connection = await aio_pika.connect_robust(SECRETS.value(self.s.url), ssl_context=self.s.tls)
         try:
             channel = await connection.channel(publisher_confirms=True)
             await channel.set_qos(prefetch_count=self.s.max_inflight)  # never more unacknowledged than slots

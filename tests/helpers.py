@@ -35,8 +35,8 @@ def strip_timing(record: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def serve_app(routes: list[Any]) -> Iterator[str]:
-    """An aiohttp app on a free localhost port, run in a thread: a real HTTP peer for a test."""
+def serve_app(routes: list[Any], ssl_context: Any = None) -> Iterator[str]:
+    """An aiohttp app on a free localhost port, run in a thread: a real HTTP(S) peer for a test."""
     from aiohttp import web
 
     app = web.Application()
@@ -44,10 +44,10 @@ def serve_app(routes: list[Any]) -> Iterator[str]:
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app)
     loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context).start())
     port = runner.addresses[0][1]
     threading.Thread(target=loop.run_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
     finally:
         loop.call_soon_threadsafe(loop.stop)

@@ -15,6 +15,7 @@ import decimal
 import difflib
 import json
 import re
+import ssl
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from adapters.resilience import Guard, Limits
 from adapters.secrets import SECRETS, redact, resolve_secrets
+from adapters.tls import sql_connect_args, tls_context
 from engine.ports import CallRequest, CallResult
 
 __all__ = ["HttpConnector", "LookupConnector", "SqlConnector", "ToolRouter", "build_tools", "resolve_secrets"]
@@ -63,8 +65,9 @@ class SqlConnector:
     ``postgresql+psycopg://`` with ``async: true``) runs on the event loop; others run in a thread."""
 
     def __init__(self, name: str, url: str, read_only: bool = True, timeout_s: float = 10.0, pool_size: int = 5,
-                 use_async: bool | None = None) -> None:
+                 use_async: bool | None = None, connect_args: dict[str, Any] | None = None) -> None:
         self.name, self.read_only, self.timeout_s, self.pool_size = name, read_only, timeout_s, pool_size
+        self.connect_args = dict(connect_args or {})
         self.url_template = url
         driver = sa.engine.make_url(SECRETS.value(url)).get_dialect()
         self.use_async = bool(getattr(driver, "is_async", False)) if use_async is None else use_async
@@ -80,6 +83,8 @@ class SqlConnector:
         url = SECRETS.value(self.url_template)
         old_sync, old_async = self.engine, self.async_engine
         kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if self.connect_args:
+            kwargs["connect_args"] = self.connect_args
         if not url.startswith("sqlite"):
             kwargs.update(pool_size=self.pool_size, max_overflow=self.pool_size)
         if self.use_async:
@@ -193,11 +198,12 @@ class HttpConnector:
     """JSON API calls with a timeout, retries with backoff on 429/5xx/transport errors, headers from config."""
 
     def __init__(self, name: str, base_url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 10.0,
-                 retries: int = 2, backoff_s: float = 0.1) -> None:
+                 retries: int = 2, backoff_s: float = 0.1, tls: ssl.SSLContext | None = None) -> None:
         self.name, self.timeout_s, self.retries, self.backoff_s = name, timeout_s, retries, backoff_s
         self.header_templates = dict(headers or {})
         self.version = SECRETS.version
-        self.client = httpx.AsyncClient(base_url=base_url, headers=self._headers(), timeout=timeout_s)
+        self.client = httpx.AsyncClient(base_url=base_url, headers=self._headers(), timeout=timeout_s,
+                                        verify=tls if tls is not None else True)
 
     def _headers(self) -> dict[str, str]:
         return {k: SECRETS.value(v) for k, v in self.header_templates.items()}
@@ -339,7 +345,8 @@ def build_tools(section: Mapping[str, Any], base: Path, where: str = "tools") ->
             try:
                 connectors[name] = SqlConnector(name, url, bool(spec.get("read_only", True)),
                                                 float(spec.get("timeout_s", 10)), int(spec.get("pool_size", 5)),
-                                                spec.get("async") if isinstance(spec.get("async"), bool) else None)
+                                                spec.get("async") if isinstance(spec.get("async"), bool) else None,
+                                                sql_connect_args(spec.get("tls"), url, base, f"{w}.tls"))
             except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as e:
                 raise ValueError(f"{w}.url: {redact(str(e))}") from None
         elif kind == "http":
@@ -351,7 +358,8 @@ def build_tools(section: Mapping[str, Any], base: Path, where: str = "tools") ->
                 resolve_secrets(str(v), f"{w}.headers.{k}")
             headers = {str(k): str(v) for k, v in raw_headers.items()}
             connectors[name] = HttpConnector(name, base_url, headers, float(spec.get("timeout_s", 10)),
-                                             int(spec.get("retries", 2)), float(spec.get("backoff_s", 0.1)))
+                                             int(spec.get("retries", 2)), float(spec.get("backoff_s", 0.1)),
+                                             tls_context(spec.get("tls"), base, f"{w}.tls"))
         else:
             path = spec.get("file")
             if not isinstance(path, str):

@@ -386,3 +386,56 @@ def test_an_unreachable_broker_opens_the_effect_circuit(tmp_path: Path) -> None:
         assert e.value.kind == "circuit_open"
 
     asyncio.run(run())
+
+
+def make_pki(tmp: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, with the openssl command."""
+    import subprocess
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=tmp, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=Baton test CA")
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+                      ("client", "extendedKeyUsage=clientAuth")):
+        (tmp / f"{name}.ext").write_text(ext + "\n")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj",
+            f"/CN={name}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+            f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+    return {n: tmp / n for n in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+
+def test_per_connector_tls_with_a_ca_bundle_and_client_certificate(tmp_path: Path) -> None:
+    import ssl
+
+    pki = make_pki(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki["ca.pem"]))
+    server_ctx.load_cert_chain(str(pki["server.pem"]), str(pki["server.key"]))
+    server_ctx.verify_mode = ssl.CERT_REQUIRED  # mutual TLS: no client certificate, no answer
+
+    async def policy(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        return web.json_response({"ref": request.match_info["ref"], "client": dict(x[0] for x in peer["subject"])})
+
+    request = CallRequest("get", "tool", {"connector": "api", "path": "/p/{ref}", "params": {"ref": "P-1"}}, "p", {},
+                          0, 5.0)
+    with serve_app([web.get("/p/{ref}", policy)], ssl_context=server_ctx) as base:
+        mutual = build_tools({"api": {"type": "http", "base_url": base, "retries": 0,
+                                      "tls": {"ca": "ca.pem", "cert": "client.pem", "key": "client.key"}}}, tmp_path)
+        ca_only = build_tools({"api": {"type": "http", "base_url": base, "retries": 0, "tls": {"ca": "ca.pem"}}},
+                              tmp_path)
+        system = build_tools({"api": {"type": "http", "base_url": base, "retries": 0}}, tmp_path)
+        ok, no_cert, untrusted = (asyncio.run(r.call(request)) for r in (mutual, ca_only, system))
+    assert ok.ok and ok.answer == {"ref": "P-1", "client": {"commonName": "client"}}
+    assert no_cert.failure_kind == "error" and untrusted.failure_kind == "error"  # refused handshakes
+    with pytest.raises(ValueError, match=r"tools\.api\.tls\.ca: no such file"):
+        build_tools({"api": {"type": "http", "base_url": "https://x", "tls": {"ca": "missing.pem"}}}, tmp_path)
+    with pytest.raises(ValueError, match="needs both cert and key"):
+        build_tools({"api": {"type": "http", "base_url": "https://x", "tls": {"cert": "client.pem"}}}, tmp_path)
+    effects = build_effects({"hook": {"type": "http", "url": "https://x/hook", "tls": {"ca": "ca.pem"}},
+                             "bus": {"type": "nats", "subject": "s", "tls": {"ca": "ca.pem"}},
+                             "mq": {"type": "amqp", "queue": "q", "tls": {"ca": "ca.pem", "cert": "client.pem",
+                                                                          "key": "client.key"}}}, tmp_path)
+    assert all(getattr(e, "tls", None) is not None for e in effects.values())
