@@ -329,21 +329,25 @@ class _Run:
             answers = await self.call_all(intents) if intents else []
             self.round += 1
             batch = []
-            for t, v in self.unreadable:
-                seq = self.add_fact(t, v, "failure", str(v.get("action", "")))
-                if seq:
-                    batch.append((seq, t, v))
-            self.unreadable = []
+            if self.unreadable:
+                for t, v in self.unreadable:
+                    seq = self.add_fact(t, v, "failure", str(v.get("action", "")))
+                    if seq:
+                        batch.append((seq, t, v))
+                self.unreadable = []
+            extractions = self.extractions
             for (call, key), result in zip(intents, answers, strict=True):
-                extraction = self.extractions.get(key)
-                if extraction is not None:
-                    extraction.results[key] = result
-                    if len(extraction.results) < len(extraction.keys):
-                        continue  # asserted once, with its last chunk
-                    facts = self.extracted(extraction)
-                else:
-                    facts = [(t, v, source, None) for t, v, source in self.facts_from(call, result)]
-                for t, v, source, extra in facts:
+                extraction = extractions.get(key) if extractions else None
+                if extraction is None:
+                    for t, v, source in self.facts_from(call, result):
+                        seq = self.add_fact(t, v, source, call.action)
+                        if seq:
+                            batch.append((seq, t, v))
+                    continue
+                extraction.results[key] = result
+                if len(extraction.results) < len(extraction.keys):
+                    continue  # asserted once, with its last chunk
+                for t, v, source, extra in self.extracted(extraction):
                     seq = self.add_fact(t, v, source, call.action, extra)
                     if seq:
                         batch.append((seq, t, v))
