@@ -120,7 +120,9 @@ class Pending:
         events = record["trace"]
         self.event_jsons = [canonical(e) for e in events]
         self.calls = [tuple(call_row(record["decision_id"], e).values()) for e in events if e["kind"] == "call"]
-        self.search_text = " ".join(j for e, j in zip(events, self.event_jsons, strict=True) if e["kind"] == "fact")
+        # what the console's "fact text" search looks in: the input facts' values (and document names)
+        self.search_text = " ".join(str(v) for item in record["inputs"] for v in item["values"].values()) + " " + \
+            " ".join(str(d.get("name", "")) for d in record.get("documents") or ())
 
 
 @dataclass(slots=True)

@@ -214,7 +214,7 @@ def test_decisions_search_by_fact_text_version_and_keyset(store: SqlStore) -> No
     assert {r["id"] for r in found} >= {triage[0]["decision_id"]} and all(r["ruleset"] == "claims-triage"
                                                                             for r in found)
     assert store.list_decisions(text="no such words anywhere zz9") == []
-    assert store.list_decisions(text="injury", ruleset="claims-triage")  # a model answer's value is searchable
+    assert store.list_decisions(text="whiplash", ruleset="claims-triage")  # any input fact's value
     prefix = triage[0]["version"][:10]
     assert {r["version"] for r in store.list_decisions(version=prefix, limit=500)} == {triage[0]["version"]}
     first = store.list_decisions(limit=5)
