@@ -191,8 +191,9 @@ def test_cli_index_search_and_decide_with_a_document(tmp_path: Path) -> None:
     assert record["decision"] == {"route": "auto-approve"} and record["documents"][0]["pages"] == 2
     replayed = runner.invoke(app, ["replay", record["decision_id"], "--db", db])
     assert replayed.exit_code == 0 and "identical" in replayed.output
+    (tmp_path / "blob.txt").write_bytes(b"claim\x00\x01binary")
     bad = runner.invoke(app, ["decide", "claims-intake", "--rulesets", str(ROOT / "rulesets"), "--document",
-                              str(tmp_path / "cli.db")])
+                              str(tmp_path / "blob.txt")])
     assert bad.exit_code == 1 and "binary data" in bad.output
     missing = runner.invoke(app, ["index", str(tmp_path / "nowhere"), "--corpus", "x", "--db", db])
     assert missing.exit_code != 0
