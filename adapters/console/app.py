@@ -382,7 +382,9 @@ def create_app(console: Console) -> Starlette:
     async def publications(request: Request) -> Response:
         need(request, "editor", "approver", "auditor")
         pubs = await asyncio.to_thread(c.registry.publications)
-        return page(request, "publications.html", pubs=pubs, error=request.query_params.get("error", ""))
+        c.registry.refresh(force=True)
+        return page(request, "publications.html", pubs=pubs, error=request.query_params.get("error", ""),
+                    active=c.registry.active)
 
     async def review(request: Request) -> Response:
         session = need(request, "approver")
@@ -394,7 +396,7 @@ def create_app(console: Console) -> Starlette:
         except (GovernanceError, BatonError) as e:
             pubs = await asyncio.to_thread(c.registry.publications)
             return page(request, "publications.html", status=403 if e.code == "four_eyes" else 409, pubs=pubs,
-                        error=e.message)
+                        error=e.message, active=c.registry.active)
         return RedirectResponse("/publications", status_code=303)
 
     # -- escalations ----------------------------------------------------------------------------------

@@ -280,3 +280,7 @@ def test_roles_csrf_and_headers(env: dict[str, Any]) -> None:
         pub_id = re.search(r'<tr id="(pub-[^"]+)">(?:(?!</tr>).)*mine', pubs, re.S).group(1)  # type: ignore[union-attr]
         own = lead.post(f"{url}/publications/{pub_id}/approve", data={"csrf": csrf})
         assert own.status_code == 403 and "cannot also approve" in own.text
+        link = re.search(r'<tr id="' + pub_id + r'">(?:(?!</tr>).)*href="(/rulesets/diff\?[^"]+)"', pubs, re.S)
+        assert link is not None
+        diff = lead.get(url + link.group(1).replace("&amp;", "&")).text
+        assert "risk-band" in diff and "row 1" in diff and "745" in diff  # what the approver reviews
