@@ -83,9 +83,12 @@ def shot(driver: Any, name: str) -> None:
 
 
 def wait(driver: Any, predicate: Any, timeout: float = 15) -> Any:
+    """Until ``predicate`` holds; a page still loading (missing or replaced elements) is retried."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(predicate)
+    return WebDriverWait(driver, timeout, ignored_exceptions=(NoSuchElementException,
+                                                              StaleElementReferenceException)).until(predicate)
 
 
 def sign_in(driver: Any, url: str, role: str) -> None:
