@@ -316,3 +316,40 @@ async def _delete_queues(names: list[str]) -> None:
     for name in names:
         await ch.queue_delete(name)
     await conn.close()
+
+
+def test_consumers_run_inside_baton_serve(tmp_path: Path, checks: tuple[str, Checks]) -> None:
+    """The same consumers: section, served by `baton serve` beside gRPC (one process, one store)."""
+    from tests.e2e.server import start
+
+    url, _ = checks
+    config, n = setup(tmp_path, url, "jetstream")
+    server = start(tmp_path, "--config", str(config), canned=False, rulesets=tmp_path / "rulesets")
+    reply_stream = f"{n['stream']}_{n['reply'].replace('.', '_').upper()}"
+    try:
+        wait_for(lambda: any("consumer in ready" in line for line in server.log) or _ready(server), 20)
+        asyncio.run(js_publish([("s1", request("S-1"))], n["subject"]))
+        replies = gather(lambda: asyncio.run(js_read(reply_stream, n["reply"])), 1)
+        assert [h["Baton-Request-Id"] for h, _ in replies] == ["s1"]
+        assert replies[0][1]["decision"] == {"route": "approve"}
+        store = SqlStore(server.db)
+        with store.engine.connect() as conn:
+            keys = conn.execute(sa.select(DECISIONS.c.idempotency_key, DECISIONS.c.caller)).all()
+        store.close()
+        assert [tuple(k) for k in keys] == [("s1", "consumer:in")]
+    finally:
+        assert server.stop() == 0
+        _cleanup_streams([n["stream"], reply_stream, f"{n['stream']}_{n['dead'].replace('.', '_').upper()}"])
+
+
+def _ready(server: Any) -> bool:
+    """Read the server's status lines that arrived after it started listening."""
+    import select
+
+    assert server.proc.stdout is not None
+    while select.select([server.proc.stdout], [], [], 0.1)[0]:
+        line = server.proc.stdout.readline()
+        if not line:
+            break
+        server.log.append(line.rstrip())
+    return any("consumer in ready" in line for line in server.log)
