@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from adapters.rulesets import load_file, ruleset_files
-from adapters.store.sql import PUBLICATIONS, RULESETS, SqlStore
+from adapters.store.sql import PUBLICATIONS, RULESETS, SqlStore, store_version
 from engine.errors import BatonError, CompileErrors
 from engine.language.loader import load_ruleset
 from engine.loop import Engine
@@ -84,15 +84,11 @@ class RulesetRegistry:
             loaded.append(rs)
         return loaded
 
-    def _store_version(self, conn: sa.Connection, rs: Ruleset, now: float) -> None:
-        if conn.execute(sa.select(RULESETS.c.version).where(RULESETS.c.version == rs.version)).first() is None:
-            conn.execute(RULESETS.insert().values(version=rs.version, name=rs.name, source=rs.source, loaded_at=now))
-
     def publish_reviewed(self, rs: Ruleset, by: str) -> VersionInfo:
         """Publish a version reviewed elsewhere (a deployed file), unless it was ever published."""
         now = time.time()
         with self.store.writer.begin() as conn:
-            self._store_version(conn, rs, now)
+            store_version(conn, rs.name, rs.version, rs.source, now)
             published = conn.execute(sa.select(PUBLICATIONS.c.id).where(
                 PUBLICATIONS.c.version == rs.version, PUBLICATIONS.c.status == PUBLISHED)).first()
             if published is None:
@@ -111,7 +107,7 @@ class RulesetRegistry:
         """Store a version and ask for it to be published; it is live only once someone else approves it."""
         now = time.time()
         with self.store.writer.begin() as conn:
-            self._store_version(conn, rs, now)
+            store_version(conn, rs.name, rs.version, rs.source, now)
             pending = conn.execute(sa.select(*_PUB_COLUMNS).where(
                 PUBLICATIONS.c.version == rs.version, PUBLICATIONS.c.status == PENDING)).first()
             if pending is not None:

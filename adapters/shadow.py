@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from adapters import metrics
 from adapters.impact import decision_label
 from adapters.registry import RulesetRegistry
-from adapters.store.sql import RULESETS, SHADOW_RESULTS, SHADOWS, SqlStore
+from adapters.store.sql import SHADOW_RESULTS, SHADOWS, SqlStore, store_version
 from engine.errors import BatonError
 from engine.model import Ruleset
 from engine.replay import what_if
@@ -72,9 +72,7 @@ class Shadows:
     def attach(self, rs: Ruleset, by: str) -> ShadowInfo:
         now = time.time()
         with self.store.writer.begin() as conn:
-            if conn.execute(sa.select(RULESETS.c.version).where(RULESETS.c.version == rs.version)).first() is None:
-                conn.execute(RULESETS.insert().values(version=rs.version, name=rs.name, source=rs.source,
-                                                      loaded_at=now))
+            store_version(conn, rs.name, rs.version, rs.source, now)
             row = conn.execute(sa.select(SHADOWS.c.id, SHADOWS.c.ruleset, SHADOWS.c.version, SHADOWS.c.attached_by,
                                          SHADOWS.c.attached_at).where(SHADOWS.c.version == rs.version,
                                                                       SHADOWS.c.detached_at.is_(None))).first()

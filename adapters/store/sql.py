@@ -98,6 +98,13 @@ class Resolution:
     status: str = "resolved"  # or "expired"
 
 
+def store_version(conn: Connection, name: str, version: str, source: str, now: float | None = None) -> None:
+    """Store a ruleset version's source once, by its content hash (inside the caller's transaction)."""
+    if conn.execute(sa.select(RULESETS.c.version).where(RULESETS.c.version == version)).first() is None:
+        conn.execute(RULESETS.insert().values(version=version, name=name, source=source,
+                                              loaded_at=time.time() if now is None else now))
+
+
 class Conflict(Exception):
     """The escalation was already resolved (by another reviewer or replica)."""
 
@@ -188,9 +195,7 @@ class SqlStore:
     # -- rulesets ----------------------------------------------------------------------------------
     def save_ruleset(self, name: str, version: str, source: str) -> None:
         with self.writer.begin() as conn:
-            if conn.execute(sa.select(RULESETS.c.version).where(RULESETS.c.version == version)).first() is None:
-                conn.execute(RULESETS.insert().values(version=version, name=name, source=source,
-                                                      loaded_at=time.time()))
+            store_version(conn, name, version, source)
 
     def ruleset_source(self, version: str) -> tuple[str, str] | None:
         with self.engine.connect() as conn:
