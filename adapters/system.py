@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import UTC, datetime
+
+
+def utc_text(ts: float | None) -> str:
+    """A timestamp as operators read it: ``2026-11-24 22:18:31`` (UTC), or ``-`` for none."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
 class SystemClock:

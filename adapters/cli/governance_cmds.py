@@ -12,7 +12,6 @@ import json
 import os
 import re
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +24,7 @@ from adapters.cli.store_cmds import DbOpt, JsonOpt, open_store
 from adapters.registry import RulesetRegistry
 from adapters.rulesets import display, load_file
 from adapters.shadow import Shadows
+from adapters.system import utc_text
 from engine.errors import BatonError, CompileErrors
 from engine.language.diff import diff_sources
 from engine.language.loader import load_ruleset
@@ -36,8 +36,6 @@ table_app = typer.Typer(no_args_is_help=True, help="Decision tables as CSV: expo
 shadow_app = typer.Typer(no_args_is_help=True, help="Shadow runs: candidate versions evaluated beside live ones.")
 
 
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
 def _registry(db: str | None) -> RulesetRegistry:
@@ -65,7 +63,7 @@ def rulesets_list(db: DbOpt = None, as_json: JsonOpt = False) -> None:
     table = Table("ruleset", "version", "active", "submitted by", "approved by", "effective from (UTC)")
     for r in rows:
         table.add_row(r["name"], r["version"][:12], "yes" if r["active"] else "", r["submitted_by"] or "-",
-                      r["approved_by"] or "-", _when(r["effective_from"]))
+                      r["approved_by"] or "-", utc_text(r["effective_from"]))
     out.print(table)
 
 
@@ -80,7 +78,7 @@ def rulesets_history(name: Annotated[str, typer.Argument(help="ruleset name (all
     table = Table("id", "ruleset", "version", "status", "submitted by", "note", "decided by", "effective (UTC)")
     for p in pubs:
         table.add_row(p.id, p.ruleset, p.version[:12], p.status, p.submitted_by, p.note or "-", p.decided_by or "-",
-                      _when(p.effective_from))
+                      utc_text(p.effective_from))
     out.print(table)
 
 
@@ -304,7 +302,7 @@ def shadow_list(db: DbOpt = None) -> None:
     registry = _registry(db)
     table = Table("ruleset", "version", "attached by", "since (UTC)")
     for s in Shadows(registry.store, registry).attached():
-        table.add_row(s.ruleset, s.version[:12], s.attached_by, _when(s.attached_at))
+        table.add_row(s.ruleset, s.version[:12], s.attached_by, utc_text(s.attached_at))
     out.print(table)
 
 

@@ -17,6 +17,7 @@ from adapters.cli.common import err, fail, out, print_compile_errors
 from adapters.impact import Impact, impact_steps
 from adapters.rulesets import load_file
 from adapters.store.sql import SqlStore
+from adapters.system import utc_text
 from engine.errors import BatonError, CompileErrors
 from engine.explain import why
 from engine.language.loader import load_ruleset
@@ -63,8 +64,6 @@ def load_candidate(path: Path) -> Engine:
         raise typer.Exit(1) from None
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _timestamp(value: str | None, option: str) -> float | None:
@@ -224,7 +223,7 @@ def log_list(db: DbOpt = None, ruleset: Annotated[str | None, typer.Option()] = 
         return
     table = Table("id", "when (UTC)", "ruleset", "outcome", "rule", "ms", "cost $")
     for r in rows:
-        table.add_row(r["id"], _when(r["created_at"]), f"{r['ruleset']}@{r['version'][:8]}", r["outcome"],
+        table.add_row(r["id"], utc_text(r["created_at"]), f"{r['ruleset']}@{r['version'][:8]}", r["outcome"],
                       r["rule"], f"{r['latency_ms']:.1f}", f"{r['cost_usd']:.5f}")
     out.print(table)
     costs = Table("ruleset", "decisions", "tokens", "cost $", title="cost by ruleset")
@@ -241,7 +240,7 @@ def log_show(decision_id: str, db: DbOpt = None, as_json: JsonOpt = False) -> No
         out.print_json(json.dumps(record))
         return
     out.print(f"[bold]{record['decision_id']}[/]  {record['ruleset']}@{record['version'][:12]}  "
-              f"{_when(record['started_at'])} UTC", markup=True)
+              f"{utc_text(record['started_at'])} UTC", markup=True)
     out.print(f"outcome: {record['outcome']}  {json.dumps(record['decision'])}  reason: {record['reason'] or '-'}"
               f"  (rule {record['rule'] or '-'})")
     out.print(f"{record['steps']} firings in {record['rounds']} round(s), {record['calls']} call(s), "
@@ -295,8 +294,8 @@ def escalations_list(db: DbOpt = None, queue: Annotated[str | None, typer.Option
         return
     table = Table("id", "queue", "reason", "expects", "created (UTC)", "SLA (UTC)", "status")
     for r in rows:
-        table.add_row(r["id"], r["queue"], r["reason"], r["expects"] or "-", _when(r["created_at"]),
-                      _when(r["sla_at"]) if r["sla_at"] else "-", r["status"])
+        table.add_row(r["id"], r["queue"], r["reason"], r["expects"] or "-", utc_text(r["created_at"]),
+                      utc_text(r["sla_at"]) if r["sla_at"] else "-", r["status"])
     out.print(table)
 
 

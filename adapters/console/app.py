@@ -35,6 +35,7 @@ from adapters.grpc.auth import AuthError
 from adapters.impact import Impact, decision_label, impact_steps
 from adapters.registry import GovernanceError, RulesetRegistry
 from adapters.store.sql import SqlStore
+from adapters.system import utc_text
 from engine.errors import BatonError, CompileErrors, InvalidInput
 from engine.explain import why
 from engine.language.diff import diff_sources
@@ -60,8 +61,6 @@ class Denied(Exception):
     pass
 
 
-def _when(ts: float | None) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
 def _json(value: Any) -> str:
@@ -75,7 +74,7 @@ def _compact(value: Any) -> str:
 def create_app(console: Console) -> Starlette:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(when=_when, json=_json, compact=_compact, short=lambda v: str(v)[:12])
+    env.filters.update(when=utc_text, json=_json, compact=_compact, short=lambda v: str(v)[:12])
     c = console
 
     def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -458,7 +457,7 @@ def create_app(console: Console) -> Starlette:
         hours = _int(request.query_params.get("hours"), 1, 1, 24 * 30)
         since = time.time() - hours * 3600
         st = await asyncio.to_thread(c.store.stats, since)
-        labels = [_when(since + i * st["bucket_s"])[11:16] for i in range(len(st["per_bucket"]))]
+        labels = [utc_text(since + i * st["bucket_s"])[11:16] for i in range(len(st["per_bucket"]))]
         rate = [n / st["bucket_s"] for n in st["per_bucket"]]
         cost_series = [(f"{r} / {m}", v) for (r, m), v in sorted(st["cost"].items())]
         return page(request, "ops.html", st=st, hours=hours,
