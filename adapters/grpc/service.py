@@ -155,6 +155,11 @@ def _metadata(context: Ctx, key: str) -> str | None:
     return None
 
 
+def _compile_error(x: BatonError) -> ruleset_pb2.CompileError:
+    return ruleset_pb2.CompileError(code=x.code, message=x.message, line=x.where.line if x.where else 0,
+                                    column=x.where.column if x.where else 0, hint=x.hint)
+
+
 def _not_found(what: str) -> Abort:
     return Abort(grpc.StatusCode.NOT_FOUND, what)
 
@@ -204,21 +209,17 @@ class DecisionService:
         if remaining is not None:
             remaining = max(0.0, remaining - DEADLINE_MARGIN_S)
             deadline = remaining if deadline is None else min(deadline, remaining)
-        incoming: list[Incoming] = []
-        if request.documents:
-            validated = engine.validate_input(facts, allow_empty=True)  # bad facts: nothing read, nothing stored
-            incoming = await asyncio.to_thread(self._read_documents, request.documents)
+        # facts first: a bad fact means no document is read and nothing is stored
+        validated = engine.validate_input(facts, allow_empty=bool(request.documents))
+        incoming = await asyncio.to_thread(self._read_documents, request.documents) if request.documents else []
         self.inflight += 1
         metrics.INFLIGHT.inc()
         try:
             with decision_span(s.tracer, engine.ruleset.name) as span:
                 limits = Limits(step_limit=s.step_limit, deadline_s=deadline, max_calls=s.max_calls,
                                 max_cost_usd=s.max_cost_usd)
-                if incoming:
-                    d = await engine.run(validated, s.models, s.tools, s.clock, s.ids, limits,
-                                         documents=[i.document for i in incoming])
-                else:
-                    d = await engine.decide(facts, s.models, s.tools, s.clock, s.ids, limits)
+                d = await engine.run(validated, s.models, s.tools, s.clock, s.ids, limits,
+                                     documents=[i.document for i in incoming])
                 record = d.to_dict()
                 saved = await s.writer.save(record, ident.name, key, documents=incoming)
                 annotate(span, record)
@@ -386,12 +387,9 @@ class RulesetService:
         try:
             rs = load_ruleset(request.source, request.file_name or "ruleset.yaml")
         except CompileErrors as e:
-            return ruleset_pb2.ValidateRulesetResponse(valid=False, errors=[
-                ruleset_pb2.CompileError(code=x.code, message=x.message, line=x.where.line, column=x.where.column,
-                                         hint=x.hint) for x in e.errors])
-        return ruleset_pb2.ValidateRulesetResponse(valid=True, name=rs.name, version=rs.version, warnings=[
-            ruleset_pb2.CompileError(code=x.code, message=x.message, line=x.where.line, column=x.where.column,
-                                     hint=x.hint) for x in rs.warnings])
+            return ruleset_pb2.ValidateRulesetResponse(valid=False, errors=[_compile_error(x) for x in e.errors])
+        return ruleset_pb2.ValidateRulesetResponse(valid=True, name=rs.name, version=rs.version,
+                                                   warnings=[_compile_error(x) for x in rs.warnings])
 
     @handler("PublishRuleset")
     async def PublishRuleset(self, request: ruleset_pb2.PublishRulesetRequest, context: Ctx,
