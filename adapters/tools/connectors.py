@@ -178,8 +178,8 @@ class SqlConnector:
         except sa.exc.DBAPIError as e:
             return self._failure(e)
         except sa.exc.SQLAlchemyError as e:
-            return CallResult(failure_kind="error", error=redact(f"{self.name}: {type(e).__name__}: "
-                              f"{str(getattr(e, 'orig', e)).splitlines()[0][:300]}"))
+            return CallResult(failure_kind="error", error=f"{self.name}: {type(e).__name__}: "
+                              f"{str(getattr(e, 'orig', e)).splitlines()[0][:300]}")
         return CallResult(answer=[_coerce(r, call.schema) for r in rows])
 
     def _failure(self, e: sa.exc.DBAPIError) -> CallResult:
@@ -191,7 +191,7 @@ class SqlConnector:
             kind = "timeout"
         if any(s in low for s in ("read-only", "readonly", "read only")):
             kind = "read_only"
-        return CallResult(failure_kind=kind, error=redact(f"{self.name}: {text.splitlines()[0][:300]}"))
+        return CallResult(failure_kind=kind, error=f"{self.name}: {text.splitlines()[0][:300]}")
 
 
 class HttpConnector:
@@ -323,7 +323,7 @@ class ToolRouter:
             return CallResult(failure_kind="not_configured", error=f"no tool connector named {name!r} is configured")
         guard = self.guards.get(name)
         result: CallResult = await (guard.run(lambda: connector.call(call)) if guard else connector.call(call))
-        if result.error:
+        if result.error:  # every connector's errors, once, here: none carries a secret into a failure fact
             result.error = redact(result.error)
         return result
 
