@@ -36,7 +36,6 @@ import math
 import re
 from dataclasses import dataclass, field
 from itertools import product
-from typing import Any
 
 from engine.errors import BatonError, Where
 from engine.language.types import FactType, FieldSpec
@@ -202,7 +201,7 @@ def literal(value: object) -> str:
     return quote(str(value))
 
 
-def _num_text(ref: str, x: float) -> str:
+def _num_text(x: float) -> str:
     return literal(x) if x >= 0 else f"-{literal(-x)}"
 
 
@@ -214,13 +213,13 @@ def cell_condition(ref: str, cell: Cell) -> str:
         parts = []
         for i in cell.intervals:
             if i.lo == i.hi:
-                parts.append(f"{ref} == {_num_text(ref, i.lo)}")
+                parts.append(f"{ref} == {_num_text(i.lo)}")
                 continue
             bounds = []
             if math.isfinite(i.lo):
-                bounds.append(f"{ref} {'>=' if i.lo_closed else '>'} {_num_text(ref, i.lo)}")
+                bounds.append(f"{ref} {'>=' if i.lo_closed else '>'} {_num_text(i.lo)}")
             if math.isfinite(i.hi):
-                bounds.append(f"{ref} {'<=' if i.hi_closed else '<'} {_num_text(ref, i.hi)}")
+                bounds.append(f"{ref} {'<=' if i.hi_closed else '<'} {_num_text(i.hi)}")
             parts.append(" and ".join(bounds) if len(bounds) < 2 or len(cell.intervals) == 1
                          else f"({' and '.join(bounds)})")
         return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
@@ -296,7 +295,7 @@ class Table:
         if own:
             parts.append(own)
         for other in earlier:
-            if overlaps(self.inputs, row, other):
+            if overlaps(row, other):
                 parts.append(f"not ({other.condition(self.inputs)})")
         return " and ".join(parts)
 
@@ -350,7 +349,7 @@ def _intersect(a: Cell, b: Cell) -> bool:
     return bool(pos.values - neg.values)
 
 
-def overlaps(inputs: list[Column], r1: Row, r2: Row) -> bool:
+def overlaps(r1: Row, r2: Row) -> bool:
     return all(_intersect(a, b) for a, b in zip(r1.cells, r2.cells, strict=True))
 
 
@@ -415,7 +414,7 @@ def analyse_table(table: Table) -> list[BatonError]:
     if table.hit == "unique":
         for i, a in enumerate(table.rows):
             for b in table.rows[i + 1:]:
-                if overlaps(table.inputs, a, b):
+                if overlaps(a, b):
                     problems.append(BatonError(
                         "table_overlap", f"table '{table.name}': rows {a.number} and {b.number} overlap, but the "
                         "hit policy is unique", b.where, "narrow one of them, or use hit: first"))
@@ -480,10 +479,6 @@ def column_ref(text: object, types: dict[str, FactType], allowed_heads: tuple[st
     if spec is None:
         raise ValueError(f"{text!r}: {head} has no field '{fname}'")
     return Column(text, head, fname, spec)
-
-
-def row_cells(raw: Any) -> list[Any] | None:
-    return list(raw) if isinstance(raw, list) else None
 
 
 __all__ = ["HIT_POLICIES", "PROPOSALS", "TABLE_KEYS", "Cell", "Column", "Row", "Table", "analyse_table",
