@@ -83,7 +83,9 @@ class Escalations:
         if original is None:
             raise BatonError("unknown_decision", f"decision {esc['id']} is missing")
         engine = await asyncio.to_thread(self.registry.engine_for, original["version"])
-        answers = ReplayAnswers(list(original["trace"]), live_models=self.models, live_tools=self.tools)
+        # the escalated decision's calls are answered from its record and marked carried: paid for there
+        answers = ReplayAnswers(list(original["trace"]), live_models=self.models, live_tools=self.tools,
+                                carried=True)
         documents = await asyncio.to_thread(self.store.documents_of, original)
         d = await engine.run(engine.validate_input(facts_of(original), allow_empty=bool(documents)), answers, answers,
                              self.clock, self.ids, stored_limits(original), [*human_inputs(original), given],

@@ -55,7 +55,7 @@ def observe(record: dict[str, Any]) -> None:
     for rule in record["fired"]:
         _child(FIRED, ruleset, rule).inc()
     for event in record["trace"]:
-        if event["kind"] != "call":
+        if event["kind"] != "call" or event.get("carried"):  # carried: counted with the escalated decision
             continue
         meta = event.get("meta") or {}
         if event["type"] == "model":

@@ -275,6 +275,7 @@ class _Run:
         self.max_cost = _tighter(limits.max_cost_usd, rs.max_cost_usd)
         self.mask_pii = limits.mask_pii
         self.model_calls = 0
+        self.carried_cost = 0.0  # spent by the escalated decision this one resumes: in the budget, not in cost_usd
         d.limits = {"step_limit": self.step_limit, "deadline_s": deadline, "max_calls": self.max_calls,
                     "max_cost_usd": self.max_cost}
         self.deadline = clock.monotonic() + deadline if deadline is not None else None
@@ -534,9 +535,9 @@ class _Run:
         if self.max_calls is not None and self.model_calls >= self.max_calls:
             return CallResult(failure_kind="budget", error=f"the decision's budget of {self.max_calls} model calls "
                               "is spent")
-        if self.max_cost is not None and self.d.cost_usd >= self.max_cost:
+        if self.max_cost is not None and self.d.cost_usd + self.carried_cost >= self.max_cost:
             return CallResult(failure_kind="budget", error=f"the decision's budget of ${self.max_cost} is spent "
-                              f"(${self.d.cost_usd:.6f} used)")
+                              f"(${self.d.cost_usd + self.carried_cost:.6f} used)")
         self.model_calls += 1
         return None
 
@@ -621,13 +622,18 @@ class _Run:
                 event["failure"] = {"kind": result.failure_kind, "error": result.error}
                 if result.answer is not None:
                     event["answer"] = result.answer
+            if result.carried:
+                event["carried"] = True
             if result.meta:
                 event["meta"] = result.meta
                 cost = result.meta.get("cost_usd")
                 if isinstance(cost, (int, float)):
-                    d.cost_usd += float(cost)
+                    if result.carried:
+                        self.carried_cost += float(cost)
+                    else:
+                        d.cost_usd += float(cost)
                 tokens = result.meta.get("total_tokens")
-                if isinstance(tokens, int):
+                if isinstance(tokens, int) and not result.carried:
                     d.tokens += tokens
         d.trace.append(event)
 

@@ -37,6 +37,9 @@ class CallResult:
     error: str = ""
     attempts: int = 1
     meta: dict[str, object] = field(default_factory=dict)  # model used, tokens, cost_usd, fallbacks...
+    # answered from the record of the escalated decision this one resumes: paid for there, so its cost and
+    # tokens are not this decision's (they still count against its budget)
+    carried: bool = False
 
     @property
     def ok(self) -> bool:

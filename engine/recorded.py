@@ -72,7 +72,9 @@ class ReplayAnswers:
     recorded answer is ``unanswered`` - or, for a what-if run with live ports, made live."""
 
     def __init__(self, trace: list[dict[str, object]], live_models: ModelGateway | None = None,
-                 live_tools: ToolConnector | None = None) -> None:
+                 live_tools: ToolConnector | None = None, carried: bool = False) -> None:
+        """``carried``: the trace is an escalated decision's and these answers resume it (every answer is
+        marked carried); otherwise each answer is carried only if its recorded call was."""
         self.live_models, self.live_tools = live_models, live_tools
         self.by_request: dict[str, list[CallResult]] = {}
         for event in trace:
@@ -90,6 +92,7 @@ class ReplayAnswers:
             attempts = event.get("attempts")
             if isinstance(attempts, int):
                 result.attempts = attempts
+            result.carried = carried or event.get("carried") is True
             self.by_request.setdefault(key, []).append(result)
         self.unanswered: list[dict[str, object]] = []
         self.live: list[dict[str, object]] = []  # calls made live in a what-if run

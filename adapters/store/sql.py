@@ -589,12 +589,15 @@ def _existing(saved: Saved) -> Saved:
 
 
 def call_row(decision_id: str, event: Mapping[str, Any]) -> dict[str, Any]:
-    """A call event projected to the calls table (keys in the table's column order)."""
+    """A call event projected to the calls table (keys in the table's column order). A call carried over from
+    the escalated decision a resumption continues costs nothing here: its tokens and cost are that one's."""
     meta = event.get("meta") or {}
+    paid = event.get("carried") is not True
     return {
         "decision_id": decision_id, "call_no": event["call"], "action": event["action"], "kind": event["type"],
         "status": event["status"], "model": str(meta.get("model", ""))[:200],
-        "tokens": int(meta.get("total_tokens") or 0), "cost_usd": float(meta.get("cost_usd") or 0.0),
+        "tokens": int(meta.get("total_tokens") or 0) if paid else 0,
+        "cost_usd": float(meta.get("cost_usd") or 0.0) if paid else 0.0,
         "latency_ms": float(event.get("latency_ms") or 0.0), "attempts": int(event.get("attempts") or 0),
         "request": canonical(event["request"]),
         "answer": canonical(event.get("answer") if "answer" in event else event.get("failure")),
