@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import faulthandler
 import fcntl
+import gc
 import ipaddress
 import json
 import logging
@@ -166,6 +167,7 @@ async def run_consumer_process(cfg: Settings, base: Path) -> None:
     loop.add_signal_handler(signal.SIGHUP, _rotate_secrets)
     say(f"baton consume {os.getpid()}: {', '.join(c.s.name for c in intake)} ({len(loaded)} rulesets; db {store.url}; "
         f"{ports_note})")
+    _freeze_startup_objects()
     outbox = asyncio.create_task(OutboxWorker(store, effect_connectors(cfg, base)).run(stop))
     secrets_ttl = asyncio.create_task(_refresh_secrets(cfg.secrets_ttl_s, stop))
     await run_consumers(intake, stop)
@@ -174,6 +176,14 @@ async def run_consumer_process(cfg: Settings, base: Path) -> None:
     writer.close()
     store.close()
     say(f"baton consume {os.getpid()}: stopped")
+
+
+def _freeze_startup_objects() -> None:
+    """Move everything built at start (rulesets, grammar tables, ORM metadata, gRPC, imported modules) out of
+    the cyclic collector's sight. Without this a full collection walked ~125,000 long-lived objects every
+    so often - a 90 ms pause on this machine that stalled every decision in flight (p99)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _rotate_secrets(quiet: bool = False) -> None:
@@ -226,6 +236,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     else:
         port = server.add_insecure_port(cfg.listen)
     await server.start()
+    _freeze_startup_objects()
     for name in ("", *SERVICE_NAMES):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = cfg.listen.rsplit(":", 1)[0]
