@@ -72,6 +72,10 @@ class RulesetRegistry:
         self.schedule: dict[str, list[tuple[float, float, str]]] = {}
         self.refresh_s = refresh_s
         self.refreshed = 0.0
+        # set by a server that re-reads the schedule from a background task (refresh(force=True) every
+        # refresh_s): lookups then never query the store on the caller's thread - on the event loop a
+        # query waited for the GIL behind the store writer, stalling every decision in flight
+        self.background = False
         self.lock = threading.Lock()
 
     # -- loading -----------------------------------------------------------------------------------
@@ -162,7 +166,7 @@ class RulesetRegistry:
     def refresh(self, force: bool = False) -> None:
         """Re-read the published schedule of every ruleset, at most every refresh_s."""
         now = time.monotonic()
-        if not force and now - self.refreshed < self.refresh_s:
+        if not force and (self.background or now - self.refreshed < self.refresh_s):
             return
         p = PUBLICATIONS.c
         with self.store.engine.connect() as conn:

@@ -64,6 +64,7 @@ class Shadows:
         self.refresh_s = refresh_s
         self.by_ruleset: dict[str, list[str]] = {}
         self.refreshed = 0.0
+        self.background = False  # as RulesetRegistry.background: a server task refreshes, offer() never queries
         self.lock = threading.Lock()
         self.queue: asyncio.Queue[Mapping[str, Any]] | None = None
         self.task: asyncio.Task[None] | None = None
@@ -100,7 +101,7 @@ class Shadows:
 
     def refresh(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self.refreshed < self.refresh_s:
+        if not force and (self.background or now - self.refreshed < self.refresh_s):
             return
         by: dict[str, list[str]] = {}
         for info in self.attached():

@@ -170,9 +170,11 @@ async def run_consumer_process(cfg: Settings, base: Path) -> None:
     _freeze_startup_objects()
     outbox = asyncio.create_task(OutboxWorker(store, effect_connectors(cfg, base)).run(stop))
     secrets_ttl = asyncio.create_task(_refresh_secrets(cfg.secrets_ttl_s, stop))
+    fresh = asyncio.create_task(_keep_fresh(registry, None, stop))
     await run_consumers(intake, stop)
     await outbox
     await secrets_ttl
+    await fresh
     writer.close()
     store.close()
     say(f"baton consume {os.getpid()}: stopped")
@@ -259,6 +261,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     effects = effect_connectors(cfg, base)
     outbox = asyncio.create_task(OutboxWorker(store, effects).run(stop))
     logs = asyncio.create_task(_flush_logs(stop))
+    fresh = asyncio.create_task(_keep_fresh(registry, shadows, stop))
     await stop.wait()
     if console is not None:
         console[0].should_exit = True
@@ -269,6 +272,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     await sweeper
     await outbox
     await logs
+    await fresh
     say(f"baton {os.getpid()}: shutting down, finishing in-flight decisions")
     await health.enter_graceful_shutdown()
     await server.stop(GRACE_S)
@@ -292,6 +296,25 @@ async def _sweep_slas(escalations: Escalations, every_s: float, stop: asyncio.Ev
             await asyncio.wait_for(stop.wait(), every_s)
         except TimeoutError:
             pass
+
+
+async def _keep_fresh(registry: RulesetRegistry, shadows: Shadows | None, stop: asyncio.Event) -> None:
+    """Re-read the publication schedule and the attached shadows every refresh_s on a worker thread, so that
+    no lookup on the event loop queries the store (see RulesetRegistry.background)."""
+    targets: list[RulesetRegistry | Shadows] = [registry] if shadows is None else [registry, shadows]
+    for target in targets:
+        target.background = True
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), registry.refresh_s)
+            return
+        except TimeoutError:
+            pass
+        for target in targets:
+            try:
+                await asyncio.to_thread(target.refresh, True)
+            except Exception:  # the store briefly unreachable: keep the last schedule, try again
+                log.exception("re-reading %s failed", type(target).__name__)
 
 
 async def _flush_logs(stop: asyncio.Event) -> None:
