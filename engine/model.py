@@ -9,6 +9,7 @@ from jinja2 import Template
 from engine.documents import Document
 from engine.errors import BatonError, Where
 from engine.language.check import Condition, Eval
+from engine.language.prompts import Prompt
 from engine.language.tables import Table
 from engine.language.types import FactType
 
@@ -22,7 +23,7 @@ class ModelAction:
     group: str
     produces: str
     prompt: str
-    template: Template | None  # the prompt, compiled once (sandboxed)
+    template: Prompt | None  # the prompt, compiled once (sandboxed; plain substitutions without Jinja's runtime)
     retries: int = 0
     timeout_s: float = 30.0
     where: Where = field(default_factory=Where)

@@ -19,6 +19,7 @@ from engine.errors import BatonError, CompileErrors, Where
 from engine.language.analysis import analyse_ruleset
 from engine.language.check import analyse, compile_expr, suggest
 from engine.language.expr import ExprError, Lit, Ref, parse
+from engine.language.prompts import Prompt
 from engine.language.source import Positions, content_hash, parse_yaml, plain
 from engine.language.tables import (
     HIT_POLICIES,
@@ -316,7 +317,7 @@ class Loader:
                 self.error("missing_key", f"model '{aname}' needs a 'prompt:'", where)
                 prompt = ""
             elif self.check_template(prompt, spec, "prompt", types, {"chunk"} if from_document else set()):
-                template = JINJA.from_string(prompt)
+                template = Prompt(JINJA, prompt)
             if from_document and template is not None and not re.search(r"chunk\s*(\.\s*text\b|\[\s*['\"]text)",
                                                                         prompt):
                 self.error("missing_key", f"model '{aname}' reads a document: its prompt must include "
