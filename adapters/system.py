@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import random
+import os
 import time
 from datetime import UTC, datetime
 
@@ -22,19 +21,14 @@ class SystemClock:
 
 
 class TimeOrderedIds:
-    """ULID-like ids: 48-bit milliseconds then 80 random bits, in Crockford base32 (sortable by time).
-
-    The random part comes from the ``random`` module (seeded from the OS, re-seeded in a forked child):
-    ids must be unique, not secret, and an ``os.urandom`` call per decision showed in the server's profile."""
+    """ULID-like ids: 48-bit milliseconds then 80 random bits, in Crockford base32 (sortable by time)."""
 
     ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-    _FROM_RFC4648 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ALPHABET)
 
     def new_id(self) -> str:
-        return self.encode((int(time.time() * 1000) << 80) | random.getrandbits(80))
-
-    @classmethod
-    def encode(cls, value: int) -> str:
-        """128 bits as 26 base32 digits, most significant first (the first digit holds the top 3 bits)."""
-        # shifted so that the 26 digits' 130 bits line up with the start of 17 bytes' RFC 4648 encoding
-        return base64.b32encode((value << 6).to_bytes(17, "big"))[:26].decode("ascii").translate(cls._FROM_RFC4648)
+        value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+        chars = []
+        for _ in range(26):
+            chars.append(self.ALPHABET[value & 31])
+            value >>= 5
+        return "".join(reversed(chars))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -221,23 +220,3 @@ def test_decisions_search_by_fact_text_version_and_keyset(store: SqlStore) -> No
     first = store.list_decisions(limit=5)
     second = store.list_decisions(limit=5, before=(first[-1]["created_at"], first[-1]["id"]))
     assert not {r["id"] for r in first} & {r["id"] for r in second} and len(second) == 5
-
-
-def test_decision_ids_are_crockford_base32_ordered_by_time_and_unique() -> None:
-    from adapters.system import TimeOrderedIds
-
-    def reference(value: int) -> str:  # digit by digit, least significant first
-        chars = []
-        for _ in range(26):
-            chars.append(TimeOrderedIds.ALPHABET[value & 31])
-            value >>= 5
-        return "".join(reversed(chars))
-
-    for value in (0, 1, 31, 32, (1 << 128) - 1, 0x0123456789ABCDEF0123456789ABCDEF, 1_700_000_000_000 << 80):
-        assert TimeOrderedIds.encode(value) == reference(value)
-    ids = TimeOrderedIds()
-    made = [ids.new_id() for _ in range(20_000)]
-    assert len(set(made)) == len(made) and all(len(i) == 26 and set(i) <= set(TimeOrderedIds.ALPHABET)
-                                               for i in made)
-    time.sleep(0.002)
-    assert ids.new_id()[:10] > made[0][:10]  # the time part sorts
