@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +221,14 @@ def test_decisions_search_by_fact_text_version_and_keyset(store: SqlStore) -> No
     first = store.list_decisions(limit=5)
     second = store.list_decisions(limit=5, before=(first[-1]["created_at"], first[-1]["id"]))
     assert not {r["id"] for r in first} & {r["id"] for r in second} and len(second) == 5
+
+
+def test_decision_ids_are_crockford_base32_ordered_by_time_and_unique() -> None:
+    from adapters.system import TimeOrderedIds
+
+    ids = TimeOrderedIds()
+    made = [ids.new_id() for _ in range(20_000)]
+    assert len(set(made)) == len(made) and all(len(i) == 26 and set(i) <= set(TimeOrderedIds.ALPHABET)
+                                               for i in made)
+    time.sleep(0.002)
+    assert ids.new_id()[:10] > made[0][:10]  # the time part sorts
