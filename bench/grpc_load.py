@@ -43,6 +43,11 @@ def main() -> None:
         print(f"  latency {name}      {q[i] * 1000:>9.2f} ms")
     if result.cpu_s is not None:
         print(f"  server CPU       {result.cpu_s / result.decisions * 1000:>9.2f} ms per decision")
+        for kind, seconds in result.cpu_split.items():
+            print(f"    {kind:<14} {seconds / result.decisions * 1000:>9.2f} ms")
+    bound = args.inflight / 0.025
+    print(f"  (Little's law: with {args.inflight} always in flight the mean latency is {args.inflight} / throughput, "
+          f"so a p99 of 25 ms needs more than {bound:,.0f} decisions/s)")
     intact = store.verify()[1] is None
     print(f"  stored           {store.count():>9,}   (hash chain {'intact' if intact else 'BROKEN'})")
     print(f"  raw in-process engine, same machine, same run: {raw_engine_rate():,.0f} decisions/s (one core)")

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,6 +32,7 @@ from rich.table import Table
 
 from adapters.cli.common import out
 from adapters.grpc.gen.baton.v1 import decision_pb2
+from adapters.store.writer import WRITER_THREAD
 
 ROOT = Path(__file__).resolve().parents[2]
 CLAIM: dict[str, Any] = {"claim_ref": "C-1", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
@@ -47,6 +48,7 @@ class Result:
     seconds: float
     latencies: list[float]
     cpu_s: float | None
+    cpu_split: dict[str, float] = field(default_factory=dict)  # seconds by thread kind, all workers summed
 
     def row(self) -> list[str]:
         q = statistics.quantiles(self.latencies, n=100) if len(self.latencies) > 1 else [0.0] * 99
@@ -79,6 +81,41 @@ def _cpu(pids: list[int]) -> float:
         except (OSError, IndexError, ValueError):
             continue
     return total
+
+
+THREAD_KINDS = ("event loop", "store writer", "gRPC core", "other threads")
+
+
+def _thread_cpu(pids: list[int]) -> dict[tuple[int, int], tuple[str, float]]:
+    """CPU seconds of every thread of the workers, with its kind: the event loop (gRPC handlers, the engine,
+    serialisation), the store writer, gRPC core's own threads, and the rest (gRPC's poller, executors)."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                text = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            except OSError:
+                continue
+            comm = text[text.index("(") + 1:text.rindex(")")]
+            fields = text.rsplit(")", 1)[1].split()
+            kind = "event loop" if tid == pid else "store writer" if comm == WRITER_THREAD else \
+                "gRPC core" if comm.startswith(("event_engine", "grpc", "default-executo", "resolver")) else \
+                "other threads"
+            out[(pid, tid)] = (kind, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def _split(before: dict[tuple[int, int], tuple[str, float]], after: dict[tuple[int, int], tuple[str, float]]
+           ) -> dict[str, float]:
+    split = dict.fromkeys(THREAD_KINDS, 0.0)
+    for key, (kind, seconds) in after.items():
+        split[kind] += seconds - before.get(key, (kind, 0.0))[1]
+    return split
 
 
 def _load(address: str, inflight: int, seconds: float, tmp: Path) -> tuple[list[float], int, float]:
@@ -144,9 +181,9 @@ def run_scenario(name: str, serve_args: list[str], inflight: int, seconds: float
     proc, pids, address = _start(serve_args)
     try:
         _load(address, min(inflight, 64), 2, tmp)  # warm up
-        before = _cpu(pids)
+        before, threads_before = _cpu(pids), _thread_cpu(pids)
         latencies, failed, elapsed = _load(address, inflight, seconds, tmp)
-        cpu = _cpu(pids) - before
+        cpu, split = _cpu(pids) - before, _split(threads_before, _thread_cpu(pids))
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -155,7 +192,7 @@ def run_scenario(name: str, serve_args: list[str], inflight: int, seconds: float
             out.print(f"[yellow]{name}: the server took over 120 s to stop after the load; killed[/]", markup=True)
             proc.kill()
             proc.wait()
-    return Result(name, len(latencies), failed, elapsed, latencies, cpu)
+    return Result(name, len(latencies), failed, elapsed, latencies, cpu, split)
 
 
 def raw_engine_rate(n: int = 5000) -> float:

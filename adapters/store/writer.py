@@ -17,8 +17,10 @@ from typing import Any
 from adapters.documents import Incoming
 from adapters.metrics import STORE_WRITE
 from adapters.store.sql import Pending, Resolution, Saved, SqlStore
+from adapters.system import name_thread
 
 MAX_BATCH = 256
+WRITER_THREAD = "baton-writer"  # its OS-level name: `top -H` and `baton bench` show the writer's CPU apart
 
 Ack = Callable[[Saved | None, BaseException | None], None]
 
@@ -29,7 +31,7 @@ class GroupWriter:
         self.max_batch = max_batch
         self.queue: queue.SimpleQueue[tuple[Pending, Future[Saved] | asyncio.Future[Saved]] | None] = \
             queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, name="baton-store-writer", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=WRITER_THREAD, daemon=True)
         self.thread.start()
         self.batches = 0
         self.written = 0
@@ -53,6 +55,7 @@ class GroupWriter:
         self.thread.join()
 
     def _run(self) -> None:
+        name_thread(WRITER_THREAD)
         while True:
             first = self.queue.get()
             if first is None:

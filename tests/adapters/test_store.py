@@ -232,3 +232,23 @@ def test_decision_ids_are_crockford_base32_ordered_by_time_and_unique() -> None:
                                                for i in made)
     time.sleep(0.002)
     assert ids.new_id()[:10] > made[0][:10]  # the time part sorts
+
+
+def test_the_writer_thread_is_named_for_the_os(tmp_path: Path) -> None:
+    """`top -H`, `ps -L` and `baton bench` tell the store writer's CPU apart by its OS-level thread name."""
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("thread names are read from /proc")
+    def names() -> set[str]:
+        return {Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in os.listdir("/proc/self/task")}
+
+    writer = GroupWriter(SqlStore(f"sqlite:///{tmp_path / 'x.db'}"))
+    try:
+        deadline = time.monotonic() + 5
+        while "baton-writer" not in names() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "baton-writer" in names()
+    finally:
+        writer.close()
