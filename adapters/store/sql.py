@@ -162,6 +162,12 @@ class SqlStore:
                     f"VALUES ({', '.join(mark for _ in t.columns)})"
             for t in (DECISIONS, TRACE, CALLS)
         }
+        # the chain head, read and moved once per batch: plain driver SQL (SQLAlchemy building and compiling
+        # the two statements was a fifth of a small batch's fixed cost)
+        self.head_sql = f"SELECT seq, hash FROM {HEAD.name} WHERE id = 1" + ("" if self.sqlite else " FOR UPDATE")
+        self.move_head_sql = f"UPDATE {HEAD.name} SET seq = {mark}, hash = {mark} WHERE id = 1"
+        # SQLite: writes are serialised (thread and file lock), so one connection stays open for them
+        self._write_conn: Connection | None = None
         self.insert_sql["decision_search"] = (
             "INSERT INTO decision_search (decision_id, text) VALUES (?, ?)" if self.sqlite else
             "INSERT INTO decision_search (decision_id, tsv) VALUES (%s, to_tsvector('simple', %s))")
@@ -169,6 +175,9 @@ class SqlStore:
             self.migrate()
 
     def close(self) -> None:
+        if self._write_conn is not None:
+            self._write_conn.close()
+            self._write_conn = None
         self.engine.dispose()
         if self.writer is not self.engine:
             self.writer.dispose()
@@ -223,91 +232,100 @@ class SqlStore:
             # (measured: a second worker stalled in BEGIN IMMEDIATE). A blocking file lock queues the
             # writers of every process in the kernel instead.
             with self.lock, _FileLock(self.lock_path):
-                return self._save_batch(items)
-        return self._save_batch(items)
-
-    def _save_batch(self, items: Sequence[Pending]) -> list[Saved]:
+                if self._write_conn is None:
+                    self._write_conn = self.writer.connect()
+                try:
+                    with self._write_conn.begin():
+                        return self._save_batch(self._write_conn, items)
+                except BaseException:
+                    # whatever went wrong, the next batch starts on a fresh connection
+                    self._write_conn.close()
+                    self._write_conn = None
+                    raise
         with self.writer.begin() as conn:
-            head = conn.execute(sa.select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)
-                                .with_for_update()).one()
-            seq, prev = int(head[0]), str(head[1])
-            out: list[Saved] = []
-            decisions: list[tuple[Any, ...]] = []
-            trace: list[tuple[Any, ...]] = []
-            calls: list[tuple[Any, ...]] = []
-            escalations: list[dict[str, Any]] = []
-            outbox: list[dict[str, Any]] = []
-            documents: dict[str, Incoming] = {}
-            search: list[tuple[str, str]] = []
-            keys_in_batch: dict[tuple[str, str], Saved] = {}
-            for item in items:
-                key = item.idempotency_key
-                if key:
-                    if (item.caller, key) in keys_in_batch:
-                        out.append(_existing(keys_in_batch[(item.caller, key)]))
-                        continue
-                    found = conn.execute(sa.select(DECISIONS.c.id, DECISIONS.c.chain_seq, DECISIONS.c.hash).where(
-                        DECISIONS.c.caller == item.caller, DECISIONS.c.idempotency_key == key)).first()
-                    if found:
-                        out.append(Saved(found[0], found[1], found[2], existing=True))
-                        continue
-                if item.resolves is not None:
-                    r = item.resolves
-                    done = conn.execute(ESCALATIONS.update().where(
-                        ESCALATIONS.c.id == r.escalation_id, ESCALATIONS.c.status == "open").values(
-                        status=r.status, resolved_by=r.by, resolved_at=item.record["started_at"], answer=r.answer,
-                        resumed_decision_id=item.record["decision_id"]))
-                    if done.rowcount != 1:
-                        raise Conflict(f"escalation {r.escalation_id} is no longer open")
-                seq += 1
-                record = item.record
-                decision_id = record["decision_id"]
-                escalation = record.get("escalation") or {}
-                if record["outcome"] == "escalated" and escalation:
-                    sla = escalation.get("sla_s")
-                    escalations.append({
-                        "id": decision_id, "ruleset": record["ruleset"], "version": record["version"],
-                        "queue": str(escalation.get("queue", "")), "reason": str(escalation.get("reason", "")),
-                        "expects": str(escalation.get("expects", "")), "created_at": record["started_at"],
-                        "sla_at": record["started_at"] + sla if isinstance(sla, (int, float)) else None,
-                        "status": "open"})
-                digest = chain_hash(prev, seq, item.head_json, item.event_jsons)
-                decisions.append((decision_id, seq, record["ruleset"], record["version"], record["outcome"],
-                                  record["rule"], item.caller, key, record["started_at"], record["latency_ms"],
-                                  record["cost_usd"], record["tokens"], item.head_json, prev, digest))
-                trace.extend((decision_id, i, e["kind"], text)
-                             for i, (e, text) in enumerate(zip(record["trace"], item.event_jsons, strict=True)))
-                calls.extend(item.calls)
-                search.append((decision_id, item.search_text))
-                documents.update((i.document.id, i) for i in item.documents)
-                outbox.extend({"id": f"{decision_id}:{e['n']}", "decision_id": decision_id, "name": e["name"],
-                               "payload": canonical(e["with"]), "status": "pending", "attempts": 0,
-                               "next_at": record["finished_at"], "created_at": record["finished_at"]}
-                              for e in record["trace"] if e["kind"] == "effect" and not e.get("cancelled"))
-                saved = Saved(record["decision_id"], seq, digest)
-                if key:
-                    keys_in_batch[(item.caller, key)] = saved
-                out.append(saved)
-                prev = digest
-            if decisions:
-                self._insert_rows(conn, "decisions", decisions)
-                self._insert_rows(conn, "trace_events", trace)
-                self._insert_rows(conn, "calls", calls)
-                self._insert_rows(conn, "decision_search", search)
-                if escalations:
-                    conn.execute(ESCALATIONS.insert(), escalations)
-                if outbox:
-                    conn.execute(OUTBOX.insert(), outbox)
-                if documents:  # stored once by content hash; the chain head lock serialises writers
-                    known = set(conn.execute(sa.select(DOCUMENTS.c.id).where(
-                        DOCUMENTS.c.id.in_(list(documents)))).scalars())
-                    new = [i for d, i in documents.items() if d not in known]
-                    if new:
-                        conn.execute(DOCUMENTS.insert(), [
-                            {"id": i.document.id, "name": i.document.name, "media_type": i.document.media_type,
-                             "size": len(i.content), "pages": json.dumps(list(i.document.pages)),
-                             "content": i.content, "created_at": item.record["finished_at"]} for i in new])
-                conn.execute(HEAD.update().where(HEAD.c.id == 1).values(seq=seq, hash=prev))
+            return self._save_batch(conn, items)
+
+    def _save_batch(self, conn: Connection, items: Sequence[Pending]) -> list[Saved]:
+        """The batch inside the caller's transaction, chain head locked (SQLite: BEGIN IMMEDIATE)."""
+        head = conn.exec_driver_sql(self.head_sql).one()
+        seq, prev = int(head[0]), str(head[1])
+        out: list[Saved] = []
+        decisions: list[tuple[Any, ...]] = []
+        trace: list[tuple[Any, ...]] = []
+        calls: list[tuple[Any, ...]] = []
+        escalations: list[dict[str, Any]] = []
+        outbox: list[dict[str, Any]] = []
+        documents: dict[str, Incoming] = {}
+        search: list[tuple[str, str]] = []
+        keys_in_batch: dict[tuple[str, str], Saved] = {}
+        for item in items:
+            key = item.idempotency_key
+            if key:
+                if (item.caller, key) in keys_in_batch:
+                    out.append(_existing(keys_in_batch[(item.caller, key)]))
+                    continue
+                found = conn.execute(sa.select(DECISIONS.c.id, DECISIONS.c.chain_seq, DECISIONS.c.hash).where(
+                    DECISIONS.c.caller == item.caller, DECISIONS.c.idempotency_key == key)).first()
+                if found:
+                    out.append(Saved(found[0], found[1], found[2], existing=True))
+                    continue
+            if item.resolves is not None:
+                r = item.resolves
+                done = conn.execute(ESCALATIONS.update().where(
+                    ESCALATIONS.c.id == r.escalation_id, ESCALATIONS.c.status == "open").values(
+                    status=r.status, resolved_by=r.by, resolved_at=item.record["started_at"], answer=r.answer,
+                    resumed_decision_id=item.record["decision_id"]))
+                if done.rowcount != 1:
+                    raise Conflict(f"escalation {r.escalation_id} is no longer open")
+            seq += 1
+            record = item.record
+            decision_id = record["decision_id"]
+            escalation = record.get("escalation") or {}
+            if record["outcome"] == "escalated" and escalation:
+                sla = escalation.get("sla_s")
+                escalations.append({
+                    "id": decision_id, "ruleset": record["ruleset"], "version": record["version"],
+                    "queue": str(escalation.get("queue", "")), "reason": str(escalation.get("reason", "")),
+                    "expects": str(escalation.get("expects", "")), "created_at": record["started_at"],
+                    "sla_at": record["started_at"] + sla if isinstance(sla, (int, float)) else None,
+                    "status": "open"})
+            digest = chain_hash(prev, seq, item.head_json, item.event_jsons)
+            decisions.append((decision_id, seq, record["ruleset"], record["version"], record["outcome"],
+                              record["rule"], item.caller, key, record["started_at"], record["latency_ms"],
+                              record["cost_usd"], record["tokens"], item.head_json, prev, digest))
+            trace.extend((decision_id, i, e["kind"], text)
+                         for i, (e, text) in enumerate(zip(record["trace"], item.event_jsons, strict=True)))
+            calls.extend(item.calls)
+            search.append((decision_id, item.search_text))
+            documents.update((i.document.id, i) for i in item.documents)
+            outbox.extend({"id": f"{decision_id}:{e['n']}", "decision_id": decision_id, "name": e["name"],
+                           "payload": canonical(e["with"]), "status": "pending", "attempts": 0,
+                           "next_at": record["finished_at"], "created_at": record["finished_at"]}
+                          for e in record["trace"] if e["kind"] == "effect" and not e.get("cancelled"))
+            saved = Saved(record["decision_id"], seq, digest)
+            if key:
+                keys_in_batch[(item.caller, key)] = saved
+            out.append(saved)
+            prev = digest
+        if decisions:
+            self._insert_rows(conn, "decisions", decisions)
+            self._insert_rows(conn, "trace_events", trace)
+            self._insert_rows(conn, "calls", calls)
+            self._insert_rows(conn, "decision_search", search)
+            if escalations:
+                conn.execute(ESCALATIONS.insert(), escalations)
+            if outbox:
+                conn.execute(OUTBOX.insert(), outbox)
+            if documents:  # stored once by content hash; the chain head lock serialises writers
+                known = set(conn.execute(sa.select(DOCUMENTS.c.id).where(
+                    DOCUMENTS.c.id.in_(list(documents)))).scalars())
+                new = [i for d, i in documents.items() if d not in known]
+                if new:
+                    conn.execute(DOCUMENTS.insert(), [
+                        {"id": i.document.id, "name": i.document.name, "media_type": i.document.media_type,
+                         "size": len(i.content), "pages": json.dumps(list(i.document.pages)),
+                         "content": i.content, "created_at": item.record["finished_at"]} for i in new])
+            conn.exec_driver_sql(self.move_head_sql, (seq, prev))
         return out
 
     def _insert_rows(self, conn: Connection, table: str, rows: list[tuple[Any, ...]]) -> None:
