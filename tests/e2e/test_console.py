@@ -219,7 +219,11 @@ def test_the_console_walkthrough(env: dict[str, Any], browser: Any) -> None:
     resumed = wait(driver, lambda d: d.find_elements(By.ID, "resumed-outcome"))[0]
     assert resumed.text == "decided" and "release" in driver.find_element(By.ID, "resumed").text
     shot(driver, "10b-escalation-resolved")
+    resumed_page = driver.find_element(By.ID, "resumed-link").get_attribute("href")
     sign_in(driver, url, "auditor")
+    driver.get(resumed_page)  # the escalated decision's calls were answered from its record, not paid twice
+    assert "carried from the escalated decision" in wait(driver, lambda d: d.find_elements(By.ID, "trace"))[0].text
+    shot(driver, "10c-resumed-decision")
     driver.get(f"{url}/escalations?status=")
     assert "resolved" in driver.find_element(By.ID, "escalations").text
 
