@@ -53,8 +53,10 @@ class Result:
     def row(self) -> list[str]:
         q = statistics.quantiles(self.latencies, n=100) if len(self.latencies) > 1 else [0.0] * 99
         per = f"{self.cpu_s / self.decisions * 1000:.2f}" if self.cpu_s is not None and self.decisions else "-"
+        split = " / ".join(f"{self.cpu_split.get(k, 0.0) / self.decisions * 1000:.2f}" for k in THREAD_KINDS[:2]) \
+            if self.cpu_split and self.decisions else "-"
         return [self.name, f"{self.decisions / self.seconds:,.0f}", f"{q[49] * 1000:.1f}", f"{q[94] * 1000:.1f}",
-                f"{q[98] * 1000:.1f}", per, str(self.failed)]
+                f"{q[98] * 1000:.1f}", per, split, str(self.failed)]
 
 
 def _free_port() -> int:
@@ -252,7 +254,8 @@ def bench(seconds: Annotated[float, typer.Option(help="seconds of load per scena
                              "--workers", str(workers)], model_inflight, seconds, tmp))
     finally:
         fake.terminate()
-    table = Table("scenario", "decisions/s", "p50 ms", "p95 ms", "p99 ms", "CPU ms/decision", "failed",
+    table = Table("scenario", "decisions/s", "p50 ms", "p95 ms", "p99 ms", "CPU ms/decision",
+                  "loop / writer ms", "failed",
                   title=f"baton bench: {workers} worker(s), {seconds:.0f} s each, load from "
                         f"{'h2load' if shutil.which('h2load') else 'Python clients'}")
     for r in results:
