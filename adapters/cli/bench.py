@@ -74,12 +74,17 @@ def _body() -> bytes:
     return b"\x00" + struct.pack(">I", len(payload)) + payload
 
 
+def _stat_cpu(stat: str) -> float:
+    """User plus system CPU seconds from a /proc .../stat line."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _cpu(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total += _stat_cpu(Path(f"/proc/{pid}/stat").read_text())
         except (OSError, IndexError, ValueError):
             continue
     return total
@@ -92,7 +97,6 @@ def _thread_cpu(pids: list[int]) -> dict[tuple[int, int], tuple[str, float]]:
     """CPU seconds of every thread of the workers, with its kind: the event loop (gRPC handlers, the engine,
     serialisation), the store writer, gRPC core's own threads, and the rest (gRPC's poller, executors)."""
     out = {}
-    tick = os.sysconf("SC_CLK_TCK")
     for pid in pids:
         try:
             tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
@@ -104,11 +108,10 @@ def _thread_cpu(pids: list[int]) -> dict[tuple[int, int], tuple[str, float]]:
             except OSError:
                 continue
             comm = text[text.index("(") + 1:text.rindex(")")]
-            fields = text.rsplit(")", 1)[1].split()
             kind = "event loop" if tid == pid else "store writer" if comm == WRITER_THREAD else \
                 "gRPC core" if comm.startswith(("event_engine", "grpc", "default-executo", "resolver")) else \
                 "other threads"
-            out[(pid, tid)] = (kind, (int(fields[11]) + int(fields[12])) / tick)
+            out[(pid, tid)] = (kind, _stat_cpu(text))
     return out
 
 

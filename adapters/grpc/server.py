@@ -137,12 +137,18 @@ def _consumers(cfg: Settings, registry: RulesetRegistry, writer: GroupWriter, mo
     return [Consumer(c, decider, say) for c in settings]
 
 
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``stop``: True once it is set (the periodic tasks' pacing)."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
 async def _refresh_secrets(every_s: float | None, stop: asyncio.Event) -> None:
-    while not stop.is_set() and every_s:
-        try:
-            await asyncio.wait_for(stop.wait(), every_s)
-        except TimeoutError:
-            _rotate_secrets(quiet=True)
+    while every_s and not await _stopped_within(stop, every_s):
+        _rotate_secrets(quiet=True)
 
 
 async def run_consumer_process(cfg: Settings, base: Path) -> None:
@@ -292,10 +298,7 @@ async def _sweep_slas(escalations: Escalations, every_s: float, stop: asyncio.Ev
             await escalations.expire_due()
         except Exception:  # the store being briefly unreachable must not end the sweeper
             log.exception("SLA sweep failed")
-        try:
-            await asyncio.wait_for(stop.wait(), every_s)
-        except TimeoutError:
-            pass
+        await _stopped_within(stop, every_s)
 
 
 async def _keep_fresh(registry: RulesetRegistry, shadows: Shadows | None, stop: asyncio.Event) -> None:
@@ -304,12 +307,7 @@ async def _keep_fresh(registry: RulesetRegistry, shadows: Shadows | None, stop: 
     targets: list[RulesetRegistry | Shadows] = [registry] if shadows is None else [registry, shadows]
     for target in targets:
         target.background = True
-    while True:
-        try:
-            await asyncio.wait_for(stop.wait(), registry.refresh_s)
-            return
-        except TimeoutError:
-            pass
+    while not await _stopped_within(stop, registry.refresh_s):
         for target in targets:
             try:
                 await asyncio.to_thread(target.refresh, True)
@@ -320,10 +318,7 @@ async def _keep_fresh(registry: RulesetRegistry, shadows: Shadows | None, stop: 
 async def _flush_logs(stop: asyncio.Event) -> None:
     while not stop.is_set():
         flush_decision_log()
-        try:
-            await asyncio.wait_for(stop.wait(), 0.5)
-        except TimeoutError:
-            pass
+        await _stopped_within(stop, 0.5)
 
 
 def _child(cfg: Settings, base: Path, worker: int = 0) -> None:
