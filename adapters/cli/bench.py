@@ -166,10 +166,12 @@ async def _python_load(address: str, inflight: int, seconds: float) -> tuple[lis
     return sorted(latencies), failed, time.perf_counter() - start
 
 
-def _start(args: list[str]) -> tuple[subprocess.Popen[str], list[int], str]:
+def _start(args: list[str], command: list[str] | None = None) -> tuple[subprocess.Popen[str], list[int], str]:
+    """Start ``baton serve`` (or ``command``, which takes the same --listen and --workers and prints the same
+    "listening on ADDR (pid N" line per worker) on a free port; the worker pids and the address."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "adapters.cli.main", "serve", "--listen", f"127.0.0.1:{port}",
-                             "--max-inflight", "100000", *args], cwd=ROOT, stdout=subprocess.PIPE,
+    base = command or [sys.executable, "-m", "adapters.cli.main", "serve", "--max-inflight", "100000"]
+    proc = subprocess.Popen([*base, "--listen", f"127.0.0.1:{port}", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     workers = int(args[args.index("--workers") + 1]) if "--workers" in args else 1
     pids: list[int] = []
@@ -182,8 +184,9 @@ def _start(args: list[str]) -> tuple[subprocess.Popen[str], list[int], str]:
     return proc, pids, f"127.0.0.1:{port}"
 
 
-def run_scenario(name: str, serve_args: list[str], inflight: int, seconds: float, tmp: Path) -> Result:
-    proc, pids, address = _start(serve_args)
+def run_scenario(name: str, serve_args: list[str], inflight: int, seconds: float, tmp: Path,
+                 command: list[str] | None = None) -> Result:
+    proc, pids, address = _start(serve_args, command)
     try:
         _load(address, min(inflight, 64), 2, tmp)  # warm up
         before, threads_before = _cpu(pids), _thread_cpu(pids)
