@@ -40,6 +40,9 @@ class VersionInfo:
     loaded_at: float
     published_at: float | None
     published_by: str | None
+    description: str = ""
+    rules: int = 0
+    tests: int = 0
 
 
 @dataclass(slots=True)
@@ -92,7 +95,7 @@ class RulesetRegistry:
         """Publish a version reviewed elsewhere (a deployed file), unless it was ever published."""
         now = time.time()
         with self.store.writer.begin() as conn:
-            store_version(conn, rs.name, rs.version, rs.source, now)
+            store_version(conn, rs, now)
             published = conn.execute(sa.select(PUBLICATIONS.c.id).where(
                 PUBLICATIONS.c.version == rs.version, PUBLICATIONS.c.status == PUBLISHED)).first()
             if published is None:
@@ -111,7 +114,7 @@ class RulesetRegistry:
         """Store a version and ask for it to be published; it is live only once someone else approves it."""
         now = time.time()
         with self.store.writer.begin() as conn:
-            store_version(conn, rs.name, rs.version, rs.source, now)
+            store_version(conn, rs, now)
             pending = conn.execute(sa.select(*_PUB_COLUMNS).where(
                 PUBLICATIONS.c.version == rs.version, PUBLICATIONS.c.status == PENDING)).first()
             if pending is not None:
@@ -238,18 +241,47 @@ class RulesetRegistry:
             return self.engines.setdefault(version, engine)
 
     def info(self, name: str, version: str) -> VersionInfo | None:
-        r = RULESETS.c
-        with self.store.engine.connect() as conn:
-            row = conn.execute(sa.select(r.name, r.version, r.loaded_at, r.published_at, r.published_by)
-                               .where(r.version == version)).first()
-        return VersionInfo(*row) if row else None
+        found = self._versions(RULESETS.c.version == version)
+        return found[0] if found else None
 
     def versions(self) -> list[VersionInfo]:
+        """Every stored version, by name then age, with what a listing shows (no source is compiled)."""
+        return self._versions(sa.true())
+
+    def _versions(self, where: Any) -> list[VersionInfo]:
         r = RULESETS.c
         with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(r.name, r.version, r.loaded_at, r.published_at, r.published_by)
+            rows = conn.execute(sa.select(r.name, r.version, r.loaded_at, r.published_at, r.published_by,
+                                          r.description, r.rules, r.tests).where(where)
                                 .order_by(r.name, r.loaded_at)).all()
-        return [VersionInfo(*row) for row in rows]
+        out = []
+        for name, version, loaded_at, published_at, published_by, description, rules, tests in rows:
+            if rules is None:  # stored before its summary was
+                description, rules, tests = self._summarise(version)
+            out.append(VersionInfo(name, version, loaded_at, published_at, published_by, description or "",
+                                   rules, tests))
+        return out
+
+    def _summarise(self, version: str) -> tuple[str, int, int]:
+        """Compile a version stored before revision 0007 once, and store its summary beside it."""
+        found = self.store.ruleset_source(version)
+        if found is None:
+            return "", 0, 0
+        try:
+            rs = load_ruleset(found[1], f"{found[0]}@{version[:12]}")
+        except CompileErrors as e:  # stored by an older Baton whose language differed: listed all the same
+            return f"(this stored version no longer compiles: {e.errors[0].message})", 0, 0
+        with self.store.writer.begin() as conn:
+            conn.execute(RULESETS.update().where(RULESETS.c.version == version, RULESETS.c.rules.is_(None))
+                         .values(description=rs.description, rules=len(rs.rules), tests=len(rs.tests)))
+        return rs.description, len(rs.rules), len(rs.tests)
+
+    def latest_publications(self) -> dict[str, Publication]:
+        """Each version's latest published publication (who approved it, from when), in one query."""
+        latest: dict[str, Publication] = {}
+        for p in self.publications(status=PUBLISHED):  # newest first
+            latest.setdefault(p.version, p)
+        return latest
 
     def publication(self, pub_id: str) -> Publication | None:
         with self.store.engine.connect() as conn:

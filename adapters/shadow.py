@@ -73,7 +73,7 @@ class Shadows:
     def attach(self, rs: Ruleset, by: str) -> ShadowInfo:
         now = time.time()
         with self.store.writer.begin() as conn:
-            store_version(conn, rs.name, rs.version, rs.source, now)
+            store_version(conn, rs, now)
             row = conn.execute(sa.select(SHADOWS.c.id, SHADOWS.c.ruleset, SHADOWS.c.version, SHADOWS.c.attached_by,
                                          SHADOWS.c.attached_at).where(SHADOWS.c.version == rs.version,
                                                                       SHADOWS.c.detached_at.is_(None))).first()

@@ -48,14 +48,14 @@ def _registry(db: str | None) -> RulesetRegistry:
 def rulesets_list(db: DbOpt = None, as_json: JsonOpt = False) -> None:
     """Every stored version: who published it, when it took effect, which one is active."""
     registry = _registry(db)
-    active = registry.active
+    active, latest = registry.active, registry.latest_publications()
     rows: list[dict[str, Any]] = []
     for v in registry.versions():
-        published = registry.publications(version=v.version, status="published")
+        published = latest.get(v.version)
         rows.append({"name": v.name, "version": v.version, "active": active.get(v.name) == v.version,
-                     "submitted_by": published[0].submitted_by if published else None,
-                     "approved_by": published[0].decided_by if published else None,
-                     "effective_from": published[0].effective_from if published else None,
+                     "submitted_by": published.submitted_by if published else None,
+                     "approved_by": published.decided_by if published else None,
+                     "effective_from": published.effective_from if published else None,
                      "loaded_at": v.loaded_at})
     if as_json:
         out.print_json(json.dumps(rows))

@@ -177,7 +177,7 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
         raise fail(str(e), 1) from None
     data = record.to_dict()
     if sql is not None:
-        sql.save_ruleset(rs.name, rs.version, rs.source)
+        sql.save_ruleset(rs)
         sql.save_batch([Pending(data, "cli", documents=incoming)])
     out.print_json(json.dumps(data, ensure_ascii=False))
 

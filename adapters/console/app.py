@@ -242,7 +242,7 @@ def create_app(console: Console) -> Starlette:
         need(request, "editor", "auditor", "approver")
         versions = await asyncio.to_thread(c.registry.versions)
         pubs = await asyncio.to_thread(c.registry.publications)
-        c.registry.refresh(force=True)
+        await asyncio.to_thread(c.registry.refresh, True)  # a query: never on the event loop
         active = c.registry.active
         by_version: dict[str, list[Any]] = {}
         for p in pubs:
@@ -381,7 +381,7 @@ def create_app(console: Console) -> Starlette:
     async def publications(request: Request) -> Response:
         need(request, "editor", "approver", "auditor")
         pubs = await asyncio.to_thread(c.registry.publications)
-        c.registry.refresh(force=True)
+        await asyncio.to_thread(c.registry.refresh, True)
         return page(request, "publications.html", pubs=pubs, error=request.query_params.get("error", ""),
                     active=c.registry.active)
 

@@ -24,7 +24,7 @@ from adapters.grpc.auth import Auth, AuthError, Identity
 from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
 from adapters.impact import Impact, impact_steps
 from adapters.logs import log_decision
-from adapters.registry import GovernanceError, Publication, RulesetRegistry
+from adapters.registry import GovernanceError, Publication, RulesetRegistry, VersionInfo
 from adapters.shadow import Shadows
 from adapters.store.sql import Conflict, SqlStore
 from adapters.store.writer import GroupWriter
@@ -332,19 +332,21 @@ class RulesetService:
 
     def _info(self, name: str, version: str) -> ruleset_pb2.RulesetInfo:
         info = self.s.registry.info(name, version)
-        engine = self.s.registry.engine_for(version)
-        rs = engine.ruleset
-        out = ruleset_pb2.RulesetInfo(name=rs.name, version=rs.version, description=rs.description,
-                                      rules=len(rs.rules), tests=len(rs.tests),
-                                      active=self.s.registry.active_version(rs.name) == version)
-        if info is not None:
-            out.loaded_at.CopyFrom(convert.timestamp(info.loaded_at))
-            if info.published_at is not None:
-                out.published_at.CopyFrom(convert.timestamp(info.published_at))
-            out.published_by = info.published_by or ""
+        if info is None:
+            raise _not_found(f"no ruleset version {version[:12]}")
         published = self.s.registry.publications(version=version, status="published")
-        if published:
-            latest = published[0]
+        return self._version(info, published[0] if published else None,
+                             self.s.registry.active_version(name) == version)
+
+    @staticmethod
+    def _version(info: VersionInfo, latest: Publication | None, active: bool) -> ruleset_pb2.RulesetInfo:
+        out = ruleset_pb2.RulesetInfo(name=info.name, version=info.version, description=info.description,
+                                      rules=info.rules, tests=info.tests, active=active,
+                                      published_by=info.published_by or "")
+        out.loaded_at.CopyFrom(convert.timestamp(info.loaded_at))
+        if info.published_at is not None:
+            out.published_at.CopyFrom(convert.timestamp(info.published_at))
+        if latest is not None:
             if latest.effective_from is not None:
                 out.effective_from.CopyFrom(convert.timestamp(latest.effective_from))
             out.approved_by = latest.decided_by or ""
@@ -366,8 +368,11 @@ class RulesetService:
     async def ListRulesets(self, request: ruleset_pb2.ListRulesetsRequest, context: Ctx,
                            ident: Identity) -> ruleset_pb2.ListRulesetsResponse:
         def build() -> list[ruleset_pb2.RulesetInfo]:
-            self.s.registry.refresh(force=True)
-            return [self._info(v.name, v.version) for v in self.s.registry.versions()]
+            registry = self.s.registry
+            registry.refresh(force=True)
+            latest, active = registry.latest_publications(), registry.active
+            return [self._version(v, latest.get(v.version), active.get(v.name) == v.version)
+                    for v in registry.versions()]
 
         return ruleset_pb2.ListRulesetsResponse(rulesets=await asyncio.to_thread(build))
 

@@ -42,6 +42,7 @@ from adapters.store.tables import (
 )
 from engine.audit import GENESIS, canonical, chain_hash
 from engine.documents import Document
+from engine.model import Ruleset
 
 DECISIONS = DecisionRow.__table__  # type: ignore[attr-defined]
 TRACE = TraceRow.__table__  # type: ignore[attr-defined]
@@ -99,11 +100,14 @@ class Resolution:
     status: str = "resolved"  # or "expired"
 
 
-def store_version(conn: Connection, name: str, version: str, source: str, now: float | None = None) -> None:
-    """Store a ruleset version's source once, by its content hash (inside the caller's transaction)."""
-    if conn.execute(sa.select(RULESETS.c.version).where(RULESETS.c.version == version)).first() is None:
-        conn.execute(RULESETS.insert().values(version=version, name=name, source=source,
-                                              loaded_at=time.time() if now is None else now))
+def store_version(conn: Connection, rs: Ruleset, now: float | None = None) -> None:
+    """Store a ruleset version's source once, by its content hash (inside the caller's transaction), with
+    what a listing shows of it."""
+    if conn.execute(sa.select(RULESETS.c.version).where(RULESETS.c.version == rs.version)).first() is None:
+        conn.execute(RULESETS.insert().values(version=rs.version, name=rs.name, source=rs.source,
+                                              loaded_at=time.time() if now is None else now,
+                                              description=rs.description, rules=len(rs.rules),
+                                              tests=len(rs.tests)))
 
 
 class Conflict(Exception):
@@ -204,22 +208,15 @@ class SqlStore:
                     conn.commit()
 
     # -- rulesets ----------------------------------------------------------------------------------
-    def save_ruleset(self, name: str, version: str, source: str) -> None:
+    def save_ruleset(self, rs: Ruleset) -> None:
         with self.writer.begin() as conn:
-            store_version(conn, name, version, source)
+            store_version(conn, rs)
 
     def ruleset_source(self, version: str) -> tuple[str, str] | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(RULESETS.c.name, RULESETS.c.source)
                                .where(RULESETS.c.version == version)).first()
         return (row[0], row[1]) if row else None
-
-    def list_rulesets(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(RULESETS.c.name, RULESETS.c.version, RULESETS.c.loaded_at,
-                                          RULESETS.c.published_at).order_by(RULESETS.c.name,
-                                                                            RULESETS.c.loaded_at)).all()
-        return [dict(r._mapping) for r in rows]
 
     # -- writing -----------------------------------------------------------------------------------
     def save(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None) -> Saved:

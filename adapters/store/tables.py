@@ -16,6 +16,10 @@ class RulesetVersion(SQLModel, table=True):
     loaded_at: float
     published_at: float | None = None
     published_by: str | None = Field(default=None, max_length=200)
+    # what a listing shows, stored with the version (None: stored before revision 0007, filled when listed)
+    description: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    rules: int | None = None
+    tests: int | None = None
 
 
 class PublicationRow(SQLModel, table=True):

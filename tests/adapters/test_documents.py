@@ -118,7 +118,7 @@ def test_full_text_retrieval_finds_the_right_clause_among_many_documents(store: 
 
 def intake_decision(store: SqlStore, answers: dict[str, Any], pdf: bytes, prefix: str = "intake-") -> dict[str, Any]:
     rs = load_file(ROOT / "rulesets/claims-intake.yaml")
-    store.save_ruleset(rs.name, rs.version, rs.source)
+    store.save_ruleset(rs)
     incoming = read_document("claim-theft.pdf", pdf)
     recorded = RecordedAnswers(answers)
     engine = Engine(rs)

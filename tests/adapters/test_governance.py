@@ -91,21 +91,26 @@ def test_an_old_decision_replays_on_its_version_after_a_new_one_is_published(reg
     assert result.identical
 
 
-def test_migrating_keeps_the_published_version_active(tmp_path: Path) -> None:
-    """Versions published before publications existed become published publications (revision 0004)."""
-    url = str(tmp_path / "old.db")
-    store = SqlStore(url, migrate=False)
+def old_store(url: str, revision: str) -> SqlStore:
+    """A store whose schema stopped at an earlier Alembic revision."""
     from alembic import command
     from alembic.config import Config
 
     from adapters.store.sql import MIGRATIONS
 
+    store = SqlStore(url, migrate=False)
     with store.writer.connect() as conn:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0003")
+        command.upgrade(cfg, revision)
         conn.commit()
+    return store
+
+
+def test_migrating_keeps_the_published_version_active(tmp_path: Path) -> None:
+    """Versions published before publications existed become published publications (revision 0004)."""
+    store = old_store(str(tmp_path / "old.db"), "0003")
     v1 = load_ruleset(TRIAGE, "triage.yaml")
     with store.engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO ruleset_versions (version, name, source, loaded_at, published_at, "
@@ -117,6 +122,23 @@ def test_migrating_keeps_the_published_version_active(tmp_path: Path) -> None:
     assert registry.active_version("claims-triage") == v1.version
     (pub,) = registry.publications()
     assert (pub.status, pub.decided_by, pub.effective_from) == ("published", "ops", 2.0)
+
+
+def test_versions_stored_before_summaries_are_listed_with_theirs(db_url: str) -> None:
+    """Revision 0007 stores what a listing shows with each version; older rows get it when first listed."""
+    store = old_store(db_url, "0006")
+    v1 = load_ruleset(TRIAGE, "triage.yaml")
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO ruleset_versions (version, name, source, loaded_at) VALUES (:v, :n, :s, 1)"),
+                     {"v": v1.version, "n": v1.name, "s": v1.source})
+    store.migrate()
+    v2 = variant(90000)
+    registry = RulesetRegistry(store)
+    registry.publish_reviewed(v2, by="file")
+    listed = {(v.version, v.description, v.rules, v.tests) for v in registry.versions()}
+    assert listed == {(v.version, v.description, len(v.rules), len(v.tests)) for v in (v1, v2)}
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM ruleset_versions WHERE rules IS NULL")).scalar() == 0
 
 
 def live_decisions(registry: RulesetRegistry, rs: Any, prefix: str) -> list[dict[str, Any]]:

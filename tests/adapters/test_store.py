@@ -40,7 +40,7 @@ def decide_test(engine: Engine, i: int, prefix: str = "d") -> dict[str, Any]:
 def store(db_url: str) -> SqlStore:
     s = SqlStore(db_url)
     for rs in EXAMPLES:
-        s.save_ruleset(rs.name, rs.version, rs.source)
+        s.save_ruleset(rs)
     return s
 
 

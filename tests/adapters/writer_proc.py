@@ -21,7 +21,7 @@ from engine.recorded import RecordedAnswers  # noqa: E402
 async def main(url: str, count: int, concurrency: int) -> None:
     rs = load_file(ROOT / "rulesets/claims-triage.yaml")
     store = SqlStore(url)
-    store.save_ruleset(rs.name, rs.version, rs.source)
+    store.save_ruleset(rs)
     writer = GroupWriter(store)
     engine = Engine(rs)
     clock, ids = SystemClock(), TimeOrderedIds()

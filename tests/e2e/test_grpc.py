@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -220,6 +221,28 @@ def test_rulesets_validate_publish_get_and_impact(stubs: dict[str, object]) -> N
                             metadata=metadata("auditor")).decisions[-1]
     assert d.ReplayDecision(decision_pb2.ReplayDecisionRequest(decision_id=first.decision_id),
                             metadata=metadata("auditor")).identical
+
+
+def test_listing_reads_stored_summaries_and_survives_a_version_that_no_longer_compiles(
+        server: Server, stubs: dict[str, object]) -> None:
+    """Versions stored before their summaries were (revision 0007) are summarised once when listed; one
+    stored by an older Baton whose source no longer compiles is listed too, and does not fail the call."""
+    legacy = (ROOT / "rulesets/claims-triage.yaml").read_text().replace("ruleset: claims-triage",
+                                                                         "ruleset: legacy-triage")
+    store = SqlStore(server.db, migrate=False)
+    with store.writer.begin() as conn:
+        for version, source in (("a" * 64, legacy), ("b" * 64, "ruleset: legacy-triage\nrules: 7\n")):
+            conn.execute(sa.text("INSERT INTO ruleset_versions (version, name, source, loaded_at) "
+                                 "VALUES (:v, 'legacy-triage', :s, 1)"), {"v": version, "s": source})
+    listed = stubs["r"].ListRulesets(ruleset_pb2.ListRulesetsRequest(), metadata=metadata("auditor")).rulesets
+    old = {x.version: x for x in listed if x.name == "legacy-triage"}
+    assert (old["a" * 64].description, old["a" * 64].rules, old["a" * 64].tests) == \
+        ("Route incoming insurance claims to the right queue.", 8, 7)
+    assert old["b" * 64].rules == 0 and "no longer compiles" in old["b" * 64].description
+    with store.engine.connect() as conn:  # the one that compiles keeps its summary; the other is retried
+        assert conn.execute(sa.text("SELECT version, rules FROM ruleset_versions WHERE name = 'legacy-triage' "
+                                    "ORDER BY version")).all() == [("a" * 64, 8), ("b" * 64, None)]
+    assert all(x.rules == 8 and x.tests and x.description for x in listed if x.name == "claims-triage")
 
 
 def _version_of(r: object, name: str, not_this: str) -> str:
