@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.store.sql import SqlStore
+from engine.documents import Document
 from engine.loop import Engine
 from engine.replay import WhatIf, what_if
 
@@ -57,15 +58,27 @@ class Impact:
         return [(a, b, n, seen[(a, b)]) for (a, b), n in counts.most_common()]
 
 
+FETCH = 100  # stored decisions read per query (one thread hop each, not two per decision)
+
+
 async def impact_steps(store: SqlStore, engine: Engine, ids: list[str], impact: Impact, every: int = 25
                        ) -> AsyncIterator[tuple[int, int]]:
     """Fill ``impact`` with a what-if per stored decision; (done, total) every ``every`` and at the end."""
-    for n, decision_id in enumerate(ids, 1):
-        record = await asyncio.to_thread(store.get, decision_id)
-        if record is not None:
-            documents = await asyncio.to_thread(store.documents_of, record)
-            impact.results.append(await what_if(engine, record, documents=documents))
-        if n % every == 0 or n == len(ids):
-            yield n, len(ids)
+    for start in range(0, len(ids), FETCH):
+        chunk = ids[start:start + FETCH]
+        records, documents = await asyncio.to_thread(_read, store, chunk)
+        for n, record in enumerate(records, start + 1):
+            if record is not None:
+                docs = [documents[str(ref["id"])] for ref in record.get("documents") or ()
+                        if str(ref["id"]) in documents]
+                impact.results.append(await what_if(engine, record, documents=docs))
+            if n % every == 0 or n == len(ids):
+                yield n, len(ids)
     if not ids:
         yield 0, 0
+
+
+def _read(store: SqlStore, ids: list[str]) -> tuple[list[dict[str, Any] | None], dict[str, Document]]:
+    records = store.get_many(ids)
+    refs = [str(ref["id"]) for r in records if r is not None for ref in r.get("documents") or ()]
+    return records, {d.id: d for d in store.documents(list(dict.fromkeys(refs)))}

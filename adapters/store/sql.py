@@ -347,15 +347,32 @@ class SqlStore:
 
     # -- reading -----------------------------------------------------------------------------------
     def get(self, decision_id: str) -> dict[str, Any] | None:
+        return self.get_many([decision_id])[0]
+
+    def get_many(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """Stored records in the order asked (None where there is none), in two queries."""
+        if not ids:
+            return []
+        wanted = list(dict.fromkeys(ids))
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(DECISIONS.c.head).where(DECISIONS.c.id == decision_id)).first()
-            if row is None:
-                return None
-            events = conn.execute(sa.select(TRACE.c.event).where(TRACE.c.decision_id == decision_id)
-                                  .order_by(TRACE.c.idx)).scalars().all()
-        record: dict[str, Any] = json.loads(row[0])
-        record["trace"] = [json.loads(e) for e in events]
-        return record
+            heads: dict[str, str] = {i: h for i, h in conn.execute(
+                sa.select(DECISIONS.c.id, DECISIONS.c.head).where(DECISIONS.c.id.in_(wanted)))}
+            events: dict[str, list[Any]] = {}
+            if heads:
+                for decision_id, event in conn.execute(
+                        sa.select(TRACE.c.decision_id, TRACE.c.event).where(TRACE.c.decision_id.in_(list(heads)))
+                        .order_by(TRACE.c.decision_id, TRACE.c.idx)):
+                    events.setdefault(decision_id, []).append(json.loads(event))
+        out: list[dict[str, Any] | None] = []
+        for decision_id in ids:
+            head = heads.get(decision_id)
+            if head is None:
+                out.append(None)
+                continue
+            record: dict[str, Any] = json.loads(head)
+            record["trace"] = events.get(decision_id, [])
+            out.append(record)
+        return out
 
     def documents(self, ids: Sequence[str]) -> list[Document]:
         """Stored documents by id (the text as read when the decision was made)."""

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from adapters.cli.main import app
 from adapters.documents import read_document
+from adapters.impact import Impact, impact_steps
 from adapters.retrieval import WithRetrieval, index_directory, search, split_passages
 from adapters.rulesets import load_file
 from adapters.store.sql import DOCUMENTS, Pending, SqlStore
@@ -166,6 +167,25 @@ def test_replay_after_reindexing_uses_the_stored_passages(store: SqlStore, tmp_p
     (doc,) = store.documents_of(stored)
     assert doc.pages == read_document("x.pdf", pdf).document.pages
     assert store.document_content(doc.id) == ("claim-theft.pdf", "application/pdf", pdf)
+
+
+def test_impact_reads_stored_decisions_in_batches_with_their_documents(store: SqlStore, tmp_path: Path) -> None:
+    """Impact reads records and documents a batch at a time; each what-if gets its own decision's documents
+    (without them the extraction would fail and every decision would show as changed)."""
+    index_directory(store, corpus_with_distractors(tmp_path, 5), "claims-policy")
+    pdf = (ROOT / "rulesets/samples/claim-theft.pdf").read_bytes()
+    ids = [intake_decision(store, ANSWERS, pdf, prefix=f"imp{i}-")["decision_id"] for i in range(3)]
+    assert [r and r["decision_id"] for r in store.get_many([ids[2], "nope", ids[0]])] == [ids[2], None, ids[0]]
+    impact = Impact()
+    steps = asyncio.run(_steps(store, [ids[0], "nope", ids[1], ids[2]], impact))
+    assert steps == [(2, 4), (4, 4)]
+    assert [w.decision_id for w in impact.results] == [ids[0], ids[1], ids[2]]
+    assert not impact.changed and not impact.unanswered
+
+
+async def _steps(store: SqlStore, ids: list[str], impact: Impact) -> list[tuple[int, int]]:
+    engine = Engine(load_file(ROOT / "rulesets/claims-intake.yaml"))
+    return [step async for step in impact_steps(store, engine, ids, impact, every=2)]
 
 
 def test_cli_index_search_and_decide_with_a_document(tmp_path: Path) -> None:
