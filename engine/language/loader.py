@@ -446,31 +446,34 @@ class Loader:
             if not isinstance(name, str) or not RULE_NAME.match(name):
                 self.error("bad_name", "each rule needs a 'name:' (letters, digits, spaces, - _ . : #)", where)
                 continue
-            if name in seen:
-                first = seen[name]
-                self.error("duplicate_rule", f"rule '{name}' is defined twice (first at line {first.line})",
+            # a rule with one error is still checked to its end: an analyst gets every error in one run
+            duplicate = name in seen
+            if duplicate:
+                self.error("duplicate_rule", f"rule '{name}' is defined twice (first at line {seen[name].line})",
                            self.pos.value(node, "name"), "rule names must be unique in a ruleset")
-                continue
-            seen[name] = self.pos.value(node, "name")
+            else:
+                seen[name] = self.pos.value(node, "name")
             priority = node.get("priority", 0)
             if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:
                 self.error("bad_value", "priority must be a whole number from -1000 to 1000",
                            self.pos.value(node, "priority"))
                 priority = 0
             when = node.get("when")
+            condition = None
             if isinstance(when, bool) or not isinstance(when, str) or not when.strip():
                 self.error("missing_key", f"rule '{name}' needs a 'when:' condition", where)
-                continue
-            start = self.pos.text_start(node, "when")
-            try:
-                condition = analyse(parse(str(when)), types)
-            except ExprError as e:
-                self.errors.append(BatonError(e.code, e.message, start.shifted(str(when), e.offset), e.hint))
-                continue
+            else:
+                start = self.pos.text_start(node, "when")
+                try:
+                    condition = analyse(parse(str(when)), types)
+                except ExprError as e:
+                    self.errors.append(BatonError(e.code, e.message, start.shifted(str(when), e.offset), e.hint))
             if "then" not in node:
                 self.error("missing_key", f"rule '{name}' needs a 'then:' action", where)
                 continue
             steps = self.load_steps(node, "then", types, models, tools)
+            if condition is None or duplicate:
+                continue
             for step in steps:
                 action = models.get(step.action) if step.kind == "call" else None
                 if action is not None and action.from_document and not all(

@@ -116,6 +116,22 @@ tests:
     assert codes == ["unknown_fact_type", "unknown_rule", "unknown_action"]
 
 
+def test_a_rule_with_one_error_is_still_checked_to_its_end() -> None:
+    """Every error in one run: a bad condition does not hide a bad action, nor a duplicate name its body."""
+    rules = """\
+  - name: r
+    when: claim.amout > 5
+    then: clasify
+  - name: r
+    when: claim.ref > 5
+    then: [classify, {decide: x}]
+"""
+    base = HEAD.count("\n")
+    assert errors_of(rules) == [("unknown_field", base + 2, 17), ("unknown_action", base + 3, 11),
+                                ("duplicate_rule", base + 4, 11), ("type_mismatch", base + 5, 21),
+                                ("bad_shape", base + 6, 31)]
+
+
 def test_errors_render_as_file_line_column_code_message_hint() -> None:
     with pytest.raises(CompileErrors) as info:
         ruleset(HEAD + "  - name: r\n    when: claim.amout > 5\n    then: {decide: {route: x}}\n", "rs/claims.yaml")
