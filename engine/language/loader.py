@@ -191,10 +191,9 @@ class Loader:
             if not isinstance(fields, dict) or not fields:
                 self.error("bad_shape", f"fact type '{tname}' needs its fields (name: type)", where)
                 continue
-            if len(fields) > MAX_FIELDS:
+            if len(fields) > MAX_FIELDS:  # still declared below: what names it is not reported again
                 self.error("too_many_fields", f"{tname} has {len(fields)} fields; at most {MAX_FIELDS}", where,
                            "split it into several fact types")
-                continue
             specs: dict[str, FieldSpec] = {}
             for fname, decl in fields.items():
                 spec = self.field_spec(fields, str(fname), decl)
