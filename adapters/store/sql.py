@@ -8,6 +8,7 @@ group-commit writer in writer.py feeds it); each is whole or absent.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -249,13 +250,13 @@ class SqlStore:
         SQLAlchemy's (IntegrityError, ...), without parameters: they hold the decision's facts."""
         dbapi = conn.dialect.loaded_dbapi
         try:
-            return self._write_batch(conn, items)
+            with contextlib.closing(conn.connection.cursor()) as cur:
+                return self._write_batch(conn, cur, items)
         except dbapi.Error as e:
             raise sa.exc.DBAPIError.instance(None, None, e, dbapi.Error, hide_parameters=True,
                                              dialect=conn.dialect) from e
 
-    def _write_batch(self, conn: Connection, items: Sequence[Pending]) -> list[Saved]:
-        cur = conn.connection.cursor()
+    def _write_batch(self, conn: Connection, cur: Any, items: Sequence[Pending]) -> list[Saved]:
         cur.execute(self.head_sql)
         head = cur.fetchone()
         if head is None:
@@ -338,7 +339,6 @@ class SqlStore:
                          "size": len(i.content), "pages": json.dumps(list(i.document.pages)),
                          "content": i.content, "created_at": item.record["finished_at"]} for i in new])
             cur.execute(self.move_head_sql, (seq, prev))
-        cur.close()
         return out
 
     def _insert_rows(self, cur: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
