@@ -18,8 +18,9 @@ from collections.abc import Iterable
 import durable_rules_engine as core
 import orjson
 
-from engine.compile import START_TYPE, CompiledRuleset
+from engine.compile import START_RULE, START_TYPE, CompiledRuleset
 from engine.errors import EngineFailure, Overloaded
+from engine.language.check import FactIndex
 
 SESSIONS_PER_HANDLE = 1000
 MAX_HANDLES = 16
@@ -45,11 +46,10 @@ class _Handle:
 
 
 class EnginePool:
-    """All engine handles of one ruleset version in this process, and the sessions open on them."""
+    """All engine handles of one network (one shard of one ruleset version) in this process."""
 
-    def __init__(self, compiled: CompiledRuleset, max_handles: int = MAX_HANDLES) -> None:
-        self.compiled = compiled
-        self.base_name = f"{compiled.ruleset.name}@{compiled.ruleset.version}"
+    def __init__(self, name: str, definition: str, ref: str, max_handles: int = MAX_HANDLES) -> None:
+        self.base_name, self.definition, self.ref = name, definition, ref
         self.max_handles = max_handles
         self.handles: list[_Handle] = []
         self.counter = 0
@@ -59,118 +59,154 @@ class EnginePool:
     def live_sessions(self) -> int:
         return sum(h.live for h in self.handles)
 
-    def _acquire(self) -> _Handle:
-        with self.lock:
-            for h in self.handles:
-                if h.live < SESSIONS_PER_HANDLE:
-                    h.live += 1
-                    return h
-            if len(self.handles) >= self.max_handles:
-                raise Overloaded("overloaded", f"more than {self.max_handles * SESSIONS_PER_HANDLE} decisions in "
-                                 f"flight on {self.compiled.ruleset.ref}", hint="retry with backoff")
-            k = len(self.handles)
-            name = self.base_name if k == 0 else f"{self.base_name}#{k}"
-            h = _Handle(name, _register(name, self.compiled.engine_json))
-            h.live = 1
-            self.handles.append(h)
-            return h
-
-    def open(self, initial: Iterable[tuple[int, str, dict[str, object]]]) -> Session:
-        """A session with the start fact and ``initial`` facts (seq, type, values) asserted."""
-        h = self._acquire()
+    def acquire(self) -> tuple[_Handle, str]:
         with self.lock:
             self.counter += 1
             sid = f"s{self.counter}"
+            for h in self.handles:
+                if h.live < SESSIONS_PER_HANDLE:
+                    h.live += 1
+                    return h, sid
+            if len(self.handles) >= self.max_handles:
+                raise Overloaded("overloaded", f"more than {self.max_handles * SESSIONS_PER_HANDLE} decisions in "
+                                 f"flight on {self.ref}", hint="retry with backoff")
+            k = len(self.handles)
+            name = self.base_name if k == 0 else f"{self.base_name}#{k}"
+            h = _Handle(name, _register(name, self.definition))
+            h.live = 1
+            self.handles.append(h)
+            return h, sid
+
+    def release(self, h: _Handle) -> None:
+        with self.lock:
+            h.live -= 1
+
+
+class Pools:
+    """The pools of every shard of one ruleset version; a shard's network is registered on first use."""
+
+    def __init__(self, compiled: CompiledRuleset, max_handles: int = MAX_HANDLES) -> None:
+        self.compiled = compiled
+        rs = compiled.ruleset
+        base = f"{rs.name}@{rs.version}" + ("" if compiled.indexed else "~reference")
+        self.shards = [EnginePool(base if s.number == 0 else f"{base}/{s.number}", s.engine_json, rs.ref,
+                                  max_handles) for s in compiled.shards]
+
+    @property
+    def live_sessions(self) -> int:
+        return sum(p.live_sessions for p in self.shards)
+
+    @property
+    def handles(self) -> list[_Handle]:
+        return self.shards[0].handles
+
+    @property
+    def counter(self) -> int:
+        return self.shards[0].counter
+
+    def open(self, initial: Iterable[tuple[int, str, dict[str, object]]], wm: FactIndex) -> Agenda:
+        """An agenda over the shards, with ``initial`` facts (seq, type, values) routed and asserted."""
+        agenda = Agenda(self, wm)
         try:
-            return Session(self, h, sid, initial)
+            agenda.assert_batch(initial)
         except BaseException:
-            with self.lock:
-                h.live -= 1
+            agenda.close()
             raise
+        return agenda
 
 
-_pools: dict[str, EnginePool] = {}
+_pools: dict[str, Pools] = {}
 
 
-def pool_for(compiled: CompiledRuleset) -> EnginePool:
-    """The one pool of this ruleset version in this process (versions are registered once, by hash)."""
-    key = f"{compiled.ruleset.name}@{compiled.ruleset.version}"
+def pool_for(compiled: CompiledRuleset) -> Pools:
+    """The one set of pools of this ruleset version in this process (versions are registered once, by hash)."""
+    key = f"{compiled.ruleset.name}@{compiled.ruleset.version}" + ("" if compiled.indexed else "~reference")
     with _registry_lock:
-        pool = _pools.get(key)
-        if pool is None:
-            pool = _pools[key] = EnginePool(compiled)
-        return pool
+        pools = _pools.get(key)
+        if pools is None:
+            pools = _pools[key] = Pools(compiled)
+        return pools
 
 
-class Session:
-    """One decision's working memory in the engine. Always ``close()`` it (the loop does, in finally)."""
+_UNKNOWN = "?"  # a shard session's next activation is not known: facts arrived since it was last asked
 
-    __slots__ = ("closed", "encode", "h", "open_action", "pool", "sid", "started", "state")
 
-    def __init__(self, pool: EnginePool, h: _Handle, sid: str,
-                 initial: Iterable[tuple[int, str, dict[str, object]]]) -> None:
-        self.pool, self.h, self.sid = pool, h, sid
-        self.encode = pool.compiled.encode
+class ShardSession:
+    """One decision's working memory in one shard's network."""
+
+    __slots__ = ("closed", "h", "head", "open_action", "pool", "sid", "started", "state")
+
+    def __init__(self, pool: EnginePool, batch: list[dict[str, object]]) -> None:
+        self.pool = pool
+        self.h, self.sid = pool.acquire()
         self.open_action = False
         self.started = False  # delete_state segfaults on a session in which no action ever started
         self.closed = True  # until the start fact is handled there is nothing to delete
+        self.head: str | None = _UNKNOWN
         # The start fact is always handled (its rule fires first, at pri 0, and does nothing), so the
         # session always exists for delete_state. Code 1 means some *other* fact matched no pattern.
-        batch = [{"sid": sid, "bt": START_TYPE, "bn": 0}]
-        batch.extend(self.encode(sid, seq, t, v) for seq, t, v in initial)
+        sid = self.sid
+        for fact in batch:
+            fact["sid"] = sid
+        batch.insert(0, {"sid": sid, "bt": START_TYPE, "bn": 0})
         try:
-            code, state = core.assert_facts(h.handle, orjson.dumps(batch).decode())
+            code, state = core.assert_facts(self.h.handle, orjson.dumps(batch).decode())
         except core.error as e:
+            pool.release(self.h)
             raise EngineFailure("engine_error", f"durable-rules refused the facts: {e}") from None
         if code not in (0, 1):
+            pool.release(self.h)
             raise EngineFailure("engine_error", f"durable-rules returned code {code} for a new session")
         self.state = state
         self.closed = False
 
-    def assert_batch(self, facts: Iterable[tuple[int, str, dict[str, object]]]) -> None:
-        batch = [self.encode(self.sid, seq, t, v) for seq, t, v in facts]
-        if not batch:
-            return
+    def add(self, batch: list[dict[str, object]], during_action: bool) -> None:
+        """Assert facts. While this session's own action is open they join its agenda at once; a peeked
+        activation of an idle session is put back first, since a new fact may come before it."""
+        if self.open_action and not during_action:
+            core.abandon_action(self.h.handle, self.state)
+            self.open_action = False
+        self.head = _UNKNOWN if not during_action else self.head
+        sid = self.sid
+        for fact in batch:
+            fact["sid"] = sid
         try:
-            code, _ = core.assert_facts(self.h.handle, orjson.dumps(batch).decode())
+            if len(batch) == 1:
+                code, _ = core.assert_fact(self.h.handle, orjson.dumps(batch[0]).decode())
+            else:
+                code, _ = core.assert_facts(self.h.handle, orjson.dumps(batch).decode())
         except core.error as e:
             raise EngineFailure("engine_error", f"durable-rules refused facts: {e}") from None
         if code not in (0, 1):  # 1: no rule matches any of them, which is normal
             raise EngineFailure("engine_error", f"durable-rules returned code {code} asserting facts")
 
-    def assert_now(self, seq: int, type_name: str, values: dict[str, object]) -> None:
-        """Assert one fact while an action is open: its activations join the current agenda."""
-        try:
-            fact = orjson.dumps(self.encode(self.sid, seq, type_name, values)).decode()
-            code, _ = core.assert_fact(self.h.handle, fact)
-        except core.error as e:
-            raise EngineFailure("engine_error", f"durable-rules refused a fact: {e}") from None
-        if code not in (0, 1):
-            raise EngineFailure("engine_error", f"durable-rules returned code {code} asserting a fact")
-
-    def first(self) -> str | None:
-        """The first pending activation (JSON), opening an action; None when the agenda is empty."""
+    def peek(self) -> str | None:
+        """This session's next activation (JSON), its action left open; None when its agenda is empty."""
+        if self.open_action:
+            core.abandon_action(self.h.handle, self.state)
+            self.open_action = False
         try:
             result = core.start_action_for_state(self.h.handle, self.state)
         except core.error as e:
             raise EngineFailure("engine_error", f"durable-rules failed to start an action: {e}") from None
         self.started = True
-        if not result:
-            return None
-        self.open_action = True
-        return str(result[1])
+        message = str(result[1]) if result else None
+        self.open_action = message is not None
+        if message is not None and message.startswith(_START_MESSAGE):
+            message = self.complete()
+        self.head = message
+        return message
 
-    def next(self) -> str | None:
-        """Complete the open action and return the next activation, or None (agenda empty)."""
+    def complete(self) -> str | None:
+        """Complete the open action; the next activation, its action open (or None)."""
         try:
             message = core.complete_and_start_action(self.h.handle, self.state)
         except core.error as e:
             self.open_action = False
             raise EngineFailure("engine_error", f"durable-rules failed to complete an action: {e}") from None
-        if message is None:
-            self.open_action = False
-            return None
-        return str(message)
+        self.open_action = message is not None
+        self.head = None if message is None else str(message)
+        return self.head
 
     def close(self) -> None:
         if self.closed:
@@ -178,10 +214,91 @@ class Session:
         self.closed = True
         try:
             if not self.started:
-                self.first()  # the start fact's activation is always there to start
+                self.peek()  # the start fact's activation is always there to start
             if self.open_action:
                 core.abandon_action(self.h.handle, self.state)
             core.delete_state(self.h.handle, self.sid)
         finally:
-            with self.pool.lock:
-                self.h.live -= 1
+            self.pool.release(self.h)
+
+
+_START_MESSAGE = '{"' + START_RULE + '"'
+
+
+class Agenda:
+    """One decision's sessions, one per shard it touched, walked as one agenda.
+
+    Shards follow agenda order (compile.py), so the next activation is the head of the first shard
+    that has one. Facts go only to the shards where the index found a pattern they fill."""
+
+    __slots__ = ("compiled", "current", "order", "pools", "sessions", "wm")
+
+    def __init__(self, pools: Pools, wm: FactIndex) -> None:
+        self.pools, self.wm = pools, wm
+        self.compiled = pools.compiled
+        self.sessions: dict[int, ShardSession] = {}
+        self.order: list[ShardSession] = []  # the open sessions, in shard order
+        self.current: ShardSession | None = None
+
+    @property
+    def open_sessions(self) -> int:
+        return len(self.sessions)
+
+    def _routed(self, facts: Iterable[tuple[int, str, dict[str, object]]]) -> dict[int, list[dict[str, object]]]:
+        by_shard: dict[int, list[dict[str, object]]] = {}
+        route, wm = self.compiled.route, self.wm
+        for seq, type_name, values in facts:
+            for shard, tokens in route(type_name, values, wm):
+                fact: dict[str, object] = {"bt": type_name, "bn": seq}
+                for token in tokens:
+                    fact[token] = 1
+                by_shard.setdefault(shard, []).append(fact)
+        return by_shard
+
+    def _add(self, by_shard: dict[int, list[dict[str, object]]]) -> None:
+        for shard, batch in by_shard.items():
+            session = self.sessions.get(shard)
+            if session is None:
+                self.sessions[shard] = ShardSession(self.pools.shards[shard], batch)
+                self.order = [self.sessions[k] for k in sorted(self.sessions)]
+            else:
+                session.add(batch, session is self.current)
+
+    def assert_batch(self, facts: Iterable[tuple[int, str, dict[str, object]]]) -> None:
+        """Assert facts between rounds (all of a round's answers at once, in order)."""
+        self._add(self._routed(facts))
+
+    def assert_now(self, seq: int, type_name: str, values: dict[str, object]) -> None:
+        """Assert one fact while an activation is being fired: its activations join the agenda at once."""
+        self._add(self._routed(((seq, type_name, values),)))
+
+    def _best(self) -> str | None:
+        for session in self.order:
+            head = session.peek() if session.head is _UNKNOWN else session.head
+            if head is not None:
+                self.current = session
+                return head
+        self.current = None
+        return None
+
+    def first(self) -> str | None:
+        """The next activation to fire (JSON), or None when no shard has one."""
+        return self._best()
+
+    def next(self) -> str | None:
+        """Mark the current activation fired; the next one, or None."""
+        current = self.current
+        if current is not None:
+            current.complete()
+        return self._best()
+
+    def close(self) -> None:
+        errors: list[BaseException] = []
+        for session in self.order:
+            try:
+                session.close()
+            except BaseException as e:  # close every session whatever one of them raised
+                errors.append(e)
+        self.sessions, self.order = {}, []
+        if errors:
+            raise errors[0]

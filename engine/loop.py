@@ -17,7 +17,7 @@ import orjson
 
 from engine.compile import START_RULE, CompiledRuleset, compile_ruleset
 from engine.documents import Chunk, Document, chunks, merge
-from engine.driver import EnginePool, Session, pool_for
+from engine.driver import Agenda, Pools, pool_for
 from engine.errors import BatonError, InvalidInput, Where
 from engine.language.check import MISSING, FactIndex
 from engine.language.types import FactType
@@ -188,7 +188,7 @@ class Engine:
     def __init__(self, ruleset: Ruleset, compiled: CompiledRuleset | None = None) -> None:
         self.ruleset = ruleset
         self.compiled = compiled or compile_ruleset(ruleset)
-        self.pool: EnginePool = pool_for(self.compiled)
+        self.pool: Pools = pool_for(self.compiled)
         self.schemas = {t: ft.json_schema() for t, ft in ruleset.types.items()}
         self.pii = {t: [f for f, spec in ft.fields.items() if spec.pii] for t, ft in ruleset.types.items()
                     if any(spec.pii for spec in ft.fields.values())}
@@ -280,7 +280,7 @@ class _Run:
                     "max_cost_usd": self.max_cost}
         self.deadline = clock.monotonic() + deadline if deadline is not None else None
         self.wm = WorkingMemory()
-        self.session: Session | None = None
+        self.session: Agenda | None = None
         self.round = 0
         self.proposals: list[tuple[Rule, Step, int, Event]] = []
         self.intents: list[tuple[CallRequest, str]] = []
@@ -310,7 +310,7 @@ class _Run:
             seq = self.add_fact("document", fact, "document")
             if seq:
                 new.append((seq, "document", fact))
-        self.session = self.engine.pool.open(new)
+        self.session = self.engine.pool.open(new, self.wm)
         while True:
             self.d.rounds = self.round
             fired_before = self.d.steps

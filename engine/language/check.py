@@ -83,7 +83,6 @@ class Branch:
     bindings: dict[str, str]
     parts: list[Node]
     guard: Guard = field(init=False, repr=False)
-    pushdown: list[tuple[str, str, str | bool]] = field(default_factory=list)  # (binding, field, value)
 
 
 @dataclass(slots=True)
@@ -341,7 +340,6 @@ def analyse(ast: Node, types: Mapping[str, FactType]) -> Condition:
                             f"most {MAX_PATTERNS}", parts[0].pos, "split the rule, deriving an intermediate fact")
         branch = Branch(bindings, parts)
         branch.guard = compile_guard(parts, checker.aliases)
-        branch.pushdown = pushdown(parts, checker)
         branches.append(branch)
     negated: set[str] = set()
 
@@ -365,26 +363,6 @@ def children(n: Node) -> tuple[Node, ...]:
     if isinstance(n, ListLit):
         return n.items
     return ()
-
-
-SAFE_TOKEN = re.compile(r"[A-Za-z0-9 _.:/@+-]{1,64}")
-
-
-def pushdown(parts: list[Node], checker: Checker) -> list[tuple[str, str, str | bool]]:
-    """Equality tests on strings, enums and booleans that the engine's patterns can run exactly."""
-    out: list[tuple[str, str, str | bool]] = []
-    for p in parts:
-        if isinstance(p, Binary) and p.op == "==":
-            ref, lit = (p.left, p.right) if isinstance(p.left, Ref) else (p.right, p.left)
-            if isinstance(ref, Ref) and isinstance(lit, Lit) and checker.field_spec(ref).kind != "list":
-                v = lit.value
-                if isinstance(v, bool) or (isinstance(v, str) and SAFE_TOKEN.fullmatch(v)):
-                    out.append((ref.binding, ref.field, v))
-        elif isinstance(p, Ref) and checker.field_spec(p).kind == "bool":
-            out.append((p.binding, p.field, True))
-        elif isinstance(p, Not) and isinstance(p.operand, Ref) and checker.field_spec(p.operand).kind == "bool":
-            out.append((p.operand.binding, p.operand.field, False))
-    return out
 
 
 # -- evaluation --------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from engine.clock import FixedClock, SequentialIds
 from engine.errors import BatonError, CompileErrors, InvalidInput
-from engine.loop import Engine
+from engine.loop import Engine, WorkingMemory
 from engine.recorded import RecordedAnswers
 from tests.helpers import ruleset
 
@@ -114,6 +114,6 @@ def test_deeply_nested_and_huge_inputs_are_rejected_cleanly() -> None:
 
 
 def test_a_session_closed_before_any_firing_is_deleted_safely() -> None:
-    session = ENGINE.pool.open([(1, "claim", {"claim_ref": "C"})])
+    session = ENGINE.pool.open([(1, "claim", {"claim_ref": "C"})], WorkingMemory())
     session.close()
     assert ENGINE.pool.live_sessions == 0

@@ -1,0 +1,267 @@
+"""Which rule patterns a fact can fill: Baton's own alpha memory, in front of the engine's network.
+
+A *slot* is one pattern of one engine rule (one branch of one rule). Its *literal tests* are the parts
+of the branch condition that compare one field of that pattern's fact with literals: ``== != < <= > >=``,
+``in``/``not in`` a list of literals, ``contains`` a literal, a bare boolean field or its ``not``.
+Everything else (joins, arithmetic, ``matches``, negation, ``or`` inside one fact) stays in the rule's
+guard, checked when the activation fires.
+
+For each fact the index returns exactly the slots whose literal tests all hold, so the engine only
+ever sees a fact where it can match, and a rule that cannot match costs nothing. Two steps:
+
+1. a *primary* lookup finds a superset: hash on an equality, ``in`` or ``contains`` value, a stabbing
+   query on numeric ranges (an interval tree), or "always" for a slot with nothing to look up;
+2. each candidate's literal tests are evaluated by the same closures as the guards (``compile_expr``),
+   so the answer is exact by construction, not by a second implementation of the operators.
+
+The lookup in step 1 may only over-approximate: a slot whose primary test holds must be found. That is
+what the property test in tests/engine/test_index.py checks against the guard-only reference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from engine.language.check import FactIndex, Facts, compile_expr
+from engine.language.expr import COMPARISONS, Binary, ListLit, Lit, Neg, Node, Not, Ref
+
+Values = Mapping[str, object]
+Check = Callable[[Facts, FactIndex], object]
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+@dataclass(frozen=True, slots=True)
+class LiteralTest:
+    """One literal test of a slot, read from the condition: ``field op value``."""
+
+    field: str
+    op: str  # == != < <= > >= in not-in contains is-true not-true
+    value: object
+    node: Node
+
+
+def _literal(node: Node) -> tuple[bool, object]:
+    if isinstance(node, Lit):
+        return True, node.value
+    if isinstance(node, Neg) and isinstance(node.operand, Lit) and isinstance(node.operand.value, (int, float)) \
+            and not isinstance(node.operand.value, bool):
+        return True, -node.operand.value
+    return False, None
+
+
+def literal_test(part: Node, kind_of: Callable[[str, str], str]) -> tuple[str, LiteralTest] | None:
+    """(binding, test) when ``part`` tests one field of one pattern against literals, else None.
+
+    ``kind_of(binding, field)`` is the field's comparison kind: str, number, bool or list."""
+    if isinstance(part, Ref):
+        return (part.binding, LiteralTest(part.field, "is-true", True, part)) \
+            if kind_of(part.binding, part.field) == "bool" else None
+    if isinstance(part, Not) and isinstance(part.operand, Ref):
+        flag = part.operand
+        return (flag.binding, LiteralTest(flag.field, "not-true", True, part)) \
+            if kind_of(flag.binding, flag.field) == "bool" else None
+    if not isinstance(part, Binary):
+        return None
+    op = part.op
+    if op in COMPARISONS:
+        side, other = part.left, part.right
+        if not isinstance(side, Ref):
+            side, other, op = part.right, part.left, _FLIP[op]
+        ok, value = _literal(other)
+        if not isinstance(side, Ref) or not ok or kind_of(side.binding, side.field) == "list":
+            return None
+        return side.binding, LiteralTest(side.field, op, value, part)
+    if op in ("in", "not in") and isinstance(part.left, Ref) and isinstance(part.right, ListLit):
+        items = [_literal(i) for i in part.right.items]
+        if not all(ok for ok, _ in items) or kind_of(part.left.binding, part.left.field) == "list":
+            return None
+        values = tuple(v for _, v in items)
+        return part.left.binding, LiteralTest(part.left.field, "in" if op == "in" else "not-in", values, part)
+    if op == "contains" and isinstance(part.left, Ref):
+        ok, value = _literal(part.right)
+        if ok and kind_of(part.left.binding, part.left.field) == "list":
+            return part.left.binding, LiteralTest(part.left.field, "contains", value, part)
+        if ok:  # a substring test: verified per candidate, never looked up
+            return part.left.binding, LiteralTest(part.left.field, "substring", value, part)
+    return None
+
+
+# -- numeric ranges: a centred interval tree (static; stabbing query in O(log n + hits)) ---------------
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    lo: float
+    lo_closed: bool
+    hi: float
+    hi_closed: bool
+    slot: int
+
+    def contains(self, x: float) -> bool:
+        return (x > self.lo or (self.lo_closed and x == self.lo)) and (x < self.hi or (self.hi_closed and x == self.hi))
+
+
+class IntervalTree:
+    __slots__ = ("by_hi", "by_lo", "center", "leaf", "left", "right")
+
+    def __init__(self, items: Sequence[Interval]) -> None:
+        points = sorted(p for i in items for p in (i.lo, i.hi) if math.isfinite(p))
+        self.center = points[len(points) // 2] if points else 0.0
+        here, lower, upper = [], [], []
+        for i in items:
+            if i.contains(self.center):
+                here.append(i)
+            elif i.hi <= self.center:
+                lower.append(i)
+            else:
+                upper.append(i)
+        # a split that leaves every interval on one side would not shrink: such a node is scanned whole
+        self.leaf: list[Interval] = list(items) if len(lower) == len(items) or len(upper) == len(items) else []
+        self.by_lo = sorted(here, key=lambda i: i.lo)
+        self.by_hi = sorted(here, key=lambda i: i.hi, reverse=True)
+        self.left = IntervalTree(lower) if lower and not self.leaf else None
+        self.right = IntervalTree(upper) if upper and not self.leaf else None
+
+    def stab(self, x: float, out: list[int]) -> None:
+        node: IntervalTree | None = self
+        while node is not None:
+            if node.leaf:
+                out.extend(i.slot for i in node.leaf if i.contains(x))
+                return
+            if x < node.center:
+                for i in node.by_lo:
+                    if i.lo > x:
+                        break
+                    if i.contains(x):
+                        out.append(i.slot)
+                node = node.left
+            elif x > node.center:
+                for i in node.by_hi:
+                    if i.hi < x:
+                        break
+                    if i.contains(x):
+                        out.append(i.slot)
+                node = node.right
+            else:
+                out.extend(i.slot for i in node.by_lo)
+                return
+
+
+def _interval(tests: list[LiteralTest], slot: int) -> Interval:
+    lo, lo_closed, hi, hi_closed = -math.inf, False, math.inf, False
+    for t in tests:
+        v = float(t.value)  # type: ignore[arg-type]
+        if t.op == "==":
+            if v > lo or (v == lo and lo_closed):
+                lo, lo_closed = v, True
+            if v < hi or (v == hi and hi_closed):
+                hi, hi_closed = v, True
+        elif t.op in (">", ">="):
+            if v > lo or (v == lo and t.op == ">"):
+                lo, lo_closed = v, t.op == ">="
+        elif v < hi or (v == hi and t.op == "<"):
+            hi, hi_closed = v, t.op == "<="
+    return Interval(lo, lo_closed, hi, hi_closed, slot)
+
+
+# -- the index of one fact type ----------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _TypeIndex:
+    equal: dict[str, dict[object, list[int]]] = field(default_factory=dict)
+    member: dict[str, dict[object, list[int]]] = field(default_factory=dict)  # list field contains
+    ranges: dict[str, list[Interval]] = field(default_factory=dict)
+    trees: dict[str, IntervalTree] = field(default_factory=dict)
+    always: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    number: int
+    type_name: str
+    binding: str
+    checks: tuple[Check, ...]  # every literal test of the slot, as the guard would evaluate it
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+class LiteralIndex:
+    """Slots by fact type; ``candidates(type, values)`` are the slots whose literal tests all hold."""
+
+    def __init__(self) -> None:
+        self.slots: list[Slot] = []
+        self.types: dict[str, _TypeIndex] = {}
+
+    def add(self, type_name: str, binding: str, tests: list[LiteralTest]) -> int:
+        number = len(self.slots)
+        aliases = {binding: type_name}
+        checks = tuple(compile_expr(t.node, aliases) for t in tests)
+        self.slots.append(Slot(number, type_name, binding, checks))
+        ti = self.types.setdefault(type_name, _TypeIndex())
+        equal = [t for t in tests if t.op == "==" and not _is_number(t.value) and not isinstance(t.value, bool)]
+        numbers = [t for t in tests if t.op in ("==", "<", "<=", ">", ">=") and _is_number(t.value)]
+        member = [t for t in tests if t.op == "in" and t.value]
+        contains = [t for t in tests if t.op == "contains"]
+        flags = [t for t in tests if (t.op == "==" and isinstance(t.value, bool)) or t.op == "is-true"]
+        if equal:
+            ti.equal.setdefault(equal[0].field, {}).setdefault(equal[0].value, []).append(number)
+        elif member:
+            table = ti.equal.setdefault(member[0].field, {})
+            values = member[0].value
+            assert isinstance(values, tuple)
+            for v in values:
+                table.setdefault(v, []).append(number)
+        elif numbers:
+            fname = numbers[0].field
+            ti.ranges.setdefault(fname, []).append(_interval([t for t in numbers if t.field == fname], number))
+        elif contains:
+            ti.member.setdefault(contains[0].field, {}).setdefault(contains[0].value, []).append(number)
+        elif flags:
+            ti.equal.setdefault(flags[0].field, {}).setdefault(True if flags[0].op == "is-true" else flags[0].value,
+                                                                []).append(number)
+        else:
+            ti.always.append(number)
+        return number
+
+    def freeze(self) -> None:
+        for ti in self.types.values():
+            ti.trees = {f: IntervalTree(items) for f, items in ti.ranges.items()}
+            for table in ti.equal.values():
+                for key, slots in table.items():
+                    table[key] = sorted(set(slots))
+
+    def candidates(self, type_name: str, values: Values, wm: FactIndex) -> list[int]:
+        ti = self.types.get(type_name)
+        if ti is None:
+            return []
+        found: list[int] = list(ti.always)
+        for fname, table in ti.equal.items():
+            v = values.get(fname)
+            if v is not None:
+                hit = table.get(v)
+                if hit:
+                    found.extend(hit)
+        for fname, tree in ti.trees.items():
+            v = values.get(fname)
+            if v is not None:
+                tree.stab(v, found)  # type: ignore[arg-type]
+        for fname, table in ti.member.items():
+            items = values.get(fname)
+            if isinstance(items, list) and items:
+                for item in set(items):
+                    hit = table.get(item)
+                    if hit:
+                        found.extend(hit)
+        if not found:
+            return found
+        slots = self.slots
+        out = []
+        for number in sorted(set(found)):
+            slot = slots[number]
+            env = {slot.binding: values}
+            if all(check(env, wm) is True for check in slot.checks):
+                out.append(number)
+        return out
