@@ -24,7 +24,7 @@ rule, pattern and token names are Baton's own (``r3``, ``p0``, ``k12``), never a
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from engine.errors import BatonError
@@ -64,6 +64,10 @@ class Shard:
     slots: list[int] = field(default_factory=list)
 
 
+EngineFact = dict[str, object]
+Fact = tuple[int, str, Mapping[str, object]]
+
+
 @dataclass(slots=True)
 class CompiledRuleset:
     ruleset: Ruleset
@@ -71,19 +75,123 @@ class CompiledRuleset:
     rules: dict[str, EngineRule]
     index: LiteralIndex
     tokens: list[tuple[int, str]]  # slot -> (shard, token)
+    slot_rule: list[int]  # slot -> engine rule number
+    rule_slots: list[tuple[tuple[int, ...], tuple[int, ...]]]  # engine rule -> (constrained, free) slots
+    free_rules: dict[str, list[int]]  # type -> engine rules all of whose slots are free, with one of that type
+    type_shards: dict[str, list[int]]  # type -> shards with a pattern of that type
     indexed: bool = True  # False: patterns test the fact type only (the guard-only reference, in tests)
+    layout: str = ""  # "" for the default cut; else a suffix that keeps other cuts' engine names apart
 
-    def route(self, type_name: str, values: Mapping[str, object], wm: FactIndex) -> list[tuple[int, list[str]]]:
-        """The shards this fact goes to, in shard order, with the tokens it carries in each."""
-        tokens = self.tokens
-        out: list[tuple[int, list[str]]] = []
-        for slot in self.index.candidates(type_name, values, wm):
-            shard, token = tokens[slot]
-            if not out or out[-1][0] != shard:
-                out.append((shard, []))
-            if self.indexed:
-                out[-1][1].append(token)
+    def router(self, wm: FactIndex) -> Router:
+        return Router(self, wm)
+
+
+class Router:
+    """One decision's routing of facts to shards: which engine facts each Baton fact becomes.
+
+    A rule can only activate once each of its patterns has a fact to fill it, so a fact reaches a rule's
+    pattern only from the moment the rule is *complete*; until then its candidates wait here. The
+    moment a rule completes, the facts that waited are asserted into its shard as copies carrying only
+    that rule's tokens, in sequence order before the fact that completed it - so the engine sees that
+    rule's facts in the order Baton asserted them, and each Baton fact carries a rule's token on exactly
+    one engine fact. A free pattern (no literal test: ``exists claim``, a join's unconstrained side)
+    therefore costs nothing until the rest of its rule can match."""
+
+    __slots__ = ("c", "complete", "free_live", "pending", "seen", "types", "waiting", "wm")
+
+    def __init__(self, compiled: CompiledRuleset, wm: FactIndex) -> None:
+        self.c, self.wm = compiled, wm
+        self.seen: set[int] = set()  # constrained slots that have a candidate
+        self.pending: dict[int, list[int]] = {}  # constrained slot of an incomplete rule -> candidate seqs
+        self.complete: set[int] = set()
+        self.free_live: dict[str, list[int]] = {}  # type -> free slots of complete rules
+        self.waiting: dict[str, list[int]] = {}  # type -> rules that wait only for a first fact of it
+        self.types: set[str] = set()
+
+    def route(self, facts: Iterable[Fact]) -> dict[int, list[EngineFact]]:
+        out: dict[int, list[EngineFact]] = {}
+        c = self.c
+        if not c.indexed:
+            for seq, type_name, _ in facts:
+                for shard in c.type_shards.get(type_name, ()):
+                    out.setdefault(shard, []).append({"bt": type_name, "bn": seq})
+            return out
+        index, wm, slot_rule, complete = c.index, self.wm, c.slot_rule, self.complete
+        for seq, type_name, values in facts:
+            direct: list[int] = [s for s in self.free_live.get(type_name, ()) if index.holds(s, values, wm)]
+            later: list[tuple[int, int]] = []
+            for slot in index.candidates(type_name, values, wm):
+                rule = slot_rule[slot]
+                if rule in complete:
+                    direct.append(slot)
+                    continue
+                self.pending.setdefault(slot, []).append(seq)
+                if slot not in self.seen:
+                    self.seen.add(slot)
+                    self._try(rule, seq, direct, later)
+            if type_name not in self.types:
+                self.types.add(type_name)
+                for rule in (*self.waiting.pop(type_name, ()), *c.free_rules.get(type_name, ())):
+                    if rule not in complete:
+                        self._try(rule, seq, direct, later)
+            if later:
+                later.sort()
+                k = 0
+                while k < len(later):
+                    q = later[k][0]
+                    slots = []
+                    while k < len(later) and later[k][0] == q:
+                        slots.append(later[k][1])
+                        k += 1
+                    self._emit(out, q, wm.type_of(q), slots)
+            if direct:
+                self._emit(out, seq, type_name, direct)
         return out
+
+    def _emit(self, out: dict[int, list[EngineFact]], seq: int, type_name: str, slots: list[int]) -> None:
+        tokens = self.c.tokens
+        per: dict[int, EngineFact] = {}
+        # Tokens go in descending slot order: the core pushes the nodes a fact passes on a stack, so the
+        # last token written is joined first - and a rule's first pattern must be joined first, as in one
+        # network where its patterns hang from one node in written order (self-joins: claim as a, claim as b).
+        for slot in sorted(set(slots), reverse=True):
+            shard, token = tokens[slot]
+            fact = per.get(shard)
+            if fact is None:
+                fact = per[shard] = {"bt": type_name, "bn": seq}
+            fact[token] = 1
+        for shard in sorted(per):
+            out.setdefault(shard, []).append(per[shard])
+
+    def _try(self, rule: int, seq: int, direct: list[int], later: list[tuple[int, int]]) -> None:
+        """Complete ``rule`` if each of its patterns now has a fact; its waiting candidates are released."""
+        constrained, free = self.c.rule_slots[rule]
+        if any(s not in self.seen for s in constrained):
+            return
+        for s in free:
+            type_name = self.c.index.slots[s].type_name
+            if not self.wm.has_type(type_name) or type_name not in self.types:
+                self.waiting.setdefault(type_name, []).append(rule)
+                return
+        self.complete.add(rule)
+        for s in constrained:
+            for q in self.pending.pop(s, ()):
+                if q == seq:
+                    direct.append(s)
+                else:
+                    later.append((q, s))
+        index, wm = self.c.index, self.wm
+        for s in free:
+            type_name = index.slots[s].type_name
+            self.free_live.setdefault(type_name, []).append(s)
+            for q in wm.of_type(type_name):
+                if q > seq:
+                    break  # asserted later in this batch: routed when its turn comes
+                if index.holds(s, wm.values(q), wm):
+                    if q == seq:
+                        direct.append(s)
+                    else:
+                        later.append((q, s))
 
 
 def _kind_of(rs: Ruleset, aliases: Mapping[str, str]) -> Callable[[str, str], str]:
@@ -135,6 +243,10 @@ def compile_ruleset(ruleset: Ruleset, indexed: bool = True, shard_rules: int = S
     shards: list[Shard] = []
     definitions: list[dict[str, object]] = []
     rules: dict[str, EngineRule] = {}
+    slot_rule: list[int] = []
+    rule_slots: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    free_rules: dict[str, list[int]] = {}
+    type_shards: dict[str, list[int]] = {}
     for rule, b, branch in ordered:
         kind_of = _kind_of(ruleset, rule.condition.aliases)
         tests, rest = split_branch(branch.parts, branch.bindings, kind_of, indexed)
@@ -143,11 +255,17 @@ def compile_ruleset(ruleset: Ruleset, indexed: bool = True, shard_rules: int = S
             shards.append(Shard(len(shards), ""))
             definitions.append({START_RULE: {"pri": 0, "all": [{"m": {"bt": START_TYPE}}]}})
         shard = shards[-1]
-        ename = f"r{len(rules)}"
+        number = len(rules)
+        ename = f"r{number}"
         patterns = []
         pattern_json = []
+        own: list[int] = []
         for k, (binding, tname) in enumerate(branch.bindings.items()):
             slot = index.add(tname, binding, tests[binding])
+            own.append(slot)
+            slot_rule.append(number)
+            if shard.number not in type_shards.setdefault(tname, []):
+                type_shards[tname].append(shard.number)
             token = f"k{len(shard.slots)}"
             tokens.append((shard.number, token))
             slot_types.append(tname)
@@ -156,6 +274,10 @@ def compile_ruleset(ruleset: Ruleset, indexed: bool = True, shard_rules: int = S
             patterns.append((pname, binding))
             test: dict[str, object] = {"$and": [{"bt": tname}, {token: 1}]} if indexed else {"bt": tname}
             pattern_json.append({pname: test})
+        rule_slots.append((tuple(s for s in own if not index.is_free(s)), tuple(s for s in own if index.is_free(s))))
+        if not rule_slots[-1][0]:
+            for tname in dict.fromkeys(branch.bindings.values()):
+                free_rules.setdefault(tname, []).append(number)
         definitions[-1][ename] = {"pri": PRI_OFFSET - rule.priority, "all": pattern_json}
         shard.rules.append(ename)
         rules[ename] = EngineRule(ename, rule, b, tuple(patterns), compile_guard(rest, rule.condition.aliases),
@@ -167,4 +289,7 @@ def compile_ruleset(ruleset: Ruleset, indexed: bool = True, shard_rules: int = S
         shard.engine_json = json.dumps(definition, separators=(",", ":"))
     if not shards:
         shards.append(Shard(0, json.dumps({START_RULE: {"pri": 0, "all": [{"m": {"bt": START_TYPE}}]}})))
-    return CompiledRuleset(ruleset, shards, rules, index, tokens, indexed)
+    layout = "" if indexed and (shard_rules, shard_slots) == (SHARD_RULES, SHARD_SLOTS) else \
+        f"~{'i' if indexed else 'g'}{shard_rules}x{shard_slots}"
+    return CompiledRuleset(ruleset, shards, rules, index, tokens, slot_rule, rule_slots, free_rules, type_shards,
+                           indexed, layout)

@@ -88,7 +88,7 @@ class Pools:
     def __init__(self, compiled: CompiledRuleset, max_handles: int = MAX_HANDLES) -> None:
         self.compiled = compiled
         rs = compiled.ruleset
-        base = f"{rs.name}@{rs.version}" + ("" if compiled.indexed else "~reference")
+        base = f"{rs.name}@{rs.version}{compiled.layout}"
         self.shards = [EnginePool(base if s.number == 0 else f"{base}/{s.number}", s.engine_json, rs.ref,
                                   max_handles) for s in compiled.shards]
 
@@ -120,7 +120,7 @@ _pools: dict[str, Pools] = {}
 
 def pool_for(compiled: CompiledRuleset) -> Pools:
     """The one set of pools of this ruleset version in this process (versions are registered once, by hash)."""
-    key = f"{compiled.ruleset.name}@{compiled.ruleset.version}" + ("" if compiled.indexed else "~reference")
+    key = f"{compiled.ruleset.name}@{compiled.ruleset.version}{compiled.layout}"
     with _registry_lock:
         pools = _pools.get(key)
         if pools is None:
@@ -231,11 +231,12 @@ class Agenda:
     Shards follow agenda order (compile.py), so the next activation is the head of the first shard
     that has one. Facts go only to the shards where the index found a pattern they fill."""
 
-    __slots__ = ("compiled", "current", "order", "pools", "sessions", "wm")
+    __slots__ = ("compiled", "current", "order", "pools", "router", "sessions")
 
     def __init__(self, pools: Pools, wm: FactIndex) -> None:
-        self.pools, self.wm = pools, wm
+        self.pools = pools
         self.compiled = pools.compiled
+        self.router = pools.compiled.router(wm)
         self.sessions: dict[int, ShardSession] = {}
         self.order: list[ShardSession] = []  # the open sessions, in shard order
         self.current: ShardSession | None = None
@@ -243,17 +244,6 @@ class Agenda:
     @property
     def open_sessions(self) -> int:
         return len(self.sessions)
-
-    def _routed(self, facts: Iterable[tuple[int, str, dict[str, object]]]) -> dict[int, list[dict[str, object]]]:
-        by_shard: dict[int, list[dict[str, object]]] = {}
-        route, wm = self.compiled.route, self.wm
-        for seq, type_name, values in facts:
-            for shard, tokens in route(type_name, values, wm):
-                fact: dict[str, object] = {"bt": type_name, "bn": seq}
-                for token in tokens:
-                    fact[token] = 1
-                by_shard.setdefault(shard, []).append(fact)
-        return by_shard
 
     def _add(self, by_shard: dict[int, list[dict[str, object]]]) -> None:
         for shard, batch in by_shard.items():
@@ -266,11 +256,11 @@ class Agenda:
 
     def assert_batch(self, facts: Iterable[tuple[int, str, dict[str, object]]]) -> None:
         """Assert facts between rounds (all of a round's answers at once, in order)."""
-        self._add(self._routed(facts))
+        self._add(self.router.route(facts))
 
     def assert_now(self, seq: int, type_name: str, values: dict[str, object]) -> None:
         """Assert one fact while an activation is being fired: its activations join the agenda at once."""
-        self._add(self._routed(((seq, type_name, values),)))
+        self._add(self.router.route(((seq, type_name, values),)))
 
     def _best(self) -> str | None:
         for session in self.order:

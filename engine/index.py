@@ -10,7 +10,8 @@ For each fact the index returns exactly the slots whose literal tests all hold, 
 ever sees a fact where it can match, and a rule that cannot match costs nothing. Two steps:
 
 1. a *primary* lookup finds a superset: hash on an equality, ``in`` or ``contains`` value, a stabbing
-   query on numeric ranges (an interval tree), or "always" for a slot with nothing to look up;
+   query on numeric ranges (an interval tree); a *free* slot (nothing to look up: ``exists claim``, the
+   unconstrained side of a join) is not looked up at all - compile.py's router decides when it matters;
 2. each candidate's literal tests are evaluated by the same closures as the guards (``compile_expr``),
    so the answer is exact by construction, not by a second implementation of the operators.
 
@@ -173,7 +174,7 @@ class _TypeIndex:
     member: dict[str, dict[object, list[int]]] = field(default_factory=dict)  # list field contains
     ranges: dict[str, list[Interval]] = field(default_factory=dict)
     trees: dict[str, IntervalTree] = field(default_factory=dict)
-    always: list[int] = field(default_factory=list)
+    free: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +195,7 @@ class LiteralIndex:
     def __init__(self) -> None:
         self.slots: list[Slot] = []
         self.types: dict[str, _TypeIndex] = {}
+        self.free: set[int] = set()
 
     def add(self, type_name: str, binding: str, tests: list[LiteralTest]) -> int:
         number = len(self.slots)
@@ -223,7 +225,8 @@ class LiteralIndex:
             ti.equal.setdefault(flags[0].field, {}).setdefault(True if flags[0].op == "is-true" else flags[0].value,
                                                                 []).append(number)
         else:
-            ti.always.append(number)
+            ti.free.append(number)
+            self.free.add(number)
         return number
 
     def freeze(self) -> None:
@@ -233,11 +236,21 @@ class LiteralIndex:
                 for key, slots in table.items():
                     table[key] = sorted(set(slots))
 
+    def is_free(self, number: int) -> bool:
+        return number in self.free
+
+    def holds(self, number: int, values: Values, wm: FactIndex) -> bool:
+        """Whether every literal test of this slot holds for a fact with these values."""
+        slot = self.slots[number]
+        env = {slot.binding: values}
+        return all(check(env, wm) is True for check in slot.checks)
+
     def candidates(self, type_name: str, values: Values, wm: FactIndex) -> list[int]:
+        """The slots, free ones aside, whose literal tests all hold for this fact (sorted)."""
         ti = self.types.get(type_name)
         if ti is None:
             return []
-        found: list[int] = list(ti.always)
+        found: list[int] = []
         for fname, table in ti.equal.items():
             v = values.get(fname)
             if v is not None:

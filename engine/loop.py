@@ -57,6 +57,15 @@ class WorkingMemory(FactIndex):
     def get(self, seq: int) -> tuple[str, Values]:
         return self.facts[seq - 1]
 
+    def of_type(self, type_name: str) -> list[int]:
+        return self.by_type.get(type_name, [])
+
+    def values(self, seq: int) -> Values:
+        return self.facts[seq - 1][1]
+
+    def type_of(self, seq: int) -> str:
+        return self.facts[seq - 1][0]
+
     def latest(self) -> dict[str, Values]:
         return {t: self.facts[seqs[-1] - 1][1] for t, seqs in self.by_type.items()}
 

@@ -193,6 +193,59 @@ def _implies(narrow: Conj, wide: Conj) -> bool:
     return True
 
 
+def _finite(d: Domain) -> set[object] | None:
+    """The values a domain allows when they are finitely many (a set, or one number), else None."""
+    if d.allowed is not None:
+        return d.allowed - d.excluded
+    if d.lo == d.hi and d.lo_closed and d.hi_closed and d.lo not in d.num_excluded:
+        return {d.lo}
+    return None
+
+
+class _Winners:
+    """Rules that could shadow others, filed so a rule meets only those that could imply it.
+
+    ``wide`` can imply ``narrow`` only if, on each field where ``wide`` allows finitely many values,
+    ``narrow`` allows some of them: a winner is filed under its rarest such (field, value) pairs, and a
+    rule looks up its own values. Winners with no finite field are met by every rule. This keeps the
+    analysis near-linear on large rulesets instead of comparing every pair."""
+
+    def __init__(self, order: list[Rule], reads: dict[str, list[Conj]], dead: set[str]) -> None:
+        self.position = {r.name: k for k, r in enumerate(order)}
+        self.general: list[Rule] = []
+        self.filed: dict[tuple[Key, object], list[Rule]] = {}
+        finite: dict[str, list[tuple[Key, set[object]]]] = {}
+        counts: dict[tuple[Key, object], int] = {}
+        for rule in order:
+            if rule.name in dead or not _proposes(rule) or len(reads[rule.name]) != 1 or not reads[rule.name][0].exact:
+                continue
+            pairs = [(key, vals) for key, d in reads[rule.name][0].domains.items() if (vals := _finite(d)) is not None]
+            finite[rule.name] = pairs
+            for key, vals in pairs:
+                for v in vals:
+                    counts[(key, v)] = counts.get((key, v), 0) + 1
+        for rule in order:
+            if rule.name not in finite:
+                continue
+            if not finite[rule.name]:
+                self.general.append(rule)
+                continue
+            key, vals = min(finite[rule.name], key=lambda p: sum(counts[(p[0], v)] for v in p[1]))
+            for v in vals:
+                self.filed.setdefault((key, v), []).append(rule)
+
+    def could_imply(self, narrow: list[Conj], before: int) -> list[Rule]:
+        found = {r.name: r for r in self.general if self.position[r.name] < before}
+        if narrow:
+            for key, d in narrow[0].domains.items():
+                vals = _finite(d)
+                for v in vals or ():
+                    for r in self.filed.get((key, v), ()):
+                        if self.position[r.name] < before:
+                            found[r.name] = r
+        return sorted(found.values(), key=lambda r: self.position[r.name])
+
+
 def analyse_ruleset(rs: Ruleset) -> list[BatonError]:
     warnings: list[BatonError] = []
     reads: dict[str, list[Conj]] = {r.name: [read_branch(b) for b in r.condition.branches] for r in rs.rules}
@@ -205,12 +258,11 @@ def analyse_ruleset(rs: Ruleset) -> list[BatonError]:
             warnings.append(BatonError("never_fires", f"rule '{rule.name}' can never fire: its condition "
                                        "contradicts itself", rule.where, "check the comparisons on each field"))
     order = sorted(rs.rules, key=lambda r: (-r.priority, r.index))
+    winners = _Winners(order, reads, dead)
     for k, rule in enumerate(order):
         if rule.name in dead or not _only_proposes(rule):
             continue
-        for winner in order[:k]:
-            if winner.name in dead or not _proposes(winner) or len(reads[winner.name]) != 1:
-                continue
+        for winner in winners.could_imply(reads[rule.name], before=k):
             wide = reads[winner.name][0]
             if all(_implies(c, wide) for c in reads[rule.name]):
                 why = ("a higher priority" if winner.priority > rule.priority else "the same priority, written "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import operator
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import product
@@ -33,6 +32,7 @@ from engine.language.expr import (
     Ref,
 )
 from engine.language.types import FactType, FieldSpec
+from engine.regex import RegexError, compile_regex
 
 MAX_PATTERNS = 16
 MAX_BRANCHES = 64
@@ -59,6 +59,16 @@ class FactIndex:
     """What a guard may ask of working memory beyond the matched facts."""
 
     def has_type(self, type_name: str) -> bool:
+        raise NotImplementedError
+
+    def of_type(self, type_name: str) -> list[int]:
+        """Sequence numbers of the facts of this type, oldest first."""
+        raise NotImplementedError
+
+    def values(self, seq: int) -> Mapping[str, object]:
+        raise NotImplementedError
+
+    def type_of(self, seq: int) -> str:
         raise NotImplementedError
 
 
@@ -243,10 +253,11 @@ class Checker:
         if not isinstance(node.right, Lit) or not isinstance(node.right.value, str):
             raise ExprError("type_mismatch", "'matches' needs a quoted regular expression", node.right.pos)
         try:
-            re.compile(node.right.value)
-        except re.error as e:
-            raise ExprError("bad_regex", f"bad regular expression: {e.msg}", node.right.pos + 1 + (e.pos or 0),
-                            "Python regular expression syntax; (?i) at the start ignores case") from None
+            compile_regex(node.right.value)
+        except RegexError as e:
+            raise ExprError("bad_regex", f"bad regular expression: {e}", node.right.pos + 1,
+                            "RE2 syntax (Python's re without backreferences or lookaround, so a match always "
+                            "takes time linear in the input); (?i) at the start ignores case") from None
         return Ty("bool")
 
 
@@ -420,7 +431,7 @@ def compile_expr(node: Node, aliases: Mapping[str, str]) -> Eval:
         return _arith(op, left, right)
     if op == "matches":
         assert isinstance(node.right, Lit) and isinstance(node.right.value, str)
-        search = re.compile(node.right.value).search
+        search = compile_regex(node.right.value).search
         return lambda env, wm: isinstance(v := left(env, wm), str) and search(v) is not None
     if op in ("in", "not in"):
         negate = op == "not in"
