@@ -31,6 +31,7 @@ from engine.errors import BatonError
 from engine.index import LiteralIndex, LiteralTest, literal_test
 from engine.language.check import FactIndex, Guard, compile_guard
 from engine.language.expr import Bind, Exists, Node
+from engine.language.source import collector_paused
 from engine.model import Rule, Ruleset
 
 PRI_OFFSET = 1001  # priority p in [-1000, 1000] -> pri 1001 - p in [1, 2001]; pri 0 is the start rule
@@ -235,6 +236,11 @@ def check_fits(shard: Shard, slot_types: list[str], rule_count: int) -> None:
 def compile_ruleset(ruleset: Ruleset, indexed: bool = True, shard_rules: int = SHARD_RULES,
                     shard_slots: int = SHARD_SLOTS) -> CompiledRuleset:
     """``indexed=False`` with a single large shard is the guard-only reference the tests compare with."""
+    with collector_paused():
+        return _compile(ruleset, indexed, shard_rules, shard_slots)
+
+
+def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int) -> CompiledRuleset:
     ordered = sorted(((rule, b, branch) for rule in ruleset.rules for b, branch in enumerate(rule.condition.branches)),
                      key=lambda x: (-x[0].priority, x[0].index, x[1]))
     index = LiteralIndex()

@@ -22,6 +22,7 @@ what the property test in tests/engine/test_index.py checks against the guard-on
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ from engine.language.check import FactIndex, Facts, compile_expr
 from engine.language.expr import COMPARISONS, Binary, ListLit, Lit, Neg, Node, Not, Ref
 
 Values = Mapping[str, object]
+_Option = tuple[str, str, "tuple[object, ...] | Interval"]  # (equal | member | range, field, values or interval)
 Check = Callable[[Facts, FactIndex], object]
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
@@ -196,45 +198,71 @@ class LiteralIndex:
         self.slots: list[Slot] = []
         self.types: dict[str, _TypeIndex] = {}
         self.free: set[int] = set()
+        self.options: list[tuple[int, list[_Option]]] = []  # slot -> the tests it could be filed under
 
     def add(self, type_name: str, binding: str, tests: list[LiteralTest]) -> int:
         number = len(self.slots)
         aliases = {binding: type_name}
         checks = tuple(compile_expr(t.node, aliases) for t in tests)
         self.slots.append(Slot(number, type_name, binding, checks))
-        ti = self.types.setdefault(type_name, _TypeIndex())
-        equal = [t for t in tests if t.op == "==" and not _is_number(t.value) and not isinstance(t.value, bool)]
-        numbers = [t for t in tests if t.op in ("==", "<", "<=", ">", ">=") and _is_number(t.value)]
-        member = [t for t in tests if t.op == "in" and t.value]
-        contains = [t for t in tests if t.op == "contains"]
-        flags = [t for t in tests if (t.op == "==" and isinstance(t.value, bool)) or t.op == "is-true"]
-        if equal:
-            ti.equal.setdefault(equal[0].field, {}).setdefault(equal[0].value, []).append(number)
-        elif member:
-            table = ti.equal.setdefault(member[0].field, {})
-            values = member[0].value
-            assert isinstance(values, tuple)
-            for v in values:
-                table.setdefault(v, []).append(number)
-        elif numbers:
-            fname = numbers[0].field
-            ti.ranges.setdefault(fname, []).append(_interval([t for t in numbers if t.field == fname], number))
-        elif contains:
-            ti.member.setdefault(contains[0].field, {}).setdefault(contains[0].value, []).append(number)
-        elif flags:
-            ti.equal.setdefault(flags[0].field, {}).setdefault(True if flags[0].op == "is-true" else flags[0].value,
-                                                                []).append(number)
+        self.types.setdefault(type_name, _TypeIndex())
+        options: list[_Option] = []
+        for t in tests:
+            if t.op == "==" and not _is_number(t.value):
+                options.append(("equal", t.field, (t.value,)))
+            elif t.op == "is-true":
+                options.append(("equal", t.field, (True,)))
+            elif t.op == "in" and isinstance(t.value, tuple) and t.value:
+                options.append(("equal", t.field, tuple(dict.fromkeys(t.value))))
+            elif t.op == "contains":
+                options.append(("member", t.field, (t.value,)))
+        for fname in dict.fromkeys(t.field for t in tests):
+            bounds = [t for t in tests if t.field == fname and t.op in ("==", "<", "<=", ">", ">=")
+                      and _is_number(t.value)]
+            if bounds:
+                options.append(("range", fname, _interval(bounds, number)))
+        if options:
+            self.options.append((number, options))
         else:
-            ti.free.append(number)
+            self.types[type_name].free.append(number)
             self.free.add(number)
         return number
 
     def freeze(self) -> None:
+        """File each slot under its most selective test: the smallest hash bucket, or the fewest
+        overlapping intervals on a range (counted over every slot that could be filed there)."""
+        counts: dict[tuple[str, str, str, object], int] = {}
+        spans: dict[tuple[str, str], list[Interval]] = {}
+        for number, options in self.options:
+            tname = self.slots[number].type_name
+            for kind, fname, what in options:
+                if isinstance(what, Interval):
+                    spans.setdefault((tname, fname), []).append(what)
+                else:
+                    for v in what:
+                        counts[(tname, kind, fname, v)] = counts.get((tname, kind, fname, v), 0) + 1
+        ends = {key: (sorted(i.lo for i in items), sorted(i.hi for i in items)) for key, items in spans.items()}
+
+        def cost(tname: str, option: _Option) -> float:
+            kind, fname, what = option
+            if isinstance(what, Interval):
+                los, his = ends[(tname, fname)]
+                # intervals that overlap this one: all, less those starting after it or ending before it
+                return len(los) - (len(los) - bisect_right(los, what.hi)) - bisect_left(his, what.lo)
+            return sum(counts[(tname, kind, fname, v)] for v in what)
+
+        for number, options in self.options:
+            tname = self.slots[number].type_name
+            ti = self.types[tname]
+            kind, fname, what = min(options, key=lambda o: cost(tname, o))
+            if isinstance(what, Interval):
+                ti.ranges.setdefault(fname, []).append(what)
+            else:
+                table = (ti.member if kind == "member" else ti.equal).setdefault(fname, {})
+                for v in what:
+                    table.setdefault(v, []).append(number)
         for ti in self.types.values():
             ti.trees = {f: IntervalTree(items) for f, items in ti.ranges.items()}
-            for table in ti.equal.values():
-                for key, slots in table.items():
-                    table[key] = sorted(set(slots))
 
     def is_free(self, number: int) -> bool:
         return number in self.free

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from engine.errors import BatonError
+from engine.index import Interval, IntervalTree
 from engine.language.check import Branch
 from engine.language.expr import Binary, BoolOp, Exists, ListLit, Lit, Node, Not, Ref
 from engine.language.types import BUILTIN_TYPES
@@ -202,47 +204,91 @@ def _finite(d: Domain) -> set[object] | None:
     return None
 
 
+def _bounded(d: Domain) -> bool:
+    return d.allowed is None and (math.isfinite(d.lo) or math.isfinite(d.hi))
+
+
+def _inside(d: Domain) -> float | None:
+    """A point every value range containing ``d`` must contain (None: ``d`` has no finite bound)."""
+    if d.lo == d.hi:
+        return d.lo
+    if math.isfinite(d.lo) and math.isfinite(d.hi):
+        return (d.lo + d.hi) / 2
+    if math.isfinite(d.lo):
+        return d.lo + 1
+    if math.isfinite(d.hi):
+        return d.hi - 1
+    return None
+
+
 class _Winners:
     """Rules that could shadow others, filed so a rule meets only those that could imply it.
 
-    ``wide`` can imply ``narrow`` only if, on each field where ``wide`` allows finitely many values,
-    ``narrow`` allows some of them: a winner is filed under its rarest such (field, value) pairs, and a
-    rule looks up its own values. Winners with no finite field are met by every rule. This keeps the
-    analysis near-linear on large rulesets instead of comparing every pair."""
+    ``wide`` can imply ``narrow`` only if narrow's domain lies within wide's on every field wide
+    restricts: a winner is filed under its most selective such field - a finite value set (hashed by
+    value) or a numeric range (an interval tree) - and a rule looks up its own values, or a point inside
+    its own range. Winners restricting nothing are met by every rule. This keeps the analysis
+    near-linear on large rulesets instead of comparing every pair."""
 
     def __init__(self, order: list[Rule], reads: dict[str, list[Conj]], dead: set[str]) -> None:
+        self.order = order
         self.position = {r.name: k for k, r in enumerate(order)}
         self.general: list[Rule] = []
         self.filed: dict[tuple[Key, object], list[Rule]] = {}
-        finite: dict[str, list[tuple[Key, set[object]]]] = {}
+        spans: dict[Key, list[Interval]] = {}
+        options: dict[str, list[tuple[Key, Domain]]] = {}
         counts: dict[tuple[Key, object], int] = {}
         for rule in order:
             if rule.name in dead or not _proposes(rule) or len(reads[rule.name]) != 1 or not reads[rule.name][0].exact:
                 continue
-            pairs = [(key, vals) for key, d in reads[rule.name][0].domains.items() if (vals := _finite(d)) is not None]
-            finite[rule.name] = pairs
-            for key, vals in pairs:
-                for v in vals:
+            mine = [(key, d) for key, d in reads[rule.name][0].domains.items() if _finite(d) is not None or _bounded(d)]
+            options[rule.name] = mine
+            for key, d in mine:
+                for v in _finite(d) or ():
                     counts[(key, v)] = counts.get((key, v), 0) + 1
+                if _finite(d) is None:
+                    spans.setdefault(key, []).append(Interval(d.lo, True, d.hi, True, self.position[rule.name]))
+        ends = {key: (sorted(i.lo for i in items), sorted(i.hi for i in items)) for key, items in spans.items()}
+
+        def cost(option: tuple[Key, Domain]) -> int:
+            key, d = option
+            vals = _finite(d)
+            if vals is not None:
+                return sum(counts[(key, v)] for v in vals)
+            los, his = ends[key]
+            return bisect_right(los, d.hi) - bisect_left(his, d.lo)
+
+        chosen: dict[Key, list[Interval]] = {}
         for rule in order:
-            if rule.name not in finite:
+            if rule.name not in options:
                 continue
-            if not finite[rule.name]:
+            if not options[rule.name]:
                 self.general.append(rule)
                 continue
-            key, vals = min(finite[rule.name], key=lambda p: sum(counts[(p[0], v)] for v in p[1]))
-            for v in vals:
+            key, d = min(options[rule.name], key=cost)
+            vals = _finite(d)
+            if vals is None:
+                chosen.setdefault(key, []).append(Interval(d.lo, True, d.hi, True, self.position[rule.name]))
+            for v in vals or ():
                 self.filed.setdefault((key, v), []).append(rule)
+        self.trees = {key: IntervalTree(items) for key, items in chosen.items()}
 
     def could_imply(self, narrow: list[Conj], before: int) -> list[Rule]:
         found = {r.name: r for r in self.general if self.position[r.name] < before}
         if narrow:
             for key, d in narrow[0].domains.items():
-                vals = _finite(d)
-                for v in vals or ():
+                for v in _finite(d) or ():
                     for r in self.filed.get((key, v), ()):
                         if self.position[r.name] < before:
                             found[r.name] = r
+                tree = self.trees.get(key)
+                point = _inside(d) if tree is not None and d.allowed is None else None
+                if tree is not None and point is not None:
+                    hits: list[int] = []
+                    tree.stab(point, hits)
+                    for k in hits:
+                        if k < before:
+                            found[self.order[k].name] = self.order[k]
         return sorted(found.values(), key=lambda r: self.position[r.name])
 
 

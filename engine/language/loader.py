@@ -20,7 +20,7 @@ from engine.language.analysis import analyse_ruleset
 from engine.language.check import analyse, compile_expr, suggest
 from engine.language.expr import ExprError, Lit, Ref, parse
 from engine.language.prompts import Prompt
-from engine.language.source import Positions, content_hash, parse_yaml, plain
+from engine.language.source import Positions, collector_paused, content_hash, parse_yaml, plain
 from engine.language.tables import (
     HIT_POLICIES,
     PROPOSALS,
@@ -821,4 +821,5 @@ def _test_documents_doc() -> str:
 
 
 def load_ruleset(text: str, file: str = "<ruleset>") -> Ruleset:
-    return Loader(text, file).load()
+    with collector_paused():
+        return Loader(text, file).load()

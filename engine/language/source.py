@@ -1,42 +1,242 @@
-"""YAML with source positions (ruamel.yaml round-trip nodes), turned into plain data plus positions."""
+"""YAML with source positions: plain containers that know where each key, value and item stands."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.scalarstring import (
     DoubleQuotedScalarString,
     FoldedScalarString,
     LiteralScalarString,
     SingleQuotedScalarString,
 )
+from ruamel.yaml.tag import Tag
 
 from engine.errors import BatonError, Where
 
 MAX_SOURCE = 2_000_000
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Building a large ruleset allocates millions of objects that all live on; the cyclic collector
+    would walk them again and again meanwhile (about a third of a 10,000-rule compile)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def parse_yaml(text: str, file: str) -> Any:
+    """The document as plain containers that know where each key, value and item stands in the file.
+
+    libyaml (PyYAML's C parser) reads the structure, and each plain scalar is typed by ruamel.yaml's
+    YAML 1.2 rules and constructor, so values - and so the content hash of a ruleset - are exactly what
+    the round-trip parser gives (tests/engine/test_source.py compares them). A document using anchors,
+    aliases, merge keys or explicit tags takes ruamel.yaml's round-trip parser, which is ~30x slower."""
     if len(text) > MAX_SOURCE:
         raise BatonError("too_large", f"ruleset file is larger than {MAX_SOURCE} characters", Where(file, 1, 1))
-    yaml = YAML(typ="rt", pure=True)
-    yaml.preserve_quotes = True
     try:
-        return yaml.load(text)
+        return _Fast(text).document()
+    except _Unusual:
+        return _from_round_trip(parse_round_trip(text, file))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        problem = (e.problem or e.context or "invalid YAML").strip()
+        raise BatonError("yaml_syntax", f"YAML syntax: {problem}", Where(file, line, col),
+                         "check indentation and quoting around this place") from None
+    except yaml.YAMLError as e:
+        raise BatonError("yaml_syntax", f"YAML syntax: {e}", Where(file, 1, 1)) from None
+
+
+def parse_round_trip(text: str, file: str) -> Any:
+    """ruamel.yaml's round-trip parse (pure Python): the reference the fast path must agree with."""
+    if len(text) > MAX_SOURCE:
+        raise BatonError("too_large", f"ruleset file is larger than {MAX_SOURCE} characters", Where(file, 1, 1))
+    parser = YAML(typ="rt", pure=True)
+    parser.preserve_quotes = True
+    try:
+        return parser.load(text)
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         problem = (e.problem or e.context or "invalid YAML").strip()
         raise BatonError("yaml_syntax", f"YAML syntax: {problem}", Where(file, line, col),
                          "check indentation and quoting around this place") from None
-    except YAMLError as e:
+    except (YAMLError, ValueError) as e:
         raise BatonError("yaml_syntax", f"YAML syntax: {e}", Where(file, 1, 1)) from None
+
+
+class _Marks:
+    """Where a container, its keys and values (or items) start: 0-based (line, column), as ruamel's ``lc``."""
+
+    __slots__ = ("col", "items", "keys", "line", "values")
+
+    def __init__(self, line: int, col: int) -> None:
+        self.line, self.col = line, col
+        self.keys: dict[object, tuple[int, int]] = {}
+        self.values: dict[object, tuple[int, int]] = {}
+        self.items: list[tuple[int, int]] = []
+
+    def key(self, key: object) -> tuple[int, int]:
+        return self.keys[key]
+
+    def value(self, key: object) -> tuple[int, int]:
+        return self.values[key]
+
+    def item(self, index: int) -> tuple[int, int]:
+        return self.items[index]
+
+
+class Map(dict):  # type: ignore[type-arg]
+    """A YAML mapping with the positions of its keys and values."""
+
+    lc: _Marks
+
+
+class Seq(list):  # type: ignore[type-arg]
+    """A YAML sequence with the positions of its items."""
+
+    lc: _Marks
+
+
+class Quoted(str):
+    """A quoted scalar: its text starts one column after the value's position."""
+
+    __slots__ = ()
+
+
+class Block(str):
+    """A literal (|) or folded (>) scalar: its text starts on the next line."""
+
+    __slots__ = ()
+
+
+class _Unusual(Exception):
+    """Anchors, aliases, merge keys or explicit tags: left to the round-trip parser."""
+
+
+_IMPLICIT = {"tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
+             "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:map",
+             "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"}
+
+
+class _Fast:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.rt = YAML(typ="rt", pure=True)
+        self.seen: set[int] = set()
+        table = self.rt.resolver.versioned_resolver  # first character -> [(tag, regexp)], YAML 1.2
+        if table.get(None):
+            raise _Unusual  # resolvers for any first character: not what this shortcut expects
+        self.implicit: dict[str, list[tuple[str, Any]]] = table
+
+    def document(self) -> Any:
+        if "&" in self.text or "*" in self.text or "!" in self.text or "<<" in self.text:
+            self._scan_unusual()
+        node = yaml.compose(self.text, Loader=_LOADER)
+        return None if node is None else self.build(node)
+
+    def _scan_unusual(self) -> None:
+        """Tokens, not characters: '&' or '!' inside a quoted string is text, not YAML."""
+        for token in yaml.scan(self.text, Loader=_LOADER):
+            if isinstance(token, (yaml.AnchorToken, yaml.AliasToken, yaml.TagToken)):
+                raise _Unusual
+            if isinstance(token, yaml.ScalarToken) and token.plain and token.value == "<<":
+                raise _Unusual
+
+    def build(self, node: yaml.Node) -> Any:
+        if id(node) in self.seen:
+            raise _Unusual
+        self.seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            out = Map()
+            out.lc = marks = _Marks(node.start_mark.line, node.start_mark.column)
+            for key_node, value_node in node.value:
+                key = self.build(key_node)
+                if isinstance(key, (Map, Seq)):
+                    raise _Unusual
+                if key in out:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark, f'found duplicate key "{key}"',
+                        key_node.start_mark)
+                marks.keys[key] = (key_node.start_mark.line, key_node.start_mark.column)
+                marks.values[key] = (value_node.start_mark.line, value_node.start_mark.column)
+                out[key] = self.build(value_node)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            seq = Seq()
+            seq.lc = marks = _Marks(node.start_mark.line, node.start_mark.column)
+            for item in node.value:
+                marks.items.append((item.start_mark.line, item.start_mark.column))
+                seq.append(self.build(item))
+            return seq
+        assert isinstance(node, yaml.ScalarNode)
+        style = node.style
+        if style in ('"', "'"):
+            return Quoted(node.value)
+        if style in ("|", ">"):
+            return Block(node.value)
+        value = node.value
+        # what ruamel's resolver does for a plain scalar, without its per-call overhead
+        tag = next((t for t, regexp in self.implicit.get(value[:1], ()) if regexp.match(value)), None)
+        if tag is None:
+            return value  # a plain string
+        if tag not in _IMPLICIT:
+            raise _Unusual
+        try:
+            return self.rt.constructor.construct_object(ScalarNode(Tag(suffix=tag), value))
+        except ValueError as e:  # a plain scalar that looks like a value but is none (2026-02-30)
+            raise yaml.MarkedYAMLError(problem=f"{node.value!r} is not a valid value: {e}",
+                                       problem_mark=node.start_mark) from None
+
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _from_round_trip(node: Any) -> Any:
+    """ruamel's round-trip nodes as the same containers the fast path builds."""
+    if isinstance(node, CommentedMap):
+        out = Map()
+        out.lc = marks = _Marks(node.lc.line, node.lc.col)
+        for key, value in node.items():
+            with contextlib.suppress(KeyError, TypeError, AttributeError):
+                line, col = node.lc.key(key)
+                marks.keys[key] = (line, col)
+                line, col = node.lc.value(key)
+                marks.values[key] = (line, col)
+            out[key] = _from_round_trip(value)
+        return out
+    if isinstance(node, CommentedSeq):
+        seq = Seq()
+        seq.lc = marks = _Marks(node.lc.line, node.lc.col)
+        for i, item in enumerate(node):
+            try:
+                line, col = node.lc.item(i)
+            except (KeyError, TypeError, AttributeError):
+                line, col = node.lc.line, node.lc.col
+            marks.items.append((line, col))
+            seq.append(_from_round_trip(item))
+        return seq
+    if isinstance(node, (DoubleQuotedScalarString, SingleQuotedScalarString)):
+        return Quoted(node)
+    if isinstance(node, (LiteralScalarString, FoldedScalarString)):
+        return Block(node)
+    return node
 
 
 def plain(node: Any) -> Any:
@@ -62,28 +262,28 @@ def content_hash(data: Any) -> str:
 
 
 class Positions:
-    """Source positions of keys, values and items of round-trip nodes in one file."""
+    """Source positions of keys, values and items of parsed containers in one file."""
 
     def __init__(self, file: str, text: str) -> None:
         self.file = file
         self.lines = text.splitlines()
 
     def of(self, node: Any) -> Where:
-        if isinstance(node, (CommentedMap, CommentedSeq)):
+        if isinstance(node, (Map, Seq)):
             return Where(self.file, node.lc.line + 1, node.lc.col + 1)
         return Where(self.file)
 
     def key(self, parent: Any, key: str) -> Where:
-        if isinstance(parent, CommentedMap) and key in parent:
+        if isinstance(parent, Map) and key in parent.lc.keys:
             line, col = parent.lc.key(key)
             return Where(self.file, line + 1, col + 1)
         return self.of(parent)
 
     def value(self, parent: Any, key: str | int) -> Where:
         try:
-            if isinstance(parent, CommentedMap):
+            if isinstance(parent, Map):
                 line, col = parent.lc.value(key)
-            elif isinstance(parent, CommentedSeq):
+            elif isinstance(parent, Seq):
                 assert isinstance(key, int)
                 line, col = parent.lc.item(key)
             else:
@@ -96,9 +296,9 @@ class Positions:
         """Where the characters of a scalar's text begin (after a quote, or on a block scalar's first line)."""
         where = self.value(parent, key)
         value = parent[key]
-        if isinstance(value, (DoubleQuotedScalarString, SingleQuotedScalarString)):
+        if isinstance(value, Quoted):
             return Where(where.file, where.line, where.column + 1)
-        if isinstance(value, (LiteralScalarString, FoldedScalarString)):
+        if isinstance(value, Block):
             line = where.line + 1
             raw = self.lines[line - 1] if line - 1 < len(self.lines) else ""
             return Where(where.file, line, len(raw) - len(raw.lstrip(" ")) + 1)
