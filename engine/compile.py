@@ -24,7 +24,8 @@ rule, pattern and token names are Baton's own (``r3``, ``p0``, ``k12``), never a
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from engine.errors import BatonError
@@ -37,8 +38,11 @@ from engine.model import Rule, Ruleset
 PRI_OFFSET = 1001  # priority p in [-1000, 1000] -> pri 1001 - p in [1, 2001]; pri 0 is the start rule
 START_RULE = "start"
 START_TYPE = "__start"
-SHARD_RULES = 32
-SHARD_SLOTS = 48
+OTHER = "~"  # a pushed-down string field whose value is none of the ruleset's literals
+SHARD_RULES = 8
+SHARD_SLOTS = 16
+GUARD_ONLY_RULES = 32  # measured on the example rulesets: below this the index costs more than it saves
+GUARD_ONLY_SLOTS = 64  # and far below 256 patterns of one type on the network's one node per type
 # durable-rules 2.0.28 (rules.h, events.c, state.h): what one network may hold
 ENGINE_MAX_RULES = 4096
 ENGINE_BETAS_PER_NODE = 256
@@ -78,13 +82,25 @@ class CompiledRuleset:
     tokens: list[tuple[int, str]]  # slot -> (shard, token)
     slot_rule: list[int]  # slot -> engine rule number
     rule_slots: list[tuple[tuple[int, ...], tuple[int, ...]]]  # engine rule -> (constrained, free) slots
-    free_rules: dict[str, list[int]]  # type -> engine rules all of whose slots are free, with one of that type
+    static_checked: dict[str, list[int]]  # type -> always-routed slots with a test to verify (!=, substring)
+    static_tokens: dict[str, list[tuple[int, dict[str, int]]]]  # type -> [(shard, tokens)] of the others
     type_shards: dict[str, list[int]]  # type -> shards with a pattern of that type
+    pushed: dict[str, tuple[tuple[str, str, frozenset[object]], ...]]  # guard-only: (field, engine field, values)
     indexed: bool = True  # False: patterns test the fact type only (the guard-only reference, in tests)
     layout: str = ""  # "" for the default cut; else a suffix that keeps other cuts' engine names apart
 
     def router(self, wm: FactIndex) -> Router:
         return Router(self, wm)
+
+    def encode(self, seq: int, type_name: str, values: Mapping[str, object]) -> EngineFact:
+        """A fact as the network sees it: type, sequence number and the pushed-down equality fields
+        (the rule's literal, or a sentinel for any value no rule names). Tokens come after these."""
+        fact: EngineFact = {"bt": type_name, "bn": seq}
+        for fname, efield, literals in self.pushed.get(type_name, ()):
+            if fname in values:
+                v = values[fname]
+                fact[efield] = v if isinstance(v, bool) or v in literals else OTHER
+        return fact
 
 
 class Router:
@@ -113,28 +129,31 @@ class Router:
         out: dict[int, list[EngineFact]] = {}
         c = self.c
         if not c.indexed:
-            for seq, type_name, _ in facts:
+            for seq, type_name, values in facts:
+                fact = c.encode(seq, type_name, values)
                 for shard in c.type_shards.get(type_name, ()):
-                    out.setdefault(shard, []).append({"bt": type_name, "bn": seq})
+                    out.setdefault(shard, []).append(dict(fact))
             return out
         index, wm, slot_rule, complete = c.index, self.wm, c.slot_rule, self.complete
         for seq, type_name, values in facts:
-            direct: list[int] = [s for s in self.free_live.get(type_name, ()) if index.holds(s, values, wm)]
+            extra: list[int] = [s for s in c.static_checked.get(type_name, ()) if index.holds(s, values, wm)]
+            if self.free_live:
+                extra.extend(s for s in self.free_live.get(type_name, ()) if index.holds(s, values, wm))
             later: list[tuple[int, int]] = []
             for slot in index.candidates(type_name, values, wm):
                 rule = slot_rule[slot]
                 if rule in complete:
-                    direct.append(slot)
+                    extra.append(slot)
                     continue
                 self.pending.setdefault(slot, []).append(seq)
                 if slot not in self.seen:
                     self.seen.add(slot)
-                    self._try(rule, seq, direct, later)
+                    self._try(rule, seq, extra, later)
             if type_name not in self.types:
                 self.types.add(type_name)
-                for rule in (*self.waiting.pop(type_name, ()), *c.free_rules.get(type_name, ())):
+                for rule in self.waiting.pop(type_name, ()) if self.waiting else ():
                     if rule not in complete:
-                        self._try(rule, seq, direct, later)
+                        self._try(rule, seq, extra, later)
             if later:
                 later.sort()
                 k = 0
@@ -144,22 +163,31 @@ class Router:
                     while k < len(later) and later[k][0] == q:
                         slots.append(later[k][1])
                         k += 1
-                    self._emit(out, q, wm.type_of(q), slots)
-            if direct:
-                self._emit(out, seq, type_name, direct)
+                    self._emit(out, q, wm.type_of(q), slots, ())
+            static = c.static_tokens.get(type_name, ())
+            if extra:
+                self._emit(out, seq, type_name, extra, static)
+            elif static:
+                base = c.encode(seq, type_name, values)
+                for shard, tokens in static:
+                    out.setdefault(shard, []).append({**base, **tokens})
         return out
 
-    def _emit(self, out: dict[int, list[EngineFact]], seq: int, type_name: str, slots: list[int]) -> None:
+    def _emit(self, out: dict[int, list[EngineFact]], seq: int, type_name: str, slots: list[int],
+              static: Sequence[tuple[int, dict[str, int]]]) -> None:
         tokens = self.c.tokens
-        per: dict[int, EngineFact] = {}
+        base = self.c.encode(seq, type_name, self.wm.values(seq))
+        per: dict[int, EngineFact] = {shard: {**base, **toks} for shard, toks in static}
         # Tokens go in descending slot order: the core pushes the nodes a fact passes on a stack, so the
         # last token written is joined first - and a rule's first pattern must be joined first, as in one
         # network where its patterns hang from one node in written order (self-joins: claim as a, claim as b).
+        # A rule's patterns are all always-routed (``static``) or none are, so only the order within
+        # each group matters.
         for slot in sorted(set(slots), reverse=True):
             shard, token = tokens[slot]
             fact = per.get(shard)
             if fact is None:
-                fact = per[shard] = {"bt": type_name, "bn": seq}
+                fact = per[shard] = dict(base)
             fact[token] = 1
         for shard in sorted(per):
             out.setdefault(shard, []).append(per[shard])
@@ -233,14 +261,36 @@ def check_fits(shard: Shard, slot_types: list[str], rule_count: int) -> None:
                          hint="report this: the compiler should have cut the network smaller")
 
 
-def compile_ruleset(ruleset: Ruleset, indexed: bool = True, shard_rules: int = SHARD_RULES,
-                    shard_slots: int = SHARD_SLOTS) -> CompiledRuleset:
-    """``indexed=False`` with a single large shard is the guard-only reference the tests compare with."""
+def compile_ruleset(ruleset: Ruleset, indexed: bool | None = None, shard_rules: int = SHARD_RULES,
+                    shard_slots: int = SHARD_SLOTS, pushdown: bool = True) -> CompiledRuleset:
+    """``indexed=None`` chooses: a ruleset small enough for one network runs guard-only (patterns test the
+    fact type; routing a fact costs more than the guards it would save), any other is indexed and cut
+    into shards. ``indexed=False`` with one unbounded shard is the reference the tests compare with."""
     with collector_paused():
-        return _compile(ruleset, indexed, shard_rules, shard_slots)
+        if indexed is None:
+            branches = [b for r in ruleset.rules for b in r.condition.branches]
+            small = len(branches) <= GUARD_ONLY_RULES and sum(len(b.bindings) for b in branches) <= GUARD_ONLY_SLOTS
+            if small:
+                return _compile(ruleset, False, GUARD_ONLY_RULES, GUARD_ONLY_SLOTS, pushdown, "")
+            return _compile(ruleset, True, shard_rules, shard_slots, pushdown, "")
+        # any other cut gets engine names of its own (a process may hold several cuts of one version)
+        layout = f"~{'i' if indexed else 'g'}{shard_rules}x{shard_slots}{'p' if pushdown else ''}"
+        return _compile(ruleset, indexed, shard_rules, shard_slots, pushdown, layout)
 
 
-def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int) -> CompiledRuleset:
+SAFE_TOKEN = re.compile(r"[A-Za-z0-9 _.:/@+-]{1,64}")
+
+
+def _pushable(test: LiteralTest) -> bool:
+    """An equality the network can test itself: a boolean, or a short plain string."""
+    if test.op == "is-true":
+        return True
+    return test.op == "==" and (isinstance(test.value, bool) or (isinstance(test.value, str)
+                                                                   and SAFE_TOKEN.fullmatch(test.value) is not None))
+
+
+def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int, pushdown: bool,
+             layout: str) -> CompiledRuleset:
     ordered = sorted(((rule, b, branch) for rule in ruleset.rules for b, branch in enumerate(rule.condition.branches)),
                      key=lambda x: (-x[0].priority, x[0].index, x[1]))
     index = LiteralIndex()
@@ -251,8 +301,27 @@ def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int
     rules: dict[str, EngineRule] = {}
     slot_rule: list[int] = []
     rule_slots: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
-    free_rules: dict[str, list[int]] = {}
+    static_free: dict[str, list[int]] = {}
     type_shards: dict[str, list[int]] = {}
+    # Equalities on strings and booleans are also tested in the network, as Baton always has: fields named
+    # f0, f1, ... in the order the ruleset first names them. Besides filtering in guard-only networks, they
+    # give the network the shape in which the core joins a fact's patterns in the order decisions stored by
+    # earlier versions were made in (ties between combinations of one rule, e.g. self-joins).
+    pushed: dict[str, dict[str, tuple[str, set[object]]]] = {}  # type -> field -> (engine field, values)
+    equalities: dict[tuple[int, int], dict[str, list[LiteralTest]]] = {}
+    count = 0
+    for rule in ruleset.rules:
+        kind_of = _kind_of(ruleset, rule.condition.aliases)
+        for b, branch in enumerate(rule.condition.branches):
+            found = split_branch(branch.parts, branch.bindings, kind_of)[0] if pushdown else {}
+            equalities[(rule.index, b)] = {k: [t for t in v if _pushable(t)] for k, v in found.items()}
+            for binding, eqs in equalities[(rule.index, b)].items():
+                for t in eqs:
+                    per_type = pushed.setdefault(branch.bindings[binding], {})
+                    if t.field not in per_type:
+                        per_type[t.field] = (f"f{count}", set())
+                        count += 1
+                    per_type[t.field][1].add(t.value)
     for rule, b, branch in ordered:
         kind_of = _kind_of(ruleset, rule.condition.aliases)
         tests, rest = split_branch(branch.parts, branch.bindings, kind_of, indexed)
@@ -278,12 +347,15 @@ def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int
             shard.slots.append(slot)
             pname = f"p{k}"
             patterns.append((pname, binding))
-            test: dict[str, object] = {"$and": [{"bt": tname}, {token: 1}]} if indexed else {"bt": tname}
-            pattern_json.append({pname: test})
+            conjunction: list[dict[str, object]] = [{"bt": tname}]
+            conjunction.extend({pushed[tname][t.field][0]: t.value} for t in equalities[(rule.index, b)][binding])
+            if indexed:
+                conjunction.append({token: 1})
+            pattern_json.append({pname: conjunction[0] if len(conjunction) == 1 else {"$and": conjunction}})
         rule_slots.append((tuple(s for s in own if not index.is_free(s)), tuple(s for s in own if index.is_free(s))))
-        if not rule_slots[-1][0]:
-            for tname in dict.fromkeys(branch.bindings.values()):
-                free_rules.setdefault(tname, []).append(number)
+        if not rule_slots[-1][0]:  # no literal test anywhere: every fact of its types goes to it, as in Rete
+            for slot in own:
+                static_free.setdefault(index.slots[slot].type_name, []).append(slot)
         definitions[-1][ename] = {"pri": PRI_OFFSET - rule.priority, "all": pattern_json}
         shard.rules.append(ename)
         rules[ename] = EngineRule(ename, rule, b, tuple(patterns), compile_guard(rest, rule.condition.aliases),
@@ -295,7 +367,19 @@ def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int
         shard.engine_json = json.dumps(definition, separators=(",", ":"))
     if not shards:
         shards.append(Shard(0, json.dumps({START_RULE: {"pri": 0, "all": [{"m": {"bt": START_TYPE}}]}})))
-    layout = "" if indexed and (shard_rules, shard_slots) == (SHARD_RULES, SHARD_SLOTS) else \
-        f"~{'i' if indexed else 'g'}{shard_rules}x{shard_slots}"
-    return CompiledRuleset(ruleset, shards, rules, index, tokens, slot_rule, rule_slots, free_rules, type_shards,
-                           indexed, layout)
+    static_checked: dict[str, list[int]] = {}
+    static_tokens: dict[str, list[tuple[int, dict[str, int]]]] = {}
+    for tname, slots in static_free.items():
+        for slot in sorted(slots, reverse=True):  # descending, as Router._emit writes tokens
+            if index.slots[slot].checks:
+                static_checked.setdefault(tname, []).append(slot)
+                continue
+            number, token = tokens[slot]
+            per = static_tokens.setdefault(tname, [])
+            if not per or per[-1][0] != number:
+                per.append((number, {}))
+            per[-1][1][token] = 1
+        static_tokens.get(tname, []).sort(key=lambda x: x[0])
+    encoders = {t: tuple((f, e, frozenset(v)) for f, (e, v) in per.items()) for t, per in pushed.items()}
+    return CompiledRuleset(ruleset, shards, rules, index, tokens, slot_rule, rule_slots, static_checked, static_tokens,
+                           type_shards, encoders, indexed, layout)

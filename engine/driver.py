@@ -148,9 +148,9 @@ class ShardSession:
         sid = self.sid
         for fact in batch:
             fact["sid"] = sid
-        batch.insert(0, {"sid": sid, "bt": START_TYPE, "bn": 0})
         try:
-            code, state = core.assert_facts(self.h.handle, orjson.dumps(batch).decode())
+            code, state = core.assert_facts(self.h.handle, orjson.dumps([{"sid": sid, "bt": START_TYPE, "bn": 0},
+                                                                        *batch]).decode())
         except core.error as e:
             pool.release(self.h)
             raise EngineFailure("engine_error", f"durable-rules refused the facts: {e}") from None
@@ -279,7 +279,11 @@ class Agenda:
         """Mark the current activation fired; the next one, or None."""
         current = self.current
         if current is not None:
-            current.complete()
+            head = current.complete()
+            if len(self.order) == 1:  # one session: its own agenda is the whole agenda
+                if head is None:
+                    self.current = None
+                return head
         return self._best()
 
     def close(self) -> None:

@@ -30,7 +30,8 @@ from engine.language.check import FactIndex, Facts, compile_expr
 from engine.language.expr import COMPARISONS, Binary, ListLit, Lit, Neg, Node, Not, Ref
 
 Values = Mapping[str, object]
-_Option = tuple[str, str, "tuple[object, ...] | Interval"]  # (equal | member | range, field, values or interval)
+# (equal | member | range, field, values or interval, the tests the lookup answers exactly)
+_Option = tuple[str, str, "tuple[object, ...] | Interval", tuple[int, ...]]
 Check = Callable[[Facts, FactIndex], object]
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
@@ -199,6 +200,7 @@ class LiteralIndex:
         self.types: dict[str, _TypeIndex] = {}
         self.free: set[int] = set()
         self.options: list[tuple[int, list[_Option]]] = []  # slot -> the tests it could be filed under
+        self.verify: list[tuple[Check, ...]] = []  # slot -> the checks its lookup does not answer
 
     def add(self, type_name: str, binding: str, tests: list[LiteralTest]) -> int:
         number = len(self.slots)
@@ -207,20 +209,21 @@ class LiteralIndex:
         self.slots.append(Slot(number, type_name, binding, checks))
         self.types.setdefault(type_name, _TypeIndex())
         options: list[_Option] = []
-        for t in tests:
+        for k, t in enumerate(tests):
             if t.op == "==" and not _is_number(t.value):
-                options.append(("equal", t.field, (t.value,)))
+                options.append(("equal", t.field, (t.value,), (k,)))
             elif t.op == "is-true":
-                options.append(("equal", t.field, (True,)))
+                options.append(("equal", t.field, (True,), (k,)))
             elif t.op == "in" and isinstance(t.value, tuple) and t.value:
-                options.append(("equal", t.field, tuple(dict.fromkeys(t.value))))
+                options.append(("equal", t.field, tuple(dict.fromkeys(t.value)), (k,)))
             elif t.op == "contains":
-                options.append(("member", t.field, (t.value,)))
+                options.append(("member", t.field, (t.value,), (k,)))
         for fname in dict.fromkeys(t.field for t in tests):
-            bounds = [t for t in tests if t.field == fname and t.op in ("==", "<", "<=", ">", ">=")
+            bounds = [k for k, t in enumerate(tests) if t.field == fname and t.op in ("==", "<", "<=", ">", ">=")
                       and _is_number(t.value)]
             if bounds:
-                options.append(("range", fname, _interval(bounds, number)))
+                options.append(("range", fname, _interval([tests[k] for k in bounds], number), tuple(bounds)))
+        self.verify.append(checks)
         if options:
             self.options.append((number, options))
         else:
@@ -235,7 +238,7 @@ class LiteralIndex:
         spans: dict[tuple[str, str], list[Interval]] = {}
         for number, options in self.options:
             tname = self.slots[number].type_name
-            for kind, fname, what in options:
+            for kind, fname, what, _ in options:
                 if isinstance(what, Interval):
                     spans.setdefault((tname, fname), []).append(what)
                 else:
@@ -244,7 +247,7 @@ class LiteralIndex:
         ends = {key: (sorted(i.lo for i in items), sorted(i.hi for i in items)) for key, items in spans.items()}
 
         def cost(tname: str, option: _Option) -> float:
-            kind, fname, what = option
+            kind, fname, what, _ = option
             if isinstance(what, Interval):
                 los, his = ends[(tname, fname)]
                 # intervals that overlap this one: all, less those starting after it or ending before it
@@ -254,7 +257,9 @@ class LiteralIndex:
         for number, options in self.options:
             tname = self.slots[number].type_name
             ti = self.types[tname]
-            kind, fname, what = min(options, key=lambda o: cost(tname, o))
+            kind, fname, what, answered = min(options, key=lambda o: cost(tname, o))
+            checks = self.slots[number].checks
+            self.verify[number] = tuple(c for k, c in enumerate(checks) if k not in answered)
             if isinstance(what, Interval):
                 ti.ranges.setdefault(fname, []).append(what)
             else:
@@ -270,6 +275,8 @@ class LiteralIndex:
     def holds(self, number: int, values: Values, wm: FactIndex) -> bool:
         """Whether every literal test of this slot holds for a fact with these values."""
         slot = self.slots[number]
+        if not slot.checks:
+            return True
         env = {slot.binding: values}
         return all(check(env, wm) is True for check in slot.checks)
 
@@ -298,11 +305,15 @@ class LiteralIndex:
                         found.extend(hit)
         if not found:
             return found
-        slots = self.slots
+        if len(found) > 1:
+            found = sorted(set(found))
+        verify = self.verify
         out = []
-        for number in sorted(set(found)):
-            slot = slots[number]
-            env = {slot.binding: values}
-            if all(check(env, wm) is True for check in slot.checks):
-                out.append(number)
+        for number in found:
+            checks = verify[number]
+            if checks:
+                env = {self.slots[number].binding: values}
+                if not all(check(env, wm) is True for check in checks):
+                    continue
+            out.append(number)
         return out

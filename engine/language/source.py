@@ -77,7 +77,7 @@ def parse_round_trip(text: str, file: str) -> Any:
         problem = (e.problem or e.context or "invalid YAML").strip()
         raise BatonError("yaml_syntax", f"YAML syntax: {problem}", Where(file, line, col),
                          "check indentation and quoting around this place") from None
-    except (YAMLError, ValueError) as e:
+    except (YAMLError, ValueError, IndexError) as e:  # ruamel's constructor on 2026-02-30 or 0b_
         raise BatonError("yaml_syntax", f"YAML syntax: {e}", Where(file, 1, 1)) from None
 
 
@@ -200,7 +200,7 @@ class _Fast:
             raise _Unusual
         try:
             return self.rt.constructor.construct_object(ScalarNode(Tag(suffix=tag), value))
-        except ValueError as e:  # a plain scalar that looks like a value but is none (2026-02-30)
+        except (ValueError, IndexError) as e:  # looks like a value but is none (2026-02-30, 0b_)
             raise yaml.MarkedYAMLError(problem=f"{node.value!r} is not a valid value: {e}",
                                        problem_mark=node.start_mark) from None
 

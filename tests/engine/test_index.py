@@ -1,8 +1,9 @@
 """The indexed, sharded engine fires exactly what the guard-only reference fires, in the same order.
 
 The reference is the engine as it was before the index: one network whose patterns test the fact type
-only, every condition checked as a guard when the activation fires (``compile_ruleset(indexed=False)``
-with one unbounded shard). Random rulesets mix literal tests, ranges, ``in``, ``contains``, bare
+and string/boolean equalities, every condition checked as a guard when the activation fires
+(``compile_ruleset(indexed=False)`` with one unbounded shard) - the engine that made every decision
+stored so far, which the indexed engine must replay identically. Random rulesets mix literal tests, ranges, ``in``, ``contains``, bare
 booleans, joins (equality and ``<``), arithmetic, negation, ``or`` across types, aliases, priorities and
 forward chaining; random facts go through both, and through a cut into tiny shards (3 rules, 4
 patterns) so that the walk across shards is exercised on every example.
@@ -11,6 +12,7 @@ patterns) so that the walk across shards is exercised on every example.
 from __future__ import annotations
 
 import asyncio
+import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -110,7 +112,7 @@ def observed(d: Decision) -> tuple[object, ...]:
     return d.outcome, d.decision, fired, d.steps
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=int(os.environ.get("BATON_PROPERTY_EXAMPLES", "200")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(text=rulesets(), facts=st.lists(inputs, min_size=1, max_size=3))
 def test_indexed_and_sharded_engines_fire_exactly_as_the_guard_only_reference(text: str,
                                                                               facts: list[dict[str, object]]) -> None:
@@ -119,13 +121,15 @@ def test_indexed_and_sharded_engines_fire_exactly_as_the_guard_only_reference(te
     except CompileErrors:
         return  # e.g. a condition hypothesis built that the checker rightly refuses
     reference = Engine(rs, compile_ruleset(rs, indexed=False, shard_rules=10**6, shard_slots=10**6))
-    indexed = Engine(rs)
-    tiny = Engine(rs, compile_ruleset(rs, shard_rules=3, shard_slots=4))
+    chosen = Engine(rs)  # guard-only below 32 rules, else indexed
+    indexed = Engine(rs, compile_ruleset(rs, indexed=True))
+    tiny = Engine(rs, compile_ruleset(rs, indexed=True, shard_rules=3, shard_slots=4))
     for f in facts:
         expected = observed(run(reference, f))
+        assert observed(run(chosen, f)) == expected
         assert observed(run(indexed, f)) == expected
         assert observed(run(tiny, f)) == expected
-    for e in (reference, indexed, tiny):
+    for e in (reference, chosen, indexed, tiny):
         assert e.pool.live_sessions == 0
 
 
