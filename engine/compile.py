@@ -278,6 +278,10 @@ def compile_ruleset(ruleset: Ruleset, indexed: bool | None = None, shard_rules: 
         return _compile(ruleset, indexed, shard_rules, shard_slots, pushdown, layout)
 
 
+def _both(guard: Guard, then: Guard) -> Guard:
+    return lambda env, wm: guard(env, wm) and then(env, wm)
+
+
 SAFE_TOKEN = re.compile(r"[A-Za-z0-9 _.:/@+-]{1,64}")
 
 
@@ -358,8 +362,10 @@ def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int
                 static_free.setdefault(index.slots[slot].type_name, []).append(slot)
         definitions[-1][ename] = {"pri": PRI_OFFSET - rule.priority, "all": pattern_json}
         shard.rules.append(ename)
-        rules[ename] = EngineRule(ename, rule, b, tuple(patterns), compile_guard(rest, rule.condition.aliases),
-                                  shard.number)
+        guard = compile_guard(rest, rule.condition.aliases)
+        if rule.precedence is not None:
+            guard = _both(guard, rule.precedence)
+        rules[ename] = EngineRule(ename, rule, b, tuple(patterns), guard, shard.number)
     index.freeze()
     for shard, definition in zip(shards, definitions, strict=True):
         if indexed:

@@ -88,7 +88,12 @@ def why(ruleset: Ruleset, record: Mapping[str, Any], rule_name: str) -> list[str
                     continue  # one fact never fills two patterns
                 env = {binding: f["values"] for binding, f in zip(bindings, combo, strict=True)}
                 on = ", ".join(f"{binding} #{f['seq']}" for binding, f in zip(bindings, combo, strict=True))
-                lines.append(f"{prefix}on {on}: {_first_failure(branch.parts, env, final)}")
+                failure = _first_failure(branch.parts, env, final)
+                winner = rule.precedence.winner(env) if rule.precedence is not None and failure is _ALL_HOLD else None
+                if winner is not None:
+                    failure = (f"its cells hold, but row {winner.number} comes before it and matches the same facts "
+                               f"(hit policy {rule.precedence.table.hit if rule.precedence else ''})")
+                lines.append(f"{prefix}on {on}: {failure}")
     if record.get("outcome") == "failed":
         lines.append(f"  (the decision stopped early: {record.get('reason')})")
     return lines
@@ -111,5 +116,8 @@ def _first_failure(parts: list[Node], env: dict[str, Any], wm: FactIndex) -> str
                 return f"'{render(part)}' is false: a {part.type_name} fact was asserted"
             detail = f" ({'; '.join(dict.fromkeys(shown))})" if shown else ""
             return f"'{render(part)}' is false{detail}"
-    return "every part holds, yet it did not fire (a negation failed when it was about to fire, or the " \
-           "decision stopped first)"
+    return _ALL_HOLD
+
+
+_ALL_HOLD = ("every part holds, yet it did not fire (a negation failed when it was about to fire, or the decision "
+             "stopped first)")

@@ -10,7 +10,7 @@ from engine.documents import Document
 from engine.errors import BatonError, Where
 from engine.language.check import Condition, Eval
 from engine.language.prompts import Prompt
-from engine.language.tables import Table
+from engine.language.tables import Precedence, Table
 from engine.language.types import FactType
 
 DEFAULT_STEP_LIMIT = 1000
@@ -67,6 +67,7 @@ class Rule:
     condition: Condition
     steps: list[Step]
     where: Where = field(default_factory=Where)
+    precedence: Precedence | None = None  # a first/priority table row: no earlier row matches its facts
 
     @property
     def proposes(self) -> bool:

@@ -760,7 +760,8 @@ class Loader:
         else:
             step = Step("assert", payload=types[table.head].validate(payload, table.rule_name(row)),
                         fact_type=table.head)
-        return Rule(table.rule_name(row), index, table.priority, when, condition, [step], row.where)
+        return Rule(table.rule_name(row), index, table.priority, when, condition, [step], row.where,
+                    table.precedence(row))
 
     # -- tests -------------------------------------------------------------------------------------
     def load_tests(self, doc: Any, rules: list[Rule], models: dict[str, ModelAction],

@@ -34,10 +34,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import product
 
 from engine.errors import BatonError, Where
+from engine.index import Interval as Span
+from engine.index import IntervalTree
+from engine.language.check import MISSING
 from engine.language.types import FactType, FieldSpec
 
 HIT_POLICIES = ("unique", "first", "priority", "collect")
@@ -265,6 +269,7 @@ class Table:
     where: Where
     description: str = ""
     warnings: list[BatonError] = field(default_factory=list)
+    _index: TableIndex | None = field(default=None, repr=False)
 
     @property
     def head(self) -> str:
@@ -287,28 +292,37 @@ class Table:
                 out.append(col.head)
         return out
 
-    def row_when(self, row: Row, earlier: list[Row]) -> str:
+    def row_when(self, row: Row) -> str:
         parts = [f"exists {t}" for t in self.input_types()]
         if self.when:
             parts.append(f"({self.when})")
         own = row.condition(self.inputs)
         if own:
             parts.append(own)
-        for other in earlier:
-            if overlaps(row, other):
-                parts.append(f"not ({other.condition(self.inputs)})")
         return " and ".join(parts)
 
     def rules_text(self) -> list[tuple[Row, str]]:
-        """(row, when) for every row that can fire; first/priority rows exclude the rows before them."""
+        """(row, when) for every row that can fire. Under first and priority a row also needs every row
+        before it not to match the same facts: ``precedence(row)`` checks that through the index."""
         out = []
         ordered = self.order()
         for k, row in enumerate(ordered):
-            earlier = ordered[:k] if self.hit in ("first", "priority") else []
-            if any(all(c.kind == "any" for c in e.cells) for e in earlier):
-                continue  # an earlier catch-all row wins every time (reported as unreachable)
-            out.append((row, self.row_when(row, earlier)))
+            if self.hit in ("first", "priority") and any(all(c.kind == "any" for c in e.cells) for e in ordered[:k]):
+                break  # an earlier catch-all row wins every time (reported as unreachable)
+            out.append((row, self.row_when(row)))
         return out
+
+    def index(self) -> TableIndex:
+        if self._index is None:
+            self._index = TableIndex(self)
+        return self._index
+
+    def precedence(self, row: Row) -> Precedence | None:
+        """For first and priority tables: the check that no earlier row matches this row's facts."""
+        if self.hit not in ("first", "priority"):
+            return None
+        index = self.index()
+        return Precedence(self, index, index.position[row.number])
 
     def payload(self, row: Row) -> dict[str, object]:
         return {col.field: value for col, value in zip(self.outputs, row.outputs, strict=True) if value is not None}
@@ -351,6 +365,81 @@ def _intersect(a: Cell, b: Cell) -> bool:
 
 def overlaps(r1: Row, r2: Row) -> bool:
     return all(_intersect(a, b) for a, b in zip(r1.cells, r2.cells, strict=True))
+
+
+# -- the index: which rows contain given values, without testing every row ------------------------------
+
+class TableIndex:
+    """The rows of one table in precedence order, filed per column: numeric cells in an interval tree,
+    value cells hashed, ``-`` and ``not`` cells aside. ``matching(values)`` lists the rows whose every
+    cell contains the value of its column, looking up the column that narrows them most and testing
+    only those rows' other cells: a 10,000-row table answers in microseconds."""
+
+    def __init__(self, table: Table) -> None:
+        self.rows = table.order()
+        self.position = {row.number: k for k, row in enumerate(self.rows)}
+        self.columns: list[tuple[IntervalTree | None, dict[object, list[int]], list[int]]] = []
+        for c in range(len(table.inputs)):
+            intervals: list[Span] = []
+            values: dict[object, list[int]] = {}
+            other: list[int] = []  # '-' and 'not' cells: tested directly
+            for k, row in enumerate(self.rows):
+                cell = row.cells[c]
+                if cell.kind == "num":
+                    intervals.extend(Span(i.lo, i.lo_closed, i.hi, i.hi_closed, k) for i in cell.intervals)
+                elif cell.kind == "set" and not cell.negated:
+                    for v in cell.values:
+                        values.setdefault(v, []).append(k)
+                else:
+                    other.append(k)
+            self.columns.append((IntervalTree(intervals) if intervals else None, values, other))
+
+    def _hits(self, c: int, value: object) -> list[int]:
+        """Rows whose value or numeric cell in column c contains ``value`` (not the '-'/'not' cells)."""
+        tree, values, _ = self.columns[c]
+        found: list[int] = []
+        if value is MISSING:
+            return found
+        if tree is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+            tree.stab(value, found)
+        elif values:
+            found.extend(values.get(value, ()))
+        return found
+
+    def matching(self, values: list[object]) -> list[int]:
+        """Positions (in precedence order) of the rows whose cells all contain these column values; an
+        absent value (MISSING) is contained only by '-'."""
+        if not values:
+            return list(range(len(self.rows)))
+        hits = [self._hits(c, v) for c, v in enumerate(values)]
+        narrowest = min(range(len(values)), key=lambda c: len(hits[c]) + len(self.columns[c][2]))
+        candidates = hits[narrowest] + self.columns[narrowest][2]
+        out = []
+        for k in sorted(set(candidates)):
+            cells = self.rows[k].cells
+            if all(cells[c].kind == "any" or (v is not MISSING and cells[c].contains(v)) for c, v in enumerate(values)):
+                out.append(k)
+        return out
+
+
+class Precedence:
+    """A first/priority row's extra condition: no row before it matches the same facts."""
+
+    __slots__ = ("index", "position", "refs", "table")
+
+    def __init__(self, table: Table, index: TableIndex, position: int) -> None:
+        self.table, self.index, self.position = table, index, position
+        self.refs = [(col.head, col.field) for col in table.inputs]
+
+    def winner(self, env: Mapping[str, Mapping[str, object]]) -> Row | None:
+        values = [env[head].get(fname, MISSING) for head, fname in self.refs]
+        found = self.index.matching(values)
+        return self.index.rows[found[0]] if found else None
+
+    def __call__(self, env: Mapping[str, Mapping[str, object]], wm: object) -> bool:
+        values = [env[head].get(fname, MISSING) for head, fname in self.refs]
+        found = self.index.matching(values)
+        return bool(found) and found[0] == self.position
 
 
 # -- atoms: exact gap and reachability analysis ----------------------------------------------------
