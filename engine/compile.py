@@ -266,16 +266,25 @@ def compile_ruleset(ruleset: Ruleset, indexed: bool | None = None, shard_rules: 
     """``indexed=None`` chooses: a ruleset small enough for one network runs guard-only (patterns test the
     fact type; routing a fact costs more than the guards it would save), any other is indexed and cut
     into shards. ``indexed=False`` with one unbounded shard is the reference the tests compare with."""
+    default = indexed is None and pushdown and (shard_rules, shard_slots) == (SHARD_RULES, SHARD_SLOTS)
+    if default and isinstance(ruleset.compiled, CompiledRuleset):
+        return ruleset.compiled
     with collector_paused():
+        if default:
+            ruleset.compiled = _choose(ruleset, pushdown, shard_rules, shard_slots)
+            return ruleset.compiled
         if indexed is None:
-            branches = [b for r in ruleset.rules for b in r.condition.branches]
-            small = len(branches) <= GUARD_ONLY_RULES and sum(len(b.bindings) for b in branches) <= GUARD_ONLY_SLOTS
-            if small:
-                return _compile(ruleset, False, GUARD_ONLY_RULES, GUARD_ONLY_SLOTS, pushdown, "")
-            return _compile(ruleset, True, shard_rules, shard_slots, pushdown, "")
+            return _choose(ruleset, pushdown, shard_rules, shard_slots)
         # any other cut gets engine names of its own (a process may hold several cuts of one version)
         layout = f"~{'i' if indexed else 'g'}{shard_rules}x{shard_slots}{'p' if pushdown else ''}"
         return _compile(ruleset, indexed, shard_rules, shard_slots, pushdown, layout)
+
+
+def _choose(ruleset: Ruleset, pushdown: bool, shard_rules: int, shard_slots: int) -> CompiledRuleset:
+    branches = [b for r in ruleset.rules for b in r.condition.branches]
+    if len(branches) <= GUARD_ONLY_RULES and sum(len(b.bindings) for b in branches) <= GUARD_ONLY_SLOTS:
+        return _compile(ruleset, False, GUARD_ONLY_RULES, GUARD_ONLY_SLOTS, pushdown, "")
+    return _compile(ruleset, True, shard_rules, shard_slots, pushdown, "")
 
 
 def _both(guard: Guard, then: Guard) -> Guard:

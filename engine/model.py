@@ -104,6 +104,7 @@ class Ruleset:
     max_cost_usd: float | None = None
     tables: list[Table] = field(default_factory=list)
     warnings: list[BatonError] = field(default_factory=list)  # static analysis: see engine.language.analysis
+    compiled: object = field(default=None, repr=False, compare=False)  # engine.compile's default build, once
 
     @property
     def ref(self) -> str:

@@ -296,8 +296,9 @@ def analyse_ruleset(rs: Ruleset) -> list[BatonError]:
     warnings: list[BatonError] = []
     reads: dict[str, list[Conj]] = {r.name: [read_branch(b) for b in r.condition.branches] for r in rs.rules}
     dead: set[str] = set()
+    rows = {t.rule_name(row) for t in rs.tables for row in t.rows}
     for rule in rs.rules:
-        if "#" in rule.name and any(t.rule_name(row) == rule.name for t in rs.tables for row in t.rows):
+        if rule.name in rows:
             continue  # table rows have their own exact analysis (gaps, unreachable rows)
         if reads[rule.name] and all(c.contradictory() for c in reads[rule.name]):
             dead.add(rule.name)

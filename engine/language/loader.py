@@ -14,6 +14,7 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment
 
+from engine.compile import compile_ruleset
 from engine.documents import Document
 from engine.errors import BatonError, CompileErrors, Where
 from engine.language.analysis import analyse_ruleset
@@ -167,6 +168,10 @@ class Loader:
             max_calls=max_calls, max_cost_usd=None if max_cost is None else float(max_cost),
             tables=tables, warnings=self.warnings,
         )
+        try:  # the engine networks are built (and proved to fit durable-rules' limits) here, not at decide time
+            compile_ruleset(rs)
+        except BatonError as e:
+            raise CompileErrors([BatonError(e.code, e.message, Where(self.file, 1, 1), e.hint)]) from None
         rs.warnings.extend(analyse_ruleset(rs))
         rs.warnings.sort(key=lambda w: (w.where.line if w.where else 0, w.where.column if w.where else 0))
         return rs

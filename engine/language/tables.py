@@ -31,10 +31,11 @@ cell mentions, and rows are compared atom by atom (gaps, overlaps and unreachabl
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import product
 
@@ -49,6 +50,7 @@ TABLE_KEYS = {"name", "description", "hit", "priority", "when", "inputs", "outpu
 PROPOSALS = ("decide", "escalate")
 MAX_ATOM_COMBINATIONS = 50_000
 MAX_GAPS_SHOWN = 3
+MAX_OVERLAPS_SHOWN = 20
 
 _CMP = re.compile(r"\s*(<=|>=|<|>|==|!=|=)\s*(.+?)\s*\Z")
 _RANGE = re.compile(r"\s*([\[(])\s*(.+?)\s*\.\.\s*(.+?)\s*([\])])\s*\Z")
@@ -305,11 +307,10 @@ class Table:
         """(row, when) for every row that can fire. Under first and priority a row also needs every row
         before it not to match the same facts: ``precedence(row)`` checks that through the index."""
         out = []
-        ordered = self.order()
-        for k, row in enumerate(ordered):
-            if self.hit in ("first", "priority") and any(all(c.kind == "any" for c in e.cells) for e in ordered[:k]):
-                break  # an earlier catch-all row wins every time (reported as unreachable)
+        for row in self.order():
             out.append((row, self.row_when(row)))
+            if self.hit in ("first", "priority") and all(c.kind == "any" for c in row.cells):
+                break  # a catch-all row wins every time over the rows after it (reported as unreachable)
         return out
 
     def index(self) -> TableIndex:
@@ -497,32 +498,93 @@ def _interval_text(a: float, b: float) -> str:
     return f"in ({literal(a)}..{literal(b)})"
 
 
+def _overlapping_pairs(table: Table) -> Iterator[tuple[Row, Row]]:
+    """Every pair of rows that overlap (earlier row first), without comparing every pair: rows are swept
+    along the column with the fewest '-'/'not' cells (by span for numbers, by value for the rest), and only
+    rows that meet there are compared whole."""
+    rows = table.rows
+    if len(table.inputs) == 0:
+        yield from ((a, b) for i, a in enumerate(rows) for b in rows[i + 1:])
+        return
+
+    def wild(c: int) -> int:
+        return sum(1 for r in rows if r.cells[c].kind == "any" or r.cells[c].negated)
+
+    c = min(range(len(table.inputs)), key=lambda k: (wild(k), rows[0].cells[k].kind != "num" if rows else 0))
+    seen: set[tuple[int, int]] = set()
+
+    def emit(i: int, j: int) -> Iterator[tuple[Row, Row]]:
+        i, j = min(i, j), max(i, j)
+        if (i, j) not in seen:
+            seen.add((i, j))
+            if overlaps(rows[i], rows[j]):
+                yield rows[i], rows[j]
+
+    spans = []
+    for k, row in enumerate(rows):
+        cell = row.cells[c]
+        if cell.kind == "num":
+            spans.append((min(i.lo for i in cell.intervals), max(i.hi for i in cell.intervals), k))
+        elif cell.kind == "any":
+            spans.append((-math.inf, math.inf, k))
+    if spans:  # a numeric column: sweep the spans, comparing each row with those still open
+        spans.sort()
+        active: list[tuple[float, int]] = []
+        for lo, hi, k in spans:
+            while active and active[0][0] < lo:
+                heapq.heappop(active)
+            for _, other in active:
+                yield from emit(other, k)
+            heapq.heappush(active, (hi, k))
+        return
+    by_value: dict[object, list[int]] = {}
+    wild_rows: list[int] = []
+    for k, row in enumerate(rows):
+        cell = row.cells[c]
+        if cell.negated:
+            wild_rows.append(k)
+        else:
+            for v in cell.values:
+                by_value.setdefault(v, []).append(k)
+    for group in by_value.values():
+        for x, i in enumerate(group):
+            for j in group[x + 1:]:
+                yield from emit(i, j)
+    for i in wild_rows:
+        for j in range(len(rows)):
+            if j != i:
+                yield from emit(i, j)
+
+
 def analyse_table(table: Table) -> list[BatonError]:
     """Overlaps (unique: errors), gaps (unique/first: warnings), unreachable rows (warnings)."""
     problems: list[BatonError] = []
     if table.hit == "unique":
-        for i, a in enumerate(table.rows):
-            for b in table.rows[i + 1:]:
-                if overlaps(a, b):
-                    problems.append(BatonError(
-                        "table_overlap", f"table '{table.name}': rows {a.number} and {b.number} overlap, but the "
-                        "hit policy is unique", b.where, "narrow one of them, or use hit: first"))
+        overlapping = 0
+        for a, b in _overlapping_pairs(table):
+            overlapping += 1
+            if overlapping <= MAX_OVERLAPS_SHOWN:
+                problems.append(BatonError(
+                    "table_overlap", f"table '{table.name}': rows {a.number} and {b.number} overlap, but the "
+                    "hit policy is unique", b.where, "narrow one of them, or use hit: first"))
+        if overlapping > MAX_OVERLAPS_SHOWN:
+            problems.append(BatonError("table_overlap", f"table '{table.name}': {overlapping - MAX_OVERLAPS_SHOWN} "
+                                       "more pairs of rows overlap", table.where, "narrow them, or use hit: first"))
     per_column = [atoms(col, [row.cells[k] for row in table.rows]) for k, col in enumerate(table.inputs)]
     combos = math.prod(len(a) for a in per_column)
     if combos > MAX_ATOM_COMBINATIONS:
         return problems
     gaps: list[str] = []
     reached: set[int] = set()
-    ordered = table.order()
+    index = table.index()
     for combo in product(*per_column):
-        matching = [row for row in ordered if all(cell.contains(atom.value) for cell, atom in zip(row.cells, combo,
-                                                                                                 strict=True))]
+        matching = index.matching([atom.value for atom in combo])
         if not matching:
             gaps.append(", ".join(a.text for a in combo) or "(no inputs)")
         elif table.hit in ("first", "priority"):
-            reached.add(matching[0].number)
+            reached.add(index.rows[matching[0]].number)
         else:
-            reached.update(r.number for r in matching)
+            reached.update(index.rows[k].number for k in matching)
     if gaps and table.hit in ("unique", "first"):
         shown = "; ".join(gaps[:MAX_GAPS_SHOWN]) + (f"; and {len(gaps) - MAX_GAPS_SHOWN} more"
                                                    if len(gaps) > MAX_GAPS_SHOWN else "")
