@@ -3,10 +3,11 @@
 The reference is the engine as it was before the index: one network whose patterns test the fact type
 and string/boolean equalities, every condition checked as a guard when the activation fires
 (``compile_ruleset(indexed=False)`` with one unbounded shard) - the engine that made every decision
-stored so far, which the indexed engine must replay identically. Random rulesets mix literal tests, ranges, ``in``, ``contains``, bare
-booleans, joins (equality and ``<``), arithmetic, negation, ``or`` across types, aliases, priorities and
-forward chaining; random facts go through both, and through a cut into tiny shards (3 rules, 4
-patterns) so that the walk across shards is exercised on every example.
+stored so far, which the indexed engine must replay identically. Random rulesets mix literal tests,
+ranges, ``in``, ``contains``, bare booleans, joins (equality and ``<``), arithmetic, negation, ``or``
+across types, aliases, priorities and forward chaining; random facts go through the reference, the
+engine Baton chooses, the indexed engine, and a cut into tiny shards (3 rules, 4 patterns) so that
+the walk across shards is exercised on every example.
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ def observed(d: Decision) -> tuple[object, ...]:
     return d.outcome, d.decision, fired, d.steps
 
 
-@settings(max_examples=int(os.environ.get("BATON_PROPERTY_EXAMPLES", "200")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=int(os.environ.get("BATON_PROPERTY_EXAMPLES", "200")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(text=rulesets(), facts=st.lists(inputs, min_size=1, max_size=3))
 def test_indexed_and_sharded_engines_fire_exactly_as_the_guard_only_reference(text: str,
                                                                               facts: list[dict[str, object]]) -> None:
