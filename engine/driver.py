@@ -77,6 +77,12 @@ class EnginePool:
             self.handles.append(h)
             return h, sid
 
+    def warm(self) -> None:
+        """Register this network's first handle now rather than on the first decision that needs it."""
+        with self.lock:
+            if not self.handles:
+                self.handles.append(_Handle(self.base_name, _register(self.base_name, self.definition)))
+
     def release(self, h: _Handle) -> None:
         with self.lock:
             h.live -= 1
@@ -95,6 +101,10 @@ class Pools:
     @property
     def live_sessions(self) -> int:
         return sum(p.live_sessions for p in self.shards)
+
+    def warm(self) -> None:
+        for pool in self.shards:
+            pool.warm()
 
     @property
     def handles(self) -> list[_Handle]:

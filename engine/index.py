@@ -152,6 +152,51 @@ class IntervalTree:
                 return
 
 
+class Segments:
+    """Numeric intervals as the sorted points where coverage changes, with the intervals covering each
+    point and each gap between two points: a stabbing query is one bisect (in C) and a list. Built only
+    when that list is small in total (bands of a rate table, mostly disjoint ranges); otherwise the
+    interval tree answers."""
+
+    __slots__ = ("at", "between", "points")
+
+    def __init__(self, points: list[float], at: list[list[int]], between: list[list[int]]) -> None:
+        self.points, self.at, self.between = points, at, between
+
+    @staticmethod
+    def build(items: Sequence[Interval], budget: int) -> Segments | None:
+        points = sorted({p for i in items for p in (i.lo, i.hi) if math.isfinite(p)})
+        at: list[list[int]] = [[] for _ in points]
+        between: list[list[int]] = [[] for _ in range(len(points) + 1)]  # gap k lies below points[k]
+        total = 0
+        for i in items:
+            if i.lo > i.hi or (i.lo == i.hi and not (i.lo_closed and i.hi_closed)):
+                continue  # holds nowhere
+            first = 0 if not math.isfinite(i.lo) else bisect_left(points, i.lo)
+            last = len(points) - 1 if not math.isfinite(i.hi) else bisect_left(points, i.hi)
+            if math.isfinite(i.lo) and i.lo_closed:
+                at[first].append(i.slot)
+            for k in range(first + (1 if math.isfinite(i.lo) else 0), last + (0 if math.isfinite(i.hi) else 1)):
+                at[k].append(i.slot)
+            if math.isfinite(i.hi) and i.hi_closed and i.hi != i.lo:
+                at[last].append(i.slot)
+            lo_gap = first + 1 if math.isfinite(i.lo) else 0
+            hi_gap = last if math.isfinite(i.hi) else len(points)
+            for k in range(lo_gap, hi_gap + 1):
+                between[k].append(i.slot)
+            total += (hi_gap - lo_gap + 1) + (last - first + 1)
+            if total > budget:
+                return None
+        return Segments(points, at, between)
+
+    def stab(self, x: float, out: list[int]) -> None:
+        k = bisect_left(self.points, x)
+        if k < len(self.points) and self.points[k] == x:
+            out.extend(self.at[k])
+        else:
+            out.extend(self.between[k])
+
+
 def _interval(tests: list[LiteralTest], slot: int) -> Interval:
     lo, lo_closed, hi, hi_closed = -math.inf, False, math.inf, False
     for t in tests:
@@ -176,7 +221,7 @@ class _TypeIndex:
     equal: dict[str, dict[object, list[int]]] = field(default_factory=dict)
     member: dict[str, dict[object, list[int]]] = field(default_factory=dict)  # list field contains
     ranges: dict[str, list[Interval]] = field(default_factory=dict)
-    trees: dict[str, IntervalTree] = field(default_factory=dict)
+    trees: dict[str, IntervalTree | Segments] = field(default_factory=dict)
     free: list[int] = field(default_factory=list)
 
 
@@ -267,7 +312,8 @@ class LiteralIndex:
                 for v in what:
                     table.setdefault(v, []).append(number)
         for ti in self.types.values():
-            ti.trees = {f: IntervalTree(items) for f, items in ti.ranges.items()}
+            ti.trees = {f: Segments.build(items, 8 * len(items) + 1000) or IntervalTree(items)
+                        for f, items in ti.ranges.items()}
 
     def is_free(self, number: int) -> bool:
         return number in self.free

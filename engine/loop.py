@@ -198,6 +198,7 @@ class Engine:
         self.ruleset = ruleset
         self.compiled = compiled or compile_ruleset(ruleset)
         self.pool: Pools = pool_for(self.compiled)
+        self.pool.warm()  # every network registered up front: no decision pays for it
         self.schemas = {t: ft.json_schema() for t, ft in ruleset.types.items()}
         self.pii = {t: [f for f, spec in ft.fields.items() if spec.pii] for t, ft in ruleset.types.items()
                     if any(spec.pii for spec in ft.fields.values())}

@@ -35,13 +35,13 @@ import heapq
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
 
 from engine.errors import BatonError, Where
 from engine.index import Interval as Span
-from engine.index import IntervalTree
+from engine.index import IntervalTree, Segments
 from engine.language.check import MISSING
 from engine.language.types import FactType, FieldSpec
 
@@ -379,7 +379,7 @@ class TableIndex:
     def __init__(self, table: Table) -> None:
         self.rows = table.order()
         self.position = {row.number: k for k, row in enumerate(self.rows)}
-        self.columns: list[tuple[IntervalTree | None, dict[object, list[int]], list[int]]] = []
+        self.columns: list[tuple[IntervalTree | Segments | None, dict[object, list[int]], list[int]]] = []
         for c in range(len(table.inputs)):
             intervals: list[Span] = []
             values: dict[object, list[int]] = {}
@@ -393,30 +393,36 @@ class TableIndex:
                         values.setdefault(v, []).append(k)
                 else:
                     other.append(k)
-            self.columns.append((IntervalTree(intervals) if intervals else None, values, other))
+            tree = (Segments.build(intervals, 8 * len(intervals) + 1000) or IntervalTree(intervals)) if intervals \
+                else None
+            self.columns.append((tree, values, other))
 
-    def _hits(self, c: int, value: object) -> list[int]:
+    def _hits(self, c: int, value: object) -> Sequence[int]:
         """Rows whose value or numeric cell in column c contains ``value`` (not the '-'/'not' cells)."""
         tree, values, _ = self.columns[c]
-        found: list[int] = []
         if value is MISSING:
-            return found
+            return ()
         if tree is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+            found: list[int] = []
             tree.stab(value, found)
-        elif values:
-            found.extend(values.get(value, ()))
-        return found
+            return found
+        return values.get(value, ()) if values else ()
 
     def matching(self, values: list[object]) -> list[int]:
         """Positions (in precedence order) of the rows whose cells all contain these column values; an
         absent value (MISSING) is contained only by '-'."""
         if not values:
             return list(range(len(self.rows)))
-        hits = [self._hits(c, v) for c, v in enumerate(values)]
-        narrowest = min(range(len(values)), key=lambda c: len(hits[c]) + len(self.columns[c][2]))
-        candidates = hits[narrowest] + self.columns[narrowest][2]
+        best: Sequence[int] = ()
+        best_size = -1
+        for c, v in enumerate(values):  # the column that narrows most; its lookups are not copied
+            hits = self._hits(c, v)
+            size = len(hits) + len(self.columns[c][2])
+            if best_size < 0 or size < best_size:
+                best, best_size, narrowest = hits, size, c
+        candidates = [*best, *self.columns[narrowest][2]]
         out = []
-        for k in sorted(set(candidates)):
+        for k in sorted(set(candidates)) if len(candidates) > 1 else candidates:
             cells = self.rows[k].cells
             if all(cells[c].kind == "any" or (v is not MISSING and cells[c].contains(v)) for c, v in enumerate(values)):
                 out.append(k)

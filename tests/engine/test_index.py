@@ -13,6 +13,7 @@ the walk across shards is exercised on every example.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from engine.clock import FixedClock, SequentialIds
 from engine.compile import compile_ruleset
 from engine.errors import CompileErrors
-from engine.index import Interval, IntervalTree
+from engine.index import Interval, IntervalTree, Segments
 from engine.loop import Decision, Engine
 from engine.recorded import RecordedAnswers
 from tests.helpers import ruleset
@@ -139,7 +140,16 @@ def test_indexed_and_sharded_engines_fire_exactly_as_the_guard_only_reference(te
        st.integers(-7, 7))
 def test_interval_tree_stabs_exactly_the_intervals_holding_a_point(items: list[tuple[int, bool, int, bool]],
                                                                    x: int) -> None:
-    intervals = [Interval(float(lo), lc, float(lo + abs(w)), hc, k) for k, (lo, lc, w, hc) in enumerate(items)]
+    intervals = [Interval(float(lo), lc, float(lo + w), hc, k) for k, (lo, lc, w, hc) in enumerate(items)]
+    for lo, _, w, _ in items[:2]:  # one-sided ranges too: x <= hi, x > lo
+        intervals.append(Interval(-math.inf, False, float(lo + w), True, len(intervals)))
+        intervals.append(Interval(float(lo), False, math.inf, False, len(intervals)))
+    expected = [i.slot for i in intervals if i.contains(x)]
     found: list[int] = []
     IntervalTree(intervals).stab(x, found)
-    assert sorted(found) == [i.slot for i in intervals if i.contains(x)]
+    assert sorted(found) == expected
+    segments = Segments.build(intervals, 10**6)
+    assert segments is not None
+    found = []
+    segments.stab(x, found)
+    assert sorted(found) == expected
