@@ -14,13 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.clock import FixedClock, SequentialIds
+from engine.compile import compile_ruleset
 from engine.errors import BatonError, CompileErrors, InvalidInput
 from engine.loop import Engine, WorkingMemory
 from engine.recorded import RecordedAnswers
 from tests.helpers import ruleset
 
 ROOT = Path(__file__).resolve().parents[2]
-ENGINE = Engine(ruleset((ROOT / "rulesets/claims-triage.yaml").read_text(), "claims-triage.yaml"))
+RULESET = ruleset((ROOT / "rulesets/claims-triage.yaml").read_text(), "claims-triage.yaml")
+ENGINE = Engine(RULESET)  # small: one guard-only network
+INDEXED = Engine(RULESET, compile_ruleset(RULESET, indexed=True, shard_rules=3, shard_slots=4))  # index and shards
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
@@ -61,14 +64,19 @@ answers = st.fixed_dictionaries({
                                                                                             max_size=3), values)})),
        recorded=answers)
 def test_random_requests_never_crash(facts: Any, recorded: dict[str, Any]) -> None:
-    ports = RecordedAnswers(recorded)
-    try:
-        d = asyncio.run(ENGINE.decide(facts, ports, ports, FixedClock(), SequentialIds()))
-    except InvalidInput as e:
-        assert e.code and e.where.path.startswith("facts")
-        return
-    assert d.outcome in {"decided", "escalated", "no_decision", "failed"}
-    assert ENGINE.pool.live_sessions == 0
+    outcomes = []
+    for engine in (ENGINE, INDEXED):
+        ports = RecordedAnswers(recorded)
+        try:
+            d = asyncio.run(engine.decide(facts, ports, ports, FixedClock(), SequentialIds()))
+        except InvalidInput as e:
+            assert e.code and e.where.path.startswith("facts")
+            outcomes.append(e.code)
+            continue
+        assert d.outcome in {"decided", "escalated", "no_decision", "failed"}
+        assert engine.pool.live_sessions == 0
+        outcomes.append((d.outcome, d.fired))
+    assert outcomes[0] == outcomes[1]
 
 
 tokens = st.sampled_from(["claim", "policy", "assessment", "risk", ".", "amount", "active", "level", "and", "or",
@@ -89,11 +97,14 @@ def test_random_conditions_compile_or_fail_cleanly(when: str) -> None:
         return
     except BatonError as e:  # pragma: no cover - would mean an error escaped without a position
         raise AssertionError(f"error without CompileErrors: {e}") from e
-    engine = Engine(rs)
-    ports = RecordedAnswers({})
     claim = {"claim_ref": "C", "amount": 5, "policy_ref": "P", "description": "d", "customer_tier": "gold"}
-    d = asyncio.run(engine.decide({"claim": claim}, ports, ports, FixedClock(), SequentialIds()))
-    assert d.outcome in {"decided", "no_decision"}
+    seen = []
+    for engine in (Engine(rs), Engine(rs, compile_ruleset(rs, indexed=True, shard_rules=3, shard_slots=4))):
+        ports = RecordedAnswers({})
+        d = asyncio.run(engine.decide({"claim": claim}, ports, ports, FixedClock(), SequentialIds()))
+        assert d.outcome in {"decided", "no_decision"}
+        seen.append((d.outcome, d.fired))
+    assert seen[0] == seen[1]
 
 
 def test_deeply_nested_and_huge_inputs_are_rejected_cleanly() -> None:
