@@ -46,6 +46,35 @@ class LimitSettings(_Strict):
     max_cost_usd: float | None = Field(default=None, ge=0)
 
 
+class TransportSettings(_Strict):
+    """What one gRPC connection and one request may cost the server before anything is validated."""
+
+    # one request: a Decide with a document of max_document_bytes fits with room for its facts
+    max_receive_mib: int = Field(default=16, ge=1, le=256)
+    max_send_mib: int = Field(default=16, ge=1, le=256)
+    idle_timeout_s: float = Field(default=300.0, gt=0)  # a connection with no call for this long is closed
+    keepalive_s: float = Field(default=60.0, gt=0)  # the server pings a connection this often...
+    keepalive_timeout_s: float = Field(default=20.0, gt=0)  # ...and closes it when no answer comes in time
+    max_connection_age_s: float | None = Field(default=None, gt=0)  # then GOAWAY (spreads clients over replicas)
+    max_concurrent_streams: int = Field(default=256, ge=1, le=100_000)  # calls at once on one connection
+
+    def grpc_options(self) -> list[tuple[str, int]]:
+        options = [
+            ("grpc.max_receive_message_length", self.max_receive_mib << 20),
+            ("grpc.max_send_message_length", self.max_send_mib << 20),
+            ("grpc.max_connection_idle_ms", int(self.idle_timeout_s * 1000)),
+            ("grpc.keepalive_time_ms", int(self.keepalive_s * 1000)),
+            ("grpc.keepalive_timeout_ms", int(self.keepalive_timeout_s * 1000)),
+            ("grpc.http2.max_pings_without_data", 0),  # keep pinging an idle-but-open connection
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.max_concurrent_streams", self.max_concurrent_streams),
+        ]
+        if self.max_connection_age_s is not None:
+            options.append(("grpc.max_connection_age_ms", int(self.max_connection_age_s * 1000)))
+            options.append(("grpc.max_connection_age_grace_ms", 30_000))
+        return options
+
+
 class TracingSettings(_Strict):
     exporter: Literal["otlp", "console"] = "otlp"
     endpoint: str | None = None  # OTLP/HTTP traces URL; default http://localhost:4318/v1/traces
@@ -63,6 +92,7 @@ class Settings(_Strict):
     tokens: list[TokenEntry] = Field(default_factory=list)
     tls: Tls = Field(default_factory=lambda: Tls())
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
+    transport: TransportSettings = Field(default_factory=lambda: TransportSettings())
     sla_check_s: float = Field(default=5.0, gt=0)
     answers: Path | None = None  # canned model/tool answers: the offline demo
     insecure_no_auth: bool = False

@@ -28,6 +28,7 @@ CIRCUIT_STATE = Gauge("baton_circuit_state", "Connector circuit: 0 closed, 1 ope
 CIRCUIT_TRIPS = Counter("baton_circuit_trips", "Times a connector's circuit opened", ["connector"])
 CONNECTOR_REFUSED = Counter("baton_connector_refused", "Calls failed fast by a connector's limits",
                             ["connector", "reason"])
+WORKER_RESTARTS = Counter("baton_worker_restarts", "Worker processes started to replace one that died", ["worker"])
 SECRET_ROTATIONS = Counter("baton_secret_rotations", "Secret re-reads that changed a value")
 INTAKE = Counter("baton_intake_messages", "Decision requests taken from a broker", ["consumer", "result"])
 SHADOW_EVALUATIONS = Counter("baton_shadow_evaluations", "Live decisions evaluated against a shadow version",

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -230,7 +231,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
                         escalations=escalations, default_deadline_s=cfg.limits.deadline_s,
                         max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd, tracer=tracer,
                         shadows=shadows, max_document_bytes=cfg.max_document_bytes)
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 1), ("grpc.max_receive_message_length", 64 << 20)])
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1), *cfg.transport.grpc_options()])
     server.add_generic_rpc_handlers(generic_handlers(services))
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -321,9 +322,11 @@ async def _flush_logs(stop: asyncio.Event) -> None:
         await _stopped_within(stop, 0.5)
 
 
-def _child(cfg: Settings, base: Path, worker: int = 0) -> None:
+def _child(cfg: Settings, base: Path, worker: int = 0, restart: int = 0, ready: Any = None) -> None:
     setup_logging(cfg)
-    asyncio.run(run_server(cfg, base, worker=worker))
+    if restart:
+        metrics.WORKER_RESTARTS.labels(str(worker)).inc()  # counted by the worker that replaces it
+    asyncio.run(run_server(cfg, base, ready=ready, worker=worker))
 
 
 def serve(cfg: Settings, base: Path) -> None:
@@ -341,22 +344,91 @@ def serve(cfg: Settings, base: Path) -> None:
     if cfg.listen.endswith(":0"):
         raise SystemExit("--workers needs a fixed port (the workers share it)")
     SqlStore(cfg.db).close()  # migrate once, before the workers race for it
-    ctx = mp.get_context("spawn")
-    children = [ctx.Process(target=_child, args=(cfg, base, i), name=f"baton-worker-{i}") for i in range(cfg.workers)]
-    for child in children:
-        child.start()
+    Supervisor(cfg, base).run()
 
-    def forward(signum: int, _frame: Any) -> None:
-        for child in children:
+
+def _death(code: int | None) -> str:
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class Supervisor:
+    """Worker processes sharing one port: a worker that dies while the service runs is logged and replaced,
+    after a pause that doubles with each death in a row (0.5 s up to 30 s, reset after a minute up). A
+    signal to this process goes to every worker and ends supervision; the service then stops cleanly.
+    A worker that ends before it ever listened (a bad configuration, a port in use) is not replaced: the
+    service stops with its exit code, as it would with one worker. While no worker is up nothing
+    listens, so callers and health checks see UNAVAILABLE."""
+
+    BACKOFF_S = (0.5, 30.0)
+    STEADY_S = 60.0
+
+    def __init__(self, cfg: Settings, base: Path) -> None:
+        self.cfg, self.base = cfg, base
+        self.ctx = mp.get_context("spawn")
+        self.children: list[Any] = []
+        self.started: list[float] = []
+        self.failures = [0] * cfg.workers
+        self.restarts = [0] * cfg.workers
+        self.due: dict[int, float] = {}  # worker -> when to start its replacement
+        self.stopping = False
+        self.ready: list[Any] = [None] * cfg.workers
+
+    def spawn(self, i: int) -> Any:
+        self.ready[i] = self.ctx.Event()
+        child = self.ctx.Process(target=_child, args=(self.cfg, self.base, i, self.restarts[i], self.ready[i]),
+                                 name=f"baton-worker-{i}")
+        child.start()
+        return child
+
+    def forward(self, signum: int, _frame: Any) -> None:
+        if signum != signal.SIGHUP:  # SIGHUP: each worker re-reads its secrets; the service goes on
+            self.stopping = True
+        for child in self.children:
             if child.pid is not None and child.is_alive():
                 os.kill(child.pid, signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGHUP, forward)  # each worker re-reads its secrets
-    for child in children:
-        child.join()
-    codes = [c.exitcode for c in children]
-    if any(codes):
-        raise SystemExit(f"worker exit codes: {codes}")
-    say(f"baton: all {len(children)} workers stopped cleanly")
+    def run(self) -> None:
+        self.children = [self.spawn(i) for i in range(self.cfg.workers)]
+        self.started = [time.monotonic()] * self.cfg.workers
+        signal.signal(signal.SIGTERM, self.forward)
+        signal.signal(signal.SIGINT, self.forward)
+        signal.signal(signal.SIGHUP, self.forward)
+        while True:
+            now = time.monotonic()
+            for i, child in enumerate(self.children):
+                if child.is_alive() or i in self.due:
+                    continue
+                child.join()
+                if self.stopping:
+                    continue
+                if not self.ready[i].is_set():  # it never served: restarting would fail the same way
+                    log.error("worker %d (pid %s) ended before it listened, %s: stopping the service", i,
+                              child.pid, _death(child.exitcode))
+                    self.forward(signal.SIGTERM, None)
+                    continue
+                up = now - self.started[i]
+                self.failures[i] = 1 if up >= self.STEADY_S else self.failures[i] + 1
+                pause = min(self.BACKOFF_S[1], self.BACKOFF_S[0] * 2 ** (self.failures[i] - 1))
+                log.error("worker %d (pid %s) died, %s, after %.1f s up; restarting it in %.1f s", i, child.pid,
+                          _death(child.exitcode), up, pause)
+                say(f"baton: worker {i} (pid {child.pid}) died: {_death(child.exitcode)}; restarting in {pause:.1f} s")
+                self.due[i] = now + pause
+            for i, when in list(self.due.items()):
+                if self.stopping:
+                    del self.due[i]
+                elif now >= when:
+                    del self.due[i]
+                    self.restarts[i] += 1
+                    self.children[i] = self.spawn(i)
+                    self.started[i] = time.monotonic()
+            if self.stopping and not any(c.is_alive() for c in self.children):
+                break
+            time.sleep(0.1)
+        codes = [c.exitcode for c in self.children]
+        if any(codes):
+            raise SystemExit(f"worker exit codes: {codes}")
+        say(f"baton: all {len(self.children)} workers stopped cleanly")

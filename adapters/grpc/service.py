@@ -40,6 +40,7 @@ from engine.replay import replay, what_if
 log = logging.getLogger("baton.grpc")
 Ctx = grpc.aio.ServicerContext[Any, Any]
 DEADLINE_MARGIN_S = 0.05
+MAX_MESSAGE = 1000  # characters of a status message
 NOT_FOUND_CODES = {"unknown_ruleset", "unknown_version", "unknown_decision", "unknown_rule", "unknown_escalation",
                    "unknown_publication"}
 
@@ -95,10 +96,14 @@ def _status(abort: Abort) -> grpc.Status:
     if abort.bad_request:
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in abort.bad_request]))
+            error_details_pb2.BadRequest.FieldViolation(field=f[:MAX_MESSAGE], description=d[:MAX_MESSAGE])
+            for f, d in abort.bad_request]))
         details.append(detail)
     code = getattr(code_pb2, abort.code.name)
-    return rpc_status.to_status(status_pb2.Status(code=code, message=abort.message, details=details))
+    # a message echoes what the caller sent (a name, an id): bounded, so a huge one cannot push the status
+    # past the transport's metadata limit (the client would see RESOURCE_EXHAUSTED instead of this status)
+    message = abort.message if len(abort.message) <= MAX_MESSAGE else abort.message[:MAX_MESSAGE] + "..."
+    return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=details))
 
 
 def _map_error(e: BaseException) -> Abort:
@@ -134,7 +139,7 @@ def handler(method: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[.
     def wrap(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def run(self: Any, request: Any, context: Ctx) -> Any:
             try:
-                ident = self.s.auth.check(_metadata(context, "authorization"), method)
+                ident = self.s.auth.check(_credential(context), method)
                 if isinstance(request, _BadMessage):
                     raise Abort(grpc.StatusCode.INVALID_ARGUMENT, request.error, [("request", request.error)])
                 return await fn(self, request, context, ident)
@@ -146,6 +151,17 @@ def handler(method: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[.
         return run
 
     return wrap
+
+
+def _credential(context: Ctx) -> str | None:
+    """The one ``authorization`` value; two or more are ambiguous (which one names the caller?) and refused."""
+    values = [v for k, v in context.invocation_metadata() or () if k == "authorization"]
+    if len(values) > 1:
+        raise AuthError("unauthenticated", f"{len(values)} authorization headers: send exactly one")
+    if not values:
+        return None
+    v = values[0]
+    return v if isinstance(v, str) else v.decode("utf-8", "replace")
 
 
 def _metadata(context: Ctx, key: str) -> str | None:
@@ -504,7 +520,7 @@ class RulesetService:
         try:
             if isinstance(request, _BadMessage):
                 raise Abort(grpc.StatusCode.INVALID_ARGUMENT, request.error)
-            self.s.auth.check(_metadata(context, "authorization"), "Impact")
+            self.s.auth.check(_credential(context), "Impact")
             engine = Engine(load_ruleset(request.source, "candidate.yaml"))
             since = request.since.ToNanoseconds() / 1e9 if request.HasField("since") else None
             ids = await asyncio.to_thread(self.s.store.recent_ids, engine.ruleset.name,

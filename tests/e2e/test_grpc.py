@@ -140,6 +140,26 @@ def test_error_statuses(stubs: dict[str, object]) -> None:
     assert code_of(lambda: d.Decide(slow, metadata=metadata("caller"))) == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+def test_ambiguous_credentials_and_huge_names_get_clear_statuses(stubs: dict[str, object]) -> None:
+    d = stubs["d"]
+    req = decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", CLAIM)])
+    for pair in ((metadata("caller")[0], metadata("auditor")[0]),  # two valid tokens: which caller is it?
+                 (metadata("caller")[0], ("authorization", "Bearer wrong")),
+                 (("authorization", "Bearer wrong"), metadata("caller")[0])):
+        with pytest.raises(grpc.RpcError) as info:
+            d.Decide(req, metadata=list(pair))
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "2 authorization headers" in info.value.details()
+    huge = decision_pb2.DecideRequest(ruleset="x" * 100_000, facts=[fact("claim", CLAIM)])
+    with pytest.raises(grpc.RpcError) as info:
+        d.Decide(huge, metadata=metadata("caller"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND  # not RESOURCE_EXHAUSTED from an oversized status
+    assert 100 < len(info.value.details()) <= 1100
+    with pytest.raises(grpc.RpcError) as info:
+        d.GetDecision(decision_pb2.GetDecisionRequest(decision_id="d" * 100_000), metadata=metadata("auditor"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND and len(info.value.details()) <= 1100
+
+
 ROLE_CALLS = {
     "Decide": ("d", "Decide", decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", CLAIM)])),
     "ListDecisions": ("d", "ListDecisions", decision_pb2.ListDecisionsRequest()),

@@ -3,6 +3,7 @@ a non-local address is refused without auth."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -78,3 +79,54 @@ def test_a_public_address_without_auth_is_refused(tmp_path: Path) -> None:
                           str(tmp_path / "x.db"), "--rulesets", str(ROOT / "rulesets")], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "without auth" in (out.stdout + out.stderr)
+
+
+def test_idle_connections_are_closed_and_requests_are_bounded_by_the_transport_settings(tmp_path: Path) -> None:
+    server = start(tmp_path, env={"BATON_TRANSPORT__IDLE_TIMEOUT_S": "1", "BATON_TRANSPORT__MAX_RECEIVE_MIB": "1"})
+    try:
+        channel = grpc.insecure_channel(server.address)
+        stub = decision_pb2_grpc.DecisionServiceStub(channel)
+        stub.Decide(request(1), metadata=metadata("caller"), timeout=10)
+        assert channel._channel.check_connectivity_state(False) == 2  # READY
+        deadline = time.monotonic() + 10
+        while channel._channel.check_connectivity_state(False) == 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert channel._channel.check_connectivity_state(False) == 0  # IDLE: the server closed it (GOAWAY)
+        big = request(2)
+        big.facts[0].values.update({"description": "x" * (2 << 20)})  # 2 MiB against a 1 MiB bound
+        try:
+            stub.Decide(big, metadata=metadata("caller"), timeout=10)
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        else:
+            raise AssertionError("a request over max_receive_mib was accepted")
+        assert stub.Decide(request(3), metadata=metadata("caller"), timeout=10).decision.outcome == decision_pb2.OUTCOME_DECIDED
+        channel.close()
+    finally:
+        server.stop(signal.SIGTERM)
+
+
+def test_a_killed_worker_is_logged_and_replaced(tmp_path: Path) -> None:
+    server = start(tmp_path, "--workers", "2")
+    assert server.proc.stdout is not None
+    pids = [int(p) for p in re.findall(r"listening on [^(]*\(pid (\d+)", "\n".join(server.log))]
+    try:
+        os.kill(pids[0], signal.SIGKILL)
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any("baton listening on" in line for line in lines):
+            line = server.proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip())
+        server.log.extend(lines)
+        assert any(f"worker 0 (pid {pids[0]}) died: killed by SIGKILL; restarting" in line for line in lines), lines
+        replaced = [int(p) for p in re.findall(r"listening on [^(]*\(pid (\d+)", "\n".join(lines))]
+        assert replaced and replaced[0] not in pids
+        stub = decision_pb2_grpc.DecisionServiceStub(grpc.insecure_channel(server.address))
+        for i in range(20):  # both workers answer again
+            assert stub.Decide(request(i), metadata=metadata("caller"), timeout=10).decision.outcome == decision_pb2.OUTCOME_DECIDED
+    finally:
+        code = server.stop(signal.SIGTERM)
+    assert code == 0, "\n".join(server.log)
+    assert "baton: all 2 workers stopped cleanly" in server.log
