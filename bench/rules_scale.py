@@ -127,7 +127,7 @@ def raw(n: int, count: int) -> dict[str, Any]:
     except subprocess.TimeoutExpired:
         return {"error": "hangs (timeout)"}
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["exit code %d" % done.returncode])[-1]
+        last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
         return {"error": last.split(": ", 1)[-1][:40]}
     result: dict[str, Any] = json.loads(done.stdout)
     return result

@@ -100,7 +100,8 @@ def test_idle_connections_are_closed_and_requests_are_bounded_by_the_transport_s
             assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         else:
             raise AssertionError("a request over max_receive_mib was accepted")
-        assert stub.Decide(request(3), metadata=metadata("caller"), timeout=10).decision.outcome == decision_pb2.OUTCOME_DECIDED
+        done = stub.Decide(request(3), metadata=metadata("caller"), timeout=10)
+        assert done.decision.outcome == decision_pb2.OUTCOME_DECIDED
         channel.close()
     finally:
         server.stop(signal.SIGTERM)
@@ -125,7 +126,8 @@ def test_a_killed_worker_is_logged_and_replaced(tmp_path: Path) -> None:
         assert replaced and replaced[0] not in pids
         stub = decision_pb2_grpc.DecisionServiceStub(grpc.insecure_channel(server.address))
         for i in range(20):  # both workers answer again
-            assert stub.Decide(request(i), metadata=metadata("caller"), timeout=10).decision.outcome == decision_pb2.OUTCOME_DECIDED
+            done = stub.Decide(request(i), metadata=metadata("caller"), timeout=10)
+            assert done.decision.outcome == decision_pb2.OUTCOME_DECIDED
     finally:
         code = server.stop(signal.SIGTERM)
     assert code == 0, "\n".join(server.log)
