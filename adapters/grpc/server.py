@@ -42,7 +42,7 @@ from adapters.secrets import SECRETS
 from adapters.shadow import Shadows
 from adapters.store.sql import SqlStore
 from adapters.store.writer import GroupWriter
-from adapters.system import SystemClock, TimeOrderedIds
+from adapters.system import SystemClock, TimeOrderedIds, tune_allocator
 from adapters.tools.connectors import resolve_secrets
 from adapters.tracing import TracedPorts, setup_tracing
 from engine.loop import Limits
@@ -205,6 +205,7 @@ def _rotate_secrets(quiet: bool = False) -> None:
 
 async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int = 0) -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` prints every thread's stack
+    tune_allocator()  # large request buffers go back to the system once freed
     SECRETS.base, SECRETS.ttl_s = base, cfg.secrets_ttl_s
     store = SqlStore(cfg.db)
     registry = RulesetRegistry(store)
