@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import uuid
@@ -153,6 +154,22 @@ def handler(method: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[.
     return wrap
 
 
+def _same_request(stored: dict[str, Any], engine: Any, validated: list[tuple[str, dict[str, Any]]],
+                  request: decision_pb2.DecideRequest, key: str) -> None:
+    """A key names one request: the same key with other facts, documents or version is refused (as payment
+    APIs do) instead of answering with the decision of a different request."""
+    inputs = [{"type": t, "values": v} for t, v in validated]
+    documents = sorted(hashlib.sha256(bytes(d.content)).hexdigest() for d in request.documents)
+    stored_documents = sorted(str(d.get("id", "")) for d in stored.get("documents") or [])
+    same = (stored.get("ruleset") == engine.ruleset.name and json.loads(json.dumps(inputs)) == stored.get("inputs")
+            and documents == stored_documents and (not request.version or stored.get("version", "").startswith(
+                request.version)))
+    if not same:
+        raise Abort(grpc.StatusCode.FAILED_PRECONDITION, f"idempotency_key {key[:80]!r} was used for a different "
+                    f"request (decision {stored.get('decision_id')}): send a new key for new facts",
+                    [("idempotency_key", "already used for a different request")])
+
+
 def _credential(context: Ctx) -> str | None:
     """The one ``authorization`` value; two or more are ambiguous (which one names the caller?) and refused."""
     values = [v for k, v in context.invocation_metadata() or () if k == "authorization"]
@@ -209,24 +226,35 @@ class DecisionService:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_DOCUMENTS} documents per decision",
                         [("documents", f"at most {MAX_DOCUMENTS}")])
         key = request.idempotency_key or None
-        if key:
-            if len(key) > 200:
-                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "idempotency_key longer than 200 characters",
-                            [("idempotency_key", "at most 200 characters")])
-            existing = await asyncio.to_thread(s.store.find, ident.name, key)
-            if existing is not None:
-                return decision_pb2.DecideResponse(decision=convert.decision(existing, idempotent_replay=True))
+        if key and len(key) > 200:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "idempotency_key longer than 200 characters",
+                        [("idempotency_key", "at most 200 characters")])
+        # seconds and nanos as sent (a timedelta would round 1 ns down to zero)
+        deadline = request.deadline.seconds + request.deadline.nanos / 1e9 if request.HasField("deadline") else \
+            s.default_deadline_s
+        if request.HasField("deadline") and deadline is not None and deadline <= 0:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "deadline must be positive (nothing was decided)",
+                        [("deadline", "must be positive")])
+        existing = await asyncio.to_thread(s.store.find, ident.name, key) if key else None
+        if existing is not None and key:
+            try:  # compared as validated (5 and 5.0 are one value); facts that no longer validate, as sent
+                sent = engine.validate_input(facts, allow_empty=bool(request.documents))
+            except InvalidInput:
+                sent = [(t, v) for t, values in facts.items() for v in values]
+            _same_request(existing, engine, sent, request, key)
+            return decision_pb2.DecideResponse(decision=convert.decision(existing, idempotent_replay=True))
+        # facts first: a bad fact means no document is read and nothing is stored
+        validated = engine.validate_input(facts, allow_empty=bool(request.documents))
         if self.inflight >= s.max_inflight:
             raise Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {s.max_inflight} decisions in flight; "
                         "retry with backoff")
-        deadline = request.deadline.ToTimedelta().total_seconds() if request.HasField("deadline") else \
-            s.default_deadline_s
         remaining = context.time_remaining()
         if remaining is not None:
-            remaining = max(0.0, remaining - DEADLINE_MARGIN_S)
+            if remaining <= DEADLINE_MARGIN_S:  # waited in the queue past the caller's deadline: not decided
+                raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller's deadline passed before the decision "
+                            "started: nothing was decided or stored")
+            remaining -= DEADLINE_MARGIN_S
             deadline = remaining if deadline is None else min(deadline, remaining)
-        # facts first: a bad fact means no document is read and nothing is stored
-        validated = engine.validate_input(facts, allow_empty=bool(request.documents))
         incoming = await asyncio.to_thread(self._read_documents, request.documents) if request.documents else []
         self.inflight += 1
         metrics.INFLIGHT.inc()
@@ -250,7 +278,8 @@ class DecisionService:
                 s.shadows.offer(record)
         if saved.existing:  # a concurrent retry with the same key won the race
             stored = await asyncio.to_thread(s.store.get, saved.decision_id)
-            assert stored is not None
+            assert stored is not None and key is not None
+            _same_request(stored, engine, validated, request, key)
             return decision_pb2.DecideResponse(decision=convert.decision(stored, idempotent_replay=True))
         if d.outcome == "failed" and d.reason.startswith("deadline"):
             raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"decision {d.decision_id} failed: {d.reason} "

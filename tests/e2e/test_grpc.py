@@ -110,6 +110,38 @@ def test_idempotent_retry_returns_the_same_decision_and_stores_one_row(server: S
                and store.get(r["id"])["idempotency_key"] == "claim-77") == 1
 
 
+def test_an_idempotency_key_names_one_request(server: Server, stubs: dict[str, object]) -> None:
+    d = stubs["d"]
+    req = decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", {**CLAIM, "amount": 100})],
+                                     idempotency_key="pay-1")
+    first = d.Decide(req, metadata=metadata("caller")).decision
+    again = d.Decide(req, metadata=metadata("caller")).decision  # a retry: the stored decision
+    assert again.decision_id == first.decision_id and again.idempotent_replay
+    other = decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", {**CLAIM, "amount": 999_999})],
+                                       idempotency_key="pay-1")
+    with pytest.raises(grpc.RpcError) as info:
+        d.Decide(other, metadata=metadata("caller"))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "'pay-1' was used for a different request" in info.value.details()
+    assert first.decision_id in info.value.details()
+    store = SqlStore(server.db, migrate=False)
+    assert sum(1 for r in store.list_decisions(limit=1000) if r["caller"] == "caller"
+               and store.get(r["id"])["idempotency_key"] == "pay-1") == 1
+
+
+def test_a_deadline_that_is_zero_or_negative_stores_nothing(server: Server, stubs: dict[str, object]) -> None:
+    d = stubs["d"]
+    store = SqlStore(server.db, migrate=False)
+    before = len(store.list_decisions(limit=10_000))
+    for seconds, nanos in ((0, 0), (-5, 0), (0, -1)):
+        req = decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", CLAIM)],
+                                         deadline=duration_pb2.Duration(seconds=seconds, nanos=nanos))
+        with pytest.raises(grpc.RpcError) as info:
+            d.Decide(req, metadata=metadata("caller"))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "deadline" in info.value.details()
+    assert len(store.list_decisions(limit=10_000)) == before
+
+
 def test_error_statuses(stubs: dict[str, object]) -> None:
     d, r = stubs["d"], stubs["r"]
     bad = decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", {**CLAIM, "amount": "lots"})])
