@@ -28,6 +28,7 @@ from adapters.logs import log_decision
 from adapters.registry import GovernanceError, Publication, RulesetRegistry, VersionInfo
 from adapters.shadow import Shadows
 from adapters.store.sql import Conflict, SqlStore
+from adapters.store.sql import unavailable as store_unavailable
 from adapters.store.writer import GroupWriter
 from adapters.tracing import annotate, decision_span
 from engine.errors import BatonError, CompileErrors, InvalidInput, Overloaded
@@ -125,6 +126,10 @@ def _map_error(e: BaseException) -> Abort:
         return Abort(code, e.message)
     if isinstance(e, (NotOpen, Conflict)):
         return Abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+    if store_unavailable(e):
+        log.warning("store unavailable: %s", type(e).__name__)
+        return Abort(grpc.StatusCode.UNAVAILABLE, "the decision store is unavailable; retry with the same "
+                     "idempotency_key (a decision stored just before the failure is then returned, not made twice)")
     if isinstance(e, BatonError) and e.code in NOT_FOUND_CODES:
         return Abort(grpc.StatusCode.NOT_FOUND, e.message)
     if isinstance(e, BatonError) and e.code in ("bad_request",):

@@ -111,6 +111,13 @@ def store_version(conn: Connection, rs: Ruleset, now: float | None = None) -> No
                                               tests=len(rs.tests)))
 
 
+def unavailable(error: BaseException) -> bool:
+    """Whether a store error means the database cannot be reached now (down, restarting, connection lost,
+    locked): the caller may retry, as opposed to a bad record or a bug."""
+    return isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError)) or (
+        isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated)
+
+
 class Conflict(Exception):
     """The escalation was already resolved (by another reviewer or replica)."""
 
