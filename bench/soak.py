@@ -1,0 +1,206 @@
+"""A soak: mixed traffic against `baton serve --workers 2` for a while, sampled at intervals.
+
+Traffic (8 client threads, plus intake): rules-only decisions (credit-limit, decision tables), decisions
+with recorded model and tool answers (claims-triage), decisions with a PDF document (claims-intake, two
+models and retrieval, canned answers), and decision requests published to a JetStream subject that the
+server's consumer takes (when NATS is running). Each interval prints, per worker, RSS and open file
+descriptors, the store's open connections (SQLite: descriptors on the database files), and the p50/p99
+latency of the calls made in it; at the end, a small chart of RSS and p99. None of them may grow
+without bound. Run: .venv/bin/python bench/soak.py [--minutes 30] [--interval 60] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import struct_pb2
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc  # noqa: E402
+from tests.e2e.server import start  # noqa: E402
+
+CLAIM = {"claim_ref": "C-1", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
+         "customer_tier": "standard"}
+PDF = (ROOT / "rulesets/samples/claim-theft.pdf").read_bytes()
+BARS = " ▁▂▃▄▅▆▇█"
+
+
+def struct(values: dict[str, Any]) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(values)
+    return s
+
+
+def requests() -> list[tuple[str, decision_pb2.DecideRequest]]:
+    credit = next(t for t in _tests("credit-limit"))
+    return [
+        ("rules-only", decision_pb2.DecideRequest(ruleset="credit-limit", facts=[
+            decision_pb2.Fact(type=t, values=struct(v)) for t, vs in credit.items()
+            for v in (vs if isinstance(vs, list) else [vs])])),
+        ("models", decision_pb2.DecideRequest(ruleset="claims-triage", facts=[
+            decision_pb2.Fact(type="claim", values=struct(CLAIM))])),
+        ("document", decision_pb2.DecideRequest(ruleset="claims-intake", documents=[
+            decision_pb2.Document(name="claim-theft.pdf", media_type="application/pdf", content=PDF)])),
+    ]
+
+
+def _tests(name: str) -> list[dict[str, Any]]:
+    from adapters.rulesets import load_file
+
+    rs = load_file(ROOT / f"rulesets/{name}.yaml")
+    return [t.given for t in rs.tests if isinstance(t.given, dict) and not t.documents]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def fds(pid: int, pattern: str = "") -> int:
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if not pattern or pattern in target:
+            count += 1
+    return count
+
+
+def spark(values: list[float]) -> str:
+    lo, hi = min(values), max(values)
+    return "".join(BARS[1 + int((v - lo) / (hi - lo) * 7) if hi > lo else 4] for v in values)
+
+
+def intake(subject: str, stop: threading.Event, sent: list[int]) -> None:
+    import nats
+
+    async def run() -> None:
+        nc = await nats.connect("nats://127.0.0.1:4222")
+        js = nc.jetstream()
+        k = 0
+        while not stop.is_set():
+            k += 1
+            body = json.dumps({"ruleset": "claims-triage", "facts": {"claim": {**CLAIM, "claim_ref": f"I-{k}"}}})
+            await js.publish(subject, body.encode(), headers={"Nats-Msg-Id": f"{subject}-{k}"})
+            sent[0] += 1
+            await asyncio.sleep(0.2)
+        await nc.close()
+
+    asyncio.run(run())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--interval", type=float, default=60, help="seconds between samples")
+    parser.add_argument("--smoke", action="store_true", help="a short run (CI): 20 s, samples every 5 s")
+    args = parser.parse_args()
+    minutes, interval = (20 / 60, 5.0) if args.smoke else (args.minutes, args.interval)
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        tag = uuid.uuid4().hex[:8]
+        subject = f"soak.{tag}"
+        config: dict[str, Any] = {}
+        nats_up = _port(4222)
+        if nats_up:
+            config["consumers"] = {"soak": {"type": "jetstream", "url": "nats://127.0.0.1:4222",
+                                            "stream": f"SOAK_{tag.upper()}", "subject": subject,
+                                            "durable": f"soak{tag}", "max_inflight": 8}}
+        path = tmp / "baton.yaml"
+        path.write_text(json.dumps(config))
+        server = start(tmp, "--workers", "2", "--config", str(path), auth=False)
+        pids = [int(p) for p in re.findall(r"\(pid (\d+)", "\n".join(server.log))]
+        stop = threading.Event()
+        latencies: list[tuple[float, str]] = []
+        errors: dict[str, int] = {}
+        lock = threading.Lock()
+        mix = requests()
+
+        def client(n: int) -> None:
+            stub = decision_pb2_grpc.DecisionServiceStub(grpc.insecure_channel(server.address))
+            k = n
+            while not stop.is_set():
+                kind, request = mix[k % len(mix)]
+                k += 1
+                started = time.perf_counter()
+                try:
+                    stub.Decide(request, timeout=30)
+                    with lock:
+                        latencies.append((time.perf_counter() - started, kind))
+                except grpc.RpcError as e:
+                    with lock:
+                        errors[e.code().name] = errors.get(e.code().name, 0) + 1
+
+        sent = [0]
+        threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(8)]
+        if nats_up:
+            threads.append(threading.Thread(target=intake, args=(subject, stop, sent), daemon=True))
+        for t in threads:
+            t.start()
+        rows = []
+        print(f"soak: {minutes:g} min, a sample every {interval:g} s; workers {pids}; intake "
+              f"{'on ' + subject if nats_up else 'off (NATS not running)'}")
+        head = (f"{'t s':>6} " + " ".join(f"{'RSS MB w' + str(i):>11} {'fds w' + str(i):>7}" for i in range(len(pids)))
+                + f" {'db conns':>8} {'calls':>6} {'p50 ms':>7} {'p99 ms':>7} {'errors':>7} {'intake':>6}")
+        print(head)
+        t0 = time.monotonic()
+        try:
+            while time.monotonic() - t0 < minutes * 60:
+                time.sleep(interval)
+                with lock:
+                    window = [s for s, _ in latencies]
+                    latencies.clear()
+                window.sort()
+                row = {"t": time.monotonic() - t0, "rss": [rss_mb(p) for p in pids], "fds": [fds(p) for p in pids],
+                       "db": sum(fds(p, "baton.db") for p in pids), "calls": len(window),
+                       "p50": statistics.median(window) * 1000 if window else 0.0,
+                       "p99": window[min(len(window) - 1, int(len(window) * 0.99))] * 1000 if window else 0.0}
+                rows.append(row)
+                print(f"{row['t']:>6.0f} " + " ".join(f"{r:>11.0f} {f:>7}" for r, f in zip(row["rss"], row["fds"],
+                                                                                          strict=True))
+                      + f" {row['db']:>8} {row['calls']:>6} {row['p50']:>7.1f} {row['p99']:>7.1f}"
+                      f" {sum(errors.values()):>7} {sent[0]:>6}")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(10)
+            server.stop(signal.SIGTERM)
+        if rows:
+            for i in range(len(pids)):
+                print(f"RSS worker {i}: {spark([r['rss'][i] for r in rows])}  "
+                      f"{min(r['rss'][i] for r in rows):.0f}-{max(r['rss'][i] for r in rows):.0f} MB")
+            print(f"p99:          {spark([r['p99'] for r in rows])}  "
+                  f"{min(r['p99'] for r in rows):.1f}-{max(r['p99'] for r in rows):.1f} ms")
+        print(f"errors: {errors or 'none'}")
+
+
+def _port(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+if __name__ == "__main__":
+    main()
