@@ -1,21 +1,32 @@
 """Ruleset -> engine networks small enough for durable-rules, with Baton's index routing facts into them.
 
-Each branch of each rule becomes one engine rule; each of its patterns is a *slot* of the literal index
-(engine/index.py). The engine rules, in agenda order (priority, then the rule written first, then the
-branch), are cut into *shards*: consecutive runs of at most ``SHARD_RULES`` engine rules and
-``SHARD_SLOTS`` patterns, each its own durable-rules ruleset. A pattern tests the fact type and one
-token, ``k<slot>``, that the index sets on a fact exactly when the slot's literal tests hold; the rest
-of the branch condition is the guard, checked when the activation fires.
+A ruleset of up to ``GUARD_ONLY_RULES`` engine rules runs as before: one network whose patterns test the
+fact type and the string/boolean equalities the rules name (pushed down as the rules' own literals);
+everything else in a condition is the guard, checked when the activation fires. Routing a fact through
+the index costs more than the guards it would save at that size.
+
+Any larger ruleset is indexed. Each branch of each rule becomes one engine rule; each of its patterns
+is a *slot* of the literal index (engine/index.py). The engine rules, in agenda order (priority, then
+the rule written first, then the branch), are cut into *shards*: consecutive runs of at most
+``SHARD_RULES`` engine rules and ``SHARD_SLOTS`` patterns, each its own durable-rules ruleset. A
+pattern tests the fact type, the same pushed-down equalities, and one token, ``k<slot>``, that the
+router (``Router``) sets on a fact exactly when the slot's literal tests hold and its rule can match.
 
 Why shards, and why this size (durable-rules 2.0.28, measured; see tests/engine/test_durable_rules.py):
-- a session costs time for every rule of its ruleset (state is allocated per rule node), so one network
-  of 10,000 rules would cost milliseconds per decision even when no rule can match;
+- a session costs time for every rule of its ruleset (its state is allocated per rule node, ~0.4 us a
+  pattern), so one network of 10,000 rules would cost milliseconds per decision even when no rule can
+  match; a session on 8 rules costs a few microseconds;
 - per network: 256 rules per alpha node (error 108), 512 equality children per node (the core hangs),
   4,096 rules (error 106), 64 alpha nodes a fact passes at once (error 303), 255 fact properties.
-A shard of 32 rules and 48 patterns stays under every one of them whatever the ruleset, which
+A shard of 8 rules and 16 patterns stays under every one of them whatever the ruleset, which
 ``check_fits`` proves for each shard at compile time. Since shards follow agenda order, the first shard
 with a pending activation holds the next one to fire (engine/driver.py walks them that way), so the
 engine keeps owning priority, rule order, recency and forward chaining.
+
+Replays: the indexed engine must fire exactly what the single network did, ties included, for every
+ruleset the single network could run (tests/engine/test_index.py compares them). That is why the
+indexed patterns keep the pushed-down equalities, and why tokens are written in descending slot order:
+the core joins a fact's patterns in the order it reaches their nodes.
 
 No user data reaches the C core: an engine fact is its type, a sequence number and its tokens. Engine
 rule, pattern and token names are Baton's own (``r3``, ``p0``, ``k12``), never a user's.
