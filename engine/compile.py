@@ -56,7 +56,6 @@ GUARD_ONLY_RULES = 32  # measured on the example rulesets: below this the index 
 GUARD_ONLY_SLOTS = 64  # and far below 256 patterns of one type on the network's one node per type
 # durable-rules 2.0.28 (rules.h, events.c, state.h): what one network may hold
 ENGINE_MAX_RULES = 4096
-ENGINE_BETAS_PER_NODE = 256
 ENGINE_CHILDREN_PER_NODE = 512
 ENGINE_STACK = 64
 ENGINE_PROPERTIES = 255

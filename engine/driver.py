@@ -251,10 +251,6 @@ class Agenda:
         self.order: list[ShardSession] = []  # the open sessions, in shard order
         self.current: ShardSession | None = None
 
-    @property
-    def open_sessions(self) -> int:
-        return len(self.sessions)
-
     def _add(self, by_shard: dict[int, list[dict[str, object]]]) -> None:
         for shard, batch in by_shard.items():
             session = self.sessions.get(shard)

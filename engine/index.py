@@ -222,12 +222,10 @@ class _TypeIndex:
     member: dict[str, dict[object, list[int]]] = field(default_factory=dict)  # list field contains
     ranges: dict[str, list[Interval]] = field(default_factory=dict)
     trees: dict[str, IntervalTree | Segments] = field(default_factory=dict)
-    free: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    number: int
     type_name: str
     binding: str
     checks: tuple[Check, ...]  # every literal test of the slot, as the guard would evaluate it
@@ -251,7 +249,7 @@ class LiteralIndex:
         number = len(self.slots)
         aliases = {binding: type_name}
         checks = tuple(compile_expr(t.node, aliases) for t in tests)
-        self.slots.append(Slot(number, type_name, binding, checks))
+        self.slots.append(Slot(type_name, binding, checks))
         self.types.setdefault(type_name, _TypeIndex())
         options: list[_Option] = []
         for k, t in enumerate(tests):
@@ -272,7 +270,6 @@ class LiteralIndex:
         if options:
             self.options.append((number, options))
         else:
-            self.types[type_name].free.append(number)
             self.free.add(number)
         return number
 

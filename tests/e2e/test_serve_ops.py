@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 from google.protobuf import struct_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from adapters.store.sql import SqlStore
@@ -113,6 +114,9 @@ def test_a_killed_worker_is_logged_and_replaced(tmp_path: Path) -> None:
     pids = [int(p) for p in re.findall(r"listening on [^(]*\(pid (\d+)", "\n".join(server.log))]
     try:
         os.kill(pids[0], signal.SIGKILL)
+        with grpc.insecure_channel(server.address) as channel:  # the other worker answers: still SERVING
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
         lines: list[str] = []
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not any("baton listening on" in line for line in lines):
