@@ -7,6 +7,7 @@ what it cannot run that way (backreferences, lookaround) when the ruleset is com
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 import re2
@@ -23,7 +24,12 @@ class RegexError(ValueError):
     """A pattern RE2 cannot compile; the message is RE2's reason."""
 
 
+_PYTHON_END = re.compile(r"(?<!\\)((?:\\\\)*)\\Z")  # \Z not itself escaped
+
+
 def compile_regex(pattern: str) -> Pattern:
+    # Python's \Z (end of text) is RE2's \z: the same anchor, so rulesets written for `re` keep working
+    pattern = _PYTHON_END.sub(lambda m: m.group(1) + "\\z", pattern)
     try:
         compiled: Pattern = re2.compile(pattern, _OPTIONS)
     except re2.error as e:

@@ -129,6 +129,10 @@ def test_matches_keeps_search_semantics_case_flags_and_unicode() -> None:
     assert decide(rs, {"msg": {"text": "x über42"}}).outcome == "no_decision"
     rs = ruleset(MSG + '  - name: r\n    when: msg.text matches "b+c"\n    then:\n      decide: {x: y}\n')
     assert decide(rs, {"msg": {"text": "aaabbbcdd"}}).outcome == "decided"
+    # Python's \Z (end of text), which RE2 spells \z, keeps its meaning
+    rs = ruleset(MSG + '  - name: r\n    when: msg.text matches "end\\\\Z"\n    then:\n      decide: {x: y}\n')
+    assert decide(rs, {"msg": {"text": "the end"}}).outcome == "decided"
+    assert decide(rs, {"msg": {"text": "the end."}}).outcome == "no_decision"
 
 
 def test_every_network_of_a_large_ruleset_is_proved_to_fit() -> None:
