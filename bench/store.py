@@ -28,7 +28,7 @@ from engine.replay import replay  # noqa: E402
 def write_many(url: str, n: int, concurrency: int = 128) -> float:
     rs = load_file(ROOT / "rulesets/claims-triage.yaml")
     store = SqlStore(url)
-    store.save_ruleset(rs.name, rs.version, rs.source)
+    store.save_ruleset(rs)
     writer = GroupWriter(store)
     engine = Engine(rs)
     clock, ids = SystemClock(), TimeOrderedIds()

@@ -1,0 +1,41 @@
+"""Every benchmark script runs, in a small configuration, so none can rot unnoticed (bench/store.py had)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+RUNS = {
+    "engine.py": (["--n", "300"], "Baton / raw"),
+    "store.py": (["--n", "60"], "SQLite"),
+    "rules_scale.py": (["--smoke"], "table rows N=100"),
+    "memory.py": (["--rounds", "1", "--mib", "1"], "statuses: ['INVALID_ARGUMENT']"),
+    "soak.py": (["--smoke"], "errors: none"),
+    "models.py": (["--n", "20", "--delay-ms", "5", "--rounds", "1"], ""),
+    "retrieval.py": (["--docs", "20", "--queries", "10"], ""),
+    "console.py": (["--decisions", "200"], ""),
+    "intake.py": (["--n", "40", "--inflight", "8"], ""),
+    "grpc_load.py": (["--duration", "2", "--inflight", "8", "--no-floor"], ""),
+}
+
+
+def test_every_bench_script_is_covered() -> None:
+    scripts = {p.name for p in (ROOT / "bench").glob("*.py")} - {"empty_grpc.py"}  # run by grpc_load.py
+    assert scripts == set(RUNS)
+
+
+@pytest.mark.parametrize("script", sorted(RUNS))
+def test_bench_script_runs(script: str) -> None:
+    if script == "grpc_load.py" and shutil.which("h2load") is None:
+        pytest.skip("h2load (nghttp2-client) is not installed")
+    args, expect = RUNS[script]
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
+    assert expect in done.stdout, done.stdout[-2000:]
