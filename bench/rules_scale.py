@@ -29,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from adapters.system import tune_allocator  # noqa: E402
 from engine.clock import FixedClock, SequentialIds  # noqa: E402
 from engine.language.loader import load_ruleset  # noqa: E402
 from engine.loop import Engine  # noqa: E402
@@ -141,6 +142,7 @@ def main() -> None:
     parser.add_argument("--no-raw", action="store_true")
     parser.add_argument("--raw-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    tune_allocator()  # as every Baton process does (adapters/system.py): the figures are the service's
     if args.raw_child is not None:
         raw_child(args.raw_child, args.decisions)
         return

@@ -22,7 +22,7 @@ from adapters.documents import read_document
 from adapters.retrieval import WithRetrieval
 from adapters.rulesets import display, find_ruleset, load_file, ruleset_files
 from adapters.store.sql import Pending
-from adapters.system import SystemClock, TimeOrderedIds
+from adapters.system import SystemClock, TimeOrderedIds, tune_allocator
 from engine.errors import BatonError, CompileErrors, InvalidInput
 from engine.loop import Engine, Limits
 from engine.ports import ModelGateway, ToolConnector
@@ -32,6 +32,7 @@ from engine.testing import run_suite
 # A 10,000-rule ruleset leaves about a million objects behind; the full collection the interpreter runs
 # when it shuts down would walk them all (~1.3 s here) to reclaim nothing, since the process is ending.
 atexit.register(gc.freeze)
+tune_allocator()  # every command: glibc's heap trimming would otherwise page-fault each engine session in again
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Baton: a rules-engine-first decision service.")
 app.add_typer(log_app, name="log")
