@@ -38,6 +38,8 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 
 from engine.errors import BatonError
 from engine.index import LiteralIndex, LiteralTest, literal_test
@@ -164,16 +166,8 @@ class Router:
                 for rule in self.waiting.pop(type_name, ()) if self.waiting else ():
                     if rule not in complete:
                         self._try(rule, seq, extra, later)
-            if later:
-                later.sort()
-                k = 0
-                while k < len(later):
-                    q = later[k][0]
-                    slots = []
-                    while k < len(later) and later[k][0] == q:
-                        slots.append(later[k][1])
-                        k += 1
-                    self._emit(out, q, wm.type_of(q), slots, ())
+            for q, group in groupby(sorted(later), key=itemgetter(0)):  # waiting facts first, oldest first
+                self._emit(out, q, wm.type_of(q), [s for _, s in group], ())
             static = c.static_tokens.get(type_name, ())
             if extra:
                 self._emit(out, seq, type_name, extra, static)
@@ -209,7 +203,7 @@ class Router:
             return
         for s in free:
             type_name = self.c.index.slots[s].type_name
-            if not self.wm.has_type(type_name) or type_name not in self.types:
+            if type_name not in self.types:  # no fact of it routed yet
                 self.waiting.setdefault(type_name, []).append(rule)
                 return
         self.complete.add(rule)
@@ -280,21 +274,17 @@ def compile_ruleset(ruleset: Ruleset, indexed: bool | None = None, shard_rules: 
     if default and isinstance(ruleset.compiled, CompiledRuleset):
         return ruleset.compiled
     with collector_paused():
-        if default:
-            ruleset.compiled = _choose(ruleset, pushdown, shard_rules, shard_slots)
-            return ruleset.compiled
         if indexed is None:
-            return _choose(ruleset, pushdown, shard_rules, shard_slots)
-        # any other cut gets engine names of its own (a process may hold several cuts of one version)
-        layout = f"~{'i' if indexed else 'g'}{shard_rules}x{shard_slots}{'p' if pushdown else ''}"
-        return _compile(ruleset, indexed, shard_rules, shard_slots, pushdown, layout)
-
-
-def _choose(ruleset: Ruleset, pushdown: bool, shard_rules: int, shard_slots: int) -> CompiledRuleset:
-    branches = [b for r in ruleset.rules for b in r.condition.branches]
-    if len(branches) <= GUARD_ONLY_RULES and sum(len(b.bindings) for b in branches) <= GUARD_ONLY_SLOTS:
-        return _compile(ruleset, False, GUARD_ONLY_RULES, GUARD_ONLY_SLOTS, pushdown, "")
-    return _compile(ruleset, True, shard_rules, shard_slots, pushdown, "")
+            branches = [b for r in ruleset.rules for b in r.condition.branches]
+            indexed = len(branches) > GUARD_ONLY_RULES or sum(len(b.bindings) for b in branches) > GUARD_ONLY_SLOTS
+            if not indexed:
+                shard_rules, shard_slots = GUARD_ONLY_RULES, GUARD_ONLY_SLOTS
+        # any cut but the default one gets engine names of its own (a process may hold several of a version)
+        layout = "" if default else f"~{'i' if indexed else 'g'}{shard_rules}x{shard_slots}{'p' if pushdown else ''}"
+        compiled = _compile(ruleset, indexed, shard_rules, shard_slots, pushdown, layout)
+    if default:
+        ruleset.compiled = compiled
+    return compiled
 
 
 def _both(guard: Guard, then: Guard) -> Guard:
