@@ -229,7 +229,10 @@ class Router:
 
 def _kind_of(rs: Ruleset, aliases: Mapping[str, str]) -> Callable[[str, str], str]:
     def kind(binding: str, fname: str) -> str:
-        spec = rs.types[aliases.get(binding, binding)].fields[fname]
+        ft = rs.types.get(aliases.get(binding, binding))
+        spec = ft.fields.get(fname) if ft is not None else None
+        if spec is None:  # decision.date / decision.time: not a pattern's field
+            return ""
         return "list" if spec.kind == "list" else spec.scalar_kind
 
     return kind
@@ -338,7 +341,8 @@ def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int
     for rule, b, branch in ordered:
         kind_of = _kind_of(ruleset, rule.condition.aliases)
         tests, rest = split_branch(branch.parts, branch.bindings, kind_of, indexed)
-        if not shards or len(shards[-1].rules) >= shard_rules or len(shards[-1].slots) + len(branch.bindings) \
+        patterned = {**branch.bindings, **branch.epochs}  # aggregates: a marker pattern per aggregated type
+        if not shards or len(shards[-1].rules) >= shard_rules or len(shards[-1].slots) + len(patterned) \
                 > shard_slots:
             shards.append(Shard(len(shards), ""))
             definitions.append({START_RULE: {"pri": 0, "all": [{"m": {"bt": START_TYPE}}]}})
@@ -348,8 +352,8 @@ def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int
         patterns = []
         pattern_json = []
         own: list[int] = []
-        for k, (binding, tname) in enumerate(branch.bindings.items()):
-            slot = index.add(tname, binding, tests[binding])
+        for k, (binding, tname) in enumerate(patterned.items()):
+            slot = index.add(tname, binding, tests.get(binding, []))
             own.append(slot)
             slot_rule.append(number)
             if shard.number not in type_shards.setdefault(tname, []):
@@ -361,7 +365,8 @@ def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int
             pname = f"p{k}"
             patterns.append((pname, binding))
             conjunction: list[dict[str, object]] = [{"bt": tname}]
-            conjunction.extend({pushed[tname][t.field][0]: t.value} for t in equalities[(rule.index, b)][binding])
+            eqs = equalities[(rule.index, b)].get(binding, [])
+            conjunction.extend({pushed[tname][t.field][0]: t.value} for t in eqs)
             if indexed:
                 conjunction.append({token: 1})
             pattern_json.append({pname: conjunction[0] if len(conjunction) == 1 else {"$and": conjunction}})

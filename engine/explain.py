@@ -7,38 +7,10 @@ from itertools import islice, product
 from typing import Any
 
 from engine.language.check import MISSING, FactIndex, compile_expr
-from engine.language.expr import Binary, Bind, BoolOp, Exists, ListLit, Lit, Neg, Node, Not, Ref
+from engine.language.expr import Bind, Exists, Node, Ref, render
 from engine.model import Ruleset
 
 MAX_COMBINATIONS = 20
-
-
-def render(node: Node) -> str:
-    """A condition part as the analyst would write it."""
-    if isinstance(node, Lit):
-        return ("true" if node.value else "false") if isinstance(node.value, bool) else (
-            f'"{node.value}"' if isinstance(node.value, str) else repr(node.value))
-    if isinstance(node, ListLit):
-        return "[" + ", ".join(render(i) for i in node.items) + "]"
-    if isinstance(node, Ref):
-        return f"{node.binding}.{node.field}"
-    if isinstance(node, Exists):
-        return f"{'not ' if node.negated else ''}exists {node.type_name}"
-    if isinstance(node, Bind):
-        return f"{node.type_name} as {node.alias}"
-    if isinstance(node, Not):
-        return f"not {_paren(node.operand)}"
-    if isinstance(node, Neg):
-        return f"-{_paren(node.operand)}"
-    if isinstance(node, BoolOp):
-        return f" {node.op} ".join(_paren(o) for o in node.operands)
-    assert isinstance(node, Binary)
-    return f"{_paren(node.left)} {node.op} {_paren(node.right)}"
-
-
-def _paren(node: Node) -> str:
-    text = render(node)
-    return f"({text})" if isinstance(node, (BoolOp, Binary)) and not isinstance(node, Ref) else text
 
 
 def _refs(node: Node) -> list[Ref]:
@@ -46,7 +18,8 @@ def _refs(node: Node) -> list[Ref]:
         return [node]
     out: list[Ref] = []
     for child in (getattr(node, "operand", None), getattr(node, "left", None), getattr(node, "right", None),
-                  *getattr(node, "operands", ()), *getattr(node, "items", ())):
+                  *getattr(node, "operands", ()), *getattr(node, "items", ()), *getattr(node, "args", ()),
+                  getattr(node, "where", None)):
         if isinstance(child, Node):
             out.extend(_refs(child))
     return out

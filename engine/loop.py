@@ -19,7 +19,8 @@ from engine.compile import START_RULE, CompiledRuleset, compile_ruleset
 from engine.documents import Chunk, Document, chunks, merge
 from engine.driver import Agenda, Pools, pool_for
 from engine.errors import BatonError, InvalidInput, Where
-from engine.language.check import MISSING, FactIndex
+from engine.language.check import EPOCH, MISSING, FactIndex, Undefined
+from engine.language.dates import from_timestamp
 from engine.language.types import FactType
 from engine.model import ModelAction, Rule, Ruleset, Step, ToolAction
 from engine.ports import CallRequest, CallResult, Clock, IdFactory, ModelGateway, ToolConnector
@@ -32,12 +33,20 @@ MAX_INPUT_FACTS = 1000
 class WorkingMemory(FactIndex):
     """Every fact of one decision, by sequence number (1-based). Facts only grow; identical ones are one."""
 
-    __slots__ = ("by_type", "facts", "keys")
+    __slots__ = ("by_type", "facts", "keys", "now", "store")
 
-    def __init__(self) -> None:
+    def __init__(self, now: tuple[str, str] = ("1970-01-01", "1970-01-01T00:00:00Z")) -> None:
         self.facts: list[tuple[str, Values]] = []
         self.keys: set[tuple[str, tuple[tuple[str, object], ...]]] = set()
         self.by_type: dict[str, list[int]] = {}
+        self.now = now
+        self.store: dict[object, object] = {}
+
+    def memo(self) -> dict[object, object]:
+        return self.store
+
+    def moment(self) -> tuple[str, str]:
+        return self.now
 
     def add(self, type_name: str, values: Values) -> int:
         """The new fact's sequence number, or 0 when an identical fact is already known."""
@@ -67,7 +76,7 @@ class WorkingMemory(FactIndex):
         return self.facts[seq - 1][0]
 
     def latest(self) -> dict[str, Values]:
-        return {t: self.facts[seqs[-1] - 1][1] for t, seqs in self.by_type.items()}
+        return {t: self.facts[seqs[-1] - 1][1] for t, seqs in self.by_type.items() if not t.startswith(EPOCH)}
 
 
 @dataclass(slots=True)
@@ -118,6 +127,10 @@ class Decision:
         if self.documents:  # only when there are some: records without documents stay as they were
             out["documents"] = self.documents
         return out
+
+
+def _copy(payload: Values) -> Values:
+    return {k: _copy(v) if isinstance(v, dict) else v for k, v in payload.items()}
 
 
 def _tighter(a: float | None, b: float | None) -> float | None:
@@ -199,6 +212,10 @@ class Engine:
         self.compiled = compiled or compile_ruleset(ruleset)
         self.pool: Pools = pool_for(self.compiled)
         self.pool.warm()  # every network registered up front: no decision pays for it
+        # rules with aggregates: engine rule -> its branch's aggregates; aggregated type -> its marker type
+        self.aggregating = {name: er.rule.condition.branches[er.branch] for name, er in self.compiled.rules.items()
+                            if er.rule.condition.branches[er.branch].epochs}
+        self.epochs = {t[len(EPOCH):]: t for b in self.aggregating.values() for t in b.epochs.values()}
         self.schemas = {t: ft.json_schema() for t, ft in ruleset.types.items()}
         self.pii = {t: [f for f, spec in ft.fields.items() if spec.pii] for t, ft in ruleset.types.items()
                     if any(spec.pii for spec in ft.fields.values())}
@@ -289,7 +306,13 @@ class _Run:
         d.limits = {"step_limit": self.step_limit, "deadline_s": deadline, "max_calls": self.max_calls,
                     "max_cost_usd": self.max_cost}
         self.deadline = clock.monotonic() + deadline if deadline is not None else None
-        self.wm = WorkingMemory()
+        try:
+            now = from_timestamp(d.started_at)
+        except (OverflowError, OSError, ValueError):
+            now = from_timestamp(0.0)
+        self.wm = WorkingMemory(now)
+        self.epoch_counts: dict[str, int] = {}
+        self.aggregated: set[tuple[object, ...]] = set()  # (rule, branch, facts, values) that fired
         self.session: Agenda | None = None
         self.round = 0
         self.proposals: list[tuple[Rule, Step, int, Event]] = []
@@ -320,6 +343,8 @@ class _Run:
             seq = self.add_fact("document", fact, "document")
             if seq:
                 new.append((seq, "document", fact))
+        if self.engine.epochs:
+            new.extend(self.epoch_facts(list(self.engine.epochs)))
         self.session = self.engine.pool.open(new, self.wm)
         while True:
             self.d.rounds = self.round
@@ -330,7 +355,7 @@ class _Run:
                 given = self.human.pop(0)
                 seq = self.add_fact(given.type, given.values, "human", given.by)
                 if seq:
-                    self.session.assert_batch([(seq, given.type, given.values)])
+                    self.session.assert_batch(self.with_epochs([(seq, given.type, given.values)]))
                 continue
             if not self.intents and not self.unreadable:
                 break
@@ -362,10 +387,54 @@ class _Run:
                     seq = self.add_fact(t, v, source, call.action, extra)
                     if seq:
                         batch.append((seq, t, v))
-            self.session.assert_batch(batch)
+            self.session.assert_batch(self.with_epochs(batch))
             if not batch and self.d.steps == fired_before:
                 break
         self.resolve()
+
+    # -- aggregates -----------------------------------------------------------------------------------
+    def epoch_facts(self, types: Sequence[str]) -> list[tuple[int, str, Values]]:
+        """A new marker fact for each aggregated type whose facts changed: every rule aggregating over it
+        gets new activations, so it is considered again with the new values (Drools' accumulate)."""
+        out = []
+        for t in types:
+            n = len(self.wm.of_type(t))
+            if self.epoch_counts.get(t) == n:
+                continue
+            self.epoch_counts[t] = n
+            marker = self.engine.epochs[t]
+            values: Values = {"n": n}
+            seq = self.wm.add(marker, values)
+            if seq:
+                out.append((seq, marker, values))
+        return out
+
+    def with_epochs(self, batch: list[tuple[int, str, Values]]) -> list[tuple[int, str, Values]]:
+        epochs = self.engine.epochs
+        if not epochs or not batch:
+            return batch
+        touched = list(dict.fromkeys(t for _, t, _ in batch if t in epochs))
+        return batch + self.epoch_facts(touched) if touched else batch
+
+    def aggregate_values(self, name: str, er_rule: Rule, branch_no: int, env: dict[str, Values],
+                         seqs: dict[str, int]) -> dict[str, object] | None:
+        """The aggregates' values for this firing, or None when this combination already fired with them."""
+        branch = self.engine.aggregating[name]
+        for b in branch.epochs:
+            env.pop(b, None)
+            seqs.pop(b, None)
+        values: dict[str, object] = {}
+        for text, ev in branch.aggregates:
+            try:
+                v = ev(env, self.wm)
+            except (Undefined, OverflowError):
+                v = MISSING
+            values[text] = None if v is MISSING else v
+        key = (er_rule.name, branch_no, tuple(seqs.values()), orjson.dumps(values))
+        if key in self.aggregated:
+            return None
+        self.aggregated.add(key)
+        return values
 
     # -- firing ---------------------------------------------------------------------------------------
     def fire(self, message: str | None) -> None:
@@ -387,10 +456,16 @@ class _Run:
                     seqs[binding] = seq
                     env[binding] = facts[seq - 1][1]
                 if er.guard(env, wm):
-                    self.on_fire(er.rule, er.branch, env, seqs)
+                    if ename in self.engine.aggregating:
+                        shown = self.aggregate_values(ename, er.rule, er.branch, env, seqs)
+                        if shown is not None:
+                            self.on_fire(er.rule, er.branch, env, seqs, shown)
+                    else:
+                        self.on_fire(er.rule, er.branch, env, seqs)
             message = self.session.next()
 
-    def on_fire(self, rule: Rule, branch: int, env: dict[str, Values], seqs: dict[str, int]) -> None:
+    def on_fire(self, rule: Rule, branch: int, env: dict[str, Values], seqs: dict[str, int],
+                aggregates: dict[str, object] | None = None) -> None:
         d = self.d
         d.steps += 1
         if d.steps > self.step_limit:
@@ -401,19 +476,30 @@ class _Run:
         event: Event = {"kind": "fired", "step": step_no, "round": self.round, "rule": rule.name, "facts": seqs}
         if len(rule.condition.branches) > 1:
             event["branch"] = branch
+        if aggregates:
+            event["aggregates"] = aggregates
         d.trace.append(event)
         d.fired.append(rule.name)
         for step in rule.steps:
+            payload = self.computed(rule, step, env) if step.computed else step.payload
             if step.kind == "assert":
-                seq = self.add_fact(step.fact_type, step.payload, "rule", rule.name)
+                if step.computed:
+                    try:
+                        payload = self.engine.ruleset.types[step.fact_type].validate(payload, step.fact_type)
+                    except InvalidInput as e:
+                        raise _Stop(f"rule '{rule.name}' asserts {e.message}") from None
+                seq = self.add_fact(step.fact_type, payload, "rule", rule.name)
                 if seq:
                     assert self.session is not None
-                    self.session.assert_now(seq, step.fact_type, step.payload)
+                    self.session.assert_now(seq, step.fact_type, payload)
+                    if step.fact_type in self.engine.epochs:
+                        for marker in self.epoch_facts([step.fact_type]):
+                            self.session.assert_now(*marker)
             elif step.kind == "call":
                 self.intend(step.action, env, rule.condition.aliases)
             elif step.kind == "effect":
                 # an intent only: the outbox runs it after the decision is stored, never during replay
-                values = dict(step.payload)
+                values = dict(payload)
                 if step.templates:
                     context = {**self.wm.latest(), **env}
                     for key, template in step.templates.items():
@@ -429,11 +515,42 @@ class _Run:
                     self.held.append(effect)
                 d.trace.append(effect)
             else:
+                reason = step.reason
+                if step.computed and "reason" in payload:
+                    payload = dict(payload)
+                    reason = str(payload.pop("reason"))
                 proposal: Event = {"kind": "proposal", "step": step_no, "rule": rule.name, "verb": step.kind,
-                                   "payload": step.payload, "reason": step.reason, "priority": rule.priority,
+                                   "payload": payload, "reason": reason, "priority": rule.priority,
                                    "won": False}
                 d.trace.append(proposal)
                 self.proposals.append((rule, step, step_no, proposal))
+
+    def computed(self, rule: Rule, step: Step, env: dict[str, Values]) -> Values:
+        """The step's payload with its computed values (``=expr``) evaluated on the facts the rule matched.
+        An absent value leaves the field out (an assert then fails if the field is required); a value that
+        cannot be computed (division by zero, a bad date) stops the decision as failed, naming the field."""
+        out: Values = _copy(step.payload)
+        if any(path == ("reason",) for path, _, _ in step.computed):
+            out["reason"] = step.reason
+        for path, text, ev in step.computed:
+            try:
+                value = ev(env, self.wm)
+            except (Undefined, OverflowError, ArithmeticError, ValueError):
+                raise _Stop(f"rule '{rule.name}': {step.kind}.{'.'.join(path)} = {text} cannot be computed on "
+                            "these facts (division by zero, or a value out of range)") from None
+            if isinstance(value, float):
+                if value != value or value in (float("inf"), float("-inf")):
+                    raise _Stop(f"rule '{rule.name}': {step.kind}.{'.'.join(path)} = {text} is not a finite number")
+                if value.is_integer() and abs(value) < 2**53:
+                    value = int(value)
+            target: Values = out
+            for part in path[:-1]:
+                target = target[part]  # type: ignore[assignment]
+            if value is MISSING:
+                target.pop(path[-1], None)
+            else:
+                target[path[-1]] = value
+        return out
 
     def intend(self, action: str, env: dict[str, Values], aliases: Mapping[str, str]) -> None:
         rs = self.engine.ruleset
@@ -683,7 +800,8 @@ class _Run:
         rule, step, _, event = best
         event["won"] = True
         d.outcome = "decided" if step.kind == "decide" else "escalated"
-        d.decision, d.reason, d.rule = dict(step.payload), step.reason, rule.name
+        payload: Values = event["payload"]  # type: ignore[assignment]
+        d.decision, d.reason, d.rule = dict(payload), str(event["reason"]), rule.name
         if step.kind == "escalate":
-            d.escalation = {"queue": step.payload.get("queue", ""), "reason": step.reason, "expects": step.expects,
+            d.escalation = {"queue": payload.get("queue", ""), "reason": d.reason, "expects": step.expects,
                             "sla_s": step.sla_s, "rule": rule.name}

@@ -56,6 +56,8 @@ class Step:
     templates: dict[str, Template] = field(default_factory=dict)  # effect: `with` values rendered from facts
     expects: str = ""  # escalate: the fact type of the reviewer's answer
     sla_s: float | None = None  # escalate: after this long without an answer, a `timeout` fact
+    # computed values ("=expr"): (path into the payload, its text, evaluator); the path ("reason",) is the reason
+    computed: list[tuple[tuple[str, ...], str, Eval]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -83,6 +85,7 @@ class TestCase:
     where: Where = field(default_factory=Where)
     human: dict[str, object] = field(default_factory=dict)  # reviewer answers asserted when it escalates
     documents: list[Document] = field(default_factory=list)
+    at: float | None = None  # the decision's start (decision.date/decision.time); None: when the tests run
 
 
 @dataclass(slots=True)

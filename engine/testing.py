@@ -79,7 +79,7 @@ def fired_diff(expected: list[object], got: list[str]) -> str:
     return "\n".join(lines)
 
 
-async def run_test(engine: Engine, test: TestCase) -> TestResult:
+async def run_test(engine: Engine, test: TestCase, now: float = 0.0) -> TestResult:
     result = TestResult(test.name, test.where.line)
     answers = RecordedAnswers(test.answers)
     try:
@@ -89,7 +89,8 @@ async def run_test(engine: Engine, test: TestCase) -> TestResult:
         if unknown:
             raise BatonError("unknown_fact_type", f"human: unknown fact type {unknown[0]!r}")
         d = await engine.run(engine.validate_input(test.given, allow_empty=bool(test.documents)), answers, answers,
-                             FixedClock(), SequentialIds("test-"), Limits(), human, documents=test.documents)
+                             FixedClock(test.at if test.at is not None else now), SequentialIds("test-"), Limits(),
+                             human, documents=test.documents)
     except BatonError as e:
         result.failures.append(f"error: {e}")
         return result
@@ -101,9 +102,10 @@ async def run_test(engine: Engine, test: TestCase) -> TestResult:
     return result
 
 
-async def run_suite(ruleset: Ruleset) -> SuiteResult:
+async def run_suite(ruleset: Ruleset, now: float = 0.0) -> SuiteResult:
+    """``now``: the start time of tests that set no decision_date/decision_time (the CLI passes the clock)."""
     engine = Engine(ruleset)
-    results = [await run_test(engine, t) for t in ruleset.tests]
+    results = [await run_test(engine, t, now) for t in ruleset.tests]
     fired = {name for r in results if r.record for name in r.record.fired}
     uncovered = [r.name for r in ruleset.rules if r.name not in fired]
     return SuiteResult(ruleset, results, uncovered)

@@ -7,6 +7,7 @@ import atexit
 import gc
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -96,7 +97,7 @@ def test_cmd(paths: PathsArg,
             print_compile_errors(e)
             errors += 1
             continue
-        suite = asyncio.run(run_suite(rs))
+        suite = asyncio.run(run_suite(rs, time.time()))
         out.print(f"[bold]{display(f)}[/] ({rs.ref})", markup=True)
         for r in suite.results:
             total += 1

@@ -310,7 +310,7 @@ def create_app(console: Console) -> Starlette:
                                                           "column": 1, "hint": ""}]}
             context["check"] = check
         if action == "test" and check["valid"]:
-            suite = await run_suite(load_ruleset(source, "draft.yaml"))
+            suite = await run_suite(load_ruleset(source, "draft.yaml"), time.time())
             context["suite"] = suite
         elif action == "impact" and check["valid"]:
             last = _int(data.get("last"), 200, 1, 5000)

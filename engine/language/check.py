@@ -10,18 +10,22 @@ working memory. Guards are exact because facts never change within a decision.
 from __future__ import annotations
 
 import difflib
+import math
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
 from itertools import product
 from typing import Any
 
+from engine.language import dates
 from engine.language.expr import (
     ARITHMETIC,
     COMPARISONS,
     Binary,
     Bind,
     BoolOp,
+    Call,
     Exists,
     ExprError,
     ListLit,
@@ -30,12 +34,20 @@ from engine.language.expr import (
     Node,
     Not,
     Ref,
+    TypeName,
+    render,
 )
 from engine.language.types import FactType, FieldSpec
 from engine.regex import RegexError, compile_regex
 
 MAX_PATTERNS = 16
 MAX_BRANCHES = 64
+DECISION = "decision"  # decision.date / decision.time: the decision's own, recorded date and time
+AGGREGATES = ("count", "sum", "min", "max")
+FUNCTIONS = ("len", "lower", "upper", "abs", "min", "max", "round", "coalesce", "date", "datetime", "days",
+             "years", "add_days")
+ORDERED = ("number", "str", "date", "datetime")
+EPOCH = "$agg:"  # engine/loop.py: the marker fact re-asserted when facts of an aggregated type are added
 
 
 class _Missing:
@@ -48,7 +60,7 @@ class _Missing:
 MISSING = _Missing()
 
 
-class _Undefined(Exception):
+class Undefined(Exception):
     """Division by zero: the whole condition is false."""
 
 
@@ -71,6 +83,14 @@ class FactIndex:
     def type_of(self, seq: int) -> str:
         raise NotImplementedError
 
+    def memo(self) -> dict[object, object]:
+        """Where aggregates keep values computed in this decision (keyed by what they depend on)."""
+        return {}
+
+    def moment(self) -> tuple[str, str]:
+        """decision.date and decision.time: the decision's own, from its record."""
+        return "1970-01-01", "1970-01-01T00:00:00Z"
+
 
 Eval = Callable[[Facts, FactIndex], object]
 Guard = Callable[[Facts, FactIndex], bool]
@@ -78,7 +98,7 @@ Guard = Callable[[Facts, FactIndex], bool]
 
 @dataclass(frozen=True, slots=True)
 class Ty:
-    kind: str  # number | str | bool | list
+    kind: str  # number | str | bool | list | date | datetime
     item: str = ""  # list item kind; "" for an empty list literal
     enum: tuple[str, ...] = ()
 
@@ -93,6 +113,10 @@ class Branch:
     bindings: dict[str, str]
     parts: list[Node]
     guard: Guard = field(init=False, repr=False)
+    # aggregates: a marker pattern per aggregated type (binding -> engine type), so the rule is considered
+    # again whenever facts of that type are added; and the aggregates' text and evaluators, for the trace
+    epochs: dict[str, str] = field(default_factory=dict)
+    aggregates: list[tuple[str, Eval]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -109,10 +133,13 @@ def suggest(name: str, options: list[str]) -> str:
 
 
 class Checker:
-    def __init__(self, types: Mapping[str, FactType]) -> None:
+    def __init__(self, types: Mapping[str, FactType], visible: set[str] | None = None) -> None:
         self.types = types
         self.aliases: dict[str, str] = {}
         self.negated: set[str] = set()
+        self.local: list[str] = []  # the fact types aggregates iterate over, innermost last
+        self.seen: dict[int, Ty] = {}  # id(node) -> its type, read when lowering (datetimes, kinds)
+        self.visible = visible  # computed values: the bindings the rule matched (None: any)
 
     # -- names -------------------------------------------------------------------------------
     def collect_binds(self, node: Node, positive: bool) -> None:
@@ -121,7 +148,7 @@ class Checker:
                 raise ExprError("syntax_error", f"'{node.type_name} as {node.alias}' cannot stand inside 'or' or 'not'",
                                 node.pos, "declare aliases at the start: claim as a, claim as b, ...")
             self.fact_type(node.type_name, node.pos)
-            if node.alias in self.types or node.alias in self.aliases:
+            if node.alias in self.types or node.alias in self.aliases or node.alias == DECISION:
                 raise ExprError("duplicate_alias", f"alias '{node.alias}' is already a fact type or alias", node.pos)
             self.aliases[node.alias] = node.type_name
         elif isinstance(node, BoolOp):
@@ -141,6 +168,15 @@ class Checker:
         return ft
 
     def binding_type(self, binding: str, pos: int) -> FactType:
+        if binding in self.local:
+            return self.types[binding]
+        if self.visible is not None and binding not in self.visible:
+            known = binding in self.types or binding in self.aliases
+            raise ExprError("unbound_fact" if known else "unknown_fact_type",
+                            f"'{binding}' is not a fact this rule matched" if known else
+                            f"unknown fact type or alias '{binding}'", pos,
+                            f"add it to the rule's when (e.g. exists {binding}), or aggregate over it: "
+                            f"count({binding})" if known else suggest(binding, sorted(self.visible)))
         if binding in self.aliases:
             return self.types[self.aliases[binding]]
         if binding in set(self.aliases.values()):
@@ -153,6 +189,16 @@ class Checker:
 
     # -- types -------------------------------------------------------------------------------
     def type_of(self, node: Node) -> Ty:
+        ty = self._type_of(node)
+        self.seen[id(node)] = ty
+        return ty
+
+    def _type_of(self, node: Node) -> Ty:
+        if isinstance(node, Call):
+            return self.call_type(node)
+        if isinstance(node, TypeName):
+            raise ExprError("syntax_error", f"'{node.name}' needs a field, as in {node.name}.field", node.pos,
+                            f"count({node.name}) counts {node.name} facts")
         if isinstance(node, Lit):
             v = node.value
             return Ty("bool") if isinstance(v, bool) else Ty("str") if isinstance(v, str) else Ty("number")
@@ -187,6 +233,11 @@ class Checker:
         return self.binary_type(node)
 
     def field_spec(self, node: Ref) -> FieldSpec:
+        if node.binding == DECISION and DECISION not in self.types and DECISION not in self.aliases:
+            if node.field not in ("date", "time"):
+                raise ExprError("unknown_field", f"decision has no field '{node.field}'",
+                                node.pos + len(DECISION) + 1, "decision.date (a date) or decision.time (a datetime)")
+            return FieldSpec(node.field, "date" if node.field == "date" else "datetime")
         ft = self.binding_type(node.binding, node.pos)
         spec = ft.fields.get(node.field)
         if spec is None:
@@ -217,12 +268,17 @@ class Checker:
         if op in ARITHMETIC:
             for side, ty in ((node.left, left), (node.right, right)):
                 if ty.kind != "number":
-                    raise ExprError("type_mismatch", f"'{op}' needs numbers, but this is a {ty}", side.pos)
+                    hint = "days(a, b) counts the days between two dates; add_days(d, n) moves one" if ty.kind in (
+                        "date", "datetime") else ""
+                    raise ExprError("type_mismatch", f"'{op}' needs numbers, but this is a {ty}", side.pos, hint)
             return Ty("number")
         if op in COMPARISONS:
-            if left.kind != right.kind or (op not in ("==", "!=") and left.kind not in ("number", "str")):
+            if left.kind != right.kind or (op not in ("==", "!=") and left.kind not in ORDERED):
+                dated = {left.kind, right.kind} & {"date", "datetime"}
                 raise ExprError("type_mismatch", f"cannot compare a {left} with a {right} using '{op}'", node.pos,
-                                "numbers compare with numbers, strings with strings; quotes make a string")
+                                'a date compares with a date: date("2026-01-31"), datetime("2026-01-31T09:00:00Z")'
+                                if dated else "numbers compare with numbers, strings with strings; quotes make a "
+                                "string")
             if left.kind == "list" and left.item and right.item and left.item != right.item:
                 raise ExprError("type_mismatch", f"cannot compare a {left} with a {right}", node.pos)
             self.check_enum(left, node.right)
@@ -261,34 +317,193 @@ class Checker:
         return Ty("bool")
 
 
+    # -- functions and aggregates ---------------------------------------------------------------------
+    def call_type(self, node: Call) -> Ty:
+        name, args = node.name, node.args
+        if is_aggregate(node):
+            return self.aggregate_type(node)
+        if node.where is not None:
+            raise ExprError("syntax_error", f"'where' filters an aggregate (count, sum, min, max), not {name}()",
+                            node.pos, "sum(loan.amount where loan.status == \"open\")")
+        if name not in FUNCTIONS:
+            raise ExprError("unknown_function", f"unknown function '{name}'", node.pos,
+                            suggest(name, list(FUNCTIONS)) or f"functions: {', '.join(FUNCTIONS)}")
+        arity = {"len": (1, 1), "lower": (1, 1), "upper": (1, 1), "abs": (1, 1), "min": (2, 99), "max": (2, 99),
+                 "round": (1, 2), "coalesce": (1, 99), "date": (1, 1), "datetime": (1, 1), "days": (2, 2),
+                 "years": (2, 2), "add_days": (2, 2)}[name]
+        if not arity[0] <= len(args) <= arity[1]:
+            want = str(arity[0]) if arity[0] == arity[1] else f"{arity[0]} or more" if arity[1] == 99 else \
+                f"{arity[0]} or {arity[1]}"
+            raise ExprError("type_mismatch", f"{name}() takes {want} argument{'s' if want != '1' else ''}, "
+                            f"not {len(args)}", node.pos, _SIGNATURES[name])
+        tys = [self.type_of(a) for a in args]
+
+        def need(i: int, *kinds: str) -> Ty:
+            if tys[i].kind not in kinds:
+                raise ExprError("type_mismatch", f"{name}() needs {' or '.join(_A[k] for k in kinds)} here, but this "
+                                f"is a {tys[i]}", args[i].pos, _SIGNATURES[name])
+            return tys[i]
+
+        if name == "len":
+            need(0, "str", "list")
+            return Ty("number")
+        if name in ("lower", "upper"):
+            need(0, "str")
+            return Ty("str")
+        if name in ("abs", "round"):
+            for i in range(len(args)):
+                need(i, "number")
+            return Ty("number")
+        if name in ("min", "max", "coalesce"):
+            first = need(0, *ORDERED) if name != "coalesce" else tys[0]
+            for i in range(1, len(args)):
+                if tys[i].kind != first.kind or (first.kind == "list" and tys[i].item != first.item):
+                    raise ExprError("type_mismatch", f"{name}() needs values of one kind: a {first} and a {tys[i]}",
+                                    args[i].pos, _SIGNATURES[name])
+            return Ty(first.kind, first.item)
+        if name in ("date", "datetime"):
+            arg = need(0, "str", "date", "datetime")
+            literal = args[0]
+            if arg.kind == "str" and isinstance(literal, Lit) and isinstance(literal.value, str):
+                try:
+                    (dates.parse_date if name == "date" else dates.parse_datetime)(literal.value)
+                except dates.DateError as e:
+                    raise ExprError("bad_date", str(e), literal.pos + 1, _SIGNATURES[name]) from None
+            return Ty(name)
+        if name in ("days", "years"):
+            first = need(0, "date", "datetime")
+            if tys[1].kind != first.kind:
+                raise ExprError("type_mismatch", f"{name}() needs two dates or two datetimes, not a {first} and a "
+                                f"{tys[1]}", args[1].pos, "date(x) turns a datetime into its (UTC) date")
+            return Ty("number")
+        assert name == "add_days"
+        first = need(0, "date", "datetime")
+        need(1, "number")
+        return Ty(first.kind)
+
+    def aggregate_type(self, node: Call) -> Ty:
+        name, arg = node.name, node.args[0]
+        if self.local:
+            raise ExprError("syntax_error", "an aggregate cannot stand inside another aggregate", node.pos)
+        if name == "count":
+            if not isinstance(arg, TypeName):
+                raise ExprError("type_mismatch", "count() counts the facts of one type: count(loan), or "
+                                "count(loan where loan.status == \"open\")", arg.pos)
+            tname = arg.name
+        else:
+            if not isinstance(arg, Ref):
+                raise ExprError("type_mismatch", f"{name}() over facts names one field: {name}(loan.amount); with "
+                                f"two or more values it is the function {name}(a, b)", arg.pos)
+            tname = arg.binding
+        if tname not in self.types or tname == DECISION:
+            hint = "an aggregate runs over a fact type, not an alias" if tname in self.aliases else \
+                suggest(tname, list(self.types)) or "declare it under facts:"
+            raise ExprError("unknown_fact_type", f"unknown fact type '{tname}'", arg.pos, hint)
+        self.local.append(tname)
+        try:
+            kind = self.type_of(arg).kind if isinstance(arg, Ref) else "number"
+            if node.where is not None:
+                self.expect_bool(node.where, "where")
+        finally:
+            self.local.pop()
+        if name == "sum" and kind != "number":
+            raise ExprError("type_mismatch", f"sum() adds numbers, but {render(arg)} is a {kind}", arg.pos)
+        if name in ("min", "max") and kind not in ORDERED:
+            raise ExprError("type_mismatch", f"{name}() needs numbers, strings or dates, but {render(arg)} is a {kind}",
+                            arg.pos)
+        return Ty("number" if name in ("count", "sum") else kind)
+
+    def lower(self, node: Node) -> Node:
+        """The checked tree, made ready to evaluate: datetimes compare by instant (``$key``), and functions whose
+        meaning depends on their argument's kind carry it (``days:date``)."""
+        if isinstance(node, Binary):
+            left, right = self.lower(node.left), self.lower(node.right)
+            seen = self.seen.get(id(node.left))
+            if node.op in COMPARISONS and seen is not None and seen.kind == "datetime":
+                left, right = Call(left.pos, "$key", (left,)), Call(right.pos, "$key", (right,))
+            return Binary(node.pos, node.op, left, right)
+        if isinstance(node, Call):
+            args = tuple(self.lower(a) for a in node.args)
+            where = self.lower(node.where) if node.where is not None else None
+            name = node.name
+            if name in ("min", "max", "days", "years", "add_days", "date", "datetime") and node.args:
+                kind = self.seen.get(id(node.args[0]))
+                name = f"{name}:{kind.kind if kind is not None else ''}"
+            return Call(node.pos, name, args, where)
+        if isinstance(node, BoolOp):
+            return BoolOp(node.pos, node.op, tuple(self.lower(o) for o in node.operands))
+        if isinstance(node, Not):
+            return Not(node.pos, self.lower(node.operand))
+        if isinstance(node, Neg):
+            return Neg(node.pos, self.lower(node.operand))
+        if isinstance(node, ListLit):
+            return ListLit(node.pos, tuple(self.lower(i) for i in node.items))
+        return node
+
+
+_A = {"str": "a string", "list": "a list", "number": "a number", "date": "a date", "datetime": "a datetime",
+      "bool": "true or false"}
+_SIGNATURES = {
+    "len": "len(s) counts the characters of a string or the items of a list",
+    "lower": "lower(s) is the string in lower case", "upper": "upper(s) is the string in upper case",
+    "abs": "abs(n) is the number without its sign",
+    "min": "min(a, b, ...) of numbers, strings or dates; min(loan.amount) is the smallest over loan facts",
+    "max": "max(a, b, ...) of numbers, strings or dates; max(loan.amount) is the largest over loan facts",
+    "round": "round(n, k) rounds to k decimal places, half to even (k defaults to 0)",
+    "coalesce": "coalesce(a, b, ...) is the first value that is present",
+    "date": 'date("2026-01-31"); date(x) of a datetime is its UTC date',
+    "datetime": 'datetime("2026-01-31T09:00:00Z") (ISO 8601 with an offset)',
+    "days": "days(a, b): whole days from a to b, two dates or two datetimes",
+    "years": "years(a, b): whole years from a to b, as an age is counted",
+    "add_days": "add_days(d, n): the date (or datetime) n days after d",
+}
+
+
+def is_aggregate(node: Call) -> bool:
+    base = node.name.split(":")[0]
+    return base in ("count", "sum") or (base in ("min", "max") and len(node.args) == 1)
+
+
 # -- branches --------------------------------------------------------------------------------------
 
-def bindings_of(node: Node, aliases: Mapping[str, str]) -> dict[str, str]:
-    """The patterns a node needs: binding name -> fact type (negated 'exists' needs none)."""
+def bindings_of(node: Node, aliases: Mapping[str, str], filters: bool = True) -> dict[str, str]:
+    """The patterns a node needs: binding name -> fact type (negated 'exists' needs none). The facts an
+    aggregate runs over are not patterns; a fact its filter names from outside is (``filters=False``
+    leaves aggregates out entirely: what the condition needs besides them)."""
     out: dict[str, str] = {}
 
-    def walk(n: Node) -> None:
+    def walk(n: Node, local: str) -> None:
         if isinstance(n, Ref):
-            out[n.binding] = aliases.get(n.binding, n.binding)
+            if n.binding != local and (n.binding != DECISION or n.binding in aliases):
+                out[n.binding] = aliases.get(n.binding, n.binding)
         elif isinstance(n, Exists):
             if not n.negated:
                 out[n.type_name] = n.type_name
         elif isinstance(n, Bind):
             out[n.alias] = n.type_name
-        elif isinstance(n, (Not, Neg)):
-            walk(n.operand)
-        elif isinstance(n, BoolOp):
-            for o in n.operands:
-                walk(o)
-        elif isinstance(n, Binary):
-            walk(n.left)
-            walk(n.right)
-        elif isinstance(n, ListLit):
-            for i in n.items:
-                walk(i)
+        elif isinstance(n, Call):
+            if is_aggregate(n):
+                if filters:
+                    arg = n.args[0]
+                    inner = arg.name if isinstance(arg, TypeName) else arg.binding if isinstance(arg, Ref) else ""
+                    for c in children(n):
+                        walk(c, inner)
+            else:
+                for c in children(n):
+                    walk(c, local)
+        else:
+            for c in children(n):
+                walk(c, local)
 
-    walk(node)
+    walk(node, "")
     return out
+
+
+def aggregates_in(node: Node) -> list[Call]:
+    """The aggregates a condition part computes, outermost, in written order."""
+    if isinstance(node, Call) and is_aggregate(node):
+        return [node]
+    return [a for c in children(node) for a in aggregates_in(c)]
 
 
 def split(node: Node, aliases: Mapping[str, str]) -> list[list[Node]]:
@@ -337,11 +552,19 @@ def analyse(ast: Node, types: Mapping[str, FactType]) -> Condition:
     checker.collect_binds(ast, True)
     check_no_positive_exists_under_not(ast)
     checker.expect_bool(ast, "when")
+    lowered = checker.lower(ast)
     branches: list[Branch] = []
-    for parts in split(ast, checker.aliases):
+    for parts in split(lowered, checker.aliases):
         bindings: dict[str, str] = {}
+        outside: dict[str, str] = {}
         for p in parts:
             bindings.update(bindings_of(p, checker.aliases))
+            outside.update(bindings_of(p, checker.aliases, filters=False))
+        aggregates = [a for p in parts for a in aggregates_in(p)]
+        if not outside and aggregates:
+            raise ExprError("aggregate_only", "this condition (or one 'or' branch of it) has only aggregates and "
+                            "negations: it names no fact that must exist", parts[0].pos,
+                            "join it with a positive condition, e.g. exists applicant and count(loan) >= 2")
         if not bindings:
             raise ExprError("negation_only", "this condition (or one 'or' branch of it) names no fact that must "
                             "exist", parts[0].pos, "join it with a positive condition, e.g. exists claim and not "
@@ -351,6 +574,13 @@ def analyse(ast: Node, types: Mapping[str, FactType]) -> Condition:
                             f"most {MAX_PATTERNS}", parts[0].pos, "split the rule, deriving an intermediate fact")
         branch = Branch(bindings, parts)
         branch.guard = compile_guard(parts, checker.aliases)
+        for agg in aggregates:
+            arg = agg.args[0]
+            tname = arg.name if isinstance(arg, TypeName) else arg.binding if isinstance(arg, Ref) else ""
+            branch.epochs.setdefault(EPOCH + tname, EPOCH + tname)
+            text = render(agg)
+            if all(text != t for t, _ in branch.aggregates):
+                branch.aggregates.append((text, compile_expr(agg, checker.aliases)))
         branches.append(branch)
     negated: set[str] = set()
 
@@ -364,6 +594,24 @@ def analyse(ast: Node, types: Mapping[str, FactType]) -> Condition:
     return Condition(ast, checker.aliases, branches, negated)
 
 
+def check_value(ast: Node, types: Mapping[str, FactType], aliases: Mapping[str, str],
+                visible: set[str] | None) -> tuple[Ty, Eval]:
+    """Type-check a computed value (``=expr``) over the bindings a rule matched (``visible``; None: the
+    latest fact of any type, as tool params see them) and compile it."""
+    checker = Checker(types, visible)
+    checker.aliases = dict(aliases)
+    ast = normalise(ast)
+    ty = checker.type_of(ast)
+    if isinstance(ast, (Exists, Bind)) or any(isinstance(n, Exists) and not n.negated for n in _walk(ast)):
+        raise ExprError("syntax_error", "a computed value cannot test 'exists'", ast.pos,
+                        "count(T) > 0 says whether a T fact exists")
+    return ty, compile_expr(checker.lower(ast), aliases)
+
+
+def _walk(node: Node) -> list[Node]:
+    return [node, *(n for c in children(node) for n in _walk(c))]
+
+
 def children(n: Node) -> tuple[Node, ...]:
     if isinstance(n, (Not, Neg)):
         return (n.operand,)
@@ -373,6 +621,8 @@ def children(n: Node) -> tuple[Node, ...]:
         return (n.left, n.right)
     if isinstance(n, ListLit):
         return n.items
+    if isinstance(n, Call):
+        return (*n.args, n.where) if n.where is not None else n.args
     return ()
 
 
@@ -395,7 +645,12 @@ def compile_expr(node: Node, aliases: Mapping[str, str]) -> Eval:
         return lambda env, wm: [i(env, wm) for i in items]
     if isinstance(node, Ref):
         binding, fname = node.binding, node.field
+        if binding == DECISION and binding not in aliases:
+            which = 0 if fname == "date" else 1
+            return lambda env, wm: env[binding].get(fname, MISSING) if binding in env else wm.moment()[which]
         return lambda env, wm: env[binding].get(fname, MISSING)
+    if isinstance(node, Call):
+        return _compile_call(node, aliases)
     if isinstance(node, Exists):
         tname = node.type_name
         if node.negated:
@@ -454,6 +709,165 @@ def compile_expr(node: Node, aliases: Mapping[str, str]) -> Eval:
     return contains
 
 
+def _whole(v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
+        raise Undefined
+    return int(v)
+
+
+def round_half_even(n: float, k: int = 0) -> float | int:
+    """DMN's round: to k decimal places of the number as written, ties to the even digit."""
+    if not -30 <= k <= 30:
+        raise Undefined
+    exact = Decimal(repr(n)) if isinstance(n, float) else Decimal(n)
+    out = exact.quantize(Decimal(1).scaleb(-k), rounding=ROUND_HALF_EVEN)
+    return int(out) if k <= 0 or out == out.to_integral_value() else float(out)
+
+
+def _as_date(v: str, kind: str) -> str:
+    if kind == "date":
+        return v
+    if kind == "datetime":
+        return v[:10]
+    try:
+        return dates.canonical_date(v)
+    except dates.DateError:
+        raise Undefined from None
+
+
+def _as_datetime(v: str, kind: str) -> str:
+    if kind == "datetime":
+        return v
+    if kind == "date":
+        return v + "T00:00:00Z"
+    try:
+        return dates.canonical_datetime(v)
+    except dates.DateError:
+        raise Undefined from None
+
+
+def _add_days(v: str, n: object, kind: str) -> str:
+    try:
+        return dates.add_days(v, _whole(n), kind)
+    except (OverflowError, ValueError):
+        raise Undefined from None
+
+
+def _extreme(pick: Callable[..., Any], kind: str) -> Callable[[list[Any]], object]:
+    if kind == "datetime":
+        return lambda values: pick(values, key=dates.sort_key)
+    return lambda values: pick(values)
+
+
+def _compile_call(node: Call, aliases: Mapping[str, str]) -> Eval:
+    base, _, kind = node.name.partition(":")
+    if is_aggregate(node):
+        return _compile_aggregate(node, base, kind, aliases)
+    args = [compile_expr(a, aliases) for a in node.args]
+    if base == "coalesce":
+        def coalesce(env: Facts, wm: FactIndex) -> object:
+            for a in args:
+                v = a(env, wm)
+                if v is not MISSING:
+                    return v
+            return MISSING
+
+        return coalesce
+    one = _function(base, kind)
+    if len(args) == 1:
+        (arg,) = args
+
+        def call1(env: Facts, wm: FactIndex) -> object:
+            v = arg(env, wm)
+            return MISSING if v is MISSING else one(v)
+
+        return call1
+
+    def call(env: Facts, wm: FactIndex) -> object:
+        values = [a(env, wm) for a in args]
+        return MISSING if any(v is MISSING for v in values) else one(*values)
+
+    return call
+
+
+_NONE = object()
+
+
+def _function(base: str, kind: str) -> Callable[..., Any]:
+    """The function a call names, for arguments that are present (MISSING is handled by the caller)."""
+    simple: dict[str, Callable[..., Any]] = {"$key": dates.sort_key, "len": len, "lower": str.lower,
+                                             "upper": str.upper, "abs": abs}
+    if base in simple:
+        return simple[base]
+    if base == "round":
+        return lambda n, k=0: round_half_even(n, _whole(k))
+    if base in ("min", "max"):
+        pick = _extreme(min if base == "min" else max, kind)
+        return lambda *values: pick(list(values))
+    if base == "date":
+        return lambda v: _as_date(v, kind)
+    if base == "datetime":
+        return lambda v: _as_datetime(v, kind)
+    if base == "days":
+        return lambda a, b: dates.days_between(a, b, kind)
+    if base == "years":
+        return lambda a, b: dates.years_between(a, b, kind)
+    assert base == "add_days", base
+    return lambda d, n: _add_days(d, n, kind)
+
+
+def _compile_aggregate(node: Call, base: str, kind: str, aliases: Mapping[str, str]) -> Eval:
+    """count/sum/min/max over the facts of one type at this moment, filtered by ``where``. Its value is kept
+    per decision, keyed by how many facts of the type exist and which facts from outside the filter names,
+    so a rule re-considered on many combinations costs one pass over the facts, not one per combination."""
+    arg = node.args[0]
+    tname = arg.name if isinstance(arg, TypeName) else arg.binding if isinstance(arg, Ref) else ""
+    fname = arg.field if isinstance(arg, Ref) else ""
+    keep = compile_expr(node.where, aliases) if node.where is not None else None
+    outer = tuple(sorted(bindings_of(node.where, aliases))) if node.where is not None else ()
+    outer = tuple(b for b in outer if b != tname)
+    token = object()
+    if base in ("min", "max"):
+        pick = _extreme(min if base == "min" else max, kind)
+
+    def run(env: Facts, wm: FactIndex) -> object:
+        seqs = wm.of_type(tname)
+        memo = wm.memo()
+        key = (token, len(seqs), *(id(env[b]) for b in outer))
+        found = memo.get(key, _NONE)
+        if found is not _NONE:
+            return found
+        if keep is not None:
+            local = dict(env)
+            chosen = []
+            for s in seqs:
+                values = wm.values(s)
+                local[tname] = values
+                try:
+                    if keep(local, wm) is True:
+                        chosen.append(values)
+                except (Undefined, OverflowError):
+                    continue
+        else:
+            chosen = [wm.values(s) for s in seqs]
+        result: object
+        if base == "count":
+            result = len(chosen)
+        else:
+            items = [v for f in chosen if (v := f.get(fname, MISSING)) is not MISSING]
+            if base == "sum":
+                total = sum(items)  # type: ignore[arg-type]
+                if isinstance(total, float) and not math.isfinite(total):
+                    raise Undefined
+                result = total
+            else:
+                result = pick(items) if items else MISSING
+        memo[key] = result
+        return result
+
+    return run
+
+
 def _truth(v: object) -> bool:
     return v is True
 
@@ -475,7 +889,7 @@ def _arith(op: str, left: Eval, right: Eval) -> Eval:
         if op == "*":
             return a * b
         if b == 0:
-            raise _Undefined
+            raise Undefined
         return a / b
 
     return run
@@ -490,7 +904,7 @@ def compile_guard(parts: list[Node], aliases: Mapping[str, str]) -> Guard:
             for e in evals:
                 if e(env, wm) is not True:
                     return False
-        except (_Undefined, OverflowError):
+        except (Undefined, OverflowError):
             return False
         return True
 

@@ -11,6 +11,7 @@ Grammar (lowest binding first)::
     unary    := '-' unary | atom
     atom     := NUMBER | STRING | 'true' | 'false' | '[' (expr (',' expr)*)? ']' | '(' expr ')'
               | 'exists' TYPE | 'not' 'exists' TYPE | TYPE 'as' ALIAS | NAME '.' FIELD | NAME
+              | NAME '(' (expr (',' expr)* ('where' expr)?)? ')'      -- a function or an aggregate
 """
 
 from __future__ import annotations
@@ -72,6 +73,23 @@ class Neg(Node):
 class BoolOp(Node):
     op: str  # "and" | "or"
     operands: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TypeName(Node):
+    """A bare fact type as an aggregate's argument: ``count(loan)``."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Node):
+    """``name(arg, ...)``: a function (``len``, ``days``, ``date``, ...), or an aggregate over the facts of
+    one type, ``sum(loan.amount where loan.status == "open")`` (``where`` holds the filter, or None)."""
+
+    name: str
+    args: tuple[Node, ...]
+    where: Node | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +282,8 @@ class Parser:
                 return Exists(tok.pos, self.type_name(), False)
             if word in KEYWORDS:
                 raise ExprError("syntax_error", f"unexpected '{word}'", tok.pos)
+            if self.peek().text == "(" and self.peek().kind == "op":
+                return self.call(tok)
             if self.peek().text == ".":
                 self.next()
                 fld = self.next()
@@ -280,6 +300,33 @@ class Parser:
                             f"write 'exists {word}' to test that a {word} fact exists")
         raise ExprError("syntax_error", "the condition ends too early", tok.pos)
 
+    def call(self, name: Token) -> Call:
+        self.expect("(")
+        args: list[Node] = []
+        where: Node | None = None
+        if self.peek().text != ")":
+            args.append(self.argument())
+            while self.peek().text == "," and self.peek().kind == "op":
+                self.next()
+                args.append(self.argument())
+            if self.peek().text == "where" and self.peek().kind == "name":
+                self.next()
+                where = self.expr(1)
+        tok = self.peek()
+        if tok.text != ")" or tok.kind != "op":
+            raise ExprError("syntax_error", f"expected ')' to close {name.text}( but found {describe(tok)}", tok.pos,
+                            "separate arguments with ',': min(a, b)")
+        self.next()
+        return Call(name.pos, name.text, tuple(args), where)
+
+    def argument(self) -> Node:
+        tok, after = self.peek(), self.tokens[self.i + 1]
+        if tok.kind == "name" and tok.text not in KEYWORDS and after.text in (")", "where", ",") \
+                and after.kind in ("op", "name"):
+            self.next()
+            return TypeName(tok.pos, tok.text)
+        return self.expr(1)
+
     def type_name(self) -> str:
         tok = self.next()
         if tok.kind != "name" or tok.text in KEYWORDS:
@@ -294,3 +341,39 @@ def describe(tok: Token) -> str:
 
 def parse(text: str) -> Node:
     return Parser(text).parse()
+
+
+def render(node: Node) -> str:
+    """A condition part as the analyst would write it."""
+    if isinstance(node, Lit):
+        return ("true" if node.value else "false") if isinstance(node.value, bool) else (
+            f'"{node.value}"' if isinstance(node.value, str) else repr(node.value))
+    if isinstance(node, ListLit):
+        return "[" + ", ".join(render(i) for i in node.items) + "]"
+    if isinstance(node, Ref):
+        return f"{node.binding}.{node.field}"
+    if isinstance(node, TypeName):
+        return node.name
+    if isinstance(node, Call):
+        name = node.name.split(":")[0]
+        if name == "$key":
+            return render(node.args[0])
+        where = f" where {render(node.where)}" if node.where is not None else ""
+        return f"{name}({', '.join(render(a) for a in node.args)}{where})"
+    if isinstance(node, Exists):
+        return f"{'not ' if node.negated else ''}exists {node.type_name}"
+    if isinstance(node, Bind):
+        return f"{node.type_name} as {node.alias}"
+    if isinstance(node, Not):
+        return f"not {_paren(node.operand)}"
+    if isinstance(node, Neg):
+        return f"-{_paren(node.operand)}"
+    if isinstance(node, BoolOp):
+        return f" {node.op} ".join(_paren(o) for o in node.operands)
+    assert isinstance(node, Binary)
+    return f"{_paren(node.left)} {node.op} {_paren(node.right)}"
+
+
+def _paren(node: Node) -> str:
+    text = render(node)
+    return f"({text})" if isinstance(node, (BoolOp, Binary)) else text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import jinja2
@@ -18,7 +19,8 @@ from engine.compile import compile_ruleset
 from engine.documents import Document
 from engine.errors import BatonError, CompileErrors, Where
 from engine.language.analysis import analyse_ruleset
-from engine.language.check import analyse, compile_expr, suggest
+from engine.language.check import DECISION, Condition, Ty, analyse, check_value, compile_expr, suggest
+from engine.language.dates import DateError, parse_date, parse_datetime
 from engine.language.expr import ExprError, Lit, Ref, parse
 from engine.language.prompts import Prompt
 from engine.language.source import Positions, collector_paused, content_hash, parse_yaml, plain
@@ -55,12 +57,14 @@ FIELD_KEYS = {"type", "enum", "items", "min", "max", "min_length", "max_length",
 RULE_KEYS = {"name", "when", "then", "priority", "description"}
 MODEL_KEYS = {"group", "produces", "prompt", "retries", "timeout", "description", "from_document", "chunk_chars"}
 TOOL_BASE_KEYS = {"connector", "produces", "params", "retries", "timeout", "description"}
-TEST_KEYS = {"name", "given", "documents", "answers", "human", "expect", "description"}
+TEST_KEYS = {"name", "given", "documents", "answers", "human", "expect", "description", "decision_date",
+             "decision_time"}
 EXPECT_KEYS = {"outcome", "decision", "reason", "fired", "not_fired", "fired_includes"}
 OUTCOMES = {"decided", "escalated", "failed", "no_decision"}
 RESERVED_TYPES = {"failure", "timeout", "document", "passage", "chunk",
                   "facts", "exists", "not", "and", "or", "as", "in", "contains", "matches",
-                  "true", "false", "where"}
+                  "true", "false", "where", DECISION}
+FIELD_PATH = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*\Z")
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z")
 JINJA = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
@@ -411,6 +415,13 @@ class Loader:
             self.error("bad_value", f"param '{key}' must be a field reference like claim.policy_ref or a value",
                        start)
             return None
+        if text.startswith("="):
+            try:
+                return check_value(parse(text[1:]), types, {}, None)[1]
+            except ExprError as e:
+                self.errors.append(BatonError(e.code, f"param '{key}': {e.message}", start.shifted(text, e.offset + 1),
+                                              e.hint))
+                return None
         try:
             node = parse(text)
             if not isinstance(node, (Ref, Lit)):
@@ -475,7 +486,7 @@ class Loader:
             if "then" not in node:
                 self.error("missing_key", f"rule '{name}' needs a 'then:' action", where)
                 continue
-            steps = self.load_steps(node, "then", types, models, tools)
+            steps = self.load_steps(node, "then", types, models, tools, condition)
             if condition is None or duplicate:
                 continue
             for step in steps:
@@ -489,11 +500,11 @@ class Loader:
         return rules
 
     def load_steps(self, parent: Any, key: str | int, types: dict[str, FactType], models: dict[str, ModelAction],
-                   tools: dict[str, ToolAction]) -> list[Step]:
+                   tools: dict[str, ToolAction], condition: Condition | None = None) -> list[Step]:
         node = parent[key]
         where = self.pos.value(parent, key)
         if isinstance(node, list):
-            return [s for i in range(len(node)) for s in self.load_steps(node, i, types, models, tools)]
+            return [s for i in range(len(node)) for s in self.load_steps(node, i, types, models, tools, condition)]
         if isinstance(node, str):
             if node in models or node in tools:
                 return [Step("call", action=node)]
@@ -513,8 +524,9 @@ class Loader:
                 self.error("bad_shape", f"{verb} takes a mapping, e.g. {{route: standard-queue}}", vwhere)
                 return []
             payload = plain(body)
+            computed = self.computed_values(body, (), types, condition, verb)
             reason = payload.pop("reason", "")
-            step = Step(verb, payload=payload, reason=str(reason))
+            step = Step(verb, payload=payload, reason=str(reason), computed=computed)
             if verb == "escalate":
                 if not isinstance(payload.get("queue"), str):
                     self.error("missing_key", "escalate needs a 'queue:'", vwhere)
@@ -540,11 +552,15 @@ class Loader:
                 self.error("bad_shape", "effect: with: takes a mapping", self.pos.value(body, "with"))
                 return []
             templates: dict[str, jinja2.Template] = {}
+            computed = self.computed_values(body["with"], (), types, condition, "effect.with") if isinstance(
+                body.get("with"), dict) else []
             for key, value in payload.items():
                 name = str(key)
-                if isinstance(value, str) and "{{" in value and self.check_template(value, body["with"], name, types):
+                if isinstance(value, str) and "{{" in value and not value.startswith("=") and self.check_template(
+                        value, body["with"], name, types):
                     templates[name] = JINJA.from_string(value)
-            return [Step("effect", payload=payload, action=str(body["name"]), templates=templates)]
+            return [Step("effect", payload=payload, action=str(body["name"]), templates=templates,
+                         computed=computed)]
         if verb == "assert":
             if not isinstance(body, dict) or not body:
                 self.error("bad_shape", "assert takes {fact_type: {field: value}}", vwhere)
@@ -557,16 +573,108 @@ class Loader:
                     self.error("unknown_fact_type", f"assert: unknown fact type {str(tname)!r}", fwhere,
                                suggest(str(tname), [t for t in types if t not in BUILTIN_TYPES]))
                     continue
-                try:
-                    value = ft.validate(plain(fields), str(tname))
-                except BatonError as e:
-                    self.error(e.code, f"assert: {e.message}", fwhere)
-                    continue
-                steps.append(Step("assert", payload=value, fact_type=str(tname)))
+                computed = self.computed_values(fields, (), types, condition, f"assert.{tname}", ft) \
+                    if isinstance(fields, dict) else []
+                literal = plain(fields)
+                if computed and isinstance(literal, dict):
+                    names = {path[0] for path, _, _ in computed}
+                    try:
+                        value = _all_optional(ft).validate({k: v for k, v in literal.items() if k not in names},
+                                                           str(tname))
+                    except BatonError as e:
+                        self.error(e.code, f"assert: {e.message}", fwhere)
+                        continue
+                    missing = [n for n, spec in ft.fields.items() if not spec.optional and n not in value
+                               and n not in names]
+                    if missing:
+                        self.error("missing_field", f"assert: {tname}.{missing[0]}: missing field of {tname}", fwhere)
+                        continue
+                    value.update({k: literal[k] for k in names if k in ft.fields})
+                else:
+                    try:
+                        value = ft.validate(literal, str(tname))
+                    except BatonError as e:
+                        self.error(e.code, f"assert: {e.message}", fwhere)
+                        continue
+                steps.append(Step("assert", payload=value, fact_type=str(tname), computed=computed))
             return steps
         self.error("unknown_action", f"unknown action '{verb}'", self.pos.key(node, verb),
                    suggest(verb, ["decide", "escalate", "assert", "effect"]))
         return []
+
+    def computed_values(self, body: Any, path: tuple[str, ...], types: dict[str, FactType],
+                        condition: Condition | None, what: str, fact: FactType | None = None,
+                        ) -> list[tuple[tuple[str, ...], str, Any]]:
+        """The ``=expr`` values of a payload, checked over the facts the rule matched; a plain string that
+        spells one of those facts' fields is ``ambiguous_value`` (it would be sent as that text)."""
+        out: list[tuple[tuple[str, ...], str, Any]] = []
+        if not isinstance(body, dict):
+            return out
+        seen: set[str] = set()
+        every: set[str] = set()
+        aliases: dict[str, str] = {}
+        if condition is not None:
+            aliases = condition.aliases
+            groups = [set(b.bindings) for b in condition.branches]
+            every = set().union(*groups) if groups else set()
+            seen = set.intersection(*groups) if groups else set()
+        for key, value in body.items():
+            name = str(key)
+            here = (*path, name)
+            if isinstance(value, dict) and fact is None:
+                out.extend(self.computed_values(value, here, types, condition, what))
+                continue
+            if not isinstance(value, str):
+                continue
+            start = self.pos.text_start(body, key)
+            if value.startswith("="):
+                if condition is None:
+                    continue  # the condition has errors of its own: its values cannot be checked
+                text = value[1:]
+                try:
+                    ty, ev = check_value(parse(text), types, aliases, seen)
+                    if fact is not None:
+                        spec = fact.fields.get(name)
+                        if spec is None:
+                            raise ExprError("unknown_field", f"{fact.name} has no field '{name}'", -1,
+                                            suggest(name, list(fact.fields)))
+                        if not _fits(ty, spec.kind, spec.items.kind if spec.items else ""):
+                            raise ExprError("type_mismatch", f"{fact.name}.{name} is a {_kind_name(spec.kind)}, but "
+                                            f"this value is a {ty}", 0)
+                except ExprError as e:
+                    self.errors.append(BatonError(e.code, f"{what}.{'.'.join(here)}: {e.message}",
+                                                  start.shifted(value, e.offset + 1), e.hint))
+                    continue
+                out.append((here, value, ev))
+                continue
+            m = FIELD_PATH.match(value)
+            if m and condition is not None:
+                binding, fname = m.groups()
+                ft = types.get(aliases.get(binding, binding)) if binding in every else None
+                if (ft is not None and fname in ft.fields) or (
+                        binding == DECISION and fname in ("date", "time") and binding not in aliases):
+                    self.error("ambiguous_value", f"{what}.{'.'.join(here)}: '{value.strip()}' spells the field "
+                               f"{binding}.{fname}, but it is written as text and would be sent as that text", start,
+                               f"write ={value.strip()} for the field's value, or quote the text as an expression: "
+                               f"='{value.strip()}'")
+        return out
+
+    def test_moment(self, node: Any) -> float | None:
+        """A test's decision.date / decision.time (``decision_date: 2026-03-01`` or ``decision_time:
+        2026-03-01T10:00:00Z``), as the decision's start time; None: the time the tests run."""
+        for key in ("decision_time", "decision_date"):
+            if key not in node:
+                continue
+            raw = node[key]
+            text = raw.isoformat() if hasattr(raw, "isoformat") else str(raw)
+            try:
+                moment = parse_datetime(text) if key == "decision_time" else parse_datetime(
+                    parse_date(text).isoformat() + "T00:00:00Z")
+            except DateError as e:
+                self.error("bad_date", f"{key}: {e}", self.pos.value(node, key))
+                return None
+            return float(moment.timestamp())
+        return None
 
     def test_documents(self, node: Any) -> list[Document]:
         raw = node.get("documents") or []
@@ -817,9 +925,30 @@ class Loader:
                            self.pos.value(node, "human"))
                 human = {}
             documents = self.test_documents(node)
+            at = self.test_moment(node)
             out.append(TestCase(name, plain(node.get("given") or {}), plain(answers), plain(expect), where,
-                                plain(human), documents))
+                                plain(human), documents, at))
         return out
+
+
+def _fits(ty: Ty, kind: str, item: str) -> bool:
+    """May a value of type ``ty`` fill a field of ``kind``? (Ranges, enums and whole numbers are checked when
+    the value is known: a value outside them fails the decision, naming the field.)"""
+    if kind in ("number", "int"):
+        return ty.kind == "number"
+    if kind in ("str", "enum"):
+        return ty.kind == "str"
+    if kind == "list":
+        return ty.kind == "list" and (not ty.item or ty.item == {"int": "number", "enum": "str"}.get(item, item))
+    return ty.kind == kind
+
+
+def _kind_name(kind: str) -> str:
+    return {"int": "whole number", "enum": "one of its values (a string)", "str": "string"}.get(kind, kind)
+
+
+def _all_optional(ft: FactType) -> FactType:
+    return FactType(ft.name, {n: replace(spec, optional=True) for n, spec in ft.fields.items()}, ft.where, ft.builtin)
 
 
 def _test_documents_doc() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import gc
 import hashlib
 import json
@@ -198,6 +199,8 @@ class _Fast:
             return value  # a plain string
         if tag not in _IMPLICIT:
             raise _Unusual
+        if tag == "tag:yaml.org,2002:timestamp":
+            return value  # a date stays its text: date and datetime fields read it (engine/language/dates.py)
         try:
             return self.rt.constructor.construct_object(ScalarNode(Tag(suffix=tag), value))
         except (ValueError, IndexError) as e:  # looks like a value but is none (2026-02-30, 0b_)
@@ -253,6 +256,10 @@ def plain(node: Any) -> Any:
         return int(node)
     if isinstance(node, float):
         return float(node)
+    if isinstance(node, dt.datetime):  # the round-trip parser's timestamps: back to text
+        return node.isoformat() + ("Z" if node.tzinfo is None and "T" in node.isoformat() else "")
+    if isinstance(node, dt.date):
+        return node.isoformat()
     return node
 
 

@@ -12,9 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from engine.errors import InvalidInput, Where
+from engine.language.dates import DateError, canonical_date, canonical_datetime
 
 SCALARS = {"str": "str", "string": "str", "number": "number", "float": "number", "int": "int",
-           "integer": "int", "bool": "bool", "boolean": "bool"}
+           "integer": "int", "bool": "bool", "boolean": "bool", "date": "date", "datetime": "datetime"}
 MAX_FIELDS = 200
 DEFAULT_MAX_STRING = 100_000
 MAX_LIST = 10_000
@@ -25,7 +26,7 @@ MAX_INT = 2**63 - 1  # whole numbers beyond 64 bits are refused (send them as de
 @dataclass(slots=True)
 class FieldSpec:
     name: str
-    kind: str  # str | number | int | bool | enum | list
+    kind: str  # str | number | int | bool | enum | list | date | datetime
     items: FieldSpec | None = None
     enum: tuple[str, ...] = ()
     minimum: float | None = None
@@ -52,6 +53,8 @@ class FieldSpec:
         elif self.kind == "list":
             assert self.items is not None
             schema = {"type": "array", "items": self.items.json_schema()}
+        elif self.kind in ("date", "datetime"):
+            schema = {"type": "string", "format": "date" if self.kind == "date" else "date-time"}
         else:
             schema = {"type": {"str": "string", "number": "number", "int": "integer", "bool": "boolean"}[self.kind]}
         if self.minimum is not None:
@@ -177,13 +180,21 @@ def _scalar_checker(spec: FieldSpec) -> Callable[[object, str], object]:
             raise _fail(path, f"{shown!r} is not one of {list(spec.enum)}", "not_in_enum")
         return value
 
+    def check_date(value: object, path: str) -> object:
+        if not isinstance(value, str):
+            raise _fail(path, f"expected a {kind} as text, got {_type_name(value)}", "type_mismatch")
+        try:
+            return canonical_date(value) if kind == "date" else canonical_datetime(value)
+        except DateError as e:
+            raise _fail(path, str(e), "bad_date") from None
+
     def check_bool(value: object, path: str) -> object:
         if not isinstance(value, bool):
             raise _fail(path, f"expected true or false, got {_type_name(value)}", "type_mismatch")
         return value
 
     return {"number": check_number, "int": check_number, "str": check_str, "enum": check_enum,
-            "bool": check_bool}[kind]
+            "bool": check_bool, "date": check_date, "datetime": check_date}[kind]
 
 
 def _field_checker(spec: FieldSpec) -> Callable[[object, str], object]:
