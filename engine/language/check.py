@@ -563,7 +563,7 @@ def analyse(ast: Node, types: Mapping[str, FactType]) -> Condition:
         aggregates = [a for p in parts for a in aggregates_in(p)]
         if not outside and aggregates:
             raise ExprError("aggregate_only", "this condition (or one 'or' branch of it) has only aggregates and "
-                            "negations: it names no fact that must exist", parts[0].pos,
+                            "negations: it names no fact that must exist", min(n.pos for p in parts for n in _walk(p)),
                             "join it with a positive condition, e.g. exists applicant and count(loan) >= 2")
         if not bindings:
             raise ExprError("negation_only", "this condition (or one 'or' branch of it) names no fact that must "

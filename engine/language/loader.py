@@ -576,8 +576,9 @@ class Loader:
                 computed = self.computed_values(fields, (), types, condition, f"assert.{tname}", ft) \
                     if isinstance(fields, dict) else []
                 literal = plain(fields)
-                if computed and isinstance(literal, dict):
-                    names = {path[0] for path, _, _ in computed}
+                names = {str(k) for k, v in literal.items() if isinstance(v, str) and v.startswith("=")} \
+                    if isinstance(literal, dict) else set()
+                if names:
                     try:
                         value = _all_optional(ft).validate({k: v for k, v in literal.items() if k not in names},
                                                            str(tname))
