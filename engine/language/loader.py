@@ -828,7 +828,17 @@ class Loader:
             row = Row(j + 1, cells, values, rwhere)
             if head not in PROPOSALS:
                 try:
-                    types[head].validate(plain(self.payload(outputs, values)), f"{name}#{j + 1}")
+                    literal = plain(self.payload(outputs, values))
+                    computed = {k for k, v in literal.items() if isinstance(v, str) and v.startswith("=")}
+                    if computed:  # checked with the row's condition (table_rule); the rest as a fact
+                        _all_optional(types[head]).validate({k: v for k, v in literal.items() if k not in computed},
+                                                            f"{name}#{j + 1}")
+                        missing = [n for n, spec in types[head].fields.items() if not spec.optional
+                                   and n not in literal]
+                        if missing:
+                            raise BatonError("missing_field", f"{head}.{missing[0]}: missing field of {head}")
+                    else:
+                        types[head].validate(literal, f"{name}#{j + 1}")
                 except BatonError as e:
                     self.error(e.code, f"table '{name}' row {j + 1}: {e.message}", rwhere)
                     continue
@@ -868,14 +878,58 @@ class Loader:
             self.error(e.code, f"table '{table.name}' row {row.number}: {e.message} in: {when}", row.where, e.hint)
             return None
         payload = dict(table.payload(row))
+        fact = types.get(table.head) if table.head not in PROPOSALS else None
+        computed = self.table_values(table, row, payload, types, condition, fact)
+        if computed is None:
+            return None
         if table.head in PROPOSALS:
             reason = payload.pop("reason", "")
-            step = Step(table.head, payload=payload, reason=str(reason or ""))
+            step = Step(table.head, payload=payload, reason=str(reason or ""), computed=computed)
+        elif computed:
+            assert fact is not None
+            names = {path[0] for path, _, _ in computed}
+            literal = _all_optional(fact).validate({k: v for k, v in payload.items() if k not in names},
+                                                   table.rule_name(row))
+            step = Step("assert", payload={**literal, **{k: payload[k] for k in names}}, fact_type=table.head,
+                        computed=computed)
         else:
             step = Step("assert", payload=types[table.head].validate(payload, table.rule_name(row)),
                         fact_type=table.head)
         return Rule(table.rule_name(row), index, table.priority, when, condition, [step], row.where,
                     table.precedence(row))
+
+    def table_values(self, table: Table, row: Row, payload: dict[str, object], types: dict[str, FactType],
+                     condition: Condition, fact: FactType | None) -> list[tuple[tuple[str, ...], str, Any]] | None:
+        """A row's ``=expr`` output cells, checked over the facts its condition matches (None: an error)."""
+        out: list[tuple[tuple[str, ...], str, Any]] = []
+        seen = set.intersection(*(set(b.bindings) for b in condition.branches))
+        ok = True
+        for key, value in payload.items():
+            if not isinstance(value, str):
+                continue
+            where = f"table '{table.name}' row {row.number}, output {table.head}.{key}"
+            if value.startswith("="):
+                try:
+                    ty, ev = check_value(parse(value[1:]), types, condition.aliases, seen)
+                    spec = fact.fields.get(key) if fact is not None else None
+                    if spec is not None and not _fits(ty, spec.kind, spec.items.kind if spec.items else ""):
+                        raise ExprError("type_mismatch", f"{fact.name if fact else ''}.{key} is a "
+                                        f"{_kind_name(spec.kind)}, but this value is a {ty}", 0)
+                except ExprError as e:
+                    self.error(e.code, f"{where}: {e.message} (in {value})", row.where, e.hint)
+                    ok = False
+                    continue
+                out.append(((key,), value, ev))
+                continue
+            m = FIELD_PATH.match(value)
+            if m and m.group(1) in seen:
+                ft = types.get(condition.aliases.get(m.group(1), m.group(1)))
+                if ft is not None and m.group(2) in ft.fields:
+                    self.error("ambiguous_value", f"{where}: '{value.strip()}' spells the field {value.strip()}, but "
+                               "it is written as text and would be sent as that text", row.where,
+                               f"write ={value.strip()} for the field's value")
+                    ok = False
+        return out if ok else None
 
     # -- tests -------------------------------------------------------------------------------------
     def load_tests(self, doc: Any, rules: list[Rule], models: dict[str, ModelAction],

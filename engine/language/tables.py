@@ -31,17 +31,19 @@ cell mentions, and rows are compared atom by atom (gaps, overlaps and unreachabl
 
 from __future__ import annotations
 
+import datetime as dt
 import heapq
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
 
 from engine.errors import BatonError, Where
 from engine.index import Interval as Span
 from engine.index import IntervalTree, Segments
+from engine.language import dates
 from engine.language.check import MISSING
 from engine.language.types import FactType, FieldSpec
 
@@ -81,6 +83,11 @@ class Cell:
     values: frozenset[object] = frozenset()
     negated: bool = False  # set: every value except these
     text: str = "-"
+    clock: str = ""  # date | datetime: the intervals are days (ordinals) or seconds (POSIX) - see as_number
+
+    def bound(self, x: float) -> str:
+        """A bound of this cell as it is written in a condition."""
+        return _num_text(x) if not self.clock else clock_text(x, self.clock)
 
     def contains(self, value: object) -> bool:
         if self.kind == "any":
@@ -128,6 +135,9 @@ def parse_cell(raw: object, spec: FieldSpec, column: str) -> Cell:
         return Cell("set", values=frozenset({value == "true"}), text=value)
     if kind == "number":
         return _number_cell(text, column)
+    if kind in ("date", "datetime"):
+        cell = _number_cell(text, column, lambda t: _clock_number(t, kind), kind)
+        return Cell(cell.kind, cell.intervals, text=cell.text, clock=kind)
     negated = False
     body = text.strip()
     if body.startswith("not "):
@@ -162,11 +172,45 @@ def _split_list(text: str) -> list[str]:
     return out
 
 
-def _number_cell(text: str, column: str) -> Cell:
+_CLOCK = re.compile(r"""\s*(?:(date|datetime)\s*\(\s*)?["']?([0-9][0-9T:.+\-Zz]*)["']?\s*\)?\s*\Z""")
+
+
+def _clock_number(text: str, kind: str) -> float | None:
+    """A date cell's value (2026-01-31, "2026-01-31" or date("2026-01-31")) as the number the table compares."""
+    m = _CLOCK.match(text)
+    if not m or (m.group(1) and m.group(1) != kind):
+        return None
+    try:
+        if kind == "date":
+            return float(dates.parse_date(m.group(2)).toordinal())
+        return dates.parse_datetime(m.group(2)).timestamp()
+    except dates.DateError:
+        return None
+
+
+def as_number(value: object, clock: str) -> object:
+    """A fact's date or datetime value as the number its table column compares (others unchanged)."""
+    if not clock or not isinstance(value, str):
+        return value
+    if clock == "date":
+        return float(dates.as_date(value).toordinal())
+    return dates.as_datetime(value).timestamp()
+
+
+def clock_text(x: float, clock: str) -> str:
+    if clock == "date":
+        return f'date("{dt.date.fromordinal(int(x)).isoformat()}")'
+    return f'datetime("{dates.format_datetime(dt.datetime.fromtimestamp(x, dt.UTC))}")'
+
+
+def _number_cell(text: str, column: str, parse: Callable[[str], float | int | None] = _number,
+                 kind: str = "number") -> Cell:
     def num(s: str) -> float:
-        v = _number(s)
+        v = parse(s)
         if v is None:
-            raise ValueError(f"{column}: {s.strip()!r} is not a number")
+            raise ValueError(f"{column}: {s.strip()!r} is not a {kind}" + (
+                ' (write 2026-01-31 or date("2026-01-31"))' if kind == "date" else
+                ' (write datetime("2026-01-31T09:00:00Z"))' if kind == "datetime" else ""))
         return float(v)
 
     m = _RANGE.match(text)
@@ -176,7 +220,7 @@ def _number_cell(text: str, column: str) -> Cell:
             raise ValueError(f"{column}: the interval {text.strip()} is empty")
         return Cell("num", (Interval(lo, m.group(1) == "[", hi, m.group(4) == "]"),), text=text.strip())
     m = _CMP.match(text)
-    if m and _number(m.group(2)) is not None:
+    if m and parse(m.group(2)) is not None:
         op, x = m.group(1), num(m.group(2))
         intervals = {
             "<": (Interval(hi=x),), "<=": (Interval(hi=x, hi_closed=True),),
@@ -186,8 +230,11 @@ def _number_cell(text: str, column: str) -> Cell:
         }[op]
         return Cell("num", intervals, text=text.strip())
     parts = _split_list(text)
-    if all(_number(p) is not None for p in parts):
+    if all(parse(p) is not None for p in parts):
         return Cell("num", tuple(Interval(num(p), True, num(p), True) for p in parts), text=text.strip())
+    if kind != "number":
+        raise ValueError(f"{column}: {text.strip()!r} is not a {kind}, comparison (< date(\"2026-01-31\")) or "
+                         "interval ([date(\"2026-01-01\")..date(\"2026-07-01\")))")
     raise ValueError(f"{column}: {text.strip()!r} is not a number, comparison (> 5000) or interval ([1..5))")
 
 
@@ -219,13 +266,13 @@ def cell_condition(ref: str, cell: Cell) -> str:
         parts = []
         for i in cell.intervals:
             if i.lo == i.hi:
-                parts.append(f"{ref} == {_num_text(i.lo)}")
+                parts.append(f"{ref} == {cell.bound(i.lo)}")
                 continue
             bounds = []
             if math.isfinite(i.lo):
-                bounds.append(f"{ref} {'>=' if i.lo_closed else '>'} {_num_text(i.lo)}")
+                bounds.append(f"{ref} {'>=' if i.lo_closed else '>'} {cell.bound(i.lo)}")
             if math.isfinite(i.hi):
-                bounds.append(f"{ref} {'<=' if i.hi_closed else '<'} {_num_text(i.hi)}")
+                bounds.append(f"{ref} {'<=' if i.hi_closed else '<'} {cell.bound(i.hi)}")
             parts.append(" and ".join(bounds) if len(bounds) < 2 or len(cell.intervals) == 1
                          else f"({' and '.join(bounds)})")
         return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
@@ -379,6 +426,9 @@ class TableIndex:
     def __init__(self, table: Table) -> None:
         self.rows = table.order()
         self.position = {row.number: k for k, row in enumerate(self.rows)}
+        self.clocks = [c.spec.kind if c.spec is not None and c.spec.kind in ("date", "datetime") else ""
+                       for c in table.inputs]
+        self.timed = any(self.clocks)
         self.columns: list[tuple[IntervalTree | Segments | None, dict[object, list[int]], list[int]]] = []
         for c in range(len(table.inputs)):
             intervals: list[Span] = []
@@ -413,6 +463,8 @@ class TableIndex:
         absent value (MISSING) is contained only by '-'."""
         if not values:
             return list(range(len(self.rows)))
+        if self.timed:
+            values = [as_number(v, clock) for v, clock in zip(values, self.clocks, strict=True)]
         best: Sequence[int] = ()
         best_size = -1
         for c, v in enumerate(values):  # the column that narrows most; its lookups are not copied
@@ -472,6 +524,7 @@ def atoms(column: Column, cells: list[Cell]) -> list[Atom]:
         named = sorted({str(v) for c in cells if c.kind == "set" for v in c.values})
         return [Atom(v, f"{column.ref} = {v}") for v in named] + [
             Atom(_OTHER, f"{column.ref} is any other value" if named else f"{column.ref} is any value")]
+    clock = spec.kind if spec.kind in ("date", "datetime") else ""
     lo = float(spec.minimum) if spec.minimum is not None else -math.inf
     hi = float(spec.maximum) if spec.maximum is not None else math.inf
     points = sorted({p for c in cells for p in c.points() if lo <= p <= hi} | {p for p in (lo, hi)
@@ -481,27 +534,31 @@ def atoms(column: Column, cells: list[Cell]) -> list[Atom]:
     for k in range(len(edges) - 1):
         a, b = edges[k], edges[k + 1]
         if k > 0:
-            out.append(Atom(a, f"{column.ref} = {literal(a)}"))
+            out.append(Atom(a, f"{column.ref} = {literal(a) if not clock else clock_text(a, clock)}"))
         if a == b:
             continue
         if (math.isfinite(a) and a == hi) or (math.isfinite(b) and b == lo) or b <= lo or a >= hi:
             continue
         mid = (a + b) / 2 if math.isfinite(a) and math.isfinite(b) else (b - 1 if math.isfinite(b) else
                                                                          a + 1 if math.isfinite(a) else 0.0)
-        if spec.kind == "int" and math.isfinite(a) and math.isfinite(b) and math.floor(a) + 1 >= b:
+        whole = spec.kind in ("int", "date")  # dates are whole days
+        if whole and math.isfinite(a) and math.isfinite(b) and math.floor(a) + 1 >= b:
             continue  # no whole number strictly between two adjacent whole numbers
-        if spec.kind == "int":
+        if whole:
             mid = float(math.floor(a) + 1) if math.isfinite(a) else float(math.ceil(b) - 1)
-        out.append(Atom(mid, f"{column.ref} {_interval_text(a, b)}"))
+        out.append(Atom(mid, f"{column.ref} {_interval_text(a, b, clock)}"))
     return [a for a in out if not isinstance(a.value, float) or lo <= a.value <= hi]
 
 
-def _interval_text(a: float, b: float) -> str:
+def _interval_text(a: float, b: float, clock: str = "") -> str:
+    def show(x: float) -> str:
+        return literal(x) if not clock else clock_text(x, clock)
+
     if not math.isfinite(a):
-        return f"< {literal(b)}"
+        return f"< {show(b)}"
     if not math.isfinite(b):
-        return f"> {literal(a)}"
-    return f"in ({literal(a)}..{literal(b)})"
+        return f"> {show(a)}"
+    return f"in ({show(a)}..{show(b)})"
 
 
 def _overlapping_pairs(table: Table) -> Iterator[tuple[Row, Row]]:
