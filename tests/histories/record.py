@@ -2,7 +2,8 @@
 suite can replay them on every later version: ``PYTHONPATH=<old checkout> python tests/histories/record.py OUT``.
 
 Each line of OUT is a ruleset (its file name, version and source text) or one decision of the ruleset
-before it (the record as that Baton stored it). The example rulesets' own tests are the inputs (with their recorded answers and reviewers)."""
+before it (the record as that Baton stored it). The example rulesets' own tests are the inputs (with
+their recorded answers and reviewers)."""
 
 from __future__ import annotations
 
