@@ -439,3 +439,94 @@ def test_the_indexed_engine_fires_aggregates_and_dates_as_the_single_network_doe
         fired.append([(e["rule"], e["facts"], e.get("aggregates")) for e in d.trace if e["kind"] == "fired"])
     assert fired[0] == fired[1]
     assert [r for r, _, _ in fired[0]].count("defaults") == 2
+
+
+TABLE = """\
+ruleset: fees
+facts:
+  policy:
+    ref: str
+    start: date
+    premium: {type: number, min: 0}
+  fee:
+    code: str
+    amount: number
+input: [policy]
+tables:
+  - name: fees
+    hit: first
+    inputs: [policy.start, policy.premium]
+    outputs: [fee.code, fee.amount]
+    rows:
+      - ['< date("2020-01-01")',                      "-",        legacy,  0]
+      - ['[date("2020-01-01")..date("2025-01-01"))',  ">= 1000",  big,     "=round(policy.premium * 0.015, 2)"]
+      - ['[2020-01-01..2025-01-01)',                  "-",        small,   "=max(policy.premium * 0.02, 5)"]
+      - ['>= 2025-01-01',                             "-",        new,     "=policy.premium / 100"]
+rules:
+  - name: charge
+    when: exists fee
+    then:
+      decide: {code: =fee.code, amount: =fee.amount}
+"""
+
+
+@pytest.mark.parametrize(("start", "premium", "decision"), [
+    ("2019-12-31", 5000, {"code": "legacy", "amount": 0}),
+    ("2020-01-01", 1234.5, {"code": "big", "amount": 18.52}),
+    ("2024-12-31", 100, {"code": "small", "amount": 5}),
+    ("2025-01-01", 250, {"code": "new", "amount": 2.5}),
+])
+def test_decision_tables_compare_dates_and_compute_outputs(start: str, premium: float,
+                                                           decision: dict[str, object]) -> None:
+    rs = ruleset(TABLE)
+    assert not [w for w in rs.warnings if w.code in ("table_gap", "unreachable_row")]
+    recorded = RecordedAnswers({})
+    d = asyncio.run(Engine(rs).decide({"policy": {"ref": "p", "start": start, "premium": premium}}, recorded,
+                                      recorded, FixedClock(DAY), SequentialIds()))
+    assert d.decision == decision
+
+
+def test_date_tables_report_gaps_and_overlaps_in_dates() -> None:
+    gap = TABLE.replace("'< date(\"2020-01-01\")'", "'< date(\"2019-06-01\")'")
+    rs = ruleset(gap)
+    warning = next(w for w in rs.warnings if w.code == "table_gap")
+    assert 'policy.start = date("2019-06-01")' in warning.message
+    overlap = TABLE.replace("hit: first", "hit: unique")
+    with pytest.raises(CompileErrors) as info:
+        ruleset(overlap)
+    assert "rows 2 and 3 overlap" in str(info.value)
+    bad = TABLE.replace("'>= 2025-01-01'", "'>= 2025-13-01'")
+    with pytest.raises(CompileErrors) as info:
+        ruleset(bad)
+    assert info.value.errors[0].code == "bad_cell" and "not a date" in info.value.errors[0].message
+    wrong = TABLE.replace('"=policy.premium / 100"', '"=policy.ref"')
+    with pytest.raises(CompileErrors) as info:
+        ruleset(wrong)
+    assert info.value.errors[0].code == "type_mismatch"
+    ambiguous = TABLE.replace("new,     ", "policy.ref, ")
+    with pytest.raises(CompileErrors) as info:
+        ruleset(ambiguous)
+    assert info.value.errors[0].code == "ambiguous_value"
+
+
+def test_table_export_and_import_keep_date_cells_and_expressions(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from adapters.cli.main import app
+
+    path = tmp_path / "fees.yaml"
+    path.write_text(TABLE)
+    runner = CliRunner()
+    exported = runner.invoke(app, ["table", "export", str(path), "fees"])
+    assert exported.exit_code == 0, exported.output
+    assert 'date(""2020-01-01"")' in exported.output and "=round(policy.premium * 0.015, 2)" in exported.output
+    csv_path = tmp_path / "fees.csv"
+    csv_path.write_text(exported.output.replace("0.015", "0.0125"))
+    imported = runner.invoke(app, ["table", "import", str(path), "fees", str(csv_path)])
+    assert imported.exit_code == 0, imported.output
+    rs = ruleset(path.read_text())
+    recorded = RecordedAnswers({})
+    d = asyncio.run(Engine(rs).decide({"policy": {"ref": "p", "start": "2021-05-05", "premium": 2000}}, recorded,
+                                      recorded, FixedClock(DAY), SequentialIds()))
+    assert d.decision == {"code": "big", "amount": 25}
+    assert rs.tables[0].to_rows() == ruleset(TABLE.replace("0.015", "0.0125")).tables[0].to_rows()
