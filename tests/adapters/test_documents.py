@@ -132,7 +132,8 @@ def intake_decision(store: SqlStore, answers: dict[str, Any], pdf: bytes, prefix
 
 ANSWERS = {
     "extract_claim": {"claim_ref": "CLM-1", "policy_number": "HC-1", "claimant": "Dana Whitfield",
-                      "incident_date": "2026-10-03", "incident_type": "theft", "amount": 1240,
+                      "incident_date": "2026-10-03", "reported_date": "2026-10-04",
+                      "incident_type": "theft", "amount": 1240,
                       "description": "bicycle stolen from the locked garden shed, padlock forced"},
     "assess_risk": {"tier": "low", "signals": []},
     "check_coverage": {"covered": True, "clause": "2.2", "confidence": 0.9, "exclusions": []},

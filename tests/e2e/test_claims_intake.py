@@ -27,7 +27,7 @@ from tests.pdfs import make_pdf
 
 THEFT_PDF = (ROOT / "rulesets/samples/claim-theft.pdf").read_bytes()
 EXTRACTED = {"claim_ref": "CLM-2026-0193", "policy_number": "HC-2026-448120", "claimant": "Dana Whitfield",
-             "incident_date": "2026-10-03", "incident_type": "theft", "amount": 1240,
+             "incident_date": "2026-10-03", "reported_date": "2026-10-04", "incident_type": "theft", "amount": 1240,
              "description": "bicycle and power tools stolen from the locked garden shed, padlock forced"}
 
 
