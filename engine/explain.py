@@ -7,6 +7,7 @@ from itertools import islice, product
 from typing import Any
 
 from engine.language.check import MISSING, FactIndex, compile_expr
+from engine.language.dates import from_timestamp
 from engine.language.expr import Bind, Exists, Node, Ref, render
 from engine.model import Ruleset
 
@@ -26,11 +27,29 @@ def _refs(node: Node) -> list[Ref]:
 
 
 class _Final(FactIndex):
-    def __init__(self, types: set[str]) -> None:
-        self.types = types
+    """Working memory as the decision left it, read from its trace (aggregates and negations in why-not)."""
+
+    def __init__(self, facts: list[Mapping[str, Any]], moment: tuple[str, str]) -> None:
+        self.facts = {int(f["seq"]): f for f in facts}
+        self.by_type: dict[str, list[int]] = {}
+        for f in facts:
+            self.by_type.setdefault(str(f["type"]), []).append(int(f["seq"]))
+        self.now = moment
 
     def has_type(self, type_name: str) -> bool:
-        return type_name in self.types
+        return type_name in self.by_type
+
+    def of_type(self, type_name: str) -> list[int]:
+        return self.by_type.get(type_name, [])
+
+    def values(self, seq: int) -> Mapping[str, object]:
+        return self.facts[seq]["values"]  # type: ignore[no-any-return]
+
+    def type_of(self, seq: int) -> str:
+        return str(self.facts[seq]["type"])
+
+    def moment(self) -> tuple[str, str]:
+        return self.now
 
 
 def why(ruleset: Ruleset, record: Mapping[str, Any], rule_name: str) -> list[str]:
@@ -42,9 +61,16 @@ def why(ruleset: Ruleset, record: Mapping[str, Any], rule_name: str) -> list[str
     fired = [e for e in record["trace"] if e.get("kind") == "fired" and e.get("rule") == rule_name]
     if fired:
         return [f"'{rule_name}' fired at step {e['step']} (round {e['round']}) on "
-                + ", ".join(f"{b} #{s}" for b, s in e["facts"].items()) for e in fired]
+                + ", ".join(f"{b} #{s}" for b, s in e["facts"].items())
+                + ("" if not e.get("aggregates") else " with " + ", ".join(
+                    f"{text} = {'absent' if v is None else v}" for text, v in e["aggregates"].items()))
+                for e in fired]
     lines = [f"'{rule_name}' did not fire. Its condition: {rule.when.strip()}"]
-    final = _Final({str(f["type"]) for f in facts})
+    try:
+        moment = from_timestamp(float(record.get("started_at") or 0.0))
+    except (OverflowError, OSError, ValueError):
+        moment = from_timestamp(0.0)
+    final = _Final(facts, moment)
     for b, branch in enumerate(rule.condition.branches):
         prefix = f"  branch {b + 1}: " if len(rule.condition.branches) > 1 else "  "
         pools = {}

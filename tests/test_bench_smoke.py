@@ -22,6 +22,7 @@ RUNS = {
     "console.py": (["--decisions", "200"], ""),
     "intake.py": (["--n", "40", "--inflight", "8"], ""),
     "grpc_load.py": (["--duration", "2", "--inflight", "8", "--no-floor"], ""),
+    "aggregates.py": (["--smoke"], "aggregates: ok"),
 }
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from engine.errors import BatonError
 from engine.index import Interval, IntervalTree
-from engine.language.check import Branch
+from engine.language.check import EPOCH, Branch
 from engine.language.expr import Binary, BoolOp, Exists, ListLit, Lit, Node, Not, Ref
 from engine.language.types import BUILTIN_TYPES
 from engine.model import Rule, Ruleset
@@ -332,12 +332,14 @@ def _unused(rs: Ruleset) -> list[BatonError]:
     for rule in rs.rules:
         for branch in rule.condition.branches:
             read.update(branch.bindings.values())
+            read.update(t[len(EPOCH):] for t in branch.epochs.values())  # aggregated over
         read.update(rule.condition.negated_types)
         read.update(rule.condition.aliases.values())
     texts = [m.prompt for m in rs.models.values()]
     for rule in rs.rules:
         for step in rule.steps:
             texts.extend(str(v) for v in step.payload.values() if isinstance(v, str) and "{{" in v)
+            texts.extend(text for _, text, _ in step.computed)  # =expr values name the types they read
     for text in texts:
         read.update(n for n in _TEMPLATE_NAME.findall(text) if n in rs.types)
     if any("facts" in _TEMPLATE_NAME.findall(t) for t in texts):

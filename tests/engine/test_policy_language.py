@@ -530,3 +530,26 @@ def test_table_export_and_import_keep_date_cells_and_expressions(tmp_path: Any) 
                                       recorded, FixedClock(DAY), SequentialIds()))
     assert d.decision == {"code": "big", "amount": 25}
     assert rs.tables[0].to_rows() == ruleset(TABLE.replace("0.015", "0.0125")).tables[0].to_rows()
+
+
+def test_why_shows_the_aggregate_values_a_rule_fired_with() -> None:
+    from engine.explain import why
+
+    rules = """\
+  - name: exposure
+    when: exists applicant and sum(loan.amount) > 100
+    then:
+      decide: {route: review}
+  - name: quiet
+    when: 'exists applicant and count(loan where loan.status == "default") > 0'
+    then:
+      decide: {route: never}
+"""
+    rs = ruleset(HEAD + rules)
+    recorded = RecordedAnswers({})
+    d = asyncio.run(Engine(rs).decide({"applicant": applicant(), "loan": [loan("l1", 150)]}, recorded, recorded,
+                                      FixedClock(DAY), SequentialIds()))
+    assert why(rs, d.to_dict(), "exposure") == ["'exposure' fired at step 1 (round 1) on applicant #1 with "
+                                                "sum(loan.amount) = 150"]
+    lines = why(rs, d.to_dict(), "quiet")
+    assert 'count(loan where loan.status == "default") > 0\' is false' in lines[-1]
