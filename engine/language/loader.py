@@ -625,6 +625,10 @@ class Loader:
             if isinstance(value, dict) and fact is None:
                 out.extend(self.computed_values(value, here, types, condition, what))
                 continue
+            if isinstance(value, list) and any(isinstance(v, str) and v.startswith("=") for v in value):
+                self.error("bad_value", f"{what}.{'.'.join(here)}: a computed value (=...) cannot stand inside a "
+                           "list", self.pos.value(body, key), "compute each value in a field of its own")
+                continue
             if not isinstance(value, str):
                 continue
             start = self.pos.text_start(body, key)
