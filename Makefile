@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test lint bench proto
+.PHONY: install run test lint bench proto tools
 
 install: $(VENV)/.installed
 
@@ -30,8 +30,11 @@ lint: install
 proto: install
 	$(BIN)/python -m adapters.grpc.codegen
 
-test: lint
+test: lint tools
 	$(BIN)/python -m pytest -q
+
+tools:
+	@bash .ci/tools.sh
 
 bench: install
 	$(BIN)/python bench/engine.py

@@ -81,6 +81,23 @@ def check(paths: PathsArg,
         raise typer.Exit(1)
 
 
+@app.command()
+def schema(output: Annotated[Path | None, typer.Option("-o", "--output", help="write it to this file")] = None,
+           ) -> None:
+    """Print the JSON Schema of ruleset files, for editors that validate YAML as you type.
+
+    Save it (baton schema -o ruleset.schema.json) and put this first line in a ruleset:
+    # yaml-language-server: $schema=ruleset.schema.json"""
+    from engine.language.schema import ruleset_schema
+
+    text = json.dumps(ruleset_schema(), indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.write_text(text, encoding="utf-8")
+    err.print(f"wrote {output}")
+
+
 @app.command("test")
 def test_cmd(paths: PathsArg,
              min_coverage: Annotated[float, typer.Option(help="fail below this rule coverage (percent)")] = 0.0,
