@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.system import tune_allocator  # noqa: E402
-from engine.clock import FixedClock, SequentialIds  # noqa: E402
-from engine.language.loader import load_ruleset  # noqa: E402
-from engine.loop import Engine  # noqa: E402
-from engine.recorded import RecordedAnswers  # noqa: E402
+from adapters.system import tune_allocator
+from engine.clock import FixedClock, SequentialIds
+from engine.language.loader import load_ruleset
+from engine.loop import Engine
+from engine.recorded import RecordedAnswers
 
 RULESET = """\
 ruleset: bench-aggregates

@@ -20,7 +20,7 @@ _VALUE = {"description": "a value, or a computed value: a string starting with =
 
 
 def _field() -> dict[str, Any]:
-    scalar = {"type": "string", "enum": SCALAR_TYPES + ["list"]}
+    scalar = {"type": "string", "enum": [*SCALAR_TYPES, "list"]}
     return {"anyOf": [scalar, {
         "type": "object", "additionalProperties": False,
         "properties": {
