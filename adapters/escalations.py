@@ -10,7 +10,9 @@ replica can resume any decision, and never twice.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,8 @@ from adapters.store.sql import Resolution, SqlStore
 from adapters.store.writer import GroupWriter
 from engine.audit import canonical
 from engine.errors import BatonError, InvalidInput, Where
-from engine.loop import HumanInput
+from engine.language.types import check_field
+from engine.loop import Engine, HumanInput
 from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
 from engine.recorded import ReplayAnswers
 from engine.replay import facts_of, human_inputs, stored_limits
@@ -59,6 +62,21 @@ class Escalations:
         fact_type = engine.ruleset.types[esc["expects"]]
         if not isinstance(answer, dict):
             raise InvalidInput("invalid_fact", "answer: an object of the expected fact type", Where(path="answer"))
+        original = await asyncio.to_thread(self.store.get, esc["id"])
+        identity, fixed = answer_form(engine, original or {})
+        answer = dict(answer)
+        if identity:  # who answers is who signed in, never what a form or client says
+            said = answer.get(identity)
+            if said not in (None, "", by):
+                raise InvalidInput("not_the_reviewer", f"answer.{identity}: the reviewer is the signed-in {by!r}, "
+                                   f"not {str(said)[:60]!r}", Where(path=f"answer.{identity}"))
+            answer[identity] = by
+        for name, value in fixed.items():  # what the escalation already knows is not the reviewer's to change
+            said = answer.get(name)
+            if said not in (None, "") and said != value:
+                raise InvalidInput("fixed_field", f"answer.{name}: the escalation fixes it to {value!r}",
+                                   Where(path=f"answer.{name}"))
+            answer[name] = value
         values = fact_type.validate(answer, "answer")
         return await self._resume(esc, HumanInput(esc["expects"], values, by), Resolution(escalation_id, by,
                                                                                            canonical(values)))
@@ -94,3 +112,37 @@ class Escalations:
         await self.writer.save(record, caller=given.by, resolves=resolution)
         updated = await asyncio.to_thread(self.get, esc["id"])
         return updated, record
+
+
+def answer_form(engine: Engine, record: Mapping[str, Any]) -> tuple[str, dict[str, object]]:
+    """The reviewer's answer as the escalation shapes it: the field that holds the reviewer's identity
+    (the escalate action's ``identity:``), and the fields it already knows - those of the expected fact
+    type whose name and type match a field of a fact the escalating rule matched (``payment_ref`` of the
+    payment it escalated), when that fact gives one value."""
+    escalation = record.get("escalation") or {}
+    expects = str(escalation.get("expects") or "")
+    rule = next((r for r in engine.ruleset.rules if r.name == escalation.get("rule")), None)
+    fact_type = engine.ruleset.types.get(expects)
+    if rule is None or fact_type is None:
+        return "", {}
+    identity = next((s.identity for s in rule.steps if s.kind == "escalate" and s.expects == expects), "")
+    trace = record.get("trace") or []
+    won = next((e for e in trace if e.get("kind") == "proposal" and e.get("won")), None)
+    fired = next((e for e in trace if e.get("kind") == "fired" and won is not None
+                  and e.get("step") == won.get("step")), None)
+    if fired is None:
+        return identity, {}
+    facts = {e["seq"]: e for e in trace if e.get("kind") == "fact"}
+    matched = [facts[s] for s in (fired.get("facts") or {}).values() if s in facts]
+    fixed: dict[str, object] = {}
+    for name, spec in fact_type.fields.items():
+        if name == identity or spec.kind == "list":
+            continue
+        found = {json.dumps(f["values"][name]) for f in matched if name in f["values"]}
+        if len(found) != 1:
+            continue
+        try:
+            fixed[name] = check_field(spec, json.loads(found.pop()), f"answer.{name}")
+        except InvalidInput:
+            continue  # a value the answer's field would refuse: not known after all
+    return identity, fixed

@@ -56,6 +56,7 @@ class Step:
     templates: dict[str, Template] = field(default_factory=dict)  # effect: `with` values rendered from facts
     expects: str = ""  # escalate: the fact type of the reviewer's answer
     sla_s: float | None = None  # escalate: after this long without an answer, a `timeout` fact
+    identity: str = ""  # escalate: the answer's field that holds the signed-in reviewer's name (never typed)
     # computed values ("=expr"): (path into the payload, its text, evaluator); the path ("reason",) is the reason
     computed: list[tuple[tuple[str, ...], str, Eval]] = field(default_factory=list)
 

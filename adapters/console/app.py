@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 
 from adapters.console import svg
 from adapters.console.security import COOKIE, HEADERS, SESSION_S, Session, Sessions
-from adapters.escalations import Escalations, NotOpen
+from adapters.escalations import Escalations, NotOpen, answer_form
 from adapters.grpc.auth import AuthError
 from adapters.impact import Impact, decision_label, impact_steps
 from adapters.registry import GovernanceError, RulesetRegistry
@@ -178,8 +178,14 @@ def create_app(console: Console) -> Starlette:
                     took_ms=(time.perf_counter() - started) * 1000)
 
     async def decision(request: Request) -> Response:
-        need(request, "auditor")
-        return await render_decision(request, request.path_params["id"])
+        session = need(request, "auditor", "reviewer")
+        decision_id = request.path_params["id"]
+        if not session.has("auditor"):  # a reviewer reads the decisions of escalations, and what they resumed
+            record = await asyncio.to_thread(c.store.get, decision_id)
+            escalated = (record or {}).get("resumes") or decision_id
+            if await asyncio.to_thread(c.store.escalation, str(escalated)) is None:
+                raise PermissionError(f"{session.name} (reviewer) may read the decisions of escalations only")
+        return await render_decision(request, decision_id)
 
     async def render_decision(request: Request, decision_id: str, **extra: Any) -> Response:
         started = time.perf_counter()
@@ -419,14 +425,18 @@ def create_app(console: Console) -> Starlette:
         if row["expects"]:
             engine = await asyncio.to_thread(c.registry.engine_for, row["version"])
             ft = engine.ruleset.types.get(row["expects"])
+            identity, fixed = answer_form(engine, record or {})
             if ft is not None:
-                fields = [{"name": n, "kind": spec.kind, "enum": list(spec.enum), "optional": spec.optional}
+                fields = [{"name": n, "kind": spec.kind, "enum": list(spec.enum), "optional": spec.optional,
+                           "identity": n == identity, "fixed": n in fixed,
+                           "value": session.name if n == identity else fixed.get(n)}
                           for n, spec in ft.fields.items()]
         facts = [e for e in (record or {}).get("trace", []) if e.get("kind") == "fact"]
         resumed = await asyncio.to_thread(c.store.get, row["resumed_decision_id"]) if row["resumed_decision_id"] \
             else None
+        answer = json.loads(row["answer"]) if row.get("answer") else None
         return page(request, "escalation.html", status=status, row=row, facts=facts, fields=fields, error=error,
-                    values=values or {}, now=time.time(), record=record, resumed=resumed)
+                    values=values or {}, now=time.time(), record=record, resumed=resumed, answer=answer)
 
     async def resolve(request: Request) -> Response:
         session = need(request, "reviewer")
@@ -438,9 +448,13 @@ def create_app(console: Console) -> Starlette:
         engine = await asyncio.to_thread(c.registry.engine_for, row["version"])
         ft = engine.ruleset.types.get(row["expects"] or "")
         values = {k: str(v) for k, v in data.items() if k.startswith("f_")}
+        record = await asyncio.to_thread(c.store.get, esc_id)
+        identity, _ = answer_form(engine, record or {})
         answer: dict[str, Any] = {}
         if ft is not None:
             for n, spec in ft.fields.items():
+                if n == identity:
+                    continue  # whatever the form says: the escalation records the signed-in reviewer
                 raw = values.get(f"f_{n}", "").strip()
                 if raw == "":
                     continue  # left empty: absent (the fact type says whether it may be)

@@ -524,7 +524,8 @@ class Loader:
                 self.error("bad_shape", f"{verb} takes a mapping, e.g. {{route: standard-queue}}", vwhere)
                 return []
             payload = plain(body)
-            computed = self.computed_values(body, (), types, condition, verb)
+            computed = self.computed_values(body, (), types, condition, verb,
+                                            skip=("expects", "sla", "identity") if verb == "escalate" else ())
             reason = payload.pop("reason", "")
             step = Step(verb, payload=payload, reason=str(reason), computed=computed)
             if verb == "escalate":
@@ -539,7 +540,16 @@ class Loader:
                 sla_s = parse_duration(sla) if sla is not None else None
                 if sla is not None and sla_s is None:
                     self.error("bad_value", "sla must be a duration such as 4h or 30m", self.pos.value(body, "sla"))
-                step.expects, step.sla_s = str(expects or ""), sla_s
+                identity = payload.pop("identity", "")
+                if identity:
+                    ft = types.get(str(expects)) if expects else None
+                    spec = ft.fields.get(str(identity)) if ft is not None else None
+                    if spec is None or spec.kind != "str":
+                        self.error("unknown_field", f"escalate: identity names the field of the expected answer that "
+                                   f"holds the reviewer's name; {str(expects) or 'the answer'} has no str field "
+                                   f"{identity!r}", self.pos.value(body, "identity"),
+                                   "write expects: approval and identity: approver")
+                step.expects, step.sla_s, step.identity = str(expects or ""), sla_s, str(identity or "")
             return [step]
         if verb == "effect":
             if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
@@ -605,7 +615,7 @@ class Loader:
 
     def computed_values(self, body: Any, path: tuple[str, ...], types: dict[str, FactType],
                         condition: Condition | None, what: str, fact: FactType | None = None,
-                        ) -> list[tuple[tuple[str, ...], str, Any]]:
+                        skip: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str, Any]]:
         """The ``=expr`` values of a payload, checked over the facts the rule matched; a plain string that
         spells one of those facts' fields is ``ambiguous_value`` (it would be sent as that text)."""
         out: list[tuple[tuple[str, ...], str, Any]] = []
@@ -621,6 +631,8 @@ class Loader:
             seen = set.intersection(*groups) if groups else set()
         for key, value in body.items():
             name = str(key)
+            if name in skip:
+                continue
             here = (*path, name)
             if isinstance(value, dict) and fact is None:
                 out.extend(self.computed_values(value, here, types, condition, what))

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.scalarstring import (
@@ -64,11 +65,21 @@ def parse_yaml(text: str, file: str) -> Any:
         raise BatonError("yaml_syntax", f"YAML syntax: {e}", Where(file, 1, 1)) from None
 
 
+class _TextTimestamps(RoundTripConstructor):
+    """ruamel's round-trip constructor, except that a YAML timestamp stays its text: a date is read by the
+    field that holds it (engine/language/dates.py), as the fast path does."""
+
+
+_TextTimestamps.add_constructor("tag:yaml.org,2002:timestamp",
+                                lambda self, node: str(self.construct_scalar(node)))
+
+
 def parse_round_trip(text: str, file: str) -> Any:
     """ruamel.yaml's round-trip parse (pure Python): the reference the fast path must agree with."""
     if len(text) > MAX_SOURCE:
         raise BatonError("too_large", f"ruleset file is larger than {MAX_SOURCE} characters", Where(file, 1, 1))
     parser = YAML(typ="rt", pure=True)
+    parser.Constructor = _TextTimestamps
     parser.preserve_quotes = True
     try:
         return parser.load(text)

@@ -214,6 +214,11 @@ def _field_checker(spec: FieldSpec) -> Callable[[object, str], object]:
     return check_list
 
 
+def check_field(spec: FieldSpec, value: object, path: str) -> object:
+    """One field's value checked and normalised as a fact's would be (raises InvalidInput)."""
+    return _field_checker(spec)(value, path)
+
+
 def build_validator(fact_type: FactType) -> Callable[[object, str], dict[str, object]]:
     checks = [(name, _field_checker(spec), spec.optional) for name, spec in fact_type.fields.items()]
     known = frozenset(fact_type.fields)

@@ -15,7 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, ruleset_pb2, ruleset_pb2_grpc
+from adapters.grpc.gen.baton.v1 import (
+    decision_pb2,
+    decision_pb2_grpc,
+    escalation_pb2,
+    escalation_pb2_grpc,
+    ruleset_pb2,
+    ruleset_pb2_grpc,
+)
 from engine.errors import CompileErrors
 from engine.language.loader import load_ruleset
 from tests.e2e.server import ROOT, TOKENS, fact, free_port, metadata, start
@@ -209,10 +216,12 @@ def test_the_console_walkthrough(env: dict[str, Any], browser: Any) -> None:
     wait(driver, lambda d: re.search(r"\d+m \d+s", d.find_element(By.CSS_SELECTOR, ".countdown").text))
     shot(driver, "09-escalations-inbox")
     driver.find_element(By.CSS_SELECTOR, "#escalations tbody a").click()
-    wait(driver, lambda d: d.find_elements(By.NAME, "f_approver"))[0].send_keys("carol")
-    driver.find_element(By.ID, "resolve").click()
-    assert "payment_ref" in wait(driver, lambda d: d.find_elements(By.ID, "answer-error"))[0].text  # type-checked
-    driver.find_element(By.NAME, "f_payment_ref").send_keys("PAY-501")
+    # the approver is the signed-in reviewer and the payment is the escalated one: neither can be typed
+    identity = wait(driver, lambda d: d.find_elements(By.ID, "identity-approver"))[0]
+    assert identity.get_attribute("value") == "reviewer" and identity.get_attribute("readonly") is not None
+    assert not driver.find_elements(By.NAME, "f_approver")
+    fixed = driver.find_element(By.ID, "fixed-payment_ref")
+    assert fixed.get_attribute("value") == "PAY-501" and fixed.get_attribute("readonly") is not None
     shot(driver, "10-escalation-answer")
     driver.find_element(By.ID, "resolve").click()
     resumed = wait(driver, lambda d: d.find_elements(By.ID, "resumed-outcome"))[0]
@@ -290,3 +299,38 @@ def test_roles_csrf_and_headers(env: dict[str, Any]) -> None:
         assert link is not None
         diff = lead.get(url + link.group(1).replace("&amp;", "&")).text
         assert "risk-band" in diff and "row 1" in diff and "745" in diff  # what the approver reviews
+
+
+def test_a_reviewers_answer_records_the_signed_in_identity_whatever_the_form_says(env: dict[str, Any]) -> None:
+    url = env["url"]
+    with env["server"].channel() as ch:
+        escalated = decision_pb2_grpc.DecisionServiceStub(ch).Decide(decision_pb2.DecideRequest(
+            ruleset="payment-approval", facts=[fact("payment", {**PAYMENT, "payment_ref": "PAY-502"})]),
+            metadata=metadata("caller")).decision
+    assert escalated.outcome == decision_pb2.OUTCOME_ESCALATED
+    with httpx.Client(follow_redirects=False) as reviewer:
+        assert login(reviewer, url, "reviewer").status_code == 303
+        page = reviewer.get(f"{url}/escalations/{escalated.decision_id}")
+        csrf = re.search(r'name="csrf" content="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        assert 'name="f_approver"' not in page.text and 'id="identity-approver" value="reviewer"' in page.text
+        changed = reviewer.post(f"{url}/escalations/{escalated.decision_id}/resolve",
+                                data={"csrf": csrf, "f_payment_ref": "PAY-1"})  # not the escalated payment
+        assert changed.status_code == 400 and "PAY-502" in changed.text
+        forged = reviewer.post(f"{url}/escalations/{escalated.decision_id}/resolve",
+                               data={"csrf": csrf, "f_payment_ref": "PAY-502", "f_approver": "<script>x</script>"})
+        assert forged.status_code == 303
+    with env["server"].channel() as ch:
+        row = escalation_pb2_grpc.EscalationServiceStub(ch).GetEscalation(escalation_pb2.GetEscalationRequest(
+            escalation_id=escalated.decision_id), metadata=metadata("reviewer")).escalation
+        record = decision_pb2_grpc.DecisionServiceStub(ch).GetDecision(decision_pb2.GetDecisionRequest(
+            decision_id=row.resumed_decision_id), metadata=metadata("auditor")).record
+    human = [e for e in record["trace"] if e["kind"] == "fact" and e["source"] == "human"]
+    assert [dict(h["values"]) for h in human] == [{"payment_ref": "PAY-502", "approver": "reviewer"}]
+    assert row.resolved_by == "reviewer"
+    with httpx.Client(follow_redirects=False) as reviewer:  # the page shows the answer; the decisions open
+        assert login(reviewer, url, "reviewer").status_code == 303
+        page = reviewer.get(f"{url}/escalations/{escalated.decision_id}").text
+        assert 'id="given-answer"' in page and "PAY-502" in page and "countdown" not in page
+        assert reviewer.get(f"{url}/decisions/{escalated.decision_id}").status_code == 200
+        assert reviewer.get(f"{url}/decisions/{row.resumed_decision_id}").status_code == 200
+        assert reviewer.get(f"{url}/decisions/{env['decided'][0].decision_id}").status_code == 403

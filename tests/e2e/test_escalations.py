@@ -47,9 +47,16 @@ def test_resolved_on_another_replica_resumes_and_replays(tmp_path: Path) -> None
             got = esc.GetEscalation(escalation_pb2.GetEscalationRequest(escalation_id=first.decision_id),
                                     metadata=metadata("reviewer"))
             assert {f.type for f in got.facts} >= {"payment", "user_limit", "approval_required"}
+            # who answers is who signed in (the rule's `identity: approver`), never what the answer says
             with pytest.raises(grpc.RpcError) as bad:
                 esc.ResolveEscalation(escalation_pb2.ResolveEscalationRequest(
                     escalation_id=first.decision_id, answer=struct({"approver": "carol"})),
+                    metadata=metadata("reviewer"))
+            assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "answer.approver" in bad.value.details()
+            # and what the escalation knows (the payment it escalated) is not the reviewer's to change
+            with pytest.raises(grpc.RpcError) as bad:
+                esc.ResolveEscalation(escalation_pb2.ResolveEscalationRequest(
+                    escalation_id=first.decision_id, answer=struct({"payment_ref": "PAY-1"})),
                     metadata=metadata("reviewer"))
             assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "answer.payment_ref" in bad.value.details()
             with pytest.raises(grpc.RpcError) as denied:
@@ -57,7 +64,7 @@ def test_resolved_on_another_replica_resumes_and_replays(tmp_path: Path) -> None
                                       metadata=metadata("caller"))
             assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
             resolved = esc.ResolveEscalation(escalation_pb2.ResolveEscalationRequest(
-                escalation_id=first.decision_id, answer=struct({"payment_ref": "PAY-77", "approver": "carol"})),
+                escalation_id=first.decision_id, answer=struct({"payment_ref": "PAY-77"})),
                 metadata=metadata("reviewer"))
             resumed = resolved.decision
             assert resumed.outcome == decision_pb2.OUTCOME_DECIDED and dict(resumed.decision) == {"action": "release"}
@@ -74,7 +81,7 @@ def test_resolved_on_another_replica_resumes_and_replays(tmp_path: Path) -> None
                                            metadata=metadata("auditor")).record
             assert record["resumes"] == first.decision_id
             human = [e for e in record["trace"] if e["kind"] == "fact" and e["source"] == "human"]
-            assert len(human) == 1 and human[0]["by"] == "reviewer" and human[0]["values"]["approver"] == "carol"
+            assert len(human) == 1 and human[0]["by"] == "reviewer" and human[0]["values"]["approver"] == "reviewer"
             replay = decisions.ReplayDecision(decision_pb2.ReplayDecisionRequest(decision_id=resumed.decision_id),
                                               metadata=metadata("auditor"))
             assert replay.identical

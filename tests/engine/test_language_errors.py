@@ -165,3 +165,12 @@ def test_every_other_error_code(code: str) -> None:
     errors = info.value.errors
     assert code in [e.code for e in errors], [str(e) for e in errors]
     assert all(e.where.line >= 1 and e.where.column >= 1 for e in errors)
+
+
+def test_escalate_identity_must_name_a_str_field_of_the_expected_answer() -> None:
+    head = HEAD.replace("  policy:\n    active: bool\n", "  policy:\n    active: bool\n  approval:\n    by: str\n    n: int\n")
+    assert ruleset(head + "  - name: r\n    when: exists claim\n    then: {escalate: {queue: q, expects: approval, "
+                   "identity: by}}\n").rules[0].steps[0].identity == "by"
+    for identity in ("n", "who"):
+        assert errors_of("  - name: r\n    when: exists claim\n    then: {escalate: {queue: q, expects: approval, "
+                         f"identity: {identity}}}}}\n", head)[0][0] == "unknown_field"
