@@ -111,7 +111,14 @@ class RulesetRegistry:
         return info
 
     def submit(self, rs: Ruleset, by: str, note: str = "", effective_from: float | None = None) -> Publication:
-        """Store a version and ask for it to be published; it is live only once someone else approves it."""
+        """Store a version and ask for it to be published; it is live only once someone else approves it.
+        A change note is required (what changes and why: the approver and the auditor read it), and the
+        version already in effect cannot be submitted again."""
+        if not note.strip():
+            raise GovernanceError("note_required", "a change note is required: say what changes and why")
+        if self.active_version(rs.name) == rs.version:
+            raise GovernanceError("unchanged", f"{rs.ref} is the version already in effect; there is nothing to "
+                                  "publish")
         now = time.time()
         with self.store.writer.begin() as conn:
             store_version(conn, rs, now)
@@ -130,7 +137,10 @@ class RulesetRegistry:
         return found
 
     def decide(self, pub_id: str, by: str, approve: bool, note: str = "") -> Publication:
-        """Approve or reject a pending publication. The person who submitted it may do neither."""
+        """Approve or reject a pending publication. The person who submitted it may do neither; a rejection
+        says why."""
+        if not approve and not note.strip():
+            raise GovernanceError("note_required", "a rejection needs a reason (the submitter reads it)")
         now = time.time()
         with self.store.writer.begin() as conn:
             row = conn.execute(sa.select(*_PUB_COLUMNS).where(PUBLICATIONS.c.id == pub_id)).first()

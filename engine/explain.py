@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from itertools import islice, product
 from typing import Any
@@ -12,6 +13,11 @@ from engine.language.expr import Bind, Exists, Node, Ref, render
 from engine.model import Ruleset
 
 MAX_COMBINATIONS = 20
+
+
+def _show(value: object) -> str:
+    """A value as the ruleset language writes it (true, not Python's True; strings quoted)."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _refs(node: Node) -> list[Ref]:
@@ -110,7 +116,7 @@ def _first_failure(parts: list[Node], env: dict[str, Any], wm: FactIndex) -> str
             shown = []
             for ref in _refs(part):
                 v = env.get(ref.binding, {}).get(ref.field, MISSING)
-                shown.append(f"{ref.binding}.{ref.field} = {'absent' if v is MISSING else repr(v)}")
+                shown.append(f"{ref.binding}.{ref.field} = {'absent' if v is MISSING else _show(v)}")
             if isinstance(part, Exists):
                 return f"'{render(part)}' is false: a {part.type_name} fact was asserted"
             detail = f" ({'; '.join(dict.fromkeys(shown))})" if shown else ""

@@ -283,16 +283,20 @@ def create_app(console: Console) -> Starlette:
         return page(request, "diff.html", versions=versions, changes=changes, q=q, error=error)
 
     async def editor(request: Request) -> Response:
-        session = need(request, "editor")
+        session = need(request, "editor", "approver")  # approvers read, test and preview; editors submit
         name = request.path_params["name"]
         source = ""
         if request.method == "POST":
             data = await form(request, session)
             source = str(data.get("source", ""))
             action = request.query_params.get("do", "validate")
+            if action == "submit" and not session.has("editor"):
+                raise PermissionError(f"{session.name} may review changes but not submit them (needs editor)")
             return await editor_action(request, session, name, source, action, data)
         try:
-            source = (await asyncio.to_thread(c.registry.engine, name)).ruleset.source
+            version = request.query_params.get("version", "")
+            source = (await asyncio.to_thread(c.registry.engine_for, version)).ruleset.source if version else (
+                await asyncio.to_thread(c.registry.engine, name)).ruleset.source
         except BatonError:
             source = f"ruleset: {name}\nfacts:\n  example: {{ref: str}}\nrules:\n  - name: first\n" \
                      "    when: exists example\n    then: {decide: {route: review}}\n"
@@ -331,8 +335,13 @@ def create_app(console: Console) -> Starlette:
                     context["submit_error"] = "effective from: use YYYY-MM-DDTHH:MM (UTC)"
             if "submit_error" not in context:
                 rs = load_ruleset(source, f"{name}.yaml")
-                pub = await asyncio.to_thread(c.registry.submit, rs, session.name, str(data.get("note", "")),
-                                              effective)
+                try:
+                    pub = await asyncio.to_thread(c.registry.submit, rs, session.name, str(data.get("note", "")),
+                                                  effective)
+                except GovernanceError as e:  # no note, or the version already in effect: the text stays
+                    context["submit_error"] = e.message
+                    context["note"] = str(data.get("note", ""))
+                    return page(request, "editor.html", status=400, **context)
                 return RedirectResponse(f"/publications#{pub.id}", status_code=303)
         return page(request, "editor.html", **context)
 
@@ -386,10 +395,21 @@ def create_app(console: Console) -> Starlette:
 
     async def publications(request: Request) -> Response:
         need(request, "editor", "approver", "auditor")
+        return await render_publications(request)
+
+    async def render_publications(request: Request, error: str = "", status: int = 200) -> Response:
         pubs = await asyncio.to_thread(c.registry.publications)
         await asyncio.to_thread(c.registry.refresh, True)
-        return page(request, "publications.html", pubs=pubs, error=request.query_params.get("error", ""),
-                    active=c.registry.active)
+        checks: dict[str, Any] = {}  # what an approver weighs: the candidate's own tests, run here
+        for p in pubs:
+            if p.status == "pending" and p.version not in checks:
+                try:
+                    engine = await asyncio.to_thread(c.registry.engine_for, p.version)
+                    checks[p.version] = await run_suite(engine.ruleset, time.time())
+                except BatonError:
+                    checks[p.version] = None
+        return page(request, "publications.html", status=status, pubs=pubs, error=error, active=c.registry.active,
+                    checks=checks)
 
     async def review(request: Request) -> Response:
         session = need(request, "approver")
@@ -399,9 +419,8 @@ def create_app(console: Console) -> Starlette:
             await asyncio.to_thread(c.registry.decide, request.path_params["id"], session.name, approve,
                                     str(data.get("note", "")))
         except (GovernanceError, BatonError) as e:
-            pubs = await asyncio.to_thread(c.registry.publications)
-            return page(request, "publications.html", status=403 if e.code == "four_eyes" else 409, pubs=pubs,
-                        error=e.message, active=c.registry.active)
+            return await render_publications(request, e.message, 403 if e.code == "four_eyes" else 400
+                                             if e.code == "note_required" else 409)
         return RedirectResponse("/publications", status_code=303)
 
     # -- escalations ----------------------------------------------------------------------------------

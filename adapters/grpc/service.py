@@ -122,7 +122,8 @@ def _map_error(e: BaseException) -> Abort:
     if isinstance(e, Overloaded):
         return Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, e.message)
     if isinstance(e, GovernanceError):
-        code = grpc.StatusCode.PERMISSION_DENIED if e.code == "four_eyes" else grpc.StatusCode.FAILED_PRECONDITION
+        code = grpc.StatusCode.PERMISSION_DENIED if e.code == "four_eyes" else grpc.StatusCode.INVALID_ARGUMENT \
+            if e.code == "note_required" else grpc.StatusCode.FAILED_PRECONDITION
         return Abort(code, e.message)
     if isinstance(e, (NotOpen, Conflict)):
         return Abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))

@@ -107,7 +107,7 @@ def test_auditor_commands_over_a_stored_decision(tmp_path: Path) -> None:
     assert "fired senior-for-high-risk-injury on assessment #4, risk #2" in shown.output
     assert "call classify (model) ok" in shown.output
     why = runner.invoke(app, ["log", "why", ids[0], "inactive-policy", "--db", db])
-    assert "'not policy.active' is false (policy.active = True)" in why.output
+    assert "'not policy.active' is false (policy.active = true)" in why.output
     replayed = runner.invoke(app, ["replay", ids[0], "--db", db])
     assert replayed.exit_code == 0 and "identical" in replayed.output
     candidate = tmp_path / "candidate.yaml"

@@ -41,7 +41,7 @@ def test_four_eyes_and_effective_dates(registry: RulesetRegistry) -> None:
     now = time.time()
     pub2 = registry.submit(v2, by="erin", note="raise the bar", effective_from=now + 3600)
     assert pub2.status == "pending" and registry.active_version("claims-triage") == v1.version
-    assert registry.submit(v2, by="erin").id == pub2.id  # the same pending request, not a second one
+    assert registry.submit(v2, by="erin", note="again").id == pub2.id  # the same pending request, not a second one
     with pytest.raises(GovernanceError) as e:
         registry.decide(pub2.id, by="erin", approve=True)
     assert e.value.code == "four_eyes" and registry.publication(pub2.id).status == "pending"  # type: ignore[union-attr]
@@ -49,9 +49,9 @@ def test_four_eyes_and_effective_dates(registry: RulesetRegistry) -> None:
     assert (approved.status, approved.decided_by, approved.submitted_by) == ("published", "alex", "erin")
     assert approved.effective_from == pytest.approx(now + 3600)
     with pytest.raises(GovernanceError):
-        registry.decide(pub2.id, by="sam", approve=False)
+        registry.decide(pub2.id, by="sam", approve=False, note="late")
     # v3 is approved after v2 but takes effect at once, i.e. before v2's date
-    pub3 = registry.submit(v3, by="erin", effective_from=now - 86400)  # a past date takes effect at approval
+    pub3 = registry.submit(v3, by="erin", note="70k", effective_from=now - 86400)  # a past date takes effect at approval
     registry.decide(pub3.id, by="alex", approve=True)
     p3 = registry.publication(pub3.id)
     assert p3 is not None and p3.effective_from is not None and p3.effective_from >= now
@@ -62,7 +62,7 @@ def test_four_eyes_and_effective_dates(registry: RulesetRegistry) -> None:
     assert registry.engine("claims-triage", at=now + 7200).ruleset.version == v2.version
     # a rejected version never takes effect
     v4 = variant(10)
-    pub4 = registry.submit(v4, by="erin")
+    pub4 = registry.submit(v4, by="erin", note="10")
     rejected = registry.decide(pub4.id, by="alex", approve=False, note="too low")
     assert rejected.status == "rejected" and rejected.effective_from is None
     assert registry.active_version("claims-triage", at=now + 10**6) == v2.version
@@ -82,7 +82,7 @@ def test_an_old_decision_replays_on_its_version_after_a_new_one_is_published(reg
     record = asyncio.run(registry.engine("claims-triage").decide(test.given, answers, answers, FixedClock(1.0),
                                                                   SequentialIds("old-"))).to_dict()
     registry.store.save(record)
-    pub = registry.submit(variant(90000), by="erin")
+    pub = registry.submit(variant(90000), by="erin", note="90k")
     registry.decide(pub.id, by="alex", approve=True)
     assert registry.active_version("claims-triage") != v1.version
     stored = registry.store.get(record["decision_id"])

@@ -202,7 +202,7 @@ def test_log_why_explains_a_rule_that_did_not_fire(store: SqlStore) -> None:
     assert "'assessment.fraud_signals contains \"staged\"' is false (assessment.fraud_signals = [])" in text
     assert "no policy fact" not in text
     assert why(rs, record, "inactive-policy")[1] == "  on policy #2: 'not policy.active' is false " \
-                                                    "(policy.active = True)"
+                                                    "(policy.active = true)"
     assert "fired at step 3" in why(rs, record, "default-route")[0]
     json.dumps(lines)
 

@@ -11,6 +11,7 @@ import pytest
 from google.protobuf import timestamp_pb2
 
 from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, ruleset_pb2, ruleset_pb2_grpc
+from engine.language.loader import load_ruleset
 from tests.e2e.server import ROOT, Server, fact, metadata, start
 
 CLAIM = {"claim_ref": "C-9", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
@@ -77,7 +78,8 @@ def test_publish_approve_with_effective_date_and_diff(stubs: tuple[Any, Any]) ->
     assert (mine.submitted_by, mine.decided_by, mine.note, mine.decision_note) == (
         "lead", "approver", "bar to 95k", "impact checked")
     # rejecting: by someone else; the version never takes effect
-    other = r.PublishRuleset(ruleset_pb2.PublishRulesetRequest(source=TRIAGE.replace("> 50000", "> 10")),
+    other = r.PublishRuleset(ruleset_pb2.PublishRulesetRequest(source=TRIAGE.replace("> 50000", "> 10"),
+                                                               note="bar to 10"),
                              metadata=metadata("editor")).publication
     rejected = r.RejectRuleset(ruleset_pb2.RejectRulesetRequest(publication_id=other.id, note="no"),
                                metadata=metadata("lead")).publication
@@ -130,6 +132,19 @@ def test_unknown_publication_and_bad_requests(stubs: tuple[Any, Any]) -> None:
     r, _ = stubs
     assert code_of(lambda: r.RejectRuleset(ruleset_pb2.RejectRulesetRequest(),
                                            metadata=metadata("approver"))) == grpc.StatusCode.INVALID_ARGUMENT
+    # a change needs its note; the version in effect cannot be submitted again; a rejection says why
+    assert code_of(lambda: r.PublishRuleset(ruleset_pb2.PublishRulesetRequest(source=TRIAGE.replace("> 50000",
+                                                                                                     "> 11")),
+                                            metadata=metadata("editor"))) == grpc.StatusCode.INVALID_ARGUMENT
+    active = decide(stubs[1]).version
+    in_effect = next(src for src in (TRIAGE, TRIAGE.replace("claim.amount > 50000", "claim.amount > 95000"))
+                     if load_ruleset(src, "t.yaml").version == active)
+    assert code_of(lambda: r.PublishRuleset(ruleset_pb2.PublishRulesetRequest(source=in_effect, note="again"),
+                                            metadata=metadata("editor"))) == grpc.StatusCode.FAILED_PRECONDITION
+    pending = r.PublishRuleset(ruleset_pb2.PublishRulesetRequest(source=TRIAGE.replace("> 50000", "> 12"),
+                                                                 note="bar to 12"), metadata=metadata("editor"))
+    assert code_of(lambda: r.RejectRuleset(ruleset_pb2.RejectRulesetRequest(
+        publication_id=pending.publication.id), metadata=metadata("approver"))) == grpc.StatusCode.INVALID_ARGUMENT
     assert code_of(lambda: r.DiffRulesets(ruleset_pb2.DiffRulesetsRequest(from_version="deadbeefdeadbeef",
                                                                           to_source=TRIAGE),
                                           metadata=metadata("auditor"))) == grpc.StatusCode.NOT_FOUND

@@ -104,7 +104,7 @@ def test_two_replicas_on_postgresql(tmp_path: Path, pg_url: str) -> None:
             source = (ROOT / "rulesets/claims-triage.yaml").read_text().replace("claim.amount > 50000",
                                                                                  "claim.amount > 90000")
             rulesets_a = ruleset_pb2_grpc.RulesetServiceStub(ch_a)
-            submitted = rulesets_a.PublishRuleset(ruleset_pb2.PublishRulesetRequest(source=source),
+            submitted = rulesets_a.PublishRuleset(ruleset_pb2.PublishRulesetRequest(source=source, note="90k"),
                                                   metadata=metadata("editor"))
             published = submitted.ruleset
             rulesets_a.ApproveRuleset(ruleset_pb2.ApproveRulesetRequest(publication_id=submitted.publication.id),
