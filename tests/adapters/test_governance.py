@@ -51,7 +51,7 @@ def test_four_eyes_and_effective_dates(registry: RulesetRegistry) -> None:
     with pytest.raises(GovernanceError):
         registry.decide(pub2.id, by="sam", approve=False, note="late")
     # v3 is approved after v2 but takes effect at once, i.e. before v2's date
-    pub3 = registry.submit(v3, by="erin", note="70k", effective_from=now - 86400)  # a past date takes effect at approval
+    pub3 = registry.submit(v3, by="erin", note="70k", effective_from=now - 86400)  # past: takes effect at approval
     registry.decide(pub3.id, by="alex", approve=True)
     p3 = registry.publication(pub3.id)
     assert p3 is not None and p3.effective_from is not None and p3.effective_from >= now
