@@ -23,6 +23,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.datastructures import FormData
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -40,6 +41,7 @@ from engine.errors import BatonError, CompileErrors, InvalidInput
 from engine.explain import why
 from engine.language.diff import diff_sources
 from engine.language.loader import load_ruleset
+from engine.language.source import MAX_SOURCE
 from engine.loop import Engine
 from engine.replay import replay, what_if
 from engine.testing import run_suite
@@ -55,6 +57,13 @@ class Console:
     registry: RulesetRegistry
     sessions: Sessions
     escalations: Escalations | None = None
+
+
+MAX_FORM = 8_000_000  # bytes of one console form: room for the largest ruleset (MAX_SOURCE characters)
+
+
+class TooLarge(Exception):
+    """A request body beyond what the console reads (HTTP 413)."""
 
 
 class Denied(Exception):
@@ -92,7 +101,14 @@ def create_app(console: Console) -> Starlette:
         return session
 
     async def form(request: Request, session: Session) -> FormData:
-        data = await request.form()
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_FORM:
+            raise TooLarge(f"the form is {int(length) // 1_000_000} MB; the console accepts at most "
+                           f"{MAX_FORM // 1_000_000} MB (a ruleset at most {MAX_SOURCE:,} characters)")
+        try:
+            data = await request.form(max_part_size=MAX_FORM)
+        except MultiPartException as e:
+            raise TooLarge(f"the form could not be read: {e.message}") from None
         if not Sessions.csrf_ok(session, str(data.get("csrf", "")) or request.headers.get("x-csrf-token")):
             raise PermissionError("the form's CSRF token is missing or wrong; reload the page and try again")
         return data
@@ -101,19 +117,22 @@ def create_app(console: Console) -> Starlette:
     async def login(request: Request) -> Response:
         if request.method == "GET":
             nonce = secrets.token_urlsafe(16)
-            response: Response = page(request, "login.html", nonce=nonce, error="")
+            response: Response = page(request, "login.html", nonce=nonce, error="",
+                                      next=_local(request.query_params.get("next", "")))
             response.set_cookie("baton_login", nonce, httponly=True, samesite="strict", secure=c.sessions.secure,
                                 max_age=600)
             return response
         data = await request.form()
         nonce = request.cookies.get("baton_login", "")
         if not nonce or data.get("nonce") != nonce:
-            return page(request, "login.html", status=403, nonce=nonce, error="the sign-in form expired; try again")
+            return page(request, "login.html", status=403, nonce=nonce, error="the sign-in form expired; try again",
+                        next=_local(str(data.get("next", ""))))
         try:
             session = c.sessions.sign_in(str(data.get("token", "")))
         except AuthError as e:
-            return page(request, "login.html", status=403, nonce=nonce, error=e.message)
-        response = RedirectResponse("/", status_code=303)
+            return page(request, "login.html", status=403, nonce=nonce, error=e.message,
+                        next=_local(str(data.get("next", ""))))
+        response = RedirectResponse(_local(str(data.get("next", ""))) or "/", status_code=303)
         response.set_cookie(COOKIE, c.sessions.encode(session), httponly=True, samesite="strict",
                             secure=c.sessions.secure, max_age=SESSION_S)
         response.delete_cookie("baton_login")
@@ -199,6 +218,13 @@ def create_app(console: Console) -> Starlette:
         chain = await asyncio.to_thread(c.store.verify_one, decision_id)
         versions = [v for v in await asyncio.to_thread(c.registry.versions) if v.name == record["ruleset"]]
         view = timeline(record)
+        q = request.query_params
+        session = request.state.session
+        if q.get("replay") and session.has("auditor"):
+            extra.setdefault("replay", await replay_view(record))
+        if q.get("whatif") and session.has("auditor", "editor"):
+            for k, v in (await whatif_view(record, q["whatif"])).items():
+                extra.setdefault(k, v)
         why_rule = request.query_params.get("why", "")
         why_lines: list[str] = []
         if why_rule and engine is not None:
@@ -211,37 +237,39 @@ def create_app(console: Console) -> Starlette:
                     why_lines=why_lines, server_ms=(time.perf_counter() - started) * 1000, **extra)
 
     async def do_replay(request: Request) -> Response:
+        """Replay and what-if compute, change nothing: the POST (CSRF-checked) redirects to a GET that shows
+        the result, so a reload re-reads instead of re-posting (post/redirect/get)."""
         session = need(request, "auditor")
         await form(request, session)
-        decision_id = request.path_params["id"]
-        record = await asyncio.to_thread(c.store.get, decision_id)
-        if record is None:
-            return page(request, "error.html", status=404, message=f"no decision {decision_id!r}")
+        return RedirectResponse(f"/decisions/{_quote(request.path_params['id'])}?replay=1#replay-result",
+                                status_code=303)
+
+    async def do_whatif(request: Request) -> Response:
+        session = need(request, "auditor", "editor")
+        data = await form(request, session)
+        version = _quote(str(data.get("version", "")))
+        return RedirectResponse(f"/decisions/{_quote(request.path_params['id'])}?whatif={version}#whatif-result",
+                                status_code=303)
+
+    async def replay_view(record: dict[str, Any]) -> dict[str, Any]:
         engine = await asyncio.to_thread(c.registry.engine_for, record["version"])
         docs = await asyncio.to_thread(c.store.documents_of, record)
         result = await replay(engine, record, docs)
         div = result.divergence
         where = None if div is None else (f"trace event {div.index + 1}" if div.index >= 0 else div.what)
-        replay_view = {"identical": result.identical, "where": where,
-                       "expected": None if div is None else _json(div.expected),
-                       "got": None if div is None else _json(div.got)}
-        return await render_decision(request, decision_id, replay=replay_view)
+        return {"identical": result.identical, "where": where,
+                "expected": None if div is None else _json(div.expected),
+                "got": None if div is None else _json(div.got)}
 
-    async def do_whatif(request: Request) -> Response:
-        session = need(request, "auditor", "editor")
-        data = await form(request, session)
-        decision_id = request.path_params["id"]
-        record = await asyncio.to_thread(c.store.get, decision_id)
-        if record is None:
-            return page(request, "error.html", status=404, message=f"no decision {decision_id!r}")
+    async def whatif_view(record: dict[str, Any], wanted: str) -> dict[str, Any]:
         try:
-            version = await asyncio.to_thread(c.registry.resolve, str(data.get("version", "")))
+            version = await asyncio.to_thread(c.registry.resolve, wanted)
             engine = await asyncio.to_thread(c.registry.engine_for, version)
         except BatonError as e:
-            return await render_decision(request, decision_id, whatif_error=e.message)
+            return {"whatif_error": e.message}
         docs = await asyncio.to_thread(c.store.documents_of, record)
         w = await what_if(engine, record, documents=docs)
-        return await render_decision(request, decision_id, whatif={"version": version, "w": w})
+        return {"whatif": {"version": version, "w": w}}
 
     # -- rulesets -------------------------------------------------------------------------------------
     async def rulesets(request: Request) -> Response:
@@ -314,6 +342,8 @@ def create_app(console: Console) -> Starlette:
                             data: FormData) -> Response:
         check = validate(source)
         context: dict[str, Any] = {"name": name, "source": source, "check": check}
+        if len(source) > MAX_SOURCE:  # refused, but the analyst's text stays in the editor
+            return page(request, "editor.html", status=413, **context)
         if check["valid"] and check["name"] != name:
             check = {**check, "valid": False, "errors": [{"code": "bad_name", "message": f"this editor is for "
                                                           f"{name!r}, the source says {check['name']!r}", "line": 1,
@@ -322,6 +352,17 @@ def create_app(console: Console) -> Starlette:
         if action == "test" and check["valid"]:
             suite = await run_suite(load_ruleset(source, "draft.yaml"), time.time())
             context["suite"] = suite
+        elif action == "whatif" and check["valid"]:  # the unsaved text against a stored decision
+            decision_id = str(data.get("decision", "")).strip()
+            context["decision_id"] = decision_id
+            record = await asyncio.to_thread(c.store.get, decision_id) if decision_id else None
+            if record is None:
+                context["whatif_error"] = f"no stored decision {decision_id[:80]!r}"
+            else:
+                docs = await asyncio.to_thread(c.store.documents_of, record)
+                draft = load_ruleset(source, "draft.yaml")
+                w = await what_if(Engine(draft), record, documents=docs)
+                context["whatif"] = {"version": draft.version, "w": w, "draft": True}
         elif action == "impact" and check["valid"]:
             last = _int(data.get("last"), 200, 1, 5000)
             context["impact"] = await impact(load_ruleset(source, "draft.yaml"), last)
@@ -506,10 +547,14 @@ def create_app(console: Console) -> Starlette:
             try:
                 response = await handler(request)
             except Denied:
-                response = RedirectResponse("/login", status_code=303) if request.method == "GET" else \
+                wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                response = RedirectResponse(f"/login?next={_quote(wanted)}" if wanted != "/" else "/login",
+                                            status_code=303) if request.method == "GET" else \
                     page(request, "error.html", status=401, message="sign in first")
             except PermissionError as e:
                 response = page(request, "error.html", status=403, message=str(e))
+            except TooLarge as e:
+                response = page(request, "error.html", status=413, message=str(e))
             except Exception:
                 incident = secrets.token_hex(6)
                 log.exception("console error %s", incident)
@@ -549,6 +594,13 @@ def create_app(console: Console) -> Starlette:
         return response
 
     return Starlette(routes=routes, exception_handlers={404: not_found})
+
+
+def _local(target: str) -> str:
+    """A sign-in's destination, only if it is a path on this console (never another site)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target or any(ord(ch) < 32 for ch in target):
+        return ""
+    return target[:2000]
 
 
 def _quote(value: str) -> str:

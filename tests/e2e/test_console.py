@@ -256,6 +256,19 @@ def test_roles_csrf_and_headers(env: dict[str, Any]) -> None:
     url = env["url"]
     with httpx.Client(follow_redirects=False) as anon:
         assert anon.get(f"{url}/decisions").status_code == 303  # to the sign-in page
+        # a deep link survives signing in; a link to another site does not
+        deep = f"/decisions/{env['decided'][0].decision_id}?why=high-risk"
+        to_login = anon.get(url + deep)
+        assert to_login.status_code == 303 and to_login.headers["location"].startswith("/login?next=")
+        form_page = anon.get(url + to_login.headers["location"]).text
+        nonce = re.search(r'name="nonce" value="([^"]+)"', form_page).group(1)  # type: ignore[union-attr]
+        signed = anon.post(f"{url}/login", data={"nonce": nonce, "token": TOKENS["auditor"],
+                                                  "next": re.search(r'name="next" value="([^"]+)"',
+                                                                    form_page).group(1)})  # type: ignore[union-attr]
+        assert signed.status_code == 303 and signed.headers["location"] == deep
+        anon.cookies.clear()
+        form_page = anon.get(f"{url}/login?next=//evil.example/x").text
+        assert 'name="next"' not in form_page
         assert login(anon, url, "caller").status_code == 403
         forged = anon.post(f"{url}/login", data={"nonce": "made-up", "token": TOKENS["auditor"]})
         assert forged.status_code == 403  # a sign-in form not issued to this browser
@@ -273,7 +286,11 @@ def test_roles_csrf_and_headers(env: dict[str, Any]) -> None:
         assert auditor.post(f"{url}/decisions/{decision_id}/replay", data={}).status_code == 403
         token = re.search(r'name="csrf" content="([^"]+)"', page.text)
         assert token is not None
-        assert auditor.post(f"{url}/decisions/{decision_id}/replay", data={"csrf": token.group(1)}).status_code == 200
+        replayed = auditor.post(f"{url}/decisions/{decision_id}/replay", data={"csrf": token.group(1)})
+        assert replayed.status_code == 303  # post/redirect/get: a reload re-reads, never re-posts
+        shown = auditor.get(url + replayed.headers["location"])
+        assert shown.status_code == 200 and "Replay: identical" in shown.text
+        assert "pending (not published)" in shown.text  # the what-if candidate is marked in the select
         # an auditor cannot approve or edit, whatever they send
         assert auditor.post(f"{url}/publications/x/approve", data={"csrf": token.group(1)}).status_code == 403
         assert auditor.get(f"{url}/rulesets/edit/claims-triage").status_code == 403
@@ -299,6 +316,18 @@ def test_roles_csrf_and_headers(env: dict[str, Any]) -> None:
         assert link is not None
         diff = lead.get(url + link.group(1).replace("&amp;", "&")).text
         assert "risk-band" in diff and "row 1" in diff and "745" in diff  # what the approver reviews
+        # what-if of the unsaved editor text against a stored decision
+        draft = lead.post(f"{url}/rulesets/edit/claims-triage?do=whatif", data={
+            "csrf": csrf, "source": (ROOT / "rulesets/claims-triage.yaml").read_text().replace(
+                "claim.amount > 50000", "claim.amount > 99000"), "decision": env["decided"][0].decision_id})
+        assert draft.status_code == 200 and 'id="whatif-result"' in draft.text and "this unsaved text" in draft.text
+        assert 'id="whatif-changed"' in draft.text
+        # a source beyond the limit is refused with 413 and a message, and the text stays in the editor
+        huge = (ROOT / "rulesets/claims-triage.yaml").read_text() + "# " + "x" * 2_100_000 + " END-OF-PASTE\n"
+        refused = lead.post(f"{url}/rulesets/edit/claims-triage?do=validate", data={"csrf": csrf, "source": huge})
+        assert refused.status_code == 413 and "larger than" in refused.text and "END-OF-PASTE" in refused.text
+        assert lead.post(f"{url}/rulesets/edit/claims-triage?do=validate",
+                         data={"csrf": csrf, "source": "x" * 9_000_000}).status_code == 413
 
 
 def test_a_reviewers_answer_records_the_signed_in_identity_whatever_the_form_says(env: dict[str, Any]) -> None:
