@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 
@@ -69,13 +70,22 @@ def compare(expect: dict[str, object], d: Decision) -> list[str]:
 
 
 def fired_diff(expected: list[object], got: list[str]) -> str:
-    width = max([len(str(x)) for x in expected] + [8])
+    """The two firing lists aligned (a longest-common-subsequence diff, as ``diff`` shows lines): one rule
+    inserted shows as one added line, not as every later position differing."""
+    exp = [str(x) for x in expected]
+    width = max([len(x) for x in exp] + [8])
     lines = [f"      {'expected':<{width}}  got"]
-    for i in range(max(len(expected), len(got))):
-        e = str(expected[i]) if i < len(expected) else "-"
-        g = got[i] if i < len(got) else "-"
-        mark = "  " if e == g else "!="
-        lines.append(f"   {mark} {e:<{width}}  {g}")
+    matcher = difflib.SequenceMatcher(a=exp, b=got, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            lines.extend(f"      {e:<{width}}  {e}" for e in exp[i1:i2])
+            continue
+        left, right = exp[i1:i2], got[j1:j2]
+        for k in range(max(len(left), len(right))):
+            e = left[k] if k < len(left) else ""
+            g = right[k] if k < len(right) else ""
+            mark = "!=" if e and g else "- " if e else "+ "
+            lines.append(f"   {mark} {e or '-':<{width}}  {g or '-'}")
     return "\n".join(lines)
 
 

@@ -594,6 +594,35 @@ def analyse(ast: Node, types: Mapping[str, FactType]) -> Condition:
     return Condition(ast, checker.aliases, branches, negated)
 
 
+def every_error(ast: Node, types: Mapping[str, FactType]) -> list[ExprError]:
+    """All the type errors of a condition that failed to check, not only the first: each part of its
+    and/or/not structure is checked on its own (aliases declared anywhere in it still count), so an analyst
+    who mistyped two names hears about both. Errors come in the order they stand in the text."""
+    checker = Checker(types)
+    ast = normalise(ast)
+    try:
+        checker.collect_binds(ast, True)
+    except ExprError as e:
+        return [e]
+    found: dict[int, ExprError] = {}
+
+    def visit(node: Node) -> None:
+        if isinstance(node, BoolOp):
+            for o in node.operands:
+                visit(o)
+            return
+        if isinstance(node, Not) and isinstance(node.operand, BoolOp):
+            visit(node.operand)
+            return
+        try:
+            checker.expect_bool(node, "when")
+        except ExprError as e:
+            found.setdefault(e.offset, e)
+
+    visit(ast)
+    return [found[k] for k in sorted(found)]
+
+
 def check_value(ast: Node, types: Mapping[str, FactType], aliases: Mapping[str, str],
                 visible: set[str] | None) -> tuple[Ty, Eval]:
     """Type-check a computed value (``=expr``) over the bindings a rule matched (``visible``; None: the

@@ -19,7 +19,16 @@ from engine.compile import compile_ruleset
 from engine.documents import Document
 from engine.errors import BatonError, CompileErrors, Where
 from engine.language.analysis import analyse_ruleset
-from engine.language.check import DECISION, Condition, Ty, analyse, check_value, compile_expr, suggest
+from engine.language.check import (
+    DECISION,
+    Condition,
+    Ty,
+    analyse,
+    check_value,
+    compile_expr,
+    every_error,
+    suggest,
+)
 from engine.language.dates import DateError, parse_date, parse_datetime
 from engine.language.expr import ExprError, Lit, Ref, parse
 from engine.language.prompts import Prompt
@@ -64,6 +73,8 @@ OUTCOMES = {"decided", "escalated", "failed", "no_decision"}
 RESERVED_TYPES = {"failure", "timeout", "document", "passage", "chunk",
                   "facts", "exists", "not", "and", "or", "as", "in", "contains", "matches",
                   "true", "false", "where", DECISION}
+_TYPE_CODES = {"unknown_fact_type", "unknown_field", "type_mismatch", "unknown_value", "unknown_function",
+               "bad_regex", "bad_date", "ambiguous_fact"}  # errors of one part: the other parts are checked too
 FIELD_PATH = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*\Z")
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z")
 JINJA = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
@@ -90,6 +101,7 @@ class Loader:
         self.pos = Positions(file, text)
         self.errors: list[BatonError] = []
         self.warnings: list[BatonError] = []
+        self.declared: set[str] = set()  # every rule name written, with errors or not
 
     def error(self, code: str, message: str, where: Where, hint: str = "") -> None:
         self.errors.append(BatonError(code, message, where, hint))
@@ -468,6 +480,7 @@ class Loader:
                            self.pos.value(node, "name"), "rule names must be unique in a ruleset")
             else:
                 seen[name] = self.pos.value(node, "name")
+            self.declared.add(name)
             priority = node.get("priority", 0)
             if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:
                 self.error("bad_value", "priority must be a whole number from -1000 to 1000",
@@ -480,9 +493,17 @@ class Loader:
             else:
                 start = self.pos.text_start(node, "when")
                 try:
-                    condition = analyse(parse(str(when)), types)
+                    tree = parse(str(when))
                 except ExprError as e:
                     self.errors.append(BatonError(e.code, e.message, start.shifted(str(when), e.offset), e.hint))
+                else:
+                    try:
+                        condition = analyse(tree, types)
+                    except ExprError as e:
+                        more = every_error(tree, types) if e.code in _TYPE_CODES else []
+                        for x in more if any(x.offset == e.offset for x in more) else [e]:
+                            self.errors.append(BatonError(x.code, x.message, start.shifted(str(when), x.offset),
+                                                          x.hint))
             if "then" not in node:
                 self.error("missing_key", f"rule '{name}' needs a 'then:' action", where)
                 continue
@@ -954,7 +975,7 @@ class Loader:
         if not isinstance(tests_node, list):
             self.error("bad_shape", "tests must be a list", self.pos.value(doc, "tests"))
             return []
-        names = {r.name for r in rules}
+        names = {r.name for r in rules} | self.declared  # a rule with an error of its own is still declared
         out = []
         for i, node in enumerate(tests_node):
             where = self.pos.value(tests_node, i)
