@@ -75,6 +75,17 @@ class TransportSettings(_Strict):
         return options
 
 
+class DeliverySettings(_Strict):
+    """How effects are retried: exponential backoff from ``first_retry_s``, doubling up to ``max_retry_s``
+    between attempts; an effect still failing ``give_up_after_s`` after its decision is a dead letter (listed,
+    inspectable and retryable in the console and with `baton effects`). An effect whose connector is not
+    configured is not attempted at all: it waits in the outbox."""
+
+    first_retry_s: float = Field(default=1.0, gt=0)
+    max_retry_s: float = Field(default=3600.0, gt=0)
+    give_up_after_s: float = Field(default=86400.0, gt=0)
+
+
 class TracingSettings(_Strict):
     exporter: Literal["otlp", "console"] = "otlp"
     endpoint: str | None = None  # OTLP/HTTP traces URL; default http://localhost:4318/v1/traces
@@ -93,6 +104,7 @@ class Settings(_Strict):
     tls: Tls = Field(default_factory=lambda: Tls())
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     transport: TransportSettings = Field(default_factory=lambda: TransportSettings())
+    delivery: DeliverySettings = Field(default_factory=lambda: DeliverySettings())
     sla_check_s: float = Field(default=5.0, gt=0)
     answers: Path | None = None  # canned model/tool answers: the offline demo
     insecure_no_auth: bool = False

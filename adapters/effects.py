@@ -119,15 +119,26 @@ class GuardedEffect:
 
 @dataclass(slots=True)
 class OutboxWorker:
+    """Delivers the outbox: at least once, in the order effects fell due; a failure is retried with
+    exponential backoff (``first_retry_s`` doubling to ``max_retry_s``) until it has been failing for
+    ``give_up_after_s`` (or ``max_attempts``), then it is dead. Effects with no connector here are not
+    touched: they wait for a sender that has one."""
+
     store: SqlStore
     connectors: Mapping[str, EffectConnector]
     lease_s: float = 30.0
-    max_attempts: int = 8
-    backoff_s: float = 0.5
+    first_retry_s: float = 1.0
+    max_retry_s: float = 3600.0
+    give_up_after_s: float = 86400.0
+    max_attempts: int | None = None
+
+    def retry_in(self, attempts: int) -> float:
+        return float(min(self.first_retry_s * 2 ** min(attempts - 1, 60), self.max_retry_s))
 
     async def run_once(self) -> int:
         """Deliver what is due now; returns how many were attempted."""
-        claimed = await asyncio.to_thread(self.store.claim_effects, time.time(), self.lease_s)
+        claimed = await asyncio.to_thread(self.store.claim_effects, time.time(), self.lease_s, 32,
+                                          list(self.connectors))
         await asyncio.gather(*(self._deliver(e) for e in claimed))
         return len(claimed)
 
@@ -153,8 +164,15 @@ class OutboxWorker:
             await connector.send(effect["id"], effect["name"], effect["decision_id"], json.loads(effect["payload"]))
         except Exception as e:
             error = redact(f"{type(e).__name__}: {e}")
-            next_at = None if attempts >= self.max_attempts else time.time() + self.backoff_s * 2 ** (attempts - 1)
-            await asyncio.to_thread(self.store.effect_failed, effect["id"], attempts, error, next_at)
-            log.warning("effect %s attempt %d failed: %s", effect["id"], attempts, error)
+            now = time.time()
+            next_at: float | None = now + self.retry_in(attempts)
+            since = effect.get("failing_since")
+            out_of_time = next_at is not None and next_at - float(since if since is not None else now) > \
+                self.give_up_after_s
+            if out_of_time or (self.max_attempts is not None and attempts >= self.max_attempts):
+                next_at = None
+            await asyncio.to_thread(self.store.effect_failed, effect["id"], attempts, error, next_at, now)
+            log.warning("effect %s attempt %d failed%s: %s", effect["id"], attempts,
+                        " (dead letter now)" if next_at is None else "", error)
             return
         await asyncio.to_thread(self.store.effect_done, effect["id"], attempts, time.time())

@@ -362,27 +362,45 @@ def effects_list(db: DbOpt = None, status: Annotated[str | None, typer.Option(
     if as_json:
         out.print_json(json.dumps(rows))
         return
-    table = Table("id", "effect", "status", "attempts", "last error")
+    table = Table("id", "effect", "status", "attempts", "next try (UTC)", "last error", "retried by")
     for r in rows:
-        table.add_row(r["id"], r["name"], r["status"], str(r["attempts"]), (r["last_error"] or "")[:80])
+        table.add_row(r["id"], r["name"], r["status"], str(r["attempts"]),
+                      utc_text(r["next_at"]) if r["status"] == "pending" else "-", (r["last_error"] or "")[:80],
+                      f"{r['retried_by']} at {utc_text(r['retried_at'])}" if r.get("retried_by") else "")
     out.print(table)
+
+
+@effects_app.command("show")
+def effects_show(effect_id: Annotated[str, typer.Argument(help="the effect's id (decision id:number)")],
+                 db: DbOpt = None) -> None:
+    """One effect: its payload, delivery state, attempts and last error."""
+    row = open_store(db).effect(effect_id)
+    if row is None:
+        raise fail(f"no effect {effect_id!r}")
+    out.print_json(json.dumps({**row, "payload": json.loads(row["payload"])}))
 
 
 @effects_app.command("retry")
 def effects_retry(ids: Annotated[list[str] | None, typer.Argument(help="effect ids; all dead letters if none")]
-                  = None, db: DbOpt = None) -> None:
-    """Put dead letters back in the queue."""
+                  = None, db: DbOpt = None,
+                  by: Annotated[str | None, typer.Option(help="who retries (recorded); default: your login")] = None,
+                  ) -> None:
+    """Put dead letters back in the queue, recording who did."""
+    import getpass
     import time
 
-    n = open_store(db).retry_effects(ids or None, time.time())
-    out.print(f"{n} effect(s) queued again")
+    who = by or getpass.getuser()
+    n = open_store(db).retry_effects(ids or None, time.time(), by=who)
+    out.print(f"{n} effect(s) queued again by {who}")
 
 
 @effects_app.command("run")
 def effects_run(config: Annotated[Path, typer.Option(help="service config with an effects: section")],
                 db: DbOpt = None, once: Annotated[bool, typer.Option(help="one pass, then exit")] = False,
                 lease: Annotated[float, typer.Option(help="seconds a claimed effect stays claimed")] = 30.0,
-                max_attempts: Annotated[int, typer.Option(help="attempts before an effect is dead")] = 8) -> None:
+                max_attempts: Annotated[int | None, typer.Option(help="attempts before an effect is dead (default: "
+                                                                      "the config's delivery.give_up_after_s)")] = None
+                ) -> None:
     """Deliver effects from the outbox (what `baton serve` does in the background)."""
     import signal
 
@@ -393,7 +411,10 @@ def effects_run(config: Annotated[Path, typer.Option(help="service config with a
         connectors = effect_connectors(load_config(config), config.parent)
     except ValueError as e:
         raise fail(str(e)) from None
-    worker = OutboxWorker(open_store(db), connectors, lease_s=lease, max_attempts=max_attempts)
+    settings = load_config(config)
+    d = settings.delivery
+    worker = OutboxWorker(open_store(db), connectors, lease_s=lease, max_attempts=max_attempts,
+                          first_retry_s=d.first_retry_s, max_retry_s=d.max_retry_s, give_up_after_s=d.give_up_after_s)
 
     async def main() -> None:
         if once:

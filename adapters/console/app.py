@@ -193,8 +193,10 @@ def create_app(console: Console) -> Starlette:
             params["before"] = f"{rows[-1]['created_at']!r}~{rows[-1]['id']}"
             next_page = "/decisions?" + "&".join(f"{k}={_quote(v)}" for k, v in params.items())
         names = sorted({v.name for v in await asyncio.to_thread(c.registry.versions)})
-        return page(request, "decisions.html", rows=rows, q=q, next_page=next_page, names=names, found=found,
-                    took_ms=(time.perf_counter() - started) * 1000)
+        checks = await asyncio.to_thread(c.store.chain_checks, 1)
+        broken = checks[0] if checks and checks[0]["problem"] else None
+        return page(request, "decisions.html", broken=broken, rows=rows, q=q, next_page=next_page, names=names,
+                    found=found, took_ms=(time.perf_counter() - started) * 1000)
 
     async def decision(request: Request) -> Response:
         session = need(request, "auditor", "reviewer")
@@ -216,6 +218,7 @@ def create_app(console: Console) -> Starlette:
         except BatonError:
             engine = None
         chain = await asyncio.to_thread(c.store.verify_one, decision_id)
+        delivery = {e["id"]: e for e in await asyncio.to_thread(c.store.effects, None, 500, decision_id)}
         versions = [v for v in await asyncio.to_thread(c.registry.versions) if v.name == record["ruleset"]]
         view = timeline(record)
         q = request.query_params
@@ -233,6 +236,7 @@ def create_app(console: Console) -> Starlette:
             except KeyError:
                 why_lines = [f"no rule named {why_rule!r} in this version"]
         return page(request, "decision.html", record=record, view=view, chain=chain, versions=versions,
+                    delivery=delivery,
                     rules=[r.name for r in engine.ruleset.rules] if engine else [], why_rule=why_rule,
                     why_lines=why_lines, server_ms=(time.perf_counter() - started) * 1000, **extra)
 
@@ -525,20 +529,83 @@ def create_app(console: Console) -> Starlette:
             return await render_escalation(request, session, esc_id, error=e.message, values=values, status=400)
         return RedirectResponse(f"/escalations/{esc_id}", status_code=303)
 
+    # -- effects: the outbox, dead letters, retries ---------------------------------------------------
+    async def effects(request: Request) -> Response:
+        need(request, "auditor")
+        status = request.query_params.get("status", "dead")
+        rows = await asyncio.to_thread(c.store.effects, status or None, 500)
+        return page(request, "effects.html", rows=rows, wanted=status, now=time.time())
+
+    async def effect(request: Request) -> Response:
+        need(request, "auditor")
+        row = await asyncio.to_thread(c.store.effect, request.path_params["id"])
+        if row is None:
+            return page(request, "error.html", status=404, message="no such effect")
+        return page(request, "effect.html", row=row, payload=json.loads(row["payload"]), now=time.time())
+
+    async def retry_effects(request: Request) -> Response:
+        """Dead letters back in the queue (one, or all): an auditor who found them failing may retry them;
+        who did it is recorded with each."""
+        session = need(request, "auditor")
+        await form(request, session)
+        effect_id = request.path_params.get("id")
+        await asyncio.to_thread(c.store.retry_effects, [effect_id] if effect_id else None, time.time(),
+                                session.name)
+        return RedirectResponse(f"/effects/{_quote(effect_id)}" if effect_id else "/effects?status=pending",
+                                status_code=303)
+
+    # -- the hash chain: verify the whole log -------------------------------------------------------
+    async def verify_log(request: Request) -> Response:
+        """NDJSON progress, then the result, which is kept with who ran it (the console's script shows it;
+        without the script the POST answers when it is done)."""
+        session = need(request, "auditor")
+        await form(request, session)
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def progress(checked: int, total: int) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, json.dumps({"done": checked, "total": total}) + "\n")
+
+        async def run() -> None:
+            started = time.time()
+            try:
+                checked, problem = await asyncio.to_thread(c.store.verify, 500, progress)
+                row = await asyncio.to_thread(c.store.record_chain_check, session.name, started, time.time(),
+                                              checked, problem)
+                html = env.get_template("_chain.html").render(check=row, session=session)
+                await queue.put(json.dumps({"html": html, "intact": problem is None}) + "\n")
+            finally:
+                await queue.put(None)
+
+        task = asyncio.create_task(run())
+        if "text/html" in request.headers.get("accept", ""):
+            await task
+            return RedirectResponse("/ops#chain", status_code=303)
+
+        async def lines() -> AsyncIterator[str]:
+            while (line := await queue.get()) is not None:
+                yield line
+            await task
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
     # -- operations -----------------------------------------------------------------------------------
     async def ops(request: Request) -> Response:
         need(request)
         hours = _int(request.query_params.get("hours"), 1, 1, 24 * 30)
         since = time.time() - hours * 3600
         st = await asyncio.to_thread(c.store.stats, since)
+        checks = await asyncio.to_thread(c.store.chain_checks, 1)
+        costs = await asyncio.to_thread(c.store.cost_totals, since)
         labels = [utc_text(since + i * st["bucket_s"])[11:16] for i in range(len(st["per_bucket"]))]
         rate = [n / st["bucket_s"] for n in st["per_bucket"]]
-        cost_series = [(f"{r} / {m}", v) for (r, m), v in sorted(st["cost"].items())]
+        cost_series = [(f"{r} / {m if m and m != '?' else 'model not reported'}", v)
+                       for (r, m), v in sorted(st["cost"].items())]
         return page(request, "ops.html", st=st, hours=hours,
                     rate_chart=svg.columns([("decisions/s", rate)], labels, unit="/s"),
                     cost_chart=svg.columns(cost_series, labels, unit=" USD"),
                     outcome_chart=svg.bars([(k, float(v)) for k, v in sorted(st["outcomes"].items())]),
-                    total=sum(st["per_bucket"]))
+                    total=sum(st["per_bucket"]), check=checks[0] if checks else None, costs=costs)
 
     # -- plumbing -------------------------------------------------------------------------------------
     def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -585,6 +652,11 @@ def create_app(console: Console) -> Starlette:
         Route("/escalations/{id}", guarded(escalation)),
         Route("/escalations/{id}/resolve", guarded(resolve), methods=["POST"]),
         Route("/ops", guarded(ops)),
+        Route("/ops/verify", guarded(verify_log), methods=["POST"]),
+        Route("/effects", guarded(effects)),
+        Route("/effects/retry", guarded(retry_effects), methods=["POST"]),
+        Route("/effects/{id}", guarded(effect)),
+        Route("/effects/{id}/retry", guarded(retry_effects), methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
 

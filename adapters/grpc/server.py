@@ -17,6 +17,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +176,7 @@ async def run_consumer_process(cfg: Settings, base: Path) -> None:
     say(f"baton consume {os.getpid()}: {', '.join(c.s.name for c in intake)} ({len(loaded)} rulesets; db {store.url}; "
         f"{ports_note})")
     _freeze_startup_objects()
-    outbox = asyncio.create_task(OutboxWorker(store, effect_connectors(cfg, base)).run(stop))
+    outbox = asyncio.create_task(_outbox(store, effect_connectors(cfg, base), cfg).run(stop))
     secrets_ttl = asyncio.create_task(_refresh_secrets(cfg.secrets_ttl_s, stop))
     fresh = asyncio.create_task(_keep_fresh(registry, None, stop))
     await run_consumers(intake, stop)
@@ -185,6 +186,12 @@ async def run_consumer_process(cfg: Settings, base: Path) -> None:
     writer.close()
     store.close()
     say(f"baton consume {os.getpid()}: stopped")
+
+
+def _outbox(store: SqlStore, connectors: Mapping[str, Any], cfg: Settings) -> OutboxWorker:
+    d = cfg.delivery
+    return OutboxWorker(store, connectors, first_retry_s=d.first_retry_s, max_retry_s=d.max_retry_s,
+                        give_up_after_s=d.give_up_after_s)
 
 
 def _freeze_startup_objects() -> None:
@@ -267,7 +274,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     secrets_ttl = asyncio.create_task(_refresh_secrets(cfg.secrets_ttl_s, stop))
     sweeper = asyncio.create_task(_sweep_slas(escalations, cfg.sla_check_s, stop))
     effects = effect_connectors(cfg, base)
-    outbox = asyncio.create_task(OutboxWorker(store, effects).run(stop))
+    outbox = asyncio.create_task(_outbox(store, effects, cfg).run(stop))
     logs = asyncio.create_task(_flush_logs(stop))
     fresh = asyncio.create_task(_keep_fresh(registry, shadows, stop))
     await stop.wait()

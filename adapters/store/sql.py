@@ -15,7 +15,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 from adapters.documents import Incoming
 from adapters.store.tables import (
     CallRow,
+    ChainCheckRow,
     ChainHead,
     CorpusRow,
     DecisionRow,
@@ -52,6 +53,7 @@ HEAD = ChainHead.__table__  # type: ignore[attr-defined]
 RULESETS = RulesetVersion.__table__  # type: ignore[attr-defined]
 ESCALATIONS = EscalationRow.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
+CHAIN_CHECKS = ChainCheckRow.__table__  # type: ignore[attr-defined]
 PUBLICATIONS = PublicationRow.__table__  # type: ignore[attr-defined]
 SHADOWS = ShadowRow.__table__  # type: ignore[attr-defined]
 SHADOW_RESULTS = ShadowResultRow.__table__  # type: ignore[attr-defined]
@@ -508,6 +510,30 @@ class SqlStore:
                 "p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99), "cost": cost,
                 "open_escalations": int(escalations), "effects": effects}
 
+    def cost_totals(self, since: float, limit: int = 200_000) -> dict[str, list[dict[str, Any]]]:
+        """Model use since ``since``: calls, tokens and cost per ruleset, per model group and model, and per
+        day (UTC). The group is read from each call's request (as the decision recorded it)."""
+        d, c = DECISIONS.c, CALLS.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(d.ruleset, d.created_at, c.model, c.request, c.tokens, c.cost_usd)
+                                .select_from(CALLS.join(DECISIONS, DECISIONS.c.id == CALLS.c.decision_id))
+                                .where(d.created_at >= since, c.kind == "model").limit(limit)).all()
+        tables: dict[str, dict[tuple[str, ...], list[float]]] = {"ruleset": {}, "model": {}, "day": {}}
+        for ruleset, created, model, request, tokens, cost in rows:
+            try:
+                group = str(json.loads(request).get("group") or "")
+            except (ValueError, AttributeError):
+                group = ""
+            day = time.strftime("%Y-%m-%d", time.gmtime(float(created)))
+            for table, key in (("ruleset", (str(ruleset),)), ("model", (group, str(model or ""))), ("day", (day,))):
+                acc = tables[table].setdefault(key, [0, 0, 0.0])
+                acc[0] += 1
+                acc[1] += int(tokens or 0)
+                acc[2] += float(cost or 0.0)
+        names = {"ruleset": ("ruleset",), "model": ("group", "model"), "day": ("day",)}
+        return {t: [{**dict(zip(names[t], k, strict=True)), "calls": int(v[0]), "tokens": int(v[1]),
+                     "cost_usd": round(v[2], 6)} for k, v in sorted(acc.items())] for t, acc in tables.items()}
+
     # -- escalations -------------------------------------------------------------------------------
     def escalations(self, queue: str | None = None, status: str | None = "open", limit: int = 100,
                     due_before: float | None = None) -> list[dict[str, Any]]:
@@ -529,11 +555,16 @@ class SqlStore:
         return dict(row._mapping) if row else None
 
     # -- the outbox --------------------------------------------------------------------------------
-    def claim_effects(self, now: float, lease_s: float, limit: int = 32) -> list[dict[str, Any]]:
-        """Take effects that are due (or whose sender's lease ran out), each by compare-and-set."""
+    def claim_effects(self, now: float, lease_s: float, limit: int = 32,
+                      names: Collection[str] | None = None) -> list[dict[str, Any]]:
+        """Take effects that are due (or whose sender's lease ran out), each by compare-and-set. With
+        ``names``, only effects this sender has a connector for: the others wait in the outbox, untouched,
+        until a sender that has one runs."""
         o = OUTBOX.c
         due = sa.or_(sa.and_(o.status == "pending", o.next_at <= now),
                      sa.and_(o.status == "sending", o.lease_until < now))
+        if names is not None:
+            due = sa.and_(due, o.name.in_(list(names)))
         with self.engine.connect() as conn:
             candidates = conn.execute(sa.select(OUTBOX).where(due).order_by(o.next_at).limit(limit)).all()
         claimed = []
@@ -552,30 +583,58 @@ class SqlStore:
             conn.execute(OUTBOX.update().where(o.id == effect_id, o.attempts == attempts)
                          .values(status="done", done_at=now, lease_until=None, last_error=None))
 
-    def effect_failed(self, effect_id: str, attempts: int, error: str, next_at: float | None) -> None:
-        """Back to pending for another try at ``next_at``, or dead when ``next_at`` is None."""
+    def effect_failed(self, effect_id: str, attempts: int, error: str, next_at: float | None,
+                      now: float | None = None) -> None:
+        """Back to pending for another try at ``next_at``, or dead when ``next_at`` is None. The first failure
+        since it was written (or retried) is kept as ``failing_since``."""
         o = OUTBOX.c
         with self.writer.begin() as conn:
             conn.execute(OUTBOX.update().where(o.id == effect_id, o.attempts == attempts).values(
                 status="dead" if next_at is None else "pending", next_at=next_at or 0.0, lease_until=None,
-                last_error=error[:2000]))
+                last_error=error[:2000], failing_since=sa.func.coalesce(o.failing_since, now or time.time())))
 
-    def effects(self, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    def effects(self, status: str | None = None, limit: int = 200, decision_id: str | None = None
+                ) -> list[dict[str, Any]]:
         o = OUTBOX.c
         q = sa.select(OUTBOX)
         if status:
             q = q.where(o.status == status)
+        if decision_id:
+            q = q.where(o.decision_id == decision_id)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q.order_by(o.created_at).limit(limit))]
+            return [dict(r._mapping) for r in conn.execute(q.order_by(o.created_at, o.id).limit(limit))]
 
-    def retry_effects(self, ids: list[str] | None, now: float) -> int:
-        """Dead letters (all, or the ids given) back to pending."""
+    def effect(self, effect_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(OUTBOX).where(OUTBOX.c.id == effect_id)).first()
+        return dict(row._mapping) if row else None
+
+    def retry_effects(self, ids: list[str] | None, now: float, by: str = "") -> int:
+        """Dead letters (all, or the ids given) back to pending, recording who did it."""
         o = OUTBOX.c
         q = OUTBOX.update().where(o.status == "dead")
         if ids is not None:
             q = q.where(o.id.in_(ids))
         with self.writer.begin() as conn:
-            return int(conn.execute(q.values(status="pending", next_at=now, attempts=0)).rowcount)
+            return int(conn.execute(q.values(status="pending", next_at=now, attempts=0, retried_by=by or None,
+                                             retried_at=now, failing_since=None)).rowcount)
+
+    # -- whole-log verification -----------------------------------------------------------------------
+    def record_chain_check(self, by: str, started: float, finished: float, checked: int,
+                           problem: Problem | None) -> dict[str, Any]:
+        row = {"id": f"{int(started * 1000):013d}-{os.urandom(4).hex()}", "by": by[:200], "started_at": started,
+               "finished_at": finished, "checked": checked,
+               "broken_seq": problem.chain_seq if problem else None, "broken_id": (problem.decision_id or None)
+               if problem else None, "problem": problem.problem if problem else None}
+        with self.writer.begin() as conn:
+            conn.execute(CHAIN_CHECKS.insert().values(**row))
+        return row
+
+    def chain_checks(self, limit: int = 20) -> list[dict[str, Any]]:
+        c = CHAIN_CHECKS.c
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(CHAIN_CHECKS).order_by(
+                c.started_at.desc()).limit(limit))]
 
     def cost_by_ruleset(self) -> list[dict[str, Any]]:
         d = DECISIONS.c
@@ -600,11 +659,17 @@ class SqlStore:
             return int(conn.execute(sa.select(sa.func.count()).select_from(DECISIONS)).scalar_one())
 
     # -- verification ------------------------------------------------------------------------------
-    def verify(self, chunk: int = 500) -> tuple[int, Problem | None]:
-        """Walk the chain; return how many decisions verified and the first problem (None: intact)."""
+    def verify(self, chunk: int = 500, progress: Callable[[int, int], None] | None = None
+               ) -> tuple[int, Problem | None]:
+        """Walk the chain; return how many decisions verified and the first problem (None: intact).
+        ``progress(checked, total)`` is called after each chunk."""
         prev, expected_seq, checked = GENESIS, 1, 0
         with self.engine.begin() as conn:  # one snapshot for the whole walk
+            total = int(conn.execute(sa.select(sa.func.count()).select_from(DECISIONS)).scalar_one()) \
+                if progress is not None else 0
             for rows, traces, calls in self._chunks(conn, chunk):
+                if progress is not None:
+                    progress(checked, total)
                 for row in rows:
                     problem = _check_row(row, prev, expected_seq, traces.get(row.id, []), calls.get(row.id, []))
                     if problem:

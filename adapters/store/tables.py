@@ -219,3 +219,21 @@ class OutboxRow(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: float
     done_at: float | None = None
+    retried_by: str | None = Field(default=None, max_length=200)  # who last put it back in the queue
+    retried_at: float | None = None
+    failing_since: float | None = None  # the first failure since it was written or retried: give-up window
+
+
+class ChainCheckRow(SQLModel, table=True):
+    """One whole-log verification: who ran it, when, how far it got and what it found."""
+
+    __tablename__ = "chain_checks"
+
+    id: str = Field(primary_key=True, max_length=40)
+    by: str = Field(max_length=200)
+    started_at: float = Field(index=True)
+    finished_at: float
+    checked: int
+    broken_seq: int | None = None
+    broken_id: str | None = Field(default=None, max_length=40)
+    problem: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

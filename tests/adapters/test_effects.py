@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-from adapters.effects import HttpWebhook, OutboxWorker
+from adapters.effects import HttpWebhook, LogEffect, OutboxWorker
 from adapters.store.sql import Pending, SqlStore
 from engine.clock import FixedClock, SequentialIds
 from engine.loop import Engine
@@ -105,7 +105,7 @@ def test_failures_retry_then_dead_letter_and_operators_retry_them(db_url: str,
     rec.fail = True
     store = SqlStore(db_url)
     store.save(decide(Engine(ruleset(RULES)), 4))
-    worker = OutboxWorker(store, {"notify-adjuster": HttpWebhook(url)}, max_attempts=3, backoff_s=0.01)
+    worker = OutboxWorker(store, {"notify-adjuster": HttpWebhook(url)}, max_attempts=3, first_retry_s=0.01)
     for _ in range(20):
         asyncio.run(worker.run_once())
         if store.effects("dead"):
@@ -115,9 +115,44 @@ def test_failures_retry_then_dead_letter_and_operators_retry_them(db_url: str,
     assert len(dead) == 1 and dead[0]["attempts"] == 3 and "HTTP 500" in dead[0]["last_error"]
     assert len(rec.deliveries) == 3
     rec.fail = False
-    assert store.retry_effects(None, time.time()) == 1
+    assert store.retry_effects(None, time.time(), by="ops-anna") == 1
+    again = store.effect(dead[0]["id"])
+    assert again is not None and again["retried_by"] == "ops-anna" and again["status"] == "pending"
     asyncio.run(worker.run_once())
     assert [e["status"] for e in store.effects()] == ["done"] and len(rec.applied) == 1
+
+
+def test_retries_back_off_exponentially_to_a_cap_and_give_up_after_a_configured_time(db_url: str,
+                                                                                      receiver: tuple[Receiver, str]
+                                                                                      ) -> None:
+    rec, url = receiver
+    rec.fail = True
+    worker = OutboxWorker(SqlStore(db_url), {"notify-adjuster": HttpWebhook(url)}, first_retry_s=2.0,
+                          max_retry_s=600.0, give_up_after_s=3600.0)
+    assert [worker.retry_in(n) for n in (1, 2, 3, 4, 9, 10, 50)] == [2, 4, 8, 16, 512, 600, 600]
+    store = worker.store
+    store.save(decide(Engine(ruleset(RULES)), 6))
+    effect_id = store.effects()[0]["id"]
+    asyncio.run(worker.run_once())
+    first = store.effect(effect_id)
+    assert first is not None and first["status"] == "pending" and 1.5 < first["next_at"] - time.time() <= 2.0
+    assert abs(first["failing_since"] - time.time()) < 5
+    # one that has been failing for longer than give_up_after_s when it fails again is a dead letter
+    with store.writer.begin() as conn:
+        conn.exec_driver_sql("UPDATE outbox SET failing_since = failing_since - 7200, next_at = 0 WHERE id = "
+                             f"'{effect_id}'")
+    asyncio.run(worker.run_once())
+    assert store.effect(effect_id)["status"] == "dead"  # type: ignore[index]
+
+
+def test_an_effect_with_no_connector_waits_in_the_outbox_untouched(db_url: str) -> None:
+    store = SqlStore(db_url)
+    store.save(decide(Engine(ruleset(RULES)), 7))
+    worker = OutboxWorker(store, {"some-other-effect": LogEffect(None)})
+    for _ in range(3):
+        assert asyncio.run(worker.run_once()) == 0
+    waiting = store.effects()
+    assert [(e["status"], e["attempts"]) for e in waiting] == [("pending", 0)]
 
 
 def test_a_worker_killed_mid_delivery_redelivers_and_the_receiver_applies_once(

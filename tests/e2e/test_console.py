@@ -235,9 +235,14 @@ def test_the_console_walkthrough(env: dict[str, Any], browser: Any) -> None:
     driver.get(f"{url}/escalations?status=")
     assert "resolved" in driver.find_element(By.ID, "escalations").text
 
-    # operations
+    # operations: the auditor verifies the whole log from the console (progress, result kept with the name)
     driver.get(f"{url}/ops")
     assert int(driver.find_element(By.ID, "ops-total").text) >= 6
+    driver.find_element(By.ID, "verify").click()
+    state = wait(driver, lambda d: "intact" in d.find_element(By.ID, "chain-state").text and
+                 d.find_element(By.ID, "chain-state"))
+    assert "decisions verified" in state.text and "verified by auditor" in driver.find_element(By.ID, "chain").text
+    assert "By model group and model" in driver.find_element(By.ID, "cost-totals").text
     shot(driver, "11-operations")
     driver.get(f"{url}/rulesets")
     shot(driver, "12-rulesets")
@@ -363,3 +368,47 @@ def test_a_reviewers_answer_records_the_signed_in_identity_whatever_the_form_say
         assert reviewer.get(f"{url}/decisions/{escalated.decision_id}").status_code == 200
         assert reviewer.get(f"{url}/decisions/{row.resumed_decision_id}").status_code == 200
         assert reviewer.get(f"{url}/decisions/{env['decided'][0].decision_id}").status_code == 403
+
+
+def test_dead_effects_are_listed_inspected_and_retried_and_a_broken_log_is_flagged(env: dict[str, Any]) -> None:
+    """Runs last: it tampers with the database."""
+    import sqlalchemy as sa
+
+    from adapters.store.sql import SqlStore
+
+    url, store = env["url"], SqlStore(env["server"].db, migrate=False)
+    waiting = store.effects("pending")
+    assert waiting, "the resolved payments left notify-treasury effects, with no connector configured: waiting"
+    victim = waiting[0]["id"]
+    with store.writer.begin() as conn:  # as the worker leaves an effect that failed for a day
+        conn.execute(sa.text("UPDATE outbox SET status = 'dead', attempts = 14, last_error = "
+                             "'HTTP 503 from https://treasury.example/notify' WHERE id = :id"), {"id": victim})
+    with httpx.Client(follow_redirects=False) as auditor:
+        assert login(auditor, url, "auditor").status_code == 303
+        ops = auditor.get(f"{url}/ops").text
+        assert 'id="dead-effects">1<' in ops and "alarm" in ops
+        listed = auditor.get(f"{url}/effects?status=dead").text
+        assert victim in listed and "HTTP 503" in listed
+        page = auditor.get(f"{url}/effects/{victim}").text
+        assert 'id="effect-payload"' in page and "HTTP 503" in page
+        csrf = re.search(r'name="csrf" content="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        decision = auditor.get(f"{url}/decisions/{victim.split(':')[0]}").text
+        assert "dead letter" in decision
+        retried = auditor.post(f"{url}/effects/{victim}/retry", data={"csrf": csrf})
+        assert retried.status_code == 303
+        row = store.effect(victim)
+        assert row is not None and (row["status"], row["retried_by"], row["attempts"]) == ("pending", "auditor", 0)
+        assert "retried" not in auditor.get(f"{url}/effects?status=dead").text.lower() or victim not in \
+            auditor.get(f"{url}/effects?status=dead").text
+        # one decision edited in the database: the whole-log verify finds it, and lists flag it
+        target = env["decided"][1].decision_id
+        with store.writer.begin() as conn:
+            conn.execute(sa.text("UPDATE decisions SET outcome = 'no_decision' WHERE id = :id"), {"id": target})
+        verified = auditor.post(f"{url}/ops/verify", data={"csrf": csrf}, headers={"accept": "text/html"})
+        assert verified.status_code == 303
+        ops = auditor.get(f"{url}/ops").text
+        assert "BROKEN" in ops and target in ops and "verified by auditor" in ops
+        listed = auditor.get(f"{url}/decisions").text
+        assert 'id="chain-broken"' in listed and "broken-flag" in listed
+        checks = store.chain_checks()
+        assert checks[0]["by"] == "auditor" and checks[0]["broken_id"] == target

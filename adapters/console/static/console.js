@@ -109,4 +109,35 @@
     }
   }
   tick(); setInterval(tick, 1000);
+
+  // Operations: verify the whole log with a progress bar (without the script the form posts and redirects)
+  const verify = document.getElementById("verify-form");
+  if (verify) {
+    verify.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const bar = document.getElementById("verify-progress");
+      bar.hidden = false; bar.value = 0;
+      const response = await fetch("/ops/verify", {method: "POST", body: new FormData(verify), headers: {"Accept": "application/x-ndjson"}});
+      if (!response.ok) { verify.submit(); return; }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const {value, done} = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, {stream: true});
+        let cut;
+        while ((cut = buffer.indexOf("\n")) >= 0) {
+          const message = JSON.parse(buffer.slice(0, cut)); buffer = buffer.slice(cut + 1);
+          if (message.total !== undefined) { bar.max = message.total || 1; bar.value = message.done; }
+          if (message.html !== undefined) {
+            // the server rendered (and escaped) this fragment from its own template
+            const doc = new DOMParser().parseFromString(message.html, "text/html");
+            document.getElementById("chain-result").replaceChildren(...doc.body.childNodes);
+            bar.value = bar.max;
+          }
+        }
+      }
+    });
+  }
 })();
