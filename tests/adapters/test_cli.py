@@ -149,10 +149,13 @@ def test_reviewer_and_operator_commands(tmp_path: Path) -> None:
     listed = json.loads(runner.invoke(app, ["escalations", "list", "--db", db, "--json"]).output)
     assert [e["id"] for e in listed] == [escalated["decision_id"]] and listed[0]["expects"] == "approval"
     bad = runner.invoke(app, ["escalations", "resolve", escalated["decision_id"], "--db", db, "--by", "carol",
-                              "--answer", '{"approver": "carol"}', "--rulesets", str(ROOT / "rulesets")])
-    assert bad.exit_code == 1 and "answer.payment_ref" in bad.output
+                              "--answer", '{"approver": "dave"}', "--rulesets", str(ROOT / "rulesets")])
+    assert bad.exit_code == 1 and "answer.approver" in bad.output  # the reviewer is who resolves, not who is typed
+    bad = runner.invoke(app, ["escalations", "resolve", escalated["decision_id"], "--db", db, "--by", "carol",
+                              "--answer", '{"payment_ref": "PAY-6"}', "--rulesets", str(ROOT / "rulesets")])
+    assert bad.exit_code == 1 and "answer.payment_ref" in bad.output  # the escalated payment is fixed
     ok = runner.invoke(app, ["escalations", "resolve", escalated["decision_id"], "--db", db, "--by", "carol",
-                             "--answer", '{"payment_ref": "PAY-5", "approver": "carol"}'])
+                             "--answer", '{}'])
     assert ok.exit_code == 0, ok.output
     assert "decided" in ok.output and "four-eyes approved" in ok.output
     effects = json.loads(runner.invoke(app, ["effects", "list", "--db", db, "--json"]).output)
@@ -162,7 +165,7 @@ def test_reviewer_and_operator_commands(tmp_path: Path) -> None:
     assert runner.invoke(app, ["effects", "run", "--config", str(config), "--db", db, "--once"]).exit_code == 0
     line = json.loads((tmp_path / "effects.jsonl").read_text())
     assert line["with"] == {"payment": "PAY-5", "approver": "carol"}
-    assert runner.invoke(app, ["effects", "retry", "--db", db]).output.startswith("0 effect(s)")
+    assert runner.invoke(app, ["effects", "retry", "--db", db, "--by", "ops"]).output.startswith("0 effect(s)")
 
 
 def test_check_prints_warnings_and_strict_fails(tmp_path: Path) -> None:
