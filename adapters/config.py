@@ -118,6 +118,7 @@ class Settings(_Strict):
     consumers: dict[str, Any] | None = None  # decision requests from JetStream or RabbitMQ (baton consume)
     console: str | None = None  # host:port of the browser console (served by the first worker)
     console_secret: str | None = None  # signs console sessions (e.g. ${file:console.key}); random per start if unset
+    pii_roles: list[str] = Field(default_factory=list)  # console roles that see fields marked pii; others: masked
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -70,6 +70,8 @@ _PUB_COLUMNS = [PUBLICATIONS.c[k] for k in Publication.__slots__]
 class RulesetRegistry:
     def __init__(self, store: SqlStore, refresh_s: float = 2.0) -> None:
         self.store = store
+        if store.private is None:  # the store leaves each version's pii fields out of search
+            store.private = self.private_fields
         self.engines: dict[str, Engine] = {}  # version -> engine
         # name -> [(effective_from, decided_at, version)] of published publications, in effect order
         self.schedule: dict[str, list[tuple[float, float, str]]] = {}
@@ -233,6 +235,13 @@ class RulesetRegistry:
             raise BatonError("unknown_version", f"no ruleset version {version!r}" if not found else
                              f"version prefix {version!r} is ambiguous")
         return str(found[0])
+
+    def private_fields(self, version: str) -> dict[str, list[str]] | None:
+        """A version's pii fields by fact type (None when the version is unknown)."""
+        try:
+            return self.engine_for(version).pii
+        except BatonError:
+            return None
 
     def engine_for(self, version: str) -> Engine:
         with self.lock:

@@ -195,15 +195,16 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
     sql = open_store(db) if db or store else None
     if sql is not None:
         tool_port = WithRetrieval(tool_port, sql)
+    engine = Engine(rs)
     try:
-        record = asyncio.run(Engine(rs).decide(given, model_port, tool_port, SystemClock(), TimeOrderedIds(),
-                                               Limits(), documents=[i.document for i in incoming]))
+        record = asyncio.run(engine.decide(given, model_port, tool_port, SystemClock(), TimeOrderedIds(),
+                                           Limits(), documents=[i.document for i in incoming]))
     except BatonError as e:
         raise fail(str(e), 1) from None
     data = record.to_dict()
     if sql is not None:
         sql.save_ruleset(rs)
-        sql.save_batch([Pending(data, "cli", documents=incoming)])
+        sql.save_batch([Pending(data, "cli", documents=incoming, private=engine.pii)])
     out.print_json(json.dumps(data, ensure_ascii=False))
 
 

@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from adapters.console.security import COOKIE, HEADERS, SESSION_S, Session, Sessi
 from adapters.escalations import Escalations, NotOpen, answer_form
 from adapters.grpc.auth import AuthError
 from adapters.impact import Impact, decision_label, impact_steps
+from adapters.pii import MASK, mask_record, scrubber, secrets_of
 from adapters.registry import GovernanceError, RulesetRegistry
 from adapters.store.sql import SqlStore
 from adapters.system import utc_text
@@ -57,6 +58,7 @@ class Console:
     registry: RulesetRegistry
     sessions: Sessions
     escalations: Escalations | None = None
+    pii_roles: tuple[str, ...] = ()  # who reads fields marked pii in clear; everyone else sees them masked
 
 
 MAX_FORM = 8_000_000  # bytes of one console form: room for the largest ruleset (MAX_SOURCE characters)
@@ -99,6 +101,14 @@ def create_app(console: Console) -> Starlette:
             raise PermissionError(f"{session.name} ({', '.join(sorted(session.roles))}) may not do this; it needs "
                                   f"{' or '.join(roles)}")
         return session
+
+    async def shown(record: dict[str, Any] | None, session: Session | None) -> dict[str, Any] | None:
+        """The record as this person may read it: fields the ruleset marks pii masked everywhere, unless
+        one of their roles is configured to see them."""
+        if record is None or (session is not None and c.pii_roles and session.has(*c.pii_roles)):
+            return record
+        private = await asyncio.to_thread(c.registry.private_fields, str(record.get("version", "")))
+        return mask_record(record, private or {})
 
     async def form(request: Request, session: Session) -> FormData:
         length = request.headers.get("content-length", "")
@@ -210,9 +220,11 @@ def create_app(console: Console) -> Starlette:
 
     async def render_decision(request: Request, decision_id: str, **extra: Any) -> Response:
         started = time.perf_counter()
-        record = await asyncio.to_thread(c.store.get, decision_id)
-        if record is None:
+        stored = await asyncio.to_thread(c.store.get, decision_id)
+        if stored is None:
             return page(request, "error.html", status=404, message=f"no decision {decision_id!r}")
+        record = await shown(stored, request.state.session)
+        assert record is not None
         try:
             engine = await asyncio.to_thread(c.registry.engine_for, record["version"])
         except BatonError:
@@ -223,16 +235,22 @@ def create_app(console: Console) -> Starlette:
         view = timeline(record)
         q = request.query_params
         session = request.state.session
+        # computed on the stored record; what they show is masked as the record is
+        scrub = scrubber(secrets_of(stored, engine.pii if engine else {})) if record is not stored else \
+            (lambda v: v)
         if q.get("replay") and session.has("auditor"):
-            extra.setdefault("replay", await replay_view(record))
+            extra.setdefault("replay", scrub(await replay_view(stored)))
         if q.get("whatif") and session.has("auditor", "editor"):
-            for k, v in (await whatif_view(record, q["whatif"])).items():
+            for k, v in (await whatif_view(stored, q["whatif"])).items():
+                if k == "whatif":
+                    w = v["w"]
+                    v = {**v, "w": replace(w, old=scrub(w.old), new=scrub(w.new))}
                 extra.setdefault(k, v)
         why_rule = request.query_params.get("why", "")
         why_lines: list[str] = []
         if why_rule and engine is not None:
             try:
-                why_lines = why(engine.ruleset, record, why_rule)
+                why_lines = scrub(why(engine.ruleset, stored, why_rule))
             except KeyError:
                 why_lines = [f"no rule named {why_rule!r} in this version"]
         return page(request, "decision.html", record=record, view=view, chain=chain, versions=versions,
@@ -484,21 +502,28 @@ def create_app(console: Console) -> Starlette:
         row = await asyncio.to_thread(c.store.escalation, esc_id)
         if row is None:
             return page(request, "error.html", status=404, message=f"no escalation {esc_id!r}")
-        record = await asyncio.to_thread(c.store.get, row["id"])
+        stored = await asyncio.to_thread(c.store.get, row["id"])
+        record = await shown(stored, session)
+        masking = record is not stored
         fields = []
         if row["expects"]:
             engine = await asyncio.to_thread(c.registry.engine_for, row["version"])
             ft = engine.ruleset.types.get(row["expects"])
-            identity, fixed = answer_form(engine, record or {})
+            identity, fixed = answer_form(engine, stored or {})
             if ft is not None:
                 fields = [{"name": n, "kind": spec.kind, "enum": list(spec.enum), "optional": spec.optional,
                            "identity": n == identity, "fixed": n in fixed,
-                           "value": session.name if n == identity else fixed.get(n)}
+                           "masked": masking and spec.pii and n in fixed,
+                           "value": session.name if n == identity else MASK if masking and spec.pii and n in fixed
+                           else fixed.get(n)}
                           for n, spec in ft.fields.items()]
         facts = [e for e in (record or {}).get("trace", []) if e.get("kind") == "fact"]
-        resumed = await asyncio.to_thread(c.store.get, row["resumed_decision_id"]) if row["resumed_decision_id"] \
-            else None
+        resumed = await shown(await asyncio.to_thread(c.store.get, row["resumed_decision_id"]), session) \
+            if row["resumed_decision_id"] else None
         answer = json.loads(row["answer"]) if row.get("answer") else None
+        if answer is not None and masking and stored is not None:
+            private = await asyncio.to_thread(c.registry.private_fields, str(stored["version"]))
+            answer = scrubber(secrets_of(stored, private or {}))(answer)
         return page(request, "escalation.html", status=status, row=row, facts=facts, fields=fields, error=error,
                     values=values or {}, now=time.time(), record=record, resumed=resumed, answer=answer)
 

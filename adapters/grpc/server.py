@@ -110,7 +110,7 @@ async def _start_console(cfg: Settings, store: SqlStore, registry: RulesetRegist
     host, _, port = cfg.console.rpartition(":")
     tls = bool(cfg.tls.cert and cfg.tls.key)
     key = SECRETS.resolve(cfg.console_secret, "console_secret").encode() if cfg.console_secret else None
-    app = create_app(Console(store, registry, Sessions(auth, key, secure=tls), escalations))
+    app = create_app(Console(store, registry, Sessions(auth, key, secure=tls), escalations, tuple(cfg.pii_roles)))
     config = uvicorn.Config(app, host=host or "127.0.0.1", port=int(port), log_level="warning", lifespan="off",
                             access_log=False, ssl_certfile=str(cfg.tls.cert) if tls else None,
                             ssl_keyfile=str(cfg.tls.key) if tls else None)
@@ -238,7 +238,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
                         max_inflight=cfg.limits.max_inflight, step_limit=cfg.limits.step_limit,
                         escalations=escalations, default_deadline_s=cfg.limits.deadline_s,
                         max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd, tracer=tracer,
-                        shadows=shadows, max_document_bytes=cfg.max_document_bytes)
+                        shadows=shadows, max_document_bytes=cfg.max_document_bytes, pii_roles=tuple(cfg.pii_roles))
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1), *cfg.transport.grpc_options()])
     server.add_generic_rpc_handlers(generic_handlers(services))
     health = HealthServicer()

@@ -25,6 +25,7 @@ from adapters.grpc.auth import Auth, AuthError, Identity
 from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
 from adapters.impact import Impact, impact_steps
 from adapters.logs import log_decision
+from adapters.pii import mask_record
 from adapters.registry import GovernanceError, Publication, RulesetRegistry, VersionInfo
 from adapters.shadow import Shadows
 from adapters.store.sql import Conflict, SqlStore
@@ -68,6 +69,16 @@ class Services:
     tracer: Any = None  # an OpenTelemetry Tracer when tracing is configured
     shadows: Shadows | None = None
     max_document_bytes: int = DEFAULT_MAX_BYTES
+    pii_roles: tuple[str, ...] = ()  # who reads fields marked pii in others' decisions; everyone else: masked
+
+
+async def readable(s: Services, record: dict[str, Any], ident: Identity) -> dict[str, Any]:
+    """Someone else's decision as this identity may read it: pii fields masked unless a configured role
+    (or admin) allows them."""
+    if "admin" in ident.roles or set(s.pii_roles) & set(ident.roles):
+        return record
+    private = await asyncio.to_thread(s.registry.private_fields, str(record.get("version", "")))
+    return mask_record(record, private or {}) if private else record
 
 
 class Abort(Exception):
@@ -304,7 +315,10 @@ class DecisionService:
         record = await self._record(request.decision_id)
         if "auditor" not in ident.roles and "admin" not in ident.roles and record.get("caller") != ident.name:
             raise _not_found(f"no decision {request.decision_id!r}")  # callers see only their own
+        if record.get("caller") != ident.name:
+            record = await readable(self.s, record, ident)
         return decision_pb2.GetDecisionResponse(decision=convert.decision(record), record=convert.struct(record))
+
 
     @handler("ListDecisions")
     async def ListDecisions(self, request: decision_pb2.ListDecisionsRequest, context: Ctx,
@@ -624,6 +638,8 @@ class EscalationService:
                             ident: Identity) -> escalation_pb2.GetEscalationResponse:
         row = await asyncio.to_thread(self._service().get, request.escalation_id)
         record = await asyncio.to_thread(self.s.store.get, row["id"])
+        if record is not None:
+            record = await readable(self.s, record, ident)
         facts = [decision_pb2.Fact(type=e["type"], values=convert.struct(e["values"]))
                  for e in (record or {}).get("trace", []) if e.get("kind") == "fact"]
         return escalation_pb2.GetEscalationResponse(escalation=await asyncio.to_thread(self._message, row),

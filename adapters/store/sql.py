@@ -26,6 +26,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 
 from adapters.documents import Incoming
+from adapters.pii import searchable
 from adapters.store.tables import (
     CallRow,
     ChainCheckRow,
@@ -132,7 +133,8 @@ class Pending:
                  "resolves", "search_text")
 
     def __init__(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None,
-                 resolves: Resolution | None = None, documents: Sequence[Incoming] = ()) -> None:
+                 resolves: Resolution | None = None, documents: Sequence[Incoming] = (),
+                 private: Mapping[str, Collection[str]] | None = None) -> None:
         self.record, self.caller, self.idempotency_key = record, caller, idempotency_key
         self.resolves = resolves
         self.documents = documents
@@ -142,8 +144,10 @@ class Pending:
         events = record["trace"]
         self.event_jsons = [canonical(e) for e in events]
         self.calls = [tuple(call_row(record["decision_id"], e).values()) for e in events if e["kind"] == "call"]
-        # what the console's "fact text" search looks in: the input facts' values (and document names)
-        self.search_text = " ".join(str(v) for item in record["inputs"] for v in item["values"].values()) + " " + \
+        # what the console's "fact text" search looks in: the input facts' values (and document names), never
+        # a field the ruleset marks pii
+        self.search_text = " ".join(str(v) for item in record["inputs"]
+                                    for v in searchable(item["values"], item["type"], private)) + " " + \
             " ".join(str(d.get("name", "")) for d in record.get("documents") or ())
 
 
@@ -157,6 +161,9 @@ class Problem:
 class SqlStore:
     def __init__(self, url: str | None = None, migrate: bool = True) -> None:
         self.url = resolve_url(url)
+        # version -> {fact type: pii fields}: set by the service (the registry knows the rulesets), so search
+        # never indexes personal data
+        self.private: Callable[[str], Mapping[str, Collection[str]] | None] | None = None
         self.sqlite = self.url.startswith("sqlite")
         if self.sqlite:
             self.engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -230,7 +237,8 @@ class SqlStore:
 
     # -- writing -----------------------------------------------------------------------------------
     def save(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None) -> Saved:
-        return self.save_batch([Pending(record, caller, idempotency_key)])[0]
+        private = self.private(str(record.get("version", ""))) if self.private is not None else None
+        return self.save_batch([Pending(record, caller, idempotency_key, private=private)])[0]
 
     def save_batch(self, items: Sequence[Pending]) -> list[Saved]:
         """Write decisions in one transaction: all of them, or (on error) none."""

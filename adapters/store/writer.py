@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -39,15 +39,22 @@ class GroupWriter:
     def submit(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None) -> Future[Saved]:
         """For threads: a concurrent Future resolved once the decision is committed."""
         future: Future[Saved] = Future()
-        self.queue.put((Pending(record, caller, idempotency_key), future))
+        self.queue.put((Pending(record, caller, idempotency_key, private=self.private(record)), future))
         return future
 
     async def save(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None,
                    resolves: Resolution | None = None, documents: Sequence[Incoming] = ()) -> Saved:
         """For coroutines: returns once the decision (and the documents it read) is committed."""
         future: asyncio.Future[Saved] = asyncio.get_running_loop().create_future()
-        self.queue.put((Pending(record, caller, idempotency_key, resolves, documents), future))
+        self.queue.put((Pending(record, caller, idempotency_key, resolves, documents, self.private(record)),
+                        future))
         return await future
+
+    def private(self, record: Mapping[str, Any]) -> Mapping[str, Collection[str]] | None:
+        """The PII fields of the record's ruleset version (search leaves them out), when the service told the
+        store how to find them."""
+        lookup = self.store.private
+        return lookup(str(record.get("version", ""))) if lookup is not None else None
 
     def close(self) -> None:
         """Write everything already submitted, then stop."""

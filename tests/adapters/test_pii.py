@@ -1,0 +1,82 @@
+"""Fields a ruleset marks pii: masked for every role not configured to see them, on every page that shows
+a decision (facts, matched facts, tool requests, model answers, proposals, why-not), and never indexed
+for search."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from starlette.testclient import TestClient
+
+from adapters.console.app import Console, create_app
+from adapters.console.security import Sessions
+from adapters.grpc.auth import Auth, Identity
+from adapters.pii import MASK, mask_record
+from adapters.registry import RulesetRegistry
+from adapters.rulesets import load_file
+from adapters.store.sql import SqlStore
+from engine.clock import FixedClock, SequentialIds
+from engine.loop import Engine
+from engine.recorded import RecordedAnswers
+
+ROOT = Path(__file__).resolve().parents[2]
+IBAN = "DE44500105175407324931"
+TOKENS = {"t-auditor": Identity("ana", frozenset({"auditor"})), "t-dpo": Identity("dora", frozenset({"auditor",
+                                                                                                       "dpo"}))}
+
+
+def decided(tmp_path: Path) -> tuple[SqlStore, RulesetRegistry, dict[str, object]]:
+    store = SqlStore(str(tmp_path / "pii.db"))
+    registry = RulesetRegistry(store)
+    rs = load_file(ROOT / "rulesets/payment-approval.yaml")
+    registry.publish_reviewed(rs, "test")
+    engine = Engine(rs)
+    # the anomaly model's raw answer and the reason quote the IBAN: masked there too
+    answers = RecordedAnswers({"lookup_limit": {"user": "alice", "single_limit": 5000},
+                               "anomaly_model": {"score": 0.1, "reasons": [f"beneficiary {IBAN} seen before"]}})
+    record = asyncio.run(engine.decide({"payment": {"payment_ref": "PAY-77", "amount": 3000, "currency": "EUR",
+                                                    "beneficiary_iban": IBAN, "initiated_by": "alice",
+                                                    "new_beneficiary": False}}, answers, answers,
+                                       FixedClock(1_764_000_000.0), SequentialIds("p-"))).to_dict()
+    store.save(record)
+    return store, registry, record
+
+
+def client(store: SqlStore, registry: RulesetRegistry, token: str, pii_roles: tuple[str, ...]) -> TestClient:
+    app = create_app(Console(store, registry, Sessions(Auth(TOKENS)), None, pii_roles))
+    c = TestClient(app)
+    nonce = re.search(r'name="nonce" value="([^"]+)"', c.get("/login").text).group(1)  # type: ignore[union-attr]
+    assert c.post("/login", data={"nonce": nonce, "token": token}, follow_redirects=False).status_code == 303
+    return c
+
+
+def test_masked_everywhere_for_roles_without_pii_and_clear_for_those_with_it(tmp_path: Path) -> None:
+    store, registry, record = decided(tmp_path)
+    page = f"/decisions/{record['decision_id']}"
+    auditor = client(store, registry, "t-auditor", ("dpo",))
+    for url in (page, page + "?why=self-approval", page + "?why=routine-payment"):
+        text = auditor.get(url).text
+        assert IBAN not in text and MASK in text, url
+    assert "PAY-77" in auditor.get(page).text  # what is not pii stays readable
+    dpo = client(store, registry, "t-dpo", ("dpo",))
+    assert IBAN in dpo.get(page).text
+
+
+def test_search_does_not_index_pii(tmp_path: Path) -> None:
+    store, registry, record = decided(tmp_path)
+    auditor = client(store, registry, "t-dpo", ("dpo",))  # even a role that may read it cannot search by it
+    assert record["decision_id"] not in auditor.get(f"/decisions?text={IBAN}").text
+    assert record["decision_id"] in auditor.get("/decisions?text=PAY-77").text
+
+
+def test_mask_record_scrubs_the_values_from_every_string() -> None:
+    record = {"inputs": [{"type": "p", "values": {"iban": IBAN, "ref": "R1"}}],
+              "trace": [{"kind": "fact", "type": "p", "values": {"iban": IBAN, "ref": "R1"}},
+                        {"kind": "call", "request": {"prompt": f"pay to {IBAN}"}, "answer": {"note": IBAN}},
+                        {"kind": "proposal", "payload": {"to": IBAN}}],
+              "decision": {"to": IBAN}, "reason": f"to {IBAN}"}
+    masked = mask_record(record, {"p": ["iban"]})
+    assert IBAN not in str(masked) and "R1" in str(masked)
+    assert record["decision"] == {"to": IBAN}  # a copy: the stored record is untouched
