@@ -81,6 +81,38 @@ class Escalations:
         return await self._resume(esc, HumanInput(esc["expects"], values, by), Resolution(escalation_id, by,
                                                                                            canonical(values)))
 
+    async def comment(self, escalation_id: str, text: str, by: str) -> None:
+        if not text.strip():
+            raise InvalidInput("empty_note", "write the comment", Where(path="text"))
+        await asyncio.to_thread(self.get, escalation_id)
+        await asyncio.to_thread(self.store.escalation_note, escalation_id, by, "comment", text.strip(),
+                                self.clock.now())
+
+    async def assign(self, escalation_id: str, to: str, by: str) -> None:
+        """Who works on it (``to`` empty: nobody); recorded as a note."""
+        esc = await asyncio.to_thread(self.get, escalation_id)
+        if esc["status"] != "open":
+            raise NotOpen("not_open", f"escalation {escalation_id} is already {esc['status']}")
+        to = to.strip()[:200]
+        await asyncio.to_thread(self.store.escalation_note, escalation_id, by, "assigned",
+                                f"assigned to {to}" if to else "unassigned", self.clock.now(), to)
+
+    async def close(self, escalation_id: str, reason: str, by: str) -> dict[str, Any]:
+        """End an open escalation without resuming its decision, with a reason: ``declined`` when it expected
+        an answer (the reviewer will not give one: the decision stays escalated, and its SLA no longer runs),
+        ``closed`` when it expected none. Who and why are kept."""
+        if not reason.strip():
+            raise InvalidInput("empty_note", "say why it is closed (kept in the audit record)", Where(path="reason"))
+        esc = await asyncio.to_thread(self.get, escalation_id)
+        if esc["status"] != "open":
+            raise NotOpen("not_open", f"escalation {escalation_id} is already {esc['status']}")
+        status = "declined" if esc["expects"] else "closed"
+        done = await asyncio.to_thread(self.store.escalation_note, escalation_id, by, status, reason.strip(),
+                                       self.clock.now(), None, status)
+        if not done:
+            raise NotOpen("not_open", f"escalation {escalation_id} was decided concurrently")
+        return await asyncio.to_thread(self.get, escalation_id)
+
     async def expire_due(self) -> int:
         """Resume every open escalation whose SLA has passed, with a `timeout` fact."""
         due = await asyncio.to_thread(self.store.escalations, None, "open", 100, self.clock.now())

@@ -498,7 +498,8 @@ def create_app(console: Console) -> Starlette:
         return await render_escalation(request, session, request.path_params["id"])
 
     async def render_escalation(request: Request, session: Session, esc_id: str, error: str = "",
-                                values: dict[str, str] | None = None, status: int = 200) -> Response:
+                                values: dict[str, str] | None = None, status: int = 200,
+                                note_text: dict[str, str] | None = None) -> Response:
         row = await asyncio.to_thread(c.store.escalation, esc_id)
         if row is None:
             return page(request, "error.html", status=404, message=f"no escalation {esc_id!r}")
@@ -524,8 +525,10 @@ def create_app(console: Console) -> Starlette:
         if answer is not None and masking and stored is not None:
             private = await asyncio.to_thread(c.registry.private_fields, str(stored["version"]))
             answer = scrubber(secrets_of(stored, private or {}))(answer)
+        notes = await asyncio.to_thread(c.store.escalation_notes, esc_id)
         return page(request, "escalation.html", status=status, row=row, facts=facts, fields=fields, error=error,
-                    values=values or {}, now=time.time(), record=record, resumed=resumed, answer=answer)
+                    values=values or {}, now=time.time(), record=record, resumed=resumed, answer=answer,
+                    notes=notes, note_text=note_text or {})
 
     async def resolve(request: Request) -> Response:
         session = need(request, "reviewer")
@@ -614,6 +617,30 @@ def create_app(console: Console) -> Starlette:
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
+    async def escalation_action(request: Request) -> Response:
+        """Comment, assign (to someone, or to oneself) and close/decline: post/redirect/get; an error shows on
+        the escalation's page, what was typed kept."""
+        session = need(request, "reviewer")
+        data = await form(request, session)
+        esc_id = request.path_params["id"]
+        verb = request.path_params["verb"]
+        if c.escalations is None:
+            return page(request, "error.html", status=404, message=f"no escalation {esc_id!r}")
+        try:
+            if verb == "comment":
+                await c.escalations.comment(esc_id, str(data.get("text", "")), session.name)
+            elif verb == "assign":
+                to = session.name if data.get("me") else str(data.get("to", ""))
+                await c.escalations.assign(esc_id, to, session.name)
+            elif verb == "close":
+                await c.escalations.close(esc_id, str(data.get("reason", "")), session.name)
+            else:
+                return page(request, "error.html", status=404, message="no such action")
+        except (InvalidInput, NotOpen, BatonError) as e:
+            return await render_escalation(request, session, esc_id, error=e.message, status=400,
+                                           note_text={verb: str(data.get("text") or data.get("reason") or "")})
+        return RedirectResponse(f"/escalations/{_quote(esc_id)}#notes", status_code=303)
+
     # -- operations -----------------------------------------------------------------------------------
     async def ops(request: Request) -> Response:
         need(request)
@@ -676,6 +703,7 @@ def create_app(console: Console) -> Starlette:
         Route("/escalations", guarded(escalations)),
         Route("/escalations/{id}", guarded(escalation)),
         Route("/escalations/{id}/resolve", guarded(resolve), methods=["POST"]),
+        Route("/escalations/{id}/{verb:str}", guarded(escalation_action), methods=["POST"]),
         Route("/ops", guarded(ops)),
         Route("/ops/verify", guarded(verify_log), methods=["POST"]),
         Route("/effects", guarded(effects)),

@@ -34,6 +34,7 @@ from adapters.store.tables import (
     CorpusRow,
     DecisionRow,
     DocumentRow,
+    EscalationNoteRow,
     EscalationRow,
     OutboxRow,
     PassageRow,
@@ -55,6 +56,7 @@ RULESETS = RulesetVersion.__table__  # type: ignore[attr-defined]
 ESCALATIONS = EscalationRow.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
 CHAIN_CHECKS = ChainCheckRow.__table__  # type: ignore[attr-defined]
+ESCALATION_NOTES = EscalationNoteRow.__table__  # type: ignore[attr-defined]
 PUBLICATIONS = PublicationRow.__table__  # type: ignore[attr-defined]
 SHADOWS = ShadowRow.__table__  # type: ignore[attr-defined]
 SHADOW_RESULTS = ShadowResultRow.__table__  # type: ignore[attr-defined]
@@ -561,6 +563,30 @@ class SqlStore:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(ESCALATIONS).where(ESCALATIONS.c.id == escalation_id)).first()
         return dict(row._mapping) if row else None
+
+    def escalation_note(self, escalation_id: str, by: str, kind: str, text: str, now: float,
+                        assign: str | None = None, close_as: str | None = None) -> bool:
+        """Record a note; ``assign`` sets who works on it; ``close_as`` (closed | declined) ends an open
+        escalation by compare-and-set - False when it was no longer open (nothing written then)."""
+        e = ESCALATIONS.c
+        with self.writer.begin() as conn:
+            if close_as is not None:
+                done = conn.execute(ESCALATIONS.update().where(e.id == escalation_id, e.status == "open").values(
+                    status=close_as, resolved_by=by, resolved_at=now)).rowcount
+                if done != 1:
+                    return False
+            if assign is not None:
+                conn.execute(ESCALATIONS.update().where(e.id == escalation_id).values(assigned_to=assign or None))
+            conn.execute(ESCALATION_NOTES.insert().values(
+                id=f"{int(now * 1000):013d}-{os.urandom(4).hex()}", escalation_id=escalation_id, by=by[:200],
+                at=now, kind=kind, text=text[:4000]))
+        return True
+
+    def escalation_notes(self, escalation_id: str) -> list[dict[str, Any]]:
+        n = ESCALATION_NOTES.c
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(ESCALATION_NOTES).where(
+                n.escalation_id == escalation_id).order_by(n.at, n.id))]
 
     # -- the outbox --------------------------------------------------------------------------------
     def claim_effects(self, now: float, lease_s: float, limit: int = 32,

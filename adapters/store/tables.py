@@ -200,6 +200,7 @@ class EscalationRow(SQLModel, table=True):
     resolved_at: float | None = None
     answer: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     resumed_decision_id: str | None = Field(default=None, max_length=40)
+    assigned_to: str | None = Field(default=None, max_length=200)
 
 
 class OutboxRow(SQLModel, table=True):
@@ -222,6 +223,19 @@ class OutboxRow(SQLModel, table=True):
     retried_by: str | None = Field(default=None, max_length=200)  # who last put it back in the queue
     retried_at: float | None = None
     failing_since: float | None = None  # the first failure since it was written or retried: give-up window
+
+
+class EscalationNoteRow(SQLModel, table=True):
+    """What people said on an escalation: comments, assignments, a close or decline with its reason."""
+
+    __tablename__ = "escalation_notes"
+
+    id: str = Field(primary_key=True, max_length=40)
+    escalation_id: str = Field(max_length=40, index=True)
+    by: str = Field(max_length=200)
+    at: float
+    kind: str = Field(max_length=20)  # comment | assigned | closed | declined
+    text: str = Field(sa_column=Column(Text, nullable=False))
 
 
 class ChainCheckRow(SQLModel, table=True):

@@ -370,6 +370,34 @@ def test_a_reviewers_answer_records_the_signed_in_identity_whatever_the_form_say
         assert reviewer.get(f"{url}/decisions/{env['decided'][0].decision_id}").status_code == 403
 
 
+def test_reviewers_assign_comment_and_decline_escalations(env: dict[str, Any]) -> None:
+    url = env["url"]
+    with env["server"].channel() as ch:
+        escalated = decision_pb2_grpc.DecisionServiceStub(ch).Decide(decision_pb2.DecideRequest(
+            ruleset="payment-approval", facts=[fact("payment", {**PAYMENT, "payment_ref": "PAY-503"})]),
+            metadata=metadata("caller")).decision
+    esc = escalated.decision_id
+    with httpx.Client(follow_redirects=False) as reviewer:
+        assert login(reviewer, url, "reviewer").status_code == 303
+        page = reviewer.get(f"{url}/escalations/{esc}").text
+        csrf = re.search(r'name="csrf" content="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        assert reviewer.post(f"{url}/escalations/{esc}/assign", data={"csrf": csrf, "me": "1"}).status_code == 303
+        assert reviewer.post(f"{url}/escalations/{esc}/comment",
+                             data={"csrf": csrf, "text": "called the initiator"}).status_code == 303
+        empty = reviewer.post(f"{url}/escalations/{esc}/close", data={"csrf": csrf, "reason": " "})
+        assert empty.status_code == 400 and "say why" in empty.text
+        assert reviewer.post(f"{url}/escalations/{esc}/close",
+                             data={"csrf": csrf, "reason": "duplicate of PAY-502"}).status_code == 303
+        page = reviewer.get(f"{url}/escalations/{esc}").text
+        assert 'id="assigned-to">reviewer<' in page and "called the initiator" in page
+        assert "declined" in page and "duplicate of PAY-502" in page and "countdown" not in page
+        assert 'id="answer-form"' not in page  # no longer open: no answer, no SLA
+        again = reviewer.post(f"{url}/escalations/{esc}/close", data={"csrf": csrf, "reason": "twice"})
+        assert again.status_code == 400 and "already declined" in again.text
+        inbox = reviewer.get(f"{url}/escalations?status=declined").text
+        assert esc in inbox
+
+
 def test_dead_effects_are_listed_inspected_and_retried_and_a_broken_log_is_flagged(env: dict[str, Any]) -> None:
     """Runs last: it tampers with the database."""
     import sqlalchemy as sa
