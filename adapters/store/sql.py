@@ -26,7 +26,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 
 from adapters.documents import Incoming
-from adapters.pii import searchable
+from adapters.pii import scrubber, searchable, secrets_of
 from adapters.store.tables import (
     CallRow,
     ChainCheckRow,
@@ -146,11 +146,15 @@ class Pending:
         events = record["trace"]
         self.event_jsons = [canonical(e) for e in events]
         self.calls = [tuple(call_row(record["decision_id"], e).values()) for e in events if e["kind"] == "call"]
-        # what the console's "fact text" search looks in: the input facts' values (and document names), never
-        # a field the ruleset marks pii
-        self.search_text = " ".join(str(v) for item in record["inputs"]
-                                    for v in searchable(item["values"], item["type"], private)) + " " + \
+        # what the console's "fact text" search looks in: the values of every fact of the decision - input,
+        # read from documents, answered by models and tools, derived - and document names; never a field the
+        # ruleset marks pii (each value at most 500 characters: a passage's text is found by its start)
+        facts = [(e["type"], e["values"]) for e in events if e.get("kind") == "fact"] or \
+            [(i["type"], i["values"]) for i in record["inputs"]]
+        text = " ".join(str(v)[:500] for t, values in facts for v in searchable(values, t, private)) + " " + \
             " ".join(str(d.get("name", "")) for d in record.get("documents") or ())
+        # a pii value quoted elsewhere (a model's reason citing the IBAN) is not indexed either
+        self.search_text = scrubber(secrets_of(record, private))(text) if private else text
 
 
 @dataclass(slots=True)

@@ -80,3 +80,11 @@ def test_mask_record_scrubs_the_values_from_every_string() -> None:
     masked = mask_record(record, {"p": ["iban"]})
     assert IBAN not in str(masked) and "R1" in str(masked)
     assert record["decision"] == {"to": IBAN}  # a copy: the stored record is untouched
+
+
+def test_facts_from_models_and_tools_are_searchable(tmp_path: Path) -> None:
+    store, registry, record = decided(tmp_path)
+    auditor = client(store, registry, "t-auditor", ())
+    # the anomaly model's answer (its reasons, minus the pii value) and the limit tool's answer are indexed
+    assert record["decision_id"] in auditor.get("/decisions?text=seen before").text
+    assert record["decision_id"] in auditor.get("/decisions?text=alice").text
