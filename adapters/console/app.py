@@ -43,6 +43,7 @@ from engine.explain import why
 from engine.language.diff import diff_sources
 from engine.language.loader import load_ruleset
 from engine.language.source import MAX_SOURCE
+from engine.language.types import check_field
 from engine.loop import Engine
 from engine.replay import replay, what_if
 from engine.testing import run_suite
@@ -499,7 +500,8 @@ def create_app(console: Console) -> Starlette:
 
     async def render_escalation(request: Request, session: Session, esc_id: str, error: str = "",
                                 values: dict[str, str] | None = None, status: int = 200,
-                                note_text: dict[str, str] | None = None) -> Response:
+                                note_text: dict[str, str] | None = None, errors: list[str] | None = None
+                                ) -> Response:
         row = await asyncio.to_thread(c.store.escalation, esc_id)
         if row is None:
             return page(request, "error.html", status=404, message=f"no escalation {esc_id!r}")
@@ -528,7 +530,7 @@ def create_app(console: Console) -> Starlette:
         notes = await asyncio.to_thread(c.store.escalation_notes, esc_id)
         return page(request, "escalation.html", status=status, row=row, facts=facts, fields=fields, error=error,
                     values=values or {}, now=time.time(), record=record, resumed=resumed, answer=answer,
-                    notes=notes, note_text=note_text or {})
+                    notes=notes, note_text=note_text or {}, errors=errors or [])
 
     async def resolve(request: Request) -> Response:
         session = need(request, "reviewer")
@@ -541,16 +543,26 @@ def create_app(console: Console) -> Starlette:
         ft = engine.ruleset.types.get(row["expects"] or "")
         values = {k: str(v) for k, v in data.items() if k.startswith("f_")}
         record = await asyncio.to_thread(c.store.get, esc_id)
-        identity, _ = answer_form(engine, record or {})
+        identity, fixed = answer_form(engine, record or {})
         answer: dict[str, Any] = {}
+        problems: list[str] = []  # every field's problem at once, not one per submit
         if ft is not None:
             for n, spec in ft.fields.items():
                 if n == identity:
                     continue  # whatever the form says: the escalation records the signed-in reviewer
                 raw = values.get(f"f_{n}", "").strip()
                 if raw == "":
+                    if not spec.optional and n not in fixed:
+                        problems.append(f"{n}: required")
                     continue  # left empty: absent (the fact type says whether it may be)
                 answer[n] = _typed(raw, spec.kind, spec.items.kind if spec.items else "str")
+                try:
+                    check_field(spec, answer[n], f"answer.{n}")
+                except InvalidInput as e:
+                    problems.append(e.message)
+        if problems:
+            return await render_escalation(request, session, esc_id, error=f"{len(problems)} problem(s) in the "
+                                           "answer", values=values, status=400, errors=problems)
         try:
             await c.escalations.resolve(esc_id, answer, session.name)
         except (InvalidInput, NotOpen, BatonError) as e:

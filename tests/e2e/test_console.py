@@ -40,11 +40,41 @@ if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):  # never a silent sk
                        "sudo apt-get install -y chromium chromium-driver (make test installs them when it may)")
 
 
+REVIEW_DEMO = """\
+ruleset: review-demo
+facts:
+  case:
+    ref: str
+  review:
+    ref: str
+    score: {type: int, min: 0, max: 10}
+    verdict: {enum: [accept, refuse]}
+    hours: {type: number, min: 0}
+    note: {type: str, optional: true}
+input: [case]
+rules:
+  - name: ask
+    when: exists case and not exists review
+    then:
+      escalate: {queue: reviews, reason: "a person scores it", expects: review}
+  - name: done
+    when: review.verdict == "accept"
+    then:
+      decide: {route: accepted, score: =review.score}
+tests:
+  - name: accepted after review
+    given: {case: {ref: R-1}}
+    human: {review: {ref: R-1, score: 7, verdict: accept, hours: 1.5}}
+    expect: {decision: {route: accepted, score: 7}}
+"""
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("console")
     rulesets = tmp / "rulesets"
     shutil.copytree(ROOT / "rulesets", rulesets)
+    (rulesets / "review-demo.yaml").write_text(REVIEW_DEMO)
     answers = json.loads((ROOT / "rulesets/demo-answers.json").read_text())
     answers["classify"]["fraud_signals"] = ["<img src=x onerror=alert(1)>", "<b>bold</b>"]  # hostile model answer
     (tmp / "answers.json").write_text(json.dumps(answers))
@@ -396,6 +426,26 @@ def test_reviewers_assign_comment_and_decline_escalations(env: dict[str, Any]) -
         assert again.status_code == 400 and "already declined" in again.text
         inbox = reviewer.get(f"{url}/escalations?status=declined").text
         assert esc in inbox
+
+
+def test_every_problem_of_an_answer_is_shown_at_once(env: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, driver = env["url"], browser
+    with env["server"].channel() as ch:
+        asked = decision_pb2_grpc.DecisionServiceStub(ch).Decide(decision_pb2.DecideRequest(
+            ruleset="review-demo", facts=[fact("case", {"ref": "R-9"})]), metadata=metadata("caller")).decision
+    assert asked.outcome == decision_pb2.OUTCOME_ESCALATED
+    sign_in(driver, url, "reviewer")
+    driver.get(f"{url}/escalations/{asked.decision_id}")
+    assert driver.find_element(By.ID, "fixed-ref").get_attribute("value") == "R-9"  # known from the case
+    driver.find_element(By.NAME, "f_score").send_keys("99")
+    driver.find_element(By.NAME, "f_hours").send_keys("-2")
+    driver.find_element(By.ID, "resolve").click()
+    listed = wait(driver, lambda d: d.find_elements(By.ID, "answer-errors"))[0].text
+    assert "99 is above the maximum" in listed and "-2 is below the minimum" in listed  # both, one submit
+    assert driver.find_element(By.NAME, "f_score").get_attribute("value") == "99"  # what was typed stays
+    shot(driver, "14-answer-problems")
 
 
 def test_dead_effects_are_listed_inspected_and_retried_and_a_broken_log_is_flagged(env: dict[str, Any]) -> None:
