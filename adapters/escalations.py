@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.decisions import DecisionPath
 from adapters.registry import RulesetRegistry
 from adapters.store.sql import Resolution, SqlStore
 from adapters.store.writer import GroupWriter
@@ -43,6 +44,11 @@ class Escalations:
     tools: ToolConnector
     clock: Clock
     ids: IdFactory
+    path: DecisionPath | None = None  # the one decision path (span, log line, metrics, shadows); default: store only
+
+    def __post_init__(self) -> None:
+        if self.path is None:
+            self.path = DecisionPath(self.writer)
 
     def get(self, escalation_id: str) -> dict[str, Any]:
         found = self.store.escalation(escalation_id)
@@ -137,11 +143,13 @@ class Escalations:
         answers = ReplayAnswers(list(original["trace"]), live_models=self.models, live_tools=self.tools,
                                 carried=True)
         documents = await asyncio.to_thread(self.store.documents_of, original)
-        d = await engine.run(engine.validate_input(facts_of(original), allow_empty=bool(documents)), answers, answers,
-                             self.clock, self.ids, stored_limits(original), [*human_inputs(original), given],
-                             resumes=esc["id"], documents=documents)
-        record = d.to_dict()
-        await self.writer.save(record, caller=given.by, resolves=resolution)
+        validated = engine.validate_input(facts_of(original), allow_empty=bool(documents))
+        assert self.path is not None
+        record, _ = await self.path.decide(
+            engine.ruleset.name, lambda: engine.run(validated, answers, answers, self.clock, self.ids,
+                                                    stored_limits(original), [*human_inputs(original), given],
+                                                    resumes=esc["id"], documents=documents),
+            given.by, resolves=resolution)
         updated = await asyncio.to_thread(self.get, esc["id"])
         return updated, record
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters import metrics
+from adapters.decisions import DecisionPath
 from adapters.documents import MAX_DOCUMENTS, Incoming, read_document
 from adapters.registry import RulesetRegistry
 from adapters.secrets import SECRETS, redact, resolve_secrets
@@ -91,9 +92,11 @@ class ConsumerSettings:
 class Decider:
     """Decide one request and store it, idempotently by the message id."""
 
-    def __init__(self, registry: RulesetRegistry, writer: GroupWriter, models: ModelGateway, tools: ToolConnector,
-                 clock: Clock, ids: IdFactory, limits: Limits, max_document_bytes: int) -> None:
-        self.registry, self.writer, self.models, self.tools = registry, writer, models, tools
+    def __init__(self, registry: RulesetRegistry, path: DecisionPath | GroupWriter, models: ModelGateway,
+                 tools: ToolConnector, clock: Clock, ids: IdFactory, limits: Limits, max_document_bytes: int) -> None:
+        self.path = path if isinstance(path, DecisionPath) else DecisionPath(path)
+        self.writer = self.path.writer
+        self.registry, self.models, self.tools = registry, models, tools
         self.clock, self.ids, self.limits, self.max_document_bytes = clock, ids, limits, max_document_bytes
 
     def parse(self, body: bytes, default_ruleset: str) -> tuple[str, str, Any, list[Incoming]]:
@@ -143,15 +146,14 @@ class Decider:
             if e.code in PERMANENT:
                 raise Permanent(e.code, e.message) from None
             raise
-        d = await engine.run(validated, self.models, self.tools, self.clock, self.ids, self.limits,
-                             documents=[i.document for i in docs])
-        record = d.to_dict()
-        saved = await self.writer.save(record, caller, key, documents=docs)
+        record, saved = await self.path.decide(
+            engine.ruleset.name, lambda: engine.run(validated, self.models, self.tools, self.clock, self.ids,
+                                                    self.limits, documents=[i.document for i in docs]),
+            caller, key, docs, key)
         if saved.existing:  # a concurrent redelivery stored it first
             stored = await asyncio.to_thread(self.writer.store.get, saved.decision_id)
             assert stored is not None
             return stored, True
-        metrics.observe(record)
         return record, False
 
 

@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 
 from adapters import metrics
 from adapters.config import Settings, effect_connectors, model_gateway, tool_connectors
+from adapters.decisions import DecisionPath
 from adapters.effects import OutboxWorker
 from adapters.escalations import Escalations
 from adapters.fakes import Unconfigured
@@ -127,12 +128,12 @@ async def _start_console(cfg: Settings, store: SqlStore, registry: RulesetRegist
     return server, task
 
 
-def _consumers(cfg: Settings, registry: RulesetRegistry, writer: GroupWriter, models: ModelGateway,
+def _consumers(cfg: Settings, registry: RulesetRegistry, path: DecisionPath, models: ModelGateway,
                tools: ToolConnector, clock: SystemClock, ids: TimeOrderedIds) -> list[Consumer]:
     settings = consumers_from(cfg.consumers)
     if not settings:
         return []
-    decider = Decider(registry, writer, models, tools, clock, ids,
+    decider = Decider(registry, path, models, tools, clock, ids,
                       Limits(step_limit=cfg.limits.step_limit, deadline_s=cfg.limits.deadline_s,
                              max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd),
                       cfg.max_document_bytes)
@@ -165,7 +166,9 @@ async def run_consumer_process(cfg: Settings, base: Path) -> None:
         index_corpora(store, corpora_dir)
     writer = GroupWriter(store)
     models, tools, ports_note = _ports(cfg, base)
-    intake = _consumers(cfg, registry, writer, models, WithRetrieval(tools, store), SystemClock(), TimeOrderedIds())
+    shadows = Shadows(store, registry)  # consumed decisions are shadowed as served ones are
+    intake = _consumers(cfg, registry, DecisionPath(writer, None, shadows), models, WithRetrieval(tools, store),
+                        SystemClock(), TimeOrderedIds())
     if not intake:
         raise SystemExit("no consumers configured: add a consumers: section to the config")
     stop = asyncio.Event()
@@ -176,13 +179,15 @@ async def run_consumer_process(cfg: Settings, base: Path) -> None:
     say(f"baton consume {os.getpid()}: {', '.join(c.s.name for c in intake)} ({len(loaded)} rulesets; db {store.url}; "
         f"{ports_note})")
     _freeze_startup_objects()
+    shadows.start()
     outbox = asyncio.create_task(_outbox(store, effect_connectors(cfg, base), cfg).run(stop))
     secrets_ttl = asyncio.create_task(_refresh_secrets(cfg.secrets_ttl_s, stop))
-    fresh = asyncio.create_task(_keep_fresh(registry, None, stop))
+    fresh = asyncio.create_task(_keep_fresh(registry, shadows, stop))
     await run_consumers(intake, stop)
     await outbox
     await secrets_ttl
     await fresh
+    await shadows.stop()
     writer.close()
     store.close()
     say(f"baton consume {os.getpid()}: stopped")
@@ -232,8 +237,9 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
         tracer, provider = setup_tracing(cfg.tracing.exporter, cfg.tracing.endpoint, cfg.tracing.service_name)
         models = tools = TracedPorts(tracer, models, tools)
     clock, ids = SystemClock(), TimeOrderedIds()
-    escalations = Escalations(store, writer, registry, models, tools, clock, ids)
     shadows = Shadows(store, registry)
+    escalations = Escalations(store, writer, registry, models, tools, clock, ids,
+                              DecisionPath(writer, tracer, shadows))
     services = Services(store, writer, registry, auth, models, tools, clock, ids,
                         max_inflight=cfg.limits.max_inflight, step_limit=cfg.limits.step_limit,
                         escalations=escalations, default_deadline_s=cfg.limits.deadline_s,
@@ -269,7 +275,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     loop.add_signal_handler(signal.SIGHUP, _rotate_secrets)
     shadows.start()
     console = await _start_console(cfg, store, registry, auth, escalations) if cfg.console and worker == 0 else None
-    intake = _consumers(cfg, registry, writer, models, tools, clock, ids)
+    intake = _consumers(cfg, registry, services.path, models, tools, clock, ids)
     consuming = asyncio.create_task(run_consumers(intake, stop)) if intake else None
     secrets_ttl = asyncio.create_task(_refresh_secrets(cfg.secrets_ttl_s, stop))
     sweeper = asyncio.create_task(_sweep_slas(escalations, cfg.sla_check_s, stop))

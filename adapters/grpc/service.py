@@ -9,7 +9,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -18,20 +18,19 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from adapters import metrics
+from adapters.decisions import DecisionPath
 from adapters.documents import DEFAULT_MAX_BYTES, MAX_DOCUMENTS, Incoming, read_document
 from adapters.escalations import Escalations, NotOpen
 from adapters.grpc import convert
 from adapters.grpc.auth import Auth, AuthError, Identity
 from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
 from adapters.impact import Impact, impact_steps
-from adapters.logs import log_decision
 from adapters.pii import mask_record
 from adapters.registry import GovernanceError, Publication, RulesetRegistry, VersionInfo
 from adapters.shadow import Shadows
 from adapters.store.sql import Conflict, SqlStore
 from adapters.store.sql import unavailable as store_unavailable
 from adapters.store.writer import GroupWriter
-from adapters.tracing import annotate, decision_span
 from engine.errors import BatonError, CompileErrors, InvalidInput, Overloaded
 from engine.explain import why
 from engine.language.diff import diff_sources
@@ -70,6 +69,10 @@ class Services:
     shadows: Shadows | None = None
     max_document_bytes: int = DEFAULT_MAX_BYTES
     pii_roles: tuple[str, ...] = ()  # who reads fields marked pii in others' decisions; everyone else: masked
+    path: DecisionPath = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.path = DecisionPath(self.writer, self.tracer, self.shadows)
 
 
 async def readable(s: Services, record: dict[str, Any], ident: Identity) -> dict[str, Any]:
@@ -275,32 +278,24 @@ class DecisionService:
         incoming = await asyncio.to_thread(self._read_documents, request.documents) if request.documents else []
         self.inflight += 1
         metrics.INFLIGHT.inc()
+        limits = Limits(step_limit=s.step_limit, deadline_s=deadline, max_calls=s.max_calls,
+                        max_cost_usd=s.max_cost_usd)
         try:
-            with decision_span(s.tracer, engine.ruleset.name) as span:
-                limits = Limits(step_limit=s.step_limit, deadline_s=deadline, max_calls=s.max_calls,
-                                max_cost_usd=s.max_cost_usd)
-                d = await engine.run(validated, s.models, s.tools, s.clock, s.ids, limits,
-                                     documents=[i.document for i in incoming])
-                record = d.to_dict()
-                saved = await s.writer.save(record, ident.name, key, documents=incoming)
-                annotate(span, record)
+            record, saved = await s.path.decide(
+                engine.ruleset.name, lambda: engine.run(validated, s.models, s.tools, s.clock, s.ids, limits,
+                                                        documents=[i.document for i in incoming]),
+                ident.name, key, incoming, _metadata(context, "x-request-id") or "")
         finally:
             self.inflight -= 1
             metrics.INFLIGHT.dec()
-        if not saved.existing:
-            metrics.observe(record)
-            request_id = _metadata(context, "x-request-id") or d.decision_id
-            log_decision(record, request_id[:100], ident.name)
-            if s.shadows is not None:
-                s.shadows.offer(record)
         if saved.existing:  # a concurrent retry with the same key won the race
             stored = await asyncio.to_thread(s.store.get, saved.decision_id)
             assert stored is not None and key is not None
             _same_request(stored, engine, validated, request, key)
             return decision_pb2.DecideResponse(decision=convert.decision(stored, idempotent_replay=True))
-        if d.outcome == "failed" and d.reason.startswith("deadline"):
-            raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"decision {d.decision_id} failed: {d.reason} "
-                        "(it is stored)")
+        if record["outcome"] == "failed" and str(record["reason"]).startswith("deadline"):
+            raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"decision {record['decision_id']} failed: "
+                        f"{record['reason']} (it is stored)")
         return decision_pb2.DecideResponse(decision=convert.decision(record))
 
     async def _record(self, decision_id: str) -> dict[str, Any]:

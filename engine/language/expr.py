@@ -320,7 +320,8 @@ class Parser:
         return Call(name.pos, name.text, tuple(args), where)
 
     def argument(self) -> Node:
-        tok, after = self.peek(), self.tokens[self.i + 1]
+        tok = self.peek()
+        after = self.tokens[self.i + 1] if self.i + 1 < len(self.tokens) else tok
         if tok.kind == "name" and tok.text not in KEYWORDS and after.text in (")", "where", ",") \
                 and after.kind in ("op", "name"):
             self.next()

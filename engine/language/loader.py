@@ -703,15 +703,12 @@ class Loader:
         for key in ("decision_time", "decision_date"):
             if key not in node:
                 continue
-            raw = node[key]
-            text = raw.isoformat() if hasattr(raw, "isoformat") else str(raw)
+            text = str(node[key])
             try:
-                moment = parse_datetime(text) if key == "decision_time" else parse_datetime(
-                    parse_date(text).isoformat() + "T00:00:00Z")
+                return parse_datetime(text) / 1e6 if key == "decision_time" else parse_date(text) * 86400.0
             except DateError as e:
                 self.error("bad_date", f"{key}: {e}", self.pos.value(node, key))
                 return None
-            return float(moment.timestamp())
         return None
 
     def test_documents(self, node: Any) -> list[Document]:

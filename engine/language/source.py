@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import gc
 import hashlib
 import json
@@ -267,10 +266,6 @@ def plain(node: Any) -> Any:
         return int(node)
     if isinstance(node, float):
         return float(node)
-    if isinstance(node, dt.datetime):  # the round-trip parser's timestamps: back to text
-        return node.isoformat() + ("Z" if node.tzinfo is None and "T" in node.isoformat() else "")
-    if isinstance(node, dt.date):
-        return node.isoformat()
     return node
 
 

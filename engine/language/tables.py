@@ -31,7 +31,6 @@ cell mentions, and rows are compared atom by atom (gaps, overlaps and unreachabl
 
 from __future__ import annotations
 
-import datetime as dt
 import heapq
 import json
 import math
@@ -176,14 +175,15 @@ _CLOCK = re.compile(r"""\s*(?:(date|datetime)\s*\(\s*)?["']?([0-9][0-9T:.+\-Zz]*
 
 
 def _clock_number(text: str, kind: str) -> float | None:
-    """A date cell's value (2026-01-31, "2026-01-31" or date("2026-01-31")) as the number the table compares."""
+    """A date cell's value (2026-01-31, "2026-01-31" or date("2026-01-31")) as the number the table compares:
+    days from 1970-01-01 for dates, seconds since the epoch for datetimes."""
     m = _CLOCK.match(text)
     if not m or (m.group(1) and m.group(1) != kind):
         return None
     try:
         if kind == "date":
-            return float(dates.parse_date(m.group(2)).toordinal())
-        return dates.parse_datetime(m.group(2)).timestamp()
+            return float(dates.parse_date(m.group(2)))
+        return dates.parse_datetime(m.group(2)) / 1e6
     except dates.DateError:
         return None
 
@@ -193,14 +193,14 @@ def as_number(value: object, clock: str) -> object:
     if not clock or not isinstance(value, str):
         return value
     if clock == "date":
-        return float(dates.as_date(value).toordinal())
-    return dates.as_datetime(value).timestamp()
+        return float(dates.as_date(value))
+    return dates.as_instant(value) / 1e6
 
 
 def clock_text(x: float, clock: str) -> str:
     if clock == "date":
-        return f'date("{dt.date.fromordinal(int(x)).isoformat()}")'
-    return f'datetime("{dates.format_datetime(dt.datetime.fromtimestamp(x, dt.UTC))}")'
+        return f'date("{dates.format_date(int(x))}")'
+    return f'datetime("{dates.format_datetime(round(x * 1e6))}")'
 
 
 def _number_cell(text: str, column: str, parse: Callable[[str], float | int | None] = _number,

@@ -553,3 +553,25 @@ def test_why_shows_the_aggregate_values_a_rule_fired_with() -> None:
                                                 "sum(loan.amount) = 150"]
     lines = why(rs, d.to_dict(), "quiet")
     assert 'count(loan where loan.status == "default") > 0\' is false' in lines[-1]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30),
+                    timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=5, minutes=30)),
+                                               dt.timezone(dt.timedelta(hours=-8))])))
+def test_the_engines_own_calendar_agrees_with_pythons(moment: dt.datetime) -> None:
+    """engine/ reads no clock and so imports no datetime: its integer calendar must agree with Python's."""
+    day = moment.date()
+    assert dates.canonical_date(day.isoformat()) == day.isoformat()
+    assert dates.days_from_civil(day.year, day.month, day.day) == (day - dt.date(1970, 1, 1)).days
+    assert dates.civil_from_days((day - dt.date(1970, 1, 1)).days) == (day.year, day.month, day.day)
+    utc = moment.astimezone(dt.UTC)
+    if not 1 <= utc.year <= 9999:
+        return
+    def iso(u: dt.datetime) -> str:
+        return u.replace(tzinfo=None, microsecond=0).isoformat() + (f".{u.microsecond:06d}" if u.microsecond
+                                                                    else "") + "Z"
+
+    assert dates.canonical_datetime(moment.isoformat()) == iso(utc)
+    stamp = utc.timestamp()
+    assert dates.from_timestamp(stamp)[1] == iso(dt.datetime.fromtimestamp(stamp, dt.UTC))
