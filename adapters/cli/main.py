@@ -22,7 +22,6 @@ from adapters.cli.store_cmds import effects_app, escalations_app, impact_cmd, lo
 from adapters.documents import read_document
 from adapters.retrieval import WithRetrieval
 from adapters.rulesets import display, find_ruleset, load_file, ruleset_files
-from adapters.store.sql import Pending
 from adapters.system import SystemClock, TimeOrderedIds, tune_allocator
 from engine.errors import BatonError, CompileErrors, InvalidInput
 from engine.loop import Engine, Limits
@@ -197,15 +196,38 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
         tool_port = WithRetrieval(tool_port, sql)
     engine = Engine(rs)
     try:
-        record = asyncio.run(engine.decide(given, model_port, tool_port, SystemClock(), TimeOrderedIds(),
-                                           Limits(), documents=[i.document for i in incoming]))
+        validated = engine.validate_input(given, allow_empty=bool(incoming))
     except BatonError as e:
         raise fail(str(e), 1) from None
-    data = record.to_dict()
-    if sql is not None:
-        sql.save_ruleset(rs)
-        sql.save_batch([Pending(data, "cli", documents=incoming, private=engine.pii)])
+
+    def run() -> Any:
+        return engine.run(validated, model_port, tool_port, SystemClock(), TimeOrderedIds(), Limits(),
+                          documents=[i.document for i in incoming])
+
+    # not stored: nothing to log, count or shadow
+    data = asyncio.run(run()).to_dict() if sql is None else asyncio.run(_decide_and_store(sql, rs, run, incoming))
     out.print_json(json.dumps(data, ensure_ascii=False))
+
+
+async def _decide_and_store(sql: Any, rs: Any, run: Any, incoming: list[Any]) -> dict[str, Any]:
+    """The CLI door onto the one decision path: stored, logged, counted, traced and shadowed as a decision
+    that came in over gRPC or a broker is (attached shadows are evaluated before the command ends)."""
+    from adapters.decisions import DecisionPath
+    from adapters.registry import RulesetRegistry
+    from adapters.shadow import Shadows
+    from adapters.store.writer import GroupWriter
+
+    sql.save_ruleset(rs)
+    writer = GroupWriter(sql)
+    shadows = Shadows(sql, RulesetRegistry(sql))
+    shadows.start()
+    try:
+        record, _ = await DecisionPath(writer, None, shadows).decide(rs.name, run, "cli", documents=incoming)
+        await shadows.drain()
+    finally:
+        await shadows.stop()
+        writer.close()
+    return record
 
 
 @app.command()
