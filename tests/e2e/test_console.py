@@ -400,7 +400,7 @@ def test_a_reviewers_answer_records_the_signed_in_identity_whatever_the_form_say
         assert reviewer.get(f"{url}/decisions/{env['decided'][0].decision_id}").status_code == 403
 
 
-def test_reviewers_assign_comment_and_decline_escalations(env: dict[str, Any]) -> None:
+def test_reviewers_assign_comment_and_decline_escalations(env: dict[str, Any], browser: Any) -> None:
     url = env["url"]
     with env["server"].channel() as ch:
         escalated = decision_pb2_grpc.DecisionServiceStub(ch).Decide(decision_pb2.DecideRequest(
@@ -426,6 +426,20 @@ def test_reviewers_assign_comment_and_decline_escalations(env: dict[str, Any]) -
         assert again.status_code == 400 and "already declined" in again.text
         inbox = reviewer.get(f"{url}/escalations?status=declined").text
         assert esc in inbox
+    # in the browser: a deep link survives signing in, and the declined escalation reads as a record
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    driver.delete_all_cookies()
+    driver.get(f"{url}/escalations/{esc}")
+    wait(driver, lambda d: d.find_elements(By.ID, "token"))[0].send_keys(TOKENS["reviewer"])
+    driver.find_element(By.ID, "sign-in").click()
+    wait(driver, lambda d: d.current_url.endswith(f"/escalations/{esc}"))
+    notes = driver.find_element(By.ID, "notes").text
+    assert "declined" in notes and "duplicate of PAY-502" in notes and "called the initiator" in notes
+    # the beneficiary IBAN is marked pii and no role here may read it: masked in the context
+    assert PAYMENT["beneficiary_iban"] not in driver.find_element(By.TAG_NAME, "main").text
+    shot(driver, "15-escalation-declined")
 
 
 def test_every_problem_of_an_answer_is_shown_at_once(env: dict[str, Any], browser: Any) -> None:
@@ -448,9 +462,11 @@ def test_every_problem_of_an_answer_is_shown_at_once(env: dict[str, Any], browse
     shot(driver, "14-answer-problems")
 
 
-def test_dead_effects_are_listed_inspected_and_retried_and_a_broken_log_is_flagged(env: dict[str, Any]) -> None:
+def test_dead_effects_are_listed_inspected_and_retried_and_a_broken_log_is_flagged(env: dict[str, Any],
+                                                                                  browser: Any) -> None:
     """Runs last: it tampers with the database."""
     import sqlalchemy as sa
+    from selenium.webdriver.common.by import By
 
     from adapters.store.sql import SqlStore
 
@@ -472,8 +488,20 @@ def test_dead_effects_are_listed_inspected_and_retried_and_a_broken_log_is_flagg
         csrf = re.search(r'name="csrf" content="([^"]+)"', page).group(1)  # type: ignore[union-attr]
         decision = auditor.get(f"{url}/decisions/{victim.split(':')[0]}").text
         assert "dead letter" in decision
-        retried = auditor.post(f"{url}/effects/{victim}/retry", data={"csrf": csrf})
-        assert retried.status_code == 303
+    driver = browser  # the auditor finds the dead letter from Operations and retries it
+    sign_in(driver, url, "auditor")
+    driver.get(f"{url}/ops")
+    driver.find_element(By.ID, "dead-effects").click()
+    wait(driver, lambda d: victim in d.find_element(By.ID, "effects").text)
+    shot(driver, "16-dead-letters")
+    driver.find_element(By.CSS_SELECTOR, "#effects tbody a").click()
+    assert "HTTP 503" in wait(driver, lambda d: d.find_elements(By.ID, "effect-error"))[0].text
+    driver.find_element(By.ID, "retry").click()
+    wait(driver, lambda d: d.find_element(By.ID, "effect-status").text == "pending")
+    shot(driver, "16b-effect-retried")
+    with httpx.Client(follow_redirects=False) as auditor:
+        assert login(auditor, url, "auditor").status_code == 303
+        csrf = re.search(r'name="csrf" content="([^"]+)"', auditor.get(f"{url}/ops").text).group(1)  # type: ignore[union-attr]
         row = store.effect(victim)
         assert row is not None and (row["status"], row["retried_by"], row["attempts"]) == ("pending", "auditor", 0)
         assert "retried" not in auditor.get(f"{url}/effects?status=dead").text.lower() or victim not in \
@@ -488,5 +516,8 @@ def test_dead_effects_are_listed_inspected_and_retried_and_a_broken_log_is_flagg
         assert "BROKEN" in ops and target in ops and "verified by auditor" in ops
         listed = auditor.get(f"{url}/decisions").text
         assert 'id="chain-broken"' in listed and "broken-flag" in listed
-        checks = store.chain_checks()
-        assert checks[0]["by"] == "auditor" and checks[0]["broken_id"] == target
+    driver.get(f"{url}/decisions")
+    assert "BROKEN" in wait(driver, lambda d: d.find_elements(By.ID, "chain-broken"))[0].text
+    shot(driver, "17-broken-log")
+    checks = store.chain_checks()
+    assert checks[0]["by"] == "auditor" and checks[0]["broken_id"] == target
