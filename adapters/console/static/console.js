@@ -1,8 +1,31 @@
-// The console's only script: live validation in the editor, impact progress, SLA countdowns.
+// The console's only script: live validation in the editor, impact and verification progress, SLA countdowns.
 // Every page works without it; it never builds HTML from data except through textContent.
 "use strict";
 (function () {
   const csrf = (document.querySelector('meta[name="csrf"]') || {}).content || "";
+
+  // A streamed NDJSON answer (impact preview, log verification): progress into `bar`, then the fragment the
+  // server rendered (and escaped) from its own template into `target`.
+  async function follow(response, bar, target) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const {value, done} = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, {stream: true});
+      let cut;
+      while ((cut = buffer.indexOf("\n")) >= 0) {
+        const message = JSON.parse(buffer.slice(0, cut)); buffer = buffer.slice(cut + 1);
+        if (message.total !== undefined) { bar.max = message.total || 1; bar.value = message.done; }
+        if (message.html !== undefined) {
+          const doc = new DOMParser().parseFromString(message.html, "text/html");
+          target.replaceChildren(...doc.body.childNodes);
+          bar.value = bar.max;
+        }
+      }
+    }
+  }
 
   function gutter(source, gutterEl, badLines) {
     const lines = source.value.split("\n").length;
@@ -75,26 +98,7 @@
       bar.hidden = false; bar.value = 0;
       const response = await fetch("/rulesets/impact", {method: "POST", body: new FormData(form), headers: {"X-CSRF-Token": csrf}});
       if (!response.ok) { form.action = impact.formAction; form.submit(); return; }
-      const reader = response.body.getReader();
-      const decoder = new TextDecoder();
-      let buffer = "";
-      for (;;) {
-        const {value, done} = await reader.read();
-        if (done) break;
-        buffer += decoder.decode(value, {stream: true});
-        let cut;
-        while ((cut = buffer.indexOf("\n")) >= 0) {
-          const message = JSON.parse(buffer.slice(0, cut)); buffer = buffer.slice(cut + 1);
-          if (message.total !== undefined) { bar.max = message.total || 1; bar.value = message.done; }
-          if (message.html !== undefined) {
-            // the server rendered (and escaped) this fragment from its own template
-            const results = document.getElementById("results");
-            const doc = new DOMParser().parseFromString(message.html, "text/html");
-            results.replaceChildren(...doc.body.childNodes);
-            bar.value = bar.max;
-          }
-        }
-      }
+      await follow(response, bar, document.getElementById("results"));
     });
   }
 
@@ -119,25 +123,7 @@
       bar.hidden = false; bar.value = 0;
       const response = await fetch("/ops/verify", {method: "POST", body: new FormData(verify), headers: {"Accept": "application/x-ndjson"}});
       if (!response.ok) { verify.submit(); return; }
-      const reader = response.body.getReader();
-      const decoder = new TextDecoder();
-      let buffer = "";
-      for (;;) {
-        const {value, done} = await reader.read();
-        if (done) break;
-        buffer += decoder.decode(value, {stream: true});
-        let cut;
-        while ((cut = buffer.indexOf("\n")) >= 0) {
-          const message = JSON.parse(buffer.slice(0, cut)); buffer = buffer.slice(cut + 1);
-          if (message.total !== undefined) { bar.max = message.total || 1; bar.value = message.done; }
-          if (message.html !== undefined) {
-            // the server rendered (and escaped) this fragment from its own template
-            const doc = new DOMParser().parseFromString(message.html, "text/html");
-            document.getElementById("chain-result").replaceChildren(...doc.body.childNodes);
-            bar.value = bar.max;
-          }
-        }
-      }
+      await follow(response, bar, document.getElementById("chain-result"));
     });
   }
 })();
