@@ -541,6 +541,9 @@ class _Run:
             if isinstance(value, float):
                 if value != value or value in (float("inf"), float("-inf")):
                     raise _Stop(f"rule '{rule.name}': {step.kind}.{'.'.join(path)} = {text} is not a finite number")
+                # 15 significant digits, as a decimal calculator shows it: 100 * 1.1 is 110, 0.1 + 0.2 is 0.3
+                # (binary floating point's last-digit noise never reaches a decision or a fact)
+                value = float(f"{value:.15g}")
                 if value.is_integer() and abs(value) < 2**53:
                     value = int(value)
             target: Values = out

@@ -575,3 +575,10 @@ def test_the_engines_own_calendar_agrees_with_pythons(moment: dt.datetime) -> No
     assert dates.canonical_datetime(moment.isoformat()) == iso(utc)
     stamp = utc.timestamp()
     assert dates.from_timestamp(stamp)[1] == iso(dt.datetime.fromtimestamp(stamp, dt.UTC))
+
+
+def test_computed_numbers_carry_no_binary_noise() -> None:
+    rules = ("  - name: r\n    when: exists applicant\n    then: {decide: {a: '=applicant.income * 1.1', "
+             "b: '=0.1 + 0.2', c: '=applicant.income / 3'}}\n")
+    d = run(rules, {"applicant": applicant(income=100)})
+    assert d.decision == {"a": 110, "b": 0.3, "c": 33.3333333333333}
