@@ -21,6 +21,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy engine
 	$(BIN)/mypy adapters
+	$(BIN)/mypy --strict bench
 	$(BIN)/lint-imports
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
@@ -37,4 +38,4 @@ tools:
 	@bash .ci/tools.sh
 
 bench: install
-	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/engine_speed.py

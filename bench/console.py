@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -88,8 +89,8 @@ def main() -> None:
 
     engine = Engine(big)
     answers = RecordedAnswers({f"ask{i}": {"ordinary": True, "note": f"opinion {i} " * 20} for i in range(20)})
-    record = asyncio.run(engine.decide({"claim": {"ref": "C-BIG", "amount": 1000}}, answers, answers, clock,
-                                       ids)).to_dict()
+    record: dict[str, Any] = asyncio.run(engine.decide({"claim": {"ref": "C-BIG", "amount": 1000}}, answers,
+                                                       answers, clock, ids)).to_dict()
     store.save(record)
     fired, calls = len(record["fired"]), sum(1 for e in record["trace"] if e["kind"] == "call")
 

@@ -56,7 +56,11 @@ def main() -> None:
     children = [ctx.Process(target=_child, args=(args.listen,)) for _ in range(args.workers)]
     for child in children:
         child.start()
-    signal.signal(signal.SIGTERM, lambda *_: [c.terminate() for c in children])
+    def stop(*_: object) -> None:
+        for c in children:
+            c.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
     for child in children:
         child.join()
 

@@ -23,6 +23,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,7 +32,7 @@ APPLICANT = {"applicant_ref": "A-{i}", "credit_score": 700, "employment": "emplo
              "monthly_debt": 100, "country": "GB"}
 
 
-def applicant(i: int) -> dict[str, object]:
+def applicant(i: int) -> dict[str, Any]:
     return {**APPLICANT, "applicant_ref": f"A-{i}", "credit_score": 560 + (i * 7) % 290}
 
 
@@ -113,7 +114,7 @@ async def grpc_rate(n: int, inflight: int, tmp: Path) -> float:
                   str(ROOT / "rulesets")], "baton listening")
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-            stub = decision_pb2_grpc.DecisionServiceStub(ch)
+            stub = decision_pb2_grpc.DecisionServiceStub(ch)  # type: ignore[no-untyped-call]
             sem = asyncio.Semaphore(inflight)
 
             def request(i: int) -> decision_pb2.DecideRequest:

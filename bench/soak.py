@@ -137,7 +137,7 @@ def main() -> None:
         mix = requests()
 
         def client(n: int) -> None:
-            stub = decision_pb2_grpc.DecisionServiceStub(grpc.insecure_channel(server.address))
+            stub = decision_pb2_grpc.DecisionServiceStub(grpc.insecure_channel(server.address))  # type: ignore[no-untyped-call]
             k = n
             while not stop.is_set():
                 kind, request = mix[k % len(mix)]
@@ -157,7 +157,7 @@ def main() -> None:
             threads.append(threading.Thread(target=intake, args=(subject, stop, sent), daemon=True))
         for t in threads:
             t.start()
-        rows = []
+        rows: list[dict[str, Any]] = []
         print(f"soak: {minutes:g} min, a sample every {interval:g} s; workers {pids}; intake "
               f"{'on ' + subject if nats_up else 'off (NATS not running)'}")
         head = (f"{'t s':>6} " + " ".join(f"{'RSS MB w' + str(i):>11} {'fds w' + str(i):>7}" for i in range(len(pids)))
@@ -171,7 +171,8 @@ def main() -> None:
                     window = [s for s, _ in latencies]
                     latencies.clear()
                 window.sort()
-                row = {"t": time.monotonic() - t0, "rss": [rss_mb(p) for p in pids], "fds": [fds(p) for p in pids],
+                row: dict[str, Any] = {"t": time.monotonic() - t0, "rss": [rss_mb(p) for p in pids],
+                                       "fds": [fds(p) for p in pids],
                        "db": sum(fds(p, "baton.db") for p in pids), "calls": len(window),
                        "p50": statistics.median(window) * 1000 if window else 0.0,
                        "p99": window[min(len(window) - 1, int(len(window) * 0.99))] * 1000 if window else 0.0}

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +110,8 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     rows = []
-    stores = (("SQLite", lambda tag: str(tmp / f"{tag}.db")), ("PostgreSQL", lambda tag: pg_database(args.pg)))
+    stores: tuple[tuple[str, Callable[[str], str]], ...] = (
+        ("SQLite", lambda tag: str(tmp / f"{tag}.db")), ("PostgreSQL", lambda tag: pg_database(args.pg)))
     for name, make in stores:
         try:
             url1 = make("one")

@@ -73,9 +73,9 @@ def table_text(rows: int, hit: str = "unique") -> str:
     return "".join(lines)
 
 
-def inputs(n: int, count: int, seed: int = 7) -> list[dict[str, object]]:
+def inputs(n: int, count: int, seed: int = 7) -> list[dict[str, dict[str, object]]]:
     rnd = random.Random(seed)
-    out = []
+    out: list[dict[str, dict[str, object]]] = []
     for k in range(count):
         i = rnd.randrange(max(1, n))
         out.append({

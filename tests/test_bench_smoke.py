@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 RUNS = {
-    "engine.py": (["--n", "300"], "Baton / raw"),
+    "engine_speed.py": (["--n", "300"], "Baton / raw"),
     "store.py": (["--n", "60"], "SQLite"),
     "rules_scale.py": (["--smoke"], "table rows N=100"),
     "memory.py": (["--rounds", "1", "--mib", "1"], "statuses: ['INVALID_ARGUMENT']"),
