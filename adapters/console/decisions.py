@@ -1,0 +1,168 @@
+"""Decisions: search, the trace as rounds, replay, what-if, why / why not."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from dataclasses import replace
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from adapters.console.ui import (
+    PAGE,
+    UI,
+    _json,
+    _quote,
+    timeline,
+)
+from adapters.pii import scrubber, secrets_of
+from engine.errors import BatonError
+from engine.explain import why
+from engine.replay import replay, what_if
+
+
+class DecisionPages:
+    def __init__(self, ui: UI) -> None:
+        self.ui, self.c = ui, ui.c
+
+    async def decisions(self, request: Request) -> Response:
+        self.ui.need(request, "auditor")
+        q = request.query_params
+        found = None
+        if q.get("id"):
+            record = await asyncio.to_thread(self.c.store.get, q["id"].strip())
+            if record is not None:
+                return RedirectResponse(f"/decisions/{record['decision_id']}", status_code=303)
+            found = f"no decision {q['id'].strip()!r}"
+
+        def day(name: str, end: bool = False) -> float | None:
+            value = q.get(name, "").strip()
+            if not value:
+                return None
+            try:
+                d = dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+            except ValueError:
+                return None
+            return d.timestamp() + (86400 if end and len(value) == 10 else 0)
+
+        before = None
+        if q.get("before"):
+            ts, _, last_id = q["before"].partition("~")
+            try:
+                before = (float(ts), last_id)
+            except ValueError:
+                before = None
+        started = time.perf_counter()
+        rows = await asyncio.to_thread(self.c.store.list_decisions, q.get("ruleset") or None, q.get("outcome") or None,
+                                       day("from"), day("to", True), PAGE + 1, before, q.get("version") or None,
+                                       q.get("text") or None)
+        more = len(rows) > PAGE
+        rows = rows[:PAGE]
+        params = {k: v for k, v in q.items() if k != "before" and v}
+        next_page = None
+        if more:
+            params["before"] = f"{rows[-1]['created_at']!r}~{rows[-1]['id']}"
+            next_page = "/decisions?" + "&".join(f"{k}={_quote(v)}" for k, v in params.items())
+        names = sorted({v.name for v in await asyncio.to_thread(self.c.registry.versions)})
+        checks = await asyncio.to_thread(self.c.store.chain_checks, 1)
+        broken = checks[0] if checks and checks[0]["problem"] else None
+        return self.ui.page(request, "decisions.html", broken=broken, rows=rows, q=q, next_page=next_page, names=names,
+                    found=found, took_ms=(time.perf_counter() - started) * 1000)
+
+    async def decision(self, request: Request) -> Response:
+        session = self.ui.need(request, "auditor", "reviewer")
+        decision_id = request.path_params["id"]
+        if not session.has("auditor"):  # a reviewer reads the decisions of escalations, and what they resumed
+            record = await asyncio.to_thread(self.c.store.get, decision_id)
+            escalated = (record or {}).get("resumes") or decision_id
+            if await asyncio.to_thread(self.c.store.escalation, str(escalated)) is None:
+                raise PermissionError(f"{session.name} (reviewer) may read the decisions of escalations only")
+        return await self.render_decision(request, decision_id)
+
+    async def render_decision(self, request: Request, decision_id: str, **extra: Any) -> Response:
+        started = time.perf_counter()
+        stored = await asyncio.to_thread(self.c.store.get, decision_id)
+        if stored is None:
+            return self.ui.page(request, "error.html", status=404, message=f"no decision {decision_id!r}")
+        record = await self.ui.shown(stored, request.state.session)
+        assert record is not None
+        try:
+            engine = await asyncio.to_thread(self.c.registry.engine_for, record["version"])
+        except BatonError:
+            engine = None
+        chain = await asyncio.to_thread(self.c.store.verify_one, decision_id)
+        delivery = {e["id"]: e for e in await asyncio.to_thread(self.c.store.effects, None, 500, decision_id)}
+        versions = [v for v in await asyncio.to_thread(self.c.registry.versions) if v.name == record["ruleset"]]
+        view = timeline(record)
+        q = request.query_params
+        session = request.state.session
+        # computed on the stored record; what they show is masked as the record is
+        scrub = scrubber(secrets_of(stored, engine.pii if engine else {})) if record is not stored else \
+            (lambda v: v)
+        if q.get("replay") and session.has("auditor"):
+            extra.setdefault("replay", scrub(await self.replay_view(stored)))
+        if q.get("whatif") and session.has("auditor", "editor"):
+            for k, v in (await self.whatif_view(stored, q["whatif"])).items():
+                if k == "whatif":
+                    w = v["w"]
+                    v = {**v, "w": replace(w, old=scrub(w.old), new=scrub(w.new))}
+                extra.setdefault(k, v)
+        why_rule = request.query_params.get("why", "")
+        why_lines: list[str] = []
+        if why_rule and engine is not None:
+            try:
+                why_lines = scrub(why(engine.ruleset, stored, why_rule))
+            except KeyError:
+                why_lines = [f"no rule named {why_rule!r} in this version"]
+        return self.ui.page(request, "decision.html", record=record, view=view, chain=chain, versions=versions,
+                    delivery=delivery,
+                    rules=[r.name for r in engine.ruleset.rules] if engine else [], why_rule=why_rule,
+                    why_lines=why_lines, server_ms=(time.perf_counter() - started) * 1000, **extra)
+
+    async def do_replay(self, request: Request) -> Response:
+        """Replay and what-if compute, change nothing: the POST (CSRF-checked) redirects to a GET that shows
+        the result, so a reload re-reads instead of re-posting (post/redirect/get)."""
+        session = self.ui.need(request, "auditor")
+        await self.ui.form(request, session)
+        return RedirectResponse(f"/decisions/{_quote(request.path_params['id'])}?replay=1#replay-result",
+                                status_code=303)
+
+    async def do_whatif(self, request: Request) -> Response:
+        session = self.ui.need(request, "auditor", "editor")
+        data = await self.ui.form(request, session)
+        version = _quote(str(data.get("version", "")))
+        return RedirectResponse(f"/decisions/{_quote(request.path_params['id'])}?whatif={version}#whatif-result",
+                                status_code=303)
+
+    async def replay_view(self, record: dict[str, Any]) -> dict[str, Any]:
+        engine = await asyncio.to_thread(self.c.registry.engine_for, record["version"])
+        docs = await asyncio.to_thread(self.c.store.documents_of, record)
+        result = await replay(engine, record, docs)
+        div = result.divergence
+        where = None if div is None else (f"trace event {div.index + 1}" if div.index >= 0 else div.what)
+        return {"identical": result.identical, "where": where,
+                "expected": None if div is None else _json(div.expected),
+                "got": None if div is None else _json(div.got)}
+
+    async def whatif_view(self, record: dict[str, Any], wanted: str) -> dict[str, Any]:
+        try:
+            version = await asyncio.to_thread(self.c.registry.resolve, wanted)
+            engine = await asyncio.to_thread(self.c.registry.engine_for, version)
+        except BatonError as e:
+            return {"whatif_error": e.message}
+        docs = await asyncio.to_thread(self.c.store.documents_of, record)
+        w = await what_if(engine, record, documents=docs)
+        return {"whatif": {"version": version, "w": w}}
+
+    def routes(self) -> list[Route]:
+        g = self.ui.guarded
+        return [
+            Route("/decisions", g(self.decisions)),
+            Route("/decisions/{id}", g(self.decision)),
+            Route("/decisions/{id}/replay", g(self.do_replay), methods=["POST"]),
+            Route("/decisions/{id}/whatif", g(self.do_whatif), methods=["POST"]),
+        ]

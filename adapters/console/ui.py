@@ -1,0 +1,187 @@
+"""What every console page shares: templates, the signed-in session and its roles, forms with their CSRF
+token and size limit, personal data masked by role, and the guard that turns errors into pages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import FormData
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from adapters.console.security import HEADERS, Session, Sessions
+from adapters.escalations import Escalations
+from adapters.pii import mask_record
+from adapters.registry import RulesetRegistry
+from adapters.store.sql import SqlStore
+from adapters.system import utc_text
+from engine.errors import BatonError
+from engine.language.source import MAX_SOURCE
+
+HERE = Path(__file__).parent
+PAGE = 50
+log = logging.getLogger("baton.console")
+
+
+@dataclass(slots=True)
+class Console:
+    store: SqlStore
+    registry: RulesetRegistry
+    sessions: Sessions
+    escalations: Escalations | None = None
+    pii_roles: tuple[str, ...] = ()  # who reads fields marked pii in clear; everyone else sees them masked
+
+
+MAX_FORM = 8_000_000  # bytes of one console form: room for the largest ruleset (MAX_SOURCE characters)
+
+
+class TooLarge(Exception):
+    """A request body beyond what the console reads (HTTP 413)."""
+
+
+class Denied(Exception):
+    pass
+
+
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "), default=str)
+
+
+
+
+class UI:
+    def __init__(self, console: Console) -> None:
+        self.c = console
+        self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
+                               trim_blocks=True, lstrip_blocks=True)
+        self.env.filters.update(when=utc_text, json=_json, compact=_compact, short=lambda v: str(v)[:12])
+
+    def page(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        session = getattr(request.state, "session", None)
+        html = self.env.get_template(template).render(request=request, session=session, **context)
+        return HTMLResponse(html, status_code=status)
+
+    def need(self, request: Request, *roles: str) -> Session:
+        session: Session | None = request.state.session
+        if session is None:
+            raise Denied("sign in")
+        if roles and not session.has(*roles):
+            raise PermissionError(f"{session.name} ({', '.join(sorted(session.roles))}) may not do this; it needs "
+                                  f"{' or '.join(roles)}")
+        return session
+
+    async def shown(self, record: dict[str, Any] | None, session: Session | None) -> dict[str, Any] | None:
+        """The record as this person may read it: fields the ruleset marks pii masked everywhere, unless
+        one of their roles is configured to see them."""
+        if record is None or (session is not None and self.c.pii_roles and session.has(*self.c.pii_roles)):
+            return record
+        private = await asyncio.to_thread(self.c.registry.private_fields, str(record.get("version", "")))
+        return mask_record(record, private or {})
+
+    async def form(self, request: Request, session: Session) -> FormData:
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_FORM:
+            raise TooLarge(f"the form is {int(length) // 1_000_000} MB; the console accepts at most "
+                           f"{MAX_FORM // 1_000_000} MB (a ruleset at most {MAX_SOURCE:,} characters)")
+        try:
+            data = await request.form(max_part_size=MAX_FORM)
+        except MultiPartException as e:
+            raise TooLarge(f"the form could not be read: {e.message}") from None
+        if not Sessions.csrf_ok(session, str(data.get("csrf", "")) or request.headers.get("x-csrf-token")):
+            raise PermissionError("the form's CSRF token is missing or wrong; reload the page and try again")
+        return data
+
+    def guarded(self, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            request.state.session = self.c.sessions.session(request)
+            try:
+                response = await handler(request)
+            except Denied:
+                wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                response = RedirectResponse(f"/login?next={_quote(wanted)}" if wanted != "/" else "/login",
+                                            status_code=303) if request.method == "GET" else \
+                    self.page(request, "error.html", status=401, message="sign in first")
+            except PermissionError as e:
+                response = self.page(request, "error.html", status=403, message=str(e))
+            except TooLarge as e:
+                response = self.page(request, "error.html", status=413, message=str(e))
+            except Exception:
+                incident = secrets.token_hex(6)
+                log.exception("console error %s", incident)
+                response = self.page(request, "error.html", status=500, message=f"internal error (incident {incident})")
+            for k, v in HEADERS.items():
+                response.headers.setdefault(k, v)
+            return response
+
+        return run
+
+
+def _local(target: str) -> str:
+    """A sign-in's destination, only if it is a path on this console (never another site)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target or any(ord(ch) < 32 for ch in target):
+        return ""
+    return target[:2000]
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def _int(value: Any, default: int, lo: int, hi: int) -> int:
+    try:
+        return max(lo, min(hi, int(str(value))))
+    except (TypeError, ValueError):
+        return default
+
+
+def _typed(raw: str, kind: str, item_kind: str) -> Any:
+    """A form field's text as the field's kind; validation against the fact type happens after."""
+    if kind == "list":
+        return [_typed(x.strip(), item_kind, "str") for x in raw.split(",") if x.strip()]
+    if kind in ("number", "int"):
+        try:
+            return int(raw) if raw.lstrip("-").isdigit() else float(raw)
+        except ValueError:
+            return raw
+    if kind == "bool":
+        return {"true": True, "false": False, "on": True, "yes": True, "no": False}.get(raw.lower(), raw)
+    return raw
+
+
+def error_dict(e: BatonError) -> dict[str, Any]:
+    return {"code": e.code, "message": e.message, "line": e.where.line if e.where else 0,
+            "column": e.where.column if e.where else 0, "hint": e.hint}
+
+
+def timeline(record: dict[str, Any]) -> dict[str, Any]:
+    """The decision as rounds: each round's facts, firings (with the facts they matched), proposals,
+    calls and effects, in trace order."""
+    facts = {e["seq"]: e for e in record["trace"] if e.get("kind") == "fact"}
+    rounds: dict[int, list[dict[str, Any]]] = {}
+    current = 1
+    for e in record["trace"]:
+        current = int(e.get("round", current) or current)
+        item = dict(e)
+        if e.get("kind") == "fired":
+            item["matched"] = [(binding, facts.get(seq)) for binding, seq in e["facts"].items()]
+        rounds.setdefault(current, []).append(item)
+    inputs = [e for e in record["trace"] if e.get("kind") == "fact" and e.get("source") == "input"]
+    return {"rounds": sorted(rounds.items()), "inputs": inputs,
+            "calls": [e for e in record["trace"] if e.get("kind") == "call"]}
