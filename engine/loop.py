@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -21,7 +21,7 @@ from engine.driver import Agenda, Pools, pool_for
 from engine.errors import BatonError, InvalidInput, Where
 from engine.language.check import EPOCH, MISSING, FactIndex, Undefined
 from engine.language.dates import from_timestamp
-from engine.language.types import FactType
+from engine.language.types import all_optional
 from engine.model import ModelAction, Rule, Ruleset, Step, ToolAction
 from engine.ports import CallRequest, CallResult, Clock, IdFactory, ModelGateway, ToolConnector
 
@@ -152,10 +152,6 @@ def _mask(values: Values, fields: tuple[str, ...] | list[str]) -> Values:
     return {k: ("[redacted]" if k in fields else v) for k, v in values.items()}
 
 
-def _optional(ft: FactType) -> FactType:
-    return FactType(ft.name, {n: replace(spec, optional=True) for n, spec in ft.fields.items()}, ft.where, ft.builtin)
-
-
 def _checker(validate: Callable[[object, str], Values]) -> Callable[[object], str]:
     def check(answer: object) -> str:
         try:
@@ -223,7 +219,7 @@ class Engine:
         # extraction reads a document in chunks: each chunk's answer may leave fields out
         partial = {m.produces for m in ruleset.models.values() if m.from_document and m.produces}
         self.partial_schemas = {t: {**self.schemas[t], "required": []} for t in partial}
-        self.partial_checks = {t: _checker(_optional(ruleset.types[t]).validate) for t in partial}
+        self.partial_checks = {t: _checker(all_optional(ruleset.types[t]).validate) for t in partial}
 
     # -- input ---------------------------------------------------------------------------------------
     def validate_input(self, facts: object, allow_empty: bool = False) -> list[tuple[str, Values]]:

@@ -464,6 +464,12 @@ def is_aggregate(node: Call) -> bool:
     return base in ("count", "sum") or (base in ("min", "max") and len(node.args) == 1)
 
 
+def aggregated_type(node: Call) -> str:
+    """The fact type an aggregate runs over: ``loan`` in count(loan) and in sum(loan.amount)."""
+    arg = node.args[0]
+    return arg.name if isinstance(arg, TypeName) else arg.binding if isinstance(arg, Ref) else ""
+
+
 # -- branches --------------------------------------------------------------------------------------
 
 def bindings_of(node: Node, aliases: Mapping[str, str], filters: bool = True) -> dict[str, str]:
@@ -484,10 +490,8 @@ def bindings_of(node: Node, aliases: Mapping[str, str], filters: bool = True) ->
         elif isinstance(n, Call):
             if is_aggregate(n):
                 if filters:
-                    arg = n.args[0]
-                    inner = arg.name if isinstance(arg, TypeName) else arg.binding if isinstance(arg, Ref) else ""
                     for c in children(n):
-                        walk(c, inner)
+                        walk(c, aggregated_type(n))
             else:
                 for c in children(n):
                     walk(c, local)
@@ -575,9 +579,8 @@ def analyse(ast: Node, types: Mapping[str, FactType]) -> Condition:
         branch = Branch(bindings, parts)
         branch.guard = compile_guard(parts, checker.aliases)
         for agg in aggregates:
-            arg = agg.args[0]
-            tname = arg.name if isinstance(arg, TypeName) else arg.binding if isinstance(arg, Ref) else ""
-            branch.epochs.setdefault(EPOCH + tname, EPOCH + tname)
+            marker = EPOCH + aggregated_type(agg)
+            branch.epochs.setdefault(marker, marker)
             text = render(agg)
             if all(text != t for t, _ in branch.aggregates):
                 branch.aggregates.append((text, compile_expr(agg, checker.aliases)))
@@ -850,7 +853,7 @@ def _compile_aggregate(node: Call, base: str, kind: str, aliases: Mapping[str, s
     per decision, keyed by how many facts of the type exist and which facts from outside the filter names,
     so a rule re-considered on many combinations costs one pass over the facts, not one per combination."""
     arg = node.args[0]
-    tname = arg.name if isinstance(arg, TypeName) else arg.binding if isinstance(arg, Ref) else ""
+    tname = aggregated_type(node)
     fname = arg.field if isinstance(arg, Ref) else ""
     keep = compile_expr(node.where, aliases) if node.where is not None else None
     outer = tuple(sorted(bindings_of(node.where, aliases))) if node.where is not None else ()

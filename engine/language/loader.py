@@ -7,8 +7,7 @@ after an error where it safely can, so an analyst sees all of them at once.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jinja2
@@ -51,6 +50,7 @@ from engine.language.types import (
     SCALARS,
     FactType,
     FieldSpec,
+    all_optional,
     document_type,
     failure_type,
     passage_type,
@@ -606,28 +606,11 @@ class Loader:
                     continue
                 computed = self.computed_values(fields, (), types, condition, f"assert.{tname}", ft) \
                     if isinstance(fields, dict) else []
-                literal = plain(fields)
-                names = {str(k) for k, v in literal.items() if isinstance(v, str) and v.startswith("=")} \
-                    if isinstance(literal, dict) else set()
-                if names:
-                    try:
-                        value = _all_optional(ft).validate({k: v for k, v in literal.items() if k not in names},
-                                                           str(tname))
-                    except BatonError as e:
-                        self.error(e.code, f"assert: {e.message}", fwhere)
-                        continue
-                    missing = [n for n, spec in ft.fields.items() if not spec.optional and n not in value
-                               and n not in names]
-                    if missing:
-                        self.error("missing_field", f"assert: {tname}.{missing[0]}: missing field of {tname}", fwhere)
-                        continue
-                    value.update({k: literal[k] for k in names if k in ft.fields})
-                else:
-                    try:
-                        value = ft.validate(literal, str(tname))
-                    except BatonError as e:
-                        self.error(e.code, f"assert: {e.message}", fwhere)
-                        continue
+                try:
+                    value = fact_with_computed(ft, plain(fields), str(tname))
+                except BatonError as e:
+                    self.error(e.code, f"assert: {e.message}", fwhere)
+                    continue
                 steps.append(Step("assert", payload=value, fact_type=str(tname), computed=computed))
             return steps
         self.error("unknown_action", f"unknown action '{verb}'", self.pos.key(node, verb),
@@ -642,14 +625,6 @@ class Loader:
         out: list[tuple[tuple[str, ...], str, Any]] = []
         if not isinstance(body, dict):
             return out
-        seen: set[str] = set()
-        every: set[str] = set()
-        aliases: dict[str, str] = {}
-        if condition is not None:
-            aliases = condition.aliases
-            groups = [set(b.bindings) for b in condition.branches]
-            every = set().union(*groups) if groups else set()
-            seen = set.intersection(*groups) if groups else set()
         for key, value in body.items():
             name = str(key)
             if name in skip:
@@ -665,36 +640,21 @@ class Loader:
             if not isinstance(value, str):
                 continue
             start = self.pos.text_start(body, key)
+            if condition is None:
+                continue  # the condition has errors of its own: its values cannot be checked
             if value.startswith("="):
-                if condition is None:
-                    continue  # the condition has errors of its own: its values cannot be checked
-                text = value[1:]
                 try:
-                    ty, ev = check_value(parse(text), types, aliases, seen)
-                    if fact is not None:
-                        spec = fact.fields.get(name)
-                        if spec is None:
-                            raise ExprError("unknown_field", f"{fact.name} has no field '{name}'", -1,
-                                            suggest(name, list(fact.fields)))
-                        if not _fits(ty, spec.kind, spec.items.kind if spec.items else ""):
-                            raise ExprError("type_mismatch", f"{fact.name}.{name} is a {_kind_name(spec.kind)}, but "
-                                            f"this value is a {ty}", 0)
+                    ev = computed_value(value, name, types, condition, fact)
                 except ExprError as e:
                     self.errors.append(BatonError(e.code, f"{what}.{'.'.join(here)}: {e.message}",
                                                   start.shifted(value, e.offset + 1), e.hint))
                     continue
                 out.append((here, value, ev))
-                continue
-            m = FIELD_PATH.match(value)
-            if m and condition is not None:
-                binding, fname = m.groups()
-                ft = types.get(aliases.get(binding, binding)) if binding in every else None
-                if (ft is not None and fname in ft.fields) or (
-                        binding == DECISION and fname in ("date", "time") and binding not in aliases):
-                    self.error("ambiguous_value", f"{what}.{'.'.join(here)}: '{value.strip()}' spells the field "
-                               f"{binding}.{fname}, but it is written as text and would be sent as that text", start,
-                               f"write ={value.strip()} for the field's value, or quote the text as an expression: "
-                               f"='{value.strip()}'")
+            elif spells_a_field(value, types, condition):
+                self.error("ambiguous_value", f"{what}.{'.'.join(here)}: '{value.strip()}' spells the field "
+                           f"{value.strip()}, but it is written as text and would be sent as that text", start,
+                           f"write ={value.strip()} for the field's value, or quote the text as an expression: "
+                           f"='{value.strip()}'")
         return out
 
     def test_moment(self, node: Any) -> float | None:
@@ -861,18 +821,8 @@ class Loader:
                 continue
             row = Row(j + 1, cells, values, rwhere)
             if head not in PROPOSALS:
-                try:
-                    literal = plain(self.payload(outputs, values))
-                    computed = {k for k, v in literal.items() if isinstance(v, str) and v.startswith("=")}
-                    if computed:  # checked with the row's condition (table_rule); the rest as a fact
-                        _all_optional(types[head]).validate({k: v for k, v in literal.items() if k not in computed},
-                                                            f"{name}#{j + 1}")
-                        missing = [n for n, spec in types[head].fields.items() if not spec.optional
-                                   and n not in literal]
-                        if missing:
-                            raise BatonError("missing_field", f"{head}.{missing[0]}: missing field of {head}")
-                    else:
-                        types[head].validate(literal, f"{name}#{j + 1}")
+                try:  # =expr cells are checked with the row's condition (table_rule); the rest as a fact now
+                    fact_with_computed(types[head], plain(self.payload(outputs, values)), f"{name}#{j + 1}")
                 except BatonError as e:
                     self.error(e.code, f"table '{name}' row {j + 1}: {e.message}", rwhere)
                     continue
@@ -919,16 +869,9 @@ class Loader:
         if table.head in PROPOSALS:
             reason = payload.pop("reason", "")
             step = Step(table.head, payload=payload, reason=str(reason or ""), computed=computed)
-        elif computed:
-            assert fact is not None
-            names = {path[0] for path, _, _ in computed}
-            literal = _all_optional(fact).validate({k: v for k, v in payload.items() if k not in names},
-                                                   table.rule_name(row))
-            step = Step("assert", payload={**literal, **{k: payload[k] for k in names}}, fact_type=table.head,
-                        computed=computed)
         else:
-            step = Step("assert", payload=types[table.head].validate(payload, table.rule_name(row)),
-                        fact_type=table.head)
+            step = Step("assert", payload=fact_with_computed(types[table.head], payload, table.rule_name(row)),
+                        fact_type=table.head, computed=computed)
         return Rule(table.rule_name(row), index, table.priority, when, condition, [step], row.where,
                     table.precedence(row))
 
@@ -936,7 +879,6 @@ class Loader:
                      condition: Condition, fact: FactType | None) -> list[tuple[tuple[str, ...], str, Any]] | None:
         """A row's ``=expr`` output cells, checked over the facts its condition matches (None: an error)."""
         out: list[tuple[tuple[str, ...], str, Any]] = []
-        seen = set.intersection(*(set(b.bindings) for b in condition.branches))
         ok = True
         for key, value in payload.items():
             if not isinstance(value, str):
@@ -944,25 +886,15 @@ class Loader:
             where = f"table '{table.name}' row {row.number}, output {table.head}.{key}"
             if value.startswith("="):
                 try:
-                    ty, ev = check_value(parse(value[1:]), types, condition.aliases, seen)
-                    spec = fact.fields.get(key) if fact is not None else None
-                    if spec is not None and not _fits(ty, spec.kind, spec.items.kind if spec.items else ""):
-                        raise ExprError("type_mismatch", f"{fact.name if fact else ''}.{key} is a "
-                                        f"{_kind_name(spec.kind)}, but this value is a {ty}", 0)
+                    out.append(((key,), value, computed_value(value, key, types, condition, fact)))
                 except ExprError as e:
                     self.error(e.code, f"{where}: {e.message} (in {value})", row.where, e.hint)
                     ok = False
-                    continue
-                out.append(((key,), value, ev))
-                continue
-            m = FIELD_PATH.match(value)
-            if m and m.group(1) in seen:
-                ft = types.get(condition.aliases.get(m.group(1), m.group(1)))
-                if ft is not None and m.group(2) in ft.fields:
-                    self.error("ambiguous_value", f"{where}: '{value.strip()}' spells the field {value.strip()}, but "
-                               "it is written as text and would be sent as that text", row.where,
-                               f"write ={value.strip()} for the field's value")
-                    ok = False
+            elif spells_a_field(value, types, condition):
+                self.error("ambiguous_value", f"{where}: '{value.strip()}' spells the field {value.strip()}, but "
+                           "it is written as text and would be sent as that text", row.where,
+                           f"write ={value.strip()} for the field's value")
+                ok = False
         return out if ok else None
 
     # -- tests -------------------------------------------------------------------------------------
@@ -1036,8 +968,54 @@ def _kind_name(kind: str) -> str:
     return {"int": "whole number", "enum": "one of its values (a string)", "str": "string"}.get(kind, kind)
 
 
-def _all_optional(ft: FactType) -> FactType:
-    return FactType(ft.name, {n: replace(spec, optional=True) for n, spec in ft.fields.items()}, ft.where, ft.builtin)
+def computed_value(value: str, field: str, types: Mapping[str, FactType], condition: Condition,
+                   fact: FactType | None) -> Any:
+    """The evaluator of ``=expr`` written for ``field``: checked over the facts every branch of the rule
+    matches, and - for a field of an asserted ``fact`` - against the field's type. Raises ExprError."""
+    matched = set.intersection(*(set(b.bindings) for b in condition.branches)) if condition.branches else set()
+    ty, ev = check_value(parse(value[1:]), types, condition.aliases, matched)
+    if fact is not None:
+        spec = fact.fields.get(field)
+        if spec is None:
+            raise ExprError("unknown_field", f"{fact.name} has no field '{field}'", -1,
+                            suggest(field, list(fact.fields)))
+        if not _fits(ty, spec.kind, spec.items.kind if spec.items else ""):
+            raise ExprError("type_mismatch", f"{fact.name}.{field} is a {_kind_name(spec.kind)}, but this value is a "
+                            f"{ty}", 0)
+    return ev
+
+
+def spells_a_field(value: str, types: Mapping[str, FactType], condition: Condition) -> bool:
+    """Does this literal text spell a field path the rule can see (``fee.code``, ``decision.date``)? Then it
+    is ``ambiguous_value``: the analyst almost certainly meant ``=fee.code``."""
+    m = FIELD_PATH.match(value)
+    if not m:
+        return False
+    binding, fname = m.groups()
+    aliases = condition.aliases
+    if binding == DECISION and binding not in aliases:
+        return fname in ("date", "time")
+    if not any(binding in b.bindings for b in condition.branches):
+        return False
+    ft = types.get(aliases.get(binding, binding))
+    return ft is not None and fname in ft.fields
+
+
+def fact_with_computed(ft: FactType, literal: object, path: str) -> dict[str, object]:
+    """An asserted fact whose ``=expr`` fields are computed when its rule fires: the literal fields are
+    validated now, every required field must be given (literally or computed), and the computed ones keep
+    their text until then. Raises BatonError (the validator's, or ``missing_field``)."""
+    if not isinstance(literal, Mapping):
+        return ft.validate(literal, path)
+    names = {str(k) for k, v in literal.items() if isinstance(v, str) and v.startswith("=")}
+    if not names:
+        return ft.validate(literal, path)
+    value = all_optional(ft).validate({k: v for k, v in literal.items() if k not in names}, path)
+    missing = [n for n, spec in ft.fields.items() if not spec.optional and n not in value and n not in names]
+    if missing:
+        raise BatonError("missing_field", f"{ft.name}.{missing[0]}: missing field of {ft.name}")
+    value.update({k: literal[k] for k in names if k in ft.fields})
+    return value
 
 
 def _test_documents_doc() -> str:

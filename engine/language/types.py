@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from engine.errors import InvalidInput, Where
 from engine.language.dates import DateError, canonical_date, canonical_datetime
@@ -84,6 +84,12 @@ class FactType:
             "required": [n for n, f in self.fields.items() if not f.optional],
             "additionalProperties": False,
         }
+
+
+def all_optional(ft: FactType) -> FactType:
+    """The same fact type with every field optional (a partial fact: a document chunk's answer, the literal
+    fields of a fact whose other fields are computed when its rule fires)."""
+    return FactType(ft.name, {n: replace(spec, optional=True) for n, spec in ft.fields.items()}, ft.where, ft.builtin)
 
 
 def failure_type() -> FactType:
