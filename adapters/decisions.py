@@ -16,15 +16,19 @@ from adapters.logs import log_decision
 from adapters.shadow import Shadows
 from adapters.store.sql import Resolution, Saved
 from adapters.store.writer import GroupWriter
-from adapters.tracing import annotate, decision_span
+from adapters.tracing import annotate, decision_span, installed_tracer
 from engine.loop import Decision
 
 
 @dataclass(slots=True)
 class DecisionPath:
     writer: GroupWriter
-    tracer: Any = None  # an OpenTelemetry Tracer, when tracing is configured
+    tracer: Any = None  # an OpenTelemetry Tracer; None: the process's installed provider's, if any
     shadows: Shadows | None = None
+
+    def __post_init__(self) -> None:
+        if self.tracer is None:  # looked up once, not on every decision
+            self.tracer = installed_tracer()
 
     async def decide(self, ruleset: str, run: Callable[[], Awaitable[Decision]], caller: str,
                      idempotency_key: str | None = None, documents: Sequence[Incoming] = (),

@@ -84,8 +84,8 @@ class Escalations:
                                    Where(path=f"answer.{name}"))
             answer[name] = value
         values = fact_type.validate(answer, "answer")
-        return await self._resume(esc, HumanInput(esc["expects"], values, by), Resolution(escalation_id, by,
-                                                                                           canonical(values)))
+        return await self._resume(esc, HumanInput(esc["expects"], values, by),
+                                  Resolution(escalation_id, by, canonical(values)), original)
 
     async def comment(self, escalation_id: str, text: str, by: str) -> None:
         if not text.strip():
@@ -133,9 +133,10 @@ class Escalations:
                 log.info("escalation %s not expired here: %s", esc["id"], e)
         return expired
 
-    async def _resume(self, esc: dict[str, Any], given: HumanInput, resolution: Resolution
-                      ) -> tuple[dict[str, Any], dict[str, Any]]:
-        original = await asyncio.to_thread(self.store.get, esc["id"])
+    async def _resume(self, esc: dict[str, Any], given: HumanInput, resolution: Resolution,
+                      original: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        if original is None:  # resolve() has read it already; an expiry has not
+            original = await asyncio.to_thread(self.store.get, esc["id"])
         if original is None:
             raise BatonError("unknown_decision", f"decision {esc['id']} is missing")
         engine = await asyncio.to_thread(self.registry.engine_for, original["version"])

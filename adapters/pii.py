@@ -17,48 +17,37 @@ Private = Mapping[str, Collection[str]]  # fact type -> its pii fields
 
 
 def mask_record(record: Mapping[str, Any], private: Private) -> dict[str, Any]:
-    """A copy of ``record`` with PII masked everywhere it appears."""
+    """A copy of ``record`` with PII masked everywhere it appears: the pii fields themselves, and their values
+    wherever else they are quoted (a model's answer, a prompt, a proposal)."""
     out: dict[str, Any] = copy.deepcopy(dict(record))
     if not private:
         return out
-    secrets: set[str] = set()
-
-    def mask(type_name: str, values: Any) -> None:
-        if not isinstance(values, dict):
-            return
+    secrets = secrets_of(out, private)
+    for type_name, values in _facts(out):
         for name in private.get(type_name, ()):
-            value = values.get(name)
-            if value is None or value == "":
-                continue
-            for item in value if isinstance(value, list) else [value]:
-                if isinstance(item, (str, int, float)) and not isinstance(item, bool) and len(str(item)) >= 3:
-                    secrets.add(str(item))
-            values[name] = MASK
-
-    for item in out.get("inputs") or ():
-        mask(str(item.get("type")), item.get("values"))
-    for event in out.get("trace") or ():
-        if event.get("kind") == "fact":
-            mask(str(event.get("type")), event.get("values"))
+            if values.get(name) not in (None, ""):
+                values[name] = MASK
     scrub = scrubber(secrets)
     for key in ("decision", "reason", "escalation"):
         if key in out:
             out[key] = scrub(out[key])
-    out["trace"] = [scrub(e) for e in out.get("trace") or ()]  # other facts may quote it (a model's answer)
+    out["trace"] = [scrub(e) for e in out.get("trace") or ()]
     for item in out.get("inputs") or ():
         item["values"] = scrub(item.get("values"))
     return out
 
 
+def _facts(record: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(type, values) of every fact a record holds: its inputs and the facts of its trace."""
+    facts = [*(record.get("inputs") or ()), *(e for e in record.get("trace") or () if e.get("kind") == "fact")]
+    return [(str(f.get("type")), f["values"]) for f in facts if isinstance(f.get("values"), dict)]
+
+
 def secrets_of(record: Mapping[str, Any], private: Private) -> set[str]:
     """The values of a record's PII fields (what must not be shown in clear anywhere near it)."""
     found: set[str] = set()
-    facts = [(i.get("type"), i.get("values")) for i in record.get("inputs") or ()] + [
-        (e.get("type"), e.get("values")) for e in record.get("trace") or () if e.get("kind") == "fact"]
-    for type_name, values in facts:
-        if not isinstance(values, dict):
-            continue
-        for name in private.get(str(type_name), ()):
+    for type_name, values in _facts(record):
+        for name in private.get(type_name, ()):
             value = values.get(name)
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, (str, int, float)) and not isinstance(item, bool) and len(str(item)) >= 3:

@@ -32,17 +32,20 @@ def setup_tracing(exporter: str, endpoint: str | None, service_name: str = "bato
 
 @contextmanager
 def decision_span(tracer: Tracer | None, ruleset: str) -> Iterator[Span | None]:
-    """A ``baton.decide`` span: on the service's tracer, or - with none given - on whatever tracer provider
-    the process installed (none: no span, at the cost of one check)."""
     if tracer is None:
-        provider = trace.get_tracer_provider()
-        if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
-            with nullcontext():
-                yield None
-            return
-        tracer = provider.get_tracer("baton")
+        with nullcontext():
+            yield None
+        return
     with tracer.start_as_current_span("baton.decide", attributes={"baton.ruleset": ruleset}) as span:
         yield span
+
+
+def installed_tracer() -> Tracer | None:
+    """The tracer of the provider this process installed, if it installed one (None: no tracing)."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return None
+    return provider.get_tracer("baton")
 
 
 def annotate(span: Span | None, record: dict[str, Any]) -> None:

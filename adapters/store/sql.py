@@ -44,6 +44,7 @@ from adapters.store.tables import (
     ShadowRow,
     TraceRow,
 )
+from adapters.system import TimeOrderedIds
 from engine.audit import GENESIS, canonical, chain_hash
 from engine.documents import Document
 from engine.model import Ruleset
@@ -56,6 +57,7 @@ RULESETS = RulesetVersion.__table__  # type: ignore[attr-defined]
 ESCALATIONS = EscalationRow.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
 CHAIN_CHECKS = ChainCheckRow.__table__  # type: ignore[attr-defined]
+_IDS = TimeOrderedIds()  # notes and verifications: sortable by time, unique across processes
 ESCALATION_NOTES = EscalationNoteRow.__table__  # type: ignore[attr-defined]
 PUBLICATIONS = PublicationRow.__table__  # type: ignore[attr-defined]
 SHADOWS = ShadowRow.__table__  # type: ignore[attr-defined]
@@ -582,7 +584,7 @@ class SqlStore:
             if assign is not None:
                 conn.execute(ESCALATIONS.update().where(e.id == escalation_id).values(assigned_to=assign or None))
             conn.execute(ESCALATION_NOTES.insert().values(
-                id=f"{int(now * 1000):013d}-{os.urandom(4).hex()}", escalation_id=escalation_id, by=by[:200],
+                id=_IDS.new_id(), escalation_id=escalation_id, by=by[:200],
                 at=now, kind=kind, text=text[:4000]))
         return True
 
@@ -660,7 +662,7 @@ class SqlStore:
     # -- whole-log verification -----------------------------------------------------------------------
     def record_chain_check(self, by: str, started: float, finished: float, checked: int,
                            problem: Problem | None) -> dict[str, Any]:
-        row = {"id": f"{int(started * 1000):013d}-{os.urandom(4).hex()}", "by": by[:200], "started_at": started,
+        row = {"id": _IDS.new_id(), "by": by[:200], "started_at": started,
                "finished_at": finished, "checked": checked,
                "broken_seq": problem.chain_seq if problem else None, "broken_id": (problem.decision_id or None)
                if problem else None, "problem": problem.problem if problem else None}
