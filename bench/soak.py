@@ -3,7 +3,7 @@
 Traffic (8 client threads, plus intake): rules-only decisions (credit-limit, decision tables), decisions
 with recorded model and tool answers (claims-triage), decisions with a PDF document (claims-intake, two
 models and retrieval, canned answers), and decision requests published to a JetStream subject that the
-server's consumer takes (when NATS is running). Each interval prints, per worker, RSS and open file
+server's consumer takes (when NATS is running). `--traffic` and `--workers` narrow the run to bisect a growth. Each interval prints, per worker, RSS and open file
 descriptors, the store's open connections (SQLite: descriptors on the database files), and the p50/p99
 latency of the calls made in it; at the end, a small chart of RSS and p99. None of them may grow
 without bound. Run: .venv/bin/python bench/soak.py [--minutes 30] [--interval 60] [--smoke]
@@ -91,7 +91,7 @@ def spark(values: list[float]) -> str:
     return "".join(BARS[1 + int((v - lo) / (hi - lo) * 7) if hi > lo else 4] for v in values)
 
 
-def intake(subject: str, stop: threading.Event, sent: list[int]) -> None:
+def intake(subject: str, stop: threading.Event, sent: list[int], rate: float) -> None:
     import nats
 
     async def run() -> None:
@@ -103,7 +103,7 @@ def intake(subject: str, stop: threading.Event, sent: list[int]) -> None:
             body = json.dumps({"ruleset": "claims-triage", "facts": {"claim": {**CLAIM, "claim_ref": f"I-{k}"}}})
             await js.publish(subject, body.encode(), headers={"Nats-Msg-Id": f"{subject}-{k}"})
             sent[0] += 1
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(1 / rate)
         await nc.close()
 
     asyncio.run(run())
@@ -114,27 +114,32 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--interval", type=float, default=60, help="seconds between samples")
     parser.add_argument("--smoke", action="store_true", help="a short run (CI): 20 s, samples every 5 s")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--traffic", default="rules-only,models,document,intake",
+                        help="which kinds of traffic to send (comma-separated): to bisect a growth")
+    parser.add_argument("--intake-rate", type=float, default=5, help="intake messages per second")
     args = parser.parse_args()
+    kinds = set(args.traffic.split(","))
     minutes, interval = (20 / 60, 5.0) if args.smoke else (args.minutes, args.interval)
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         tag = uuid.uuid4().hex[:8]
         subject = f"soak.{tag}"
         config: dict[str, Any] = {}
-        nats_up = _port(4222)
+        nats_up = _port(4222) and "intake" in kinds
         if nats_up:
             config["consumers"] = {"soak": {"type": "jetstream", "url": "nats://127.0.0.1:4222",
                                             "stream": f"SOAK_{tag.upper()}", "subject": subject,
                                             "durable": f"soak{tag}", "max_inflight": 8}}
         path = tmp / "baton.yaml"
         path.write_text(json.dumps(config))
-        server = start(tmp, "--workers", "2", "--config", str(path), auth=False)
+        server = start(tmp, "--workers", str(args.workers), "--config", str(path), auth=False)
         pids = [int(p) for p in re.findall(r"\(pid (\d+)", "\n".join(server.log))]
         stop = threading.Event()
         latencies: list[tuple[float, str]] = []
         errors: dict[str, int] = {}
         lock = threading.Lock()
-        mix = requests()
+        mix = [(kind, request) for kind, request in requests() if kind in kinds]
 
         def client(n: int) -> None:
             stub = decision_pb2_grpc.DecisionServiceStub(grpc.insecure_channel(server.address))  # type: ignore[no-untyped-call]
@@ -152,14 +157,15 @@ def main() -> None:
                         errors[e.code().name] = errors.get(e.code().name, 0) + 1
 
         sent = [0]
-        threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(8)]
+        threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(8 if mix else 0)]
         if nats_up:
-            threads.append(threading.Thread(target=intake, args=(subject, stop, sent), daemon=True))
+            threads.append(threading.Thread(target=intake, args=(subject, stop, sent, args.intake_rate),
+                                            daemon=True))
         for t in threads:
             t.start()
         rows: list[dict[str, Any]] = []
         print(f"soak: {minutes:g} min, a sample every {interval:g} s; workers {pids}; intake "
-              f"{'on ' + subject if nats_up else 'off (NATS not running)'}")
+              f"{'on ' + subject if nats_up else 'off'}")
         head = (f"{'t s':>6} " + " ".join(f"{'RSS MB w' + str(i):>11} {'fds w' + str(i):>7}" for i in range(len(pids)))
                 + f" {'db conns':>8} {'calls':>6} {'p50 ms':>7} {'p99 ms':>7} {'errors':>7} {'intake':>6}")
         print(head)
