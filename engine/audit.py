@@ -20,10 +20,17 @@ def chain_hash(prev_hash: str, seq: int, head: str, events: Iterable[str]) -> st
     """The hash of one stored decision: the previous hash, its chain position, its canonical record
     without the trace (``head``), and each trace event's canonical JSON, in order. Canonical JSON has
     no raw newline, so newline-joined parts cannot be confused with one another."""
+    return chain_hash_of(prev_hash, seq, hashed_body(head, events))
+
+
+def hashed_body(head: str, events: Iterable[str]) -> bytes:
+    """The part of a decision's hashed text that does not depend on its place in the chain: computed
+    before the chain head is locked."""
+    return "\n".join((head, *events)).encode("utf-8")
+
+
+def chain_hash_of(prev_hash: str, seq: int, body: bytes) -> str:
     digest = hashlib.sha256(f"{prev_hash}\n{seq}\n".encode())
-    digest.update(head.encode("utf-8"))
-    for event in events:
-        digest.update(b"\n")
-        digest.update(event.encode("utf-8"))
+    digest.update(body)
     return digest.hexdigest()
 

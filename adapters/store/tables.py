@@ -142,6 +142,8 @@ class DecisionRow(SQLModel, table=True):
     head: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON of the record minus its trace
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+    # the trace events' canonical JSON, newline-separated (revision 0009); NULL: stored before, in trace_events
+    trace: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class TraceRow(SQLModel, table=True):

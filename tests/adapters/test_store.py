@@ -95,7 +95,7 @@ def test_a_failing_write_leaves_no_partial_decision(store: SqlStore) -> None:
         store.save_batch([Pending(fine), Pending({**clash, "decision_id": good["decision_id"]})])
     assert store.count() == 1 and store.get(fine["decision_id"]) is None
     with store.engine.connect() as conn:
-        assert conn.execute(sa.text("select count(*) from trace_events")).scalar() == len(good["trace"])
+        assert conn.execute(sa.text("select count(*) from decisions")).scalar() == 1
     writer = GroupWriter(store)  # through group commit, the bad record fails alone
     futures = [writer.submit(fine), writer.submit({**clash, "decision_id": good["decision_id"]}),
                writer.submit(decide_test(engine, 3, "z"))]
@@ -109,23 +109,20 @@ TAMPER = {
     "edit outcome column": "update decisions set outcome = 'failed' where chain_seq = 2",
     "edit hashed record": "update decisions set head = replace(head, '\"steps\":', '\"steps\":1') "
                           "where chain_seq = 3",
-    "edit a trace event": "update trace_events set event = replace(event, 'fired', 'fired ') where idx = 1 "
-                          "and decision_id = (select id from decisions where chain_seq = 2)",
-    "delete a trace event": "delete from trace_events where idx = 2 and decision_id = "
-                            "(select id from decisions where chain_seq = 4)",
-    "insert a trace event": "insert into trace_events (decision_id, idx, kind, event) select id, 999, 'fact', "
-                            "'{}' from decisions where chain_seq = 1",
+    "edit a trace event": "update decisions set trace = replace(trace, 'fired', 'fired ') where chain_seq = 2",
+    "delete a trace event": "update decisions set trace = {first_line} where chain_seq = 4",
+    "add a trace event": "update decisions set trace = trace || {newline} || '{}' where chain_seq = 3",
+    "insert a trace event apart": "insert into trace_events (decision_id, idx, kind, event) select id, 0, "
+                                  "'fact', '{}' from decisions where chain_seq = 1",
     "edit a call record": "update calls set answer = '{\"category\":\"auto\"}' where call_no = 1 and "
                           "decision_id = (select id from decisions where chain_seq = 5)",
     "delete a call record": "delete from calls where call_no = 2 and decision_id = "
                             "(select id from decisions where chain_seq = 5)",
     "delete a decision in the middle": "delete from calls where decision_id = (select id from decisions where "
-                                       "chain_seq = 3); delete from trace_events where decision_id = (select id "
-                                       "from decisions where chain_seq = 3); delete from decisions where "
+                                       "chain_seq = 3); delete from decisions where "
                                        "chain_seq = 3",
     "delete the last decision": "delete from calls where decision_id = (select id from decisions where chain_seq"
-                                " = 6); delete from trace_events where decision_id = (select id from decisions "
-                                "where chain_seq = 6); delete from decisions where chain_seq = 6",
+                                " = 6); delete from decisions where chain_seq = 6",
     "insert a forged decision": "insert into decisions (id, chain_seq, ruleset, version, outcome, rule, caller, "
                                 "idempotency_key, created_at, latency_ms, cost_usd, tokens, head, prev_hash, hash) "
                                 "select 'forged', 7, ruleset, version, outcome, rule, caller, idempotency_key, "
@@ -141,11 +138,15 @@ def test_log_verify_detects_every_kind_of_tampering(store: SqlStore, change: str
         store.save(decide_test(engine, i))
     assert store.verify() == (6, None)
     with store.writer.begin() as conn:
-        for statement in TAMPER[change].split("; "):
+        sql = TAMPER[change]
+        for name, (lite, pg) in {"{newline}": ("char(10)", "chr(10)"), "{first_line}": (
+                "substr(trace, 1, instr(trace, char(10)) - 1)", "split_part(trace, chr(10), 1)")}.items():
+            sql = sql.replace(name, lite if store.sqlite else pg)
+        for statement in sql.split("; "):
             conn.exec_driver_sql(statement)
     checked, problem = store.verify()
     assert problem is not None, change
-    assert checked < 6 or change == "insert a forged decision" or change == "insert a trace event"
+    assert checked < 6 or change == "insert a forged decision" or change == "insert a trace event apart"
 
 
 def test_every_example_decision_replays_identically_once_stored(store: SqlStore) -> None:
