@@ -3,10 +3,10 @@
 Traffic (8 client threads, plus intake): rules-only decisions (credit-limit, decision tables), decisions
 with recorded model and tool answers (claims-triage), decisions with a PDF document (claims-intake, two
 models and retrieval, canned answers), and decision requests published to a JetStream subject that the
-server's consumer takes (when NATS is running). `--traffic` and `--workers` narrow the run to bisect a growth. Each interval prints, per worker, RSS and open file
-descriptors, the store's open connections (SQLite: descriptors on the database files), and the p50/p99
-latency of the calls made in it; at the end, a small chart of RSS and p99. None of them may grow
-without bound. Run: .venv/bin/python bench/soak.py [--minutes 30] [--interval 60] [--smoke]
+server's consumer takes (when NATS is running); `--traffic` and `--workers` narrow it to bisect a growth.
+Each interval prints, per worker, RSS and open file descriptors, the store's open connections (SQLite:
+descriptors on the database files), and the p50/p99 latency of the calls made in it; at the end, a small
+chart of RSS and p99. None of them may grow without bound. Run: .venv/bin/python bench/soak.py [--minutes 30] [--interval 60] [--smoke]
 """
 
 from __future__ import annotations

@@ -135,8 +135,8 @@ class Pending:
     """A decision waiting to be stored, serialised up front: only hashing and inserting happen while the
     chain head is locked, so writers in other processes wait as little as possible."""
 
-    __slots__ = ("caller", "calls", "documents", "event_jsons", "head_json", "idempotency_key", "record",
-                 "resolves", "search_text", "trace_text", "body")
+    __slots__ = ("body", "caller", "calls", "documents", "event_jsons", "head_json", "idempotency_key", "record",
+                 "resolves", "search_text", "trace_text")
 
     def __init__(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None,
                  resolves: Resolution | None = None, documents: Sequence[Incoming] = (),
