@@ -7,7 +7,7 @@ result back; none of them assembles these steps itself (tests/e2e/test_doors.py 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from adapters import metrics
@@ -16,8 +16,19 @@ from adapters.logs import log_decision
 from adapters.shadow import Shadows
 from adapters.store.sql import Resolution, Saved
 from adapters.store.writer import GroupWriter
+from adapters.system import LoopLag, SystemClock
 from adapters.tracing import annotate, decision_span, installed_tracer
 from engine.loop import Decision
+from engine.ports import Clock
+
+
+def waited(record: dict[str, Any], seconds: float) -> None:
+    """Make the record's latency the whole time since its request was received (``seconds``), and say how
+    much of it was spent before the engine started (``queued_ms``); the engine's own measure is its run."""
+    total = round(seconds * 1000, 3)
+    ran = float(record["latency_ms"])
+    record["queued_ms"] = round(max(0.0, total - ran), 3)
+    record["latency_ms"] = max(total, ran)
 
 
 @dataclass(slots=True)
@@ -25,20 +36,32 @@ class DecisionPath:
     writer: GroupWriter
     tracer: Any = None  # an OpenTelemetry Tracer; None: the process's installed provider's, if any
     shadows: Shadows | None = None
+    clock: Clock = field(default_factory=SystemClock)
+    lag: LoopLag | None = None  # the worker's event-loop lag: the wait before a door's handler ran
 
     def __post_init__(self) -> None:
         if self.tracer is None:  # looked up once, not on every decision
             self.tracer = installed_tracer()
 
+    def received(self) -> float:
+        """When the request being handled arrived, for ``decide(received=...)``: a door calls it first thing.
+        Now, less the time the event loop is running late (the request waited that long for its handler)."""
+        return self.clock.monotonic() - (self.lag.current() if self.lag is not None else 0.0)
+
     async def decide(self, ruleset: str, run: Callable[[], Awaitable[Decision]], caller: str,
                      idempotency_key: str | None = None, documents: Sequence[Incoming] = (),
-                     request_id: str = "", resolves: Resolution | None = None) -> tuple[dict[str, Any], Saved]:
+                     request_id: str = "", resolves: Resolution | None = None, received: float | None = None
+                     ) -> tuple[dict[str, Any], Saved]:
         """Run ``run`` (the engine deciding), store the record, and give it its side records. Returns the
         record and how it was saved (``saved.existing``: a concurrent request with the same key stored first;
-        then nothing else happens here and the door answers with the stored decision)."""
+        then nothing else happens here and the door answers with the stored decision). ``received``: when
+        the door received the request (``self.received()``), so the stored latency is what its caller waited,
+        time queued in the server included."""
         with decision_span(self.tracer, ruleset) as span:
             d = await run()
             record = d.to_dict()
+            if received is not None:
+                waited(record, self.clock.monotonic() - received)
             saved = await self.writer.save(record, caller, idempotency_key, resolves=resolves, documents=documents)
             annotate(span, record)
         if not saved.existing:

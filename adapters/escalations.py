@@ -135,6 +135,8 @@ class Escalations:
 
     async def _resume(self, esc: dict[str, Any], given: HumanInput, resolution: Resolution,
                       original: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        assert self.path is not None
+        received = self.path.received()
         if original is None:  # resolve() has read it already; an expiry has not
             original = await asyncio.to_thread(self.store.get, esc["id"])
         if original is None:
@@ -145,12 +147,11 @@ class Escalations:
                                 carried=True)
         documents = await asyncio.to_thread(self.store.documents_of, original)
         validated = engine.validate_input(facts_of(original), allow_empty=bool(documents))
-        assert self.path is not None
         record, _ = await self.path.decide(
             engine.ruleset.name, lambda: engine.run(validated, answers, answers, self.clock, self.ids,
                                                     stored_limits(original), [*human_inputs(original), given],
                                                     resumes=esc["id"], documents=documents),
-            given.by, resolves=resolution)
+            given.by, resolves=resolution, received=received)
         updated = await asyncio.to_thread(self.get, esc["id"])
         return updated, record
 

@@ -132,6 +132,7 @@ class Decider:
                      ) -> tuple[dict[str, Any], bool]:
         """(record, replayed): the stored decision for this message id, or a new one. ``seen_before`` False
         (a first delivery) skips the lookup; the store's own idempotency check still catches a repeat."""
+        received = self.path.received()
         if seen_before:
             existing = await asyncio.to_thread(self.writer.store.find, caller, key)
             if existing is not None:
@@ -149,7 +150,7 @@ class Decider:
         record, saved = await self.path.decide(
             engine.ruleset.name, lambda: engine.run(validated, self.models, self.tools, self.clock, self.ids,
                                                     self.limits, documents=[i.document for i in docs]),
-            caller, key, docs, key)
+            caller, key, docs, key, received=received)
         if saved.existing:  # a concurrent redelivery stored it first
             stored = await asyncio.to_thread(self.writer.store.get, saved.decision_id)
             assert stored is not None

@@ -83,3 +83,10 @@ def flush_decision_log() -> None:
     if stream is not None:
         stream.write(lines)
         stream.flush()
+
+
+def say(message: str) -> None:
+    """One line on stdout in one write: worker processes share the stream, and print() writes the text and
+    the newline separately when stdout is unbuffered, which interleaved two workers' lines."""
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()

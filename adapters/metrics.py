@@ -34,6 +34,9 @@ INTAKE = Counter("baton_intake_messages", "Decision requests taken from a broker
 SHADOW_EVALUATIONS = Counter("baton_shadow_evaluations", "Live decisions evaluated against a shadow version",
                              ["changed"])
 SHADOW_DROPPED = Counter("baton_shadow_dropped", "Shadow evaluations dropped because the queue was full")
+LOOP_LAG = Histogram("baton_event_loop_lag_seconds", "How late a worker's event loop runs queued work (sampled every "
+                     "10 ms): the wait before a request's handler starts",
+                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 INFLIGHT = Gauge("baton_inflight_decisions", "Decisions in flight", multiprocess_mode="livesum")
 
 

@@ -2,16 +2,55 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 
 def utc_text(ts: float | None) -> str:
     """A timestamp as operators read it: ``2026-11-24 22:18:31`` (UTC), or ``-`` for none."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+class LoopLag:
+    """How late this process's event loop runs what is queued on it: a callback due every ``every`` seconds
+    notes how late it ran. A request that reaches a handler has waited in the loop's queue about as long (the
+    time before a handler runs is otherwise invisible: the gRPC library does not say when a call arrived), so
+    doors subtract ``current()`` from the moment their handler starts."""
+
+    def __init__(self, every: float = 0.01, observe: Callable[[float], None] | None = None) -> None:
+        self.every, self.observe = every, observe
+        self.due = 0.0  # monotonic time the next tick is due; 0: not running
+        self.last = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self.due = time.monotonic() + self.every
+        self._handle = asyncio.get_running_loop().call_later(self.every, self._tick)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self.due = 0.0
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self.last = max(0.0, now - self.due)
+        if self.observe is not None:
+            self.observe(self.last)
+        self.due = now + self.every
+        self._handle = asyncio.get_running_loop().call_later(self.every, self._tick)
+
+    def current(self) -> float:
+        """Seconds: the last tick's lateness, or - when the loop is running late now (a tick overdue) - how
+        overdue that tick is."""
+        if not self.due:
+            return 0.0
+        return max(self.last, time.monotonic() - self.due)
 
 
 class SystemClock:

@@ -6,7 +6,8 @@ models and retrieval, canned answers), and decision requests published to a JetS
 server's consumer takes (when NATS is running); `--traffic` and `--workers` narrow it to bisect a growth.
 Each interval prints, per worker, RSS and open file descriptors, the store's open connections (SQLite:
 descriptors on the database files), and the p50/p99 latency of the calls made in it; at the end, a small
-chart of RSS and p99. None of them may grow without bound. Run: .venv/bin/python bench/soak.py [--minutes 30] [--interval 60] [--smoke]
+chart of RSS and p99. None of them may grow without bound.
+Run: .venv/bin/python bench/soak.py [--minutes 30] [--interval 60] [--smoke]
 """
 
 from __future__ import annotations

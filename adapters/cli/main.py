@@ -222,7 +222,8 @@ async def _decide_and_store(sql: Any, rs: Any, run: Any, incoming: list[Any]) ->
     shadows = Shadows(sql, RulesetRegistry(sql))
     shadows.start()
     try:
-        record, _ = await DecisionPath(writer, None, shadows).decide(rs.name, run, "cli", documents=incoming)
+        path = DecisionPath(writer, None, shadows)
+        record, _ = await path.decide(rs.name, run, "cli", documents=incoming, received=path.received())
         await shadows.drain()
     finally:
         await shadows.stop()

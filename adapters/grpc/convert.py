@@ -59,7 +59,7 @@ def decision(record: dict[str, Any], idempotent_replay: bool = False) -> pb.Deci
         outcome=OUTCOMES[record["outcome"]], decision=struct(record["decision"]), reason=record["reason"],
         rule=record["rule"], fired=record["fired"], cost_usd=record["cost_usd"], tokens=record["tokens"],
         latency_ms=record["latency_ms"], decided_at=timestamp(record["started_at"]), steps=record["steps"],
-        calls=record["calls"], idempotent_replay=idempotent_replay,
+        calls=record["calls"], idempotent_replay=idempotent_replay, queued_ms=float(record.get("queued_ms") or 0.0),
         documents=[pb.DocumentRef(id=d["id"], name=d["name"], media_type=d["media_type"], pages=d["pages"],
                                   chars=d["chars"]) for d in record.get("documents") or ()],
     )

@@ -6,18 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
-import fcntl
 import gc
 import ipaddress
-import json
 import logging
 import multiprocessing as mp
 import os
 import signal
-import sys
 import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,41 +23,26 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from adapters import metrics
-from adapters.config import Settings, effect_connectors, model_gateway, tool_connectors
-from adapters.decisions import DecisionPath
-from adapters.effects import OutboxWorker
+from adapters.bootstrap import Runtime
+from adapters.config import Settings
 from adapters.escalations import Escalations
-from adapters.fakes import Unconfigured
 from adapters.grpc.auth import Auth, load_tokens
 from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
 from adapters.grpc.service import Services, generic_handlers
-from adapters.intake import Consumer, Decider, consumers_from, run_consumers
-from adapters.logs import flush_decision_log, setup_logging
+from adapters.intake import run_consumers
+from adapters.logs import flush_decision_log, say, setup_logging
 from adapters.metrics import serve_metrics
 from adapters.registry import RulesetRegistry
-from adapters.retrieval import WithRetrieval, index_if_changed
 from adapters.secrets import SECRETS
 from adapters.shadow import Shadows
 from adapters.store.sql import SqlStore
-from adapters.store.writer import GroupWriter
-from adapters.system import SystemClock, TimeOrderedIds, tune_allocator
+from adapters.system import tune_allocator
 from adapters.tools.connectors import resolve_secrets
-from adapters.tracing import TracedPorts, setup_tracing
-from engine.loop import Limits
-from engine.ports import ModelGateway, ToolConnector
-from engine.recorded import CannedAnswers
 
 log = logging.getLogger("baton.serve")
 GRACE_S = 30.0  # how long SIGTERM waits for in-flight decisions
 SERVICE_NAMES = [s.full_name for m in (decision_pb2, ruleset_pb2, audit_pb2, escalation_pb2)
                  for s in m.DESCRIPTOR.services_by_name.values()]
-
-
-def say(message: str) -> None:
-    """One line on stdout in one write: worker processes share the stream, and print() writes the text and
-    the newline separately when stdout is unbuffered, which interleaved two workers' lines."""
-    sys.stdout.write(message + "\n")
-    sys.stdout.flush()
 
 
 def _is_loopback(listen: str) -> bool:
@@ -72,31 +53,6 @@ def _is_loopback(listen: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def index_corpora(store: SqlStore, directory: Path) -> list[str]:
-    """Each folder under ``directory`` is a corpus, (re)indexed at start when its files changed. With several
-    workers, the first to start indexes; the others find it done (a file lock orders them)."""
-    names = []
-    lock = Path(tempfile.gettempdir()) / f"baton-index-{abs(hash(store.url))}.lock"
-    with open(lock, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        for folder in sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            version, fresh = index_if_changed(store, folder, folder.name)
-            if fresh:
-                say(f"indexed corpus {folder.name} v{version} from {folder}")
-            names.append(folder.name)
-    return names
-
-
-def _ports(cfg: Settings, base: Path) -> tuple[ModelGateway, ToolConnector, str]:
-    if cfg.answers is not None:
-        canned = CannedAnswers(json.loads(cfg.answers.read_text()))
-        return canned, canned, f"canned answers from {cfg.answers}"
-    models = model_gateway(cfg) or Unconfigured("model gateway")
-    tools = tool_connectors(cfg, base) or Unconfigured("tool connector")
-    configured = [name for name, on in (("models", cfg.models), ("tools", cfg.tools)) if on]
-    return models, tools, f"configured: {', '.join(configured) or 'no model gateway or tools'}"
 
 
 async def _start_console(cfg: Settings, store: SqlStore, registry: RulesetRegistry, auth: Auth,
@@ -128,18 +84,6 @@ async def _start_console(cfg: Settings, store: SqlStore, registry: RulesetRegist
     return server, task
 
 
-def _consumers(cfg: Settings, registry: RulesetRegistry, path: DecisionPath, models: ModelGateway,
-               tools: ToolConnector, clock: SystemClock, ids: TimeOrderedIds) -> list[Consumer]:
-    settings = consumers_from(cfg.consumers)
-    if not settings:
-        return []
-    decider = Decider(registry, path, models, tools, clock, ids,
-                      Limits(step_limit=cfg.limits.step_limit, deadline_s=cfg.limits.deadline_s,
-                             max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd),
-                      cfg.max_document_bytes)
-    return [Consumer(c, decider, say) for c in settings]
-
-
 async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
     """Wait up to ``seconds`` for ``stop``: True once it is set (the periodic tasks' pacing)."""
     try:
@@ -157,18 +101,8 @@ async def _refresh_secrets(every_s: float | None, stop: asyncio.Event) -> None:
 async def run_consumer_process(cfg: Settings, base: Path) -> None:
     """`baton consume`: the configured consumers and the effects outbox, without the gRPC server."""
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    SECRETS.base, SECRETS.ttl_s = base, cfg.secrets_ttl_s
-    store = SqlStore(cfg.db)
-    registry = RulesetRegistry(store)
-    loaded = registry.load_directory(cfg.rulesets) if cfg.rulesets.is_dir() else []
-    corpora_dir = cfg.corpora if cfg.corpora is not None else cfg.rulesets / "corpora"
-    if corpora_dir.is_dir():
-        index_corpora(store, corpora_dir)
-    writer = GroupWriter(store)
-    models, tools, ports_note = _ports(cfg, base)
-    shadows = Shadows(store, registry)  # consumed decisions are shadowed as served ones are
-    intake = _consumers(cfg, registry, DecisionPath(writer, None, shadows), models, WithRetrieval(tools, store),
-                        SystemClock(), TimeOrderedIds())
+    rt = Runtime.build(cfg, base)
+    intake = rt.consumers()
     if not intake:
         raise SystemExit("no consumers configured: add a consumers: section to the config")
     stop = asyncio.Event()
@@ -176,27 +110,19 @@ async def run_consumer_process(cfg: Settings, base: Path) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, _rotate_secrets)
-    say(f"baton consume {os.getpid()}: {', '.join(c.s.name for c in intake)} ({len(loaded)} rulesets; db {store.url}; "
-        f"{ports_note})")
+    say(f"baton consume {os.getpid()}: {', '.join(c.s.name for c in intake)} ({len(rt.loaded)} rulesets; "
+        f"db {rt.store.url}; {rt.ports_note})")
     _freeze_startup_objects()
-    shadows.start()
-    outbox = asyncio.create_task(_outbox(store, effect_connectors(cfg, base), cfg).run(stop))
+    rt.start()
+    outbox = asyncio.create_task(rt.outbox().run(stop))
     secrets_ttl = asyncio.create_task(_refresh_secrets(cfg.secrets_ttl_s, stop))
-    fresh = asyncio.create_task(_keep_fresh(registry, shadows, stop))
+    fresh = asyncio.create_task(_keep_fresh(rt.registry, rt.shadows, stop))
     await run_consumers(intake, stop)
     await outbox
     await secrets_ttl
     await fresh
-    await shadows.stop()
-    writer.close()
-    store.close()
+    await rt.stop()
     say(f"baton consume {os.getpid()}: stopped")
-
-
-def _outbox(store: SqlStore, connectors: Mapping[str, Any], cfg: Settings) -> OutboxWorker:
-    d = cfg.delivery
-    return OutboxWorker(store, connectors, first_retry_s=d.first_retry_s, max_retry_s=d.max_retry_s,
-                        give_up_after_s=d.give_up_after_s)
 
 
 def _freeze_startup_objects() -> None:
@@ -218,33 +144,18 @@ def _rotate_secrets(quiet: bool = False) -> None:
 async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int = 0) -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` prints every thread's stack
     tune_allocator()  # large request buffers go back to the system once freed
-    SECRETS.base, SECRETS.ttl_s = base, cfg.secrets_ttl_s
-    store = SqlStore(cfg.db)
-    registry = RulesetRegistry(store)
-    loaded = registry.load_directory(cfg.rulesets) if cfg.rulesets.is_dir() else []
     auth = Auth(load_tokens(None, [(resolve_secrets(t.token, f"tokens[{i}].token"), t.name, list(t.roles))
                                    for i, t in enumerate(cfg.tokens)]))
     if not auth.enabled and not (_is_loopback(cfg.listen) or cfg.insecure_no_auth):
         raise SystemExit(f"refusing to serve {cfg.listen} without auth: configure tokens (--tokens or "
                          "BATON_TOKENS), listen on localhost, or pass --insecure-no-auth")
-    writer = GroupWriter(store)
-    corpora_dir = cfg.corpora if cfg.corpora is not None else cfg.rulesets / "corpora"
-    indexed = index_corpora(store, corpora_dir) if corpora_dir.is_dir() else []
-    models, tools, ports_note = _ports(cfg, base)
-    tools = WithRetrieval(tools, store)
-    tracer = provider = None
-    if cfg.tracing is not None:
-        tracer, provider = setup_tracing(cfg.tracing.exporter, cfg.tracing.endpoint, cfg.tracing.service_name)
-        models = tools = TracedPorts(tracer, models, tools)
-    clock, ids = SystemClock(), TimeOrderedIds()
-    shadows = Shadows(store, registry)
-    escalations = Escalations(store, writer, registry, models, tools, clock, ids,
-                              DecisionPath(writer, tracer, shadows))
-    services = Services(store, writer, registry, auth, models, tools, clock, ids,
+    rt = Runtime.build(cfg, base)
+    services = Services(rt.store, rt.writer, rt.registry, auth, rt.models, rt.tools, rt.clock, rt.ids,
                         max_inflight=cfg.limits.max_inflight, step_limit=cfg.limits.step_limit,
-                        escalations=escalations, default_deadline_s=cfg.limits.deadline_s,
-                        max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd, tracer=tracer,
-                        shadows=shadows, max_document_bytes=cfg.max_document_bytes, pii_roles=tuple(cfg.pii_roles))
+                        escalations=rt.escalations, default_deadline_s=cfg.limits.deadline_s,
+                        max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd,
+                        tracer=rt.path.tracer, shadows=rt.shadows, max_document_bytes=cfg.max_document_bytes,
+                        pii_roles=tuple(cfg.pii_roles), decision_path=rt.path)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1), *cfg.transport.grpc_options()])
     server.add_generic_rpc_handlers(generic_handlers(services))
     health = HealthServicer()
@@ -264,8 +175,8 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = cfg.listen.rsplit(":", 1)[0]
     auth_note = "auth ON" if auth.enabled else "auth OFF (no tokens configured; localhost only)"
-    say(f"baton listening on {host}:{port} (pid {os.getpid()}; {auth_note}; db {store.url}; "
-          f"{len(loaded)} rulesets from {cfg.rulesets}; {len(indexed)} corpora; {ports_note})")
+    say(f"baton listening on {host}:{port} (pid {os.getpid()}; {auth_note}; db {rt.store.url}; "
+        f"{len(rt.loaded)} rulesets from {cfg.rulesets}; {len(rt.corpora)} corpora; {rt.ports_note})")
     if ready is not None:
         ready.set()
     stop = asyncio.Event()
@@ -273,16 +184,16 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, _rotate_secrets)
-    shadows.start()
-    console = await _start_console(cfg, store, registry, auth, escalations) if cfg.console and worker == 0 else None
-    intake = _consumers(cfg, registry, services.path, models, tools, clock, ids)
+    rt.start()
+    console = await _start_console(cfg, rt.store, rt.registry, auth, rt.escalations) \
+        if cfg.console and worker == 0 else None
+    intake = rt.consumers()
     consuming = asyncio.create_task(run_consumers(intake, stop)) if intake else None
     secrets_ttl = asyncio.create_task(_refresh_secrets(cfg.secrets_ttl_s, stop))
-    sweeper = asyncio.create_task(_sweep_slas(escalations, cfg.sla_check_s, stop))
-    effects = effect_connectors(cfg, base)
-    outbox = asyncio.create_task(_outbox(store, effects, cfg).run(stop))
+    sweeper = asyncio.create_task(_sweep_slas(rt.escalations, cfg.sla_check_s, stop))
+    outbox = asyncio.create_task(rt.outbox().run(stop))
     logs = asyncio.create_task(_flush_logs(stop))
-    fresh = asyncio.create_task(_keep_fresh(registry, shadows, stop))
+    fresh = asyncio.create_task(_keep_fresh(rt.registry, rt.shadows, stop))
     await stop.wait()
     if console is not None:
         console[0].should_exit = True
@@ -297,12 +208,8 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     say(f"baton {os.getpid()}: shutting down, finishing in-flight decisions")
     await health.enter_graceful_shutdown()
     await server.stop(GRACE_S)
-    await shadows.stop()
-    writer.close()
-    store.close()
+    await rt.stop()
     flush_decision_log()
-    if provider is not None:
-        provider.shutdown()  # export the last spans
     say(f"baton {os.getpid()}: stopped")
 
 

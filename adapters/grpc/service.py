@@ -9,7 +9,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import grpc
@@ -69,10 +69,11 @@ class Services:
     shadows: Shadows | None = None
     max_document_bytes: int = DEFAULT_MAX_BYTES
     pii_roles: tuple[str, ...] = ()  # who reads fields marked pii in others' decisions; everyone else: masked
+    decision_path: InitVar[DecisionPath | None] = None  # the process's one path (adapters/bootstrap.py)
     path: DecisionPath = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.path = DecisionPath(self.writer, self.tracer, self.shadows)
+    def __post_init__(self, decision_path: DecisionPath | None) -> None:
+        self.path = decision_path or DecisionPath(self.writer, self.tracer, self.shadows)
 
 
 async def readable(s: Services, record: dict[str, Any], ident: Identity) -> dict[str, Any]:
@@ -233,6 +234,7 @@ class DecisionService:
     async def Decide(self, request: decision_pb2.DecideRequest, context: Ctx,
                      ident: Identity) -> decision_pb2.DecideResponse:
         s = self.s
+        received = s.path.received()
         if not request.ruleset:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "ruleset is required", [("ruleset", "required")])
         engine = s.registry.engine(request.ruleset, request.version)
@@ -284,7 +286,7 @@ class DecisionService:
             record, saved = await s.path.decide(
                 engine.ruleset.name, lambda: engine.run(validated, s.models, s.tools, s.clock, s.ids, limits,
                                                         documents=[i.document for i in incoming]),
-                ident.name, key, incoming, _metadata(context, "x-request-id") or "")
+                ident.name, key, incoming, _metadata(context, "x-request-id") or "", received=received)
         finally:
             self.inflight -= 1
             metrics.INFLIGHT.dec()

@@ -60,7 +60,7 @@ class Document(_message.Message):
     def __init__(self, name: _Optional[str] = ..., media_type: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "ruleset", "version", "outcome", "decision", "reason", "rule", "fired", "cost_usd", "tokens", "latency_ms", "decided_at", "steps", "calls", "idempotent_replay", "documents")
+    __slots__ = ("decision_id", "ruleset", "version", "outcome", "decision", "reason", "rule", "fired", "cost_usd", "tokens", "latency_ms", "decided_at", "steps", "calls", "idempotent_replay", "documents", "queued_ms")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     RULESET_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +77,7 @@ class Decision(_message.Message):
     CALLS_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENT_REPLAY_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_MS_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     ruleset: str
     version: str
@@ -93,7 +94,8 @@ class Decision(_message.Message):
     calls: int
     idempotent_replay: bool
     documents: _containers.RepeatedCompositeFieldContainer[DocumentRef]
-    def __init__(self, decision_id: _Optional[str] = ..., ruleset: _Optional[str] = ..., version: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., decision: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., reason: _Optional[str] = ..., rule: _Optional[str] = ..., fired: _Optional[_Iterable[str]] = ..., cost_usd: _Optional[float] = ..., tokens: _Optional[int] = ..., latency_ms: _Optional[float] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[int] = ..., calls: _Optional[int] = ..., idempotent_replay: _Optional[bool] = ..., documents: _Optional[_Iterable[_Union[DocumentRef, _Mapping]]] = ...) -> None: ...
+    queued_ms: float
+    def __init__(self, decision_id: _Optional[str] = ..., ruleset: _Optional[str] = ..., version: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., decision: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., reason: _Optional[str] = ..., rule: _Optional[str] = ..., fired: _Optional[_Iterable[str]] = ..., cost_usd: _Optional[float] = ..., tokens: _Optional[int] = ..., latency_ms: _Optional[float] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[int] = ..., calls: _Optional[int] = ..., idempotent_replay: _Optional[bool] = ..., documents: _Optional[_Iterable[_Union[DocumentRef, _Mapping]]] = ..., queued_ms: _Optional[float] = ...) -> None: ...
 
 class DocumentRef(_message.Message):
     __slots__ = ("id", "name", "media_type", "pages", "chars")
