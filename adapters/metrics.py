@@ -87,16 +87,12 @@ class StoreGauges(Collector):
         yield from self.cached[1]
 
     def _read(self) -> list[GaugeMetricFamily]:
-        import sqlalchemy as sa
-
-        from adapters.store.sql import ESCALATIONS, OUTBOX, SqlStore
+        from adapters.store.sql import SqlStore
 
         store = SqlStore(self.db, migrate=False)
         try:
-            with store.engine.connect() as conn:
-                escalations = conn.execute(sa.select(ESCALATIONS.c.queue, sa.func.count()).where(
-                    ESCALATIONS.c.status == "open").group_by(ESCALATIONS.c.queue)).all()
-                effects = conn.execute(sa.select(OUTBOX.c.status, sa.func.count()).group_by(OUTBOX.c.status)).all()
+            escalations = store.open_escalations_by_queue()
+            effects = store.effects_by_status()
         finally:
             store.close()
         open_gauge = GaugeMetricFamily("baton_escalations_open", "Open escalations", labels=["queue"])

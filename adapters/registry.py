@@ -13,58 +13,20 @@ import bisect
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from adapters.rulesets import load_file, ruleset_files
-from adapters.store.sql import PUBLICATIONS, RULESETS, SqlStore, store_version
+from adapters.store.governance import PENDING, PUBLISHED, REJECTED, Publication, VersionInfo
+from adapters.store.sql import SqlStore
 from engine.errors import BatonError, CompileErrors
 from engine.language.loader import load_ruleset
 from engine.loop import Engine
 from engine.model import Ruleset
 
-PENDING, PUBLISHED, REJECTED = "pending", "published", "rejected"
-
 
 class GovernanceError(BatonError):
     """A publication step refused by the rules of governance (four eyes, wrong state)."""
-
-
-@dataclass(slots=True)
-class VersionInfo:
-    name: str
-    version: str
-    loaded_at: float
-    published_at: float | None
-    published_by: str | None
-    description: str = ""
-    rules: int = 0
-    tests: int = 0
-
-
-@dataclass(slots=True)
-class Publication:
-    id: str
-    ruleset: str
-    version: str
-    status: str
-    submitted_by: str
-    submitted_at: float
-    note: str
-    requested_from: float | None
-    effective_from: float | None
-    decided_by: str | None
-    decided_at: float | None
-    decision_note: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
-
-
-_PUB_COLUMNS = [PUBLICATIONS.c[k] for k in Publication.__slots__]
 
 
 class RulesetRegistry:
@@ -95,17 +57,7 @@ class RulesetRegistry:
 
     def publish_reviewed(self, rs: Ruleset, by: str) -> VersionInfo:
         """Publish a version reviewed elsewhere (a deployed file), unless it was ever published."""
-        now = time.time()
-        with self.store.writer.begin() as conn:
-            store_version(conn, rs, now)
-            published = conn.execute(sa.select(PUBLICATIONS.c.id).where(
-                PUBLICATIONS.c.version == rs.version, PUBLICATIONS.c.status == PUBLISHED)).first()
-            if published is None:
-                conn.execute(PUBLICATIONS.insert().values(
-                    id=_new_id(), ruleset=rs.name, version=rs.version, status=PUBLISHED, submitted_by=by,
-                    submitted_at=now, note="deployed from the rulesets directory", requested_from=None,
-                    effective_from=now, decided_by=by, decided_at=now, decision_note="reviewed in the repository"))
-                self._mark_published(conn, rs.version, now, by)
+        self.store.publish_reviewed(rs, by, _new_id(), time.time())
         self._remember(rs)
         self.refresh(force=True)
         info = self.info(rs.name, rs.version)
@@ -121,18 +73,8 @@ class RulesetRegistry:
         if self.active_version(rs.name) == rs.version:
             raise GovernanceError("unchanged", f"{rs.ref} is the version already in effect; there is nothing to "
                                   "publish")
-        now = time.time()
-        with self.store.writer.begin() as conn:
-            store_version(conn, rs, now)
-            pending = conn.execute(sa.select(*_PUB_COLUMNS).where(
-                PUBLICATIONS.c.version == rs.version, PUBLICATIONS.c.status == PENDING)).first()
-            if pending is not None:
-                return Publication(*pending)  # submitting the same version again is the same request
-            pub_id = _new_id()
-            conn.execute(PUBLICATIONS.insert().values(
-                id=pub_id, ruleset=rs.name, version=rs.version, status=PENDING, submitted_by=by, submitted_at=now,
-                note=note, requested_from=effective_from, effective_from=None, decided_by=None, decided_at=None,
-                decision_note=""))
+        # submitting the same version again is the same request: the pending publication already there
+        pub_id = self.store.submit_publication(rs, by, note, effective_from, _new_id(), time.time())
         self._remember(rs)
         found = self.publication(pub_id)
         assert found is not None
@@ -144,35 +86,25 @@ class RulesetRegistry:
         if not approve and not note.strip():
             raise GovernanceError("note_required", "a rejection needs a reason (the submitter reads it)")
         now = time.time()
-        with self.store.writer.begin() as conn:
-            row = conn.execute(sa.select(*_PUB_COLUMNS).where(PUBLICATIONS.c.id == pub_id)).first()
-            if row is None:
+
+        def decision(pub: Publication | None) -> dict[str, Any]:
+            if pub is None:
                 raise BatonError("unknown_publication", f"no publication {pub_id!r}")
-            pub = Publication(*row)
             if pub.status != PENDING:
                 raise GovernanceError("not_pending", f"publication {pub_id} is already {pub.status} "
                                       f"(by {pub.decided_by})")
             if by == pub.submitted_by:
                 raise GovernanceError("four_eyes", f"{by} submitted this version and cannot also "
                                       f"{'approve' if approve else 'reject'} it; another approver must")
-            effective = max(pub.requested_from or now, now) if approve else None
-            done = conn.execute(PUBLICATIONS.update().where(PUBLICATIONS.c.id == pub_id,
-                                                            PUBLICATIONS.c.status == PENDING).values(
-                status=PUBLISHED if approve else REJECTED, decided_by=by, decided_at=now, decision_note=note,
-                effective_from=effective)).rowcount
-            if done != 1:
-                raise GovernanceError("not_pending", f"publication {pub_id} was decided concurrently")
-            if approve:
-                self._mark_published(conn, pub.version, now, pub.submitted_by)
+            return {"status": PUBLISHED if approve else REJECTED, "decided_by": by, "decided_at": now,
+                    "decision_note": note, "effective_from": max(pub.requested_from or now, now) if approve else None}
+
+        if not self.store.decide_publication(pub_id, decision):
+            raise GovernanceError("not_pending", f"publication {pub_id} was decided concurrently")
         self.refresh(force=True)
         found = self.publication(pub_id)
         assert found is not None
         return found
-
-    @staticmethod
-    def _mark_published(conn: sa.Connection, version: str, now: float, by: str) -> None:
-        conn.execute(RULESETS.update().where(RULESETS.c.version == version, RULESETS.c.published_at.is_(None))
-                     .values(published_at=now, published_by=by))
 
     def _remember(self, rs: Ruleset) -> None:
         with self.lock:
@@ -183,13 +115,9 @@ class RulesetRegistry:
         now = time.monotonic()
         if not force and (self.background or now - self.refreshed < self.refresh_s):
             return
-        p = PUBLICATIONS.c
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(p.ruleset, p.effective_from, p.decided_at, p.version)
-                                .where(p.status == PUBLISHED)).all()
         schedule: dict[str, list[tuple[float, float, str]]] = {}
-        for name, effective, decided, version in rows:
-            schedule.setdefault(name, []).append((float(effective), float(decided or 0), version))
+        for name, effective, decided, version in self.store.published_schedule():
+            schedule.setdefault(name, []).append((effective, decided, version))
         for entries in schedule.values():
             entries.sort()
         with self.lock:
@@ -228,9 +156,7 @@ class RulesetRegistry:
             return version
         if len(version) < 8:
             raise BatonError("unknown_version", "a version prefix needs at least 8 characters")
-        with self.store.engine.connect() as conn:
-            found = conn.execute(sa.select(RULESETS.c.version).where(RULESETS.c.version.like(f"{version}%"))
-                                 .limit(2)).scalars().all()
+        found = self.store.versions_starting(version)
         if len(found) != 1:
             raise BatonError("unknown_version", f"no ruleset version {version!r}" if not found else
                              f"version prefix {version!r} is ambiguous")
@@ -260,21 +186,17 @@ class RulesetRegistry:
             return self.engines.setdefault(version, engine)
 
     def info(self, name: str, version: str) -> VersionInfo | None:
-        found = self._versions(RULESETS.c.version == version)
+        found = self._versions(version)
         return found[0] if found else None
 
     def versions(self) -> list[VersionInfo]:
         """Every stored version, by name then age, with what a listing shows (no source is compiled)."""
-        return self._versions(sa.true())
+        return self._versions()
 
-    def _versions(self, where: Any) -> list[VersionInfo]:
-        r = RULESETS.c
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(r.name, r.version, r.loaded_at, r.published_at, r.published_by,
-                                          r.description, r.rules, r.tests).where(where)
-                                .order_by(r.name, r.loaded_at)).all()
+    def _versions(self, only: str | None = None) -> list[VersionInfo]:
         out = []
-        for name, version, loaded_at, published_at, published_by, description, rules, tests in rows:
+        for name, version, loaded_at, published_at, published_by, description, rules, tests in \
+                self.store.version_rows(only):
             if rules is None:  # stored before its summary was
                 description, rules, tests = self._summarise(version)
             out.append(VersionInfo(name, version, loaded_at, published_at, published_by, description or "",
@@ -290,9 +212,7 @@ class RulesetRegistry:
             rs = load_ruleset(found[1], f"{found[0]}@{version[:12]}")
         except CompileErrors as e:  # stored by an older Baton whose language differed: listed all the same
             return f"(this stored version no longer compiles: {e.errors[0].message})", 0, 0
-        with self.store.writer.begin() as conn:
-            conn.execute(RULESETS.update().where(RULESETS.c.version == version, RULESETS.c.rules.is_(None))
-                         .values(description=rs.description, rules=len(rs.rules), tests=len(rs.tests)))
+        self.store.save_summary(version, rs.description, len(rs.rules), len(rs.tests))
         return rs.description, len(rs.rules), len(rs.tests)
 
     def latest_publications(self) -> dict[str, Publication]:
@@ -303,20 +223,10 @@ class RulesetRegistry:
         return latest
 
     def publication(self, pub_id: str) -> Publication | None:
-        with self.store.engine.connect() as conn:
-            row = conn.execute(sa.select(*_PUB_COLUMNS).where(PUBLICATIONS.c.id == pub_id)).first()
-        return Publication(*row) if row else None
+        return self.store.publication(pub_id)
 
     def publications(self, name: str = "", status: str = "", version: str = "") -> list[Publication]:
-        query = sa.select(*_PUB_COLUMNS).order_by(PUBLICATIONS.c.submitted_at.desc())
-        if name:
-            query = query.where(PUBLICATIONS.c.ruleset == name)
-        if status:
-            query = query.where(PUBLICATIONS.c.status == status)
-        if version:
-            query = query.where(PUBLICATIONS.c.version == version)
-        with self.store.engine.connect() as conn:
-            return [Publication(*row) for row in conn.execute(query).all()]
+        return self.store.publications(name, status, version)
 
 
 def _new_id() -> str:

@@ -23,10 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from adapters.documents import SUFFIXES, read_document
-from adapters.store.sql import CORPORA, PASSAGES, SqlStore
+from adapters.store.sql import SqlStore
 from engine.errors import BatonError, InvalidInput
 from engine.ports import CallRequest, CallResult
 
@@ -112,12 +110,7 @@ def index_directory(store: SqlStore, directory: Path, corpus: str,
     files = corpus_files(directory)
     if not files:
         raise BatonError("empty_corpus", f"no .md, .txt or .pdf files under {directory}")
-    with store.writer.begin() as conn:
-        latest = conn.execute(sa.select(sa.func.max(CORPORA.c.version)).where(CORPORA.c.name == corpus)).scalar()
-        version = int(latest or 0) + 1
-        conn.execute(CORPORA.insert().values(name=corpus, version=version, status="building", documents=0,
-                                             passages=0, source=source or str(directory),
-                                             created_at=time.time()))
+    version = store.new_corpus_version(corpus, source or str(directory), time.time())
     total = 0
     try:
         batch: list[Passage] = []
@@ -134,55 +127,24 @@ def index_directory(store: SqlStore, directory: Path, corpus: str,
             if progress is not None:
                 progress(n, len(files), rel)
     except BaseException:
-        with store.writer.begin() as conn:
-            _drop(conn, store, corpus, version)
+        store.drop_corpus_version(corpus, version)
         raise
-    with store.writer.begin() as conn:
-        conn.execute(CORPORA.update().where(CORPORA.c.name == corpus, CORPORA.c.version == version)
-                     .values(status="ready", documents=len(files), passages=total))
+    store.corpus_ready(corpus, version, len(files), total)
     return version, len(files), total
 
 
 def _insert(store: SqlStore, corpus: str, version: int, passages: list[Passage]) -> int:
-    if not passages:
-        return 0
-    rows = [{"corpus": corpus, "version": version, "document": p.document[:500], "section": p.section,
-             "position": p.position, "content": p.content, "content_hash": p.content_hash} for p in passages]
-    with store.writer.begin() as conn:
-        if store.sqlite:
-            first = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(PASSAGES.c.id), 0))).scalar_one()) + 1
-            for i, row in enumerate(rows):
-                row["id"] = first + i
-            conn.execute(PASSAGES.insert(), rows)
-            conn.exec_driver_sql("INSERT INTO passages_fts (rowid, section, content) VALUES (?, ?, ?)",
-                                 [(r["id"], r["section"], r["content"]) for r in rows])
-        else:
-            conn.execute(PASSAGES.insert(), rows)
-    return len(rows)
-
-
-def _drop(conn: sa.Connection, store: SqlStore, corpus: str, version: int) -> None:
-    if store.sqlite:
-        conn.exec_driver_sql(
-            "INSERT INTO passages_fts (passages_fts, rowid, section, content) SELECT 'delete', id, section, content "
-            "FROM passages WHERE corpus = ? AND version = ?", (corpus, version))
-    conn.execute(PASSAGES.delete().where(PASSAGES.c.corpus == corpus, PASSAGES.c.version == version))
-    conn.execute(CORPORA.delete().where(CORPORA.c.name == corpus, CORPORA.c.version == version))
+    return store.add_passages([{"corpus": corpus, "version": version, "document": p.document[:500],
+                                "section": p.section, "position": p.position, "content": p.content,
+                                "content_hash": p.content_hash} for p in passages])
 
 
 def corpora(store: SqlStore) -> list[dict[str, Any]]:
-    c = CORPORA.c
-    with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(c.name, c.version, c.status, c.documents, c.passages, c.source, c.created_at)
-                            .order_by(c.name, c.version)).all()
-    return [dict(r._mapping) for r in rows]
+    return store.corpora()
 
 
 def latest_version(store: SqlStore, corpus: str) -> int | None:
-    with store.engine.connect() as conn:
-        found = conn.execute(sa.select(sa.func.max(CORPORA.c.version)).where(
-            CORPORA.c.name == corpus, CORPORA.c.status == "ready")).scalar()
-    return int(found) if found is not None else None
+    return store.latest_corpus_version(corpus)
 
 
 def terms(query: str) -> list[str]:
@@ -205,32 +167,7 @@ def search(store: SqlStore, corpus: str, query: str, top_k: int = 5, version: in
     words = terms(query)
     if not words:
         return []
-    with store.engine.connect() as conn:
-        if store.sqlite:
-            match = " OR ".join(f'"{w}"' for w in words)
-            candidates = conn.exec_driver_sql(
-                "SELECT p.id, p.document, p.section, p.content, p.content_hash, -bm25(passages_fts, 2.0, 1.0) "
-                "FROM passages_fts JOIN passages p ON p.id = passages_fts.rowid "
-                "WHERE passages_fts MATCH ? AND p.corpus = ? AND p.version = ? "
-                "ORDER BY 6 DESC, p.id LIMIT ?", (match, corpus, version, CANDIDATES)).all()
-            matched: dict[int, int] = dict.fromkeys((int(r[0]) for r in candidates), 0)
-            if candidates:
-                marks = ",".join("?" * len(candidates))
-                for w in words:
-                    for (rowid,) in conn.exec_driver_sql(
-                            f"SELECT rowid FROM passages_fts WHERE passages_fts MATCH ? AND rowid IN ({marks})",
-                            (f'"{w}"', *matched)).all():
-                        matched[int(rowid)] += 1
-            rows = [(r[0], r[1], r[2], r[3], r[4], float(r[5]), matched[int(r[0])]) for r in candidates]
-        else:
-            params: dict[str, Any] = {"q": " | ".join(words), "c": corpus, "v": version, "k": CANDIDATES}
-            coord = " + ".join(f"(tsv @@ to_tsquery('english', :t{i}))::int" for i in range(len(words)))
-            params.update({f"t{i}": w for i, w in enumerate(words)})
-            rows = [tuple(r) for r in conn.execute(sa.text(
-                f"SELECT id, document, section, content, content_hash, "
-                f"ts_rank_cd(tsv, to_tsquery('english', :q), 32) AS rank, {coord} AS matched FROM passages "
-                "WHERE corpus = :c AND version = :v AND tsv @@ to_tsquery('english', :q) "
-                "ORDER BY rank DESC, id LIMIT :k"), params).all()]
+    rows = store.passage_candidates(corpus, version, words, CANDIDATES)
     rows.sort(key=lambda r: (-int(r[6]), -float(r[5]), int(r[0])))
     out = []
     for r in rows[:top_k]:
@@ -252,12 +189,10 @@ def corpus_digest(directory: Path) -> str:
 def index_if_changed(store: SqlStore, directory: Path, corpus: str) -> tuple[int, bool]:
     """Index a folder unless its latest ready version was made from the same files: (version, indexed)."""
     digest = corpus_digest(directory)
-    c = CORPORA.c
-    with store.engine.connect() as conn:
-        row = conn.execute(sa.select(c.version, c.source).where(c.name == corpus, c.status == "ready")
-                           .order_by(c.version.desc()).limit(1)).first()
-    if row is not None and str(row[1]).endswith(f"#{digest}"):
-        return int(row[0]), False
+    latest = store.latest_corpus_version(corpus)
+    source = next((c["source"] for c in store.corpora() if c["name"] == corpus and c["version"] == latest), None)
+    if latest is not None and str(source).endswith(f"#{digest}"):
+        return latest, False
     version, _, _ = index_directory(store, directory, corpus, source=f"{directory}#{digest}")
     return version, True
 

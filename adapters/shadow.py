@@ -23,26 +23,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-
 from adapters import metrics
 from adapters.impact import decision_label
 from adapters.registry import RulesetRegistry
-from adapters.store.sql import SHADOW_RESULTS, SHADOWS, SqlStore, store_version
+from adapters.store.governance import ShadowInfo
+from adapters.store.sql import SqlStore
 from engine.errors import BatonError
 from engine.model import Ruleset
 from engine.replay import what_if
 
 log = logging.getLogger("baton.shadow")
-
-
-@dataclass(slots=True)
-class ShadowInfo:
-    id: str
-    ruleset: str
-    version: str
-    attached_by: str
-    attached_at: float
 
 
 @dataclass(slots=True)
@@ -71,33 +61,17 @@ class Shadows:
 
     # -- attaching ---------------------------------------------------------------------------------
     def attach(self, rs: Ruleset, by: str) -> ShadowInfo:
-        now = time.time()
-        with self.store.writer.begin() as conn:
-            store_version(conn, rs, now)
-            row = conn.execute(sa.select(SHADOWS.c.id, SHADOWS.c.ruleset, SHADOWS.c.version, SHADOWS.c.attached_by,
-                                         SHADOWS.c.attached_at).where(SHADOWS.c.version == rs.version,
-                                                                      SHADOWS.c.detached_at.is_(None))).first()
-            if row is not None:
-                return ShadowInfo(*row)
-            info = ShadowInfo(f"shadow-{uuid.uuid4().hex[:16]}", rs.name, rs.version, by, now)
-            conn.execute(SHADOWS.insert().values(id=info.id, ruleset=info.ruleset, version=info.version,
-                                                 attached_by=by, attached_at=now, detached_at=None))
+        info = self.store.attach_shadow(rs, by, f"shadow-{uuid.uuid4().hex[:16]}", time.time())
         self.refresh(force=True)
         return info
 
     def detach(self, version: str) -> bool:
-        with self.store.writer.begin() as conn:
-            done = conn.execute(SHADOWS.update().where(SHADOWS.c.version == version, SHADOWS.c.detached_at.is_(None))
-                                .values(detached_at=time.time())).rowcount
+        done = self.store.detach_shadow(version, time.time())
         self.refresh(force=True)
-        return bool(done)
+        return done
 
     def attached(self) -> list[ShadowInfo]:
-        s = SHADOWS.c
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(s.id, s.ruleset, s.version, s.attached_by, s.attached_at)
-                                .where(s.detached_at.is_(None)).order_by(s.attached_at)).all()
-        return [ShadowInfo(*r) for r in rows]
+        return self.store.attached_shadows()
 
     def refresh(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -161,27 +135,13 @@ class Shadows:
                "live_outcome": str(record["outcome"]), "shadow_outcome": str(w.new.get("outcome", "error")),
                "changed": w.changed, "unanswered": len(w.unanswered),
                "detail": json.dumps(detail, sort_keys=True, default=str), "created_at": time.time()}
-        await asyncio.to_thread(self._store, row)
+        await asyncio.to_thread(self.store.save_shadow_result, row)
         metrics.SHADOW_EVALUATIONS.labels(changed=str(w.changed).lower()).inc()
         return w.changed
 
-    def _store(self, row: dict[str, Any]) -> None:
-        with self.store.writer.begin() as conn:
-            exists = conn.execute(sa.select(SHADOW_RESULTS.c.decision_id).where(
-                SHADOW_RESULTS.c.decision_id == row["decision_id"],
-                SHADOW_RESULTS.c.shadow_version == row["shadow_version"])).first()
-            if exists is None:
-                conn.execute(SHADOW_RESULTS.insert().values(**row))
-
     # -- reporting ---------------------------------------------------------------------------------
     def report(self, version: str, since: float | None = None, examples: int = 5) -> ShadowReport:
-        r = SHADOW_RESULTS.c
-        query = sa.select(r.ruleset, r.decision_id, r.live_outcome, r.shadow_outcome, r.changed, r.unanswered,
-                          r.detail).where(r.shadow_version == version).order_by(r.created_at)
-        if since is not None:
-            query = query.where(r.created_at >= since)
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(query).all()
+        rows = self.store.shadow_results(version, since)
         ruleset = rows[0][0] if rows else ""
         if not rows:
             found = self.store.ruleset_source(version)

@@ -26,8 +26,9 @@ from adapters.grpc.auth import Auth, AuthError, Identity
 from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
 from adapters.impact import Impact, impact_steps
 from adapters.pii import mask_record
-from adapters.registry import GovernanceError, Publication, RulesetRegistry, VersionInfo
+from adapters.registry import GovernanceError, RulesetRegistry
 from adapters.shadow import Shadows
+from adapters.store.governance import Publication, VersionInfo
 from adapters.store.sql import Conflict, SqlStore
 from adapters.store.sql import unavailable as store_unavailable
 from adapters.store.writer import GroupWriter

@@ -36,8 +36,8 @@ from adapters.grpc.service import Services, generic_handlers
 from adapters.intake import Decider
 from adapters.registry import RulesetRegistry
 from adapters.rulesets import load_file
-from adapters.shadow import SHADOW_RESULTS, Shadows
-from adapters.store.sql import SqlStore
+from adapters.shadow import Shadows
+from adapters.store.sql import SHADOW_RESULTS, SqlStore
 from adapters.store.writer import GroupWriter
 from adapters.system import SystemClock, TimeOrderedIds
 from engine.language.loader import load_ruleset
