@@ -20,9 +20,10 @@ from adapters.system import LoopLag, SystemClock
 from adapters.tracing import annotate, decision_span, installed_tracer
 from engine.loop import Decision
 from engine.ports import Clock
+from engine.record import DecisionRecord
 
 
-def waited(record: dict[str, Any], seconds: float) -> None:
+def waited(record: DecisionRecord, seconds: float) -> None:
     """Make the record's latency the whole time since its request was received (``seconds``), and say how
     much of it was spent before the engine started (``queued_ms``); the engine's own measure is its run."""
     total = round(seconds * 1000, 3)
@@ -51,7 +52,7 @@ class DecisionPath:
     async def decide(self, ruleset: str, run: Callable[[], Awaitable[Decision]], caller: str,
                      idempotency_key: str | None = None, documents: Sequence[Incoming] = (),
                      request_id: str = "", resolves: Resolution | None = None, received: float | None = None
-                     ) -> tuple[dict[str, Any], Saved]:
+                     ) -> tuple[DecisionRecord, Saved]:
         """Run ``run`` (the engine deciding), store the record, and give it its side records. Returns the
         record and how it was saved (``saved.existing``: a concurrent request with the same key stored first;
         then nothing else happens here and the door answers with the stored decision). ``received``: when

@@ -25,6 +25,7 @@ from engine.errors import BatonError, InvalidInput, Where
 from engine.language.types import check_field
 from engine.loop import Engine, HumanInput
 from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
+from engine.record import DecisionRecord
 from engine.recorded import ReplayAnswers
 from engine.replay import facts_of, human_inputs, stored_limits
 
@@ -56,7 +57,7 @@ class Escalations:
             raise BatonError("unknown_escalation", f"no escalation {escalation_id!r}")
         return found
 
-    async def resolve(self, escalation_id: str, answer: object, by: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def resolve(self, escalation_id: str, answer: object, by: str) -> tuple[dict[str, Any], DecisionRecord]:
         """Validate the reviewer's answer against `expects`, resume, store. Returns (escalation, decision)."""
         esc = await asyncio.to_thread(self.get, escalation_id)
         if esc["status"] != "open":
@@ -134,7 +135,7 @@ class Escalations:
         return expired
 
     async def _resume(self, esc: dict[str, Any], given: HumanInput, resolution: Resolution,
-                      original: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                      original: DecisionRecord | None = None) -> tuple[dict[str, Any], DecisionRecord]:
         assert self.path is not None
         received = self.path.received()
         if original is None:  # resolve() has read it already; an expiry has not

@@ -13,6 +13,7 @@ from typing import Any
 from adapters.store.sql import SqlStore
 from engine.documents import Document
 from engine.loop import Engine
+from engine.record import DecisionRecord
 from engine.replay import WhatIf, what_if
 
 
@@ -78,7 +79,7 @@ async def impact_steps(store: SqlStore, engine: Engine, ids: list[str], impact: 
         yield 0, 0
 
 
-def _read(store: SqlStore, ids: list[str]) -> tuple[list[dict[str, Any] | None], dict[str, Document]]:
+def _read(store: SqlStore, ids: list[str]) -> tuple[list[DecisionRecord | None], dict[str, Document]]:
     records = store.get_many(ids)
     refs = [str(ref["id"]) for r in records if r is not None for ref in r.get("documents") or ()]
     return records, {d.id: d for d in store.documents(list(dict.fromkeys(refs)))}

@@ -39,6 +39,7 @@ from adapters.tls import tls_context
 from engine.errors import BatonError, InvalidInput
 from engine.loop import Limits
 from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
+from engine.record import DecisionRecord
 
 log = logging.getLogger("baton.intake")
 PERMANENT = {"unknown_ruleset", "unknown_version", "bad_request", "stale_version"}
@@ -129,7 +130,7 @@ class Decider:
         return ruleset, str(version), request.get("facts") or {}, docs
 
     async def decide(self, body: bytes, key: str, caller: str, default_ruleset: str, seen_before: bool = True
-                     ) -> tuple[dict[str, Any], bool]:
+                     ) -> tuple[DecisionRecord, bool]:
         """(record, replayed): the stored decision for this message id, or a new one. ``seen_before`` False
         (a first delivery) skips the lookup; the store's own idempotency check still catches a repeat."""
         received = self.path.received()

@@ -12,6 +12,7 @@ import orjson
 
 from adapters.config import Settings
 from adapters.secrets import RedactingFilter
+from engine.record import DecisionRecord
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -45,7 +46,7 @@ def setup_logging(settings: Settings) -> None:
 decision_log = logging.getLogger("baton.decision")
 
 
-def log_decision(record: dict[str, Any], request_id: str, caller: str) -> None:
+def log_decision(record: DecisionRecord, request_id: str, caller: str) -> None:
     """The one info line per decision: ids, ruleset version, outcome, timing and cost. No facts, no PII.
 
     Buffered and written straight to the log handler's stream in the JSON format above: going through

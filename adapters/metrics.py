@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from engine.record import DecisionRecord
+
 DECISIONS = Counter("baton_decisions", "Decisions made", ["ruleset", "outcome"])
 LATENCY = Histogram("baton_decision_latency_seconds", "Decision latency, engine and calls", ["ruleset"],
                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
@@ -52,7 +54,7 @@ def _child(metric: Any, *labels: str) -> Any:
     return child
 
 
-def observe(record: dict[str, Any]) -> None:
+def observe(record: DecisionRecord) -> None:
     ruleset = record["ruleset"]
     _child(DECISIONS, ruleset, record["outcome"]).inc()
     _child(LATENCY, ruleset).observe(record["latency_ms"] / 1000)

@@ -11,15 +11,17 @@ import copy
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from engine.record import DecisionRecord
+
 MASK = "•••• (pii)"
 
 Private = Mapping[str, Collection[str]]  # fact type -> its pii fields
 
 
-def mask_record(record: Mapping[str, Any], private: Private) -> dict[str, Any]:
+def mask_record(record: DecisionRecord, private: Private) -> DecisionRecord:
     """A copy of ``record`` with PII masked everywhere it appears: the pii fields themselves, and their values
     wherever else they are quoted (a model's answer, a prompt, a proposal)."""
-    out: dict[str, Any] = copy.deepcopy(dict(record))
+    out: DecisionRecord = copy.deepcopy(record)
     if not private:
         return out
     secrets = secrets_of(out, private)

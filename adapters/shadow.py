@@ -19,9 +19,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from adapters import metrics
 from adapters.impact import decision_label
@@ -30,6 +28,7 @@ from adapters.store.governance import ShadowInfo
 from adapters.store.sql import SqlStore
 from engine.errors import BatonError
 from engine.model import Ruleset
+from engine.record import DecisionRecord
 from engine.replay import what_if
 
 log = logging.getLogger("baton.shadow")
@@ -56,7 +55,7 @@ class Shadows:
         self.refreshed = 0.0
         self.background = False  # as RulesetRegistry.background: a server task refreshes, offer() never queries
         self.lock = threading.Lock()
-        self.queue: asyncio.Queue[Mapping[str, Any]] | None = None
+        self.queue: asyncio.Queue[DecisionRecord] | None = None
         self.task: asyncio.Task[None] | None = None
 
     # -- attaching ---------------------------------------------------------------------------------
@@ -95,7 +94,7 @@ class Shadows:
                 await self.task
             self.task = None
 
-    def offer(self, record: Mapping[str, Any]) -> None:
+    def offer(self, record: DecisionRecord) -> None:
         """Queue a stored live decision for its ruleset's shadows (if any); never blocks."""
         self.refresh()
         if self.queue is None or not self.by_ruleset.get(str(record["ruleset"])):
@@ -123,10 +122,10 @@ class Shadows:
             finally:
                 self.queue.task_done()
 
-    async def evaluate(self, record: Mapping[str, Any], version: str) -> bool:
+    async def evaluate(self, record: DecisionRecord, version: str) -> bool:
         """Evaluate one live decision against one shadow version and store the result; True if it differs."""
         engine = await asyncio.to_thread(self.registry.engine_for, version)
-        documents = await asyncio.to_thread(self.store.documents_of, dict(record))
+        documents = await asyncio.to_thread(self.store.documents_of, record)
         w = await what_if(engine, record, documents=documents)  # no live ports: recorded answers only
         detail = {"live": w.old, "shadow": w.new, "fired_only_live": w.fired_only_before,
                   "fired_only_shadow": w.fired_only_after, "unanswered": w.unanswered, "error": w.error}

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.trace import Span, Tracer
 
 from engine.ports import CallRequest, CallResult, ModelGateway, ToolConnector
+from engine.record import DecisionRecord
 
 
 def setup_tracing(exporter: str, endpoint: str | None, service_name: str = "baton",
@@ -48,7 +49,7 @@ def installed_tracer() -> Tracer | None:
     return provider.get_tracer("baton")
 
 
-def annotate(span: Span | None, record: dict[str, Any]) -> None:
+def annotate(span: Span | None, record: DecisionRecord) -> None:
     if span is None:
         return
     span.set_attributes({"baton.decision_id": record["decision_id"], "baton.version": record["version"],

@@ -16,7 +16,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,6 +31,7 @@ from adapters.store.sql import Pending, SqlStore  # noqa: E402
 from adapters.system import SystemClock, TimeOrderedIds  # noqa: E402
 from engine.language.loader import load_ruleset  # noqa: E402
 from engine.loop import Engine  # noqa: E402
+from engine.record import DecisionRecord  # noqa: E402
 from engine.recorded import RecordedAnswers  # noqa: E402
 
 
@@ -89,7 +89,7 @@ def main() -> None:
 
     engine = Engine(big)
     answers = RecordedAnswers({f"ask{i}": {"ordinary": True, "note": f"opinion {i} " * 20} for i in range(20)})
-    record: dict[str, Any] = asyncio.run(engine.decide({"claim": {"ref": "C-BIG", "amount": 1000}}, answers,
+    record: DecisionRecord = asyncio.run(engine.decide({"claim": {"ref": "C-BIG", "amount": 1000}}, answers,
                                                        answers, clock, ids)).to_dict()
     store.save(record)
     fired, calls = len(record["fired"]), sum(1 for e in record["trace"] if e["kind"] == "call")

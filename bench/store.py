@@ -29,11 +29,12 @@ from adapters.store.sql import SqlStore  # noqa: E402
 from adapters.store.writer import GroupWriter  # noqa: E402
 from adapters.system import SystemClock, TimeOrderedIds  # noqa: E402
 from engine.loop import Engine  # noqa: E402
+from engine.record import DecisionRecord  # noqa: E402
 from engine.recorded import RecordedAnswers  # noqa: E402
 from engine.replay import replay  # noqa: E402
 
 
-async def decided(rs: Any, n: int) -> list[dict[str, Any]]:
+async def decided(rs: Any, n: int) -> list[DecisionRecord]:
     engine = Engine(rs)
     clock, ids = SystemClock(), TimeOrderedIds()
     out = []
@@ -53,7 +54,7 @@ def store_only(url: str, n: int, concurrency: int = 128) -> float:
     writer = GroupWriter(store)
 
     async def run() -> None:  # ``concurrency`` callers, each storing its share one decision at a time
-        async def caller(mine: list[dict[str, Any]]) -> None:
+        async def caller(mine: list[DecisionRecord]) -> None:
             for record in mine:
                 await writer.save(record)
 

@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from engine.record import DocumentRef
+
 PAGE_BREAK = "\n\n"
 
 
@@ -36,7 +38,7 @@ class Document:
     def chars(self) -> int:
         return sum(len(p) for p in self.pages) + len(PAGE_BREAK) * max(0, len(self.pages) - 1)
 
-    def fact(self) -> dict[str, object]:
+    def fact(self) -> DocumentRef:
         """The ``document`` fact (and the decision record's reference): never the text itself."""
         return {"id": self.id, "name": self.name, "media_type": self.media_type, "pages": len(self.pages),
                 "chars": self.chars}

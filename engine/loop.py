@@ -12,6 +12,7 @@ import asyncio
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -24,9 +25,10 @@ from engine.language.dates import from_timestamp
 from engine.language.types import all_optional
 from engine.model import ModelAction, Rule, Ruleset, Step, ToolAction
 from engine.ports import CallRequest, CallResult, Clock, IdFactory, ModelGateway, ToolConnector
+from engine.record import DecisionRecord, DocumentRef, InputFact, TraceEvent
 
 Values = dict[str, object]
-Event = dict[str, object]
+Event = TraceEvent
 MAX_INPUT_FACTS = 1000
 
 
@@ -95,7 +97,7 @@ class Decision:
     decision_id: str
     ruleset: str
     version: str
-    inputs: list[Event]
+    inputs: list[InputFact]
     outcome: str = "no_decision"
     decision: Values = field(default_factory=dict)
     reason: str = ""
@@ -113,10 +115,10 @@ class Decision:
     limits: dict[str, object] = field(default_factory=dict)
     escalation: dict[str, object] = field(default_factory=dict)  # queue, reason, expects, sla_s, rule
     resumes: str = ""  # the id of the escalated decision this one resumes
-    documents: list[Values] = field(default_factory=list)  # id, name, media_type, pages, chars (no text)
+    documents: list[DocumentRef] = field(default_factory=list)  # id, name, media_type, pages, chars (no text)
 
-    def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {
+    def to_dict(self) -> DecisionRecord:
+        out: DecisionRecord = {
             "decision_id": self.decision_id, "ruleset": self.ruleset, "version": self.version,
             "inputs": self.inputs, "outcome": self.outcome, "decision": self.decision, "reason": self.reason,
             "rule": self.rule, "fired": self.fired, "trace": self.trace, "steps": self.steps,
@@ -257,7 +259,7 @@ class Engine:
     async def run(self, validated: list[tuple[str, Values]], models: ModelGateway, tools: ToolConnector,
                   clock: Clock, ids: IdFactory, limits: Limits, human: list[HumanInput] | None = None,
                   resumes: str = "", documents: Sequence[Document] = (),
-                  document_refs: Sequence[Values] | None = None) -> Decision:
+                  document_refs: Sequence[DocumentRef] | None = None) -> Decision:
         """Decide; ``human`` holds reviewers' answers, asserted (in order) each time the decision would
         end escalated - how an escalated decision resumes, and how its resumption replays.
         ``document_refs`` (replay) are the document facts to assert when some texts may be missing."""
@@ -320,22 +322,23 @@ class _Run:
             self.session.close()
 
     def add_fact(self, type_name: str, values: Values, source: str, by: str = "",
-                 extra: Mapping[str, object] | None = None) -> int:
+                 provenance: dict[str, Any] | None = None) -> int:
         seq = self.wm.add(type_name, values)
         if seq:
             event: Event = {"kind": "fact", "seq": seq, "type": type_name, "values": values, "source": source,
                             "round": self.round}
             if by:
                 event["by"] = by
-            if extra:
-                event.update(extra)
+            if provenance:
+                event["provenance"] = provenance
             self.d.trace.append(event)
         return seq
 
     async def execute(self, validated: list[tuple[str, Values]]) -> None:
         self.round = 1
         new = [(seq, t, v) for t, v in validated if (seq := self.add_fact(t, v, "input"))]
-        for fact in self.d.documents:
+        for ref in self.d.documents:
+            fact: Values = dict(ref)
             seq = self.add_fact("document", fact, "document")
             if seq:
                 new.append((seq, "document", fact))
@@ -379,8 +382,8 @@ class _Run:
                 extraction.results[key] = result
                 if len(extraction.results) < len(extraction.keys):
                     continue  # asserted once, with its last chunk
-                for t, v, source, extra in self.extracted(extraction):
-                    seq = self.add_fact(t, v, source, call.action, extra)
+                for t, v, source, where in self.extracted(extraction):
+                    seq = self.add_fact(t, v, source, call.action, where)
                     if seq:
                         batch.append((seq, t, v))
             self.session.assert_batch(self.with_epochs(batch))
@@ -629,7 +632,7 @@ class _Run:
             self.extractions[key] = extraction
             self.intents.append((call, key))
 
-    def extracted(self, x: _Extraction) -> list[tuple[str, Values, str, Mapping[str, object] | None]]:
+    def extracted(self, x: _Extraction) -> list[tuple[str, Values, str, dict[str, Any] | None]]:
         answered = [(c, x.results[k]) for c, k in zip(x.chunks, x.keys, strict=True)]
         check = self.engine.partial_checks[x.produces]
         good = [(c, r.answer) for c, r in answered if r.ok and isinstance(r.answer, dict) and not check(r.answer)]
@@ -651,9 +654,8 @@ class _Run:
                        "error": f"the document {x.doc.name} does not give a whole {x.produces}: {e.message}{note}"
                        [:1000]}
             return [("failure", failure, "failure", None)]
-        extra = {"provenance": {"document": x.doc.id, "name": x.doc.name, "chunks": len(x.chunks),
-                                "fields": provenance}}
-        return [(x.produces, values, "model", extra)]
+        where = {"document": x.doc.id, "name": x.doc.name, "chunks": len(x.chunks), "fields": provenance}
+        return [(x.produces, values, "model", where)]
 
     def over_budget(self, call: CallRequest) -> CallResult | None:
         if call.kind != "model":
@@ -738,10 +740,11 @@ class _Run:
         event: Event = {"kind": "call", "call": self.called[key], "round": self.round, "action": call.action,
                         "type": call.kind, "request": call.request}
         if timed is None:
-            event.update(status="cancelled")
+            event["status"] = "cancelled"
         else:
             result, latency = timed
-            event.update(status="ok" if result.ok else "failed", attempts=result.attempts, latency_ms=latency)
+            event["status"], event["attempts"], event["latency_ms"] = \
+                "ok" if result.ok else "failed", result.attempts, latency
             if result.ok:
                 event["answer"] = result.answer
             else:
@@ -799,7 +802,7 @@ class _Run:
         rule, step, _, event = best
         event["won"] = True
         d.outcome = "decided" if step.kind == "decide" else "escalated"
-        payload: Values = event["payload"]  # type: ignore[assignment]
+        payload = event["payload"]
         d.decision, d.reason, d.rule = dict(payload), str(event["reason"]), rule.name
         if step.kind == "escalate":
             d.escalation = {"queue": payload.get("queue", ""), "reason": d.reason, "expects": step.expects,

@@ -7,7 +7,7 @@ which the test runner reports as an error and what-if replays show.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from engine.ports import CallRequest, CallResult, ModelGateway, ToolConnector
 
@@ -71,7 +71,7 @@ class ReplayAnswers:
     """Answers from a stored decision's call events, matched by action and request. A call with no
     recorded answer is ``unanswered`` - or, for a what-if run with live ports, made live."""
 
-    def __init__(self, trace: list[dict[str, object]], live_models: ModelGateway | None = None,
+    def __init__(self, trace: Sequence[Mapping[str, object]], live_models: ModelGateway | None = None,
                  live_tools: ToolConnector | None = None, carried: bool = False) -> None:
         """``carried``: the trace is an escalated decision's and these answers resume it (every answer is
         marked carried); otherwise each answer is carried only if its recorded call was."""

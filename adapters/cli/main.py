@@ -26,6 +26,7 @@ from adapters.system import SystemClock, TimeOrderedIds, tune_allocator
 from engine.errors import BatonError, CompileErrors, InvalidInput
 from engine.loop import Engine, Limits
 from engine.ports import ModelGateway, ToolConnector
+from engine.record import DecisionRecord
 from engine.recorded import RecordedAnswers
 from engine.testing import run_suite
 
@@ -209,7 +210,7 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
     out.print_json(json.dumps(data, ensure_ascii=False))
 
 
-async def _decide_and_store(sql: Any, rs: Any, run: Any, incoming: list[Any]) -> dict[str, Any]:
+async def _decide_and_store(sql: Any, rs: Any, run: Any, incoming: list[Any]) -> DecisionRecord:
     """The CLI door onto the one decision path: stored, logged, counted, traced and shadowed as a decision
     that came in over gRPC or a broker is (attached shadows are evaluated before the command ends)."""
     from adapters.decisions import DecisionPath

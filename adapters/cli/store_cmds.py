@@ -22,6 +22,7 @@ from engine.errors import BatonError, CompileErrors
 from engine.explain import why
 from engine.language.loader import load_ruleset
 from engine.loop import Engine
+from engine.record import DecisionRecord
 from engine.replay import WhatIf, replay, what_if
 
 DbOpt = Annotated[str | None, typer.Option("--db", help="database URL or SQLite file (default: the user data dir)")]
@@ -37,7 +38,7 @@ def open_store(db: str | None) -> SqlStore:
         raise fail(f"cannot open the decision store: {type(e).__name__}: {str(e).splitlines()[0]}") from None
 
 
-def stored_record(store: SqlStore, decision_id: str) -> dict[str, Any]:
+def stored_record(store: SqlStore, decision_id: str) -> DecisionRecord:
     record = store.get(decision_id)
     if record is None:
         raise fail(f"no decision {decision_id!r} in {store.url}", 1)

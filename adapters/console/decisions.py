@@ -22,6 +22,7 @@ from adapters.console.ui import (
 from adapters.pii import scrubber, secrets_of
 from engine.errors import BatonError
 from engine.explain import why
+from engine.record import DecisionRecord
 from engine.replay import replay, what_if
 
 
@@ -78,7 +79,7 @@ class DecisionPages:
         decision_id = request.path_params["id"]
         if not session.has("auditor"):  # a reviewer reads the decisions of escalations, and what they resumed
             record = await asyncio.to_thread(self.c.store.get, decision_id)
-            escalated = (record or {}).get("resumes") or decision_id
+            escalated = (record["resumes"] if record else "") or decision_id
             if await asyncio.to_thread(self.c.store.escalation, str(escalated)) is None:
                 raise PermissionError(f"{session.name} (reviewer) may read the decisions of escalations only")
         return await self.render_decision(request, decision_id)
@@ -138,7 +139,7 @@ class DecisionPages:
         return RedirectResponse(f"/decisions/{_quote(request.path_params['id'])}?whatif={version}#whatif-result",
                                 status_code=303)
 
-    async def replay_view(self, record: dict[str, Any]) -> dict[str, Any]:
+    async def replay_view(self, record: DecisionRecord) -> dict[str, Any]:
         engine = await asyncio.to_thread(self.c.registry.engine_for, record["version"])
         docs = await asyncio.to_thread(self.c.store.documents_of, record)
         result = await replay(engine, record, docs)
@@ -148,7 +149,7 @@ class DecisionPages:
                 "expected": None if div is None else _json(div.expected),
                 "got": None if div is None else _json(div.got)}
 
-    async def whatif_view(self, record: dict[str, Any], wanted: str) -> dict[str, Any]:
+    async def whatif_view(self, record: DecisionRecord, wanted: str) -> dict[str, Any]:
         try:
             version = await asyncio.to_thread(self.c.registry.resolve, wanted)
             engine = await asyncio.to_thread(self.c.registry.engine_for, version)

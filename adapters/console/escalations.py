@@ -59,7 +59,7 @@ class EscalationPages:
                            "value": session.name if n == identity else MASK if masking and spec.pii and n in fixed
                            else fixed.get(n)}
                           for n, spec in ft.fields.items()]
-        facts = [e for e in (record or {}).get("trace", []) if e.get("kind") == "fact"]
+        facts = [e for e in (record["trace"] if record else []) if e.get("kind") == "fact"]
         resumed = await self.ui.shown(await asyncio.to_thread(self.c.store.get, row["resumed_decision_id"]), session) \
             if row["resumed_decision_id"] else None
         answer = json.loads(row["answer"]) if row.get("answer") else None

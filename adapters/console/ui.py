@@ -26,6 +26,7 @@ from adapters.store.sql import SqlStore
 from adapters.system import utc_text
 from engine.errors import BatonError
 from engine.language.source import MAX_SOURCE
+from engine.record import DecisionRecord
 
 HERE = Path(__file__).parent
 PAGE = 50
@@ -85,7 +86,7 @@ class UI:
                                   f"{' or '.join(roles)}")
         return session
 
-    async def shown(self, record: dict[str, Any] | None, session: Session | None) -> dict[str, Any] | None:
+    async def shown(self, record: DecisionRecord | None, session: Session | None) -> DecisionRecord | None:
         """The record as this person may read it: fields the ruleset marks pii masked everywhere, unless
         one of their roles is configured to see them."""
         if record is None or (session is not None and self.c.pii_roles and session.has(*self.c.pii_roles)):
@@ -170,7 +171,7 @@ def error_dict(e: BatonError) -> dict[str, Any]:
             "column": e.where.column if e.where else 0, "hint": e.hint}
 
 
-def timeline(record: dict[str, Any]) -> dict[str, Any]:
+def timeline(record: DecisionRecord) -> dict[str, Any]:
     """The decision as rounds: each round's facts, firings (with the facts they matched), proposals,
     calls and effects, in trace order."""
     facts = {e["seq"]: e for e in record["trace"] if e.get("kind") == "fact"}

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from adapters.grpc.gen.baton.v1 import decision_pb2 as pb
+from engine.record import DecisionRecord
 
 OUTCOMES = {"decided": pb.OUTCOME_DECIDED, "escalated": pb.OUTCOME_ESCALATED, "failed": pb.OUTCOME_FAILED,
             "no_decision": pb.OUTCOME_NO_DECISION}
 OUTCOME_NAMES = {v: k for k, v in OUTCOMES.items()}
 
 
-def struct(value: dict[str, Any]) -> struct_pb2.Struct:
+def struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
     s = struct_pb2.Struct()
     s.update(value)
     return s
@@ -53,7 +55,7 @@ def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def decision(record: dict[str, Any], idempotent_replay: bool = False) -> pb.Decision:
+def decision(record: DecisionRecord, idempotent_replay: bool = False) -> pb.Decision:
     return pb.Decision(
         decision_id=record["decision_id"], ruleset=record["ruleset"], version=record["version"],
         outcome=OUTCOMES[record["outcome"]], decision=struct(record["decision"]), reason=record["reason"],

@@ -38,6 +38,7 @@ from engine.language.diff import diff_sources
 from engine.language.loader import load_ruleset
 from engine.loop import Engine, Limits
 from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
+from engine.record import DecisionRecord
 from engine.replay import replay, what_if
 
 log = logging.getLogger("baton.grpc")
@@ -77,7 +78,7 @@ class Services:
         self.path = decision_path or DecisionPath(self.writer, self.tracer, self.shadows)
 
 
-async def readable(s: Services, record: dict[str, Any], ident: Identity) -> dict[str, Any]:
+async def readable(s: Services, record: DecisionRecord, ident: Identity) -> DecisionRecord:
     """Someone else's decision as this identity may read it: pii fields masked unless a configured role
     (or admin) allows them."""
     if "admin" in ident.roles or set(s.pii_roles) & set(ident.roles):
@@ -176,7 +177,7 @@ def handler(method: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[.
     return wrap
 
 
-def _same_request(stored: dict[str, Any], engine: Any, validated: list[tuple[str, dict[str, Any]]],
+def _same_request(stored: DecisionRecord, engine: Any, validated: list[tuple[str, dict[str, Any]]],
                   request: decision_pb2.DecideRequest, key: str) -> None:
     """A key names one request: the same key with other facts, documents or version is refused (as payment
     APIs do) instead of answering with the decision of a different request."""
@@ -301,7 +302,7 @@ class DecisionService:
                         f"{record['reason']} (it is stored)")
         return decision_pb2.DecideResponse(decision=convert.decision(record))
 
-    async def _record(self, decision_id: str) -> dict[str, Any]:
+    async def _record(self, decision_id: str) -> DecisionRecord:
         record = await asyncio.to_thread(self.s.store.get, decision_id)
         if record is None:
             raise _not_found(f"no decision {decision_id!r}")
@@ -639,7 +640,7 @@ class EscalationService:
         if record is not None:
             record = await readable(self.s, record, ident)
         facts = [decision_pb2.Fact(type=e["type"], values=convert.struct(e["values"]))
-                 for e in (record or {}).get("trace", []) if e.get("kind") == "fact"]
+                 for e in (record["trace"] if record else []) if e.get("kind") == "fact"]
         return escalation_pb2.GetEscalationResponse(escalation=await asyncio.to_thread(self._message, row),
                                                     facts=facts)
 

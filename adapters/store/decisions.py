@@ -35,6 +35,7 @@ from adapters.store.base import (
     _FileLock,
 )
 from engine.audit import GENESIS, canonical, chain_hash, chain_hash_of
+from engine.record import DecisionRecord
 
 
 @dataclass(slots=True)
@@ -66,7 +67,7 @@ class Pending:
     __slots__ = ("body", "caller", "calls", "documents", "event_jsons", "head_json", "idempotency_key", "record",
                  "resolves", "search_text", "trace_text")
 
-    def __init__(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None,
+    def __init__(self, record: DecisionRecord, caller: str = "", idempotency_key: str | None = None,
                  resolves: Resolution | None = None, documents: Sequence[Incoming] = (),
                  private: Mapping[str, Collection[str]] | None = None) -> None:
         self.record, self.caller, self.idempotency_key = record, caller, idempotency_key
@@ -103,7 +104,7 @@ class Problem:
 
 class DecisionsArea(StoreBase):
     # -- writing -----------------------------------------------------------------------------------
-    def save(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None) -> Saved:
+    def save(self, record: DecisionRecord, caller: str = "", idempotency_key: str | None = None) -> Saved:
         private = self.private(str(record.get("version", ""))) if self.private is not None else None
         return self.save_batch([Pending(record, caller, idempotency_key, private=private)])[0]
 
@@ -246,10 +247,10 @@ class DecisionsArea(StoreBase):
             cur.execute(f"{head} VALUES {','.join([one] * len(chunk))}", tuple(chain.from_iterable(chunk)))
 
     # -- reading -----------------------------------------------------------------------------------
-    def get(self, decision_id: str) -> dict[str, Any] | None:
+    def get(self, decision_id: str) -> DecisionRecord | None:
         return self.get_many([decision_id])[0]
 
-    def get_many(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
+    def get_many(self, ids: Sequence[str]) -> list[DecisionRecord | None]:
         """Stored records in the order asked (None where there is none), in two queries."""
         if not ids:
             return []
@@ -264,20 +265,20 @@ class DecisionsArea(StoreBase):
                         sa.select(TRACE.c.decision_id, TRACE.c.event).where(TRACE.c.decision_id.in_(older))
                         .order_by(TRACE.c.decision_id, TRACE.c.idx)):
                     legacy.setdefault(decision_id, []).append(orjson.loads(event))
-        out: list[dict[str, Any] | None] = []
+        out: list[DecisionRecord | None] = []
         for decision_id in ids:
             found = rows.get(decision_id)
             if found is None:
                 out.append(None)
                 continue
             head, trace = found
-            record: dict[str, Any] = orjson.loads(head)
+            record: DecisionRecord = orjson.loads(head)
             record["trace"] = legacy.get(decision_id, []) if trace is None else \
                 orjson.loads("[" + trace.replace("\n", ",") + "]")
             out.append(record)
         return out
 
-    def find(self, caller: str, idempotency_key: str) -> dict[str, Any] | None:
+    def find(self, caller: str, idempotency_key: str) -> DecisionRecord | None:
         with self.engine.connect() as conn:
             found = conn.execute(sa.select(DECISIONS.c.id).where(
                 DECISIONS.c.caller == caller, DECISIONS.c.idempotency_key == idempotency_key)).scalar()

@@ -16,6 +16,7 @@ from adapters.store.base import (
     StoreBase,
 )
 from engine.documents import Document
+from engine.record import DecisionRecord
 
 
 class DocumentsArea(StoreBase):
@@ -28,7 +29,7 @@ class DocumentsArea(StoreBase):
             rows = conn.execute(sa.select(d.id, d.name, d.media_type, d.pages).where(d.id.in_(list(ids)))).all()
         return [Document(r[0], r[1], r[2], tuple(json.loads(r[3]))) for r in rows]
 
-    def documents_of(self, record: dict[str, Any]) -> list[Document]:
+    def documents_of(self, record: DecisionRecord) -> list[Document]:
         return self.documents([str(ref["id"]) for ref in record.get("documents") or ()])
 
     def document_content(self, doc_id: str) -> tuple[str, str, bytes] | None:

@@ -18,6 +18,7 @@ from adapters.documents import Incoming
 from adapters.metrics import STORE_WRITE
 from adapters.store.sql import Pending, Resolution, Saved, SqlStore
 from adapters.system import name_thread
+from engine.record import DecisionRecord
 
 MAX_BATCH = 256
 WRITER_THREAD = "baton-writer"  # its OS-level name: `top -H` and `baton bench` show the writer's CPU apart
@@ -36,13 +37,13 @@ class GroupWriter:
         self.batches = 0
         self.written = 0
 
-    def submit(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None) -> Future[Saved]:
+    def submit(self, record: DecisionRecord, caller: str = "", idempotency_key: str | None = None) -> Future[Saved]:
         """For threads: a concurrent Future resolved once the decision is committed."""
         future: Future[Saved] = Future()
         self.queue.put((Pending(record, caller, idempotency_key, private=self.private(record)), future))
         return future
 
-    async def save(self, record: dict[str, Any], caller: str = "", idempotency_key: str | None = None,
+    async def save(self, record: DecisionRecord, caller: str = "", idempotency_key: str | None = None,
                    resolves: Resolution | None = None, documents: Sequence[Incoming] = ()) -> Saved:
         """For coroutines: returns once the decision (and the documents it read) is committed."""
         future: asyncio.Future[Saved] = asyncio.get_running_loop().create_future()
@@ -50,7 +51,7 @@ class GroupWriter:
                         future))
         return await future
 
-    def private(self, record: Mapping[str, Any]) -> Mapping[str, Collection[str]] | None:
+    def private(self, record: DecisionRecord) -> Mapping[str, Collection[str]] | None:
         """The PII fields of the record's ruleset version (search leaves them out), when the service told the
         store how to find them."""
         lookup = self.store.private
