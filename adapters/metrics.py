@@ -39,6 +39,8 @@ SHADOW_DROPPED = Counter("baton_shadow_dropped", "Shadow evaluations dropped bec
 LOOP_LAG = Histogram("baton_event_loop_lag_seconds", "How late a worker's event loop runs queued work (sampled every "
                      "10 ms): the wait before a request's handler starts",
                      buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+SQLITE_MEMORY = Gauge("baton_sqlite_memory_bytes", "Memory the SQLite library holds (page caches, statements)",
+                      multiprocess_mode="livesum")
 INFLIGHT = Gauge("baton_inflight_decisions", "Decisions in flight", multiprocess_mode="livesum")
 
 

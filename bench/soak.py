@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc  # noqa: E402
-from tests.e2e.server import start  # noqa: E402
+from tests.e2e.server import free_port, start  # noqa: E402
 
 CLAIM = {"claim_ref": "C-1", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
          "customer_tier": "standard"}
@@ -87,6 +87,18 @@ def fds(pid: int, pattern: str = "") -> int:
     return count
 
 
+def sqlite_mb(port: int) -> float:
+    """What SQLite holds in memory in all workers together (baton_sqlite_memory_bytes), in MB."""
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return float("nan")
+    found = re.search(r"^baton_sqlite_memory_bytes (\S+)$", text, re.M)
+    return float(found.group(1)) / 1e6 if found else float("nan")
+
+
 def spark(values: list[float]) -> str:
     lo, hi = min(values), max(values)
     return "".join(BARS[1 + int((v - lo) / (hi - lo) * 7) if hi > lo else 4] for v in values)
@@ -126,7 +138,8 @@ def main() -> None:
         tmp = Path(tmp_dir)
         tag = uuid.uuid4().hex[:8]
         subject = f"soak.{tag}"
-        config: dict[str, Any] = {}
+        metrics_port = free_port()
+        config: dict[str, Any] = {"metrics": f"127.0.0.1:{metrics_port}"}
         nats_up = _port(4222) and "intake" in kinds
         if nats_up:
             config["consumers"] = {"soak": {"type": "jetstream", "url": "nats://127.0.0.1:4222",
@@ -168,7 +181,8 @@ def main() -> None:
         print(f"soak: {minutes:g} min, a sample every {interval:g} s; workers {pids}; intake "
               f"{'on ' + subject if nats_up else 'off'}")
         head = (f"{'t s':>6} " + " ".join(f"{'RSS MB w' + str(i):>11} {'fds w' + str(i):>7}" for i in range(len(pids)))
-                + f" {'db conns':>8} {'calls':>6} {'p50 ms':>7} {'p99 ms':>7} {'errors':>7} {'intake':>6}")
+                + f" {'db conns':>8} {'sqlite MB':>9} {'calls':>6} {'p50 ms':>7} {'p99 ms':>7} {'errors':>7}"
+                + f" {'intake':>6}")
         print(head)
         t0 = time.monotonic()
         try:
@@ -181,12 +195,13 @@ def main() -> None:
                 row: dict[str, Any] = {"t": time.monotonic() - t0, "rss": [rss_mb(p) for p in pids],
                                        "fds": [fds(p) for p in pids],
                        "db": sum(fds(p, "baton.db") for p in pids), "calls": len(window),
+                       "sqlite": sqlite_mb(metrics_port),
                        "p50": statistics.median(window) * 1000 if window else 0.0,
                        "p99": window[min(len(window) - 1, int(len(window) * 0.99))] * 1000 if window else 0.0}
                 rows.append(row)
                 print(f"{row['t']:>6.0f} " + " ".join(f"{r:>11.0f} {f:>7}" for r, f in zip(row["rss"], row["fds"],
                                                                                           strict=True))
-                      + f" {row['db']:>8} {row['calls']:>6} {row['p50']:>7.1f} {row['p99']:>7.1f}"
+                      + f" {row['db']:>8} {row['sqlite']:>9.1f} {row['calls']:>6} {row['p50']:>7.1f} {row['p99']:>7.1f}"
                       f" {sum(errors.values()):>7} {sent[0]:>6}")
         finally:
             stop.set()

@@ -35,6 +35,7 @@ from adapters.metrics import serve_metrics
 from adapters.registry import RulesetRegistry
 from adapters.secrets import SECRETS
 from adapters.shadow import Shadows
+from adapters.store.base import sqlite_memory_used
 from adapters.store.sql import SqlStore
 from adapters.system import tune_allocator
 from adapters.tools.connectors import resolve_secrets
@@ -238,8 +239,12 @@ async def _keep_fresh(registry: RulesetRegistry, shadows: Shadows | None, stop: 
 
 
 async def _flush_logs(stop: asyncio.Event) -> None:
+    """Write out the decision log every half second, and sample what SQLite holds in memory."""
     while not stop.is_set():
         flush_decision_log()
+        used = sqlite_memory_used()
+        if used is not None:
+            metrics.SQLITE_MEMORY.set(used)
         await _stopped_within(stop, 0.5)
 
 

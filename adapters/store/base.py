@@ -4,6 +4,8 @@ documents.py, escalations.py) build on it; sql.py joins them into SqlStore."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import fcntl
 import os
 import threading
@@ -75,6 +77,23 @@ def resolve_url(db: str | None) -> str:
     if db.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + db.split("://", 1)[1]
     return db
+
+
+def sqlite_memory_used() -> int | None:
+    """Bytes the SQLite library holds in this process (page caches of every connection, statements, FTS
+    buffers): sqlite3_memory_used() of the library the sqlite3 module loaded. None when it cannot be read."""
+    global _SQLITE_LIB
+    if _SQLITE_LIB is None:
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+            lib.sqlite3_memory_used.restype = ctypes.c_int64
+            _SQLITE_LIB = lib
+        except (OSError, AttributeError):
+            _SQLITE_LIB = False
+    return int(_SQLITE_LIB.sqlite3_memory_used()) if _SQLITE_LIB else None
+
+
+_SQLITE_LIB: Any = None
 
 
 def unavailable(error: BaseException) -> bool:
