@@ -73,11 +73,3 @@ class Clock(Protocol):
 
 class IdFactory(Protocol):
     def new_id(self) -> str: ...
-
-
-class DecisionStore(Protocol):
-    """Where decision records go (the SQLModel adapter; an in-memory fake in tests)."""
-
-    def save(self, record: dict[str, object], idempotency_key: str | None = None) -> dict[str, object]: ...
-
-    def get(self, decision_id: str) -> dict[str, object] | None: ...
