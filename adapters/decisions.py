@@ -2,10 +2,14 @@
 escalation resumed from the console, gRPC or CLI): run it in a span, store it (durable before anyone is
 told), then - only for a decision stored now, not an idempotent repeat - count it, write its decision-log
 line and offer it to the ruleset's shadow versions. Doors translate their request into ``decide`` and its
-result back; none of them assembles these steps itself (tests/e2e/test_doors.py holds them to it)."""
+result back; none of them assembles these steps itself (tests/e2e/test_doors.py holds them to it).
+Replaying a stored decision and running it on a candidate version (``replay_stored``, ``what_if_stored``)
+are here too, for the same reason; resolving an escalation is adapters/escalations.py (which decides
+through this path), publishing is adapters/registry.py."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,13 +18,14 @@ from adapters import metrics
 from adapters.documents import Incoming
 from adapters.logs import log_decision
 from adapters.shadow import Shadows
-from adapters.store.sql import Resolution, Saved
+from adapters.store.sql import Resolution, Saved, SqlStore
 from adapters.store.writer import GroupWriter
 from adapters.system import LoopLag, SystemClock
 from adapters.tracing import annotate, decision_span, installed_tracer
-from engine.loop import Decision
-from engine.ports import Clock
+from engine.loop import Decision, Engine
+from engine.ports import Clock, ModelGateway, ToolConnector
 from engine.record import DecisionRecord
+from engine.replay import ReplayResult, WhatIf, replay, what_if
 
 
 def waited(record: DecisionRecord, seconds: float) -> None:
@@ -71,3 +76,19 @@ class DecisionPath:
             if self.shadows is not None:
                 self.shadows.offer(record)
         return record, saved
+
+
+async def replay_stored(store: SqlStore, engine_for: Callable[[str], Engine], record: DecisionRecord) -> ReplayResult:
+    """Re-run a stored decision exactly on its own ruleset version, with the documents it read (every door's
+    replay: gRPC ReplayDecision, the console, `baton replay`)."""
+    engine = await asyncio.to_thread(engine_for, record["version"])
+    documents = await asyncio.to_thread(store.documents_of, record)
+    return await replay(engine, record, documents)
+
+
+async def what_if_stored(store: SqlStore, engine: Engine, record: DecisionRecord,
+                         live_models: ModelGateway | None = None, live_tools: ToolConnector | None = None) -> WhatIf:
+    """A stored decision's inputs, documents and recorded answers run on another ruleset version (every door's
+    what-if); calls never recorded are unanswered, or made live through the ports given."""
+    documents = await asyncio.to_thread(store.documents_of, record)
+    return await what_if(engine, record, live_models, live_tools, documents)

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from adapters.cli.common import err, fail, out, print_compile_errors
+from adapters.decisions import replay_stored, what_if_stored
 from adapters.impact import Impact, impact_steps
 from adapters.rulesets import load_file
 from adapters.store.sql import SqlStore
@@ -23,7 +24,7 @@ from engine.explain import why
 from engine.language.loader import load_ruleset
 from engine.loop import Engine
 from engine.record import DecisionRecord
-from engine.replay import WhatIf, replay, what_if
+from engine.replay import WhatIf
 
 DbOpt = Annotated[str | None, typer.Option("--db", help="database URL or SQLite file (default: the user data dir)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
@@ -105,8 +106,7 @@ def replay_cmd(decision_id: Annotated[str, typer.Argument(help="a stored decisio
                 live_models, live_tools = model_gateway(settings), tool_connectors(settings, config.parent)
             except ValueError as e:
                 raise fail(str(e)) from None
-        w = asyncio.run(what_if(load_candidate(ruleset), record, live_models, live_tools,
-                                store.documents_of(record)))
+        w = asyncio.run(what_if_stored(store, load_candidate(ruleset), record, live_models, live_tools))
         if as_json:
             out.print_json(json.dumps(whatif_dict(w)))
             return
@@ -126,7 +126,7 @@ def replay_cmd(decision_id: Annotated[str, typer.Argument(help="a stored decisio
             out.print(f"called live: {u['action']} {json.dumps(u['request'])}")
         out.print("CHANGED" if w.changed else "unchanged")
         return
-    result = asyncio.run(replay(engine_for_version(store, record["version"]), record, store.documents_of(record)))
+    result = asyncio.run(replay_stored(store, lambda version: engine_for_version(store, version), record))
     if as_json:
         div = result.divergence
         out.print_json(json.dumps({"decision_id": decision_id, "identical": result.identical,

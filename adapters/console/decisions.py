@@ -19,11 +19,11 @@ from adapters.console.ui import (
     _quote,
     timeline,
 )
+from adapters.decisions import replay_stored, what_if_stored
 from adapters.pii import scrubber, secrets_of
 from engine.errors import BatonError
 from engine.explain import why
 from engine.record import DecisionRecord
-from engine.replay import replay, what_if
 
 
 class DecisionPages:
@@ -140,9 +140,7 @@ class DecisionPages:
                                 status_code=303)
 
     async def replay_view(self, record: DecisionRecord) -> dict[str, Any]:
-        engine = await asyncio.to_thread(self.c.registry.engine_for, record["version"])
-        docs = await asyncio.to_thread(self.c.store.documents_of, record)
-        result = await replay(engine, record, docs)
+        result = await replay_stored(self.c.store, self.c.registry.engine_for, record)
         div = result.divergence
         where = None if div is None else (f"trace event {div.index + 1}" if div.index >= 0 else div.what)
         return {"identical": result.identical, "where": where,
@@ -155,8 +153,7 @@ class DecisionPages:
             engine = await asyncio.to_thread(self.c.registry.engine_for, version)
         except BatonError as e:
             return {"whatif_error": e.message}
-        docs = await asyncio.to_thread(self.c.store.documents_of, record)
-        w = await what_if(engine, record, documents=docs)
+        w = await what_if_stored(self.c.store, engine, record)
         return {"whatif": {"version": version, "w": w}}
 
     def routes(self) -> list[Route]:

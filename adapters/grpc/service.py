@@ -18,7 +18,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from adapters import metrics
-from adapters.decisions import DecisionPath
+from adapters.decisions import DecisionPath, replay_stored, what_if_stored
 from adapters.documents import DEFAULT_MAX_BYTES, MAX_DOCUMENTS, Incoming, read_document
 from adapters.escalations import Escalations, NotOpen
 from adapters.grpc import convert
@@ -39,7 +39,6 @@ from engine.language.loader import load_ruleset
 from engine.loop import Engine, Limits
 from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
 from engine.record import DecisionRecord
-from engine.replay import replay, what_if
 
 log = logging.getLogger("baton.grpc")
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -347,8 +346,7 @@ class DecisionService:
     async def ReplayDecision(self, request: decision_pb2.ReplayDecisionRequest, context: Ctx,
                              ident: Identity) -> decision_pb2.ReplayDecisionResponse:
         record = await self._record(request.decision_id)
-        engine = await asyncio.to_thread(self.s.registry.engine_for, record["version"])
-        result = await replay(engine, record, await asyncio.to_thread(self.s.store.documents_of, record))
+        result = await replay_stored(self.s.store, self.s.registry.engine_for, record)
         div = None
         if result.divergence is not None:
             div = decision_pb2.Divergence(index=result.divergence.index, what=result.divergence.what,
@@ -368,7 +366,7 @@ class DecisionService:
         else:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "give the candidate's source or version",
                         [("candidate", "required")])
-        w = await what_if(engine, record, documents=await asyncio.to_thread(self.s.store.documents_of, record))
+        w = await what_if_stored(self.s.store, engine, record)
         if w.error:
             raise Abort(grpc.StatusCode.FAILED_PRECONDITION, w.error)
         return decision_pb2.WhatIfResponse(
