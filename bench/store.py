@@ -17,9 +17,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,47 +49,42 @@ def store_only(url: str, n: int, concurrency: int = 128) -> float:
     """Seconds to store ``n`` decisions made beforehand, through the group-commit writer."""
     rs = load_file(ROOT / "rulesets/claims-triage.yaml")
     records = asyncio.run(decided(rs, n))
-    store = SqlStore(url)
-    store.save_ruleset(rs)
-    writer = GroupWriter(store)
 
-    async def run() -> None:  # ``concurrency`` callers, each storing its share one decision at a time
-        async def caller(mine: list[DecisionRecord]) -> None:
-            for record in mine:
-                await writer.save(record)
+    async def store(writer: GroupWriter, record: DecisionRecord) -> None:
+        await writer.save(record)
 
-        await asyncio.gather(*(caller(records[k::concurrency]) for k in range(concurrency)))
-
-    start = time.perf_counter()
-    asyncio.run(run())
-    writer.close()
-    elapsed = time.perf_counter() - start
-    store.close()
-    return elapsed
-
-
-PAGE = 100
+    return timed_writes(url, rs, records, store, concurrency)
 
 
 def write_many(url: str, n: int, concurrency: int = 128) -> float:
+    """Seconds to decide and store ``n`` decisions."""
     rs = load_file(ROOT / "rulesets/claims-triage.yaml")
-    store = SqlStore(url)
-    store.save_ruleset(rs)
-    writer = GroupWriter(store)
     engine = Engine(rs)
     clock, ids = SystemClock(), TimeOrderedIds()
 
+    async def decide_and_store(writer: GroupWriter, i: int) -> None:
+        test = rs.tests[i % len(rs.tests)]
+        answers = RecordedAnswers(test.answers)
+        d = await engine.decide(test.given, answers, answers, clock, ids)
+        await writer.save(d.to_dict())
+
+    return timed_writes(url, rs, list(range(n)), decide_and_store, concurrency)
+
+
+def timed_writes(url: str, rs: Any, items: list[T], one: Callable[[GroupWriter, T], Awaitable[None]],
+                 concurrency: int) -> float:
+    """Seconds for ``concurrency`` callers, each taking its share of ``items`` one at a time, to finish
+    (every write committed)."""
+    store = SqlStore(url)
+    store.save_ruleset(rs)
+    writer = GroupWriter(store)
+
     async def run() -> None:
-        sem = asyncio.Semaphore(concurrency)
+        async def caller(mine: list[T]) -> None:
+            for item in mine:
+                await one(writer, item)
 
-        async def one(i: int) -> None:
-            async with sem:
-                test = rs.tests[i % len(rs.tests)]
-                answers = RecordedAnswers(test.answers)
-                d = await engine.decide(test.given, answers, answers, clock, ids)
-                await writer.save(d.to_dict())
-
-        await asyncio.gather(*(one(i) for i in range(n)))
+        await asyncio.gather(*(caller(items[k::concurrency]) for k in range(concurrency)))
 
     start = time.perf_counter()
     asyncio.run(run())
@@ -97,6 +92,10 @@ def write_many(url: str, n: int, concurrency: int = 128) -> float:
     elapsed = time.perf_counter() - start
     store.close()
     return elapsed
+
+
+PAGE = 100  # stored decisions read per query when replaying
+T = TypeVar("T")
 
 
 def _worker(url: str, n: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
