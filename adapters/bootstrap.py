@@ -86,13 +86,16 @@ class Runtime:
     provider: Any = None  # the OpenTelemetry provider, flushed at stop
 
     @classmethod
-    def build(cls, cfg: Settings, base: Path) -> Runtime:
+    def build(cls, cfg: Settings, base: Path, serving: bool = True) -> Runtime:
+        """``serving``: a service starting (`serve`, `consume`) publishes the rulesets directory's versions
+        never published and indexes its corpora; a command acting on the store (`baton escalations
+        resolve`) does neither."""
         SECRETS.base, SECRETS.ttl_s = base, cfg.secrets_ttl_s
         store = SqlStore(cfg.db)
         registry = RulesetRegistry(store)
-        loaded = registry.load_directory(cfg.rulesets) if cfg.rulesets.is_dir() else []
+        loaded = registry.load_directory(cfg.rulesets) if serving and cfg.rulesets.is_dir() else []
         corpora_dir = cfg.corpora if cfg.corpora is not None else cfg.rulesets / "corpora"
-        corpora = index_corpora(store, corpora_dir) if corpora_dir.is_dir() else []
+        corpora = index_corpora(store, corpora_dir) if serving and corpora_dir.is_dir() else []
         writer = GroupWriter(store)
         models, raw_tools, note = ports(cfg, base)
         tools: ToolConnector = WithRetrieval(raw_tools, store)

@@ -321,33 +321,41 @@ def escalations_resolve(escalation_id: str,
                         config: Annotated[Path | None, typer.Option(help="service config for live calls")] = None,
                         rulesets: Annotated[Path, typer.Option(help="rulesets directory")] = Path("rulesets")) -> None:
     """Answer an escalation: the decision resumes and its new outcome is stored."""
-    from adapters.escalations import Escalations, NotOpen
-    from adapters.fakes import Unconfigured
-    from adapters.registry import RulesetRegistry
-    from adapters.store.writer import GroupWriter
-    from adapters.system import SystemClock, TimeOrderedIds
+    from adapters.bootstrap import Runtime
+    from adapters.config import load_config
+    from adapters.escalations import NotOpen
 
     try:
         given = json.loads(answer)
     except ValueError as e:
         raise fail(f"--answer is not valid JSON: {e}") from None
-    store = open_store(db)
-    models: Any = Unconfigured("model gateway")
-    tools: Any = Unconfigured("tool connector")
-    if config is not None:
-        from adapters.config import load_config, model_gateway, tool_connectors
-
-        settings = load_config(config)
-        models = model_gateway(settings) or models
-        tools = tool_connectors(settings, config.parent) or tools
-    writer = GroupWriter(store)
-    service = Escalations(store, writer, RulesetRegistry(store), models, tools, SystemClock(), TimeOrderedIds())
     try:
-        row, record = asyncio.run(service.resolve(escalation_id, given, by))
+        settings = load_config(config)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    # the service's own wiring (adapters/bootstrap.py): the resumed decision is stored, logged, counted and
+    # shadowed as one resumed from the console or over gRPC, with the same model gateway, tools and retrieval
+    settings = settings.model_copy(update={"db": db or settings.db, "rulesets": rulesets})
+    try:
+        rt = Runtime.build(settings, config.parent if config is not None else Path.cwd(), serving=False)
+    except ValueError as e:  # a connector the config names cannot be built
+        raise fail(str(e)) from None
+    except Exception as e:  # a bad URL or an unreachable server: one clear line, not a traceback
+        raise fail(f"cannot open the decision store: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+
+    async def resolve() -> tuple[dict[str, Any], DecisionRecord]:
+        rt.start()
+        try:
+            found = await rt.escalations.resolve(escalation_id, given, by)
+            await rt.shadows.drain()
+            return found
+        finally:
+            await rt.stop()
+
+    try:
+        row, record = asyncio.run(resolve())
     except (NotOpen, BatonError) as e:
         raise fail(str(e), 1) from None
-    finally:
-        writer.close()
     out.print(f"resolved {row['id']} ({row['status']}); resumed as {record['decision_id']}: {record['outcome']} "
               f"{json.dumps(record['decision'])} {record['reason']}")
 
