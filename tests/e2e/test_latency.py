@@ -58,9 +58,10 @@ def test_time_queued_behind_a_busy_worker_is_in_the_stored_latency(tmp_path: Pat
         assert waited_ms > 300, "the light decision did not queue: the test proves nothing"
         # the light decision itself takes about a millisecond; what the caller waited was the queue. The
         # server cannot see when a request arrived while its event loop was held: it counts the whole stall
-        # (here up to 0.3 s more than this caller waited), never less than the caller's wait in the server
+        # (here about 0.3 s more than this caller waited: the light call was sent 0.3 s into the stall; the
+        # bound leaves room for a slow CI machine), never less than the caller's wait in the server
         assert light.queued_ms >= 0.8 * waited_ms, (light.queued_ms, waited_ms)
-        assert waited_ms + 300 + 50 >= light.latency_ms >= light.queued_ms, (light.latency_ms, waited_ms)
+        assert waited_ms + 600 >= light.latency_ms >= light.queued_ms, (light.latency_ms, waited_ms)
         stored = stub.GetDecision(decision_pb2.GetDecisionRequest(decision_id=light.decision_id), timeout=10)
         assert (stored.decision.latency_ms, stored.decision.queued_ms) == (light.latency_ms, light.queued_ms)
     finally:
