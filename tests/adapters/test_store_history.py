@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from adapters.decisions import replay_stored
+from adapters.registry import RulesetRegistry
 from adapters.store.sql import SqlStore
 from engine.clock import FixedClock, SequentialIds
 from engine.language.loader import load_ruleset
 from engine.loop import Engine
 from engine.recorded import RecordedAnswers
-from engine.replay import replay
 
 STORES = sorted((Path(__file__).resolve().parents[1] / "histories").glob("store-v*.db"))
 
@@ -34,18 +35,13 @@ def test_there_is_a_store_of_an_earlier_version() -> None:
 def test_an_earlier_store_verifies_and_replays_after_migration(old: SqlStore) -> None:
     checked, problem = old.verify()
     assert problem is None and checked == old.count() >= 80
-    engines: dict[str, Engine] = {}
     ids = [r["id"] for r in old.list_decisions(limit=1000)]
     records = old.get_many(ids)
     outcomes = set()
+    engine_for = RulesetRegistry(old).engine_for  # each stored version, compiled from its stored source
     for record in records:
         assert record is not None and record["trace"]
-        version = record["version"]
-        if version not in engines:
-            found = old.ruleset_source(version)
-            assert found is not None
-            engines[version] = Engine(load_ruleset(found[1], found[0]))
-        result = asyncio.run(replay(engines[version], record, old.documents_of(record)))
+        result = asyncio.run(replay_stored(old, engine_for, record))  # as every door replays
         assert result.identical, (record["decision_id"], result.divergence)
         outcomes.add(record["outcome"])
         assert old.verify_one(record["decision_id"]) is None
