@@ -189,10 +189,9 @@ def corpus_digest(directory: Path) -> str:
 def index_if_changed(store: SqlStore, directory: Path, corpus: str) -> tuple[int, bool]:
     """Index a folder unless its latest ready version was made from the same files: (version, indexed)."""
     digest = corpus_digest(directory)
-    latest = store.latest_corpus_version(corpus)
-    source = next((c["source"] for c in store.corpora() if c["name"] == corpus and c["version"] == latest), None)
-    if latest is not None and str(source).endswith(f"#{digest}"):
-        return latest, False
+    latest = store.latest_corpus(corpus)
+    if latest is not None and latest[1].endswith(f"#{digest}"):
+        return latest[0], False
     version, _, _ = index_directory(store, directory, corpus, source=f"{directory}#{digest}")
     return version, True
 

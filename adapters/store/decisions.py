@@ -34,7 +34,7 @@ from adapters.store.base import (
     StoreBase,
     _FileLock,
 )
-from engine.audit import GENESIS, canonical, chain_hash, chain_hash_of
+from engine.audit import GENESIS, canonical, chain_hash, chain_hash_of, hashed_body
 from engine.record import DecisionRecord
 
 
@@ -77,11 +77,10 @@ class Pending:
         head["caller"], head["idempotency_key"] = caller, idempotency_key
         self.head_json = canonical(head)
         events = record["trace"]
-        dumps, sort = orjson.dumps, orjson.OPT_SORT_KEYS  # canonical(), inlined: it runs ~15 times per decision
-        self.event_jsons = [dumps(e, option=sort).decode() for e in events]
+        self.event_jsons = [canonical(e) for e in events]
         self.trace_text = "\n".join(self.event_jsons)  # what decisions.trace holds (canonical JSON has no newline)
-        # the hashed text that does not depend on the chain position (engine.audit.hashed_body)
-        self.body = (self.head_json + "\n" + self.trace_text if events else self.head_json).encode()
+        # the hashed text that does not depend on the chain position; the joined trace is the events joined
+        self.body = hashed_body(self.head_json, (self.trace_text,) if events else ())
         self.calls = [tuple(call_row(record["decision_id"], e).values()) for e in events if e["kind"] == "call"]
         # what the console's "fact text" search looks in: the values of every fact of the decision - input,
         # read from documents, answered by models and tools, derived - and document names; never a field the
@@ -513,7 +512,8 @@ def _check_row(row: Any, prev: str, seq: int, traces: list[Any], calls: list[Any
         return "trace events are stored apart from its record (inserted)"
     if [t.idx for t in traces] != list(range(len(traces))):
         return "its trace events are not contiguous (an event was deleted or inserted)"
-    texts = ([] if not row.trace else row.trace.split("\n")) if row.trace is not None else [t.event for t in traces]
+    # stored before revision 0009 (trace NULL): one trace_events row per event
+    texts = [t.event for t in traces] if row.trace is None else row.trace.split("\n") if row.trace else []
     if chain_hash(prev, seq, row.head, texts) != row.hash:
         return "its hash does not match its record and trace (edited)"
     try:

@@ -84,12 +84,18 @@ class DocumentsArea(StoreBase):
                                           c.created_at).order_by(c.name, c.version)).all()
         return [dict(r._mapping) for r in rows]
 
+    def latest_corpus(self, corpus: str) -> tuple[int, str] | None:
+        """(version, source) of the newest ready version of ``corpus``."""
+        c = CORPORA.c
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(c.version, c.source).where(c.name == corpus, c.status == "ready")
+                                 .order_by(c.version.desc()).limit(1)).first()
+        return (int(found[0]), str(found[1])) if found is not None else None
+
     def latest_corpus_version(self, corpus: str) -> int | None:
         """The newest ready version of ``corpus``."""
-        with self.engine.connect() as conn:
-            found = conn.execute(sa.select(sa.func.max(CORPORA.c.version)).where(
-                CORPORA.c.name == corpus, CORPORA.c.status == "ready")).scalar()
-        return int(found) if found is not None else None
+        latest = self.latest_corpus(corpus)
+        return latest[0] if latest is not None else None
 
     def passage_candidates(self, corpus: str, version: int, words: list[str], limit: int
                            ) -> list[tuple[int, str, str, str, str, float, int]]:
