@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import ctypes
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -61,18 +63,47 @@ class SystemClock:
         return time.monotonic()
 
 
-class TimeOrderedIds:
-    """ULID-like ids: 48-bit milliseconds then 80 random bits, in Crockford base32 (sortable by time)."""
+_RFC4648 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_CROCKFORD = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_TO_CROCKFORD = bytes.maketrans(_RFC4648, _CROCKFORD)
+_RANDOM_CHUNK = 4096  # random bytes read per getrandom() call: one call per ~400 ids, not one per id
 
-    ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+class TimeOrderedIds:
+    """ULID-like ids: 48-bit milliseconds then 80 random bits, in Crockford base32 (sortable by time).
+
+    The random bits come from the OS (``os.urandom``) in chunks: one system call per id was a tenth of a
+    decision's CPU on a virtual machine. The chunk is per process (dropped in a forked child) and taken
+    under a lock, so no two ids share random bits."""
+
+    ALPHABET = _CROCKFORD.decode()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._random = b""
+        self._at = 0
+        self._pid = os.getpid()
+
+    def _random_bits(self) -> int:
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child must not repeat its parent's bytes
+                self._random, self._at, self._pid = b"", 0, os.getpid()
+            if self._at + 10 > len(self._random):
+                self._random, self._at = os.urandom(_RANDOM_CHUNK), 0
+            at = self._at
+            self._at = at + 10
+            return int.from_bytes(self._random[at:at + 10], "big")
 
     def new_id(self) -> str:
-        value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-        chars = []
-        for _ in range(26):
-            chars.append(self.ALPHABET[value & 31])
-            value >>= 5
-        return "".join(reversed(chars))
+        return encode_id(int(time.time() * 1000), self._random_bits())
+
+
+def encode_id(millis: int, random_bits: int) -> str:
+    """The 26-character id of a 48-bit millisecond time and 80 random bits: their 130-bit number (two leading
+    zero bits) in Crockford base32, most significant first - base64's RFC 4648 encoder does the work and the
+    alphabet is swapped, instead of 26 Python-level steps."""
+    value = ((millis & (2**48 - 1)) << 80) | (random_bits & (2**80 - 1))
+    return base64.b32encode((value << 6).to_bytes(17, "big"))[:26].translate(_TO_CROCKFORD).decode()
 
 
 def name_thread(name: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,43 @@ def test_decision_ids_are_crockford_base32_ordered_by_time_and_unique() -> None:
                                                for i in made)
     time.sleep(0.002)
     assert ids.new_id()[:10] > made[0][:10]  # the time part sorts
+
+
+def test_decision_ids_encode_time_and_random_bits_exactly() -> None:
+    """The fast encoder (base64's, alphabet swapped) gives what a digit-by-digit Crockford encoding gives."""
+    from adapters.system import TimeOrderedIds, encode_id
+
+    def reference(millis: int, bits: int) -> str:
+        value, out = (millis << 80) | bits, ""
+        for _ in range(26):
+            out = TimeOrderedIds.ALPHABET[value & 31] + out
+            value >>= 5
+        return out
+
+    rng = random.Random(7)
+    cases = [(0, 0), (2**48 - 1, 2**80 - 1), (1, 1), (2**47, 2**79)]
+    cases += [(rng.getrandbits(48), rng.getrandbits(80)) for _ in range(5000)]
+    for millis, bits in cases:
+        assert encode_id(millis, bits) == reference(millis, bits)
+
+
+def test_a_forked_child_does_not_repeat_its_parents_random_bits() -> None:
+    import os
+
+    from adapters.system import TimeOrderedIds
+
+    ids = TimeOrderedIds()
+    ids.new_id()  # the parent has a chunk of random bytes in hand
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, then exit at once
+        os.write(write, ids.new_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert child[10:] != ids.new_id()[10:]
 
 
 def test_the_writer_thread_is_named_for_the_os(tmp_path: Path) -> None:
