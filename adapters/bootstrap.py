@@ -86,10 +86,13 @@ class Runtime:
     provider: Any = None  # the OpenTelemetry provider, flushed at stop
 
     @classmethod
-    def build(cls, cfg: Settings, base: Path, serving: bool = True) -> Runtime:
+    def build(cls, cfg: Settings, base: Path, serving: bool = True,
+              given_ports: tuple[ModelGateway, ToolConnector] | None = None) -> Runtime:
         """``serving``: a service starting (`serve`, `consume`) publishes the rulesets directory's versions
         never published and indexes its corpora; a command acting on the store (`baton escalations
-        resolve`) does neither."""
+        resolve`, `baton decide --db`) does neither. ``given_ports``: the model gateway and tools a command
+        built itself (`baton decide --answers`), used instead of the config's; retrieval and tracing are
+        added to them as to the config's."""
         SECRETS.base, SECRETS.ttl_s = base, cfg.secrets_ttl_s
         store = SqlStore(cfg.db)
         registry = RulesetRegistry(store)
@@ -97,7 +100,7 @@ class Runtime:
         corpora_dir = cfg.corpora if cfg.corpora is not None else cfg.rulesets / "corpora"
         corpora = index_corpora(store, corpora_dir) if serving and corpora_dir.is_dir() else []
         writer = GroupWriter(store)
-        models, raw_tools, note = ports(cfg, base)
+        models, raw_tools, note = ports(cfg, base) if given_ports is None else (*given_ports, "given by the command")
         tools: ToolConnector = WithRetrieval(raw_tools, store)
         tracer = provider = None
         if cfg.tracing is not None:

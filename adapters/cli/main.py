@@ -8,6 +8,7 @@ import gc
 import json
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,13 +19,12 @@ from adapters.cli.broker_cmds import tail_app
 from adapters.cli.common import err, fail, out, print_compile_errors, print_warnings
 from adapters.cli.documents_cmds import corpora_cmd, index_cmd, search_cmd
 from adapters.cli.governance_cmds import rulesets_app, shadow_app, table_app
-from adapters.cli.store_cmds import effects_app, escalations_app, impact_cmd, log_app, open_store, replay_cmd
+from adapters.cli.store_cmds import effects_app, escalations_app, impact_cmd, log_app, replay_cmd
 from adapters.documents import read_document
-from adapters.retrieval import WithRetrieval
 from adapters.rulesets import display, find_ruleset, load_file, ruleset_files
 from adapters.system import SystemClock, TimeOrderedIds, tune_allocator
 from engine.errors import BatonError, CompileErrors, InvalidInput
-from engine.loop import Engine, Limits
+from engine.loop import Decision, Engine, Limits
 from engine.ports import ModelGateway, ToolConnector
 from engine.record import DecisionRecord
 from engine.recorded import RecordedAnswers
@@ -192,44 +192,57 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
             tool_port = tool_connectors(settings, config.parent) or recorded
         except ValueError as e:
             raise fail(str(e)) from None
-    sql = open_store(db) if db or store else None
-    if sql is not None:
-        tool_port = WithRetrieval(tool_port, sql)
     engine = Engine(rs)
     try:
         validated = engine.validate_input(given, allow_empty=bool(incoming))
     except BatonError as e:
         raise fail(str(e), 1) from None
 
-    def run() -> Any:
-        return engine.run(validated, model_port, tool_port, SystemClock(), TimeOrderedIds(), Limits(),
-                          documents=[i.document for i in incoming])
+    def run(models: ModelGateway, tools: ToolConnector) -> Callable[[], Coroutine[Any, Any, Decision]]:
+        return lambda: engine.run(validated, models, tools, SystemClock(), TimeOrderedIds(), Limits(),
+                                  documents=[i.document for i in incoming])
 
-    # not stored: nothing to log, count or shadow
-    data = asyncio.run(run()).to_dict() if sql is None else asyncio.run(_decide_and_store(sql, rs, run, incoming))
+    if not (db or store):  # not stored: nothing to log, count or shadow
+        data: Any = asyncio.run(run(model_port, tool_port)()).to_dict()
+    else:
+        data = _decide_and_store(config, db, rulesets, rs, run, (model_port, tool_port), incoming)
     out.print_json(json.dumps(data, ensure_ascii=False))
 
 
-async def _decide_and_store(sql: Any, rs: Any, run: Any, incoming: list[Any]) -> DecisionRecord:
-    """The CLI door onto the one decision path: stored, logged, counted, traced and shadowed as a decision
-    that came in over gRPC or a broker is (attached shadows are evaluated before the command ends)."""
-    from adapters.decisions import DecisionPath
-    from adapters.registry import RulesetRegistry
-    from adapters.shadow import Shadows
-    from adapters.store.writer import GroupWriter
+def _decide_and_store(config: Path | None, db: str | None, rulesets: Path, rs: Any,
+                      run: Callable[[ModelGateway, ToolConnector], Callable[[], Coroutine[Any, Any, Decision]]],
+                      given_ports: tuple[ModelGateway, ToolConnector], incoming: list[Any]) -> DecisionRecord:
+    """The CLI door onto the one decision path, wired by the service's own bootstrap: stored, logged, counted,
+    traced and shadowed as a decision that came in over gRPC or a broker is, and its tools search the
+    store's corpora (attached shadows are evaluated before the command ends)."""
+    from adapters.bootstrap import Runtime
+    from adapters.config import load_config
 
-    sql.save_ruleset(rs)
-    writer = GroupWriter(sql)
-    shadows = Shadows(sql, RulesetRegistry(sql))
-    shadows.start()
     try:
-        path = DecisionPath(writer, None, shadows)
-        record, _ = await path.decide(rs.name, run, "cli", documents=incoming, received=path.received())
-        await shadows.drain()
-    finally:
-        await shadows.stop()
-        writer.close()
-    return record
+        settings = load_config(config)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    settings = settings.model_copy(update={"db": db or settings.db, "rulesets": rulesets})
+    try:
+        rt = Runtime.build(settings, config.parent if config is not None else Path.cwd(), serving=False,
+                           given_ports=given_ports)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    except Exception as e:  # a bad URL or an unreachable server: one clear line, not a traceback
+        raise fail(f"cannot open the decision store: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+
+    async def go() -> DecisionRecord:
+        rt.start()
+        try:
+            rt.store.save_ruleset(rs)
+            record, _ = await rt.path.decide(rs.name, run(rt.models, rt.tools), "cli", documents=incoming,
+                                             received=rt.path.received())
+            await rt.shadows.drain()
+            return record
+        finally:
+            await rt.stop()
+
+    return asyncio.run(go())
 
 
 @app.command()
