@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters import metrics
 from adapters.documents import Incoming
 from adapters.logs import log_decision
-from adapters.shadow import Shadows
 from adapters.store.sql import Resolution, Saved, SqlStore
 from adapters.store.writer import GroupWriter
 from adapters.system import LoopLag, SystemClock
@@ -26,6 +25,9 @@ from engine.loop import Decision, Engine
 from engine.ports import Clock, ModelGateway, ToolConnector
 from engine.record import DecisionRecord
 from engine.replay import ReplayResult, WhatIf, replay, what_if
+
+if TYPE_CHECKING:  # shadows evaluate through what_if_stored below
+    from adapters.shadow import Shadows
 
 
 def waited(record: DecisionRecord, seconds: float) -> None:

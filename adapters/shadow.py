@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from adapters import metrics
+from adapters.decisions import what_if_stored
 from adapters.impact import decision_label
 from adapters.registry import RulesetRegistry
 from adapters.store.governance import ShadowInfo
@@ -29,7 +30,6 @@ from adapters.store.sql import SqlStore
 from engine.errors import BatonError
 from engine.model import Ruleset
 from engine.record import DecisionRecord
-from engine.replay import what_if
 
 log = logging.getLogger("baton.shadow")
 
@@ -125,8 +125,7 @@ class Shadows:
     async def evaluate(self, record: DecisionRecord, version: str) -> bool:
         """Evaluate one live decision against one shadow version and store the result; True if it differs."""
         engine = await asyncio.to_thread(self.registry.engine_for, version)
-        documents = await asyncio.to_thread(self.store.documents_of, record)
-        w = await what_if(engine, record, documents=documents)  # no live ports: recorded answers only
+        w = await what_if_stored(self.store, engine, record)  # no live ports: recorded answers only
         detail = {"live": w.old, "shadow": w.new, "fired_only_live": w.fired_only_before,
                   "fired_only_shadow": w.fired_only_after, "unanswered": w.unanswered, "error": w.error}
         row = {"decision_id": str(record["decision_id"]), "shadow_version": version,
