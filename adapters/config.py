@@ -92,6 +92,13 @@ class TracingSettings(_Strict):
     service_name: str = "baton"
 
 
+class MemorySettings(_Strict):
+    """How a worker keeps its memory in bounds: every ``trim_every_s`` the free pages inside its malloc
+    arenas (left by large requests and documents) go back to the system; null: never."""
+
+    trim_every_s: float | None = Field(default=60.0, gt=0)
+
+
 class Settings(_Strict):
     listen: str = "127.0.0.1:50051"
     db: str | None = None
@@ -105,6 +112,7 @@ class Settings(_Strict):
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     transport: TransportSettings = Field(default_factory=lambda: TransportSettings())
     delivery: DeliverySettings = Field(default_factory=lambda: DeliverySettings())
+    memory: MemorySettings = Field(default_factory=lambda: MemorySettings())
     sla_check_s: float = Field(default=5.0, gt=0)
     answers: Path | None = None  # canned model/tool answers: the offline demo
     insecure_no_auth: bool = False

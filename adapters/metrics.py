@@ -41,6 +41,11 @@ LOOP_LAG = Histogram("baton_event_loop_lag_seconds", "How late a worker's event 
                      buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 SQLITE_MEMORY = Gauge("baton_sqlite_memory_bytes", "Memory the SQLite library holds (page caches, statements)",
                       multiprocess_mode="livesum")
+HEAP_IN_USE = Gauge("baton_heap_in_use_bytes", "Bytes a worker's allocator has handed out (glibc mallinfo2)",
+                    multiprocess_mode="liveall")
+HEAP_FREE = Gauge("baton_heap_free_bytes", "Bytes free inside a worker's malloc arenas, not yet given back",
+                  multiprocess_mode="liveall")
+HEAP_TRIMS = Counter("baton_heap_trims_total", "Times a worker gave its arenas' free pages back to the system")
 INFLIGHT = Gauge("baton_inflight_decisions", "Decisions in flight", multiprocess_mode="livesum")
 
 

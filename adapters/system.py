@@ -137,3 +137,32 @@ def tune_allocator() -> bool:
                     and libc.mallopt(m_arena_max, 2))
     except (OSError, AttributeError):
         return False
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def heap_stats() -> tuple[int, int] | None:
+    """glibc's heap: bytes in use by the program (arenas plus mapped blocks) and bytes free inside its arenas,
+    kept by malloc instead of given back. A worker whose RSS grows while "in use" stays flat is fragmenting,
+    not leaking; ``trim_heap`` gives the free pages back. None where there is no glibc ``mallinfo2``."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return int(info.uordblks + info.hblkhd), int(info.fordblks)
+
+
+def trim_heap() -> bool:
+    """Give the free pages inside every malloc arena back to the system (glibc ``malloc_trim(0)``); the
+    memory stays mapped and is faulted back in when used again. True when something was returned."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError):
+        return False

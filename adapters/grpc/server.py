@@ -37,7 +37,7 @@ from adapters.secrets import SECRETS
 from adapters.shadow import Shadows
 from adapters.store.base import sqlite_memory_used
 from adapters.store.sql import SqlStore
-from adapters.system import tune_allocator
+from adapters.system import heap_stats, trim_heap, tune_allocator
 from adapters.tools.connectors import resolve_secrets
 
 log = logging.getLogger("baton.serve")
@@ -118,7 +118,9 @@ async def run_consumer_process(cfg: Settings, base: Path) -> None:
     outbox = asyncio.create_task(rt.outbox().run(stop))
     secrets_ttl = asyncio.create_task(_refresh_secrets(cfg.secrets_ttl_s, stop))
     fresh = asyncio.create_task(_keep_fresh(rt.registry, rt.shadows, stop))
+    heap = asyncio.create_task(_tend_heap(cfg.memory.trim_every_s, stop))
     await run_consumers(intake, stop)
+    await heap
     await outbox
     await secrets_ttl
     await fresh
@@ -194,6 +196,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     sweeper = asyncio.create_task(_sweep_slas(rt.escalations, cfg.sla_check_s, stop))
     outbox = asyncio.create_task(rt.outbox().run(stop))
     logs = asyncio.create_task(_flush_logs(stop))
+    heap = asyncio.create_task(_tend_heap(cfg.memory.trim_every_s, stop))
     fresh = asyncio.create_task(_keep_fresh(rt.registry, rt.shadows, stop))
     await stop.wait()
     if console is not None:
@@ -205,6 +208,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     await sweeper
     await outbox
     await logs
+    await heap
     await fresh
     say(f"baton {os.getpid()}: shutting down, finishing in-flight decisions")
     await health.enter_graceful_shutdown()
@@ -222,6 +226,26 @@ async def _sweep_slas(escalations: Escalations, every_s: float, stop: asyncio.Ev
         except Exception:  # the store being briefly unreachable must not end the sweeper
             log.exception("SLA sweep failed")
         await _stopped_within(stop, every_s)
+
+
+HEAP_SAMPLE_S = 5.0
+
+
+async def _tend_heap(trim_every_s: float | None, stop: asyncio.Event) -> None:
+    """Sample the worker's heap (in use, free inside its arenas) every few seconds, and every ``trim_every_s``
+    give the arenas' free pages back to the system, on a thread: the trim takes milliseconds to walk a large
+    heap, which the event loop must not wait for."""
+    last_trim = time.monotonic()
+    while not stop.is_set():
+        stats = heap_stats()
+        if stats is not None:
+            metrics.HEAP_IN_USE.set(stats[0])
+            metrics.HEAP_FREE.set(stats[1])
+        if trim_every_s is not None and time.monotonic() - last_trim >= trim_every_s:
+            last_trim = time.monotonic()
+            if await asyncio.to_thread(trim_heap):
+                metrics.HEAP_TRIMS.inc()
+        await _stopped_within(stop, min(HEAP_SAMPLE_S, trim_every_s or HEAP_SAMPLE_S))
 
 
 async def _keep_fresh(registry: RulesetRegistry, shadows: Shadows | None, stop: asyncio.Event) -> None:

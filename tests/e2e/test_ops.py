@@ -59,6 +59,9 @@ def test_metrics_and_one_json_log_line_per_decision_without_pii(tmp_path: Path) 
         assert samples['baton_tool_calls_total{action="lookup_policy",status="ok"}'] == 3
         assert samples['baton_escalations_open{queue="treasury-approvals"}'] == 1
         assert samples["baton_store_write_seconds_count"] >= 1
+        # each worker's heap, apart (a growing RSS with a flat "in use" is fragmentation, not a leak)
+        heap = {k: v for k, v in samples.items() if k.startswith("baton_heap_in_use_bytes{")}
+        assert len(heap) == 2 and all(v > 1e6 for v in heap.values()), heap
     finally:
         assert server.stop() == 0
     lines = [json.loads(line) for line in server.log_file.read_text().splitlines() if line.startswith("{")]
