@@ -45,6 +45,9 @@ HEAP_IN_USE = Gauge("baton_heap_in_use_bytes", "Bytes a worker's allocator has h
                     multiprocess_mode="liveall")
 HEAP_FREE = Gauge("baton_heap_free_bytes", "Bytes free inside a worker's malloc arenas, not yet given back",
                   multiprocess_mode="liveall")
+PYTHON_BLOCKS = Gauge("baton_python_allocated_blocks", "Python's small-object blocks a worker holds "
+                      "(sys.getallocatedblocks(): objects of 512 bytes or less, outside the malloc heap)",
+                      multiprocess_mode="liveall")
 HEAP_TRIMS = Counter("baton_heap_trims_total", "Times a worker gave its arenas' free pages back to the system")
 INFLIGHT = Gauge("baton_inflight_decisions", "Decisions in flight", multiprocess_mode="livesum")
 

@@ -102,6 +102,13 @@ def sqlite_mb(text: str) -> float:
     return float(found.group(1)) / 1e6 if found else float("nan")
 
 
+def python_kblocks(text: str, pid: int) -> float:
+    """Python's small-object blocks a worker holds (baton_python_allocated_blocks), in thousands: what a leak
+    of Python objects would grow."""
+    found = re.search(rf'^baton_python_allocated_blocks{{pid="{pid}"}} (\S+)$', text, re.M)
+    return float(found.group(1)) / 1e3 if found else float("nan")
+
+
 def heap_mb(text: str, pid: int) -> float:
     """What a worker's allocator has handed out (baton_heap_in_use_bytes), in MB: flat while RSS grows means
     fragmentation, not a leak."""
@@ -190,7 +197,8 @@ def main() -> None:
         rows: list[dict[str, Any]] = []
         print(f"soak: {minutes:g} min, a sample every {interval:g} s; workers {pids}; intake "
               f"{'on ' + subject if nats_up else 'off'}")
-        head = (f"{'t s':>6} " + " ".join(f"{'RSS MB w' + str(i):>11} {'heap MB w' + str(i):>12} {'fds w' + str(i):>7}"
+        head = (f"{'t s':>6} " + " ".join(f"{'RSS MB w' + str(i):>11} {'heap MB w' + str(i):>12} "
+                                          f"{'py kblk w' + str(i):>12} {'fds w' + str(i):>7}"
                                           for i in range(len(pids)))
                 + f" {'db conns':>8} {'sqlite MB':>9} {'calls':>6} {'p50 ms':>7} {'p99 ms':>7} {'errors':>7}"
                 + f" {'intake':>6}")
@@ -205,14 +213,15 @@ def main() -> None:
                 window.sort()
                 text = scrape(metrics_port)
                 row: dict[str, Any] = {"t": time.monotonic() - t0, "rss": [rss_mb(p) for p in pids],
-                                       "heap": [heap_mb(text, p) for p in pids], "fds": [fds(p) for p in pids],
+                                       "heap": [heap_mb(text, p) for p in pids],
+                                       "blocks": [python_kblocks(text, p) for p in pids], "fds": [fds(p) for p in pids],
                        "db": sum(fds(p, "baton.db") for p in pids), "calls": len(window),
                        "sqlite": sqlite_mb(text),
                        "p50": statistics.median(window) * 1000 if window else 0.0,
                        "p99": window[min(len(window) - 1, int(len(window) * 0.99))] * 1000 if window else 0.0}
                 rows.append(row)
-                print(f"{row['t']:>6.0f} " + " ".join(f"{r:>11.0f} {h:>12.1f} {f:>7}" for r, h, f in zip(
-                    row["rss"], row["heap"], row["fds"], strict=True))
+                print(f"{row['t']:>6.0f} " + " ".join(f"{r:>11.0f} {h:>12.1f} {b:>12.1f} {f:>7}" for r, h, b, f in zip(
+                    row["rss"], row["heap"], row["blocks"], row["fds"], strict=True))
                       + f" {row['db']:>8} {row['sqlite']:>9.1f} {row['calls']:>6} {row['p50']:>7.1f} {row['p99']:>7.1f}"
                       f" {sum(errors.values()):>7} {sent[0]:>6}")
         finally:
@@ -225,7 +234,9 @@ def main() -> None:
                 print(f"RSS worker {i}: {spark([r['rss'][i] for r in rows])}  "
                       f"{min(r['rss'][i] for r in rows):.0f}-{max(r['rss'][i] for r in rows):.0f} MB; heap in use "
                       f"{spark([r['heap'][i] for r in rows])}  {min(r['heap'][i] for r in rows):.1f}-"
-                      f"{max(r['heap'][i] for r in rows):.1f} MB")
+                      f"{max(r['heap'][i] for r in rows):.1f} MB; Python blocks "
+                      f"{spark([r['blocks'][i] for r in rows])}  {min(r['blocks'][i] for r in rows):.1f}-"
+                      f"{max(r['blocks'][i] for r in rows):.1f} k")
             print(f"p99:          {spark([r['p99'] for r in rows])}  "
                   f"{min(r['p99'] for r in rows):.1f}-{max(r['p99'] for r in rows):.1f} ms")
         print(f"errors: {errors or 'none'}")

@@ -12,6 +12,7 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -232,7 +233,8 @@ HEAP_SAMPLE_S = 5.0
 
 
 async def _tend_heap(trim_every_s: float | None, stop: asyncio.Event) -> None:
-    """Sample the worker's heap (in use, free inside its arenas) every few seconds, and every ``trim_every_s``
+    """Sample the worker's heap (in use, free inside its arenas) and Python's small-object blocks (kept in
+    arenas of its own, not in the malloc heap) every few seconds, and every ``trim_every_s``
     give the arenas' free pages back to the system, on a thread: the trim takes milliseconds to walk a large
     heap, which the event loop must not wait for."""
     last_trim = time.monotonic()
@@ -241,6 +243,7 @@ async def _tend_heap(trim_every_s: float | None, stop: asyncio.Event) -> None:
         if stats is not None:
             metrics.HEAP_IN_USE.set(stats[0])
             metrics.HEAP_FREE.set(stats[1])
+        metrics.PYTHON_BLOCKS.set(sys.getallocatedblocks())
         if trim_every_s is not None and time.monotonic() - last_trim >= trim_every_s:
             last_trim = time.monotonic()
             if await asyncio.to_thread(trim_heap):

@@ -62,6 +62,8 @@ def test_metrics_and_one_json_log_line_per_decision_without_pii(tmp_path: Path) 
         # each worker's heap, apart (a growing RSS with a flat "in use" is fragmentation, not a leak)
         heap = {k: v for k, v in samples.items() if k.startswith("baton_heap_in_use_bytes{")}
         assert len(heap) == 2 and all(v > 1e6 for v in heap.values()), heap
+        blocks = {k: v for k, v in samples.items() if k.startswith("baton_python_allocated_blocks{")}
+        assert len(blocks) == 2 and all(v > 10_000 for v in blocks.values()), blocks
     finally:
         assert server.stop() == 0
     lines = [json.loads(line) for line in server.log_file.read_text().splitlines() if line.startswith("{")]
