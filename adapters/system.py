@@ -6,6 +6,7 @@ import asyncio
 import base64
 import ctypes
 import os
+import re
 import sys
 import threading
 import time
@@ -139,22 +140,43 @@ def tune_allocator() -> bool:
         return False
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
+_MALLOC_TOTAL = re.compile(r'<(total|system) type="(fast|rest|mmap|current)"(?: count="\d+")? size="(\d+)"/>')
 
 
 def heap_stats() -> tuple[int, int] | None:
-    """glibc's heap: bytes in use by the program (arenas plus mapped blocks) and bytes free inside its arenas,
-    kept by malloc instead of given back. A worker whose RSS grows while "in use" stays flat is fragmenting,
-    not leaking; ``trim_heap`` gives the free pages back. None where there is no glibc ``mallinfo2``."""
+    """glibc's heap over all its arenas: bytes in use by the program (blocks handed out, mapped blocks
+    included) and bytes free inside the arenas, kept by malloc instead of given back. From ``malloc_info``
+    (``mallinfo2`` sees the main arena only, and workers have two). A worker whose RSS grows while "in use"
+    stays flat is fragmenting, not leaking; ``trim_heap`` gives free pages back. None without glibc."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
-        mallinfo2 = ctypes.CDLL(None).mallinfo2
+        libc = ctypes.CDLL(None)
+        open_memstream, malloc_info, fclose, free = libc.open_memstream, libc.malloc_info, libc.fclose, libc.free
     except (OSError, AttributeError):
         return None
-    mallinfo2.restype = _MallInfo2
-    info = mallinfo2()
-    return int(info.uordblks + info.hblkhd), int(info.fordblks)
+    open_memstream.restype = ctypes.c_void_p
+    open_memstream.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_size_t)]
+    malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    fclose.argtypes = [ctypes.c_void_p]
+    free.argtypes = [ctypes.c_void_p]
+    buffer, size = ctypes.c_char_p(), ctypes.c_size_t()
+    stream = open_memstream(ctypes.byref(buffer), ctypes.byref(size))
+    if not stream:
+        return None
+    try:
+        malloc_info(0, stream)
+    finally:
+        fclose(stream)
+    try:
+        text = ctypes.string_at(buffer, size.value).decode("ascii", "replace")
+    finally:
+        free(buffer)
+    totals = {kind: int(n) for _, kind, n in _MALLOC_TOTAL.findall(text.rpartition("</heap>")[2])}
+    if "current" not in totals:
+        return None
+    free_bytes = totals.get("fast", 0) + totals.get("rest", 0)
+    return totals["current"] - free_bytes + totals.get("mmap", 0), free_bytes
 
 
 def trim_heap() -> bool:
