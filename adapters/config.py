@@ -113,6 +113,7 @@ class Settings(_Strict):
     transport: TransportSettings = Field(default_factory=lambda: TransportSettings())
     delivery: DeliverySettings = Field(default_factory=lambda: DeliverySettings())
     memory: MemorySettings = Field(default_factory=lambda: MemorySettings())
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"  # a worker's event loop: libuv's, or asyncio's own
     sla_check_s: float = Field(default=5.0, gt=0)
     answers: Path | None = None  # canned model/tool answers: the offline demo
     insecure_no_auth: bool = False

@@ -2,7 +2,7 @@
 (the request is parsed, an empty DecideResponse is returned), in the same number of processes sharing
 one port, so the framework's own cost on this machine is measured in the same run as Baton's.
 
-    .venv/bin/python bench/empty_grpc.py --listen 127.0.0.1:PORT [--workers N]
+    .venv/bin/python bench/empty_grpc.py --listen 127.0.0.1:PORT [--workers N] [--loop uvloop|asyncio]
 Each process prints "listening on ADDR (pid N)", as `baton serve` does; SIGTERM stops them.
 """
 
@@ -43,17 +43,23 @@ async def _serve(listen: str) -> None:
     await server.stop(1)
 
 
-def _child(listen: str) -> None:
-    asyncio.run(_serve(listen))
+def _child(listen: str, loop: str) -> None:
+    if loop == "uvloop":  # the event loop Baton's workers run on (its `event_loop:` setting), for a fair floor
+        import uvloop
+
+        uvloop.run(_serve(listen))
+    else:
+        asyncio.run(_serve(listen))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--listen", required=True)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
-    children = [ctx.Process(target=_child, args=(args.listen,)) for _ in range(args.workers)]
+    children = [ctx.Process(target=_child, args=(args.listen, args.loop)) for _ in range(args.workers)]
     for child in children:
         child.start()
     def stop(*_: object) -> None:

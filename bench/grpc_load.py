@@ -6,11 +6,13 @@ the framework alone reaches on this machine. The machinery is `baton bench`'s (a
 h2load when installed, else Python gRPC clients.
 
     .venv/bin/python bench/grpc_load.py [--duration 20] [--inflight 64] [--workers 2] [--db URL] [--no-floor]
+        [--loop uvloop|asyncio]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -42,7 +44,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--db", default="")
     parser.add_argument("--no-floor", action="store_true", help="skip the empty grpc.aio server's run")
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
+                        help="the event loop of Baton's workers and of the floor's alike")
     args = parser.parse_args()
+    os.environ["BATON_EVENT_LOOP"] = args.loop  # Baton's workers read it as event_loop:
     tmp = Path(tempfile.mkdtemp())
     db = args.db or str(tmp / "load.db")
     result = run_scenario("load", ["--db", db, "--workers", str(args.workers), "--answers",
@@ -59,7 +64,8 @@ def main() -> None:
     print(f"  stored           {store.count():>9,}   (hash chain {'intact' if intact else 'BROKEN'})")
     print(f"  raw in-process engine, same machine, same run: {raw_engine_rate():,.0f} decisions/s (one core)")
     if not args.no_floor:
-        floor = run_scenario("floor", ["--workers", str(args.workers)], args.inflight, args.duration, tmp,
+        floor = run_scenario("floor", ["--workers", str(args.workers), "--loop", args.loop], args.inflight,
+                             args.duration, tmp,
                              command=[sys.executable, str(ROOT / "bench/empty_grpc.py")])
         print(f"The floor, same load: an empty grpc.aio Decide handler, {args.workers} processes, nothing stored")
         report(floor)

@@ -303,10 +303,8 @@ def consume(config: Annotated[Path, typer.Option(help="service config with a con
             ) -> None:
     """Take decision requests from JetStream or RabbitMQ (the config's consumers:), decide, store, reply,
     then acknowledge; deliver effects. Runs until SIGTERM; SIGHUP re-reads secrets."""
-    import asyncio as aio
-
     from adapters.config import load_config
-    from adapters.grpc.server import run_consumer_process
+    from adapters.grpc.server import run_consumer_process, run_loop
     from adapters.logs import setup_logging
 
     try:
@@ -314,7 +312,7 @@ def consume(config: Annotated[Path, typer.Option(help="service config with a con
         settings = settings.model_copy(update={k: v for k, v in {"db": db, "rulesets": rulesets,
                                                                  "answers": answers}.items() if v is not None})
         setup_logging(settings)
-        aio.run(run_consumer_process(settings, config.parent))
+        run_loop(settings, run_consumer_process(settings, config.parent))
     except CompileErrors as e:
         print_compile_errors(e)
         raise typer.Exit(1) from None
