@@ -94,9 +94,13 @@ class TracingSettings(_Strict):
 
 class MemorySettings(_Strict):
     """How a worker keeps its memory in bounds: every ``trim_every_s`` the free pages inside its malloc
-    arenas (left by large requests and documents) go back to the system; null: never."""
+    arenas (left by large requests and documents) go back to the system (null: never); SQLite holds at most
+    about ``sqlite_mb``."""
 
     trim_every_s: float | None = Field(default=60.0, gt=0)
+    # what SQLite may hold in a worker (page caches of all its connections, statements) before it frees
+    # cached pages instead of growing; 0: no limit
+    sqlite_mb: int = Field(default=16, ge=0, le=65536)
 
 
 class Settings(_Strict):

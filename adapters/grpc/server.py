@@ -37,7 +37,7 @@ from adapters.metrics import serve_metrics
 from adapters.registry import RulesetRegistry
 from adapters.secrets import SECRETS
 from adapters.shadow import Shadows
-from adapters.store.base import sqlite_memory_used
+from adapters.store.base import limit_sqlite_memory, sqlite_memory_used
 from adapters.store.sql import SqlStore
 from adapters.system import heap_stats, trim_heap, tune_allocator
 from adapters.tools.connectors import resolve_secrets
@@ -104,6 +104,7 @@ async def _refresh_secrets(every_s: float | None, stop: asyncio.Event) -> None:
 async def run_consumer_process(cfg: Settings, base: Path) -> None:
     """`baton consume`: the configured consumers and the effects outbox, without the gRPC server."""
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    _bound_memory(cfg)
     rt = Runtime.build(cfg, base)
     intake = rt.consumers()
     if not intake:
@@ -130,6 +131,11 @@ async def run_consumer_process(cfg: Settings, base: Path) -> None:
     say(f"baton consume {os.getpid()}: stopped")
 
 
+def _bound_memory(cfg: Settings) -> None:
+    if cfg.memory.sqlite_mb:
+        limit_sqlite_memory(cfg.memory.sqlite_mb << 20)
+
+
 def _freeze_startup_objects() -> None:
     """Move everything built at start (rulesets, grammar tables, ORM metadata, gRPC, imported modules) out of
     the cyclic collector's sight. Without this a full collection walked ~125,000 long-lived objects every
@@ -149,6 +155,7 @@ def _rotate_secrets(quiet: bool = False) -> None:
 async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int = 0) -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` prints every thread's stack
     tune_allocator()  # large request buffers go back to the system once freed
+    _bound_memory(cfg)
     auth = Auth(load_tokens(None, [(resolve_secrets(t.token, f"tokens[{i}].token"), t.name, list(t.roles))
                                    for i, t in enumerate(cfg.tokens)]))
     if not auth.enabled and not (_is_loopback(cfg.listen) or cfg.insecure_no_auth):

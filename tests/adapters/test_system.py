@@ -52,3 +52,36 @@ def test_heap_stats_see_freed_memory_and_trim_gives_its_pages_back() -> None:
     assert r["trimmed"] and r["before"] - r["after"] > 100e6  # the trim gave the pages back
     assert r["after"] > r["kept"]  # what is kept is still there
     assert r["threaded"] > 50e6  # 60 MB allocated on a second thread (a second arena) is seen
+
+
+def test_sqlite_memory_stays_near_the_soft_limit_however_many_connections_read() -> None:
+    """Eight connections each read a 24 MB table through caches of 16 MB apiece: SQLite's memory climbs past
+    60 MB without a limit, and stays near the limit (8 MB) with one."""
+    code = textwrap.dedent("""
+        import json, os, sqlite3, sys, tempfile
+        from adapters.store.base import limit_sqlite_memory, sqlite_memory_used
+
+        path = os.path.join(tempfile.mkdtemp(), "t.db")
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+        db.executemany("INSERT INTO t (body) VALUES (?)", (("x" * 1000,) for _ in range(24_000)))
+        db.commit()
+        db.close()
+        limited = sys.argv[1] == "limited"
+        if limited:
+            assert limit_sqlite_memory(8 << 20)
+        connections = [sqlite3.connect(path) for _ in range(8)]
+        peak = 0
+        for c in connections:
+            c.execute("PRAGMA cache_size=-16000")
+            c.execute("SELECT count(*), sum(length(body)) FROM t").fetchone()
+            peak = max(peak, sqlite_memory_used())
+        print(json.dumps({"peak": peak}))
+    """)
+    peaks = {}
+    for mode in ("unlimited", "limited"):
+        out = subprocess.run([sys.executable, "-c", code, mode], cwd=ROOT, capture_output=True, text=True,
+                             timeout=120, check=True)
+        peaks[mode] = __import__("json").loads(out.stdout)["peak"]
+    assert peaks["unlimited"] > 60e6, peaks
+    assert peaks["limited"] < 12e6, peaks
