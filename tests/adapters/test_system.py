@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -54,14 +55,14 @@ def test_heap_stats_see_freed_memory_and_trim_gives_its_pages_back() -> None:
     assert r["threaded"] > 50e6  # 60 MB allocated on a second thread (a second arena) is seen
 
 
-def test_sqlite_memory_stays_near_the_soft_limit_however_many_connections_read() -> None:
+def test_sqlite_memory_stays_near_the_soft_limit_however_many_connections_read(tmp_path: Path) -> None:
     """Eight connections each read a 24 MB table through caches of 16 MB apiece: SQLite's memory climbs past
     60 MB without a limit, and stays near the limit (8 MB) with one."""
     code = textwrap.dedent("""
-        import json, os, sqlite3, sys, tempfile
+        import json, os, sqlite3, sys
         from adapters.store.base import limit_sqlite_memory, sqlite_memory_used
 
-        path = os.path.join(tempfile.mkdtemp(), "t.db")
+        path = os.path.join(sys.argv[2], "t.db")
         db = sqlite3.connect(path)
         db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
         db.executemany("INSERT INTO t (body) VALUES (?)", (("x" * 1000,) for _ in range(24_000)))
@@ -80,8 +81,9 @@ def test_sqlite_memory_stays_near_the_soft_limit_however_many_connections_read()
     """)
     peaks = {}
     for mode in ("unlimited", "limited"):
-        out = subprocess.run([sys.executable, "-c", code, mode], cwd=ROOT, capture_output=True, text=True,
-                             timeout=120, check=True)
+        (tmp_path / mode).mkdir()
+        out = subprocess.run([sys.executable, "-c", code, mode, str(tmp_path / mode)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120, check=True)
         peaks[mode] = __import__("json").loads(out.stdout)["peak"]
     assert peaks["unlimited"] > 60e6, peaks
     assert peaks["limited"] < 12e6, peaks
