@@ -48,12 +48,23 @@ def main() -> None:
                         help="the event loop of Baton's workers and of the floor's alike")
     args = parser.parse_args()
     os.environ["BATON_EVENT_LOOP"] = args.loop  # Baton's workers read it as event_loop:
-    tmp = Path(tempfile.mkdtemp())
+    with tempfile.TemporaryDirectory(prefix="baton-load-") as tmp_dir:  # the database and h2load's logs
+        run(args, Path(tmp_dir))
+
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
     db = args.db or str(tmp / "load.db")
     result = run_scenario("load", ["--db", db, "--workers", str(args.workers), "--answers",
                            str(ROOT / "rulesets/demo-answers.json"), "--rulesets", str(ROOT / "rulesets")],
                           args.inflight, args.duration, tmp)
     store = SqlStore(db, migrate=False)
+    try:
+        summarise(args, db, result, store, tmp)
+    finally:
+        store.close()
+
+
+def summarise(args: argparse.Namespace, db: str, result: Result, store: SqlStore, tmp: Path) -> None:
     print(f"Decide over gRPC, claims-triage, {args.inflight} in flight, {args.duration:.0f} s, {args.workers} "
           f"server workers, {db if args.db else 'SQLite'}, full trace")
     report(result)
