@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import grpc
 
 from adapters.grpc.gen.baton.v1 import decision_pb2
+from adapters.system import run_loop
 
 
 async def _decide(request: decision_pb2.DecideRequest, context: Any) -> decision_pb2.DecideResponse:
@@ -44,12 +45,7 @@ async def _serve(listen: str) -> None:
 
 
 def _child(listen: str, loop: str) -> None:
-    if loop == "uvloop":  # the event loop Baton's workers run on (its `event_loop:` setting), for a fair floor
-        import uvloop
-
-        uvloop.run(_serve(listen))
-    else:
-        asyncio.run(_serve(listen))
+    run_loop(loop, _serve(listen))  # the event loop Baton's workers run on (`event_loop:`), for a fair floor
 
 
 def main() -> None:

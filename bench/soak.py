@@ -96,24 +96,13 @@ def scrape(port: int) -> str:
         return ""
 
 
-def sqlite_mb(text: str) -> float:
-    """What SQLite holds in memory in all workers together (baton_sqlite_memory_bytes), in MB."""
-    found = re.search(r"^baton_sqlite_memory_bytes (\S+)$", text, re.M)
-    return float(found.group(1)) / 1e6 if found else float("nan")
-
-
-def python_kblocks(text: str, pid: int) -> float:
-    """Python's small-object blocks a worker holds (baton_python_allocated_blocks), in thousands: what a leak
-    of Python objects would grow."""
-    found = re.search(rf'^baton_python_allocated_blocks{{pid="{pid}"}} (\S+)$', text, re.M)
-    return float(found.group(1)) / 1e3 if found else float("nan")
-
-
-def heap_mb(text: str, pid: int) -> float:
-    """What a worker's allocator has handed out (baton_heap_in_use_bytes), in MB: flat while RSS grows means
-    fragmentation, not a leak."""
-    found = re.search(rf'^baton_heap_in_use_bytes{{pid="{pid}"}} (\S+)$', text, re.M)
-    return float(found.group(1)) / 1e6 if found else float("nan")
+def sample(text: str, metric: str, pid: int | None = None) -> float:
+    """One sample of a scraped metric, the worker's when ``pid`` is given (NaN when absent):
+    baton_heap_in_use_bytes (flat while RSS grows: fragmentation, not a leak), baton_python_allocated_blocks
+    (what a leak of Python objects would grow), baton_sqlite_memory_bytes (all workers together)."""
+    labels = f'{{pid="{pid}"}}' if pid is not None else ""
+    found = re.search(rf"^{re.escape(metric + labels)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else float("nan")
 
 
 def spark(values: list[float]) -> str:
@@ -213,10 +202,11 @@ def main() -> None:
                 window.sort()
                 text = scrape(metrics_port)
                 row: dict[str, Any] = {"t": time.monotonic() - t0, "rss": [rss_mb(p) for p in pids],
-                                       "heap": [heap_mb(text, p) for p in pids],
-                                       "blocks": [python_kblocks(text, p) for p in pids], "fds": [fds(p) for p in pids],
+                                       "heap": [sample(text, "baton_heap_in_use_bytes", p) / 1e6 for p in pids],
+                                       "blocks": [sample(text, "baton_python_allocated_blocks", p) / 1e3 for p in pids],
+                                       "fds": [fds(p) for p in pids],
                        "db": sum(fds(p, "baton.db") for p in pids), "calls": len(window),
-                       "sqlite": sqlite_mb(text),
+                       "sqlite": sample(text, "baton_sqlite_memory_bytes") / 1e6,
                        "p50": statistics.median(window) * 1000 if window else 0.0,
                        "p99": window[min(len(window) - 1, int(len(window) * 0.99))] * 1000 if window else 0.0}
                 rows.append(row)

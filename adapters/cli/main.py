@@ -19,7 +19,7 @@ from adapters.cli.broker_cmds import tail_app
 from adapters.cli.common import err, fail, out, print_compile_errors, print_warnings
 from adapters.cli.documents_cmds import corpora_cmd, index_cmd, search_cmd
 from adapters.cli.governance_cmds import rulesets_app, shadow_app, table_app
-from adapters.cli.store_cmds import effects_app, escalations_app, impact_cmd, log_app, replay_cmd
+from adapters.cli.store_cmds import command_runtime, effects_app, escalations_app, impact_cmd, log_app, replay_cmd
 from adapters.documents import read_document
 from adapters.rulesets import display, find_ruleset, load_file, ruleset_files
 from adapters.system import SystemClock, TimeOrderedIds, tune_allocator
@@ -215,21 +215,7 @@ def _decide_and_store(config: Path | None, db: str | None, rulesets: Path, rs: A
     """The CLI door onto the one decision path, wired by the service's own bootstrap: stored, logged, counted,
     traced and shadowed as a decision that came in over gRPC or a broker is, and its tools search the
     store's corpora (attached shadows are evaluated before the command ends)."""
-    from adapters.bootstrap import Runtime
-    from adapters.config import load_config
-
-    try:
-        settings = load_config(config)
-    except ValueError as e:
-        raise fail(str(e)) from None
-    settings = settings.model_copy(update={"db": db or settings.db, "rulesets": rulesets})
-    try:
-        rt = Runtime.build(settings, config.parent if config is not None else Path.cwd(), serving=False,
-                           given_ports=given_ports)
-    except ValueError as e:
-        raise fail(str(e)) from None
-    except Exception as e:  # a bad URL or an unreachable server: one clear line, not a traceback
-        raise fail(f"cannot open the decision store: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    rt = command_runtime(config, db, rulesets, given_ports)
 
     async def go() -> DecisionRecord:
         rt.start()
@@ -304,15 +290,16 @@ def consume(config: Annotated[Path, typer.Option(help="service config with a con
     """Take decision requests from JetStream or RabbitMQ (the config's consumers:), decide, store, reply,
     then acknowledge; deliver effects. Runs until SIGTERM; SIGHUP re-reads secrets."""
     from adapters.config import load_config
-    from adapters.grpc.server import run_consumer_process, run_loop
+    from adapters.grpc.server import run_consumer_process
     from adapters.logs import setup_logging
+    from adapters.system import run_loop
 
     try:
         settings = load_config(config)
         settings = settings.model_copy(update={k: v for k, v in {"db": db, "rulesets": rulesets,
                                                                  "answers": answers}.items() if v is not None})
         setup_logging(settings)
-        run_loop(settings, run_consumer_process(settings, config.parent))
+        run_loop(settings.event_loop, run_consumer_process(settings, config.parent))
     except CompileErrors as e:
         print_compile_errors(e)
         raise typer.Exit(1) from None

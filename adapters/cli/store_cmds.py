@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -26,17 +26,48 @@ from engine.loop import Engine
 from engine.record import DecisionRecord
 from engine.replay import WhatIf
 
+if TYPE_CHECKING:
+    from adapters.bootstrap import Runtime
+    from engine.ports import ModelGateway, ToolConnector
+
 DbOpt = Annotated[str | None, typer.Option("--db", help="database URL or SQLite file (default: the user data dir)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 log_app = typer.Typer(no_args_is_help=True, help="Query and verify the decision log.")
 
 
+def _unreachable(e: Exception) -> typer.Exit:
+    """A bad URL or an unreachable server: one clear line, not a traceback."""
+    return fail(f"cannot open the decision store: {type(e).__name__}: {str(e).splitlines()[0]}")
+
+
 def open_store(db: str | None) -> SqlStore:
     try:
         return SqlStore(db)
-    except Exception as e:  # a bad URL or an unreachable server: one clear line, not a traceback
-        raise fail(f"cannot open the decision store: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    except Exception as e:
+        raise _unreachable(e) from None
+
+
+def command_runtime(config: Path | None, db: str | None, rulesets: Path,
+                    given_ports: tuple[ModelGateway, ToolConnector] | None = None) -> Runtime:
+    """The service's bootstrap for a command that decides and stores (`baton decide --db`, `baton escalations
+    resolve`): the config's store (or ``db``), rulesets and ports (or ``given_ports``); nothing published
+    or indexed. A bad config, connector or store is one clear line."""
+    from adapters.bootstrap import Runtime
+    from adapters.config import load_config
+
+    try:
+        settings = load_config(config)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    settings = settings.model_copy(update={"db": db or settings.db, "rulesets": rulesets})
+    try:
+        return Runtime.build(settings, config.parent if config is not None else Path.cwd(), serving=False,
+                             given_ports=given_ports)
+    except ValueError as e:  # a connector the config names cannot be built
+        raise fail(str(e)) from None
+    except Exception as e:
+        raise _unreachable(e) from None
 
 
 def stored_record(store: SqlStore, decision_id: str) -> DecisionRecord:
@@ -321,27 +352,15 @@ def escalations_resolve(escalation_id: str,
                         config: Annotated[Path | None, typer.Option(help="service config for live calls")] = None,
                         rulesets: Annotated[Path, typer.Option(help="rulesets directory")] = Path("rulesets")) -> None:
     """Answer an escalation: the decision resumes and its new outcome is stored."""
-    from adapters.bootstrap import Runtime
-    from adapters.config import load_config
     from adapters.escalations import NotOpen
 
     try:
         given = json.loads(answer)
     except ValueError as e:
         raise fail(f"--answer is not valid JSON: {e}") from None
-    try:
-        settings = load_config(config)
-    except ValueError as e:
-        raise fail(str(e)) from None
     # the service's own wiring (adapters/bootstrap.py): the resumed decision is stored, logged, counted and
     # shadowed as one resumed from the console or over gRPC, with the same model gateway, tools and retrieval
-    settings = settings.model_copy(update={"db": db or settings.db, "rulesets": rulesets})
-    try:
-        rt = Runtime.build(settings, config.parent if config is not None else Path.cwd(), serving=False)
-    except ValueError as e:  # a connector the config names cannot be built
-        raise fail(str(e)) from None
-    except Exception as e:  # a bad URL or an unreachable server: one clear line, not a traceback
-        raise fail(f"cannot open the decision store: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    rt = command_runtime(config, db, rulesets)
 
     async def resolve() -> tuple[dict[str, Any], DecisionRecord]:
         rt.start()
