@@ -87,6 +87,13 @@ def fds(pid: int, pattern: str = "") -> int:
     return count
 
 
+def file_mb(path: Path) -> float:
+    try:
+        return path.stat().st_size / 1e6
+    except OSError:
+        return 0.0
+
+
 def scrape(port: int) -> str:
     import urllib.request
 
@@ -154,6 +161,7 @@ def main() -> None:
         path = tmp / "baton.yaml"
         path.write_text(json.dumps(config))
         server = start(tmp, "--workers", str(args.workers), "--config", str(path), auth=False)
+        signal.signal(signal.SIGTERM, _interrupted)  # a soak stopped by SIGTERM still stops its server
         pids = [int(p) for p in re.findall(r"\(pid (\d+)", "\n".join(server.log))]
         stop = threading.Event()
         latencies: list[tuple[float, str]] = []
@@ -189,7 +197,8 @@ def main() -> None:
         head = (f"{'t s':>6} " + " ".join(f"{'RSS MB w' + str(i):>11} {'heap MB w' + str(i):>12} "
                                           f"{'py kblk w' + str(i):>12} {'fds w' + str(i):>7}"
                                           for i in range(len(pids)))
-                + f" {'db conns':>8} {'sqlite MB':>9} {'calls':>6} {'p50 ms':>7} {'p99 ms':>7} {'errors':>7}"
+                + f" {'db conns':>8} {'sqlite MB':>9} {'db MB':>7} {'wal MB':>6}"
+                + f" {'calls':>6} {'p50 ms':>7} {'p99 ms':>7} {'errors':>7}"
                 + f" {'intake':>6}")
         print(head)
         t0 = time.monotonic()
@@ -207,12 +216,14 @@ def main() -> None:
                                        "fds": [fds(p) for p in pids],
                        "db": sum(fds(p, "baton.db") for p in pids), "calls": len(window),
                        "sqlite": sample(text, "baton_sqlite_memory_bytes") / 1e6,
+                       "db_mb": file_mb(tmp / "baton.db"), "wal_mb": file_mb(tmp / "baton.db-wal"),
                        "p50": statistics.median(window) * 1000 if window else 0.0,
                        "p99": window[min(len(window) - 1, int(len(window) * 0.99))] * 1000 if window else 0.0}
                 rows.append(row)
                 print(f"{row['t']:>6.0f} " + " ".join(f"{r:>11.0f} {h:>12.1f} {b:>12.1f} {f:>7}" for r, h, b, f in zip(
                     row["rss"], row["heap"], row["blocks"], row["fds"], strict=True))
-                      + f" {row['db']:>8} {row['sqlite']:>9.1f} {row['calls']:>6} {row['p50']:>7.1f} {row['p99']:>7.1f}"
+                      + f" {row['db']:>8} {row['sqlite']:>9.1f} {row['db_mb']:>7.0f}"
+                      f" {row['wal_mb']:>6.1f} {row['calls']:>6} {row['p50']:>7.1f} {row['p99']:>7.1f}"
                       f" {sum(errors.values()):>7} {sent[0]:>6}")
         finally:
             stop.set()
@@ -227,9 +238,17 @@ def main() -> None:
                       f"{max(r['heap'][i] for r in rows):.1f} MB; Python blocks "
                       f"{spark([r['blocks'][i] for r in rows])}  {min(r['blocks'][i] for r in rows):.1f}-"
                       f"{max(r['blocks'][i] for r in rows):.1f} k")
+            print(f"calls:        {spark([r['calls'] for r in rows])}  "
+                  f"{min(r['calls'] for r in rows)}-{max(r['calls'] for r in rows)} per interval; database "
+                  f"{rows[0]['db_mb']:.0f} -> {rows[-1]['db_mb']:.0f} MB, WAL at most "
+                  f"{max(r['wal_mb'] for r in rows):.1f} MB")
             print(f"p99:          {spark([r['p99'] for r in rows])}  "
                   f"{min(r['p99'] for r in rows):.1f}-{max(r['p99'] for r in rows):.1f} ms")
         print(f"errors: {errors or 'none'}")
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _port(port: int) -> bool:

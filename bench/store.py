@@ -4,9 +4,11 @@
   in one process - what the store itself sustains;
 - *decided+stored/s*: deciding and storing in one process, and in four processes on one database;
 - *replays/s*: exact replays of stored decisions, read a page at a time as `baton replay`'s bulk form and
-  impact analysis read them, in one process.
+  impact analysis read them, in one process;
+- *claim ms*: one outbox poll (claim 32 due effects of a connector), median of 20, while ``--backlog``
+  effects wait for a connector this sender does not have - it must not grow with the backlog.
 
-Run: .venv/bin/python bench/store.py [--n 5000] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]"""
+Run: .venv/bin/python bench/store.py [--n 5000] [--backlog 100000] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]"""
 
 from __future__ import annotations
 
@@ -139,6 +141,27 @@ def replays_per_s(url: str, limit: int) -> tuple[float, int]:
     return len(ids) / (time.perf_counter() - start), identical
 
 
+def claim_ms(url: str, backlog: int, polls: int = 20) -> float:
+    import sqlalchemy as sa
+
+    store = SqlStore(url)
+    now = time.time()
+    insert = sa.text("INSERT INTO outbox (id, decision_id, name, payload, status, attempts, next_at, created_at) "
+                     "VALUES (:id, :id, :name, '{}', 'pending', 0, :at, 0)")
+    rows = [{"id": f"w{i}", "name": "down-connector", "at": now - 1000 + i / 1e4} for i in range(backlog)]
+    rows += [{"id": f"e{i}", "name": "email", "at": now - 500 + i / 10} for i in range(32 * polls)]
+    for start in range(0, len(rows), 5000):
+        with store.writer.begin() as conn:
+            conn.execute(insert, rows[start:start + 5000])
+    times = []
+    for _ in range(polls):
+        started = time.perf_counter()
+        assert len(store.claim_effects(now, 30, 32, ["email"])) == 32
+        times.append(time.perf_counter() - started)
+    store.close()
+    return sorted(times)[polls // 2] * 1000
+
+
 def pg_database(admin: str) -> str:
     import psycopg
 
@@ -151,6 +174,7 @@ def pg_database(admin: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
@@ -168,11 +192,13 @@ def main() -> None:
         t1 = write_many(url1, args.n)
         t4 = parallel(make("four"), args.n, 4)
         rate, identical = replays_per_s(url1, min(args.n, 5000))
-        rows.append((name, stored, args.n / t1, args.n / t4, rate, identical))
+        claim = claim_ms(make("outbox"), args.backlog)
+        rows.append((name, stored, args.n / t1, args.n / t4, rate, identical, claim))
     print(f"claims-triage, {args.n} decisions each run, full trace, group commit (SQLite: WAL, synchronous=FULL)")
-    print(f"{'store':<12}{'stored/s':>10}{'decided+stored/s':>18}{'4 processes/s':>15}{'replays/s':>11}  identical")
-    for name, only, one, four, rps, identical in rows:
-        print(f"{name:<12}{only:>10,.0f}{one:>18,.0f}{four:>15,.0f}{rps:>11,.0f}  {identical}")
+    print(f"{'store':<12}{'stored/s':>10}{'decided+stored/s':>18}{'4 processes/s':>15}{'replays/s':>11}  identical"
+          f"  claim ms ({args.backlog:,} waiting)")
+    for name, only, one, four, rps, identical, claim in rows:
+        print(f"{name:<12}{only:>10,.0f}{one:>18,.0f}{four:>15,.0f}{rps:>11,.0f}  {identical:>9}  {claim:>8.2f}")
 
 if __name__ == "__main__":
     main()

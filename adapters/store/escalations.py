@@ -65,25 +65,40 @@ class EscalationsArea(StoreBase):
     # -- the outbox --------------------------------------------------------------------------------
     def claim_effects(self, now: float, lease_s: float, limit: int = 32,
                       names: Collection[str] | None = None) -> list[dict[str, Any]]:
-        """Take effects that are due (or whose sender's lease ran out), each by compare-and-set. With
-        ``names``, only effects this sender has a connector for: the others wait in the outbox, untouched,
-        until a sender that has one runs."""
+        """Take effects that are due (or whose sender's lease ran out), by compare-and-set, the earliest due
+        first. With ``names``, only effects this sender has a connector for: the others wait in the
+        outbox, untouched, until a sender that has one runs.
+
+        Each query walks an index in order and stops at ``limit`` rows - one per effect name (index
+        ``status, name, next_at``), so a backlog of other names' effects (a connector that is down or
+        configured elsewhere) costs nothing. One query with ``OR`` sorted every due row on each poll: at
+        200,000 effects waiting for a connector no worker had, 45 ms a poll, twice a second per worker."""
+        if names is not None and not names:
+            return []
         o = OUTBOX.c
-        due = sa.or_(sa.and_(o.status == "pending", o.next_at <= now),
-                     sa.and_(o.status == "sending", o.lease_until < now))
+        queries = [sa.select(OUTBOX).where(o.status == "pending", o.next_at <= now, *where)
+                   .order_by(o.next_at).limit(limit)
+                   for where in ([[]] if names is None else [[o.name == n] for n in sorted(set(names))])]
+        expired = sa.select(OUTBOX).where(o.status == "sending", o.lease_until < now)
         if names is not None:
-            due = sa.and_(due, o.name.in_(list(names)))
+            expired = expired.where(o.name.in_(sorted(set(names))))
+        queries.append(expired.order_by(o.lease_until).limit(limit))
         with self.engine.connect() as conn:
-            candidates = conn.execute(sa.select(OUTBOX).where(due).order_by(o.next_at).limit(limit)).all()
-        claimed = []
-        for row in candidates:
-            with self.writer.begin() as conn:
-                done = conn.execute(OUTBOX.update().where(o.id == row.id, o.status == row.status,
-                                                          o.attempts == row.attempts)
-                                    .values(status="sending", lease_until=now + lease_s, attempts=row.attempts + 1))
-            if done.rowcount == 1:
-                claimed.append({**row._mapping, "attempts": row.attempts + 1})
-        return claimed
+            rows = [row for q in queries for row in conn.execute(q)]
+        candidates = [r.id for r in sorted(rows, key=lambda r: (r.next_at, r.id))[:limit]]
+        if not candidates:
+            return []
+        # one compare-and-set for all of them, in one transaction (one commit, not one per effect): an effect
+        # another sender took meanwhile is no longer due, so it is not updated and not returned. A CASE, not
+        # an OR: SQLite answered the OR from the status index - every due row - instead of the 32 ids
+        still_due = sa.case((o.status == "pending", o.next_at <= now), (o.status == "sending", o.lease_until < now),
+                            else_=sa.false())
+        with self.writer.begin() as conn:
+            taken = {r.id: dict(r._mapping) for r in conn.execute(
+                OUTBOX.update().where(o.id.in_(candidates), still_due)
+                .values(status="sending", lease_until=now + lease_s, attempts=o.attempts + 1)
+                .returning(*OUTBOX.c))}
+        return [taken[i] for i in candidates if i in taken]
 
     def effect_done(self, effect_id: str, attempts: int, now: float) -> None:
         o = OUTBOX.c

@@ -209,7 +209,8 @@ class OutboxRow(SQLModel, table=True):
     """An effect of a stored decision, written in the decision's transaction and delivered after it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_next", "status", "next_at"),)
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_at"),
+                      Index("ix_outbox_status_name_next", "status", "name", "next_at"))
 
     id: str = Field(primary_key=True, max_length=60)  # decision id ":" effect number: the idempotency key
     decision_id: str = Field(max_length=40, index=True)

@@ -187,3 +187,67 @@ def test_a_worker_killed_mid_delivery_redelivers_and_the_receiver_applies_once(
     assert all(e["status"] == "done" for e in store.effects())
     assert len(rec.deliveries) > 5  # at least once: something was delivered twice
     assert sorted(rec.applied) == sorted(f"{i}:1" for i in ids)  # exactly once where it matters
+
+
+def _outbox_rows(store: SqlStore, rows: list[tuple[str, str, str, float, float | None]]) -> None:
+    """(id, name, status, next_at, lease_until) straight into the outbox, in one transaction."""
+    with store.writer.begin() as conn:
+        conn.execute(sa.text("INSERT INTO outbox (id, decision_id, name, payload, status, attempts, next_at, "
+                             "lease_until, created_at) VALUES (:id, :id, :name, '{}', :status, 0, :next_at, "
+                             ":lease_until, 0)"),
+                     [{"id": i, "name": n, "status": s, "next_at": at, "lease_until": lease}
+                      for i, n, s, at, lease in rows])
+
+
+def test_a_claim_takes_the_earliest_due_effects_of_its_connectors_whatever_waits_for_others(db_url: str) -> None:
+    store = SqlStore(db_url)
+    now = time.time()
+    _outbox_rows(store, [
+        ("a-late", "email", "pending", now - 1, None), ("b-first", "sms", "pending", now - 30, None),
+        ("a-second", "email", "pending", now - 20, None), ("a-not-due", "email", "pending", now + 60, None),
+        ("a-lease-out", "email", "sending", now - 10, now - 5), ("a-leased", "email", "sending", now - 25, now + 30),
+        ("a-done", "email", "done", now - 40, None), ("x-other", "fax", "pending", now - 50, None)])
+    claimed = store.claim_effects(now, 30, limit=3, names=["email", "sms"])
+    assert [e["id"] for e in claimed] == ["b-first", "a-second", "a-lease-out"]  # earliest due first, across names
+    assert all(e["status"] == "sending" for e in store.effects() if e["id"] in {"b-first", "a-second"})
+    assert [e["id"] for e in store.claim_effects(now, 30, names=["email", "sms"])] == ["a-late"]
+    assert store.claim_effects(now, 30, names=[]) == []  # a sender with no connectors reads nothing
+    assert [e["id"] for e in store.claim_effects(now, 30)] == ["x-other"]  # no names: every due effect
+    assert store.effect("a-leased")["status"] == "sending"  # type: ignore[index]
+
+
+def test_the_work_of_a_claim_does_not_grow_with_effects_waiting_for_another_connector(tmp_path: Path) -> None:
+    """Effects for a connector no sender here has (down, or configured on another host) pile up; a poll by
+    this sender must not read them. Measured in SQLite virtual-machine steps, not time: with 2,000 and with
+    20,000 of them waiting, a claim of the same 10 effects does the same work (the one query that sorted
+    every due row did ten times as much: 1,056 and 10,062 x 10 steps; so did an update whose OR SQLite
+    answered from the status index)."""
+    store = SqlStore(str(tmp_path / "baton.db"))
+    now = time.time()
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    def on_checkout(dbapi_conn: Any, *_: Any) -> None:
+        dbapi_conn.set_progress_handler(count, 10)
+
+    work = []
+    for backlog, start in ((2_000, 0), (18_000, 2_000)):
+        _outbox_rows(store, [(f"w{i:06d}", "down-connector", "pending", now - 100 + i / 1e5, None)
+                             for i in range(start, start + backlog)])
+        _outbox_rows(store, [(f"e{start + i}", "email", "pending", now - 50 + i, None) for i in range(10)])
+        for engine in (store.engine, store.writer):  # the reading and the compare-and-set alike
+            sa.event.listen(engine, "checkout", on_checkout)
+        steps[0] = 0
+        claimed = store.claim_effects(now, 30, limit=32, names=["email"])
+        for engine in (store.engine, store.writer):
+            sa.event.remove(engine, "checkout", on_checkout)
+        assert [e["id"] for e in claimed] == [f"e{start + i}" for i in range(10)]
+        work.append(steps[0])
+    assert work[1] < work[0] * 1.5, f"claim work grew with the backlog: {work} (x10 steps per 10 VM instructions)"
+    sa.event.listen(store.engine, "checkout", on_checkout)
+    steps[0] = 0
+    assert store.claim_effects(now, 30, names=[]) == [] and steps[0] == 0  # no connectors: nothing is read
+    sa.event.remove(store.engine, "checkout", on_checkout)
