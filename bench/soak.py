@@ -158,6 +158,9 @@ def main() -> None:
             config["consumers"] = {"soak": {"type": "jetstream", "url": "nats://127.0.0.1:4222",
                                             "stream": f"SOAK_{tag.upper()}", "subject": subject,
                                             "durable": f"soak{tag}", "max_inflight": 8}}
+        if _port(4222):  # claims-intake's effects: two delivered, customer-notification left waiting (a backlog)
+            config["effects"] = {name: {"type": "nats", "url": "nats://127.0.0.1:4222", "subject": f"{subject}.fx",
+                                        "stream": f"SOAKFX_{tag.upper()}"} for name in ("claims-system", "payments")}
         path = tmp / "baton.yaml"
         path.write_text(json.dumps(config))
         server = start(tmp, "--workers", str(args.workers), "--config", str(path), auth=False)
@@ -198,7 +201,7 @@ def main() -> None:
                                           f"{'py kblk w' + str(i):>12} {'fds w' + str(i):>7}"
                                           for i in range(len(pids)))
                 + f" {'db conns':>8} {'sqlite MB':>9} {'db MB':>7} {'wal MB':>6}"
-                + f" {'calls':>6} {'p50 ms':>7} {'p99 ms':>7} {'errors':>7}"
+                + f" {'calls':>6} {'p50 ms':>7} {'p99 ms':>7} {'errors':>7} {'fx sent':>7} {'fx wait':>7}"
                 + f" {'intake':>6}")
         print(head)
         t0 = time.monotonic()
@@ -217,6 +220,8 @@ def main() -> None:
                        "db": sum(fds(p, "baton.db") for p in pids), "calls": len(window),
                        "sqlite": sample(text, "baton_sqlite_memory_bytes") / 1e6,
                        "db_mb": file_mb(tmp / "baton.db"), "wal_mb": file_mb(tmp / "baton.db-wal"),
+                       "fx_done": sample(text, 'baton_effects{status="done"}'),
+                       "fx_pending": sample(text, 'baton_effects{status="pending"}'),
                        "p50": statistics.median(window) * 1000 if window else 0.0,
                        "p99": window[min(len(window) - 1, int(len(window) * 0.99))] * 1000 if window else 0.0}
                 rows.append(row)
@@ -224,12 +229,14 @@ def main() -> None:
                     row["rss"], row["heap"], row["blocks"], row["fds"], strict=True))
                       + f" {row['db']:>8} {row['sqlite']:>9.1f} {row['db_mb']:>7.0f}"
                       f" {row['wal_mb']:>6.1f} {row['calls']:>6} {row['p50']:>7.1f} {row['p99']:>7.1f}"
-                      f" {sum(errors.values()):>7} {sent[0]:>6}")
+                      f" {sum(errors.values()):>7} {row['fx_done']:>7.0f} {row['fx_pending']:>7.0f} {sent[0]:>6}")
         finally:
             stop.set()
             for t in threads:
                 t.join(10)
             server.stop(signal.SIGTERM)
+            if _port(4222):
+                asyncio.run(_drop_streams(tag))
         if rows:
             for i in range(len(pids)):
                 print(f"RSS worker {i}: {spark([r['rss'][i] for r in rows])}  "
@@ -245,6 +252,21 @@ def main() -> None:
             print(f"p99:          {spark([r['p99'] for r in rows])}  "
                   f"{min(r['p99'] for r in rows):.1f}-{max(r['p99'] for r in rows):.1f} ms")
         print(f"errors: {errors or 'none'}")
+
+
+async def _drop_streams(tag: str) -> None:
+    """The JetStream streams this soak made (intake, its replies, effects): gone with it."""
+    import nats
+
+    nc = await nats.connect("nats://127.0.0.1:4222")
+    try:
+        js = nc.jetstream()
+        for info in await js.streams_info():
+            name = info.config.name or ""
+            if tag.upper() in name:
+                await js.delete_stream(name)
+    finally:
+        await nc.close()
 
 
 def _interrupted(signum: int, frame: Any) -> None:

@@ -162,13 +162,22 @@ def claim_ms(url: str, backlog: int, polls: int = 20) -> float:
     return sorted(times)[polls // 2] * 1000
 
 
-def pg_database(admin: str) -> str:
+def pg_database(admin: str, made: list[str]) -> str:
     import psycopg
 
     name = f"baton_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin.replace("+psycopg", ""), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+    made.append(name)
     return admin.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_databases(admin: str, names: list[str]) -> None:
+    import psycopg
+
+    with psycopg.connect(admin.replace("+psycopg", ""), autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:
@@ -177,10 +186,19 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp())
+    made: list[str] = []  # PostgreSQL databases made for the runs, dropped at the end
+    try:
+        with tempfile.TemporaryDirectory(prefix="baton-store-") as tmp_dir:
+            run(args, Path(tmp_dir), made)
+    finally:
+        if made:
+            drop_databases(args.pg, made)
+
+
+def run(args: argparse.Namespace, tmp: Path, made: list[str]) -> None:
     rows = []
     stores: tuple[tuple[str, Callable[[str], str]], ...] = (
-        ("SQLite", lambda tag: str(tmp / f"{tag}.db")), ("PostgreSQL", lambda tag: pg_database(args.pg)))
+        ("SQLite", lambda tag: str(tmp / f"{tag}.db")), ("PostgreSQL", lambda tag: pg_database(args.pg, made)))
     for name, make in stores:
         try:
             url1 = make("one")
