@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from adapters import metrics
 from adapters.resilience import Guard, Limits
 from adapters.secrets import SECRETS, redact, resolve_secrets
 from adapters.store.sql import SqlStore
@@ -174,5 +175,7 @@ class OutboxWorker:
             await asyncio.to_thread(self.store.effect_failed, effect["id"], attempts, error, next_at, now)
             log.warning("effect %s attempt %d failed%s: %s", effect["id"], attempts,
                         " (dead letter now)" if next_at is None else "", error)
+            metrics.EFFECT_ATTEMPTS.labels(effect=effect["name"], result="dead" if next_at is None else "failed").inc()
             return
         await asyncio.to_thread(self.store.effect_done, effect["id"], attempts, time.time())
+        metrics.EFFECT_ATTEMPTS.labels(effect=effect["name"], result="delivered").inc()

@@ -32,6 +32,8 @@ CONNECTOR_REFUSED = Counter("baton_connector_refused", "Calls failed fast by a c
                             ["connector", "reason"])
 WORKER_RESTARTS = Counter("baton_worker_restarts", "Worker processes started to replace one that died", ["worker"])
 SECRET_ROTATIONS = Counter("baton_secret_rotations", "Secret re-reads that changed a value")
+EFFECT_ATTEMPTS = Counter("baton_effect_attempts", "Effect deliveries tried, by result: delivered, failed (retried "
+                          "later) or dead (given up)", ["effect", "result"])
 INTAKE = Counter("baton_intake_messages", "Decision requests taken from a broker", ["consumer", "result"])
 SHADOW_EVALUATIONS = Counter("baton_shadow_evaluations", "Live decisions evaluated against a shadow version",
                              ["changed"])
@@ -86,7 +88,10 @@ def observe(record: DecisionRecord) -> None:
 
 
 class StoreGauges(Collector):
-    """Open escalations and effects by status, read from the store when scraped (cached 5 s)."""
+    """Open escalations, and effects not yet delivered by status (pending, sending, dead), read from the
+    store when scraped (cached 5 s). Delivered effects are counted as they are delivered
+    (``baton_effect_attempts{result="delivered"}``), not by counting rows: the outbox keeps every
+    delivered effect, and counting them on each scrape would cost more every day."""
 
     def __init__(self, db: str | None) -> None:
         self.db = db

@@ -112,6 +112,12 @@ def sample(text: str, metric: str, pid: int | None = None) -> float:
     return float(found.group(1)) if found else float("nan")
 
 
+def total(text: str, metric: str, label: str) -> float:
+    """The sum of a metric's series that carry ``label`` (e.g. ``result="delivered"``, over every effect)."""
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{re.escape(metric)}{{[^}}]*{re.escape(label)}[^}}]*}} (\S+)$",
+                                                          text, re.M))
+
+
 def spark(values: list[float]) -> str:
     lo, hi = min(values), max(values)
     return "".join(BARS[1 + int((v - lo) / (hi - lo) * 7) if hi > lo else 4] for v in values)
@@ -220,7 +226,7 @@ def main() -> None:
                        "db": sum(fds(p, "baton.db") for p in pids), "calls": len(window),
                        "sqlite": sample(text, "baton_sqlite_memory_bytes") / 1e6,
                        "db_mb": file_mb(tmp / "baton.db"), "wal_mb": file_mb(tmp / "baton.db-wal"),
-                       "fx_done": sample(text, 'baton_effects{status="done"}'),
+                       "fx_done": total(text, "baton_effect_attempts_total", 'result="delivered"'),
                        "fx_pending": sample(text, 'baton_effects{status="pending"}'),
                        "p50": statistics.median(window) * 1000 if window else 0.0,
                        "p99": window[min(len(window) - 1, int(len(window) * 0.99))] * 1000 if window else 0.0}

@@ -148,7 +148,10 @@ class EscalationsArea(StoreBase):
             return [(str(q), int(n)) for q, n in conn.execute(sa.select(ESCALATIONS.c.queue, sa.func.count()).where(
                 ESCALATIONS.c.status == "open").group_by(ESCALATIONS.c.queue)).all()]
 
-    def effects_by_status(self) -> list[tuple[str, int]]:
+    def effects_by_status(self, statuses: Collection[str] = ("pending", "sending", "dead")) -> list[tuple[str, int]]:
+        """How many effects are in each of ``statuses`` (every status given, zero included): a range of the
+        status index each, so the delivered ones, which the outbox keeps, are not read."""
         with self.engine.connect() as conn:
-            return [(str(s), int(n)) for s, n in conn.execute(sa.select(OUTBOX.c.status, sa.func.count())
-                                                               .group_by(OUTBOX.c.status)).all()]
+            found: dict[str, int] = dict(conn.execute(sa.select(OUTBOX.c.status, sa.func.count()).where(
+                OUTBOX.c.status.in_(list(statuses))).group_by(OUTBOX.c.status)).all())
+        return [(s, int(found.get(s, 0))) for s in statuses]

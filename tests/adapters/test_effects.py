@@ -251,3 +251,26 @@ def test_the_work_of_a_claim_does_not_grow_with_effects_waiting_for_another_conn
     steps[0] = 0
     assert store.claim_effects(now, 30, names=[]) == [] and steps[0] == 0  # no connectors: nothing is read
     sa.event.remove(store.engine, "checkout", on_checkout)
+
+
+def test_delivered_effects_are_counted_as_delivered_and_the_gauges_read_only_undelivered_ones(
+        db_url: str, receiver: tuple[Receiver, str]) -> None:
+    from prometheus_client import REGISTRY
+
+    rec, url = receiver
+    store = SqlStore(db_url)
+    engine = Engine(ruleset(RULES))
+    labels = {"effect": "notify-adjuster", "result": "delivered"}
+    before = REGISTRY.get_sample_value("baton_effect_attempts_total", labels) or 0.0
+    for i in (21, 22, 23):
+        store.save(decide(engine, i))
+    worker = OutboxWorker(store, {"notify-adjuster": HttpWebhook(url)})
+    assert asyncio.run(worker.run_once()) == 3
+    assert REGISTRY.get_sample_value("baton_effect_attempts_total", labels) == before + 3
+    store.save(decide(engine, 24))
+    assert store.effects_by_status() == [("pending", 1), ("sending", 0), ("dead", 0)]  # done ones not counted
+    rec.fail = True
+    failed = {"effect": "notify-adjuster", "result": "failed"}
+    before_failed = REGISTRY.get_sample_value("baton_effect_attempts_total", failed) or 0.0
+    asyncio.run(worker.run_once())
+    assert REGISTRY.get_sample_value("baton_effect_attempts_total", failed) == before_failed + 1
