@@ -237,7 +237,7 @@ def test_decision_ids_are_crockford_base32_ordered_by_time_and_unique() -> None:
 
 
 def test_decision_ids_encode_time_and_random_bits_exactly() -> None:
-    """The fast encoder (base64's, alphabet swapped) gives what a digit-by-digit Crockford encoding gives."""
+    """The fast encoder (ten bits per table lookup) gives what a digit-by-digit Crockford encoding gives."""
     from adapters.system import TimeOrderedIds, encode_id
 
     def reference(millis: int, bits: int) -> str:
