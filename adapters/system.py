@@ -105,7 +105,7 @@ def encode_id(millis: int, random_bits: int) -> str:
     return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
-_PAIRS = [_CROCKFORD.decode()[i >> 5] + _CROCKFORD.decode()[i & 31] for i in range(1024)]  # 10 bits -> 2 chars
+_PAIRS = [a + b for a in _CROCKFORD.decode() for b in _CROCKFORD.decode()]  # 10 bits -> 2 characters, in order
 _SHIFTS = tuple(range(120, -1, -10))
 
 

@@ -159,12 +159,13 @@ def main() -> None:
         subject = f"soak.{tag}"
         metrics_port = free_port()
         config: dict[str, Any] = {"metrics": f"127.0.0.1:{metrics_port}"}
-        nats_up = _port(4222) and "intake" in kinds
+        nats_running = _port(4222)
+        nats_up = nats_running and "intake" in kinds
         if nats_up:
             config["consumers"] = {"soak": {"type": "jetstream", "url": "nats://127.0.0.1:4222",
                                             "stream": f"SOAK_{tag.upper()}", "subject": subject,
                                             "durable": f"soak{tag}", "max_inflight": 8}}
-        if _port(4222):  # claims-intake's effects: two delivered, customer-notification left waiting (a backlog)
+        if nats_running:  # claims-intake's effects: two delivered, customer-notification left waiting (a backlog)
             config["effects"] = {name: {"type": "nats", "url": "nats://127.0.0.1:4222", "subject": f"{subject}.fx",
                                         "stream": f"SOAKFX_{tag.upper()}"} for name in ("claims-system", "payments")}
         path = tmp / "baton.yaml"
@@ -241,7 +242,7 @@ def main() -> None:
             for t in threads:
                 t.join(10)
             server.stop(signal.SIGTERM)
-            if _port(4222):
+            if nats_running:
                 asyncio.run(_drop_streams(tag))
         if rows:
             for i in range(len(pids)):

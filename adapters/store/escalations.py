@@ -76,13 +76,14 @@ class EscalationsArea(StoreBase):
         if names is not None and not names:
             return []
         o = OUTBOX.c
-        queries = [sa.select(OUTBOX).where(o.status == "pending", o.next_at <= now, *where)
-                   .order_by(o.next_at).limit(limit)
-                   for where in ([[]] if names is None else [[o.name == n] for n in sorted(set(names))])]
-        expired = sa.select(OUTBOX).where(o.status == "sending", o.lease_until < now)
-        if names is not None:
-            expired = expired.where(o.name.in_(sorted(set(names))))
-        queries.append(expired.order_by(o.lease_until).limit(limit))
+        pending = sa.select(OUTBOX).where(o.status == "pending", o.next_at <= now).order_by(o.next_at).limit(limit)
+        expired = sa.select(OUTBOX).where(o.status == "sending", o.lease_until < now).order_by(o.lease_until) \
+            .limit(limit)
+        if names is None:
+            queries = [pending, expired]
+        else:
+            wanted = sorted(set(names))
+            queries = [*(pending.where(o.name == n) for n in wanted), expired.where(o.name.in_(wanted))]
         with self.engine.connect() as conn:
             rows = [row for q in queries for row in conn.execute(q)]
         candidates = [r.id for r in sorted(rows, key=lambda r: (r.next_at, r.id))[:limit]]

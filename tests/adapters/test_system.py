@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -84,6 +85,6 @@ def test_sqlite_memory_stays_near_the_soft_limit_however_many_connections_read(t
         (tmp_path / mode).mkdir()
         out = subprocess.run([sys.executable, "-c", code, mode, str(tmp_path / mode)], cwd=ROOT,
                              capture_output=True, text=True, timeout=120, check=True)
-        peaks[mode] = __import__("json").loads(out.stdout)["peak"]
+        peaks[mode] = json.loads(out.stdout)["peak"]
     assert peaks["unlimited"] > 60e6, peaks
     assert peaks["limited"] < 12e6, peaks
