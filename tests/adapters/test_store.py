@@ -98,11 +98,13 @@ def test_a_failing_write_leaves_no_partial_decision(store: SqlStore) -> None:
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from decisions")).scalar() == 1
     writer = GroupWriter(store)  # through group commit, the bad record fails alone
+    unwritable = {**decide_test(engine, 4, "u"), "decision": {"route": object()}}  # no JSON for it
     futures = [writer.submit(fine), writer.submit({**clash, "decision_id": good["decision_id"]}),
-               writer.submit(decide_test(engine, 3, "z"))]
+               writer.submit(unwritable), writer.submit(decide_test(engine, 3, "z"))]
     writer.close()
-    assert futures[0].result().chain_seq >= 2 and futures[2].result().chain_seq >= 2
+    assert futures[0].result().chain_seq >= 2 and futures[3].result().chain_seq >= 2
     assert isinstance(futures[1].exception(), sa.exc.IntegrityError)
+    assert isinstance(futures[2].exception(), TypeError)  # serialised on the writer thread, failed there alone
     assert store.count() == 3 and store.verify() == (3, None)
 
 
