@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
+import orjson
+
 from engine.ports import CallRequest, CallResult, ModelGateway, ToolConnector
 
 
@@ -134,4 +136,14 @@ class ReplayAnswers:
 
 
 def request_key(action: str, request: object) -> str:
-    return action + "\x00" + json.dumps(request, sort_keys=True, separators=(",", ":"))
+    """What a recorded call and the call a replay makes are matched by: the action and its request's
+    canonical JSON. A key only ever meets keys computed here, in this process, so its text may change between
+    versions; orjson's (a fifth of json.dumps' time), or json's where orjson cannot encode the request (an
+    integer beyond 64 bits, a key that is not a string) or would read NaN as null."""
+    try:
+        text = orjson.dumps(request, option=orjson.OPT_SORT_KEYS).decode()
+        if "null" not in text:
+            return action + "\x00" + text
+    except TypeError:
+        pass
+    return action + "\x01" + json.dumps(request, sort_keys=True, separators=(",", ":"))
