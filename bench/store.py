@@ -6,7 +6,9 @@
 - *replays/s*: exact replays of stored decisions, read a page at a time as `baton replay`'s bulk form and
   impact analysis read them, in one process;
 - *claim ms*: one outbox poll (claim 32 due effects of a connector), median of 20, while ``--backlog``
-  effects wait for a connector this sender does not have - it must not grow with the backlog.
+  effects wait for a connector this sender does not have - it must not grow with the backlog;
+- and, last, SQLite alone on this machine in the same run (hash-chained 2 KB records in fsync'd groups of
+  64): the machine's speed changes from day to day, so stored/s is read as a share of that.
 
 Run: .venv/bin/python bench/store.py [--n 5000] [--backlog 100000] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]"""
 
@@ -162,6 +164,38 @@ def claim_ms(url: str, backlog: int, polls: int = 20) -> float:
     return sorted(times)[polls // 2] * 1000
 
 
+def sqlite_alone(path: str, n: int, group: int = 64, size: int = 2048) -> float:
+    """SQLite's own rate on this machine, in the same run: ``n`` records of ``size`` bytes, each hash-chained
+    to the one before it (SHA-256), inserted with the sqlite3 module in fsync'd transactions of ``group`` (WAL,
+    synchronous=FULL, as the store runs) - what Baton's stored/s is read against, as grpc_load.py's Baton is
+    read against the empty server."""
+    import hashlib
+    import os
+    import sqlite3
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE records (seq INTEGER PRIMARY KEY, prev TEXT NOT NULL, hash TEXT NOT NULL, "
+                 "body TEXT NOT NULL)")
+    bodies = [os.urandom(size // 2).hex() for _ in range(min(n, 256))]
+    prev = "0" * 64
+    start = time.perf_counter()
+    for first in range(0, n, group):
+        rows = []
+        for seq in range(first, min(n, first + group)):
+            body = bodies[seq % len(bodies)]
+            digest = hashlib.sha256(f"{prev}\n{seq}\n{body}".encode()).hexdigest()
+            rows.append((seq, prev, digest, body))
+            prev = digest
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?)", rows)
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return n / elapsed
+
+
 def pg_database(admin: str, made: list[str]) -> str:
     import psycopg
 
@@ -217,6 +251,11 @@ def run(args: argparse.Namespace, tmp: Path, made: list[str]) -> None:
           f"  claim ms ({args.backlog:,} waiting)")
     for name, only, one, four, rps, identical, claim in rows:
         print(f"{name:<12}{only:>10,.0f}{one:>18,.0f}{four:>15,.0f}{rps:>11,.0f}  {identical:>9}  {claim:>8.2f}")
+    alone = sqlite_alone(str(tmp / "alone.db"), args.n)
+    print(f"SQLite alone, same run: {alone:,.0f} hash-chained 2 KB records/s in fsync'd groups of 64 (the sqlite3 "
+          "module, WAL, synchronous=FULL)" + (f"; Baton stores {rows[0][1] / alone:.0%} of that" if rows and
+                                              rows[0][0] == "SQLite" else ""))
+
 
 if __name__ == "__main__":
     main()
