@@ -108,6 +108,39 @@ def test_a_failing_write_leaves_no_partial_decision(store: SqlStore) -> None:
     assert store.count() == 3 and store.verify() == (3, None)
 
 
+
+def test_records_are_serialised_on_the_writer_thread_not_by_the_caller(store: SqlStore,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller on a busy event loop hands the record over; the writer serialises it (and holds the GIL for
+    that) itself, so the two do not trade the lock back and forth for every record."""
+    import threading
+
+    from adapters.store import writer as writer_module
+
+    threads: list[str] = []
+
+    class Watched(Pending):
+        __slots__ = ()
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            threads.append(threading.current_thread().name)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(writer_module, "Pending", Watched)
+    engine = Engine(TRIAGE)
+    writer = GroupWriter(store)
+
+    records = [decide_test(engine, i, f"t{i}") for i in range(3)]
+
+    async def save_three() -> list[int]:
+        saved = await asyncio.gather(*(writer.save(record, "svc") for record in records))
+        return [s.chain_seq for s in saved]
+
+    seqs = asyncio.run(save_three())
+    writer.close()
+    assert sorted(seqs) == [1, 2, 3] and store.verify() == (3, None)
+    assert threads == [writer_module.WRITER_THREAD] * 3
+
 TAMPER = {
     "edit outcome column": "update decisions set outcome = 'failed' where chain_seq = 2",
     "edit hashed record": "update decisions set head = replace(head, '\"steps\":', '\"steps\":1') "
