@@ -139,7 +139,7 @@ def request_key(action: str, request: object) -> str:
     """What a recorded call and the call a replay makes are matched by: the action and its request's
     canonical JSON. A key only ever meets keys computed here, in this process, so its text may change between
     versions; orjson's (a fifth of json.dumps' time), or json's where orjson cannot encode the request (an
-    integer beyond 64 bits, a key that is not a string) or would read NaN as null."""
+    integer beyond 64 bits, a key that is not a string) or may have written NaN or infinity as null."""
     try:
         text = orjson.dumps(request, option=orjson.OPT_SORT_KEYS).decode()
         if "null" not in text:
