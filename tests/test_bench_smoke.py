@@ -23,6 +23,8 @@ RUNS = {
     "intake.py": (["--n", "40", "--inflight", "8"], ""),
     "grpc_load.py": (["--duration", "2", "--inflight", "8", "--no-floor"], ""),
     "aggregates.py": (["--smoke"], "aggregates: ok"),
+    # this tree against itself: a worktree of HEAD made, each side run, the worktree removed
+    "ab.py": (["HEAD", "--rounds", "1", "--", "engine_speed.py", "--n", "50"], "=== after (this tree), round 1"),
 }
 
 
