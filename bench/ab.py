@@ -57,7 +57,7 @@ def main() -> None:
             failed = False
             for n in range(1, args.rounds + 1):
                 for side, tree in (("before", before), ("after", ROOT)):
-                    label = f"{args.rev[:12]}" if side == "before" else "this tree"
+                    label = args.rev[:12] if side == "before" else "this tree"
                     print(f"=== {side} ({label}), round {n}, {time.strftime('%H:%M:%S')}", flush=True)
                     code, output = run_side(tree, script, script_args)
                     print(output.rstrip(), flush=True)

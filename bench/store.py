@@ -166,12 +166,13 @@ def claim_ms(url: str, backlog: int, polls: int = 20) -> float:
 
 def sqlite_alone(path: str, n: int, group: int = 64, size: int = 2048) -> float:
     """SQLite's own rate on this machine, in the same run: ``n`` records of ``size`` bytes, each hash-chained
-    to the one before it (SHA-256), inserted with the sqlite3 module in fsync'd transactions of ``group`` (WAL,
-    synchronous=FULL, as the store runs) - what Baton's stored/s is read against, as grpc_load.py's Baton is
-    read against the empty server."""
-    import hashlib
+    to the one before it (the store's chain hash), inserted with the sqlite3 module in fsync'd transactions of
+    ``group`` (WAL, synchronous=FULL, as the store runs) - what Baton's stored/s is read against, as
+    grpc_load.py's Baton is read against the empty server."""
     import os
     import sqlite3
+
+    from engine.audit import GENESIS, chain_hash_of
 
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -179,13 +180,13 @@ def sqlite_alone(path: str, n: int, group: int = 64, size: int = 2048) -> float:
     conn.execute("CREATE TABLE records (seq INTEGER PRIMARY KEY, prev TEXT NOT NULL, hash TEXT NOT NULL, "
                  "body TEXT NOT NULL)")
     bodies = [os.urandom(size // 2).hex() for _ in range(min(n, 256))]
-    prev = "0" * 64
+    prev = GENESIS
     start = time.perf_counter()
     for first in range(0, n, group):
         rows = []
         for seq in range(first, min(n, first + group)):
             body = bodies[seq % len(bodies)]
-            digest = hashlib.sha256(f"{prev}\n{seq}\n{body}".encode()).hexdigest()
+            digest = chain_hash_of(prev, seq, body.encode())
             rows.append((seq, prev, digest, body))
             prev = digest
         conn.execute("BEGIN IMMEDIATE")

@@ -152,7 +152,6 @@ class StoreBase:
         self.move_head_sql = f"UPDATE {HEAD.name} SET seq = {mark}, hash = {mark} WHERE id = 1"
         # SQLite: writes are serialised (thread and file lock), so one connection stays open for them
         self._write_conn: Connection | None = None
-        self._dict_sql: dict[tuple[str, tuple[str, ...]], str] = {}  # (table, columns) -> INSERT, as first used
         self.insert_sql["decision_search"] = (
             "INSERT INTO decision_search (decision_id, text) VALUES (?, ?)" if self.sqlite else
             "INSERT INTO decision_search (decision_id, tsv) VALUES (%s, to_tsvector('simple', %s))")

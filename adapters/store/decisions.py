@@ -245,11 +245,8 @@ class DecisionsArea(StoreBase):
         ``_insert_rows`` does: through SQLAlchemy, the escalations of a batch cost a twentieth of the writer's
         time in bench/store.py."""
         columns = tuple(rows[0])
-        sql = self._dict_sql.get((table, columns))
-        if sql is None:
-            mark = "?" if self.sqlite else "%s"
-            sql = self._dict_sql[(table, columns)] = (f"INSERT INTO {table} ({', '.join(columns)}) "
-                                                      f"VALUES ({', '.join(mark for _ in columns)})")
+        mark = "?" if self.sqlite else "%s"
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(mark for _ in columns)})"
         values = [tuple(row[c] for c in columns) for row in rows]
         if self.sqlite:
             _multi_row(cur, sql, values)

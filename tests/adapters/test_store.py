@@ -108,7 +108,6 @@ def test_a_failing_write_leaves_no_partial_decision(store: SqlStore) -> None:
     assert store.count() == 3 and store.verify() == (3, None)
 
 
-
 def test_records_are_serialised_on_the_writer_thread_not_by_the_caller(store: SqlStore,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A caller on a busy event loop hands the record over; the writer serialises it (and holds the GIL for
@@ -140,6 +139,7 @@ def test_records_are_serialised_on_the_writer_thread_not_by_the_caller(store: Sq
     writer.close()
     assert sorted(seqs) == [1, 2, 3] and store.verify() == (3, None)
     assert threads == [writer_module.WRITER_THREAD] * 3
+
 
 TAMPER = {
     "edit outcome column": "update decisions set outcome = 'failed' where chain_seq = 2",

@@ -7,12 +7,11 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from engine.clock import FixedClock, SequentialIds
 from engine.loop import Engine
 from engine.ports import CallRequest
-from engine.recorded import RecordedAnswers, ReplayAnswers, request_key
+from engine.recorded import ReplayAnswers, request_key
 from engine.replay import first_divergence, replay
-from tests.helpers import ruleset
+from tests.helpers import decide, ruleset
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,12 +44,9 @@ def test_a_recorded_call_with_a_big_integer_or_null_in_its_request_is_found_agai
 
 
 def _decided() -> tuple[Engine, dict[str, Any]]:
-    rs = ruleset((ROOT / "rulesets/claims-triage.yaml").read_text(), "claims-triage.yaml")
-    engine = Engine(rs)
-    test = rs.tests[0]
-    answers = RecordedAnswers(test.answers)
-    d = asyncio.run(engine.decide(test.given, answers, answers, FixedClock(), SequentialIds()))
-    return engine, dict(d.to_dict())
+    engine = Engine(ruleset((ROOT / "rulesets/claims-triage.yaml").read_text(), "claims-triage.yaml"))
+    test = engine.ruleset.tests[0]
+    return engine, dict(decide(engine, test.given, test.answers).to_dict())
 
 
 def test_timings_and_the_winner_mark_are_not_divergences_but_any_other_field_is() -> None:
