@@ -15,7 +15,7 @@ from typing import Any
 
 from adapters import metrics
 from adapters.config import Settings, effect_connectors, model_gateway, tool_connectors
-from adapters.decisions import DecisionPath
+from adapters.decisions import DecisionPath, StartGate
 from adapters.effects import OutboxWorker
 from adapters.escalations import Escalations
 from adapters.fakes import Unconfigured
@@ -109,7 +109,7 @@ class Runtime:
         clock, ids = SystemClock(), TimeOrderedIds()
         lag = LoopLag(observe=metrics.LOOP_LAG.observe)
         shadows = Shadows(store, registry)
-        path = DecisionPath(writer, tracer, shadows, lag=lag)
+        path = DecisionPath(writer, tracer, shadows, lag=lag, gate=StartGate(cfg.limits.batch_window_ms / 1000))
         escalations = Escalations(store, writer, registry, models, tools, clock, ids, path)
         return cls(cfg, base, store, registry, writer, models, tools, path, escalations, shadows, clock, ids, lag,
                    loaded, corpora, note, provider)

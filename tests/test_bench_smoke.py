@@ -22,6 +22,7 @@ RUNS = {
     "console.py": (["--decisions", "200"], ""),
     "intake.py": (["--n", "40", "--inflight", "8"], ""),
     "grpc_load.py": (["--duration", "2", "--inflight", "8", "--no-floor"], ""),
+    "grpc_parts.py": (["--duration", "1", "--inflight", "8", "--workers", "1", "--no-floor"], "+ start gate (Baton)"),
     "aggregates.py": (["--smoke"], "aggregates: ok"),
     # this tree against itself: a worktree of HEAD made, each side run, the worktree removed
     "ab.py": (["HEAD", "--rounds", "1", "--", "engine_speed.py", "--n", "50"], "=== after (this tree), round 1"),
@@ -35,7 +36,7 @@ def test_every_bench_script_is_covered() -> None:
 
 @pytest.mark.parametrize("script", sorted(RUNS))
 def test_bench_script_runs(script: str) -> None:
-    if script == "grpc_load.py" and shutil.which("h2load") is None:
+    if script in ("grpc_load.py", "grpc_parts.py") and shutil.which("h2load") is None:
         pytest.skip("h2load (nghttp2-client) is not installed")
     args, expect = RUNS[script]
     done = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT, capture_output=True,
