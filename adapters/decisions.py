@@ -83,6 +83,8 @@ class StartGate:
         waiting, self._waiting = self._waiting, []
         self.groups += 1
         self.grouped += len(waiting)
+        metrics.START_GROUPS.inc()
+        metrics.START_GROUPED.inc(len(waiting))
         for waiter in waiting:
             if not waiter.done():
                 waiter.set_result(None)

@@ -51,6 +51,9 @@ PYTHON_BLOCKS = Gauge("baton_python_allocated_blocks", "Python's small-object bl
                       "(sys.getallocatedblocks(): objects of 512 bytes or less, outside the malloc heap)",
                       multiprocess_mode="liveall")
 HEAP_TRIMS = Counter("baton_heap_trims_total", "Times a worker gave its arenas' free pages back to the system")
+START_GROUPS = Counter("baton_start_groups", "Groups of decisions the start gate let start together under load")
+START_GROUPED = Counter("baton_start_grouped_decisions", "Decisions that waited at the start gate and started in "
+                        "a group (over baton_start_groups: the mean group size)")
 INFLIGHT = Gauge("baton_inflight_decisions", "Decisions in flight", multiprocess_mode="livesum")
 
 

@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from adapters.decisions import DecisionPath, StartGate
 from adapters.rulesets import load_file
@@ -161,12 +162,19 @@ def test_decisions_through_the_one_path_under_load_start_in_groups_and_are_all_s
     async def go() -> list[str]:
         return await asyncio.gather(*(one(i) for i in range(40)))
 
+    def counted() -> tuple[float, float]:
+        return (REGISTRY.get_sample_value("baton_start_groups_total") or 0.0,
+                REGISTRY.get_sample_value("baton_start_grouped_decisions_total") or 0.0)
+
     try:
+        groups_before, grouped_before = counted()
         stored = asyncio.run(go())
         assert len(set(stored)) == 40 and store.count() == 40
         assert all(store.get(d) is not None for d in stored)
         assert gate.groups >= 1 and gate.grouped / gate.groups > 1  # they did start in groups
         assert gate.active == 0  # every enter() was paired with a leave()
+        groups, grouped = counted()  # and the metrics say so
+        assert (groups - groups_before, grouped - grouped_before) == (gate.groups, gate.grouped)
     finally:
         writer.close()
         store.close()
