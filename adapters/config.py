@@ -46,8 +46,8 @@ class LimitSettings(_Strict):
     max_cost_usd: float | None = Field(default=None, ge=0)
     # under load (4 or more decisions in flight in a worker) decisions start their engine runs in groups,
     # waiting at most this long: more throughput for a few ms of latency (adapters/decisions.py StartGate);
-    # 0: each starts at once
-    batch_window_ms: float = Field(default=4.0, ge=0, le=100)
+    # 0: each starts at once. At most 20: well inside the 50 ms Decide keeps back from a caller's deadline
+    batch_window_ms: float = Field(default=4.0, ge=0, le=20)
 
 
 class TransportSettings(_Strict):

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from adapters.bootstrap import Runtime
+from adapters.config import load_config
 from adapters.decisions import DecisionPath, StartGate
 from adapters.rulesets import load_file
 from adapters.store.sql import SqlStore
@@ -178,3 +180,16 @@ def test_decisions_through_the_one_path_under_load_start_in_groups_and_are_all_s
     finally:
         writer.close()
         store.close()
+
+
+def test_the_window_comes_from_the_config_and_stays_inside_the_deadline_margin(tmp_path: Path) -> None:
+    assert load_config(None, {}).limits.batch_window_ms == 4.0
+    with pytest.raises(ValueError, match=r"limits\.batch_window_ms"):  # more than Decide keeps back (50 ms)
+        load_config(None, {"BATON_LIMITS__BATCH_WINDOW_MS": "60"})
+    cfg = load_config(None, {"BATON_LIMITS__BATCH_WINDOW_MS": "0", "BATON_DB": str(tmp_path / "rt.db")})
+    rt = Runtime.build(cfg, tmp_path, serving=False)
+    try:
+        assert rt.path.gate.window_s == 0  # the one path's gate is the configured one: off
+    finally:
+        rt.writer.close()
+        rt.store.close()
