@@ -52,8 +52,7 @@ def test_few_in_flight_start_at_once() -> None:
 def test_under_load_a_group_starts_together_when_half_are_waiting() -> None:
     async def go() -> None:
         gate = StartGate(window_s=10.0, min_active=4, share=0.5)
-        for _ in range(6):  # six decisions already in flight (being stored, say)
-            gate.active += 1
+        gate.active += 6  # six decisions already in flight (being stored, say)
         tasks, order = await _started(gate, 6)
         # 12 in flight: the sixth waiter makes half, and all six start in one pass, long before 10 s
         await asyncio.wait_for(asyncio.gather(*tasks), 1.0)
@@ -66,8 +65,7 @@ def test_under_load_a_group_starts_together_when_half_are_waiting() -> None:
 def test_a_group_short_of_half_starts_when_the_window_ends() -> None:
     async def go() -> None:
         gate = StartGate(window_s=0.05, min_active=2, share=0.5)
-        for _ in range(20):
-            gate.active += 1
+        gate.active += 20
         loop = asyncio.get_running_loop()
         start = loop.time()
         tasks, order = await _started(gate, 3)
@@ -82,8 +80,7 @@ def test_a_group_short_of_half_starts_when_the_window_ends() -> None:
 def test_when_load_falls_those_waiting_start_with_the_next_arrival() -> None:
     async def go() -> None:
         gate = StartGate(window_s=10.0, min_active=4, share=0.9)
-        for _ in range(8):
-            gate.active += 1
+        gate.active += 8
         tasks, order = await _started(gate, 2)
         assert order == []
         for _ in range(8):  # the decisions in flight finish
@@ -98,8 +95,7 @@ def test_when_load_falls_those_waiting_start_with_the_next_arrival() -> None:
 def test_a_cancelled_waiter_leaves_the_others_waiting_and_then_starting() -> None:
     async def go() -> None:
         gate = StartGate(window_s=0.05, min_active=2, share=1.0)
-        for _ in range(10):
-            gate.active += 1
+        gate.active += 10
         tasks, order = await _started(gate, 3)
         tasks[1].cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -113,8 +109,7 @@ def test_a_cancelled_waiter_leaves_the_others_waiting_and_then_starting() -> Non
 def test_window_zero_is_off() -> None:
     async def go() -> None:
         gate = StartGate(window_s=0.0, min_active=1)
-        for _ in range(50):
-            gate.active += 1
+        gate.active += 50
         tasks, order = await _started(gate, 5)
         assert order == [0, 1, 2, 3, 4]
         await asyncio.gather(*tasks)
