@@ -36,10 +36,11 @@ class StartGate:
     flight are waiting with it or ``window_s`` has passed, and then every waiting decision starts in one pass
     of the event loop, their engine runs back to back.
 
-    Why: run one at a time, each between the gRPC library's work for other calls, a claims-triage engine run
-    cost the worker's loop about three times its in-process time (0.35 ms against 0.12, bench/grpc_parts.py:
-    the code and data it needs are cold by then). Run in groups, bench/grpc_load.py's decisions cost the
-    server 0.07-0.20 ms less CPU each (docs/deploy.md), and their stores and responses go in groups too.
+    Why: run one at a time, each between the gRPC library's work for other calls, converting the facts and
+    running the claims-triage engine added 0.41-0.44 ms to the worker's loop (bench/grpc_parts.py), against
+    0.13-0.16 ms for the engine alone in process: the code and data it needs are colder by then. Run in
+    groups, bench/grpc_load.py's decisions cost the server 0.07-0.20 ms less CPU each (docs/deploy.md), and
+    their stores and responses go in groups too.
 
     With fewer decisions in flight nothing waits, so a lightly loaded service adds no latency; ``window_s``
     0 turns the gate off (``limits.batch_window_ms``)."""
