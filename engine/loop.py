@@ -20,7 +20,7 @@ from engine.compile import START_RULE, CompiledRuleset, compile_ruleset
 from engine.documents import Chunk, Document, chunks, merge
 from engine.driver import Agenda, Pools, pool_for
 from engine.errors import BatonError, InvalidInput, Where
-from engine.language.check import EPOCH, MISSING, FactIndex, Undefined
+from engine.language.check import EPOCH, MISSING, FactIndex, TooLarge, Undefined
 from engine.language.dates import from_timestamp
 from engine.language.types import all_optional
 from engine.model import ModelAction, Rule, Ruleset, Step, ToolAction
@@ -311,6 +311,9 @@ class _Run:
         self.wm = WorkingMemory(now)
         self.epoch_counts: dict[str, int] = {}
         self.aggregated: set[tuple[object, ...]] = set()  # (rule, branch, facts, values) that fired
+        # a summary rule's latest proposal per (rule, branch, facts, step): a re-firing replaces it (item 20)
+        self.summaries: dict[tuple[object, ...], tuple[Rule, Step, int, Event]] = {}
+        self.stopped = ""  # the final rule that stopped the decision
         self.session: Agenda | None = None
         self.round = 0
         self.proposals: list[tuple[Rule, Step, int, Event]] = []
@@ -349,6 +352,11 @@ class _Run:
             self.d.rounds = self.round
             fired_before = self.d.steps
             self.fire(self.session.first())
+            if self.stopped:
+                self.intents, self.unreadable = [], []  # a final rule fired: no call from this round on
+                if not (self.human and self.escalating()):
+                    break
+                self.stopped = ""  # a reviewer's answer resumes a decision a final escalation stopped
             if not self.intents and self.human and self.escalating():
                 self.round += 1
                 given = self.human.pop(0)
@@ -454,13 +462,18 @@ class _Run:
                     seq = int(bn)
                     seqs[binding] = seq
                     env[binding] = facts[seq - 1][1]
-                if er.guard(env, wm):
-                    if ename in self.engine.aggregating:
-                        shown = self.aggregate_values(ename, er.rule, er.branch, env, seqs)
-                        if shown is not None:
-                            self.on_fire(er.rule, er.branch, env, seqs, shown)
-                    else:
-                        self.on_fire(er.rule, er.branch, env, seqs)
+                try:
+                    if er.guard(env, wm):
+                        if ename in self.engine.aggregating:
+                            shown = self.aggregate_values(ename, er.rule, er.branch, env, seqs)
+                            if shown is not None:
+                                self.on_fire(er.rule, er.branch, env, seqs, shown)
+                        else:
+                            self.on_fire(er.rule, er.branch, env, seqs)
+                except TooLarge:
+                    raise _Stop(f"rule '{er.rule.name}': a number beyond 1e300 was computed on these facts") from None
+                if self.stopped:
+                    return
             message = self.session.next()
 
     def on_fire(self, rule: Rule, branch: int, env: dict[str, Values], seqs: dict[str, int],
@@ -477,6 +490,8 @@ class _Run:
             event["branch"] = branch
         if aggregates:
             event["aggregates"] = aggregates
+        if rule.condition.definitions:
+            event["definitions"] = self.definitions(rule, env)
         d.trace.append(event)
         d.fired.append(rule.name)
         for step in rule.steps:
@@ -522,7 +537,29 @@ class _Run:
                                    "payload": payload, "reason": reason, "priority": rule.priority,
                                    "won": False}
                 d.trace.append(proposal)
-                self.proposals.append((rule, step, step_no, proposal))
+                entry = (rule, step, step_no, proposal)
+                if aggregates is not None:  # a summary rule: a re-firing on the same facts replaces its proposal
+                    same = (rule.name, branch, tuple(seqs.values()), rule.steps.index(step))
+                    earlier = self.summaries.get(same)
+                    if earlier is not None:
+                        earlier[3]["superseded"] = True
+                        self.proposals.remove(earlier)
+                    self.summaries[same] = entry
+                self.proposals.append(entry)
+        if rule.final:
+            self.stopped = rule.name
+            d.trace.append({"kind": "stopped", "step": step_no, "round": self.round, "stopped_by": rule.name})
+
+    def definitions(self, rule: Rule, env: dict[str, Values]) -> dict[str, object]:
+        """The values of the definitions a rule's condition names, on the facts it matched (for the trace)."""
+        out: dict[str, object] = {}
+        for name, ev in rule.condition.definitions:
+            try:
+                value = ev(env, self.wm)
+            except Exception:  # a part that cannot be computed on these facts shows as absent
+                value = MISSING
+            out[name] = None if value is MISSING else value
+        return out
 
     def computed(self, rule: Rule, step: Step, env: dict[str, Values]) -> Values:
         """The step's payload with its computed values (``=expr``) evaluated on the facts the rule matched.
@@ -534,7 +571,7 @@ class _Run:
         for path, text, ev in step.computed:
             try:
                 value = ev(env, self.wm)
-            except (Undefined, OverflowError, ArithmeticError, ValueError):
+            except (Undefined, OverflowError, ArithmeticError, ValueError, TooLarge):
                 raise _Stop(f"rule '{rule.name}': {step.kind}.{'.'.join(path)} = {text} cannot be computed on "
                             "these facts (division by zero, or a value out of range)") from None
             if isinstance(value, float):

@@ -71,6 +71,7 @@ class Rule:
     steps: list[Step]
     where: Where = field(default_factory=Where)
     precedence: Precedence | None = None  # a first/priority table row: no earlier row matches its facts
+    final: bool = False  # final: true - when it fires, the decision stops (no later firing, no further call)
 
     @property
     def proposes(self) -> bool:

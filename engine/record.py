@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, NotRequired, Required, TypedDict
 
-EventKind = Literal["fact", "fired", "call", "proposal", "effect"]
+EventKind = Literal["fact", "fired", "call", "proposal", "effect", "stopped"]
 
 
 # One step of a decision, in order; ``kind`` says which group of fields below it has. (The functional form:
@@ -31,6 +31,7 @@ TraceEvent = TypedDict("TraceEvent", {
     "facts": dict[str, int],  # each pattern's binding name -> the seq of the fact it matched
     "branch": int,  # which branch of an `or` condition
     "aggregates": dict[str, Any],  # the aggregate values the firing saw
+    "definitions": dict[str, Any],  # the values of the definitions (define:) its condition names
     # call: a model or tool call
     "call": int,
     "action": str,
@@ -48,6 +49,9 @@ TraceEvent = TypedDict("TraceEvent", {
     "reason": str,
     "priority": int,
     "won": bool,
+    "superseded": bool,  # a summary rule's proposal replaced by its own later one (same facts, new totals)
+    # stopped: a final rule fired and the decision stopped
+    "stopped_by": str,
     # effect: something to do once the decision is stored
     "n": int,
     "name": str,

@@ -10,6 +10,7 @@ working memory. Guards are exact because facts never change within a decision.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import operator
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from itertools import product
 from typing import Any
 
+from engine.errors import Where
 from engine.language import dates
 from engine.language.expr import (
     ARITHMETIC,
@@ -30,11 +32,13 @@ from engine.language.expr import (
     ExprError,
     ListLit,
     Lit,
+    Name,
     Neg,
     Node,
     Not,
     Ref,
     TypeName,
+    known_names,
     render,
 )
 from engine.language.types import FactType, FieldSpec
@@ -43,9 +47,10 @@ from engine.regex import RegexError, compile_regex
 MAX_PATTERNS = 16
 MAX_BRANCHES = 64
 DECISION = "decision"  # decision.date / decision.time: the decision's own, recorded date and time
-AGGREGATES = ("count", "sum", "min", "max")
+AGGREGATES = ("count", "sum", "min", "max", "list")
 FUNCTIONS = ("len", "lower", "upper", "abs", "min", "max", "round", "coalesce", "date", "datetime", "days",
-             "years", "add_days")
+             "years", "add_days", "add_months", "add_years", "text", "distinct", "sort", "join")
+MAX_MAGNITUDE = 1e300  # a computed number beyond this fails the decision, naming the rule (input beyond it is refused)
 ORDERED = ("number", "str", "date", "datetime")
 EPOCH = "$agg:"  # engine/loop.py: the marker fact re-asserted when facts of an aggregated type are added
 
@@ -62,6 +67,11 @@ MISSING = _Missing()
 
 class Undefined(Exception):
     """Division by zero: the whole condition is false."""
+
+
+class TooLarge(Exception):
+    """A computed number whose magnitude exceeds 1e300: the decision fails, naming the rule (never a
+    condition quietly false, nor an infinity reaching a decision)."""
 
 
 Facts = Mapping[str, Mapping[str, object]]
@@ -125,6 +135,8 @@ class Condition:
     aliases: dict[str, str]
     branches: list[Branch]
     negated_types: set[str]
+    # the definitions the condition names (define:), evaluated when it fires for the trace and `log why`
+    definitions: list[tuple[str, Eval]] = field(default_factory=list)
 
 
 def suggest(name: str, options: list[str]) -> str:
@@ -150,6 +162,9 @@ class Checker:
             self.fact_type(node.type_name, node.pos)
             if node.alias in self.types or node.alias in self.aliases or node.alias == DECISION:
                 raise ExprError("duplicate_alias", f"alias '{node.alias}' is already a fact type or alias", node.pos)
+            if node.alias in known_names():
+                raise ExprError("name_clash", f"alias '{node.alias}' is already a named value or definition",
+                                node.pos, "choose another alias")
             self.aliases[node.alias] = node.type_name
         elif isinstance(node, BoolOp):
             for op in node.operands:
@@ -197,8 +212,17 @@ class Checker:
         if isinstance(node, Call):
             return self.call_type(node)
         if isinstance(node, TypeName):
+            if node.name not in self.types and node.name not in self.aliases:
+                return self._type_of(Name(node.pos, node.name))
             raise ExprError("syntax_error", f"'{node.name}' needs a field, as in {node.name}.field", node.pos,
                             f"count({node.name}) counts {node.name} facts")
+        if isinstance(node, Name):
+            if node.name in self.types or node.name in self.aliases:
+                raise ExprError("syntax_error", f"'{node.name}' needs a field, as in {node.name}.field", node.pos,
+                                f"write 'exists {node.name}' to test that a {node.name} fact exists")
+            raise ExprError("unknown_name", f"unknown name '{node.name}'", node.pos,
+                            suggest(node.name, list(known_names())) if known_names() else
+                            "a bare name is a named value (values:) or a definition (define:)")
         if isinstance(node, Lit):
             v = node.value
             return Ty("bool") if isinstance(v, bool) else Ty("str") if isinstance(v, str) else Ty("number")
@@ -265,11 +289,15 @@ class Checker:
     def binary_type(self, node: Binary) -> Ty:
         op = node.op
         left, right = self.type_of(node.left), self.type_of(node.right)
+        if op == "+" and left.kind == "str" and right.kind == "str":
+            return Ty("str")  # '+' joins two strings
         if op in ARITHMETIC:
             for side, ty in ((node.left, left), (node.right, right)):
                 if ty.kind != "number":
                     hint = "days(a, b) counts the days between two dates; add_days(d, n) moves one" if ty.kind in (
-                        "date", "datetime") else ""
+                        "date", "datetime") else "'+' joins two strings; text(n) writes a number as text: " \
+                        "claim.ref + \"-\" + text(claim.year)" if op == "+" and "str" in (left.kind, right.kind) \
+                        else ""
                     raise ExprError("type_mismatch", f"'{op}' needs numbers, but this is a {ty}", side.pos, hint)
             return Ty("number")
         if op in COMPARISONS:
@@ -323,14 +351,15 @@ class Checker:
         if is_aggregate(node):
             return self.aggregate_type(node)
         if node.where is not None:
-            raise ExprError("syntax_error", f"'where' filters an aggregate (count, sum, min, max), not {name}()",
+            raise ExprError("syntax_error", f"'where' filters an aggregate (count, sum, min, max, list), not {name}()",
                             node.pos, "sum(loan.amount where loan.status == \"open\")")
         if name not in FUNCTIONS:
             raise ExprError("unknown_function", f"unknown function '{name}'", node.pos,
                             suggest(name, list(FUNCTIONS)) or f"functions: {', '.join(FUNCTIONS)}")
         arity = {"len": (1, 1), "lower": (1, 1), "upper": (1, 1), "abs": (1, 1), "min": (2, 99), "max": (2, 99),
                  "round": (1, 2), "coalesce": (1, 99), "date": (1, 1), "datetime": (1, 1), "days": (2, 2),
-                 "years": (2, 2), "add_days": (2, 2)}[name]
+                 "years": (2, 2), "add_days": (2, 2), "add_months": (2, 2), "add_years": (2, 2), "text": (1, 1),
+                 "distinct": (1, 1), "sort": (1, 1), "join": (1, 2)}[name]
         if not arity[0] <= len(args) <= arity[1]:
             want = str(arity[0]) if arity[0] == arity[1] else f"{arity[0]} or more" if arity[1] == 99 else \
                 f"{arity[0]} or {arity[1]}"
@@ -376,7 +405,24 @@ class Checker:
                 raise ExprError("type_mismatch", f"{name}() needs two dates or two datetimes, not a {first} and a "
                                 f"{tys[1]}", args[1].pos, "date(x) turns a datetime into its (UTC) date")
             return Ty("number")
-        assert name == "add_days"
+        if name == "text":
+            need(0, "number", "str", "bool", "date", "datetime")
+            return Ty("str")
+        if name in ("distinct", "sort"):
+            xs = need(0, "list")
+            if name == "sort" and xs.item not in ("", *ORDERED):
+                raise ExprError("type_mismatch", f"sort() orders numbers, strings or dates, not a {xs}", args[0].pos,
+                                _SIGNATURES[name])
+            return xs
+        if name == "join":
+            xs = need(0, "list")
+            if xs.item not in ("", "str"):
+                raise ExprError("type_mismatch", f"join() joins a list of strings, not a {xs}", args[0].pos,
+                                "text(n) writes a number as text")
+            if len(args) == 2:
+                need(1, "str")
+            return Ty("str")
+        assert name in ("add_days", "add_months", "add_years")
         first = need(0, "date", "datetime")
         need(1, "number")
         return Ty(first.kind)
@@ -385,7 +431,9 @@ class Checker:
         name, arg = node.name, node.args[0]
         if self.local:
             raise ExprError("syntax_error", "an aggregate cannot stand inside another aggregate", node.pos)
-        if name == "count":
+        if name == "list" and isinstance(arg, TypeName):
+            tname = arg.name
+        elif name == "count":
             if not isinstance(arg, TypeName):
                 raise ExprError("type_mismatch", "count() counts the facts of one type: count(loan), or "
                                 "count(loan where loan.status == \"open\")", arg.pos)
@@ -411,6 +459,14 @@ class Checker:
         if name in ("min", "max") and kind not in ORDERED:
             raise ExprError("type_mismatch", f"{name}() needs numbers, strings or dates, but {render(arg)} is a {kind}",
                             arg.pos)
+        if name == "list":
+            if isinstance(arg, TypeName):
+                return Ty("list", "object")
+            ty = self.seen[id(arg)]
+            if ty.kind == "list":
+                raise ExprError("type_mismatch", f"list() collects single values, but {render(arg)} is a {ty}",
+                                arg.pos)
+            return Ty("list", ty.kind, ty.enum)
         return Ty("number" if name in ("count", "sum") else kind)
 
     def lower(self, node: Node) -> Node:
@@ -426,9 +482,17 @@ class Checker:
             args = tuple(self.lower(a) for a in node.args)
             where = self.lower(node.where) if node.where is not None else None
             name = node.name
-            if name in ("min", "max", "days", "years", "add_days", "date", "datetime") and node.args:
+            if name in ("min", "max", "days", "years", "add_days", "add_months", "add_years", "date", "datetime",
+                        "sort", "text") and node.args:
                 kind = self.seen.get(id(node.args[0]))
                 name = f"{name}:{kind.kind if kind is not None else ''}"
+            if name.startswith("sort:"):
+                seen = self.seen.get(id(node.args[0]))
+                name = f"sort:{seen.item if seen is not None else ''}"
+            if name == "list" and isinstance(node.args[0], TypeName):  # whole facts: their declared fields
+                ft = self.types[node.args[0].name]
+                declared = [n for n, spec in ft.fields.items() if not (n == "row" and spec.where == Where())]
+                args = (*args, ListLit(node.pos, tuple(Lit(node.pos, n) for n in declared)))
             return Call(node.pos, name, args, where)
         if isinstance(node, BoolOp):
             return BoolOp(node.pos, node.op, tuple(self.lower(o) for o in node.operands))
@@ -456,12 +520,18 @@ _SIGNATURES = {
     "days": "days(a, b): whole days from a to b, two dates or two datetimes",
     "years": "years(a, b): whole years from a to b, as an age is counted",
     "add_days": "add_days(d, n): the date (or datetime) n days after d",
+    "add_months": "add_months(d, n): n calendar months after d (the month's last day if d's day is missing)",
+    "add_years": "add_years(d, n): n years after d (28 February for 29 February in a common year)",
+    "text": "text(x) writes a number (as JSON does: 2700, not 2700.0), a date or a boolean as text",
+    "distinct": "distinct(xs): the list without repeats, the first of each kept",
+    "sort": "sort(xs): numbers, dates or strings (by code point), ascending",
+    "join": 'join(xs, ", "): a list of strings joined with the separator',
 }
 
 
 def is_aggregate(node: Call) -> bool:
     base = node.name.split(":")[0]
-    return base in ("count", "sum") or (base in ("min", "max") and len(node.args) == 1)
+    return base in ("count", "sum", "list") or (base in ("min", "max") and len(node.args) == 1)
 
 
 def aggregated_type(node: Call) -> str:
@@ -785,6 +855,60 @@ def _add_days(v: str, n: object, kind: str) -> str:
         raise Undefined from None
 
 
+def _add_months(v: str, n: object, months: int) -> str:
+    try:
+        return dates.add_months(v, _whole(n) * months)
+    except (OverflowError, ValueError):
+        raise Undefined from None
+
+
+def text_of(v: object) -> str:
+    """A value as text: numbers as JSON writes them (2700, not 2700.0; 15 significant digits, as computed
+    values come out), booleans as true/false, strings and dates as they are."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        shown = f"{v:.15g}"
+        if "e" in shown:
+            mantissa, _, exponent = shown.partition("e")
+            return f"{mantissa}e{'-' if exponent[0] == '-' else '+'}{exponent[1:].lstrip('0') or '0'}"
+        return shown
+    return str(v)
+
+
+def _distinct(xs: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    seen: set[object] = set()
+    for x in xs:
+        key = orjson_key(x) if isinstance(x, dict) else (type(x) is bool, x)
+        if key not in seen:
+            seen.add(key)
+            out.append(x)
+    return out
+
+
+def orjson_key(x: Mapping[str, object]) -> str:
+    return json.dumps(x, sort_keys=True, separators=(",", ":"))
+
+
+def power(a: float, b: float) -> float | int:
+    """``a ** b``: exact for whole numbers, a magnitude beyond 1e300 is TooLarge, 0 ** -1 and a negative
+    number to a fraction are undefined (the condition is false)."""
+    try:
+        r = math.pow(a, b)
+    except OverflowError:
+        raise TooLarge from None
+    except ValueError:
+        raise Undefined from None
+    if not -MAX_MAGNITUDE <= r <= MAX_MAGNITUDE:
+        raise TooLarge
+    if isinstance(a, int) and isinstance(b, int) and b >= 0 and abs(r) < 2**53:
+        return int(a**b)
+    return r
+
+
 def _extreme(pick: Callable[..., Any], kind: str) -> Callable[[list[Any]], object]:
     if kind == "datetime":
         return lambda values: pick(values, key=dates.sort_key)
@@ -844,6 +968,19 @@ def _function(base: str, kind: str) -> Callable[..., Any]:
         return lambda a, b: dates.days_between(a, b, kind)
     if base == "years":
         return lambda a, b: dates.years_between(a, b, kind)
+    if base in ("add_months", "add_years"):
+        months = 1 if base == "add_months" else 12
+        return lambda d, n: _add_months(d, n, months)
+    if base == "text":
+        return text_of
+    if base == "distinct":
+        return _distinct
+    if base == "sort":
+        if kind == "datetime":
+            return lambda xs: sorted(xs, key=dates.sort_key)
+        return sorted
+    if base == "join":
+        return lambda xs, sep="": sep.join(xs)
     assert base == "add_days", base
     return lambda d, n: _add_days(d, n, kind)
 
@@ -861,6 +998,8 @@ def _compile_aggregate(node: Call, base: str, kind: str, aliases: Mapping[str, s
     token = object()
     if base in ("min", "max"):
         pick = _extreme(min if base == "min" else max, kind)
+    extra = node.args[1] if len(node.args) > 1 else None
+    declared = [str(i.value) for i in extra.items if isinstance(i, Lit)] if isinstance(extra, ListLit) else []
 
     def run(env: Facts, wm: FactIndex) -> object:
         seqs = wm.of_type(tname)
@@ -885,6 +1024,11 @@ def _compile_aggregate(node: Call, base: str, kind: str, aliases: Mapping[str, s
         result: object
         if base == "count":
             result = len(chosen)
+        elif base == "list":
+            if fname:
+                result = [v for f in chosen if (v := f.get(fname, MISSING)) is not MISSING]
+            else:
+                result = [{k: f[k] for k in declared if k in f} for f in chosen]
         else:
             items = [v for f in chosen if (v := f.get(fname, MISSING)) is not MISSING]
             if base == "sum":
@@ -913,16 +1057,24 @@ def _arith(op: str, left: Eval, right: Eval) -> Eval:
         a, b = left(env, wm), right(env, wm)
         if a is MISSING or b is MISSING:
             return MISSING
+        if op == "+" and a.__class__ is str:
+            return a + b  # type: ignore[operator]  # '+' of two strings (the checker saw to it)
         assert isinstance(a, (int, float)) and isinstance(b, (int, float))
+        if op == "**":
+            return power(a, b)
         if op == "+":
-            return a + b
-        if op == "-":
-            return a - b
-        if op == "*":
-            return a * b
-        if b == 0:
+            r = a + b
+        elif op == "-":
+            r = a - b
+        elif op == "*":
+            r = a * b
+        elif b == 0:
             raise Undefined
-        return a / b
+        else:
+            r = a / b
+        if not -MAX_MAGNITUDE <= r <= MAX_MAGNITUDE:
+            raise TooLarge
+        return r
 
     return run
 

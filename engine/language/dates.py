@@ -197,6 +197,17 @@ def years_between(a: str, b: str, kind: str) -> int:
     return yb - ya - (1 if (mb, db, sort_key(b)[11:]) < (ma, da, sort_key(a)[11:]) else 0)
 
 
+def add_months(value: str, n: int) -> str:
+    """``value`` (a date, or a UTC datetime's date part) moved by n calendar months, landing on the month's
+    last day when its day does not exist there (2024-01-31 plus one month is 2024-02-29), as DMN and
+    Java's ``plusMonths`` do. Raises OverflowError outside years 1-9999."""
+    y, m, d = int(value[0:4]), int(value[5:7]), int(value[8:10])
+    year, month = divmod(y * 12 + (m - 1) + n, 12)
+    if not 1 <= year <= 9999:
+        raise OverflowError("year out of range")
+    return f"{year:04d}-{month + 1:02d}-{min(d, _month_days(year, month + 1)):02d}{value[10:]}"
+
+
 def add_days(value: str, n: int, kind: str) -> str:
     """``value`` moved by n days (datetimes: n times 24 hours). Raises OverflowError outside years 1-9999."""
     if kind == "date":

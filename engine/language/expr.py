@@ -8,15 +8,23 @@ Grammar (lowest binding first)::
                       | 'contains' | 'matches') sum)?
     sum      := product (('+' | '-') product)*
     product  := unary (('*' | '/') unary)*
-    unary    := '-' unary | atom
+    unary    := '-' power | power                     -- '-' before an unbracketed power: ambiguous_power
+    power    := atom ('**' unary)?                    -- right-associative, tighter than '*' and '/'
     atom     := NUMBER | STRING | 'true' | 'false' | '[' (expr (',' expr)*)? ']' | '(' expr ')'
               | 'exists' TYPE | 'not' 'exists' TYPE | TYPE 'as' ALIAS | NAME '.' FIELD | NAME
               | NAME '(' (expr (',' expr)* ('where' expr)?)? ')'      -- a function or an aggregate
+
+A bare NAME is a named value or a definition (the ruleset's ``values:`` and ``define:``): while a
+:func:`vocabulary` is in force, the parser puts the value, or the definition's parsed expression, in its
+place - a use means exactly the definition written there in brackets.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from engine.errors import BatonError
@@ -83,6 +91,13 @@ class TypeName(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class Name(Node):
+    """A bare name: a named value or a definition, replaced while parsing (see :func:`vocabulary`)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Call(Node):
     """``name(arg, ...)``: a function (``len``, ``days``, ``date``, ...), or an aggregate over the facts of
     one type, ``sum(loan.amount where loan.status == "open")`` (``where`` holds the filter, or None)."""
@@ -101,7 +116,7 @@ class Binary(Node):
 
 COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 MEMBERSHIP = ("in", "not in", "contains", "matches")
-ARITHMETIC = ("+", "-", "*", "/")
+ARITHMETIC = ("+", "-", "*", "/", "**")
 KEYWORDS = {"and", "or", "not", "in", "contains", "matches", "exists", "as", "true", "false", "where"}
 
 _TOKEN = re.compile(
@@ -110,7 +125,7 @@ _TOKEN = re.compile(
   | (?P<number>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
   | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op>==|!=|<=|>=|<|>|\+|-|\*|/|\(|\)|\[|\]|,|\.)
+  | (?P<op>==|!=|<=|>=|<|>|\+|-|\*\*|\*|/|\(|\)|\[|\]|,|\.)
     """,
     re.VERBOSE,
 )
@@ -152,38 +167,88 @@ def _unquote(text: str, pos: int) -> str:
     return "".join(out)
 
 
-def tokenize(text: str) -> list[Token]:
+def tokenize(text: str, base: int = 0) -> list[Token]:
+    """The tokens of ``text``; positions count from ``base`` (a definition's own region, see REGION)."""
     tokens: list[Token] = []
     pos = 0
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None:
-            raise ExprError("syntax_error", f"unexpected character {text[pos]!r}", pos,
+            raise ExprError("syntax_error", f"unexpected character {text[pos]!r}", base + pos,
                             "conditions use names, numbers, quoted strings and operators")
         kind = m.lastgroup or ""
         tok = m.group()
         if kind == "number":
-            tokens.append(Token("number", tok, pos, float(tok) if any(c in tok for c in ".eE") else int(tok)))
+            tokens.append(Token("number", tok, base + pos, float(tok) if any(c in tok for c in ".eE") else int(tok)))
         elif kind == "string":
-            tokens.append(Token("string", tok, pos, _unquote(tok, pos)))
+            tokens.append(Token("string", tok, base + pos, _unquote(tok, pos)))
         elif kind != "ws":
-            tokens.append(Token(kind, tok, pos))
+            tokens.append(Token(kind, tok, base + pos))
         pos = m.end()
-    tokens.append(Token("end", "", len(text)))
+    tokens.append(Token("end", "", base + len(text)))
     return tokens
 
 
 _INFIX_BP: dict[str, int] = {
     ",": 1, "where": 1, "or": 2, "and": 3,
     **{op: 5 for op in COMPARISONS}, "in": 5, "contains": 5, "matches": 5, "not": 5,
-    "+": 6, "-": 6, "*": 7, "/": 7,
+    "+": 6, "-": 6, "*": 7, "/": 7, "**": 8,
 }
+POWER_BP = 8
+REGION = 10_000_000  # definition k's text has positions REGION * (k + 1) + offset (see engine/language/names.py)
+Resolver = Callable[[str, int], "Node | None"]
+# The names of the ruleset being loaded (values and definitions): NAME -> the node that stands for it, and
+# every name known (for did-you-mean hints).
+_VOCABULARY: ContextVar[tuple[Resolver, Callable[[], tuple[str, ...]]] | None] = ContextVar("baton_vocabulary",
+                                                                                          default=None)
+
+
+@contextmanager
+def vocabulary(resolve: Resolver, names: Callable[[], tuple[str, ...]]) -> Iterator[None]:
+    """While in force, a bare name parses as ``resolve(name, position)`` (None: not a known name)."""
+    token = _VOCABULARY.set((resolve, names))
+    try:
+        yield
+    finally:
+        _VOCABULARY.reset(token)
+
+
+def known_names() -> tuple[str, ...]:
+    """The values and definitions of the ruleset being loaded."""
+    current = _VOCABULARY.get()
+    return current[1]() if current is not None else ()
+
+
+def _resolve(word: str, pos: int) -> Node | None:
+    current = _VOCABULARY.get()
+    return current[0](word, pos) if current is not None else None
+
+
+MAX_TREE = 200  # operations inside each other, after a chain such as a + b + c nests each + in the next
+
+
+def _deepest(root: Node) -> Node | None:
+    """The first node deeper than :data:`MAX_TREE` (None: none is). Iterative: it walks trees that every
+    recursive pass after the parser would overflow on; the parser's own recursion is bounded by MAX_DEPTH,
+    but a chain of 20,000 additions parses flat into a tree 20,000 deep."""
+    stack: list[tuple[Node, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_TREE:
+            return node
+        for name in getattr(node, "__slots__", ()):
+            value = getattr(node, name, None)
+            if isinstance(value, Node):
+                stack.append((value, depth + 1))
+            elif isinstance(value, tuple):
+                stack.extend((v, depth + 1) for v in value if isinstance(v, Node))
+    return None
 
 
 class Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, base: int = 0) -> None:
         self.text = text
-        self.tokens = tokenize(text)
+        self.tokens = tokenize(text, base)
         self.i = 0
         self.depth = 0
 
@@ -203,12 +268,17 @@ class Parser:
 
     def parse(self) -> Node:
         if self.peek().kind == "end":
-            raise ExprError("syntax_error", "empty condition", 0, "write a condition such as: exists claim")
+            raise ExprError("syntax_error", "empty condition", self.peek().pos,
+                            "write a condition such as: exists claim")
         node = self.expr(0)
         tok = self.peek()
         if tok.kind != "end":
             raise ExprError("syntax_error", f"unexpected {describe(tok)}", tok.pos,
                             "join conditions with 'and' or 'or'")
+        deepest = _deepest(node)
+        if deepest is not None:
+            raise ExprError("too_deep", f"expression more than {MAX_TREE} operations deep", deepest.pos,
+                            "name parts of it in define:, or split it over several rules")
         return node
 
     def expr(self, min_bp: int) -> Node:
@@ -235,7 +305,7 @@ class Parser:
                 else:
                     left = BoolOp(tok.pos, kind, (left, right))
                 continue
-            right = self.expr(bp)
+            right = self.expr(bp - 1 if op == "**" else bp)  # a ** b ** c is a ** (b ** c)
             if (op in COMPARISONS or op in MEMBERSHIP) and isinstance(left, Binary) and (
                     left.op in COMPARISONS or left.op in MEMBERSHIP):
                 raise ExprError("syntax_error", f"comparisons cannot be chained ('{left.op}' then '{op}')",
@@ -267,7 +337,11 @@ class Parser:
                 self.expect("]")
                 return ListLit(tok.pos, tuple(items))
             if tok.text == "-":
-                return Neg(tok.pos, self.expr(7))
+                operand = self.expr(POWER_BP)
+                if self.peek().text == "**" and self.peek().kind == "op":
+                    raise ExprError("ambiguous_power", "'-x ** n' can mean (-x) ** n or -(x ** n)", tok.pos,
+                                    "write the brackets: -(x ** n) or (-x) ** n")
+                return Neg(tok.pos, operand)
             raise ExprError("syntax_error", f"unexpected {describe(tok)}", tok.pos)
         if tok.kind == "name":
             word = tok.text
@@ -296,8 +370,7 @@ class Parser:
                 if alias.kind != "name" or alias.text in KEYWORDS:
                     raise ExprError("syntax_error", f"expected an alias name after '{word} as'", alias.pos)
                 return Bind(tok.pos, word, alias.text)
-            raise ExprError("syntax_error", f"'{word}' needs a field, as in {word}.field", tok.pos,
-                            f"write 'exists {word}' to test that a {word} fact exists")
+            return self.name(tok)
         raise ExprError("syntax_error", "the condition ends too early", tok.pos)
 
     def call(self, name: Token) -> Call:
@@ -325,8 +398,14 @@ class Parser:
         if tok.kind == "name" and tok.text not in KEYWORDS and after.text in (")", "where", ",") \
                 and after.kind in ("op", "name"):
             self.next()
-            return TypeName(tok.pos, tok.text)
+            named = _resolve(tok.text, tok.pos)
+            return named if named is not None else TypeName(tok.pos, tok.text)
         return self.expr(1)
+
+    def name(self, tok: Token) -> Node:
+        """A bare name: the value or definition it names, else a Name the checker reports."""
+        named = _resolve(tok.text, tok.pos)
+        return named if named is not None else Name(tok.pos, tok.text)
 
     def type_name(self) -> str:
         tok = self.next()
@@ -340,8 +419,8 @@ def describe(tok: Token) -> str:
     return "the end of the condition" if tok.kind == "end" else f"'{tok.text}'"
 
 
-def parse(text: str) -> Node:
-    return Parser(text).parse()
+def parse(text: str, base: int = 0) -> Node:
+    return Parser(text, base).parse()
 
 
 def render(node: Node) -> str:
@@ -353,14 +432,15 @@ def render(node: Node) -> str:
         return "[" + ", ".join(render(i) for i in node.items) + "]"
     if isinstance(node, Ref):
         return f"{node.binding}.{node.field}"
-    if isinstance(node, TypeName):
+    if isinstance(node, (TypeName, Name)):
         return node.name
     if isinstance(node, Call):
         name = node.name.split(":")[0]
         if name == "$key":
             return render(node.args[0])
         where = f" where {render(node.where)}" if node.where is not None else ""
-        return f"{name}({', '.join(render(a) for a in node.args)}{where})"
+        args = node.args[:1] if name == "list" else node.args  # list(T): the fields it keeps are not written
+        return f"{name}({', '.join(render(a) for a in args)}{where})"
     if isinstance(node, Exists):
         return f"{'not ' if node.negated else ''}exists {node.type_name}"
     if isinstance(node, Bind):
@@ -372,7 +452,8 @@ def render(node: Node) -> str:
     if isinstance(node, BoolOp):
         return f" {node.op} ".join(_paren(o) for o in node.operands)
     assert isinstance(node, Binary)
-    return f"{_paren(node.left)} {node.op} {_paren(node.right)}"
+    left = f"({render(node.left)})" if node.op == "**" and isinstance(node.left, Neg) else _paren(node.left)
+    return f"{left} {node.op} {_paren(node.right)}"
 
 
 def _paren(node: Node) -> str:

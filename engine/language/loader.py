@@ -20,16 +20,19 @@ from engine.errors import BatonError, CompileErrors, Where
 from engine.language.analysis import analyse_ruleset
 from engine.language.check import (
     DECISION,
+    Checker,
     Condition,
     Ty,
     analyse,
     check_value,
     compile_expr,
     every_error,
+    normalise,
     suggest,
 )
 from engine.language.dates import DateError, parse_date, parse_datetime
-from engine.language.expr import ExprError, Lit, Ref, parse
+from engine.language.expr import ExprError, Lit, Ref, parse, vocabulary
+from engine.language.names import BROKEN, Vocabulary, definition_values, load_vocabulary
 from engine.language.prompts import Prompt
 from engine.language.source import Positions, collector_paused, content_hash, parse_yaml, plain
 from engine.language.tables import (
@@ -61,9 +64,10 @@ from engine.model import DEFAULT_CHUNK_CHARS, DEFAULT_STEP_LIMIT, ModelAction, R
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 NAME_TABLE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\Z")
 RULE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:# -]{0,127}\Z")
-TOP_KEYS = {"ruleset", "description", "facts", "input", "models", "tools", "rules", "tables", "tests", "settings"}
+TOP_KEYS = {"ruleset", "description", "facts", "values", "define", "input", "models", "tools", "rules", "tables",
+            "tests", "settings"}
 FIELD_KEYS = {"type", "enum", "items", "min", "max", "min_length", "max_length", "optional", "pii", "description"}
-RULE_KEYS = {"name", "when", "then", "priority", "description"}
+RULE_KEYS = {"name", "when", "then", "priority", "description", "final"}
 MODEL_KEYS = {"group", "produces", "prompt", "retries", "timeout", "description", "from_document", "chunk_chars"}
 TOOL_BASE_KEYS = {"connector", "produces", "params", "retries", "timeout", "description"}
 TEST_KEYS = {"name", "given", "documents", "answers", "human", "expect", "description", "decision_date",
@@ -74,7 +78,8 @@ RESERVED_TYPES = {"failure", "timeout", "document", "passage", "chunk",
                   "facts", "exists", "not", "and", "or", "as", "in", "contains", "matches",
                   "true", "false", "where", DECISION}
 _TYPE_CODES = {"unknown_fact_type", "unknown_field", "type_mismatch", "unknown_value", "unknown_function",
-               "bad_regex", "bad_date", "ambiguous_fact"}  # errors of one part: the other parts are checked too
+               "bad_regex", "bad_date", "ambiguous_fact",
+               "unknown_name"}  # errors of one part: the other parts are checked too
 FIELD_PATH = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*\Z")
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z")
 JINJA = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
@@ -102,13 +107,20 @@ class Loader:
         self.errors: list[BatonError] = []
         self.warnings: list[BatonError] = []
         self.declared: set[str] = set()  # every rule name written, with errors or not
+        self.vocab = Vocabulary()  # values: and define:, in force while the file's expressions are parsed
+        self.current = ""  # the rule whose expressions are being checked ("rule 'x'"), named by definition errors
+        self.def_errors: dict[tuple[str, int, int, str], tuple[BatonError, list[str]]] = {}
 
     def error(self, code: str, message: str, where: Where, hint: str = "") -> None:
         self.errors.append(BatonError(code, message, where, hint))
 
     def check_keys(self, node: Any, allowed: set[str], what: str) -> None:
         for key in node:
-            if str(key) not in allowed:
+            if str(key) == "final" and what == "a decision table":
+                self.error("bad_final", "a table cannot be final: final: true stops a decision when a rule that "
+                           "decides or escalates fires", self.pos.key(node, key),
+                           "give a rule final: true, or the table a high priority")
+            elif str(key) not in allowed:
                 self.error("unknown_key", f"unknown key '{key}' in {what}", self.pos.key(node, key),
                            suggest(str(key), sorted(allowed)))
 
@@ -119,8 +131,46 @@ class Loader:
             return None
         return value
 
+    def expr_error(self, e: ExprError, start: Where, text: str, shift: int = 0, prefix: str = "") -> None:
+        """An expression's error at its place in ``text`` (which starts at ``start``) - or, for a part written
+        in a definition, at the definition's own line and column, naming the rules that used it."""
+        if e.code == BROKEN:
+            return  # the definition's own error is reported at it
+        found = self.vocab.locate(e.offset)
+        if found is None:
+            self.errors.append(BatonError(e.code, prefix + e.message, start.shifted(text, e.offset + shift), e.hint))
+            return
+        d, offset = found
+        where = d.where.shifted(d.text, offset)
+        key = (e.code, where.line, where.column, e.message)
+        error, users = self.def_errors.get(key) or (BatonError(e.code, "", where, e.hint), [])
+        if key not in self.def_errors:
+            self.def_errors[key] = (error, users)
+            self.errors.append(error)
+        if self.current and self.current not in users:
+            users.append(self.current)
+        error.message = f"{e.message} (in definition '{d.name}'" + (
+            f", used by {' and '.join(users)})" if users else ")")
+
+    def check_unused_definitions(self, types: dict[str, FactType]) -> None:
+        """A definition no rule or table uses is still checked (on its own), so its mistakes are seen."""
+        self.current = ""
+        for d in self.vocab.definitions.values():
+            if d.broken or d.body is not None:
+                continue
+            try:
+                node = self.vocab.resolve(d.name, 0)
+                if node is not None:
+                    Checker(types).type_of(normalise(node))
+            except ExprError as e:
+                self.expr_error(e, d.where, d.text)
+
     # -- the file ----------------------------------------------------------------------------------
     def load(self) -> Ruleset:
+        with vocabulary(self.vocab.resolve, self.vocab.names):
+            return self._load()
+
+    def _load(self) -> Ruleset:
         try:
             doc = parse_yaml(self.text, self.file)
         except BatonError as e:
@@ -135,6 +185,7 @@ class Loader:
                        self.pos.key(doc, "ruleset") if "ruleset" in doc else Where(self.file, 1, 1))
             name = "invalid"
         types = self.load_facts(doc)
+        load_vocabulary(self.vocab, doc, self.pos, types, self.errors.append)
         inputs = self.load_inputs(doc, types)
         models = self.load_models(doc, types)
         tools = self.load_tools(doc, types)
@@ -175,6 +226,7 @@ class Loader:
         if not rules and not self.errors:
             self.error("missing_key", "a ruleset needs a non-empty 'rules:' list or 'tables:'", Where(self.file, 1, 1))
         tests = self.load_tests(doc, rules, models, tools)
+        self.check_unused_definitions(types)
         if self.errors:
             raise CompileErrors(self.errors)
         rs = Ruleset(
@@ -428,11 +480,11 @@ class Loader:
                        start)
             return None
         if text.startswith("="):
+            self.current = f"tool param '{key}'"
             try:
                 return check_value(parse(text[1:]), types, {}, None)[1]
             except ExprError as e:
-                self.errors.append(BatonError(e.code, f"param '{key}': {e.message}", start.shifted(text, e.offset + 1),
-                                              e.hint))
+                self.expr_error(e, start, text, 1, f"param '{key}': ")
                 return None
         try:
             node = parse(text)
@@ -492,22 +544,32 @@ class Loader:
                 self.error("missing_key", f"rule '{name}' needs a 'when:' condition", where)
             else:
                 start = self.pos.text_start(node, "when")
+                self.current = f"rule '{name}'"
+                self.vocab.uses.clear()
                 try:
                     tree = parse(str(when))
                 except ExprError as e:
-                    self.errors.append(BatonError(e.code, e.message, start.shifted(str(when), e.offset), e.hint))
+                    self.expr_error(e, start, str(when))
                 else:
                     try:
                         condition = analyse(tree, types)
                     except ExprError as e:
                         more = every_error(tree, types) if e.code in _TYPE_CODES else []
                         for x in more if any(x.offset == e.offset for x in more) else [e]:
-                            self.errors.append(BatonError(x.code, x.message, start.shifted(str(when), x.offset),
-                                                          x.hint))
+                            self.expr_error(x, start, str(when))
+                    else:
+                        condition.definitions = definition_values(self.vocab, self.vocab.uses, types, condition)
             if "then" not in node:
                 self.error("missing_key", f"rule '{name}' needs a 'then:' action", where)
                 continue
             steps = self.load_steps(node, "then", types, models, tools, condition)
+            final = node.get("final", False)
+            if not isinstance(final, bool):
+                self.error("bad_value", "final is true or false", self.pos.value(node, "final"))
+            elif final and not any(s.kind in ("decide", "escalate") for s in steps):
+                self.error("bad_final", f"rule '{name}' is final but neither decides nor escalates: final: true "
+                           "stops the decision with the rule's proposal", self.pos.key(node, "final"),
+                           "add a decide: or escalate: to its then:, or remove final")
             if condition is None or duplicate:
                 continue
             for step in steps:
@@ -518,6 +580,7 @@ class Loader:
                                "its condition matches no document", self.pos.value(node, "then"),
                                "add 'exists document' (or a condition on document.*) to its when:")
             rules.append(Rule(name, i, priority, str(when), condition, steps, where))
+            rules[-1].final = final is True
         return rules
 
     def load_steps(self, parent: Any, key: str | int, types: dict[str, FactType], models: dict[str, ModelAction],
@@ -646,8 +709,7 @@ class Loader:
                 try:
                     ev = computed_value(value, name, types, condition, fact)
                 except ExprError as e:
-                    self.errors.append(BatonError(e.code, f"{what}.{'.'.join(here)}: {e.message}",
-                                                  start.shifted(value, e.offset + 1), e.hint))
+                    self.expr_error(e, start, value, 1, f"{what}.{'.'.join(here)}: ")
                     continue
                 out.append((here, value, ev))
             elif spells_a_field(value, types, condition):

@@ -7,6 +7,7 @@ import gc
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -26,6 +27,21 @@ from ruamel.yaml.tag import Tag
 from engine.errors import BatonError, Where
 
 MAX_SOURCE = 2_000_000
+MAX_DEPTH = 64  # mappings and sequences inside each other; a ruleset needs about ten
+ALIAS_NODES = 10_000  # what aliases may add before the document's own size bounds them (see _guard)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLimits:
+    """What one ruleset may hold, refused by name before anything is built from it (configurable in the
+    service as ``limits.ruleset_*``)."""
+
+    max_chars: int = MAX_SOURCE
+    max_rules: int = 20_000
+    max_table_rows: int = 20_000
+
+
+DEFAULT_LIMITS = SourceLimits()
 
 
 @contextlib.contextmanager
@@ -41,27 +57,85 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def parse_yaml(text: str, file: str) -> Any:
+def parse_yaml(text: str, file: str, limits: SourceLimits = DEFAULT_LIMITS) -> Any:
     """The document as plain containers that know where each key, value and item stands in the file.
 
     libyaml (PyYAML's C parser) reads the structure, and each plain scalar is typed by ruamel.yaml's
     YAML 1.2 rules and constructor, so values - and so the content hash of a ruleset - are exactly what
     the round-trip parser gives (tests/engine/test_source.py compares them). A document using anchors,
-    aliases, merge keys or explicit tags takes ruamel.yaml's round-trip parser, which is ~30x slower."""
-    if len(text) > MAX_SOURCE:
-        raise BatonError("too_large", f"ruleset file is larger than {MAX_SOURCE} characters", Where(file, 1, 1))
+    aliases, merge keys or explicit tags takes ruamel.yaml's round-trip parser, which is ~30x slower.
+    Before anything is built, :func:`_guard` refuses alias expansion and nesting beyond their bounds."""
+    _check_size(text, file, limits)
     try:
+        _guard(text, file)
         return _Fast(text).document()
     except _Unusual:
-        return _from_round_trip(parse_round_trip(text, file))
+        return _from_round_trip(_round_trip(text, file))
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        problem = (e.problem or e.context or "invalid YAML").strip()
-        raise BatonError("yaml_syntax", f"YAML syntax: {problem}", Where(file, line, col),
-                         "check indentation and quoting around this place") from None
+        raise _syntax(e.problem_mark or e.context_mark, e.problem or e.context, file) from None
     except yaml.YAMLError as e:
         raise BatonError("yaml_syntax", f"YAML syntax: {e}", Where(file, 1, 1)) from None
+
+
+def _check_size(text: str, file: str, limits: SourceLimits) -> None:
+    if len(text) > limits.max_chars:
+        raise BatonError("too_large", f"ruleset is {len(text):,} characters, over the limit of "
+                         f"{limits.max_chars:,} (limits.ruleset_max_chars)", Where(file, 1, 1),
+                         "split the ruleset, or raise the limit in the service's configuration")
+
+
+def _syntax(mark: Any, problem: str | None, file: str) -> BatonError:
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    return BatonError("yaml_syntax", f"YAML syntax: {(problem or 'invalid YAML').strip()}", Where(file, line, col),
+                      "check indentation and quoting around this place")
+
+
+def _guard(text: str, file: str) -> None:
+    """Walk libyaml's events (a flat stream: nothing is built, nothing recurses) and refuse a document whose
+    aliases would expand it - a "billion laughs" of nine aliases of nine aliases is 330 bytes and a billion
+    nodes - or whose containers nest deeper than :data:`MAX_DEPTH`. Aliases may add up to
+    :data:`ALIAS_NODES` nodes, and beyond that no more than the document itself holds so far; an alias to
+    a container still open (a recursive document) is refused too. The error stands at the alias or the
+    container that goes over."""
+    open_: list[list[Any]] = []  # per open container: [nodes so far, its anchor]
+    sizes: dict[str, int] = {}
+    own = added = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.ScalarEvent):
+            own += 1
+            if open_:
+                open_[-1][0] += 1
+            if event.anchor:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor not in sizes:
+                refused = "refers to a mapping or list that contains it" if any(
+                    anchor == event.anchor for _, anchor in open_) else "names no anchor before it"
+                raise BatonError("yaml_aliases", f"alias *{event.anchor} {refused}",
+                                 _at(event.start_mark, file), "write the value out instead of aliasing it")
+            added += sizes[event.anchor]
+            if added > ALIAS_NODES and added > own:
+                raise BatonError("yaml_aliases", f"YAML aliases here would expand the document by {added:,} "
+                                 f"values (at most {max(ALIAS_NODES, own):,})", _at(event.start_mark, file),
+                                 "aliases that repeat aliases multiply; write the values out instead")
+            if open_:
+                open_[-1][0] += sizes[event.anchor]
+        elif isinstance(event, yaml.CollectionStartEvent):
+            own += 1
+            open_.append([1, event.anchor])
+            if len(open_) > MAX_DEPTH:
+                raise BatonError("yaml_nesting", f"mappings and lists nested more than {MAX_DEPTH} deep",
+                                 _at(event.start_mark, file), "a ruleset needs far fewer levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            size, anchor = open_.pop()
+            if anchor:
+                sizes[anchor] = size
+            if open_:
+                open_[-1][0] += size
+
+
+def _at(mark: Any, file: str) -> Where:
+    return Where(file, mark.line + 1, mark.column + 1)
 
 
 class _TextTimestamps(RoundTripConstructor):
@@ -73,22 +147,27 @@ _TextTimestamps.add_constructor("tag:yaml.org,2002:timestamp",
                                 lambda self, node: str(self.construct_scalar(node)))
 
 
-def parse_round_trip(text: str, file: str) -> Any:
+def parse_round_trip(text: str, file: str, limits: SourceLimits = DEFAULT_LIMITS) -> Any:
     """ruamel.yaml's round-trip parse (pure Python): the reference the fast path must agree with."""
-    if len(text) > MAX_SOURCE:
-        raise BatonError("too_large", f"ruleset file is larger than {MAX_SOURCE} characters", Where(file, 1, 1))
+    _check_size(text, file, limits)
+    try:
+        _guard(text, file)
+    except yaml.MarkedYAMLError as e:
+        raise _syntax(e.problem_mark or e.context_mark, e.problem or e.context, file) from None
+    return _round_trip(text, file)
+
+
+def _round_trip(text: str, file: str) -> Any:
     parser = YAML(typ="rt", pure=True)
     parser.Constructor = _TextTimestamps
     parser.preserve_quotes = True
     try:
         return parser.load(text)
+    except yaml.MarkedYAMLError as e:
+        raise _syntax(e.problem_mark or e.context_mark, e.problem or e.context, file) from None
     except MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        problem = (e.problem or e.context or "invalid YAML").strip()
-        raise BatonError("yaml_syntax", f"YAML syntax: {problem}", Where(file, line, col),
-                         "check indentation and quoting around this place") from None
-    except (YAMLError, ValueError, IndexError) as e:  # ruamel's constructor on 2026-02-30 or 0b_
+        raise _syntax(e.problem_mark or e.context_mark, e.problem or e.context, file) from None
+    except (yaml.YAMLError, YAMLError, ValueError, IndexError) as e:  # ruamel's constructor on 2026-02-30 or 0b_
         raise BatonError("yaml_syntax", f"YAML syntax: {e}", Where(file, 1, 1)) from None
 
 

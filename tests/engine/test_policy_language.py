@@ -339,7 +339,11 @@ def test_an_aggregate_rule_fires_again_when_a_round_adds_facts() -> None:
     fired = [e for e in d.trace if e["kind"] == "fired" and e["rule"] == "exposure"]
     assert [e["aggregates"] for e in fired] == [{"sum(loan.amount)": 150}, {"sum(loan.amount)": 200}]
     assert [e["round"] for e in fired] == [1, 2]
-    assert d.decision == {"route": "review", "total": 150}  # ties go to the earlier firing
+    # item 20: the re-firing on the same applicant replaces its own earlier proposal, kept as superseded
+    assert d.decision == {"route": "review", "total": 200}
+    proposals = [e for e in d.trace if e["kind"] == "proposal"]
+    assert [(p["payload"]["total"], p.get("superseded", False), p["won"]) for p in proposals] == [
+        (150, True, False), (200, False, True)]
     # an unchanged value does not fire it again
     d = run(rules, {"applicant": applicant(), "loan": [loan("l1", 150)]},
             answers={"more_loans": [loan("l1", 150)]})
