@@ -90,6 +90,14 @@ class DeliverySettings(_Strict):
     give_up_after_s: float = Field(default=86400.0, gt=0)
 
 
+class ConsoleSessionSettings(_Strict):
+    """How long a console sign-in lasts: ended after ``idle_s`` without a request, and ``absolute_s`` after
+    signing in whatever the activity (signing out, or the token removed or rotated, ends it at once)."""
+
+    idle_s: float = Field(default=1800.0, gt=0)
+    absolute_s: float = Field(default=28800.0, gt=0)
+
+
 class TracingSettings(_Strict):
     exporter: Literal["otlp", "console"] = "otlp"
     endpoint: str | None = None  # OTLP/HTTP traces URL; default http://localhost:4318/v1/traces
@@ -135,6 +143,7 @@ class Settings(_Strict):
     consumers: dict[str, Any] | None = None  # decision requests from JetStream or RabbitMQ (baton consume)
     console: str | None = None  # host:port of the browser console (served by the first worker)
     console_secret: str | None = None  # signs console sessions (e.g. ${file:console.key}); random per start if unset
+    console_sessions: ConsoleSessionSettings = Field(default_factory=lambda: ConsoleSessionSettings())
     pii_roles: list[str] = Field(default_factory=list)  # console roles that see fields marked pii; others: masked
 
 

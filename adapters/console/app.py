@@ -30,6 +30,7 @@ __all__ = ["Console", "create_app"]
 def create_app(console: Console) -> Starlette:
     """The console: one class of pages per area (as the gRPC services are grouped), sharing one UI."""
     ui = UI(console)
+    console.sessions.store = console.store  # sessions are kept in the store
     areas = (SessionPages(ui), DecisionPages(ui), RulesetPages(ui), PublicationPages(ui), EscalationPages(ui),
              OperationPages(ui))
     routes: list[BaseRoute] = [route for pages in areas for route in pages.routes()]

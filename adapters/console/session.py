@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from adapters.console.security import COOKIE, SESSION_S
+from adapters.console.security import COOKIE
 from adapters.console.ui import (
     UI,
     _local,
@@ -23,8 +24,9 @@ class SessionPages:
     async def login(self, request: Request) -> Response:
         if request.method == "GET":
             nonce = secrets.token_urlsafe(16)
-            response: Response = self.ui.page(request, "login.html", nonce=nonce, error="",
-                                      next=_local(request.query_params.get("next", "")))
+            ended = self.c.sessions.why(request.query_params.get("why", ""))
+            response: Response = self.ui.page(request, "login.html", nonce=nonce, error="", ended=ended,
+                                              next=_local(request.query_params.get("next", "")))
             response.set_cookie("baton_login", nonce, httponly=True, samesite="strict", secure=self.c.sessions.secure,
                                 max_age=600)
             return response
@@ -34,20 +36,21 @@ class SessionPages:
             return self.ui.page(request, "login.html", status=403, nonce=nonce,
                                 error="the sign-in form expired; try again", next=_local(str(data.get("next", ""))))
         try:
-            session = self.c.sessions.sign_in(str(data.get("token", "")))
+            _, cookie = await asyncio.to_thread(self.c.sessions.sign_in, str(data.get("token", "")))
         except AuthError as e:
             return self.ui.page(request, "login.html", status=403, nonce=nonce, error=e.message,
                         next=_local(str(data.get("next", ""))))
         response = RedirectResponse(_local(str(data.get("next", ""))) or "/", status_code=303)
-        response.set_cookie(COOKIE, self.c.sessions.encode(session), httponly=True, samesite="strict",
-                            secure=self.c.sessions.secure, max_age=SESSION_S)
+        response.set_cookie(COOKIE, cookie, httponly=True, samesite="strict", secure=self.c.sessions.secure,
+                            max_age=int(self.c.sessions.absolute_s))
         response.delete_cookie("baton_login")
         return response
 
     async def logout(self, request: Request) -> Response:
         session = self.ui.need(request)
         await self.ui.form(request, session)
-        response = RedirectResponse("/login", status_code=303)
+        await asyncio.to_thread(self.c.sessions.end, session, "signed_out")  # this cookie is refused from now on
+        response = RedirectResponse("/login?why=signed_out", status_code=303)
         response.delete_cookie(COOKIE)
         return response
 

@@ -18,7 +18,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from adapters.console.security import HEADERS, Session, Sessions
+from adapters.console.security import COOKIE, HEADERS, Session, Sessions
 from adapters.escalations import Escalations
 from adapters.pii import mask_record
 from adapters.registry import RulesetRegistry
@@ -109,14 +109,20 @@ class UI:
 
     def guarded(self, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
-            request.state.session = self.c.sessions.session(request)
+            cookie = request.cookies.get(COOKIE)
+            request.state.session, ended = await asyncio.to_thread(self.c.sessions.check, cookie) if cookie else \
+                (None, "")
             try:
                 response = await handler(request)
             except Denied:
                 wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                response = RedirectResponse(f"/login?next={_quote(wanted)}" if wanted != "/" else "/login",
-                                            status_code=303) if request.method == "GET" else \
-                    self.page(request, "error.html", status=401, message="sign in first")
+                why = f"why={ended}" if ended else ""
+                target = "&".join(x for x in (f"next={_quote(wanted)}" if wanted != "/" else "", why) if x)
+                response = RedirectResponse("/login" + (f"?{target}" if target else ""), status_code=303) \
+                    if request.method == "GET" else \
+                    self.page(request, "error.html", status=401, message=self.c.sessions.why(ended) or "sign in first")
+                if ended:
+                    response.delete_cookie(COOKIE)
             except PermissionError as e:
                 response = self.page(request, "error.html", status=403, message=str(e))
             except TooLarge as e:

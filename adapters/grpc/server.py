@@ -69,7 +69,9 @@ async def _start_console(cfg: Settings, store: SqlStore, registry: RulesetRegist
     host, _, port = cfg.console.rpartition(":")
     tls = bool(cfg.tls.cert and cfg.tls.key)
     key = SECRETS.resolve(cfg.console_secret, "console_secret").encode() if cfg.console_secret else None
-    app = create_app(Console(store, registry, Sessions(auth, key, secure=tls), escalations, tuple(cfg.pii_roles)))
+    sessions = Sessions(auth, key, secure=tls, idle_s=cfg.console_sessions.idle_s,
+                        absolute_s=cfg.console_sessions.absolute_s)
+    app = create_app(Console(store, registry, sessions, escalations, tuple(cfg.pii_roles)))
     config = uvicorn.Config(app, host=host or "127.0.0.1", port=int(port), log_level="warning", lifespan="off",
                             access_log=False, ssl_certfile=str(cfg.tls.cert) if tls else None,
                             ssl_keyfile=str(cfg.tls.key) if tls else None)

@@ -29,6 +29,7 @@ from adapters.store.base import (
     resolve_url,
     unavailable,
 )
+from adapters.store.console import ConsoleArea
 from adapters.store.decisions import Conflict, DecisionsArea, Pending, Problem, Resolution, Saved, call_row
 from adapters.store.documents import DocumentsArea
 from adapters.store.escalations import EscalationsArea
@@ -39,5 +40,5 @@ __all__ = ["CALLS", "CORPORA", "DECISIONS", "DOCUMENTS", "ESCALATIONS", "MIGRATI
            "Saved", "SqlStore", "call_row", "default_db_path", "resolve_url", "store_version", "unavailable"]
 
 
-class SqlStore(DecisionsArea, GovernanceArea, DocumentsArea, EscalationsArea):
+class SqlStore(DecisionsArea, GovernanceArea, DocumentsArea, EscalationsArea, ConsoleArea):
     """The whole store: every area over one set of connections."""

@@ -1,0 +1,123 @@
+"""The console's area of the store: signed-in sessions (kept here so signing out, a removed or rotated
+token, and idle or absolute timeouts end a session at once, in every process that reads this database),
+and review comments on a pending publication (they stay with it in its history)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Column, Text
+from sqlmodel import Field, SQLModel
+
+from adapters.store.base import _IDS, StoreBase
+
+
+class ConsoleSessionRow(SQLModel, table=True):
+    """One console sign-in. The cookie carries a random secret; only its SHA-256 is kept (``id``), with the
+    SHA-256 of the token signed in with, so a token removed from the configuration ends its sessions."""
+
+    __tablename__ = "console_sessions"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    roles: str = Field(max_length=400)  # comma-separated
+    token: str = Field(max_length=64)
+    csrf: str = Field(max_length=64)
+    created_at: float
+    seen_at: float
+    ended_at: float | None = None
+    ended_why: str | None = Field(default=None, max_length=20)  # signed_out | idle | expired | token | roles
+
+
+class PublicationCommentRow(SQLModel, table=True):
+    """A reviewer's comment on a pending change, on one rule or table row of its diff (``target``) or on
+    the change as a whole (``target`` empty)."""
+
+    __tablename__ = "publication_comments"
+
+    id: str = Field(primary_key=True, max_length=40)
+    publication_id: str = Field(max_length=40, index=True)
+    by: str = Field(max_length=200)
+    at: float
+    target: str = Field(default="", max_length=300)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class EffectNoteRow(SQLModel, table=True):
+    """What someone did to an effect from the console (a retry, with their note), one row per effect."""
+
+    __tablename__ = "effect_notes"
+
+    id: str = Field(primary_key=True, max_length=40)
+    effect_id: str = Field(max_length=200, index=True)
+    by: str = Field(max_length=200)
+    at: float
+    kind: str = Field(max_length=20)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+
+
+CONSOLE_SESSIONS = ConsoleSessionRow.__table__  # type: ignore[attr-defined]
+PUBLICATION_COMMENTS = PublicationCommentRow.__table__  # type: ignore[attr-defined]
+EFFECT_NOTES = EffectNoteRow.__table__  # type: ignore[attr-defined]
+
+
+class ConsoleArea(StoreBase):
+    # -- sessions ----------------------------------------------------------------------------------
+    def start_session(self, row: dict[str, Any]) -> None:
+        with self.writer.begin() as conn:
+            conn.execute(CONSOLE_SESSIONS.insert().values(**row))
+
+    def console_session(self, session_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(CONSOLE_SESSIONS).where(CONSOLE_SESSIONS.c.id == session_id)).first()
+        return dict(row._mapping) if row else None
+
+    def touch_session(self, session_id: str, now: float) -> None:
+        with self.writer.begin() as conn:
+            conn.execute(CONSOLE_SESSIONS.update().where(CONSOLE_SESSIONS.c.id == session_id,
+                                                         CONSOLE_SESSIONS.c.ended_at.is_(None)).values(seen_at=now))
+
+    def end_session(self, session_id: str, why: str, now: float) -> bool:
+        """End a live session (False when it had already ended: the first reason stays)."""
+        with self.writer.begin() as conn:
+            return bool(conn.execute(CONSOLE_SESSIONS.update().where(
+                CONSOLE_SESSIONS.c.id == session_id, CONSOLE_SESSIONS.c.ended_at.is_(None)).values(
+                ended_at=now, ended_why=why)).rowcount)
+
+    # -- review comments on publications -----------------------------------------------------------
+    def comment_publication(self, publication_id: str, by: str, target: str, text: str, now: float) -> str:
+        comment_id = _IDS.new_id()
+        with self.writer.begin() as conn:
+            conn.execute(PUBLICATION_COMMENTS.insert().values(id=comment_id, publication_id=publication_id,
+                                                              by=by[:200], at=now, target=target[:300],
+                                                              text=text[:4000]))
+        return comment_id
+
+    def publication_comments(self, publication_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Comments by publication, oldest first."""
+        if not publication_ids:
+            return {}
+        c = PUBLICATION_COMMENTS.c
+        out: dict[str, list[dict[str, Any]]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(publication_ids), 500):
+                rows = conn.execute(sa.select(PUBLICATION_COMMENTS).where(
+                    c.publication_id.in_(publication_ids[i:i + 500])).order_by(c.at, c.id))
+                for r in rows:
+                    out.setdefault(str(r.publication_id), []).append(dict(r._mapping))
+        return out
+
+    # -- notes on effects --------------------------------------------------------------------------
+    def note_effects(self, effect_ids: list[str], by: str, kind: str, text: str, now: float) -> None:
+        if not effect_ids:
+            return
+        with self.writer.begin() as conn:
+            conn.execute(EFFECT_NOTES.insert(), [{"id": _IDS.new_id(), "effect_id": i, "by": by[:200], "at": now,
+                                                  "kind": kind, "text": text[:4000]} for i in effect_ids])
+
+    def effect_notes(self, effect_id: str) -> list[dict[str, Any]]:
+        n = EFFECT_NOTES.c
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(EFFECT_NOTES).where(
+                n.effect_id == effect_id).order_by(n.at, n.id))]
