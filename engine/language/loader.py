@@ -34,7 +34,15 @@ from engine.language.dates import DateError, parse_date, parse_datetime
 from engine.language.expr import ExprError, Lit, Ref, parse, vocabulary
 from engine.language.names import BROKEN, Vocabulary, definition_values, load_vocabulary
 from engine.language.prompts import Prompt
-from engine.language.source import Positions, collector_paused, content_hash, parse_yaml, plain
+from engine.language.source import (
+    DEFAULT_LIMITS,
+    Positions,
+    SourceLimits,
+    collector_paused,
+    content_hash,
+    parse_yaml,
+    plain,
+)
 from engine.language.tables import (
     HIT_POLICIES,
     PROPOSALS,
@@ -100,9 +108,10 @@ def parse_duration(value: object) -> float | None:
 
 
 class Loader:
-    def __init__(self, text: str, file: str) -> None:
+    def __init__(self, text: str, file: str, limits: SourceLimits = DEFAULT_LIMITS) -> None:
         self.text = text
         self.file = file
+        self.limits = limits
         self.pos = Positions(file, text)
         self.errors: list[BatonError] = []
         self.warnings: list[BatonError] = []
@@ -172,12 +181,13 @@ class Loader:
 
     def _load(self) -> Ruleset:
         try:
-            doc = parse_yaml(self.text, self.file)
+            doc = parse_yaml(self.text, self.file, self.limits)
         except BatonError as e:
             raise CompileErrors([e]) from None
         if not isinstance(doc, dict):
             raise CompileErrors([BatonError("bad_shape", "a ruleset file is a YAML mapping starting with "
                                             "'ruleset: NAME'", Where(self.file, 1, 1))])
+        self.check_size(doc)
         self.check_keys(doc, TOP_KEYS, "the ruleset")
         name = doc.get("ruleset")
         if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,99}", name):
@@ -243,6 +253,24 @@ class Loader:
         rs.warnings.extend(analyse_ruleset(rs))
         rs.warnings.sort(key=lambda w: (w.where.line if w.where else 0, w.where.column if w.where else 0))
         return rs
+
+    def check_size(self, doc: Any) -> None:
+        """Refuse by name, before anything is built, a ruleset over the configured number of rules or table
+        rows: what it would cost to compile is known only by compiling it."""
+        rules = doc.get("rules")
+        if isinstance(rules, list) and len(rules) > self.limits.max_rules:
+            raise CompileErrors([BatonError(
+                "too_many_rules", f"{len(rules):,} rules, over the limit of {self.limits.max_rules:,} "
+                "(limits.ruleset_max_rules)", self.pos.key(doc, "rules"),
+                "split the ruleset, or raise the limit in the service's configuration")])
+        tables = doc.get("tables")
+        for table in tables if isinstance(tables, list) else []:
+            rows = table.get("rows") if isinstance(table, dict) else None
+            if isinstance(rows, list) and len(rows) > self.limits.max_table_rows:
+                raise CompileErrors([BatonError(
+                    "too_many_rows", f"table {table.get('name')!r} has {len(rows):,} rows, over the limit of "
+                    f"{self.limits.max_table_rows:,} (limits.ruleset_max_table_rows)", self.pos.key(table, "rows"),
+                    "split the table, or raise the limit in the service's configuration")])
 
     # -- facts -------------------------------------------------------------------------------------
     def load_facts(self, doc: Any) -> dict[str, FactType]:
@@ -1084,6 +1112,6 @@ def _test_documents_doc() -> str:
     return "documents: [{name: claim.txt, text: '...'}] or [{name: claim.pdf, pages: ['page 1', 'page 2']}]"
 
 
-def load_ruleset(text: str, file: str = "<ruleset>") -> Ruleset:
+def load_ruleset(text: str, file: str = "<ruleset>", limits: SourceLimits = DEFAULT_LIMITS) -> Ruleset:
     with collector_paused():
-        return Loader(text, file).load()
+        return Loader(text, file, limits).load()
