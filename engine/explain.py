@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from itertools import islice, product
 from typing import Any
 
-from engine.language.check import MISSING, FactIndex, compile_expr
+from engine.language.check import MISSING, Eval, FactIndex, compile_expr
 from engine.language.dates import from_timestamp
 from engine.language.expr import Bind, Exists, Node, Ref, render
 from engine.model import Ruleset
@@ -70,6 +70,8 @@ def why(ruleset: Ruleset, record: Mapping[str, Any], rule_name: str) -> list[str
                 + ", ".join(f"{b} #{s}" for b, s in e["facts"].items())
                 + ("" if not e.get("aggregates") else " with " + ", ".join(
                     f"{text} = {'absent' if v is None else v}" for text, v in e["aggregates"].items()))
+                + _definitions(e.get("definitions"))
+                + (" - a final rule: the decision stopped here" if rule.final else "")
                 for e in fired]
     lines = [f"'{rule_name}' did not fire. Its condition: {rule.when.strip()}"]
     try:
@@ -98,10 +100,38 @@ def why(ruleset: Ruleset, record: Mapping[str, Any], rule_name: str) -> list[str
                 if winner is not None:
                     failure = (f"its cells hold, but row {winner.number} comes before it and matches the same facts "
                                f"(hit policy {rule.precedence.table.hit if rule.precedence else ''})")
+                if rule.condition.definitions:
+                    failure = _named(failure, rule.condition.written) + _definitions(
+                        _evaluate(rule.condition.definitions, env, final))
                 lines.append(f"{prefix}on {on}: {failure}")
     if record.get("outcome") == "failed":
         lines.append(f"  (the decision stopped early: {record.get('reason')})")
     return lines
+
+
+def _definitions(values: Mapping[str, Any] | None) -> str:
+    """The values of a rule's definitions, as `log why` shows them."""
+    if not values:
+        return ""
+    return "; definitions: " + ", ".join(f"{n} = {'absent' if v is None else _show(v)}" for n, v in values.items())
+
+
+def _evaluate(definitions: list[tuple[str, Eval]], env: dict[str, Any], wm: FactIndex) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, ev in definitions:
+        try:
+            value = ev(env, wm)
+        except Exception:  # a definition that cannot be computed on these facts shows as absent
+            value = MISSING
+        out[name] = None if value is MISSING else value
+    return out
+
+
+def _named(text: str, written: Mapping[str, str]) -> str:
+    """A condition part with each definition's expression shown by the definition's name."""
+    for name, expr in sorted(written.items(), key=lambda x: -len(x[1])):
+        text = text.replace(f"({expr})", name).replace(expr, name)
+    return text
 
 
 def _first_failure(parts: list[Node], env: dict[str, Any], wm: FactIndex) -> str:

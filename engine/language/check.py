@@ -137,6 +137,7 @@ class Condition:
     negated_types: set[str]
     # the definitions the condition names (define:), evaluated when it fires for the trace and `log why`
     definitions: list[tuple[str, Eval]] = field(default_factory=list)
+    written: dict[str, str] = field(default_factory=dict)  # definition name -> its expression as rendered
 
 
 def suggest(name: str, options: list[str]) -> str:

@@ -1,7 +1,9 @@
 """Rule-level differences between two ruleset versions: what a reviewer approves.
 
 The comparison is over the parsed YAML (not the text), so reformatting or reordering keys is no change;
-rules, tables, fact types, actions and tests are matched by name, table rows by position.
+rules, tables, fact types, named values, definitions, actions and tests are matched by name, table rows by
+position. A changed value or definition names the rules and tables that use it (directly or through
+definitions): their behaviour changes although their own text did not.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.language.names import uses_of
 from engine.language.source import parse_yaml, plain
 
-SECTIONS = (("facts", "fact type"), ("models", "model"), ("tools", "tool"))
+SECTIONS = (("facts", "fact type"), ("values", "value"), ("define", "definition"), ("models", "model"),
+            ("tools", "tool"))
 LIST_SECTIONS = (("rules", "rule"), ("tables", "table"), ("tests", "test"))
 
 
@@ -92,6 +96,10 @@ def diff_sources(old_text: str, new_text: str) -> list[Change]:
             changes.extend(_compare(a, b, what))
     for key, what in LIST_SECTIONS:
         changes.extend(_compare(_by_name(old.get(key)), _by_name(new.get(key)), what))
+    users = uses_of(new)
+    for change in changes:  # a changed value or definition: the rules and tables whose meaning it changes
+        if change.what in ("value", "definition") and change.kind == "changed" and users.get(change.name):
+            change.details.append("used by " + ", ".join(users[change.name]))
     return changes
 
 

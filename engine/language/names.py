@@ -40,7 +40,7 @@ from engine.language.check import (
     compile_expr,
     normalise,
 )
-from engine.language.expr import KEYWORDS, REGION, Call, ExprError, ListLit, Lit, Node, parse, tokenize
+from engine.language.expr import KEYWORDS, REGION, Call, ExprError, ListLit, Lit, Node, parse, render, tokenize
 from engine.language.source import Positions, Quoted
 from engine.language.types import FactType
 
@@ -122,26 +122,43 @@ class Vocabulary:
                 return d, offset - d.base
         return None
 
-    def users_of(self, sources: Mapping[str, str]) -> dict[str, list[str]]:
-        """For each value and definition, the names (of ``sources``: name -> expression text) that use it,
-        directly or through definitions."""
-        direct = {n: _names_in(text) & set(self.names()) for n, text in sources.items()}
-        via = {n: _names_in(d.text) & set(self.names()) for n, d in self.definitions.items()}
 
-        def closure(names: set[str]) -> set[str]:
-            out, todo = set(names), list(names)
+def uses_of(doc: Mapping[str, Any]) -> dict[str, list[str]]:
+    """For each named value and definition of a parsed ruleset (plain data), the rules and tables that use
+    it, directly or through definitions: ``{"high_risk": ["rule sanctions", "table fees"]}``."""
+    values, defs = doc.get("values"), doc.get("define")
+    values = values if isinstance(values, dict) else {}
+    defs = defs if isinstance(defs, dict) else {}
+    names = {str(n) for n in (*values, *defs)}
+    via = {str(n): _names_in(str(t)) & names for n, t in defs.items()}
+    users: dict[str, list[str]] = {}
+    for section, what in (("rules", "rule"), ("tables", "table")):
+        items = doc.get(section)
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict):
+                continue
+            found: set[str] = set()
+            for text in _strings(item):
+                found |= _names_in(text[1:] if text.startswith("=") else text) & names
+            todo = list(found)
             while todo:
                 for m in via.get(todo.pop(), ()):
-                    if m not in out:
-                        out.add(m)
+                    if m not in found:
+                        found.add(m)
                         todo.append(m)
-            return out
+            for n in sorted(found):
+                users.setdefault(n, []).append(f"{what} {item.get('name')}")
+    return users
 
-        users: dict[str, list[str]] = {}
-        for user, names in direct.items():
-            for n in sorted(closure(names)):
-                users.setdefault(n, []).append(user)
-        return users
+
+def _strings(node: object) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for k, v in node.items() if k not in ("name", "description") for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return []
 
 
 def _names_in(text: str) -> set[str]:
@@ -291,4 +308,5 @@ def definition_values(vocab: Vocabulary, names: list[str], types: Mapping[str, F
             out.append((name, compile_expr(checker.lower(node), condition.aliases)))
         except ExprError:
             continue
+        condition.written[name] = render(node)
     return out

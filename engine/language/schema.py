@@ -16,7 +16,8 @@ _DURATION = {"anyOf": [{"type": "number", "exclusiveMinimum": 0},
              "description": "a duration: 500ms, 10s, 5m, 4h, 1d (a number is seconds)"}
 _NAME = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}
 _VALUE = {"description": "a value, or a computed value: a string starting with = is an expression "
-          f"(functions: {', '.join(FUNCTIONS)}; aggregates: count, sum, min, max)"}
+          f"(functions: {', '.join(FUNCTIONS)}; aggregates: count, sum, min, max, list)"}
+_SCALAR = {"type": ["string", "number", "boolean"]}
 
 
 def _field() -> dict[str, Any]:
@@ -68,7 +69,9 @@ def ruleset_schema() -> dict[str, Any]:
     rule = {"type": "object", "additionalProperties": False, "required": ["name", "when", "then"],
             "properties": {"name": {"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.:# -]{0,127}$"},
                            "description": {"type": "string"}, "when": condition, "then": _action(),
-                           "priority": {"type": "integer", "minimum": -1000, "maximum": 1000}}}
+                           "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
+                           "final": {"type": "boolean", "description": "when it fires, the decision stops (a rule "
+                                     "that decides or escalates)"}}}
     model = {"type": "object", "additionalProperties": False, "required": ["group", "produces", "prompt"],
              "properties": {"group": {"type": "string"}, "produces": {"type": "string"},
                             "prompt": {"type": "string"}, "retries": {"type": "integer", "minimum": 0, "maximum": 10},
@@ -115,6 +118,12 @@ def ruleset_schema() -> dict[str, Any]:
             "facts": {"type": "object", "propertyNames": _NAME,
                       "additionalProperties": {"type": "object", "propertyNames": _NAME, "minProperties": 1,
                                                "maxProperties": 200, "additionalProperties": _field()}},
+            "values": {"type": "object", "propertyNames": _NAME,
+                       "description": "named values used by name in any expression (an unquoted 2026-03-31 is a "
+                       "date)", "additionalProperties": {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR}]}},
+            "define": {"type": "object", "propertyNames": _NAME,
+                       "description": "named expressions (conditions or values) used by name in any expression",
+                       "additionalProperties": {"type": ["string", "number", "boolean"]}},
             "input": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
             "models": {"type": "object", "propertyNames": _NAME, "additionalProperties": model},
             "tools": {"type": "object", "propertyNames": _NAME, "additionalProperties": tool},
