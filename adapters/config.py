@@ -26,10 +26,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+BUILTIN_ROLES = ("caller", "editor", "approver", "auditor", "reviewer", "admin")
+
+
 class TokenEntry(_Strict):
     token: str = Field(min_length=8)
     name: str = Field(min_length=1)
-    roles: list[Literal["caller", "editor", "approver", "auditor", "reviewer", "admin"]] = Field(min_length=1)
+    roles: list[str] = Field(min_length=1)  # the built-in roles (BUILTIN_ROLES) and any the config's pii_roles names
 
 
 class Tls(_Strict):
@@ -193,6 +196,12 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     except ValidationError as e:
         lines = [f"{source}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
         raise ValueError("\n".join(lines)) from None
+    known = {*BUILTIN_ROLES, *settings.pii_roles}
+    for i, entry in enumerate(settings.tokens):
+        for role in entry.roles:
+            if role not in known:
+                raise ValueError(f"{source}: tokens.{i} ({entry.name}): unknown role {role!r}; roles are "
+                                 f"{', '.join(sorted(known))} (pii_roles may name more)")
     if path is not None:  # relative paths in the file are relative to the file
         base = path.parent
         from adapters.secrets import SECRETS

@@ -269,8 +269,8 @@ def serve(listen: Annotated[str | None, typer.Option(help="host:port to listen o
         if tokens is not None:
             from adapters.config import TokenEntry
 
-            extra = [TokenEntry(token=t, name=i.name, roles=sorted(i.roles))  # type: ignore[arg-type]
-                     for t, i in load_tokens(tokens).items()]
+            extra = [TokenEntry(token=t, name=i.name, roles=sorted(i.roles))
+                     for t, i in load_tokens(tokens, extra_roles=settings.pii_roles).items()]
             update["tokens"] = [*settings.tokens, *extra]
         settings = settings.model_copy(update=update)
         run(settings, config.parent if config else Path.cwd())

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,25 +95,32 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
-def parse_env(value: str) -> dict[str, Identity]:
+def parse_env(value: str, extra_roles: Collection[str] = ()) -> dict[str, Identity]:
     out = {}
     for entry in filter(None, (e.strip() for e in value.split(","))):
         token, _, rest = entry.partition("=")
         name, _, roles = rest.partition(":")
-        out[token] = _identity(name, roles.split("+"), f"BATON_TOKENS entry for {name or '?'}")
+        out[token] = _identity(name, roles.split("+"), f"BATON_TOKENS entry for {name or '?'}", extra_roles)
     return out
 
 
-def _identity(name: str, roles: list[str], where: str) -> Identity:
-    bad = [r for r in roles if r not in ROLES]
+def _identity(name: str, roles: list[str], where: str, extra_roles: Collection[str] = ()) -> Identity:
+    """An identity whose roles are the built-in ones or those the config names (``pii_roles``: ``dpo``)."""
+    known = ROLES | set(extra_roles)
+    bad = [r for r in roles if r not in known]
     if not name or not roles or bad:
-        raise ValueError(f"{where}: needs a name and roles from {sorted(ROLES)}" + (f"; unknown {bad}" if bad else ""))
+        raise ValueError(f"{where}{f' ({name})' if name else ''}: " + (
+            f"unknown role {bad[0]!r}; roles are {', '.join(sorted(known))} (pii_roles may name more)" if bad else
+            f"needs a name and roles from {', '.join(sorted(known))}"))
     return Identity(name, frozenset(roles))
 
 
-def load_tokens(path: Path | None, entries: list[tuple[str, str, list[str]]] | None = None) -> dict[str, Identity]:
-    """Tokens from a file, from config entries (token, name, roles), and from BATON_TOKENS."""
-    tokens: dict[str, Identity] = {t: _identity(n, r, f"tokens entry for {n}") for t, n, r in entries or []}
+def load_tokens(path: Path | None, entries: list[tuple[str, str, list[str]]] | None = None,
+                extra_roles: Collection[str] = ()) -> dict[str, Identity]:
+    """Tokens from a file, from config entries (token, name, roles), and from BATON_TOKENS; roles beyond the
+    built-in ones are those ``extra_roles`` names (the config's pii_roles)."""
+    tokens: dict[str, Identity] = {t: _identity(n, r, f"tokens entry for {n}", extra_roles)
+                                   for t, n, r in entries or []}
     if path is not None:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix == ".json" else YAML(typ="safe").load(text)
@@ -121,7 +129,7 @@ def load_tokens(path: Path | None, entries: list[tuple[str, str, list[str]]] | N
             if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
                 raise ValueError(f"{path}: tokens[{i}] needs token, name and roles")
             tokens[entry["token"]] = _identity(str(entry.get("name", "")), list(entry.get("roles") or []),
-                                               f"{path}: tokens[{i}]")
+                                               f"{path}: tokens[{i}]", extra_roles)
     if os.environ.get("BATON_TOKENS"):
-        tokens.update(parse_env(os.environ["BATON_TOKENS"]))
+        tokens.update(parse_env(os.environ["BATON_TOKENS"], extra_roles))
     return tokens

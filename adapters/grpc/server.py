@@ -158,7 +158,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     tune_allocator()  # large request buffers go back to the system once freed
     _bound_memory(cfg)
     auth = Auth(load_tokens(None, [(resolve_secrets(t.token, f"tokens[{i}].token"), t.name, list(t.roles))
-                                   for i, t in enumerate(cfg.tokens)]))
+                                   for i, t in enumerate(cfg.tokens)], extra_roles=cfg.pii_roles))
     if not auth.enabled and not (_is_loopback(cfg.listen) or cfg.insecure_no_auth):
         raise SystemExit(f"refusing to serve {cfg.listen} without auth: configure tokens (--tokens or "
                          "BATON_TOKENS), listen on localhost, or pass --insecure-no-auth")
