@@ -1,5 +1,8 @@
 """Canonical records and the hash chain: each stored decision's hash covers its record and the hash of
-the decision before it, so editing, inserting or deleting any stored record breaks the chain."""
+the decision before it, so editing, inserting or deleting any stored record breaks the chain - unless whoever
+edits recomputes every later hash, which needs no secret. Each chain hash is also a leaf of an RFC 9162
+Merkle tree (engine/merkle.py) whose signed roots, kept outside the database, catch that too
+(adapters/checkpoints.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import hashlib
 from collections.abc import Iterable
 
 import orjson
+
+from engine.merkle import leaf_hash
 
 GENESIS = "0" * 64
 
@@ -34,3 +39,8 @@ def chain_hash_of(prev_hash: str, seq: int, body: bytes) -> str:
     digest.update(body)
     return digest.hexdigest()
 
+
+def tree_leaf(digest: str) -> bytes:
+    """The Merkle tree leaf hash (RFC 9162) of a stored decision: over its chain hash's 32 bytes, so the
+    tree commits to every record before it as the chain does."""
+    return leaf_hash(bytes.fromhex(digest))

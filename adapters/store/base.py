@@ -9,6 +9,7 @@ import ctypes.util
 import fcntl
 import os
 import threading
+import uuid
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ from adapters.store.tables import (
     CallRow,
     ChainCheckRow,
     ChainHead,
+    CheckpointRow,
     CorpusRow,
     DecisionRow,
     DocumentRow,
     EscalationNoteRow,
     EscalationRow,
+    MerkleNodeRow,
     OutboxRow,
     PassageRow,
     PublicationRow,
@@ -54,6 +57,11 @@ SHADOW_RESULTS = ShadowResultRow.__table__  # type: ignore[attr-defined]
 DOCUMENTS = DocumentRow.__table__  # type: ignore[attr-defined]
 CORPORA = CorpusRow.__table__  # type: ignore[attr-defined]
 PASSAGES = PassageRow.__table__  # type: ignore[attr-defined]
+MERKLE = MerkleNodeRow.__table__  # type: ignore[attr-defined]
+CHECKPOINTS = CheckpointRow.__table__  # type: ignore[attr-defined]
+# the tree's complete subtrees of 2**6 leaves and more are stored (one row per 32 decisions); those below are
+# hashed from the decisions' chain hashes when a proof needs them (at most 64 read)
+TREE_KEEP_FROM = 6
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_MAX_PARAMS = 999  # host parameters per statement on every SQLite build (newer ones allow 32,766)
 HEAD_FIELDS = ("ruleset", "version", "outcome", "rule", "caller", "idempotency_key", "latency_ms", "cost_usd",
@@ -148,8 +156,11 @@ class StoreBase:
                          for t in (DECISIONS, CALLS)}
         # the chain head, read and moved once per batch: plain driver SQL (SQLAlchemy building and compiling
         # the two statements was a fifth of a small batch's fixed cost)
-        self.head_sql = f"SELECT seq, hash FROM {HEAD.name} WHERE id = 1" + ("" if self.sqlite else " FOR UPDATE")
-        self.move_head_sql = f"UPDATE {HEAD.name} SET seq = {mark}, hash = {mark} WHERE id = 1"
+        self.head_sql = f"SELECT seq, hash, tree_size, frontier FROM {HEAD.name} WHERE id = 1" + (
+            "" if self.sqlite else " FOR UPDATE")
+        self.move_head_sql = f"UPDATE {HEAD.name} SET seq = {mark}, hash = {mark}, tree_size = {mark}, " \
+                             f"frontier = {mark} WHERE id = 1"
+        self.insert_sql[MERKLE.name] = f"INSERT INTO {MERKLE.name} (level, idx, hash) VALUES ({mark}, {mark}, {mark})"
         # SQLite: writes are serialised (thread and file lock), so one connection stays open for them
         self._write_conn: Connection | None = None
         self.insert_sql["decision_search"] = (
@@ -180,7 +191,8 @@ class StoreBase:
                 command.upgrade(cfg, "head")
                 conn.commit()
                 if conn.execute(sa.select(HEAD.c.id)).first() is None:
-                    conn.execute(HEAD.insert().values(id=1, seq=0, hash=GENESIS))
+                    conn.execute(HEAD.insert().values(id=1, seq=0, hash=GENESIS, tree_size=0, frontier="",
+                                                      log_id=uuid.uuid4().hex))
                 conn.commit()
             finally:
                 if not self.sqlite:

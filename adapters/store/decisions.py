@@ -1,6 +1,6 @@
-"""The decisions area of the store: writing decisions in groups, chained by hash (with the escalations, effects
-and documents they open in the same transaction), reading them back, searching and listing them, operations
-figures, and verifying the chain."""
+"""The decisions area of the store: writing decisions in groups, chained by hash and added to the Merkle tree
+over the chain (tree.py reads it; with the escalations, effects and documents they open in the same
+transaction), reading them back, searching and listing them, operations figures, and verifying the chain."""
 
 from __future__ import annotations
 
@@ -28,13 +28,16 @@ from adapters.store.base import (
     ESCALATIONS,
     HEAD,
     HEAD_FIELDS,
+    MERKLE,
     OUTBOX,
     SQLITE_MAX_PARAMS,
     TRACE,
-    StoreBase,
+    TREE_KEEP_FROM,
     _FileLock,
 )
-from engine.audit import GENESIS, canonical, chain_hash, chain_hash_of, hashed_body
+from adapters.store.tree import TreeArea
+from engine.audit import GENESIS, canonical, chain_hash, chain_hash_of, hashed_body, tree_leaf
+from engine.merkle import Frontier
 from engine.record import DecisionRecord
 
 
@@ -101,7 +104,7 @@ class Problem:
 
 
 
-class DecisionsArea(StoreBase):
+class DecisionsArea(TreeArea):
     # -- writing -----------------------------------------------------------------------------------
     def save(self, record: DecisionRecord, caller: str = "", idempotency_key: str | None = None) -> Saved:
         private = self.private(str(record.get("version", ""))) if self.private is not None else None
@@ -146,6 +149,7 @@ class DecisionsArea(StoreBase):
         if head is None:
             raise RuntimeError("the chain head row is missing (the store was not migrated)")
         seq, prev = int(head[0]), str(head[1])
+        frontier, nodes = self._tree_at(cur, seq, int(head[2]), str(head[3]))
         out: list[Saved] = []
         decisions: list[tuple[Any, ...]] = []
         calls: list[tuple[Any, ...]] = []
@@ -186,6 +190,9 @@ class DecisionsArea(StoreBase):
                     "sla_at": record["started_at"] + sla if isinstance(sla, (int, float)) else None,
                     "status": "open"})
             digest = chain_hash_of(prev, seq, item.body)
+            for node in frontier.append(tree_leaf(digest)):
+                if node[0] >= TREE_KEEP_FROM:
+                    nodes.append((node[0], node[1], node[2].hex()))
             decisions.append((decision_id, seq, record["ruleset"], record["version"], record["outcome"],
                               record["rule"], item.caller, key, record["started_at"], record["latency_ms"],
                               record["cost_usd"], record["tokens"], item.head_json, prev, digest, item.trace_text))
@@ -218,8 +225,27 @@ class DecisionsArea(StoreBase):
                         {"id": i.document.id, "name": i.document.name, "media_type": i.document.media_type,
                          "size": len(i.content), "pages": json.dumps(list(i.document.pages)),
                          "content": i.content, "created_at": item.record["finished_at"]} for i in new])
-            cur.execute(self.move_head_sql, (seq, prev))
+            if nodes:
+                self._insert_rows(cur, MERKLE.name, nodes)
+            cur.execute(self.move_head_sql, (seq, prev, frontier.size, frontier.to_hex()))
         return out
+
+    def _tree_at(self, cur: Any, seq: int, tree_size: int, stored: str) -> tuple[Frontier, list[tuple[Any, ...]]]:
+        """The tree's frontier to extend, from the chain head row, and the subtrees to store with this batch.
+        When decisions were written without the tree (a process of an earlier version still running after the
+        upgrade), the tree first takes in those decisions, in chain order."""
+        frontier = Frontier.from_hex(tree_size, stored)
+        nodes: list[tuple[Any, ...]] = []
+        if tree_size < seq:
+            mark = "?" if self.sqlite else "%s"
+            cur.execute(f"SELECT hash FROM {DECISIONS.name} WHERE chain_seq > {mark} ORDER BY chain_seq",
+                        (tree_size,))
+            for (digest,) in cur.fetchall():
+                nodes.extend((level, idx, h.hex()) for level, idx, h in frontier.append(tree_leaf(digest))
+                             if level >= TREE_KEEP_FROM)
+            if frontier.size != seq:
+                raise RuntimeError(f"the chain head says {seq} decisions, the table has {frontier.size}")
+        return frontier, nodes
 
     def _insert_rows(self, cur: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
         """Insert tuples in the table's column order. PostgreSQL: one driver-level executemany (psycopg
@@ -231,7 +257,7 @@ class DecisionsArea(StoreBase):
             return
         sql = self.insert_sql[table]
         if not self.sqlite:
-            if table == "decision_search":
+            if table not in self.copy_sql:
                 cur.executemany(sql, rows)
                 return
             with cur.copy(self.copy_sql[table]) as copy:

@@ -180,6 +180,34 @@ class ChainHead(SQLModel, table=True):
     id: int = Field(primary_key=True)
     seq: int
     hash: str = Field(max_length=64)
+    # the Merkle tree over the chain hashes (revision 0012): its size (equal to seq once written) and its
+    # frontier, the hex roots of its complete subtrees, largest first (engine.merkle.Frontier)
+    tree_size: int = 0
+    frontier: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    log_id: str | None = Field(default=None, max_length=64)  # names this log in its signed checkpoints
+
+
+class MerkleNodeRow(SQLModel, table=True):
+    """A complete subtree of the Merkle tree over the chain hashes, from level ``TREE_KEEP_FROM`` up (the
+    subtrees below are hashed from the decisions' own chain hashes when a proof needs them)."""
+
+    __tablename__ = "merkle_nodes"
+
+    level: int = Field(primary_key=True)
+    idx: int = Field(primary_key=True)
+    hash: str = Field(max_length=64)
+
+
+class CheckpointRow(SQLModel, table=True):
+    """A signed checkpoint of the log (adapters/checkpoints.py), kept here too so that proofs and the console
+    find the latest: signed, so an edit here only makes it fail to verify; the witnesses keep the originals."""
+
+    __tablename__ = "checkpoints"
+
+    id: str = Field(primary_key=True, max_length=120)
+    size: int = Field(index=True)
+    signed_at: str = Field(max_length=40)
+    checkpoint: str = Field(sa_column=Column(Text, nullable=False))  # its JSON
 
 
 class EscalationRow(SQLModel, table=True):
