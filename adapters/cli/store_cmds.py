@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from adapters.cli import audit_cmds
 from adapters.cli.common import err, fail, out, print_compile_errors
 from adapters.decisions import replay_stored, what_if_stored
 from adapters.impact import Impact, impact_steps
@@ -228,17 +229,34 @@ async def _impact(store: SqlStore, engine: Engine, ids: list[str], show: bool) -
 
 
 @log_app.command("verify")
-def log_verify(db: DbOpt = None) -> None:
-    """Walk the hash chain; report the first edited, inserted or deleted record. Exit 1 when broken."""
+def log_verify(db: DbOpt = None,
+               checkpoints: Annotated[Path | None, typer.Option(
+                   "--checkpoints", help="a witness's directory of signed checkpoints to hold the log against")]
+               = None,
+               public_keys: audit_cmds.MaybeKeysOpt = None,
+               origin: audit_cmds.OriginOpt = None) -> None:
+    """Walk the hash chain; report the first edited, inserted or deleted record. With --checkpoints: also
+    that the log still has every signed tree (a history rewritten and re-hashed since is named by the first
+    checkpoint it contradicts). Exit 1 when broken."""
+    if checkpoints is not None and not public_keys:
+        raise fail("--checkpoints needs --public-key FILE (the keys that signed them)")
     store = open_store(db)
     checked, problem = store.verify()
     if problem is None:
         out.print(f"ok: {checked} decisions, hash chain intact")
-        return
-    where = f"decision {problem.decision_id} (position {problem.chain_seq})" if problem.decision_id else \
-        "the chain"
-    out.print(f"BROKEN at {where}: {problem.problem}; {checked} decisions before it verified")
-    raise typer.Exit(1)
+    else:
+        where = f"decision {problem.decision_id} (position {problem.chain_seq})" if problem.decision_id else \
+            "the chain"
+        out.print(f"BROKEN at {where}: {problem.problem}; {checked} decisions before it verified")
+    held = checkpoints is None or audit_cmds.verify_checkpoints(store, checkpoints, public_keys or [], origin)
+    if problem is not None or not held:
+        raise typer.Exit(1)
+
+
+log_app.command("keygen")(audit_cmds.keygen)
+log_app.command("checkpoint")(audit_cmds.checkpoint)
+log_app.command("prove")(audit_cmds.prove)
+log_app.command("check-proof")(audit_cmds.check_proof_cmd)
 
 
 @log_app.command("list")

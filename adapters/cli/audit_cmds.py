@@ -1,0 +1,175 @@
+"""`baton log keygen | checkpoint | prove | check-proof` and the checkpoint half of `baton log verify`: signed
+checkpoints of the decision log and the proofs an auditor hands to a regulator (adapters/checkpoints.py,
+docs/audit.md). `check-proof` reads no database: this module imports the store only inside the commands
+that open one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from adapters.checkpoints import (
+    Checkpoint,
+    Verifier,
+    audit_log,
+    check_proof,
+    generate_keys,
+    load_private_key,
+    make_proof,
+    read_checkpoints,
+    read_public_keys,
+    sign,
+    write_checkpoint,
+)
+from adapters.cli.common import fail, out
+
+if TYPE_CHECKING:
+    from adapters.store.sql import SqlStore
+
+DbOpt = Annotated[str | None, typer.Option("--db", help="database URL or SQLite file (default: the user data dir)")]
+KEYS_HELP = "public key file (PEM); repeat for keys rotated out, whose checkpoints stay valid"
+KeysOpt = Annotated[list[Path], typer.Option("--public-key", help=KEYS_HELP)]
+MaybeKeysOpt = Annotated[list[Path] | None, typer.Option("--public-key", help=KEYS_HELP)]
+OriginOpt = Annotated[str | None, typer.Option(help="the log's name in its checkpoints (default: the store's, "
+                                                    "baton/<log id>)")]
+
+
+def default_origin(store: SqlStore) -> str:
+    return f"baton/{store.log_id()}"
+
+
+def keygen(out_dir: Annotated[Path, typer.Option("--out", help="folder for checkpoint.key and checkpoint.pub")]
+           ) -> None:
+    """Write a new Ed25519 key pair for signing checkpoints: the private key (owner-only) for the service's
+    `audit.signing_key` secret, the public key for verifiers. Never overwrites a key."""
+    try:
+        private, public = generate_keys(out_dir)
+    except FileExistsError as e:
+        raise fail(f"{e.filename}: already exists; keys are never overwritten (choose another --out)") from None
+    except OSError as e:
+        raise fail(f"{out_dir}: {e.strerror}") from None
+    out.print(f"private key: {private} (keep it secret; give it to the service as a secret reference)")
+    out.print(f"public key:  {public} (give it to whoever verifies)")
+
+
+def checkpoint(db: DbOpt = None,
+               key: Annotated[Path, typer.Option("--key", help="the private key file (PEM or base64)")] = Path(
+                   "checkpoint.key"),
+               out_dir: Annotated[Path, typer.Option("--out", help="the witness directory to add it to")] = Path(
+                   "checkpoints"),
+               origin: OriginOpt = None) -> None:
+    """Sign a checkpoint of the log as it is now and add it to a directory (and to the store's copy)."""
+    from adapters.cli.store_cmds import open_store
+
+    try:
+        private = load_private_key(key.read_text(encoding="utf-8"), str(key))
+    except OSError as e:
+        raise fail(f"{key}: cannot read the private key: {e.strerror}") from None
+    except ValueError as e:
+        raise fail(str(e)) from None
+    store = open_store(db)
+    size, root = store.tree_head()
+    cp = sign(private, origin or default_origin(store), size, root)
+    path = write_checkpoint(out_dir, cp)
+    keep(store, cp)
+    out.print(f"checkpoint: {size} decisions, root {root.hex()}, signed at {cp.time} -> {path}")
+
+
+def keep(store: SqlStore, cp: Checkpoint) -> None:
+    store.add_checkpoint(f"{cp.size}-{cp.key_id}-{cp.time}", cp.size, cp.time, json.dumps(cp.to_json()))
+
+
+def verify_checkpoints(store: SqlStore, folder: Path, keys: list[Path], origin: str | None) -> bool:
+    """The checkpoint half of `baton log verify`: prints what it found; False when anything contradicts."""
+    try:
+        verifier = Verifier(read_public_keys(keys), origin or default_origin(store))
+        found = read_checkpoints(folder)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    if not found:
+        raise fail(f"{folder}: no checkpoints (checkpoint-*.json) to verify against")
+    audit = audit_log(store.chain_hashes(), [(str(path), cp) for path, cp in found], verifier)
+    size, root = store.tree_head()
+    if audit.problems:
+        if audit.contradicted:
+            out.print(f"CONTRADICTED: the stored log contradicts {audit.contradicted[0]}, the first of "
+                      f"{len(audit.contradicted)} checkpoints it contradicts")
+        for problem in audit.problems:
+            out.print(f"  {problem}")
+        return False
+    out.print(f"ok: {len(audit.verified)} signed checkpoints, the last of {max(cp.size for _, cp in found)} "
+              f"decisions, agree with the stored log ({audit.size} decisions)")
+    if (size, root) != (audit.size, audit.root):
+        out.print(f"warning: the store's own tree (size {size}, root {root.hex()[:16]}...) differs from the one "
+                  "rebuilt from the chain: proofs it serves will not verify (was it edited?)")
+        return False
+    return True
+
+
+def prove(decision_id: Annotated[str, typer.Argument(help="a stored decision id")], db: DbOpt = None,
+          output: Annotated[Path | None, typer.Option("-o", "--output", help="write the proof here (default: "
+                                                                             "standard output)")] = None) -> None:
+    """A decision's proof of inclusion in the latest signed checkpoint that covers it: its record as hashed,
+    its leaf hash, the inclusion proof and the checkpoint. `baton log check-proof` verifies it offline."""
+    from adapters.cli.store_cmds import open_store
+
+    store = open_store(db)
+    entry = store.chained_entry(decision_id)
+    if entry is None:
+        raise fail(f"no decision {decision_id!r} in {store.url}", 1)
+    seq = int(entry["chain_seq"])
+    kept = store.latest_checkpoints(covering=seq)
+    if not kept:
+        raise fail(f"no signed checkpoint covers decision {decision_id} (position {seq}) yet: sign one with "
+                   "`baton log checkpoint`, or wait for the service's next", 1)
+    cp = Checkpoint.from_json(json.loads(kept[0]), "the store's latest checkpoint")
+    try:
+        inclusion = store.inclusion_proof(seq - 1, cp.size)
+    except LookupError as e:
+        raise fail(f"cannot prove {decision_id}: {e}", 1) from None
+    text = json.dumps(make_proof(decision_id, entry, inclusion, cp), indent=1)
+    if output is None:
+        out.print(text, markup=False)
+        return
+    output.write_text(text + "\n", encoding="utf-8")
+    out.print(f"proof of {decision_id} (position {seq}) in the {cp.describe()} -> {output}")
+
+
+def check_proof_cmd(proof: Annotated[Path, typer.Argument(help="a proof from `baton log prove`")], keys: KeysOpt,
+                    checkpoints: Annotated[Path | None, typer.Option(
+                        "--checkpoints", help="a witness's checkpoint directory, to hold the proof's against")]
+                    = None,
+                    origin: Annotated[str | None, typer.Option(help="the log's expected name (default: any)")]
+                    = None) -> None:
+    """Verify a decision's proof with the log's public key alone: no database. Exit 1 when it does not hold."""
+    try:
+        bundle = json.loads(proof.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise fail(f"{proof}: not a readable JSON proof ({e})") from None
+    try:
+        verifier = Verifier(read_public_keys(keys), origin)
+        witnessed = read_checkpoints(checkpoints) if checkpoints is not None else []
+    except ValueError as e:
+        raise fail(str(e)) from None
+    good = []
+    for path, cp in witnessed:
+        problem = verifier.problem(cp)
+        if problem:
+            out.print(f"witness: {path}: {problem} (ignored)")
+        else:
+            good.append(cp)
+    result = check_proof(bundle, verifier, good)
+    for note in result.notes:
+        out.print(f"note: {note}")
+    if result.problems:
+        out.print(f"NOT PROVEN: {proof}")
+        for problem in result.problems:
+            out.print(f"  {problem}")
+        raise typer.Exit(1)
+    signed = result.checkpoint
+    assert signed is not None
+    out.print(f"proven: decision {bundle['decision_id']} is entry {bundle['entry']['chain_seq']} of log "
+              f"{signed.origin!r}, included in the {signed.describe()} (key {signed.key_id})")
