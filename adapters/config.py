@@ -51,6 +51,8 @@ class LimitSettings(_Strict):
     # waiting at most this long: more throughput for a few ms of latency (adapters/decisions.py StartGate);
     # 0: each starts at once. At most 20: well inside the 50 ms Decide keeps back from a caller's deadline
     batch_window_ms: float = Field(default=4.0, ge=0, le=20)
+    max_batch: int = Field(default=1000, ge=1, le=100_000)  # requests in one DecideBatch; more: INVALID_ARGUMENT
+    batch_parallel: int = Field(default=32, ge=1, le=10_000)  # of one DecideBatch or DecideStream, decided at once
 
 
 class TransportSettings(_Strict):

@@ -21,6 +21,8 @@ ROLES = {"caller", "editor", "approver", "auditor", "reviewer", "admin"}
 # method -> roles allowed (admin is allowed everything)
 METHOD_ROLES: dict[str, frozenset[str]] = {
     "Decide": frozenset({"caller"}),
+    "DecideBatch": frozenset({"caller"}),
+    "DecideStream": frozenset({"caller"}),
     "GetDecision": frozenset({"caller", "auditor"}),
     "ListDecisions": frozenset({"auditor"}),
     "ReplayDecision": frozenset({"auditor"}),

@@ -14,6 +14,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from google.rpc import status_pb2
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,10 +23,19 @@ GEN = Path(__file__).resolve().parent / "gen"
 PACKAGE = "adapters.grpc.gen"
 
 
+def vendored_is_upstream() -> bool:
+    """proto/google/ holds copies of googleapis files (for buf and non-Python clients); at run time Python
+    imports googleapis-common-protos' own code for them, so the copies must be the files it was built from."""
+    upstream = Path(status_pb2.__file__).parent
+    return all((upstream / p.relative_to(PROTO / "google/rpc")).read_bytes() == p.read_bytes()
+               for p in (PROTO / "google/rpc").rglob("*.proto"))
+
+
 def generate(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     include = str(resources.files("grpc_tools") / "_proto")
-    files = sorted(str(p.relative_to(PROTO)) for p in PROTO.rglob("*.proto"))
+    files = sorted(str(p.relative_to(PROTO)) for p in PROTO.rglob("*.proto")
+                   if p.relative_to(PROTO).parts[0] != "google")  # googleapis-common-protos has them
     code = protoc.main(["protoc", f"-I{PROTO}", f"-I{include}", f"--python_out={out}", f"--pyi_out={out}",
                         f"--grpc_python_out={out}", *files])
     if code != 0:
@@ -53,6 +63,10 @@ def main() -> None:
             if not GEN.exists() or not same(Path(tmp), GEN):
                 print("adapters/grpc/gen is stale: run python -m adapters.grpc.codegen", file=sys.stderr)
                 raise SystemExit(1)
+        if not vendored_is_upstream():
+            print("proto/google/rpc differs from googleapis-common-protos' copy: copy it from there",
+                  file=sys.stderr)
+            raise SystemExit(1)
         print("generated gRPC code is fresh")
         return
     if GEN.exists():

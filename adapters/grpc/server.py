@@ -168,7 +168,8 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
                         escalations=rt.escalations, default_deadline_s=cfg.limits.deadline_s,
                         max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd,
                         tracer=rt.path.tracer, shadows=rt.shadows, max_document_bytes=cfg.max_document_bytes,
-                        pii_roles=tuple(cfg.pii_roles), decision_path=rt.path)
+                        pii_roles=tuple(cfg.pii_roles), decision_path=rt.path,
+                        max_batch=cfg.limits.max_batch, batch_parallel=cfg.limits.batch_parallel)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1), *cfg.transport.grpc_options()])
     server.add_generic_rpc_handlers(generic_handlers(services))
     health = HealthServicer()

@@ -43,6 +43,8 @@ from engine.record import DecisionRecord
 log = logging.getLogger("baton.grpc")
 Ctx = grpc.aio.ServicerContext[Any, Any]
 DEADLINE_MARGIN_S = 0.05
+# what a DecideBatch keeps back from its caller's deadline: time to store its last decisions and send every result
+BULK_MARGIN_S = 0.25
 MAX_MESSAGE = 1000  # characters of a status message
 NOT_FOUND_CODES = {"unknown_ruleset", "unknown_version", "unknown_decision", "unknown_rule", "unknown_escalation",
                    "unknown_publication"}
@@ -70,6 +72,8 @@ class Services:
     shadows: Shadows | None = None
     max_document_bytes: int = DEFAULT_MAX_BYTES
     pii_roles: tuple[str, ...] = ()  # who reads fields marked pii in others' decisions; everyone else: masked
+    max_batch: int = 1000  # requests in one DecideBatch (limits.max_batch)
+    batch_parallel: int = 32  # requests of one DecideBatch or DecideStream decided at once (limits.batch_parallel)
     decision_path: InitVar[DecisionPath | None] = None  # the process's one path (adapters/bootstrap.py)
     path: DecisionPath = field(init=False)
 
@@ -87,9 +91,11 @@ async def readable(s: Services, record: DecisionRecord, ident: Identity) -> Deci
 
 
 class Abort(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str, bad_request: list[tuple[str, str]] | None = None):
+    def __init__(self, code: grpc.StatusCode, message: str, bad_request: list[tuple[str, str]] | None = None,
+                 stored: DecisionRecord | None = None):
         super().__init__(message)
         self.code, self.message, self.bad_request = code, message, bad_request or []
+        self.stored = stored  # a decision stored before the error (one that ran out of time): batches report it
 
 
 class _BadMessage:
@@ -110,6 +116,10 @@ def _safe(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
 
 
 def _status(abort: Abort) -> grpc.Status:
+    return rpc_status.to_status(_status_message(abort))
+
+
+def _status_message(abort: Abort) -> status_pb2.Status:
     details = []
     if abort.bad_request:
         detail = any_pb2.Any()
@@ -121,7 +131,7 @@ def _status(abort: Abort) -> grpc.Status:
     # a message echoes what the caller sent (a name, an id): bounded, so a huge one cannot push the status
     # past the transport's metadata limit (the client would see RESOURCE_EXHAUSTED instead of this status)
     message = abort.message if len(abort.message) <= MAX_MESSAGE else abort.message[:MAX_MESSAGE] + "..."
-    return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=details))
+    return status_pb2.Status(code=code, message=message, details=details)
 
 
 def _map_error(e: BaseException) -> Abort:
@@ -223,6 +233,8 @@ class DecisionService:
     def __init__(self, services: Services) -> None:
         self.s = services
         self.inflight = 0
+        self._bulk_slots: asyncio.Semaphore | None = None
+        self._bulk_tasks: set[asyncio.Future[decision_pb2.DecideResult]] = set()
 
     def _read_documents(self, documents: Any) -> list[Incoming]:
         out = []
@@ -234,6 +246,12 @@ class DecisionService:
     @handler("Decide")
     async def Decide(self, request: decision_pb2.DecideRequest, context: Ctx,
                      ident: Identity) -> decision_pb2.DecideResponse:
+        return await self._decide(request, context, ident)
+
+    async def _decide(self, request: decision_pb2.DecideRequest, context: Ctx,
+                      ident: Identity) -> decision_pb2.DecideResponse:
+        """One Decide, however it came (unary, or one request of a DecideBatch or DecideStream): validated,
+        decided through the one path, answered; every failure raised, mapped to a status by the caller."""
         s = self.s
         received = s.path.received()
         if not request.ruleset:
@@ -298,8 +316,126 @@ class DecisionService:
             return decision_pb2.DecideResponse(decision=convert.decision(stored, idempotent_replay=True))
         if record["outcome"] == "failed" and str(record["reason"]).startswith("deadline"):
             raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"decision {record['decision_id']} failed: "
-                        f"{record['reason']} (it is stored)")
+                        f"{record['reason']} (it is stored)", stored=record)
         return decision_pb2.DecideResponse(decision=convert.decision(record))
+
+    # DecideBatch and DecideStream: each request decided by _decide, exactly as one unary Decide
+
+    def _slots(self) -> asyncio.Semaphore:
+        """Places for the requests of batches and streams: as many as limits.max_inflight. A request waits for
+        one (within the call's deadline) rather than being refused while a batch's other requests run."""
+        if self._bulk_slots is None:
+            self._bulk_slots = asyncio.Semaphore(self.s.max_inflight)
+        return self._bulk_slots
+
+    async def _bulk_item(self, index: int, request: Any, context: Ctx, ident: Identity,
+                         batch_key: str = "") -> decision_pb2.DecideResult:
+        """One request of a batch or a stream: its result, never an exception. Once started it runs to its end
+        (stored, logged, counted) even if the call is cancelled meanwhile; one not started when the call's
+        deadline is too near is answered DEADLINE_EXCEEDED with nothing stored."""
+        if isinstance(request, _BadMessage):
+            return decision_pb2.DecideResult(index=index, error=_status_message(Abort(
+                grpc.StatusCode.INVALID_ARGUMENT, request.error, [("request", request.error)])))
+        if batch_key and not request.idempotency_key:
+            derived = decision_pb2.DecideRequest()
+            derived.CopyFrom(request)
+            derived.idempotency_key = f"{batch_key}/{index}"
+            request = derived
+        slots = self._slots()
+        try:
+            remaining = context.time_remaining()
+            async with asyncio.timeout(None if remaining is None else max(0.0, remaining - BULK_MARGIN_S)):
+                if remaining is not None and remaining <= BULK_MARGIN_S:
+                    raise TimeoutError
+                await slots.acquire()
+        except TimeoutError:
+            late = Abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline passed before this request "
+                         "started: nothing was decided or stored for it")
+            return decision_pb2.DecideResult(index=index, idempotency_key=request.idempotency_key,
+                                             error=_status_message(late))
+        task = asyncio.ensure_future(self._bulk_one(index, request, context, ident))
+        self._bulk_tasks.add(task)
+        task.add_done_callback(self._bulk_tasks.discard)
+        task.add_done_callback(lambda _: slots.release())
+        return await asyncio.shield(task)
+
+    async def _bulk_one(self, index: int, request: decision_pb2.DecideRequest, context: Ctx,
+                        ident: Identity) -> decision_pb2.DecideResult:
+        result = decision_pb2.DecideResult(index=index, idempotency_key=request.idempotency_key)
+        try:
+            remaining = context.time_remaining()
+            if remaining is not None and remaining > BULK_MARGIN_S:
+                # the engine stops in time for the batch's last decisions to be stored and every result sent
+                own = request.deadline.seconds + request.deadline.nanos / 1e9 if request.HasField("deadline") \
+                    else self.s.default_deadline_s
+                budget = remaining - BULK_MARGIN_S
+                if own is None or (0 < budget < own):
+                    request = decision_pb2.DecideRequest.FromString(request.SerializeToString())
+                    request.deadline.FromNanoseconds(int(budget * 1e9))
+            response = await self._decide(request, context, ident)
+            result.decision.CopyFrom(response.decision)
+        except Exception as e:
+            abort = _map_error(e)
+            result.error.CopyFrom(_status_message(abort))
+            if abort.stored is not None:
+                result.decision.CopyFrom(convert.decision(abort.stored))
+        return result
+
+    @handler("DecideBatch")
+    async def DecideBatch(self, request: decision_pb2.DecideBatchRequest, context: Ctx,
+                          ident: Identity) -> decision_pb2.DecideBatchResponse:
+        n, limit = len(request.requests), self.s.max_batch
+        if n > limit:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{n} requests in one DecideBatch: at most {limit} "
+                        "(limits.max_batch); nothing was decided, send smaller batches",
+                        [("requests", f"at most {limit} (limits.max_batch)")])
+        results: list[decision_pb2.DecideResult] = [decision_pb2.DecideResult()] * n
+        todo = iter(range(n))  # shared by the workers below: requests start in request order
+
+        async def work() -> None:
+            for i in todo:
+                results[i] = await self._bulk_item(i, request.requests[i], context, ident, request.idempotency_key)
+
+        await asyncio.gather(*(work() for _ in range(min(self.s.batch_parallel, n))))
+        return decision_pb2.DecideBatchResponse(results=results)
+
+    async def DecideStream(self, requests: AsyncIterator[Any],
+                           context: Ctx) -> AsyncIterator[decision_pb2.DecideStreamResponse]:
+        """Requests are read and decided as they come, up to limits.batch_parallel at once, and answered in
+        the order they were sent (a result waits for those before it)."""
+        try:
+            ident = self.s.auth.check(_credential(context), "DecideStream")
+        except Exception as e:
+            status = _status(_map_error(e))
+            await context.abort(status.code, status.details, status.trailing_metadata)
+            return
+        window = asyncio.Semaphore(self.s.batch_parallel)
+        pending: asyncio.Queue[asyncio.Future[decision_pb2.DecideResult] | None] = asyncio.Queue()
+
+        async def read() -> None:
+            index = 0
+            try:
+                async for message in requests:
+                    await window.acquire()
+                    request = message if isinstance(message, _BadMessage) else message.request
+                    pending.put_nowait(asyncio.ensure_future(self._bulk_item(index, request, context, ident)))
+                    index += 1
+            finally:
+                pending.put_nowait(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (item := await pending.get()) is not None:
+                result = await item
+                window.release()
+                yield decision_pb2.DecideStreamResponse(result=result)
+            await reader  # a broken request stream ends the call with its error
+        finally:  # the call ended early (cancelled, or the client went away): what has not started never will
+            reader.cancel()
+            while not pending.empty():
+                left = pending.get_nowait()
+                if left is not None:
+                    left.cancel()  # a request already deciding is shielded: it is stored and counted all the same
 
     async def _record(self, decision_id: str) -> DecisionRecord:
         record = await asyncio.to_thread(self.s.store.get, decision_id)
@@ -666,6 +802,8 @@ def generic_handlers(services: Services) -> list[Any]:
                 fn = getattr(servicer, method.name)
                 make = grpc.unary_stream_rpc_method_handler if method.server_streaming else \
                     grpc.unary_unary_rpc_method_handler
+                if method.client_streaming:
+                    make = grpc.stream_stream_rpc_method_handler
                 handlers[method.name] = make(fn, request_deserializer=_safe(req.FromString),
                                              response_serializer=resp.SerializeToString)
             out.append(grpc.method_handlers_generic_handler(service.full_name, handlers))

@@ -25,55 +25,66 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x61ton/v1/decision.proto\x12\x08\x62\x61ton.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"=\n\x04\x46\x61\x63t\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\'\n\x06values\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xbd\x01\n\rDecideRequest\x12\x0f\n\x07ruleset\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x1d\n\x05\x66\x61\x63ts\x18\x03 \x03(\x0b\x32\x0e.baton.v1.Fact\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12+\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12%\n\tdocuments\x18\x06 \x03(\x0b\x32\x12.baton.v1.Document\"=\n\x08\x44ocument\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\"\x99\x03\n\x08\x44\x65\x63ision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0f\n\x07ruleset\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\"\n\x07outcome\x18\x04 \x01(\x0e\x32\x11.baton.v1.Outcome\x12)\n\x08\x64\x65\x63ision\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0c\n\x04rule\x18\x07 \x01(\t\x12\r\n\x05\x66ired\x18\x08 \x03(\t\x12\x10\n\x08\x63ost_usd\x18\t \x01(\x01\x12\x0e\n\x06tokens\x18\n \x01(\x03\x12\x12\n\nlatency_ms\x18\x0b \x01(\x01\x12.\n\ndecided_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05steps\x18\r \x01(\x05\x12\r\n\x05\x63\x61lls\x18\x0e \x01(\x05\x12\x19\n\x11idempotent_replay\x18\x0f \x01(\x08\x12(\n\tdocuments\x18\x10 \x03(\x0b\x32\x15.baton.v1.DocumentRef\x12\x11\n\tqueued_ms\x18\x11 \x01(\x01\"Y\n\x0b\x44ocumentRef\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nmedia_type\x18\x03 \x01(\t\x12\r\n\x05pages\x18\x04 \x01(\x05\x12\r\n\x05\x63hars\x18\x05 \x01(\x05\"6\n\x0e\x44\x65\x63ideResponse\x12$\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x12.baton.v1.Decision\")\n\x12GetDecisionRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\"d\n\x13GetDecisionResponse\x12$\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x12.baton.v1.Decision\x12\'\n\x06record\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xc8\x01\n\x14ListDecisionsRequest\x12\x0f\n\x07ruleset\x18\x01 \x01(\t\x12\"\n\x07outcome\x18\x02 \x01(\x0e\x32\x11.baton.v1.Outcome\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"W\n\x15ListDecisionsResponse\x12%\n\tdecisions\x18\x01 \x03(\x0b\x32\x12.baton.v1.Decision\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x15ReplayDecisionRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\"x\n\nDivergence\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04what\x18\x02 \x01(\t\x12(\n\x08\x65xpected\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12#\n\x03got\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\"U\n\x16ReplayDecisionResponse\x12\x11\n\tidentical\x18\x01 \x01(\x08\x12(\n\ndivergence\x18\x02 \x01(\x0b\x32\x14.baton.v1.Divergence\"V\n\rWhatIfRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x10\n\x06source\x18\x02 \x01(\tH\x00\x12\x11\n\x07version\x18\x03 \x01(\tH\x00\x42\x0b\n\tcandidate\"}\n\x0eOutcomeSummary\x12\"\n\x07outcome\x18\x01 \x01(\x0e\x32\x11.baton.v1.Outcome\x12)\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0c\n\x04rule\x18\x04 \x01(\t\"F\n\nUnanswered\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12(\n\x07request\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xd3\x01\n\x0eWhatIfResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\x12(\n\x06\x62\x65\x66ore\x18\x02 \x01(\x0b\x32\x18.baton.v1.OutcomeSummary\x12\'\n\x05\x61\x66ter\x18\x03 \x01(\x0b\x32\x18.baton.v1.OutcomeSummary\x12\x19\n\x11\x66ired_only_before\x18\x04 \x03(\t\x12\x18\n\x10\x66ired_only_after\x18\x05 \x03(\t\x12(\n\nunanswered\x18\x06 \x03(\x0b\x32\x14.baton.v1.Unanswered\"3\n\x0eWhyRuleRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\"5\n\x0fWhyRuleResponse\x12\r\n\x05\x66ired\x18\x01 \x01(\x08\x12\x13\n\x0b\x65xplanation\x18\x02 \x03(\t*{\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_DECIDED\x10\x01\x12\x15\n\x11OUTCOME_ESCALATED\x10\x02\x12\x12\n\x0eOUTCOME_FAILED\x10\x03\x12\x17\n\x13OUTCOME_NO_DECISION\x10\x04\x32\xbe\x03\n\x0f\x44\x65\x63isionService\x12;\n\x06\x44\x65\x63ide\x12\x17.baton.v1.DecideRequest\x1a\x18.baton.v1.DecideResponse\x12J\n\x0bGetDecision\x12\x1c.baton.v1.GetDecisionRequest\x1a\x1d.baton.v1.GetDecisionResponse\x12P\n\rListDecisions\x12\x1e.baton.v1.ListDecisionsRequest\x1a\x1f.baton.v1.ListDecisionsResponse\x12S\n\x0eReplayDecision\x12\x1f.baton.v1.ReplayDecisionRequest\x1a .baton.v1.ReplayDecisionResponse\x12;\n\x06WhatIf\x12\x17.baton.v1.WhatIfRequest\x1a\x18.baton.v1.WhatIfResponse\x12>\n\x07WhyRule\x12\x18.baton.v1.WhyRuleRequest\x1a\x19.baton.v1.WhyRuleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x61ton/v1/decision.proto\x12\x08\x62\x61ton.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"=\n\x04\x46\x61\x63t\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\'\n\x06values\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xbd\x01\n\rDecideRequest\x12\x0f\n\x07ruleset\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x1d\n\x05\x66\x61\x63ts\x18\x03 \x03(\x0b\x32\x0e.baton.v1.Fact\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12+\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12%\n\tdocuments\x18\x06 \x03(\x0b\x32\x12.baton.v1.Document\"=\n\x08\x44ocument\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\"\x99\x03\n\x08\x44\x65\x63ision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0f\n\x07ruleset\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\"\n\x07outcome\x18\x04 \x01(\x0e\x32\x11.baton.v1.Outcome\x12)\n\x08\x64\x65\x63ision\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0c\n\x04rule\x18\x07 \x01(\t\x12\r\n\x05\x66ired\x18\x08 \x03(\t\x12\x10\n\x08\x63ost_usd\x18\t \x01(\x01\x12\x0e\n\x06tokens\x18\n \x01(\x03\x12\x12\n\nlatency_ms\x18\x0b \x01(\x01\x12.\n\ndecided_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05steps\x18\r \x01(\x05\x12\r\n\x05\x63\x61lls\x18\x0e \x01(\x05\x12\x19\n\x11idempotent_replay\x18\x0f \x01(\x08\x12(\n\tdocuments\x18\x10 \x03(\x0b\x32\x15.baton.v1.DocumentRef\x12\x11\n\tqueued_ms\x18\x11 \x01(\x01\"Y\n\x0b\x44ocumentRef\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nmedia_type\x18\x03 \x01(\t\x12\r\n\x05pages\x18\x04 \x01(\x05\x12\r\n\x05\x63hars\x18\x05 \x01(\x05\"6\n\x0e\x44\x65\x63ideResponse\x12$\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x12.baton.v1.Decision\"X\n\x12\x44\x65\x63ideBatchRequest\x12)\n\x08requests\x18\x01 \x03(\x0b\x32\x17.baton.v1.DecideRequest\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\">\n\x13\x44\x65\x63ideBatchResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.baton.v1.DecideResult\"\x7f\n\x0c\x44\x65\x63ideResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12$\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0b\x32\x12.baton.v1.Decision\x12!\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.google.rpc.Status\"?\n\x13\x44\x65\x63ideStreamRequest\x12(\n\x07request\x18\x01 \x01(\x0b\x32\x17.baton.v1.DecideRequest\">\n\x14\x44\x65\x63ideStreamResponse\x12&\n\x06result\x18\x01 \x01(\x0b\x32\x16.baton.v1.DecideResult\")\n\x12GetDecisionRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\"d\n\x13GetDecisionResponse\x12$\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x12.baton.v1.Decision\x12\'\n\x06record\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xc8\x01\n\x14ListDecisionsRequest\x12\x0f\n\x07ruleset\x18\x01 \x01(\t\x12\"\n\x07outcome\x18\x02 \x01(\x0e\x32\x11.baton.v1.Outcome\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"W\n\x15ListDecisionsResponse\x12%\n\tdecisions\x18\x01 \x03(\x0b\x32\x12.baton.v1.Decision\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x15ReplayDecisionRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\"x\n\nDivergence\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04what\x18\x02 \x01(\t\x12(\n\x08\x65xpected\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12#\n\x03got\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\"U\n\x16ReplayDecisionResponse\x12\x11\n\tidentical\x18\x01 \x01(\x08\x12(\n\ndivergence\x18\x02 \x01(\x0b\x32\x14.baton.v1.Divergence\"V\n\rWhatIfRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x10\n\x06source\x18\x02 \x01(\tH\x00\x12\x11\n\x07version\x18\x03 \x01(\tH\x00\x42\x0b\n\tcandidate\"}\n\x0eOutcomeSummary\x12\"\n\x07outcome\x18\x01 \x01(\x0e\x32\x11.baton.v1.Outcome\x12)\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0c\n\x04rule\x18\x04 \x01(\t\"F\n\nUnanswered\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12(\n\x07request\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xd3\x01\n\x0eWhatIfResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\x12(\n\x06\x62\x65\x66ore\x18\x02 \x01(\x0b\x32\x18.baton.v1.OutcomeSummary\x12\'\n\x05\x61\x66ter\x18\x03 \x01(\x0b\x32\x18.baton.v1.OutcomeSummary\x12\x19\n\x11\x66ired_only_before\x18\x04 \x03(\t\x12\x18\n\x10\x66ired_only_after\x18\x05 \x03(\t\x12(\n\nunanswered\x18\x06 \x03(\x0b\x32\x14.baton.v1.Unanswered\"3\n\x0eWhyRuleRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\"5\n\x0fWhyRuleResponse\x12\r\n\x05\x66ired\x18\x01 \x01(\x08\x12\x13\n\x0b\x65xplanation\x18\x02 \x03(\t*{\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_DECIDED\x10\x01\x12\x15\n\x11OUTCOME_ESCALATED\x10\x02\x12\x12\n\x0eOUTCOME_FAILED\x10\x03\x12\x17\n\x13OUTCOME_NO_DECISION\x10\x04\x32\xdd\x04\n\x0f\x44\x65\x63isionService\x12;\n\x06\x44\x65\x63ide\x12\x17.baton.v1.DecideRequest\x1a\x18.baton.v1.DecideResponse\x12J\n\x0b\x44\x65\x63ideBatch\x12\x1c.baton.v1.DecideBatchRequest\x1a\x1d.baton.v1.DecideBatchResponse\x12Q\n\x0c\x44\x65\x63ideStream\x12\x1d.baton.v1.DecideStreamRequest\x1a\x1e.baton.v1.DecideStreamResponse(\x01\x30\x01\x12J\n\x0bGetDecision\x12\x1c.baton.v1.GetDecisionRequest\x1a\x1d.baton.v1.GetDecisionResponse\x12P\n\rListDecisions\x12\x1e.baton.v1.ListDecisionsRequest\x1a\x1f.baton.v1.ListDecisionsResponse\x12S\n\x0eReplayDecision\x12\x1f.baton.v1.ReplayDecisionRequest\x1a .baton.v1.ReplayDecisionResponse\x12;\n\x06WhatIf\x12\x17.baton.v1.WhatIfRequest\x1a\x18.baton.v1.WhatIfResponse\x12>\n\x07WhyRule\x12\x18.baton.v1.WhyRuleRequest\x1a\x19.baton.v1.WhyRuleResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'baton.v1.decision_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTCOME']._serialized_start=2310
-  _globals['_OUTCOME']._serialized_end=2433
-  _globals['_FACT']._serialized_start=132
-  _globals['_FACT']._serialized_end=193
-  _globals['_DECIDEREQUEST']._serialized_start=196
-  _globals['_DECIDEREQUEST']._serialized_end=385
-  _globals['_DOCUMENT']._serialized_start=387
-  _globals['_DOCUMENT']._serialized_end=448
-  _globals['_DECISION']._serialized_start=451
-  _globals['_DECISION']._serialized_end=860
-  _globals['_DOCUMENTREF']._serialized_start=862
-  _globals['_DOCUMENTREF']._serialized_end=951
-  _globals['_DECIDERESPONSE']._serialized_start=953
-  _globals['_DECIDERESPONSE']._serialized_end=1007
-  _globals['_GETDECISIONREQUEST']._serialized_start=1009
-  _globals['_GETDECISIONREQUEST']._serialized_end=1050
-  _globals['_GETDECISIONRESPONSE']._serialized_start=1052
-  _globals['_GETDECISIONRESPONSE']._serialized_end=1152
-  _globals['_LISTDECISIONSREQUEST']._serialized_start=1155
-  _globals['_LISTDECISIONSREQUEST']._serialized_end=1355
-  _globals['_LISTDECISIONSRESPONSE']._serialized_start=1357
-  _globals['_LISTDECISIONSRESPONSE']._serialized_end=1444
-  _globals['_REPLAYDECISIONREQUEST']._serialized_start=1446
-  _globals['_REPLAYDECISIONREQUEST']._serialized_end=1490
-  _globals['_DIVERGENCE']._serialized_start=1492
-  _globals['_DIVERGENCE']._serialized_end=1612
-  _globals['_REPLAYDECISIONRESPONSE']._serialized_start=1614
-  _globals['_REPLAYDECISIONRESPONSE']._serialized_end=1699
-  _globals['_WHATIFREQUEST']._serialized_start=1701
-  _globals['_WHATIFREQUEST']._serialized_end=1787
-  _globals['_OUTCOMESUMMARY']._serialized_start=1789
-  _globals['_OUTCOMESUMMARY']._serialized_end=1914
-  _globals['_UNANSWERED']._serialized_start=1916
-  _globals['_UNANSWERED']._serialized_end=1986
-  _globals['_WHATIFRESPONSE']._serialized_start=1989
-  _globals['_WHATIFRESPONSE']._serialized_end=2200
-  _globals['_WHYRULEREQUEST']._serialized_start=2202
-  _globals['_WHYRULEREQUEST']._serialized_end=2253
-  _globals['_WHYRULERESPONSE']._serialized_start=2255
-  _globals['_WHYRULERESPONSE']._serialized_end=2308
-  _globals['_DECISIONSERVICE']._serialized_start=2436
-  _globals['_DECISIONSERVICE']._serialized_end=2882
+  _globals['_OUTCOME']._serialized_start=2747
+  _globals['_OUTCOME']._serialized_end=2870
+  _globals['_FACT']._serialized_start=157
+  _globals['_FACT']._serialized_end=218
+  _globals['_DECIDEREQUEST']._serialized_start=221
+  _globals['_DECIDEREQUEST']._serialized_end=410
+  _globals['_DOCUMENT']._serialized_start=412
+  _globals['_DOCUMENT']._serialized_end=473
+  _globals['_DECISION']._serialized_start=476
+  _globals['_DECISION']._serialized_end=885
+  _globals['_DOCUMENTREF']._serialized_start=887
+  _globals['_DOCUMENTREF']._serialized_end=976
+  _globals['_DECIDERESPONSE']._serialized_start=978
+  _globals['_DECIDERESPONSE']._serialized_end=1032
+  _globals['_DECIDEBATCHREQUEST']._serialized_start=1034
+  _globals['_DECIDEBATCHREQUEST']._serialized_end=1122
+  _globals['_DECIDEBATCHRESPONSE']._serialized_start=1124
+  _globals['_DECIDEBATCHRESPONSE']._serialized_end=1186
+  _globals['_DECIDERESULT']._serialized_start=1188
+  _globals['_DECIDERESULT']._serialized_end=1315
+  _globals['_DECIDESTREAMREQUEST']._serialized_start=1317
+  _globals['_DECIDESTREAMREQUEST']._serialized_end=1380
+  _globals['_DECIDESTREAMRESPONSE']._serialized_start=1382
+  _globals['_DECIDESTREAMRESPONSE']._serialized_end=1444
+  _globals['_GETDECISIONREQUEST']._serialized_start=1446
+  _globals['_GETDECISIONREQUEST']._serialized_end=1487
+  _globals['_GETDECISIONRESPONSE']._serialized_start=1489
+  _globals['_GETDECISIONRESPONSE']._serialized_end=1589
+  _globals['_LISTDECISIONSREQUEST']._serialized_start=1592
+  _globals['_LISTDECISIONSREQUEST']._serialized_end=1792
+  _globals['_LISTDECISIONSRESPONSE']._serialized_start=1794
+  _globals['_LISTDECISIONSRESPONSE']._serialized_end=1881
+  _globals['_REPLAYDECISIONREQUEST']._serialized_start=1883
+  _globals['_REPLAYDECISIONREQUEST']._serialized_end=1927
+  _globals['_DIVERGENCE']._serialized_start=1929
+  _globals['_DIVERGENCE']._serialized_end=2049
+  _globals['_REPLAYDECISIONRESPONSE']._serialized_start=2051
+  _globals['_REPLAYDECISIONRESPONSE']._serialized_end=2136
+  _globals['_WHATIFREQUEST']._serialized_start=2138
+  _globals['_WHATIFREQUEST']._serialized_end=2224
+  _globals['_OUTCOMESUMMARY']._serialized_start=2226
+  _globals['_OUTCOMESUMMARY']._serialized_end=2351
+  _globals['_UNANSWERED']._serialized_start=2353
+  _globals['_UNANSWERED']._serialized_end=2423
+  _globals['_WHATIFRESPONSE']._serialized_start=2426
+  _globals['_WHATIFRESPONSE']._serialized_end=2637
+  _globals['_WHYRULEREQUEST']._serialized_start=2639
+  _globals['_WHYRULEREQUEST']._serialized_end=2690
+  _globals['_WHYRULERESPONSE']._serialized_start=2692
+  _globals['_WHYRULERESPONSE']._serialized_end=2745
+  _globals['_DECISIONSERVICE']._serialized_start=2873
+  _globals['_DECISIONSERVICE']._serialized_end=3478
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,16 @@ class DecisionServiceStub:
                 request_serializer=baton_dot_v1_dot_decision__pb2.DecideRequest.SerializeToString,
                 response_deserializer=baton_dot_v1_dot_decision__pb2.DecideResponse.FromString,
                 _registered_method=True)
+        self.DecideBatch = channel.unary_unary(
+                '/baton.v1.DecisionService/DecideBatch',
+                request_serializer=baton_dot_v1_dot_decision__pb2.DecideBatchRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_decision__pb2.DecideBatchResponse.FromString,
+                _registered_method=True)
+        self.DecideStream = channel.stream_stream(
+                '/baton.v1.DecisionService/DecideStream',
+                request_serializer=baton_dot_v1_dot_decision__pb2.DecideStreamRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_decision__pb2.DecideStreamResponse.FromString,
+                _registered_method=True)
         self.GetDecision = channel.unary_unary(
                 '/baton.v1.DecisionService/GetDecision',
                 request_serializer=baton_dot_v1_dot_decision__pb2.GetDecisionRequest.SerializeToString,
@@ -74,6 +84,26 @@ class DecisionServiceServicer:
     def Decide(self, request, context):
         """Decide runs a ruleset on the given facts and stores the decision with its full trace.
         Retrying with the same idempotency_key returns the stored decision instead of deciding again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideBatch(self, request, context):
+        """DecideBatch decides up to the server's limits.max_batch requests in one call (more: INVALID_ARGUMENT,
+        nothing decided). Each request is decided, stored, logged, counted and idempotent exactly as one Decide,
+        and answered with its own result - its decision or its own error status - in request order: one bad
+        request fails alone. When the call's deadline runs out, requests not yet started are answered
+        DEADLINE_EXCEEDED (nothing stored for them); every request that was stored is reported.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideStream(self, request_iterator, context):
+        """DecideStream decides each request sent on the stream as Decide does and answers each with one result,
+        in the order the requests were sent, carrying its index on the stream and its idempotency key. For
+        callers that keep a connection open; an error in one request does not end the stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,6 +151,16 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.Decide,
                     request_deserializer=baton_dot_v1_dot_decision__pb2.DecideRequest.FromString,
                     response_serializer=baton_dot_v1_dot_decision__pb2.DecideResponse.SerializeToString,
+            ),
+            'DecideBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideBatch,
+                    request_deserializer=baton_dot_v1_dot_decision__pb2.DecideBatchRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_decision__pb2.DecideBatchResponse.SerializeToString,
+            ),
+            'DecideStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.DecideStream,
+                    request_deserializer=baton_dot_v1_dot_decision__pb2.DecideStreamRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_decision__pb2.DecideStreamResponse.SerializeToString,
             ),
             'GetDecision': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDecision,
@@ -176,6 +216,60 @@ class DecisionService:
             '/baton.v1.DecisionService/Decide',
             baton_dot_v1_dot_decision__pb2.DecideRequest.SerializeToString,
             baton_dot_v1_dot_decision__pb2.DecideResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.DecisionService/DecideBatch',
+            baton_dot_v1_dot_decision__pb2.DecideBatchRequest.SerializeToString,
+            baton_dot_v1_dot_decision__pb2.DecideBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/baton.v1.DecisionService/DecideStream',
+            baton_dot_v1_dot_decision__pb2.DecideStreamRequest.SerializeToString,
+            baton_dot_v1_dot_decision__pb2.DecideStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
