@@ -22,6 +22,7 @@ from engine.driver import Agenda, Pools, pool_for
 from engine.errors import BatonError, InvalidInput, Where
 from engine.language.check import EPOCH, MISSING, FactIndex, TooLarge, Undefined
 from engine.language.dates import from_timestamp
+from engine.language.tables import ROW_FIELD, TableConflict
 from engine.language.types import all_optional
 from engine.model import ModelAction, Rule, Ruleset, Step, ToolAction
 from engine.ports import CallRequest, CallResult, Clock, IdFactory, ModelGateway, ToolConnector
@@ -88,6 +89,8 @@ class Limits:
     max_calls: int | None = None  # model calls per decision; None: the ruleset's budget, or none
     max_cost_usd: float | None = None  # model cost per decision; None: the ruleset's budget, or none
     mask_pii: bool = True  # prompts are recorded with pii fields masked
+    # replaying a decision made before multi-hit tables' facts carried `row` (equal rows were one fact then)
+    merged_rows: bool = False
 
 
 @dataclass(slots=True)
@@ -218,6 +221,7 @@ class Engine:
         self.pii = {t: [f for f, spec in ft.fields.items() if spec.pii] for t, ft in ruleset.types.items()
                     if any(spec.pii for spec in ft.fields.values())}
         self.checks = {t: _checker(ft.validate) for t, ft in ruleset.types.items()}
+        self.multi_rows = {t.rule_name(r) for t in ruleset.tables if t.multi for r in t.rows}  # facts carry `row`
         # extraction reads a document in chunks: each chunk's answer may leave fields out
         partial = {m.produces for m in ruleset.models.values() if m.from_document and m.produces}
         self.partial_schemas = {t: {**self.schemas[t], "required": []} for t in partial}
@@ -271,7 +275,7 @@ class Engine:
         run = _Run(self, d, models, tools, clock, limits, list(human or []), documents)
         try:
             await run.execute(validated)
-        except _Stop as stop:
+        except (_Stop, TableConflict) as stop:  # a unique/any table matched two rows at decide time
             d.outcome, d.decision, d.reason, d.rule = "failed", {}, stop.reason, ""
         finally:
             run.close()
@@ -299,6 +303,7 @@ class _Run:
         self.max_calls = int(max_calls) if max_calls is not None else None
         self.max_cost = _tighter(limits.max_cost_usd, rs.max_cost_usd)
         self.mask_pii = limits.mask_pii
+        self.merged_rows = limits.merged_rows and bool(engine.multi_rows)
         self.model_calls = 0
         self.carried_cost = 0.0  # spent by the escalated decision this one resumes: in the budget, not in cost_usd
         d.limits = {"step_limit": self.step_limit, "deadline_s": deadline, "max_calls": self.max_calls,
@@ -496,6 +501,8 @@ class _Run:
         d.fired.append(rule.name)
         for step in rule.steps:
             payload = self.computed(rule, step, env) if step.computed else step.payload
+            if self.merged_rows and step.kind == "assert" and rule.name in self.engine.multi_rows:
+                payload = {k: v for k, v in payload.items() if k != ROW_FIELD}
             if step.kind == "assert":
                 if step.computed:
                     try:

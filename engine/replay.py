@@ -101,10 +101,19 @@ async def _rerun(engine: Engine, record: Mapping[str, Any], live_models: ModelGa
     answers = ReplayAnswers(list(record["trace"]), live_models, live_tools)
     validated = engine.validate_input(facts_of(record), allow_empty=bool(record.get("documents")))
     clock = FixedClock(float(record.get("started_at") or 0.0))
+    limits = stored_limits(record)
+    limits.merged_rows = merged_rows(engine, record)
     d = await engine.run(validated, answers, answers, clock, _SameId(str(record["decision_id"])),
-                         stored_limits(record), human_inputs(record), str(record.get("resumes") or ""),
+                         limits, human_inputs(record), str(record.get("resumes") or ""),
                          _in_order(record, documents), list(record.get("documents") or []))
     return d, answers
+
+
+def merged_rows(engine: Engine, record: Mapping[str, Any]) -> bool:
+    """Was this decision made before a multi-hit table's facts carried their ``row`` (so equal rows were one
+    fact)? Its replay asserts them as they were then."""
+    return any(e.get("kind") == "fact" and e.get("by") in engine.multi_rows and "row" not in (e.get("values") or {})
+               for e in record.get("trace") or ())
 
 
 def human_inputs(record: Mapping[str, Any]) -> list[HumanInput]:

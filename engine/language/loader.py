@@ -46,12 +46,16 @@ from engine.language.source import (
 from engine.language.tables import (
     HIT_POLICIES,
     PROPOSALS,
+    TABLE_ERRORS,
     TABLE_KEYS,
     Column,
     Row,
     Table,
+    add_row_fields,
+    aggregate_rule,
     analyse_table,
     column_ref,
+    configure,
     parse_cell,
     parse_output,
 )
@@ -196,6 +200,7 @@ class Loader:
             name = "invalid"
         types = self.load_facts(doc)
         load_vocabulary(self.vocab, doc, self.pos, types, self.errors.append)
+        add_row_fields(doc, types)  # the int field `row` of facts asserted by multi-hit tables
         inputs = self.load_inputs(doc, types)
         models = self.load_models(doc, types)
         tools = self.load_tools(doc, types)
@@ -808,6 +813,9 @@ class Loader:
                 if rule is not None:
                     rules.append(rule)
                     names.add(rule.name)
+            if table.aggregate:  # collect + aggregate: one fact after the matched rows
+                rules.append(aggregate_rule(table, types, len(rules)))
+                names.add(rules[-1].name)
         return out
 
     def load_table(self, parent: Any, i: int, types: dict[str, FactType], names: set[str]) -> Table | None:
@@ -901,10 +909,11 @@ class Loader:
             for k, col in enumerate(inputs):
                 assert col.spec is not None
                 try:
-                    cells.append(parse_cell(plain(raw[k]), col.spec, col.ref))
+                    cells.append(parse_cell(plain(raw[k]), col.spec, col.ref, col.known))
                 except ValueError as e:
                     self.error("bad_cell", f"table '{name}' row {j + 1}: {e}", self.pos.value(raw, k),
-                               "cells: -, a value, > 5000, [1000..5000), gold, silver, not gold")
+                               "cells: -, a value, > 5000, [1000..5000), < 18, >= 60, gold, silver, not(gold), "
+                               "> applicant.min_income")
                     ok = False
             values = [parse_output(plain(raw[len(inputs) + k]), col) for k, col in enumerate(outputs)]
             if not ok:
@@ -937,8 +946,12 @@ class Loader:
             return None
         table = Table(str(name), str(hit), priority, when, inputs, outputs, rows, ranking, where,
                       str(tnode.get("description") or ""))
+        settings = configure(table, tnode.get("aggregate"))
+        if settings:
+            self.errors.extend(settings)
+            return None
         for problem in analyse_table(table):
-            (self.errors if problem.code == "table_overlap" else self.warnings).append(problem)
+            (self.errors if problem.code in TABLE_ERRORS else self.warnings).append(problem)
         return table
 
     @staticmethod
@@ -962,8 +975,8 @@ class Loader:
         else:
             step = Step("assert", payload=fact_with_computed(types[table.head], payload, table.rule_name(row)),
                         fact_type=table.head, computed=computed)
-        return Rule(table.rule_name(row), index, table.priority, when, condition, [step], row.where,
-                    table.precedence(row))
+        return Rule(table.rule_name(row), index, table.priority, when, condition, [] if table.aggregate else [step],
+                    row.where, table.precedence(row))
 
     def table_values(self, table: Table, row: Row, payload: dict[str, object], types: dict[str, FactType],
                      condition: Condition, fact: FactType | None) -> list[tuple[tuple[str, ...], str, Any]] | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.language.check import FUNCTIONS
-from engine.language.tables import HIT_POLICIES
+from engine.language.tables import AGGREGATES, HIT_POLICIES
 
 SCALAR_TYPES = ["str", "string", "number", "float", "int", "integer", "bool", "boolean", "date", "datetime"]
 _DURATION = {"anyOf": [{"type": "number", "exclusiveMinimum": 0},
@@ -89,7 +89,9 @@ def ruleset_schema() -> dict[str, Any]:
              "properties": {"name": {"type": "string"}, "description": {"type": "string"},
                             "hit": {"enum": list(HIT_POLICIES)}, "when": condition,
                             "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
-                            "inputs": {"type": "array", "items": {"type": "string", "pattern": r"^\w+\.\w+$"}},
+                            "inputs": {"type": "array", "items": {"type": "string", "pattern": r"^(\w+\.\w+|\w+|=.+)$",
+                                       "description": "TYPE.field, a definition's name, or =expression"}},
+                            "aggregate": {"enum": list(AGGREGATES)},
                             "outputs": {"type": "array", "minItems": 1,
                                         "items": {"type": "string", "pattern": r"^\w+\.\w+$"}},
                             "rows": {"type": "array", "minItems": 1, "items": {"type": "array"}},

@@ -37,24 +37,31 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import field as dc_field
 from itertools import product
+from typing import TYPE_CHECKING
 
 from engine.errors import BatonError, Where
 from engine.index import Interval as Span
 from engine.index import IntervalTree, Segments
 from engine.language import dates
-from engine.language.check import MISSING
+from engine.language.check import FUNCTIONS, MISSING, Eval, FactIndex, Undefined, bindings_of, check_value
+from engine.language.expr import ExprError, parse
 from engine.language.types import FactType, FieldSpec
 
-HIT_POLICIES = ("unique", "first", "priority", "collect")
-TABLE_KEYS = {"name", "description", "hit", "priority", "when", "inputs", "outputs", "rows", "ranking"}
+if TYPE_CHECKING:
+    from engine.model import Rule
+
+HIT_POLICIES = ("unique", "any", "first", "priority", "collect", "rule_order", "output_order")
+MULTI_HIT = ("collect", "rule_order", "output_order")  # one fact per matched row, carrying ``row``
+AGGREGATES = ("sum", "count", "min", "max")  # collect + aggregate: DMN's C+, C#, C<, C>
+ROW_FIELD = "row"
+TABLE_KEYS = {"name", "description", "hit", "priority", "when", "inputs", "outputs", "rows", "ranking", "aggregate"}
 PROPOSALS = ("decide", "escalate")
 MAX_ATOM_COMBINATIONS = 50_000
 MAX_GAPS_SHOWN = 3
 MAX_OVERLAPS_SHOWN = 20
 
-_CMP = re.compile(r"\s*(<=|>=|<|>|==|!=|=)\s*(.+?)\s*\Z")
-_RANGE = re.compile(r"\s*([\[(])\s*(.+?)\s*\.\.\s*(.+?)\s*([\])])\s*\Z")
 _NUM = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\Z")
 
 
@@ -75,21 +82,26 @@ class Interval:
 
 @dataclass(frozen=True, slots=True)
 class Cell:
-    """One input cell: ``any``, a union of intervals (numbers), or a value set (strings, booleans)."""
+    """One input cell: ``any``, a union of intervals (numbers), a value set (strings, booleans), or ``expr``:
+    unary tests whose bounds are expressions over the rule's facts, values and definitions (``tests``:
+    (op, bound, upper bound) with op one of == != < <= > >= or an interval's brackets ``[)``), checked
+    as part of the row's condition and never analysed for gaps or overlaps."""
 
-    kind: str  # any | num | set
+    kind: str  # any | num | set | expr
     intervals: tuple[Interval, ...] = ()
     values: frozenset[object] = frozenset()
-    negated: bool = False  # set: every value except these
+    negated: bool = False  # set: every value except these; expr: none of the tests holds
     text: str = "-"
     clock: str = ""  # date | datetime: the intervals are days (ordinals) or seconds (POSIX) - see as_number
+    tests: tuple[tuple[str, str, str], ...] = ()
 
     def bound(self, x: float) -> str:
         """A bound of this cell as it is written in a condition."""
         return _num_text(x) if not self.clock else clock_text(x, self.clock)
 
     def contains(self, value: object) -> bool:
-        if self.kind == "any":
+        """Literal cells: exactly; an expression cell: True (its tests need the facts: ``Matcher``)."""
+        if self.kind in ("any", "expr"):
             return True
         if self.kind == "num":
             return isinstance(value, (int, float)) and any(i.contains(float(value)) for i in self.intervals)
@@ -119,56 +131,258 @@ def _strip_quotes(text: str) -> str:
     return text
 
 
-def parse_cell(raw: object, spec: FieldSpec, column: str) -> Cell:
-    """An input cell for a field; raises ValueError with a plain message."""
+_NAME_REF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?\Z")
+_INTERVAL = re.compile(r"\s*([\[(\]])\s*(.+?)\s*\.\.\s*(.+?)\s*([\])\[])\s*\Z", re.S)
+_NOT = re.compile(r"\s*not\s*\((.*)\)\s*\Z", re.S)
+
+
+def parse_cell(raw: object, spec: FieldSpec, column: str, known: Callable[[str], bool] | None = None) -> Cell:
+    """An input cell (a DMN unary test) for a column of kind ``spec``; raises ValueError with a plain message.
+
+    ``-``; a literal; a comparison ``< 18``; an interval ``[18..25)`` (``]18..25[`` as DMN also writes
+    open ends); a comma list meaning any of its tests (``< 18, >= 60``; ``gold, silver``); ``not(...)`` of
+    any of these (``not gold, silver`` too). A bound that is no literal is an expression over the rule's
+    facts (``> applicant.min_income``, ``[policy.start..policy.end]``): the cell becomes an ``expr`` cell.
+    In a text column a bare word is the value itself (``gold``) unless ``known`` says it names something
+    (a fact type's field ``TYPE.field``, a value or definition)."""
     if raw is None or (isinstance(raw, str) and raw.strip() in ("-", "")):
         return ANY
     kind = spec.scalar_kind if spec.kind != "list" else "list"
     if kind == "list":
         raise ValueError(f"{column} is a list field; a decision table tests single values")
     text = raw if isinstance(raw, str) else ("true" if raw is True else "false" if raw is False else str(raw))
-    if kind == "bool":
-        value = text.strip().lower()
-        if value not in ("true", "false"):
-            raise ValueError(f"{column} is a bool: write true, false or -")
-        return Cell("set", values=frozenset({value == "true"}), text=value)
-    if kind == "number":
-        return _number_cell(text, column)
-    if kind in ("date", "datetime"):
-        cell = _number_cell(text, column, lambda t: _clock_number(t, kind), kind)
-        return Cell(cell.kind, cell.intervals, text=cell.text, clock=kind)
-    negated = False
+    if isinstance(raw, float) and kind not in ("number",):
+        text = repr(raw)
     body = text.strip()
-    if body.startswith("not "):
+    negated = False
+    m = _NOT.match(body)
+    if m and _balanced(m.group(1)):
+        negated, body = True, m.group(1).strip()
+    elif body.startswith("not ") and kind == "str":
         negated, body = True, body[4:]
-    values = [_strip_quotes(v) for v in _split_list(body)]
-    if not values or any(v == "" for v in values):
-        raise ValueError(f"{column}: empty value in {text!r}")
-    if spec.enum:
-        for v in values:
-            if v not in spec.enum:
-                raise ValueError(f"{column}: {v!r} is not one of {list(spec.enum)}")
-    return Cell("set", values=frozenset(values), negated=negated, text=text.strip())
+    parts = _split_tests(body)
+    if not parts or any(p == "" for p in parts):
+        raise ValueError(f"{column}: empty test in {text.strip()!r}")
+    parsed = [_parse_test(p, kind, spec, column, known) for p in parts]
+    cell = _combine(parsed, kind, text.strip(), column)
+    if negated:
+        cell = _negate(cell)
+    return cell
 
 
-def _split_list(text: str) -> list[str]:
-    """Split ``a, "b, c", d`` on commas outside quotes."""
-    out, cur, quote = [], "", ""
+def _balanced(text: str) -> bool:
+    depth, quote = 0, ""
     for ch in text:
         if quote:
-            cur += ch
-            if ch == quote:
-                quote = ""
+            quote = "" if ch == quote else quote
         elif ch in "\"'":
             quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+def _split_tests(text: str) -> list[str]:
+    """Split a unary-test list on its top-level commas: not inside quotes, a call's brackets or an interval
+    (``[1..5)``, ``]1..5[``, whose brackets need not pair)."""
+    out: list[str] = []
+    cur = ""
+    depth = 0
+    quote = ""
+    n = len(text)
+    for i, ch in enumerate(text):
+        if quote:
             cur += ch
-        elif ch == ",":
+            if ch == "\\" and i + 1 < n:
+                continue
+            if ch == quote and not (i > 0 and text[i - 1] == "\\"):
+                quote = ""
+            continue
+        if ch in "\"'":
+            quote = ch
+            cur += ch
+            continue
+        rest = text[i + 1:].lstrip()
+        at_start = cur.strip() == ""
+        at_end = rest == "" or rest.startswith(",")
+        if ch in "([]" and at_start:
+            depth += 1
+        elif ch in ")][" and depth > 0 and at_end:
+            depth -= 1
+        elif ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(depth - 1, 0)
+        if ch == "," and depth == 0:
             out.append(cur.strip())
             cur = ""
-        else:
-            cur += ch
+            continue
+        cur += ch
     out.append(cur.strip())
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Test:
+    """One test of a list: literal (intervals or a value) or an expression test (op, bound, upper)."""
+
+    intervals: tuple[Interval, ...] = ()
+    value: object = None
+    ne: bool = False  # a value test written != x
+    expr: tuple[str, str, str] | None = None
+    literal: bool = True
+
+
+_OPS = ("<=", ">=", "!=", "==", "<", ">", "=")
+
+
+def _parse_test(part: str, kind: str, spec: FieldSpec, column: str, known: Callable[[str], bool] | None) -> _Test:
+    clock = kind if kind in ("date", "datetime") else ""
+
+    def num(s: str) -> float | None:
+        v = _number(s) if not clock else _clock_number(s, clock)
+        return None if v is None else float(v)
+
+    def bound_text(s: str) -> str:
+        """A bound as the ruleset language writes it."""
+        s = s.strip()
+        if clock and (v := _clock_number(s, clock)) is not None:
+            return clock_text(float(v), clock)
+        if kind == "str" and not _is_expression(s, known):
+            return quote(_strip_quotes(s))
+        return s
+
+    m = _INTERVAL.match(part)
+    if m and kind in ("number", "date", "datetime", "str"):
+        lo_closed, hi_closed = m.group(1) == "[", m.group(4) == "]"
+        lo, hi = num(m.group(2)), num(m.group(3))
+        for bound, value in ((m.group(2), lo), (m.group(3), hi)):
+            if value is None and clock and _CLOCK.match(bound):
+                raise ValueError(f"{column}: {bound.strip()!r} is not a {kind}")
+            if value is None and kind == "number" and _NUM.match(bound.strip()) is None and \
+                    not _looks_like_expression(bound):
+                raise ValueError(f"{column}: {bound.strip()!r} is not a number")
+        if lo is not None and hi is not None:
+            if lo > hi or (lo == hi and not (lo_closed and hi_closed)):
+                raise ValueError(f"{column}: the interval {part.strip()} is empty")
+            return _Test((Interval(lo, lo_closed, hi, hi_closed),))
+        return _Test(expr=(("[" if lo_closed else "(") + ("]" if hi_closed else ")"), bound_text(m.group(2)),
+                           bound_text(m.group(3))), literal=False)
+    op = next((o for o in _OPS if part.startswith(o)), "")
+    rest = part[len(op):].strip() if op else part.strip()
+    if op == "=":
+        op = "=="
+    if not rest:
+        raise ValueError(f"{column}: {part!r} needs a value after {op}")
+    if kind in ("number", "date", "datetime"):
+        x = num(rest)
+        if x is not None:
+            intervals = {
+                "": (Interval(x, True, x, True),), "==": (Interval(x, True, x, True),),
+                "<": (Interval(hi=x),), "<=": (Interval(hi=x, hi_closed=True),),
+                ">": (Interval(lo=x),), ">=": (Interval(lo=x, lo_closed=True),),
+                "!=": (Interval(hi=x), Interval(lo=x)),
+            }[op]
+            return _Test(intervals)
+        if not _looks_like_expression(rest) or (re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", rest) and not (
+                known is not None and known(rest))) or (clock and _CLOCK.match(rest)):
+            what = {"number": "a number, comparison (> 5000) or interval ([1..5))",
+                    "date": 'a date (2026-01-31 or date("2026-01-31")), comparison or interval',
+                    "datetime": 'a datetime (datetime("2026-01-31T09:00:00Z")), comparison or interval'}[kind]
+            raise ValueError(f"{column}: {part.strip()!r} is not {what}")
+        return _Test(expr=(op or "==", bound_text(rest), ""), literal=False)
+    if kind == "bool":
+        word = rest.lower()
+        if word in ("true", "false") and op in ("", "==", "!="):
+            return _Test(value=word == "true", ne=op == "!=")
+        if not _looks_like_expression(rest) or word in ("true", "false"):
+            raise ValueError(f"{column} is a bool: write true, false or -")
+        return _Test(expr=(op or "==", rest, ""), literal=False)
+    # text (str and enum columns)
+    if op in ("", "==", "!=") and not _is_expression(rest, known):
+        word = _strip_quotes(rest)
+        if word == "":
+            raise ValueError(f"{column}: empty word in {part!r}")
+        if spec.enum and word not in spec.enum:
+            raise ValueError(f"{column}: {word!r} is not one of {list(spec.enum)}")
+        return _Test(value=word, ne=op == "!=")
+    return _Test(expr=(op or "==", bound_text(rest), ""), literal=False)
+
+
+def _looks_like_expression(text: str) -> bool:
+    """Could this be an expression of the ruleset language (a name, a field path, a call, arithmetic)?"""
+    return bool(re.match(r"\s*[-(A-Za-z_0-9\"']", text))
+
+
+def _is_expression(text: str, known: Callable[[str], bool] | None) -> bool:
+    """In a text column: is this part an expression rather than a bare value?"""
+    t = text.strip()
+    if not t or t[0] in "\"'":
+        return False
+    if _NAME_REF.match(t):
+        return known is not None and known(t)
+    return "(" in t and known is not None and known(t[:t.index("(")].strip())
+
+
+def _combine(tests: list[_Test], kind: str, text: str, column: str) -> Cell:
+    clock = kind if kind in ("date", "datetime") else ""
+    if all(t.literal for t in tests):
+        if kind in ("number", "date", "datetime"):
+            return Cell("num", tuple(i for t in tests for i in t.intervals), text=text, clock=clock)
+        if all(not t.ne for t in tests):
+            return Cell("set", values=frozenset(t.value for t in tests), text=text)
+        if len(tests) == 1:
+            return Cell("set", values=frozenset({tests[0].value}), negated=True, text=text)
+    out: list[tuple[str, str, str]] = []
+    for t in tests:
+        if t.expr is not None:
+            out.append(t.expr)
+        elif t.intervals:
+            for i in t.intervals:
+                lo = clock_text(i.lo, clock) if clock else _num_text(i.lo)
+                hi = clock_text(i.hi, clock) if clock else _num_text(i.hi)
+                if i.lo == i.hi:
+                    out.append(("==", lo, ""))
+                elif not math.isfinite(i.lo):
+                    out.append(("<=" if i.hi_closed else "<", hi, ""))
+                elif not math.isfinite(i.hi):
+                    out.append((">=" if i.lo_closed else ">", lo, ""))
+                else:
+                    out.append((("[" if i.lo_closed else "(") + ("]" if i.hi_closed else ")"), lo, hi))
+        else:
+            out.append(("!=" if t.ne else "==", literal(t.value), ""))
+    return Cell("expr", text=text, clock=clock, tests=tuple(out))
+
+
+def _negate(cell: Cell) -> Cell:
+    if cell.kind == "num":
+        return Cell("num", _complement(cell.intervals), text=f"not({cell.text})" if not cell.text.startswith("not")
+                    else cell.text, clock=cell.clock)
+    if cell.kind == "set":
+        return Cell("set", values=cell.values, negated=not cell.negated, text=cell.text)
+    if cell.kind == "expr":
+        return Cell("expr", text=cell.text, clock=cell.clock, tests=cell.tests, negated=not cell.negated)
+    return cell
+
+
+def _complement(intervals: tuple[Interval, ...]) -> tuple[Interval, ...]:
+    """The numbers in none of these intervals, as sorted disjoint intervals."""
+    out: list[Interval] = []
+    lo, lo_in = -math.inf, False  # the uncovered part starts at lo (lo itself uncovered when lo_in)
+    for i in sorted(intervals, key=lambda i: (i.lo, not i.lo_closed)):
+        if i.lo > lo or (i.lo == lo and lo_in and not i.lo_closed):
+            out.append(Interval(lo, lo_in, i.lo, not i.lo_closed))
+        if i.hi > lo:
+            lo, lo_in = i.hi, not i.hi_closed
+        elif i.hi == lo and i.hi_closed:
+            lo_in = False
+    if lo < math.inf:
+        out.append(Interval(lo, lo_in, math.inf, False))
+    return tuple(x for x in out if x.lo < x.hi or (x.lo == x.hi and x.lo_closed and x.hi_closed))
 
 
 _CLOCK = re.compile(r"""\s*(?:(date|datetime)\s*\(\s*)?["']?([0-9][0-9T:.+\-Zz]*)["']?\s*\)?\s*\Z""")
@@ -203,41 +417,6 @@ def clock_text(x: float, clock: str) -> str:
     return f'datetime("{dates.format_datetime(round(x * 1e6))}")'
 
 
-def _number_cell(text: str, column: str, parse: Callable[[str], float | int | None] = _number,
-                 kind: str = "number") -> Cell:
-    def num(s: str) -> float:
-        v = parse(s)
-        if v is None:
-            raise ValueError(f"{column}: {s.strip()!r} is not a {kind}" + (
-                ' (write 2026-01-31 or date("2026-01-31"))' if kind == "date" else
-                ' (write datetime("2026-01-31T09:00:00Z"))' if kind == "datetime" else ""))
-        return float(v)
-
-    m = _RANGE.match(text)
-    if m:
-        lo, hi = num(m.group(2)), num(m.group(3))
-        if lo > hi or (lo == hi and (m.group(1) == "(" or m.group(4) == ")")):
-            raise ValueError(f"{column}: the interval {text.strip()} is empty")
-        return Cell("num", (Interval(lo, m.group(1) == "[", hi, m.group(4) == "]"),), text=text.strip())
-    m = _CMP.match(text)
-    if m and parse(m.group(2)) is not None:
-        op, x = m.group(1), num(m.group(2))
-        intervals = {
-            "<": (Interval(hi=x),), "<=": (Interval(hi=x, hi_closed=True),),
-            ">": (Interval(lo=x),), ">=": (Interval(lo=x, lo_closed=True),),
-            "==": (Interval(x, True, x, True),), "=": (Interval(x, True, x, True),),
-            "!=": (Interval(hi=x), Interval(lo=x)),
-        }[op]
-        return Cell("num", intervals, text=text.strip())
-    parts = _split_list(text)
-    if all(parse(p) is not None for p in parts):
-        return Cell("num", tuple(Interval(num(p), True, num(p), True) for p in parts), text=text.strip())
-    if kind != "number":
-        raise ValueError(f"{column}: {text.strip()!r} is not a {kind}, comparison (< date(\"2026-01-31\")) or "
-                         "interval ([date(\"2026-01-01\")..date(\"2026-07-01\")))")
-    raise ValueError(f"{column}: {text.strip()!r} is not a number, comparison (> 5000) or interval ([1..5))")
-
-
 # -- conditions as text ----------------------------------------------------------------------------
 
 def quote(value: str) -> str:
@@ -254,6 +433,15 @@ def literal(value: object) -> str:
     return quote(str(value))
 
 
+def _group(text: str) -> str:
+    """An expression bound in brackets unless it is one name, field path, literal or call."""
+    t = text.strip()
+    if _NAME_REF.match(t) or _number(t) is not None or re.fullmatch(r'"(?:[^"\\]|\\.)*"', t) or \
+            re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*\([^()]*\)", t):
+        return t
+    return f"({t})"
+
+
 def _num_text(x: float) -> str:
     return literal(x) if x >= 0 else f"-{literal(-x)}"
 
@@ -262,6 +450,16 @@ def cell_condition(ref: str, cell: Cell) -> str:
     """The condition text for one cell, in the ruleset language; '' for ``-``."""
     if cell.kind == "any":
         return ""
+    if cell.kind == "expr":
+        parts = []
+        for op, a, b in cell.tests:
+            if op in ("==", "!=", "<", "<=", ">", ">="):
+                parts.append(f"{ref} {op} {_group(a)}")
+            else:
+                parts.append(f"({ref} {'>=' if op[0] == '[' else '>'} {_group(a)} and "
+                             f"{ref} {'<=' if op[1] == ']' else '<'} {_group(b)})")
+        body = parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
+        return f"not {body if body.startswith('(') else '(' + body + ')'}" if cell.negated else body
     if cell.kind == "num":
         parts = []
         for i in cell.intervals:
@@ -287,10 +485,30 @@ def cell_condition(ref: str, cell: Cell) -> str:
 
 @dataclass(slots=True)
 class Column:
-    ref: str  # claim.amount / risk.level / decide.route
-    head: str  # the fact type, or decide / escalate
+    ref: str  # claim.amount / risk.level / decide.route; an expression input as written (=quote.value / 1000)
+    head: str  # the fact type, or decide / escalate; "" for an expression input
     field: str
-    spec: FieldSpec | None  # None for decide/escalate payload keys
+    spec: FieldSpec | None  # None for decide/escalate payload keys; an expression input's type
+    expr: str = ""  # an expression input: the expression (a definition's name, or =expr without '=')
+    needs: tuple[str, ...] = ()  # an expression input: the fact types it reads (each row needs one of each)
+    types: Mapping[str, FactType] | None = dc_field(default=None, repr=False)  # what cells and expressions see
+    value: Eval | None = dc_field(default=None, repr=False)  # an expression input's evaluator
+
+    @property
+    def cond(self) -> str:
+        """The column as it is written in a row's condition."""
+        return f"({self.expr})" if self.expr else self.ref
+
+    def known(self, name: str) -> bool:
+        """Does a bare word in a text cell name something (a fact type's field, a function, a value or
+        definition) rather than spell a value?"""
+        if self.types is None:
+            return False
+        head, _, rest = name.partition(".")
+        if rest:
+            ft = self.types.get(head)
+            return ft is not None and rest in ft.fields
+        return name in FUNCTIONS or name in self.types
 
 
 @dataclass(slots=True)
@@ -301,7 +519,7 @@ class Row:
     where: Where
 
     def condition(self, inputs: list[Column]) -> str:
-        return " and ".join(c for c in (cell_condition(col.ref, cell) for col, cell in zip(inputs, self.cells,
+        return " and ".join(c for c in (cell_condition(col.cond, cell) for col, cell in zip(inputs, self.cells,
                                                                                               strict=True)) if c)
 
 
@@ -319,6 +537,17 @@ class Table:
     description: str = ""
     warnings: list[BatonError] = field(default_factory=list)
     _index: TableIndex | None = field(default=None, repr=False)
+    aggregate: str = ""  # collect only: sum | count | min | max
+    _matcher: Matcher | None = field(default=None, repr=False)
+
+    @property
+    def multi(self) -> bool:
+        """One fact per matched row (collect without aggregate, rule_order, output_order)."""
+        return self.hit in MULTI_HIT and not self.aggregate
+
+    @property
+    def has_expressions(self) -> bool:
+        return any(c.kind == "expr" for r in self.rows for c in r.cells)
 
     @property
     def head(self) -> str:
@@ -328,7 +557,13 @@ class Table:
         return f"{self.name}#{row.number}"
 
     def order(self) -> list[Row]:
-        """Rows in the order they take precedence (first and priority policies)."""
+        """Rows in the order they take precedence (first and priority) or fire (output_order: by each output's
+        enum order, the first listed first, then the next output's; ties in row order)."""
+        if self.hit == "output_order":
+            ranks: list[dict[object, int]] = [{v: i for i, v in enumerate(c.spec.enum)} if c.spec is not None else {}
+                                              for c in self.outputs]
+            return sorted(self.rows, key=lambda r: (*(rk.get(v, len(rk)) for rk, v in zip(ranks, r.outputs,
+                                                                                         strict=True)), r.number))
         if self.hit != "priority":
             return list(self.rows)
         rank = {v: i for i, v in enumerate(self.ranking)}
@@ -337,8 +572,9 @@ class Table:
     def input_types(self) -> list[str]:
         out: list[str] = []
         for col in self.inputs:
-            if col.head not in out:
-                out.append(col.head)
+            for head in (col.head,) if col.head else col.needs:
+                if head not in out:
+                    out.append(head)
         return out
 
     def row_when(self, row: Row) -> str:
@@ -365,19 +601,33 @@ class Table:
             self._index = TableIndex(self)
         return self._index
 
+    def matcher(self) -> Matcher:
+        if self._matcher is None:
+            self._matcher = Matcher(self)
+        return self._matcher
+
     def precedence(self, row: Row) -> Precedence | None:
-        """For first and priority tables: the check that no earlier row matches this row's facts."""
-        if self.hit not in ("first", "priority"):
-            return None
-        index = self.index()
-        return Precedence(self, index, index.position[row.number])
+        """The extra check of a row's rule: first and priority tables, that no earlier row matches this row's
+        facts; unique and any tables with expression cells, that no other row matches them too (with a
+        different output, under any) - else the decision fails naming both rows; the aggregate's rows, none."""
+        if self.hit in ("first", "priority"):
+            index = self.index()
+            return Precedence(self, index, index.position[row.number])
+        if self.hit in ("unique", "any") and self.has_expressions:
+            index = self.index()
+            return Precedence(self, index, index.position[row.number], mode=self.hit)
+        return None
 
     def payload(self, row: Row) -> dict[str, object]:
-        return {col.field: value for col, value in zip(self.outputs, row.outputs, strict=True) if value is not None}
+        out = {col.field: value for col, value in zip(self.outputs, row.outputs, strict=True) if value is not None}
+        if self.multi:
+            out[ROW_FIELD] = row.number
+        return out
 
     def to_rows(self) -> list[list[str]]:
         """Header and cells as text (CSV export)."""
-        header = [c.ref for c in self.inputs] + [c.ref for c in self.outputs]
+        header = [c.ref if not c.expr or c.ref.startswith("=") or "." not in c.ref else f"={c.expr}"
+                  for c in self.inputs] + [c.ref for c in self.outputs]
         body = [[cell.text for cell in row.cells] + [_out_text(v) for v in row.outputs] for row in self.rows]
         return [header, *body]
 
@@ -391,6 +641,9 @@ def _out_text(value: object) -> str:
 
 
 def _intersect(a: Cell, b: Cell) -> bool:
+    """Do two cells of one column share a value? An expression cell is never known to (no false overlap)."""
+    if a.kind == "expr" or b.kind == "expr":
+        return False
     if a.kind == "any" or b.kind == "any":
         return True
     if a.kind == "num":
@@ -429,6 +682,7 @@ class TableIndex:
         self.clocks = [c.spec.kind if c.spec is not None and c.spec.kind in ("date", "datetime") else ""
                        for c in table.inputs]
         self.timed = any(self.clocks)
+        self.expr_columns = [c for c in range(len(table.inputs)) if any(r.cells[c].kind == "expr" for r in self.rows)]
         self.columns: list[tuple[IntervalTree | Segments | None, dict[object, list[int]], list[int]]] = []
         for c in range(len(table.inputs)):
             intervals: list[Span] = []
@@ -481,24 +735,113 @@ class TableIndex:
         return out
 
 
+class TableConflict(Exception):
+    """A unique/any table matched two rows at decide time (possible only through expression cells)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Matcher:
+    """The rows of a table that match the facts a rule matched: the index narrows by the literal cells, and
+    only the rows it leaves have their expression cells evaluated (a guard per row the literal columns
+    already selected)."""
+
+    __slots__ = ("cells", "getters", "index", "table")
+
+    def __init__(self, table: Table) -> None:
+        self.table, self.index = table, table.index()
+        self.getters = [(col.head, col.field, col.value) for col in table.inputs]
+        self.cells: dict[tuple[int, int], tuple[Eval, tuple[str, ...]] | None] = {}
+
+    def values(self, env: Mapping[str, Mapping[str, object]], wm: object) -> list[object]:
+        out: list[object] = []
+        for head, fname, value in self.getters:
+            if value is not None:
+                try:
+                    v = value(env, wm)  # type: ignore[arg-type]
+                except (Undefined, KeyError, ArithmeticError, OverflowError, ValueError, TypeError):
+                    v = MISSING
+                out.append(MISSING if v is None else v)
+            else:
+                fact = env.get(head)
+                out.append(fact.get(fname, MISSING) if fact is not None else MISSING)
+        return out
+
+    def _cell(self, k: int, c: int) -> tuple[Eval, tuple[str, ...]] | None:
+        """An expression cell's test, compiled once, and the fact types it reads."""
+        key = (k, c)
+        if key not in self.cells:
+            col = self.table.inputs[c]
+            try:
+                node = parse(cell_condition(col.cond, self.index.rows[k].cells[c]))
+                value = check_value(node, col.types or {}, {}, None)[1]
+                self.cells[key] = (value, tuple(dict.fromkeys(bindings_of(node, {}).values())))
+            except ExprError:
+                self.cells[key] = None
+        return self.cells[key]
+
+    def _holds(self, k: int, c: int, env: Mapping[str, Mapping[str, object]], wm: object) -> bool:
+        """Does row k's expression cell in column c hold? A fact type it joins that this rule did not match is
+        looked up: the cell holds if some fact of it makes it hold (as the row's own rule would match)."""
+        found = self._cell(k, c)
+        if found is None:
+            return False
+        value, needs = found
+        missing = [t for t in needs if t not in env]
+        envs: Iterator[Mapping[str, Mapping[str, object]]] = iter((env,))
+        if missing:
+            if not isinstance(wm, FactIndex):
+                return False
+            pools = [[wm.values(q) for q in wm.of_type(t)] for t in missing]
+            envs = ({**env, **dict(zip(missing, combo, strict=True))} for combo in product(*pools))
+        for e in envs:
+            try:
+                if value(e, wm) is True:  # type: ignore[arg-type]
+                    return True
+            except (Undefined, KeyError, ArithmeticError, OverflowError, ValueError, TypeError):
+                continue
+        return False
+
+    def rows(self, env: Mapping[str, Mapping[str, object]], wm: object) -> list[int]:
+        """Positions (precedence order) of the matching rows."""
+        found = self.index.matching(self.values(env, wm))
+        if not self.index.expr_columns:
+            return found
+        return [k for k in found if all(self.index.rows[k].cells[c].kind != "expr" or self._holds(k, c, env, wm)
+                                        for c in self.index.expr_columns)]
+
+
 class Precedence:
-    """A first/priority row's extra condition: no row before it matches the same facts."""
+    """A row's extra condition. ``first``: no row before it (first and priority tables) matches the same facts.
+    ``unique``/``any``: no other row matches them too (``any``: with other outputs) - else the decision fails,
+    naming both rows. ``some``: some row matches (a collect table's aggregate)."""
 
-    __slots__ = ("index", "position", "refs", "table")
+    __slots__ = ("index", "mode", "position", "refs", "table")
 
-    def __init__(self, table: Table, index: TableIndex, position: int) -> None:
-        self.table, self.index, self.position = table, index, position
+    def __init__(self, table: Table, index: TableIndex, position: int, mode: str = "first") -> None:
+        self.table, self.index, self.position, self.mode = table, index, position, mode
         self.refs = [(col.head, col.field) for col in table.inputs]
 
-    def winner(self, env: Mapping[str, Mapping[str, object]]) -> Row | None:
-        values = [env[head].get(fname, MISSING) for head, fname in self.refs]
-        found = self.index.matching(values)
+    def winner(self, env: Mapping[str, Mapping[str, object]], wm: object = None) -> Row | None:
+        found = self.table.matcher().rows(env, wm)
         return self.index.rows[found[0]] if found else None
 
     def __call__(self, env: Mapping[str, Mapping[str, object]], wm: object) -> bool:
-        values = [env[head].get(fname, MISSING) for head, fname in self.refs]
-        found = self.index.matching(values)
-        return bool(found) and found[0] == self.position
+        found = self.table.matcher().rows(env, wm)
+        if self.mode == "first":
+            return bool(found) and found[0] == self.position
+        if self.mode == "some":
+            return bool(found)
+        rows = self.index.rows
+        others = [k for k in found if k != self.position and (
+            self.mode == "unique" or rows[k].outputs != rows[self.position].outputs)]
+        if others and self.position in found:
+            a, b = sorted((rows[self.position].number, rows[others[0]].number))
+            raise TableConflict(f"table '{self.table.name}' ({self.mode}): rows {a} and {b} both match these facts"
+                                + (" with different outputs" if self.mode == "any" else ""))
+        return True
 
 
 # -- atoms: exact gap and reachability analysis ----------------------------------------------------
@@ -619,20 +962,49 @@ def _overlapping_pairs(table: Table) -> Iterator[tuple[Row, Row]]:
                 yield from emit(i, j)
 
 
+TABLE_ERRORS = ("table_overlap", "table_conflict", "bad_output_order", "bad_value")  # the rest are warnings
+
+
 def analyse_table(table: Table) -> list[BatonError]:
-    """Overlaps (unique: errors), gaps (unique/first: warnings), unreachable rows (warnings)."""
+    """Overlaps (unique: errors; any: errors where the outputs differ), gaps (unique/any/first: warnings),
+    unreachable rows (warnings); a table with expression cells is analysed for overlaps of its literal cells
+    only, and ``table_unanalysed`` says which columns were not."""
     problems: list[BatonError] = []
-    if table.hit == "unique":
+    if table.hit == "output_order":
+        for col in table.outputs:
+            if col.spec is None or not col.spec.enum:
+                problems.append(BatonError("bad_output_order", f"table '{table.name}': hit: output_order orders rows "
+                                           f"by each output's enum values, and {col.ref} is not an enum", table.where,
+                                           "declare the output field as {enum: [...]}, highest first"))
+    if table.hit in ("unique", "any"):
         overlapping = 0
         for a, b in _overlapping_pairs(table):
+            if table.hit == "any" and a.outputs == b.outputs:
+                continue
             overlapping += 1
             if overlapping <= MAX_OVERLAPS_SHOWN:
-                problems.append(BatonError(
-                    "table_overlap", f"table '{table.name}': rows {a.number} and {b.number} overlap, but the "
-                    "hit policy is unique", b.where, "narrow one of them, or use hit: first"))
+                if table.hit == "unique":
+                    problems.append(BatonError(
+                        "table_overlap", f"table '{table.name}': rows {a.number} and {b.number} overlap (lines "
+                        f"{a.where.line} and {b.where.line}), but the hit policy is unique{_example(table, a, b)}",
+                        b.where,
+                        "narrow one of them, or use hit: first"))
+                else:
+                    problems.append(BatonError(
+                        "table_conflict", f"table '{table.name}': rows {a.number} and {b.number} overlap (lines "
+                        f"{a.where.line} and {b.where.line}) with different outputs, but the hit policy is any"
+                        f"{_example(table, a, b)}", b.where, "give them the same outputs, or use hit: first"))
         if overlapping > MAX_OVERLAPS_SHOWN:
-            problems.append(BatonError("table_overlap", f"table '{table.name}': {overlapping - MAX_OVERLAPS_SHOWN} "
+            problems.append(BatonError("table_overlap" if table.hit == "unique" else "table_conflict",
+                                       f"table '{table.name}': {overlapping - MAX_OVERLAPS_SHOWN} "
                                        "more pairs of rows overlap", table.where, "narrow them, or use hit: first"))
+    if table.has_expressions:
+        names = [col.ref for c, col in enumerate(table.inputs) if any(r.cells[c].kind == "expr" for r in table.rows)]
+        problems.append(BatonError("table_unanalysed", f"table '{table.name}': the cells of {', '.join(names)} "
+                                   "have expression bounds, so gaps and overlaps there are not analysed",
+                                   table.where, "rows that still match the same facts at decide time fail the "
+                                   "decision (unique, any)" if table.hit in ("unique", "any") else ""))
+        return problems
     per_column = [atoms(col, [row.cells[k] for row in table.rows]) for k, col in enumerate(table.inputs)]
     combos = math.prod(len(a) for a in per_column)
     if combos > MAX_ATOM_COMBINATIONS:
@@ -648,7 +1020,7 @@ def analyse_table(table: Table) -> list[BatonError]:
             reached.add(index.rows[matching[0]].number)
         else:
             reached.update(index.rows[k].number for k in matching)
-    if gaps and table.hit in ("unique", "first"):
+    if gaps and table.hit in ("unique", "any", "first"):
         shown = "; ".join(gaps[:MAX_GAPS_SHOWN]) + (f"; and {len(gaps) - MAX_GAPS_SHOWN} more"
                                                    if len(gaps) > MAX_GAPS_SHOWN else "")
         problems.append(BatonError("table_gap", f"table '{table.name}': no row covers {shown}", table.where,
@@ -660,6 +1032,106 @@ def analyse_table(table: Table) -> list[BatonError]:
                                           if table.hit in ("first", "priority") else ""), row.where,
                                        "remove it or reorder the rows"))
     return problems
+
+
+def _example(table: Table, a: Row, b: Row) -> str:
+    """An input where two overlapping rows both match, as cells: ' (e.g. claim.amount = 5000, ...)'."""
+    parts = []
+    for col, x, y in zip(table.inputs, a.cells, b.cells, strict=True):
+        if x.kind == "any" and y.kind == "any":
+            continue
+        value = _common(x, y)
+        if value is None:
+            return ""
+        parts.append(f"{col.ref} = {value}")
+    return f" (both match {', '.join(parts)})" if parts else ""
+
+
+def _common(a: Cell, b: Cell) -> str | None:
+    """A value both cells contain, as text (None: not found cheaply)."""
+    cells = [c for c in (a, b) if c.kind != "any"]
+    if any(c.kind == "num" for c in cells):
+        points = sorted({p for c in cells for p in c.points()}) or [0.0]
+        probes = [*points, *(x + 0.5 for x in points), *(x - 0.5 for x in points)]
+        for x in probes:
+            if all(c.contains(x) for c in cells):
+                clock = next((c.clock for c in cells if c.clock), "")
+                return clock_text(x, clock) if clock else _num_text(x)
+        return None
+    values = [v for c in cells if not c.negated for v in c.values]
+    for v in values:
+        if all(c.contains(v) for c in cells):
+            return literal(v)
+    return "any other value" if cells and all(c.negated for c in cells) else None
+
+
+def configure(table: Table, aggregate: object) -> list[BatonError]:
+    """What the loader checks of a table's hit policy beyond its shape: ``aggregate:`` (collect only, one
+    output, a number for sum/min/max) and multi-hit tables that would decide."""
+    out: list[BatonError] = []
+    if table.hit in MULTI_HIT and table.head in PROPOSALS:
+        out.append(BatonError("bad_value", f"table '{table.name}': hit: {table.hit} asserts a fact per matched row; "
+                              f"it cannot {table.head}", table.where, "assert a fact per row, or use hit: first"))
+    if aggregate is None:
+        return out
+    if table.hit != "collect" or aggregate not in AGGREGATES:
+        out.append(BatonError("bad_value", f"table '{table.name}': aggregate: is one of {', '.join(AGGREGATES)}, "
+                              "with hit: collect", table.where))
+        return out
+    if len(table.outputs) != 1 or table.head in PROPOSALS:
+        out.append(BatonError("bad_value", f"table '{table.name}': aggregate: {aggregate} needs exactly one output "
+                              "field of an asserted fact type", table.where))
+        return out
+    spec = table.outputs[0].spec
+    if aggregate != "count" and (spec is None or spec.scalar_kind != "number"):
+        out.append(BatonError("type_mismatch", f"table '{table.name}': aggregate: {aggregate} needs a number "
+                              f"output; {table.outputs[0].ref} is not", table.where))
+    if aggregate == "count" and (spec is None or spec.kind not in ("number", "int")):
+        out.append(BatonError("type_mismatch", f"table '{table.name}': aggregate: count needs a number output; "
+                              f"{table.outputs[0].ref} is not", table.where))
+    for row in table.rows:
+        v = row.outputs[0]
+        if aggregate != "count" and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            out.append(BatonError("bad_value", f"table '{table.name}' row {row.number}: aggregate: {aggregate} "
+                                  "adds up literal numbers", row.where))
+            break
+    table.aggregate = str(aggregate)
+    return out
+
+
+def add_row_fields(doc: object, types: Mapping[str, FactType]) -> None:
+    """The built-in int field ``row`` on the fact types that multi-hit tables assert (before rules are
+    checked, so a rule may read ``flag.row``)."""
+    from engine.language.types import build_validator
+
+    tables = doc.get("tables") if isinstance(doc, dict) else None
+    for node in tables if isinstance(tables, list) else []:
+        if not isinstance(node, dict) or node.get("hit") not in MULTI_HIT or node.get("aggregate") is not None:
+            continue
+        outputs = node.get("outputs")
+        head = outputs[0].split(".")[0] if isinstance(outputs, list) and outputs and isinstance(outputs[0], str) else ""
+        ft = types.get(head)
+        if ft is None or ft.builtin or ROW_FIELD in ft.fields:
+            continue
+        ft.fields[ROW_FIELD] = FieldSpec(ROW_FIELD, "int", optional=True)
+        ft.validate = build_validator(ft)
+
+
+def aggregate_value(table: Table) -> Eval:
+    """A collect table's aggregate over the rows that match the facts the rule matched."""
+    matcher = table.matcher()
+    how = table.aggregate
+
+    def run(env: Mapping[str, Mapping[str, object]], wm: object) -> object:
+        found = [matcher.index.rows[k].outputs[0] for k in matcher.rows(env, wm)]
+        if how == "count":
+            return len(found)
+        numbers = [float(v) if isinstance(v, float) else v for v in found if isinstance(v, (int, float))]
+        if not numbers:
+            return MISSING
+        return sum(numbers) if how == "sum" else min(numbers) if how == "min" else max(numbers)
+
+    return run
 
 
 def parse_output(value: object, column: Column) -> object:
@@ -678,7 +1150,14 @@ def parse_output(value: object, column: Column) -> object:
     return value
 
 
-def column_ref(text: object, types: dict[str, FactType], allowed_heads: tuple[str, ...] = ()) -> Column:
+_KINDS = {"number": "number", "str": "str", "bool": "bool", "date": "date", "datetime": "datetime"}
+
+
+def column_ref(text: object, types: Mapping[str, FactType], allowed_heads: tuple[str, ...] = ()) -> Column:
+    """An input or output column: ``TYPE.field``, a payload key ``decide.KEY``; for inputs also ``=expr`` or
+    a definition's name (an expression input, typed by its expression)."""
+    if isinstance(text, str) and not allowed_heads and (text.strip().startswith("=") or "." not in text):
+        return _expression_column(text, types)
     if not isinstance(text, str) or text.count(".") != 1:
         raise ValueError(f"{text!r}: a column is TYPE.field, e.g. claim.amount")
     head, fname = text.split(".")
@@ -692,8 +1171,46 @@ def column_ref(text: object, types: dict[str, FactType], allowed_heads: tuple[st
     spec = ft.fields.get(fname)
     if spec is None:
         raise ValueError(f"{text!r}: {head} has no field '{fname}'")
-    return Column(text, head, fname, spec)
+    return Column(text, head, fname, spec, types=types)
 
 
-__all__ = ["HIT_POLICIES", "PROPOSALS", "TABLE_KEYS", "Cell", "Column", "Row", "Table", "analyse_table",
-           "column_ref", "parse_cell", "parse_output"]
+def _expression_column(text: str, types: Mapping[str, FactType]) -> Column:
+    body = text.strip()[1:].strip() if text.strip().startswith("=") else text.strip()
+    if not body:
+        raise ValueError(f"{text!r}: an expression input is =EXPRESSION, e.g. =quote.value / 1000")
+    try:
+        node = parse(body)
+        ty, value = check_value(node, types, {}, None)
+    except ExprError as e:
+        raise ValueError(f"{text!r}: {e.message}") from None
+    if ty.kind not in _KINDS:
+        raise ValueError(f"{text!r} is {ty}; a table column tests single values")
+    needs = tuple(dict.fromkeys(bindings_of(node, {}).values()))
+    if not needs:
+        raise ValueError(f"{text!r} reads no fact; a table input needs a fact to test")
+    kind = "enum" if ty.kind == "str" and ty.enum else _KINDS[ty.kind]
+    spec = FieldSpec(text.strip(), kind, enum=ty.enum if kind == "enum" else ())
+    return Column(text.strip(), "", "", spec, expr=body, needs=needs, types=types, value=value)
+
+
+def aggregate_rule(table: Table, types: Mapping[str, FactType], index: int) -> Rule:
+    """The rule that asserts a collect table's aggregate once its rows have fired: it is written after them,
+    at the table's priority, so it fires after the last matched row of the same facts."""
+    from engine.language.check import analyse
+    from engine.model import Rule, Step
+
+    parts = [f"exists {t}" for t in table.input_types()]
+    if table.when:
+        parts.append(f"({table.when})")
+    when = " and ".join(parts)
+    col = table.outputs[0]
+    step = Step("assert", payload={}, fact_type=table.head,
+                computed=[((col.field,), f"={table.aggregate}({table.name} rows)", aggregate_value(table))])
+    guard = None if table.aggregate == "count" else Precedence(table, table.index(), -1, mode="some")
+    return Rule(f"{table.name}#{table.aggregate}", index, table.priority, when, analyse(parse(when), types), [step],
+                table.where, guard)
+
+
+__all__ = ["AGGREGATES", "HIT_POLICIES", "MULTI_HIT", "PROPOSALS", "ROW_FIELD", "TABLE_ERRORS", "TABLE_KEYS", "Cell",
+           "Column", "Row", "Table", "TableConflict", "add_row_fields", "aggregate_rule", "analyse_table",
+           "column_ref", "configure", "parse_cell", "parse_output"]

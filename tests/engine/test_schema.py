@@ -39,7 +39,7 @@ def test_every_example_ruleset_is_valid(text: str) -> None:
     ("input: 3", "input"),
     ("facts: {claim: {amount: money}}", "facts/claim/amount"),
     ("rules: [{name: r, when: exists claim, then: {escalate: {reason: x}}}]", "rules/0/then"),
-    ("tables: [{name: t, inputs: [claim.amount], outputs: [decide.x], rows: [[1, 2]], hit: any}]", "tables/0/hit"),
+    ("tables: [{name: t, inputs: [claim.amount], outputs: [decide.x], rows: [[1, 2]], hit: anything}]", "tables/0/hit"),
 ])
 def test_wrong_shapes_are_flagged_where_they_are(fragment: str, where: str) -> None:
     doc = {"ruleset": "r", "facts": {"claim": {"amount": "number"}}, **plain(parse_yaml(fragment, "x.yaml"))}

@@ -212,7 +212,7 @@ def test_bad_cells_are_reported_at_the_cell(cell: str, message: str, column: int
     (("[claim.amount, claim.tier]", "[claim.amount, claim.tiers]"), "unknown_field", "has no field 'tiers'"),
     (("[claim.amount, claim.tier]", "[claim.amount, clam.tier]"), "unknown_fact_type", "unknown fact type"),
     (("outputs: [risk.level]", "outputs: [risk.level, decide.route]"), "bad_value", "one fact type"),
-    (("hit: first", "hit: any"), "bad_value", "hit must be one of"),
+    (("hit: first", "hit: anything"), "bad_value", "hit must be one of"),
     (('- ["-", "-", high]', '- ["-", high]'), "bad_shape", "3 cells expected"),
     (('- ["-", "-", high]', '- ["-", "-", severe]'), "not_in_enum", "severe"),
 ])
@@ -240,3 +240,259 @@ def test_table_export_rows_round_trip_as_text() -> None:
         ["claim.amount", "claim.tier", "risk.level"],
         [">= 50000", "-", "high"], ["[1000..50000)", "gold, platinum", "low"], ["< 50000", "standard", "medium"],
         ["< 1000", "gold, platinum", "low"]]
+
+
+# -- item 19: decision tables as DMN has them ----------------------------------------------------------
+
+DMN_FACTS = """
+ruleset: dmn-tables
+facts:
+  applicant:
+    age: number
+    income: number
+    min_income: number
+    country: str
+  policy:
+    start: date
+    end: date
+  claim:
+    loss_date: date
+  band:
+    level: {enum: [high, medium, low]}
+    note: {type: str, optional: true}
+  fee:
+    amount: number
+  total:
+    value: number
+input: [applicant, policy, claim]
+"""
+
+
+def applicant(age: float = 30, income: float = 50000, min_income: float = 20000, country: str = "GB"
+              ) -> dict[str, object]:
+    return {"applicant": {"age": age, "income": income, "min_income": min_income, "country": country}}
+
+
+def facts_of(d: object, type_name: str) -> list[dict[str, object]]:
+    return [e["values"] for e in d.trace if e["kind"] == "fact" and e["type"] == type_name]  # type: ignore[attr-defined]
+
+
+def test_comma_lists_of_comparisons_and_not_are_literal_and_analysed() -> None:
+    rs = ruleset(DMN_FACTS + """
+tables:
+  - name: age-band
+    inputs: [applicant.age, applicant.country]
+    outputs: [band.level]
+    rows:
+      - ["< 18, >= 60", "-", high]
+      - ["[18..60)", "not(IR, KP)", low]
+      - ["[18..60)", "IR, KP", medium]
+""")
+    assert not [w for w in rs.warnings if w.code.startswith("table")]
+    assert [f["level"] for f in facts_of(decide(rs, applicant(age=17)), "band")] == ["high"]
+    assert [f["level"] for f in facts_of(decide(rs, applicant(age=60)), "band")] == ["high"]
+    assert [f["level"] for f in facts_of(decide(rs, applicant(age=59)), "band")] == ["low"]
+    assert [f["level"] for f in facts_of(decide(rs, applicant(age=30, country="KP")), "band")] == ["medium"]
+
+
+def test_not_of_a_numeric_list_leaves_the_gap_it_should() -> None:
+    rs = ruleset(DMN_FACTS + """
+tables:
+  - name: t
+    inputs: [applicant.age]
+    outputs: [band.level]
+    rows:
+      - ["not(< 18, >= 60)", low]
+      - ["< 18", high]
+""")
+    (gap,) = [w for w in rs.warnings if w.code == "table_gap"]
+    assert "applicant.age = 60" in gap.message and "applicant.age > 60" in gap.message
+
+
+def test_expression_bounds_join_facts_and_are_not_analysed() -> None:
+    rs = ruleset(DMN_FACTS + """
+tables:
+  - name: t
+    hit: first
+    inputs: [applicant.income, claim.loss_date]
+    outputs: [band.level]
+    rows:
+      - ["> applicant.min_income * 2", "[policy.start..policy.end]", low]
+      - ["> applicant.min_income", "[policy.start..policy.end]", medium]
+      - ["-", "-", high]
+""")
+    (w,) = [w for w in rs.warnings if w.code.startswith("table")]
+    assert w.code == "table_unanalysed" and "applicant.income, claim.loss_date" in w.message
+    cover = {"policy": {"start": "2026-01-01", "end": "2026-12-31"}, "claim": {"loss_date": "2026-06-01"}}
+    lapsed = {"policy": {"start": "2026-01-01", "end": "2026-03-31"}, "claim": {"loss_date": "2026-06-01"}}
+    assert facts_of(decide(rs, {**applicant(income=50000), **cover}), "band") == [{"level": "low"}]
+    assert facts_of(decide(rs, {**applicant(income=30000), **cover}), "band") == [{"level": "medium"}]
+    assert facts_of(decide(rs, {**applicant(income=50000), **lapsed}), "band") == [{"level": "high"}]
+
+
+def test_expression_input_column() -> None:
+    rs = ruleset(DMN_FACTS + """
+tables:
+  - name: t
+    inputs: ["=applicant.income / 1000", applicant.country]
+    outputs: [band.level]
+    rows:
+      - ["< 20", "-", high]
+      - ["[20..100)", "-", medium]
+      - [">= 100", "-", low]
+""")
+    assert not [w for w in rs.warnings if w.code.startswith("table")]
+    assert facts_of(decide(rs, applicant(income=19999)), "band") == [{"level": "high"}]
+    assert facts_of(decide(rs, applicant(income=20000)), "band") == [{"level": "medium"}]
+
+
+def test_any_rows_may_overlap_only_with_equal_outputs() -> None:
+    ok = ruleset(DMN_FACTS + """
+tables:
+  - name: t
+    hit: any
+    inputs: [applicant.age]
+    outputs: [band.level]
+    rows:
+      - ["< 30", low]
+      - ["< 20", low]
+      - [">= 30", high]
+""")
+    assert facts_of(decide(ok, applicant(age=10)), "band") == [{"level": "low"}]
+    with pytest.raises(CompileErrors) as e:
+        ruleset(DMN_FACTS + """
+tables:
+  - name: t
+    hit: any
+    inputs: [applicant.age]
+    outputs: [band.level]
+    rows:
+      - ["< 30", low]
+      - ["< 20", high]
+""")
+    (err,) = e.value.errors
+    assert err.code == "table_conflict" and "rows 1 and 2" in err.message and "applicant.age =" in err.message
+
+
+@pytest.mark.parametrize("hit", ["unique", "any"])
+def test_decide_time_conflict_fails_naming_both_rows(hit: str) -> None:
+    rs = ruleset(DMN_FACTS + f"""
+tables:
+  - name: t
+    hit: {hit}
+    inputs: [applicant.income]
+    outputs: [band.level]
+    rows:
+      - ["> applicant.min_income", low]
+      - ["> 40000", high]
+      - ["<= 40000", medium]
+""")
+    assert [w.code for w in rs.warnings if w.code.startswith("table")] == ["table_unanalysed"]
+    d = decide(rs, applicant(income=50000, min_income=20000))
+    assert d.outcome == "failed" and "rows 1 and 2" in d.reason
+    d = decide(rs, applicant(income=50000, min_income=60000))
+    assert facts_of(d, "band") == [{"level": "high"}]
+
+
+def test_rule_order_and_collect_keep_equal_rows_as_separate_facts() -> None:
+    for hit in ("collect", "rule_order"):
+        rs = ruleset(DMN_FACTS + f"""
+tables:
+  - name: fees
+    hit: {hit}
+    inputs: [applicant.age, applicant.country]
+    outputs: [fee.amount]
+    rows:
+      - [">= 18", "-", 100]
+      - ["-", GB, 100]
+      - ["< 18", "-", 5]
+rules:
+  - name: summary
+    when: fee.row == 2 and count(fee) >= 2
+    then: {{decide: {{total: "=sum(fee.amount)", n: "=count(fee)"}}}}
+""")
+        d = decide(rs, applicant(age=30))
+        assert facts_of(d, "fee") == [{"amount": 100, "row": 1}, {"amount": 100, "row": 2}]
+        assert d.fired[:2] == ["fees#1", "fees#2"]
+        assert d.decision == {"total": 200, "n": 2}
+
+
+def test_output_order_sorts_by_the_enum_and_needs_one() -> None:
+    rs = ruleset(DMN_FACTS + """
+tables:
+  - name: t
+    hit: output_order
+    inputs: [applicant.age]
+    outputs: [band.level]
+    rows:
+      - ["-", low]
+      - ["> 10", high]
+      - ["> 20", medium]
+      - ["> 5", high]
+""")
+    assert [(f["level"], f["row"]) for f in facts_of(decide(rs, applicant(age=30)), "band")] == [
+        ("high", 2), ("high", 4), ("medium", 3), ("low", 1)]
+    with pytest.raises(CompileErrors) as e:
+        ruleset(DMN_FACTS + """
+tables:
+  - name: t
+    hit: output_order
+    inputs: [applicant.age]
+    outputs: [fee.amount]
+    rows:
+      - ["-", 1]
+""")
+    assert [x.code for x in e.value.errors] == ["bad_output_order"]
+
+
+@pytest.mark.parametrize(("how", "age", "expect"), [
+    ("sum", 30, [{"value": 200}]), ("count", 30, [{"value": 2}]), ("min", 30, [{"value": 100}]),
+    ("max", 10, [{"value": 5}]), ("count", -1, [{"value": 0}]), ("sum", -1, []), ("max", -1, []),
+])
+def test_collect_aggregates_count_equal_rows(how: str, age: float, expect: list[dict[str, object]]) -> None:
+    rs = ruleset(DMN_FACTS + f"""
+tables:
+  - name: fees
+    hit: collect
+    aggregate: {how}
+    inputs: [applicant.age]
+    outputs: [total.value]
+    rows:
+      - [">= 18", 100]
+      - [">= 18", 100]
+      - ["[0..18)", 5]
+""")
+    d = decide(rs, applicant(age=age))
+    assert facts_of(d, "total") == expect
+    assert d.fired[-1:] == ([f"fees#{how}"] if expect else [])
+
+
+def test_aggregate_needs_collect_and_a_number() -> None:
+    with pytest.raises(CompileErrors) as e:
+        ruleset(DMN_FACTS + """
+tables:
+  - name: t
+    hit: first
+    aggregate: sum
+    inputs: [applicant.age]
+    outputs: [total.value]
+    rows:
+      - ["-", 1]
+""")
+    assert e.value.errors[0].code == "bad_value" and "collect" in e.value.errors[0].message
+
+
+def test_ten_thousand_rows_with_expression_cells_compile_and_run() -> None:
+    lines = "\n".join(f'      - ["[{k * 10}..{k * 10 + 10})", "> applicant.min_income", {k}]' for k in range(10_000))
+    rs = ruleset(DMN_FACTS + f"""
+tables:
+  - name: big
+    inputs: [applicant.age, applicant.income]
+    outputs: [fee.amount]
+    rows:
+{lines}
+""")
+    d = decide(rs, applicant(age=12345, income=5, min_income=1))
+    assert d.fired == ["big#1235"] and facts_of(d, "fee") == [{"amount": 1234}]
+    # only the row the literal column selected ran its guard: a wrong income fires nothing
+    assert decide(rs, applicant(age=12345, income=0, min_income=1)).fired == []
