@@ -1,7 +1,7 @@
-"""One decision through each of Baton's four doors - gRPC `Decide`, broker intake, the console (an escalation
-resolved, its decision resumed) and the CLI (`baton decide --db`) - and the same side records for each: a
-decision-log line with the same fields, the decisions counter, a span, a shadow result, and a stored record
-of the same shape. The doors are the real ones (a gRPC server, the intake's message handler, the console app,
+"""One decision through each of Baton's four doors - gRPC `Decide` (and a DecideBatch and a DecideStream of one
+request each), broker intake, the console (an escalation resolved, its decision resumed) and the CLI
+(`baton decide --db`) - and the same side records for each: a decision-log line with the same fields, the
+decisions counter, a span, a shadow result, and a stored record of the same shape. The doors are the real ones (a gRPC server, the intake's message handler, the console app,
 the CLI command), in this process so that every side record can be read back."""
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def test_every_door_gives_a_decision_the_same_side_records(tmp_path: Path, caplo
     counted = [decisions_counted()]
 
     # 1. gRPC Decide, on a real server
-    async def over_grpc() -> tuple[str, str]:
+    async def over_grpc() -> tuple[str, str, str, str]:
         shadows = Shadows(store, registry)
         shadows.start()
         services = Services(store, writer, registry, Auth(TOKENS), answers, answers, clock, ids, shadows=shadows,
@@ -106,13 +106,20 @@ def test_every_door_gives_a_decision_the_same_side_records(tmp_path: Path, caplo
                     fact("payment", payment("PAY-1", 250))]), metadata=meta)
                 big = await stub.Decide(decision_pb2.DecideRequest(ruleset="payment-approval", facts=[
                     fact("payment", payment("PAY-4", 20000))]), metadata=meta)
+                # the same door's bulk methods: a batch of one and a stream of one
+                batch = await stub.DecideBatch(decision_pb2.DecideBatchRequest(requests=[decision_pb2.DecideRequest(
+                    ruleset="payment-approval", facts=[fact("payment", payment("PAY-5", 260))])]), metadata=meta)
+                streamed = [r async for r in stub.DecideStream(iter([decision_pb2.DecideStreamRequest(
+                    request=decision_pb2.DecideRequest(ruleset="payment-approval", facts=[
+                        fact("payment", payment("PAY-6", 270))]))]), metadata=meta)]
             await shadows.drain()
         finally:
             await server.stop(None)
             await shadows.stop()
-        return small.decision.decision_id, big.decision.decision_id
+        return (small.decision.decision_id, big.decision.decision_id, batch.results[0].decision.decision_id,
+                streamed[0].result.decision.decision_id)
 
-    ids_by_door["grpc"], escalated = asyncio.run(over_grpc())
+    ids_by_door["grpc"], escalated, ids_by_door["grpc batch"], ids_by_door["grpc stream"] = asyncio.run(over_grpc())
     assert store.escalation(escalated) is not None
     counted.append(decisions_counted())
 
@@ -163,8 +170,8 @@ def test_every_door_gives_a_decision_the_same_side_records(tmp_path: Path, caplo
     counted.append(decisions_counted())
     writer.close()
 
-    # the gRPC door decided twice (the escalated payment too); every other door once
-    assert [b - a for a, b in itertools.pairwise(counted)] == [2, 1, 1, 1]
+    # the gRPC door decided four times (the escalated payment, a batch and a stream too); every other door once
+    assert [b - a for a, b in itertools.pairwise(counted)] == [4, 1, 1, 1]
     lines = {getattr(r, "decision_id", None): r for r in caplog.records if r.name == "baton.decision"}
     spans = {s.attributes.get("baton.decision_id"): s for s in EXPORTER.get_finished_spans()
              if s.name == "baton.decide"}
