@@ -1,4 +1,7 @@
-"""Publications: four-eyes approval, with each candidate's notes and test results."""
+"""Publications: four-eyes approval, with each candidate's notes and test results; a page per publication
+where approvers (and editors, auditors) read the candidate's tests, its rule-level diff against the version
+in effect and its impact over recent decisions, and comment on a rule or a table row of the diff (the
+comments stay with the publication in its history)."""
 
 from __future__ import annotations
 
@@ -10,12 +13,18 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from adapters.console.rulesets import RulesetPages
 from adapters.console.ui import (
     UI,
+    _int,
+    _quote,
 )
 from adapters.registry import GovernanceError
 from engine.errors import BatonError
+from engine.language.diff import diff_sources
 from engine.testing import run_suite
+
+MAX_COMMENT = 4000
 
 
 class PublicationPages:
@@ -37,8 +46,62 @@ class PublicationPages:
                     checks[p.version] = await run_suite(engine.ruleset, time.time())
                 except BatonError:
                     checks[p.version] = None
+        comments = await asyncio.to_thread(self.c.store.publication_comments, [p.id for p in pubs])
         return self.ui.page(request, "publications.html", status=status, pubs=pubs, error=error,
-                            active=self.c.registry.active, checks=checks)
+                            active=self.c.registry.active, checks=checks, comments=comments)
+
+    async def publication(self, request: Request, error: str = "", status: int = 200) -> Response:
+        """One publication, read-only: the candidate's tests, its changes against the version it replaces
+        (the one in effect while pending; the one before it once decided) and, while pending, its impact
+        over the last decisions of its ruleset; comments by rule and table row."""
+        self.ui.need(request, "editor", "approver", "auditor")
+        pub = await asyncio.to_thread(self.c.store.publication, request.path_params["id"])
+        if pub is None:
+            return self.ui.page(request, "error.html", status=404, message="no such publication")
+        await asyncio.to_thread(self.c.registry.refresh, True)
+        base = self.c.registry.active.get(pub.ruleset) if pub.status == "pending" else None
+        if pub.status != "pending":  # the version in effect before this one was decided
+            earlier = [p for p in await asyncio.to_thread(self.c.registry.publications, pub.ruleset, "published")
+                       if p.id != pub.id and (p.decided_at or 0) <= (pub.decided_at or pub.submitted_at)]
+            base = max(earlier, key=lambda p: p.decided_at or 0).version if earlier else None
+        suite, changes, impact, problem = None, None, None, ""
+        last = _int(request.query_params.get("last"), 200, 1, 5000)
+        try:
+            engine = await asyncio.to_thread(self.c.registry.engine_for, pub.version)
+            suite = await run_suite(engine.ruleset, time.time())
+            if base and base != pub.version:
+                old = await asyncio.to_thread(self.c.registry.engine_for, base)
+                changes = diff_sources(old.ruleset.source, engine.ruleset.source)
+            if pub.status == "pending":
+                impact = await RulesetPages(self.ui).impact(engine.ruleset, last)
+        except BatonError as e:
+            problem = e.message
+        comments = (await asyncio.to_thread(self.c.store.publication_comments, [pub.id])).get(pub.id, [])
+        by_target: dict[str, list[dict[str, Any]]] = {}
+        for c in comments:
+            by_target.setdefault(str(c["target"]), []).append(c)
+        return self.ui.page(request, "publication.html", status=status, p=pub, base=base, suite=suite,
+                            changes=changes, impact=impact, last=last, problem=problem, comments=comments,
+                            by_target=by_target, error=error)
+
+    async def comment(self, request: Request) -> Response:
+        """A review comment on a pending publication: on the change as a whole, or on one rule or table row
+        of its diff (``target``: "rule high-risk", "table risk-band · row 1")."""
+        session = self.ui.need(request, "approver", "editor")
+        data = await self.ui.form(request, session)
+        pub_id = request.path_params["id"]
+        pub = await asyncio.to_thread(self.c.store.publication, pub_id)
+        if pub is None:
+            return self.ui.page(request, "error.html", status=404, message="no such publication")
+        text, target = str(data.get("text", "")).strip(), str(data.get("target", "")).strip()[:300]
+        if pub.status != "pending":
+            return await self.publication(request, f"this change is already {pub.status}: comments are closed", 409)
+        if not text:
+            return await self.publication(request, "a comment needs some text", 400)
+        if len(text) > MAX_COMMENT:
+            return await self.publication(request, f"a comment is at most {MAX_COMMENT} characters", 400)
+        await asyncio.to_thread(self.c.store.comment_publication, pub_id, session.name, target, text, time.time())
+        return RedirectResponse(f"/publications/{_quote(pub_id)}#comments", status_code=303)
 
     async def review(self, request: Request) -> Response:
         session = self.ui.need(request, "approver")
@@ -50,11 +113,15 @@ class PublicationPages:
         except (GovernanceError, BatonError) as e:
             return await self.render_publications(request, e.message, 403 if e.code == "four_eyes" else 400
                                              if e.code == "note_required" else 409)
+        if data.get("back") == "publication":
+            return RedirectResponse(f"/publications/{_quote(request.path_params['id'])}", status_code=303)
         return RedirectResponse("/publications", status_code=303)
 
     def routes(self) -> list[Route]:
         g = self.ui.guarded
         return [
             Route("/publications", g(self.publications)),
+            Route("/publications/{id}", g(self.publication)),
+            Route("/publications/{id}/comment", g(self.comment), methods=["POST"]),
             Route("/publications/{id}/{verb:str}", g(self.review), methods=["POST"]),
         ]
