@@ -848,11 +848,11 @@ class Loader:
             self.error("bad_value", "when must be a condition", self.pos.value(tnode, "when"))
             return None
         if when:
+            self.current = f"table '{name}'"
             try:
                 analyse(parse(when), types)
             except ExprError as e:
-                self.errors.append(BatonError(e.code, e.message, self.pos.text_start(tnode, "when").shifted(
-                    when, e.offset), e.hint))
+                self.expr_error(e, self.pos.text_start(tnode, "when"), when)
                 return None
         inputs: list[Column] = []
         outputs: list[Column] = []
