@@ -160,8 +160,13 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
            db: Annotated[str | None, typer.Option("--db", help="store the decision in this database")] = None,
            store: Annotated[bool, typer.Option(help="store the decision (in --db or the default database)")]
            = False,
+           batch: Annotated[str | None, typer.Option("--batch", help="JSON Lines file, one facts object a line "
+                                                     "(- for stdin): one result line out per line")] = None,
            ) -> None:
-    """Make one decision and print its record as JSON (stored with --db or --store)."""
+    """Make one decision and print its record as JSON (stored with --db or --store).
+
+    With --batch FILE.jsonl: one decision per line, one JSON line out per line in order (the record, or the
+    line's error; errors also on stderr as FILE:LINE); exit 1 if any line failed."""
     try:
         rs = load_file(find_ruleset(ruleset, rulesets))
     except CompileErrors as e:
@@ -169,6 +174,8 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
         raise typer.Exit(1) from None
     except BatonError as e:
         raise fail(str(e)) from None
+    if batch is not None and (facts or document):
+        raise fail("--batch reads every request from its file: give it without --facts or --document")
     given = read_json(facts, "facts") if facts else {}
     incoming = []
     for path in document or []:
@@ -178,7 +185,7 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
             raise fail(f"{path}: cannot read: {e.strerror}") from None
         except InvalidInput as e:
             raise fail(e.message, 1) from None
-    if not facts and not incoming:
+    if not facts and not incoming and batch is None:
         raise fail("give --facts FILE, --document FILE, or both")
     recorded = RecordedAnswers(read_json(answers, "answers") if answers else {})
     model_port: ModelGateway = recorded
@@ -192,6 +199,11 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
             tool_port = tool_connectors(settings, config.parent) or recorded
         except ValueError as e:
             raise fail(str(e)) from None
+    if batch is not None:
+        from adapters.cli.decide_batch import batch_cmd
+
+        raise typer.Exit(1 if batch_cmd(rs, batch, (model_port, tool_port), bool(db or store), config, db,
+                                        rulesets) else 0)
     engine = Engine(rs)
     try:
         validated = engine.validate_input(given, allow_empty=bool(incoming))
