@@ -496,7 +496,7 @@ class _Run:
         if aggregates:
             event["aggregates"] = aggregates
         if rule.condition.definitions:
-            event["definitions"] = self.definitions(rule, env)
+            event["definitions"] = self.definitions(rule, branch, env)
         d.trace.append(event)
         d.fired.append(rule.name)
         for step in rule.steps:
@@ -557,10 +557,15 @@ class _Run:
             self.stopped = rule.name
             d.trace.append({"kind": "stopped", "step": step_no, "round": self.round, "stopped_by": rule.name})
 
-    def definitions(self, rule: Rule, env: dict[str, Values]) -> dict[str, object]:
-        """The values of the definitions a rule's condition names, on the facts it matched (for the trace)."""
+    def definitions(self, rule: Rule, branch: int, env: dict[str, Values]) -> dict[str, object]:
+        """The values of the definitions a rule's condition names, on the facts it matched (for the trace);
+        those the firing implies (a conjunct of the branch, or its negation) are not evaluated again."""
         out: dict[str, object] = {}
+        implied = rule.condition.implied[branch]
         for name, ev in rule.condition.definitions:
+            if name in implied:
+                out[name] = implied[name]
+                continue
             try:
                 value = ev(env, self.wm)
             except Exception:  # a part that cannot be computed on these facts shows as absent

@@ -138,6 +138,9 @@ class Condition:
     # the definitions the condition names (define:), evaluated when it fires for the trace and `log why`
     definitions: list[tuple[str, Eval]] = field(default_factory=list)
     written: dict[str, str] = field(default_factory=dict)  # definition name -> its expression as rendered
+    # per branch: the definitions whose value a firing implies (a conjunct of the branch: true; `not D`: false),
+    # so the trace shows them without evaluating them again
+    implied: list[dict[str, bool]] = field(default_factory=list)
 
 
 def suggest(name: str, options: list[str]) -> str:

@@ -40,7 +40,19 @@ from engine.language.check import (
     compile_expr,
     normalise,
 )
-from engine.language.expr import KEYWORDS, REGION, Call, ExprError, ListLit, Lit, Node, parse, render, tokenize
+from engine.language.expr import (
+    KEYWORDS,
+    REGION,
+    BoolOp,
+    Call,
+    ExprError,
+    ListLit,
+    Lit,
+    Node,
+    parse,
+    render,
+    tokenize,
+)
 from engine.language.source import Positions, Quoted
 from engine.language.types import FactType
 
@@ -309,4 +321,30 @@ def definition_values(vocab: Vocabulary, names: list[str], types: Mapping[str, F
         except ExprError:
             continue
         condition.written[name] = render(node)
+    condition.implied = [_implied(branch.parts, condition.written) for branch in condition.branches]
     return out
+
+
+def _implied(parts: list[Node], written: Mapping[str, str]) -> dict[str, bool]:
+    """The definitions whose value holds whenever this branch fires: each of its conjuncts is a part of the
+    branch (true), or ``not (it)`` is (false)."""
+    shown = {render(p) for p in parts}
+    out: dict[str, bool] = {}
+    for name, text in written.items():
+        conjuncts = _conjuncts(text)
+        if conjuncts and conjuncts <= shown:
+            out[name] = True
+        elif f"not ({text})" in shown or f"not {text}" in shown:
+            out[name] = False
+    return out
+
+
+def _conjuncts(text: str) -> set[str]:
+    """A definition's rendered conjuncts (the parts a branch holds it as)."""
+    try:
+        node = parse(text)
+    except ExprError:
+        return set()
+    if isinstance(node, BoolOp) and node.op == "and":
+        return {render(o) for o in node.operands}
+    return {render(node)}

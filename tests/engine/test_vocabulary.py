@@ -310,6 +310,22 @@ def test_the_trace_and_log_why_show_a_definition_by_name_with_its_value() -> Non
     assert "'not late' is false" in lines[1] and "late = true" in lines[1], lines
 
 
+
+def test_a_definition_the_firing_does_not_imply_is_evaluated_for_the_trace() -> None:
+    rules = """\
+  - name: either
+    when: (late or big) and in_force
+    then: {decide: {route: look}}
+"""
+    rs = ruleset(HEAD + rules)
+    assert rs.rules[0].condition.implied == [{"in_force": True}]  # late and big stand inside an 'or'
+    for c, expected in [(claim(), {"late": False, "big": True}),
+                        (claim(amount=10, reported="2026-05-01"), {"late": True, "big": False})]:
+        d = run(Engine(rs), {"claim": c, "policy": policy()})
+        (fired,) = [e for e in d.trace if e["kind"] == "fired"]
+        assert fired["definitions"] == {**expected, "in_force": True}
+
+
 # -- 17. final ------------------------------------------------------------------------------------------
 
 FINAL = """\
