@@ -22,6 +22,8 @@ RUNS = {
     "console.py": (["--decisions", "200"], ""),
     "intake.py": (["--n", "40", "--inflight", "8"], ""),
     "grpc_load.py": (["--duration", "2", "--inflight", "8", "--no-floor"], ""),
+    # exits 1 if the store does not hold every decision the load saw answered
+    "grpc_batch.py": (["--duration", "1", "--inflight", "8", "--batch", "10", "--no-floor"], "batches / unary"),
     "grpc_parts.py": (["--duration", "1", "--inflight", "8", "--workers", "1", "--no-floor"], "+ start gate (Baton)"),
     "aggregates.py": (["--smoke"], "aggregates: ok"),
     # this tree against itself: a worktree of HEAD made, each side run, the worktree removed
@@ -36,7 +38,7 @@ def test_every_bench_script_is_covered() -> None:
 
 @pytest.mark.parametrize("script", sorted(RUNS))
 def test_bench_script_runs(script: str) -> None:
-    if script in ("grpc_load.py", "grpc_parts.py") and shutil.which("h2load") is None:
+    if script in ("grpc_load.py", "grpc_parts.py", "grpc_batch.py") and shutil.which("h2load") is None:
         pytest.skip("h2load (nghttp2-client) is not installed")
     args, expect = RUNS[script]
     done = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT, capture_output=True,

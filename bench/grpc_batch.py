@@ -1,0 +1,202 @@
+"""Unary Decide against DecideBatch on the same `baton serve` in the same run, and the floor: claims-triage,
+SQLite, full trace, canned answers, a fixed number of calls in flight (h2load when installed, else Python
+gRPC clients). In turn, on one server: unary Decide, then DecideBatch calls of --batch requests each, then
+unary again and batches again (so neither side has the machine's good minute alone); then the empty grpc.aio
+Decide of bench/empty_grpc.py (the framework with nothing behind it) under the unary load. Prints decisions/s,
+calls/s, latency per call and server CPU per decision for each, then the ratios the issue asks for: batches'
+decisions/s over unary's, and unary's calls/s over the floor's. Every decision is checked in the store
+afterwards: the store must hold every decision the load saw answered, and at most the calls still in flight
+when each load stopped more.
+
+    .venv/bin/python bench/grpc_batch.py [--duration 10] [--inflight 64] [--batch 100] [--workers 2] [--no-floor]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from google.protobuf import struct_pb2  # noqa: E402
+
+from adapters.cli.bench import CLAIM, _cpu, _start  # noqa: E402
+from adapters.grpc.gen.baton.v1 import decision_pb2  # noqa: E402
+from adapters.store.sql import SqlStore  # noqa: E402
+
+DECIDE = "/baton.v1.DecisionService/Decide"
+BATCH = "/baton.v1.DecisionService/DecideBatch"
+
+
+@dataclass
+class Run:
+    name: str
+    inflight: int
+    calls: int  # answered with HTTP 200 (gRPC status in the trailers: checked against the store afterwards)
+    failed: int
+    seconds: float
+    per_call: int  # decisions per call
+    latencies: list[float]
+    cpu_s: float
+
+    @property
+    def decisions_per_s(self) -> float:
+        return self.calls * self.per_call / self.seconds
+
+    def line(self) -> str:
+        q = statistics.quantiles(self.latencies, n=100) if len(self.latencies) > 1 else [0.0] * 99
+        cpu = self.cpu_s / max(1, self.calls * self.per_call) * 1000
+        return (f"  {self.name:<28} {self.decisions_per_s:>9,.0f} decisions/s {self.calls / self.seconds:>8,.0f} "
+                f"calls/s   p50 {q[49] * 1000:>7.1f} ms  p99 {q[98] * 1000:>7.1f} ms   CPU {cpu:.3f} ms/decision"
+                f"{f'   ({self.failed} failed)' if self.failed else ''}")
+
+
+def request(ref: str) -> decision_pb2.DecideRequest:
+    values = struct_pb2.Struct()
+    values.update({**CLAIM, "claim_ref": ref})
+    return decision_pb2.DecideRequest(ruleset="claims-triage", facts=[decision_pb2.Fact(type="claim",
+                                                                                        values=values)])
+
+
+def framed(message: bytes) -> bytes:
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+def load(address: str, path: str, body: bytes, inflight: int, seconds: float,
+         tmp: Path) -> tuple[list[float], int, int, float]:
+    """(latencies of answered calls, answered, failed, elapsed)."""
+    if shutil.which("h2load"):
+        data = tmp / f"body-{len(body)}.bin"
+        data.write_bytes(framed(body))
+        conns = min(16, inflight)
+        log = tmp / f"h2load-{time.monotonic_ns()}.tsv"
+        start = time.perf_counter()
+        subprocess.run(["h2load", "-D", str(max(1, round(seconds))), "-c", str(conns), "-m",
+                        str(max(1, inflight // conns)), "-t", "1", "-d", str(data), "-H",
+                        "content-type: application/grpc", "-H", "te: trailers", f"--log-file={log}",
+                        f"http://{address}{path}"], capture_output=True, check=True)
+        elapsed = time.perf_counter() - start
+        rows = [line.split() for line in log.read_text().splitlines()]
+        latencies = sorted(int(r[2]) / 1e6 for r in rows if r[1] == "200")
+        return latencies, len(latencies), len(rows) - len(latencies), elapsed
+    return asyncio.run(python_load(address, path, body, inflight, seconds))
+
+
+async def python_load(address: str, path: str, body: bytes, inflight: int,
+                      seconds: float) -> tuple[list[float], int, int, float]:
+    import grpc
+
+    latencies: list[float] = []
+    failed = 0
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = channel.unary_unary(path, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        end = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal failed
+            while time.perf_counter() < end:
+                t = time.perf_counter()
+                try:
+                    await call(body, timeout=60)
+                    latencies.append(time.perf_counter() - t)
+                except grpc.aio.AioRpcError:
+                    failed += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(inflight)))
+    return sorted(latencies), len(latencies), failed, time.perf_counter() - start
+
+
+def measure(name: str, address: str, pids: list[int], path: str, body: bytes, per_call: int,
+            args: argparse.Namespace, tmp: Path) -> Run:
+    before = _cpu(pids)
+    latencies, calls, failed, elapsed = load(address, path, body, args.inflight, args.duration, tmp)
+    return Run(name, args.inflight, calls, failed, elapsed, per_call, latencies, _cpu(pids) - before)
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=10, help="seconds of each measured load")
+    parser.add_argument("--inflight", type=int, default=64, help="calls in flight")
+    parser.add_argument("--batch", type=int, default=100, help="requests per DecideBatch")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-floor", action="store_true", help="skip the empty grpc.aio server's run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="baton-batch-") as tmp_dir:
+        run(args, Path(tmp_dir))
+
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
+    db = str(tmp / "batch.db")
+    unary = request("C-1").SerializeToString()
+    batch = decision_pb2.DecideBatchRequest(requests=[request(f"C-{i}") for i in range(args.batch)]
+                                            ).SerializeToString()
+    proc, pids, address = _start(["--db", db, "--workers", str(args.workers), "--answers",
+                                  str(ROOT / "rulesets/demo-answers.json"), "--rulesets", str(ROOT / "rulesets")])
+    runs: list[Run] = []
+    try:
+        for path, body in ((DECIDE, unary), (BATCH, batch)):  # warm up, and count what they stored
+            runs.append(measure("warm-up", address, pids, path, body, 1 if path == DECIDE else args.batch,
+                                argparse.Namespace(inflight=min(8, args.inflight), duration=1), tmp))
+        for rnd in (1, 2):
+            runs.append(measure(f"unary Decide ({rnd})", address, pids, DECIDE, unary, 1, args, tmp))
+            runs.append(measure(f"DecideBatch of {args.batch} ({rnd})", address, pids, BATCH, batch, args.batch,
+                                args, tmp))
+    finally:
+        stop(proc)
+    store = SqlStore(db, migrate=False)
+    try:
+        stored, intact = store.count(), store.verify()[1] is None
+    finally:
+        store.close()
+    answered = sum(r.calls * r.per_call for r in runs)
+    cut_off = sum(r.inflight * r.per_call for r in runs)  # in flight when a load's time ran out: maybe stored
+    print(f"claims-triage over gRPC, {args.inflight} calls in flight, {args.duration:.0f} s each, {args.workers} "
+          f"server workers, SQLite, full trace; load from {'h2load' if shutil.which('h2load') else 'Python'}")
+    for r in runs[2:]:
+        print(r.line())
+    print(f"  stored {stored:,} decisions, answered {answered:,}, cut off in flight at most {cut_off:,}; "
+          f"hash chain {'intact' if intact else 'BROKEN'}")
+    unary_rate = sum(r.calls for r in runs[2::2]) / sum(r.seconds for r in runs[2::2])
+    batch_rate = sum(r.calls * r.per_call for r in runs[3::2]) / sum(r.seconds for r in runs[3::2])
+    print(f"  batches / unary, decisions/s: {batch_rate / unary_rate:.2f}x")
+    if not answered <= stored <= answered + cut_off or not intact:
+        print("  MISMATCH: answered calls without their decisions stored (gRPC errors in HTTP 200s?)")
+        raise SystemExit(1)
+    if args.no_floor:
+        return
+    proc, pids, address = _start(["--workers", str(args.workers)],
+                                 command=[sys.executable, str(ROOT / "bench/empty_grpc.py")])
+    try:
+        measure("warm-up", address, pids, DECIDE, unary, 1, argparse.Namespace(inflight=min(8, args.inflight),
+                                                                             duration=1), tmp)
+        floor = measure("floor: empty grpc.aio Decide", address, pids, DECIDE, unary, 1, args, tmp)
+    finally:
+        stop(proc)
+    print(floor.line())
+    print(f"  unary / floor, calls/s: {unary_rate / floor.decisions_per_s:.0%}")
+    print(f"  batches / floor, decisions/s per call/s: {batch_rate / floor.decisions_per_s:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
