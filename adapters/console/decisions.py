@@ -69,9 +69,8 @@ class DecisionPages:
             params["before"] = f"{rows[-1]['created_at']!r}~{rows[-1]['id']}"
             next_page = "/decisions?" + "&".join(f"{k}={_quote(v)}" for k, v in params.items())
         names = sorted({v.name for v in await asyncio.to_thread(self.c.registry.versions)})
-        checks = await asyncio.to_thread(self.c.store.chain_checks, 1)
-        broken = checks[0] if checks and checks[0]["problem"] else None
-        return self.ui.page(request, "decisions.html", broken=broken, rows=rows, q=q, next_page=next_page, names=names,
+        await self.ui.flag(request, [str(r["id"]) for r in rows])  # rows edited since hashed: marked, and a banner
+        return self.ui.page(request, "decisions.html", rows=rows, q=q, next_page=next_page, names=names,
                     found=found, took_ms=(time.perf_counter() - started) * 1000)
 
     async def decision(self, request: Request) -> Response:
@@ -96,6 +95,10 @@ class DecisionPages:
         except BatonError:
             engine = None
         chain = await asyncio.to_thread(self.c.store.verify_one, decision_id)
+        if chain:
+            request.state.rows_broken = {decision_id: chain}
+            if getattr(request.state, "chain_alert", None) is None:
+                self.ui.verify_soon(decision_id)
         delivery = {e["id"]: e for e in await asyncio.to_thread(self.c.store.effects, None, 500, decision_id)}
         versions = [v for v in await asyncio.to_thread(self.c.registry.versions) if v.name == record["ruleset"]]
         view = timeline(record)

@@ -31,6 +31,7 @@ class EscalationPages:
         self.ui.need(request, "reviewer", "auditor")
         wanted = request.query_params.get("status", "open") or None
         rows = await asyncio.to_thread(self.c.store.escalations, None, wanted, 500)
+        await self.ui.flag(request, [str(r["id"]) for r in rows])  # an escalation is its escalated decision
         return self.ui.page(request, "escalations.html", rows=rows, now=time.time())
 
     async def escalation(self, request: Request) -> Response:

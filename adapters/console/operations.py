@@ -59,7 +59,9 @@ class OperationPages:
                 row = await asyncio.to_thread(self.c.store.record_chain_check, session.name, started, time.time(),
                                               checked, problem)
                 html = self.ui.env.get_template("_chain.html").render(check=row, session=session)
-                await queue.put(json.dumps({"html": html, "intact": problem is None}) + "\n")
+                banner = self.ui.env.get_template("_banner.html").render(
+                    chain_alert=row if problem is not None else None, rows_broken={})
+                await queue.put(json.dumps({"html": html, "intact": problem is None, "banner": banner}) + "\n")
             finally:
                 await queue.put(None)
 

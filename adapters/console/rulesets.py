@@ -159,8 +159,10 @@ class RulesetPages:
             if progress is not None:
                 await progress(done, total)
         changes = result.moves(decision_label)
+        tampered = await asyncio.to_thread(self.c.store.chain_problems, ids)  # replayed, but edited since hashed
         return {"decisions": result.decisions, "changed": len(result.changed), "unanswered": result.unanswered,
-                "changes": changes, "chart": svg.bars([(f"{a} → {b}", float(k)) for a, b, k, _ in changes])}
+                "changes": changes, "chart": svg.bars([(f"{a} → {b}", float(k)) for a, b, k, _ in changes]),
+                "tampered": tampered}
 
     async def impact_stream(self, request: Request) -> Response:
         """NDJSON: progress lines, then the rendered result (used by the editor's script)."""

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,14 +69,44 @@ def _compact(value: Any) -> str:
 class UI:
     def __init__(self, console: Console) -> None:
         self.c = console
+        self._verifying: asyncio.Task[None] | None = None  # the console's own whole-log verification
+        self._verified_at = -3600.0
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                                trim_blocks=True, lstrip_blocks=True)
         self.env.filters.update(when=utc_text, json=_json, compact=_compact, short=lambda v: str(v)[:12])
 
     def page(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         session = getattr(request.state, "session", None)
+        context.setdefault("chain_alert", getattr(request.state, "chain_alert", None))
+        context.setdefault("rows_broken", getattr(request.state, "rows_broken", {}))
         html = self.env.get_template(template).render(request=request, session=session, **context)
         return HTMLResponse(html, status_code=status)
+
+    async def flag(self, request: Request, ids: list[str]) -> dict[str, str]:
+        """The decisions among ``ids`` whose stored rows fail their hash check (id -> what is wrong), kept
+        for the page's banner and row marks; finding one starts a whole-log verification (recorded like one
+        an auditor runs) unless the last one already found the log broken, so every page then says so."""
+        problems = await asyncio.to_thread(self.c.store.chain_problems, ids) if ids else {}
+        if problems:
+            request.state.rows_broken = {**getattr(request.state, "rows_broken", {}), **problems}
+            if getattr(request.state, "chain_alert", None) is None:
+                self.verify_soon(next(iter(problems)))
+        return problems
+
+    def verify_soon(self, seen: str) -> None:
+        """One whole-log verification at a time, at most one a minute, recorded as the console's."""
+        if (self._verifying is not None and not self._verifying.done()) or \
+                time.monotonic() - self._verified_at < 60:
+            return
+        self._verified_at = time.monotonic()
+
+        async def run() -> None:
+            started = time.time()
+            checked, problem = await asyncio.to_thread(self.c.store.verify, 500)
+            await asyncio.to_thread(self.c.store.record_chain_check, "console (automatic: decision "
+                                    f"{seen[:40]} failed its hash check)", started, time.time(), checked, problem)
+
+        self._verifying = asyncio.create_task(run())
 
     def need(self, request: Request, *roles: str) -> Session:
         session: Session | None = request.state.session
@@ -112,6 +143,9 @@ class UI:
             cookie = request.cookies.get(COOKIE)
             request.state.session, ended = await asyncio.to_thread(self.c.sessions.check, cookie) if cookie else \
                 (None, "")
+            if request.state.session is not None:  # the banner every page shows once the log is found broken
+                checks = await asyncio.to_thread(self.c.store.chain_checks, 1)
+                request.state.chain_alert = checks[0] if checks and checks[0]["problem"] else None
             try:
                 response = await handler(request)
             except Denied:

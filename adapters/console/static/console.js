@@ -9,7 +9,7 @@
   async function follow(response, bar, target) {
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
-    let buffer = "";
+    let buffer = "", last = null;
     for (;;) {
       const {value, done} = await reader.read();
       if (done) break;
@@ -22,9 +22,11 @@
           const doc = new DOMParser().parseFromString(message.html, "text/html");
           target.replaceChildren(...doc.body.childNodes);
           bar.value = bar.max;
+          last = message;
         }
       }
     }
+    return last;
   }
 
   function gutter(source, gutterEl, badLines) {
@@ -123,7 +125,17 @@
       bar.hidden = false; bar.value = 0;
       const response = await fetch("/ops/verify", {method: "POST", body: new FormData(verify), headers: {"Accept": "application/x-ndjson"}});
       if (!response.ok) { verify.submit(); return; }
-      await follow(response, bar, document.getElementById("chain-result"));
+      const result = await follow(response, bar, document.getElementById("chain-result"));
+      if (result && result.intact !== undefined) {  // the tile and the page's banner say what the result says
+        const tile = document.getElementById("chain-tile");
+        document.getElementById("chain-tile-state").textContent = result.intact ? "intact" : "BROKEN";
+        tile.classList.toggle("alarm", !result.intact);
+        const slot = document.getElementById("chain-banner-slot");
+        if (slot && result.banner !== undefined) {
+          const doc = new DOMParser().parseFromString(result.banner, "text/html");
+          slot.replaceChildren(...doc.body.childNodes);
+        }
+      }
     });
   }
 })();
