@@ -46,7 +46,7 @@ from engine.index import Interval as Span
 from engine.index import IntervalTree, Segments
 from engine.language import dates
 from engine.language.check import FUNCTIONS, MISSING, Eval, FactIndex, Undefined, bindings_of, check_value
-from engine.language.expr import ExprError, parse
+from engine.language.expr import ExprError, known_names, parse
 from engine.language.types import FactType, FieldSpec
 
 if TYPE_CHECKING:
@@ -272,6 +272,8 @@ def _parse_test(part: str, kind: str, spec: FieldSpec, column: str, known: Calla
             return _Test((Interval(lo, lo_closed, hi, hi_closed),))
         return _Test(expr=(("[" if lo_closed else "(") + ("]" if hi_closed else ")"), bound_text(m.group(2)),
                            bound_text(m.group(3))), literal=False)
+    if re.match(r"in\s", part.strip()):  # membership in a list-valued expression (a value or a field)
+        return _Test(expr=("in", part.strip()[2:].strip(), ""), literal=False)
     op = next((o for o in _OPS if part.startswith(o)), "")
     rest = part[len(op):].strip() if op else part.strip()
     if op == "=":
@@ -453,7 +455,7 @@ def cell_condition(ref: str, cell: Cell) -> str:
     if cell.kind == "expr":
         parts = []
         for op, a, b in cell.tests:
-            if op in ("==", "!=", "<", "<=", ">", ">="):
+            if op in ("==", "!=", "<", "<=", ">", ">=", "in"):
                 parts.append(f"{ref} {op} {_group(a)}")
             else:
                 parts.append(f"({ref} {'>=' if op[0] == '[' else '>'} {_group(a)} and "
@@ -508,7 +510,7 @@ class Column:
         if rest:
             ft = self.types.get(head)
             return ft is not None and rest in ft.fields
-        return name in FUNCTIONS or name in self.types
+        return name in FUNCTIONS or name in self.types or name in known_names()
 
 
 @dataclass(slots=True)
@@ -561,7 +563,7 @@ class Table:
         enum order, the first listed first, then the next output's; ties in row order)."""
         if self.hit == "output_order":
             ranks: list[dict[object, int]] = [{v: i for i, v in enumerate(c.spec.enum)} if c.spec is not None else {}
-                                              for c in self.outputs]
+                                              for c in self.outputs]  # a non-enum output: {} ranks all equal
             return sorted(self.rows, key=lambda r: (*(rk.get(v, len(rk)) for rk, v in zip(ranks, r.outputs,
                                                                                          strict=True)), r.number))
         if self.hit != "priority":
@@ -612,9 +614,11 @@ class Table:
         different output, under any) - else the decision fails naming both rows; the aggregate's rows, none."""
         if self.hit in ("first", "priority"):
             index = self.index()
+            self.matcher()  # built while the ruleset loads: its expression cells see its values and definitions
             return Precedence(self, index, index.position[row.number])
         if self.hit in ("unique", "any") and self.has_expressions:
             index = self.index()
+            self.matcher()
             return Precedence(self, index, index.position[row.number], mode=self.hit)
         return None
 
@@ -754,6 +758,10 @@ class Matcher:
         self.table, self.index = table, table.index()
         self.getters = [(col.head, col.field, col.value) for col in table.inputs]
         self.cells: dict[tuple[int, int], tuple[Eval, tuple[str, ...]] | None] = {}
+        for c in self.index.expr_columns:  # now, while the ruleset's values and definitions are in force
+            for k, row in enumerate(self.index.rows):
+                if row.cells[c].kind == "expr":
+                    self._cell(k, c)
 
     def values(self, env: Mapping[str, Mapping[str, object]], wm: object) -> list[object]:
         out: list[object] = []
@@ -971,11 +979,11 @@ def analyse_table(table: Table) -> list[BatonError]:
     only, and ``table_unanalysed`` says which columns were not."""
     problems: list[BatonError] = []
     if table.hit == "output_order":
-        for col in table.outputs:
-            if col.spec is None or not col.spec.enum:
-                problems.append(BatonError("bad_output_order", f"table '{table.name}': hit: output_order orders rows "
-                                           f"by each output's enum values, and {col.ref} is not an enum", table.where,
-                                           "declare the output field as {enum: [...]}, highest first"))
+        col = table.outputs[0]  # later outputs that are no enum take no part in the order (as DMN's without values)
+        if col.spec is None or not col.spec.enum:
+            problems.append(BatonError("bad_output_order", f"table '{table.name}': hit: output_order orders rows "
+                                       f"by the outputs' enum values, and {col.ref} is not an enum", table.where,
+                                       "declare the output field as {enum: [...]}, highest first"))
     if table.hit in ("unique", "any"):
         overlapping = 0
         for a, b in _overlapping_pairs(table):

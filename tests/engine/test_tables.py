@@ -496,3 +496,26 @@ tables:
     assert d.fired == ["big#1235"] and facts_of(d, "fee") == [{"amount": 1234}]
     # only the row the literal column selected ran its guard: a wrong income fires nothing
     assert decide(rs, applicant(age=12345, income=0, min_income=1)).fired == []
+
+
+def test_values_and_definitions_in_cells_and_inputs() -> None:
+    rs = ruleset(DMN_FACTS.replace("input: [applicant, policy, claim]", """input: [applicant, policy, claim]
+values:
+  adult: 18
+  home: GB
+define:
+  spare: applicant.income - applicant.min_income""") + """
+tables:
+  - name: t
+    hit: first
+    inputs: [spare, applicant.age, applicant.country]
+    outputs: [band.level]
+    rows:
+      - ["> 10000", ">= adult", home, low]
+      - ["> 10000", ">= adult", "-", medium]
+      - ["-", "-", "-", high]
+""")
+    assert facts_of(decide(rs, applicant(age=30, income=50000)), "band") == [{"level": "low"}]
+    assert facts_of(decide(rs, applicant(age=30, income=50000, country="FR")), "band") == [{"level": "medium"}]
+    assert facts_of(decide(rs, applicant(age=17, income=50000)), "band") == [{"level": "high"}]
+    assert facts_of(decide(rs, applicant(age=30, income=25000)), "band") == [{"level": "high"}]

@@ -1,0 +1,611 @@
+"""A DMN model as a Baton ruleset (YAML text that compiles), and the map from DMN names to Baton's.
+
+- Input data of simple types are fields of one fact type, ``input`` (each optional: DMN inputs may be
+  null); an input whose type is a structure is a fact type of its own, its components the fields.
+  Allowed values of strings become enums; collections become lists.
+- Each decision is a fact type holding its result: ``value`` (one output) or one field per output. A
+  decision table becomes a Baton table asserting it, with the DMN hit policy (RULESETS.md item 19); a
+  literal expression becomes a rule asserting ``value = expression``; a boolean literal expression becomes
+  two rules (true when..., false when...), so FEEL's three-valued ``and``/``or``/``not`` over null inputs
+  gives null exactly as DMN does. Default outputs are a rule of lower priority that asserts the default
+  when no row matched. A decision that reads another's result joins that decision's fact, so the
+  requirements graph is the order in which facts are derived.
+- Business knowledge models with a literal expression body are inlined at each invocation.
+- Anything else raises ``DmnError`` naming the element's id and name and the construct (``partial=True``
+  leaves such decisions out and lists them instead: how ``baton dmn test`` reports what it could not run).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.dmn.feel import (
+    Binding,
+    Node,
+    Translator,
+    Unsupported,
+    cell_text,
+    is_null,
+    parse_expression,
+    parse_unary_tests,
+)
+from engine.dmn.model import Bkm, Decision, DecisionTable, DmnError, ItemDef, Model, read_model
+
+INPUT = "input"
+BASE_TYPES = {"string": "str", "number": "number", "boolean": "bool", "date": "date", "date and time": "datetime",
+              "dateTime": "datetime", "Any": "any", "any": "any"}
+UNSUPPORTED_TYPES = {"time": "FEEL time of day", "duration": "FEEL duration",
+                     "days and time duration": "FEEL duration", "dayTimeDuration": "FEEL duration",
+                     "years and months duration": "FEEL duration", "yearMonthDuration": "FEEL duration",
+                     "context": "FEEL context", "function": "FEEL function"}
+HIT = {"UNIQUE": "unique", "ANY": "any", "FIRST": "first", "PRIORITY": "priority", "COLLECT": "collect",
+       "RULE ORDER": "rule_order", "OUTPUT ORDER": "output_order"}
+AGGREGATION = {"SUM": "sum", "COUNT": "count", "MIN": "min", "MAX": "max"}
+YAML_KIND = {"str": "str", "number": "number", "bool": "bool", "date": "date", "datetime": "datetime"}
+
+
+@dataclass(slots=True)
+class Kind:
+    """A resolved DMN type: a scalar kind, an enum, a list of a kind, or a record of components."""
+
+    kind: str  # str number bool date datetime any list record
+    enum: tuple[str, ...] = ()
+    item: Kind | None = None
+    components: list[tuple[str, Kind]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class DecisionMap:
+    """Where a decision's result is in Baton: its fact type and fields (field -> DMN component name)."""
+
+    name: str
+    fact: str
+    fields: dict[str, str]  # Baton field -> DMN output/component name ("" for the single output 'value')
+    multi: bool  # a list of results (collect, rule order, output order without aggregation)
+    id: str = ""
+
+
+@dataclass(slots=True)
+class Imported:
+    yaml: str
+    decisions: dict[str, DecisionMap]  # DMN decision name -> where its result is
+    inputs: dict[str, tuple[str, str, Kind]]  # DMN input name -> (fact type, field or "" for a record, kind)
+    components: dict[str, dict[str, str]]  # record input name -> DMN component -> field
+    skipped: dict[str, str] = field(default_factory=dict)  # decision name -> why it was left out (partial)
+    notes: list[str] = field(default_factory=list)
+    dropped: set[str] = field(default_factory=set)  # inputs left out (partial)
+
+
+def slug(name: str) -> str:
+    s = re.sub(r"[^0-9A-Za-z]+", "_", name.strip()).strip("_").lower()
+    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s)
+    if not s:
+        s = "x"
+    if s[0].isdigit():
+        s = "n_" + s
+    return s
+
+
+def _camel(name: str) -> str:
+    """camelCase and spaces to snake_case: termMonths -> term_months, Full Name -> full_name."""
+    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
+    return slug(s)
+
+
+class _Names:
+    def __init__(self, taken: set[str] | None = None) -> None:
+        self.taken: set[str] = set(taken or ())
+
+    def new(self, name: str) -> str:
+        base = _camel(name)
+        if base in ("decision", "failure", "timeout", "document", "row", "id", "sid", "t", INPUT):
+            base = f"{base}_"
+        out, k = base, 2
+        while out in self.taken:
+            out = f"{base}_{k}"
+            k += 1
+        self.taken.add(out)
+        return out
+
+
+def _q(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+class Importer:
+    def __init__(self, model: Model, partial: bool = False) -> None:
+        self.m = model
+        self.partial = partial
+        self.type_names = _Names({INPUT})
+        self.input_fields = _Names()
+        self.scope: dict[str, Binding] = {}
+        self.inputs: dict[str, tuple[str, str, Kind]] = {}
+        self.components: dict[str, dict[str, str]] = {}
+        self.facts: dict[str, list[str]] = {INPUT: []}  # fact type -> YAML lines of its fields
+        self.decisions: dict[str, DecisionMap] = {}
+        self.rules: list[str] = []
+        self.tables: list[str] = []
+        self.skipped: dict[str, str] = {}
+        self.notes: list[str] = []
+        self.dropped: set[str] = set()  # inputs left out (partial): a test's value for them is ignored
+
+    # -- types -------------------------------------------------------------------------------------
+    def kind(self, type_ref: str, where: tuple[str, str], seen: frozenset[str] = frozenset()) -> Kind:
+        ref = type_ref.split(":", 1)[-1] if ":" in type_ref and not type_ref.startswith("date") else type_ref
+        if not ref:
+            return Kind("any")
+        if ref in BASE_TYPES:
+            return Kind(BASE_TYPES[ref])
+        if ref in UNSUPPORTED_TYPES:
+            raise DmnError(f"type {ref!r} is not supported ({UNSUPPORTED_TYPES[ref]})", *where,
+                           construct=UNSUPPORTED_TYPES[ref])
+        item = self.m.items.get(ref)
+        if item is None or ref in seen:
+            raise DmnError(f"unknown or recursive type {ref!r}", *where, construct="itemDefinition")
+        return self.item_kind(item, where, seen | {ref})
+
+    def item_kind(self, item: ItemDef, where: tuple[str, str], seen: frozenset[str]) -> Kind:
+        if item.components:
+            comps = []
+            for c in item.components:
+                try:
+                    comps.append((c.name, self.item_kind(c, where, seen)))
+                except DmnError as e:
+                    if not self.partial:
+                        raise
+                    comps.append((c.name, Kind("dropped", enum=(e.construct,))))
+            base = Kind("record", components=comps)
+        else:
+            base = self.kind(item.type_ref, where, seen)
+            if item.allowed:
+                if base.kind != "str":
+                    self.notes.append(f"allowed values of {item.name!r} ({item.allowed}) are not checked: "
+                                      "only string allowed values become enums")
+                else:
+                    try:
+                        tests = parse_unary_tests(item.allowed)
+                        values = tuple(str(t.args[0].value) for t in tests.tests
+                                       if t.kind == "eq" and t.args[0].kind == "str")
+                    except Unsupported:
+                        values = ()
+                    if values and len(values) == len(tests.tests) and not tests.negated:
+                        base = Kind("str", enum=values)
+        if item.collection:
+            return Kind("list", item=base)
+        return base
+
+    @staticmethod
+    def field_yaml(name: str, k: Kind, optional: bool = True) -> str:
+        opt = ", optional: true" if optional else ""
+        if k.kind == "list":
+            item = k.item or Kind("any")
+            if item.kind in ("record", "list", "any"):
+                raise Unsupported("list of structures or of values of any type", name)
+            items = f"{{enum: [{', '.join(_q(v) for v in item.enum)}]}}" if item.enum else YAML_KIND[item.kind]
+            return f"    {name}: {{type: list, items: {items}{opt}}}"
+        if k.enum:
+            return f"    {name}: {{enum: [{', '.join(_q(v) for v in k.enum)}]{opt}}}"
+        if k.kind not in YAML_KIND:
+            raise Unsupported(f"a value of type {k.kind}", name)
+        return f"    {name}: {{type: {YAML_KIND[k.kind]}{opt}}}"
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def load_inputs(self) -> None:
+        for i in self.m.inputs:
+            where = (i.id, i.name)
+            try:
+                k = self.kind(i.type_ref, where)
+            except DmnError as e:
+                if not self.partial:
+                    raise
+                self.scope[i.name] = Binding(kind="dropped", ref=e.construct)
+                self.dropped.add(i.name)
+                self.notes.append(f"inputData {i.name!r} left out: {e.message}")
+                continue
+            if k.kind == "any":
+                raise DmnError("an input without a type (typeRef) cannot be typed in Baton", *where,
+                               construct="untyped inputData")
+            if k.kind == "record":
+                tname = self.type_names.new(i.name)
+                comps: dict[str, tuple[str, str]] = {}
+                dropped: dict[str, str] = {}
+                names = _Names()
+                lines = []
+                for cname, ck in k.components:
+                    if ck.kind == "dropped":
+                        dropped[cname] = ck.enum[0]
+                        self.notes.append(f"inputData {i.name!r}: component {cname!r} left out ({ck.enum[0]})")
+                        continue
+                    fname = names.new(cname)
+                    if ck.kind == "record":
+                        raise DmnError(f"component {cname!r} is itself a structure", *where,
+                                       construct="nested structure")
+                    try:
+                        lines.append(self.field_yaml(fname, ck))
+                    except Unsupported as e:
+                        raise DmnError(str(e), *where, construct=e.construct) from None
+                    comps[cname] = (fname, ck.kind if ck.kind != "list" else "list")
+                self.facts[tname] = [f"    # dmn: inputData {i.name!r} ({i.id})", *lines]
+                self.scope[i.name] = Binding(tname, "record", comps, dropped=dropped)
+                self.inputs[i.name] = (tname, "", k)
+                self.components[i.name] = {c: f for c, (f, _) in comps.items()}
+                continue
+            fname = self.input_fields.new(i.name)
+            try:
+                self.facts[INPUT].append(self.field_yaml(fname, k) + f"   # dmn: inputData {i.name!r} ({i.id})")
+            except Unsupported as e:
+                raise DmnError(str(e), *where, construct=e.construct) from None
+            self.scope[i.name] = Binding(f"{INPUT}.{fname}", k.kind, item=k.item.kind if k.item else "")
+            self.inputs[i.name] = (INPUT, fname, k)
+
+    def load_bkms(self) -> None:
+        for b in self.m.bkms:
+            body: Node | None = None
+            if b.kind == "literal":
+                try:
+                    body = parse_expression(b.literal, [*self.scope, *(p for p, _ in b.params), *self.bkm_names()])
+                except Unsupported as e:
+                    body = None
+                    self.notes.append(f"business knowledge model {b.name!r}: {e}")
+            self.scope[b.name] = Binding(params=tuple(p for p, _ in b.params) or ("",), body=body)
+
+    def bkm_names(self) -> list[str]:
+        return [b.name for b in self.m.bkms]
+
+    def names(self) -> list[str]:
+        return [*self.scope, *(d.name for d in self.m.decisions)]
+
+    # -- decisions ---------------------------------------------------------------------------------
+    def order(self) -> list[Decision]:
+        """Decisions in requirement order: what a decision reads comes first."""
+        by_id = {d.id: d for d in self.m.decisions}
+        out: list[Decision] = []
+        state: dict[str, int] = {}
+
+        def visit(d: Decision) -> None:
+            if state.get(d.id) == 2:
+                return
+            if state.get(d.id) == 1:
+                raise DmnError("the decision requirements have a cycle", d.id, d.name, construct="cycle")
+            state[d.id] = 1
+            for r in d.requires:
+                if r in by_id:
+                    visit(by_id[r])
+            state[d.id] = 2
+            out.append(d)
+
+        for d in self.m.decisions:
+            visit(d)
+        return out
+
+    def load_decisions(self) -> None:
+        decisions = self.order()
+        # every decision's name is in scope from the start (as a reference to its fact), so a use is resolved
+        planned: dict[str, tuple[str, Kind, DecisionMap]] = {}
+        for d in decisions:
+            planned[d.name] = self.plan(d)
+        for d in decisions:
+            tname, k, dmap = planned[d.name]
+            try:
+                self.decision(d, tname, k, dmap)
+            except (Unsupported, DmnError) as e:
+                construct = e.construct if isinstance(e, (Unsupported, DmnError)) else ""
+                err = e if isinstance(e, DmnError) else DmnError(str(e), d.id, d.name, construct)
+                if not self.partial:
+                    raise err from None
+                self.skipped[d.name] = err.message if not construct or err.message.startswith(construct) else \
+                    f"{construct}: {err.message}"
+                self.scope.pop(d.name, None)
+                self.decisions.pop(d.name, None)
+                self.facts.pop(tname, None)
+
+    def plan(self, d: Decision) -> tuple[str, Kind, DecisionMap]:
+        where = (d.id, d.name)
+        tname = self.type_names.new(d.name)
+        multi = d.kind == "table" and d.table is not None and d.table.hit in ("COLLECT", "RULE ORDER", "OUTPUT ORDER") \
+            and not d.table.aggregation
+        try:
+            k = self.kind(d.type_ref, where)
+        except DmnError as e:
+            if not self.partial:
+                raise
+            k = Kind("any")
+            self.skipped[d.name] = f"{e.construct}: {e.message}"
+        if multi and k.kind == "list" and k.item is not None:
+            k = k.item
+        fields: dict[str, str] = {}
+        comps: dict[str, tuple[str, str]] = {}
+        if d.kind == "table" and d.table is not None and len(d.table.outputs) > 1:
+            names = _Names()
+            ck = dict(k.components) if k.kind == "record" else {}
+            for o in d.table.outputs:
+                f = names.new(o.text)
+                fields[f] = o.text
+                comps[o.text] = (f, ck.get(o.text, Kind("any")).kind)
+            binding = Binding(tname, "record", comps)
+        elif k.kind == "record":
+            names = _Names()
+            for cname, ckind in k.components:
+                f = names.new(cname)
+                fields[f] = cname
+                comps[cname] = (f, ckind.kind)
+            binding = Binding(tname, "record", comps)
+        else:
+            fields["value"] = ""
+            binding = Binding(f"{tname}.value", k.kind if not multi else "list")
+        if multi:
+            binding = Binding(f"{tname}.value", "list") if "value" in fields else Binding(tname, "list", comps)
+        self.scope[d.name] = binding
+        dmap = DecisionMap(d.name, tname, fields, multi, d.id)
+        self.decisions[d.name] = dmap
+        return tname, k, dmap
+
+    def decision(self, d: Decision, tname: str, k: Kind, dmap: DecisionMap) -> None:
+        where = (d.id, d.name)
+        if d.name in self.skipped:
+            raise DmnError(self.skipped.pop(d.name), *where)
+        if d.kind == "table":
+            assert d.table is not None
+            self.table(d, d.table, tname, k, dmap)
+        elif d.kind == "literal":
+            self.literal(d, tname, k)
+        else:
+            construct = {"context": "boxed context", "invocation": "boxed invocation", "relation": "relation",
+                         "list": "boxed list", "functionDefinition": "function definition",
+                         "conditional": "boxed conditional", "filter": "boxed filter", "for": "boxed for",
+                         "every": "boxed every", "some": "boxed some", "none": "a decision without logic"}.get(
+                             d.kind, d.kind)
+            raise DmnError(f"{construct} is not imported", *where, construct=construct)
+
+    def translator(self, used: set[str]) -> Translator:
+        return Translator(self.scope, on_name=used.add)
+
+    def requirements(self, used: set[str], own: str) -> list[str]:
+        """The fact types a decision's rules must find: the input (always), and each decision it reads."""
+        out = [INPUT]
+        for name in used:
+            if name in self.decisions and self.decisions[name].fact != own:
+                fact = self.decisions[name].fact
+                if fact not in out:
+                    out.append(fact)
+            elif name in self.inputs and self.inputs[name][0] not in out:
+                out.append(self.inputs[name][0])
+        return out
+
+    def fact_fields(self, tname: str, d: Decision, k: Kind, dmap: DecisionMap, enums: dict[str, tuple[str, ...]],
+                    kinds: dict[str, str]) -> None:
+        lines = [f"    # dmn: decision {d.name!r} ({d.id})"]
+        for f, comp in dmap.fields.items():
+            kind = kinds.get(f) or "any"
+            if kind == "any":
+                raise Unsupported("an output whose type cannot be told", f"{d.name} {comp}".strip())
+            lines.append(self.field_yaml(f, Kind(kind, enum=enums.get(f, ()))))
+        self.facts[tname] = lines
+
+    def literal(self, d: Decision, tname: str, k: Kind) -> None:
+        used: set[str] = set()
+        tr = self.translator(used)
+        node = parse_expression(d.literal, [*self.names(), *self.bkm_names()])
+        if k.kind == "record":
+            raise Unsupported("a literal expression whose result is a structure", d.name)
+        if is_null(node):  # FEEL: null, whatever the inputs - no rule asserts the decision's fact
+            kind = k.kind if k.kind not in ("any", "list", "record") else "number"
+            self.fact_fields(tname, d, k, self.decisions[d.name], {}, {"value": kind})
+            self.rules.append(f"  # dmn: decision {d.name!r} ({d.id}) is always null: {_one_line(d.literal)}")
+            return
+        text, kind = tr._write(node)
+        kind = k.kind if k.kind not in ("any",) else kind
+        if kind in ("list", "any"):
+            raise Unsupported("a literal expression whose result is a list or of unknown type", d.name)
+        self.fact_fields(tname, d, k, self.decisions[d.name], {}, {"value": kind})
+        rname = self.type_names.new(f"{d.name} rule")
+        comment = f"    # dmn: decision {d.name!r} ({d.id}), literal expression: {_one_line(d.literal)}"
+        if kind == "bool":
+            truth, falsity = self.truth(node, tr, True), self.truth(node, tr, False)
+            needs = " and ".join(f"exists {t}" for t in self.requirements(used, tname))
+            for outcome, cond in ((True, truth), (False, falsity)):
+                if cond is None:
+                    continue
+                when = needs + (f" and ({cond})" if cond else "")
+                self.rules.append(f"  - name: {rname}-{'true' if outcome else 'false'}\n{comment}\n"
+                                  f"    when: {_q(when)}\n"
+                                  f"    then: {{assert: {{{tname}: {{value: {'true' if outcome else 'false'}}}}}}}")
+            return
+        needs = " and ".join([*(f"exists {t}" for t in self.requirements(used, tname)),
+                              *(f"{_paren(x)} != 0" for x in tr.divisors)])  # FEEL: x / 0 is null
+        value: object = _literal_value(node) if node.kind in ("num", "str") else "=" + text
+        self.rules.append(f"  - name: {rname}\n{comment}\n    when: {_q(needs)}\n"
+                          f"    then: {{assert: {{{tname}: {{value: {_q(value)}}}}}}}")
+
+    def truth(self, node: Node, tr: Translator, want: bool) -> str | None:
+        """The condition under which a boolean FEEL expression is ``want`` (False: false, not merely not
+        true): "" for always, None for never. Null inputs make neither hold, as in FEEL."""
+        k = node.kind
+        if k == "bool":
+            return "" if bool(node.value) == want else None
+        if k == "not" or (k == "call" and node.value == "not" and len(node.args) == 1):
+            return self.truth(node.args[0], tr, not want)
+        if k in ("and", "or"):
+            a, b = self.truth(node.args[0], tr, want), self.truth(node.args[1], tr, want)
+            both = (k == "and") == want  # true-and / false-or: both sides; else either side
+            if both:
+                if a is None or b is None:
+                    return None
+                return " and ".join(f"({x})" for x in (a, b) if x) or ""
+            if a == "" or b == "":
+                return ""
+            parts = [x for x in (a, b) if x is not None]
+            return " or ".join(f"({x})" for x in parts) if parts else None
+        if k == "cmp":
+            op = str(node.value)
+            if not want:
+                op = {"=": "!=", "!=": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}[op]
+            return tr.write(Node("cmp", op, node.args))
+        if k in ("name", "path"):
+            text = tr.write(node)
+            return f"{text} == {'true' if want else 'false'}"
+        text = tr.write(node)
+        return text if want else f"not ({text})"
+
+    def table(self, d: Decision, t: DecisionTable, tname: str, k: Kind, dmap: DecisionMap) -> None:
+        where = (d.id, d.name)
+        hit = HIT.get(t.hit)
+        if hit is None:
+            raise DmnError(f"hit policy {t.hit!r} is not imported", *where, construct=f"hit policy {t.hit}")
+        names = [*self.names(), *self.bkm_names()]
+        used: set[str] = set()
+        tr = self.translator(used)
+        columns: list[str] = []
+        column_kinds: list[str] = []
+        for c in t.inputs:
+            node = parse_expression(c.text, names)
+            text, kind = tr._write(node)
+            if c.type_ref:
+                try:
+                    declared = self.kind(c.type_ref, where)
+                    kind = declared.kind if declared.kind not in ("any", "record") else kind
+                except DmnError:
+                    pass
+            if kind in ("record", "any"):
+                raise Unsupported("a table input whose type cannot be told", c.text)
+            columns.append(text if re.fullmatch(r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*", text) else "=" + text)
+            column_kinds.append(kind)
+        fields = list(dmap.fields)
+        out_kinds: dict[str, str] = {}
+        enums: dict[str, tuple[str, ...]] = {}
+        ck = dict(k.components) if k.kind == "record" else {}
+        for f, o in zip(fields, t.outputs, strict=False):
+            declared = self.kind(o.type_ref, where) if o.type_ref else (ck.get(o.text) or (k if len(fields) == 1 else
+                                                                                         Kind("any")))
+            out_kinds[f] = declared.kind if declared.kind != "list" else (declared.item.kind if declared.item
+                                                                          else "any")
+            if declared.enum:
+                enums[f] = declared.enum
+            if o.values:
+                vals = parse_unary_tests(o.values)
+                strs = tuple(str(x.args[0].value) for x in vals.tests if x.kind == "eq" and x.args[0].kind == "str")
+                if strs and len(strs) == len(vals.tests):
+                    enums[f] = strs
+                    out_kinds[f] = "str"
+        rows: list[str] = []
+        for r in t.rules:
+            if len(r.inputs) != len(t.inputs) or len(r.outputs) != len(t.outputs):
+                raise DmnError(f"rule {r.id} has {len(r.inputs)} input and {len(r.outputs)} output entries",
+                               *where, construct="decision table shape")
+            cells = []
+            for text, kind in zip(r.inputs, column_kinds, strict=True):
+                try:
+                    cells.append(_q(cell_text(parse_unary_tests(text, names), tr, kind)))
+                except Unsupported as e:
+                    raise Unsupported(e.construct, f"rule {r.id}, cell {text!r}: {e.detail}") from None
+            outs = []
+            for f, text in zip(fields, r.outputs, strict=True):
+                node = parse_expression(text, names)
+                if node.kind == "null":
+                    outs.append('"-"')
+                    continue
+                wtext, wkind = tr._write(node)
+                if out_kinds.get(f, "any") == "any":
+                    out_kinds[f] = wkind
+                outs.append(_q(_literal_value(node)) if node.kind in ("num", "str", "bool") else _q("=" + wtext))
+            rows.append(f"      - [{', '.join([*cells, *outs])}]   # dmn: rule {r.id}")
+        self.fact_fields(tname, d, k, dmap, enums, out_kinds)
+        tab = [f"  - name: {self.type_names.new(d.name + ' table')}",
+               f"    description: {_q('DMN decision ' + repr(d.name) + ' (' + d.id + '), decision table ' + t.id)}",
+               f"    hit: {hit}"]
+        if t.aggregation:
+            if t.aggregation not in AGGREGATION:
+                raise DmnError(f"aggregation {t.aggregation!r} is not imported", *where, construct="aggregation")
+            tab.append(f"    aggregate: {AGGREGATION[t.aggregation]}")
+        if hit == "priority":
+            ranking = enums.get(fields[0])
+            if not ranking:
+                raise DmnError("a PRIORITY table needs output values on its first output", *where,
+                               construct="priority without output values")
+            tab.append(f"    ranking: [{', '.join(_q(v) for v in ranking)}]")
+        needs = self.requirements(used, tname)
+        if needs != [INPUT] or not any(c.startswith(f"{INPUT}.") for c in columns):
+            tab.append(f"    when: {_q(' and '.join(f'exists {x}' for x in needs))}")
+        tab.append(f"    inputs: [{', '.join(_q(c) for c in columns)}]")
+        tab.append(f"    outputs: [{', '.join(f'{tname}.{f}' for f in fields)}]")
+        tab.append("    rows:")
+        tab.extend(rows)
+        self.tables.append("\n".join(tab))
+        defaults = {f: o.default for f, o in zip(fields, t.outputs, strict=True) if o.default}
+        if defaults:
+            values = []
+            for f, text in defaults.items():
+                node = parse_expression(text, names)
+                shown = _literal_value(node) if node.kind in ("num", "str", "bool") else "=" + tr.write(node)
+                values.append(f"{f}: {_q(shown)}")
+            needs_text = " and ".join(f"exists {x}" for x in self.requirements(used, tname))
+            self.rules.append(f"  - name: {self.type_names.new(d.name + ' default')}\n"
+                              f"    # dmn: decision {d.name!r} ({d.id}): the default output when no rule matches\n"
+                              f"    priority: -1\n"
+                              f"    when: {_q(needs_text + ' and not exists ' + tname)}\n"
+                              f"    then: {{assert: {{{tname}: {{{', '.join(values)}}}}}}}")
+
+    # -- the file ------------------------------------------------------------------------------------
+    def run(self) -> Imported:
+        self.load_inputs()
+        self.load_bkms()
+        self.load_decisions()
+        if not self.facts[INPUT]:
+            self.facts[INPUT].append("    model: {type: str, optional: true}   # a model without simple inputs")
+        name = re.sub(r"[^a-z0-9_.-]+", "-", self.m.name.lower()).strip("-.") or "dmn-model"
+        if not name[0].isalnum():
+            name = "dmn-" + name
+        lines = [f"# Imported from DMN {self.m.version} model {self.m.name!r} ({self.m.namespace}) by "
+                 "baton dmn import.",
+                 f"ruleset: {name[:100]}",
+                 f"description: {_q('DMN model ' + self.m.name)}", "", "facts:"]
+        for tname, fields in self.facts.items():
+            lines.append(f"  {tname}:")
+            lines.extend(fields)
+        inputs = [t for t in self.facts if t == INPUT or any(v[0] == t for v in self.inputs.values())]
+        lines.append(f"\ninput: [{', '.join(inputs)}]")
+        if self.tables:
+            lines.append("\ntables:")
+            lines.extend(self.tables)
+        if self.rules:
+            lines.append("\nrules:")
+            lines.extend(self.rules)
+        if self.skipped:
+            lines.append("\n# Left out (not expressible in Baton):")
+            lines.extend(f"#   decision {n!r}: {why}" for n, why in self.skipped.items())
+        text = "\n".join(lines) + "\n"
+        return Imported(text, self.decisions, self.inputs, self.components, self.skipped, self.notes, self.dropped)
+
+
+def _paren(text: str) -> str:
+    return text if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*|-?\d+(\.\d+)?", text) else f"({text})"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]
+
+
+def _literal_value(node: Node) -> object:
+    if node.kind == "num":
+        text = str(node.value)
+        value = float(text)
+        return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+    if node.kind == "bool":
+        return bool(node.value)
+    return str(node.value)
+
+
+def import_dmn(text: str, partial: bool = False) -> Imported:
+    """A DMN file's text as a ruleset; raises DmnError naming the element and construct it cannot import."""
+    model = read_model(text)
+    try:
+        return Importer(model, partial).run()
+    except Unsupported as e:
+        raise DmnError(str(e), construct=e.construct) from None
+
+
+_ = (Bkm, Callable)
+__all__ = ["DecisionMap", "Imported", "import_dmn", "slug"]
