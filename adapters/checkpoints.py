@@ -190,6 +190,11 @@ class Verifier:
         return None
 
 
+def keep_in(store: Any, cp: Checkpoint) -> None:
+    """Keep a copy in the store (``add_checkpoint``), where proofs and the console find the latest."""
+    store.add_checkpoint(f"{cp.size}-{cp.key_id}-{cp.time}", cp.size, cp.time, json.dumps(cp.to_json()))
+
+
 def checkpoint_file(folder: Path, cp: Checkpoint) -> Path:
     """Where a directory witness keeps a checkpoint: one file each, never overwritten."""
     stamp = cp.time.replace(":", "").replace("-", "").replace(".", "")

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -120,6 +120,39 @@ class MemorySettings(_Strict):
     sqlite_mb: int = Field(default=16, ge=0, le=65536)
 
 
+
+class WitnessSettings(_Strict):
+    """One place outside the database that keeps the signed checkpoints (adapters/witnesses.py): a ``dir``, an
+    HTTP ``url`` (POST), or a ``nats`` server URL with its ``subject`` (and ``stream`` for JetStream)."""
+
+    dir: Path | None = None
+    url: str | None = None
+    nats: str | None = None
+    subject: str = "baton.checkpoints"
+    stream: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> WitnessSettings:
+        if sum(x is not None for x in (self.dir, self.url, self.nats)) != 1:
+            raise ValueError("a witness names exactly one of dir, url, nats")
+        return self
+
+
+class CheckpointEvery(_Strict):
+    decisions: int | None = Field(default=1000, ge=1)
+    seconds: float | None = Field(default=60.0, gt=0)
+
+
+class AuditSettings(_Strict):
+    """Signed checkpoints of the decision log (docs/audit.md): the service signs the log's Merkle tree head
+    every ``checkpoint_every`` decisions or seconds and hands it to each witness."""
+
+    signing_key: str = Field(min_length=1)  # a secret reference to the Ed25519 private key (${file:...})
+    origin: str | None = None  # the log's name in its checkpoints (default: baton/<the store's log id>)
+    checkpoint_every: CheckpointEvery = Field(default_factory=lambda: CheckpointEvery())
+    witnesses: list[WitnessSettings] = Field(min_length=1)
+
+
 class Settings(_Strict):
     listen: str = "127.0.0.1:50051"
     db: str | None = None
@@ -150,6 +183,7 @@ class Settings(_Strict):
     console_secret: str | None = None  # signs console sessions (e.g. ${file:console.key}); random per start if unset
     console_sessions: ConsoleSessionSettings = Field(default_factory=lambda: ConsoleSessionSettings())
     pii_roles: list[str] = Field(default_factory=list)  # console roles that see fields marked pii; others: masked
+    audit: AuditSettings | None = None  # signed checkpoints of the log, kept by witnesses outside the database
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from adapters.checkpoints import (
     audit_log,
     check_proof,
     generate_keys,
+    keep_in,
     load_private_key,
     make_proof,
     read_checkpoints,
@@ -74,12 +75,8 @@ def checkpoint(db: DbOpt = None,
     size, root = store.tree_head()
     cp = sign(private, origin or default_origin(store), size, root)
     path = write_checkpoint(out_dir, cp)
-    keep(store, cp)
+    keep_in(store, cp)
     out.print(f"checkpoint: {size} decisions, root {root.hex()}, signed at {cp.time} -> {path}")
-
-
-def keep(store: SqlStore, cp: Checkpoint) -> None:
-    store.add_checkpoint(f"{cp.size}-{cp.key_id}-{cp.time}", cp.size, cp.time, json.dumps(cp.to_json()))
 
 
 def verify_checkpoints(store: SqlStore, folder: Path, keys: list[Path], origin: str | None) -> bool:

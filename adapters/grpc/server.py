@@ -40,6 +40,7 @@ from adapters.store.base import limit_sqlite_memory, sqlite_memory_used
 from adapters.store.sql import SqlStore
 from adapters.system import heap_stats, run_loop, trim_heap, tune_allocator
 from adapters.tools.connectors import resolve_secrets
+from adapters.witnesses import checkpointer
 
 log = logging.getLogger("baton.serve")
 GRACE_S = 30.0  # how long SIGTERM waits for in-flight decisions
@@ -199,6 +200,8 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, _rotate_secrets)
     rt.start()
+    checkpoints = asyncio.create_task(checkpointer(cfg, base, rt.store).run(stop)) \
+        if cfg.audit is not None and worker == 0 else None  # signed tree heads to witnesses (docs/audit.md)
     console = await _start_console(cfg, rt.store, rt.registry, auth, rt.escalations) \
         if cfg.console and worker == 0 else None
     intake = rt.consumers()
@@ -221,6 +224,8 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     await logs
     await heap
     await fresh
+    if checkpoints is not None:
+        await checkpoints
     say(f"baton {os.getpid()}: shutting down, finishing in-flight decisions")
     await health.enter_graceful_shutdown()
     await server.stop(GRACE_S)

@@ -22,13 +22,13 @@ from adapters.checkpoints import (
     Verifier,
     audit_log,
     generate_keys,
+    keep_in,
     load_private_key,
     read_checkpoints,
     read_public_keys,
     sign,
     write_checkpoint,
 )
-from adapters.cli.audit_cmds import keep
 from adapters.cli.main import app
 from adapters.store.sql import Pending, SqlStore
 from engine import merkle
@@ -48,7 +48,7 @@ def keys(tmp_path: Path) -> tuple[Any, Path]:
 def checkpoint_now(store: SqlStore, key: Any, folder: Path, origin: str | None = None) -> Path:
     size, root = store.tree_head()
     cp = sign(key, origin or f"baton/{store.log_id()}", size, root)
-    keep(store, cp)
+    keep_in(store, cp)
     return write_checkpoint(folder, cp)
 
 
