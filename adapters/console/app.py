@@ -41,4 +41,6 @@ def create_app(console: Console) -> Starlette:
         response.headers.update(HEADERS)
         return response
 
-    return Starlette(routes=routes, exception_handlers={404: not_found})
+    app = Starlette(routes=routes, exception_handlers={404: not_found})
+    app.state.console = console  # the service fills in what only it knows (effect_names)
+    return app

@@ -122,8 +122,10 @@ class DecisionPages:
                 why_lines = scrub(why(engine.ruleset, stored, why_rule))
             except KeyError:
                 why_lines = [f"no rule named {why_rule!r} in this version"]
+        escalation = await asyncio.to_thread(self.c.store.escalation, decision_id) if record.get("escalation") \
+            else None  # resolved, closed or expired: who did it, and the decision it resumed into
         return self.ui.page(request, "decision.html", record=record, view=view, chain=chain, versions=versions,
-                    delivery=delivery,
+                    delivery=delivery, escalation=escalation, effect_names=self.c.effect_names,
                     rules=[r.name for r in engine.ruleset.rules] if engine else [], why_rule=why_rule,
                     why_lines=why_lines, server_ms=(time.perf_counter() - started) * 1000, **extra)
 

@@ -81,14 +81,17 @@ class OperationPages:
         self.ui.need(request, "auditor")
         status = request.query_params.get("status", "dead")
         rows = await asyncio.to_thread(self.c.store.effects, status or None, 500)
-        return self.ui.page(request, "effects.html", rows=rows, wanted=status, now=time.time())
+        return self.ui.page(request, "effects.html", rows=rows, wanted=status, now=time.time(),
+                            effect_names=self.c.effect_names)
 
     async def effect(self, request: Request) -> Response:
         self.ui.need(request, "auditor")
         row = await asyncio.to_thread(self.c.store.effect, request.path_params["id"])
         if row is None:
             return self.ui.page(request, "error.html", status=404, message="no such effect")
-        return self.ui.page(request, "effect.html", row=row, payload=json.loads(row["payload"]), now=time.time())
+        return self.ui.page(request, "effect.html", row=row, payload=json.loads(row["payload"]), now=time.time(),
+                            effect_names=self.c.effect_names,
+                            notes=await asyncio.to_thread(self.c.store.effect_notes, row["id"]))
 
     async def retry_effects(self, request: Request) -> Response:
         """Dead letters back in the queue (one, or all): an auditor who found them failing may retry them;

@@ -41,6 +41,8 @@ class Console:
     sessions: Sessions
     escalations: Escalations | None = None
     pii_roles: tuple[str, ...] = ()  # who reads fields marked pii in clear; everyone else sees them masked
+    # the effects this service has a connector for (None: not known); others wait in the outbox, never tried
+    effect_names: frozenset[str] | None = None
 
 
 MAX_FORM = 8_000_000  # bytes of one console form: room for the largest ruleset (MAX_SOURCE characters)

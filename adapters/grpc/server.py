@@ -73,6 +73,7 @@ async def _start_console(cfg: Settings, store: SqlStore, registry: RulesetRegist
     sessions = Sessions(auth, key, secure=tls, idle_s=cfg.console_sessions.idle_s,
                         absolute_s=cfg.console_sessions.absolute_s)
     app = create_app(Console(store, registry, sessions, escalations, tuple(cfg.pii_roles)))
+    app.state.console.effect_names = frozenset(cfg.effects or {})  # what the console says of waiting effects
     config = uvicorn.Config(app, host=host or "127.0.0.1", port=int(port), log_level="warning", lifespan="off",
                             access_log=False, ssl_certfile=str(cfg.tls.cert) if tls else None,
                             ssl_keyfile=str(cfg.tls.key) if tls else None)
