@@ -7,8 +7,9 @@
   impact analysis read them, in one process;
 - *claim ms*: one outbox poll (claim 32 due effects of a connector), median of 20, while ``--backlog``
   effects wait for a connector this sender does not have - it must not grow with the backlog;
-- and, last, SQLite alone on this machine in the same run (hash-chained 2 KB records in fsync'd groups of
-  64): the machine's speed changes from day to day, so stored/s is read as a share of that.
+- SQLite alone on this machine in the same run (hash-chained 2 KB records in fsync'd groups of 64): the
+  machine's speed changes from day to day, so stored/s is read as a share of that;
+- and, last, the Merkle tree's upkeep (engine/merkle.py) as CPU per decision beside the CPU of storing one.
 
 Run: .venv/bin/python bench/store.py [--n 5000] [--backlog 100000] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]"""
 
@@ -197,6 +198,41 @@ def sqlite_alone(path: str, n: int, group: int = 64, size: int = 2048) -> float:
     return n / elapsed
 
 
+def tree_share(url: str, n: int, batch: int = 64) -> tuple[float, float]:
+    """The Merkle tree's part of the writer's work (issue 38), both as CPU time in this run: microseconds per
+    decision for the tree upkeep alone (leaf hash, frontier, completed subtrees, the frontier's hex) and for
+    storing a decision whole (``save_batch`` in groups of ``batch``, records made beforehand, which includes
+    that upkeep). CPU time, not wall time: other processes on the machine move it far less."""
+    from adapters.store.base import TREE_KEEP_FROM
+    from adapters.store.sql import Pending
+    from engine.audit import tree_leaf
+    from engine.merkle import Frontier
+
+    rs = load_file(ROOT / "rulesets/claims-triage.yaml")
+    records = asyncio.run(decided(rs, n))
+    store = SqlStore(url)
+    start = time.process_time()
+    for first in range(0, n, batch):
+        store.save_batch([Pending(r) for r in records[first:first + batch]])
+    stored_us = (time.process_time() - start) / n * 1e6
+    digests = [h for page in store.chain_hashes() for _, h in page]
+    store.close()
+    best = float("inf")
+    for _ in range(3):
+        start = time.process_time()
+        frontier = Frontier()
+        for first in range(0, n, batch):
+            frontier = Frontier.from_hex(frontier.size, frontier.to_hex())
+            nodes = []
+            for digest in digests[first:first + batch]:
+                for level, idx, h in frontier.append(tree_leaf(digest)):
+                    if level >= TREE_KEEP_FROM:
+                        nodes.append((level, idx, h.hex()))
+            frontier.to_hex()
+        best = min(best, time.process_time() - start)
+    return best / n * 1e6, stored_us
+
+
 def pg_database(admin: str, made: list[str]) -> str:
     import psycopg
 
@@ -256,6 +292,9 @@ def run(args: argparse.Namespace, tmp: Path, made: list[str]) -> None:
     print(f"SQLite alone, same run: {alone:,.0f} hash-chained 2 KB records/s in fsync'd groups of 64 (the sqlite3 "
           "module, WAL, synchronous=FULL)" + (f"; Baton stores {rows[0][1] / alone:.0%} of that" if rows and
                                               rows[0][0] == "SQLite" else ""))
+    tree_us, stored_us = tree_share(str(tmp / "tree.db"), args.n)
+    print(f"Merkle tree upkeep, same run: {tree_us:.1f} us of CPU per decision, {tree_us / stored_us:.1%} of the "
+          f"{stored_us:.0f} us the SQLite store's CPU spends storing one (groups of 64)")
 
 
 if __name__ == "__main__":
