@@ -361,7 +361,10 @@ class _Run:
                 self.intents, self.unreadable = [], []  # a final rule fired: no call from this round on
                 if not (self.human and self.escalating()):
                     break
-                self.stopped = ""  # a reviewer's answer resumes a decision a final escalation stopped
+                self.stopped = ""  # a reviewer's answer resumes a decision a final escalation stopped;
+                held = self.session.first()  # what the stop cut off stays cut off: only what the answer
+                while held is not None:  # enables fires
+                    held = self.session.next()
             if not self.intents and self.human and self.escalating():
                 self.round += 1
                 given = self.human.pop(0)
@@ -478,6 +481,7 @@ class _Run:
                 except TooLarge:
                     raise _Stop(f"rule '{er.rule.name}': a number beyond 1e300 was computed on these facts") from None
                 if self.stopped:
+                    self.session.next()  # the final rule's activation is done; the rest stay on the agenda
                     return
             message = self.session.next()
 

@@ -37,6 +37,7 @@ from engine.language.check import (
     Checker,
     Condition,
     Eval,
+    bindings_of,
     compile_expr,
     normalise,
 )
@@ -314,8 +315,11 @@ def definition_values(vocab: Vocabulary, names: list[str], types: Mapping[str, F
             continue
         checker = Checker(types)
         checker.aliases = dict(condition.aliases)
+        matched = {b for branch in condition.branches for b in branch.bindings}
         try:
             node = normalise(body)
+            if not set(bindings_of(node, condition.aliases)) <= matched:
+                continue  # it names facts the rule does not match (used only inside an aggregate's filter)
             checker.type_of(node)
             out.append((name, compile_expr(checker.lower(node), condition.aliases)))
         except ExprError:

@@ -212,6 +212,28 @@ def test_the_schema_knows_values_definitions_and_final() -> None:
         assert any(p.startswith(where) for p in paths), paths
 
 
+def test_tables_use_values_and_definitions_and_a_diff_names_the_table() -> None:
+    table = """\
+  - {name: r, when: exists customer, then: {decide: {route: none}}}
+tables:
+  - name: sizes
+    hit: first
+    when: big
+    inputs: [claim.amount]
+    outputs: [decide.route]
+    rows:
+      - ["> reporting_threshold * 5", huge]
+      - ["-", big]
+"""
+    e = engine(table)
+    assert run(e, {"claim": claim(amount=60_000)}).decision == {"route": "huge"}
+    assert run(e, {"claim": claim(amount=20_000)}).decision == {"route": "big"}
+    assert run(e, {"claim": claim(amount=2_000)}).outcome == "no_decision"
+    changes = diff_sources(HEAD + table, HEAD.replace("reporting_threshold: 10000", "reporting_threshold: 20000")
+                           + table)
+    assert [c.details[-1] for c in changes] == ["used by table sizes"]
+
+
 # -- 16. definitions ------------------------------------------------------------------------------------
 
 def test_a_definition_means_its_expression_written_there_in_brackets() -> None:
@@ -264,6 +286,7 @@ def test_inside_an_aggregate_a_definition_means_the_fact_being_counted() -> None
 """
     d = run(rules, {"customer": customer(), "alert": [alert("a", 80), alert("b", 10), alert("c", 70)]})
     assert d.decision == {"route": "review", "high": 2, "all": 3}
+    assert "definitions" not in d.trace[-2]  # high_score names no fact the rule matched: not shown
 
 
 def test_a_definition_may_use_values_and_definitions_but_never_itself() -> None:
@@ -409,6 +432,37 @@ tables:
     rows: [["-", x]]
 """)
     assert [(c, ln, col) for c, ln, col, _ in found] == [("bad_final", LINE + 3, 5)]
+
+
+def test_a_final_escalation_resumes_when_the_reviewer_answers() -> None:
+    from engine.loop import HumanInput, Limits
+
+    head = HEAD.replace("  assessment:\n", "  approval:\n    ok: bool\n  assessment:\n")
+    rules = """\
+  - name: review
+    priority: 100
+    final: true
+    when: customer.country in high_risk_countries
+    then: {escalate: {queue: compliance, expects: approval}}
+  - name: assess-claim
+    when: exists customer
+    then: assess
+  - name: approved
+    priority: 200
+    when: approval.ok and exists customer
+    then: {decide: {route: accept}}
+"""
+    e = Engine(ruleset(head + rules))
+    facts = e.validate_input({"customer": customer(country="IR")})
+    recorded = RecordedAnswers({"assess": {"label": "x"}})
+    stopped = asyncio.run(e.run(facts, recorded, recorded, FixedClock(DAY), SequentialIds(), Limits()))
+    assert stopped.outcome == "escalated" and stopped.calls == 0 and stopped.fired == ["review"]
+    resumed = asyncio.run(e.run(facts, recorded, recorded, FixedClock(DAY), SequentialIds(), Limits(),
+                                [HumanInput("approval", {"ok": True}, "ana")]))
+    assert resumed.outcome == "decided" and resumed.decision == {"route": "accept"}
+    # resumed, only what the answer enables fires: the rule the stop cut off stays cut off (no call)
+    assert resumed.fired == ["review", "approved"] and resumed.calls == 0
+    assert asyncio.run(replay(e, resumed.to_dict())).identical
 
 
 # -- 18. text, lists, powers, months --------------------------------------------------------------------
