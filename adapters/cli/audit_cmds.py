@@ -170,3 +170,9 @@ def check_proof_cmd(proof: Annotated[Path, typer.Argument(help="a proof from `ba
     assert signed is not None
     out.print(f"proven: decision {bundle['decision_id']} is entry {bundle['entry']['chain_seq']} of log "
               f"{signed.origin!r}, included in the {signed.describe()} (key {signed.key_id})")
+
+
+if __name__ == "__main__":  # python -m adapters.cli.audit_cmds PROOF --public-key FILE: the checker alone
+    checker = typer.Typer(add_completion=False)
+    checker.command()(check_proof_cmd)
+    checker()

@@ -211,12 +211,12 @@ def test_a_proof_round_trips_through_the_cli_and_is_checked_without_the_store(pa
     done = baton(*check)
     assert done.returncode == 1 and "the record was altered" in done.stdout
 
-    # the checker alone: no store, no database driver imported
-    code = ("import sys, typer; from typer.testing import CliRunner; from adapters.cli.audit_cmds import "
-            "check_proof_cmd; app = typer.Typer(); app.command()(check_proof_cmd); "
-            f"r = CliRunner().invoke(app, [{str(proof)!r}, '--public-key', {str(keydir / 'checkpoint.pub')!r}]); "
-            "print(r.output); loaded = [m for m in sys.modules if m.startswith(('sqlalchemy', 'adapters.store', "
-            "'psycopg', 'sqlite3'))]; print('loaded', loaded); sys.exit(r.exit_code)")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    # the checker alone (python -m adapters.cli.audit_cmds): no store, no database driver imported
+    code = ("import runpy, sys; sys.argv = ['check', *sys.argv[1:]]\ntry:\n"
+            "    runpy.run_module('adapters.cli.audit_cmds', run_name='__main__')\nfinally:\n"
+            "    print('loaded', [m for m in sys.modules if m.startswith(('sqlalchemy', 'adapters.store', 'psycopg', "
+            "'sqlite3'))])")
+    done = subprocess.run([sys.executable, "-c", code, str(proof), "--public-key", str(keydir / "checkpoint.pub")],
+                          cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 1 and "NOT PROVEN" in done.stdout, done.stdout + done.stderr
     assert "loaded []" in done.stdout
