@@ -17,6 +17,7 @@ import typer
 from adapters.cli.bench import bench
 from adapters.cli.broker_cmds import tail_app
 from adapters.cli.common import err, fail, out, print_compile_errors, print_warnings
+from adapters.cli.dmn_cmds import dmn_app
 from adapters.cli.documents_cmds import corpora_cmd, index_cmd, search_cmd
 from adapters.cli.governance_cmds import rulesets_app, shadow_app, table_app
 from adapters.cli.store_cmds import command_runtime, effects_app, escalations_app, impact_cmd, log_app, replay_cmd
@@ -41,6 +42,7 @@ app.add_typer(escalations_app, name="escalations")
 app.add_typer(effects_app, name="effects")
 app.add_typer(rulesets_app, name="rulesets")
 app.add_typer(table_app, name="table")
+app.add_typer(dmn_app, name="dmn")
 app.add_typer(shadow_app, name="shadow")
 app.add_typer(tail_app, name="tail")
 app.command("index")(index_cmd)

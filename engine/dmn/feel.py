@@ -122,6 +122,7 @@ class _Parser:
         self.text = text
         self.tokens = tokenize(text, names)
         self.i = 0
+        self.bound = False  # parsing an interval's bound: a '[' after it closes the interval (]a..b[)
 
     def peek(self, k: int = 0) -> Token:
         return self.tokens[min(self.i + k, len(self.tokens) - 1)]
@@ -256,6 +257,8 @@ class _Parser:
                     raise Unsupported("FEEL named arguments", ", ".join(named))
                 node = Node("call", node.value if node.kind == "name" else None, tuple(args), (node,))
             elif self.at("[", "op"):
+                if self.bound:
+                    return node
                 raise Unsupported("FEEL filter expression", "list[condition]")
             else:
                 return node
@@ -319,9 +322,13 @@ class _Parser:
     def interval(self) -> Node:
         open_tok = self.next()
         lo_closed = open_tok.text == "["
-        lo = self.additive()
-        self.expect("..")
-        hi = self.additive()
+        self.bound = True
+        try:
+            lo = self.additive()
+            self.expect("..")
+            hi = self.additive()
+        finally:
+            self.bound = False
         close = self.next()
         if close.kind != "op" or close.text not in ("]", ")", "["):
             raise FeelSyntax(f"an interval ends with ], ) or [ (at {close.pos + 1})")
@@ -570,7 +577,7 @@ def is_null(node: Node) -> bool:
     """Is this expression null whatever the inputs (null, or arithmetic and comparisons on a null literal)?"""
     if node.kind == "null":
         return True
-    if node.kind in ("bin", "neg", "cmp"):
+    if node.kind in ("bin", "neg") or (node.kind == "cmp" and node.value not in ("=", "!=")):  # x = null: a test
         return any(is_null(a) for a in node.args)
     return False
 

@@ -570,6 +570,19 @@ class Importer:
         if self.tables:
             lines.append("\ntables:")
             lines.extend(self.tables)
+        results = []
+        for dmap in self.decisions.values():
+            value = f"=list({dmap.fact}.value)" if list(dmap.fields) == ["value"] else f"=list({dmap.fact})"
+            results.append(f"{dmap.fact}: {_q(value)}")
+        if not results:
+            self.rules.append("  - name: dmn-results\n    # no decision of the model could be imported\n"
+                              "    when: exists input\n    then: {decide: {imported: none}}")
+        if results:  # the decision's answer: every DMN decision's result(s), as lists (empty: null)
+            self.rules.append("  - name: dmn-results\n"
+                              "    # every decision's result as a list: [] is null, one item a single result\n"
+                              "    priority: -1000\n"
+                              "    when: exists input\n"
+                              f"    then: {{decide: {{{', '.join(results)}}}}}")
         if self.rules:
             lines.append("\nrules:")
             lines.extend(self.rules)

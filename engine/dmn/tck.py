@@ -5,6 +5,7 @@ the value of its decision's facts (none: null; a list for the multi-hit policies
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -219,4 +220,58 @@ def run_tests(imported: Imported, engine: Engine, cases: list[Case]) -> list[Cas
     return asyncio.run(go())
 
 
-__all__ = ["Case", "CaseRun", "Outcome", "read_tests", "run_tests"]
+def _rounded(value: object) -> object:
+    """A value as the engine shows it: numbers to 15 significant digits (engine/loop.py, computed values)."""
+    if isinstance(value, float):
+        value = float(f"{value:.15g}")
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
+def expected_decision(imported: Imported, case: Case) -> dict[str, object] | None:
+    """A case's expected results as the imported ruleset's decision (each decision's results as a list);
+    None when a result node is of a decision left out or expects an error."""
+    out: dict[str, object] = {}
+    for r in case.results:
+        dmap = imported.decisions.get(r.name)
+        if dmap is None or r.error_expected or r.name in imported.skipped:
+            return None
+        values = r.expected if dmap.multi else ([] if r.expected is None else [r.expected])
+        if not isinstance(values, list):
+            return None
+        if list(dmap.fields) != ["value"]:
+            back = {comp: f for f, comp in dmap.fields.items()}
+            values = [{back.get(k, k): v for k, v in item.items() if v is not None} if isinstance(item, dict) else item
+                      for item in values]
+        out[dmap.fact] = _rounded(values)
+    return out
+
+
+def tests_yaml(imported: Imported, cases: list[Case], source: str) -> str:
+    """The cases as the ruleset's embedded ``tests:`` (those it can express; the others are listed)."""
+    lines = ["", f"tests:   # from the DMN test file {source}"]
+    left_out = []
+    for case in cases:
+        expected = expected_decision(imported, case)
+        if expected is None:
+            left_out.append(case.id)
+            continue
+        try:
+            given = facts_for(imported, case.inputs)
+        except DmnError:
+            left_out.append(case.id)
+            continue
+        name = f"DMN test case {case.id}" + (f": {case.description}" if case.description else "")
+        lines.append(f"  - name: {json.dumps(name, ensure_ascii=False)}")
+        lines.append(f"    given: {json.dumps(given, ensure_ascii=False)}")
+        lines.append(f"    expect: {json.dumps({'outcome': 'decided', 'decision': expected}, ensure_ascii=False)}")
+    if left_out:
+        lines.append(f"  # not embedded (an expected error, or a decision left out): cases {', '.join(left_out)}")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["Case", "CaseRun", "Outcome", "read_tests", "run_tests", "tests_yaml"]

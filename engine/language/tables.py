@@ -156,7 +156,7 @@ def parse_cell(raw: object, spec: FieldSpec, column: str, known: Callable[[str],
     body = text.strip()
     negated = False
     m = _NOT.match(body)
-    if m and _balanced(m.group(1)):
+    if m and len(_split_tests(body)) == 1:  # not(...) around the whole cell, not one test of a list
         negated, body = True, m.group(1).strip()
     elif body.startswith("not ") and kind == "str":
         negated, body = True, body[4:]
@@ -168,22 +168,6 @@ def parse_cell(raw: object, spec: FieldSpec, column: str, known: Callable[[str],
     if negated:
         cell = _negate(cell)
     return cell
-
-
-def _balanced(text: str) -> bool:
-    depth, quote = 0, ""
-    for ch in text:
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth < 0:
-                return False
-    return depth == 0
 
 
 def _split_tests(text: str) -> list[str]:
@@ -463,6 +447,8 @@ def cell_condition(ref: str, cell: Cell) -> str:
         body = parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
         return f"not {body if body.startswith('(') else '(' + body + ')'}" if cell.negated else body
     if cell.kind == "num":
+        if not cell.intervals:
+            return "false"  # not(-) of a whole range: no value passes
         parts = []
         for i in cell.intervals:
             if i.lo == i.hi:

@@ -1,0 +1,219 @@
+"""FEEL as Baton imports it: the unary-test parser against a plain-Python reference, each hit policy's import,
+and the error each unsupported construct gets (naming the DMN element's id and name and the construct)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.clock import FixedClock, SequentialIds
+from engine.dmn.feel import Translator, cell_text, parse_unary_tests
+from engine.dmn.importer import import_dmn
+from engine.dmn.model import DmnError
+from engine.dmn.tck import result_of
+from engine.language.check import check_value
+from engine.language.expr import parse
+from engine.language.loader import load_ruleset
+from engine.language.tables import cell_condition, parse_cell
+from engine.language.types import FactType, FieldSpec
+from engine.loop import Engine
+from engine.recorded import RecordedAnswers
+
+# -- the unary-test parser against a reference in plain Python -------------------------------------------
+
+numbers = st.integers(-20, 20)
+
+
+@st.composite
+def one_test(draw: Any) -> tuple[str, Any]:
+    """One FEEL positive unary test over numbers, and the plain-Python predicate it means."""
+    kind = draw(st.sampled_from(["lt", "le", "gt", "ge", "eq", "range"]))
+    a = draw(numbers)
+    if kind == "range":
+        b = draw(st.integers(a, 25))
+        lo_closed, hi_closed = draw(st.booleans()), draw(st.booleans())
+        if a == b:
+            lo_closed = hi_closed = True
+        opener = "[" if lo_closed else draw(st.sampled_from(["(", "]"]))
+        closer = "]" if hi_closed else draw(st.sampled_from([")", "["]))
+        return (f"{opener}{a}..{b}{closer}",
+                lambda x: (x >= a if lo_closed else x > a) and (x <= b if hi_closed else x < b))
+    op = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": ""}[kind]
+    space = draw(st.sampled_from(["", " "]))
+    pred = {"lt": lambda x: x < a, "le": lambda x: x <= a, "gt": lambda x: x > a, "ge": lambda x: x >= a,
+            "eq": lambda x: x == a}[kind]
+    return f"{op}{space}{a}", pred
+
+
+@st.composite
+def cells(draw: Any) -> tuple[str, Any]:
+    tests = draw(st.lists(one_test(), min_size=1, max_size=4))
+    text = ",".join(t for t, _ in tests) if draw(st.booleans()) else ", ".join(t for t, _ in tests)
+
+    def any_of(x: float) -> bool:
+        return any(p(x) for _, p in tests)
+
+    if draw(st.booleans()):
+        return f"not({text})", lambda x: not any_of(x)
+    return text, any_of
+
+
+NUMBER = FieldSpec("n", "number")
+FACT = {"t": FactType("t", {"n": NUMBER})}
+
+
+@settings(max_examples=300, deadline=None)
+@given(cells(), st.lists(st.sampled_from([x / 2 for x in range(-50, 51)]), min_size=1, max_size=8))
+def test_unary_tests_match_the_reference(cell: tuple[str, Any], probes: list[float]) -> None:
+    text, reference = cell
+    baton = cell_text(parse_unary_tests(text), Translator({}), "number")
+    parsed = parse_cell(baton, NUMBER, "t.n")
+    assert parsed.kind == "num"  # literal tests stay literal: exactly analysed and indexed
+    condition = check_value(parse(cell_condition("t.n", parsed)), FACT, {}, None)[1]
+    for x in probes:
+        assert parsed.contains(x) == reference(x), (text, baton, x)
+        assert condition({"t": {"n": x}}, None) is reference(x), (text, baton, x)  # type: ignore[arg-type]
+
+
+def test_cells_with_strings_names_and_lists() -> None:
+    scope_text = {"Symptoms": ("input.symptoms", "list")}
+    from engine.dmn.feel import Binding
+
+    scope = {"Symptoms": Binding("input.symptoms", "list"), "Limit": Binding("input.limit", "number")}
+    tr = Translator(scope)
+    assert cell_text(parse_unary_tests('"a","b"'), tr, "str") == '"a", "b"'
+    assert cell_text(parse_unary_tests('not("a")'), tr, "str") == 'not("a")'
+    assert cell_text(parse_unary_tests("> Limit"), tr, "number") == "> input.limit"
+    assert cell_text(parse_unary_tests("[Limit..Limit * 2)"), tr, "number") == "[input.limit..input.limit * 2)"
+    assert cell_text(parse_unary_tests("Symptoms"), tr, "str") == "in input.symptoms"
+    assert cell_text(parse_unary_tests("-"), tr, "str") == "-"
+    assert scope_text
+
+
+# -- each hit policy's import ----------------------------------------------------------------------------
+
+def dmn(table: str, inputs: str = '<inputData id="i1" name="Age"><variable name="Age" typeRef="number"/>'
+        "</inputData>", extra: str = "", type_ref: str = "number") -> str:
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="https://www.omg.org/spec/DMN/20230324/MODEL/" namespace="urn:t" name="t" id="t">
+  {extra}
+  <decision id="d1" name="Result">
+    <variable name="Result" typeRef="{type_ref}"/>
+    <informationRequirement id="r1"><requiredInput href="#i1"/></informationRequirement>
+    {table}
+  </decision>
+  {inputs}
+</definitions>"""
+
+
+def table(hit: str, rows: list[tuple[str, str]], aggregation: str = "", values: str = "") -> str:
+    agg = f' aggregation="{aggregation}"' if aggregation else ""
+    out_values = f"<outputValues><text>{values}</text></outputValues>" if values else ""
+    body = "".join(f'<rule id="u{k}"><inputEntry><text>{a}</text></inputEntry><outputEntry><text>{o}</text>'
+                   "</outputEntry></rule>" for k, (a, o) in enumerate(rows))
+    return (f'<decisionTable id="t1" hitPolicy="{hit}"{agg}><input id="c1"><inputExpression typeRef="number">'
+            f'<text>Age</text></inputExpression></input><output id="o1" name="out">{out_values}</output>{body}'
+            "</decisionTable>")
+
+
+def run(text: str, age: float | None) -> object:
+    imported = import_dmn(text)
+    engine = Engine(load_ruleset(imported.yaml))
+    recorded = RecordedAnswers({})
+    facts = {"input": {"age": age} if age is not None else {}}
+    d = asyncio.run(engine.decide(facts, recorded, recorded, FixedClock(), SequentialIds()))
+    assert d.outcome == "decided", d.reason
+    return result_of(imported, d, "Result")
+
+
+ROWS = [("&lt; 18", "1"), ("&gt;= 10", "2"), ("-", "3"), ("&gt;= 10", "2")]
+
+
+@pytest.mark.parametrize(("hit", "aggregation", "age", "expected", "baton"), [
+    ("FIRST", "", 12, 1, "hit: first"),
+    ("RULE ORDER", "", 12, [1, 2, 3, 2], "hit: rule_order"),
+    ("COLLECT", "", 12, [1, 2, 3, 2], "hit: collect"),
+    ("COLLECT", "SUM", 12, 8, "aggregate: sum"),
+    ("COLLECT", "COUNT", 12, 4, "aggregate: count"),
+    ("COLLECT", "MIN", 30, 2, "aggregate: min"),
+    ("COLLECT", "MAX", 5, 3, "aggregate: max"),
+])
+def test_multi_and_first_hit_policies(hit: str, aggregation: str, age: float, expected: object, baton: str) -> None:
+    text = dmn(table(hit, ROWS, aggregation))
+    assert baton in import_dmn(text).yaml
+    assert run(text, age) == expected
+
+
+def test_unique_any_priority_and_output_order() -> None:
+    rows = [("&lt; 18", '"minor"'), ("[18..65)", '"adult"'), ("&gt;= 65", '"senior"')]
+    assert run(dmn(table("UNIQUE", rows), type_ref="string"), 40) == "adult"
+    assert run(dmn(table("UNIQUE", rows), type_ref="string"), None) is None  # a null input matches no row
+    same = [("&lt; 18", '"low"'), ("&lt; 10", '"low"'), ("&gt;= 18", '"high"')]
+    assert run(dmn(table("ANY", same), type_ref="string"), 5) == "low"
+    ranked = [("&lt; 18", '"low"'), ("&lt; 10", '"high"'), ("-", '"mid"')]
+    values = '"high", "mid", "low"'
+    assert run(dmn(table("PRIORITY", ranked, values=values), type_ref="string"), 5) == "high"
+    assert run(dmn(table("PRIORITY", ranked, values=values), type_ref="string"), 15) == "mid"
+    assert run(dmn(table("OUTPUT ORDER", ranked, values=values), type_ref="string"), 5) == ["high", "mid", "low"]
+
+
+def test_any_with_different_outputs_is_refused_when_checked() -> None:
+    clash = [("&lt; 18", '"low"'), ("&lt; 10", '"high"')]
+    imported = import_dmn(dmn(table("ANY", clash), type_ref="string"))
+    from engine.errors import CompileErrors
+
+    with pytest.raises(CompileErrors) as e:
+        load_ruleset(imported.yaml)
+    assert e.value.errors[0].code == "table_conflict"
+
+
+# -- what cannot be imported ------------------------------------------------------------------------------
+
+def literal(text: str, type_ref: str = "number") -> str:
+    return dmn(f"<literalExpression><text>{text}</text></literalExpression>", type_ref=type_ref)
+
+
+@pytest.mark.parametrize(("text", "construct"), [
+    (literal("for x in [1, 2] return x"), "FEEL 'for' expression"),
+    (literal("some x in [1, 2] satisfies x &gt; 1"), "FEEL 'some' expression"),
+    (literal("every x in [1, 2] satisfies x &gt; 1"), "FEEL 'every' expression"),
+    (literal("{a: 1}.a"), "FEEL context"),
+    (literal("[1, 2, 3][item &gt; Age]"), "FEEL filter expression"),
+    (literal("floor(Age)"), "FEEL function Baton lacks"),
+    (literal("if Age &gt; 18 then 1 else 2"), "FEEL if-then-else"),
+    (literal("Age instance of number", "boolean"), "FEEL 'instance of'"),
+    (literal("Age = null", "boolean"), "FEEL null comparison"),
+    (dmn(table("UNIQUE", [("null", "1")])), "FEEL null test"),
+    (dmn(table("UNIQUE", [("-", "1")]), inputs='<inputData id="i1" name="Age"><variable name="Age" '
+         'typeRef="time"/></inputData>'), "FEEL time of day"),
+    (dmn(table("UNIQUE", [("-", "1")]), inputs='<inputData id="i1" name="Age"><variable name="Age" '
+         'typeRef="days and time duration"/></inputData>'), "FEEL duration"),
+    (dmn('<context id="x1"><contextEntry><variable name="a"/><literalExpression><text>1</text>'
+         "</literalExpression></contextEntry></context>"), "boxed context"),
+])
+def test_unsupported_constructs_name_the_element_and_construct(text: str, construct: str) -> None:
+    with pytest.raises(DmnError) as e:
+        import_dmn(text)
+    assert e.value.construct == construct
+    message = str(e.value)
+    assert ("'Result' (id d1)" in message) or ("'Age' (id i1)" in message), message
+
+
+def test_entities_are_refused() -> None:
+    bomb = '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><definitions>&lol;</definitions>'
+    with pytest.raises(DmnError) as e:
+        import_dmn(bomb)
+    assert e.value.construct == "DOCTYPE"
+    with pytest.raises(DmnError, match="not a DMN model"):
+        import_dmn('<definitions xmlns="urn:other"/>')
+
+
+def test_partial_import_lists_what_it_left_out() -> None:
+    imported = import_dmn(literal("floor(Age)"), partial=True)
+    assert "FEEL function Baton lacks" in imported.skipped["Result"]
+    assert "# Left out" in imported.yaml
+    load_ruleset(imported.yaml)
