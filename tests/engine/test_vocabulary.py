@@ -264,6 +264,51 @@ def test_a_definition_compiles_to_the_rule_written_out_by_hand() -> None:
     assert same_conditions(named, by_hand)
 
 
+NAMED = """\
+  - {name: a, priority: 5, when: in_force and not late and big, then: {decide: {route: a, net: "=net_loss"}}}
+  - {name: b, when: not in_force or late, then: {decide: {route: b}}}
+  - {name: c, priority: -5, when: 'in_force and net_loss * 2 > reporting_threshold', then: {decide: {route: c}}}
+"""
+BY_HAND = """\
+  - name: a
+    priority: 5
+    when: >-
+      (policy.start <= claim.loss_date and claim.loss_date <= policy.end)
+      and not (days(claim.loss_date, claim.reported_on) > 30) and (claim.amount >= 10000)
+    then: {decide: {route: a, net: "=claim.amount - policy.deductible"}}
+  - name: b
+    when: >-
+      not (policy.start <= claim.loss_date and claim.loss_date <= policy.end)
+      or (days(claim.loss_date, claim.reported_on) > 30)
+    then: {decide: {route: b}}
+  - name: c
+    priority: -5
+    when: >-
+      (policy.start <= claim.loss_date and claim.loss_date <= policy.end)
+      and (claim.amount - policy.deductible) * 2 > 10000
+    then: {decide: {route: c}}
+"""
+PAIR: list[Engine] = []
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30_000), st.dates(dt.date(2025, 6, 1), dt.date(2026, 6, 1)),
+                          st.integers(0, 60)), min_size=1, max_size=3),
+       st.lists(st.tuples(st.dates(dt.date(2025, 1, 1), dt.date(2026, 1, 1)), st.integers(0, 500),
+                          st.integers(0, 2_000)), min_size=1, max_size=2))
+def test_rules_with_definitions_decide_as_the_rules_written_out(claims: list[Any], policies: list[Any]) -> None:
+    if not PAIR:
+        PAIR.extend([engine(NAMED), engine(BY_HAND)])
+    facts = {"claim": [claim(f"k{i}", amount, loss.isoformat(), (loss + dt.timedelta(days=late)).isoformat())
+                       for i, (amount, loss, late) in enumerate(claims)],
+             "policy": [policy(f"p{i}", start.isoformat(), (start + dt.timedelta(days=length)).isoformat(), ded)
+                        for i, (start, length, ded) in enumerate(policies)]}
+    named, by_hand = (run(e, facts) for e in PAIR)
+    assert (named.outcome, named.decision, named.fired) == (by_hand.outcome, by_hand.decision, by_hand.fired)
+    strip = [{k: v for k, v in e.items() if k != "definitions"} for e in named.trace]
+    assert strip == by_hand.trace
+
+
 def test_the_facts_a_definition_names_join_the_rule() -> None:
     rules = """\
   - name: in-force-claim
