@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
+import io
+import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from adapters.console.ui import (
@@ -21,9 +25,35 @@ from adapters.console.ui import (
 )
 from adapters.decisions import replay_stored, what_if_stored
 from adapters.pii import scrubber, secrets_of
+from adapters.system import utc_text
 from engine.errors import BatonError
 from engine.explain import why
 from engine.record import DecisionRecord
+
+EXPORT_FILTERS = ("ruleset", "version", "outcome", "from", "to", "text")
+EXPORT_COLUMNS = ["id", "created_at", "ruleset", "version", "outcome", "rule", "latency_ms", "cost_usd", "tokens",
+                  "caller", "chain"]
+EXPORT_PAGE = 500
+
+
+def _day(value: str, end: bool = False) -> float | None:
+    """A From/To filter (YYYY-MM-DD, or a full ISO time) as a UTC timestamp; To's day counts whole."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        d = dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+    return d.timestamp() + (86400 if end and len(value) == 10 else 0)
+
+
+def _csv_line(values: list[Any]) -> str:
+    """One CSV line; text a spreadsheet would run as a formula (=, +, -, @ first) is quoted with a ' first."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(
+        ["'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v for v in values])
+    return out.getvalue()
 
 
 class DecisionPages:
@@ -41,14 +71,7 @@ class DecisionPages:
             found = f"no decision {q['id'].strip()!r}"
 
         def day(name: str, end: bool = False) -> float | None:
-            value = q.get(name, "").strip()
-            if not value:
-                return None
-            try:
-                d = dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
-            except ValueError:
-                return None
-            return d.timestamp() + (86400 if end and len(value) == 10 else 0)
+            return _day(q.get(name, ""), end)
 
         before = None
         if q.get("before"):
@@ -161,10 +184,61 @@ class DecisionPages:
         w = await what_if_stored(self.c.store, engine, record)
         return {"whatif": {"version": version, "w": w}}
 
+    async def export(self, request: Request) -> Response:
+        """The decisions a search finds (the list's filters), all of them, streamed page by page as CSV or JSON
+        Lines: first what was asked (filters, who, when, the last whole-log verification), then one row per
+        decision with its chain status - "ok", or "BROKEN: why" when its stored row fails its hash check."""
+        session = self.ui.need(request, "auditor")
+        fmt = request.path_params["fmt"]
+        if fmt not in ("csv", "jsonl"):
+            return self.ui.page(request, "error.html", status=404, message="export as csv or jsonl")
+        q = request.query_params
+        filters = {k: q[k] for k in EXPORT_FILTERS if q.get(k)}
+        checks = await asyncio.to_thread(self.c.store.chain_checks, 1)
+        check = checks[0] if checks else None
+        now = time.time()
+        about = {"export": "decisions", "filters": filters, "by": session.name, "at": utc_text(now),
+                 "last_verification": None if check is None else {
+                     "by": check["by"], "at": utc_text(check["finished_at"]), "checked": check["checked"],
+                     "broken_at": check["broken_seq"], "broken_id": check["broken_id"], "problem": check["problem"]}}
+
+        async def rows() -> AsyncIterator[str]:
+            if fmt == "jsonl":
+                yield json.dumps(about, ensure_ascii=False) + "\n"
+            else:
+                said = "; ".join(f"{k}={v}" for k, v in filters.items()) or "none"
+                yield _csv_line([f"# decisions exported by {session.name} at {utc_text(now)} UTC; filters: {said}"])
+                yield _csv_line(EXPORT_COLUMNS)
+            before: tuple[float, str] | None = None
+            while True:
+                page = await asyncio.to_thread(self.c.store.list_decisions, q.get("ruleset") or None,
+                                               q.get("outcome") or None, _day(q.get("from", "")),
+                                               _day(q.get("to", ""), True), EXPORT_PAGE, before,
+                                               q.get("version") or None, q.get("text") or None)
+                if not page:
+                    return
+                problems = await asyncio.to_thread(self.c.store.chain_problems, [str(r["id"]) for r in page])
+                for r in page:
+                    problem = problems.get(str(r["id"])) or (check["problem"] if check and check["problem"] and
+                                                             check["broken_id"] == r["id"] else None)
+                    row = {**{k: r[k] for k in EXPORT_COLUMNS if k in r}, "created_at": utc_text(r["created_at"]),
+                           "chain": f"BROKEN: {problem}" if problem else "ok"}
+                    yield json.dumps(row, ensure_ascii=False) + "\n" if fmt == "jsonl" else \
+                        _csv_line([row.get(c) for c in EXPORT_COLUMNS])
+                if len(page) < EXPORT_PAGE:
+                    return
+                before = (float(page[-1]["created_at"]), str(page[-1]["id"]))
+
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        return StreamingResponse(rows(), media_type="text/csv; charset=utf-8" if fmt == "csv" else
+                                 "application/x-ndjson", headers={
+                                     "Content-Disposition": f'attachment; filename="decisions-{stamp}.{fmt}"'})
+
     def routes(self) -> list[Route]:
         g = self.ui.guarded
         return [
             Route("/decisions", g(self.decisions)),
+            Route("/decisions/export.{fmt:str}", g(self.export)),
             Route("/decisions/{id}", g(self.decision)),
             Route("/decisions/{id}/replay", g(self.do_replay), methods=["POST"]),
             Route("/decisions/{id}/whatif", g(self.do_whatif), methods=["POST"]),

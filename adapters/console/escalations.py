@@ -22,6 +22,8 @@ from adapters.pii import MASK, scrubber, secrets_of
 from engine.errors import BatonError, InvalidInput
 from engine.language.types import check_field
 
+MAX_BULK = 500  # escalations or effects one bulk action handles
+
 
 class EscalationPages:
     def __init__(self, ui: UI) -> None:
@@ -133,10 +135,39 @@ class EscalationPages:
                                            note_text={verb: str(data.get("text") or data.get("reason") or "")})
         return RedirectResponse(f"/escalations/{_quote(esc_id)}#notes", status_code=303)
 
+    async def bulk_close(self, request: Request) -> Response:
+        """Close (no answer expected) or decline (an answer expected) the selected open escalations with one
+        note: each is recorded on its own, with who did it and the note; those no longer open are skipped and
+        listed."""
+        session = self.ui.need(request, "reviewer")
+        data = await self.ui.form(request, session)
+        picked = list(dict.fromkeys(str(v) for v in data.getlist("pick")))[:MAX_BULK]
+        note = str(data.get("note", "")).strip()
+        results: list[tuple[str, str]] = []
+        error = "" if picked else "select at least one escalation"
+        if picked and not note:
+            error = "say why they are closed (one note, kept with each)"
+        if self.c.escalations is None:
+            error = "escalations are not enabled here"
+        if not error:
+            assert self.c.escalations is not None
+            for esc_id in picked:
+                try:
+                    done = await self.c.escalations.close(esc_id, note, session.name)
+                    results.append((esc_id, str(done["status"])))
+                except (InvalidInput, NotOpen, BatonError) as e:
+                    results.append((esc_id, f"skipped: {e.message}"))
+        rows = await asyncio.to_thread(self.c.store.escalations, None, "open", 500)
+        await self.ui.flag(request, [str(r["id"]) for r in rows])
+        return self.ui.page(request, "escalations.html", status=400 if error else 200, rows=rows, now=time.time(),
+                            bulk_error=error, bulk_results=results, bulk_note=note, picked=set(picked),
+                            bulk_done=sum(not outcome.startswith("skipped") for _, outcome in results))
+
     def routes(self) -> list[Route]:
         g = self.ui.guarded
         return [
             Route("/escalations", g(self.escalations)),
+            Route("/escalations/bulk", g(self.bulk_close), methods=["POST"]),
             Route("/escalations/{id}", g(self.escalation)),
             Route("/escalations/{id}/resolve", g(self.resolve), methods=["POST"]),
             Route("/escalations/{id}/{verb:str}", g(self.escalation_action), methods=["POST"]),

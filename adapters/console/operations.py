@@ -97,10 +97,25 @@ class OperationPages:
         """Dead letters back in the queue (one, or all): an auditor who found them failing may retry them;
         who did it is recorded with each."""
         session = self.ui.need(request, "auditor")
-        await self.ui.form(request, session)
+        data = await self.ui.form(request, session)
         effect_id = request.path_params.get("id")
-        await asyncio.to_thread(self.c.store.retry_effects, [effect_id] if effect_id else None, time.time(),
-                                session.name)
+        picked = list(dict.fromkeys(str(v) for v in data.getlist("pick")))[:500]
+        note = str(data.get("note", "")).strip()[:4000]
+        if data.get("selected") is not None:  # the selected ones, with one note kept with each
+            if not picked or not note:
+                rows = await asyncio.to_thread(self.c.store.effects, "dead", 500)
+                return self.ui.page(request, "effects.html", status=400, rows=rows, wanted="dead", now=time.time(),
+                                    effect_names=self.c.effect_names, picked=set(picked), bulk_note=note,
+                                    bulk_error="select at least one dead effect" if not picked else
+                                    "say why they are retried (one note, kept with each)")
+            ids: list[str] | None = picked
+        else:
+            ids = [effect_id] if effect_id else None
+        now = time.time()
+        dead = [str(r["id"]) for r in await asyncio.to_thread(self.c.store.effects, "dead", 100_000)
+                if ids is None or r["id"] in ids]
+        await asyncio.to_thread(self.c.store.retry_effects, dead, now, session.name)
+        await asyncio.to_thread(self.c.store.note_effects, dead, session.name, "retried", note, now)
         return RedirectResponse(f"/effects/{_quote(effect_id)}" if effect_id else "/effects?status=pending",
                                 status_code=303)
 
