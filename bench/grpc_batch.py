@@ -6,7 +6,8 @@ Decide of bench/empty_grpc.py (the framework with nothing behind it) under the u
 decisions answered per second; decisions stored per second (counted in the store from the start of the load
 until the server is idle again, over that time - a batch call cut off when the load's time ran out has
 decided and stored part of its requests, which the answered rate does not see); calls/s, latency per call
-and server CPU per stored decision. Then the ratios the issue asks for, from the stored rates: batches'
+and server CPU per stored decision (and the cores the server's processes used: on a machine shared with other
+work, fewer than its workers). Then the ratios the issue asks for, from the stored rates: batches'
 decisions/s over unary's, and unary's calls/s over the floor's. Every decision is checked in the store
 afterwards: the store must hold every decision the load saw answered, and at most the calls still in flight
 when each load stopped more.
@@ -70,6 +71,7 @@ class Run:
         calls = self.calls / self.seconds
         return (f"  {self.name:<28} {self.decisions_per_s:>7,.0f} answered/s {stored}{calls:>7,.0f} calls/s"
                 f"  p50 {q[49] * 1000:>7.1f} ms  p99 {q[98] * 1000:>7.1f} ms  CPU {cpu:.3f} ms/decision"
+                f" ({self.cpu_s / (self.stored_s or self.seconds):.2f} cores)"
                 f"{f'  ({self.failed} failed)' if self.failed else ''}")
 
 
