@@ -28,6 +28,7 @@ from adapters.system import utc_text
 from engine.errors import BatonError, CompileErrors
 from engine.language.diff import diff_sources
 from engine.language.loader import load_ruleset
+from engine.language.source import parse_yaml, plain
 from engine.language.tables import Table as DecisionTable
 from engine.language.tables import parse_cell
 
@@ -123,17 +124,55 @@ def rulesets_diff(old: Annotated[str, typer.Argument(help="a ruleset file or a s
 
 # -- decision tables as CSV --------------------------------------------------------------------------
 
-def _table(path: Path, name: str) -> DecisionTable:
+def _table(path: Path, name: str) -> DecisionTable | RawTable:
+    """The compiled table; if the ruleset does not compile, the table as written in its YAML (so a broken
+    table can be exported, repaired in a spreadsheet and imported back)."""
     try:
         rs = load_file(path)
     except CompileErrors as e:
-        print_compile_errors(e)
-        raise typer.Exit(1) from None
+        raw = _raw_table(path, name)
+        err.print(f"{display(path)} does not compile ({len(e.errors)} error(s)); table {name} is read as written",
+                  markup=False)
+        return raw
     for t in rs.tables:
         if t.name == name:
             return t
     raise fail(f"{display(path)}: no decision table named {name!r}" +
                (f" (tables: {', '.join(t.name for t in rs.tables)})" if rs.tables else " (it has no tables)"), 1)
+
+
+class RawTable:
+    """A table's columns and cells as the YAML writes them (no compile needed)."""
+
+    def __init__(self, header: list[str], inputs: int, rows: list[list[str]]) -> None:
+        self.header, self.inputs_count, self.rows = header, inputs, rows
+
+    def to_rows(self) -> list[list[str]]:
+        return [self.header, *self.rows]
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _raw_table(path: Path, name: str) -> RawTable:
+    try:
+        doc = plain(parse_yaml(path.read_text(encoding="utf-8"), display(path)))
+    except (OSError, UnicodeDecodeError, BatonError) as e:
+        raise fail(f"{display(path)}: cannot read the table: {e}", 1) from None
+    tables = doc.get("tables") if isinstance(doc, dict) else None
+    node = next((t for t in tables or [] if isinstance(t, dict) and t.get("name") == name), None)
+    if node is None:
+        raise fail(f"{display(path)}: no decision table named {name!r}", 1)
+    inputs, outputs = node.get("inputs") or [], node.get("outputs") or []
+    if not isinstance(inputs, list) or not isinstance(outputs, list):
+        raise fail(f"{display(path)}: table {name}: inputs and outputs must be lists", 1)
+    rows = [[_cell_text(c) for c in row] for row in node.get("rows") or [] if isinstance(row, list)]
+    return RawTable([str(c) for c in [*inputs, *outputs]], len(inputs), rows)
 
 
 @table_app.command("export")
@@ -162,7 +201,11 @@ def table_import(path: Annotated[Path, typer.Argument(help="the ruleset file to 
     except (OSError, UnicodeDecodeError) as e:
         raise fail(f"{csv_file}: cannot read: {e}", 1) from None
     lines = list(csv.reader(io.StringIO(text)))
-    header = [c.ref for c in table.inputs] + [c.ref for c in table.outputs]
+    if isinstance(table, RawTable):
+        header, inputs = table.header, []  # cells are checked by compiling the result
+    else:
+        header, inputs = [c.ref for c in table.inputs] + [c.ref for c in table.outputs], table.inputs
+    width = len(inputs) if not isinstance(table, RawTable) else table.inputs_count
     if not lines or [h.strip() for h in lines[0]] != header:
         raise fail(f"{csv_file}:1: the header must be {','.join(header)}", 1)
     problems = []
@@ -173,14 +216,13 @@ def table_import(path: Annotated[Path, typer.Argument(help="the ruleset file to 
         if len(line) != len(header):
             problems.append(f"{csv_file}:{n}: {len(header)} cells expected, found {len(line)}")
             continue
-        for k, col in enumerate(table.inputs):
+        for k, col in enumerate(inputs):
             assert col.spec is not None
             try:
-                parse_cell(line[k], col.spec, col.ref)
+                parse_cell(line[k], col.spec, col.ref, col.known)
             except ValueError as e:
                 problems.append(f"{csv_file}:{n}:{k + 1}: {e}")
-        rows.append([cell.strip() for cell in line[:len(table.inputs)]] +
-                    [_output_value(cell) for cell in line[len(table.inputs):]])
+        rows.append([cell.strip() for cell in line[:width]] + [_output_value(cell) for cell in line[width:]])
     if problems:
         for p in problems:
             err.print(p, markup=False)

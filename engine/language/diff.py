@@ -2,12 +2,13 @@
 
 The comparison is over the parsed YAML (not the text), so reformatting or reordering keys is no change;
 rules, tables, fact types, named values, definitions, actions and tests are matched by name, table rows by
-position. A changed value or definition names the rules and tables that use it (directly or through
+content (an inserted row is one added row, a row with new outputs on the same input cells one changed row). A changed value or definition names the rules and tables that use it (directly or through
 definitions): their behaviour changes although their own text did not.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +58,8 @@ def _details(old: Any, new: Any) -> list[str]:
         lines = []
         for key in [*old, *(k for k in new if k not in old)]:
             if key == "rows" and isinstance(old.get(key), list) and isinstance(new.get(key), list):
-                lines.extend(_row_details(old[key], new[key]))
+                columns = old.get("inputs") if old.get("inputs") == new.get("inputs") else None
+                lines.extend(_row_details(old[key], new[key], len(columns) if isinstance(columns, list) else -1))
             elif key not in new:
                 lines.append(f"{key}: {_show(old[key])} -> (removed)")
             elif key not in old:
@@ -68,15 +70,32 @@ def _details(old: Any, new: Any) -> list[str]:
     return [f"{_show(old)} -> {_show(new)}"]
 
 
-def _row_details(old: list[Any], new: list[Any]) -> list[str]:
-    lines = []
-    for i in range(max(len(old), len(new))):
-        if i >= len(old):
-            lines.append(f"row {i + 1}: added {_show(new[i])}")
-        elif i >= len(new):
-            lines.append(f"row {i + 1}: removed {_show(old[i])}")
-        elif old[i] != new[i]:
-            lines.append(f"row {i + 1}: {_show(old[i])} -> {_show(new[i])}")
+def _row_details(old: list[Any], new: list[Any], inputs: int = -1) -> list[str]:
+    """Table rows matched by content, not position: rows equal in both are unchanged wherever they moved
+    in between, one inserted row reads as one added row, and a row whose input cells are unchanged but whose
+    outputs differ reads as one changed row. Row numbers are each version's own (old for removed rows)."""
+    def key(row: Any) -> str:
+        return _show(row)
+
+    def head(row: Any) -> str:
+        return _show(row[:inputs]) if isinstance(row, list) and inputs >= 0 else key(row)
+
+    lines: list[str] = []
+    matcher = difflib.SequenceMatcher(a=[key(r) for r in old], b=[key(r) for r in new], autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            continue
+        gone = list(range(i1, i2))
+        came = list(range(j1, j2))
+        for j in list(came):  # same input cells, other outputs: one changed row
+            match = next((i for i in gone if head(old[i]) == head(new[j])), None)
+            if match is not None and inputs >= 0:
+                gone.remove(match)
+                came.remove(j)
+                where = f"row {j + 1}" if match == j else f"row {match + 1} (now {j + 1})"
+                lines.append(f"{where}: {_show(old[match])} -> {_show(new[j])}")
+        lines.extend(f"row {i + 1}: removed {_show(old[i])}" for i in gone)
+        lines.extend(f"row {j + 1}: added {_show(new[j])}" for j in came)
     return lines
 
 

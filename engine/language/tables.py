@@ -616,8 +616,7 @@ class Table:
 
     def to_rows(self) -> list[list[str]]:
         """Header and cells as text (CSV export)."""
-        header = [c.ref if not c.expr or c.ref.startswith("=") or "." not in c.ref else f"={c.expr}"
-                  for c in self.inputs] + [c.ref for c in self.outputs]
+        header = [c.ref for c in self.inputs] + [c.ref for c in self.outputs]
         body = [[cell.text for cell in row.cells] + [_out_text(v) for v in row.outputs] for row in self.rows]
         return [header, *body]
 

@@ -519,3 +519,32 @@ tables:
     assert facts_of(decide(rs, applicant(age=30, income=50000, country="FR")), "band") == [{"level": "medium"}]
     assert facts_of(decide(rs, applicant(age=17, income=50000)), "band") == [{"level": "high"}]
     assert facts_of(decide(rs, applicant(age=30, income=25000)), "band") == [{"level": "high"}]
+
+
+# -- item 22: tables in reviews ------------------------------------------------------------------------
+
+def _big_table(rows: list[str]) -> str:
+    return DMN_FACTS + """
+tables:
+  - name: premium
+    hit: first
+    inputs: [applicant.age, applicant.country]
+    outputs: [fee.amount]
+    rows:
+""" + "\n".join(f"      - {r}" for r in rows) + "\n"
+
+
+def test_diff_matches_table_rows_by_content() -> None:
+    from engine.language.diff import diff_sources
+
+    rows = [f'["[{k}..{k + 1})", "-", {k * 10}]' for k in range(320)]
+    before = _big_table(rows)
+    missing = _big_table(rows[:100] + rows[101:])
+    (change,) = diff_sources(before, missing)
+    assert change.details == ['row 101: removed ["[100..101)", "-", 1000]']
+    inserted = _big_table(rows[:5] + ['["[1000..2000)", GB, 7]'] + rows[5:])
+    (change,) = diff_sources(before, inserted)
+    assert change.details == ['row 6: added ["[1000..2000)", "GB", 7]']
+    repriced = _big_table(rows[:7] + ['["[7..8)", "-", 75]'] + rows[8:])
+    (change,) = diff_sources(before, repriced)
+    assert change.details == ['row 8: ["[7..8)", "-", 70] -> ["[7..8)", "-", 75]']
