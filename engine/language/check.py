@@ -357,6 +357,8 @@ class Checker:
         if node.where is not None:
             raise ExprError("syntax_error", f"'where' filters an aggregate (count, sum, min, max, list), not {name}()",
                             node.pos, "sum(loan.amount where loan.status == \"open\")")
+        if name in ("count", "sum") or (name in ("min", "max") and len(args) == 1):
+            return self.list_function(node)
         if name not in FUNCTIONS:
             raise ExprError("unknown_function", f"unknown function '{name}'", node.pos,
                             suggest(name, list(FUNCTIONS)) or f"functions: {', '.join(FUNCTIONS)}")
@@ -431,6 +433,22 @@ class Checker:
         need(1, "number")
         return Ty(first.kind)
 
+    def list_function(self, node: Call) -> Ty:
+        """count, sum, min or max of a list value (count(high_risk_countries), max(list(loan.amount)))."""
+        name, arg = node.name, node.args[0]
+        ty = self.type_of(arg)
+        if ty.kind != "list":
+            raise ExprError("type_mismatch", f"{name}() of one value needs a list (or a fact field: "
+                            f"{name}(loan.amount)), but this is a {ty}", arg.pos, _SIGNATURES.get(name, ""))
+        if name == "count":
+            return Ty("number")
+        if name == "sum" and ty.item not in ("", "number"):
+            raise ExprError("type_mismatch", f"sum() adds numbers, but this is a {ty}", arg.pos)
+        if name in ("min", "max") and ty.item not in ("", *ORDERED):
+            raise ExprError("type_mismatch", f"{name}() needs numbers, strings or dates, but this is a {ty}",
+                            arg.pos)
+        return Ty("number" if name == "sum" else ty.item or "number", "", ty.enum)
+
     def aggregate_type(self, node: Call) -> Ty:
         name, arg = node.name, node.args[0]
         if self.local:
@@ -490,9 +508,10 @@ class Checker:
                         "sort", "text") and node.args:
                 kind = self.seen.get(id(node.args[0]))
                 name = f"{name}:{kind.kind if kind is not None else ''}"
-            if name.startswith("sort:"):
+            if name.startswith(("sort:", "min:list", "max:list")):  # of a list: its items' kind
                 seen = self.seen.get(id(node.args[0]))
-                name = f"sort:{seen.item if seen is not None else ''}"
+                name = f"{name.split(':')[0]}:{'list-' if name[:3] in ('min', 'max') else ''}" \
+                    f"{seen.item if seen is not None else ''}"
             if name == "list" and isinstance(node.args[0], TypeName):  # whole facts: their declared fields
                 ft = self.types[node.args[0].name]
                 declared = [n for n, spec in ft.fields.items() if not (n == "row" and spec.where == Where())]
@@ -534,8 +553,16 @@ _SIGNATURES = {
 
 
 def is_aggregate(node: Call) -> bool:
+    """An aggregate over facts (count(loan), sum(loan.amount), list(...)), or - with a list value as its one
+    argument (count(xs), sum(xs), min(xs), max(xs)) or two or more values (min(a, b)) - a function."""
     base = node.name.split(":")[0]
-    return base in ("count", "sum", "list") or (base in ("min", "max") and len(node.args) == 1)
+    if base == "list":
+        return True
+    if base not in ("count", "sum", "min", "max"):
+        return False
+    if len(node.args) != 1:
+        return base in ("count", "sum")
+    return node.where is not None or isinstance(node.args[0], (Ref, TypeName))
 
 
 def aggregated_type(node: Call) -> str:
@@ -893,6 +920,13 @@ def _distinct(xs: list[Any]) -> list[Any]:
     return out
 
 
+def _sum(xs: list[float]) -> float:
+    total = sum(xs)
+    if not -MAX_MAGNITUDE <= total <= MAX_MAGNITUDE:
+        raise TooLarge
+    return total
+
+
 def orjson_key(x: Mapping[str, object]) -> str:
     return json.dumps(x, sort_keys=True, separators=(",", ":"))
 
@@ -962,8 +996,15 @@ def _function(base: str, kind: str) -> Callable[..., Any]:
     if base == "round":
         return lambda n, k=0: round_half_even(n, _whole(k))
     if base in ("min", "max"):
+        if kind.startswith("list-"):  # of a list value: absent when it is empty
+            over = _extreme(min if base == "min" else max, kind[5:])
+            return lambda xs: over(xs) if xs else MISSING
         pick = _extreme(min if base == "min" else max, kind)
         return lambda *values: pick(list(values))
+    if base == "count":
+        return len
+    if base == "sum":
+        return _sum
     if base == "date":
         return lambda v: _as_date(v, kind)
     if base == "datetime":

@@ -546,6 +546,15 @@ def test_list_aggregates_distinct_sort_join_and_len() -> None:
     assert decides("=list(alert.reason)", {"customer": customer()}, "exists customer") == []
     assert decides('=join(list(alert.reason), "; ")', {"customer": customer()}, "exists customer") == ""
     assert decides("=sort(quarter_days)", {"claim": claim()}) == ["2026-03-31", "2026-06-30"]
+    # count, sum, min and max of a list value (one argument that is not a fact field): functions, as in DMN
+    assert decides("=max(list(alert.score)) - min(list(alert.score))", facts, "exists customer") == 50
+    assert decides("=sum(list(alert.score where alert.customer == customer.ref))", facts, "exists customer") == 190
+    assert decides("=count(high_risk_countries) + count(distinct(list(alert.reason)))", facts,
+                   "exists customer") == 7
+    assert decides("=max(quarter_days)", {"claim": claim()}) == "2026-06-30"
+    d = run("  - {name: r, when: exists customer, then: {decide: {top: '=max(list(alert.score))', n: 1}}}\n",
+            {"customer": customer()})
+    assert d.decision == {"n": 1}  # the max of no values is absent: the field is left out
     assert run("  - {name: r, when: 'exists customer and list(alert.reason) contains \"abroad\"', "
                "then: {decide: {a: 1}}}\n", facts).fired == ["r"]
 
