@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from adapters.checkpoints import prove_stored
 from adapters.console.ui import (
     PAGE,
     UI,
@@ -92,9 +93,36 @@ class DecisionPages:
             params["before"] = f"{rows[-1]['created_at']!r}~{rows[-1]['id']}"
             next_page = "/decisions?" + "&".join(f"{k}={_quote(v)}" for k, v in params.items())
         names = sorted({v.name for v in await asyncio.to_thread(self.c.registry.versions)})
-        await self.ui.flag(request, [str(r["id"]) for r in rows])  # rows edited since hashed: marked, and a banner
-        return self.ui.page(request, "decisions.html", rows=rows, q=q, next_page=next_page, names=names,
+        doc_hits = None
+        if q.get("doctext", "").strip():  # a search in documents' text: its hits instead of the list
+            doc_hits = [h for h in await self.document_hits(request, q["doctext"])
+                        if h["ruleset"] == (q.get("ruleset") or h["ruleset"]) and
+                        h["outcome"] == (q.get("outcome") or h["outcome"])]
+            rows, next_page = [], None
+        await self.ui.flag(request, [str(r["id"]) for r in rows] + [h["decision_id"] for h in doc_hits or []])
+        return self.ui.page(request, "decisions.html", rows=rows, doc_hits=doc_hits, q=q, next_page=next_page,
+                            names=names,
                     found=found, took_ms=(time.perf_counter() - started) * 1000)
+
+    async def document_hits(self, request: Request, text: str) -> list[dict[str, Any]]:
+        """Pages of stored documents that contain ``text``, by decision; each snippet masked as its decision's
+        record is (personal data a ruleset marks pii, unless the reader's role may see it)."""
+        hits = await asyncio.to_thread(self.c.store.document_search, text[:200], PAGE)
+        session = request.state.session
+        if not hits or (session is not None and self.c.pii_roles and session.has(*self.c.pii_roles)):
+            return hits
+        records = await asyncio.to_thread(self.c.store.get_many, list(dict.fromkeys(h["decision_id"] for h in hits)))
+        masks = {}
+        for record in records:
+            if record is not None:
+                private = await asyncio.to_thread(self.c.registry.private_fields, str(record.get("version", "")))
+                masks[record["decision_id"]] = scrubber(secrets_of(record, private or {}))
+        out = []
+        for h in hits:
+            whole, mask = "".join(h["snippet"]), masks.get(h["decision_id"], lambda v: v)
+            masked = mask(whole)  # a value across the match's edges is masked too: then shown unhighlighted
+            out.append({**h, "snippet": h["snippet"] if masked == whole else [masked, "", ""]})
+        return out
 
     async def decision(self, request: Request) -> Response:
         session = self.ui.need(request, "auditor", "reviewer")
@@ -145,12 +173,33 @@ class DecisionPages:
                 why_lines = scrub(why(engine.ruleset, stored, why_rule))
             except KeyError:
                 why_lines = [f"no rule named {why_rule!r} in this version"]
+        # the first signed checkpoint that covers it (docs/audit.md); None with none kept: the line is left out
+        signed, any_signed = await asyncio.to_thread(self.c.store.first_checkpoint_covering, decision_id)
+        extra.setdefault("checkpoint", json.loads(signed) if signed else {} if any_signed else None)
+        extra.setdefault("proof_ok", record is stored)  # a proof holds the record whole, unmasked
         escalation = await asyncio.to_thread(self.c.store.escalation, decision_id) if record.get("escalation") \
             else None  # resolved, closed or expired: who did it, and the decision it resumed into
         return self.ui.page(request, "decision.html", record=record, view=view, chain=chain, versions=versions,
                     delivery=delivery, escalation=escalation, effect_names=self.c.effect_names,
                     rules=[r.name for r in engine.ruleset.rules] if engine else [], why_rule=why_rule,
                     why_lines=why_lines, server_ms=(time.perf_counter() - started) * 1000, **extra)
+
+    async def proof(self, request: Request) -> Response:
+        """The decision's proof of inclusion in the latest signed checkpoint, as `baton log prove` writes it; only
+        for a reader who sees the whole record (the proof holds its hashed texts unmasked)."""
+        session = self.ui.need(request, "auditor")
+        decision_id = request.path_params["id"]
+        stored = await asyncio.to_thread(self.c.store.get, decision_id)
+        if stored is None:
+            return self.ui.page(request, "error.html", status=404, message=f"no decision {decision_id!r}")
+        if await self.ui.shown(stored, session) is not stored:
+            raise PermissionError(f"{session.name} may not see this decision's personal data, which its proof holds")
+        try:
+            bundle = await asyncio.to_thread(prove_stored, self.c.store, decision_id)
+        except LookupError as e:
+            return self.ui.page(request, "error.html", status=404, message=f"no proof yet: {e.args[0]}")
+        return Response(json.dumps(bundle, indent=1), media_type="application/json",
+                        headers={"Content-Disposition": f'attachment; filename="proof-{decision_id}.json"'})
 
     async def do_replay(self, request: Request) -> Response:
         """Replay and what-if compute, change nothing: the POST (CSRF-checked) redirects to a GET that shows
@@ -242,4 +291,5 @@ class DecisionPages:
             Route("/decisions/{id}", g(self.decision)),
             Route("/decisions/{id}/replay", g(self.do_replay), methods=["POST"]),
             Route("/decisions/{id}/whatif", g(self.do_whatif), methods=["POST"]),
+            Route("/decisions/{id}/proof.json", g(self.proof)),
         ]

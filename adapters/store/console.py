@@ -4,13 +4,15 @@ and review comments on a pending publication (they stay with it in its history).
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Column, Text
 from sqlmodel import Field, SQLModel
 
-from adapters.store.base import _IDS, CALLS, DECISIONS, TRACE, StoreBase
+from adapters.store.base import _IDS, CALLS, DECISIONS, DOCUMENTS, TRACE, StoreBase
 from adapters.store.decisions import _check_row
 from engine.audit import GENESIS
 
@@ -117,6 +119,44 @@ class ConsoleArea(StoreBase):
                     if problem:
                         out[str(row.id)] = problem
         return out
+
+    # -- document text, by page ---------------------------------------------------------------------
+    def document_search(self, text: str, limit: int = 50, scan: int = 5000) -> list[dict[str, Any]]:
+        """Decisions whose documents' stored text (page by page) contains ``text`` (case and runs of spaces
+        ignored): one hit per decision, document and page, newest decision first, each with a snippet (the
+        text before the match, the match, the text after). The
+        newest ``scan`` documents are read (narrowed first by each ASCII word of the text); the decisions that
+        sent a matching document are found by its id in their stored record."""
+        wanted = " ".join(text.lower().split())
+        if not wanted:
+            return []
+        d = DOCUMENTS.c
+        query = sa.select(d.id, d.name, d.pages).order_by(d.created_at.desc()).limit(scan)
+        for word in re.findall(r"[a-z0-9]{3,}", wanted)[:8]:  # pages are JSON: ASCII words appear as typed
+            query = query.where(sa.func.lower(d.pages).contains(word, autoescape=True))
+        found: list[tuple[str, str, int, str, str, str]] = []  # document, name, page, before, match, after
+        with self.engine.connect() as conn:
+            for doc_id, name, pages in conn.execute(query):
+                for no, page in enumerate(json.loads(pages), 1):
+                    flat = " ".join(str(page).split())
+                    at = flat.lower().find(wanted)
+                    if at >= 0:
+                        end = at + len(wanted)
+                        found.append((str(doc_id), str(name), no, ("…" if at > 80 else "") + flat[max(0, at - 80):at],
+                                      flat[at:end], flat[end:end + 80] + ("…" if len(flat) > end + 80 else "")))
+            if not found:
+                return []
+            hits: list[dict[str, Any]] = []
+            c = DECISIONS.c
+            for doc_id in dict.fromkeys(f[0] for f in found):
+                rows = conn.execute(sa.select(c.id, c.created_at, c.ruleset, c.outcome).where(
+                    c.head.contains(f'"{doc_id}"', autoescape=True)).order_by(c.created_at.desc()).limit(limit))
+                for row in rows:
+                    hits.extend({"decision_id": row.id, "created_at": row.created_at, "ruleset": row.ruleset,
+                                 "outcome": row.outcome, "document_id": f[0], "name": f[1], "page": f[2],
+                                 "snippet": [f[3], f[4], f[5]]} for f in found if f[0] == doc_id)
+        hits.sort(key=lambda h: (-h["created_at"], h["decision_id"], h["page"]))
+        return hits[:limit]
 
     # -- review comments on publications -----------------------------------------------------------
     def comment_publication(self, publication_id: str, by: str, target: str, text: str, now: float) -> str:
