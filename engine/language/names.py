@@ -59,6 +59,8 @@ from engine.language.types import FactType
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 BROKEN = "definition_error"  # a use of a definition that has errors of its own (reported once, at it)
+MAX_DEFINITION_SIZE = 10_000  # the parts one definition expands to, with the definitions it uses
+MAX_EXPANDED = 2_000_000  # the parts all uses of definitions add to one ruleset (d1: d2 + d2, d2: d3 + d3, ...)
 
 
 @dataclass(slots=True)
@@ -99,6 +101,8 @@ class Vocabulary:
     definitions: dict[str, Definition] = field(default_factory=dict)
     uses: list[str] = field(default_factory=list)  # definitions named at the top level since last reset
     _stack: list[str] = field(default_factory=list)
+    _sizes: dict[int, int] = field(default_factory=dict)  # id(definition body) -> parts it expands to
+    _expanded: int = 0
 
     def names(self) -> tuple[str, ...]:
         return (*self.values, *self.definitions)
@@ -117,13 +121,43 @@ class Vocabulary:
         if d.body is None:
             self._stack.append(name)
             try:
-                d.body = parse(d.text, d.base)
+                body = parse(d.text, d.base)
+                size = self._size(body)
+                if size > MAX_DEFINITION_SIZE:
+                    raise ExprError("too_large", f"definition '{name}' expands to {size:,} parts (at most "
+                                    f"{MAX_DEFINITION_SIZE:,}) through the definitions it uses", d.base,
+                                    "a definition used twice in another is written out twice: use it once")
+                d.body = body
+                self._sizes[id(body)] = size
             except ExprError:
                 d.broken = True
                 raise
             finally:
                 self._stack.pop()
+        self._expanded += self._sizes[id(d.body)]
+        if self._expanded > MAX_EXPANDED:
+            raise ExprError("too_large", f"uses of definitions expand this ruleset beyond {MAX_EXPANDED:,} parts",
+                            pos, "use large definitions in fewer places")
         return d.body
+
+    def _size(self, root: Node) -> int:
+        """The parts a tree expands to, counting each use of a definition as the parts it expands to
+        (without walking them again: a definition used twice in each of thirty others is 2**30 parts)."""
+        total, stack = 0, [root]
+        while stack:
+            node = stack.pop()
+            known = self._sizes.get(id(node)) if node is not root else None
+            if known is not None:
+                total += known
+                continue
+            total += 1
+            for slot in getattr(node, "__slots__", ()):
+                value = getattr(node, slot, None)
+                if isinstance(value, Node):
+                    stack.append(value)
+                elif isinstance(value, tuple):
+                    stack.extend(v for v in value if isinstance(v, Node))
+        return total
 
     def locate(self, offset: int) -> tuple[Definition, int] | None:
         """The definition whose text a node position lies in, and the offset into that text."""

@@ -347,6 +347,13 @@ def test_a_definition_may_use_values_and_definitions_but_never_itself() -> None:
     assert run(Engine(ok), {"claim": claim()}).fired == ["r"]
 
 
+def test_definitions_that_double_each_other_are_refused_by_size_not_expanded() -> None:
+    chain = "".join(f"  d{i}: d{i + 1} + d{i + 1}\n" for i in range(1, 40)) + "  d40: claim.amount\n"
+    head = HEAD.replace("define:\n", "define:\n" + chain)
+    (e,) = errors("  - {name: r, when: d1 > 5, then: {decide: {a: 1}}}\n", head)
+    assert e[0] == "too_large" and "definition 'd27' expands to 16,383 parts" in e[3]  # 2**40 never built
+
+
 def test_an_error_inside_a_definition_is_reported_at_the_definition_naming_the_rules() -> None:
     head = HEAD.replace("define:\n", "define:\n  wrong: claim.amout > 5\n")
     rules = """\
