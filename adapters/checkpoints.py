@@ -250,6 +250,21 @@ def make_proof(decision_id: str, entry: dict[str, Any], inclusion: list[bytes], 
     }
 
 
+def prove_stored(store: Any, decision_id: str) -> dict[str, Any]:
+    """The proof of a stored decision in the latest kept checkpoint that covers it. LookupError says why there
+    is none (no such decision, no checkpoint covers it yet, the store's tree lacks a node)."""
+    entry = store.chained_entry(decision_id)
+    if entry is None:
+        raise LookupError(f"no decision {decision_id!r}")
+    seq = int(entry["chain_seq"])
+    kept = store.latest_checkpoints(covering=seq)
+    if not kept:
+        raise LookupError(f"no signed checkpoint covers decision {decision_id} (position {seq}) yet: "
+                          "`baton log checkpoint` signs one, or the service's next will")
+    cp = Checkpoint.from_json(json.loads(kept[0]), "the store's latest checkpoint")
+    return make_proof(decision_id, entry, store.inclusion_proof(seq - 1, cp.size), cp)
+
+
 def record_of(entry: dict[str, Any]) -> dict[str, Any]:
     """The decision record the hashed texts hold: the head with its trace events."""
     record: dict[str, Any] = json.loads(entry["head"])

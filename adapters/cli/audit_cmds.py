@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from adapters.checkpoints import (
-    Checkpoint,
     Verifier,
     audit_log,
     check_proof,
     generate_keys,
     keep_in,
     load_private_key,
-    make_proof,
+    prove_stored,
     read_checkpoints,
     read_public_keys,
     sign,
@@ -114,25 +113,18 @@ def prove(decision_id: Annotated[str, typer.Argument(help="a stored decision id"
     from adapters.cli.store_cmds import open_store
 
     store = open_store(db)
-    entry = store.chained_entry(decision_id)
-    if entry is None:
-        raise fail(f"no decision {decision_id!r} in {store.url}", 1)
-    seq = int(entry["chain_seq"])
-    kept = store.latest_checkpoints(covering=seq)
-    if not kept:
-        raise fail(f"no signed checkpoint covers decision {decision_id} (position {seq}) yet: sign one with "
-                   "`baton log checkpoint`, or wait for the service's next", 1)
-    cp = Checkpoint.from_json(json.loads(kept[0]), "the store's latest checkpoint")
     try:
-        inclusion = store.inclusion_proof(seq - 1, cp.size)
+        bundle = prove_stored(store, decision_id)
     except LookupError as e:
-        raise fail(f"cannot prove {decision_id}: {e}", 1) from None
-    text = json.dumps(make_proof(decision_id, entry, inclusion, cp), indent=1)
+        raise fail(f"cannot prove {decision_id} from {store.url}: {e.args[0]}", 1) from None
+    text = json.dumps(bundle, indent=1)
     if output is None:
         out.print(text, markup=False)
         return
     output.write_text(text + "\n", encoding="utf-8")
-    out.print(f"proof of {decision_id} (position {seq}) in the {cp.describe()} -> {output}")
+    cp = bundle["checkpoint"]
+    out.print(f"proof of {decision_id} (position {bundle['entry']['chain_seq']}) in the checkpoint of {cp['size']} "
+              f"decisions signed at {cp['time']} -> {output}")
 
 
 def check_proof_cmd(proof: Annotated[Path, typer.Argument(help="a proof from `baton log prove`")], keys: KeysOpt,

@@ -126,3 +126,14 @@ class TreeArea(StoreBase):
         with self.engine.connect() as conn:
             return list(conn.execute(sa.select(c.checkpoint).where(c.size >= covering)
                                      .order_by(c.size.desc(), c.signed_at.desc()).limit(limit)).scalars())
+
+    def first_checkpoint_covering(self, decision_id: str) -> tuple[str | None, bool]:
+        """The JSON of the first kept checkpoint that covers this decision (None: none yet), and whether any
+        checkpoint is kept at all (a log that is never signed shows no checkpoint line)."""
+        c = CHECKPOINTS.c
+        with self.engine.connect() as conn:
+            seq = conn.execute(sa.select(DECISIONS.c.chain_seq).where(DECISIONS.c.id == decision_id)).scalar()
+            found = None if seq is None else conn.execute(sa.select(c.checkpoint).where(c.size >= seq).order_by(
+                c.size, c.signed_at).limit(1)).scalar()
+            any_kept = found is not None or conn.execute(sa.select(c.id).limit(1)).first() is not None
+        return found, any_kept
