@@ -566,6 +566,23 @@ def test_list_aggregates_distinct_sort_join_and_len() -> None:
                "then: {decide: {a: 1}}}\n", facts).fired == ["r"]
 
 
+def test_list_of_whole_facts_leaves_out_the_row_a_collect_table_adds() -> None:
+    head = HEAD.replace("  assessment:\n", "  flag:\n    name: str\n  assessment:\n")
+    rules = """\
+  - {name: r, priority: -1, when: exists claim, then: {decide: {flags: "=list(flag)", rows: "=list(flag.row)"}}}
+tables:
+  - name: flags
+    hit: collect
+    inputs: [claim.amount, claim.region]
+    outputs: [flag.name]
+    rows:
+      - ["> 1000", "-", big]
+      - ["-", north, north]
+"""
+    d = run(Engine(ruleset(head + rules)), {"claim": claim()})
+    assert d.decision == {"flags": [{"name": "big"}, {"name": "north"}], "rows": [1, 2]}
+
+
 def test_a_list_valued_decision_is_stored_replayed_and_sent_over_grpc_as_a_list() -> None:
     from adapters.grpc import convert
 
