@@ -17,7 +17,6 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from adapters.checkpoints import prove_stored
-from adapters.checkpoints import prove_stored
 from adapters.console.ui import (
     PAGE,
     UI,
@@ -178,33 +177,12 @@ class DecisionPages:
         signed, any_signed = await asyncio.to_thread(self.c.store.first_checkpoint_covering, decision_id)
         extra.setdefault("checkpoint", json.loads(signed) if signed else {} if any_signed else None)
         extra.setdefault("proof_ok", record is stored)  # a proof holds the record whole, unmasked
-        # the first signed checkpoint that covers it (docs/audit.md); None with none kept: the line is left out
-        signed, any_signed = await asyncio.to_thread(self.c.store.first_checkpoint_covering, decision_id)
-        extra.setdefault("checkpoint", json.loads(signed) if signed else {} if any_signed else None)
-        extra.setdefault("proof_ok", record is stored)  # a proof holds the record whole, unmasked
         escalation = await asyncio.to_thread(self.c.store.escalation, decision_id) if record.get("escalation") \
             else None  # resolved, closed or expired: who did it, and the decision it resumed into
         return self.ui.page(request, "decision.html", record=record, view=view, chain=chain, versions=versions,
                     delivery=delivery, escalation=escalation, effect_names=self.c.effect_names,
                     rules=[r.name for r in engine.ruleset.rules] if engine else [], why_rule=why_rule,
                     why_lines=why_lines, server_ms=(time.perf_counter() - started) * 1000, **extra)
-
-    async def proof(self, request: Request) -> Response:
-        """The decision's proof of inclusion in the latest signed checkpoint, as `baton log prove` writes it; only
-        for a reader who sees the whole record (the proof holds its hashed texts unmasked)."""
-        session = self.ui.need(request, "auditor")
-        decision_id = request.path_params["id"]
-        stored = await asyncio.to_thread(self.c.store.get, decision_id)
-        if stored is None:
-            return self.ui.page(request, "error.html", status=404, message=f"no decision {decision_id!r}")
-        if await self.ui.shown(stored, session) is not stored:
-            raise PermissionError(f"{session.name} may not see this decision's personal data, which its proof holds")
-        try:
-            bundle = await asyncio.to_thread(prove_stored, self.c.store, decision_id)
-        except LookupError as e:
-            return self.ui.page(request, "error.html", status=404, message=f"no proof yet: {e.args[0]}")
-        return Response(json.dumps(bundle, indent=1), media_type="application/json",
-                        headers={"Content-Disposition": f'attachment; filename="proof-{decision_id}.json"'})
 
     async def proof(self, request: Request) -> Response:
         """The decision's proof of inclusion in the latest signed checkpoint, as `baton log prove` writes it; only
@@ -313,6 +291,5 @@ class DecisionPages:
             Route("/decisions/{id}", g(self.decision)),
             Route("/decisions/{id}/replay", g(self.do_replay), methods=["POST"]),
             Route("/decisions/{id}/whatif", g(self.do_whatif), methods=["POST"]),
-            Route("/decisions/{id}/proof.json", g(self.proof)),
             Route("/decisions/{id}/proof.json", g(self.proof)),
         ]
