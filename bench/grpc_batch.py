@@ -13,12 +13,18 @@ afterwards: the store must hold every decision the load saw answered, and at mos
 when each load stopped more.
 
     .venv/bin/python bench/grpc_batch.py [--duration 10] [--inflight 64] [--batch 100] [--workers 2] [--no-floor]
+        [--db-dir /dev/shm]
+
+With the database on a disk, both sides can be held to the rate the disk takes the store's group commits at
+(on a shared machine, often what it is); --db-dir /dev/shm (tmpfs) takes the disk out, to compare the CPU
+each side costs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import signal
 import statistics
@@ -165,13 +171,23 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="requests per DecideBatch")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-floor", action="store_true", help="skip the empty grpc.aio server's run")
+    parser.add_argument("--db-dir", type=Path, help="put the SQLite database here (e.g. /dev/shm) [a temp dir]")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="baton-batch-") as tmp_dir:
         run(args, Path(tmp_dir))
 
 
 def run(args: argparse.Namespace, tmp: Path) -> None:
-    db = str(tmp / "batch.db")
+    folder = args.db_dir or tmp
+    db = str(folder / f"baton-batch-{os.getpid()}.db")
+    try:
+        measure_all(args, tmp, db)
+    finally:
+        for path in folder.glob(f"baton-batch-{os.getpid()}.db*"):
+            path.unlink()
+
+
+def measure_all(args: argparse.Namespace, tmp: Path, db: str) -> None:
     unary = request("C-1").SerializeToString()
     batch = decision_pb2.DecideBatchRequest(requests=[request(f"C-{i}") for i in range(args.batch)]
                                             ).SerializeToString()
@@ -196,7 +212,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     answered = sum(r.calls * r.per_call for r in runs)
     cut_off = sum(r.inflight * r.per_call for r in runs)  # in flight when a load's time ran out: maybe stored
     print(f"claims-triage over gRPC, {args.inflight} calls in flight, {args.duration:.0f} s each, {args.workers} "
-          f"server workers, SQLite, full trace; load from {'h2load' if shutil.which('h2load') else 'Python'}")
+          f"server workers, SQLite in {args.db_dir or 'a temp dir'}, full trace; load from "
+          f"{'h2load' if shutil.which('h2load') else 'Python'}")
     for r in runs[2:]:
         print(r.line())
     print(f"  stored {stored:,} decisions, answered {answered:,}, cut off in flight at most {cut_off:,}; "
