@@ -303,8 +303,11 @@ def load_vocabulary(vocab: Vocabulary, doc: Any, pos: Positions, types: Mapping[
             if isinstance(text, bool) or not isinstance(text, (str, int, float)) or not str(text).strip():
                 error(BatonError("bad_value", f"definition '{name}' needs an expression", pos.value(defs, name)))
                 continue
-            vocab.definitions[name] = Definition(name, str(text), len(vocab.definitions),
-                                                 pos.text_start(defs, name))
+            text, where = str(text), pos.text_start(defs, name)
+            lead = len(text) - len(text.lstrip())
+            if text[lead] == "=":  # "=expr", as a computed value is written: a definition is always one
+                text, where = text[lead + 1:], where.shifted(text, lead + 1)
+            vocab.definitions[name] = Definition(name, text, len(vocab.definitions), where)
         _cycles(vocab, defs, pos, error)
 
 

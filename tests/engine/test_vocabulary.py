@@ -253,6 +253,17 @@ def test_a_definition_means_its_expression_written_there_in_brackets() -> None:
     assert run(rules, {**facts, "claim": claim(reported="2026-03-01")}).fired == []
 
 
+def test_a_definition_may_be_written_as_a_computed_value_is() -> None:
+    head = HEAD.replace("define:\n", "define:\n  doubled: '=claim.amount * 2'\n  wrong: '=claim.amout'\n")
+    (e,) = errors("  - {name: r, when: exists claim, then: {decide: {a: =doubled, b: =wrong}}}\n", head)
+    line = head.splitlines().index("  wrong: '=claim.amout'") + 1
+    assert e[:3] == ("unknown_field", line, 18)
+    ok = head.replace("  wrong: '=claim.amout'\n", "")
+    d = run(Engine(ruleset(ok + "  - {name: r, when: doubled > 5, then: {decide: {a: =doubled}}}\n")),
+            {"claim": claim(amount=3)})
+    assert d.decision == {"a": 6}
+
+
 def test_a_definition_compiles_to_the_rule_written_out_by_hand() -> None:
     named = ruleset(HEAD + "  - {name: r, when: in_force and not late and big, then: {decide: {a: 1}}}\n")
     by_hand = ruleset(HEAD + "  - {name: r, when: '(policy.start <= claim.loss_date and claim.loss_date <= policy.end)"
