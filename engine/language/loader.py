@@ -58,6 +58,7 @@ from engine.language.tables import (
     configure,
     parse_cell,
     parse_output,
+    route_inputs,
 )
 from engine.language.types import (
     BUILTIN_TYPES,
@@ -808,6 +809,10 @@ class Loader:
             if table is None:
                 continue
             out.append(table)
+            routing = route_inputs(table, types, len(rules))  # expression inputs computed once per fact
+            if routing is not None:
+                rules.append(routing)
+                names.add(routing.name)
             for row, when in table.rules_text():
                 rule = self.table_rule(table, row, when, types, len(rules))
                 if rule is not None:

@@ -548,3 +548,21 @@ def test_diff_matches_table_rows_by_content() -> None:
     repriced = _big_table(rows[:7] + ['["[7..8)", "-", 75]'] + rows[8:])
     (change,) = diff_sources(before, repriced)
     assert change.details == ['row 8: ["[7..8)", "-", 70] -> ["[7..8)", "-", 75]']
+
+
+def test_expression_inputs_are_computed_once_per_fact_and_routed() -> None:
+    lines = "\n".join(f'      - ["[{k}..{k + 1})", "-", {k}]' for k in range(10_000))
+    rs = ruleset(DMN_FACTS + f"""
+tables:
+  - name: big
+    inputs: ["=applicant.income / 1000", applicant.country]
+    outputs: [fee.amount]
+    rows:
+{lines}
+""")
+    d = decide(rs, applicant(income=5_500_000))
+    # the inputs are computed into the table's own fact, whose literal fields the index routes on: one row fires
+    assert d.fired == ["big#inputs", "big#5501"] and facts_of(d, "fee") == [{"amount": 5500}]
+    assert facts_of(d, "t_big_inputs") == [{"c0": 5500, "c1": "GB"}]
+    two = decide(rs, {"applicant": [applicant(income=1000)["applicant"], applicant(income=2500)["applicant"]]})
+    assert sorted(f["amount"] for f in facts_of(two, "fee")) == [1, 2]
