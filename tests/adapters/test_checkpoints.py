@@ -220,3 +220,19 @@ def test_a_proof_round_trips_through_the_cli_and_is_checked_without_the_store(pa
                           cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 1 and "NOT PROVEN" in done.stdout, done.stdout + done.stderr
     assert "loaded []" in done.stdout
+
+
+def test_an_edited_tree_table_is_reported_though_the_log_agrees(keys: tuple[Any, Path], tmp_path: Path) -> None:
+    key, public = keys
+    db = str(tmp_path / "baton.db")
+    store = SqlStore(db)
+    save(store, 70, "a")
+    checkpoint_now(store, key, tmp_path / "w")
+    args = ["log", "verify", "--db", db, "--checkpoints", str(tmp_path / "w"), "--public-key", str(public)]
+    assert runner.invoke(app, args).exit_code == 0
+    with store.writer.begin() as conn:  # the proofs' shortcut, not the evidence: verify rebuilds the tree itself
+        conn.execute(sa.text("UPDATE merkle_nodes SET hash = :h"), {"h": "00" * 32})
+        conn.execute(sa.text("UPDATE chain_head SET frontier = :f"), {"f": "11" * 32 * 3})
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "ok: 1 signed checkpoints" in result.output
+    assert "the store's own tree (size 70" in result.output and "were its tables edited?" in result.output
