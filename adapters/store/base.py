@@ -60,7 +60,7 @@ PASSAGES = PassageRow.__table__  # type: ignore[attr-defined]
 MERKLE = MerkleNodeRow.__table__  # type: ignore[attr-defined]
 CHECKPOINTS = CheckpointRow.__table__  # type: ignore[attr-defined]
 # the tree's complete subtrees of 2**6 leaves and more are stored (one row per 32 decisions); those below are
-# hashed from the decisions' chain hashes when a proof needs them (at most 64 read)
+# hashed from the decisions' chain hashes when a proof needs them (64 at a time)
 TREE_KEEP_FROM = 6
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_MAX_PARAMS = 999  # host parameters per statement on every SQLite build (newer ones allow 32,766)

@@ -4,7 +4,8 @@
 
 Nothing here is evidence on its own: whoever can write to the database can rewrite these tables too. What
 makes a rewrite visible is a signed checkpoint kept outside the database (adapters/checkpoints.py); the tables
-only make its proofs cheap - a proof reads O(log n) stored subtrees and at most 64 chain hashes."""
+only make its proofs cheap - a proof reads O(log n) stored subtrees and the chain hashes of at most three
+blocks of 64 decisions (where the leaf is, where the older tree ends, where the tree ends)."""
 
 from __future__ import annotations
 
