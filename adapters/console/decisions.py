@@ -17,6 +17,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from adapters.checkpoints import prove_stored
+from adapters.console import svg
 from adapters.console.ui import (
     PAGE,
     UI,
@@ -181,6 +182,7 @@ class DecisionPages:
             else None  # resolved, closed or expired: who did it, and the decision it resumed into
         return self.ui.page(request, "decision.html", record=record, view=view, chain=chain, versions=versions,
                     delivery=delivery, escalation=escalation, effect_names=self.c.effect_names,
+                    graph=svg.decision_graph(view, str(record.get("outcome", ""))),
                     rules=[r.name for r in engine.ruleset.rules] if engine else [], why_rule=why_rule,
                     why_lines=why_lines, server_ms=(time.perf_counter() - started) * 1000, **extra)
 

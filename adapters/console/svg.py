@@ -1,8 +1,10 @@
-"""Charts as inline SVG, drawn on the server: no chart library, no script, every label escaped."""
+"""Charts and the decision graph as inline SVG, drawn on the server: no chart library, no script, every label
+escaped."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from markupsafe import Markup, escape
 
@@ -65,3 +67,83 @@ def _fmt(value: float) -> str:
     if value == int(value):
         return f"{int(value):,}"
     return f"{value:,.4f}" if value < 1 else f"{value:,.2f}"
+
+
+NODE_W, NODE_H, GAP, COL_GAP, TOP = 270, 22, 6, 64, 30
+LABEL = 40  # characters a box shows (its tooltip has all of it)
+
+
+def decision_graph(view: dict[str, Any], outcome: str = "") -> Markup:
+    """A decision drawn left to right: its input facts, then for each round the rules that fired and what
+    came of them (calls with their status, facts added, proposals - the winner marked). An edge joins each
+    fact to the firings that matched it and each firing to what its rule added or proposed. Every node has
+    the same size and every column lays its nodes out one under another, so 200 firings stay readable (the
+    picture grows taller and scrolls); each node's full text is its tooltip."""
+    columns: list[tuple[str, list[dict[str, Any]]]] = [("input facts", [
+        {"key": f"fact:{f['seq']}", "kind": "fact", "label": f"#{f['seq']} {f['type']}",
+         "title": f"input fact #{f['seq']} {f['type']}"} for f in view["inputs"]])]
+    edges: list[tuple[str, str]] = []
+    for number, events in view["rounds"]:
+        fired: list[dict[str, Any]] = []
+        results: list[dict[str, Any]] = []
+        firing_of: dict[str, str] = {}
+        for e in events:
+            kind = e.get("kind")
+            if kind == "fired":
+                key = f"fired:{number}:{len(fired)}"
+                firing_of[str(e["rule"])] = key
+                matched = " ".join(f"{b} #{s}" for b, s in e.get("facts", {}).items())
+                fired.append({"key": key, "kind": "fired", "label": str(e["rule"]),
+                              "title": f"round {number}: {e['rule']} fired on {matched}"})
+                edges.extend((f"fact:{s}", key) for s in e.get("facts", {}).values())
+            elif kind == "call":
+                results.append({"key": f"call:{e.get('call')}", "kind": "call " + str(e.get("status", "")),
+                                "label": f"{e.get('type', '')} {e.get('action', '')} · {e.get('status', '')}",
+                                "title": f"{e.get('type', '')} call {e.get('action', '')}: {e.get('status', '')}"})
+            elif kind == "fact" and e.get("source") != "input":
+                by = str(e.get("by", ""))
+                results.append({"key": f"fact:{e['seq']}", "kind": "fact", "label": f"#{e['seq']} {e['type']}",
+                                "title": f"fact #{e['seq']} {e['type']} from {e.get('source', '')}"
+                                         + (f" ({by})" if by else "")})
+                if e.get("source") == "rule" and by in firing_of:
+                    edges.append((firing_of[by], f"fact:{e['seq']}"))
+            elif kind == "proposal":
+                key = f"proposal:{number}:{len(results)}"
+                won = bool(e.get("won"))
+                results.append({"key": key, "kind": "proposal won" if won else "proposal",
+                                "label": f"{'★ ' if won else ''}{e.get('verb', '')} · {e.get('rule', '')}",
+                                "title": f"{e.get('verb', '')} proposed by {e.get('rule', '')} (priority "
+                                         f"{e.get('priority', '')})" + (": the winner" if won else ": overridden")})
+                if str(e.get("rule")) in firing_of:
+                    edges.append((firing_of[str(e["rule"])], key))
+        if fired:
+            columns.append((f"round {number}: rules fired", fired))
+        if results:
+            columns.append((f"round {number}: calls, facts, proposals", results))
+    where: dict[str, tuple[float, float, int]] = {}
+    tallest = max((len(nodes) for _, nodes in columns), default=0)
+    width = len(columns) * (NODE_W + COL_GAP) - COL_GAP + 2
+    height = TOP + tallest * (NODE_H + GAP) + 4
+    for c, (_, nodes) in enumerate(columns):
+        for i, node in enumerate(nodes):
+            where.setdefault(node["key"], (c * (NODE_W + COL_GAP), TOP + i * (NODE_H + GAP), c))
+    parts = [f'<svg class="graph" id="decision-graph" role="img" aria-label="the decision as a graph'
+             f'{" (" + escape(outcome) + ")" if outcome else ""}" viewBox="0 0 {width} {height}" width="{width}" '
+             f'height="{height}">']
+    for a, b in edges:  # behind the nodes; only left to right (a fact matched later, never backwards)
+        if a in where and b in where and where[a][2] < where[b][2]:
+            (x1, y1, _), (x2, y2, _) = where[a], where[b]
+            sx, sy, ex, ey = x1 + NODE_W, y1 + NODE_H / 2, x2, y2 + NODE_H / 2
+            parts.append(f'<path class="edge" d="M{sx:.0f},{sy:.0f} C{sx + COL_GAP / 2:.0f},{sy:.0f} '
+                         f'{ex - COL_GAP / 2:.0f},{ey:.0f} {ex:.0f},{ey:.0f}"/>')
+    for c, (title, nodes) in enumerate(columns):
+        x = c * (NODE_W + COL_GAP)
+        parts.append(f'<text x="{x}" y="14" class="column">{escape(title)}</text>')
+        for i, node in enumerate(nodes):
+            y = TOP + i * (NODE_H + GAP)
+            label = node["label"] if len(node["label"]) <= LABEL else node["label"][:LABEL - 1] + "…"
+            parts.append(f'<g class="node {escape(node["kind"])}"><title>{escape(node["title"])}</title>'
+                         f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="4"/>'
+                         f'<text x="{x + 7}" y="{y + 15}">{escape(label)}</text></g>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
