@@ -759,8 +759,8 @@ class Matcher:
     def values(self, env: Mapping[str, Mapping[str, object]], wm: object) -> list[object]:
         routed = self.table.routed
         if routed and routed in env:  # a routed row: the inputs were computed into this fact
-            fact = env[routed]
-            return [fact.get(f"c{k}", MISSING) for k in range(len(self.getters))]
+            computed = env[routed]
+            return [computed.get(f"c{k}", MISSING) for k in range(len(self.getters))]
         out: list[object] = []
         for head, fname, value in self.getters:
             if value is not None:
@@ -1204,8 +1204,8 @@ def route_inputs(table: Table, types: dict[str, FactType], index: int) -> Rule |
     fields the rows then test as literals - so the index routes a fact to the rows its values select instead
     of every row running its guard (a 10,000-row table with an expression input decides in milliseconds).
     None when the table does not qualify (its rows then compute the expressions in their guards)."""
-    from engine.language.check import analyse  # noqa: PLC0415
-    from engine.model import Rule, Step  # noqa: PLC0415 - engine.model imports this module
+    from engine.language.check import analyse
+    from engine.model import Rule, Step
 
     if not any(c.expr for c in table.inputs) or table.when or table.has_expressions or table.aggregate:
         return None
@@ -1217,7 +1217,7 @@ def route_inputs(table: Table, types: dict[str, FactType], index: int) -> Rule |
     while name in types:
         name += "_"
     fields = {}
-    computed = []
+    computed: list[tuple[tuple[str, ...], str, Eval]] = []
     for k, col in enumerate(table.inputs):
         assert col.spec is not None
         kind = col.spec.kind if col.spec.kind != "enum" else "str"

@@ -542,10 +542,10 @@ def test_diff_matches_table_rows_by_content() -> None:
     missing = _big_table(rows[:100] + rows[101:])
     (change,) = diff_sources(before, missing)
     assert change.details == ['row 101: removed ["[100..101)", "-", 1000]']
-    inserted = _big_table(rows[:5] + ['["[1000..2000)", GB, 7]'] + rows[5:])
+    inserted = _big_table([*rows[:5], '["[1000..2000)", GB, 7]', *rows[5:]])
     (change,) = diff_sources(before, inserted)
     assert change.details == ['row 6: added ["[1000..2000)", "GB", 7]']
-    repriced = _big_table(rows[:7] + ['["[7..8)", "-", 75]'] + rows[8:])
+    repriced = _big_table([*rows[:7], '["[7..8)", "-", 75]', *rows[8:]])
     (change,) = diff_sources(before, repriced)
     assert change.details == ['row 8: ["[7..8)", "-", 70] -> ["[7..8)", "-", 75]']
 
