@@ -87,6 +87,12 @@ def verify_checkpoints(store: SqlStore, folder: Path, keys: list[Path], origin: 
         raise fail(str(e)) from None
     if not found:
         raise fail(f"{folder}: no checkpoints (checkpoint-*.json) to verify against")
+    origins = sorted({cp.origin for _, cp in found})
+    if verifier.origin not in origins:
+        out.print(f"note: no checkpoint here is of log {verifier.origin!r}"
+                  + ("" if origin else " (the store's log id)") + f"; they are of {', '.join(map(repr, origins))}"
+                  + ("" if origin else ": the store's log id was changed, or these are another log's checkpoints "
+                     "(--origin NAME holds the store against a log of that name)"))
     audit = audit_log(store.chain_hashes(), [(str(path), cp) for path, cp in found], verifier)
     size, root = store.tree_head()
     if audit.problems:

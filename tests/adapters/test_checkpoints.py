@@ -100,6 +100,7 @@ def test_an_insider_rewrite_passes_the_chain_and_is_named_by_the_first_checkpoin
     assert result.exit_code == 0, result.output
     assert "ok: 3 signed checkpoints" in result.output
 
+    origin = f"baton/{store.log_id()}"
     rewrite(store, 42, "declined")  # after the first checkpoint, before the second
     assert store.verify() == (100, None)  # the chain alone no longer sees it
     result = runner.invoke(app, args)
@@ -107,6 +108,14 @@ def test_an_insider_rewrite_passes_the_chain_and_is_named_by_the_first_checkpoin
     assert f"the stored log contradicts {second}, the first of 2" in result.output
     assert "after position 30 up to position 80 was rewritten" in result.output
     assert str(first) not in result.output and str(third) in result.output
+
+    with store.writer.begin() as conn:  # the insider also gives the store another log id
+        conn.execute(sa.text("UPDATE chain_head SET log_id = 'forged'"))
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "the store's log id was changed" in result.output
+    assert result.output.count("it is a checkpoint of another log") == 3
+    result = runner.invoke(app, [*args, "--origin", origin])
+    assert result.exit_code == 1 and f"the stored log contradicts {second}" in result.output
 
 
 def test_decisions_deleted_from_the_end_and_rehashed_head_contradict_the_checkpoint(
