@@ -86,3 +86,21 @@ def test_the_human_readable_report() -> None:
     assert "!= Compare Time: expected \"Future Time\", actual null  (not imported: FEEL time of day" in result.stdout
     assert "ok Compare Number: expected \"Bigger\", actual \"Bigger\"" in result.stdout
     assert result.stdout.rstrip().endswith("0 of 3 cases passed (15 of 24 result nodes); 0036-dt-variable-input.dmn")
+
+
+@pytest.mark.parametrize("model", model_dirs(), ids=lambda p: p.name)
+def test_import_with_tests_writes_a_ruleset_whose_embedded_tests_pass(model: Path, tmp_path: Path) -> None:
+    (dmn,) = model.glob("*.dmn")
+    tests = sorted(model.glob("*-test-*.xml"))[0]
+    out = tmp_path / "imported.yaml"
+    result = runner.invoke(app, ["dmn", "import", str(dmn), "--tests", str(tests), "-o", str(out)])
+    if model.name == "0036-dt-variable-input":  # strict: time of day is an error naming the element
+        assert result.exit_code == 1
+        assert "'Complex' (id _36fc73e6-8f0e-4cbf-b1f8-3287376a912a)" in result.output
+        assert "FEEL time of day" in result.output
+        return
+    assert result.exit_code == 0, result.output
+    text = out.read_text(encoding="utf-8")
+    assert "# dmn: decision" in text
+    ran = runner.invoke(app, ["test", str(out)])
+    assert ran.exit_code == 0, ran.output
