@@ -2,8 +2,9 @@
 
 The comparison is over the parsed YAML (not the text), so reformatting or reordering keys is no change;
 rules, tables, fact types, named values, definitions, actions and tests are matched by name, table rows by
-content (an inserted row is one added row, a row with new outputs on the same input cells one changed row). A changed value or definition names the rules and tables that use it (directly or through
-definitions): their behaviour changes although their own text did not.
+content (an inserted row is one added row, a row with new outputs on the same input cells one changed row).
+A changed value or definition names the rules and tables that use it (directly or through definitions):
+their behaviour changes although their own text did not.
 """
 
 from __future__ import annotations
