@@ -538,12 +538,20 @@ class Translator:
             return f"{FUNCTIONS_1[name]}({text})", "number" if name in ("abs", "string length", "count") else "str"
         if name in ("min", "max") and args:
             items = list(args[0].args) if len(args) == 1 and args[0].kind == "list" else list(args)
+            if len(args) == 1 and args[0].kind != "list":  # of a list value: Baton's function of a list
+                text, kind = self._write(args[0])
+                if kind != "list":
+                    raise Unsupported("FEEL function", f"{name} of a value that is not a list")
+                return f"{name}({_as_list_value(text)})", "number"
             if len(items) == 1:
                 return self._write(items[0])
-            if len(args) == 1 and args[0].kind != "list":
-                raise Unsupported("FEEL function", f"{name} of a list value")
             written = [self._write(a) for a in items]
             return f"{name}({', '.join(t for t, _ in written)})", written[0][1]
+        if name == "sum" and len(args) == 1 and args[0].kind != "list":
+            text, kind = self._write(args[0])
+            if kind != "list":
+                raise Unsupported("FEEL function", "sum of a value that is not a list")
+            return f"sum({_as_list_value(text)})", "number"
         if name == "sum" and len(args) == 1 and args[0].kind == "list":
             terms = [self._write(a)[0] for a in args[0].args]
             return ("(" + " + ".join(_wrap(t) for t in terms) + ")") if terms else "0", "number"
@@ -571,6 +579,12 @@ class Translator:
         inner = Translator(self.scope, bound, self.depth + 1, self.on_name, self.divisors)
         text, kind = inner._write(bkm.body)
         return f"({text})", kind
+
+
+def _as_list_value(text: str) -> str:
+    """A list field as a list value: Baton reads ``sum(fact.field)`` as an aggregate over facts, so a field
+    path is passed through ``sort`` (the same numbers) to be the function of its list."""
+    return f"sort({text})" if re.fullmatch(r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*", text) else text
 
 
 def is_null(node: Node) -> bool:

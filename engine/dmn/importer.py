@@ -396,29 +396,49 @@ class Importer:
             self.fact_fields(tname, d, k, self.decisions[d.name], {}, {"value": kind})
             self.rules.append(f"  # dmn: decision {d.name!r} ({d.id}) is always null: {_one_line(d.literal)}")
             return
-        text, kind = tr._write(node)
-        kind = k.kind if k.kind not in ("any",) else kind
+        branches = self.branches(node, tr, [])  # if-then-else: one rule per branch, under its conditions
+        kinds = [tr.kind_of(leaf) for _, leaf in branches if not is_null(leaf)]
+        kind = k.kind if k.kind not in ("any",) else (kinds[0] if kinds else "any")
         if kind in ("list", "any"):
             raise Unsupported("a literal expression whose result is a list or of unknown type", d.name)
         self.fact_fields(tname, d, k, self.decisions[d.name], {}, {"value": kind})
         rname = self.type_names.new(f"{d.name} rule")
         comment = f"    # dmn: decision {d.name!r} ({d.id}), literal expression: {_one_line(d.literal)}"
-        if kind == "bool":
-            truth, falsity = self.truth(node, tr, True), self.truth(node, tr, False)
-            needs = " and ".join(f"exists {t}" for t in self.requirements(used, tname))
-            for outcome, cond in ((True, truth), (False, falsity)):
-                if cond is None:
-                    continue
-                when = needs + (f" and ({cond})" if cond else "")
-                self.rules.append(f"  - name: {rname}-{'true' if outcome else 'false'}\n{comment}\n"
-                                  f"    when: {_q(when)}\n"
-                                  f"    then: {{assert: {{{tname}: {{value: {'true' if outcome else 'false'}}}}}}}")
-            return
-        needs = " and ".join([*(f"exists {t}" for t in self.requirements(used, tname)),
-                              *(f"{_paren(x)} != 0" for x in tr.divisors)])  # FEEL: x / 0 is null
-        value: object = _literal_value(node) if node.kind in ("num", "str") else "=" + text
-        self.rules.append(f"  - name: {rname}\n{comment}\n    when: {_q(needs)}\n"
-                          f"    then: {{assert: {{{tname}: {{value: {_q(value)}}}}}}}")
+        for n, (conds, leaf) in enumerate(branches):
+            if is_null(leaf):
+                continue  # this branch is null: nothing is asserted
+            name = rname + (f"-{n + 1}" if len(branches) > 1 else "")
+            leaf_tr = Translator(self.scope, on_name=used.add)
+            if kind == "bool":
+                for outcome in (True, False):
+                    cond = self.truth(leaf, leaf_tr, outcome)
+                    if cond is None:
+                        continue
+                    needs = " and ".join([*(f"exists {t}" for t in self.requirements(used, tname)),
+                                          *(f"({c})" for c in conds), *((f"({cond})",) if cond else ())])
+                    self.rules.append(f"  - name: {name}-{'true' if outcome else 'false'}\n{comment}\n"
+                                      f"    when: {_q(needs)}\n"
+                                      f"    then: {{assert: {{{tname}: {{value: {'true' if outcome else 'false'}}}}}}}")
+                continue
+            text = leaf_tr.write(leaf)
+            needs = " and ".join([*(f"exists {t}" for t in self.requirements(used, tname)), *(f"({c})" for c in conds),
+                                  *(f"{_paren(x)} != 0" for x in leaf_tr.divisors)])  # FEEL: x / 0 is null
+            value: object = _literal_value(leaf) if leaf.kind in ("num", "str") else "=" + text
+            self.rules.append(f"  - name: {name}\n{comment}\n    when: {_q(needs)}\n"
+                              f"    then: {{assert: {{{tname}: {{value: {_q(value)}}}}}}}")
+
+    def branches(self, node: Node, tr: Translator, conds: list[str]) -> list[tuple[list[str], Node]]:
+        """``if c then a else b`` as (conditions, value) pairs: ``a`` where c is true, ``b`` where it is not
+        (false or null, as FEEL takes the else branch for both)."""
+        if node.kind != "if":
+            return [(conds, node)]
+        cond, then, other = node.args
+        truth = self.truth(cond, tr, True)
+        if truth is None:
+            return self.branches(other, tr, conds)
+        if truth == "":
+            return self.branches(then, tr, conds)
+        return self.branches(then, tr, [*conds, truth]) + self.branches(other, tr, [*conds, f"not ({truth})"])
 
     def truth(self, node: Node, tr: Translator, want: bool) -> str | None:
         """The condition under which a boolean FEEL expression is ``want`` (False: false, not merely not

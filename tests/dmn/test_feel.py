@@ -184,7 +184,7 @@ def literal(text: str, type_ref: str = "number") -> str:
     (literal("{a: 1}.a"), "FEEL context"),
     (literal("[1, 2, 3][item &gt; Age]"), "FEEL filter expression"),
     (literal("floor(Age)"), "FEEL function Baton lacks"),
-    (literal("if Age &gt; 18 then 1 else 2"), "FEEL if-then-else"),
+    (literal("1 + (if Age &gt; 18 then 1 else 2)"), "FEEL if-then-else"),
     (literal("Age instance of number", "boolean"), "FEEL 'instance of'"),
     (literal("Age = null", "boolean"), "FEEL null comparison"),
     (dmn(table("UNIQUE", [("null", "1")])), "FEEL null test"),
@@ -217,3 +217,25 @@ def test_partial_import_lists_what_it_left_out() -> None:
     assert "FEEL function Baton lacks" in imported.skipped["Result"]
     assert "# Left out" in imported.yaml
     load_ruleset(imported.yaml)
+
+
+def test_if_then_else_decisions_take_the_else_branch_on_null() -> None:
+    text = literal('if Age &gt;= 18 then "adult" else if Age &lt; 13 then "child" else "teen"', "string")
+    assert [run(text, age) for age in (30, 15, 5, None)] == ["adult", "teen", "child", "teen"]
+    boolean = literal("if Age &gt; 10 then Age &gt; 20 else false", "boolean")
+    assert [run(boolean, age) for age in (30, 15, 5, None)] == [True, False, False, False]
+    partly_null = literal("if Age &gt; 10 then null else Age * 2")
+    assert [run(partly_null, age) for age in (30, 5, None)] == [None, 10, None]
+
+
+def test_list_functions_of_a_list_input() -> None:
+    inputs = ('<inputData id="i1" name="Amounts"><variable name="Amounts" typeRef="tAmounts"/></inputData>'
+              '<itemDefinition name="tAmounts" isCollection="true"><typeRef>number</typeRef></itemDefinition>')
+    for feel, expected in (("sum(Amounts)", 6), ("count(Amounts)", 3), ("max(Amounts)", 3), ("min(Amounts)", 1)):
+        text = dmn(f"<literalExpression><text>{feel}</text></literalExpression>", inputs=inputs)
+        imported = import_dmn(text)
+        engine = Engine(load_ruleset(imported.yaml))
+        recorded = RecordedAnswers({})
+        d = asyncio.run(engine.decide({"input": {"amounts": [1, 2, 3]}}, recorded, recorded, FixedClock(),
+                                      SequentialIds()))
+        assert result_of(imported, d, "Result") == expected, feel
