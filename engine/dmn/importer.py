@@ -36,7 +36,9 @@ from engine.dmn.model import Bkm, Decision, DecisionTable, DmnError, ItemDef, Mo
 
 INPUT = "input"
 BASE_TYPES = {"string": "str", "number": "number", "boolean": "bool", "date": "date", "date and time": "datetime",
-              "dateTime": "datetime", "Any": "any", "any": "any"}
+              "dateTime": "datetime", "Any": "any", "any": "any",
+              # the Java type names some modelers (Camunda) write
+              "integer": "number", "long": "number", "double": "number", "int": "number", "decimal": "number"}
 UNSUPPORTED_TYPES = {"time": "FEEL time of day", "duration": "FEEL duration",
                      "days and time duration": "FEEL duration", "dayTimeDuration": "FEEL duration",
                      "years and months duration": "FEEL duration", "yearMonthDuration": "FEEL duration",
@@ -569,8 +571,33 @@ class Importer:
                               f"    then: {{assert: {{{tname}: {{{', '.join(values)}}}}}}}")
 
     # -- the file ------------------------------------------------------------------------------------
+    def implicit_inputs(self) -> None:
+        """Names a decision table's input expression reads that no input data, decision or BKM declares: some
+        modelers (Camunda) leave input data out and bind variables by name at run time. Each becomes an input
+        field typed by the input expression's typeRef (a table without one is an error naming it)."""
+        declared = {*self.scope, *(d.name for d in self.m.decisions), *self.bkm_names()}
+        for d in self.m.decisions:
+            if d.table is None:
+                continue
+            for c in d.table.inputs:
+                name = c.text.strip()
+                if name in declared or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_ ]*", name):
+                    continue
+                if not c.type_ref:
+                    raise DmnError(f"the input expression {name!r} reads no declared input data and has no typeRef",
+                                   d.id, d.name, construct="undeclared input")
+                k = self.kind(c.type_ref, (d.id, d.name))
+                fname = self.input_fields.new(name)
+                self.facts[INPUT].append(self.field_yaml(fname, k) + f"   # dmn: the variable {name!r} that "
+                                         f"decision {d.name!r} reads (no inputData declares it)")
+                self.scope[name] = Binding(f"{INPUT}.{fname}", k.kind)
+                self.inputs[name] = (INPUT, fname, k)
+                declared.add(name)
+                self.notes.append(f"{name!r}: an input of decision {d.name!r} without inputData; typed {c.type_ref}")
+
     def run(self) -> Imported:
         self.load_inputs()
+        self.implicit_inputs()
         self.load_bkms()
         self.load_decisions()
         if not self.facts[INPUT]:

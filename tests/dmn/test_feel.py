@@ -239,3 +239,38 @@ def test_list_functions_of_a_list_input() -> None:
         d = asyncio.run(engine.decide({"input": {"amounts": [1, 2, 3]}}, recorded, recorded, FixedClock(),
                                       SequentialIds()))
         assert result_of(imported, d, "Result") == expected, feel
+
+
+def test_variables_without_input_data_are_typed_by_the_table(tmp_path: Any) -> None:
+    """A Camunda-style model: no inputData, the table's input expressions name run-time variables."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent / "camunda-dish.dmn").read_text(encoding="utf-8")
+    imported = import_dmn(text)
+    assert "guest_count: {type: number, optional: true}" in imported.yaml
+    engine = Engine(load_ruleset(imported.yaml))
+    recorded = RecordedAnswers({})
+    for season, guests, dish in (("Spring", 6, "Steak"), ("Winter", 12, "Stew"), ("Summer", 2,
+                                                                                  "Light Salad and a nice Steak")):
+        d = asyncio.run(engine.decide({"input": {"season": season, "guest_count": guests}}, recorded, recorded,
+                                      FixedClock(), SequentialIds()))
+        assert result_of(imported, d, "Dish Decision") == dish
+
+
+@pytest.mark.parametrize("namespace", [
+    "http://www.omg.org/spec/DMN/20151101/dmn.xsd", "http://www.omg.org/spec/DMN/20180521/MODEL/",
+    "https://www.omg.org/spec/DMN/20191111/MODEL/", "https://www.omg.org/spec/DMN/20211108/MODEL/",
+])
+def test_each_dmn_version_namespace_is_read(namespace: str) -> None:
+    from pathlib import Path
+
+    tck = Path(__file__).parent / "tck" / "compliance-level-2" / "0004-simpletable-U"
+    text = (tck / "0004-simpletable-U.dmn").read_text(encoding="utf-8").replace(
+        "https://www.omg.org/spec/DMN/20230324/MODEL/", namespace)
+    imported = import_dmn(text)
+    assert imported.yaml.startswith("# Imported from DMN ")
+    engine = Engine(load_ruleset(imported.yaml))
+    recorded = RecordedAnswers({})
+    d = asyncio.run(engine.decide({"input": {"age": 18, "risk_category": "Medium", "is_affordable": True}}, recorded,
+                                  recorded, FixedClock(), SequentialIds()))
+    assert result_of(imported, d, "Approval Status") == "Approved"
