@@ -22,6 +22,7 @@ from adapters.console.publications import PublicationPages
 from adapters.console.rulesets import RulesetPages
 from adapters.console.security import HEADERS
 from adapters.console.session import SessionPages
+from adapters.console.tables import TablePages
 from adapters.console.ui import HERE, UI, Console
 
 __all__ = ["Console", "create_app"]
@@ -32,7 +33,7 @@ def create_app(console: Console) -> Starlette:
     ui = UI(console)
     console.sessions.store = console.store  # sessions are kept in the store
     areas = (SessionPages(ui), DecisionPages(ui), RulesetPages(ui), PublicationPages(ui), EscalationPages(ui),
-             OperationPages(ui))
+             OperationPages(ui), TablePages(ui))
     routes: list[BaseRoute] = [route for pages in areas for route in pages.routes()]
     routes.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))
 
