@@ -127,6 +127,7 @@ class WitnessSettings(_Strict):
 
     dir: Path | None = None
     url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)  # with url: e.g. Authorization: "Bearer ${file:..}"
     nats: str | None = None
     subject: str = "baton.checkpoints"
     stream: str | None = None

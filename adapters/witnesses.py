@@ -3,7 +3,8 @@ and the service's checkpointer that signs one every ``audit.checkpoint_every`` d
 
 - ``dir``: a directory, one file per checkpoint, never overwritten (mount it from another machine, or
   ship it to write-once storage);
-- ``url``: an HTTP endpoint, each checkpoint POSTed as JSON (a 2xx answer means kept);
+- ``url``: an HTTP endpoint, each checkpoint POSTed as JSON with the configured ``headers`` (secret
+  references allowed); a 2xx answer means kept;
 - ``nats``: a NATS subject, each checkpoint published as JSON (with ``stream``: a JetStream publish,
   acknowledged by the stream, with the checkpoint's file name as its message id).
 
@@ -42,15 +43,16 @@ class DirectoryWitness:
 
 
 class HttpWitness:
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
-        self.url_template, self.timeout_s = url, timeout_s
+    def __init__(self, url: str, headers: dict[str, str] | None = None, timeout_s: float = 10.0) -> None:
+        self.url_template, self.header_templates, self.timeout_s = url, dict(headers or {}), timeout_s
         self.name = f"http {url}"
 
     async def keep(self, cp: Checkpoint) -> None:
         import httpx
 
+        headers = {k: SECRETS.value(v) for k, v in self.header_templates.items()}  # rotated: the new value
         async with httpx.AsyncClient(timeout=self.timeout_s) as client:
-            answer = await client.post(SECRETS.value(self.url_template), json=cp.to_json())
+            answer = await client.post(SECRETS.value(self.url_template), json=cp.to_json(), headers=headers)
             answer.raise_for_status()
 
 
@@ -84,7 +86,9 @@ def build_witnesses(specs: Sequence[Any], base: Path) -> list[Witness]:
             out.append(DirectoryWitness(spec.dir if spec.dir.is_absolute() else base / spec.dir))
         elif spec.url is not None:
             SECRETS.resolve(spec.url, "audit.witnesses.url")
-            out.append(HttpWitness(spec.url))
+            for name, value in spec.headers.items():
+                SECRETS.resolve(value, f"audit.witnesses.headers.{name}")
+            out.append(HttpWitness(spec.url, spec.headers))
         else:
             SECRETS.resolve(spec.nats, "audit.witnesses.nats")
             out.append(NatsWitness(spec.nats, spec.subject, spec.stream))

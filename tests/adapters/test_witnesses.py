@@ -15,6 +15,7 @@ from aiohttp import web
 
 from adapters.checkpoints import Checkpoint, Verifier, generate_keys, read_checkpoints, read_public_keys
 from adapters.config import load_config
+from adapters.secrets import SECRETS
 from adapters.store.sql import Pending, SqlStore
 from adapters.witnesses import Checkpointer, DirectoryWitness, HttpWitness, NatsWitness, checkpointer
 from tests.adapters.test_integrations import NATS, broker_up
@@ -30,19 +31,24 @@ class Clock:
         return self.now
 
 
-def test_checkpoints_every_n_decisions_or_seconds_reach_every_witness(tmp_path: Path) -> None:
+def test_checkpoints_every_n_decisions_or_seconds_reach_every_witness(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     private, public = generate_keys(tmp_path / "keys")
     store = SqlStore(str(tmp_path / "baton.db"))
     posted: list[dict[str, Any]] = []
 
     async def take(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != "Bearer witness-token":
+            return web.Response(status=401)
         posted.append(await request.json())
         return web.Response(status=201)
 
     clock = Clock()
     with serve_app([web.post("/checkpoints", take)]) as url:
         witnesses = [DirectoryWitness(tmp_path / "w"), HttpWitness("http://127.0.0.1:1/down"),
-                     HttpWitness(f"{url}/checkpoints")]
+                     HttpWitness(f"{url}/checkpoints", {"Authorization": "Bearer ${env:WITNESS_TOKEN}"})]
+        monkeypatch.setenv("WITNESS_TOKEN", "witness-token")
+        SECRETS.resolve("Bearer ${env:WITNESS_TOKEN}", "test")
         cpr = Checkpointer(store, f"${{file:{private}}}", None, witnesses,
                            every_decisions=10, every_s=60, clock=clock)
 
