@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters import metrics
+from adapters.candidates import CandidateCompiler
 from adapters.config import Settings, effect_connectors, model_gateway, tool_connectors
 from adapters.decisions import DecisionPath, StartGate
 from adapters.effects import OutboxWorker
@@ -84,6 +85,7 @@ class Runtime:
     corpora: list[str] = field(default_factory=list)
     ports_note: str = ""
     provider: Any = None  # the OpenTelemetry provider, flushed at stop
+    candidates: CandidateCompiler = field(default_factory=CandidateCompiler)  # rulesets sent by callers
 
     @classmethod
     def build(cls, cfg: Settings, base: Path, serving: bool = True,
@@ -112,7 +114,7 @@ class Runtime:
         path = DecisionPath(writer, tracer, shadows, lag=lag, gate=StartGate(cfg.limits.batch_window_ms / 1000))
         escalations = Escalations(store, writer, registry, models, tools, clock, ids, path)
         return cls(cfg, base, store, registry, writer, models, tools, path, escalations, shadows, clock, ids, lag,
-                   loaded, corpora, note, provider)
+                   loaded, corpora, note, provider, candidates=CandidateCompiler(cfg.limits.compile_limits()))
 
     def consumers(self) -> list[Consumer]:
         """The broker consumers the config names, deciding through the one path."""

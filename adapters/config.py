@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from adapters.candidates import CompileLimits
+from engine.language.source import SourceLimits
 from engine.ports import ModelGateway, ToolConnector
 
 ENV_PREFIX = "BATON_"
@@ -53,6 +55,19 @@ class LimitSettings(_Strict):
     batch_window_ms: float = Field(default=4.0, ge=0, le=20)
     max_batch: int = Field(default=1000, ge=1, le=100_000)  # requests in one DecideBatch; more: INVALID_ARGUMENT
     batch_parallel: int = Field(default=32, ge=1, le=10_000)  # of one DecideBatch or DecideStream, decided at once
+    # a ruleset sent to the service (validate, publish, what-if, impact, shadow, the console editor) is
+    # refused by name over these sizes, and compiled in a child process held to the compile_* bounds
+    # (adapters/candidates.py); over one of those the caller gets RESOURCE_EXHAUSTED naming it
+    ruleset_max_chars: int = Field(default=2_000_000, ge=1_000, le=100_000_000)
+    ruleset_max_rules: int = Field(default=20_000, ge=1, le=1_000_000)
+    ruleset_max_table_rows: int = Field(default=20_000, ge=1, le=1_000_000)
+    compile_cpu_s: int = Field(default=60, ge=1, le=3600)
+    compile_memory_mb: int = Field(default=2048, ge=256, le=65536)
+    compile_wall_s: float = Field(default=90.0, gt=0, le=3600)
+
+    def compile_limits(self) -> CompileLimits:
+        return CompileLimits(self.compile_cpu_s, self.compile_memory_mb, self.compile_wall_s,
+                             SourceLimits(self.ruleset_max_chars, self.ruleset_max_rules, self.ruleset_max_table_rows))
 
 
 class TransportSettings(_Strict):
@@ -118,6 +133,11 @@ class MemorySettings(_Strict):
     # what SQLite may hold in a worker (page caches of all its connections, statements) before it frees
     # cached pages instead of growing; 0: no limit
     sqlite_mb: int = Field(default=16, ge=0, le=65536)
+    # a worker whose resident memory goes above this is replaced: the supervisor starts its successor, then
+    # the old one stops taking calls and finishes those in flight (logged, baton_worker_recycles_total);
+    # null: never. Set, it runs the supervisor even for one worker (so the port needs a fixed number)
+    max_mb: int | None = Field(default=None, ge=64, le=1_048_576)
+    check_every_s: float = Field(default=5.0, gt=0, le=3600)  # how often the supervisor reads each worker's memory
 
 
 

@@ -31,6 +31,8 @@ CIRCUIT_TRIPS = Counter("baton_circuit_trips", "Times a connector's circuit open
 CONNECTOR_REFUSED = Counter("baton_connector_refused", "Calls failed fast by a connector's limits",
                             ["connector", "reason"])
 WORKER_RESTARTS = Counter("baton_worker_restarts", "Worker processes started to replace one that died", ["worker"])
+WORKER_RECYCLES = Counter("baton_worker_recycles", "Workers replaced, and drained, because their resident memory "
+                          "went above memory.max_mb", ["worker"])
 SECRET_ROTATIONS = Counter("baton_secret_rotations", "Secret re-reads that changed a value")
 EFFECT_ATTEMPTS = Counter("baton_effect_attempts", "Effect deliveries tried, by result: delivered, failed (retried "
                           "later) or dead (given up)", ["effect", "result"])

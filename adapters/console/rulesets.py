@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from adapters.candidates import CompileLimitExceeded
 from adapters.console import svg
 from adapters.console.security import Session, Sessions
 from adapters.console.ui import (
@@ -26,7 +27,6 @@ from adapters.registry import GovernanceError
 from engine.errors import BatonError, CompileErrors
 from engine.language.diff import diff_sources
 from engine.language.loader import load_ruleset
-from engine.language.source import MAX_SOURCE
 from engine.loop import Engine
 from engine.replay import what_if
 from engine.testing import run_suite
@@ -93,21 +93,29 @@ class RulesetPages:
         except BatonError:
             source = f"ruleset: {name}\nfacts:\n  example: {{ref: str}}\nrules:\n  - name: first\n" \
                      "    when: exists example\n    then: {decide: {route: review}}\n"
-        return self.ui.page(request, "editor.html", name=name, source=source, check=self.validate(source))
+        return self.ui.page(request, "editor.html", name=name, source=source, check=await self.validate(source))
 
-    def validate(self, source: str) -> dict[str, Any]:
+    async def validate(self, source: str) -> dict[str, Any]:
+        """What an editor typed, compiled by a bounded child process (adapters/candidates.py): no draft can
+        stall this event loop or grow this worker."""
         try:
-            rs = load_ruleset(source, "draft.yaml")
+            rs = await asyncio.to_thread(self.c.candidates.check, source, "draft.yaml")
         except CompileErrors as e:
             return {"valid": False, "errors": [error_dict(x) for x in e.errors], "warnings": []}
+        except CompileLimitExceeded as e:
+            return {"valid": False, "errors": [{**error_dict(e), "line": 1, "column": 1}], "warnings": []}
         return {"valid": True, "errors": [], "warnings": [error_dict(x) for x in rs.warnings], "version": rs.version,
-                "name": rs.name, "rules": len(rs.rules), "tests": len(rs.tests)}
+                "name": rs.name, "rules": rs.rules, "tests": rs.tests}
+
+    async def compiled(self, source: str, file: str) -> Any:
+        """A draft that :meth:`validate` passed, compiled in this process (in a thread) to run it."""
+        return await asyncio.to_thread(load_ruleset, source, file, self.c.candidates.limits.source)
 
     async def editor_action(self, request: Request, session: Session, name: str, source: str, action: str,
                             data: FormData) -> Response:
-        check = self.validate(source)
+        check = await self.validate(source)
         context: dict[str, Any] = {"name": name, "source": source, "check": check}
-        if len(source) > MAX_SOURCE:  # refused, but the analyst's text stays in the editor
+        if len(source) > self.c.candidates.limits.source.max_chars:  # refused; the analyst's text stays in the editor
             return self.ui.page(request, "editor.html", status=413, **context)
         if check["valid"] and check["name"] != name:
             check = {**check, "valid": False, "errors": [{"code": "bad_name", "message": f"this editor is for "
@@ -115,7 +123,7 @@ class RulesetPages:
                                                           "column": 1, "hint": ""}]}
             context["check"] = check
         if action == "test" and check["valid"]:
-            suite = await run_suite(load_ruleset(source, "draft.yaml"), time.time())
+            suite = await run_suite(await self.compiled(source, "draft.yaml"), time.time())
             context["suite"] = suite
         elif action == "whatif" and check["valid"]:  # the unsaved text against a stored decision
             decision_id = str(data.get("decision", "")).strip()
@@ -125,12 +133,12 @@ class RulesetPages:
                 context["whatif_error"] = f"no stored decision {decision_id[:80]!r}"
             else:
                 docs = await asyncio.to_thread(self.c.store.documents_of, record)
-                draft = load_ruleset(source, "draft.yaml")
+                draft = await self.compiled(source, "draft.yaml")
                 w = await what_if(Engine(draft), record, documents=docs)
                 context["whatif"] = {"version": draft.version, "w": w, "draft": True}
         elif action == "impact" and check["valid"]:
             last = _int(data.get("last"), 200, 1, 5000)
-            context["impact"] = await self.impact(load_ruleset(source, "draft.yaml"), last)
+            context["impact"] = await self.impact(await self.compiled(source, "draft.yaml"), last)
         elif action == "submit" and check["valid"]:
             effective = None
             if data.get("effective_from"):
@@ -140,7 +148,7 @@ class RulesetPages:
                 except ValueError:
                     context["submit_error"] = "effective from: use YYYY-MM-DDTHH:MM (UTC)"
             if "submit_error" not in context:
-                rs = load_ruleset(source, f"{name}.yaml")
+                rs = await self.compiled(source, f"{name}.yaml")
                 try:
                     pub = await asyncio.to_thread(self.c.registry.submit, rs, session.name, str(data.get("note", "")),
                                                   effective)
@@ -169,10 +177,10 @@ class RulesetPages:
         session = self.ui.need(request, "editor")
         data = await self.ui.form(request, session)
         source = str(data.get("source", ""))
-        check = self.validate(source)
+        check = await self.validate(source)
         if not check["valid"]:
             return JSONResponse({"error": "the draft does not compile"}, status_code=400)
-        rs = load_ruleset(source, "draft.yaml")
+        rs = await self.compiled(source, "draft.yaml")
         last = _int(data.get("last"), 200, 1, 5000)
         queue: asyncio.Queue[str | None] = asyncio.Queue()
 
@@ -199,7 +207,7 @@ class RulesetPages:
         if not Sessions.csrf_ok(session, request.headers.get("x-csrf-token")):
             return JSONResponse({"error": "csrf"}, status_code=403)
         body = await request.json()
-        return JSONResponse(self.validate(str(body.get("source", "")) if isinstance(body, dict) else ""))
+        return JSONResponse(await self.validate(str(body.get("source", "")) if isinstance(body, dict) else ""))
 
     def routes(self) -> list[Route]:
         g = self.ui.guarded

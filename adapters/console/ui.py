@@ -9,7 +9,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from adapters.candidates import CandidateCompiler
 from adapters.console.security import COOKIE, HEADERS, Session, Sessions
 from adapters.escalations import Escalations
 from adapters.pii import mask_record
@@ -43,6 +44,7 @@ class Console:
     pii_roles: tuple[str, ...] = ()  # who reads fields marked pii in clear; everyone else sees them masked
     # the effects this service has a connector for (None: not known); others wait in the outbox, never tried
     effect_names: frozenset[str] | None = None
+    candidates: CandidateCompiler = field(default_factory=CandidateCompiler)  # what editors type, bounded
 
 
 MAX_FORM = 8_000_000  # bytes of one console form: room for the largest ruleset (MAX_SOURCE characters)
@@ -56,6 +58,13 @@ class Denied(Exception):
     pass
 
 
+
+
+def visible(value: Any) -> str:
+    """Text a caller named (a document's name) with its control characters written out as escapes: it is
+    stored as given, for the record, but a NUL or an ESC[2J is shown, not acted on."""
+    return "".join(c if c.isprintable() or c == " " else (f"\\x{ord(c):02x}" if ord(c) < 0x100 else
+                                                          f"\\u{ord(c):04x}") for c in str(value))
 
 
 def _json(value: Any) -> str:
@@ -75,7 +84,8 @@ class UI:
         self._verified_at = -3600.0
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                                trim_blocks=True, lstrip_blocks=True)
-        self.env.filters.update(when=utc_text, json=_json, compact=_compact, short=lambda v: str(v)[:12])
+        self.env.filters.update(when=utc_text, json=_json, compact=_compact, short=lambda v: str(v)[:12],
+                                visible=visible)
 
     def page(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         session = getattr(request.state, "session", None)

@@ -79,7 +79,9 @@ class Auth:
             return ANONYMOUS
         if not authorization or not authorization.lower().startswith("bearer "):
             raise AuthError("unauthenticated", "missing bearer token (metadata 'authorization: Bearer <token>')")
-        digest = _digest(authorization[7:].strip())
+        # the token exactly as sent after "Bearer ": a trailing space or newline makes another token, as it
+        # would in the configuration (docs/deploy.md, Authentication)
+        digest = _digest(authorization[7:])
         for known, ident in self.by_digest.items():
             if hmac.compare_digest(known, digest):
                 return ident

@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from adapters import metrics
 from adapters.bootstrap import Runtime
+from adapters.candidates import CandidateCompiler
 from adapters.config import Settings
 from adapters.escalations import Escalations
 from adapters.grpc.auth import Auth, load_tokens
@@ -38,6 +39,7 @@ from adapters.secrets import SECRETS
 from adapters.shadow import Shadows
 from adapters.store.base import limit_sqlite_memory, sqlite_memory_used
 from adapters.store.sql import SqlStore
+from adapters.supervision import die_with_parent, listener_on, orphaned, rss_mb
 from adapters.system import heap_stats, run_loop, trim_heap, tune_allocator
 from adapters.tools.connectors import resolve_secrets
 from adapters.witnesses import checkpointer
@@ -59,7 +61,7 @@ def _is_loopback(listen: str) -> bool:
 
 
 async def _start_console(cfg: Settings, store: SqlStore, registry: RulesetRegistry, auth: Auth,
-                         escalations: Escalations) -> tuple[Any, asyncio.Task[None]]:
+                         escalations: Escalations, candidates: CandidateCompiler) -> tuple[Any, asyncio.Task[None]]:
     """The console (HTTP) beside gRPC, in this process, on the same store; TLS when the service has it."""
     import uvicorn
 
@@ -72,7 +74,7 @@ async def _start_console(cfg: Settings, store: SqlStore, registry: RulesetRegist
     key = SECRETS.resolve(cfg.console_secret, "console_secret").encode() if cfg.console_secret else None
     sessions = Sessions(auth, key, secure=tls, idle_s=cfg.console_sessions.idle_s,
                         absolute_s=cfg.console_sessions.absolute_s)
-    app = create_app(Console(store, registry, sessions, escalations, tuple(cfg.pii_roles)))
+    app = create_app(Console(store, registry, sessions, escalations, tuple(cfg.pii_roles), candidates=candidates))
     app.state.console.effect_names = frozenset(cfg.effects or {})  # what the console says of waiting effects
     config = uvicorn.Config(app, host=host or "127.0.0.1", port=int(port), log_level="warning", lifespan="off",
                             access_log=False, ssl_certfile=str(cfg.tls.cert) if tls else None,
@@ -155,7 +157,8 @@ def _rotate_secrets(quiet: bool = False) -> None:
         say(f"baton {os.getpid()}: secrets re-read ({len(changed)} changed)")
 
 
-async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int = 0) -> None:
+async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int = 0,
+                     supervisor: int | None = None) -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` prints every thread's stack
     tune_allocator()  # large request buffers go back to the system once freed
     _bound_memory(cfg)
@@ -170,7 +173,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
                         escalations=rt.escalations, default_deadline_s=cfg.limits.deadline_s,
                         max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd,
                         tracer=rt.path.tracer, shadows=rt.shadows, max_document_bytes=cfg.max_document_bytes,
-                        pii_roles=tuple(cfg.pii_roles), decision_path=rt.path,
+                        pii_roles=tuple(cfg.pii_roles), decision_path=rt.path, candidates=rt.candidates,
                         max_batch=cfg.limits.max_batch, batch_parallel=cfg.limits.batch_parallel)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1), *cfg.transport.grpc_options()])
     server.add_generic_rpc_handlers(generic_handlers(services))
@@ -203,7 +206,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     rt.start()
     checkpoints = asyncio.create_task(checkpointer(cfg, base, rt.store).run(stop)) \
         if cfg.audit is not None and worker == 0 else None  # signed tree heads to witnesses (docs/audit.md)
-    console = await _start_console(cfg, rt.store, rt.registry, auth, rt.escalations) \
+    console = await _start_console(cfg, rt.store, rt.registry, auth, rt.escalations, rt.candidates) \
         if cfg.console and worker == 0 else None
     intake = rt.consumers()
     consuming = asyncio.create_task(run_consumers(intake, stop)) if intake else None
@@ -213,7 +216,10 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     logs = asyncio.create_task(_flush_logs(stop))
     heap = asyncio.create_task(_tend_heap(cfg.memory.trim_every_s, stop))
     fresh = asyncio.create_task(_keep_fresh(rt.registry, rt.shadows, stop))
+    watch = asyncio.create_task(_watch_supervisor(supervisor, stop)) if supervisor is not None else None
     await stop.wait()
+    if watch is not None:
+        await watch
     if console is not None:
         console[0].should_exit = True
         await console[1]
@@ -231,8 +237,19 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     await health.enter_graceful_shutdown()
     await server.stop(GRACE_S)
     await rt.stop()
+    rt.candidates.close()
     flush_decision_log()
     say(f"baton {os.getpid()}: stopped")
+
+
+async def _watch_supervisor(supervisor: int, stop: asyncio.Event) -> None:
+    """Belt and braces beside the parent-death signal (adapters/supervision.py): a worker whose supervisor is
+    gone stops taking calls, finishes those in flight and exits, instead of serving on as an orphan."""
+    while not await _stopped_within(stop, 1.0):
+        if orphaned(supervisor):
+            log.error("supervisor (pid %d) is gone: stopping this worker", supervisor)
+            say(f"baton {os.getpid()}: supervisor {supervisor} is gone; stopping")
+            stop.set()
 
 
 async def _sweep_slas(escalations: Escalations, every_s: float, stop: asyncio.Event) -> None:
@@ -291,18 +308,26 @@ async def _flush_logs(stop: asyncio.Event) -> None:
         await _stopped_within(stop, 0.5)
 
 
-def _child(cfg: Settings, base: Path, worker: int = 0, restart: int = 0, ready: Any = None) -> None:
+def _child(cfg: Settings, base: Path, worker: int = 0, restart: int = 0, ready: Any = None,
+           supervisor: int | None = None, recycled: bool = False) -> None:
+    if supervisor is not None:
+        die_with_parent(supervisor)
     setup_logging(cfg)
-    if restart:
-        metrics.WORKER_RESTARTS.labels(str(worker)).inc()  # counted by the worker that replaces it
-    run_loop(cfg.event_loop, run_server(cfg, base, ready=ready, worker=worker))
+    if recycled:
+        metrics.WORKER_RECYCLES.labels(str(worker)).inc()  # counted by the worker that replaces it
+    elif restart:
+        metrics.WORKER_RESTARTS.labels(str(worker)).inc()
+    run_loop(cfg.event_loop, run_server(cfg, base, ready=ready, worker=worker, supervisor=supervisor))
 
 
 def serve(cfg: Settings, base: Path) -> None:
     setup_logging(cfg)
+    taken = listener_on(cfg.listen)
+    if taken is not None:
+        raise SystemExit(f"refusing to serve: {taken}; stop it first, or listen elsewhere (--listen)")
     if cfg.metrics:
         SqlStore(cfg.db).close()  # migrate first: the metrics endpoint reads the store's tables
-    if cfg.workers <= 1:
+    if cfg.workers <= 1 and cfg.memory.max_mb is None:
         if cfg.metrics:
             serve_metrics(cfg.metrics, cfg.db)
         run_loop(cfg.event_loop, run_server(cfg, base))
@@ -311,7 +336,7 @@ def serve(cfg: Settings, base: Path) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="baton-metrics-")
         serve_metrics(cfg.metrics, cfg.db)
     if cfg.listen.endswith(":0"):
-        raise SystemExit("--workers needs a fixed port (the workers share it)")
+        raise SystemExit("--workers and memory.max_mb need a fixed port (the workers share it)")
     SqlStore(cfg.db).close()  # migrate once, before the workers race for it
     Supervisor(cfg, base).run()
 
@@ -330,74 +355,125 @@ class Supervisor:
     signal to this process goes to every worker and ends supervision; the service then stops cleanly.
     A worker that ends before it ever listened (a bad configuration, a port in use) is not replaced: the
     service stops with its exit code, as it would with one worker. While no worker is up nothing
-    listens, so callers and health checks see UNAVAILABLE."""
+    listens, so callers and health checks see UNAVAILABLE. Workers end with this process, even when it is
+    killed with SIGKILL (adapters/supervision.py).
+
+    With ``memory.max_mb`` set, a worker whose resident memory goes above it is recycled: its successor is
+    started first, and once that one listens (or after a minute) the old one gets SIGTERM, stops taking
+    calls and finishes those in flight - the port is never left without a listener."""
 
     BACKOFF_S = (0.5, 30.0)
     STEADY_S = 60.0
+    SUCCESSOR_WAIT_S = 60.0
 
     def __init__(self, cfg: Settings, base: Path) -> None:
         self.cfg, self.base = cfg, base
         self.ctx = mp.get_context("spawn")
         self.children: list[Any] = []
-        self.started: list[float] = []
+        self.started = [time.monotonic()] * cfg.workers
         self.failures = [0] * cfg.workers
         self.restarts = [0] * cfg.workers
         self.due: dict[int, float] = {}  # worker -> when to start its replacement
         self.stopping = False
         self.ready: list[Any] = [None] * cfg.workers
+        self.draining: list[tuple[int, Any, float]] = []  # (worker, old process, when its successor started)
+        self.checked = 0.0
+        self.first_seen: dict[int, float] = {}  # worker pid -> its resident MB when first read
 
-    def spawn(self, i: int) -> Any:
+    def spawn(self, i: int, recycled: bool = False) -> Any:
         self.ready[i] = self.ctx.Event()
-        child = self.ctx.Process(target=_child, args=(self.cfg, self.base, i, self.restarts[i], self.ready[i]),
-                                 name=f"baton-worker-{i}")
+        child = self.ctx.Process(target=_child, args=(self.cfg, self.base, i, self.restarts[i], self.ready[i],
+                                                      os.getpid(), recycled), name=f"baton-worker-{i}")
         child.start()
         return child
 
     def forward(self, signum: int, _frame: Any) -> None:
         if signum != signal.SIGHUP:  # SIGHUP: each worker re-reads its secrets; the service goes on
             self.stopping = True
-        for child in self.children:
+        for child in [*self.children, *(old for _, old, _ in self.draining)]:
             if child.pid is not None and child.is_alive():
                 os.kill(child.pid, signum)
 
     def run(self) -> None:
         self.children = [self.spawn(i) for i in range(self.cfg.workers)]
-        self.started = [time.monotonic()] * self.cfg.workers
         signal.signal(signal.SIGTERM, self.forward)
         signal.signal(signal.SIGINT, self.forward)
         signal.signal(signal.SIGHUP, self.forward)
         while True:
             now = time.monotonic()
-            for i, child in enumerate(self.children):
-                if child.is_alive() or i in self.due:
-                    continue
-                child.join()
-                if self.stopping:
-                    continue
-                if not self.ready[i].is_set():  # it never served: restarting would fail the same way
-                    log.error("worker %d (pid %s) ended before it listened, %s: stopping the service", i,
-                              child.pid, _death(child.exitcode))
-                    self.forward(signal.SIGTERM, None)
-                    continue
-                up = now - self.started[i]
-                self.failures[i] = 1 if up >= self.STEADY_S else self.failures[i] + 1
-                pause = min(self.BACKOFF_S[1], self.BACKOFF_S[0] * 2 ** (self.failures[i] - 1))
-                log.error("worker %d (pid %s) died, %s, after %.1f s up; restarting it in %.1f s", i, child.pid,
-                          _death(child.exitcode), up, pause)
-                say(f"baton: worker {i} (pid {child.pid}) died: {_death(child.exitcode)}; restarting in {pause:.1f} s")
-                self.due[i] = now + pause
-            for i, when in list(self.due.items()):
-                if self.stopping:
-                    del self.due[i]
-                elif now >= when:
-                    del self.due[i]
-                    self.restarts[i] += 1
-                    self.children[i] = self.spawn(i)
-                    self.started[i] = time.monotonic()
-            if self.stopping and not any(c.is_alive() for c in self.children):
+            self.reap(now)
+            self.restart_due(now)
+            self.recycle(now)
+            if self.stopping and not any(c.is_alive() for c in self.children) and not self.draining:
                 break
             time.sleep(0.1)
         codes = [c.exitcode for c in self.children]
         if any(codes):
             raise SystemExit(f"worker exit codes: {codes}")
         say(f"baton: all {len(self.children)} workers stopped cleanly")
+
+    def reap(self, now: float) -> None:
+        for i, child in enumerate(self.children):
+            if child.is_alive() or i in self.due:
+                continue
+            child.join()
+            if self.stopping:
+                continue
+            if not self.ready[i].is_set():  # it never served: restarting would fail the same way
+                log.error("worker %d (pid %s) ended before it listened, %s: stopping the service", i,
+                          child.pid, _death(child.exitcode))
+                self.forward(signal.SIGTERM, None)
+                continue
+            up = now - self.started[i]
+            self.failures[i] = 1 if up >= self.STEADY_S else self.failures[i] + 1
+            pause = min(self.BACKOFF_S[1], self.BACKOFF_S[0] * 2 ** (self.failures[i] - 1))
+            log.error("worker %d (pid %s) died, %s, after %.1f s up; restarting it in %.1f s", i, child.pid,
+                      _death(child.exitcode), up, pause)
+            say(f"baton: worker {i} (pid {child.pid}) died: {_death(child.exitcode)}; restarting in {pause:.1f} s")
+            self.due[i] = now + pause
+
+    def restart_due(self, now: float) -> None:
+        for i, when in list(self.due.items()):
+            if self.stopping:
+                del self.due[i]
+            elif now >= when:
+                del self.due[i]
+                self.restarts[i] += 1
+                self.children[i] = self.spawn(i)
+                self.started[i] = time.monotonic()
+
+    def recycle(self, now: float) -> None:
+        """Replace workers above ``memory.max_mb``; stop each old one once its successor listens."""
+        for entry in list(self.draining):
+            i, old, since = entry
+            if not old.is_alive():
+                old.join()
+                self.draining.remove(entry)
+            elif old.pid is not None and (self.ready[i].is_set() or now - since > self.SUCCESSOR_WAIT_S):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(old.pid, signal.SIGTERM)  # repeated until it is gone: harmless, it is draining
+        limit = self.cfg.memory.max_mb
+        if limit is None or self.stopping or now - self.checked < self.cfg.memory.check_every_s:
+            return
+        self.checked = now
+        for i, child in enumerate(self.children):
+            if not child.is_alive() or not self.ready[i].is_set() or any(d[0] == i for d in self.draining):
+                continue
+            used = rss_mb(child.pid)
+            if used is None:
+                continue
+            if child.pid not in self.first_seen:  # what a worker holds once it listens, before any call
+                self.first_seen[child.pid] = used
+                if used > limit:
+                    log.warning("worker %d (pid %s) holds %.0f MB as it starts, above memory.max_mb %d: a "
+                                "successor would too, so it is not recycled", i, child.pid, used, limit)
+            if used <= limit or self.first_seen[child.pid] > limit:
+                continue
+            log.warning("worker %d (pid %s) holds %.0f MB, above memory.max_mb %d: replacing it", i, child.pid,
+                        used, limit)
+            say(f"baton: worker {i} (pid {child.pid}) at {used:.0f} MB > memory.max_mb {limit}; starting its "
+                "successor, then draining it")
+            self.draining.append((i, child, now))
+            self.restarts[i] += 1
+            self.children[i] = self.spawn(i, recycled=True)
+            self.started[i] = time.monotonic()

@@ -7,17 +7,19 @@ import base64
 import hashlib
 import json
 import logging
+import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from adapters import metrics
+from adapters.candidates import CandidateCompiler, CompileLimitExceeded
 from adapters.decisions import DecisionPath, replay_stored, what_if_stored
 from adapters.documents import DEFAULT_MAX_BYTES, MAX_DOCUMENTS, Incoming, read_document
 from adapters.escalations import Escalations, NotOpen
@@ -35,7 +37,6 @@ from adapters.store.writer import GroupWriter
 from engine.errors import BatonError, CompileErrors, InvalidInput, Overloaded
 from engine.explain import why
 from engine.language.diff import diff_sources
-from engine.language.loader import load_ruleset
 from engine.loop import Engine, Limits
 from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
 from engine.record import DecisionRecord
@@ -74,6 +75,7 @@ class Services:
     pii_roles: tuple[str, ...] = ()  # who reads fields marked pii in others' decisions; everyone else: masked
     max_batch: int = 1000  # requests in one DecideBatch (limits.max_batch)
     batch_parallel: int = 32  # requests of one DecideBatch or DecideStream decided at once (limits.batch_parallel)
+    candidates: CandidateCompiler = field(default_factory=CandidateCompiler)  # rulesets callers send
     decision_path: InitVar[DecisionPath | None] = None  # the process's one path (adapters/bootstrap.py)
     path: DecisionPath = field(init=False)
 
@@ -157,6 +159,8 @@ def _map_error(e: BaseException) -> Abort:
         log.warning("store unavailable: %s", type(e).__name__)
         return Abort(grpc.StatusCode.UNAVAILABLE, "the decision store is unavailable; retry with the same "
                      "idempotency_key (a decision stored just before the failure is then returned, not made twice)")
+    if isinstance(e, CompileLimitExceeded):
+        return Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, e.message, [(e.where.path, e.message)])
     if isinstance(e, BatonError) and e.code in NOT_FOUND_CODES:
         return Abort(grpc.StatusCode.NOT_FOUND, e.message)
     if isinstance(e, BatonError) and e.code in ("bad_request",):
@@ -200,6 +204,30 @@ def _same_request(stored: DecisionRecord, engine: Any, validated: list[tuple[str
         raise Abort(grpc.StatusCode.FAILED_PRECONDITION, f"idempotency_key {key[:80]!r} was used for a different "
                     f"request (decision {stored.get('decision_id')}): send a new key for new facts",
                     [("idempotency_key", "already used for a different request")])
+
+
+MAX_DURATION_S = 315_576_000_000  # google.protobuf.Duration: about 10,000 years either way
+
+
+def duration_s(d: duration_pb2.Duration, field_name: str) -> float:
+    """A Duration's seconds, refused as INVALID_ARGUMENT when it is not a valid Duration (nanos beyond a second,
+    or of another sign than seconds, or seconds beyond the type's range): seconds and nanos as sent, since a
+    timedelta would round 1 ns down to zero."""
+    if not (-999_999_999 <= d.nanos <= 999_999_999 and abs(d.seconds) <= MAX_DURATION_S
+            and (d.seconds == 0 or d.nanos == 0 or (d.seconds > 0) == (d.nanos > 0))):
+        raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field_name} is not a valid Duration (seconds "
+                    f"{d.seconds}, nanos {d.nanos})", [(field_name, "nanos from -999999999 to 999999999, with the "
+                                                        "sign of seconds")])
+    return d.seconds + d.nanos / 1e9
+
+
+def timestamp_s(t: timestamp_pb2.Timestamp, field_name: str) -> float:
+    """A Timestamp's seconds since the epoch, refused as INVALID_ARGUMENT when it is not a valid Timestamp
+    (nanos from 0 to 999,999,999; years 1 to 9999)."""
+    if not (0 <= t.nanos <= 999_999_999 and -62_135_596_800 <= t.seconds <= 253_402_300_799):
+        raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field_name} is not a valid Timestamp (seconds {t.seconds}, "
+                    f"nanos {t.nanos})", [(field_name, "nanos from 0 to 999999999, years 1 to 9999")])
+    return t.seconds + t.nanos / 1e9
 
 
 def _credential(context: Ctx) -> str | None:
@@ -270,9 +298,11 @@ class DecisionService:
         if key and len(key) > 200:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "idempotency_key longer than 200 characters",
                         [("idempotency_key", "at most 200 characters")])
-        # seconds and nanos as sent (a timedelta would round 1 ns down to zero)
-        deadline = request.deadline.seconds + request.deadline.nanos / 1e9 if request.HasField("deadline") else \
-            s.default_deadline_s
+        if key and any(unicodedata.category(c) == "Cc" for c in key):
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "idempotency_key contains a control character (a key is "
+                        "printed in logs and the console, and compared as sent)",
+                        [("idempotency_key", "no control characters (NUL, ESC, newline, ...)")])
+        deadline = duration_s(request.deadline, "deadline") if request.HasField("deadline") else s.default_deadline_s
         if request.HasField("deadline") and deadline is not None and deadline <= 0:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "deadline must be positive (nothing was decided)",
                         [("deadline", "must be positive")])
@@ -357,7 +387,7 @@ class DecisionService:
         self._bulk_tasks.add(task)
         task.add_done_callback(self._bulk_tasks.discard)
         task.add_done_callback(lambda _: slots.release())
-        return await asyncio.shield(task)
+        return await task
 
     async def _bulk_one(self, index: int, request: decision_pb2.DecideRequest, context: Ctx,
                         ident: Identity) -> decision_pb2.DecideResult:
@@ -466,8 +496,8 @@ class DecisionService:
             except Exception:
                 raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "bad page_token",
                             [("page_token", "not a token from ListDecisions")]) from None
-        since = request.since.ToNanoseconds() / 1e9 if request.HasField("since") else None
-        until = request.until.ToNanoseconds() / 1e9 if request.HasField("until") else None
+        since = timestamp_s(request.since, "since") if request.HasField("since") else None
+        until = timestamp_s(request.until, "until") if request.HasField("until") else None
         outcome = convert.OUTCOME_NAMES.get(request.outcome)
         rows = await asyncio.to_thread(self.s.store.list_decisions, request.ruleset or None, outcome, since, until,
                                        size + 1, before)
@@ -495,7 +525,7 @@ class DecisionService:
                      ident: Identity) -> decision_pb2.WhatIfResponse:
         record = await self._record(request.decision_id)
         if request.WhichOneof("candidate") == "source":
-            engine = Engine(load_ruleset(request.source, "candidate.yaml"))
+            engine = Engine(await asyncio.to_thread(self.s.candidates.compile, request.source, "candidate.yaml"))
         elif request.WhichOneof("candidate") == "version":
             engine = await asyncio.to_thread(self.s.registry.engine_for,
                                              self.s.registry.resolve(request.version))
@@ -588,7 +618,7 @@ class RulesetService:
     async def ValidateRuleset(self, request: ruleset_pb2.ValidateRulesetRequest, context: Ctx,
                               ident: Identity) -> ruleset_pb2.ValidateRulesetResponse:
         try:
-            rs = load_ruleset(request.source, request.file_name or "ruleset.yaml")
+            rs = await asyncio.to_thread(self.s.candidates.check, request.source, request.file_name or "ruleset.yaml")
         except CompileErrors as e:
             return ruleset_pb2.ValidateRulesetResponse(valid=False, errors=[_compile_error(x) for x in e.errors])
         return ruleset_pb2.ValidateRulesetResponse(valid=True, name=rs.name, version=rs.version,
@@ -597,8 +627,9 @@ class RulesetService:
     @handler("PublishRuleset")
     async def PublishRuleset(self, request: ruleset_pb2.PublishRulesetRequest, context: Ctx,
                              ident: Identity) -> ruleset_pb2.PublishRulesetResponse:
-        rs = load_ruleset(request.source, request.file_name or "ruleset.yaml")
-        effective = request.effective_from.ToNanoseconds() / 1e9 if request.HasField("effective_from") else None
+        effective = timestamp_s(request.effective_from, "effective_from") \
+            if request.HasField("effective_from") else None
+        rs = await asyncio.to_thread(self.s.candidates.compile, request.source, request.file_name or "ruleset.yaml")
 
         def submit() -> ruleset_pb2.PublishRulesetResponse:
             pub = self.s.registry.submit(rs, by=ident.name, note=request.note, effective_from=effective)
@@ -635,13 +666,16 @@ class RulesetService:
     @handler("DiffRulesets")
     async def DiffRulesets(self, request: ruleset_pb2.DiffRulesetsRequest, context: Ctx,
                            ident: Identity) -> ruleset_pb2.DiffRulesetsResponse:
+        if not request.from_version or not (request.to_version or request.to_source):
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "from_version and to_version or to_source are required",
+                        [("from_version", "required")])
+        if request.to_source:
+            await asyncio.to_thread(self.s.candidates.check, request.to_source, "candidate.yaml")
+
         def build() -> ruleset_pb2.DiffRulesetsResponse:
-            if not request.from_version or not (request.to_version or request.to_source):
-                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "from_version and to_version or to_source are required",
-                            [("from_version", "required")])
             old = self.s.registry.engine_for(self.s.registry.resolve(request.from_version)).ruleset.source
             if request.to_source:
-                new = load_ruleset(request.to_source, "candidate.yaml").source
+                new = request.to_source
             else:
                 new = self.s.registry.engine_for(self.s.registry.resolve(request.to_version)).ruleset.source
             return ruleset_pb2.DiffRulesetsResponse(changes=[
@@ -662,7 +696,7 @@ class RulesetService:
 
         def attach() -> ruleset_pb2.AttachShadowResponse:
             if request.source:
-                rs = load_ruleset(request.source, "shadow.yaml")
+                rs = self.s.candidates.compile(request.source, "shadow.yaml")
             elif request.version:
                 rs = self.s.registry.engine_for(self.s.registry.resolve(request.version)).ruleset
             else:
@@ -690,7 +724,7 @@ class RulesetService:
                            ident: Identity) -> ruleset_pb2.ShadowReportResponse:
         shadows = self._shadows()
         version = await asyncio.to_thread(self.s.registry.resolve, request.version)
-        since = request.since.ToNanoseconds() / 1e9 if request.HasField("since") else None
+        since = timestamp_s(request.since, "since") if request.HasField("since") else None
         r = await asyncio.to_thread(shadows.report, version, since)
         return ruleset_pb2.ShadowReportResponse(
             ruleset=r.ruleset, version=r.version, decisions=r.decisions, changed=r.changed, unanswered=r.unanswered,
@@ -703,8 +737,8 @@ class RulesetService:
             if isinstance(request, _BadMessage):
                 raise Abort(grpc.StatusCode.INVALID_ARGUMENT, request.error)
             self.s.auth.check(_credential(context), "Impact")
-            engine = Engine(load_ruleset(request.source, "candidate.yaml"))
-            since = request.since.ToNanoseconds() / 1e9 if request.HasField("since") else None
+            engine = Engine(await asyncio.to_thread(self.s.candidates.compile, request.source, "candidate.yaml"))
+            since = timestamp_s(request.since, "since") if request.HasField("since") else None
             ids = await asyncio.to_thread(self.s.store.recent_ids, engine.ruleset.name,
                                           request.last or (None if since else 1000), since)
         except Exception as e:

@@ -16,10 +16,11 @@ read never makes it claim a rule is dead or shadowed.
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from engine.errors import BatonError
@@ -30,6 +31,7 @@ from engine.language.types import BUILTIN_TYPES
 from engine.model import Rule, Ruleset
 
 Key = tuple[str, str]  # (binding, field)
+SCAN = 64  # rules of a range's tree met in position order before the tree itself is asked (_Winners)
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 
@@ -272,9 +274,16 @@ class _Winners:
             for v in vals or ():
                 self.filed.setdefault((key, v), []).append(rule)
         self.trees = {key: IntervalTree(items) for key, items in chosen.items()}
+        self.by_position = {key: sorted(items, key=lambda i: i.slot) for key, items in chosen.items()}
 
-    def could_imply(self, narrow: list[Conj], before: int) -> list[Rule]:
+    def could_imply(self, narrow: list[Conj], before: int) -> Iterator[Rule]:
+        """The rules before position ``before`` that could imply ``narrow``, in position order, lazily: the
+        caller stops at the first that does. Filed and general ones are few; from a range's interval tree the
+        earliest rules are met first by a scan in position order, so that nested ranges (``t.a > 1``,
+        ``t.a > 2``, ...: every earlier rule contains every later one) cost one look each, not the
+        quadratic list of every earlier rule."""
         found = {r.name: r for r in self.general if self.position[r.name] < before}
+        streams: list[Iterator[Rule]] = []
         if narrow:
             for key, d in narrow[0].domains.items():
                 for v in _finite(d) or ():
@@ -284,12 +293,29 @@ class _Winners:
                 tree = self.trees.get(key)
                 point = _inside(d) if tree is not None and d.allowed is None else None
                 if tree is not None and point is not None:
-                    hits: list[int] = []
-                    tree.stab(point, hits)
-                    for k in hits:
-                        if k < before:
-                            found[self.order[k].name] = self.order[k]
-        return sorted(found.values(), key=lambda r: self.position[r.name])
+                    streams.append(self._containing(key, tree, point, before))
+        seen: set[str] = set()
+        first = sorted(found.values(), key=lambda r: self.position[r.name])
+        for rule in heapq.merge(first, *streams, key=lambda r: self.position[r.name]):
+            if rule.name not in seen:
+                seen.add(rule.name)
+                yield rule
+
+    def _containing(self, key: Key, tree: IntervalTree, point: float, before: int) -> Iterator[Rule]:
+        """Rules of ``key``'s tree whose range holds ``point``, before ``before``, in position order: the first
+        :data:`SCAN` by a walk in position order, the rest (if it comes to that) from the tree."""
+        items = self.by_position[key]
+        for n, i in enumerate(items):
+            if i.slot >= before:
+                return
+            if n == SCAN:
+                hits: list[int] = []
+                tree.stab(point, hits)
+                for k in sorted(h for h in hits if i.slot <= h < before):
+                    yield self.order[k]
+                return
+            if i.contains(point):
+                yield self.order[i.slot]
 
 
 def analyse_ruleset(rs: Ruleset) -> list[BatonError]:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Iterator
+from typing import Any
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.language import analysis
 from tests.helpers import ruleset
 
 HEAD = """
@@ -128,3 +134,57 @@ def test_example_rulesets_are_clean() -> None:
     for path in sorted(Path("rulesets").glob("*.yaml")):
         rs = load_ruleset(path.read_text(), str(path))
         assert rs.warnings == [], path
+
+
+class _EagerWinners(analysis._Winners):
+    """The shadowing search as it was before it went lazy: every candidate listed, then sorted."""
+
+    def could_imply(self, narrow: list[Any], before: int) -> Iterator[Any]:
+        found = {r.name: r for r in self.general if self.position[r.name] < before}
+        if narrow:
+            for key, d in narrow[0].domains.items():
+                for v in analysis._finite(d) or ():
+                    for r in self.filed.get((key, v), ()):
+                        if self.position[r.name] < before:
+                            found[r.name] = r
+                tree = self.trees.get(key)
+                point = analysis._inside(d) if tree is not None and d.allowed is None else None
+                if tree is not None and point is not None:
+                    hits: list[int] = []
+                    tree.stab(point, hits)
+                    for k in hits:
+                        if k < before:
+                            found[self.order[k].name] = self.order[k]
+        return iter(sorted(found.values(), key=lambda r: self.position[r.name]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([">", ">=", "<", "<=", "in", "band"]), st.integers(0, 40),
+                          st.integers(-2, 2), st.sampled_from(["x", "y"])), min_size=1, max_size=150))
+def test_the_lazy_shadow_search_names_what_the_eager_one_did(spec: list[tuple[str, int, int, str]]) -> None:
+    """Nested, disjoint and mixed ranges, over and under the 64 rules walked in position order."""
+    text = []
+    for i, (op, n, priority, route) in enumerate(spec):
+        when = {"in": f"claim.amount >= {n} and claim.amount <= {n + 5}",
+                "band": f"claim.amount > {n} and claim.amount < {n + 1}"}.get(op, f"claim.amount {op} {n}")
+        text.append(rule(f"r{i}", when, f"{{decide: {{route: {route}}}}}", priority))
+    rs = ruleset(HEAD + "".join(text))
+    lazy = [str(w) for w in analysis.analyse_ruleset(rs)]
+    original = analysis._Winners
+    analysis._Winners = _EagerWinners  # type: ignore[misc]
+    try:
+        eager = [str(w) for w in analysis.analyse_ruleset(rs)]
+    finally:
+        analysis._Winners = original  # type: ignore[misc]
+    assert lazy == eager
+
+
+@pytest.mark.parametrize("inside", [3, 64, 66])
+def test_a_winner_beyond_the_first_rules_walked_is_still_found(inside: int) -> None:
+    """70 disjoint bands: a rule inside band N is shadowed by band N, whether N is among the first 64 walked in
+    position order or found by asking the interval tree."""
+    bands = "".join(rule(f"b{i}", f"claim.amount >= {10 * i} and claim.amount <= {10 * i + 5}") for i in range(70))
+    late = rule("late", f"claim.amount >= {10 * inside + 1} and claim.amount <= {10 * inside + 2}")
+    found = [(code, message) for code, message, _ in warnings(bands + late) if code == "shadowed"]
+    assert found == [("shadowed", f"rule 'late' never wins: whenever it fires, 'b{inside}' fires too and its "
+                      "proposal has the same priority, written earlier,")]
