@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -195,7 +196,7 @@ rules:
 
 
 @pytest.fixture(scope="module")
-def hanging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def hanging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
     """A server whose `hang` ruleset calls a model that never answers, deciding one request of a batch at a
     time (limits.batch_parallel 1), so that a deadline runs out at a known request."""
     proc, base = start_fake_openai()
@@ -212,7 +213,7 @@ def hanging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "num_retries": 0}}))
         server = start(tmp, "--config", str(config), canned=False, rulesets=rulesets,
                        env={"FAKE_OPENAI_KEY": "sk-fake", "BATON_LIMITS__BATCH_PARALLEL": "1"})
-        yield server
+        yield server, base
         server.stop()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -223,11 +224,13 @@ def ticket(ruleset: str, ref: str) -> decision_pb2.DecideRequest:
     return decision_pb2.DecideRequest(ruleset=ruleset, facts=[fact("ticket", {"ref": ref})])
 
 
-def test_a_deadline_running_out_mid_batch_reports_what_was_stored_and_starts_nothing_more(hanging: Server) -> None:
+def test_a_deadline_running_out_mid_batch_reports_what_was_stored_and_starts_nothing_more(
+        hanging: tuple[Server, str]) -> None:
+    server = hanging[0]
     batch = decision_pb2.DecideBatchRequest(requests=[ticket("quick", "Q-0"), ticket("quick", "Q-1"),
                                                       ticket("hang", "H-2"), ticket("quick", "Q-3"),
                                                       ticket("quick", "Q-4")], idempotency_key="late")
-    with hanging.channel() as channel:
+    with server.channel() as channel:
         stub = decision_pb2_grpc.DecisionServiceStub(channel)
         results = stub.DecideBatch(batch, metadata=metadata("caller"), timeout=3).results
         assert [r.index for r in results] == [0, 1, 2, 3, 4]
@@ -239,7 +242,7 @@ def test_a_deadline_running_out_mid_batch_reports_what_was_stored_and_starts_not
         for r in results[3:]:  # never started: nothing stored
             assert r.error.code == code_pb2.DEADLINE_EXCEEDED and not r.HasField("decision")
             assert "nothing was decided or stored" in r.error.message
-        store = SqlStore(hanging.db, migrate=False)
+        store = SqlStore(server.db, migrate=False)
         assert [store.find("caller", f"late/{i}") is not None for i in range(5)] == [True, True, True, False, False]
         record = store.get(hung.decision.decision_id)
         assert record is not None and record["outcome"] == "failed"
@@ -252,3 +255,33 @@ def test_a_deadline_running_out_mid_batch_reports_what_was_stored_and_starts_not
         for r in again[3:]:
             assert not r.HasField("error") and not r.decision.idempotent_replay
             assert r.decision.outcome == decision_pb2.OUTCOME_DECIDED
+
+
+def test_a_cancelled_batch_finishes_the_request_it_started_and_starts_no_other(hanging: tuple[Server, str]) -> None:
+    server, model = hanging
+    slow = ticket("hang", "H-CANCEL")
+    slow.deadline.FromSeconds(2)  # its own deadline ends it, stored as failed
+    batch = decision_pb2.DecideBatchRequest(requests=[ticket("quick", "Q-C0"), slow, ticket("quick", "Q-C2")],
+                                            idempotency_key="cancelled")
+    store = SqlStore(server.db, migrate=False)
+    with server.channel() as channel:
+        stub = decision_pb2_grpc.DecisionServiceStub(channel)
+        call = stub.DecideBatch.future(batch, metadata=metadata("caller"), timeout=60)
+        for _ in range(600):  # until the slow request is deciding: its model call has reached the model
+            if "H-CANCEL" in httpx.get(f"{model}/requests").text:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the slow request never called its model")
+        call.cancel()
+        with pytest.raises(grpc.FutureCancelledError):
+            call.result()
+        for _ in range(600):  # the started request is still stored, at its own deadline
+            if store.find("caller", "cancelled/1") is not None:
+                break
+            time.sleep(0.05)
+        record = store.find("caller", "cancelled/1")
+        assert record is not None and record["outcome"] == "failed" and "deadline" in record["reason"]
+        time.sleep(1)  # time enough for a third request to have been decided, had it been started
+        assert store.find("caller", "cancelled/0") is not None and store.find("caller", "cancelled/2") is None
+        assert store.verify()[1] is None
