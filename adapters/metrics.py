@@ -34,6 +34,8 @@ WORKER_RESTARTS = Counter("baton_worker_restarts", "Worker processes started to 
 WORKER_RECYCLES = Counter("baton_worker_recycles", "Workers replaced, and drained, because their resident memory "
                           "went above memory.max_mb", ["worker"])
 SECRET_ROTATIONS = Counter("baton_secret_rotations", "Secret re-reads that changed a value")
+CHECKPOINTS = Counter("baton_checkpoints", "Signed checkpoints of the decision log handed to a witness, by result: "
+                      "kept or failed (docs/audit.md)", ["witness", "result"])
 EFFECT_ATTEMPTS = Counter("baton_effect_attempts", "Effect deliveries tried, by result: delivered, failed (retried "
                           "later) or dead (given up)", ["effect", "result"])
 INTAKE = Counter("baton_intake_messages", "Decision requests taken from a broker", ["consumer", "result"])

@@ -8,9 +8,10 @@ and the service's checkpointer that signs one every ``audit.checkpoint_every`` d
 - ``nats``: a NATS subject, each checkpoint published as JSON (with ``stream``: a JetStream publish,
   acknowledged by the stream, with the checkpoint's file name as its message id).
 
-A witness that cannot be reached is logged and skipped; the next checkpoint covers everything before it,
-so a missed one loses nothing but that point in time. Checkpoints are also kept in the store (for proofs and
-the console); the store's copy is not evidence, the witnesses' are."""
+A witness that cannot be reached is logged, counted (``baton_checkpoints_total{result="failed"}``) and
+skipped; the next checkpoint covers everything before it, so a missed one loses nothing but that point in
+time. Checkpoints are also kept in the store (for proofs and the console); the store's copy is not evidence,
+the witnesses' are."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from adapters.checkpoints import Checkpoint, checkpoint_file, keep_in, load_private_key, sign, write_checkpoint
+from adapters.metrics import CHECKPOINTS
 from adapters.secrets import SECRETS
 
 log = logging.getLogger("baton.audit")
@@ -129,8 +131,11 @@ class Checkpointer:
             try:
                 await witness.keep(cp)
             except Exception as e:
+                CHECKPOINTS.labels(witness.name, "failed").inc()
                 log.warning("witness %s did not take the checkpoint of %d decisions: %s: %s", witness.name,
                             cp.size, type(e).__name__, e)
+            else:
+                CHECKPOINTS.labels(witness.name, "kept").inc()
         self.last_size, self.last_at = size, now
         self.signed += 1
         return cp

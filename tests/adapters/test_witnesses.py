@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from adapters.checkpoints import Checkpoint, Verifier, generate_keys, read_checkpoints, read_public_keys
 from adapters.config import load_config
@@ -72,6 +73,8 @@ def test_checkpoints_every_n_decisions_or_seconds_reach_every_witness(tmp_path: 
     kept = [cp for _, cp in read_checkpoints(tmp_path / "w")]
     assert [cp.size for cp in kept] == [0, 10, 11] and all(verifier.problem(cp) is None for cp in kept)
     assert [p["size"] for p in posted] == [0, 10, 11]  # the witness that is down did not stop this one
+    assert REGISTRY.get_sample_value("baton_checkpoints_total", {"witness": "http http://127.0.0.1:1/down",
+                                                                 "result": "failed"}) == 3
     assert kept[-1].root == store.tree_head()[1]
     assert json.loads(store.latest_checkpoints()[0])["size"] == 11
 
