@@ -307,8 +307,9 @@ class Importer:
     def plan(self, d: Decision) -> tuple[str, Kind, DecisionMap]:
         where = (d.id, d.name)
         tname = self.type_names.new(d.name)
-        multi = d.kind == "table" and d.table is not None and d.table.hit in ("COLLECT", "RULE ORDER", "OUTPUT ORDER") \
-            and not d.table.aggregation
+        called = self.called_table(d)
+        table = called[0].table if called is not None else d.table if d.kind == "table" else None
+        multi = table is not None and table.hit in ("COLLECT", "RULE ORDER", "OUTPUT ORDER") and not table.aggregation
         try:
             k = self.kind(d.type_ref, where)
         except DmnError as e:
@@ -320,10 +321,10 @@ class Importer:
             k = k.item
         fields: dict[str, str] = {}
         comps: dict[str, tuple[str, str]] = {}
-        if d.kind == "table" and d.table is not None and len(d.table.outputs) > 1:
+        if table is not None and len(table.outputs) > 1:
             names = _Names()
             ck = dict(k.components) if k.kind == "record" else {}
-            for o in d.table.outputs:
+            for o in table.outputs:
                 f = names.new(o.text)
                 fields[f] = o.text
                 comps[o.text] = (f, ck.get(o.text, Kind("any")).kind)
@@ -345,11 +346,46 @@ class Importer:
         self.decisions[d.name] = dmap
         return tname, k, dmap
 
+    def called_table(self, d: Decision) -> tuple[Bkm, list[str]] | None:
+        """A decision that only invokes a BKM whose body is a decision table (a boxed invocation, or a
+        literal ``BKM(a, b)``): the BKM and the arguments' FEEL, in parameter order."""
+        bkms = {b.name: b for b in self.m.bkms}
+        if d.kind == "invocation" and d.invocation is not None:
+            b = bkms.get(d.invocation.callee)
+            if b is None or b.kind != "table":
+                return None
+            given = dict(d.invocation.bindings)
+            return b, [given.get(p, "null") for p, _ in b.params]
+        if d.kind == "literal":
+            try:
+                node = parse_expression(d.literal, [*self.names(), *self.bkm_names()])
+            except Unsupported:
+                return None
+            if node.kind == "call" and isinstance(node.value, str) and node.value in bkms and \
+                    bkms[node.value].kind == "table":
+                return bkms[node.value], [_feel_of(d.literal, a) for a in node.args]
+        return None
+
     def decision(self, d: Decision, tname: str, k: Kind, dmap: DecisionMap) -> None:
         where = (d.id, d.name)
         if d.name in self.skipped:
             raise DmnError(self.skipped.pop(d.name), *where)
-        if d.kind == "table":
+        called = self.called_table(d)
+        if called is not None:
+            bkm, args = called
+            if len(args) != len(bkm.params) or bkm.table is None:
+                raise DmnError(f"{bkm.name} takes {len(bkm.params)} arguments", *where,
+                               construct="business knowledge model invocation")
+            used: set[str] = set()
+            tr = self.translator(used)
+            names = [*self.names(), *self.bkm_names()]
+            params = {p: (f"({tr.write(parse_expression(a, names))})", tr.kind_of(parse_expression(a, names)))
+                      for (p, _), a in zip(bkm.params, args, strict=True)}
+            self.table(d, bkm.table, tname, k, dmap, params, used)
+        elif d.kind == "invocation" and d.invocation is not None:
+            call = f"{d.invocation.callee}(" + ", ".join(f"({v})" for _, v in self._ordered(d)) + ")"
+            self.literal(Decision(d.id, d.name, d.type_ref, "literal", literal=call, requires=d.requires), tname, k)
+        elif d.kind == "table":
             assert d.table is not None
             self.table(d, d.table, tname, k, dmap)
         elif d.kind == "literal":
@@ -361,6 +397,16 @@ class Importer:
                          "every": "boxed every", "some": "boxed some", "none": "a decision without logic"}.get(
                              d.kind, d.kind)
             raise DmnError(f"{construct} is not imported", *where, construct=construct)
+
+    def _ordered(self, d: Decision) -> list[tuple[str, str]]:
+        """A boxed invocation's bindings in the BKM's parameter order (an unbound parameter is null)."""
+        assert d.invocation is not None
+        bkm = next((b for b in self.m.bkms if b.name == d.invocation.callee), None)
+        if bkm is None:
+            raise DmnError(f"invokes {d.invocation.callee!r}, which is no business knowledge model", d.id, d.name,
+                           construct="boxed invocation")
+        given = dict(d.invocation.bindings)
+        return [(p, given.get(p, "null")) for p, _ in bkm.params]
 
     def translator(self, used: set[str]) -> Translator:
         return Translator(self.scope, on_name=used.add)
@@ -472,14 +518,16 @@ class Importer:
         text = tr.write(node)
         return text if want else f"not ({text})"
 
-    def table(self, d: Decision, t: DecisionTable, tname: str, k: Kind, dmap: DecisionMap) -> None:
+    def table(self, d: Decision, t: DecisionTable, tname: str, k: Kind, dmap: DecisionMap,
+              params: dict[str, tuple[str, str]] | None = None, used: set[str] | None = None) -> None:
+        """A decision table (the decision's own, or a BKM's invoked with ``params``: name -> (Baton text, kind))."""
         where = (d.id, d.name)
         hit = HIT.get(t.hit)
         if hit is None:
             raise DmnError(f"hit policy {t.hit!r} is not imported", *where, construct=f"hit policy {t.hit}")
-        names = [*self.names(), *self.bkm_names()]
-        used: set[str] = set()
-        tr = self.translator(used)
+        names = [*self.names(), *self.bkm_names(), *(params or {})]
+        used = set() if used is None else used
+        tr = Translator(self.scope, dict(params or {}), on_name=used.add)
         columns: list[str] = []
         column_kinds: list[str] = []
         for c in t.inputs:
@@ -638,6 +686,39 @@ class Importer:
             lines.extend(f"#   decision {n!r}: {why}" for n, why in self.skipped.items())
         text = "\n".join(lines) + "\n"
         return Imported(text, self.decisions, self.inputs, self.components, self.skipped, self.notes, self.dropped)
+
+
+def _feel_of(text: str, node: Node) -> str:
+    """An argument's FEEL text (re-parsed where it is used, so names resolve in that scope)."""
+    return _render(node)
+
+
+def _render(node: Node) -> str:
+    """A FEEL tree written back as FEEL (for arguments passed on to a BKM's table)."""
+    k = node.kind
+    if k == "num":
+        return str(node.value)
+    if k == "str":
+        return json.dumps(node.value)
+    if k == "bool":
+        return "true" if node.value else "false"
+    if k == "null":
+        return "null"
+    if k == "name":
+        return str(node.value)
+    if k == "path":
+        return f"{_render(node.args[0])}.{node.value}"
+    if k == "neg":
+        return f"-({_render(node.args[0])})"
+    if k in ("bin", "cmp"):
+        return f"({_render(node.args[0])}) {node.value} ({_render(node.args[1])})"
+    if k in ("and", "or"):
+        return f"({_render(node.args[0])}) {k} ({_render(node.args[1])})"
+    if k == "call" and isinstance(node.value, str):
+        return f"{node.value}(" + ", ".join(_render(a) for a in node.args) + ")"
+    if k == "list":
+        return "[" + ", ".join(_render(a) for a in node.args) + "]"
+    raise Unsupported(f"FEEL {k}", "as an argument of a business knowledge model's table")
 
 
 def _paren(text: str) -> str:

@@ -78,6 +78,14 @@ class DecisionTable:
 
 
 @dataclass(slots=True)
+class Invocation:
+    """A boxed invocation: the business knowledge model called and its parameters' expressions."""
+
+    callee: str
+    bindings: list[tuple[str, str]]
+
+
+@dataclass(slots=True)
 class Decision:
     id: str
     name: str
@@ -86,6 +94,7 @@ class Decision:
     table: DecisionTable | None = None
     literal: str = ""
     requires: list[str] = field(default_factory=list)  # ids of input data, decisions and BKMs
+    invocation: Invocation | None = None
 
 
 @dataclass(slots=True)
@@ -192,16 +201,32 @@ EXPRESSIONS = ("decisionTable", "literalExpression", "context", "invocation", "r
                "functionDefinition", "conditional", "filter", "for", "every", "some")
 
 
-def _expression(e: ET.Element) -> tuple[str, DecisionTable | None, str]:
+def _expression(e: ET.Element) -> tuple[str, DecisionTable | None, str, Invocation | None]:
     for c in e:
         tag = _local(c.tag)
         if tag == "decisionTable":
-            return "table", _table(c), ""
+            return "table", _table(c), "", None
         if tag == "literalExpression":
-            return "literal", None, _text(c)
+            return "literal", None, _text(c), None
+        if tag == "invocation":
+            return "invocation", None, "", _invocation(c)
         if tag in EXPRESSIONS:
-            return tag, None, ""
-    return "none", None, ""
+            return tag, None, "", None
+    return "none", None, "", None
+
+
+def _invocation(e: ET.Element) -> Invocation:
+    callee = _child(e, "literalExpression")
+    bindings: list[tuple[str, str]] = []
+    for b in _children(e, "binding"):
+        param = _child(b, "parameter")
+        value = _child(b, "literalExpression")
+        if value is None and len(b) > 1:
+            raise DmnError("a binding whose value is not a literal expression", e.get("id") or "",
+                           construct="boxed invocation binding")
+        bindings.append(((param.get("name") or "") if param is not None else "", _text(value) if value is not None
+                         else "null"))
+    return Invocation(_text(callee), bindings)
 
 
 def read_model(text: str) -> Model:
@@ -216,11 +241,11 @@ def read_model(text: str) -> Model:
               for e in _children(root, "inputData")]
     decisions = []
     for e in _children(root, "decision"):
-        kind, table, literal = _expression(e)
+        kind, table, literal, invocation = _expression(e)
         requires = [_href(r) for req in (*_children(e, "informationRequirement"), *_children(e, "knowledgeRequirement"))
                     for r in req if r.get("href")]
         decisions.append(Decision(e.get("id") or "", e.get("name") or "", _type_ref(_child(e, "variable")), kind,
-                                  table, literal, requires))
+                                  table, literal, requires, invocation))
     bkms = []
     for e in _children(root, "businessKnowledgeModel"):
         logic = _child(e, "encapsulatedLogic")
@@ -228,7 +253,7 @@ def read_model(text: str) -> Model:
             bkms.append(Bkm(e.get("id") or "", e.get("name") or "", [], "none"))
             continue
         params = [(p.get("name") or "", _type_ref(p)) for p in _children(logic, "formalParameter")]
-        kind, table, literal = _expression(logic)
+        kind, table, literal, _ = _expression(logic)
         bkms.append(Bkm(e.get("id") or "", e.get("name") or "", params, kind, literal, table))
     for tag in ("decisionService", "import"):
         found = _children(root, tag)

@@ -274,3 +274,34 @@ def test_each_dmn_version_namespace_is_read(namespace: str) -> None:
     d = asyncio.run(engine.decide({"input": {"age": 18, "risk_category": "Medium", "is_affordable": True}}, recorded,
                                   recorded, FixedClock(), SequentialIds()))
     assert result_of(imported, d, "Approval Status") == "Approved"
+
+
+BKM_TABLE = """<businessKnowledgeModel id="b1" name="Band Of">
+    <encapsulatedLogic>
+      <formalParameter name="years" typeRef="number"/>
+      <decisionTable id="bt" hitPolicy="FIRST">
+        <input id="bi"><inputExpression typeRef="number"><text>years</text></inputExpression></input>
+        <output id="bo" name="band"/>
+        <rule id="br1"><inputEntry><text>&lt; 18</text></inputEntry><outputEntry><text>"minor"</text></outputEntry></rule>
+        <rule id="br2"><inputEntry><text>-</text></inputEntry><outputEntry><text>"adult"</text></outputEntry></rule>
+      </decisionTable>
+    </encapsulatedLogic>
+  </businessKnowledgeModel>"""
+
+
+@pytest.mark.parametrize("logic", [
+    "<literalExpression><text>Band Of(Age + 1)</text></literalExpression>",
+    '<invocation id="v1"><literalExpression><text>Band Of</text></literalExpression><binding>'
+    '<parameter name="years"/><literalExpression><text>Age + 1</text></literalExpression></binding></invocation>',
+])
+def test_a_bkm_decision_table_invoked_by_a_decision(logic: str) -> None:
+    text = dmn(logic, extra=BKM_TABLE, type_ref="string")
+    assert [run(text, age) for age in (10, 17, 40, None)] == ["minor", "adult", "adult", "adult"]
+
+
+def test_a_boxed_invocation_of_a_literal_bkm() -> None:
+    bkm = """<businessKnowledgeModel id="b2" name="Twice"><encapsulatedLogic><formalParameter name="x"/>
+      <literalExpression><text>x * 2</text></literalExpression></encapsulatedLogic></businessKnowledgeModel>"""
+    logic = ('<invocation id="v2"><literalExpression><text>Twice</text></literalExpression><binding>'
+             '<parameter name="x"/><literalExpression><text>Age</text></literalExpression></binding></invocation>')
+    assert run(dmn(logic, extra=bkm), 21) == 42
