@@ -25,6 +25,7 @@ from adapters.documents import read_document
 from adapters.rulesets import display, find_ruleset, load_file, ruleset_files
 from adapters.system import SystemClock, TimeOrderedIds, tune_allocator
 from engine.errors import BatonError, CompileErrors, InvalidInput
+from engine.language.tables import table_coverage, table_rule_names
 from engine.loop import Decision, Engine, Limits
 from engine.ports import ModelGateway, ToolConnector
 from engine.record import DecisionRecord
@@ -103,8 +104,10 @@ def schema(output: Annotated[Path | None, typer.Option("-o", "--output", help="w
 @app.command("test")
 def test_cmd(paths: PathsArg,
              min_coverage: Annotated[float, typer.Option(help="fail below this rule coverage (percent)")] = 0.0,
+             rows: Annotated[bool, typer.Option("--rows", help="list each table's rows no test hit")] = False,
              ) -> None:
-    """Run the tests embedded in ruleset files with their recorded answers; report rule coverage."""
+    """Run the tests embedded in ruleset files with their recorded answers; report rule coverage (and,
+    for decision tables, rows hit per table)."""
     files = ruleset_files(paths)
     if not files:
         raise fail("no ruleset files found")
@@ -130,8 +133,17 @@ def test_cmd(paths: PathsArg,
         covered = len(rs.rules) - len(suite.uncovered)
         pct = 100.0 * covered / len(rs.rules) if rs.rules else 100.0
         out.print(f"  coverage: {covered}/{len(rs.rules)} rules fired ({pct:.0f}%)")
+        table_rules = table_rule_names(rs.tables)
+        fired = {name for r in suite.results if r.record for name in r.record.fired}
+        for table, hit, never in table_coverage(rs.tables, fired):
+            out.print(f"  table {table.name}: {hit}/{len(table.rows)} rows hit", markup=False)
+            if rows and never:
+                out.print(f"    rows never hit: {', '.join(f'{r.number} (line {r.where.line})' for r in never)}",
+                          markup=False)
         if suite.uncovered:
-            out.print(f"  [yellow]never fired:[/] {', '.join(suite.uncovered)}", markup=True)
+            plain_rules = [name for name in suite.uncovered if name not in table_rules]
+            if plain_rules:
+                out.print(f"  [yellow]never fired:[/] {', '.join(plain_rules)}", markup=True)
             if pct < min_coverage:
                 failed += 1
     out.print(f"{total - failed} passed, {failed} failed" + (f", {errors} ruleset(s) with errors" if errors else ""))

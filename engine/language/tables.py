@@ -1232,6 +1232,21 @@ def route_inputs(table: Table, types: dict[str, FactType], index: int) -> Rule |
     return Rule(f"{table.name}#inputs", index, table.priority, when, analyse(parse(when), types), [step], table.where)
 
 
+def table_coverage(tables: Sequence[Table], fired: set[str]) -> list[tuple[Table, int, list[Row]]]:
+    """Per table: how many of its rows fired in any test, and the rows that never did."""
+    out = []
+    for t in tables:
+        never = [r for r in t.rows if t.rule_name(r) not in fired]
+        out.append((t, len(t.rows) - len(never), never))
+    return out
+
+
+def table_rule_names(tables: Sequence[Table]) -> set[str]:
+    """The rules tables compile to: rows, and each table's own (TABLE#inputs, TABLE#sum ...)."""
+    return {t.rule_name(r) for t in tables for r in t.rows} | {
+        f"{t.name}#{x}" for t in tables for x in ("inputs", *AGGREGATES)}
+
+
 def aggregate_rule(table: Table, types: Mapping[str, FactType], index: int) -> Rule:
     """The rule that asserts a collect table's aggregate once its rows have fired: it is written after them,
     at the table's priority, so it fires after the last matched row of the same facts."""
@@ -1252,4 +1267,5 @@ def aggregate_rule(table: Table, types: Mapping[str, FactType], index: int) -> R
 
 __all__ = ["AGGREGATES", "HIT_POLICIES", "MULTI_HIT", "PROPOSALS", "ROW_FIELD", "TABLE_ERRORS", "TABLE_KEYS", "Cell",
            "Column", "Row", "Table", "TableConflict", "add_row_fields", "aggregate_rule", "analyse_table",
-           "column_ref", "configure", "parse_cell", "parse_output", "route_inputs"]
+           "column_ref", "configure", "parse_cell", "parse_output", "route_inputs", "table_coverage",
+           "table_rule_names"]

@@ -29,7 +29,7 @@ tables:
 tests:
   - name: young
     given: {applicant: {age: 20}}
-    expect: {fired: [bands#1]}
+    expect: {fired: [bands#inputs, bands#1]}
 """
 
 
@@ -52,3 +52,14 @@ def test_a_broken_table_is_exported_repaired_and_imported(tmp_path: Path) -> Non
     fixed.write_text("applicant.age,=applicant.age * 12,band.level\n< 30,-,high\n< 50,-,low\n", encoding="utf-8")
     assert runner.invoke(app, ["table", "import", str(path), "bands", str(fixed)]).exit_code == 1
     assert path.read_text(encoding="utf-8") == before
+
+
+def test_baton_test_reports_rows_hit_per_table_and_lists_the_others_on_request(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(BROKEN.replace('- ["< 40", "-", low]', '- ["[30..40)", "-", low]'), encoding="utf-8")
+    result = runner.invoke(app, ["test", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "table bands: 1/2 rows hit" in result.stdout
+    assert "never fired" not in result.stdout and "rows never hit" not in result.stdout  # rows only on request
+    listed = runner.invoke(app, ["test", "--rows", str(path)])
+    assert "rows never hit: 2 (line 15)" in listed.stdout
