@@ -5,16 +5,24 @@ stored documents, recorded answers only."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing as mp
+import os
+import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from adapters.store.sql import SqlStore
 from engine.documents import Document
+from engine.errors import BatonError
+from engine.language.loader import load_ruleset
 from engine.loop import Engine
 from engine.record import DecisionRecord
-from engine.replay import WhatIf, what_if
+from engine.replay import Divergence, WhatIf, replay, what_if
+
+R = TypeVar("R")
 
 
 def outcome_label(summary: Mapping[str, Any] | None) -> str:
@@ -83,3 +91,125 @@ def _read(store: SqlStore, ids: list[str]) -> tuple[list[DecisionRecord | None],
     records = store.get_many(ids)
     refs = [str(ref["id"]) for r in records if r is not None for ref in r.get("documents") or ()]
     return records, {d.id: d for d in store.documents(list(dict.fromkeys(refs)))}
+
+
+# Backtests on every core: the history split across worker processes (spawned, each with its own store
+# connection and engines), chunks handed out in order and their results gathered in order, so N processes
+# give exactly what one does. `--part K/N` splits a history across machines instead (PostgreSQL).
+
+CHUNK = 250  # decisions a worker takes at a time: small enough to balance, large enough to keep reads batched
+
+
+def parse_part(text: str) -> tuple[int, int]:
+    """``K/N`` (1 <= K <= N) as (K, N); ValueError with what is wrong."""
+    k, slash, n = text.partition("/")
+    if not slash or not k.strip().isdigit() or not n.strip().isdigit():
+        raise ValueError(f"--part {text!r}: give K/N, e.g. 2/4 (the second of four parts)")
+    part, parts = int(k), int(n)
+    if not 1 <= part <= parts:
+        raise ValueError(f"--part {text!r}: K must be from 1 to N")
+    return part, parts
+
+
+def part_of(ids: Sequence[str], part: int, parts: int) -> list[str]:
+    """The ids in part ``part`` of ``parts``: decided by a hash of the id alone, so that machines that each list
+    the history (in any order, with decisions stored between their lists) take disjoint parts whose union is
+    all of it."""
+    return [i for i in ids if zlib.crc32(i.encode()) % parts == part - 1]
+
+
+def effective_jobs(jobs: int | None, n: int) -> int:
+    """Processes worth starting for ``n`` decisions: ``jobs`` (default: the machine's cores), no more than there
+    are chunks; 1 means in this process."""
+    wanted = jobs if jobs is not None else os.cpu_count() or 1
+    return max(1, min(wanted, -(-n // CHUNK)))
+
+
+_WORKER: dict[str, Any] = {}  # in a worker process: its store, and the candidate engine or the engines by version
+
+
+def _init(url: str, candidate: str | None) -> None:
+    from adapters.rulesets import load_file
+
+    _WORKER["store"] = SqlStore(url, migrate=False)
+    _WORKER["engines"] = {}
+    if candidate is not None:
+        _WORKER["candidate"] = Engine(load_file(Path(candidate)))
+
+
+def _impact_chunk(ids: list[str]) -> list[WhatIf]:
+    impact = Impact()
+
+    async def go() -> None:
+        async for _ in impact_steps(_WORKER["store"], _WORKER["candidate"], ids, impact, every=len(ids)):
+            pass
+
+    asyncio.run(go())
+    return impact.results
+
+
+@dataclass(slots=True)
+class Replayed:
+    """One stored decision replayed: identical, or its first divergence (or why it could not be replayed)."""
+
+    decision_id: str
+    identical: bool
+    divergence: Divergence | None = None
+    error: str = ""
+
+
+def _engine_for(store: SqlStore, engines: dict[str, Engine], version: str) -> Engine:
+    if version not in engines:
+        found = store.ruleset_source(version)
+        if found is None:
+            raise LookupError(f"ruleset version {version[:12]} is not in the store")
+        engines[version] = Engine(load_ruleset(found[1], f"{found[0]}@{version[:12]}"))
+    return engines[version]
+
+
+async def replay_many(store: SqlStore, engines: dict[str, Engine], ids: list[str]) -> list[Replayed]:
+    """Replay each stored decision on its own version, with its documents (`baton replay --all`)."""
+    out: list[Replayed] = []
+    for start in range(0, len(ids), FETCH):
+        chunk = ids[start:start + FETCH]
+        records, documents = await asyncio.to_thread(_read, store, chunk)
+        for decision_id, record in zip(chunk, records, strict=True):
+            if record is None:
+                out.append(Replayed(decision_id, False, error="not in the store"))
+                continue
+            try:
+                engine = _engine_for(store, engines, str(record["version"]))
+            except (LookupError, BatonError) as e:
+                out.append(Replayed(decision_id, False, error=str(e)))
+                continue
+            docs = [documents[str(ref["id"])] for ref in record.get("documents") or () if str(ref["id"]) in documents]
+            result = await replay(engine, record, docs)
+            out.append(Replayed(decision_id, result.identical, result.divergence))
+    return out
+
+
+def _replay_chunk(ids: list[str]) -> list[Replayed]:
+    return asyncio.run(replay_many(_WORKER["store"], _WORKER["engines"], ids))
+
+
+def _run_jobs(work: Callable[[list[str]], list[R]], url: str, candidate: str | None, ids: list[str], jobs: int,
+              progress: Callable[[int], None]) -> list[R]:
+    chunks = [ids[i:i + CHUNK] for i in range(0, len(ids), CHUNK)]
+    out: list[R] = []
+    with mp.get_context("spawn").Pool(jobs, initializer=_init, initargs=(url, candidate)) as pool:
+        for results in pool.imap(work, chunks):
+            out.extend(results)
+            progress(len(out))
+    return out
+
+
+def impact_jobs(url: str, candidate: Path, ids: list[str], jobs: int, progress: Callable[[int], None]
+                ) -> list[WhatIf]:
+    """The candidate at ``candidate`` over the stored decisions ``ids`` in ``jobs`` processes: the results in
+    the order of ``ids``, as :func:`impact_steps` in one process gives them."""
+    return _run_jobs(_impact_chunk, url, str(candidate), ids, jobs, progress)
+
+
+def replay_jobs(url: str, ids: list[str], jobs: int, progress: Callable[[int], None]) -> list[Replayed]:
+    """:func:`replay_many` over ``ids`` in ``jobs`` processes, in the order of ``ids``."""
+    return _run_jobs(_replay_chunk, url, None, ids, jobs, progress)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,7 +17,17 @@ from rich.table import Table
 from adapters.cli import audit_cmds
 from adapters.cli.common import err, fail, out, print_compile_errors
 from adapters.decisions import replay_stored, what_if_stored
-from adapters.impact import Impact, impact_steps
+from adapters.impact import (
+    Impact,
+    Replayed,
+    effective_jobs,
+    impact_jobs,
+    impact_steps,
+    parse_part,
+    part_of,
+    replay_jobs,
+    replay_many,
+)
 from adapters.rulesets import load_file
 from adapters.store.sql import SqlStore
 from adapters.system import utc_text
@@ -117,13 +128,31 @@ def whatif_dict(w: WhatIf) -> dict[str, Any]:
             "unanswered": w.unanswered, "error": w.error}
 
 
-def replay_cmd(decision_id: Annotated[str, typer.Argument(help="a stored decision id")], db: DbOpt = None,
+def replay_cmd(decision_id: Annotated[str | None, typer.Argument(help="a stored decision id")] = None,
+               db: DbOpt = None,
                ruleset: Annotated[Path | None, typer.Option(help="candidate ruleset file: what-if")] = None,
                live: Annotated[bool, typer.Option(help="what-if: make calls never recorded live (needs --config)")]
                = False,
                config: Annotated[Path | None, typer.Option(help="service config YAML, for --live")] = None,
-               as_json: JsonOpt = False) -> None:
-    """Re-run a stored decision exactly (identical, or the first divergence), or on a candidate ruleset."""
+               as_json: JsonOpt = False,
+               all_: Annotated[bool, typer.Option("--all", help="replay every stored decision (or --name's)")]
+               = False,
+               name: Annotated[str | None, typer.Option("--name", help="with --all: only this ruleset's")] = None,
+               since: Annotated[str | None, typer.Option(help="with --all: decisions since this date (ISO 8601)")]
+               = None,
+               jobs: JobsOpt = None, part: PartOpt = None) -> None:
+    """Re-run a stored decision exactly (identical, or the first divergence), or on a candidate ruleset.
+
+    With --all: every stored decision, split across --jobs worker processes (the same result as one);
+    --part K/N takes one of N disjoint parts, for N machines sharing one PostgreSQL store. Exit 1 when any
+    decision does not replay identically."""
+    if all_:
+        if decision_id is not None or ruleset is not None:
+            raise fail("--all replays every stored decision on its own version: give no DECISION_ID or --ruleset")
+        _replay_all(db, name, since, as_json, jobs, part)
+        return
+    if decision_id is None:
+        raise fail("give a DECISION_ID, or --all")
     store = open_store(db)
     record = stored_record(store, decision_id)
     if ruleset is not None:
@@ -177,17 +206,83 @@ def replay_cmd(decision_id: Annotated[str, typer.Argument(help="a stored decisio
         raise typer.Exit(1)
 
 
+JobsOpt = Annotated[int | None, typer.Option("--jobs", min=1, help="worker processes [the machine's cores]")]
+PartOpt = Annotated[str | None, typer.Option("--part", help="K/N: only the K-th of N disjoint parts of the history "
+                                             "(one per machine; parts are chosen by a hash of the decision id)")]
+
+
+def _parted(ids: list[str], part: str | None) -> list[str]:
+    if part is None:
+        return ids
+    try:
+        return part_of(ids, *parse_part(part))
+    except ValueError as e:
+        raise fail(str(e)) from None
+
+
+def _with_progress(what: str, total: int, show: bool, work: Callable[[Callable[[int], None]], Any]) -> Any:
+    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, disable=not show, transient=True) as progress:
+        task = progress.add_task(what, total=total)
+        return work(lambda done: progress.update(task, completed=done))
+
+
+def _replay_all(db: str | None, name: str | None, since: str | None, as_json: bool, jobs: int | None,
+                part: str | None) -> None:
+    store = open_store(db)
+    since_ts = _timestamp(since, "since")
+    names = [name] if name else sorted({str(row[0]) for row in store.version_rows()})
+    ids = _parted([i for n in names for i in store.recent_ids(n, since=since_ts)], part)
+    workers = effective_jobs(jobs, len(ids))
+    if workers > 1:
+        results = _with_progress("replay", len(ids), not as_json,
+                                 lambda progress: replay_jobs(store.url, ids, workers, progress))
+    else:
+        results = _with_progress("replay", len(ids), not as_json,
+                                 lambda progress: asyncio.run(_replay_here(store, ids, progress)))
+    bad = [r for r in results if not r.identical]
+    if as_json:
+        out.print_json(json.dumps({"replayed": len(results), "identical": len(results) - len(bad), "diverged": [
+            {"decision_id": r.decision_id, "error": r.error, "divergence": None if r.divergence is None else {
+                "index": r.divergence.index, "what": r.divergence.what, "expected": r.divergence.expected,
+                "got": r.divergence.got}} for r in bad]}))
+    else:
+        out.print(f"{len(results) - len(bad)} of {len(results)} decisions replay identically")
+        for r in bad:
+            what = r.error or (f"trace event {r.divergence.index}: {r.divergence.what}" if r.divergence else "")
+            out.print(f"DIVERGED {r.decision_id}: {what}")
+    if bad:
+        raise typer.Exit(1)
+
+
+async def _replay_here(store: SqlStore, ids: list[str], progress: Callable[[int], None]) -> list[Replayed]:
+    engines: dict[str, Engine] = {}
+    out_: list[Replayed] = []
+    for start in range(0, len(ids), 100):
+        out_.extend(await replay_many(store, engines, ids[start:start + 100]))
+        progress(len(out_))
+    return out_
+
+
 def impact_cmd(candidate: Annotated[Path, typer.Argument(help="candidate ruleset file")], db: DbOpt = None,
                last: Annotated[int | None, typer.Option(help="the last N decisions of this ruleset")] = None,
                since: Annotated[str | None, typer.Option(help="decisions since this date (ISO 8601)")] = None,
-               as_json: JsonOpt = False) -> None:
-    """Run a candidate ruleset over stored decisions and summarise which outcomes would change."""
+               as_json: JsonOpt = False, jobs: JobsOpt = None, part: PartOpt = None) -> None:
+    """Run a candidate ruleset over stored decisions and summarise which outcomes would change.
+
+    The history is split across --jobs worker processes (the same result as one); --part K/N takes one of N
+    disjoint parts, for N machines sharing one PostgreSQL store (sum their --json outputs)."""
     store = open_store(db)
     engine = load_candidate(candidate)
     since_ts = _timestamp(since, "since")
-    ids = store.recent_ids(engine.ruleset.name, limit=last if last is not None or since_ts else 1000,
-                           since=since_ts)
-    results = asyncio.run(_impact(store, engine, ids, show=not as_json))
+    ids = _parted(store.recent_ids(engine.ruleset.name, limit=last if last is not None or since_ts else 1000,
+                                   since=since_ts), part)
+    n = effective_jobs(jobs, len(ids))
+    if n > 1:
+        results = _with_progress("impact", len(ids), not as_json, lambda progress: impact_jobs(
+            store.url, candidate, ids, n, progress))
+    else:
+        results = asyncio.run(_impact(store, engine, ids, show=not as_json))
     changed = [w for w in results if w.changed]
     moves = Counter((w.old.get("outcome"), w.new.get("outcome", "error")) for w in changed)
     examples: dict[tuple[Any, Any], list[str]] = {}
