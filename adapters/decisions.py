@@ -156,8 +156,9 @@ async def replay_stored(store: SqlStore, engine_for: Callable[[str], Engine], re
 
 
 async def what_if_stored(store: SqlStore, engine: Engine, record: DecisionRecord,
-                         live_models: ModelGateway | None = None, live_tools: ToolConnector | None = None) -> WhatIf:
+                         live_models: ModelGateway | None = None, live_tools: ToolConnector | None = None,
+                         keep: bool = False) -> WhatIf:
     """A stored decision's inputs, documents and recorded answers run on another ruleset version (every door's
     what-if); calls never recorded are unanswered, or made live through the ports given."""
     documents = await asyncio.to_thread(store.documents_of, record)
-    return await what_if(engine, record, live_models, live_tools, documents)
+    return await what_if(engine, record, live_models, live_tools, documents, keep)

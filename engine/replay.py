@@ -17,6 +17,7 @@ from engine.documents import Document
 from engine.errors import InvalidInput
 from engine.loop import Decision, Engine, HumanInput, Limits
 from engine.ports import ModelGateway, ToolConnector
+from engine.record import DecisionRecord
 from engine.recorded import ReplayAnswers
 
 # Not compared per event: timings, and the winner mark, which is set at the end of a decision and so is
@@ -62,6 +63,7 @@ class WhatIf:
     unanswered: list[dict[str, object]]
     error: str = ""
     live: list[dict[str, object]] = field(default_factory=list)
+    record: DecisionRecord | None = None  # the candidate's whole decision, when asked for (keep=True)
 
     @property
     def changed(self) -> bool:
@@ -156,7 +158,8 @@ async def replay(engine: Engine, record: Mapping[str, Any], documents: Sequence[
 
 
 async def what_if(engine: Engine, record: Mapping[str, Any], live_models: ModelGateway | None = None,
-                  live_tools: ToolConnector | None = None, documents: Sequence[Document] = ()) -> WhatIf:
+                  live_tools: ToolConnector | None = None, documents: Sequence[Document] = (),
+                  keep: bool = False) -> WhatIf:
     """Run a stored decision's inputs on another ruleset version, reusing recorded answers; a call never
     recorded is ``unanswered``, or made live through the ports given."""
     try:
@@ -167,4 +170,4 @@ async def what_if(engine: Engine, record: Mapping[str, Any], live_models: ModelG
     before, after = Counter(record["fired"]), Counter(d.fired)
     return WhatIf(str(record["decision_id"]), _summary(record), _summary(d.to_dict()),
                   sorted((before - after).elements()), sorted((after - before).elements()), answers.unanswered,
-                  live=answers.live)
+                  live=answers.live, record=d.to_dict() if keep else None)

@@ -224,7 +224,11 @@ class DecisionPages:
         where = None if div is None else (f"trace event {div.index + 1}" if div.index >= 0 else div.what)
         return {"identical": result.identical, "where": where,
                 "expected": None if div is None else _json(div.expected),
-                "got": None if div is None else _json(div.got)}
+                "got": None if div is None else _json(div.got),
+                "graphs": None if div is None or result.record is None else (  # the two decisions side by side
+                    svg.decision_graph(timeline(record), record["outcome"], "replay-stored-graph"),
+                    svg.decision_graph(timeline(result.record.to_dict()), result.record.outcome,
+                                       "replay-new-graph"))}
 
     async def whatif_view(self, record: DecisionRecord, wanted: str) -> dict[str, Any]:
         try:
@@ -232,8 +236,12 @@ class DecisionPages:
             engine = await asyncio.to_thread(self.c.registry.engine_for, version)
         except BatonError as e:
             return {"whatif_error": e.message}
-        w = await what_if_stored(self.c.store, engine, record)
-        return {"whatif": {"version": version, "w": w}}
+        w = await what_if_stored(self.c.store, engine, record, keep=True)
+        graphs = None if w.record is None else (svg.decision_graph(timeline(record), record["outcome"],
+                                                                   "whatif-stored-graph"),
+                                                svg.decision_graph(timeline(w.record), str(w.record["outcome"]),
+                                                                   "whatif-new-graph"))
+        return {"whatif": {"version": version, "w": replace(w, record=None), "graphs": graphs}}
 
     async def export(self, request: Request) -> Response:
         """The decisions a search finds (the list's filters), all of them, streamed page by page as CSV or JSON

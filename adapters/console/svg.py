@@ -73,7 +73,7 @@ NODE_W, NODE_H, GAP, COL_GAP, TOP = 270, 22, 6, 64, 30
 LABEL = 40  # characters a box shows (its tooltip has all of it)
 
 
-def decision_graph(view: dict[str, Any], outcome: str = "") -> Markup:
+def decision_graph(view: dict[str, Any], outcome: str = "", graph_id: str = "decision-graph") -> Markup:
     """A decision drawn left to right: its input facts, then for each round the rules that fired and what
     came of them (calls with their status, facts added, proposals - the winner marked). An edge joins each
     fact to the firings that matched it and each firing to what its rule added or proposed. Every node has
@@ -127,7 +127,7 @@ def decision_graph(view: dict[str, Any], outcome: str = "") -> Markup:
     for c, (_, nodes) in enumerate(columns):
         for i, node in enumerate(nodes):
             where.setdefault(node["key"], (c * (NODE_W + COL_GAP), TOP + i * (NODE_H + GAP), c))
-    parts = [f'<svg class="graph" id="decision-graph" role="img" aria-label="the decision as a graph'
+    parts = [f'<svg class="graph" id="{escape(graph_id)}" role="img" aria-label="the decision as a graph'
              f'{" (" + escape(outcome) + ")" if outcome else ""}" viewBox="0 0 {width} {height}" width="{width}" '
              f'height="{height}">']
     for a, b in edges:  # behind the nodes; only left to right (a fact matched later, never backwards)

@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
+from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, ruleset_pb2, ruleset_pb2_grpc
+from adapters.store.sql import SqlStore
 from tests.e2e.server import ROOT, fact, free_port, metadata, start
 from tests.e2e.test_console import CLAIM, browser, shot, sign_in, wait
 from tests.e2e.test_console_sessions import console_up
@@ -37,9 +39,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                          metadata=metadata("caller")).decision
         wide = d.Decide(decision_pb2.DecideRequest(ruleset="wide-demo", facts=[fact("item", {"n": 1000})]),
                         metadata=metadata("caller")).decision
+        source = (rulesets / "claims-triage.yaml").read_text().replace("claim.amount > 50000", "claim.amount > 99000")
+        candidate = ruleset_pb2_grpc.RulesetServiceStub(ch).PublishRuleset(ruleset_pb2.PublishRulesetRequest(
+            source=source, note="what-if candidate"), metadata=metadata("editor")).ruleset.version
     url = f"http://127.0.0.1:{port}"
     console_up(url)
-    yield {"server": server, "url": url, "claim": claim, "wide": wide}
+    yield {"server": server, "url": url, "claim": claim, "wide": wide, "candidate": candidate}
     assert server.stop() == 0
 
 
@@ -92,3 +97,39 @@ def test_two_hundred_firings_stay_readable(env: dict[str, Any], browser: Any) ->
     assert float(font.rstrip("px")) >= 11  # drawn at its size, never shrunk to fit
     driver.execute_script("document.getElementById('graph').scrollIntoView()")
     shot(driver, "36-decision-graph-200-rules")
+
+
+def test_what_if_and_a_replay_divergence_draw_both_decisions(env: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    url, driver = env["url"], browser
+    decision_id = env["claim"].decision_id
+    sign_in(driver, url, "auditor")
+    driver.get(f"{url}/decisions/{decision_id}")
+    Select(driver.find_element(By.ID, "whatif-version")).select_by_value(env["candidate"])
+    driver.find_element(By.ID, "whatif").click()
+    new = wait(driver, lambda d: d.find_elements(By.ID, "whatif-new-graph"))[0]
+    old = driver.find_element(By.ID, "whatif-stored-graph")
+    assert "senior-for-high-risk-injury" in old.find_element(By.CSS_SELECTOR, "g.proposal.won").text
+    assert new.find_element(By.CSS_SELECTOR, "g.proposal.won text").get_attribute("textContent") == \
+        "★ decide · default-route"  # under 99,000 the claim is no longer high risk
+    driver.execute_script("document.getElementById('whatif-result').scrollIntoView()")
+    shot(driver, "39-what-if-graphs")
+    store = SqlStore(env["server"].db, migrate=False)
+    try:  # the stored trace edited: the replay diverges, and both decisions are drawn
+        with store.writer.begin() as conn:
+            conn.execute(sa.text("UPDATE decisions SET trace = replace(trace, '\"classify-claim\"', "
+                                 "'\"made-up-rule\"') WHERE id = :id"), {"id": decision_id})
+    finally:
+        store.close()
+    driver.get(f"{url}/decisions/{decision_id}")
+    driver.find_element(By.ID, "replay").click()
+    stored = wait(driver, lambda d: d.find_elements(By.ID, "replay-stored-graph"))[0]
+    replayed = driver.find_element(By.ID, "replay-new-graph")
+    assert "Replay diverges" in driver.find_element(By.ID, "replay-result").text
+    fired_stored = stored.get_attribute("textContent")
+    assert "made-up-rule" in fired_stored and "made-up-rule" not in replayed.get_attribute("textContent")
+    assert "classify-claim" in replayed.get_attribute("textContent")
+    driver.execute_script("document.getElementById('replay-result').scrollIntoView()")
+    shot(driver, "40-replay-divergence-graphs")
