@@ -61,6 +61,14 @@ def dmn_import(model: Annotated[Path, typer.Argument(help="the DMN model (.dmn, 
         load_ruleset(text, str(output or model))
     except CompileErrors as e:
         print_compile_errors(e)
+        model_errors = [(x, imported.explain(x.message)) for x in e.errors if x.code in ("table_overlap",
+                                                                                        "table_conflict")]
+        for x, said in model_errors:
+            if said:
+                err.print(escape(f"{model}: {said} overlap - the model breaks its own hit policy ({x.code})"))
+        if model_errors and len(model_errors) == len(e.errors):
+            raise fail(escape(f"{model}: the model's tables overlap where their hit policy forbids it; fix the "
+                              "model (or make the table FIRST)"), 1) from None
         raise fail(f"{model}: the imported ruleset does not compile (a gap in the importer: please report it)",
                    1) from None
     for note in imported.notes:

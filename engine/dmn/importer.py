@@ -79,6 +79,18 @@ class Imported:
     skipped: dict[str, str] = field(default_factory=dict)  # decision name -> why it was left out (partial)
     notes: list[str] = field(default_factory=list)
     dropped: set[str] = field(default_factory=set)  # inputs left out (partial)
+    # Baton table name -> (DMN decision, hit policy, the DMN rule ids of its rows)
+    tables: dict[str, tuple[str, str, list[str]]] = field(default_factory=dict)
+
+    def explain(self, message: str) -> str:
+        """A compile message about an imported table's rows, in the model's terms (decision, rule ids)."""
+        m = re.search(r"table '([^']+)'(?: row (\d+)|: rows (\d+) and (\d+))", message)
+        if not m or m.group(1) not in self.tables:
+            return ""
+        decision, hit, ids = self.tables[m.group(1)]
+        rows = [int(x) for x in m.groups()[1:] if x]
+        named = [ids[r - 1] for r in rows if 0 < r <= len(ids)]
+        return f"DMN decision {decision!r} ({hit}): rule{'s' if len(named) > 1 else ''} {' and '.join(named)}"
 
 
 def slug(name: str) -> str:
@@ -132,6 +144,7 @@ class Importer:
         self.tables: list[str] = []
         self.skipped: dict[str, str] = {}
         self.notes: list[str] = []
+        self.table_rules: dict[str, tuple[str, str, list[str]]] = {}
         self.dropped: set[str] = set()  # inputs left out (partial): a test's value for them is ignored
 
     # -- types -------------------------------------------------------------------------------------
@@ -583,7 +596,10 @@ class Importer:
                 outs.append(_q(_literal_value(node)) if node.kind in ("num", "str", "bool") else _q("=" + wtext))
             rows.append(f"      - [{', '.join([*cells, *outs])}]   # dmn: rule {r.id}")
         self.fact_fields(tname, d, k, dmap, enums, out_kinds)
-        tab = [f"  - name: {self.type_names.new(d.name + ' table')}",
+        table_name = self.type_names.new(d.name + " table")
+        self.table_rules[table_name] = (d.name, t.hit + (f" {t.aggregation}" if t.aggregation else ""),
+                                        [r.id for r in t.rules])
+        tab = [f"  - name: {table_name}",
                f"    description: {_q('DMN decision ' + repr(d.name) + ' (' + d.id + '), decision table ' + t.id)}",
                f"    hit: {hit}"]
         if t.aggregation:
@@ -685,7 +701,8 @@ class Importer:
             lines.append("\n# Left out (not expressible in Baton):")
             lines.extend(f"#   decision {n!r}: {why}" for n, why in self.skipped.items())
         text = "\n".join(lines) + "\n"
-        return Imported(text, self.decisions, self.inputs, self.components, self.skipped, self.notes, self.dropped)
+        return Imported(text, self.decisions, self.inputs, self.components, self.skipped, self.notes, self.dropped,
+                        self.table_rules)
 
 
 def _feel_of(text: str, node: Node) -> str:

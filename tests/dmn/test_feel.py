@@ -282,7 +282,8 @@ BKM_TABLE = """<businessKnowledgeModel id="b1" name="Band Of">
       <decisionTable id="bt" hitPolicy="FIRST">
         <input id="bi"><inputExpression typeRef="number"><text>years</text></inputExpression></input>
         <output id="bo" name="band"/>
-        <rule id="br1"><inputEntry><text>&lt; 18</text></inputEntry><outputEntry><text>"minor"</text></outputEntry></rule>
+        <rule id="br1"><inputEntry><text>&lt; 18</text></inputEntry>
+          <outputEntry><text>"minor"</text></outputEntry></rule>
         <rule id="br2"><inputEntry><text>-</text></inputEntry><outputEntry><text>"adult"</text></outputEntry></rule>
       </decisionTable>
     </encapsulatedLogic>

@@ -104,3 +104,15 @@ def test_import_with_tests_writes_a_ruleset_whose_embedded_tests_pass(model: Pat
     assert "# dmn: decision" in text
     ran = runner.invoke(app, ["test", str(out)])
     assert ran.exit_code == 0, ran.output
+
+
+def test_a_model_that_breaks_its_hit_policy_is_named_in_its_own_terms(tmp_path: Path) -> None:
+    source = TCK / "compliance-level-2" / "0004-simpletable-U" / "0004-simpletable-U.dmn"
+    broken = tmp_path / "overlap.dmn"
+    broken.write_text(source.read_text(encoding="utf-8").replace("<text>&lt;18</text>", "<text>&lt;=18</text>"),
+                      encoding="utf-8")
+    result = runner.invoke(app, ["dmn", "import", str(broken), "-o", str(tmp_path / "out.yaml")])
+    assert result.exit_code == 1
+    assert ("DMN decision 'Approval Status' (UNIQUE): rules _7f03803d-2636-40ab-8346-7fd7f38ab695 and "
+            "_887acecd-40fc-42da-9443-eeba476f5516 overlap") in result.output
+    assert not (tmp_path / "out.yaml").exists()
