@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+
+class ScalarSource(Protocol):
+    """Where each character of a YAML scalar's parsed text stands in the file (engine/language/source.py):
+    folding, quoting and escapes mean the parsed text and the source lines do not line up."""
+
+    def locate(self, offset: int) -> tuple[int, int] | None:
+        """The 1-based (line, column) of the character ``offset`` characters into the text this source
+        starts at (None: unknown, e.g. the text does not match the file)."""
+
+    def moved(self, offset: int) -> ScalarSource:
+        """The same scalar, starting ``offset`` characters further in."""
 
 
 @dataclass(frozen=True, slots=True)
 class Where:
-    """A position in a ruleset file (1-based line and column) or a field path in a request."""
+    """A position in a ruleset file (1-based line and column) or a field path in a request. ``scalar`` (set
+    where a scalar's text starts) maps offsets into that text back to the file; it takes no part in equality
+    and is dropped when the position is put in an error."""
 
     file: str = ""
     line: int = 0
     column: int = 0
     path: str = ""
+    scalar: ScalarSource | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         if self.line:
@@ -23,6 +39,10 @@ class Where:
 
     def shifted(self, text: str, offset: int) -> Where:
         """The position ``offset`` characters into ``text``, which starts at this position."""
+        if self.scalar is not None:
+            spot = self.scalar.locate(offset)
+            if spot is not None:
+                return Where(self.file, spot[0], spot[1], self.path, self.scalar.moved(offset))
         before = text[:offset]
         newlines = before.count("\n")
         if newlines == 0:
@@ -38,7 +58,7 @@ class BatonError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.where = where or Where()
+        self.where = (replace(where, scalar=None) if where.scalar is not None else where) if where else Where()
         self.hint = hint
 
     def __str__(self) -> str:
