@@ -60,6 +60,7 @@ from engine.language.tables import (
     parse_output,
     route_inputs,
 )
+from engine.language.testdata import TestData
 from engine.language.types import (
     BUILTIN_TYPES,
     MAX_FIELDS,
@@ -241,7 +242,7 @@ class Loader:
         tables = self.load_tables(doc, types, rules)
         if not rules and not self.errors:
             self.error("missing_key", "a ruleset needs a non-empty 'rules:' list or 'tables:'", Where(self.file, 1, 1))
-        tests = self.load_tests(doc, rules, models, tools)
+        tests = self.load_tests(doc, rules, models, tools, types, inputs)
         self.check_unused_definitions(types)
         if self.errors:
             raise CompileErrors(self.errors)
@@ -1007,25 +1008,33 @@ class Loader:
 
     # -- tests -------------------------------------------------------------------------------------
     def load_tests(self, doc: Any, rules: list[Rule], models: dict[str, ModelAction],
-                   tools: dict[str, ToolAction]) -> list[TestCase]:
+                   tools: dict[str, ToolAction], types: dict[str, FactType] | None = None,
+                   inputs: list[str] | None = None) -> list[TestCase]:
         tests_node = doc.get("tests") or []
         if not isinstance(tests_node, list):
             self.error("bad_shape", "tests must be a list", self.pos.value(doc, "tests"))
             return []
         names = {r.name for r in rules} | self.declared  # a rule with an error of its own is still declared
+        data = TestData(self.pos, types or {}, inputs or [], models, tools,
+                        {s.expects for r in rules for s in r.steps if s.expects} |  # and the SLA's timeout
+                        {"timeout" for r in rules for s in r.steps if s.sla_s is not None}, self.errors.append)
         out = []
         for i, node in enumerate(tests_node):
             where = self.pos.value(tests_node, i)
             if not isinstance(node, dict):
                 self.error("bad_shape", "each test is a mapping with name, given, answers, expect", where)
                 continue
-            self.check_keys(node, TEST_KEYS, "a test")
+            self.check_keys(node, TEST_KEYS | {str(k) for k in node if str(k) not in TEST_KEYS
+                                               and data.misplaced(node, k, "a test")}, "a test")
             name = str(node.get("name") or f"test {i + 1}")
             expect = node.get("expect") or {}
             if not isinstance(expect, dict):
                 self.error("bad_shape", "expect must be a mapping", self.pos.value(node, "expect"))
                 continue
-            self.check_keys(expect, EXPECT_KEYS, "expect")
+            self.check_keys(expect, EXPECT_KEYS | {str(k) for k in expect if str(k) not in EXPECT_KEYS
+                                                   and data.misplaced(expect, k, "expect")}, "expect")
+            if types is not None:
+                data.check(node)
             if "outcome" in expect and expect["outcome"] not in OUTCOMES:
                 self.error("bad_value", f"expect.outcome must be one of {sorted(OUTCOMES)}",
                            self.pos.value(expect, "outcome"))
