@@ -156,6 +156,13 @@ class Checkpointer:
             log.exception("checkpoint not signed at shutdown")
 
 
+def check_audit(cfg: Any, base: Path) -> list[str]:
+    """`baton config check`: the signing key can be read and is an Ed25519 private key, and every witness's
+    secret references resolve; the witnesses' names. ValueError names the key path."""
+    load_private_key(SECRETS.resolve(cfg.audit.signing_key, "audit.signing_key"), "audit.signing_key")
+    return [w.name for w in build_witnesses(cfg.audit.witnesses, base)]
+
+
 def checkpointer(cfg: Any, base: Path, store: Any) -> Checkpointer:
     """The service's checkpointer from its config's ``audit:`` section (ValueError: a bad key or witness)."""
     audit = cfg.audit

@@ -341,6 +341,7 @@ app.add_typer(config_app, name="config")
 def config_check(config: Annotated[Path | None, typer.Argument(help="the config file")] = None) -> None:
     """Validate the config (file and BATON_* environment) and every connector it names; exit 1 on error."""
     from adapters.config import effect_connectors, load_config, model_gateway, tool_connectors
+    from adapters.witnesses import check_audit
 
     try:
         settings = load_config(config)
@@ -348,6 +349,7 @@ def config_check(config: Annotated[Path | None, typer.Argument(help="the config 
         model_gateway(settings)
         tool_connectors(settings, base)
         effect_connectors(settings, base)
+        witnesses = check_audit(settings, base) if settings.audit is not None else []
         from adapters.intake import consumers_from
 
         consumers = consumers_from(settings.consumers)
@@ -357,7 +359,8 @@ def config_check(config: Annotated[Path | None, typer.Argument(help="the config 
     out.print(f"ok: listen {settings.listen}, db {settings.db or 'default SQLite'}, {settings.workers} worker(s), "
               f"{len(settings.tokens)} token(s), models: {'yes' if settings.models else 'no'}, tools: "
               f"{', '.join(settings.tools or {}) or 'none'}, effects: {', '.join(settings.effects or {}) or 'none'}, "
-              f"consumers: {', '.join(c.name for c in consumers) or 'none'}")
+              f"consumers: {', '.join(c.name for c in consumers) or 'none'}, checkpoints to: "
+              f"{', '.join(witnesses) or 'none'}")
 
 
 def main() -> None:

@@ -127,3 +127,18 @@ def test_the_audit_config_section(tmp_path: Path) -> None:
     path.write_text("audit:\n  signing_key: ${file:keys/checkpoint.pub}\n  witnesses: [{dir: a}]\n")
     with pytest.raises(ValueError, match=r"audit\.signing_key: not an Ed25519 private key"):
         checkpointer(load_config(path, environ={}), tmp_path, SqlStore(str(tmp_path / "baton.db")))
+
+
+def test_config_check_reads_the_signing_key_and_names_the_witnesses(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from adapters.cli.main import app
+
+    generate_keys(tmp_path / "keys")
+    path = tmp_path / "baton.yaml"
+    path.write_text("audit:\n  signing_key: ${file:keys/checkpoint.key}\n  witnesses: [{dir: w}, {url: 'http://x'}]\n")
+    done = CliRunner().invoke(app, ["config", "check", str(path)])
+    assert done.exit_code == 0 and f"checkpoints to: dir {tmp_path / 'w'}, http http://x" in done.output, done.output
+    path.write_text("audit:\n  signing_key: ${file:keys/checkpoint.pub}\n  witnesses: [{dir: w}]\n")
+    done = CliRunner().invoke(app, ["config", "check", str(path)])
+    assert done.exit_code == 1 and "audit.signing_key: not an Ed25519 private key" in done.output
