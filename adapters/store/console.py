@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy import Column, Text
 from sqlmodel import Field, SQLModel
 
-from adapters.store.base import _IDS, CALLS, DECISIONS, DOCUMENTS, TRACE, StoreBase
+from adapters.store.base import _IDS, CALLS, DECISIONS, DOCUMENTS, HEAD_FIELDS, TRACE, StoreBase
 from adapters.store.decisions import _check_row
-from engine.audit import GENESIS
+from engine.audit import GENESIS, chain_hash
 
 
 class ConsoleSessionRow(SQLModel, table=True):
@@ -66,6 +66,26 @@ PUBLICATION_COMMENTS = PublicationCommentRow.__table__  # type: ignore[attr-defi
 EFFECT_NOTES = EffectNoteRow.__table__  # type: ignore[attr-defined]
 
 
+def _row_problem(row: Any, prev: str) -> str:
+    """The checks of the whole-log verification that concern the decision's own row (same messages)."""
+    if row.prev_hash != prev:
+        return "its previous-hash does not match the decision before it (inserted or reordered)"
+    texts = row.trace.split("\n") if row.trace else []
+    if chain_hash(prev, int(row.chain_seq), row.head, texts) != row.hash:
+        return "its hash does not match its record and trace (edited)"
+    try:
+        head = json.loads(row.head)
+    except ValueError:
+        return "its stored record is not valid JSON (edited)"
+    columns = {"created_at": head.get("started_at"), **{f: head.get(f) for f in HEAD_FIELDS}}
+    for name, value in columns.items():
+        if getattr(row, name) != value and not (value is None and name == "idempotency_key"):
+            return f"column {name} differs from the hashed record (edited)"
+    if row.id != head.get("decision_id"):
+        return "its id differs from the hashed record (edited)"
+    return ""
+
+
 class ConsoleArea(StoreBase):
     # -- sessions ----------------------------------------------------------------------------------
     def start_session(self, row: dict[str, Any]) -> None:
@@ -91,34 +111,36 @@ class ConsoleArea(StoreBase):
 
     # -- chain status of the rows a page shows -----------------------------------------------------
     def chain_problems(self, ids: list[str]) -> dict[str, str]:
-        """What is wrong with each of these stored decisions (only those with a problem): its hash against
-        its record, trace and calls, its columns against the hashed record, its link to the decision before
-        it - the checks of ``verify_one``, in a few queries for a whole page of rows."""
+        """What is wrong with each of these stored decisions' rows (only those with a problem): its hash
+        against its stored record and trace, its columns against the hashed record, its link to the decision
+        before it. A page's worth in two queries, without parsing the traces (the whole-log verification
+        also checks the calls table and the order of the chain)."""
         out: dict[str, str] = {}
         wanted = list(dict.fromkeys(ids))
         with self.engine.begin() as conn:
             for i in range(0, len(wanted), 500):
-                part = wanted[i:i + 500]
-                rows = conn.execute(sa.select(DECISIONS).where(DECISIONS.c.id.in_(part))).all()
+                rows = conn.execute(sa.select(DECISIONS).where(DECISIONS.c.id.in_(wanted[i:i + 500]))).all()
                 seqs = [int(r.chain_seq) - 1 for r in rows if int(r.chain_seq) > 1]
                 before = {int(q): str(h) for q, h in conn.execute(sa.select(DECISIONS.c.chain_seq, DECISIONS.c.hash)
                                                                    .where(DECISIONS.c.chain_seq.in_(seqs)))}
-                traces: dict[str, list[Any]] = {}
-                for t in conn.execute(sa.select(TRACE).where(TRACE.c.decision_id.in_(part))
-                                      .order_by(TRACE.c.decision_id, TRACE.c.idx)):
-                    traces.setdefault(t.decision_id, []).append(t)
-                calls: dict[str, list[Any]] = {}
-                for c in conn.execute(sa.select(CALLS).where(CALLS.c.decision_id.in_(part))
-                                      .order_by(CALLS.c.decision_id, CALLS.c.call_no)):
-                    calls.setdefault(c.decision_id, []).append(c)
                 for row in rows:
                     seq = int(row.chain_seq)
                     prev = GENESIS if seq == 1 else before.get(seq - 1)
-                    problem = "the decision before it in the chain is missing" if prev is None else \
-                        _check_row(row, prev, seq, traces.get(row.id, []), calls.get(row.id, []))
+                    if prev is None:
+                        problem = "the decision before it in the chain is missing"
+                    elif row.trace is None:  # stored before revision 0009: its events are rows of their own
+                        problem = self._legacy_problem(conn, row, prev)
+                    else:
+                        problem = _row_problem(row, prev)
                     if problem:
                         out[str(row.id)] = problem
         return out
+
+    @staticmethod
+    def _legacy_problem(conn: Any, row: Any, prev: str) -> str:
+        traces = conn.execute(sa.select(TRACE).where(TRACE.c.decision_id == row.id).order_by(TRACE.c.idx)).all()
+        calls = conn.execute(sa.select(CALLS).where(CALLS.c.decision_id == row.id).order_by(CALLS.c.call_no)).all()
+        return _check_row(row, prev, int(row.chain_seq), list(traces), list(calls))
 
     # -- document text, by page ---------------------------------------------------------------------
     def document_search(self, text: str, limit: int = 50, scan: int = 5000) -> list[dict[str, Any]]:
