@@ -566,3 +566,21 @@ tables:
     assert facts_of(d, "t_big_inputs") == [{"c0": 5500, "c1": "GB"}]
     two = decide(rs, {"applicant": [applicant(income=1000)["applicant"], applicant(income=2500)["applicant"]]})
     assert sorted(f["amount"] for f in facts_of(two, "fee")) == [1, 2]
+
+
+def test_a_routed_first_table_keeps_precedence() -> None:
+    rs = ruleset(DMN_FACTS + """
+tables:
+  - name: t
+    hit: first
+    inputs: ["=applicant.income / 1000"]
+    outputs: [band.level]
+    rows:
+      - ["> 100", high]
+      - ["> 10", medium]
+      - ["-", low]
+""")
+    assert [r.name for r in rs.rules][:1] == ["t#inputs"]
+    assert facts_of(decide(rs, applicant(income=500_000)), "band") == [{"level": "high"}]
+    assert facts_of(decide(rs, applicant(income=50_000)), "band") == [{"level": "medium"}]
+    assert facts_of(decide(rs, applicant(income=5_000)), "band") == [{"level": "low"}]
