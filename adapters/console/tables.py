@@ -21,7 +21,7 @@ from typing import Any
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from adapters.console.rulesets import RulesetPages
@@ -146,8 +146,15 @@ class TablePages:
             error = self.apply(grid, data, op)
             status = 400 if error else 200
         draft = grid.with_rows()
-        check = await self.check(draft) if data is not None else {"valid": True, "errors": [], "warnings": []}
+        check: dict[str, Any] = await self.check(draft) if data is not None else {"valid": True, "errors": [],
+                                                                                    "warnings": []}
         marks = self.marks(grid, check)
+        if op == "check" and "application/json" in request.headers.get("accept", ""):  # the page's live marks
+            return JSONResponse({"valid": check["valid"], "error": error, "errors": len(check["errors"]),
+                                 "warnings": len(check["warnings"]), "table": marks["table"],
+                                 "rows": {str(i + 1): found for i, found in marks["rows"].items()},
+                                 "cells": [[i + 1, j, code] for (i, j), code in marks["cells"].items()]},
+                                status_code=status)
         if op == "submit" and not error:
             if not session.has("editor"):
                 raise PermissionError(f"{session.name} may review changes but not submit them (needs editor)")

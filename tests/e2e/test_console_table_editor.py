@@ -115,3 +115,23 @@ def test_pasted_rows_of_the_wrong_width_are_refused_and_approvers_cannot_submit(
             "csrf": csrf, "rows": "1", "c0_0": "-", "c0_1": "-", "c0_2": "prime", "op": "submit", "note": "x"})
         assert refused.status_code == 403 and "needs editor" in refused.text
         assert approver.get(f"{url}/rulesets/table/credit-limit/nope").status_code == 404
+
+
+def test_the_grid_marks_findings_as_cells_are_typed(env: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, driver = env["url"], browser
+    sign_in(driver, url, "editor")
+    driver.get(f"{url}/rulesets/table/credit-limit/risk-band")
+    wait(driver, lambda d: d.find_elements(By.ID, "grid"))
+    retype(cell(driver, 1, 0), "[670..750)")  # typed, not submitted: the page checks it as it is typed
+    wait(driver, lambda d: "bad" in d.find_element(By.ID, "row-1").get_attribute("class"))
+    assert "bad" in driver.find_element(By.ID, "row-2").get_attribute("class")
+    assert "error" in driver.find_element(By.ID, "table-status").text
+    assert "/rulesets/table/credit-limit/risk-band" in driver.current_url and "table_overlap" in \
+        driver.find_element(By.CSS_SELECTOR, "#grid tr.row-problems").text
+    shot(driver, "37c-table-live-marks")
+    retype(cell(driver, 1, 0), "[670..740)")
+    wait(driver, lambda d: "compiles" in d.find_element(By.ID, "table-status").text)
+    assert not driver.find_elements(By.CSS_SELECTOR, "#grid tr.row-problems")
+    assert driver.find_element(By.ID, "row-1").get_attribute("class") == ""

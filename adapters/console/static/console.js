@@ -116,6 +116,57 @@
   }
   tick(); setInterval(tick, 1000);
 
+  // The table editor: each edit is checked as it is typed (the same check as the Check button, answered as
+  // JSON) and its findings are marked on the rows and cells concerned; the page works without this too.
+  const tableForm = document.getElementById("table-form");
+  if (tableForm) {
+    let timer = null, sent = 0;
+    const findingItem = (e) => {
+      const li = document.createElement("li"); li.className = e.kind;
+      const code = document.createElement("b"); code.textContent = e.code + " ";
+      li.append(code, document.createTextNode(e.message)); return li;
+    };
+    const apply = (result) => {
+      const status = document.getElementById("table-status");
+      status.textContent = result.valid ? "compiles" + (result.warnings ? " with " + result.warnings + " warning(s)" : "")
+                                        : result.errors + " error(s)";
+      status.className = result.valid ? "ok" : "error";
+      let list = document.getElementById("table-problems");
+      if (!list) {
+        list = document.createElement("ul"); list.id = "table-problems"; list.className = "findings";
+        document.getElementById("grid").before(list);
+      }
+      list.replaceChildren(...result.table.map(findingItem));
+      for (const extra of document.querySelectorAll("#grid tr.row-problems")) extra.remove();
+      for (const row of document.querySelectorAll("#grid tbody tr[id^=row-]")) {
+        const found = result.rows[row.id.slice(4)] || [];
+        row.className = found.some((e) => e.kind === "error") ? "bad" : (found.length ? "warn" : "");
+        for (const td of row.querySelectorAll("td.bad-cell")) td.classList.remove("bad-cell");
+        if (found.length) {
+          const tr = document.createElement("tr"); tr.className = "row-problems";
+          const pad = document.createElement("td"); const td = document.createElement("td");
+          td.colSpan = row.cells.length - 1;
+          const ul = document.createElement("ul"); ul.replaceChildren(...found.map(findingItem));
+          td.append(ul); tr.append(pad, td); row.after(tr);
+        }
+      }
+      for (const [row, col, code] of result.cells) {
+        const input = tableForm.querySelector(`input[name="c${row - 1}_${col}"]`);
+        if (input) { input.parentElement.classList.add("bad-cell"); input.title = code; }
+      }
+    };
+    tableForm.addEventListener("input", (event) => {
+      if (!event.target.name || !/^c\d+_\d+$/.test(event.target.name)) return;
+      clearTimeout(timer);
+      timer = setTimeout(async () => {
+        const mine = ++sent;
+        const body = new FormData(tableForm); body.set("op", "check");
+        const response = await fetch(tableForm.action, {method: "POST", body, headers: {"Accept": "application/json"}});
+        if (mine === sent && response.headers.get("content-type", "").startsWith("application/json")) apply(await response.json());
+      }, 350);
+    });
+  }
+
   // Operations: verify the whole log with a progress bar (without the script the form posts and redirects)
   const verify = document.getElementById("verify-form");
   if (verify) {
