@@ -445,7 +445,10 @@ def cell_condition(ref: str, cell: Cell) -> str:
                 parts.append(f"({ref} {'>=' if op[0] == '[' else '>'} {_group(a)} and "
                              f"{ref} {'<=' if op[1] == ']' else '<'} {_group(b)})")
         body = parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
-        return f"not {body if body.startswith('(') else '(' + body + ')'}" if cell.negated else body
+        if not cell.negated:
+            return body
+        # not(...) of an absent value matches nothing (DMN: not(null < x) is null): the value must be there
+        return f"{ref} == {ref} and not {body if body.startswith('(') else '(' + body + ')'}"
     if cell.kind == "num":
         if not cell.intervals:
             return "false"  # not(-) of a whole range: no value passes

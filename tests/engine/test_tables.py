@@ -584,3 +584,22 @@ tables:
     assert facts_of(decide(rs, applicant(income=500_000)), "band") == [{"level": "high"}]
     assert facts_of(decide(rs, applicant(income=50_000)), "band") == [{"level": "medium"}]
     assert facts_of(decide(rs, applicant(income=5_000)), "band") == [{"level": "low"}]
+
+
+def test_not_of_an_expression_cell_does_not_match_an_absent_value() -> None:
+    rs = ruleset(DMN_FACTS.replace("    note: {type: str, optional: true}", "    note: {type: str, optional: true}\n"
+                                   "    score: {type: number, optional: true}") + """
+rules:
+  - name: band-in
+    when: exists applicant
+    then: {assert: {band: {level: low}}}
+tables:
+  - name: t
+    hit: collect
+    inputs: [band.score]
+    outputs: [fee.amount]
+    rows:
+      - ["not(> applicant.min_income)", 1]
+      - ["not(> 5)", 2]
+""")
+    assert facts_of(decide(rs, applicant()), "fee") == []  # band.score is absent: neither not(...) matches
