@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import gc
 import json
@@ -10,48 +9,66 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from adapters.cli.bench import bench
-from adapters.cli.broker_cmds import tail_app
 from adapters.cli.common import err, fail, out, print_compile_errors, print_warnings
-from adapters.cli.dmn_cmds import dmn_app
-from adapters.cli.documents_cmds import corpora_cmd, index_cmd, search_cmd
-from adapters.cli.governance_cmds import rulesets_app, shadow_app, table_app
-from adapters.cli.store_cmds import command_runtime, effects_app, escalations_app, impact_cmd, log_app, replay_cmd
-from adapters.documents import read_document
-from adapters.rulesets import display, find_ruleset, load_file, ruleset_files
-from adapters.system import SystemClock, TimeOrderedIds, tune_allocator
+from adapters.cli.lazy import Lazy, lazy_group
 from engine.errors import BatonError, CompileErrors, InvalidInput
-from engine.language.tables import table_coverage, table_rule_names
-from engine.loop import Decision, Engine, Limits
-from engine.ports import ModelGateway, ToolConnector
-from engine.record import DecisionRecord
-from engine.recorded import RecordedAnswers
-from engine.testing import run_suite
+
+if TYPE_CHECKING:
+    from engine.loop import Decision
+    from engine.ports import ModelGateway, ToolConnector
+    from engine.record import DecisionRecord
 
 # A 10,000-rule ruleset leaves about a million objects behind; the full collection the interpreter runs
 # when it shuts down would walk them all (~1.3 s here) to reclaim nothing, since the process is ending.
 atexit.register(gc.freeze)
-tune_allocator()  # every command: glibc's heap trimming would otherwise page-fault each engine session in again
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Baton: a rules-engine-first decision service.")
-app.add_typer(log_app, name="log")
-app.add_typer(escalations_app, name="escalations")
-app.add_typer(effects_app, name="effects")
-app.add_typer(rulesets_app, name="rulesets")
-app.add_typer(table_app, name="table")
-app.add_typer(dmn_app, name="dmn")
-app.add_typer(shadow_app, name="shadow")
-app.add_typer(tail_app, name="tail")
-app.command("index")(index_cmd)
-app.command("search")(search_cmd)
-app.command("corpora")(corpora_cmd)
-app.command("replay")(replay_cmd)
-app.command("impact")(impact_cmd)
-app.command("bench")(bench)
+# Commands whose modules load the store, gRPC, brokers or retrieval: imported only when they run, so that
+# --help, check and test start quickly (adapters/cli/lazy.py; the help here is tested equal to their own).
+LAZY = {
+    "index": Lazy("adapters.cli.documents_cmds", "index_cmd",
+                  "Index a folder of policy documents as a new version of a corpus (earlier versions stay)."),
+    "search": Lazy("adapters.cli.documents_cmds", "search_cmd",
+                   "Search a corpus the way a ruleset's retrieve action does."),
+    "corpora": Lazy("adapters.cli.documents_cmds", "corpora_cmd", "Indexed corpora and their versions."),
+    "replay": Lazy("adapters.cli.store_cmds", "replay_cmd", "Re-run a stored decision exactly (identical, or the first "
+                   "divergence), or on a candidate ruleset."),
+    "impact": Lazy("adapters.cli.store_cmds", "impact_cmd", "Run a candidate ruleset over stored decisions and "
+                   "summarise which outcomes would change."),
+    "bench": Lazy("adapters.cli.bench", "bench", "Run the standard load and print decisions/s, latency percentiles "
+                  "and CPU per decision."),
+    "log": Lazy("adapters.cli.store_cmds", "log_app", "Query and verify the decision log.", group=True),
+    "escalations": Lazy("adapters.cli.store_cmds", "escalations_app",
+                        "The reviewers' queue: list, show and resolve escalations.", group=True),
+    "effects": Lazy("adapters.cli.store_cmds", "effects_app",
+                    "The effects outbox: list, retry dead letters, run a worker.", group=True),
+    "rulesets": Lazy("adapters.cli.governance_cmds", "rulesets_app", "Ruleset versions, publications and diffs.",
+                     group=True),
+    "table": Lazy("adapters.cli.governance_cmds", "table_app", "Decision tables as CSV: export and import.",
+                  group=True),
+    "dmn": Lazy("adapters.cli.dmn_cmds", "dmn_app", "DMN models: import into a ruleset, run TCK test files, export.",
+                group=True),
+    "shadow": Lazy("adapters.cli.governance_cmds", "shadow_app",
+                   "Shadow runs: candidate versions evaluated beside live ones.", group=True),
+    "tail": Lazy("adapters.cli.broker_cmds", "tail_app",
+                 "Watch messages arrive on a broker (effects, replies, dead letters).", group=True),
+}
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Baton: a rules-engine-first decision service.",
+                  cls=lazy_group(LAZY))
+
+
+@app.callback()
+def _every_command() -> None:
+    # before any command (not for --help): glibc's heap trimming would otherwise page-fault each engine
+    # session in again
+    from adapters.system import tune_allocator
+
+    tune_allocator()
+
+
 PathsArg = Annotated[list[Path], typer.Argument(help="ruleset files or directories")]
 
 
@@ -61,6 +78,8 @@ def check(paths: PathsArg,
     """Validate ruleset files; print every error and warning with file:line:column.
 
     Exit 1 on any error (or, with --strict, any warning)."""
+    from adapters.rulesets import display, load_file, ruleset_files
+
     files = ruleset_files(paths)
     if not files:
         raise fail("no ruleset files found")
@@ -108,6 +127,12 @@ def test_cmd(paths: PathsArg,
              ) -> None:
     """Run the tests embedded in ruleset files with their recorded answers; report rule coverage (and,
     for decision tables, rows hit per table)."""
+    import asyncio
+
+    from adapters.rulesets import display, load_file, ruleset_files
+    from engine.language.tables import table_coverage, table_rule_names
+    from engine.testing import run_suite
+
     files = ruleset_files(paths)
     if not files:
         raise fail("no ruleset files found")
@@ -181,6 +206,14 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
 
     With --batch FILE.jsonl: one decision per line, one JSON line out per line in order (the record, or the
     line's error; errors also on stderr as FILE:LINE); exit 1 if any line failed."""
+    import asyncio
+
+    from adapters.documents import read_document
+    from adapters.rulesets import find_ruleset, load_file
+    from adapters.system import SystemClock, TimeOrderedIds
+    from engine.loop import Engine, Limits
+    from engine.recorded import RecordedAnswers
+
     try:
         rs = load_file(find_ruleset(ruleset, rulesets))
     except CompileErrors as e:
@@ -241,6 +274,10 @@ def _decide_and_store(config: Path | None, db: str | None, rulesets: Path, rs: A
     """The CLI door onto the one decision path, wired by the service's own bootstrap: stored, logged, counted,
     traced and shadowed as a decision that came in over gRPC or a broker is, and its tools search the
     store's corpora (attached shadows are evaluated before the command ends)."""
+    import asyncio
+
+    from adapters.cli.store_cmds import command_runtime
+
     rt = command_runtime(config, db, rulesets, given_ports)
 
     async def go() -> DecisionRecord:
