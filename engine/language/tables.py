@@ -1081,6 +1081,13 @@ def configure(table: Table, aggregate: object) -> list[BatonError]:
         out.append(BatonError("bad_value", f"table '{table.name}': hit: {table.hit} asserts a fact per matched row; "
                               f"it cannot {table.head}", table.where, "assert a fact per row, or use hit: first"))
     if aggregate is None:
+        types = table.outputs[0].types if table.outputs else None
+        own = types.get(table.head) if types is not None else None
+        spec = own.fields.get(ROW_FIELD) if own is not None else None
+        if table.hit in MULTI_HIT and spec is not None and spec.kind != "int":
+            out.append(BatonError("bad_value", f"table '{table.name}': hit: {table.hit} gives each fact the built-in "
+                                  f"int field '{ROW_FIELD}', but {table.head}.{ROW_FIELD} is declared {spec.kind}",
+                                  table.where, f"rename {table.head}.{ROW_FIELD}"))
         return out
     if table.hit != "collect" or aggregate not in AGGREGATES:
         out.append(BatonError("bad_value", f"table '{table.name}': aggregate: is one of {', '.join(AGGREGATES)}, "

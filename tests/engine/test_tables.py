@@ -603,3 +603,18 @@ tables:
       - ["not(> 5)", 2]
 """)
     assert facts_of(decide(rs, applicant()), "fee") == []  # band.score is absent: neither not(...) matches
+
+
+def test_a_declared_row_field_of_another_kind_is_refused() -> None:
+    with pytest.raises(CompileErrors) as e:
+        ruleset(DMN_FACTS.replace("  fee:\n    amount: number",
+                                  "  fee:\n    amount: number\n    row: {type: str, optional: true}") + """
+tables:
+  - name: fees
+    hit: collect
+    inputs: [applicant.age]
+    outputs: [fee.amount]
+    rows:
+      - ["-", 1]
+""")
+    assert e.value.errors[0].code == "bad_value" and "fee.row is declared str" in e.value.errors[0].message
