@@ -1,8 +1,9 @@
 """One decision through each of Baton's four doors - gRPC `Decide` (and a DecideBatch and a DecideStream of one
 request each), broker intake, the console (an escalation resolved, its decision resumed) and the CLI
 (`baton decide --db`) - and the same side records for each: a decision-log line with the same fields, the
-decisions counter, a span, a shadow result, and a stored record of the same shape. The doors are the real ones (a gRPC server, the intake's message handler, the console app,
-the CLI command), in this process so that every side record can be read back."""
+decisions counter, a span, a shadow result, and a stored record of the same shape. The doors are the real
+ones (a gRPC server, the intake's message handler, the console app, the CLI command), in this process so
+that every side record can be read back."""
 
 from __future__ import annotations
 
