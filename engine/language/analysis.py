@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from engine.errors import BatonError
 from engine.index import Interval, IntervalTree
 from engine.language.check import EPOCH, Branch
-from engine.language.expr import Binary, BoolOp, Exists, ListLit, Lit, Node, Not, Ref
+from engine.language.expr import Binary, BoolOp, Exists, ListLit, Lit, Node, Not, Ref, render
 from engine.language.types import BUILTIN_TYPES
 from engine.model import Rule, Ruleset
 
@@ -171,6 +171,39 @@ def read_branch(branch: Branch) -> Conj:
     for part in branch.parts:
         read_part(conj, part)
     return conj
+
+
+def _conjuncts(node: Node) -> Iterator[Node]:
+    if isinstance(node, BoolOp) and node.op == "and":
+        for o in node.operands:
+            yield from _conjuncts(o)
+    else:
+        yield node
+
+
+def _empty_with(parts: list[Node], types: dict[str, str], key: Key) -> bool:
+    conj = Conj(dict(types))
+    for part in parts:
+        read_part(conj, part)
+    return key in conj.domains and conj.domains[key].empty()
+
+
+def contradiction(branch: Branch) -> str:
+    """The comparisons of a contradictory branch that contradict each other (a smallest such set, found by
+    dropping one at a time), as written: 'claim.amount > 10 and claim.amount < 5'."""
+    conj = read_branch(branch)
+    parts = [p for part in branch.parts for p in _conjuncts(part)]
+    for key, d in conj.domains.items():
+        if not d.empty():
+            continue
+        keep = [p for p in parts if key in read_branch(Branch(branch.bindings, [p])).domains]
+        for p in list(keep):
+            fewer = [q for q in keep if q is not p]
+            if fewer and _empty_with(fewer, branch.bindings, key):
+                keep = fewer
+        return " and ".join(render(p) for p in keep) + (" cannot both hold" if len(keep) == 2 else
+                                                         " cannot all hold" if len(keep) > 2 else " cannot hold")
+    return ""
 
 
 def _proposes(rule: Rule) -> bool:
@@ -328,8 +361,10 @@ def analyse_ruleset(rs: Ruleset) -> list[BatonError]:
             continue  # table rows have their own exact analysis (gaps, unreachable rows)
         if reads[rule.name] and all(c.contradictory() for c in reads[rule.name]):
             dead.add(rule.name)
+            why = "; ".join(dict.fromkeys(c for c in (contradiction(b) for b in rule.condition.branches) if c))
             warnings.append(BatonError("never_fires", f"rule '{rule.name}' can never fire: its condition "
-                                       "contradicts itself", rule.where, "check the comparisons on each field"))
+                                       "contradicts itself" + (f" ({why})" if why else ""),
+                                       rule.where, "check the comparisons on each field"))
     order = sorted(rs.rules, key=lambda r: (-r.priority, r.index))
     winners = _Winners(order, reads, dead)
     for k, rule in enumerate(order):

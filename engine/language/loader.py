@@ -60,7 +60,7 @@ from engine.language.tables import (
     parse_output,
     route_inputs,
 )
-from engine.language.testdata import TestData
+from engine.language.testdata import TestData, clock_reader
 from engine.language.types import (
     BUILTIN_TYPES,
     MAX_FIELDS,
@@ -243,6 +243,7 @@ class Loader:
         if not rules and not self.errors:
             self.error("missing_key", "a ruleset needs a non-empty 'rules:' list or 'tables:'", Where(self.file, 1, 1))
         tests = self.load_tests(doc, rules, models, tools, types, inputs)
+        self.warn_unfixed_dates(tests, rules, tools, tables)
         self.check_unused_definitions(types)
         if self.errors:
             raise CompileErrors(self.errors)
@@ -669,6 +670,12 @@ class Loader:
                                    f"{identity!r}", self.pos.value(body, "identity"),
                                    "write expects: approval and identity: approver")
                 step.expects, step.sla_s, step.identity = str(expects or ""), sla_s, str(identity or "")
+                if not expects and sla_s is not None:  # it waits for an answer that cannot be given
+                    self.warnings.append(BatonError(
+                        "unanswerable_escalation", f"escalate to {payload.get('queue')!r} waits {sla} for a "
+                        "reviewer's answer but has no expects:, so no answer can resume the decision: it can "
+                        "only time out", vwhere, "name the fact type of the reviewer's answer (expects: "
+                        "review), or leave out sla: to hand the case over for good"))
             return [step]
         if verb == "effect":
             if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
@@ -1007,6 +1014,23 @@ class Loader:
         return out if ok else None
 
     # -- tests -------------------------------------------------------------------------------------
+    def warn_unfixed_dates(self, tests: list[TestCase], rules: list[Rule], tools: dict[str, ToolAction],
+                           tables: list[Table]) -> None:
+        """``test_date_unfixed``: the rules read decision.date or decision.time and a test fixes neither."""
+        unfixed = [t for t in tests if t.at is None]
+        if not unfixed:
+            return
+        places = [(f"rule '{r.name}'", text) for r in rules for text in (r.when, *(c[1] for s in r.steps
+                                                                                  for c in s.computed))]
+        places += [(f"tool '{t.name}'", text) for t in tools.values() for text in t.param_text.values()]
+        places += [(f"table '{t.name}'", c.expr) for t in tables for c in t.inputs if c.expr]
+        reader = clock_reader(places, {n: d.text for n, d in self.vocab.definitions.items()})
+        for test in unfixed if reader else []:
+            self.warnings.append(BatonError(
+                "test_date_unfixed", f"test '{test.name}' fixes neither decision_date nor decision_time, but "
+                f"{reader} reads decision.date or decision.time: its result depends on the day the tests run",
+                test.where, "add decision_date: YYYY-MM-DD (or decision_time:) to the test"))
+
     def load_tests(self, doc: Any, rules: list[Rule], models: dict[str, ModelAction],
                    tools: dict[str, ToolAction], types: dict[str, FactType] | None = None,
                    inputs: list[str] | None = None) -> list[TestCase]:

@@ -9,11 +9,12 @@ offending key's line, with a did-you-mean where one fits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from engine.errors import BatonError, InvalidInput
-from engine.language.check import suggest
+from engine.language.check import DECISION, suggest
+from engine.language.expr import ExprError, tokenize
 from engine.language.source import Positions
 from engine.language.types import FactType, all_optional, check_field
 from engine.model import ModelAction, ToolAction
@@ -153,3 +154,33 @@ class TestData:
             self.error(BatonError("missing_field", f"{prefix}{path}: {ft.name} needs "
                                   f"{', '.join(repr(m) for m in missing)}", self.pos.value(parent, key),
                                   "give every field that is not optional"))
+
+
+def _reads(text: str) -> tuple[bool, set[str]]:
+    """Does an expression read decision.date or decision.time itself, and which names does it use?"""
+    try:
+        toks = tokenize(text.lstrip().removeprefix("="))
+    except ExprError:
+        return False, set()
+    direct = any(t.kind == "name" and t.text == DECISION and toks[k + 1].text == "." and toks[k + 2].text in (
+        "date", "time") and (k == 0 or toks[k - 1].text != ".") for k, t in enumerate(toks[:-2]))
+    return direct, {t.text for t in toks if t.kind == "name"}
+
+
+def clock_reader(places: Iterable[tuple[str, str]], definitions: Mapping[str, str]) -> str:
+    """The first place ("rule 'late'") whose expression reads decision.date or decision.time, itself or through
+    a definition; "" when none does."""
+    reads = {n: _reads(t) for n, t in definitions.items()}
+    clocked = {n for n, (direct, _) in reads.items() if direct}
+    grown = True
+    while grown:
+        grown = False
+        for n, (_, names) in reads.items():
+            if n not in clocked and names & clocked:
+                clocked.add(n)
+                grown = True
+    for place, text in places:
+        direct, names = _reads(text)
+        if direct or names & clocked:
+            return place
+    return ""

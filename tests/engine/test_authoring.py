@@ -278,3 +278,111 @@ def test_human_answers_are_checked_against_what_escalations_expect() -> None:
     assert [e[:3] for e in found] == [("unknown_fact_type", LINE + 4, 7), ("unexpected_answer", LINE + 5, 7),
                                       ("type_mismatch", LINE + 10, 28)]
     assert found[0][4] == "did you mean 'approval'?"
+
+
+# -- warnings ------------------------------------------------------------------------------------------------
+
+def warnings(text: str) -> list[tuple[str, int, int, str]]:
+    return [(w.code, w.where.line, w.where.column, w.message) for w in load_ruleset(text, "t.yaml").warnings]
+
+
+CLOCK = """\
+ruleset: t
+facts:
+  claim: {amount: number, opened: date}
+input: [claim]
+define:
+  late: days(claim.opened, decision.date) > 30
+rules:
+  - {name: late-claim, when: late, then: {decide: {route: late}}}
+  - {name: on-time, when: not late, then: {decide: {route: ok}}}
+tests:
+  - name: unfixed
+    given: {claim: {amount: 1, opened: 2026-01-01}}
+    expect: {decision: {route: late}}
+  - name: fixed
+    decision_date: 2026-01-05
+    given: {claim: {amount: 1, opened: 2026-01-01}}
+    expect: {decision: {route: ok}}
+"""
+
+
+def test_a_test_that_fixes_no_date_warns_when_the_rules_read_the_date_through_a_definition() -> None:
+    [w] = warnings(CLOCK)
+    assert w[:3] == ("test_date_unfixed", 11, 5)
+    assert "test 'unfixed'" in w[3] and "rule 'late-claim' reads decision.date" in w[3]
+
+
+@pytest.mark.parametrize("use", [
+    "when: exists claim, then: {decide: {days: '=days(claim.opened, decision.date)'}}",
+    "when: 'claim.opened < decision.date', then: {decide: {route: x}}",
+    "when: exists claim and decision.time > datetime(\"2026-01-01T00:00:00Z\"), then: {decide: {route: x}}",
+])
+def test_every_place_that_reads_the_clock_counts(use: str) -> None:
+    text = ("ruleset: t\nfacts:\n  claim: {amount: number, opened: date}\nrules:\n  - {name: r, " + use + "}\n"
+            "tests:\n  - name: u\n    given: {claim: {amount: 1, opened: 2026-01-01}}\n")
+    assert [w[0] for w in warnings(text)] == ["test_date_unfixed"]
+    assert [w[0] for w in warnings(text.replace("  - name: u\n", "  - name: u\n    decision_date: 2026-01-02\n"))] \
+        == []
+
+
+def test_text_that_only_mentions_the_clock_does_not_count() -> None:
+    text = ("ruleset: t\nfacts:\n  claim: {note: str, decision: {type: str, optional: true}}\nrules:\n"
+            "  - {name: r, when: 'claim.note == \"decision.date\"', then: {decide: {route: x}}}\n"
+            "tests:\n  - name: u\n    given: {claim: {note: a}}\n")
+    assert warnings(text) == []
+
+
+def test_an_escalation_without_expects_is_unanswerable() -> None:
+    text = """\
+ruleset: t
+facts:
+  claim: {amount: number}
+  review: {ok: bool}
+rules:
+  - name: big
+    when: claim.amount > 10
+    then:
+      escalate: {queue: q, sla: 4h}
+  - name: bigger
+    when: claim.amount > 100
+    then:
+      escalate: {queue: q, expects: review}
+  - {name: reviewed, when: review.ok, then: {decide: {route: ok}}}
+"""
+    found = warnings(text)
+    assert [w[:3] for w in found if w[0] != "shadowed"] == [("unanswerable_escalation", 9, 17)]
+    assert "escalate to 'q' waits 4h for a reviewer's answer but has no expects:" in found[0][3]
+    assert found[0][3].endswith("it can only time out")
+
+
+def test_an_escalation_with_no_sla_and_no_expects_hands_the_case_over_without_a_warning() -> None:
+    text = """\
+ruleset: t
+facts:
+  claim: {amount: number}
+rules:
+  - {name: big, when: claim.amount > 10, then: {escalate: {queue: q, reason: r}}}
+"""
+    assert warnings(text) == []
+
+
+def test_never_fires_names_the_comparisons_that_contradict_each_other() -> None:
+    text = """\
+ruleset: t
+facts:
+  claim: {amount: number, tier: str, region: str}
+rules:
+  - name: r
+    when: >
+      claim.region == "north" and claim.amount > 10 and
+      claim.tier == "a" and claim.amount < 5
+    then: {decide: {route: x}}
+  - name: s
+    when: claim.tier == "a" and claim.amount > 1 and claim.tier in ["b", "c"]
+    then: {decide: {route: x}}
+"""
+    found = warnings(text)
+    assert [w[:2] for w in found] == [("never_fires", 5), ("never_fires", 10)]
+    assert found[0][3].endswith("(claim.amount > 10 and claim.amount < 5 cannot both hold)")
+    assert found[1][3].endswith('(claim.tier == "a" and claim.tier in ["b", "c"] cannot both hold)')

@@ -179,7 +179,8 @@ def test_escalate_identity_must_name_a_str_field_of_the_expected_answer() -> Non
 def test_every_error_of_a_condition_is_reported_and_a_broken_rule_causes_no_cascade() -> None:
     rules = ("  - name: high-risk\n    when: claim.amout > 5 and policyy.active or claim.amount > \"x\"\n"
              "    then: {decide: {x: 1}}\n"
-             "tests:\n  - name: t\n    given: {claim: {amount: 1}}\n    expect: {fired: [high-risk]}\n")
+             "tests:\n  - name: t\n    given: {claim: {amount: 1, ref: r, tier: gold, tags: [], flag: true}}\n"
+             "    expect: {fired: [high-risk]}\n")
     line = HEAD.count("\n") + 2
     assert errors_of(rules) == [("unknown_field", line, 17), ("unknown_fact_type", line, 31),
                                 ("type_mismatch", line, 62)]  # and no unknown_rule for the test naming it
