@@ -398,9 +398,21 @@ def log_show(decision_id: str, db: DbOpt = None, as_json: JsonOpt = False) -> No
         elif kind == "fired":
             on = ", ".join(f"{b} #{s}" for b, s in e["facts"].items())
             out.print(f"  r{e['round']} step {e['step']}: fired {e['rule']} on {on}")
+            for label in ("definitions", "aggregates"):  # each named value the condition read, on these facts
+                if e.get(label):
+                    shown = ", ".join(f"{name} = {json.dumps(value)}" for name, value in e[label].items())
+                    out.print(f"      {label}: {shown}", markup=False)
         elif kind == "proposal":
-            mark = "WON" if e["won"] else "overridden"
-            out.print(f"      {e['verb']} {json.dumps(e['payload'])} (priority {e['priority']}, {mark})")
+            mark = ("superseded by its own later firing" if e.get("superseded") else
+                    "WON" if e["won"] else "overridden")
+            out.print(f"      {e['verb']} {json.dumps(e['payload'])} (priority {e['priority']}, {mark})",
+                      markup=False)
+        elif kind == "stopped":
+            out.print(f"  r{e['round']} step {e['step']}: stopped by final rule {e['stopped_by']} "
+                      "(no later firing, no further call)")
+        elif kind == "effect":
+            held = ", if its proposal wins" if e.get("if_wins") else ""
+            out.print(f"      effect {e['name']} {json.dumps(e['with'])}{held}", markup=False)
         elif kind == "call":
             meta = e.get("meta") or {}
             extra = "".join(f" {k}={meta[k]}" for k in ("model", "total_tokens", "cost_usd") if k in meta)
