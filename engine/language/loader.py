@@ -32,6 +32,7 @@ from engine.language.check import (
 )
 from engine.language.dates import DateError, parse_date, parse_datetime
 from engine.language.expr import ExprError, Lit, Ref, parse, vocabulary
+from engine.language.gaps import gap_text
 from engine.language.names import BROKEN, Vocabulary, definition_values, load_vocabulary
 from engine.language.prompts import Prompt
 from engine.language.source import (
@@ -964,6 +965,9 @@ class Loader:
             self.errors.extend(settings)
             return None
         for problem in analyse_table(table):
+            if problem.code == "table_gap":  # the gaps merged into intervals and lists, as cells write them
+                merged = gap_text(table)
+                problem.message = f"table '{table.name}': no row covers {merged}" if merged else problem.message
             (self.errors if problem.code in TABLE_ERRORS else self.warnings).append(problem)
         return table
 

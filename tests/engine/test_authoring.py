@@ -386,3 +386,50 @@ rules:
     assert [w[:2] for w in found] == [("never_fires", 5), ("never_fires", 10)]
     assert found[0][3].endswith("(claim.amount > 10 and claim.amount < 5 cannot both hold)")
     assert found[1][3].endswith('(claim.tier == "a" and claim.tier in ["b", "c"] cannot both hold)')
+
+
+# -- tables: overlaps name both rows and an input; gaps merged as the cells write them -----------------------
+
+TABLE = """\
+ruleset: t
+facts:
+  claim: {amount: number, tier: {enum: [a, b]}, region: str}
+  fee: {rate: number}
+input: [claim]
+tables:
+  - name: fees
+    hit: unique
+    inputs: [claim.amount, claim.tier]
+    outputs: [fee.rate]
+    rows:
+      - ["< 100", "-", 1]
+      - ["[200..300]", "a", 2]
+      - ["(250..400)", "b", 3]
+      - [">= 500", "-", 4]
+      - ["[100..150)", "-", 5]
+rules:
+  - {name: r, when: fee.rate > 0, then: {decide: {rate: "=fee.rate"}}}
+"""
+
+
+def test_a_gap_is_listed_with_its_intervals_merged_as_cells_write_them() -> None:
+    [gap] = [w for w in load_ruleset(TABLE, "t.yaml").warnings if w.code == "table_gap"]
+    assert gap.message == ("table 'fees': no row covers claim.amount in [150..200), claim.tier = a; "
+                           "claim.amount in (300..500), claim.tier = a; claim.amount in [150..250], claim.tier = b; "
+                           "and 1 more")
+
+
+def test_gaps_of_a_text_column_merge_into_a_list_or_its_complement() -> None:
+    text = TABLE.replace("[claim.amount, claim.tier]", "[claim.amount, claim.region]").replace(
+        TABLE[TABLE.index("    rows:\n"):TABLE.index("rules:")],
+        '    rows:\n      - ["< 100", "north", 1]\n      - ["[100..200)", "south", 2]\n      - [">= 200", "-", 3]\n')
+    [gap] = [w for w in load_ruleset(text, "t.yaml").warnings if w.code == "table_gap"]
+    assert gap.message == ("table 'fees': no row covers claim.amount < 100, claim.region not in [north]; "
+                           "claim.amount in [100..200), claim.region not in [south]")
+
+
+def test_an_overlap_names_both_rows_lines_and_an_input_where_they_overlap() -> None:
+    [e] = errors(TABLE.replace('"(250..400)", "b"', '"(250..400)", "-"'))
+    assert (e.code, e.where.line) == ("table_overlap", 14)
+    assert e.message == ("table 'fees': rows 2 and 3 overlap (lines 13 and 14), but the hit policy is unique "
+                         '(both match claim.amount = 300, claim.tier = "a")')

@@ -494,7 +494,7 @@ def test_date_tables_report_gaps_and_overlaps_in_dates() -> None:
     gap = TABLE.replace("'< date(\"2020-01-01\")'", "'< date(\"2019-06-01\")'")
     rs = ruleset(gap)
     warning = next(w for w in rs.warnings if w.code == "table_gap")
-    assert 'policy.start = date("2019-06-01")' in warning.message
+    assert 'no row covers policy.start in [date("2019-06-01")..date("2020-01-01"))' in warning.message
     overlap = TABLE.replace("hit: first", "hit: unique")
     with pytest.raises(CompileErrors) as info:
         ruleset(overlap)
