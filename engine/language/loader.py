@@ -456,9 +456,9 @@ class Loader:
         try:
             names = meta.find_undeclared_variables(JINJA.parse(template))
         except jinja2.TemplateSyntaxError as e:
-            start = self.pos.text_start(parent, key)
-            self.error("bad_template", f"prompt template: {e.message}",
-                       Where(start.file, start.line + (e.lineno or 1) - 1, start.column))
+            start = self.pos.text_start(parent, key)  # the error's line of the template, where it stands in the file
+            self.error("bad_template", f"prompt template: {e.message}", start.shifted(template, sum(
+                len(line) + 1 for line in template.split("\n")[:(e.lineno or 1) - 1])))
             return False
         unknown = sorted(names - set(types) - {"facts"} - (extra or set()))
         for n in unknown:

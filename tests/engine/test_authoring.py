@@ -433,3 +433,23 @@ def test_an_overlap_names_both_rows_lines_and_an_input_where_they_overlap() -> N
     assert (e.code, e.where.line) == ("table_overlap", 14)
     assert e.message == ("table 'fees': rows 2 and 3 overlap (lines 13 and 14), but the hit policy is unique "
                          '(both match claim.amount = 300, claim.tier = "a")')
+
+
+def test_a_prompt_template_error_is_on_its_line_of_a_literal_prompt() -> None:
+    text = """\
+ruleset: t
+facts:
+  claim: {amount: number}
+models:
+  m:
+    group: g
+    produces: claim
+    prompt: |
+      Read the claim.
+      Amount: {{ claim.amount }}
+      Broken: {% if claim.amount %}
+rules:
+  - {name: r, when: exists claim, then: m}
+"""
+    found = [e for e in errors(text) if e.code == "bad_template"]
+    assert [(e.where.line, e.where.column) for e in found] == [(11, 7)]
