@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from adapters.console.decisions import DecisionPages
+from adapters.console.dmn import DmnPages
 from adapters.console.escalations import EscalationPages
 from adapters.console.operations import OperationPages
 from adapters.console.publications import PublicationPages
@@ -33,7 +34,7 @@ def create_app(console: Console) -> Starlette:
     ui = UI(console)
     console.sessions.store = console.store  # sessions are kept in the store
     areas = (SessionPages(ui), DecisionPages(ui), RulesetPages(ui), PublicationPages(ui), EscalationPages(ui),
-             OperationPages(ui), TablePages(ui))
+             OperationPages(ui), TablePages(ui), DmnPages(ui))
     routes: list[BaseRoute] = [route for pages in areas for route in pages.routes()]
     routes.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))
 
