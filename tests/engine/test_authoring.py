@@ -63,7 +63,7 @@ def _layout(style: str, parts: list[str], indent: int, data: st.DataObject) -> s
     out = []
     for k, p in enumerate(parts):
         p = p.replace("\\", "\\\\").replace('"', '\\"')
-        if TOKEN not in p and data.draw(st.booleans()):
+        if not any(m[1] in p for m in MISTAKES) and data.draw(st.booleans()):
             p = p.replace(" ", "\\x20", 1)
         out.append(p)
         if k < len(parts) - 1:
@@ -72,11 +72,22 @@ def _layout(style: str, parts: list[str], indent: int, data: st.DataObject) -> s
     return '"' + "".join(out) + '"'
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from([">", "|", "plain", "'", '"']), PARTS, st.integers(0, 5), st.integers(6, 10), st.data())
+MISTAKES = [  # (a part with a mistake, the token the error must point at, its code)
+    (f"claim.{TOKEN} > 1", TOKEN, "unknown_field"),
+    ("claim.amount @ 1", "@", "syntax_error"),
+    ("claim.amount > limt", "limt", "unknown_name"),
+]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([">", "|", "plain", "'", '"']), PARTS, st.integers(0, 5), st.integers(6, 10),
+       st.sampled_from(MISTAKES), st.booleans(), st.data())
 def test_an_error_is_reported_where_its_token_stands_in_every_scalar_style(
-        style: str, parts: list[str], at: int, indent: int, data: st.DataObject) -> None:
-    wrong = f"claim.{TOKEN} > 1"
+        style: str, parts: list[str], at: int, indent: int, mistake: tuple[str, str, str], anchored: bool,
+        data: st.DataObject) -> None:
+    """Random conditions in each YAML style, on several lines, with one mistake: the error stands where the
+    mistake's token is written in the file (through the fast parser, and with an anchor through ruamel's)."""
+    wrong, token, code = mistake
     parts = [p for p in parts if style != "plain" or ("'" not in p and '"' not in p)]
     parts.insert(min(at, len(parts)), wrong)
     where = data.draw(st.sampled_from(["when", "define", "value"]))
@@ -90,9 +101,12 @@ def test_an_error_is_reported_where_its_token_stands_in_every_scalar_style(
         body = _layout(style, ["=" + p if k == 0 else p for k, p in enumerate(parts)], indent + 4, data)
         text = HEAD + "rules:\n  - name: r\n    when: exists claim\n    then:\n      decide:\n        route: x\n" + \
             "        flag: " + body + "\n"
-    found = [e for e in errors(text) if e.code == "unknown_field"]
+    text = text.replace("input: [claim]\n", "input: [claim]\nvalues: {limit: 5}\n")
+    if anchored:  # an anchor sends the file through ruamel's round-trip parser
+        text = text.replace("  claim: {", "  claim: &c {")
+    found = [e for e in errors(text) if e.code == code]
     assert found, text
-    assert (found[0].where.line, found[0].where.column) == where_of(text, TOKEN), text
+    assert (found[0].where.line, found[0].where.column) == where_of(text, token), text
 
 
 def test_the_folded_condition_of_the_issue_is_reported_at_its_line() -> None:
