@@ -86,6 +86,9 @@ def _check_size(text: str, file: str, limits: SourceLimits) -> None:
 
 def _syntax(mark: Any, problem: str | None, file: str) -> BatonError:
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    if problem and "maximum nesting depth" in problem:  # libyaml's own bound (1,000), met before MAX_DEPTH's
+        return BatonError("yaml_nesting", f"mappings and lists nested more than {MAX_DEPTH} deep",
+                          Where(file, line, col), "a ruleset needs far fewer levels")
     return BatonError("yaml_syntax", f"YAML syntax: {(problem or 'invalid YAML').strip()}", Where(file, line, col),
                       "check indentation and quoting around this place")
 

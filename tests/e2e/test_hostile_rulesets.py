@@ -45,7 +45,7 @@ def rules(n: int, when: str = "t.a > {i}") -> str:
 
 HOSTILE = {
     "alias bomb": (laughs(), "yaml_aliases"),
-    "10,000-deep nesting": (HEAD + "x: " + "[" * 10_000 + "]" * 10_000 + "\n", "yaml_syntax"),
+    "10,000-deep nesting": (HEAD + "x: " + "[" * 10_000 + "]" * 10_000 + "\n", "yaml_nesting"),
     "100-deep nesting": (HEAD + "x: " + "[" * 100 + "]" * 100 + "\n", "yaml_nesting"),
     "a 10 MB single line": (HEAD + "description: " + "x" * 10_000_000 + "\n", "too_large"),
     "100,000 rules": (HEAD + "rules:\n" + "".join(f"- {{name: r{i}}}\n" for i in range(100_000)), "too_many_rules"),
