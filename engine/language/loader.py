@@ -979,6 +979,10 @@ class Loader:
         try:
             condition = analyse(parse(when), types)
         except ExprError as e:
+            if e.code == BROKEN or self.vocab.locate(e.offset) is not None:  # a definition a cell uses
+                self.current = f"table '{table.name}' row {row.number}"
+                self.expr_error(e, row.where, when)
+                return None
             self.error(e.code, f"table '{table.name}' row {row.number}: {e.message} in: {when}", row.where, e.hint)
             return None
         payload = dict(table.payload(row))

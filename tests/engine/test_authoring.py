@@ -467,3 +467,30 @@ rules:
 """
     found = [e for e in errors(text) if e.code == "bad_template"]
     assert [(e.where.line, e.where.column) for e in found] == [(11, 7)]
+
+
+def test_an_error_in_a_definition_a_table_cell_uses_is_at_the_definition() -> None:
+    text = """\
+ruleset: t
+facts:
+  claim: {amount: number}
+  fee: {rate: number}
+input: [claim]
+define:
+  lim: >
+    claim.amount +
+    claim.amonut * 2
+tables:
+  - name: fees
+    hit: first
+    inputs: [claim.amount]
+    outputs: [fee.rate]
+    rows:
+      - ["> lim", 1]
+      - ["-", 2]
+rules:
+  - {name: r, when: fee.rate > 0, then: {decide: {rate: "=fee.rate"}}}
+"""
+    [e] = errors(text)
+    assert (e.code, e.where.line, e.where.column) == ("unknown_field", 9, 11)
+    assert e.message.endswith("(in definition 'lim', used by table 'fees' row 1)")
