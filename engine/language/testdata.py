@@ -147,7 +147,8 @@ class TestData:
             try:
                 check_field(spec, fvalue, f"{path}.{fname}")
             except InvalidInput as e:
-                hint = "write dates as YYYY-MM-DD" if e.code == "bad_date" else ""
+                hint = ("" if e.code != "bad_date" else "write a date as YYYY-MM-DD" if spec.kind == "date" else
+                        "write a datetime as YYYY-MM-DDTHH:MM:SSZ (or with an offset)")
                 self.error(BatonError(e.code, prefix + e.message, self.pos.value(value, fkey), hint))
         missing = [n for n, spec in ft.fields.items() if not spec.optional and value.get(n) is None]
         if missing:
