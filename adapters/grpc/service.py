@@ -387,7 +387,7 @@ class DecisionService:
         self._bulk_tasks.add(task)
         task.add_done_callback(self._bulk_tasks.discard)
         task.add_done_callback(lambda _: slots.release())
-        return await task
+        return await asyncio.shield(task)
 
     async def _bulk_one(self, index: int, request: decision_pb2.DecideRequest, context: Ctx,
                         ident: Identity) -> decision_pb2.DecideResult:
@@ -419,6 +419,10 @@ class DecisionService:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{n} requests in one DecideBatch: at most {limit} "
                         "(limits.max_batch); nothing was decided, send smaller batches",
                         [("requests", f"at most {limit} (limits.max_batch)")])
+        if request.idempotency_key and len(f"{request.idempotency_key}/{max(n - 1, 0)}") > 200:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "idempotency_key too long: with /INDEX added, a request's "
+                        "key would pass 200 characters; nothing was decided",
+                        [("idempotency_key", "at most 200 characters with /INDEX")])
         results: list[decision_pb2.DecideResult] = [decision_pb2.DecideResult()] * n
         todo = iter(range(n))  # shared by the workers below: requests start in request order
 

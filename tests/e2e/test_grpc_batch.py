@@ -118,6 +118,11 @@ def test_a_batch_over_the_limit_is_refused_whole(server: Server, stub: Any) -> N
     status = rpc_status.from_call(info.value)
     assert status is not None and violations(status) == ["requests"]
     assert store.count() == stored
+    long_key = decision_pb2.DecideBatchRequest(requests=batch.requests[:2], idempotency_key="k" * 199)
+    with pytest.raises(grpc.RpcError) as info:  # "k...k/1" would pass 200 characters: refused whole
+        stub.DecideBatch(long_key, metadata=metadata("caller"))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "idempotency_key" in info.value.details()
+    assert store.count() == stored
     full = stub.DecideBatch(decision_pb2.DecideBatchRequest(requests=batch.requests[:MAX_BATCH]),
                             metadata=metadata("caller")).results
     assert len(full) == MAX_BATCH and all(r.decision.decision_id for r in full)
