@@ -269,24 +269,28 @@ class DecisionPages:
                 yield _csv_line([f"# decisions exported by {session.name} at {utc_text(now)} UTC; filters: {said}"])
                 yield _csv_line(EXPORT_COLUMNS)
             before: tuple[float, str] | None = None
+            count = broken = 0
             while True:
                 page = await asyncio.to_thread(self.c.store.list_decisions, q.get("ruleset") or None,
                                                q.get("outcome") or None, _day(q.get("from", "")),
                                                _day(q.get("to", ""), True), EXPORT_PAGE, before,
                                                q.get("version") or None, q.get("text") or None)
-                if not page:
-                    return
                 problems = await asyncio.to_thread(self.c.store.chain_problems, [str(r["id"]) for r in page])
                 for r in page:
                     problem = problems.get(str(r["id"])) or (check["problem"] if check and check["problem"] and
                                                              check["broken_id"] == r["id"] else None)
                     row = {**{k: r[k] for k in EXPORT_COLUMNS if k in r}, "created_at": utc_text(r["created_at"]),
                            "chain": f"BROKEN: {problem}" if problem else "ok"}
+                    count, broken = count + 1, broken + bool(problem)
                     yield json.dumps(row, ensure_ascii=False) + "\n" if fmt == "jsonl" else \
                         _csv_line([row.get(c) for c in EXPORT_COLUMNS])
                 if len(page) < EXPORT_PAGE:
-                    return
+                    break
                 before = (float(page[-1]["created_at"]), str(page[-1]["id"]))
+            # the last line says the export is whole: a file cut short (a dropped connection) has none
+            end = {"end": True, "decisions": count, "broken": broken}
+            yield json.dumps(end) + "\n" if fmt == "jsonl" else \
+                _csv_line([f"# end: {count} decisions; {broken} failing the hash check"])
 
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
         return StreamingResponse(rows(), media_type="text/csv; charset=utf-8" if fmt == "csv" else

@@ -73,8 +73,9 @@ def test_a_search_exports_as_csv_and_json_lines_with_filters_and_chain_status(en
             assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
             assert "attachment" in got.headers["content-disposition"]
             text = "".join(got.iter_text())
-        first, *lines = text.splitlines()
+        first, *lines, last = text.splitlines()
         assert first.startswith("# decisions exported by auditor") and "filters: ruleset=claims-triage" in first
+        assert last == "# end: 2 decisions; 1 failing the hash check"  # the file is whole
         rows = list(csv.DictReader(io.StringIO("\n".join(lines))))
         assert {r["id"] for r in rows} == {c.decision_id for c in env["claims"]}
         by_id = {r["id"]: r for r in rows}
@@ -82,8 +83,9 @@ def test_a_search_exports_as_csv_and_json_lines_with_filters_and_chain_status(en
         assert by_id[tampered]["chain"].startswith("BROKEN: column rule differs")
         assert by_id[tampered]["rule"] == "'=cmd()"  # a spreadsheet shows it, never runs it
         jsonl = auditor.get(f"{url}/decisions/export.jsonl?outcome=escalated")
-        head, *items = [json.loads(x) for x in jsonl.text.splitlines()]
+        head, *items, end = [json.loads(x) for x in jsonl.text.splitlines()]
         assert head["filters"] == {"outcome": "escalated"} and head["by"] == "auditor"
+        assert end == {"end": True, "decisions": 5, "broken": 0}
         assert len(items) == 5 and all(i["chain"] == "ok" and i["ruleset"] == "payment-approval" for i in items)
         assert auditor.get(f"{url}/decisions/export.xlsx").status_code == 404
     with httpx.Client(follow_redirects=False) as reviewer:
