@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -21,6 +22,7 @@ from adapters.console.ui import (
     UI,
     _int,
     error_dict,
+    timeline,
 )
 from adapters.impact import Impact, decision_label, impact_steps
 from adapters.registry import GovernanceError
@@ -134,8 +136,12 @@ class RulesetPages:
             else:
                 docs = await asyncio.to_thread(self.c.store.documents_of, record)
                 draft = await self.compiled(source, "draft.yaml")
-                w = await what_if(Engine(draft), record, documents=docs)
-                context["whatif"] = {"version": draft.version, "w": w, "draft": True}
+                w = await what_if(Engine(draft), record, documents=docs, keep=True)
+                graphs = None if w.record is None else (  # the stored decision and the draft's, drawn
+                    svg.decision_graph(timeline(record), record["outcome"], "whatif-stored-graph"),
+                    svg.decision_graph(timeline(w.record), str(w.record["outcome"]), "whatif-new-graph"))
+                context["whatif"] = {"version": draft.version, "w": replace(w, record=None), "draft": True,
+                                     "graphs": graphs}
         elif action == "impact" and check["valid"]:
             last = _int(data.get("last"), 200, 1, 5000)
             context["impact"] = await self.impact(await self.compiled(source, "draft.yaml"), last)

@@ -133,3 +133,25 @@ def test_what_if_and_a_replay_divergence_draw_both_decisions(env: dict[str, Any]
     assert "classify-claim" in replayed.get_attribute("textContent")
     driver.execute_script("document.getElementById('replay-result').scrollIntoView()")
     shot(driver, "40-replay-divergence-graphs")
+
+
+def test_the_editors_what_if_of_unsaved_text_draws_both_decisions(env: dict[str, Any]) -> None:
+    import re
+
+    import httpx
+
+    from tests.e2e.test_console import login
+
+    url = env["url"]
+    with httpx.Client(follow_redirects=False) as editor:
+        assert login(editor, url, "editor").status_code == 303
+        page = editor.get(f"{url}/rulesets/edit/claims-triage").text
+        csrf = re.search(r'name="csrf" content="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        draft = (ROOT / "rulesets/claims-triage.yaml").read_text().replace("claim.amount > 50000",
+                                                                          "claim.amount > 99000")
+        shown = editor.post(f"{url}/rulesets/edit/claims-triage?do=whatif", data={
+            "csrf": csrf, "source": draft, "decision": env["claim"].decision_id})
+        assert shown.status_code == 200 and "this unsaved text" in shown.text
+        assert 'id="whatif-stored-graph"' in shown.text and 'id="whatif-new-graph"' in shown.text
+        new = shown.text[shown.text.index('id="whatif-new-graph"'):]
+        assert "★ decide · default-route" in new[:new.index("</svg>")]
