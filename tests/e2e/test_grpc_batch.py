@@ -168,6 +168,19 @@ def test_a_stream_answers_every_request_in_the_order_sent(server: Server, stub: 
     assert again[0].decision.decision_id == results[5].decision.decision_id and again[0].decision.idempotent_replay
 
 
+def test_an_undecodable_message_on_a_stream_fails_alone(server: Server) -> None:
+    inner = b"\x0a\x02\xff\xfe"  # DecideRequest.ruleset: two bytes that are not UTF-8
+    broken = b"\x0a" + bytes([len(inner)]) + inner
+    good = decision_pb2.DecideStreamRequest(request=claim("U-2", amount=100)).SerializeToString()
+    with server.channel() as channel:
+        call = channel.stream_stream("/baton.v1.DecisionService/DecideStream", request_serializer=lambda b: b,
+                                     response_deserializer=decision_pb2.DecideStreamResponse.FromString)
+        results = [r.result for r in call(iter([good, broken, good]), metadata=metadata("caller"))]
+    assert [r.index for r in results] == [0, 1, 2]
+    assert results[1].error.code == code_pb2.INVALID_ARGUMENT and violations(results[1].error) == ["request"]
+    assert all(not r.HasField("error") and r.decision.decision_id for r in (results[0], results[2]))
+
+
 HANG = """\
 ruleset: hang
 facts:
