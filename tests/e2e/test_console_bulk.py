@@ -66,6 +66,9 @@ def test_a_search_exports_as_csv_and_json_lines_with_filters_and_chain_status(en
     driver.get(f"{url}/decisions?ruleset=claims-triage")
     link = wait(driver, lambda d: d.find_elements(By.ID, "export-csv"))[0].get_attribute("href")
     assert link.endswith("/decisions/export.csv?ruleset=claims-triage")
+    driver.find_element(By.ID, "export-jsonl").click()  # streamed into the page with a count, then saved
+    assert wait(driver, lambda d: "done:" in d.find_element(By.ID, "export-progress").text and
+                d.find_element(By.ID, "export-progress")).text == "done: 2 decisions, saved as a file"
     shot(driver, "31-export-links")
     cookies = {"baton_session": driver.get_cookie("baton_session")["value"]}
     with httpx.Client(cookies=cookies) as auditor:

@@ -167,6 +167,40 @@
     });
   }
 
+  // Exports: streamed into the page with a count of the decisions so far, then saved as a file (without the
+  // script the links download directly). The last line says the export is whole.
+  for (const link of document.querySelectorAll("a.export")) {
+    link.addEventListener("click", async (event) => {
+      event.preventDefault();
+      const status = document.getElementById("export-progress");
+      status.hidden = false; status.textContent = "exporting…";
+      const response = await fetch(link.href);
+      if (!response.ok || !response.body) { window.location = link.href; return; }
+      const reader = response.body.getReader();
+      const parts = [], decoder = new TextDecoder(), heading = link.id === "export-csv" ? 2 : 1;
+      let lines = 0, last = "";
+      for (;;) {
+        const {value, done} = await reader.read();
+        if (done) break;
+        parts.push(value);
+        const text = decoder.decode(value, {stream: true});
+        lines += (text.match(/\n/g) || []).length;
+        last = (last + text).slice(-200);
+        status.textContent = Math.max(0, lines - heading).toLocaleString() + " decisions exported so far…";
+      }
+      const end = last.trim().split("\n").pop();
+      const match = end.match(/"decisions": (\d+)|# end: (\d+) decisions/);
+      status.textContent = match ? "done: " + (match[1] || match[2]) + " decisions, saved as a file"
+                                 : "the export stopped before its end line: it is incomplete";
+      status.className = match ? "ok" : "error";
+      const url = URL.createObjectURL(new Blob(parts, {type: response.headers.get("content-type") || ""}));
+      const save = document.createElement("a");
+      save.href = url; save.download = (response.headers.get("content-disposition") || "").split('filename="')[1]?.replace('"', "") || "decisions";
+      document.body.append(save); save.click(); save.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+    });
+  }
+
   // Operations: verify the whole log with a progress bar (without the script the form posts and redirects)
   const verify = document.getElementById("verify-form");
   if (verify) {
