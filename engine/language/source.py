@@ -79,8 +79,8 @@ def parse_yaml(text: str, file: str, limits: SourceLimits = DEFAULT_LIMITS) -> A
 
 def _check_size(text: str, file: str, limits: SourceLimits) -> None:
     if len(text) > limits.max_chars:
-        raise BatonError("too_large", f"ruleset is {len(text):,} characters, over the limit of "
-                         f"{limits.max_chars:,} (limits.ruleset_max_chars)", Where(file, 1, 1),
+        raise BatonError("too_large", f"ruleset file is larger than {limits.max_chars:,} characters "
+                         f"({len(text):,}; limits.ruleset_max_chars)", Where(file, 1, 1),
                          "split the ruleset, or raise the limit in the service's configuration")
 
 
