@@ -396,7 +396,7 @@ class DecisionService:
             remaining = context.time_remaining()
             if remaining is not None and remaining > BULK_MARGIN_S:
                 # the engine stops in time for the batch's last decisions to be stored and every result sent
-                own = request.deadline.seconds + request.deadline.nanos / 1e9 if request.HasField("deadline") \
+                own = duration_s(request.deadline, "deadline") if request.HasField("deadline") \
                     else self.s.default_deadline_s
                 budget = remaining - BULK_MARGIN_S
                 if own is None or (0 < budget < own):
