@@ -136,32 +136,40 @@ class EscalationPages:
         return RedirectResponse(f"/escalations/{_quote(esc_id)}#notes", status_code=303)
 
     async def bulk_close(self, request: Request) -> Response:
-        """Close (no answer expected) or decline (an answer expected) the selected open escalations with one
-        note: each is recorded on its own, with who did it and the note; those no longer open are skipped and
-        listed."""
+        """The selected open escalations, with one note recorded on each with who did it: closed (no answer
+        expected) or declined (an answer expected); or resolved, each with the answer its escalation already
+        gives (the reviewer's identity and the fields it fixes) - one that needs more is skipped and listed,
+        as is one no longer open."""
         session = self.ui.need(request, "reviewer")
         data = await self.ui.form(request, session)
         picked = list(dict.fromkeys(str(v) for v in data.getlist("pick")))[:MAX_BULK]
         note = str(data.get("note", "")).strip()
-        results: list[tuple[str, str]] = []
+        results: list[tuple[str, str, str]] = []  # escalation, what happened, the decision it resumed into
         error = "" if picked else "select at least one escalation"
+        resolve = data.get("action") == "resolve"
         if picked and not note:
-            error = "say why they are closed (one note, kept with each)"
+            error = f"say why they are {'resolved' if resolve else 'closed'} (one note, kept with each)"
         if self.c.escalations is None:
             error = "escalations are not enabled here"
         if not error:
             assert self.c.escalations is not None
             for esc_id in picked:
                 try:
-                    done = await self.c.escalations.close(esc_id, note, session.name)
-                    results.append((esc_id, str(done["status"])))
+                    if resolve:
+                        _, resumed = await self.c.escalations.resolve(esc_id, {}, session.name)
+                        await self.c.escalations.comment(esc_id, note, session.name)
+                        results.append((esc_id, f"resolved: {resumed['outcome']}", str(resumed["decision_id"])))
+                    else:
+                        done = await self.c.escalations.close(esc_id, note, session.name)
+                        results.append((esc_id, str(done["status"]), ""))
                 except (InvalidInput, NotOpen, BatonError) as e:
-                    results.append((esc_id, f"skipped: {e.message}"))
+                    results.append((esc_id, f"skipped: {e.message}", ""))
         rows = await asyncio.to_thread(self.c.store.escalations, None, "open", 500)
         await self.ui.flag(request, [str(r["id"]) for r in rows])
         return self.ui.page(request, "escalations.html", status=400 if error else 200, rows=rows, now=time.time(),
                             bulk_error=error, bulk_results=results, bulk_note=note, picked=set(picked),
-                            bulk_done=sum(not outcome.startswith("skipped") for _, outcome in results))
+                            bulk_done=sum(not outcome.startswith("skipped") for _, outcome, _ in results),
+                            bulk_verb="resolved" if resolve else "closed")
 
     def routes(self) -> list[Route]:
         g = self.ui.guarded

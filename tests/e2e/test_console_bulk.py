@@ -147,3 +147,31 @@ def test_selected_dead_effects_retry_with_one_note_recorded_on_each(env: dict[st
         driver.get(f"{url}/effects/{e['id']}")
         notes = driver.find_element(By.ID, "effect-notes").text
         assert "retried" in notes and "treasury endpoint is back" in notes and "auditor" in notes
+
+
+def test_selected_escalations_resolve_with_the_answer_they_give_and_one_note(env: dict[str, Any],
+                                                                             browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, driver, store = env["url"], browser, env["store"]
+    last = env["payments"][4].decision_id  # the one the bulk close left open
+    declined = env["payments"][2].decision_id
+    sign_in(driver, url, "reviewer")
+    driver.get(f"{url}/escalations")
+    driver.find_element(By.CSS_SELECTOR, f"input[name=pick][value='{last}']").click()
+    driver.find_element(By.ID, "bulk-note").send_keys("approved in the Friday batch")
+    driver.find_element(By.ID, "bulk-resolve").click()
+    result = wait(driver, lambda d: d.find_elements(By.ID, "bulk-results"))[0].text
+    assert "1 of 1 resolved by reviewer" in result and "resolved: decided as" in result
+    shot(driver, "32b-bulk-resolve")
+    row = store.escalation(last)
+    assert row is not None and (row["status"], row["resolved_by"]) == ("resolved", "reviewer")
+    assert json.loads(row["answer"]) == {"payment_ref": "PAY-64", "approver": "reviewer"}  # fixed and identity
+    notes = [(n["by"], n["kind"], n["text"]) for n in store.escalation_notes(last)]
+    assert ("reviewer", "comment", "approved in the Friday batch") in notes
+    with httpx.Client(follow_redirects=False) as reviewer:  # one no longer open is skipped, said so
+        assert login(reviewer, url, "reviewer").status_code == 303
+        csrf = _csrf(reviewer.get(f"{url}/escalations").text)
+        again = reviewer.post(f"{url}/escalations/bulk", data={"csrf": csrf, "pick": [declined], "action": "resolve",
+                                                                "note": "late"})
+        assert "0 of 1 resolved" in again.text and "already declined" in again.text
