@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 RUNS = {
     "engine_speed.py": (["--n", "300"], "Baton / raw"),
+    "loop_phases.py": (["--n", "100", "--rounds", "1"], "setup + glue"),
     "store.py": (["--n", "60", "--backlog", "500"], "the SQLite store's CPU spends storing one"),  # the last line
     "rules_scale.py": (["--smoke"], "table rows N=100"),
     "memory.py": (["--rounds", "1", "--mib", "1"], "statuses: ['INVALID_ARGUMENT']"),
