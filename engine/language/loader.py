@@ -96,6 +96,7 @@ _TYPE_CODES = {"unknown_fact_type", "unknown_field", "type_mismatch", "unknown_v
                "bad_regex", "bad_date", "ambiguous_fact",
                "unknown_name"}  # errors of one part: the other parts are checked too
 FIELD_PATH = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*\Z")
+_TOKEN_AT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|\S")
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z")
 JINJA = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
@@ -126,6 +127,7 @@ class Loader:
         self.vocab = Vocabulary()  # values: and define:, in force while the file's expressions are parsed
         self.current = ""  # the rule whose expressions are being checked ("rule 'x'"), named by definition errors
         self.def_errors: dict[tuple[str, int, int, str], tuple[BatonError, list[str]]] = {}
+        self.raw_rows: dict[tuple[str, int], Any] = {}  # (table, row number) -> the row's cells as written
 
     def error(self, code: str, message: str, where: Where, hint: str = "") -> None:
         self.errors.append(BatonError(code, message, where, hint))
@@ -933,6 +935,7 @@ class Loader:
             if not ok:
                 continue
             row = Row(j + 1, cells, values, rwhere)
+            self.raw_rows[(str(name), j + 1)] = raw
             if head not in PROPOSALS:
                 try:  # =expr cells are checked with the row's condition (table_rule); the rest as a fact now
                     fact_with_computed(types[head], plain(self.payload(outputs, values)), f"{name}#{j + 1}")
@@ -983,7 +986,8 @@ class Loader:
                 self.current = f"table '{table.name}' row {row.number}"
                 self.expr_error(e, row.where, when)
                 return None
-            self.error(e.code, f"table '{table.name}' row {row.number}: {e.message} in: {when}", row.where, e.hint)
+            self.error(e.code, f"table '{table.name}' row {row.number}: {e.message} in: {when}",
+                       self.cell_where(table, row, when, e.offset), e.hint)
             return None
         payload = dict(table.payload(row))
         fact = types.get(table.head) if table.head not in PROPOSALS else None
@@ -999,6 +1003,21 @@ class Loader:
         return Rule(table.rule_name(row), index, table.priority, when, condition, [] if table.aggregate else [step],
                     row.where, table.precedence(row))
 
+    def cell_where(self, table: Table, row: Row, when: str, offset: int) -> Where:
+        """Where, in the input cell that wrote it, the token at ``offset`` of a row's condition stands (the row's
+        place when no cell holds it once)."""
+        raw = self.raw_rows.get((table.name, row.number))
+        m = _TOKEN_AT.match(when, max(offset, 0))
+        if not isinstance(raw, list) or m is None:
+            return row.where
+        word = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(m.group())}(?![A-Za-z0-9_])")
+        found = [(k, hit.start()) for k in range(min(len(table.inputs), len(raw))) if isinstance(raw[k], str)
+                 for hit in word.finditer(raw[k])]
+        if len(found) != 1:
+            return row.where
+        k, at = found[0]
+        return self.pos.text_start(raw, k).shifted(raw[k], at)
+
     def table_values(self, table: Table, row: Row, payload: dict[str, object], types: dict[str, FactType],
                      condition: Condition, fact: FactType | None) -> list[tuple[tuple[str, ...], str, Any]] | None:
         """A row's ``=expr`` output cells, checked over the facts its condition matches (None: an error)."""
@@ -1012,7 +1031,11 @@ class Loader:
                 try:
                     out.append(((key,), value, computed_value(value, key, types, condition, fact)))
                 except ExprError as e:
-                    self.error(e.code, f"{where}: {e.message} (in {value})", row.where, e.hint)
+                    raw = self.raw_rows.get((table.name, row.number))
+                    k = len(table.inputs) + next(i for i, c in enumerate(table.outputs) if c.field == key)
+                    at = self.pos.text_start(raw, k).shifted(value, max(e.offset, 0) + 1) if isinstance(
+                        raw, list) and k < len(raw) and raw[k] == value else row.where
+                    self.error(e.code, f"{where}: {e.message} (in {value})", at, e.hint)
                     ok = False
             elif spells_a_field(value, types, condition):
                 self.error("ambiguous_value", f"{where}: '{value.strip()}' spells the field {value.strip()}, but "

@@ -494,3 +494,25 @@ rules:
     [e] = errors(text)
     assert (e.code, e.where.line, e.where.column) == ("unknown_field", 9, 11)
     assert e.message.endswith("(in definition 'lim', used by table 'fees' row 1)")
+
+
+def test_an_error_in_a_table_cell_is_at_the_cell() -> None:
+    text = """\
+ruleset: t
+facts:
+  claim: {amount: number, region: str}
+  fee: {rate: number}
+input: [claim]
+tables:
+  - name: fees
+    hit: first
+    inputs: [claim.amount, claim.region]
+    outputs: [fee.rate]
+    rows:
+      - ["> claim.amonut * 2", "-", 1]
+      - ["-", "-", "=claim.amount * claim.regoin"]
+rules:
+  - {name: r, when: fee.rate > 0, then: {decide: {rate: "=fee.rate"}}}
+"""
+    assert [(e.code, e.where.line, e.where.column, e.hint) for e in errors(text)] == [
+        ("unknown_field", 12, 19, "did you mean 'amount'?"), ("unknown_field", 13, 43, "did you mean 'region'?")]
