@@ -147,9 +147,7 @@ class TestData:
             try:
                 check_field(spec, fvalue, f"{path}.{fname}")
             except InvalidInput as e:
-                hint = ("" if e.code != "bad_date" else "write a date as YYYY-MM-DD" if spec.kind == "date" else
-                        "write a datetime as YYYY-MM-DDTHH:MM:SSZ (or with an offset)")
-                self.error(BatonError(e.code, prefix + e.message, self.pos.value(value, fkey), hint))
+                self.error(BatonError(e.code, prefix + e.message, self.pos.value(value, fkey)))  # says how to write it
         missing = [n for n, spec in ft.fields.items() if not spec.optional and value.get(n) is None]
         if missing:
             self.error(BatonError("missing_field", f"{prefix}{path}: {ft.name} needs "
