@@ -516,3 +516,16 @@ rules:
 """
     assert [(e.code, e.where.line, e.where.column, e.hint) for e in errors(text)] == [
         ("unknown_field", 12, 19, "did you mean 'amount'?"), ("unknown_field", 13, 43, "did you mean 'region'?")]
+
+
+def test_answers_indented_inside_expect_is_a_misplaced_key() -> None:
+    found = data_errors("""\
+  - name: t
+    given:
+      claim: {amount: 10, region: north, opened: 2026-03-01, tier: gold}
+    expect:
+      outcome: decided
+      answers: {scorer: {value: 0.9}}
+""")
+    assert [e[:3] for e in found] == [("misplaced_key", LINE + 5, 7)]
+    assert "'answers' is written in expect, but it belongs to the test itself" in found[0][3]
