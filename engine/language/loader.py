@@ -1031,6 +1031,11 @@ class Loader:
                 try:
                     out.append(((key,), value, computed_value(value, key, types, condition, fact)))
                 except ExprError as e:
+                    if e.code == BROKEN or self.vocab.locate(e.offset) is not None:  # a definition it uses
+                        self.current = f"table '{table.name}' row {row.number}"
+                        self.expr_error(e, row.where, value)
+                        ok = False
+                        continue
                     raw = self.raw_rows.get((table.name, row.number))
                     k = len(table.inputs) + next(i for i, c in enumerate(table.outputs) if c.field == key)
                     at = self.pos.text_start(raw, k).shifted(value, max(e.offset, 0) + 1) if isinstance(

@@ -529,3 +529,29 @@ def test_answers_indented_inside_expect_is_a_misplaced_key() -> None:
 """)
     assert [e[:3] for e in found] == [("misplaced_key", LINE + 5, 7)]
     assert "'answers' is written in expect, but it belongs to the test itself" in found[0][3]
+
+
+def test_an_error_in_a_definition_an_output_cell_uses_is_at_the_definition() -> None:
+    text = """\
+ruleset: t
+facts:
+  claim: {amount: number}
+  fee: {rate: number}
+input: [claim]
+define:
+  doubled: >
+    claim.amount +
+    claim.amonut
+tables:
+  - name: fees
+    hit: first
+    inputs: [claim.amount]
+    outputs: [fee.rate]
+    rows:
+      - ["-", "=doubled"]
+rules:
+  - {name: r, when: fee.rate > 0, then: {decide: {rate: "=fee.rate"}}}
+"""
+    [e] = errors(text)
+    assert (e.code, e.where.line, e.where.column) == ("unknown_field", 9, 11)
+    assert e.message.endswith("(in definition 'doubled', used by table 'fees' row 1)")
