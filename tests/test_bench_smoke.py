@@ -40,6 +40,7 @@ def test_every_bench_script_is_covered() -> None:
 
 
 @pytest.mark.parametrize("script", sorted(RUNS))
+@pytest.mark.slow
 def test_bench_script_runs(script: str) -> None:
     if script in ("grpc_load.py", "grpc_parts.py", "grpc_batch.py") and shutil.which("h2load") is None:
         pytest.skip("h2load (nghttp2-client) is not installed")

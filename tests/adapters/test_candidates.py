@@ -56,6 +56,7 @@ BIG = SourceLimits(max_chars=4_000_000)
     (CompileLimits(memory_mb=256, wall_s=120, source=BIG), "limits.compile_memory_mb"),
     (CompileLimits(wall_s=0.5, source=BIG), "limits.compile_wall_s"),
 ])
+@pytest.mark.slow
 def test_each_bound_is_refused_by_its_name(limits: CompileLimits, name: str) -> None:
     compiler = CandidateCompiler(limits)
     try:

@@ -196,6 +196,7 @@ def baton(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("path", HISTORIES[:1], ids=[p.stem for p in HISTORIES[:1]])
+@pytest.mark.slow
 def test_a_proof_round_trips_through_the_cli_and_is_checked_without_the_store(path: Path, tmp_path: Path) -> None:
     db = tmp_path / "baton.db"
     shutil.copy(path, db)  # the oldest store kept: written before revision 0009, its traces are trace_events rows

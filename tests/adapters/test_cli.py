@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from adapters.cli.main import app
@@ -221,6 +222,7 @@ def test_table_export_import_round_trip_keeps_the_file_and_refuses_bad_rows(tmp_
     assert missing.exit_code == 1 and "no decision table named 'nope'" in missing.output
 
 
+@pytest.mark.slow
 def test_rulesets_list_history_and_shadow_report_from_the_store(tmp_path: Path) -> None:
     from adapters.registry import RulesetRegistry
     from adapters.rulesets import load_file

@@ -156,6 +156,7 @@ def test_an_effect_with_no_connector_waits_in_the_outbox_untouched(db_url: str) 
     assert [(e["status"], e["attempts"]) for e in waiting] == [("pending", 0)]
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_delivery_redelivers_and_the_receiver_applies_once(
         tmp_path: Path, receiver: tuple[Receiver, str]) -> None:
     rec, url = receiver

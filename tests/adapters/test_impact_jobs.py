@@ -43,6 +43,7 @@ def impact(db: str, candidate: Path, *extra: str) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
+@pytest.mark.slow
 def test_impact_in_three_processes_is_impact_in_one(history: tuple[str, Path]) -> None:
     db, candidate = history
     one = impact(db, candidate, "--jobs", "1")
@@ -51,6 +52,7 @@ def test_impact_in_three_processes_is_impact_in_one(history: tuple[str, Path]) -
     assert one["decisions"] == N and 0 < one["changed"] < N  # amounts 50,001-70,000 move; the rest do not
 
 
+@pytest.mark.slow
 def test_parts_are_disjoint_and_cover_the_history(history: tuple[str, Path]) -> None:
     db, candidate = history
     whole = impact(db, candidate, "--jobs", "2")
@@ -69,6 +71,7 @@ def test_parts_are_disjoint_and_cover_the_history(history: tuple[str, Path]) -> 
     assert bad.exit_code == 2 and "give K/N" in bad.stderr
 
 
+@pytest.mark.slow
 def test_replay_all_in_two_processes_is_replay_all_in_one(history: tuple[str, Path]) -> None:
     db, _ = history
     runs = []
@@ -82,6 +85,7 @@ def test_replay_all_in_two_processes_is_replay_all_in_one(history: tuple[str, Pa
     assert CliRunner().invoke(app, ["replay", "--db", db]).exit_code == 2  # neither an id nor --all
 
 
+@pytest.mark.slow
 def test_on_postgresql_machines_parts_with_jobs_cover_what_one_process_finds(pg_url: str, tmp_path: Path) -> None:
     db, candidate = make_history(pg_url, tmp_path)
     one = impact(db, candidate, "--jobs", "1")

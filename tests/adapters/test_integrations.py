@@ -407,6 +407,7 @@ def make_pki(tmp: Path) -> dict[str, Path]:
     return {n: tmp / n for n in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
 
 
+@pytest.mark.slow
 def test_per_connector_tls_with_a_ca_bundle_and_client_certificate(tmp_path: Path) -> None:
     import ssl
 

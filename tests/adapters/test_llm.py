@@ -107,6 +107,7 @@ def test_falls_back_to_another_group_when_the_primary_errors(server: str) -> Non
     assert [r["model"] for r in httpx.get(f"{server}/requests").json()][-1] == "m-capable"
 
 
+@pytest.mark.slow
 def test_retries_then_succeeds(server: str) -> None:
     script(server, "m-solo", {"status": 500}, {"status": 429}, ok(INJURY))
     d = decide(gateway(server), CLAIMS.replace("group: fast", "group: solo"), {"claim": CLAIM},

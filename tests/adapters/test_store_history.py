@@ -32,6 +32,7 @@ def test_there_is_a_store_of_an_earlier_version() -> None:
     assert STORES
 
 
+@pytest.mark.slow
 def test_an_earlier_store_verifies_and_replays_after_migration(old: SqlStore) -> None:
     checked, problem = old.verify()
     assert problem is None and checked == old.count() >= 80

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from adapters.store.sql import SqlStore
 
 HERE = Path(__file__).resolve().parent
@@ -20,6 +22,7 @@ def writer(url: str, count: int, concurrency: int = 16) -> subprocess.Popen[str]
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_concurrent_writer_processes_keep_one_chain(db_url: str) -> None:
     SqlStore(db_url).close()  # migrate once up front
     procs = [writer(db_url, 60) for _ in range(4)]
@@ -33,6 +36,7 @@ def test_concurrent_writer_processes_keep_one_chain(db_url: str) -> None:
     assert store.verify() == (240, None)
 
 
+@pytest.mark.slow
 def test_a_writer_killed_mid_stream_loses_nothing_it_acknowledged(db_url: str) -> None:
     SqlStore(db_url).close()
     proc = writer(db_url, 100_000, concurrency=64)

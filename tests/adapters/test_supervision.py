@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from adapters.config import MemorySettings, Settings
 from adapters.grpc.server import Supervisor
 from adapters.supervision import listener_on, rss_mb
@@ -65,6 +67,7 @@ def wait(condition: Any, seconds: float = 60) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_worker_above_the_bound_is_replaced_successor_first_then_drained() -> None:
     sup = FakeSupervisor(settings())
     sup.children = [sup.spawn(0)]
@@ -94,6 +97,7 @@ def test_a_worker_above_the_bound_is_replaced_successor_first_then_drained() -> 
             c.join(10)
 
 
+@pytest.mark.slow
 def test_a_worker_that_starts_above_the_bound_is_left_alone() -> None:
     sup = FakeSupervisor(settings(), start_mb=LIMIT_MB + 50)
     sup.children = [sup.spawn(0)]

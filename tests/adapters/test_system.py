@@ -56,6 +56,7 @@ def test_heap_stats_see_freed_memory_and_trim_gives_its_pages_back() -> None:
     assert r["threaded"] > 50e6  # 60 MB allocated on a second thread (a second arena) is seen
 
 
+@pytest.mark.slow
 def test_sqlite_memory_stays_near_the_soft_limit_however_many_connections_read(tmp_path: Path) -> None:
     """Eight connections each read a 24 MB table through caches of 16 MB apiece: SQLite's memory climbs past
     60 MB without a limit, and stays near the limit (8 MB) with one."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from adapters.checkpoints import generate_keys, read_checkpoints
@@ -13,6 +14,8 @@ from adapters.cli.main import app
 from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from tests.e2e.server import fact, metadata, start
 from tests.e2e.test_ops import CLAIM
+
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
 
 def test_serve_signs_checkpoints_into_its_witness_directory(tmp_path: Path) -> None:

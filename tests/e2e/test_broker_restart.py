@@ -19,6 +19,8 @@ import pytest
 
 from tests.e2e.test_intake import consume, js_publish, js_read, mq_publish, stop, stored, wait_for
 
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+
 RULESET = """\
 ruleset: relay
 facts:

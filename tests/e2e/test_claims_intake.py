@@ -25,6 +25,8 @@ from tests.e2e.server import ROOT, Server, metadata, start, start_fake_openai
 from tests.helpers import serve_app
 from tests.pdfs import make_pdf
 
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+
 THEFT_PDF = (ROOT / "rulesets/samples/claim-theft.pdf").read_bytes()
 EXTRACTED = {"claim_ref": "CLM-2026-0193", "policy_number": "HC-2026-448120", "claimant": "Dana Whitfield",
              "incident_date": "2026-10-03", "reported_date": "2026-10-04", "incident_type": "theft", "amount": 1240,

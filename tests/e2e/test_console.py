@@ -27,6 +27,8 @@ from engine.errors import CompileErrors
 from engine.language.loader import load_ruleset
 from tests.e2e.server import ROOT, TOKENS, fact, free_port, metadata, start
 
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SHOTS = ROOT / "test-output" / "console"
 HOSTILE = "<script>alert('pwned')</script> whiplash"

@@ -14,6 +14,8 @@ from tests.e2e.test_console import CLAIM, browser, shot, sign_in, wait
 from tests.e2e.test_console_sessions import console_up
 from tests.pdfs import make_pdf
 
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+
 __all__ = ["browser"]
 
 PAGES = ["Claim form. Policy P-1. The claimant reports water damage in the kitchen.",

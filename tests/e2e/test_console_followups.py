@@ -16,6 +16,8 @@ from tests.e2e.server import fact, free_port, metadata, start
 from tests.e2e.test_console import PAYMENT, browser, login, shot, sign_in, wait
 from tests.e2e.test_console_sessions import console_up
 
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+
 __all__ = ["browser"]
 
 

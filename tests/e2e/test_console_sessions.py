@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from adapters.store.sql import SqlStore
 from tests.e2e.server import TOKENS, free_port, start, write_tokens
 from tests.e2e.test_console import browser, login, shot, sign_in, wait
+
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
 __all__ = ["browser"]  # the Chromium fixture, shared with test_console
 

@@ -15,6 +15,8 @@ from tests.e2e.server import free_port, start
 from tests.e2e.test_console import browser, login, shot, sign_in, wait
 from tests.e2e.test_console_sessions import console_up
 
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+
 __all__ = ["browser"]
 
 

@@ -46,6 +46,8 @@ from engine.loop import Limits
 from engine.recorded import RecordedAnswers
 from tests.e2e.server import fact, free_port
 
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+
 ROOT = Path(__file__).resolve().parents[2]
 ANSWERS = {"lookup_limit": {"user": "alice", "single_limit": 5000}, "anomaly_model": {"score": 0.1, "reasons": []}}
 TOKENS = {"t-caller": Identity("caller", frozenset({"caller"})),

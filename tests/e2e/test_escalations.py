@@ -13,6 +13,8 @@ from google.protobuf import struct_pb2
 from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, escalation_pb2, escalation_pb2_grpc
 from tests.e2e.server import ROOT, metadata, start
 
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+
 PAYMENT = {"payment_ref": "PAY-77", "amount": 20000, "currency": "EUR", "beneficiary_iban": "GB29NWBK60161331926819",
            "initiated_by": "alice", "new_beneficiary": False}
 

@@ -14,6 +14,8 @@ from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, ruleset_
 from engine.language.loader import load_ruleset
 from tests.e2e.server import ROOT, Server, fact, metadata, start
 
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+
 CLAIM = {"claim_ref": "C-9", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
          "customer_tier": "standard"}
 TRIAGE = (ROOT / "rulesets/claims-triage.yaml").read_text()

@@ -27,6 +27,8 @@ from adapters.grpc.gen.baton.v1 import (
 from adapters.store.sql import SqlStore
 from tests.e2e.server import ROOT, TOKENS, Server, fact, metadata, start
 
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+
 CLAIM = {"claim_ref": "C-1", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
          "customer_tier": "standard"}
 

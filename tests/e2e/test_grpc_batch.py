@@ -23,6 +23,8 @@ from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from adapters.store.sql import SqlStore
 from tests.e2e.server import Server, fact, metadata, start, start_fake_openai
 
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+
 MAX_BATCH = 6
 CLAIM = {"claim_ref": "C-1", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
          "customer_tier": "standard"}

@@ -18,6 +18,8 @@ from adapters.grpc.gen.baton.v1 import decision_pb2
 from adapters.store.sql import SqlStore
 from tests.e2e.server import Server, metadata, start
 
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+
 VALID = {"claim_ref": "C-1", "amount": 800, "policy_ref": "P-1", "description": "d", "customer_tier": "gold"}
 COUNT = {"n": 0}
 

@@ -24,6 +24,8 @@ from adapters.store.sql import DECISIONS, SqlStore
 from tests.e2e.server import ROOT
 from tests.helpers import serve_app
 
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+
 RULESET = """
 ruleset: intake-demo
 facts:

@@ -8,8 +8,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from tests.e2e.server import fact, start
+
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
 SLOW = """\
 ruleset: slow-pairs

@@ -10,6 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from adapters.grpc.gen.baton.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -20,6 +22,8 @@ from adapters.grpc.gen.baton.v1 import (
 )
 from tests.e2e.server import ROOT, fact, free_port, metadata, start
 from tests.helpers import serve_app
+
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
 APPLICANT = {"applicant_ref": "A-1", "full_name": "Zelda Quixote-Marsh", "country": "PT",
              "document_type": "passport", "document_text": "PASSPORT QUIXOTE-MARSH ZELDA", "pep_declared": False}

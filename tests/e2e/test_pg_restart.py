@@ -19,6 +19,8 @@ from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from adapters.store.sql import SqlStore
 from tests.e2e.server import fact, metadata, start
 
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+
 CLAIM = {"claim_ref": "C", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
          "customer_tier": "standard"}
 ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
@@ -18,6 +19,8 @@ from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from adapters.store.sql import SqlStore
 from tests.e2e.server import fact, free_port, metadata, start
 from tests.helpers import serve_app
+
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
 RULESET = """
 ruleset: guarded-lookup

@@ -13,12 +13,15 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from adapters.store.sql import SqlStore
 from tests.e2e.server import ROOT, metadata, start
+
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
 CLAIM = {"claim_ref": "C-1", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
          "customer_tier": "standard"}

@@ -10,6 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -63,6 +64,7 @@ answers = st.fixed_dictionaries({
 @given(facts=st.one_of(values, st.fixed_dictionaries({"claim": st.one_of(claim_like(), st.lists(claim_like(),
                                                                                             max_size=3), values)})),
        recorded=answers)
+@pytest.mark.slow
 def test_random_requests_never_crash(facts: Any, recorded: dict[str, Any]) -> None:
     outcomes = []
     for engine in (ENGINE, INDEXED):
@@ -87,6 +89,7 @@ tokens = st.sampled_from(["claim", "policy", "assessment", "risk", ".", "amount"
 
 @settings(max_examples=400, deadline=None)
 @given(when=st.lists(tokens, min_size=1, max_size=14).map(" ".join) | st.text(max_size=40))
+@pytest.mark.slow
 def test_random_conditions_compile_or_fail_cleanly(when: str) -> None:
     text = (ROOT / "rulesets/claims-triage.yaml").read_text().split("rules:")[0]
     quoted = when.replace("'", "''")

@@ -46,6 +46,7 @@ def test_aliases_that_a_ruleset_uses_for_shared_test_data_still_load() -> None:
     assert len(rs.tests) == 201
 
 
+@pytest.mark.slow
 def test_aliases_may_add_as_much_as_the_document_holds() -> None:
     """Past ALIAS_NODES, aliases may add no more values than the document itself has."""
     own = "".join(f"v{i}: {i}\n" for i in range(ALIAS_NODES))

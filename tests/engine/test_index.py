@@ -16,6 +16,7 @@ import asyncio
 import math
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -117,6 +118,7 @@ def observed(d: Decision) -> tuple[object, ...]:
 @settings(max_examples=int(os.environ.get("BATON_PROPERTY_EXAMPLES", "200")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(text=rulesets(), facts=st.lists(inputs, min_size=1, max_size=3))
+@pytest.mark.slow
 def test_indexed_and_sharded_engines_fire_exactly_as_the_guard_only_reference(text: str,
                                                                               facts: list[dict[str, object]]) -> None:
     try:
@@ -138,6 +140,7 @@ def test_indexed_and_sharded_engines_fire_exactly_as_the_guard_only_reference(te
 
 @given(st.lists(st.tuples(st.integers(-5, 5), st.booleans(), st.integers(-5, 5), st.booleans()), max_size=40),
        st.integers(-7, 7))
+@pytest.mark.slow
 def test_interval_tree_stabs_exactly_the_intervals_holding_a_point(items: list[tuple[int, bool, int, bool]],
                                                                    x: int) -> None:
     intervals = [Interval(float(lo), lc, float(lo + w), hc, k) for k, (lo, lc, w, hc) in enumerate(items)]

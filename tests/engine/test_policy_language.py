@@ -513,6 +513,7 @@ def test_date_tables_report_gaps_and_overlaps_in_dates() -> None:
     assert info.value.errors[0].code == "ambiguous_value"
 
 
+@pytest.mark.slow
 def test_table_export_and_import_keep_date_cells_and_expressions(tmp_path: Any) -> None:
     from typer.testing import CliRunner
 

@@ -41,6 +41,7 @@ def ours(source: str, context: dict[str, Any], names: dict[str, Any]) -> str:
 
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(pieces, max_size=6), contexts, st.dictionaries(st.just("facts"), facts))
+@pytest.mark.slow
 def test_every_prompt_renders_as_jinja_renders_it(parts: list[str], context: dict[str, Any],
                                                   names: dict[str, Any]) -> None:
     source = "".join(parts)

@@ -63,6 +63,7 @@ def expected_fired(n: int, facts: dict[str, Any]) -> list[str]:
     return [f"r{i}" for i in sorted(hits, key=lambda i: (-(i % 10 - 5), i))]
 
 
+@pytest.mark.slow
 def test_a_10000_rule_ruleset_fires_exactly_the_rules_that_hold_in_agenda_order() -> None:
     results = probe("rules_10000")
     facts = inputs(10_000, 40)
@@ -74,6 +75,7 @@ def test_a_10000_rule_ruleset_fires_exactly_the_rules_that_hold_in_agenda_order(
 
 
 @pytest.mark.parametrize("hit", ["unique", "first"])
+@pytest.mark.slow
 def test_a_10000_row_decision_table_decides_by_its_rows(hit: str) -> None:
     results = probe(f"table_{hit}")
     bands = 10_000 // 3 + 1

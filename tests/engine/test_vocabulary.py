@@ -594,6 +594,7 @@ tables:
     assert d.decision == {"flags": [{"name": "big"}, {"name": "north"}], "rows": [1, 2]}
 
 
+@pytest.mark.slow
 def test_a_list_valued_decision_is_stored_replayed_and_sent_over_grpc_as_a_list() -> None:
     from adapters.grpc import convert
 
