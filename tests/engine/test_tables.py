@@ -482,6 +482,7 @@ tables:
     assert e.value.errors[0].code == "bad_value" and "collect" in e.value.errors[0].message
 
 
+@pytest.mark.slow
 def test_ten_thousand_rows_with_expression_cells_compile_and_run() -> None:
     lines = "\n".join(f'      - ["[{k * 10}..{k * 10 + 10})", "> applicant.min_income", {k}]' for k in range(10_000))
     rs = ruleset(DMN_FACTS + f"""
@@ -534,6 +535,7 @@ tables:
 """ + "\n".join(f"      - {r}" for r in rows) + "\n"
 
 
+@pytest.mark.slow
 def test_diff_matches_table_rows_by_content() -> None:
     from engine.language.diff import diff_sources
 
@@ -550,6 +552,7 @@ def test_diff_matches_table_rows_by_content() -> None:
     assert change.details == ['row 8: ["[7..8)", "-", 70] -> ["[7..8)", "-", 75]']
 
 
+@pytest.mark.slow
 def test_expression_inputs_are_computed_once_per_fact_and_routed() -> None:
     lines = "\n".join(f'      - ["[{k}..{k + 1})", "-", {k}]' for k in range(10_000))
     rs = ruleset(DMN_FACTS + f"""
