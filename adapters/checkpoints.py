@@ -230,8 +230,8 @@ def read_checkpoints(folder: Path) -> list[tuple[Path, Checkpoint]]:
     for path in sorted(folder.glob("*.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise ValueError(f"{path}: not a readable JSON checkpoint ({e})") from None
+        except (OSError, ValueError, RecursionError) as e:  # RecursionError: arrays nested beyond Python's stack
+            raise ValueError(f"{path}: not a readable JSON checkpoint ({type(e).__name__}: {e})") from None
         found.append((path, Checkpoint.from_json(data, str(path))))
     found.sort(key=lambda pc: (pc[1].size, pc[1].time))
     return found
@@ -266,10 +266,30 @@ def prove_stored(store: Any, decision_id: str) -> dict[str, Any]:
 
 
 def record_of(entry: dict[str, Any]) -> dict[str, Any]:
-    """The decision record the hashed texts hold: the head with its trace events."""
-    record: dict[str, Any] = json.loads(entry["head"])
+    """The decision record the hashed texts hold: the head with its trace events. ValueError when the head is
+    not a JSON object."""
+    record = json.loads(entry["head"])
+    if not isinstance(record, dict):
+        raise ValueError("the hashed head is not a JSON object")
     record["trace"] = [json.loads(e) for e in entry["events"]]
     return record
+
+
+def _whole(value: Any, name: str) -> int:
+    """A proof's position or index: a JSON integer, nothing else (no float, no text, no boolean)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name}: a whole number, not {value!r:.40}")
+    return value
+
+
+def _texts(entry: Any) -> tuple[str, str, str, list[str]]:
+    """prev_hash, hash, head and events of a proof's entry, each the text it must be."""
+    prev, digest, head, events = entry["prev_hash"], entry["hash"], entry["head"], entry["events"]
+    if not all(isinstance(t, str) for t in (prev, digest, head)):
+        raise ValueError("entry: prev_hash, hash and head are texts")
+    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+        raise ValueError("entry.events: a list of texts (each trace event's canonical JSON)")
+    return prev, digest, head, events
 
 
 @dataclass(slots=True)
@@ -291,10 +311,13 @@ def check_proof(bundle: Any, verifier: Verifier, witnessed: Sequence[Checkpoint]
     try:
         cp = Checkpoint.from_json(bundle.get("checkpoint"), "checkpoint")
         entry = bundle["entry"]
-        seq, prev, digest = int(entry["chain_seq"]), str(entry["prev_hash"]), str(entry["hash"])
-        head, events = str(entry["head"]), [str(e) for e in entry["events"]]
-        index, path = int(bundle["leaf_index"]), [bytes.fromhex(h) for h in bundle["inclusion"]]
+        seq, (prev, digest, head, events) = _whole(entry["chain_seq"], "entry.chain_seq"), _texts(entry)
+        index = _whole(bundle["leaf_index"], "leaf_index")
+        if not isinstance(bundle["inclusion"], list):
+            raise ValueError("inclusion: a list of hex hashes")
+        path = [bytes.fromhex(h) for h in bundle["inclusion"]]
         leaf = bytes.fromhex(bundle["leaf_hash"])
+        tree_leaf(digest)  # a chain hash is hex
     except (KeyError, TypeError, ValueError) as e:
         return ProofResult(None, [f"the proof is malformed: {e}"], notes)
     signature = verifier.problem(cp)
@@ -307,8 +330,8 @@ def check_proof(bundle: Any, verifier: Verifier, witnessed: Sequence[Checkpoint]
             problems.append("the readable record differs from the hashed one: trust only the hashed texts")
         if record_of(entry).get("decision_id") != bundle.get("decision_id"):
             problems.append("the hashed record is of another decision")
-    except ValueError:
-        problems.append("the decision's hashed texts are not JSON")
+    except (ValueError, RecursionError):
+        problems.append("the decision's hashed texts are not a JSON record")
     if tree_leaf(digest) != leaf or index != seq - 1:
         problems.append("the leaf hash or index does not follow from the decision's chain hash and position")
     if not merkle.verify_inclusion(tree_leaf(digest), seq - 1, cp.size, path, cp.root):
@@ -362,7 +385,12 @@ def audit_log(pages: Iterable[list[tuple[int, str]]], checkpoints: Sequence[tupl
             if seq != tree.size + 1:
                 problems.append(f"chain position {tree.size + 1} is missing (found {seq} next)")
                 return LogAudit(tree.size, tree.root(), [], [label for label, _ in valid], problems)
-            tree.append(tree_leaf(digest))
+            try:
+                leaf = tree_leaf(digest)
+            except ValueError:
+                problems.append(f"chain position {seq} has a hash that is not 32 bytes of hex: {digest[:70]!r}")
+                return LogAudit(tree.size, tree.root(), [], [label for label, _ in valid], problems)
+            tree.append(leaf)
             if at < len(wanted) and tree.size == wanted[at]:
                 roots[tree.size], at = tree.frontier.root(), at + 1
     verified: list[str] = []
@@ -370,11 +398,12 @@ def audit_log(pages: Iterable[list[tuple[int, str]]], checkpoints: Sequence[tupl
     last_good: tuple[str, Checkpoint] | None = None
     previous: tuple[str, Checkpoint] | None = None
     for label, cp in valid:
+        since = f"after position {last_good[1].size} " if last_good else ""
         if cp.size > tree.size:
             problems.append(f"{label} ({cp.describe()}) is contradicted: the store holds only {tree.size} "
-                            "decisions - decisions were deleted from the end of the log after it was signed")
+                            f"decisions - decisions {since}up to position {cp.size} were deleted (the log truncated, "
+                            "or a decision removed and the rest renumbered) after it was signed")
         elif roots[cp.size] != cp.root:
-            since = f"after position {last_good[1].size} " if last_good else ""
             problems.append(
                 f"{label} ({cp.describe()}) is contradicted: the tree over the first {cp.size} stored decisions has "
                 f"root {roots[cp.size].hex()[:16]}..., the checkpoint signed {cp.root.hex()[:16]}... - a decision "
@@ -393,6 +422,24 @@ def audit_log(pages: Iterable[list[tuple[int, str]]], checkpoints: Sequence[tupl
                             "showed two histories")
         previous = (label, cp)
     return LogAudit(tree.size, tree.root(), verified, contradicted, problems)
+
+
+def extension_problem(store: Any, previous: Checkpoint, size: int, root: bytes) -> str | None:
+    """None when the tree the store shows now (``size``, ``root``: its ``tree_head``) extends the tree
+    ``previous`` signed, by an RFC 9162 consistency proof the store serves, verified against both roots; else
+    why not. A signer checks this before signing, so that it never signs a history rewritten since its last
+    checkpoint (it would be a second, forked history under the same key: a proof of a rewritten decision would
+    verify against it)."""
+    if size < previous.size:
+        return f"the log has {size} decisions, fewer than the {previous.describe()}"
+    try:
+        proof = store.consistency_proof(previous.size, size) if 0 < previous.size < size else []
+    except (LookupError, ValueError) as e:
+        return f"the store cannot prove that its tree of {size} extends the {previous.describe()} ({e})"
+    if not merkle.verify_consistency(previous.size, size, previous.root, root, proof):
+        return (f"the stored tree of {size} decisions (root {root.hex()[:16]}...) does not extend the "
+                f"{previous.describe()} (root {previous.root.hex()[:16]}...): the history it signed was rewritten")
+    return None
 
 
 def _consistent(old: Checkpoint, new: Checkpoint, tree: merkle.Tree) -> bool:

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from adapters.checkpoints import (
+    Checkpoint,
     Verifier,
     audit_log,
     check_proof,
+    extension_problem,
     generate_keys,
     keep_in,
     load_private_key,
@@ -71,11 +73,43 @@ def checkpoint(db: DbOpt = None,
     except ValueError as e:
         raise fail(str(e)) from None
     store = open_store(db)
-    size, root = store.tree_head()
-    cp = sign(private, origin or default_origin(store), size, root)
+    size, root = read_tree_head(store)
+    origin = origin or default_origin(store)
+    for where, previous in signed_before(store, out_dir, Verifier([private.public_key()], origin)):
+        problem = extension_problem(store, previous, size, root)
+        if problem:
+            raise fail(f"not signed: {problem} ({where}); `baton log verify --checkpoints` names the rewrite", 1)
+    cp = sign(private, origin, size, root)
     path = write_checkpoint(out_dir, cp)
     keep_in(store, cp)
     out.print(f"checkpoint: {size} decisions, root {root.hex()}, signed at {cp.time} -> {path}")
+
+
+def read_tree_head(store: SqlStore) -> tuple[int, bytes]:
+    """The store's tree size and root, or a CLI error when its chain head's tree columns do not make a tree."""
+    try:
+        return store.tree_head()
+    except (ValueError, LookupError) as e:
+        raise fail(f"{store.url}: the store's own tree head cannot be read ({e}): its chain_head row was edited; "
+                   "`baton log verify --checkpoints` checks the log without it", 1) from None
+
+
+def signed_before(store: SqlStore, folder: Path, verifier: Verifier) -> list[tuple[str, Checkpoint]]:
+    """The newest checkpoint this key signed for this log, in ``folder`` and in the store's copy (either may be
+    missing; the store's is taken only with a good signature, as anyone who can write the database can add one)."""
+    found: list[tuple[str, Checkpoint]] = []
+    if folder.is_dir():
+        try:
+            found = [(str(path), cp) for path, cp in read_checkpoints(folder)]
+        except ValueError as e:
+            raise fail(str(e)) from None
+    for text in store.latest_checkpoints():
+        try:
+            found.append(("the store's copy", Checkpoint.from_json(json.loads(text), "the store's copy")))
+        except (ValueError, RecursionError):
+            pass
+    mine = [(where, cp) for where, cp in found if verifier.problem(cp) is None]
+    return [max(mine, key=lambda wc: (wc[1].size, wc[1].time))] if mine else []
 
 
 def verify_checkpoints(store: SqlStore, folder: Path, keys: list[Path], origin: str | None) -> bool:
@@ -94,7 +128,6 @@ def verify_checkpoints(store: SqlStore, folder: Path, keys: list[Path], origin: 
                   + ("" if origin else ": the store's log id was changed, or these are another log's checkpoints "
                      "(--origin NAME holds the store against a log of that name)"))
     audit = audit_log(store.chain_hashes(), [(str(path), cp) for path, cp in found], verifier)
-    size, root = store.tree_head()
     if audit.problems:
         if audit.contradicted:
             out.print(f"CONTRADICTED: the stored log contradicts {audit.contradicted[0]}, the first of "
@@ -104,6 +137,12 @@ def verify_checkpoints(store: SqlStore, folder: Path, keys: list[Path], origin: 
         return False
     out.print(f"ok: {len(audit.verified)} signed checkpoints, the last of {max(cp.size for _, cp in found)} "
               f"decisions, agree with the stored log ({audit.size} decisions)")
+    try:
+        size, root = store.tree_head()
+    except (ValueError, LookupError) as e:
+        out.print(f"warning: the store's own tree head cannot be read ({e}): proofs it serves will not verify (was its "
+                  "chain_head row edited?)")
+        return False
     if size < audit.size:  # decisions written by a process of an earlier version: the next batch takes them in
         out.print(f"note: the store's own tree covers {size} of the {audit.size} decisions so far")
     elif (size, root) != (audit.size, audit.root):
@@ -144,8 +183,8 @@ def check_proof_cmd(proof: Annotated[Path, typer.Argument(help="a proof from `ba
     """Verify a decision's proof with the log's public key alone: no database. Exit 1 when it does not hold."""
     try:
         bundle = json.loads(proof.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise fail(f"{proof}: not a readable JSON proof ({e})") from None
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: arrays nested beyond Python's stack
+        raise fail(f"{proof}: not a readable JSON proof ({type(e).__name__}: {e})") from None
     try:
         verifier = Verifier(read_public_keys(keys), origin)
         witnessed = read_checkpoints(checkpoints) if checkpoints is not None else []
