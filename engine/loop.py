@@ -36,26 +36,40 @@ MAX_INPUT_FACTS = 1000
 class WorkingMemory(FactIndex):
     """Every fact of one decision, by sequence number (1-based). Facts only grow; identical ones are one."""
 
-    __slots__ = ("by_type", "facts", "keys", "now", "store")
+    __slots__ = ("by_type", "facts", "keys", "now", "started_at", "store")
 
-    def __init__(self, now: tuple[str, str] = ("1970-01-01", "1970-01-01T00:00:00Z")) -> None:
+    def __init__(self, now: tuple[str, str] | None = None, started_at: float = 0.0) -> None:
         self.facts: list[tuple[str, Values]] = []
         self.keys: set[tuple[str, tuple[tuple[str, object], ...]]] = set()
         self.by_type: dict[str, list[int]] = {}
-        self.now = now
+        self.now = now  # None: the date and time of ``started_at``, worked out when a rule first asks
+        self.started_at = started_at
         self.store: dict[object, object] = {}
 
     def memo(self) -> dict[object, object]:
         return self.store
 
     def moment(self) -> tuple[str, str]:
-        return self.now
+        now = self.now
+        if now is None:
+            try:
+                now = from_timestamp(self.started_at)
+            except (OverflowError, OSError, ValueError):
+                now = from_timestamp(0.0)
+            self.now = now
+        return now
 
     def add(self, type_name: str, values: Values) -> int:
         """The new fact's sequence number, or 0 when an identical fact is already known."""
         # validated values come in declaration order with lists only of scalars: a cheap exact key
-        key = (type_name, tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in values.items()))
-        if key in self.keys:
+        # (the items as they are when no value is a list - hashing says so - else lists as tuples)
+        key: tuple[str, tuple[tuple[str, object], ...]] = (type_name, tuple(values.items()))
+        try:
+            known = key in self.keys
+        except TypeError:
+            key = (type_name, tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in values.items()))
+            known = key in self.keys
+        if known:
             return 0
         self.keys.add(key)
         self.facts.append((type_name, values))
@@ -309,11 +323,7 @@ class _Run:
         d.limits = {"step_limit": self.step_limit, "deadline_s": deadline, "max_calls": self.max_calls,
                     "max_cost_usd": self.max_cost}
         self.deadline = clock.monotonic() + deadline if deadline is not None else None
-        try:
-            now = from_timestamp(d.started_at)
-        except (OverflowError, OSError, ValueError):
-            now = from_timestamp(0.0)
-        self.wm = WorkingMemory(now)
+        self.wm = WorkingMemory(started_at=d.started_at)
         self.epoch_counts: dict[str, int] = {}
         self.aggregated: set[tuple[object, ...]] = set()  # (rule, branch, facts, values) that fired
         # a summary rule's latest proposal per (rule, branch, facts, step): a re-firing replaces it (item 20)
@@ -453,26 +463,37 @@ class _Run:
 
     # -- firing ---------------------------------------------------------------------------------------
     def fire(self, message: str | None) -> None:
-        assert self.session is not None
+        session = self.session
+        assert session is not None
         rules = self.engine.compiled.rules
+        aggregating = self.engine.aggregating
         facts = self.wm.facts
         wm = self.wm
+        next_activation = session.next
+        findall = _BN.findall
         while message is not None:
             # Activations carry only Baton's own names and numbers (compile.py), so a regex reads them
             # exactly, at a fraction of json.loads' cost: {"r3":{"p0":{"sid": "s1", "bt": "x", "bn": 4},...}}
             ename = message[2:message.index('"', 2)]
             if ename != START_RULE:
                 er = rules[ename]
-                bns = _BN.findall(message)
-                env = {}
-                seqs = {}
-                for (_, binding), bn in zip(er.patterns, _ordered(message, bns, er.patterns), strict=True):
-                    seq = int(bn)
-                    seqs[binding] = seq
-                    env[binding] = facts[seq - 1][1]
+                bns = findall(message)
+                patterns = er.patterns
+                if len(bns) == 1 == len(patterns):  # one pattern: nothing to order
+                    binding = patterns[0][1]
+                    seq = int(bns[0][1])
+                    seqs = {binding: seq}
+                    env = {binding: facts[seq - 1][1]}
+                else:
+                    env = {}
+                    seqs = {}
+                    for (_, binding), bn in zip(patterns, _ordered(message, bns, patterns), strict=True):
+                        seq = int(bn)
+                        seqs[binding] = seq
+                        env[binding] = facts[seq - 1][1]
                 try:
                     if er.guard(env, wm):
-                        if ename in self.engine.aggregating:
+                        if ename in aggregating:
                             shown = self.aggregate_values(ename, er.rule, er.branch, env, seqs)
                             if shown is not None:
                                 self.on_fire(er.rule, er.branch, env, seqs, shown)
@@ -481,9 +502,9 @@ class _Run:
                 except TooLarge:
                     raise _Stop(f"rule '{er.rule.name}': a number beyond 1e300 was computed on these facts") from None
                 if self.stopped:
-                    self.session.next()  # the final rule's activation is done; the rest stay on the agenda
+                    next_activation()  # the final rule's activation is done; the rest stay on the agenda
                     return
-            message = self.session.next()
+            message = next_activation()
 
     def on_fire(self, rule: Rule, branch: int, env: dict[str, Values], seqs: dict[str, int],
                 aggregates: dict[str, object] | None = None) -> None:

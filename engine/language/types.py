@@ -173,7 +173,8 @@ def _scalar_checker(spec: FieldSpec) -> Callable[[object, str], object]:
         if len(value) < min_len:
             raise _fail(path, f"string shorter than {min_len} characters", "too_short")
         try:
-            value.encode("utf-8")
+            if not value.isascii():  # only a non-ASCII string can hold an unpaired surrogate
+                value.encode("utf-8")
         except UnicodeEncodeError:
             raise _fail(path, "string is not valid UTF-8 (unpaired surrogate)", "bad_encoding") from None
         return value
@@ -215,7 +216,10 @@ def _field_checker(spec: FieldSpec) -> Callable[[object, str], object]:
             raise _fail(path, f"expected a list, got {_type_name(value)}", "type_mismatch")
         if len(value) > max_items:
             raise _fail(path, f"list of {len(value)} items is longer than {max_items}", "too_long")
-        return [item_check(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        try:
+            return [item_check(v, "") for v in value]
+        except InvalidInput:  # the same refusal again, now named by the item's path (built only on failure)
+            return [item_check(v, f"{path}[{i}]") for i, v in enumerate(value)]
 
     return check_list
 
@@ -238,9 +242,14 @@ def build_validator(fact_type: FactType) -> Callable[[object, str], dict[str, ob
                 shown = key if isinstance(key, str) and len(key) <= 60 else repr(key)[:60]
                 raise _fail(f"{path}.{shown}", f"unknown field of {type_name}", "unknown_field")
         out: dict[str, object] = {}
+        get = value.get
         for name, check, optional in checks:
-            if name in value and value[name] is not None:
-                out[name] = check(value[name], f"{path}.{name}")
+            v = get(name)
+            if v is not None:
+                try:
+                    out[name] = check(v, "")
+                except InvalidInput:  # the same refusal again, named by the field's path (built only on failure)
+                    out[name] = check(v, f"{path}.{name}")
             elif not optional:
                 raise _fail(f"{path}.{name}", f"missing field of {type_name}", "missing_field")
         return out
