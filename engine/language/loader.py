@@ -6,6 +6,7 @@ after an error where it safely can, so an analyst sees all of them at once.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -77,6 +78,7 @@ from engine.language.types import (
 from engine.model import DEFAULT_CHUNK_CHARS, DEFAULT_STEP_LIMIT, ModelAction, Rule, Ruleset, Step, TestCase, ToolAction
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_QUOTED = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)'")  # the first name quoted in a message
 NAME_TABLE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\Z")
 RULE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:# -]{0,127}\Z")
 TOP_KEYS = {"ruleset", "description", "facts", "values", "define", "input", "models", "tools", "rules", "tables",
@@ -249,6 +251,7 @@ class Loader:
         self.warn_unfixed_dates(tests, rules, tools, tables)
         self.check_unused_definitions(types)
         if self.errors:
+            self.collapse_renamed_types(doc)
             raise CompileErrors(self.errors)
         rs = Ruleset(
             name=name, version=content_hash(doc), source=self.text, file=self.file,
@@ -264,6 +267,32 @@ class Loader:
         rs.warnings.extend(analyse_ruleset(rs))
         rs.warnings.sort(key=lambda w: (w.where.line if w.where else 0, w.where.column if w.where else 0))
         return rs
+
+    def collapse_renamed_types(self, doc: Any) -> None:
+        """A fact type renamed under ``facts:`` but not where it is used would be one unknown_fact_type per use
+        and nothing at the line that changed: when a name used two or more times and declared nowhere is
+        close to a declared type that nothing uses, that is one error, at the declaration, listing the uses."""
+        facts = doc.get("facts")
+        if not isinstance(facts, dict):
+            return
+        uses: dict[str, list[BatonError]] = {}
+        for e in self.errors:
+            named = _QUOTED.search(e.message) if e.code == "unknown_fact_type" else None
+            if named is not None:
+                uses.setdefault(named.group(1), []).append(e)
+        declared = [str(k) for k in facts]
+        for name, errors in uses.items():
+            close = difflib.get_close_matches(name, declared, n=1, cutoff=0.7)
+            if len(errors) < 2 or not close or _code_uses(close[0], self.text) != 1:  # 1: its declaration
+                continue
+            lines = ", ".join(str(e.where.line) for e in errors[:12]) + (", ..." if len(errors) > 12 else "")
+            merged = BatonError("unknown_fact_type", f"fact type '{close[0]}' is declared here and used nowhere, "
+                                f"while '{name}' is used {len(errors)} times and declared nowhere (lines {lines}): "
+                                "renamed?", self.pos.key(facts, close[0]),
+                                f"name it '{name}' again, or rename its uses to '{close[0]}'")
+            first = self.errors.index(errors[0])
+            self.errors = [e for e in self.errors if all(e is not x for x in errors)]
+            self.errors.insert(first, merged)
 
     def check_size(self, doc: Any) -> None:
         """Refuse by name, before anything is built, a ruleset over the configured number of rules or table
@@ -1193,6 +1222,13 @@ def fact_with_computed(ft: FactType, literal: object, path: str) -> dict[str, ob
         raise BatonError("missing_field", f"{ft.name}.{missing[0]}: missing field of {ft.name}")
     value.update({k: literal[k] for k in names if k in ft.fields})
     return value
+
+
+def _code_uses(name: str, text: str) -> int:
+    """How often ``name`` stands in ``text`` as code does - ``name.field``, ``name as x``, ``name:`` (a key),
+    ``exists name``, ``produces: name`` - rather than as a word of prose."""
+    n = re.escape(name)
+    return len(re.findall(rf"(?<![\w.]){n}(?:\.\w|\s+as\s|\s*:)|(?:exists|produces:|expects:)\s+{n}(?!\w)", text))
 
 
 def _test_documents_doc() -> str:

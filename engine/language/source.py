@@ -72,7 +72,7 @@ def parse_yaml(text: str, file: str, limits: SourceLimits = DEFAULT_LIMITS) -> A
     except _Unusual:
         return _from_round_trip(_round_trip(text, file))
     except yaml.MarkedYAMLError as e:
-        raise _syntax(e.problem_mark or e.context_mark, e.problem or e.context, file) from None
+        raise _syntax(e, file) from None
     except yaml.YAMLError as e:
         raise BatonError("yaml_syntax", f"YAML syntax: {e}", Where(file, 1, 1)) from None
 
@@ -84,8 +84,22 @@ def _check_size(text: str, file: str, limits: SourceLimits) -> None:
                          "split the ruleset, or raise the limit in the service's configuration")
 
 
-def _syntax(mark: Any, problem: str | None, file: str) -> BatonError:
+def _syntax(e: Any, file: str) -> BatonError:
+    """A YAML parser's error (PyYAML's or ruamel's) at its place. A flow mapping or list left open - a
+    missing ``}`` or ``]`` - is found only where the parser meets what cannot go on: reported there, it
+    points lines past the mistake, so it stands at the bracket left open instead."""
+    mark, problem, context = e.problem_mark or e.context_mark, e.problem, e.context
+    opened = e.context_mark
+    if context and context.startswith("while parsing a flow") and opened is not None and mark is not None \
+            and opened.line < mark.line:
+        bracket = "{" if "mapping" in context else "["
+        return BatonError("yaml_syntax", f"YAML syntax: this '{bracket}' is never closed (at line {mark.line + 1}: "
+                          f"{(problem or 'invalid YAML').strip()})",
+                          Where(file, opened.line + 1, opened.column + 1),
+                          f"close it with '{'}' if bracket == '{' else ']'}' on this line, or write the value as a "
+                          "block (one key per line)")
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    problem = problem or context
     if problem and "maximum nesting depth" in problem:  # libyaml's own bound (1,000), met before MAX_DEPTH's
         return BatonError("yaml_nesting", f"mappings and lists nested more than {MAX_DEPTH} deep",
                           Where(file, line, col), "a ruleset needs far fewer levels")
@@ -156,7 +170,7 @@ def parse_round_trip(text: str, file: str, limits: SourceLimits = DEFAULT_LIMITS
     try:
         _guard(text, file)
     except yaml.MarkedYAMLError as e:
-        raise _syntax(e.problem_mark or e.context_mark, e.problem or e.context, file) from None
+        raise _syntax(e, file) from None
     return _round_trip(text, file)
 
 
@@ -167,9 +181,9 @@ def _round_trip(text: str, file: str) -> Any:
     try:
         return parser.load(text)
     except yaml.MarkedYAMLError as e:
-        raise _syntax(e.problem_mark or e.context_mark, e.problem or e.context, file) from None
+        raise _syntax(e, file) from None
     except MarkedYAMLError as e:
-        raise _syntax(e.problem_mark or e.context_mark, e.problem or e.context, file) from None
+        raise _syntax(e, file) from None
     except (yaml.YAMLError, YAMLError, ValueError, IndexError) as e:  # ruamel's constructor on 2026-02-30 or 0b_
         raise BatonError("yaml_syntax", f"YAML syntax: {e}", Where(file, 1, 1)) from None
 
