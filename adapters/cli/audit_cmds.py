@@ -6,6 +6,7 @@ that open one."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -112,8 +113,20 @@ def signed_before(store: SqlStore, folder: Path, verifier: Verifier) -> list[tup
     return [max(mine, key=lambda wc: (wc[1].size, wc[1].time))] if mine else []
 
 
-def verify_checkpoints(store: SqlStore, folder: Path, keys: list[Path], origin: str | None) -> bool:
-    """The checkpoint half of `baton log verify`: prints what it found; False when anything contradicts."""
+def walked_pages(walked: bytes, size: int = 10_000) -> Iterator[list[tuple[int, str]]]:
+    """(position, chain hash) pages of the hashes a chain walk recomputed, 32 bytes each, in chain order."""
+    count = len(walked) // 32
+    for start in range(0, count, size):
+        yield [(i + 1, walked[32 * i:32 * i + 32].hex()) for i in range(start, min(start + size, count))]
+
+
+def verify_checkpoints(store: SqlStore, folder: Path, keys: list[Path], origin: str | None,
+                       walked: bytes | None = None) -> bool:
+    """The checkpoint half of `baton log verify`: prints what it found; False when anything contradicts.
+    ``walked``: the chain hashes the chain walk recomputed from the records (32 bytes each), the leaves of the
+    tree held against the checkpoints - never the hash column read again, which a database can answer
+    differently to a second query (a view that shows the original hashes to any query that does not read the
+    records). None (a broken chain): the stored hashes, to tell whether they still match what was signed."""
     try:
         verifier = Verifier(read_public_keys(keys), origin or default_origin(store))
         found = read_checkpoints(folder)
@@ -127,7 +140,8 @@ def verify_checkpoints(store: SqlStore, folder: Path, keys: list[Path], origin: 
                   + ("" if origin else " (the store's log id)") + f"; they are of {', '.join(map(repr, origins))}"
                   + ("" if origin else ": the store's log id was changed, or these are another log's checkpoints "
                      "(--origin NAME holds the store against a log of that name)"))
-    audit = audit_log(store.chain_hashes(), [(str(path), cp) for path, cp in found], verifier)
+    pages = store.chain_hashes() if walked is None else walked_pages(walked)
+    audit = audit_log(pages, [(str(path), cp) for path, cp in found], verifier)
     if audit.problems:
         if audit.contradicted:
             out.print(f"CONTRADICTED: the stored log contradicts {audit.contradicted[0]}, the first of "

@@ -336,14 +336,17 @@ def log_verify(db: DbOpt = None,
     if checkpoints is not None and not public_keys:
         raise fail("--checkpoints needs --public-key FILE (the keys that signed them)")
     store = open_store(db)
-    checked, problem = store.verify()
+    walked = bytearray()  # the chain hashes the walk recomputed (32 bytes each): the checkpoints' tree is built of them
+    checked, problem = store.verify(verified=None if checkpoints is None else
+                                    lambda digest: walked.extend(bytes.fromhex(digest)))
     if problem is None:
         out.print(f"ok: {checked} decisions, hash chain intact")
     else:
         where = f"decision {problem.decision_id} (position {problem.chain_seq})" if problem.decision_id else \
             "the chain"
         out.print(f"BROKEN at {where}: {problem.problem}; {checked} decisions before it verified")
-    held = checkpoints is None or audit_cmds.verify_checkpoints(store, checkpoints, public_keys or [], origin)
+    held = checkpoints is None or audit_cmds.verify_checkpoints(store, checkpoints, public_keys or [], origin,
+                                                                None if problem else bytes(walked))
     if problem is not None or not held:
         raise typer.Exit(1)
 

@@ -469,10 +469,12 @@ class DecisionsArea(TreeArea):
             return int(conn.execute(sa.select(sa.func.count()).select_from(DECISIONS)).scalar_one())
 
     # -- verification ------------------------------------------------------------------------------
-    def verify(self, chunk: int = 500, progress: Callable[[int, int], None] | None = None
-               ) -> tuple[int, Problem | None]:
+    def verify(self, chunk: int = 500, progress: Callable[[int, int], None] | None = None,
+               verified: Callable[[str], None] | None = None) -> tuple[int, Problem | None]:
         """Walk the chain; return how many decisions verified and the first problem (None: intact).
-        ``progress(checked, total)`` is called after each chunk."""
+        ``progress(checked, total)`` is called after each chunk; ``verified(hash)`` with each decision's chain
+        hash, in chain order, once the walk has recomputed it from the record (what a checkpoint audit must build
+        its tree from: a second query for the hashes may be answered differently)."""
         prev, expected_seq, checked = GENESIS, 1, 0
         with self.engine.begin() as conn:  # one snapshot for the whole walk
             total = int(conn.execute(sa.select(sa.func.count()).select_from(DECISIONS)).scalar_one()) \
@@ -484,6 +486,8 @@ class DecisionsArea(TreeArea):
                     problem = _check_row(row, prev, expected_seq, traces.get(row.id, []), calls.get(row.id, []))
                     if problem:
                         return checked, Problem(row.chain_seq, row.id, problem)
+                    if verified is not None:
+                        verified(row.hash)
                     prev, expected_seq, checked = row.hash, expected_seq + 1, checked + 1
             head = conn.execute(sa.select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).one()
             if (int(head[0]), head[1]) != (expected_seq - 1, prev):

@@ -421,3 +421,47 @@ def test_garbage_in_the_witness_or_the_tree_head_is_reported_without_a_traceback
     result = runner.invoke(app, args)
     assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.output
     assert "chain position 100 has a hash that is not 32 bytes of hex" in result.output
+
+
+def test_a_database_that_shows_the_signed_hashes_to_a_second_query_does_not_fool_verify(
+        pg_url: str, keys: tuple[Any, Path, Path], tmp_path: Path) -> None:
+    """A DBA rewrites and re-hashes decision 42, then puts a view in the table's place whose hash column is the
+    re-hashed one for a query that reads the records and the signed one for any other: the chain walk sees an
+    intact chain, a second query for the hashes would see the signed tree. verify builds its tree from the
+    hashes the walk recomputed, so the checkpoint still contradicts it."""
+    key, public, _ = keys
+    store = SqlStore(pg_url)
+    witness = tmp_path / "w"
+    logged(store, key, witness)
+    signed = sorted(witness.glob("*.json"))[-1]
+    with store.writer.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE signed_hashes AS SELECT chain_seq, hash FROM decisions"))
+        merkle_nodes = [dict(r) for r in conn.execute(sa.text("SELECT * FROM merkle_nodes")).mappings()]
+        head = dict(conn.execute(sa.text("SELECT tree_size, frontier FROM chain_head")).mappings().one())
+    rewrite_log(store, lambda rs: at(rs, 42, rejected))
+    with store.writer.begin() as conn:  # the store's own tree back as signed: it matches the hashes the view shows
+        conn.execute(sa.text("DELETE FROM merkle_nodes"))
+        for node in merkle_nodes:
+            conn.execute(sa.text("INSERT INTO merkle_nodes (level, idx, hash) VALUES (:level, :idx, :hash)"), node)
+        conn.execute(sa.text("UPDATE chain_head SET tree_size = :tree_size, frontier = :frontier"), head)
+        columns = [c for (c,) in conn.execute(sa.text(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'decisions' "
+            "ORDER BY ordinal_position"))]
+        shown = ", ".join("CASE WHEN current_query() ILIKE '%head%' THEN d.hash ELSE s.hash END AS hash"
+                          if c == "hash" else f"d.{c}" for c in columns)
+        conn.execute(sa.text("ALTER TABLE decisions RENAME TO decisions_kept"))
+        conn.execute(sa.text(f"CREATE VIEW decisions AS SELECT {shown} FROM decisions_kept d "
+                             "JOIN signed_hashes s ON s.chain_seq = d.chain_seq"))
+    assert store.verify()[1] is None  # the walk: an intact chain, decision 42 rejected
+    tree = merkle.Tree()
+    for page in store.chain_hashes():  # a second query: the signed tree
+        for _, digest in page:
+            tree.append(tree_leaf(digest))
+    assert tree.root().hex() == json.loads(signed.read_text())["root"]
+    with store.engine.connect() as conn:
+        assert json.loads(conn.execute(sa.text("SELECT head FROM decisions WHERE chain_seq = 42")).scalar_one())[
+            "decision"] == {"route": "reject"}
+    result = runner.invoke(app, ["log", "verify", "--db", pg_url, "--checkpoints", str(witness),
+                                 "--public-key", str(public)])
+    assert result.exit_code == 1, result.output
+    assert f"the stored log contradicts {signed}, the first of 1" in " ".join(result.output.split())
