@@ -183,6 +183,9 @@ class Settings(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     tokens: list[TokenEntry] = Field(default_factory=list)
+    # a YAML/JSON file of tokens (`--tokens`), read at start and again on SIGHUP and every secrets_ttl_s: a
+    # token removed or rotated there is refused from then on, and the console's sessions made with it end
+    tokens_file: Path | None = None
     tls: Tls = Field(default_factory=lambda: Tls())
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     transport: TransportSettings = Field(default_factory=lambda: TransportSettings())

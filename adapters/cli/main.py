@@ -330,11 +330,8 @@ def serve(listen: Annotated[str | None, typer.Option(help="host:port to listen o
             update["tls"] = settings.tls.model_copy(update={k: v for k, v in {
                 "cert": tls_cert, "key": tls_key, "client_ca": tls_client_ca}.items() if v is not None})
         if tokens is not None:
-            from adapters.config import TokenEntry
-
-            extra = [TokenEntry(token=t, name=i.name, roles=sorted(i.roles))
-                     for t, i in load_tokens(tokens, extra_roles=settings.pii_roles).items()]
-            update["tokens"] = [*settings.tokens, *extra]
+            load_tokens(tokens, extra_roles=settings.pii_roles)  # a file that does not read stops the start here
+            update["tokens_file"] = tokens.resolve()
         settings = settings.model_copy(update=update)
         run(settings, config.parent if config else Path.cwd())
     except CompileErrors as e:

@@ -70,6 +70,14 @@ class Auth:
     def __init__(self, tokens: dict[str, Identity]) -> None:
         self.by_digest = {_digest(t): ident for t, ident in tokens.items()}
 
+    def replace(self, tokens: dict[str, Identity]) -> bool:
+        """Put ``tokens`` in force at once (one assignment: a call in flight sees the old map or the new);
+        whether anything changed."""
+        new = {_digest(t): ident for t, ident in tokens.items()}
+        changed = new != self.by_digest
+        self.by_digest = new
+        return changed
+
     @property
     def enabled(self) -> bool:
         return bool(self.by_digest)

@@ -28,7 +28,7 @@ from adapters.bootstrap import Runtime
 from adapters.candidates import CandidateCompiler
 from adapters.config import Settings
 from adapters.escalations import Escalations
-from adapters.grpc.auth import Auth, load_tokens
+from adapters.grpc.auth import Auth, Identity, load_tokens
 from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
 from adapters.grpc.service import Services, generic_handlers
 from adapters.intake import run_consumers
@@ -101,9 +101,10 @@ async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
     return True
 
 
-async def _refresh_secrets(every_s: float | None, stop: asyncio.Event) -> None:
+async def _refresh_secrets(every_s: float | None, stop: asyncio.Event,
+                           auth: tuple[Auth, Settings] | None = None) -> None:
     while every_s and not await _stopped_within(stop, every_s):
-        _rotate_secrets(quiet=True)
+        _rotate_secrets(quiet=True, auth=auth)
 
 
 async def run_consumer_process(cfg: Settings, base: Path) -> None:
@@ -149,12 +150,38 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def _rotate_secrets(quiet: bool = False) -> None:
+def _rotate_secrets(quiet: bool = False, auth: tuple[Auth, Settings] | None = None) -> None:
     changed = SECRETS.refresh()
     if changed:
         metrics.SECRET_ROTATIONS.inc(len(changed))
     if changed or not quiet:
         say(f"baton {os.getpid()}: secrets re-read ({len(changed)} changed)")
+    if auth is not None:
+        _reload_tokens(*auth, quiet=quiet)
+
+
+def _tokens(cfg: Settings) -> dict[str, Identity]:
+    """The bearer tokens as configured now: the config's entries (secret references resolved again) and the
+    token file, read again."""
+    return load_tokens(cfg.tokens_file, [(resolve_secrets(t.token, f"tokens[{i}].token"), t.name, list(t.roles))
+                                         for i, t in enumerate(cfg.tokens)], extra_roles=cfg.pii_roles)
+
+
+def _reload_tokens(auth: Auth, cfg: Settings, quiet: bool = False) -> None:
+    """Tokens re-read on SIGHUP and every ``secrets_ttl_s``: one removed or rotated is refused from then on,
+    by gRPC and by the console, whose sessions are checked against these on every request. A file that no
+    longer reads, or that would leave no token at all (an open service), keeps the tokens in force."""
+    try:
+        tokens = _tokens(cfg)
+    except (OSError, ValueError) as e:
+        log.error("tokens not re-read, the ones in force stay: %s", e)
+        return
+    if auth.enabled and not tokens:
+        log.error("tokens not re-read: none would be left, and a service without tokens is open; the ones in "
+                  "force stay")
+        return
+    if auth.replace(tokens) or not quiet:
+        say(f"baton {os.getpid()}: tokens re-read ({len(tokens)} in force)")
 
 
 async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int = 0,
@@ -162,8 +189,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` prints every thread's stack
     tune_allocator()  # large request buffers go back to the system once freed
     _bound_memory(cfg)
-    auth = Auth(load_tokens(None, [(resolve_secrets(t.token, f"tokens[{i}].token"), t.name, list(t.roles))
-                                   for i, t in enumerate(cfg.tokens)], extra_roles=cfg.pii_roles))
+    auth = Auth(_tokens(cfg))
     if not auth.enabled and not (_is_loopback(cfg.listen) or cfg.insecure_no_auth):
         raise SystemExit(f"refusing to serve {cfg.listen} without auth: configure tokens (--tokens or "
                          "BATON_TOKENS), listen on localhost, or pass --insecure-no-auth")
@@ -202,7 +228,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, _rotate_secrets)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _rotate_secrets(auth=(auth, cfg)))
     rt.start()
     checkpoints = asyncio.create_task(checkpointer(cfg, base, rt.store).run(stop)) \
         if cfg.audit is not None and worker == 0 else None  # signed tree heads to witnesses (docs/audit.md)
@@ -210,7 +236,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
         if cfg.console and worker == 0 else None
     intake = rt.consumers()
     consuming = asyncio.create_task(run_consumers(intake, stop)) if intake else None
-    secrets_ttl = asyncio.create_task(_refresh_secrets(cfg.secrets_ttl_s, stop))
+    secrets_ttl = asyncio.create_task(_refresh_secrets(cfg.secrets_ttl_s, stop, (auth, cfg)))
     sweeper = asyncio.create_task(_sweep_slas(rt.escalations, cfg.sla_check_s, stop))
     outbox = asyncio.create_task(rt.outbox().run(stop))
     logs = asyncio.create_task(_flush_logs(stop))
