@@ -115,6 +115,7 @@ def test_a_worker_that_starts_above_the_bound_is_left_alone() -> None:
         first.join(10)
 
 
+@pytest.mark.slow
 def test_a_free_port_has_no_owner_and_a_taken_one_names_it() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

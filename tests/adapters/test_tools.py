@@ -101,6 +101,7 @@ def call_http(base: str, ref: str) -> CallResult:
     return asyncio.run(go())
 
 
+@pytest.mark.slow
 def test_http_connector_timeouts_errors_and_retries(http_server: str) -> None:
     ok = call_http(http_server, "P-1")
     assert ok.answer == {"policy_ref": "P-1", "active": True, "coverage_limit": 10} and ok.attempts == 1

@@ -162,6 +162,7 @@ def test_a_thousand_decisions_leave_no_live_engine_sessions() -> None:
             core.get_state(handle, sid)
 
 
+@pytest.mark.slow
 def test_more_than_a_thousand_live_sessions_use_more_engine_handles() -> None:
     engine = Engine(ruleset(CALLS))
     ports = SlowPorts(0.2)
