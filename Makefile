@@ -1,9 +1,10 @@
-# Baton: `make run` installs and starts the service; `make test` installs and runs every check and test.
+# Baton: `make run` installs and starts the service; `make test` installs and runs every check and test;
+# `make check` is the edit loop's: lint, types, import contracts and the tests not marked slow.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test lint bench proto tools
+.PHONY: install run test check lint bench proto tools
 
 install: $(VENV)/.installed
 
@@ -33,6 +34,14 @@ proto: install
 
 test: lint tools
 	$(BIN)/python -m pytest -q
+
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy engine
+	$(BIN)/mypy adapters
+	$(BIN)/mypy --strict bench
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -m "not slow"
 
 tools:
 	@bash .ci/tools.sh
