@@ -17,6 +17,9 @@ of a shared machine:
 - *in groups of 16*: the same work, but 16 engine runs back to back and then the other work of those 16 -
   what the start gate (adapters/decisions.py) does under load.
 
+Then a sweep: only a copy of a given size between engine runs, no other work - where the engine's time
+rises is where the copy no longer leaves its code and data in the cache (L2 here: 2 MiB a core).
+
 Only the engine's own time is timed (the work between runs is not); what rises is the engine run made
 slower by what ran before it. Run: .venv/bin/python bench/engine_in_server.py [--n 1000] [--rounds 3]
 """
@@ -44,6 +47,7 @@ from engine.clock import FixedClock, SequentialIds  # noqa: E402
 from engine.loop import Engine, Limits  # noqa: E402
 from engine.recorded import RecordedAnswers  # noqa: E402
 
+SIZES = [256 << 10, 1 << 20, 2 << 20, 4 << 20, 16 << 20]
 CONDITIONS = ["alone", "server's ports", "+ server's heap", "+ server's Python work between",
               "+ a 4 MiB copy between", "in groups of 16"]
 
@@ -85,7 +89,8 @@ def main() -> None:
     from adapters.grpc import convert
     from adapters.grpc.gen.baton.v1 import decision_pb2 as pb
     from adapters.retrieval import WithRetrieval
-    buffer = bytearray(4 << 20)
+    buffers = {size: bytearray(size) for size in SIZES}
+    buffer = buffers[4 << 20]
 
     def request_bytes(given: dict[str, Any]) -> bytes:
         return pb.DecideRequest(ruleset=rs.name, facts=[pb.Fact(type=t, values=convert.struct(v))
@@ -136,6 +141,18 @@ def main() -> None:
                     after(record, copy_too)
         return spent / len(inputs) / 1e3
 
+    sweep: dict[int, list[float]] = {size: [] for size in SIZES}
+
+    async def copies(size: int) -> float:  # recorded answers, fixed clock: "alone" but for the copy
+        spent, clock, ids, b = 0, FixedClock(), SequentialIds(), buffers[size]
+        for given, answers in inputs:
+            bytes(b)
+            models = RecordedAnswers(answers)
+            t0 = time.thread_time_ns()
+            await engine.decide(given, models, models, clock, ids, Limits())
+            spent += time.thread_time_ns() - t0
+        return spent / len(inputs) / 1e3
+
     async def measure() -> None:
         for c in CONDITIONS:  # warm every path once
             await run(c) if c != "+ server's heap" else None
@@ -146,6 +163,8 @@ def main() -> None:
                 gc_before = gc_clock.ns
                 results[c].append(await run(c))
                 gc_ns[c].append((gc_clock.ns - gc_before) / len(inputs) / 1e3)
+            for size in SIZES:
+                sweep[size].append(await copies(size))
 
     asyncio.run(measure())
     print(f"claims-triage, engine.decide timed alone (thread CPU), {args.n} decisions x {args.rounds} rounds, "
@@ -156,6 +175,9 @@ def main() -> None:
         best = min(results[c])
         gc_share = gc_ns[c][results[c].index(best)]
         print(f"{c:<34}{best:>12.1f}{best / base:>9.2f}x{gc_share:>10.1f}")
+    for size in SIZES:
+        best = min(sweep[size])
+        print(f"{'only a copy of ' + format(size >> 10, ',') + ' KiB between':<34}{best:>12.1f}{best / base:>9.2f}x")
 
 
 if __name__ == "__main__":
