@@ -130,6 +130,8 @@ class Router:
 
     def __init__(self, compiled: CompiledRuleset, wm: FactIndex) -> None:
         self.c, self.wm = compiled, wm
+        if not compiled.indexed:  # facts go by type alone: route() keeps no state, so none is made
+            return
         self.seen: set[int] = set()  # constrained slots that have a candidate
         self.pending: dict[int, list[int]] = {}  # constrained slot of an incomplete rule -> candidate seqs
         self.complete: set[int] = set()

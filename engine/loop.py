@@ -74,7 +74,11 @@ class WorkingMemory(FactIndex):
         self.keys.add(key)
         self.facts.append((type_name, values))
         seq = len(self.facts)
-        self.by_type.setdefault(type_name, []).append(seq)
+        seqs = self.by_type.get(type_name)
+        if seqs is None:
+            self.by_type[type_name] = [seq]
+        else:
+            seqs.append(seq)
         return seq
 
     def has_type(self, type_name: str) -> bool:
