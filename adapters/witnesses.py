@@ -23,7 +23,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from adapters.checkpoints import Checkpoint, checkpoint_file, keep_in, load_private_key, sign, write_checkpoint
+from adapters.checkpoints import (
+    Checkpoint,
+    Verifier,
+    checkpoint_file,
+    extension_problem,
+    keep_in,
+    load_private_key,
+    read_checkpoints,
+    sign,
+    write_checkpoint,
+)
 from adapters.metrics import CHECKPOINTS
 from adapters.secrets import SECRETS
 
@@ -111,6 +121,29 @@ class Checkpointer:
         self.last_size: int | None = None
         self.last_at = clock()
         self.signed = 0
+        self.last: Checkpoint | None = None  # the newest checkpoint this key signed for this log
+        self.seeded = False
+        self.refused_at: int | None = None  # the tree size last refused (logged once per size)
+
+    def _seed(self, key: Any) -> None:
+        """The newest checkpoint this key signed for this log before this start: from the directory witnesses
+        and the store's copy (taken only with a good signature - anyone who can write the database can add one)."""
+        verifier = Verifier([key.public_key()], self.origin)
+        found: list[Checkpoint] = []
+        for witness in self.witnesses:
+            if isinstance(witness, DirectoryWitness) and witness.folder.is_dir():
+                try:
+                    found.extend(cp for _, cp in read_checkpoints(witness.folder))
+                except (ValueError, RecursionError) as e:
+                    log.warning("witness %s unreadable while looking for the last checkpoint: %s", witness.name, e)
+        for text in self.store.latest_checkpoints():
+            try:
+                found.append(Checkpoint.from_json(json.loads(text), "the store's copy"))
+            except (ValueError, RecursionError):
+                continue
+        mine = [cp for cp in found if verifier.problem(cp) is None]
+        self.last = max(mine, key=lambda cp: (cp.size, cp.time)) if mine else None
+        self.seeded = True
 
     async def tick(self, force: bool = False) -> Checkpoint | None:
         """Sign and hand out a checkpoint when one is due (``force``: whenever the log grew)."""
@@ -125,6 +158,17 @@ class Checkpointer:
         if not due:
             return None
         key = load_private_key(SECRETS.value(self.key_template), "audit.signing_key")  # rotated: the new one
+        if not self.seeded:
+            await asyncio.to_thread(self._seed, key)
+        last = self.last
+        problem = await asyncio.to_thread(extension_problem, self.store, last, size, root) if last else None
+        if problem:  # never a second, forked history under this key: the rewrite stays for verify to name
+            if self.refused_at != size:
+                self.refused_at = size
+                log.error("checkpoint of %d decisions NOT signed: %s", size, problem)
+                for witness in self.witnesses:
+                    CHECKPOINTS.labels(witness.name, "refused").inc()
+            return None
         cp = sign(key, self.origin, size, root, now)
         await asyncio.to_thread(keep_in, self.store, cp)
         for witness in self.witnesses:
@@ -136,7 +180,7 @@ class Checkpointer:
                             cp.size, type(e).__name__, e)
             else:
                 CHECKPOINTS.labels(witness.name, "kept").inc()
-        self.last_size, self.last_at = size, now
+        self.last_size, self.last_at, self.last = size, now, cp
         self.signed += 1
         return cp
 

@@ -214,9 +214,6 @@ def fork(store: SqlStore, key: Any, witness: Path) -> str:
         return str(conn.execute(sa.text("SELECT id FROM decisions WHERE chain_seq = 42")).scalar())
 
 
-@pytest.mark.xfail(strict=True, reason="adapters/witnesses.py Checkpointer.tick signs whatever tree head the store "
-                   "shows: it keeps no previous checkpoint and never asks for a consistency proof "
-                   "(adapters.checkpoints.extension_problem is the check `baton log checkpoint` now makes)")
 def test_the_service_refuses_to_sign_a_history_rewritten_since_its_last_checkpoint(
         keys: tuple[Any, Path, Path], tmp_path: Path) -> None:
     _, _, private = keys
@@ -227,6 +224,10 @@ def test_the_service_refuses_to_sign_a_history_rewritten_since_its_last_checkpoi
     assert asyncio.run(cpr.tick()) is not None
     rewrite_log(store, lambda rs: [*at(rs, 42, rejected), copy_of(rs[-1], INSERTED)])
     assert asyncio.run(cpr.tick()) is None
+    assert len(list(witness.glob("*.json"))) == 1
+    # nor after a restart: the last checkpoint is found again in the witness directory
+    again = Checkpointer(store, f"${{file:{private}}}", None, [DirectoryWitness(witness)], 1, None)
+    assert asyncio.run(again.tick()) is None
     assert len(list(witness.glob("*.json"))) == 1
 
 
