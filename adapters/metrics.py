@@ -35,7 +35,8 @@ WORKER_RECYCLES = Counter("baton_worker_recycles", "Workers replaced, and draine
                           "went above memory.max_mb", ["worker"])
 SECRET_ROTATIONS = Counter("baton_secret_rotations", "Secret re-reads that changed a value")
 CHECKPOINTS = Counter("baton_checkpoints", "Signed checkpoints of the decision log handed to a witness, by result: "
-                      "kept, failed, or refused (the log no longer extends the last checkpoint; docs/audit.md)", ["witness", "result"])
+                      "kept, failed, or refused (the log no longer extends the last checkpoint; docs/audit.md)",
+                      ["witness", "result"])
 EFFECT_ATTEMPTS = Counter("baton_effect_attempts", "Effect deliveries tried, by result: delivered, failed (retried "
                           "later) or dead (given up)", ["effect", "result"])
 INTAKE = Counter("baton_intake_messages", "Decision requests taken from a broker", ["consumer", "result"])
