@@ -765,6 +765,13 @@ class _Run:
     async def _dispatch(self, intents: list[tuple[CallRequest, str]]) -> list[CallResult]:
         """Answers from memory at once; the rest awaited together, until all are in or the deadline."""
         immediate = [self.answer_now(call) for call, _ in intents]
+        if all(r is not None for r in immediate):  # every answer from memory (recorded, canned): nothing to await
+            answered: list[CallResult] = []
+            for (call, key), r in zip(intents, immediate, strict=True):
+                assert r is not None
+                self.record_call(call, key, (r, 0.0))
+                answered.append(r)
+            return answered
         results: list[tuple[CallResult, float] | None] = [None if r is None else (r, 0.0) for r in immediate]
         waiting = [i for i, r in enumerate(results) if r is None]
         if len(waiting) == 1 and self.deadline is None:  # nothing to run beside it: no task needed
