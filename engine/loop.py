@@ -305,6 +305,11 @@ class Engine:
 class _Run:
     """The state of one decision while it runs."""
 
+    __slots__ = ("aggregated", "called", "carried_cost", "clock", "d", "deadline", "documents", "effects", "engine",
+                 "epoch_counts", "extractions", "held", "human", "intents", "mask_pii", "max_calls", "max_cost",
+                 "merged_rows", "model_calls", "models", "proposals", "round", "session", "step_limit", "stopped",
+                 "summaries", "tools", "unreadable", "wm")
+
     def __init__(self, engine: Engine, d: Decision, models: ModelGateway, tools: ToolConnector, clock: Clock,
                  limits: Limits, human: list[HumanInput], documents: Sequence[Document] = ()) -> None:
         self.human = human
