@@ -15,7 +15,9 @@ from engine.ports import CallRequest, CallResult, ModelGateway, ToolConnector
 
 
 def _result(answer: object) -> CallResult:
-    if isinstance(answer, Mapping) and set(answer) == {"failure"} and isinstance(answer["failure"], Mapping):
+    # dict before the slow Mapping ABC, and no set of keys built: this runs for every recorded answer
+    if isinstance(answer, (dict, Mapping)) and len(answer) == 1 and "failure" in answer \
+            and isinstance(answer["failure"], Mapping):
         f = answer["failure"]
         return CallResult(failure_kind=str(f.get("kind", "error")), error=str(f.get("error", "")))
     return CallResult(answer=answer)
