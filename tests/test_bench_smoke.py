@@ -15,6 +15,7 @@ RUNS = {
     "engine_speed.py": (["--n", "300"], "Baton / raw"),
     "loop_phases.py": (["--n", "100", "--rounds", "1"], "setup + glue"),
     "engine_in_server.py": (["--n", "64", "--rounds", "1"], "in groups of 16"),
+    "same_decisions.py": (["HEAD", "--generated", "20"], "decisions identical to"),  # exits 1 on a difference
     "store.py": (["--n", "60", "--backlog", "500"], "the SQLite store's CPU spends storing one"),  # the last line
     "rules_scale.py": (["--smoke"], "table rows N=100"),
     "memory.py": (["--rounds", "1", "--mib", "1"], "statuses: ['INVALID_ARGUMENT']"),
