@@ -157,7 +157,7 @@ def _child() -> None:
         verdict = {"ok": False, "errors": [x.as_dict() for x in e.errors]}
     except BatonError as e:
         verdict = {"ok": False, "errors": [e.as_dict()]}
-    except (MemoryError, RecursionError):
+    except MemoryError:
         verdict = {"ok": False, "limit": "memory"}
     sys.stdout.write(json.dumps(verdict))
     sys.stdout.flush()

@@ -287,6 +287,10 @@ class Parser:
             raise ExprError("too_deep", "condition nested too deeply", self.peek().pos,
                             f"at most {MAX_DEPTH} levels of nesting")
         left = self.prefix()
+        # a chain of one boolean operator (a and b and c ...) gathers its operands in a list, built into one
+        # BoolOp when the chain ends: growing a tuple per operand made a 60,000-term condition quadratic
+        chain: list[Node] | None = None
+        chain_kind, chain_pos = "", 0
         while True:
             tok = self.peek()
             op = tok.text if tok.kind in ("op", "name") else ""
@@ -300,17 +304,27 @@ class Parser:
             if op in (",", "where", "and", "or"):
                 right = self.expr(bp)
                 kind = "or" if op == "or" else "and"
+                if chain is not None and chain_kind == kind:
+                    chain.append(right)
+                    continue
+                if chain is not None:
+                    left, chain = BoolOp(chain_pos, chain_kind, tuple(chain)), None
                 if isinstance(left, BoolOp) and left.op == kind:
-                    left = BoolOp(left.pos, kind, (*left.operands, right))
+                    chain, chain_pos = [*left.operands, right], left.pos
                 else:
-                    left = BoolOp(tok.pos, kind, (left, right))
+                    chain, chain_pos = [left, right], tok.pos
+                chain_kind = kind
                 continue
+            if chain is not None:
+                left, chain = BoolOp(chain_pos, chain_kind, tuple(chain)), None
             right = self.expr(bp - 1 if op == "**" else bp)  # a ** b ** c is a ** (b ** c)
             if (op in COMPARISONS or op in MEMBERSHIP) and isinstance(left, Binary) and (
                     left.op in COMPARISONS or left.op in MEMBERSHIP):
                 raise ExprError("syntax_error", f"comparisons cannot be chained ('{left.op}' then '{op}')",
                                 tok.pos, "join two comparisons with 'and'")
             left = Binary(tok.pos, op, left, right)
+        if chain is not None:
+            left = BoolOp(chain_pos, chain_kind, tuple(chain))
         self.depth -= 1
         return left
 

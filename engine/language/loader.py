@@ -486,6 +486,10 @@ class Loader:
                        extra: set[str] | None = None) -> bool:
         try:
             names = meta.find_undeclared_variables(JINJA.parse(template))
+        except RecursionError:
+            self.error("too_deep", "prompt template nested too deeply to compile", self.pos.text_start(parent, key),
+                       "a template needs far fewer levels of blocks and brackets")
+            return False
         except jinja2.TemplateSyntaxError as e:
             start = self.pos.text_start(parent, key)  # the error's line of the template, where it stands in the file
             self.error("bad_template", f"prompt template: {e.message}", start.shifted(template, sum(
@@ -1237,4 +1241,8 @@ def _test_documents_doc() -> str:
 
 def load_ruleset(text: str, file: str = "<ruleset>", limits: SourceLimits = DEFAULT_LIMITS) -> Ruleset:
     with collector_paused():
-        return Loader(text, file, limits).load()
+        try:
+            return Loader(text, file, limits).load()
+        except RecursionError:  # a shape nested deeper than a bound that names it (templates, expressions) allows
+            raise CompileErrors([BatonError("too_deep", "the ruleset nests too deeply to compile",
+                                            Where(file, 1, 1), "look for deeply nested brackets or blocks")]) from None

@@ -106,3 +106,28 @@ def test_a_ten_megabyte_line_is_refused_before_it_is_parsed() -> None:
 def test_expressions_too_deep_for_the_checker_are_refused(when: str) -> None:
     [(code, line, _)] = errors(HEAD + "rules:\n  - name: r\n    when: " + when + "\n    then: {decide: {x: y}}\n")
     assert (code, line) == ("too_deep", 6)
+
+
+def test_a_long_chain_of_conditions_parses_flat_in_linear_time() -> None:
+    """60,000 conditions joined by `and` are one BoolOp of 60,000 operands (each `and` once, not a tuple
+    copied per operand: that took 35 s)."""
+    from engine.language.expr import BoolOp, parse
+
+    text = " and ".join(f"t.a != {i}" for i in range(60_000))
+    node = parse(text)
+    assert isinstance(node, BoolOp) and node.op == "and" and len(node.operands) == 60_000
+    mixed = parse("t.a > 1 and t.a > 2 or t.a > 3 and t.a > 4 or t.a > 5")
+    assert isinstance(mixed, BoolOp) and mixed.op == "or" and len(mixed.operands) == 3
+    assert [type(o).__name__ for o in mixed.operands] == ["BoolOp", "BoolOp", "Binary"]
+
+
+@pytest.mark.parametrize("prompt", [
+    "".join("{% if t %}" for _ in range(3000)) + "x" + "".join("{% endif %}" for _ in range(3000)),
+    "{{ " + "(" * 5000 + "t.s" + ")" * 5000 + " }}",
+])
+def test_a_prompt_template_nested_too_deeply_is_refused_at_the_prompt(prompt: str) -> None:
+    text = (HEAD.replace("t: {a: number}", "t: {a: number, s: str}\n  out: {v: str}")
+            + f"models:\n  m:\n    group: fast\n    produces: out\n    prompt: |\n      {prompt}\n"
+            + "rules:\n  - name: r\n    when: t.a > 1\n    then: m\n")
+    [(code, line, _)] = errors(text)
+    assert (code, line) == ("too_deep", 10)  # the template's first line
