@@ -104,7 +104,7 @@ def dmn_test(model: Annotated[Path, typer.Argument(help="the DMN model")],
     else:
         for r in runs:
             out.print(f"[{'green' if r.passed else 'red'}]{'PASS' if r.passed else 'FAIL'}[/] case {r.case.id}"
-                      + (f"  {r.case.description}" if r.case.description else ""), highlight=False)
+                      + (f"  {escape(r.case.description)}" if r.case.description else ""), highlight=False)
             if r.error:
                 out.print(f"    {r.error}", highlight=False, markup=False)
             for o in r.outcomes:

@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from engine.regex import compile_regex
+
 
 class Unsupported(Exception):
     """A FEEL construct Baton cannot express."""
@@ -191,7 +193,7 @@ class _Parser:
             return Node("between", args=(left, lo, self.additive()))
         if tok.kind == "name" and tok.text == "in":
             self.next()
-            if self.at("("):
+            if self.at("(") and not self._interval_ahead_from(self.i + 1):  # (1..5] is an interval
                 self.next()
                 tests = self.positive_tests()
                 self.expect(")")
@@ -495,7 +497,13 @@ class Translator:
         if k == "cmp":
             op = {"=": "==", "!=": "!="}.get(str(node.value), str(node.value))
             if any(a.kind == "null" for a in node.args):
-                raise Unsupported("FEEL null comparison", "x = null")
+                # x = null of a name or path: Baton's x == x holds exactly where the field is present
+                other = [a for a in node.args if a.kind != "null"]
+                if str(node.value) not in ("=", "!=") or not other or other[0].kind not in ("name", "path"):
+                    raise Unsupported("FEEL null comparison", "x = null of an expression, or null < x")
+                text = _wrap(self.write(other[0]))
+                present = f"{text} == {text}"
+                return (present if node.value == "!=" else f"not ({present})"), "bool"
             left, _ = self._write(node.args[0])
             right, _ = self._write(node.args[1])
             return f"{_wrap(left)} {op} {_wrap(right)}", "bool"
@@ -514,7 +522,7 @@ class Translator:
         if k == "if":
             raise Unsupported("FEEL if-then-else", "Baton has no conditional value; write it as rules")
         if k == "in":
-            raise Unsupported("FEEL 'in' expression", "x in (tests) outside a table cell")
+            return self._write(expand_in(node))
         if k == "range":
             raise Unsupported("FEEL range value", "an interval used as a value")
         if k == "call":
@@ -564,6 +572,32 @@ class Translator:
             return f"{_wrap(self.write(args[0]))} contains {_wrap(self.write(args[1]))}", "bool"
         if name == "contains" and len(args) == 2:
             return f"{_wrap(self.write(args[0]))} contains {_wrap(self.write(args[1]))}", "bool"
+        if name in ("starts with", "ends with") and len(args) == 2:
+            if args[1].kind != "str":
+                raise Unsupported(f"FEEL {name}", "a match string that is not a literal")
+            text, kind = self._write(args[0])
+            if kind not in ("str", "any"):
+                raise Unsupported(f"FEEL {name}", "of a value that is not a string")
+            body = _re2_literal(str(args[1].value))
+            pattern = "^" + body if name == "starts with" else body + "$"
+            return f"{_wrap(text)} matches {json.dumps(pattern, ensure_ascii=False)}", "bool"
+        if name == "matches" and len(args) in (2, 3):
+            if len(args) == 3:
+                raise Unsupported("FEEL matches with flags", "matches(input, pattern, flags)")
+            if args[1].kind != "str":
+                raise Unsupported("FEEL matches", "a pattern that is not a literal")
+            text, kind = self._write(args[0])
+            if kind not in ("str", "any"):
+                raise Unsupported("FEEL matches", "of a value that is not a string")
+            return f"{_wrap(text)} matches {json.dumps(xsd_regex(str(args[1].value)), ensure_ascii=False)}", "bool"
+        if name == "string join" and len(args) in (1, 2):
+            text, kind = self._write(args[0])
+            if kind != "list":
+                raise Unsupported("FEEL string join", "of a value that is not a list")
+            sep = self.write(args[1]) if len(args) == 2 else '""'
+            if len(args) == 2 and args[1].kind != "str":
+                raise Unsupported("FEEL string join", "a delimiter that is not a literal")
+            return f"join({_as_list_value(text)}, {sep})", "str"
         if name == "number" and len(args) == 1 and args[0].kind == "str":
             return _number_text(str(args[0].value)), "number"
         raise Unsupported("FEEL function Baton lacks", f"{name}({len(args)} argument{'s' if len(args) != 1 else ''})")
@@ -579,6 +613,107 @@ class Translator:
         inner = Translator(self.scope, bound, self.depth + 1, self.on_name, self.divisors)
         text, kind = inner._write(bkm.body)
         return f"({text})", kind
+
+
+PREDICATES = ("starts with", "ends with", "matches", "contains", "list contains")
+
+
+def _re2_literal(text: str) -> str:
+    """A literal string as an RE2 pattern matching exactly it."""
+    return "".join("\\" + ch if ch in "\\.+*?()|[]{}^$" else ch for ch in text)
+
+
+def xsd_regex(pattern: str) -> str:
+    """A FEEL (XML Schema / XPath) regular expression as RE2, where both mean the same; else Unsupported.
+    ``\\d`` is any Unicode digit in XPath (``\\p{Nd}`` in RE2); ``\\w``, ``\\s``, ``\\i``, ``\\c``, back-references,
+    character class subtraction and Unicode block names (``\\p{IsBasicLatin}``) differ or are missing: refused."""
+    out: list[str] = []
+    i, in_class = 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            if nxt in "dD" and not in_class:
+                out.append("\\p{Nd}" if nxt == "d" else "\\P{Nd}")
+            elif nxt in "pP" and pattern.startswith("{Is", i + 2):
+                block = pattern[i:pattern.find("}", i) + 1]
+                raise Unsupported("FEEL matches", f"Unicode block {block} (RE2 lacks blocks)")
+            elif nxt.isalnum() and nxt not in "nrtpP":
+                raise Unsupported("FEEL matches", f"the escape \\{nxt} (XPath and RE2 read it differently)")
+            else:
+                out.append(ch + nxt)
+            i += 2
+            continue
+        if ch == "[" and not in_class:
+            in_class = True
+        elif ch == "]" and in_class:
+            in_class = False
+        elif ch == "-" and in_class and pattern.startswith("[", i + 1):
+            raise Unsupported("FEEL matches", "character class subtraction [a-z-[aeiou]]")
+        out.append(ch)
+        i += 1
+    text = "".join(out)
+    try:
+        compile_regex(text)
+    except Exception as e:  # any refusal of the pattern
+        raise Unsupported("FEEL matches", f"a pattern Baton's RE2 refuses: {e}") from None
+    return text
+
+
+def expand_in(node: Node) -> Node:
+    """``x in tests`` as comparisons: ``x in [a..b]`` is ``x >= a and x <= b``, ``x in (< 5, 7)`` is
+    ``x < 5 or x = 7``. A null ``x`` makes every comparison null, as FEEL's ``in`` gives. A list literal is
+    refused: FEEL's list membership of null is not a comparison."""
+    x, *tests = node.args
+    parts: list[Node] = []
+    for t in tests:
+        if t.kind == "cmp":
+            parts.append(Node("cmp", t.value, (x, t.args[0])))
+            continue
+        value = t if t.kind == "range" else t.args[0]
+        if value.kind == "range":
+            lo, hi = value.args
+            lo_closed, hi_closed = value.extra
+            parts.append(Node("and", args=(Node("cmp", ">=" if lo_closed else ">", (x, lo)),
+                                           Node("cmp", "<=" if hi_closed else "<", (x, hi)))))
+        elif value.kind in ("list", "null"):
+            raise Unsupported("FEEL 'in' expression", "x in a list or null outside a table cell")
+        else:
+            parts.append(Node("cmp", "=", (x, value)))
+    out = parts[0]
+    for p in parts[1:]:
+        out = Node("or", args=(out, p))
+    return out
+
+
+def desugar(node: Node) -> Node:
+    """``floor(x)`` and ``ceiling(x)`` as conditionals over Baton's ``round`` (the nearest whole number):
+    ``floor(x)`` is ``round(x)`` where that is not above ``x``, else one less. Only where conditionals
+    become rules (a literal expression decision)."""
+    args = tuple(desugar(a) for a in node.args)
+    if node.kind == "call" and node.value in ("floor", "ceiling") and len(args) == 1:
+        r = Node("call", "decimal", (args[0], Node("num", "0")), ("decimal",))
+        if node.value == "floor":
+            return Node("if", args=(Node("cmp", "<=", (r, args[0])), r, Node("bin", "-", (r, Node("num", "1")))))
+        return Node("if", args=(Node("cmp", ">=", (r, args[0])), r, Node("bin", "+", (r, Node("num", "1")))))
+    return Node(node.kind, node.value, args, node.extra) if args != node.args else node
+
+
+def split_if(node: Node) -> tuple[Node, Node, Node] | None:
+    """The first ``if`` inside an expression (not at its top): (condition, the expression with the then
+    branch in its place, with the else branch). FEEL expressions have no side effects, so
+    ``f(if c then a else b)`` is ``if c then f(a) else f(b)``."""
+    for i, a in enumerate(node.args):
+        if a.kind == "if":
+            cond, then, other = a.args
+            return (cond, Node(node.kind, node.value, (*node.args[:i], then, *node.args[i + 1:]), node.extra),
+                    Node(node.kind, node.value, (*node.args[:i], other, *node.args[i + 1:]), node.extra))
+        inner = split_if(a)
+        if inner is not None:
+            cond, t, e = inner
+            return (cond, Node(node.kind, node.value, (*node.args[:i], t, *node.args[i + 1:]), node.extra),
+                    Node(node.kind, node.value, (*node.args[:i], e, *node.args[i + 1:]), node.extra))
+    return None
 
 
 def _as_list_value(text: str) -> str:

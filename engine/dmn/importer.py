@@ -23,14 +23,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.dmn.feel import (
+    KEYWORDS,
+    PREDICATES,
     Binding,
     Node,
     Translator,
     Unsupported,
+    _wrap,
     cell_text,
+    desugar,
+    expand_in,
     is_null,
     parse_expression,
     parse_unary_tests,
+    split_if,
 )
 from engine.dmn.model import Bkm, Decision, DecisionTable, DmnError, ItemDef, Model, read_model
 
@@ -45,6 +51,9 @@ UNSUPPORTED_TYPES = {"time": "FEEL time of day", "duration": "FEEL duration",
                      "context": "FEEL context", "function": "FEEL function"}
 HIT = {"UNIQUE": "unique", "ANY": "any", "FIRST": "first", "PRIORITY": "priority", "COLLECT": "collect",
        "RULE ORDER": "rule_order", "OUTPUT ORDER": "output_order"}
+STRING_ARGUMENT = ("upper case", "lower case", "string length", "starts with", "ends with", "matches", "contains",
+                   "substring", "substring before", "substring after")
+MAX_BRANCHES = 64  # rules one literal expression's if-then-else branches may become
 AGGREGATION = {"SUM": "sum", "COUNT": "count", "MIN": "min", "MAX": "max"}
 YAML_KIND = {"str": "str", "number": "number", "bool": "bool", "date": "date", "datetime": "datetime"}
 
@@ -457,7 +466,10 @@ class Importer:
             self.fact_fields(tname, d, k, self.decisions[d.name], {}, {"value": kind})
             self.rules.append(f"  # dmn: decision {d.name!r} ({d.id}) is always null: {_one_line(d.literal)}")
             return
+        node = desugar(node)  # floor/ceiling as conditionals
         branches = self.branches(node, tr, [])  # if-then-else: one rule per branch, under its conditions
+        if len(branches) > MAX_BRANCHES:
+            raise Unsupported("FEEL if-then-else", f"{len(branches)} branches (more than {MAX_BRANCHES} rules)")
         kinds = [tr.kind_of(leaf) for _, leaf in branches if not is_null(leaf)]
         kind = k.kind if k.kind not in ("any",) else (kinds[0] if kinds else "any")
         if kind in ("list", "any"):
@@ -492,7 +504,12 @@ class Importer:
         """``if c then a else b`` as (conditions, value) pairs: ``a`` where c is true, ``b`` where it is not
         (false or null, as FEEL takes the else branch for both)."""
         if node.kind != "if":
-            return [(conds, node)]
+            inner = split_if(node)  # an if inside a larger expression: the expression in each branch
+            if inner is None:
+                return [(conds, node)]
+            node = Node("if", args=inner)
+        if len(conds) > 12:
+            raise Unsupported("FEEL if-then-else", "nested more than 12 deep")
         cond, then, other = node.args
         truth = self.truth(cond, tr, True)
         if truth is None:
@@ -520,6 +537,18 @@ class Importer:
                 return ""
             parts = [x for x in (a, b) if x is not None]
             return " or ".join(f"({x})" for x in parts) if parts else None
+        if k == "in":
+            return self.truth(expand_in(node), tr, want)
+        if k == "cmp" and node.value in ("=", "!=") and any(a.kind == "null" for a in node.args):
+            # x = null: true where x is absent. Only of a name or path: Baton's x == x holds where it is present
+            other = [a for a in node.args if a.kind != "null"]
+            if not other:
+                return "" if (node.value == "=") == want else None
+            if other[0].kind not in ("name", "path"):
+                raise Unsupported("FEEL null comparison", "of an expression that is not a name or path")
+            text = tr.write(other[0])
+            present = (node.value == "!=") == want
+            return f"{_wrap(text)} == {_wrap(text)}" if present else f"not ({_wrap(text)} == {_wrap(text)})"
         if k == "cmp":
             op = str(node.value)
             if not want:
@@ -529,6 +558,10 @@ class Importer:
             text = tr.write(node)
             return f"{text} == {'true' if want else 'false'}"
         text = tr.write(node)
+        if not want and k == "call" and node.value in PREDICATES:
+            # Baton's matches/contains are false where an operand is absent; FEEL's are null: not false
+            operands = [tr.write(a) for a in node.args]
+            return " and ".join([*(f"{_wrap(x)} == {_wrap(x)}" for x in operands), f"not ({text})"])
         return text if want else f"not ({text})"
 
     def table(self, d: Decision, t: DecisionTable, tname: str, k: Kind, dmap: DecisionMap,
@@ -554,6 +587,19 @@ class Importer:
                     pass
             if kind in ("record", "any"):
                 raise Unsupported("a table input whose type cannot be told", c.text)
+            if kind == "bool" and not re.fullmatch(r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*", text):
+                # a condition as a column: Baton refuses `a matches b == true` as a chain, so it is and-ed with
+                # true (the same value); Baton's condition is false where FEEL's is null (an absent operand),
+                # so a column like this may be tested only for true (or `-`), never for false
+                text = f"{_wrap(text)} and true"
+                for r in t.rules:
+                    cell = r.inputs[len(columns)] if len(r.inputs) > len(columns) else "-"
+                    tests = parse_unary_tests(cell, names)
+                    if not tests.any and (tests.negated or any(
+                            x.kind != "eq" or x.args[0].kind != "bool" or x.args[0].value is not True
+                            for x in tests.tests)):
+                        raise Unsupported("FEEL null", f"rule {r.id}: the cell {cell!r} on the condition {c.text!r}, "
+                                          "which is null in FEEL where an operand is null and false in Baton")
             columns.append(text if re.fullmatch(r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*", text) else "=" + text)
             column_kinds.append(kind)
         fields = list(dmap.fields)
@@ -645,7 +691,10 @@ class Importer:
                 continue
             for c in d.table.inputs:
                 name = c.text.strip()
-                if name in declared or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_ ]*", name):
+                if name not in declared and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_ ]*", name):
+                    self.implicit_in_expression(d, c.text, declared)
+                    continue
+                if name in declared:
                     continue
                 if not c.type_ref:
                     raise DmnError(f"the input expression {name!r} reads no declared input data and has no typeRef",
@@ -658,6 +707,37 @@ class Importer:
                 self.inputs[name] = (INPUT, fname, k)
                 declared.add(name)
                 self.notes.append(f"{name!r}: an input of decision {d.name!r} without inputData; typed {c.type_ref}")
+
+    def implicit_in_expression(self, d: Decision, text: str, declared: set[str]) -> None:
+        """An input expression over undeclared variables (Camunda: ``upper case(reference)``): a variable that
+        is the string argument of a FEEL string function is a string input; any other stays unknown (the
+        decision is then refused naming it)."""
+        try:
+            node = parse_expression(text, sorted(declared))
+        except Unsupported:
+            return
+        found: dict[str, str] = {}
+
+        def walk(n: Node) -> None:
+            if n.kind == "call" and n.value in STRING_ARGUMENT and n.args and n.args[0].kind == "name":
+                name = str(n.args[0].value)
+                if name not in declared and name not in KEYWORDS:
+                    found.setdefault(name, "string")
+            for a in n.args:
+                walk(a)
+
+        walk(node)
+        for name, type_ref in found.items():
+            k = self.kind(type_ref, (d.id, d.name))
+            fname = self.input_fields.new(name)
+            self.facts[INPUT].append(self.field_yaml(fname, k) + f"   # dmn: the variable {name!r} that "
+                                     f"decision {d.name!r} reads (no inputData declares it; a string, as "
+                                     f"the argument of a string function)")
+            self.scope[name] = Binding(f"{INPUT}.{fname}", k.kind)
+            self.inputs[name] = (INPUT, fname, k)
+            declared.add(name)
+            self.notes.append(f"{name!r}: an input of decision {d.name!r} without inputData; typed string (the "
+                              "argument of a string function)")
 
     def run(self) -> Imported:
         self.load_inputs()
