@@ -89,7 +89,8 @@ def export_dmn(rs: Ruleset) -> tuple[str, list[str]]:
     """The model's XML, and what was left out (each a sentence)."""
     ids = _Ids()
     left_out: list[str] = []
-    table_rules = {t.rule_name(r) for t in rs.tables for r in t.rows} | {f"{t.name}#{t.aggregate}" for t in rs.tables}
+    table_rules = ({t.rule_name(r) for t in rs.tables for r in t.rows} | {f"{t.name}#{t.aggregate}" for t in rs.tables}
+                   | {f"{t.name}#inputs" for t in rs.tables})  # a table's routed expression inputs are the table's
     for rule in rs.rules:
         if rule.name in table_rules:
             continue
