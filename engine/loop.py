@@ -240,6 +240,9 @@ class Engine:
                     if any(spec.pii for spec in ft.fields.values())}
         self.checks = {t: _checker(ft.validate) for t, ft in ruleset.types.items()}
         self.multi_rows = {t.rule_name(r) for t in ruleset.tables if t.multi for r in t.rows}  # facts carry `row`
+        # the rules a table with expression inputs computes them by (TABLE#inputs): the engine's own, in the
+        # trace as every firing is, but not in `fired` - the rules and rows an author wrote
+        self.internal = {f"{t.name}#inputs" for t in ruleset.tables if t.routed}
         # extraction reads a document in chunks: each chunk's answer may leave fields out
         partial = {m.produces for m in ruleset.models.values() if m.from_document and m.produces}
         self.partial_schemas = {t: {**self.schemas[t], "required": []} for t in partial}
@@ -532,7 +535,8 @@ class _Run:
         if rule.condition.definitions:
             event["definitions"] = self.definitions(rule, branch, env)
         d.trace.append(event)
-        d.fired.append(rule.name)
+        if rule.name not in self.engine.internal:
+            d.fired.append(rule.name)
         for step in rule.steps:
             payload = self.computed(rule, step, env) if step.computed else step.payload
             if self.merged_rows and step.kind == "assert" and rule.name in self.engine.multi_rows:

@@ -117,5 +117,5 @@ async def run_suite(ruleset: Ruleset, now: float = 0.0) -> SuiteResult:
     engine = Engine(ruleset)
     results = [await run_test(engine, t, now) for t in ruleset.tests]
     fired = {name for r in results if r.record for name in r.record.fired}
-    uncovered = [r.name for r in ruleset.rules if r.name not in fired]
+    uncovered = [r.name for r in ruleset.rules if r.name not in fired and r.name not in engine.internal]
     return SuiteResult(ruleset, results, uncovered)
