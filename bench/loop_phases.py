@@ -118,8 +118,9 @@ def instrument(engine: loop.Engine, ph: Phases) -> None:
                            for name, er in compiled.rules.items()})
     CompiledRuleset.encode = ph.wrap("encoding", CompiledRuleset.encode)  # type: ignore[method-assign]
     Router.route = ph.wrap("encoding", Router.route)  # type: ignore[method-assign]
-    real_core, real_orjson = driver.core, driver.orjson
-    driver.core = types.SimpleNamespace(  # type: ignore[assignment]
+    module = vars(driver)  # the driver module's globals: what its functions look up at call time
+    real_core, real_orjson = module["core"], module["orjson"]
+    module["core"] = types.SimpleNamespace(
         error=real_core.error,
         assert_facts=ph.wrap("core: assert", real_core.assert_facts),
         assert_fact=ph.wrap("core: assert", real_core.assert_fact),
@@ -127,7 +128,7 @@ def instrument(engine: loop.Engine, ph: Phases) -> None:
         complete_and_start_action=ph.wrap("core: agenda", real_core.complete_and_start_action),
         abandon_action=ph.wrap("core: agenda", real_core.abandon_action),
         delete_state=ph.wrap("core: close", real_core.delete_state))
-    driver.orjson = types.SimpleNamespace(dumps=ph.wrap("encoding", real_orjson.dumps))  # type: ignore[assignment]
+    module["orjson"] = types.SimpleNamespace(dumps=ph.wrap("encoding", real_orjson.dumps))
     for cls, names, phase in [
         (driver.Agenda, ("first", "next", "_best"), "agenda (Python)"),
         (driver.ShardSession, ("peek", "complete"), "agenda (Python)"),
