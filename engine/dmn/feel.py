@@ -477,6 +477,14 @@ class Translator:
                 if b is not None and comp in b.dropped:
                     raise Unsupported(b.dropped[comp], f"{base.value}.{comp} has a type Baton lacks")
                 raise Unsupported("FEEL path", f"{base.value}.{comp} (no such component)")
+            if base.kind == "call" and base.value == "years and months duration" and comp == "years" and \
+                    len(base.args) == 2:
+                # the whole years of the duration between two dates: Baton's years(a, b) counts them as the
+                # duration's years do (the months difference, one less when the end's day is before the start's)
+                (start, ka), (end, kb) = self._write(base.args[0]), self._write(base.args[1])
+                if ka != "date" or kb != "date":
+                    raise Unsupported("FEEL years and months duration", "between values that are not both dates")
+                return f"years({start}, {end})", "number"
             if base.kind == "call" and comp in ("year", "month", "day"):
                 raise Unsupported("FEEL date component", comp)
             raise Unsupported("FEEL path", f".{comp} on an expression")

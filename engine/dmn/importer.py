@@ -29,6 +29,7 @@ from engine.dmn.feel import (
     Node,
     Translator,
     Unsupported,
+    _number_text,
     _wrap,
     cell_text,
     desugar,
@@ -66,6 +67,7 @@ class Kind:
     enum: tuple[str, ...] = ()
     item: Kind | None = None
     components: list[tuple[str, Kind]] = field(default_factory=list)
+    bounds: tuple[str, str] = ("", "")  # a number's allowed values as an inclusive min and max ("": none)
 
 
 @dataclass(slots=True)
@@ -185,21 +187,40 @@ class Importer:
         else:
             base = self.kind(item.type_ref, where, seen)
             if item.allowed:
-                if base.kind != "str":
-                    self.notes.append(f"allowed values of {item.name!r} ({item.allowed}) are not checked: "
-                                      "only string allowed values become enums")
-                else:
-                    try:
-                        tests = parse_unary_tests(item.allowed)
-                        values = tuple(str(t.args[0].value) for t in tests.tests
-                                       if t.kind == "eq" and t.args[0].kind == "str")
-                    except Unsupported:
-                        values = ()
-                    if values and len(values) == len(tests.tests) and not tests.negated:
-                        base = Kind("str", enum=values)
+                base = self.allowed(item, base, where)
         if item.collection:
             return Kind("list", item=base)
         return base
+
+    @staticmethod
+    def allowed(item: ItemDef, base: Kind, where: tuple[str, str]) -> Kind:
+        """Allowed values as Baton constrains a field: strings listed as an enum, a number's closed interval or
+        ``>=``/``<=`` bound as its ``min``/``max``. A value outside them is an error in DMN and invalid input in
+        Baton. Anything else (open bounds, several intervals, dates) is refused, not silently unchecked."""
+        def refuse(why: str) -> DmnError:
+            return DmnError(f"allowed values {item.allowed!r} of {item.name!r}: {why}", *where,
+                            construct="allowed values")
+        try:
+            tests = parse_unary_tests(item.allowed)
+        except Unsupported as e:
+            raise refuse(str(e)) from None
+        if tests.negated or tests.any:
+            raise refuse("not(...) or '-' is not a constraint Baton's fields hold")
+        if base.kind == "str":
+            values = tuple(str(t.args[0].value) for t in tests.tests if t.kind == "eq" and t.args[0].kind == "str")
+            if len(values) != len(tests.tests):
+                raise refuse("only a list of strings becomes an enum")
+            return Kind("str", enum=values)
+        if base.kind == "number" and len(tests.tests) == 1:
+            (t,) = tests.tests
+            if t.kind == "eq" and t.args[0].kind == "range":
+                t = t.args[0]
+            bound = [a.value for a in t.args]
+            if t.kind == "range" and all(a.kind == "num" for a in t.args) and t.extra == (True, True):
+                return Kind("number", bounds=(str(bound[0]), str(bound[1])))
+            if t.kind == "cmp" and t.args[0].kind == "num" and t.value in (">=", "<="):
+                return Kind("number", bounds=(str(bound[0]), "") if t.value == ">=" else ("", str(bound[0])))
+        raise refuse("a number's allowed values become a field's inclusive min and max only ([a..b], >= a, <= b)")
 
     @staticmethod
     def field_yaml(name: str, k: Kind, optional: bool = True) -> str:
@@ -214,7 +235,9 @@ class Importer:
             return f"    {name}: {{enum: [{', '.join(_q(v) for v in k.enum)}]{opt}}}"
         if k.kind not in YAML_KIND:
             raise Unsupported(f"a value of type {k.kind}", name)
-        return f"    {name}: {{type: {YAML_KIND[k.kind]}{opt}}}"
+        lo, hi = k.bounds
+        bounds = (f", min: {_number_text(lo)}" if lo else "") + (f", max: {_number_text(hi)}" if hi else "")
+        return f"    {name}: {{type: {YAML_KIND[k.kind]}{bounds}{opt}}}"
 
     # -- inputs ------------------------------------------------------------------------------------
     def load_inputs(self) -> None:

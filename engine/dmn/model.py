@@ -229,6 +229,25 @@ def _invocation(e: ET.Element) -> Invocation:
     return Invocation(_text(callee), bindings)
 
 
+def _only_feel(root: ET.Element) -> None:
+    """Every expression is FEEL: an ``expressionLanguage`` naming another (Camunda 7's juel, javascript,
+    groovy) is refused, naming the decision or business knowledge model it is in - never read as FEEL."""
+    def other(e: ET.Element) -> str:
+        lang = e.get("expressionLanguage") or ""
+        return lang if lang and "feel" not in lang.lower() else ""
+
+    if other(root):
+        raise DmnError(f"the model's expressionLanguage is {other(root)!r}", root.get("id") or "",
+                       root.get("name") or "", construct="expression language")
+    for tag in ("decision", "businessKnowledgeModel"):
+        for el in _children(root, tag):
+            for e in el.iter():
+                if other(e):
+                    named = _local(e.tag) + (f" {e.get('id')}" if e.get("id") else "")
+                    raise DmnError(f"{named} is written in {other(e)!r}, not FEEL",
+                                   el.get("id") or "", el.get("name") or "", construct="expression language")
+
+
 def read_model(text: str) -> Model:
     """The model in a DMN file; raises DmnError."""
     root = parse_xml(text)
@@ -236,6 +255,7 @@ def read_model(text: str) -> Model:
     if _local(root.tag) != "definitions" or ns not in DMN_NAMESPACES:
         raise DmnError(f"not a DMN model: the root element is {_local(root.tag)!r} in namespace {ns!r} "
                        "(DMN 1.1 to 1.5 expected)")
+    _only_feel(root)
     items = {i.name: i for i in (_item(e) for e in _children(root, "itemDefinition"))}
     inputs = [InputData(e.get("id") or "", e.get("name") or "", _type_ref(_child(e, "variable")))
               for e in _children(root, "inputData")]

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from adapters.cli.main import app
@@ -36,6 +39,7 @@ EXPECTED = {
     "claim-dates": (5, 10),  # date("...") and another input as cell bounds, a three-valued and of dates
     "customer-routing": (5, 10),  # FIRST, upper/lower case, starts/ends with, string length, matches()
     "insurance-premium": (4, 20),  # if-then-else inside arithmetic, ceiling, floor, decimal, `in` a range
+    "licence-age": (4, 8),  # years and months duration(..).years, number allowed values, PRIORITY
     "loan-eligibility": (4, 12),  # a literal BKM invoked with arguments, a table BKM by a boxed invocation
     "order-discount-drg": (4, 12),  # a decision requiring two others, allowed values as an enum, max()
     "risk-score-collect": (4, 8),  # C+ scorecard, not("DE","FR","NL"), a table on another decision
@@ -169,3 +173,61 @@ def test_a_false_cell_on_a_condition_column_is_refused() -> None:
 def test_xpath_patterns_re2_reads_differently_are_refused(pattern: str) -> None:
     with pytest.raises(Unsupported):
         xsd_regex(pattern)
+
+
+AGE = ('<itemDefinition id="t_age" name="tAge"><typeRef>number</typeRef><allowedValues><text>{allowed}</text>'
+       '</allowedValues></itemDefinition><inputData id="i1" name="X"><variable name="X" typeRef="tAge"/></inputData>')
+
+
+def test_a_numbers_allowed_values_are_its_min_and_max() -> None:
+    imported = import_dmn(literal("X * 2", "number", AGE.format(allowed="[18..120]")))
+    assert "x: {type: number, min: 18, max: 120, optional: true}" in imported.yaml
+    assert decide(literal("X * 2", "number", AGE.format(allowed="&gt;= 0")), {"x": 4}) == 8
+    engine = Engine(load_ruleset(imported.yaml))
+    with pytest.raises(Exception, match="120"):  # DMN: a value outside the allowed values is an error
+        engine.validate_input({"input": {"x": 121}})
+
+
+@pytest.mark.parametrize("allowed", ["(0..100]", "&gt; 0", "[1..2], [5..6]", "not(3)", "[0..x]"])
+def test_allowed_values_baton_cannot_hold_are_refused(allowed: str) -> None:
+    with pytest.raises(DmnError) as e:
+        import_dmn(literal("X * 2", "number", AGE.format(allowed=allowed)))
+    assert e.value.construct == "allowed values"
+    assert "tAge" in str(e.value)
+
+
+@pytest.mark.parametrize(("where", "language"), [
+    ('<inputExpression typeRef="number">', '<inputExpression typeRef="number" expressionLanguage="juel">'),
+    ("<inputEntry><text>&gt;= 18", '<inputEntry expressionLanguage="javascript"><text>&gt;= 18'),
+    ('namespace="https://example.org/dmn/risk-score">',
+     'namespace="https://example.org/dmn/risk-score" expressionLanguage="http://groovy-lang.org/">')])
+def test_expressions_in_another_language_are_refused(where: str, language: str) -> None:
+    """Camunda 7 models may write an input in JUEL, JavaScript or Groovy: never read as FEEL."""
+    text = (MODELS / "risk-score-collect.dmn").read_text(encoding="utf-8")
+    text = text.replace(where, language, 1) if where in text else text.replace(
+        "<inputEntry><text>&lt; 25", language.replace("&gt;= 18", "&lt; 25"), 1)
+    assert language.split(" ", 1)[-1].split(">")[0] in text
+    with pytest.raises(DmnError) as e:
+        import_dmn(text)
+    assert e.value.construct == "expression language"
+
+
+def _java_period_years(a: date, b: date) -> int:
+    """Reference: java.time's Period.between(a, b).getYears() (LocalDate.until), which DMN engines use for
+    years and months duration(a, b): months between, less one when b's day is before a's (more one going
+    back), divided by 12 toward zero."""
+    months = (b.year * 12 + b.month) - (a.year * 12 + a.month)
+    if months > 0 and b.day < a.day:
+        months -= 1
+    elif months < 0 and b.day > a.day:
+        months += 1
+    return int(months / 12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dates(date(1990, 1, 1), date(2030, 12, 31)), st.dates(date(1990, 1, 1), date(2030, 12, 31)))
+def test_years_of_a_years_and_months_duration_is_baton_years(a: date, b: date) -> None:
+    dates = ('<inputData id="i1" name="A"><variable name="A" typeRef="date"/></inputData>'
+             '<inputData id="i2" name="B"><variable name="B" typeRef="date"/></inputData>')
+    text = literal("years and months duration(A, B).years", "number", dates)
+    assert decide(text, {"a": a.isoformat(), "b": b.isoformat()}) == _java_period_years(a, b)
