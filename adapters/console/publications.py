@@ -20,11 +20,14 @@ from adapters.console.ui import (
     _quote,
 )
 from adapters.registry import GovernanceError
+from engine.codes import Status, status_of
 from engine.errors import BatonError
 from engine.language.diff import diff_sources
 from engine.testing import run_suite
 
 MAX_COMMENT = 4000
+# a refused approval or rejection: the HTTP status for the code's gRPC status (others: 409, the publication's state)
+REVIEW_REFUSED: dict[Status | None, int] = {Status.PERMISSION_DENIED: 403, Status.INVALID_ARGUMENT: 400}
 
 
 class PublicationPages:
@@ -111,8 +114,7 @@ class PublicationPages:
             await asyncio.to_thread(self.c.registry.decide, request.path_params["id"], session.name, approve,
                                     str(data.get("note", "")))
         except (GovernanceError, BatonError) as e:
-            return await self.render_publications(request, e.message, 403 if e.code == "four_eyes" else 400
-                                             if e.code == "note_required" else 409)
+            return await self.render_publications(request, e.message, REVIEW_REFUSED.get(status_of(e.code), 409))
         if data.get("back") == "publication":
             return RedirectResponse(f"/publications/{_quote(request.path_params['id'])}", status_code=303)
         return RedirectResponse("/publications", status_code=303)

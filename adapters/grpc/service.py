@@ -34,6 +34,8 @@ from adapters.store.governance import Publication, VersionInfo
 from adapters.store.sql import Conflict, SqlStore
 from adapters.store.sql import unavailable as store_unavailable
 from adapters.store.writer import GroupWriter
+from engine import codes
+from engine.codes import Category, Status
 from engine.errors import BatonError, CompileErrors, InvalidInput, Overloaded
 from engine.explain import why
 from engine.language.diff import diff_sources
@@ -47,8 +49,16 @@ DEADLINE_MARGIN_S = 0.05
 # what a DecideBatch keeps back from its caller's deadline: time to store its last decisions and send every result
 BULK_MARGIN_S = 0.25
 MAX_MESSAGE = 1000  # characters of a status message
-NOT_FOUND_CODES = {"unknown_ruleset", "unknown_version", "unknown_decision", "unknown_rule", "unknown_escalation",
-                   "unknown_publication"}
+NOT_FOUND_CODES = codes.with_status(Status.NOT_FOUND)
+# codes only a request's content raises (none the compiler shares, so an escaped compile error stays INTERNAL):
+# INVALID_ARGUMENT with the field path, whatever exception carries them
+REQUEST_CODES = codes.in_category(Category.REQUEST) - codes.in_category(Category.COMPILE)
+
+
+def _grpc_status(code: str, default: grpc.StatusCode) -> grpc.StatusCode:
+    """The status engine/codes.py gives ``code`` (``default`` for a code it does not list, or lists none for)."""
+    status = codes.status_of(code)
+    return getattr(grpc.StatusCode, status.value) if status is not None else default
 
 
 @dataclass(slots=True)
@@ -140,8 +150,7 @@ def _map_error(e: BaseException) -> Abort:
     if isinstance(e, Abort):
         return e
     if isinstance(e, AuthError):
-        code = grpc.StatusCode.UNAUTHENTICATED if e.code == "unauthenticated" else grpc.StatusCode.PERMISSION_DENIED
-        return Abort(code, e.message)
+        return Abort(_grpc_status(e.code, grpc.StatusCode.PERMISSION_DENIED), e.message)
     if isinstance(e, InvalidInput):
         return Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{e.code}: {e.message}", [(e.where.path, e.message)])
     if isinstance(e, CompileErrors):
@@ -150,9 +159,7 @@ def _map_error(e: BaseException) -> Abort:
     if isinstance(e, Overloaded):
         return Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, e.message)
     if isinstance(e, GovernanceError):
-        code = grpc.StatusCode.PERMISSION_DENIED if e.code == "four_eyes" else grpc.StatusCode.INVALID_ARGUMENT \
-            if e.code == "note_required" else grpc.StatusCode.FAILED_PRECONDITION
-        return Abort(code, e.message)
+        return Abort(_grpc_status(e.code, grpc.StatusCode.FAILED_PRECONDITION), e.message)
     if isinstance(e, (NotOpen, Conflict)):
         return Abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
     if store_unavailable(e):
@@ -163,7 +170,7 @@ def _map_error(e: BaseException) -> Abort:
         return Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, e.message, [(e.where.path, e.message)])
     if isinstance(e, BatonError) and e.code in NOT_FOUND_CODES:
         return Abort(grpc.StatusCode.NOT_FOUND, e.message)
-    if isinstance(e, BatonError) and e.code in ("bad_request",):
+    if isinstance(e, BatonError) and e.code in REQUEST_CODES:
         return Abort(grpc.StatusCode.INVALID_ARGUMENT, e.message, [(e.where.path, e.message)])
     incident = uuid.uuid4().hex[:12]
     log.exception("internal error %s", incident)
