@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy import Column, Text
 from sqlmodel import Field, SQLModel
 
-from adapters.store.base import _IDS, CALLS, DECISIONS, DOCUMENTS, HEAD_FIELDS, TRACE, StoreBase
-from adapters.store.decisions import _check_row
+from adapters.store.base import _IDS, CALLS, DECISIONS, DOCUMENTS, TRACE, StoreBase
+from adapters.store.decisions import _check_row, columns_problem
 from engine.audit import GENESIS, chain_hash
 
 
@@ -77,13 +77,7 @@ def _row_problem(row: Any, prev: str) -> str:
         head = json.loads(row.head)
     except ValueError:
         return "its stored record is not valid JSON (edited)"
-    columns = {"created_at": head.get("started_at"), **{f: head.get(f) for f in HEAD_FIELDS}}
-    for name, value in columns.items():
-        if getattr(row, name) != value and not (value is None and name == "idempotency_key"):
-            return f"column {name} differs from the hashed record (edited)"
-    if row.id != head.get("decision_id"):
-        return "its id differs from the hashed record (edited)"
-    return ""
+    return columns_problem(row, head)
 
 
 class ConsoleArea(StoreBase):

@@ -551,6 +551,17 @@ def call_row(decision_id: str, event: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def columns_problem(row: Any, head: dict[str, Any]) -> str:
+    """How a decision row's searchable columns differ from the record they were hashed with ("": they agree)."""
+    columns = {"created_at": head.get("started_at"), **{f: head.get(f) for f in HEAD_FIELDS}}
+    for name, value in columns.items():
+        if getattr(row, name) != value and not (value is None and name == "idempotency_key"):
+            return f"column {name} differs from the hashed record (edited)"
+    if row.id != head.get("decision_id"):
+        return "its id differs from the hashed record (edited)"
+    return ""
+
+
 def _check_row(row: Any, prev: str, seq: int, traces: list[Any], calls: list[Any]) -> str:
     if row.chain_seq != seq:
         return f"expected chain position {seq}, found {row.chain_seq}: a decision before it was deleted"
@@ -569,12 +580,9 @@ def _check_row(row: Any, prev: str, seq: int, traces: list[Any], calls: list[Any
         events = [json.loads(t) for t in texts]
     except ValueError:
         return "its stored record is not valid JSON (edited)"
-    columns = {"created_at": head.get("started_at"), **{f: head.get(f) for f in HEAD_FIELDS}}
-    for name, value in columns.items():
-        if getattr(row, name) != value and not (value is None and name == "idempotency_key"):
-            return f"column {name} differs from the hashed record (edited)"
-    if row.id != head.get("decision_id"):
-        return "its id differs from the hashed record (edited)"
+    problem = columns_problem(row, head)
+    if problem:
+        return problem
     expected_calls = [call_row(row.id, e) for e in events if e.get("kind") == "call"]
     got_calls = [{k: getattr(c, k) for k in expected_calls[0]} for c in calls] if expected_calls else [
         dict(c._mapping) for c in calls]
