@@ -87,6 +87,54 @@ def raised_codes() -> dict[str, list[str]]:
     return found
 
 
+def _string_collections(tree: ast.Module) -> dict[str, list[str]]:
+    """Module-level names bound to a set, frozenset, tuple or list of string literals."""
+    found: dict[str, list[str]] = {}
+    for n in tree.body:
+        value = n.value if isinstance(n, (ast.Assign, ast.AnnAssign)) else None
+        targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, ast.AnnAssign) else []
+        if isinstance(value, (ast.Set, ast.Tuple, ast.List)):
+            strings = [e.value for e in value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+            for t in targets:
+                if isinstance(t, ast.Name) and strings:
+                    found[t.id] = strings
+    return found
+
+
+def compared_codes() -> dict[str, list[str]]:
+    """Every code a mapping compares with: ``x.code == "c"``, ``x.code in ("a", "b")`` or ``x.code in NAMES``
+    (NAMES a module-level collection of literals) -> ["file:line", ...]."""
+    found: dict[str, list[str]] = {}
+    for path in SOURCES:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        collections = _string_collections(tree)
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Compare) and isinstance(node.left, ast.Attribute)
+                    and node.left.attr == "code"):
+                continue
+            for right in node.comparators:
+                if isinstance(right, ast.Constant) and isinstance(right.value, str):
+                    strings = [right.value]
+                elif isinstance(right, (ast.Set, ast.Tuple, ast.List)):
+                    strings = [e.value for e in right.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+                elif isinstance(right, ast.Name):
+                    strings = collections.get(right.id, [])
+                else:
+                    strings = []
+                for code in strings:
+                    found.setdefault(code, []).append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_every_compared_code_is_registered() -> None:
+    """A mapping or a filter that matches codes by string matches registered ones (a typo there fails silently
+    otherwise: the branch is never taken)."""
+    found = compared_codes()
+    assert {"table_gap", "unknown_fact_type", "stale_version"} <= set(found)  # the scan sees the comparisons
+    unknown = {code: sites for code, sites in found.items() if codes.lookup(code) is None}
+    assert not unknown, f"codes compared with but not in engine/codes.py: {unknown}"
+
+
 def test_every_raised_code_is_registered() -> None:
     found = raised_codes()
     assert len(found) > 80  # the scan sees the raise sites (a scan that finds nothing passes nothing)
@@ -104,14 +152,17 @@ def test_every_registered_code_is_raised_somewhere() -> None:
 
 
 def test_the_scan_catches_an_unregistered_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bad = tmp_path / "bad.py"
-    bad.write_text("def f(flag):\n    raise BatonError('bad_shape' if flag else 'bad_shpae', 'x')\n"
-                   "def g(self):\n    self.error('no_such_code', 'x', None)\n"
-                   "class E(BatonError):\n    def __init__(self):\n        super().__init__('made_up', 'x')\n")
-    monkeypatch.setattr(sys.modules[__name__], "SOURCES", [bad])
+    raises, compares = tmp_path / "raises.py", tmp_path / "compares.py"
+    raises.write_text("def f(flag):\n    raise BatonError('bad_shape' if flag else 'bad_shpae', 'x')\n"
+                      "def g(self):\n    self.error('no_such_code', 'x', None)\n"
+                      "class E(BatonError):\n    def __init__(self):\n        super().__init__('made_up', 'x')\n")
+    compares.write_text("SKIP = {'bad_shape', 'unknwon_field'}\n"
+                        "def f(e):\n    return e.code in SKIP or e.code == 'tpye'\n")
+    monkeypatch.setattr(sys.modules[__name__], "SOURCES", [raises, compares])
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert sorted(raised_codes()) == ["bad_shape", "bad_shpae", "made_up", "no_such_code"]
     assert sorted(c for c in raised_codes() if codes.lookup(c) is None) == ["bad_shpae", "made_up", "no_such_code"]
+    assert sorted(compared_codes()) == ["bad_shape", "tpye", "unknwon_field"]
 
 
 def test_an_unregistered_code_is_still_raised_as_written() -> None:
