@@ -167,25 +167,32 @@ CODES: dict[Code, Info] = {
     Code.BAD_SHAPE: Info((C,), "a section of the wrong YAML shape (a list where a mapping belongs, ...)"),
     Code.UNKNOWN_KEY: Info((C,), "a key the language does not have there (with a suggestion)"),
     Code.MISSING_KEY: Info((C,), "a key that must be given is absent"),
-    Code.MISPLACED_KEY: Info((C,), "a test's key written in the wrong place (`answers:` indented inside `given:`)"),
+    Code.MISPLACED_KEY: Info((C,), "a test's key written in the wrong place (`answers:` indented inside `given:`)",
+                             hint="check its indentation"),
     Code.UNREADABLE: Info((C,), "the ruleset file cannot be read"),
     Code.BAD_ENCODING: Info((C, R), "a file, or a string in a request, that is not valid UTF-8", _BAD),
     Code.TOO_LARGE: Info((C,), "a file, expression or literal over a size limit"),
-    Code.TOO_MANY_RULES: Info((C,), "more rules than the limit"),
-    Code.TOO_MANY_ROWS: Info((C,), "a decision table with more rows than the limit"),
-    Code.YAML_ALIASES: Info((C,), "more YAML aliases than the limit (an alias bomb)"),
+    Code.TOO_MANY_RULES: Info((C,), "more rules than the limit",
+                              hint="split the ruleset, or raise the limit in the service's configuration"),
+    Code.TOO_MANY_ROWS: Info((C,), "a decision table with more rows than the limit",
+                             hint="split the table, or raise the limit in the service's configuration"),
+    Code.YAML_ALIASES: Info((C,), "more YAML aliases than the limit (an alias bomb)",
+                            hint="write the values out instead of aliasing them"),
     Code.YAML_NESTING: Info((C,), "YAML nested deeper than the limit"),
     Code.TOO_DEEP: Info((C,), "an expression or prompt template nested too deeply to compile"),
-    Code.TOO_MANY_BRANCHES: Info((C,), "a condition that expands to more alternatives than the limit"),
-    Code.TOO_MANY_PATTERNS: Info((C,), "a condition matching more facts than the limit"),
-    Code.TOO_MANY_FIELDS: Info((C,), "a fact type with more fields than the limit"),
+    Code.TOO_MANY_BRANCHES: Info((C,), "a condition that expands to more alternatives than the limit",
+                                 hint="split the rule into several rules"),
+    Code.TOO_MANY_PATTERNS: Info((C,), "a condition matching more facts than the limit",
+                                 hint="split the rule, deriving an intermediate fact"),
+    Code.TOO_MANY_FIELDS: Info((C,), "a fact type with more fields than the limit",
+                               hint="split it into several fact types"),
     Code.COMPILE_LIMIT: Info((C, S), "the service's compile of a ruleset sent to it went over `limits.compile_*`",
                              Status.RESOURCE_EXHAUSTED,
                              "simplify or split the ruleset, or raise the limit in the service's configuration"),
     Code.ENGINE_LIMIT: Info((C,), "a network beyond durable-rules' limits (never expected; report it)"),
     Code.BAD_NAME: Info((C,), "a ruleset, fact type, field, action, rule or corpus name the language does not "
                               "allow (or a built-in one)"),
-    Code.DUPLICATE_RULE: Info((C,), "two rules of one name"),
+    Code.DUPLICATE_RULE: Info((C,), "two rules of one name", hint="rule names are unique in a ruleset"),
     Code.DUPLICATE_ACTION: Info((C,), "two models or tools of one name"),
     Code.DUPLICATE_ALIAS: Info((C,), "one alias bound twice in a condition"),
     Code.NAME_CLASH: Info((C,), "a value, definition or alias named like a fact type, a function, or another "
@@ -198,14 +205,16 @@ CODES: dict[Code, Info] = {
                             _MISSING),
     Code.UNKNOWN_FUNCTION: Info((C,), "a function the language does not have (with a suggestion)"),
     Code.UNKNOWN_NAME: Info((C,), "a bare name that is no value or definition (with a suggestion)"),
-    Code.CYCLIC_DEFINITION: Info((C,), "a definition that uses itself, directly or through others"),
+    Code.CYCLIC_DEFINITION: Info((C,), "a definition that uses itself, directly or through others",
+                                 hint="a definition may use values and other definitions, never itself"),
     Code.DEFINITION_ERROR: Info((C,), "a use of a definition with errors of its own (never shown: the error is "
                                       "reported once, at the definition)"),
     Code.BAD_TYPE: Info((C,), "a field declaration of no known type (or an enum that is not a list of strings)"),
     Code.BAD_VALUE: Info((C,), "a setting, option or value the language does not accept there"),
     Code.BAD_FINAL: Info((C,), "`final: true` on a rule that neither decides nor escalates, or on a table"),
     Code.BAD_DATE: Info((C, R), "a date or datetime that does not exist or has no offset", _BAD),
-    Code.BAD_REGEX: Info((C,), "a regular expression outside RE2 syntax"),
+    Code.BAD_REGEX: Info((C,), "a regular expression outside RE2 syntax",
+                         hint="RE2 syntax: no backreferences or lookaround"),
     Code.BAD_TEMPLATE: Info((C,), "a prompt template the engine cannot read"),
     Code.BAD_CELL: Info((C,), "a decision table cell the engine cannot read"),
     Code.SYNTAX_ERROR: Info((C,), "an expression that does not parse"),
@@ -215,25 +224,40 @@ CODES: dict[Code, Info] = {
     Code.AMBIGUOUS_VALUE: Info((C,), "a literal that spells a field path", hint="write `=path`"),
     Code.TYPE_MISMATCH: Info((C, R), "operands, function arguments, a computed field or an input value of the "
                                      "wrong type", _BAD),
-    Code.NEGATION_ONLY: Info((C,), "a condition that names no fact that must exist (only `not ...`)"),
-    Code.AGGREGATE_ONLY: Info((C,), "a condition that names no fact that must exist (only aggregates)"),
-    Code.NEEDS_DOCUMENT: Info((C,), "a document-reading model called by a rule that matches no document"),
-    Code.TABLE_OVERLAP: Info((C,), "two rows of a `unique` table overlap"),
-    Code.TABLE_CONFLICT: Info((C,), "two rows of an `any` table overlap with different outputs"),
-    Code.BAD_OUTPUT_ORDER: Info((C,), "an `output_order` table whose first output is not an enum"),
+    Code.NEGATION_ONLY: Info((C,), "a condition that names no fact that must exist (only `not ...`)",
+                             hint="join it with a positive condition: `exists claim and not exists policy`"),
+    Code.AGGREGATE_ONLY: Info((C,), "a condition that names no fact that must exist (only aggregates)",
+                              hint="join it with a positive condition: `exists applicant and count(loan) >= 2`"),
+    Code.NEEDS_DOCUMENT: Info((C,), "a document-reading model called by a rule that matches no document",
+                              hint="add `exists document` (or a condition on `document.*`) to its `when:`"),
+    Code.TABLE_OVERLAP: Info((C,), "two rows of a `unique` table overlap",
+                             hint="narrow one of them, or use `hit: first`"),
+    Code.TABLE_CONFLICT: Info((C,), "two rows of an `any` table overlap with different outputs",
+                              hint="give them the same outputs, or use `hit: first`"),
+    Code.BAD_OUTPUT_ORDER: Info((C,), "an `output_order` table whose first output is not an enum",
+                                hint="declare the output field as `{enum: [...]}`, highest first"),
     Code.UNEXPECTED_ANSWER: Info((C,), "a test's `human:` answer of a type no `escalate` expects"),
-    Code.NOT_AN_INPUT: Info((C, R), "a fact type that exists but is not among the ruleset's `input:`", _BAD),
-    Code.MISSING_FIELD: Info((C, R), "a required field is absent", _BAD),
-    Code.NEVER_FIRES: Info((W,), "a rule whose comparisons contradict each other"),
+    Code.NOT_AN_INPUT: Info((C, R), "a fact type that exists but is not among the ruleset's `input:`", _BAD,
+                            hint="list it under `input:`, or give the facts it is derived from"),
+    Code.MISSING_FIELD: Info((C, R), "a required field is absent", _BAD, hint="give every field that is not optional"),
+    Code.NEVER_FIRES: Info((W,), "a rule whose comparisons contradict each other",
+                           hint="check the comparisons on each field"),
     Code.SHADOWED: Info((W,), "a rule that never wins: whenever it fires, another rule fires too and its "
-                              "proposal wins"),
-    Code.UNUSED_FACT: Info((W,), "a declared fact type no rule reads"),
-    Code.UNUSED_ACTION: Info((W,), "a declared model or tool no rule calls"),
-    Code.TABLE_GAP: Info((W,), "inputs no row of a table covers"),
-    Code.UNREACHABLE_ROW: Info((W,), "a table row that can never fire (earlier rows cover every case it covers)"),
+                              "proposal wins",
+                        hint="narrow the rule that wins, or raise this one's priority"),
+    Code.UNUSED_FACT: Info((W,), "a declared fact type no rule reads",
+                           hint="use it in a condition, or stop producing it"),
+    Code.UNUSED_ACTION: Info((W,), "a declared model or tool no rule calls",
+                             hint="call it from a rule's `then:`, or remove it"),
+    Code.TABLE_GAP: Info((W,), "inputs no row of a table covers",
+                         hint="add a row for it, or a last catch-all row of `-` cells (`hit: first`)"),
+    Code.UNREACHABLE_ROW: Info((W,), "a table row that can never fire (earlier rows cover every case it covers)",
+                               hint="remove it or reorder the rows"),
     Code.TABLE_UNANALYSED: Info((W,), "a table whose expression-bounded cells are not analysed for gaps and overlaps"),
-    Code.TEST_DATE_UNFIXED: Info((W,), "the rules read `decision.date` or `decision.time` and a test fixes neither"),
-    Code.UNANSWERABLE_ESCALATION: Info((W,), "an `escalate` with an `sla:` and no `expects:` can only time out"),
+    Code.TEST_DATE_UNFIXED: Info((W,), "the rules read `decision.date` or `decision.time` and a test fixes neither",
+                                 hint="add `decision_date:` (or `decision_time:`) to the test"),
+    Code.UNANSWERABLE_ESCALATION: Info((W,), "an `escalate` with an `sla:` and no `expects:` can only time out",
+                                       hint="name the answer's fact type (`expects:`), or leave out `sla:`"),
     Code.INVALID_FACT: Info((R,), "a fact that is not an object with `type` and `values`", _BAD),
     Code.NOT_IN_ENUM: Info((R,), "a value its enum field does not list", _BAD),
     Code.OUT_OF_RANGE: Info((R,), "a number outside its field's `min`/`max` (or 64 bits)", _BAD),
@@ -265,12 +289,14 @@ CODES: dict[Code, Info] = {
     Code.NO_ANSWER_EXPECTED: Info((S,), "an escalation that expects no answer (it can only time out)", _FAILED),
     Code.STALE_VERSION: Info((S,), "a stored version that no longer compiles (stored by an older Baton)",
                              Status.INTERNAL),
-    Code.OVERLOADED: Info((S,), "too many decisions in flight; retry later", Status.RESOURCE_EXHAUSTED),
+    Code.OVERLOADED: Info((S,), "too many decisions in flight; retry later", Status.RESOURCE_EXHAUSTED,
+                          hint="retry with the same idempotency key"),
     Code.ENGINE_ERROR: Info((S,), "durable-rules failed on validated input (never expected; report it)",
                             Status.INTERNAL),
     Code.UNAUTHENTICATED: Info((S,), "no credential, or one the service does not know", Status.UNAUTHENTICATED),
     Code.PERMISSION_DENIED: Info((S,), "a credential without the role the call needs", Status.PERMISSION_DENIED),
-    Code.UNKNOWN_CORPUS: Info((S,), "no indexed corpus of that name (`baton index` first)"),
+    Code.UNKNOWN_CORPUS: Info((S,), "no indexed corpus of that name (`baton index` first)",
+                              hint="run `baton index` first"),
     Code.EMPTY_CORPUS: Info((S,), "`baton index` found no .md, .txt or .pdf files"),
 }
 
@@ -317,17 +343,13 @@ def markdown() -> str:
     out: list[str] = []
     for category in Category:
         rows = [(c, info) for c, info in CODES.items() if category in info.categories]
-        with_status_column = category not in (C, W)
-        out.append(f"**{_HEADINGS[category]}**")
-        out.append("")
-        out.append("| code | meaning | status |" if with_status_column else "| code | meaning |")
-        out.append("|---|---|---|" if with_status_column else "|---|---|")
+        statuses = category not in (C, W)  # compile errors and warnings come back together, not as a status
+        out += [f"**{_HEADINGS[category]}**", "",
+                "| code | meaning | what usually fixes it |" + (" status |" if statuses else ""),
+                "|---|---|---|" + ("---|" if statuses else "")]
         for code, info in rows:
-            meaning = f"{info.meaning} ({info.hint})" if info.hint else info.meaning
-            if with_status_column:
-                out.append(f"| `{code}` | {meaning} | {f'`{info.status}`' if info.status else ''} |")
-            else:
-                out.append(f"| `{code}` | {meaning} |")
+            status = f" {f'`{info.status}`' if info.status else ''} |" if statuses else ""
+            out.append(f"| `{code}` | {info.meaning} | {info.hint} |{status}")
         out.append("")
     return "\n".join(out).rstrip("\n") + "\n"
 

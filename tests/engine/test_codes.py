@@ -193,4 +193,5 @@ def test_the_module_prints_the_table() -> None:
     out = subprocess.run([sys.executable, "-m", "engine.codes", "--markdown"], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
     assert out == codes.markdown()
-    assert "| `four_eyes` | the author of a publication approving it | `PERMISSION_DENIED` |" in out
+    assert "| `four_eyes` | the author of a publication approving it |  | `PERMISSION_DENIED` |" in out
+    assert "| `table_overlap` | two rows of a `unique` table overlap | narrow one of them, or use `hit: first` |" in out
