@@ -50,7 +50,8 @@ KEYWORDS = {"and", "or", "not", "if", "then", "else", "for", "some", "every", "i
 MULTI_WORD_FUNCTIONS = ("date and time", "string length", "upper case", "lower case", "substring before",
                         "substring after", "starts with", "ends with", "list contains", "years and months duration",
                         "day of week", "day of year", "month of year", "week of year", "get value", "get entries",
-                        "insert before", "index of", "distinct values", "string join", "is defined")
+                        "insert before", "index of", "distinct values", "string join", "is defined",
+                        "round half even", "round half up", "round half down", "round up", "round down")
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")
 _WORD = re.compile(r"[A-Za-z_\u00C0-\uFFFF?][A-Za-z0-9_\u00C0-\uFFFF?']*")
@@ -545,8 +546,10 @@ class Translator:
         if name in self.scope and self.scope[name].params:
             return self._invoke(self.scope[name], name, args)
         if name == "not" and len(args) == 1:
-            text, _ = self._write(args[0])
-            return f"not ({text})", "bool"
+            # FEEL's not(null) is null, Baton's not of a condition over an absent field is true: not() is
+            # imported only where a boolean decision is split into true-when / false-when rules
+            raise Unsupported("FEEL not() as a value", "true in Baton where its operand is null (null in FEEL); "
+                              "only a boolean decision's not() is imported")
         if name in FUNCTIONS_1 and len(args) == 1:
             text, kind = self._write(args[0])
             if name == "count" and kind != "list":
@@ -571,7 +574,7 @@ class Translator:
         if name == "sum" and len(args) == 1 and args[0].kind == "list":
             terms = [self._write(a)[0] for a in args[0].args]
             return ("(" + " + ".join(_wrap(t) for t in terms) + ")") if terms else "0", "number"
-        if name == "decimal" and len(args) == 2:
+        if name in ("decimal", "round half even") and len(args) == 2:  # both round half to even
             return f"round({self.write(args[0])}, {self.write(args[1])})", "number"
         if name in ("date", "date and time") and len(args) == 1 and args[0].kind == "str":
             fn = "date" if name == "date" else "datetime"

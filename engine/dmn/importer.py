@@ -493,7 +493,9 @@ class Importer:
         branches = self.branches(node, tr, [])  # if-then-else: one rule per branch, under its conditions
         if len(branches) > MAX_BRANCHES:
             raise Unsupported("FEEL if-then-else", f"{len(branches)} branches (more than {MAX_BRANCHES} rules)")
-        kinds = [tr.kind_of(leaf) for _, leaf in branches if not is_null(leaf)]
+        kinds = [] if k.kind != "any" else [  # not(...) is boolean; it is written only through truth()
+            "bool" if leaf.kind == "call" and leaf.value == "not" else tr.kind_of(leaf)
+            for _, leaf in branches if not is_null(leaf)]
         kind = k.kind if k.kind not in ("any",) else (kinds[0] if kinds else "any")
         if kind in ("list", "any"):
             raise Unsupported("a literal expression whose result is a list or of unknown type", d.name)
@@ -660,6 +662,9 @@ class Importer:
                     outs.append('"-"')
                     continue
                 wtext, wkind = tr._write(node)
+                if wkind == "bool" and node.kind not in ("bool", "name", "path"):
+                    raise Unsupported("FEEL null", f"rule {r.id}: the output {text!r} is a condition, null in FEEL "
+                                      "where an operand is null and false in Baton")
                 if out_kinds.get(f, "any") == "any":
                     out_kinds[f] = wkind
                 outs.append(_q(_literal_value(node)) if node.kind in ("num", "str", "bool") else _q("=" + wtext))

@@ -231,3 +231,28 @@ def test_years_of_a_years_and_months_duration_is_baton_years(a: date, b: date) -
              '<inputData id="i2" name="B"><variable name="B" typeRef="date"/></inputData>')
     text = literal("years and months duration(A, B).years", "number", dates)
     assert decide(text, {"a": a.isoformat(), "b": b.isoformat()}) == _java_period_years(a, b)
+
+
+@pytest.mark.parametrize(("model", "old", "new", "construct"), [
+    ("customer-routing", '<text>starts with(Customer Name, "VIP ")</text>',
+     '<text>not(starts with(Customer Name, "VIP "))</text>', "FEEL not() as a value"),
+    ("claim-dates", '<outputEntry><text>"Legacy Process"</text>',
+     "<outputEntry><text>Incident Date &lt; Claim Date</text>", "FEEL null"),
+    ("insurance-premium", "<text>decimal(Annual Premium / 12, 2)</text>",
+     "<text>round half up(Annual Premium / 12, 2)</text>", "FEEL function Baton lacks"),
+])
+def test_where_baton_would_differ_on_null_or_lacks_the_function_the_import_is_refused(
+        model: str, old: str, new: str, construct: str) -> None:
+    """not(null) is null in FEEL and a condition over an absent field is false in Baton, so not() and
+    conditions as table values would answer where DMN gives null: refused, naming the construct."""
+    text = (MODELS / f"{model}.dmn").read_text(encoding="utf-8")
+    assert old in text
+    with pytest.raises(DmnError) as e:
+        import_dmn(text.replace(old, new))
+    assert e.value.construct == construct
+
+
+@pytest.mark.parametrize(("x", "expected"), [(2.5, 2), (3.5, 4), (-2.5, -2), (2.675, 2.68)])
+def test_round_half_even_is_decimal(x: float, expected: float) -> None:
+    scale = 0 if expected == int(expected) else 2
+    assert decide(literal(f"round half even(X, {scale})", "number", X), {"x": x}) == expected
