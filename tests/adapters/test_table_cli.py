@@ -29,7 +29,7 @@ tables:
 tests:
   - name: young
     given: {applicant: {age: 20}}
-    expect: {fired: [bands#inputs, bands#1]}
+    expect: {fired: [bands#1]}
 """
 
 
