@@ -39,7 +39,7 @@ from engine.dmn.feel import (
     parse_unary_tests,
     split_if,
 )
-from engine.dmn.model import Bkm, Decision, DecisionTable, DmnError, ItemDef, Model, read_model
+from engine.dmn.model import Bkm, Column, Decision, DecisionTable, DmnError, ItemDef, Model, read_model
 
 INPUT = "input"
 BASE_TYPES = {"string": "str", "number": "number", "boolean": "bool", "date": "date", "date and time": "datetime",
@@ -191,6 +191,31 @@ class Importer:
         if item.collection:
             return Kind("list", item=base)
         return base
+
+    def input_values(self, c: Column, text: str, kind: str, where: tuple[str, str]) -> None:
+        """A table input's inputValues: a value outside them is an error in DMN, so they constrain the field
+        the column reads (strings an enum, a number's interval its min/max), as allowed values do. On an
+        input expression that is not a field, or a field already constrained otherwise, they are refused."""
+        m = re.fullmatch(r"\(?([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)\)?", text)
+        if m is None or m.group(1) not in self.facts:
+            raise DmnError(f"the input values {c.values!r} of the input {c.text!r}, which is not an input field",
+                           *where, construct="input values")
+        tname, fname = m.groups()
+        k = self.allowed(ItemDef(f"input {c.text}", allowed=c.values), Kind(kind), where)
+        lines = self.facts[tname]
+        for n, line in enumerate(lines):
+            if line.startswith(f"    {fname}: "):
+                head, _, comment = line.partition("   # ")
+                new = self.field_yaml(fname, k)
+                if "enum:" in head or "min:" in head or "max:" in head:
+                    if head.rstrip() != new:
+                        raise DmnError(f"the input values {c.values!r} of the input {c.text!r} differ from the "
+                                       f"field's own constraint ({head.strip()})", *where, construct="input values")
+                    return
+                lines[n] = new + (f"   # {comment}" if comment else "")
+                return
+        raise DmnError(f"the input values {c.values!r} of the input {c.text!r}: no field {tname}.{fname}", *where,
+                       construct="input values")
 
     @staticmethod
     def allowed(item: ItemDef, base: Kind, where: tuple[str, str]) -> Kind:
@@ -627,6 +652,8 @@ class Importer:
                                           "which is null in FEEL where an operand is null and false in Baton")
             columns.append(text if re.fullmatch(r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*", text) else "=" + text)
             column_kinds.append(kind)
+            if c.values:
+                self.input_values(c, text, kind, where)
         fields = list(dmap.fields)
         out_kinds: dict[str, str] = {}
         enums: dict[str, tuple[str, ...]] = {}

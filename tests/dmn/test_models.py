@@ -256,3 +256,22 @@ def test_where_baton_would_differ_on_null_or_lacks_the_function_the_import_is_re
 def test_round_half_even_is_decimal(x: float, expected: float) -> None:
     scale = 0 if expected == int(expected) else 2
     assert decide(literal(f"round half even(X, {scale})", "number", X), {"x": x}) == expected
+
+
+def test_input_values_constrain_the_field_the_column_reads() -> None:
+    """Camunda's predefined input values: a value outside them is an error in DMN, invalid input in Baton."""
+    imported = import_dmn((MODELS / "camunda-approval.dmn").read_text(encoding="utf-8"))
+    assert 'customer_type: {enum: ["VIP", "regular", "new"], optional: true}' in imported.yaml
+    engine = Engine(load_ruleset(imported.yaml))
+    with pytest.raises(Exception, match="gold"):
+        engine.validate_input({"input": {"customer_type": "gold", "amount": 1, "credit_limit": 1}})
+
+
+def test_input_values_on_an_input_expression_are_refused() -> None:
+    text = (MODELS / "customer-routing.dmn").read_text(encoding="utf-8")
+    old = '<text>upper case(Country)</text></inputExpression>'
+    assert old in text
+    with pytest.raises(DmnError) as e:
+        import_dmn(text.replace(old, old + '<inputValues><text>"DE","AT"</text></inputValues>'))
+    assert e.value.construct == "input values"
+    assert "'Route' (id d_route)" in str(e.value)
