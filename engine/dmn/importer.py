@@ -514,7 +514,7 @@ class Importer:
             self.fact_fields(tname, d, k, self.decisions[d.name], {}, {"value": kind})
             self.rules.append(f"  # dmn: decision {d.name!r} ({d.id}) is always null: {_one_line(d.literal)}")
             return
-        node = desugar(node)  # floor/ceiling as conditionals
+        node = desugar(self.inline(node))  # BKM bodies in place (their ifs become branches); floor/ceiling
         branches = self.branches(node, tr, [])  # if-then-else: one rule per branch, under its conditions
         if len(branches) > MAX_BRANCHES:
             raise Unsupported("FEEL if-then-else", f"{len(branches)} branches (more than {MAX_BRANCHES} rules)")
@@ -549,6 +549,18 @@ class Importer:
             value: object = _literal_value(leaf) if leaf.kind in ("num", "str") else "=" + text
             self.rules.append(f"  - name: {name}\n{comment}\n    when: {_q(needs)}\n"
                               f"    then: {{assert: {{{tname}: {{value: {_q(value)}}}}}}}")
+
+    def inline(self, node: Node, depth: int = 0) -> Node:
+        """Invocations of literal-expression BKMs whose body holds an ``if`` replaced by the body with the
+        arguments in place of the parameters, so the ifs become branches (other invocations are inlined as
+        text by the translator)."""
+        args = tuple(self.inline(a, depth) for a in node.args)
+        b = self.scope.get(str(node.value)) if node.kind == "call" else None
+        if b is not None and b.params and b.body is not None and _has_if(b.body) and len(args) == len(b.params):
+            if depth > 16:
+                raise Unsupported("recursive business knowledge model", str(node.value))
+            return self.inline(_substitute(b.body, dict(zip(b.params, args, strict=True))), depth + 1)
+        return Node(node.kind, node.value, args, node.extra) if args != node.args else node
 
     def branches(self, node: Node, tr: Translator, conds: list[str]) -> list[tuple[list[str], Node]]:
         """``if c then a else b`` as (conditions, value) pairs: ``a`` where c is true, ``b`` where it is not
@@ -838,6 +850,20 @@ class Importer:
         text = "\n".join(lines) + "\n"
         return Imported(text, self.decisions, self.inputs, self.components, self.skipped, self.notes, self.dropped,
                         self.table_rules)
+
+
+def _has_if(node: Node) -> bool:
+    return node.kind == "if" or any(_has_if(a) for a in node.args)
+
+
+def _substitute(node: Node, params: dict[str, Node]) -> Node:
+    """A BKM body with its parameters' names replaced by the argument expressions."""
+    if node.kind == "name" and str(node.value) in params:
+        return params[str(node.value)]
+    if node.kind == "call" and str(node.value) in params:
+        raise Unsupported("FEEL call of a parameter", str(node.value))
+    args = tuple(_substitute(a, params) for a in node.args)
+    return Node(node.kind, node.value, args, node.extra) if args != node.args else node
 
 
 def _feel_of(text: str, node: Node) -> str:

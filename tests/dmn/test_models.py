@@ -275,3 +275,20 @@ def test_input_values_on_an_input_expression_are_refused() -> None:
         import_dmn(text.replace(old, old + '<inputValues><text>"DE","AT"</text></inputValues>'))
     assert e.value.construct == "input values"
     assert "'Route' (id d_route)" in str(e.value)
+
+
+def test_a_bkm_with_an_if_is_inlined_into_branches() -> None:
+    """Kogito style: a fee BKM whose body is an if-then-else, invoked inside a larger expression."""
+    text = f"""<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="https://www.omg.org/spec/DMN/20191111/MODEL/" namespace="urn:t" name="t" id="t">
+  {X}
+  <businessKnowledgeModel id="b1" name="Fee"><encapsulatedLogic><formalParameter name="amount" typeRef="number"/>
+    <literalExpression><text>if amount &gt; 100 then amount * 0.05 else 5</text></literalExpression>
+  </encapsulatedLogic></businessKnowledgeModel>
+  <decision id="d1" name="Result"><variable name="Result" typeRef="number"/>
+    <knowledgeRequirement id="k1"><requiredKnowledge href="#b1"/></knowledgeRequirement>
+    <literalExpression><text>X + Fee(X * 2)</text></literalExpression></decision>
+</definitions>"""
+    # X = 60: Fee(120) = 6, 66; X = 10: Fee(20) = 5, 15; X null: X * 2 > 100 is null, so else 5, but null + 5
+    assert [decide(text, {"x": x}) for x in (60, 10)] == [66, 15]
+    assert decide(text, {}) is None
