@@ -410,7 +410,8 @@ class Importer:
             fields["value"] = ""
             binding = Binding(f"{tname}.value", k.kind if not multi else "list")
         if multi:
-            binding = Binding(f"{tname}.value", "list") if "value" in fields else Binding(tname, "list", comps)
+            # a multi-hit decision is one fact per matched row: as a FEEL list, list() of them in row order
+            binding = Binding(f"list({tname}.value)", "list") if "value" in fields else Binding(tname, "list", comps)
         self.scope[d.name] = binding
         dmap = DecisionMap(d.name, tname, fields, multi, d.id)
         self.decisions[d.name] = dmap
@@ -481,6 +482,13 @@ class Importer:
     def translator(self, used: set[str]) -> Translator:
         return Translator(self.scope, on_name=used.add)
 
+    def after_lists(self, used: set[str]) -> str:
+        """``priority: -1`` for the rules of a decision that reads a multi-hit decision's list: that table's rows
+        (priority 0) all fire first, so the list is whole when it is read once (at 0 the reader would fire after
+        each row, asserting a result per partial list). Its default output rule is then at -2."""
+        multi = any(self.decisions[n].multi for n in used if n in self.decisions)
+        return "    priority: -1\n" if multi else ""
+
     def requirements(self, used: set[str], own: str) -> list[str]:
         """The fact types a decision's rules must find: the input (always), and each decision it reads."""
         out = [INPUT]
@@ -540,14 +548,14 @@ class Importer:
                     needs = " and ".join([*(f"exists {t}" for t in self.requirements(used, tname)),
                                           *(f"({c})" for c in conds), *((f"({cond})",) if cond else ())])
                     self.rules.append(f"  - name: {name}-{'true' if outcome else 'false'}\n{comment}\n"
-                                      f"    when: {_q(needs)}\n"
+                                      f"{self.after_lists(used)}    when: {_q(needs)}\n"
                                       f"    then: {{assert: {{{tname}: {{value: {'true' if outcome else 'false'}}}}}}}")
                 continue
             text = leaf_tr.write(leaf)
             needs = " and ".join([*(f"exists {t}" for t in self.requirements(used, tname)), *(f"({c})" for c in conds),
                                   *(f"{_paren(x)} != 0" for x in leaf_tr.divisors)])  # FEEL: x / 0 is null
             value: object = _literal_value(leaf) if leaf.kind in ("num", "str") else "=" + text
-            self.rules.append(f"  - name: {name}\n{comment}\n    when: {_q(needs)}\n"
+            self.rules.append(f"  - name: {name}\n{comment}\n{self.after_lists(used)}    when: {_q(needs)}\n"
                               f"    then: {{assert: {{{tname}: {{value: {_q(value)}}}}}}}")
 
     def inline(self, node: Node, depth: int = 0) -> Node:
@@ -725,6 +733,8 @@ class Importer:
                 raise DmnError("a PRIORITY table needs output values on its first output", *where,
                                construct="priority without output values")
             tab.append(f"    ranking: [{', '.join(_q(v) for v in ranking)}]")
+        if self.after_lists(used):
+            tab.append(self.after_lists(used).rstrip("\n"))
         needs = self.requirements(used, tname)
         if needs != [INPUT] or not any(c.startswith(f"{INPUT}.") for c in columns):
             tab.append(f"    when: {_q(' and '.join(f'exists {x}' for x in needs))}")
@@ -743,7 +753,7 @@ class Importer:
             needs_text = " and ".join(f"exists {x}" for x in self.requirements(used, tname))
             self.rules.append(f"  - name: {self.type_names.new(d.name + ' default')}\n"
                               f"    # dmn: decision {d.name!r} ({d.id}): the default output when no rule matches\n"
-                              f"    priority: -1\n"
+                              f"    priority: {-2 if self.after_lists(used) else -1}\n"
                               f"    when: {_q(needs_text + ' and not exists ' + tname)}\n"
                               f"    then: {{assert: {{{tname}: {{{', '.join(values)}}}}}}}")
 

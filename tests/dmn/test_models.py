@@ -24,7 +24,7 @@ from engine.clock import FixedClock, SequentialIds
 from engine.dmn.feel import Unsupported, xsd_regex
 from engine.dmn.importer import import_dmn
 from engine.dmn.model import DmnError
-from engine.dmn.tck import result_of
+from engine.dmn.tck import facts_for, read_tests, result_of
 from engine.language.loader import load_ruleset
 from engine.loop import Engine
 from engine.recorded import RecordedAnswers
@@ -292,3 +292,48 @@ def test_a_bkm_with_an_if_is_inlined_into_branches() -> None:
     # X = 60: Fee(120) = 6, 66; X = 10: Fee(20) = 5, 15; X null: X * 2 > 100 is null, so else 5, but null + 5
     assert [decide(text, {"x": x}) for x in (60, 10)] == [66, 15]
     assert decide(text, {}) is None
+
+
+COLLECTED = f"""<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="https://www.omg.org/spec/DMN/20191111/MODEL/" id="c" name="c" namespace="urn:c">
+  {X}
+  <itemDefinition name="tPoints" isCollection="true"><typeRef>number</typeRef></itemDefinition>
+  <decision id="d1" name="Points"><variable name="Points" typeRef="tPoints"/>
+    <decisionTable id="t1" hitPolicy="COLLECT">
+      <input id="c1"><inputExpression typeRef="number"><text>X</text></inputExpression></input>
+      <output id="o1" name="p" typeRef="number"/>
+      <rule id="r1"><inputEntry><text>&lt; 30</text></inputEntry><outputEntry><text>10</text></outputEntry></rule>
+      <rule id="r2"><inputEntry><text>&lt; 50</text></inputEntry><outputEntry><text>5</text></outputEntry></rule>
+      <rule id="r3"><inputEntry><text>-</text></inputEntry><outputEntry><text>1</text></outputEntry></rule>
+    </decisionTable></decision>
+  <decision id="d2" name="Result"><variable name="Result" typeRef="number"/>
+    <informationRequirement id="q"><requiredDecision href="#d1"/></informationRequirement>
+    <literalExpression><text>sum(Points) + count(Points) * 100 + max(Points)</text></literalExpression></decision>
+</definitions>"""
+
+
+def test_a_decision_reading_a_collect_list_reads_it_whole_once() -> None:
+    """COLLECT's result is the list of every matched rule's output; a decision reading it runs once, on the whole
+    list (not once per row as the rows' facts arrive): X = 20: [10, 5, 1], 16 + 300 + 10 = 326."""
+    imported = import_dmn(COLLECTED)
+    engine = Engine(load_ruleset(imported.yaml))
+    recorded = RecordedAnswers({})
+    d = asyncio.run(engine.decide({"input": {"x": 20}}, recorded, recorded, FixedClock(), SequentialIds()))
+    assert d.decision == {"points": [10, 5, 1], "result": [326]}
+    assert decide(COLLECTED, {"x": 60}) == 102  # [1]: 1 + 100 + 1
+
+
+@pytest.mark.parametrize("model", models())
+def test_each_single_result_decision_has_one_result_in_the_decision(model: str) -> None:
+    """What `baton decide` returns for the imported model (the dmn-results decision) holds at most one value
+    for every decision that is not multi-hit, on every test case: no decision fires on partial results."""
+    imported = import_dmn((MODELS / f"{model}.dmn").read_text(encoding="utf-8"))
+    engine = Engine(load_ruleset(imported.yaml))
+    for case in read_tests((MODELS / f"{model}-test-01.xml").read_text(encoding="utf-8")):
+        recorded = RecordedAnswers({})
+        d = asyncio.run(engine.decide(facts_for(imported, case.inputs), recorded, recorded, FixedClock(),
+                                      SequentialIds()))
+        assert isinstance(d.decision, dict)
+        for dmap in imported.decisions.values():
+            if not dmap.multi:
+                assert len(d.decision[dmap.fact]) <= 1, (case.id, dmap.name, d.decision[dmap.fact])
