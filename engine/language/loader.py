@@ -13,7 +13,6 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta
-from jinja2.sandbox import SandboxedEnvironment
 
 from engine.compile import compile_ruleset
 from engine.documents import Document
@@ -35,7 +34,7 @@ from engine.language.dates import DateError, parse_date, parse_datetime
 from engine.language.expr import ExprError, Lit, Ref, parse, vocabulary
 from engine.language.gaps import gap_text
 from engine.language.names import BROKEN, Vocabulary, definition_values, load_vocabulary
-from engine.language.prompts import Prompt
+from engine.language.prompts import BoundedSandbox, Prompt
 from engine.language.source import (
     DEFAULT_LIMITS,
     Positions,
@@ -100,7 +99,7 @@ _TYPE_CODES = {"unknown_fact_type", "unknown_field", "type_mismatch", "unknown_v
 FIELD_PATH = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*\Z")
 _TOKEN_AT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|\S")
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z")
-JINJA = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+JINJA = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
 def parse_duration(value: object) -> float | None:
