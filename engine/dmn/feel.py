@@ -515,6 +515,8 @@ class Translator:
                 return (present if node.value == "!=" else f"not ({present})"), "bool"
             left, _ = self._write(node.args[0])
             right, _ = self._write(node.args[1])
+            if op in ("==", "!="):
+                return _equality(_wrap(left), _wrap(right), op == "!=", *(not _always(a) for a in node.args)), "bool"
             return f"{_wrap(left)} {op} {_wrap(right)}", "bool"
         if k in ("and", "or"):
             left, _ = self._write(node.args[0])
@@ -725,6 +727,35 @@ def split_if(node: Node) -> tuple[Node, Node, Node] | None:
             return (cond, Node(node.kind, node.value, (*node.args[:i], t, *node.args[i + 1:]), node.extra),
                     Node(node.kind, node.value, (*node.args[:i], e, *node.args[i + 1:]), node.extra))
     return None
+
+
+def _always(node: Node) -> bool:
+    """Is this expression never null (a literal)?"""
+    if node.kind in ("num", "str", "bool"):
+        return True
+    if node.kind == "list":
+        return all(_always(a) for a in node.args)
+    return node.kind == "call" and node.value in ("date", "date and time") and len(node.args) == 1 and \
+        node.args[0].kind == "str"
+
+
+def _equality(left: str, right: str, negate: bool, left_null: bool, right_null: bool) -> str:
+    """FEEL's ``=`` and ``!=``, which are never null: ``null = null`` is true, ``x = null`` false for any other
+    ``x`` (so ``x != "a"`` is true where x is null). Baton's comparison with an absent value is false, so
+    where an operand may be absent its presence (``x == x``) is tested too."""
+    lp, rp = f"{left} == {left}", f"{right} == {right}"
+    if not negate:
+        if left_null and right_null:
+            return f"({left} == {right} or (not ({lp}) and not ({rp})))"
+        return f"{left} == {right}"
+    parts = [f"{left} != {right}"]
+    if left_null and right_null:
+        parts += [f"(not ({lp}) and {rp})", f"({lp} and not ({rp}))"]
+    elif left_null:
+        parts.append(f"not ({lp})")
+    elif right_null:
+        parts.append(f"not ({rp})")
+    return f"({' or '.join(parts)})" if len(parts) > 1 else parts[0]
 
 
 def _as_list_value(text: str) -> str:

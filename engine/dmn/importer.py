@@ -157,6 +157,7 @@ class Importer:
         self.notes: list[str] = []
         self.table_rules: dict[str, tuple[str, str, list[str]]] = {}
         self.dropped: set[str] = set()  # inputs left out (partial): a test's value for them is ignored
+        self.read: set[str] = set()  # the facts of decisions another decision reads
 
     # -- types -------------------------------------------------------------------------------------
     def kind(self, type_ref: str, where: tuple[str, str], seen: frozenset[str] = frozenset()) -> Kind:
@@ -482,6 +483,42 @@ class Importer:
     def translator(self, used: set[str]) -> Translator:
         return Translator(self.scope, on_name=used.add)
 
+    def null_safe_negation(self, t: DecisionTable, j: int, feel: str, column: str, kind: str,
+                           names: list[str]) -> str:
+        """FEEL's ``null = "DE"`` is false, so a cell ``not("DE", "FR")`` (or ``!= "DE"``) matches a null input;
+        Baton's negated cell matches nothing absent. Where every cell of the column tests equality with literals
+        (or is ``-``), the column reads ``coalesce(field, SENTINEL)``, a value no cell names: then null matches
+        exactly the negated cells, as in FEEL. Otherwise such a cell is refused."""
+        parsed = [(r.id, r.inputs[j], parse_unary_tests(r.inputs[j], names)) for r in t.rules]
+        negating = [(rid, text) for rid, text, p in parsed if not p.any and (
+            p.negated or any(x.kind == "cmp" and x.value == "!=" for x in p.tests))]
+        if not negating:
+            return column
+        literals: list[object] = []
+        for _, _, p in parsed:
+            for x in p.tests:
+                value = x.args[0] if x.kind in ("eq", "cmp") else None
+                if value is None or value.kind not in ("str", "num") or (
+                        x.kind == "cmp" and x.value not in ("=", "!=")):
+                    literals = []
+                    break
+                literals.append(value.value if value.kind == "str" else float(str(value.value)))
+            else:
+                continue
+            break
+        rid, text = negating[0]
+        if not literals or kind not in ("str", "number") or column.startswith("="):
+            # a negation of another input's value (0036's not(Complex.aString)), or a column with comparisons
+            # too: imported as before, and said - a null input matches no such cell, where FEEL's may match
+            self.notes.append(f"decision table {t.id}, rule {rid}: the cell {text!r} on {feel!r} matches nothing "
+                              "when that input is null (FEEL: null = x is false, so its negation matches)")
+            return column
+        if kind == "str":
+            sentinel = next(x for x in ("", "(null)", "(no value)") if x not in literals)
+            return f"=coalesce({column}, {json.dumps(sentinel)})"
+        big = max((abs(x) for x in literals if isinstance(x, float)), default=0.0)
+        return f"=coalesce({column}, {_number_text(repr(-(big + 1)))})"
+
     def after_lists(self, used: set[str]) -> str:
         """``priority: -1`` for the rules of a decision that reads a multi-hit decision's list: that table's rows
         (priority 0) all fire first, so the list is whole when it is read once (at 0 the reader would fire after
@@ -495,6 +532,7 @@ class Importer:
         for name in used:
             if name in self.decisions and self.decisions[name].fact != own:
                 fact = self.decisions[name].fact
+                self.read.add(fact)
                 if fact not in out:
                     out.append(fact)
             elif name in self.inputs and self.inputs[name][0] not in out:
@@ -674,6 +712,8 @@ class Importer:
             column_kinds.append(kind)
             if c.values:
                 self.input_values(c, text, kind, where)
+        for j, c in enumerate(t.inputs):
+            columns[j] = self.null_safe_negation(t, j, c.text, columns[j], column_kinds[j], names)
         fields = list(dmap.fields)
         out_kinds: dict[str, str] = {}
         enums: dict[str, tuple[str, ...]] = {}
@@ -816,11 +856,28 @@ class Importer:
             self.notes.append(f"{name!r}: an input of decision {d.name!r} without inputData; typed string (the "
                               "argument of a string function)")
 
+    def null_results(self) -> None:
+        """A decision none of whose rules applies is null in FEEL, and a decision reading it still runs (``if
+        D = null then ...``, ``if D > 5 then a else b`` takes the else branch). So each single-result decision
+        that is read by another asserts its fact without a value when nothing else did: at priority -3, after
+        all its own rules, its table's default (-1) and list readers (-1, -2); written in requirement order, so
+        a decision's null fact comes before those of the decisions that read it have a chance to fire."""
+        for d in self.order():
+            dmap = self.decisions.get(d.name)
+            if dmap is None or dmap.multi or dmap.fact not in self.read:
+                continue
+            self.rules.append(f"  - name: {self.type_names.new(d.name + ' null')}\n"
+                              f"    # dmn: decision {d.name!r} ({d.id}) is null when none of its rules applies\n"
+                              "    priority: -3\n"
+                              f"    when: {_q(f'exists {INPUT} and not exists {dmap.fact}')}\n"
+                              f"    then: {{assert: {{{dmap.fact}: {{}}}}}}")
+
     def run(self) -> Imported:
         self.load_inputs()
         self.implicit_inputs()
         self.load_bkms()
         self.load_decisions()
+        self.null_results()
         if not self.facts[INPUT]:
             self.facts[INPUT].append("    model: {type: str, optional: true}   # a model without simple inputs")
         name = re.sub(r"[^a-z0-9_.-]+", "-", self.m.name.lower()).strip("-.") or "dmn-model"

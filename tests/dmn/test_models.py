@@ -42,7 +42,7 @@ EXPECTED = {
     "licence-age": (4, 8),  # years and months duration(..).years, number allowed values, PRIORITY
     "loan-eligibility": (4, 12),  # a literal BKM invoked with arguments, a table BKM by a boxed invocation
     "order-discount-drg": (4, 12),  # a decision requiring two others, allowed values as an enum, max()
-    "risk-score-collect": (4, 8),  # C+ scorecard, not("DE","FR","NL"), a table on another decision
+    "risk-score-collect": (5, 10),  # C+ scorecard, not("DE","FR","NL"), a table on another decision
 }
 
 
@@ -337,3 +337,12 @@ def test_each_single_result_decision_has_one_result_in_the_decision(model: str) 
         for dmap in imported.decisions.values():
             if not dmap.multi:
                 assert len(d.decision[dmap.fact]) <= 1, (case.id, dmap.name, d.decision[dmap.fact])
+
+
+@pytest.mark.parametrize(("feel", "s", "expected"), [
+    ('S = "a"', None, False), ('S != "a"', None, True), ('S != "a"', "a", False), ('S != "a"', "b", True),
+    ('if S != "a" then "not a" else "a"', None, "not a"), ('if S = "a" then "a" else "not a"', None, "not a")])
+def test_equality_with_null_is_false_never_null(feel: str, s: str | None, expected: object) -> None:
+    """FEEL: null = "a" is false and null != "a" true (only < <= > >= with null are null)."""
+    type_ref = "string" if feel.startswith("if") else "boolean"
+    assert decide(literal(feel, type_ref, S), {"s": s} if s is not None else {}) == expected
