@@ -346,3 +346,38 @@ def test_equality_with_null_is_false_never_null(feel: str, s: str | None, expect
     """FEEL: null = "a" is false and null != "a" true (only < <= > >= with null are null)."""
     type_ref = "string" if feel.startswith("if") else "boolean"
     assert decide(literal(feel, type_ref, S), {"s": s} if s is not None else {}) == expected
+
+
+NULL_DECISION = f"""<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="https://www.omg.org/spec/DMN/20191111/MODEL/" id="n" name="n" namespace="urn:n">
+  {X}
+  <decision id="d1" name="Band"><variable name="Band" typeRef="string"/>
+    <decisionTable id="t1"><input id="c1"><inputExpression typeRef="number"><text>X</text></inputExpression></input>
+      <output id="o1" name="b" typeRef="string"/>
+      <rule id="r1"><inputEntry><text>&gt; 10</text></inputEntry><outputEntry><text>"high"</text></outputEntry></rule>
+    </decisionTable></decision>
+  <decision id="d2" name="Label"><variable name="Label" typeRef="string"/>
+    <informationRequirement id="q"><requiredDecision href="#d1"/></informationRequirement>
+    <literalExpression><text>if Band = "high" then "H" else "other"</text></literalExpression></decision>
+  <decision id="d3" name="Missing"><variable name="Missing" typeRef="boolean"/>
+    <informationRequirement id="q2"><requiredDecision href="#d1"/></informationRequirement>
+    <literalExpression><text>Band = null</text></literalExpression></decision>
+  <decision id="d4" name="Result"><variable name="Result" typeRef="string"/>
+    <informationRequirement id="q3"><requiredDecision href="#d2"/></informationRequirement>
+    <literalExpression><text>Label + "!"</text></literalExpression></decision>
+</definitions>"""
+
+
+@pytest.mark.parametrize(("x", "band", "label", "missing", "result"), [
+    (20, "high", "H", False, "H!"), (5, None, "other", True, "other!"), (None, None, "other", True, "other!")])
+def test_a_null_decision_is_still_read(x: float | None, band: str | None, label: str, missing: bool,
+                                       result: str) -> None:
+    """Band matches no rule for X <= 10 (or null): null. Label's condition `null = "high"` is false, so its
+    else branch; `Band = null` is true; Result reads Label."""
+    imported = import_dmn(NULL_DECISION)
+    engine = Engine(load_ruleset(imported.yaml))
+    recorded = RecordedAnswers({})
+    d = asyncio.run(engine.decide({"input": {"x": x} if x is not None else {}}, recorded, recorded, FixedClock(),
+                                  SequentialIds()))
+    got = [result_of(imported, d, n) for n in ("Band", "Label", "Missing", "Result")]
+    assert got == [band, label, missing, result]
