@@ -38,8 +38,19 @@ from engine.dmn.feel import (
     parse_expression,
     parse_unary_tests,
     split_if,
+    tokenize,
 )
-from engine.dmn.model import Bkm, Column, Decision, DecisionTable, DmnError, ItemDef, Model, read_model
+from engine.dmn.model import (
+    Bkm,
+    Column,
+    Decision,
+    DecisionTable,
+    DmnError,
+    ItemDef,
+    Model,
+    TableRule,
+    read_model,
+)
 
 INPUT = "input"
 BASE_TYPES = {"string": "str", "number": "number", "boolean": "bool", "date": "date", "date and time": "datetime",
@@ -680,6 +691,7 @@ class Importer:
         if hit is None:
             raise DmnError(f"hit policy {t.hit!r} is not imported", *where, construct=f"hit policy {t.hit}")
         names = [*self.names(), *self.bkm_names(), *(params or {})]
+        t = _question_cells(t, names)
         used = set() if used is None else used
         tr = Translator(self.scope, dict(params or {}), on_name=used.add)
         columns: list[str] = []
@@ -917,6 +929,45 @@ class Importer:
         text = "\n".join(lines) + "\n"
         return Imported(text, self.decisions, self.inputs, self.components, self.skipped, self.notes, self.dropped,
                         self.table_rules)
+
+
+def _uses_question(node: Node) -> bool:
+    return (node.kind == "name" and node.value == "?") or any(_uses_question(a) for a in node.args)
+
+
+def _question_cells(t: DecisionTable, names: list[str]) -> DecisionTable:
+    """FEEL's ``?`` (the input value) in a cell. ``? > 5`` is the cell ``> 5``. A condition over ``?``
+    (``starts with(?, "VIP")``) becomes a column of its own - the condition with the input expression in
+    place of ``?`` - tested ``true`` in that rule and ``-`` in the others, the rule's own cell ``-``: FEEL's
+    condition is null on a null input and matches nothing, as a ``true`` cell. ``?`` in a list of tests or
+    under ``not(...)`` is refused."""
+    if not any("?" in text for r in t.rules for text in r.inputs):
+        return t
+    inputs = list(t.inputs)
+    rules = [TableRule(r.id, list(r.inputs), list(r.outputs)) for r in t.rules]
+    for j, c in enumerate(t.inputs):
+        for r in rules:
+            text = r.inputs[j] if j < len(r.inputs) else ""
+            if "?" not in text:
+                continue
+            tests = parse_unary_tests(text, [*names, "?"])
+            if not any(_uses_question(x) for x in tests.tests):
+                continue
+            if tests.negated or len(tests.tests) != 1 or tests.tests[0].kind != "eq":
+                raise Unsupported("FEEL ? unary test", f"rule {r.id}, cell {text!r}: '?' in a list or under not()")
+            expr = tests.tests[0].args[0]
+            if expr.kind == "cmp" and expr.args[0] == Node("name", "?") and not _uses_question(expr.args[1]):
+                r.inputs[j] = f"{expr.value} {text[text.index(str(expr.value)) + len(str(expr.value)):].strip()}"
+                continue
+            spans = [tok for tok in tokenize(text, [*names, "?"]) if tok.kind == "name" and tok.text == "?"]
+            feel = text
+            for tok in reversed(spans):
+                feel = feel[:tok.pos] + f"({c.text})" + feel[tok.pos + 1:]
+            inputs.append(Column(f"{c.id}-{r.id}", feel, "boolean"))
+            r.inputs[j] = "-"
+            for other in rules:
+                other.inputs.append("true" if other is r else "-")
+    return DecisionTable(t.id, t.hit, t.aggregation, inputs, t.outputs, rules)
 
 
 def _has_if(node: Node) -> bool:

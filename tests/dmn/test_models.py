@@ -381,3 +381,33 @@ def test_a_null_decision_is_still_read(x: float | None, band: str | None, label:
                                   SequentialIds()))
     got = [result_of(imported, d, n) for n in ("Band", "Label", "Missing", "Result")]
     assert got == [band, label, missing, result]
+
+
+QUESTION = f"""<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="https://www.omg.org/spec/DMN/20191111/MODEL/" id="q" name="q" namespace="urn:q">
+  {S}
+  <decision id="d1" name="Result"><variable name="Result" typeRef="string"/>
+    <decisionTable id="t1" hitPolicy="FIRST">
+      <input id="c1"><inputExpression typeRef="string"><text>S</text></inputExpression></input>
+      <output id="o1" name="r" typeRef="string"/>
+      <rule id="r1"><inputEntry><text>starts with(?, "VIP")</text></inputEntry>
+        <outputEntry><text>"vip"</text></outputEntry></rule>
+      <rule id="r2"><inputEntry><text>? = "Bob"</text></inputEntry><outputEntry><text>"bob"</text></outputEntry></rule>
+      <rule id="r3"><inputEntry><text>string length(?) &gt; 10</text></inputEntry>
+        <outputEntry><text>"long"</text></outputEntry></rule>
+      <rule id="r4"><inputEntry><text>-</text></inputEntry><outputEntry><text>"other"</text></outputEntry></rule>
+    </decisionTable></decision>
+</definitions>"""
+
+
+@pytest.mark.parametrize(("s", "expected"), [("VIP Ann", "vip"), ("Bob", "bob"), ("Alexandra-Maria", "long"),
+                                             ("Al", "other"), (None, "other")])
+def test_question_mark_cells(s: str | None, expected: str) -> None:
+    """Camunda 8 / FEEL 1.2+: `?` is the input value in a cell; a condition over it is null on a null input."""
+    assert decide(QUESTION, {"s": s} if s is not None else {}) == expected
+
+
+def test_question_mark_in_a_list_is_refused() -> None:
+    with pytest.raises(DmnError) as e:
+        import_dmn(QUESTION.replace('<text>? = "Bob"</text>', '<text>"Al", starts with(?, "B")</text>'))
+    assert e.value.construct == "FEEL ? unary test"
