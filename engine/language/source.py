@@ -73,8 +73,23 @@ def parse_yaml(text: str, file: str, limits: SourceLimits = DEFAULT_LIMITS) -> A
         return _from_round_trip(_round_trip(text, file))
     except yaml.MarkedYAMLError as e:
         raise _syntax(e, file) from None
+    except yaml.reader.ReaderError as e:  # a character YAML never allows (NUL, most control characters)
+        raise _unreadable(e, text, file) from None
     except yaml.YAMLError as e:
         raise BatonError("yaml_syntax", f"YAML syntax: {e}", Where(file, 1, 1)) from None
+
+
+def _unreadable(e: yaml.reader.ReaderError, text: str, file: str) -> BatonError:
+    """At the character itself: the reader gives only its offset, in UTF-8 bytes from libyaml."""
+    at = max(e.position, 0)
+    if _LOADER is not yaml.SafeLoader:
+        at = len(text.encode("utf-8", "surrogatepass")[:at].decode("utf-8", "ignore"))
+    at = min(at, len(text))
+    line = text.count("\n", 0, at) + 1
+    column = at - (text.rfind("\n", 0, at) + 1) + 1
+    code = e.character if isinstance(e.character, int) else ord(str(e.character)[:1] or " ")
+    return BatonError("yaml_syntax", f"YAML syntax: the character U+{code:04X} is not allowed in YAML",
+                      Where(file, line, column), "remove it, or write it as an escape inside double quotes (\\x00)")
 
 
 def _check_size(text: str, file: str, limits: SourceLimits) -> None:

@@ -115,3 +115,17 @@ def test_a_python_object_tag_is_never_constructed() -> None:
     with pytest.raises(CompileErrors) as e:
         load_ruleset('ruleset: x\nx: !!python/object/apply:os.system ["false"]\n', "tag.yaml")
     assert "unknown_key" in [x.code for x in e.value.errors]
+
+
+@pytest.mark.parametrize(("text", "line", "column", "code"), [
+    ("ruleset: x\nb: x\x00y\n", 2, 5, "U+0000"),
+    ("ruleset: x\nb: ééé€x\x00y\n", 2, 9, "U+0000"),  # after characters of two and three bytes
+    ("\ufeffruleset: x\nrules:\n  - name: \x1b[2J\n", 3, 11, "U+001B"),
+])
+def test_a_character_yaml_never_allows_is_reported_where_it_stands(text: str, line: int, column: int,
+                                                                    code: str) -> None:
+    with pytest.raises(Exception) as e:
+        parse_yaml(text, "nul.yaml")
+    assert getattr(e.value, "code", None) == "yaml_syntax"
+    assert (e.value.where.line, e.value.where.column) == (line, column)  # type: ignore[attr-defined]
+    assert code in str(e.value)
