@@ -101,6 +101,7 @@ class BoundedSandbox(SandboxedEnvironment):
     iterations. Over a bound the rendering raises :class:`PromptLimit`."""
 
     intercepted_binops = frozenset({"*", "**", "%"})
+    concat = staticmethod(lambda parts: _joined(parts, "the template's output"))  # every render: effects' too
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -141,6 +142,16 @@ class BoundedSandbox(SandboxedEnvironment):
         result = _BoundedConcat().visit(tree)
         assert isinstance(result, nodes.Template)
         return result
+
+
+def _joined(parts: Iterable[str], what: str) -> str:
+    size, out = 0, []
+    for part in parts:
+        size += len(part)
+        if size > MAX_TEXT:
+            raise PromptLimit(f"{what} is longer than {MAX_TEXT:,} characters")
+        out.append(part)
+    return "".join(out)
 
 
 def bounded_concat(*parts: object) -> str:
@@ -202,10 +213,4 @@ class Prompt:
                 out.append(str(value))
             else:
                 return "".join(out)
-        size, out = 0, []
-        for chunk in self.template.generate(context, **names):
-            size += len(chunk)
-            if size > MAX_TEXT:
-                raise PromptLimit(f"the prompt is longer than {MAX_TEXT:,} characters")
-            out.append(chunk)
-        return "".join(out)
+        return _joined(self.template.generate(context, **names), "the prompt")

@@ -129,3 +129,11 @@ def test_a_character_yaml_never_allows_is_reported_where_it_stands(text: str, li
     assert getattr(e.value, "code", None) == "yaml_syntax"
     assert (e.value.where.line, e.value.where.column) == (line, column)  # type: ignore[attr-defined]
     assert code in str(e.value)
+
+
+def test_any_template_rendered_whole_is_bounded_too() -> None:
+    """An effect's `with:` template renders with Template.render, not through Prompt: the same bound."""
+    template = JINJA.from_string("{% for i in range(1000) %}{{ t.s * 250 }}{% endfor %}")
+    with pytest.raises(PromptLimit, match="output"):
+        template.render(FACTS)
+    assert JINJA.from_string("{{ t.a }}-{% for i in range(3) %}{{ i }}{% endfor %}").render(FACTS) == "5-012"
