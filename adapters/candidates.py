@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,9 +115,13 @@ class CandidateCompiler:
                                        f"{limits.wall_s:g} s (limits.compile_wall_s)") from None
         return self._verdict(child.returncode, out)
 
-    def compile(self, source: str, file: str) -> Ruleset:
-        """The candidate compiled in this process, once the child has compiled it within the limits."""
-        self.check(source, file)
+    def compile(self, source: str, file: str, before: Callable[[Checked], None] | None = None) -> Ruleset:
+        """The candidate compiled in this process, once the child has compiled it within the limits (and
+        ``before``, given the child's verdict, has not raised: a call that will refuse the ruleset anyway -
+        a shadow of no live ruleset - refuses it before the worker spends the compile)."""
+        checked = self.check(source, file)
+        if before is not None:
+            before(checked)
         return load_ruleset(source, file, self.limits.source)
 
     def _verdict(self, code: int, out: bytes) -> Checked:

@@ -705,16 +705,19 @@ class RulesetService:
                            ident: Identity) -> ruleset_pb2.AttachShadowResponse:
         shadows = self._shadows()
 
+        def live(name: str) -> None:
+            if not self.s.registry.active_version(name):
+                raise BatonError("unknown_ruleset", f"no live ruleset named {name!r} to shadow")
+
         def attach() -> ruleset_pb2.AttachShadowResponse:
-            if request.source:
-                rs = self.s.candidates.compile(request.source, "shadow.yaml")
+            if request.source:  # the name checked on the child's verdict, before this worker compiles it
+                rs = self.s.candidates.compile(request.source, "shadow.yaml", lambda checked: live(checked.name))
             elif request.version:
                 rs = self.s.registry.engine_for(self.s.registry.resolve(request.version)).ruleset
             else:
                 raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "version or source is required",
                             [("version", "required")])
-            if not self.s.registry.active_version(rs.name):
-                raise BatonError("unknown_ruleset", f"no live ruleset named {rs.name!r} to shadow")
+            live(rs.name)
             info = shadows.attach(rs, ident.name)
             out = ruleset_pb2.Shadow(id=info.id, ruleset=info.ruleset, version=info.version,
                                      attached_by=info.attached_by)

@@ -156,3 +156,25 @@ def test_a_self_join_over_a_thousand_facts_is_bounded(tmp_path: Path) -> None:
     assert "Traceback" not in run.stdout + run.stderr
     assert "MemoryError" not in run.stdout + run.stderr
     assert run.returncode in (0, 1)
+
+
+def test_a_shadow_of_no_live_ruleset_is_refused_before_the_worker_compiles_it(server: Server) -> None:
+    """The child's verdict names the ruleset: a shadow of a name nothing serves is NOT_FOUND without the
+    worker's own compile (which kept ~500 MB of a 20,000-rule candidate in the worker)."""
+    pid = worker_pid(server)
+    before = rss_mb(pid) or 0
+    result: dict[str, object] = {}
+
+    def attach() -> None:
+        stub = ruleset_pb2_grpc.RulesetServiceStub(grpc.insecure_channel(
+            server.address, options=[("grpc.max_send_message_length", 64 << 20)]))
+        try:
+            stub.AttachShadow(ruleset_pb2.AttachShadowRequest(source=big(10_000)), metadata=metadata("editor"),
+                              timeout=120)
+        except grpc.RpcError as e:
+            result["code"], result["details"] = e.code(), e.details()
+
+    peak = peak_during(pid, threading.Thread(target=attach))
+    assert result["code"] == grpc.StatusCode.NOT_FOUND, result
+    assert "no live ruleset named 'hostile'" in str(result["details"])
+    assert peak - before < 100, (before, peak)
