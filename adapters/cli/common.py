@@ -17,15 +17,27 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+# control characters and bidirectional overrides a ruleset's keys and names may carry into a message: shown
+# as escapes, so a hostile file cannot clear the terminal, retitle it or reorder what a reviewer reads
+_UNSEEN = {c: f"\\x{c:02x}" for c in range(0x20) if c not in (0x09, 0x0A)} | {0x7F: "\\x7f"} | {
+    c: f"\\u{c:04x}" for c in [*range(0x80, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+
+
+def visible(text: str) -> str:
+    """``text`` with its control characters and bidi overrides written as escapes (``\\x1b``)."""
+    return text.translate(_UNSEEN)
+
+
 def print_warnings(warnings: list[BatonError], as_errors: bool = False) -> None:
     colour, label = ("bold red", "error") if as_errors else ("bold yellow", "warning")
     for w in warnings:
-        hint = f"\n    hint: {escape(w.hint)}" if w.hint else ""
-        err.print(f"{w.where}: [{colour}]{label} {w.code}[/]: {escape(w.message)}{hint}", markup=True)
+        hint = f"\n    hint: {escape(visible(w.hint))}" if w.hint else ""
+        err.print(f"{escape(visible(str(w.where)))}: [{colour}]{label} {w.code}[/]: {escape(visible(w.message))}{hint}",
+                  markup=True)
 
 
 def print_compile_errors(e: CompileErrors) -> None:
     for error in e.errors:
-        where = str(error.where)
-        hint = f"\n    hint: {escape(error.hint)}" if error.hint else ""
-        err.print(f"{escape(where)}: [bold red]{error.code}[/]: {escape(error.message)}{hint}", markup=True)
+        where = visible(str(error.where))
+        hint = f"\n    hint: {escape(visible(error.hint))}" if error.hint else ""
+        err.print(f"{escape(where)}: [bold red]{error.code}[/]: {escape(visible(error.message))}{hint}", markup=True)

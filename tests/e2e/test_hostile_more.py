@@ -178,3 +178,18 @@ def test_a_shadow_of_no_live_ruleset_is_refused_before_the_worker_compiles_it(se
     assert result["code"] == grpc.StatusCode.NOT_FOUND, result
     assert "no live ruleset named 'hostile'" in str(result["details"])
     assert peak - before < 100, (before, peak)
+
+
+def test_check_shows_a_hostile_key_escaped_never_as_terminal_control(tmp_path: Path) -> None:
+    """A key or name carrying ESC sequences (clear screen, retitle) or a bidi override is shown as escapes."""
+    file = tmp_path / "esc.yaml"
+    file.write_text('ruleset: hostile\n"\\e[2J\\e[31mpwn": 1\nfacts:\n  "t\\u202e": {a: number}\ninput: [t]\n'
+                    "rules:\n  - name: r\n    when: t.a > 1\n    then: {decide: {q: x}}\n")
+    run = subprocess.run([sys.executable, "-m", "adapters.cli.main", "check", str(file)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    shown = run.stdout + run.stderr
+    assert run.returncode == 1
+    assert "\x1b" not in shown and "\u202e" not in shown
+    assert "esc.yaml:2:1: unknown_key: unknown key '\\x1b[2J\\x1b[31mpwn'" in shown
+    assert "'t\\u202e' cannot name a fact type" in shown
+    assert "Traceback" not in shown
