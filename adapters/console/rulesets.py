@@ -28,7 +28,6 @@ from adapters.impact import Impact, decision_label, impact_steps
 from adapters.registry import GovernanceError
 from engine.errors import BatonError, CompileErrors
 from engine.language.diff import diff_sources
-from engine.language.loader import load_ruleset
 from engine.loop import Engine
 from engine.replay import what_if
 from engine.testing import run_suite
@@ -101,7 +100,7 @@ class RulesetPages:
         """What an editor typed, compiled by a bounded child process (adapters/candidates.py): no draft can
         stall this event loop or grow this worker."""
         try:
-            rs = await asyncio.to_thread(self.c.candidates.check, source, "draft.yaml")
+            rs = await self.c.candidates.acheck(source, "draft.yaml")
         except CompileErrors as e:
             return {"valid": False, "errors": [error_dict(x) for x in e.errors], "warnings": []}
         except CompileLimitExceeded as e:
@@ -111,7 +110,7 @@ class RulesetPages:
 
     async def compiled(self, source: str, file: str) -> Any:
         """A draft that :meth:`validate` passed, compiled in this process (in a thread) to run it."""
-        return await asyncio.to_thread(load_ruleset, source, file, self.c.candidates.limits.source)
+        return await self.c.candidates.aload(source, file)
 
     async def editor_action(self, request: Request, session: Session, name: str, source: str, action: str,
                             data: FormData) -> Response:

@@ -536,7 +536,7 @@ class DecisionService:
                      ident: Identity) -> decision_pb2.WhatIfResponse:
         record = await self._record(request.decision_id)
         if request.WhichOneof("candidate") == "source":
-            engine = Engine(await asyncio.to_thread(self.s.candidates.compile, request.source, "candidate.yaml"))
+            engine = Engine(await self.s.candidates.acompile(request.source, "candidate.yaml"))
         elif request.WhichOneof("candidate") == "version":
             engine = await asyncio.to_thread(self.s.registry.engine_for,
                                              self.s.registry.resolve(request.version))
@@ -629,7 +629,7 @@ class RulesetService:
     async def ValidateRuleset(self, request: ruleset_pb2.ValidateRulesetRequest, context: Ctx,
                               ident: Identity) -> ruleset_pb2.ValidateRulesetResponse:
         try:
-            rs = await asyncio.to_thread(self.s.candidates.check, request.source, request.file_name or "ruleset.yaml")
+            rs = await self.s.candidates.acheck(request.source, request.file_name or "ruleset.yaml")
         except CompileErrors as e:
             return ruleset_pb2.ValidateRulesetResponse(valid=False, errors=[_compile_error(x) for x in e.errors])
         return ruleset_pb2.ValidateRulesetResponse(valid=True, name=rs.name, version=rs.version,
@@ -640,7 +640,7 @@ class RulesetService:
                              ident: Identity) -> ruleset_pb2.PublishRulesetResponse:
         effective = timestamp_s(request.effective_from, "effective_from") \
             if request.HasField("effective_from") else None
-        rs = await asyncio.to_thread(self.s.candidates.compile, request.source, request.file_name or "ruleset.yaml")
+        rs = await self.s.candidates.acompile(request.source, request.file_name or "ruleset.yaml")
 
         def submit() -> ruleset_pb2.PublishRulesetResponse:
             pub = self.s.registry.submit(rs, by=ident.name, note=request.note, effective_from=effective)
@@ -681,7 +681,7 @@ class RulesetService:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "from_version and to_version or to_source are required",
                         [("from_version", "required")])
         if request.to_source:
-            await asyncio.to_thread(self.s.candidates.check, request.to_source, "candidate.yaml")
+            await self.s.candidates.acheck(request.to_source, "candidate.yaml")
 
         def build() -> ruleset_pb2.DiffRulesetsResponse:
             old = self.s.registry.engine_for(self.s.registry.resolve(request.from_version)).ruleset.source
@@ -709,9 +709,14 @@ class RulesetService:
             if not self.s.registry.active_version(name):
                 raise BatonError("unknown_ruleset", f"no live ruleset named {name!r} to shadow")
 
+        compiled = None
+        if request.source:  # the name checked on the child's verdict, before this worker compiles it
+            compiled = await self.s.candidates.acompile(request.source, "shadow.yaml",
+                                                        lambda checked: live(checked.name))
+
         def attach() -> ruleset_pb2.AttachShadowResponse:
-            if request.source:  # the name checked on the child's verdict, before this worker compiles it
-                rs = self.s.candidates.compile(request.source, "shadow.yaml", lambda checked: live(checked.name))
+            if compiled is not None:
+                rs = compiled
             elif request.version:
                 rs = self.s.registry.engine_for(self.s.registry.resolve(request.version)).ruleset
             else:
@@ -751,7 +756,7 @@ class RulesetService:
             if isinstance(request, _BadMessage):
                 raise Abort(grpc.StatusCode.INVALID_ARGUMENT, request.error)
             self.s.auth.check(_credential(context), "Impact")
-            engine = Engine(await asyncio.to_thread(self.s.candidates.compile, request.source, "candidate.yaml"))
+            engine = Engine(await self.s.candidates.acompile(request.source, "candidate.yaml"))
             since = timestamp_s(request.since, "since") if request.HasField("since") else None
             ids = await asyncio.to_thread(self.s.store.recent_ids, engine.ruleset.name,
                                           request.last or (None if since else 1000), since)

@@ -193,3 +193,38 @@ def test_check_shows_a_hostile_key_escaped_never_as_terminal_control(tmp_path: P
     assert "esc.yaml:2:1: unknown_key: unknown key '\\x1b[2J\\x1b[31mpwn'" in shown
     assert "'t\\u202e' cannot name a fact type" in shown
     assert "Traceback" not in shown
+
+
+def test_validations_in_flight_never_hold_up_a_decide_with_an_idempotency_key(server: Server) -> None:
+    """Candidate compiles wait on the compiler's own threads (two at a time), never on the default executor a
+    Decide needs for its store reads: with seven validations in flight a Decide with a key waited 22 s."""
+    source = big(5_000)
+    stub = decision_pb2_grpc.DecisionServiceStub(grpc.insecure_channel(server.address))
+
+    def keyed(n: int) -> list[float]:
+        out = []
+        for i in range(n):
+            values = struct_pb2.Struct()
+            values.update({**CLAIM, "claim_ref": f"K-{i}"})
+            started = time.monotonic()
+            stub.Decide(decision_pb2.DecideRequest(ruleset="claims-triage", idempotency_key=f"key-{time.time_ns()}",
+                                                   facts=[decision_pb2.Fact(type="claim", values=values)]),
+                        metadata=metadata("caller"), timeout=120)
+            out.append(time.monotonic() - started)
+        return out
+
+    def validate() -> None:
+        rulesets = ruleset_pb2_grpc.RulesetServiceStub(grpc.insecure_channel(server.address))
+        rulesets.ValidateRuleset(ruleset_pb2.ValidateRulesetRequest(source=source), metadata=metadata("editor"),
+                                 timeout=300)
+
+    before = max(keyed(5))
+    calls = [threading.Thread(target=validate) for _ in range(8)]
+    for call in calls:
+        call.start()
+    time.sleep(0.5)  # all eight sent
+    during = keyed(3) if any(c.is_alive() for c in calls) else []
+    for call in calls:
+        call.join()
+    assert during, "the validations ended before the Decides ran: make the candidate bigger"
+    assert max(during) < max(10 * before, 0.5), (before, during)
