@@ -24,12 +24,14 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.errors import BatonError, CompileErrors, Where
 from engine.language.loader import load_ruleset
 from engine.language.source import SourceLimits
 from engine.model import Ruleset
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,10 @@ class CandidateCompiler:
     async def acompile(self, source: str, file: str, before: Callable[[Checked], None] | None = None) -> Ruleset:
         """:meth:`compile` on the compiler's own threads (at most ``limits.at_once`` at a time)."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.compile, source, file, before)
+
+    async def arun(self, work: Callable[[], T]) -> T:
+        """Other work over a candidate's source (a diff reads both rulesets whole) on the same threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
 
     async def aload(self, source: str, file: str) -> Ruleset:
         """A source :meth:`check` passed, compiled in this process on the compiler's own threads."""

@@ -693,7 +693,7 @@ class RulesetService:
                 ruleset_pb2.RulesetChange(kind=c.kind, what=c.what, name=c.name, details=c.details)
                 for c in diff_sources(old, new)])
 
-        return await asyncio.to_thread(build)
+        return await (self.s.candidates.arun(build) if request.to_source else asyncio.to_thread(build))
 
     def _shadows(self) -> Shadows:
         if self.s.shadows is None:
