@@ -63,7 +63,8 @@ def ports(cfg: Settings, base: Path) -> tuple[ModelGateway, ToolConnector, str]:
 
 def limits(cfg: Settings) -> Limits:
     return Limits(step_limit=cfg.limits.step_limit, deadline_s=cfg.limits.deadline_s,
-                  max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd)
+                  max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd,
+                  max_combinations=cfg.limits.max_combinations)
 
 
 @dataclass

@@ -49,6 +49,9 @@ class LimitSettings(_Strict):
     deadline_s: float | None = Field(default=None, gt=0)
     max_calls: int | None = Field(default=None, ge=0)
     max_cost_usd: float | None = Field(default=None, ge=0)
+    # combinations of facts one rule's join may have to consider in a decision (each costs the engine about
+    # 350 bytes before any condition runs): over it the decision fails, naming the rule's fact types
+    max_combinations: int = Field(default=1_000_000, ge=1, le=1_000_000_000)
     # under load (4 or more decisions in flight in a worker) decisions start their engine runs in groups,
     # waiting at most this long: more throughput for a few ms of latency (adapters/decisions.py StartGate);
     # 0: each starts at once. At most 20: well inside the 50 ms Decide keeps back from a caller's deadline

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +100,9 @@ class WorkingMemory(FactIndex):
         return {t: self.facts[seqs[-1] - 1][1] for t, seqs in self.by_type.items() if not t.startswith(EPOCH)}
 
 
+MAX_COMBINATIONS = 1_000_000
+
+
 @dataclass(slots=True)
 class Limits:
     step_limit: int | None = None  # None: the ruleset's (default 1,000 firings)
@@ -109,6 +112,10 @@ class Limits:
     mask_pii: bool = True  # prompts are recorded with pii fields masked
     # replaying a decision made before multi-hit tables' facts carried `row` (equal rows were one fact then)
     merged_rows: bool = False
+    # combinations of facts one multi-pattern rule may have to consider (the product of its patterns' fact
+    # counts): durable-rules builds each one, about 350 bytes apiece, before any guard runs - a self-join of
+    # three over 1,000 facts is 10^9 of them. Over it the decision fails, naming the rule's fact types.
+    max_combinations: int = MAX_COMBINATIONS
 
 
 @dataclass(slots=True)
@@ -243,6 +250,13 @@ class Engine:
         # the rules a table with expression inputs computes them by (TABLE#inputs): the engine's own, in the
         # trace as every firing is, but not in `fired` - the rules and rows an author wrote
         self.internal = {f"{t.name}#inputs" for t in ruleset.tables if t.routed}
+        # fact type -> the multi-pattern joins that read it (each a tuple of the joined types, one per pattern)
+        joins = {tuple(sorted(er.rule.condition.branches[er.branch].bindings.values()))
+                 for er in self.compiled.rules.values() if len(er.rule.condition.branches[er.branch].bindings) > 1}
+        self.joins: dict[str, list[tuple[str, ...]]] = {}
+        for join in joins:
+            for t in set(join):
+                self.joins.setdefault(t, []).append(join)
         # extraction reads a document in chunks: each chunk's answer may leave fields out
         partial = {m.produces for m in ruleset.models.values() if m.from_document and m.produces}
         self.partial_schemas = {t: {**self.schemas[t], "required": []} for t in partial}
@@ -309,7 +323,8 @@ class _Run:
     """The state of one decision while it runs."""
 
     __slots__ = ("aggregated", "called", "carried_cost", "clock", "d", "deadline", "documents", "effects", "engine",
-                 "epoch_counts", "extractions", "held", "human", "intents", "mask_pii", "max_calls", "max_cost",
+                 "epoch_counts", "extractions", "held", "human", "intents", "mask_pii", "max_calls",
+                 "max_combinations", "max_cost",
                  "merged_rows", "model_calls", "models", "proposals", "round", "session", "step_limit", "stopped",
                  "summaries", "tools", "unreadable", "wm")
 
@@ -332,8 +347,11 @@ class _Run:
         self.merged_rows = limits.merged_rows and bool(engine.multi_rows)
         self.model_calls = 0
         self.carried_cost = 0.0  # spent by the escalated decision this one resumes: in the budget, not in cost_usd
+        self.max_combinations = limits.max_combinations
         d.limits = {"step_limit": self.step_limit, "deadline_s": deadline, "max_calls": self.max_calls,
                     "max_cost_usd": self.max_cost}
+        if self.max_combinations != MAX_COMBINATIONS:
+            d.limits["max_combinations"] = self.max_combinations
         self.deadline = clock.monotonic() + deadline if deadline is not None else None
         self.wm = WorkingMemory(started_at=d.started_at)
         self.epoch_counts: dict[str, int] = {}
@@ -364,6 +382,21 @@ class _Run:
             self.d.trace.append(event)
         return seq
 
+    def check_joins(self, types: Iterable[str]) -> None:
+        """Before facts of ``types`` reach the core: no join may have to consider more than
+        ``max_combinations`` combinations of facts (see Limits)."""
+        joins = self.engine.joins
+        if not joins:
+            return
+        for t in set(types):
+            for join in joins.get(t, ()):
+                n = 1
+                for jt in join:
+                    n *= len(self.wm.of_type(jt))
+                if n > self.max_combinations:
+                    raise _Stop(f"a rule joining {' x '.join(join)} would consider {n:,} combinations of facts, "
+                                f"over the limit of {self.max_combinations:,}")
+
     async def execute(self, validated: list[tuple[str, Values]]) -> None:
         self.round = 1
         new = [(seq, t, v) for t, v in validated if (seq := self.add_fact(t, v, "input"))]
@@ -374,6 +407,7 @@ class _Run:
                 new.append((seq, "document", fact))
         if self.engine.epochs:
             new.extend(self.epoch_facts(list(self.engine.epochs)))
+        self.check_joins(t for _, t, _ in new)
         self.session = self.engine.pool.open(new, self.wm)
         while True:
             self.d.rounds = self.round
@@ -392,6 +426,7 @@ class _Run:
                 given = self.human.pop(0)
                 seq = self.add_fact(given.type, given.values, "human", given.by)
                 if seq:
+                    self.check_joins((given.type,))
                     self.session.assert_batch(self.with_epochs([(seq, given.type, given.values)]))
                 continue
             if not self.intents and not self.unreadable:
@@ -424,6 +459,7 @@ class _Run:
                     seq = self.add_fact(t, v, source, call.action, where)
                     if seq:
                         batch.append((seq, t, v))
+            self.check_joins(t for _, t, _ in batch)
             self.session.assert_batch(self.with_epochs(batch))
             if not batch and self.d.steps == fired_before:
                 break
@@ -550,6 +586,7 @@ class _Run:
                 seq = self.add_fact(step.fact_type, payload, "rule", rule.name)
                 if seq:
                     assert self.session is not None
+                    self.check_joins((step.fact_type,))
                     self.session.assert_now(seq, step.fact_type, payload)
                     if step.fact_type in self.engine.epochs:
                         for marker in self.epoch_facts([step.fact_type]):

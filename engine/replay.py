@@ -93,8 +93,12 @@ def stored_limits(record: Mapping[str, Any]) -> Limits:
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     step_limit = number("step_limit")
-    return Limits(step_limit=int(step_limit) if step_limit is not None else None, max_calls=number("max_calls"),
-                  max_cost_usd=number("max_cost_usd"))
+    out = Limits(step_limit=int(step_limit) if step_limit is not None else None, max_calls=number("max_calls"),
+                 max_cost_usd=number("max_cost_usd"))
+    combinations = number("max_combinations")  # recorded only when not the default
+    if combinations is not None:
+        out.max_combinations = int(combinations)
+    return out
 
 
 async def _rerun(engine: Engine, record: Mapping[str, Any], live_models: ModelGateway | None = None,

@@ -198,6 +198,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
                         max_inflight=cfg.limits.max_inflight, step_limit=cfg.limits.step_limit,
                         escalations=rt.escalations, default_deadline_s=cfg.limits.deadline_s,
                         max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd,
+                        max_combinations=cfg.limits.max_combinations,
                         tracer=rt.path.tracer, shadows=rt.shadows, max_document_bytes=cfg.max_document_bytes,
                         pii_roles=tuple(cfg.pii_roles), decision_path=rt.path, candidates=rt.candidates,
                         max_batch=cfg.limits.max_batch, batch_parallel=cfg.limits.batch_parallel)

@@ -39,7 +39,7 @@ from engine.codes import Category, Status
 from engine.errors import BatonError, CompileErrors, InvalidInput, Overloaded
 from engine.explain import why
 from engine.language.diff import diff_sources
-from engine.loop import Engine, Limits
+from engine.loop import MAX_COMBINATIONS, Engine, Limits
 from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
 from engine.record import DecisionRecord
 
@@ -79,6 +79,7 @@ class Services:
     default_deadline_s: float | None = None
     max_calls: int | None = None
     max_cost_usd: float | None = None
+    max_combinations: int = MAX_COMBINATIONS  # facts one rule's join may have to consider (engine Limits)
     tracer: Any = None  # an OpenTelemetry Tracer when tracing is configured
     shadows: Shadows | None = None
     max_document_bytes: int = DEFAULT_MAX_BYTES
@@ -337,7 +338,7 @@ class DecisionService:
         self.inflight += 1
         metrics.INFLIGHT.inc()
         limits = Limits(step_limit=s.step_limit, deadline_s=deadline, max_calls=s.max_calls,
-                        max_cost_usd=s.max_cost_usd)
+                        max_cost_usd=s.max_cost_usd, max_combinations=s.max_combinations)
         try:
             record, saved = await s.path.decide(
                 engine.ruleset.name, lambda: engine.run(validated, s.models, s.tools, s.clock, s.ids, limits,
