@@ -67,7 +67,8 @@ def parse_yaml(text: str, file: str, limits: SourceLimits = DEFAULT_LIMITS) -> A
     Before anything is built, :func:`_guard` refuses alias expansion and nesting beyond their bounds."""
     _check_size(text, file, limits)
     try:
-        _guard(text, file)
+        if _guard(text, file):
+            raise _Unusual
         return _Fast(text).document()
     except _Unusual:
         return _from_round_trip(_round_trip(text, file))
@@ -122,24 +123,31 @@ def _syntax(e: Any, file: str) -> BatonError:
                       "check indentation and quoting around this place")
 
 
-def _guard(text: str, file: str) -> None:
+def _guard(text: str, file: str) -> bool:
     """Walk libyaml's events (a flat stream: nothing is built, nothing recurses) and refuse a document whose
     aliases would expand it - a "billion laughs" of nine aliases of nine aliases is 330 bytes and a billion
     nodes - or whose containers nest deeper than :data:`MAX_DEPTH`. Aliases may add up to
     :data:`ALIAS_NODES` nodes, and beyond that no more than the document itself holds so far; an alias to
     a container still open (a recursive document) is refused too. The error stands at the alias or the
-    container that goes over."""
+    container that goes over. True when the document uses anchors, aliases, merge keys or explicit tags:
+    what the fast path leaves to the round-trip parser."""
     open_: list[list[Any]] = []  # per open container: [nodes so far, its anchor]
     sizes: dict[str, int] = {}
     own = added = 0
+    unusual = False
     for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.NodeEvent) and (event.anchor or getattr(event, "tag", None)):
+            unusual = True
         if isinstance(event, yaml.ScalarEvent):
+            if event.style is None and event.value == "<<":
+                unusual = True
             own += 1
             if open_:
                 open_[-1][0] += 1
             if event.anchor:
                 sizes[event.anchor] = 1
         elif isinstance(event, yaml.AliasEvent):
+            unusual = True
             if event.anchor not in sizes:
                 refused = "refers to a mapping or list that contains it" if any(
                     anchor == event.anchor for _, anchor in open_) else "names no anchor before it"
@@ -164,6 +172,7 @@ def _guard(text: str, file: str) -> None:
                 sizes[anchor] = size
             if open_:
                 open_[-1][0] += size
+    return unusual
 
 
 def _at(mark: Any, file: str) -> Where:
@@ -268,18 +277,9 @@ class _Fast:
         self.implicit: dict[str, list[tuple[str, Any]]] = table
 
     def document(self) -> Any:
-        if "&" in self.text or "*" in self.text or "!" in self.text or "<<" in self.text:
-            self._scan_unusual()
+        """The document built from libyaml's nodes; :func:`_guard` already sent anything unusual elsewhere."""
         node = yaml.compose(self.text, Loader=_LOADER)
         return None if node is None else self.build(node)
-
-    def _scan_unusual(self) -> None:
-        """Tokens, not characters: '&' or '!' inside a quoted string is text, not YAML."""
-        for token in yaml.scan(self.text, Loader=_LOADER):
-            if isinstance(token, (yaml.AnchorToken, yaml.AliasToken, yaml.TagToken)):
-                raise _Unusual
-            if isinstance(token, yaml.ScalarToken) and token.plain and token.value == "<<":
-                raise _Unusual
 
     def build(self, node: yaml.Node) -> Any:
         if id(node) in self.seen:
