@@ -111,11 +111,12 @@ class Runtime:
             models = tools = TracedPorts(tracer, models, tools)
         clock, ids = SystemClock(), TimeOrderedIds()
         lag = LoopLag(observe=metrics.LOOP_LAG.observe)
-        shadows = Shadows(store, registry)
+        candidates = CandidateCompiler(cfg.limits.compile_limits())
+        shadows = Shadows(store, registry, candidates=candidates)  # each shadow in a bounded child
         path = DecisionPath(writer, tracer, shadows, lag=lag, gate=StartGate(cfg.limits.batch_window_ms / 1000))
         escalations = Escalations(store, writer, registry, models, tools, clock, ids, path)
         return cls(cfg, base, store, registry, writer, models, tools, path, escalations, shadows, clock, ids, lag,
-                   loaded, corpora, note, provider, candidates=CandidateCompiler(cfg.limits.compile_limits()))
+                   loaded, corpora, note, provider, candidates=candidates)
 
     def consumers(self) -> list[Consumer]:
         """The broker consumers the config names, deciding through the one path."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.rulesets import load_file, ruleset_files
-from adapters.store.governance import PENDING, PUBLISHED, REJECTED, Publication, VersionInfo
+from adapters.store.governance import PENDING, PUBLISHED, REJECTED, Publication, VersionInfo, VersionSource
 from adapters.store.sql import SqlStore
 from engine.errors import BatonError, CompileErrors
 from engine.language.loader import load_ruleset
@@ -64,10 +64,12 @@ class RulesetRegistry:
         assert info is not None
         return info
 
-    def submit(self, rs: Ruleset, by: str, note: str = "", effective_from: float | None = None) -> Publication:
+    def submit(self, rs: Ruleset | VersionSource, by: str, note: str = "", effective_from: float | None = None
+               ) -> Publication:
         """Store a version and ask for it to be published; it is live only once someone else approves it.
         A change note is required (what changes and why: the approver and the auditor read it), and the
-        version already in effect cannot be submitted again."""
+        version already in effect cannot be submitted again. A candidate sent to the service comes as the
+        bounded child's :class:`VersionSource` and is compiled here only once it is approved and used."""
         if not note.strip():
             raise GovernanceError("note_required", "a change note is required: say what changes and why")
         if self.active_version(rs.name) == rs.version:
@@ -75,7 +77,8 @@ class RulesetRegistry:
                                   "publish")
         # submitting the same version again is the same request: the pending publication already there
         pub_id = self.store.submit_publication(rs, by, note, effective_from, _new_id(), time.time())
-        self._remember(rs)
+        if isinstance(rs, Ruleset):
+            self._remember(rs)
         found = self.publication(pub_id)
         assert found is not None
         return found
@@ -146,10 +149,31 @@ class RulesetRegistry:
                 raise BatonError("unknown_ruleset", f"no ruleset named {name!r} is in effect" if name in
                                  self.schedule else f"no ruleset named {name!r}")
         full = self.resolve(version)
+        if self.loaded(full) is None and not self.published(full):
+            # never approved: it would be compiled in this worker for a caller, and it is not live
+            raise BatonError("unpublished_version", f"version {full[:12]} has not been published: a decision "
+                             "needs a version approved by a second person (what-if and impact run any)")
         engine = self.engine_for(full)
         if name and engine.ruleset.name != name:
             raise BatonError("unknown_ruleset", f"version {version} belongs to {engine.ruleset.name}, not {name}")
         return engine
+
+    def source(self, name: str, version: str = "") -> tuple[str, str]:
+        """The full version and stored source of a ruleset's version in effect, or of a given version (hash or
+        prefix), as :meth:`engine` finds it - without compiling it."""
+        self.refresh()
+        if not version:
+            version = self.active_version(name)
+            if not version:
+                raise BatonError("unknown_ruleset", f"no ruleset named {name!r} is in effect" if name in
+                                 self.schedule else f"no ruleset named {name!r}")
+        full = self.resolve(version)
+        found = self.store.ruleset_source(full)
+        if found is None:
+            raise BatonError("unknown_version", f"no ruleset version {version[:12]}")
+        if name and found[0] != name:
+            raise BatonError("unknown_ruleset", f"version {version} belongs to {found[0]}, not {name}")
+        return full, found[1]
 
     def resolve(self, version: str) -> str:
         if len(version) == 64 and version in self.engines:
@@ -168,6 +192,15 @@ class RulesetRegistry:
             return self.engine_for(version).pii
         except BatonError:
             return None
+
+    def published(self, version: str) -> bool:
+        """Whether ``version`` was ever published (as the schedule last read says)."""
+        return any(v == version for entries in self.schedule.values() for _, _, v in entries)
+
+    def loaded(self, version: str) -> Engine | None:
+        """The engine of ``version`` if this process has it already (nothing is compiled)."""
+        with self.lock:
+            return self.engines.get(version)
 
     def engine_for(self, version: str) -> Engine:
         with self.lock:

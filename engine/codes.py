@@ -138,6 +138,7 @@ class Code(StrEnum):
     NOTE_REQUIRED = "note_required"
     NOT_PENDING = "not_pending"
     UNCHANGED = "unchanged"
+    UNPUBLISHED_VERSION = "unpublished_version"
     # service
     UNKNOWN_RULESET = "unknown_ruleset"
     UNKNOWN_VERSION = "unknown_version"
@@ -147,6 +148,7 @@ class Code(StrEnum):
     NOT_OPEN = "not_open"
     NO_ANSWER_EXPECTED = "no_answer_expected"
     STALE_VERSION = "stale_version"
+    SHADOW_ENDED = "shadow_ended"
     OVERLOADED = "overloaded"
     ENGINE_ERROR = "engine_error"
     UNAUTHENTICATED = "unauthenticated"
@@ -280,6 +282,8 @@ CODES: dict[Code, Info] = {
     Code.NOTE_REQUIRED: Info((G,), "a publication without a change note, or a rejection without a reason", _BAD),
     Code.NOT_PENDING: Info((G,), "a publication already decided (or decided concurrently)", _FAILED),
     Code.UNCHANGED: Info((G,), "a publication of the version already in effect", _FAILED),
+    Code.UNPUBLISHED_VERSION: Info((G,), "a decision asked of a version never published (pending or rejected): "
+                                   "what-if and impact run it; Decide waits for its approval", _FAILED),
     Code.UNKNOWN_RULESET: Info((S,), "no ruleset of that name", _MISSING),
     Code.UNKNOWN_VERSION: Info((S,), "no ruleset version with that hash", _MISSING),
     Code.UNKNOWN_DECISION: Info((S,), "no decision with that id", _MISSING),
@@ -289,6 +293,8 @@ CODES: dict[Code, Info] = {
     Code.NO_ANSWER_EXPECTED: Info((S,), "an escalation that expects no answer (it can only time out)", _FAILED),
     Code.STALE_VERSION: Info((S,), "a stored version that no longer compiles (stored by an older Baton)",
                              Status.INTERNAL),
+    Code.SHADOW_ENDED: Info((S,), "a shadow's child process ended (over its bounds): logged, counted in "
+                            "baton_shadow_dropped_total and restarted; never a caller's error"),
     Code.OVERLOADED: Info((S,), "too many decisions in flight; retry later", Status.RESOURCE_EXHAUSTED,
                           hint="retry with the same idempotency key"),
     Code.ENGINE_ERROR: Info((S,), "durable-rules failed on validated input (never expected; report it)",

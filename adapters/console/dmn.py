@@ -55,13 +55,12 @@ class DmnPages:
         self.ui.need(request, "editor", "auditor", "approver")
         try:
             version = await asyncio.to_thread(self.c.registry.resolve, request.path_params["version"])
-            engine = await asyncio.to_thread(self.c.registry.engine_for, version)
-            xml, left_out = await asyncio.to_thread(export_dmn, engine.ruleset)
+            rs = await self.rulesets.parsed(version)
+            xml, left_out = await asyncio.to_thread(export_dmn, rs)
         except BatonError as e:
             return self.ui.page(request, "error.html", status=404, message=e.message)
         except NotExportable as e:
             return self.ui.page(request, "error.html", status=400, message=f"no DMN export: {e}")
-        rs = engine.ruleset
         if left_out:  # what DMN cannot hold (model and tool calls, escalations, effects) is named, not dropped
             listed = "\n".join(f"  - {x}" for x in left_out).replace("--", "- -")
             declaration, end, rest = xml.partition("?>")

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from adapters.candidates import SuiteOutcome
 from adapters.console.rulesets import RulesetPages
 from adapters.console.ui import (
     UI,
@@ -23,16 +24,21 @@ from adapters.registry import GovernanceError
 from engine.codes import Status, status_of
 from engine.errors import BatonError
 from engine.language.diff import diff_sources
-from engine.testing import run_suite
 
 MAX_COMMENT = 4000
 # a refused approval or rejection: the HTTP status for the code's gRPC status (others: 409, the publication's state)
 REVIEW_REFUSED: dict[Status | None, int] = {Status.PERMISSION_DENIED: 403, Status.INVALID_ARGUMENT: 400}
 
 
+SUITE_TTL_S = 60.0
+
+
 class PublicationPages:
     def __init__(self, ui: UI) -> None:
         self.ui, self.c = ui, ui.c
+        # version -> (when, its tests' outcome, why they could not run): a version's tests give the same
+        # answer for a while (only those that read the clock differ), and each run starts a child
+        self.suites: dict[str, tuple[float, SuiteOutcome | None, str]] = {}
 
     async def publications(self, request: Request) -> Response:
         self.ui.need(request, "editor", "approver", "auditor")
@@ -41,17 +47,38 @@ class PublicationPages:
     async def render_publications(self, request: Request, error: str = "", status: int = 200) -> Response:
         pubs = await asyncio.to_thread(self.c.registry.publications)
         await asyncio.to_thread(self.c.registry.refresh, True)
-        checks: dict[str, Any] = {}  # what an approver weighs: the candidate's own tests, run here
-        for p in pubs:
-            if p.status == "pending" and p.version not in checks:
-                try:
-                    engine = await asyncio.to_thread(self.c.registry.engine_for, p.version)
-                    checks[p.version] = await run_suite(engine.ruleset, time.time())
-                except BatonError:
-                    checks[p.version] = None
+        # what an approver weighs: each pending candidate's own tests, run by bounded children side by side
+        pending = list(dict.fromkeys(p.version for p in pubs if p.status == "pending"))
+        suites = await asyncio.gather(*(self.suite(v) for v in pending))
+        checks: dict[str, Any] = {v: found for v, (found, _) in zip(pending, suites, strict=True)}
         comments = await asyncio.to_thread(self.c.store.publication_comments, [p.id for p in pubs])
         return self.ui.page(request, "publications.html", status=status, pubs=pubs, error=error,
                             active=self.c.registry.active, checks=checks, comments=comments)
+
+    def source_now(self, version: str) -> str:
+        found = self.c.store.ruleset_source(version)
+        if found is None:
+            raise BatonError("unknown_version", f"no ruleset version {version[:12]}")
+        return found[1]
+
+    async def source(self, version: str) -> str:
+        return await asyncio.to_thread(self.source_now, version)
+
+    async def suite(self, version: str) -> tuple[SuiteOutcome | None, str]:
+        """A stored version's own tests, run by the bounded child; or why they could not run (it no longer
+        compiles, or is over the limits)."""
+        cached = self.suites.get(version)
+        if cached is not None and time.monotonic() - cached[0] < SUITE_TTL_S:
+            return cached[1], cached[2]
+        try:
+            found: tuple[SuiteOutcome | None, str] = (await self.c.candidates.asuite(
+                await self.source(version), f"{version[:12]}.yaml", time.time()))[1], ""
+        except BatonError as e:
+            found = None, e.message
+        if len(self.suites) > 256:
+            self.suites.clear()
+        self.suites[version] = (time.monotonic(), *found)
+        return found
 
     async def publication(self, request: Request, error: str = "", status: int = 200) -> Response:
         """One publication, read-only: the candidate's tests, its changes against the version it replaces
@@ -69,14 +96,15 @@ class PublicationPages:
             base = max(earlier, key=lambda p: p.decided_at or 0).version if earlier else None
         suite, changes, impact, problem = None, None, None, ""
         last = _int(request.query_params.get("last"), 200, 1, 5000)
-        try:
-            engine = await asyncio.to_thread(self.c.registry.engine_for, pub.version)
-            suite = await run_suite(engine.ruleset, time.time())
+        try:  # a pending version is not trusted yet: its tests and impact run in the bounded child
+            source = await self.source(pub.version)
+            if pub.status == "pending":  # its tests and its impact, each in a bounded child, side by side
+                (suite, problem), impact = await asyncio.gather(self.suite(pub.version),
+                                                                RulesetPages(self.ui).impact(source, last))
+            else:
+                suite, problem = await self.suite(pub.version)
             if base and base != pub.version:
-                old = await asyncio.to_thread(self.c.registry.engine_for, base)
-                changes = diff_sources(old.ruleset.source, engine.ruleset.source)
-            if pub.status == "pending":
-                impact = await RulesetPages(self.ui).impact(engine.ruleset, last)
+                changes = await self.c.candidates.arun(lambda: diff_sources(self.source_now(base), source))
         except BatonError as e:
             problem = e.message
         comments = (await asyncio.to_thread(self.c.store.publication_comments, [pub.id])).get(pub.id, [])

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from adapters.candidates import CompileLimitExceeded
+from adapters.candidates import Checked, CompileLimitExceeded, Item, Progress, stored, with_progress
 from adapters.console import svg
 from adapters.console.security import Session, Sessions
 from adapters.console.ui import (
@@ -24,13 +24,12 @@ from adapters.console.ui import (
     error_dict,
     timeline,
 )
-from adapters.impact import Impact, decision_label, impact_steps
+from adapters.impact import Impact, decision_label
 from adapters.registry import GovernanceError
+from adapters.store.governance import VersionSource
 from engine.errors import BatonError, CompileErrors
 from engine.language.diff import diff_sources
-from engine.loop import Engine
-from engine.replay import what_if
-from engine.testing import run_suite
+from engine.model import Ruleset
 
 
 class RulesetPages:
@@ -53,10 +52,19 @@ class RulesetPages:
         self.ui.need(request, "editor", "auditor", "approver")
         try:
             version = await asyncio.to_thread(self.c.registry.resolve, request.path_params["version"])
+            info = await asyncio.to_thread(self.c.registry.info, "", version)
+            if info is None:
+                raise BatonError("unknown_version", f"no ruleset version {version[:12]}")
+            pubs = await asyncio.to_thread(self.c.registry.publications, "", "", version)
+            if info.published_at is None and self.c.registry.loaded(version) is None:
+                # never published: not compiled in this worker - its source, and its summary as the bounded
+                # child found it; its tests and impact are on its publication's page
+                source = await asyncio.to_thread(self.c.store.ruleset_source, version)
+                return self.ui.page(request, "ruleset_pending.html", info=info, pubs=pubs,
+                                    source=source[1] if source else "")
             engine = await asyncio.to_thread(self.c.registry.engine_for, version)
         except BatonError as e:
             return self.ui.page(request, "error.html", status=404, message=e.message)
-        pubs = await asyncio.to_thread(self.c.registry.publications, "", "", version)
         table_rules = {t.rule_name(r) for t in engine.ruleset.tables for r in t.rows}
         return self.ui.page(request, "ruleset.html", rs=engine.ruleset, pubs=pubs, table_rules=table_rules,
                     active=self.c.registry.active_version(engine.ruleset.name) == version)
@@ -68,13 +76,33 @@ class RulesetPages:
         changes, error = None, ""
         if q.get("from") and q.get("to"):
             try:
-                registry = self.c.registry
-                a = (await asyncio.to_thread(registry.engine_for, registry.resolve(q["from"]))).ruleset.source
-                b = (await asyncio.to_thread(registry.engine_for, registry.resolve(q["to"]))).ruleset.source
-                changes = diff_sources(a, b)
+                a, b = await asyncio.to_thread(self.sources, q["from"], q["to"])
+                changes = await self.c.candidates.arun(lambda: diff_sources(a, b))
             except BatonError as e:
                 error = e.message
         return self.ui.page(request, "diff.html", versions=versions, changes=changes, q=q, error=error)
+
+    async def parsed(self, version: str) -> Ruleset:
+        """A stored version's parsed ruleset, for pages that show its parts (DMN export, the table editor). A
+        published version is the registry's; one never published is first compiled by the bounded child,
+        then parsed on the compiler's threads for this page alone (not kept, its network never built)."""
+        info = await asyncio.to_thread(self.c.registry.info, "", version)
+        if info is not None and info.published_at is None and self.c.registry.loaded(version) is None:
+            source = (await asyncio.to_thread(self.sources, version))[0]
+            file = f"{info.name}@{version[:12]}"
+            await self.c.candidates.acheck(source, file)
+            return await self.c.candidates.aload(source, file)
+        return (await asyncio.to_thread(self.c.registry.engine_for, version)).ruleset
+
+    def sources(self, *versions: str) -> list[str]:
+        """Stored versions' sources (by hash or prefix), read without compiling them."""
+        out = []
+        for v in versions:
+            found = self.c.store.ruleset_source(self.c.registry.resolve(v))
+            if found is None:
+                raise BatonError("unknown_version", f"no ruleset version {v[:12]}")
+            out.append(found[1])
+        return out
 
     async def editor(self, request: Request) -> Response:
         session = self.ui.need(request, "editor", "approver")  # approvers read, test and preview; editors submit
@@ -88,9 +116,8 @@ class RulesetPages:
                 raise PermissionError(f"{session.name} may review changes but not submit them (needs editor)")
             return await self.editor_action(request, session, name, source, action, data)
         try:
-            version = request.query_params.get("version", "")
-            source = (await asyncio.to_thread(self.c.registry.engine_for, version)).ruleset.source if version else (
-                await asyncio.to_thread(self.c.registry.engine, name)).ruleset.source
+            version = request.query_params.get("version", "") or self.c.registry.active_version(name)
+            source = (await asyncio.to_thread(self.sources, version))[0]
         except BatonError:
             source = f"ruleset: {name}\nfacts:\n  example: {{ref: str}}\nrules:\n  - name: first\n" \
                      "    when: exists example\n    then: {decide: {route: review}}\n"
@@ -106,11 +133,7 @@ class RulesetPages:
         except CompileLimitExceeded as e:
             return {"valid": False, "errors": [{**error_dict(e), "line": 1, "column": 1}], "warnings": []}
         return {"valid": True, "errors": [], "warnings": [error_dict(x) for x in rs.warnings], "version": rs.version,
-                "name": rs.name, "rules": rs.rules, "tests": rs.tests}
-
-    async def compiled(self, source: str, file: str) -> Any:
-        """A draft that :meth:`validate` passed, compiled in this process (in a thread) to run it."""
-        return await self.c.candidates.aload(source, file)
+                "name": rs.name, "rules": rs.rules, "tests": rs.tests, "description": rs.description}
 
     async def editor_action(self, request: Request, session: Session, name: str, source: str, action: str,
                             data: FormData) -> Response:
@@ -123,9 +146,8 @@ class RulesetPages:
                                                           f"{name!r}, the source says {check['name']!r}", "line": 1,
                                                           "column": 1, "hint": ""}]}
             context["check"] = check
-        if action == "test" and check["valid"]:
-            suite = await run_suite(await self.compiled(source, "draft.yaml"), time.time())
-            context["suite"] = suite
+        if action == "test" and check["valid"]:  # run by the bounded child, as every run of a draft
+            context["suite"] = (await self.c.candidates.asuite(source, "draft.yaml", time.time()))[1]
         elif action == "whatif" and check["valid"]:  # the unsaved text against a stored decision
             decision_id = str(data.get("decision", "")).strip()
             context["decision_id"] = decision_id
@@ -134,16 +156,16 @@ class RulesetPages:
                 context["whatif_error"] = f"no stored decision {decision_id[:80]!r}"
             else:
                 docs = await asyncio.to_thread(self.c.store.documents_of, record)
-                draft = await self.compiled(source, "draft.yaml")
-                w = await what_if(Engine(draft), record, documents=docs, keep=True)
+                checked, (w,) = await self.c.candidates.awhat_if(source, "draft.yaml",
+                                                                 lambda _: (1, [(record, docs)]), keep=True)
                 graphs = None if w.record is None else (  # the stored decision and the draft's, drawn
                     svg.decision_graph(timeline(record), record["outcome"], "whatif-stored-graph"),
                     svg.decision_graph(timeline(w.record), str(w.record["outcome"]), "whatif-new-graph"))
-                context["whatif"] = {"version": draft.version, "w": replace(w, record=None), "draft": True,
+                context["whatif"] = {"version": checked.version, "w": replace(w, record=None), "draft": True,
                                      "graphs": graphs}
         elif action == "impact" and check["valid"]:
             last = _int(data.get("last"), 200, 1, 5000)
-            context["impact"] = await self.impact(await self.compiled(source, "draft.yaml"), last)
+            context["impact"] = await self.impact(source, last)
         elif action == "submit" and check["valid"]:
             effective = None
             if data.get("effective_from"):
@@ -153,7 +175,8 @@ class RulesetPages:
                 except ValueError:
                     context["submit_error"] = "effective from: use YYYY-MM-DDTHH:MM (UTC)"
             if "submit_error" not in context:
-                rs = await self.compiled(source, f"{name}.yaml")
+                rs = VersionSource(check["name"], check["version"], source, check["description"], check["rules"],
+                                   check["tests"])  # as the child compiled it: compiled here once approved
                 try:
                     pub = await asyncio.to_thread(self.c.registry.submit, rs, session.name, str(data.get("note", "")),
                                                   effective)
@@ -164,13 +187,26 @@ class RulesetPages:
                 return RedirectResponse(f"/publications#{pub.id}", status_code=303)
         return self.ui.page(request, "editor.html", **context)
 
-    async def impact(self, rs: Any, last: int, progress: Callable[[int, int], Awaitable[None]] | None = None
+    async def impact(self, source: str, last: int, progress: Callable[[int, int], Awaitable[None]] | None = None
                      ) -> dict[str, Any]:
-        ids = await asyncio.to_thread(self.c.store.recent_ids, rs.name, last)
+        """The draft over the ``last`` stored decisions of its ruleset, run by the bounded child."""
+        store = self.c.store
+        seen: list[str] = []
+
+        def decisions(checked: Checked) -> tuple[int, Iterable[Item]]:  # on the run's thread
+            seen.extend(store.recent_ids(checked.name, last))
+            return len(seen), stored(store, seen)
+
         result = Impact()
-        async for done, total in impact_steps(self.c.store, Engine(rs), ids, result, every=10):
-            if progress is not None:
-                await progress(done, total)
+        async for step in with_progress(lambda report: self.c.candidates.awhat_if(
+                source, "draft.yaml", decisions, progress=report), every=10):
+            if not isinstance(step, Progress):
+                result.results = step[1]
+            elif progress is not None:
+                await progress(step.done, step.total)
+        if not seen and progress is not None:
+            await progress(0, 0)
+        ids = seen
         changes = result.moves(decision_label)
         tampered = await asyncio.to_thread(self.c.store.chain_problems, ids)  # replayed, but edited since hashed
         return {"decisions": result.decisions, "changed": len(result.changed), "unanswered": result.unanswered,
@@ -185,7 +221,6 @@ class RulesetPages:
         check = await self.validate(source)
         if not check["valid"]:
             return JSONResponse({"error": "the draft does not compile"}, status_code=400)
-        rs = await self.compiled(source, "draft.yaml")
         last = _int(data.get("last"), 200, 1, 5000)
         queue: asyncio.Queue[str | None] = asyncio.Queue()
 
@@ -193,7 +228,7 @@ class RulesetPages:
             await queue.put(json.dumps({"done": done, "total": total}) + "\n")
 
         async def run() -> None:
-            result = await self.impact(rs, last, progress)
+            result = await self.impact(source, last, progress)
             html = self.ui.env.get_template("impact.html").render(impact=result)
             await queue.put(json.dumps({"html": html}) + "\n")
             await queue.put(None)

@@ -27,8 +27,8 @@ from starlette.routing import Route
 from adapters.console.rulesets import RulesetPages
 from adapters.console.ui import UI
 from adapters.registry import GovernanceError
+from adapters.store.governance import VersionSource
 from engine.errors import BatonError
-from engine.language.loader import load_ruleset
 from engine.language.source import parse_yaml, plain
 
 MAX_ROWS = 2000
@@ -119,9 +119,9 @@ class TablePages:
 
     async def base(self, name: str, version: str) -> tuple[str, str, dict[str, list[int]]]:
         """(version, source, table -> its rows' lines) of the version edited (the one in effect by default)."""
-        engine = await asyncio.to_thread(self.c.registry.engine_for, version) if version else \
-            await asyncio.to_thread(self.c.registry.engine, name)
-        rs = engine.ruleset
+        version = version and await asyncio.to_thread(self.c.registry.resolve, version)
+        rs = await self.rulesets.parsed(version) if version else \
+            (await asyncio.to_thread(self.c.registry.engine, name)).ruleset
         return rs.version, rs.source, {t.name: [r.where.line for r in t.rows] for t in rs.tables}
 
     async def check(self, source: str) -> dict[str, Any]:
@@ -162,7 +162,8 @@ class TablePages:
                 error, status = "the table does not compile: fix the marked rows first", 400
             else:
                 try:
-                    rs = await asyncio.to_thread(load_ruleset, draft, f"{name}.yaml")
+                    rs = VersionSource(check["name"], check["version"], draft, check.get("description", ""),
+                                       check["rules"], check["tests"])  # compiled by the child, not here
                     pub = await asyncio.to_thread(self.c.registry.submit, rs, session.name,
                                                   str(data.get("note", "") if data else ""), None)
                     return RedirectResponse(f"/publications/{pub.id}", status_code=303)

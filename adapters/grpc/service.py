@@ -9,7 +9,7 @@ import json
 import logging
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
@@ -19,18 +19,18 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from adapters import metrics
-from adapters.candidates import CandidateCompiler, CompileLimitExceeded
+from adapters.candidates import CandidateCompiler, Checked, CompileLimitExceeded, Item, Progress, stored, with_progress
 from adapters.decisions import DecisionPath, replay_stored, what_if_stored
 from adapters.documents import DEFAULT_MAX_BYTES, MAX_DOCUMENTS, Incoming, read_document
 from adapters.escalations import Escalations, NotOpen
 from adapters.grpc import convert
 from adapters.grpc.auth import Auth, AuthError, Identity
 from adapters.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
-from adapters.impact import Impact, impact_steps
+from adapters.impact import Impact
 from adapters.pii import mask_record
 from adapters.registry import GovernanceError, RulesetRegistry
 from adapters.shadow import Shadows
-from adapters.store.governance import Publication, VersionInfo
+from adapters.store.governance import Publication, VersionInfo, VersionSource
 from adapters.store.sql import Conflict, SqlStore
 from adapters.store.sql import unavailable as store_unavailable
 from adapters.store.writer import GroupWriter
@@ -39,9 +39,10 @@ from engine.codes import Category, Status
 from engine.errors import BatonError, CompileErrors, InvalidInput, Overloaded
 from engine.explain import why
 from engine.language.diff import diff_sources
-from engine.loop import MAX_COMBINATIONS, Engine, Limits
+from engine.loop import MAX_COMBINATIONS, Limits
 from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
 from engine.record import DecisionRecord
+from engine.replay import WhatIf as WhatIfResult
 
 log = logging.getLogger("baton.grpc")
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -536,15 +537,28 @@ class DecisionService:
     async def WhatIf(self, request: decision_pb2.WhatIfRequest, context: Ctx,
                      ident: Identity) -> decision_pb2.WhatIfResponse:
         record = await self._record(request.decision_id)
-        if request.WhichOneof("candidate") == "source":
-            engine = Engine(await self.s.candidates.acompile(request.source, "candidate.yaml"))
-        elif request.WhichOneof("candidate") == "version":
-            engine = await asyncio.to_thread(self.s.registry.engine_for,
-                                             self.s.registry.resolve(request.version))
-        else:
+        kind = request.WhichOneof("candidate")
+        if kind not in ("source", "version"):
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "give the candidate's source or version",
                         [("candidate", "required")])
-        w = await what_if_stored(self.s.store, engine, record)
+        source, file = request.source, "candidate.yaml"
+        if kind == "version":
+            version = await asyncio.to_thread(self.s.registry.resolve, request.version)
+            engine = self.s.registry.loaded(version)  # in use here already: no compile
+            if engine is not None:
+                w = await what_if_stored(self.s.store, engine, record)
+                return self._what_if(w)
+            found = await asyncio.to_thread(self.s.store.ruleset_source, version)
+            if found is None:
+                raise _not_found(f"no ruleset version {version[:12]}")
+            source, file = found[1], f"{found[0]}@{version[:12]}"
+        # a candidate, or a stored version not yet approved: compiled and run in the bounded child
+        documents = await asyncio.to_thread(self.s.store.documents_of, record)
+        _, results = await self.s.candidates.awhat_if(source, file, lambda _: (1, [(record, documents)]))
+        return self._what_if(results[0])
+
+    @staticmethod
+    def _what_if(w: WhatIfResult) -> decision_pb2.WhatIfResponse:
         if w.error:
             raise Abort(grpc.StatusCode.FAILED_PRECONDITION, w.error)
         return decision_pb2.WhatIfResponse(
@@ -576,7 +590,7 @@ class RulesetService:
             raise _not_found(f"no ruleset version {version[:12]}")
         published = self.s.registry.publications(version=version, status="published")
         return self._version(info, published[0] if published else None,
-                             self.s.registry.active_version(name) == version)
+                             self.s.registry.active_version(info.name) == version)
 
     @staticmethod
     def _version(info: VersionInfo, latest: Publication | None, active: bool) -> ruleset_pb2.RulesetInfo:
@@ -619,10 +633,9 @@ class RulesetService:
     @handler("GetRuleset")
     async def GetRuleset(self, request: ruleset_pb2.GetRulesetRequest, context: Ctx,
                          ident: Identity) -> ruleset_pb2.GetRulesetResponse:
-        def build() -> ruleset_pb2.GetRulesetResponse:
-            engine = self.s.registry.engine(request.name, request.version)
-            rs = engine.ruleset
-            return ruleset_pb2.GetRulesetResponse(ruleset=self._info(rs.name, rs.version), source=rs.source)
+        def build() -> ruleset_pb2.GetRulesetResponse:  # read as stored: a version is not compiled to be read
+            version, source = self.s.registry.source(request.name, request.version)
+            return ruleset_pb2.GetRulesetResponse(ruleset=self._info(request.name, version), source=source)
 
         return await asyncio.to_thread(build)
 
@@ -641,7 +654,8 @@ class RulesetService:
                              ident: Identity) -> ruleset_pb2.PublishRulesetResponse:
         effective = timestamp_s(request.effective_from, "effective_from") \
             if request.HasField("effective_from") else None
-        rs = await self.s.candidates.acompile(request.source, request.file_name or "ruleset.yaml")
+        checked = await self.s.candidates.acheck(request.source, request.file_name or "ruleset.yaml")
+        rs = checked.stored(request.source)  # stored as the child compiled it; compiled here once approved
 
         def submit() -> ruleset_pb2.PublishRulesetResponse:
             pub = self.s.registry.submit(rs, by=ident.name, note=request.note, effective_from=effective)
@@ -685,11 +699,8 @@ class RulesetService:
             await self.s.candidates.acheck(request.to_source, "candidate.yaml")
 
         def build() -> ruleset_pb2.DiffRulesetsResponse:
-            old = self.s.registry.engine_for(self.s.registry.resolve(request.from_version)).ruleset.source
-            if request.to_source:
-                new = request.to_source
-            else:
-                new = self.s.registry.engine_for(self.s.registry.resolve(request.to_version)).ruleset.source
+            old = self.s.registry.source("", request.from_version)[1]
+            new = request.to_source or self.s.registry.source("", request.to_version)[1]
             return ruleset_pb2.DiffRulesetsResponse(changes=[
                 ruleset_pb2.RulesetChange(kind=c.kind, what=c.what, name=c.name, details=c.details)
                 for c in diff_sources(old, new)])
@@ -710,16 +721,19 @@ class RulesetService:
             if not self.s.registry.active_version(name):
                 raise BatonError("unknown_ruleset", f"no live ruleset named {name!r} to shadow")
 
-        compiled = None
-        if request.source:  # the name checked on the child's verdict, before this worker compiles it
-            compiled = await self.s.candidates.acompile(request.source, "shadow.yaml",
-                                                        lambda checked: live(checked.name))
+        checked = None
+        if request.source:  # compiled by the bounded child; the shadow runs in one too (adapters/shadow.py)
+            checked = (await self.s.candidates.acheck(request.source, "shadow.yaml")).stored(request.source)
 
         def attach() -> ruleset_pb2.AttachShadowResponse:
-            if compiled is not None:
-                rs = compiled
+            if checked is not None:
+                rs = checked
             elif request.version:
-                rs = self.s.registry.engine_for(self.s.registry.resolve(request.version)).ruleset
+                version = self.s.registry.resolve(request.version)
+                found = self.s.store.ruleset_source(version)
+                if found is None:
+                    raise _not_found(f"no ruleset version {version[:12]}")
+                rs = VersionSource(found[0], version, found[1], "", 0, 0)  # stored already: only named here
             else:
                 raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "version or source is required",
                             [("version", "required")])
@@ -757,17 +771,27 @@ class RulesetService:
             if isinstance(request, _BadMessage):
                 raise Abort(grpc.StatusCode.INVALID_ARGUMENT, request.error)
             self.s.auth.check(_credential(context), "Impact")
-            engine = Engine(await self.s.candidates.acompile(request.source, "candidate.yaml"))
             since = timestamp_s(request.since, "since") if request.HasField("since") else None
-            ids = await asyncio.to_thread(self.s.store.recent_ids, engine.ruleset.name,
-                                          request.last or (None if since else 1000), since)
+            store = self.s.store
+
+            def decisions(checked: Checked) -> tuple[int, Iterable[Item]]:  # on the run's thread
+                ids = store.recent_ids(checked.name, request.last or (None if since else 1000), since)
+                return len(ids), stored(store, ids)
+
+            impact = Impact()
+            async for step in with_progress(lambda progress: self.s.candidates.awhat_if(
+                    request.source, "candidate.yaml", decisions, progress=progress)):
+                if isinstance(step, Progress):
+                    yield ruleset_pb2.ImpactResponse(progress=ruleset_pb2.ImpactProgress(done=step.done,
+                                                                                           total=step.total))
+                else:
+                    impact.results = step[1]
+                    if not impact.results:
+                        yield ruleset_pb2.ImpactResponse(progress=ruleset_pb2.ImpactProgress(done=0, total=0))
         except Exception as e:
             status = _status(_map_error(e))
             await context.abort(status.code, status.details, status.trailing_metadata)
             return
-        impact = Impact()
-        async for done, total in impact_steps(self.s.store, engine, ids, impact):
-            yield ruleset_pb2.ImpactResponse(progress=ruleset_pb2.ImpactProgress(done=done, total=total))
         yield ruleset_pb2.ImpactResponse(summary=ruleset_pb2.ImpactSummary(
             decisions=impact.decisions, changed=len(impact.changed), unanswered=impact.unanswered,
             changes=[ruleset_pb2.ImpactChange(from_outcome=a, to_outcome=b, count=c, example_decision_ids=ex)

@@ -62,14 +62,37 @@ _PUB_COLUMNS = [PUBLICATIONS.c[k] for k in Publication.__slots__]
 _SHADOW_COLUMNS = [SHADOWS.c[k] for k in ShadowInfo.__slots__]
 
 
-def store_version(conn: Connection, rs: Ruleset, now: float | None = None) -> None:
+@dataclass(frozen=True, slots=True)
+class VersionSource:
+    """A version as it is stored: its source and what a listing shows of it. A candidate compiled by the
+    bounded child (adapters/candidates.py) is stored from this, never compiled in the worker to be stored."""
+
+    name: str
+    version: str
+    source: str
+    description: str
+    rules: int
+    tests: int
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version[:12]}"
+
+    @staticmethod
+    def of(rs: Ruleset | VersionSource) -> VersionSource:
+        if isinstance(rs, VersionSource):
+            return rs
+        return VersionSource(rs.name, rs.version, rs.source, rs.description, len(rs.rules), len(rs.tests))
+
+
+def store_version(conn: Connection, rs: Ruleset | VersionSource, now: float | None = None) -> None:
     """Store a ruleset version's source once, by its content hash (inside the caller's transaction), with
     what a listing shows of it."""
-    if conn.execute(sa.select(RULESETS.c.version).where(RULESETS.c.version == rs.version)).first() is None:
-        conn.execute(RULESETS.insert().values(version=rs.version, name=rs.name, source=rs.source,
+    v = VersionSource.of(rs)
+    if conn.execute(sa.select(RULESETS.c.version).where(RULESETS.c.version == v.version)).first() is None:
+        conn.execute(RULESETS.insert().values(version=v.version, name=v.name, source=v.source,
                                               loaded_at=time.time() if now is None else now,
-                                              description=rs.description, rules=len(rs.rules),
-                                              tests=len(rs.tests)))
+                                              description=v.description, rules=v.rules, tests=v.tests))
 
 
 def _mark_published(conn: Connection, version: str, now: float, by: str) -> None:
@@ -112,7 +135,7 @@ class GovernanceArea(StoreBase):
                          .values(description=description, rules=rules, tests=tests))
 
     # -- publications ------------------------------------------------------------------------------
-    def publish_reviewed(self, rs: Ruleset, by: str, pub_id: str, now: float) -> None:
+    def publish_reviewed(self, rs: Ruleset | VersionSource, by: str, pub_id: str, now: float) -> None:
         """Store a version and publish it as reviewed elsewhere (a deployed file), unless it ever was."""
         with self.writer.begin() as conn:
             store_version(conn, rs, now)
@@ -125,8 +148,8 @@ class GovernanceArea(StoreBase):
                     effective_from=now, decided_by=by, decided_at=now, decision_note="reviewed in the repository"))
                 _mark_published(conn, rs.version, now, by)
 
-    def submit_publication(self, rs: Ruleset, by: str, note: str, effective_from: float | None, pub_id: str,
-                           now: float) -> str:
+    def submit_publication(self, rs: Ruleset | VersionSource, by: str, note: str, effective_from: float | None,
+                           pub_id: str, now: float) -> str:
         """Store a version and a pending publication of it; the id of the pending one (an earlier one of
         the same version, if there is one: submitting again is the same request)."""
         with self.writer.begin() as conn:
@@ -183,7 +206,7 @@ class GovernanceArea(StoreBase):
             return [Publication(*row) for row in conn.execute(query).all()]
 
     # -- shadows -----------------------------------------------------------------------------------
-    def attach_shadow(self, rs: Ruleset, by: str, shadow_id: str, now: float) -> ShadowInfo:
+    def attach_shadow(self, rs: Ruleset | VersionSource, by: str, shadow_id: str, now: float) -> ShadowInfo:
         """Store a version and attach it as a shadow of its ruleset (the attachment already there, if any)."""
         with self.writer.begin() as conn:
             store_version(conn, rs, now)

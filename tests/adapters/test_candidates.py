@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters.candidates import CandidateCompiler, CompileLimitExceeded, CompileLimits
+from engine.clock import FixedClock, SequentialIds
 from engine.errors import CompileErrors
+from engine.language.loader import load_ruleset
 from engine.language.source import SourceLimits
+from engine.loop import Engine
+from engine.model import Ruleset
+from engine.record import DecisionRecord
+from engine.recorded import RecordedAnswers
+from engine.replay import WhatIf, what_if
+from engine.testing import run_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = "ruleset: cand\nfacts:\n  t: {a: number, s: str}\n"
@@ -92,3 +106,94 @@ def test_twenty_thousand_simple_rules_compile_within_the_default_bounds() -> Non
         assert compiler.check(source, "big.yaml").rules == 20_000
     finally:
         compiler.close()
+
+
+# -- runs: what runs a candidate runs in the child too ------------------------------------------------------
+
+def decisions_of(rs: Ruleset) -> list[DecisionRecord]:
+    """Each embedded test of ``rs`` decided in this process, as the store would hold it."""
+    engine, out = Engine(rs), []
+    for i, test in enumerate(rs.tests):
+        answers = RecordedAnswers(test.answers)
+        d = asyncio.run(engine.decide(test.given, answers, answers, FixedClock(1000.0 + i),
+                                      SequentialIds(f"d{i}-")))
+        out.append(d.to_dict())
+    return out
+
+
+def test_a_run_in_the_child_gives_what_this_process_would(compiler: CandidateCompiler) -> None:
+    """Tests, and what-ifs of stored decisions (whole records kept), as the engine here gives them."""
+    live = load_ruleset((ROOT / "rulesets/claims-triage.yaml").read_text(), "claims-triage.yaml")
+    source = live.source.replace("claim.amount > 50000", "claim.amount > 85000")
+    candidate = load_ruleset(source, "candidate.yaml")
+    records = decisions_of(live)
+    seen: list[int] = []
+
+    async def run() -> tuple[Any, Any, list[WhatIf]]:
+        checked, suite = await compiler.asuite(source, "candidate.yaml", 5.0)
+        _, results = await compiler.awhat_if(source, "candidate.yaml", lambda c: (len(records), [(r, []) for r in
+                                                                                                records]),
+                                             keep=True, progress=lambda done, total: seen.append(done))
+        return checked, suite, results
+
+    checked, suite, results = asyncio.run(run())
+    assert (checked.name, checked.version, checked.rules) == (candidate.name, candidate.version,
+                                                              len(candidate.rules))
+    here = asyncio.run(run_suite(candidate, 5.0))
+    assert [(r.name, r.failures) for r in suite.results] == [(r.name, r.failures) for r in here.results]
+    assert (suite.rules, suite.uncovered) == (len(candidate.rules), here.uncovered)
+    engine = Engine(candidate)
+    expected = [asyncio.run(what_if(engine, r, keep=True)) for r in records]
+    assert results == expected
+    assert any(w.changed for w in results), "the candidate changes an outcome"
+    assert seen == list(range(1, len(records) + 1))
+
+
+def test_a_run_cancelled_ends_its_child(compiler: CandidateCompiler) -> None:
+    """The caller gone (a deadline, a closed stream): the child is killed, not left running."""
+    gate = threading.Event()
+
+    def items(_: Any) -> tuple[int, Iterator[Any]]:
+        def wait() -> Iterator[Any]:
+            gate.wait(30)
+            yield from ()
+        return 1, wait()
+
+    async def run() -> None:
+        task = asyncio.ensure_future(compiler.awhat_if(rules(3), "r.yaml", items))
+        deadline = time.monotonic() + 30
+        while not children() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    def children() -> list[str]:  # the run's child, past its "ready" (the spare waits for a request)
+        out = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "adapters.candidates"], capture_output=True,
+                             text=True).stdout.split()
+        return out if len(out) >= 2 else []
+
+    asyncio.run(run())
+    gate.set()
+    deadline = time.monotonic() + 30
+    while len(children()) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(children()) <= 1, "only the spare is left"
+
+
+def test_a_store_read_that_fails_ends_the_run_with_its_error(compiler: CandidateCompiler) -> None:
+    def items(_: Any) -> tuple[int, Iterator[Any]]:
+        def broken() -> Iterator[Any]:
+            raise OSError("the store went away")
+            yield
+        return 1, broken()
+
+    with pytest.raises(OSError, match="the store went away"):
+        asyncio.run(compiler.awhat_if(rules(3), "r.yaml", items))
+
+
+def test_a_run_of_a_candidate_that_does_not_compile_is_refused_at_its_line(compiler: CandidateCompiler) -> None:
+    with pytest.raises(CompileErrors) as e:
+        asyncio.run(compiler.asuite(HEAD + "rules:\n  - name: r\n    when: t.b > 1\n    then: {decide: {q: x}}\n",
+                                    "bad.yaml"))
+    assert str(e.value.errors[0].where) == "bad.yaml:6:13"

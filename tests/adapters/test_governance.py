@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from adapters.candidates import CandidateCompiler
 from adapters.registry import GovernanceError, RulesetRegistry
 from adapters.shadow import Shadows
 from adapters.store.sql import DECISIONS, OUTBOX, SHADOW_RESULTS, SqlStore
 from engine.clock import FixedClock, SequentialIds
+from engine.errors import BatonError
 from engine.language.loader import load_ruleset
 from engine.loop import Engine
 from engine.recorded import RecordedAnswers
@@ -154,10 +157,22 @@ def live_decisions(registry: RulesetRegistry, rs: Any, prefix: str) -> list[dict
     return out
 
 
-def test_shadow_differences_are_stored_and_live_outcomes_untouched(registry: RulesetRegistry) -> None:
+@pytest.fixture(params=["in-process", "in-a-child"])
+def compiler(request: pytest.FixtureRequest) -> Iterator[CandidateCompiler | None]:
+    """Shadows evaluated in this process (the CLI's) or each in a bounded child (the service's)."""
+    if request.param == "in-process":
+        yield None
+        return
+    c = CandidateCompiler()
+    yield c
+    c.close()
+
+
+def test_shadow_differences_are_stored_and_live_outcomes_untouched(registry: RulesetRegistry,
+                                                                   compiler: CandidateCompiler | None) -> None:
     live = load_ruleset(PAYMENTS, "payments.yaml")
     registry.publish_reviewed(live, by="file")
-    shadows = Shadows(registry.store, registry)
+    shadows = Shadows(registry.store, registry, candidates=compiler)
     # the candidate stops escalating large payments: it decides them instead
     candidate = load_ruleset(PAYMENTS.replace("payment.amount >= 1000\n", "payment.amount >= 1000000\n"),
                              "payments-candidate.yaml")
@@ -177,6 +192,8 @@ def test_shadow_differences_are_stored_and_live_outcomes_untouched(registry: Rul
         await shadows.stop()
 
     asyncio.run(run())
+    # the shadow's version was compiled in its child, never in this process
+    assert (registry.loaded(candidate.version) is None) == (compiler is not None)
     with registry.store.engine.connect() as conn:
         rows = conn.execute(sa.select(SHADOW_RESULTS)).mappings().all()
         # shadow runs store no decision and queue no effect
@@ -198,3 +215,20 @@ def test_shadow_differences_are_stored_and_live_outcomes_untouched(registry: Rul
     assert shadows.attached() == []
     shadows.refresh(force=True)
     assert not shadows.by_ruleset.get("payment-approval")
+
+
+def test_a_version_never_published_decides_nothing(registry: RulesetRegistry) -> None:
+    """Submitted from the child's summary, it is stored without being compiled here; Decide refuses it by
+    name until it is approved (what-if and impact run it, in the bounded child)."""
+    registry.publish_reviewed(variant(50000), by="file")
+    source = TRIAGE.replace("claim.amount > 50000", "claim.amount > 61000")
+    checked = CandidateCompiler().check(source, "triage.yaml")
+    pub = registry.submit(checked.stored(source), by="erin", note="61k")
+    assert registry.loaded(pub.version) is None
+    info = registry.info("claims-triage", pub.version)
+    assert info is not None and (info.rules, info.tests) == (checked.rules, checked.tests)
+    with pytest.raises(BatonError) as e:
+        registry.engine("claims-triage", pub.version[:12])
+    assert e.value.code == "unpublished_version"
+    registry.decide(pub.id, by="alex", approve=True)
+    assert registry.engine("claims-triage", pub.version[:12]).ruleset.version == pub.version
