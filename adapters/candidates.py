@@ -17,8 +17,10 @@ validation does not wait for the interpreter to start; each child serves one req
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -108,6 +110,7 @@ class SuiteOutcome:
         return all(r.passed for r in self.results)
 
 
+PER_JOB = 500  # stored decisions worth a child of their own in an impact (each compiles the candidate again)
 Item = tuple[DecisionRecord, Sequence[Document]]  # a stored decision and its documents, for a what-if
 
 
@@ -354,6 +357,17 @@ class CandidateCompiler:
                                          suite["uncovered"])
         return await self._in_child(work)
 
+    async def ajob(self, job: str, source: str, file: str) -> tuple[Checked, dict[str, Any]]:
+        """What the child reads off the compiled candidate for a page: ``dmn`` (its DMN export: ``xml`` and
+        ``left_out``, or ``error``) or ``tables`` (each table's rows' lines)."""
+        def work(run: _Run) -> tuple[Checked, dict[str, Any]]:
+            checked = run.start(job, source, file)
+            found = [line[job] for line in run.results() if job in line]
+            if not found:
+                raise CompileLimitExceeded("compile", f"the candidate's {job} ended without a result")
+            return checked, found[0]
+        return await self._in_child(work)
+
     async def awhat_if(self, source: str, file: str, items: Callable[[Checked], tuple[int, Iterable[Item]]],
                        keep: bool = False, progress: Callable[[int, int], None] | None = None,
                        each: Callable[[WhatIf], None] | None = None) -> tuple[Checked, list[WhatIf]]:
@@ -381,6 +395,59 @@ class CandidateCompiler:
             feeder.join()
             return checked, out
         return await self._in_child(work, own_thread=each is not None)
+
+    async def aimpact(self, source: str, file: str, ids_for: Callable[[Checked], Sequence[str]],
+                      store: StoredDecisions, jobs: int | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> tuple[Checked, list[WhatIf]]:
+        """The candidate over the stored decisions ``ids_for`` gives once its name is known, split across
+        ``jobs`` children (default: as many as run at once here, no more than the cores) when there are at
+        least :data:`PER_JOB` decisions for each: contiguous parts, their results joined in order, so the
+        answer is the one child's. ``progress`` gets (done, total) summed over the parts."""
+        loop = asyncio.get_running_loop()
+        wanted = jobs if jobs is not None else min(self.limits.at_once, os.cpu_count() or 1)
+        others: list[concurrent.futures.Future[tuple[Checked, list[WhatIf]]]] = []
+        counts: list[int] = []
+        lock = threading.Lock()
+
+        def report(k: int, total: int) -> Callable[[int, int], None]:
+            def each(done: int, _: int) -> None:
+                with lock:
+                    counts[k] = done
+                    summed = sum(counts)
+                if progress is not None:
+                    progress(summed, total)
+            return each
+
+        def first(checked: Checked) -> tuple[int, Iterable[Item]]:  # on the first child's thread
+            ids = list(ids_for(checked))
+            n = max(1, min(wanted, len(ids) // PER_JOB))
+            size = -(-len(ids) // n) if ids else 0
+            parts = [ids[i:i + size] for i in range(0, len(ids), size)] if ids else [[]]
+            counts.extend([0] * len(parts))
+            def items_of(part: list[str]) -> Callable[[Checked], tuple[int, Iterable[Item]]]:
+                return lambda _: (len(part), stored(store, part))
+
+            for k, part in enumerate(parts[1:], 1):
+                others.append(asyncio.run_coroutine_threadsafe(self.awhat_if(
+                    source, file, items_of(part), progress=report(k, len(ids))), loop))
+            reporting[0] = report(0, len(ids))
+            return len(parts[0]), stored(store, parts[0])
+
+        def nothing(done: int, total: int) -> None:
+            pass
+
+        def first_progress(done: int, total: int) -> None:
+            reporting[0](done, total)
+
+        reporting: list[Callable[[int, int], None]] = [nothing]
+        try:
+            checked, results = await self.awhat_if(source, file, first, progress=first_progress)
+            for other in others:
+                results += (await asyncio.wrap_future(other))[1]
+            return checked, results
+        finally:
+            for other in others:
+                other.cancel()
 
     def _start(self) -> subprocess.Popen[bytes]:
         # its own session: a Ctrl-C meant for the service does not reach it; it ends when its stdin closes
@@ -465,6 +532,16 @@ def _suite(rs: Ruleset, now: float) -> dict[str, Any]:
             "rules": len(rs.rules), "uncovered": suite.uncovered}
 
 
+def _dmn(rs: Ruleset) -> dict[str, Any]:
+    from engine.dmn.export import NotExportable, export_dmn
+
+    try:
+        xml, left_out = export_dmn(rs)
+    except NotExportable as e:
+        return {"error": str(e)}
+    return {"xml": xml, "left_out": left_out}
+
+
 def _what_ifs(rs: Ruleset, lines: IO[bytes], out: IO[bytes]) -> None:
     from engine.loop import Engine
     from engine.replay import what_if
@@ -497,6 +574,10 @@ def _child() -> None:
     try:
         if request["job"] == "test":
             _write(stdout, {"suite": _suite(rs, float(request["now"]))})
+        elif request["job"] == "dmn":
+            _write(stdout, {"dmn": _dmn(rs)})
+        elif request["job"] == "tables":
+            _write(stdout, {"tables": {t.name: [r.where.line for r in t.rows] for t in rs.tables}})
         elif request["job"] == "what_if":
             _what_ifs(rs, stdin, stdout)
     except MemoryError:

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from adapters.candidates import Checked, CompileLimitExceeded, Item, Progress, stored, with_progress
+from adapters.candidates import Checked, CompileLimitExceeded, Progress, with_progress
 from adapters.console import svg
 from adapters.console.security import Session, Sessions
 from adapters.console.ui import (
@@ -29,7 +29,6 @@ from adapters.registry import GovernanceError
 from adapters.store.governance import VersionSource
 from engine.errors import BatonError, CompileErrors
 from engine.language.diff import diff_sources
-from engine.model import Ruleset
 
 
 class RulesetPages:
@@ -82,17 +81,16 @@ class RulesetPages:
                 error = e.message
         return self.ui.page(request, "diff.html", versions=versions, changes=changes, q=q, error=error)
 
-    async def parsed(self, version: str) -> Ruleset:
-        """A stored version's parsed ruleset, for pages that show its parts (DMN export, the table editor). A
-        published version is the registry's; one never published is first compiled by the bounded child,
-        then parsed on the compiler's threads for this page alone (not kept, its network never built)."""
+    async def stored(self, version: str) -> tuple[str, str, bool]:
+        """A stored version's name and source, and whether this worker may compile it: once published (or
+        loaded here already). One never published is compiled and read by the bounded child instead."""
+        if not version:
+            raise BatonError("unknown_version", "no version given and none in effect")
         info = await asyncio.to_thread(self.c.registry.info, "", version)
-        if info is not None and info.published_at is None and self.c.registry.loaded(version) is None:
-            source = (await asyncio.to_thread(self.sources, version))[0]
-            file = f"{info.name}@{version[:12]}"
-            await self.c.candidates.acheck(source, file)
-            return await self.c.candidates.aload(source, file)
-        return (await asyncio.to_thread(self.c.registry.engine_for, version)).ruleset
+        if info is None:
+            raise BatonError("unknown_version", f"no ruleset version {version[:12]}")
+        source = (await asyncio.to_thread(self.sources, version))[0]
+        return info.name, source, info.published_at is not None or self.c.registry.loaded(version) is not None
 
     def sources(self, *versions: str) -> list[str]:
         """Stored versions' sources (by hash or prefix), read without compiling them."""
@@ -193,13 +191,13 @@ class RulesetPages:
         store = self.c.store
         seen: list[str] = []
 
-        def decisions(checked: Checked) -> tuple[int, Iterable[Item]]:  # on the run's thread
+        def decisions(checked: Checked) -> list[str]:  # on the run's thread
             seen.extend(store.recent_ids(checked.name, last))
-            return len(seen), stored(store, seen)
+            return seen
 
-        result = Impact()
-        async for step in with_progress(lambda report: self.c.candidates.awhat_if(
-                source, "draft.yaml", decisions, progress=report), every=10):
+        result = Impact()  # in bounded children, side by side when there are enough decisions
+        async for step in with_progress(lambda report: self.c.candidates.aimpact(
+                source, "draft.yaml", decisions, store, progress=report), every=10):
             if not isinstance(step, Progress):
                 result.results = step[1]
             elif progress is not None:

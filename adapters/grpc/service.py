@@ -9,7 +9,7 @@ import json
 import logging
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from adapters import metrics
-from adapters.candidates import CandidateCompiler, Checked, CompileLimitExceeded, Item, Progress, stored, with_progress
+from adapters.candidates import CandidateCompiler, Checked, CompileLimitExceeded, Progress, with_progress
 from adapters.decisions import DecisionPath, replay_stored, what_if_stored
 from adapters.documents import DEFAULT_MAX_BYTES, MAX_DOCUMENTS, Incoming, read_document
 from adapters.escalations import Escalations, NotOpen
@@ -774,13 +774,12 @@ class RulesetService:
             since = timestamp_s(request.since, "since") if request.HasField("since") else None
             store = self.s.store
 
-            def decisions(checked: Checked) -> tuple[int, Iterable[Item]]:  # on the run's thread
-                ids = store.recent_ids(checked.name, request.last or (None if since else 1000), since)
-                return len(ids), stored(store, ids)
+            def decisions(checked: Checked) -> list[str]:  # on the run's thread
+                return store.recent_ids(checked.name, request.last or (None if since else 1000), since)
 
-            impact = Impact()
-            async for step in with_progress(lambda progress: self.s.candidates.awhat_if(
-                    request.source, "candidate.yaml", decisions, progress=progress)):
+            impact = Impact()  # in bounded children, side by side when there are enough decisions
+            async for step in with_progress(lambda progress: self.s.candidates.aimpact(
+                    request.source, "candidate.yaml", decisions, store, progress=progress)):
                 if isinstance(step, Progress):
                     yield ruleset_pb2.ImpactResponse(progress=ruleset_pb2.ImpactProgress(done=step.done,
                                                                                            total=step.total))

@@ -7,13 +7,13 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from adapters.candidates import CandidateCompiler, CompileLimitExceeded, CompileLimits
+from adapters.candidates import PER_JOB, CandidateCompiler, CompileLimitExceeded, CompileLimits
 from engine.clock import FixedClock, SequentialIds
 from engine.errors import CompileErrors
 from engine.language.loader import load_ruleset
@@ -197,3 +197,56 @@ def test_a_run_of_a_candidate_that_does_not_compile_is_refused_at_its_line(compi
         asyncio.run(compiler.asuite(HEAD + "rules:\n  - name: r\n    when: t.b > 1\n    then: {decide: {q: x}}\n",
                                     "bad.yaml"))
     assert str(e.value.errors[0].where) == "bad.yaml:6:13"
+
+
+def test_a_page_reads_an_unpublished_version_through_the_child(compiler: CandidateCompiler) -> None:
+    """The DMN export and the table rows' lines, as this process would read them off the compiled ruleset."""
+    from engine.dmn.export import export_dmn
+
+    source = (ROOT / "rulesets/credit-limit.yaml").read_text()
+    rs = load_ruleset(source, "credit-limit.yaml")
+
+    async def run() -> tuple[dict[str, Any], dict[str, Any]]:
+        return (await compiler.ajob("dmn", source, "credit-limit.yaml"))[1], \
+            (await compiler.ajob("tables", source, "credit-limit.yaml"))[1]
+
+    dmn, tables = asyncio.run(run())
+    xml, left_out = export_dmn(rs)
+    assert (dmn["xml"], dmn["left_out"]) == (xml, left_out)
+    assert tables == {t.name: [r.where.line for r in t.rows] for t in rs.tables} and tables
+
+
+class Records:
+    """What a run reads of the store, from a list (the SQL store's own tests cover its reads)."""
+
+    def __init__(self, records: list[DecisionRecord]) -> None:
+        self.by_id = {str(r["decision_id"]): r for r in records}
+
+    def get_many(self, ids: Sequence[str]) -> list[DecisionRecord | None]:
+        return [self.by_id.get(i) for i in ids]
+
+    def documents(self, ids: list[str]) -> list[Any]:
+        return []
+
+
+def test_an_impact_split_across_children_gives_the_one_childs_answer(compiler: CandidateCompiler) -> None:
+    live = load_ruleset((ROOT / "rulesets/claims-triage.yaml").read_text(), "claims-triage.yaml")
+    source = live.source.replace("claim.amount > 50000", "claim.amount > 85000")
+    records = decisions_of(live)
+    many = [{**r, "decision_id": f"{r['decision_id']}-{k}"} for k in range(150) for r in records]
+    assert len(many) >= 2 * PER_JOB
+    store = Records(many)  # type: ignore[arg-type]
+    ids = [str(r["decision_id"]) for r in many]
+    seen: list[tuple[int, int]] = []
+
+    async def run(jobs: int) -> list[WhatIf]:
+        _, results = await compiler.aimpact(source, "c.yaml", lambda c: ids if c.name == live.name else [],
+                                            store, jobs=jobs, progress=lambda d, t: seen.append((d, t)))
+        return results
+
+    one = asyncio.run(run(1))
+    seen.clear()
+    split = asyncio.run(run(2))
+    assert split == one and len(one) == len(many)
+    assert [w.decision_id for w in split] == ids
+    assert max(seen) == (len(ids), len(ids)) and len({t for _, t in seen}) == 1
