@@ -56,7 +56,6 @@ HIT_POLICIES = ("unique", "any", "first", "priority", "collect", "rule_order", "
 MULTI_HIT = ("collect", "rule_order", "output_order")  # one fact per matched row, carrying ``row``
 AGGREGATES = ("sum", "count", "min", "max")  # collect + aggregate: DMN's C+, C#, C<, C>
 ROW_FIELD = "row"
-TABLE_KEYS = {"name", "description", "hit", "priority", "when", "inputs", "outputs", "rows", "ranking", "aggregate"}
 PROPOSALS = ("decide", "escalate")
 MAX_ATOM_COMBINATIONS = 50_000
 MAX_GAPS_SHOWN = 3
@@ -1275,7 +1274,7 @@ def aggregate_rule(table: Table, types: Mapping[str, FactType], index: int) -> R
                 table.where, guard)
 
 
-__all__ = ["AGGREGATES", "HIT_POLICIES", "MULTI_HIT", "PROPOSALS", "ROW_FIELD", "TABLE_ERRORS", "TABLE_KEYS", "Cell",
+__all__ = ["AGGREGATES", "HIT_POLICIES", "MULTI_HIT", "PROPOSALS", "ROW_FIELD", "TABLE_ERRORS", "Cell",
            "Column", "Row", "Table", "TableConflict", "add_row_fields", "aggregate_rule", "analyse_table",
            "column_ref", "configure", "parse_cell", "parse_output", "route_inputs", "table_coverage",
            "table_rule_names"]
