@@ -26,12 +26,6 @@ ALLOWED = {
     "engine/dmn/feel.py::Translator._call": 74,
     "engine/dmn/feel.py::Translator._write": 87,
     "engine/dmn/importer.py::Importer.table": 125,
-    "engine/language/check.py::Checker.call_type": 82,
-    "engine/language/check.py::compile_expr": 74,
-    "engine/language/names.py::load_vocabulary": 64,
-    "engine/language/tables.py::_parse_test": 73,
-    "engine/language/tables.py::analyse_table": 67,
-    "engine/language/types.py::_scalar_checker": 63,
     "engine/loop.py::_Run.execute": 67,
     "engine/loop.py::_Run.on_fire": 77,
 }
