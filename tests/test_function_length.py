@@ -22,10 +22,6 @@ ALLOWED = {
     "adapters/store/decisions.py::DecisionsArea._write_batch": 86,
     "adapters/store/migrations/versions/0001_initial.py::upgrade": 62,
     "engine/compile.py::_compile": 98,
-    "engine/dmn/export.py::export_dmn": 155,
-    "engine/dmn/feel.py::Translator._call": 74,
-    "engine/dmn/feel.py::Translator._write": 87,
-    "engine/dmn/importer.py::Importer.table": 125,
     "engine/loop.py::_Run.execute": 67,
     "engine/loop.py::_Run.on_fire": 77,
 }
