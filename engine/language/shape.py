@@ -58,7 +58,7 @@ class Key:
     maximum: float | None = None
     pattern: str | None = None  # unanchored: the whole value must match
     min_length: int | None = None  # of a string, not counting the spaces around it
-    values: tuple[object, ...] = ()
+    values: tuple[str, ...] = ()
     items: Key | None = None
     section: Section | None = None
     options: tuple[Key, ...] = ()
@@ -77,7 +77,7 @@ class Key:
         if self.kind == "duration":
             return parse_duration(value) is not None
         if self.kind == "enum":
-            return any(value == v and type(value) is type(v) for v in self.values)
+            return isinstance(value, str) and value in self.values  # a quoted "decided" is one (a str subclass)
         if self.kind == "str":
             return isinstance(value, str) and (self.pattern is None or re.fullmatch(self.pattern, value) is not None) \
                 and len(value.strip()) >= (self.min_length or 0)

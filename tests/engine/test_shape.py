@@ -98,3 +98,12 @@ def test_an_unknown_key_is_refused_at_the_key(place: str) -> None:
     found = [(e.code, e.where.line, e.where.column) for e in caught.value.errors]
     assert ("unknown_key", line, len(PLACES[place][0]) + 1) in found, found
     assert schema_errors != []
+
+
+def test_a_quoted_value_is_the_same_value() -> None:
+    """The YAML reader's quoted strings are a str subclass: "decided" and 'first' are as good as the bare words."""
+    text = _doc("table", 'hit: "first"') + ('tests:\n  - name: t\n    given: {claim: {amount: 1, route: x}}\n'
+                                            '    expect: {outcome: "decided", decision: {route: a}}\n')
+    rs = load_ruleset(text, "x.yaml")
+    assert rs.tables[0].hit == "first"
+    assert rs.tests[0].expect["outcome"] == "decided"
