@@ -87,28 +87,54 @@ class _Ids:
 
 def export_dmn(rs: Ruleset) -> tuple[str, list[str]]:
     """The model's XML, and what was left out (each a sentence)."""
-    ids = _Ids()
-    left_out: list[str] = []
-    table_rules = ({t.rule_name(r) for t in rs.tables for r in t.rows} | {f"{t.name}#{t.aggregate}" for t in rs.tables}
-                   | {f"{t.name}#inputs" for t in rs.tables})  # a table's routed expression inputs are the table's
-    for rule in rs.rules:
-        if rule.name in table_rules:
-            continue
-        kinds = sorted({s.kind for s in rule.steps})
-        left_out.append(f"rule {rule.name!r} ({', '.join(kinds)}): only decision tables are exported")
-    left_out.extend(f"model action {m!r}" for m in rs.models)
-    left_out.extend(f"tool action {x!r}" for x in rs.tools)
-    items: list[str] = []
-    inputs: dict[str, str] = {}  # fact type -> inputData id
-    body: list[str] = []
+    ex = _Exporter(rs)
+    ex.leave_out_rules_and_actions()
     for tname in rs.inputs:
-        ft = rs.types[tname]
+        ex.input_data(tname)
+    for t, did in ex.exportable_tables():
+        ex.decision(t, did)
+    for iid in ex.inputs.values():
+        ex.depth[iid] = 0
+    return ex.xml(ex.diagram()), ex.left_out
+
+
+class _Exporter:
+    """One export: the ids handed out in document order, and the parts of the model as they are written."""
+
+    def __init__(self, rs: Ruleset) -> None:
+        self.rs = rs
+        self.ids = _Ids()
+        self.left_out: list[str] = []
+        self.items: list[str] = []
+        self.inputs: dict[str, str] = {}  # fact type -> inputData id
+        self.body: list[str] = []
+        self.produced: dict[str, str] = {}  # fact type asserted by a table -> its decision id
+        self.edges: list[tuple[str, str, str]] = []  # (requirement id, from element id, to decision id)
+        self.depth: dict[str, int] = {}
+
+    def leave_out_rules_and_actions(self) -> None:
+        rs = self.rs
+        table_rules = ({t.rule_name(r) for t in rs.tables for r in t.rows}
+                       | {f"{t.name}#{t.aggregate}" for t in rs.tables}
+                       | {f"{t.name}#inputs" for t in rs.tables})  # a table's routed expression inputs are the table's
+        for rule in rs.rules:
+            if rule.name in table_rules:
+                continue
+            kinds = sorted({s.kind for s in rule.steps})
+            self.left_out.append(f"rule {rule.name!r} ({', '.join(kinds)}): only decision tables are exported")
+        self.left_out.extend(f"model action {m!r}" for m in rs.models)
+        self.left_out.extend(f"tool action {x!r}" for x in rs.tools)
+
+    def input_data(self, tname: str) -> None:
+        """An input fact type: its itemDefinition and inputData."""
+        ids = self.ids
+        ft = self.rs.types[tname]
         comps = []
         for fname, spec in ft.fields.items():
             kind = spec.items.kind if spec.kind == "list" and spec.items is not None else spec.kind
             feel = FEEL_TYPES.get(kind)
             if feel is None:
-                left_out.append(f"field {tname}.{fname} ({spec.kind})")
+                self.left_out.append(f"field {tname}.{fname} ({spec.kind})")
                 continue
             allowed = ""
             enum = spec.items.enum if spec.kind == "list" and spec.items is not None else spec.enum
@@ -118,78 +144,98 @@ def export_dmn(rs: Ruleset) -> tuple[str, list[str]]:
             coll = ' isCollection="true"' if spec.kind == "list" else ""
             comps.append(f'      <itemComponent id="{ids.new("c")}" name={quoteattr(fname)}{coll}>'
                          f"<typeRef>{feel}</typeRef>{allowed}</itemComponent>")
-        items.append(f'  <itemDefinition id="{ids.new("t")}" name={quoteattr("t_" + tname)}>\n' + "\n".join(comps)
-                     + "\n  </itemDefinition>")
+        self.items.append(f'  <itemDefinition id="{ids.new("t")}" name={quoteattr("t_" + tname)}>\n'
+                          + "\n".join(comps) + "\n  </itemDefinition>")
         iid = ids.new("i")
-        inputs[tname] = iid
-        body.append(f'  <inputData id="{iid}" name={quoteattr(tname)}>'
-                    f'<variable id="{ids.new("v")}" name={quoteattr(tname)} typeRef={quoteattr("t_" + tname)}/>'
-                    "</inputData>")
-    produced: dict[str, str] = {}  # fact type asserted by a table -> its decision id
-    exportable: list[tuple[Table, str]] = []
-    for t in rs.tables:
-        try:
-            for col in t.inputs:
-                if col.expr:
-                    raise NotExportable(f"the input {col.ref!r} is an expression")
-            for row in t.rows:
-                for cell in row.cells:
-                    feel_cell(cell)
-                for v in row.outputs:
-                    if isinstance(v, str) and v.startswith("="):
-                        raise NotExportable(f"row {row.number}'s output {v!r} is an expression")
-            if t.when:
-                raise NotExportable(f"its when: {t.when!r}")
-        except NotExportable as e:
-            left_out.append(f"table {t.name!r}: {e}")
-            continue
-        if t.head in ("escalate",):
-            left_out.append(f"table {t.name!r}: escalations are not DMN")
-            continue
-        did = ids.new("d")
-        if t.head not in ("decide",):
-            produced[t.head] = did
-        exportable.append((t, did))
-    edges: list[tuple[str, str, str]] = []  # (requirement id, from element id, to decision id)
-    depth: dict[str, int] = {}
-    for t, did in exportable:
+        self.inputs[tname] = iid
+        self.body.append(f'  <inputData id="{iid}" name={quoteattr(tname)}>'
+                         f'<variable id="{ids.new("v")}" name={quoteattr(tname)} typeRef={quoteattr("t_" + tname)}/>'
+                         "</inputData>")
+
+    def exportable_tables(self) -> list[tuple[Table, str]]:
+        """The tables DMN can hold, each with its decision's id; the others left out, saying why."""
+        exportable: list[tuple[Table, str]] = []
+        for t in self.rs.tables:
+            try:
+                _check_exportable(t)
+            except NotExportable as e:
+                self.left_out.append(f"table {t.name!r}: {e}")
+                continue
+            if t.head in ("escalate",):
+                self.left_out.append(f"table {t.name!r}: escalations are not DMN")
+                continue
+            did = self.ids.new("d")
+            if t.head not in ("decide",):
+                self.produced[t.head] = did
+            exportable.append((t, did))
+        return exportable
+
+    def decision(self, t: Table, did: str) -> None:
+        """A table as a decision: what it reads, its decision table, and its place in the graph."""
+        ids = self.ids
         name = t.name if t.head == "decide" else t.head
+        sources = self.sources(t)
         reqs = []
-        sources = []
+        for src in sources:
+            rid = ids.new("r")
+            self.edges.append((rid, src, did))
+            tag = "requiredDecision" if src.startswith("_d") else "requiredInput"
+            reqs.append(f'    <informationRequirement id="{rid}"><{tag} href="#{src}"/></informationRequirement>')
+        outputs = self.output_columns(t)
+        ins = self.input_columns(t)
+        rules = self.rule_elements(t)
+        agg = f' aggregation="{t.aggregate.upper()}"' if t.aggregate else ""
+        type_ref = _output_type(t.outputs[0]) if len(t.outputs) == 1 else ""
+        var = f'<variable id="{ids.new("v")}" name={quoteattr(name)}' + (f" typeRef={quoteattr(type_ref)}" if
+                                                                           type_ref and not t.multi else "") + "/>"
+        self.body.append(f'  <decision id="{did}" name={quoteattr(name)}>\n'
+                         f"    <description>{escape(t.description or t.name)}</description>\n    {var}\n"
+                         + "\n".join(reqs) + "\n"
+                         f'    <decisionTable id="{ids.new("x")}" hitPolicy="{HIT[t.hit]}"{agg}>\n'
+                         + "\n".join(ins) + "\n" + "\n".join(outputs) + "\n" + "\n".join(rules)
+                         + "\n    </decisionTable>\n  </decision>")
+        self.depth[did] = 1 + max((self.depth.get(s, 0) for s in sources), default=0)
+
+    def sources(self, t: Table) -> list[str]:
+        """The inputData or decisions a table's inputs read, in order, once each."""
+        sources: list[str] = []
         for col in t.inputs:
-            src = produced.get(col.head) or inputs.get(col.head)
+            src = self.produced.get(col.head) or self.inputs.get(col.head)
             if src is None:
-                left_out.append(f"table {t.name!r}: input {col.ref} is neither an input fact nor another table's "
-                                "output")
+                self.left_out.append(f"table {t.name!r}: input {col.ref} is neither an input fact nor another "
+                                     "table's output")
                 src = ""
             if src and src not in sources:
                 sources.append(src)
-        for src in sources:
-            rid = ids.new("r")
-            edges.append((rid, src, did))
-            tag = "requiredDecision" if src.startswith("_d") else "requiredInput"
-            reqs.append(f'    <informationRequirement id="{rid}"><{tag} href="#{src}"/></informationRequirement>')
-        out_cols = t.outputs
-        single = len(out_cols) == 1
+        return sources
+
+    def output_columns(self, t: Table) -> list[str]:
         outputs = []
-        for col in out_cols:
+        for col in t.outputs:
             feel = _output_type(col)
             listed: tuple[object, ...] = ()
             if col.spec is not None and col.spec.enum:
                 listed = col.spec.enum
-            elif t.hit == "priority" and t.ranking and col is out_cols[0]:
+            elif t.hit == "priority" and t.ranking and col is t.outputs[0]:
                 listed = tuple(t.ranking)
             values = (f"<outputValues><text>{escape(', '.join(_feel_literal(v) for v in listed))}</text>"
                       "</outputValues>") if listed else ""
-            outputs.append(f'      <output id="{ids.new("o")}" name={quoteattr(col.field)}'
+            outputs.append(f'      <output id="{self.ids.new("o")}" name={quoteattr(col.field)}'
                            + (f" typeRef={quoteattr(feel)}" if feel else "") + f">{values}</output>")
+        return outputs
+
+    def input_columns(self, t: Table) -> list[str]:
         ins = []
         for col in t.inputs:
             feel = FEEL_TYPES.get(col.spec.kind if col.spec is not None else "", "")
-            ref = col.ref if col.head in inputs else (col.head if single_output(rs, col) else col.ref)
-            ins.append(f'      <input id="{ids.new("n")}" label={quoteattr(col.ref)}><inputExpression '
-                       f'id="{ids.new("e")}" typeRef={quoteattr(feel)}><text>{escape(ref)}</text>'
+            ref = col.ref if col.head in self.inputs else (col.head if single_output(self.rs, col) else col.ref)
+            ins.append(f'      <input id="{self.ids.new("n")}" label={quoteattr(col.ref)}><inputExpression '
+                       f'id="{self.ids.new("e")}" typeRef={quoteattr(feel)}><text>{escape(ref)}</text>'
                        "</inputExpression></input>")
+        return ins
+
+    def rule_elements(self, t: Table) -> list[str]:
+        ids = self.ids
         rules = []
         for row in t.rows:
             entries = [f'<inputEntry id="{ids.new("u")}"><text>{escape(feel_cell(c))}</text></inputEntry>'
@@ -199,47 +245,54 @@ def export_dmn(rs: Ruleset) -> tuple[str, list[str]]:
                         for v in row.outputs]
             rules.append(f'      <rule id="{ids.new("u")}"><description>{escape(t.name)} row {row.number}'
                          f"</description>{''.join(entries)}</rule>")
-        agg = f' aggregation="{t.aggregate.upper()}"' if t.aggregate else ""
-        type_ref = ""
-        if single:
-            type_ref = _output_type(out_cols[0])
-        var = f'<variable id="{ids.new("v")}" name={quoteattr(name)}' + (f" typeRef={quoteattr(type_ref)}" if
-                                                                           type_ref and not t.multi else "") + "/>"
-        body.append(f'  <decision id="{did}" name={quoteattr(name)}>\n'
-                    f"    <description>{escape(t.description or t.name)}</description>\n    {var}\n"
-                    + "\n".join(reqs) + "\n"
-                    f'    <decisionTable id="{ids.new("x")}" hitPolicy="{HIT[t.hit]}"{agg}>\n' + "\n".join(ins) + "\n"
-                    + "\n".join(outputs) + "\n" + "\n".join(rules) + "\n    </decisionTable>\n  </decision>")
-        depth[did] = 1 + max((depth.get(s, 0) for s in sources), default=0)
-    for iid in inputs.values():
-        depth[iid] = 0
-    # DMNDI: inputs on the bottom row, each decision a row above what it reads
-    rows: dict[int, list[str]] = {}
-    for el, dep in depth.items():
-        rows.setdefault(dep, []).append(el)
-    top = max(rows, default=0)
-    pos: dict[str, tuple[int, int]] = {}
-    shapes = []
-    for dep, els in sorted(rows.items()):
-        for k, el in enumerate(els):
-            x, y = 40 + k * (W + 40), 40 + (top - dep) * (H + 80)
-            pos[el] = (x, y)
-            shapes.append(f'      <dmndi:DMNShape id="{ids.new("s")}" dmnElementRef="{el}">'
-                          f'<dc:Bounds x="{x}" y="{y}" width="{W}" height="{H}"/></dmndi:DMNShape>')
-    for rid, src, dst in edges:
-        (x1, y1), (x2, y2) = pos.get(src, (0, 0)), pos.get(dst, (0, 0))
-        shapes.append(f'      <dmndi:DMNEdge id="{ids.new("s")}" dmnElementRef="{rid}">'
-                      f'<di:waypoint x="{x1 + W // 2}" y="{y1}"/><di:waypoint x="{x2 + W // 2}" y="{y2 + H}"/>'
-                      "</dmndi:DMNEdge>")
-    xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<definitions xmlns="{NS}" xmlns:dmndi="{DMNDI}" '
-           f'xmlns:dc="{DC}" xmlns:di="{DI}" id="_{_safe(rs.name)}" name={quoteattr(rs.name)} '
-           f'namespace={quoteattr("https://baton.invalid/rulesets/" + rs.name)}>\n'
-           f"  <description>{escape('Exported by baton dmn export from ruleset ' + rs.name + ' version ' + rs.version)}"
-           "</description>\n"
-           + "\n".join(items) + "\n" + "\n".join(body) + "\n"
-           '  <dmndi:DMNDI>\n    <dmndi:DMNDiagram id="_diagram">\n' + "\n".join(shapes)
-           + "\n    </dmndi:DMNDiagram>\n  </dmndi:DMNDI>\n</definitions>\n")
-    return xml, left_out
+        return rules
+
+    def diagram(self) -> list[str]:
+        """DMNDI: inputs on the bottom row, each decision a row above what it reads."""
+        rows: dict[int, list[str]] = {}
+        for el, dep in self.depth.items():
+            rows.setdefault(dep, []).append(el)
+        top = max(rows, default=0)
+        pos: dict[str, tuple[int, int]] = {}
+        shapes = []
+        for dep, els in sorted(rows.items()):
+            for k, el in enumerate(els):
+                x, y = 40 + k * (W + 40), 40 + (top - dep) * (H + 80)
+                pos[el] = (x, y)
+                shapes.append(f'      <dmndi:DMNShape id="{self.ids.new("s")}" dmnElementRef="{el}">'
+                              f'<dc:Bounds x="{x}" y="{y}" width="{W}" height="{H}"/></dmndi:DMNShape>')
+        for rid, src, dst in self.edges:
+            (x1, y1), (x2, y2) = pos.get(src, (0, 0)), pos.get(dst, (0, 0))
+            shapes.append(f'      <dmndi:DMNEdge id="{self.ids.new("s")}" dmnElementRef="{rid}">'
+                          f'<di:waypoint x="{x1 + W // 2}" y="{y1}"/><di:waypoint x="{x2 + W // 2}" y="{y2 + H}"/>'
+                          "</dmndi:DMNEdge>")
+        return shapes
+
+    def xml(self, shapes: list[str]) -> str:
+        rs = self.rs
+        about = "Exported by baton dmn export from ruleset " + rs.name + " version " + rs.version
+        return (f'<?xml version="1.0" encoding="UTF-8"?>\n<definitions xmlns="{NS}" xmlns:dmndi="{DMNDI}" '
+                f'xmlns:dc="{DC}" xmlns:di="{DI}" id="_{_safe(rs.name)}" name={quoteattr(rs.name)} '
+                f'namespace={quoteattr("https://baton.invalid/rulesets/" + rs.name)}>\n'
+                f"  <description>{escape(about)}</description>\n"
+                + "\n".join(self.items) + "\n" + "\n".join(self.body) + "\n"
+                '  <dmndi:DMNDI>\n    <dmndi:DMNDiagram id="_diagram">\n' + "\n".join(shapes)
+                + "\n    </dmndi:DMNDiagram>\n  </dmndi:DMNDI>\n</definitions>\n")
+
+
+def _check_exportable(t: Table) -> None:
+    """Raise NotExportable when a table uses what DMN's decision tables cannot say."""
+    for col in t.inputs:
+        if col.expr:
+            raise NotExportable(f"the input {col.ref!r} is an expression")
+    for row in t.rows:
+        for cell in row.cells:
+            feel_cell(cell)
+        for v in row.outputs:
+            if isinstance(v, str) and v.startswith("="):
+                raise NotExportable(f"row {row.number}'s output {v!r} is an expression")
+    if t.when:
+        raise NotExportable(f"its when: {t.when!r}")
 
 
 def single_output(rs: Ruleset, col: Column) -> bool:

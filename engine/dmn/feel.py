@@ -468,56 +468,14 @@ class Translator:
                 raise Unsupported("business knowledge model used as a value", str(node.value))
             return text, kind
         if k == "path":
-            base = node.args[0]
-            comp = str(node.value)
-            if base.kind == "name":
-                _, _, b = self._resolve(str(base.value))
-                if b is not None and comp in b.components:
-                    fname, kind = b.components[comp]
-                    return f"{b.ref}.{fname}", kind
-                if b is not None and comp in b.dropped:
-                    raise Unsupported(b.dropped[comp], f"{base.value}.{comp} has a type Baton lacks")
-                raise Unsupported("FEEL path", f"{base.value}.{comp} (no such component)")
-            if base.kind == "call" and base.value == "years and months duration" and comp == "years" and \
-                    len(base.args) == 2:
-                # the whole years of the duration between two dates: Baton's years(a, b) counts them as the
-                # duration's years do (the months difference, one less when the end's day is before the start's)
-                (start, ka), (end, kb) = self._write(base.args[0]), self._write(base.args[1])
-                if ka != "date" or kb != "date":
-                    raise Unsupported("FEEL years and months duration", "between values that are not both dates")
-                return f"years({start}, {end})", "number"
-            if base.kind == "call" and comp in ("year", "month", "day"):
-                raise Unsupported("FEEL date component", comp)
-            raise Unsupported("FEEL path", f".{comp} on an expression")
+            return self._path(node)
         if k == "neg":
             text, kind = self._write(node.args[0])
             return f"-({text})", "number"
         if k == "bin":
-            op = str(node.value)
-            left, ka = self._write(node.args[0])
-            right, kb = self._write(node.args[1])
-            if op == "+" and "str" in (ka, kb):
-                return f"{_wrap(left)} + {_wrap(right)}", "str"
-            if op in ("+", "-") and {ka, kb} & {"date", "datetime"}:
-                raise Unsupported("FEEL date arithmetic", "dates and durations")
-            if op == "/" and right not in self.divisors:
-                self.divisors.append(right)
-            return f"{_wrap(left)} {op} {_wrap(right)}", "number"
+            return self._binary(node)
         if k == "cmp":
-            op = {"=": "==", "!=": "!="}.get(str(node.value), str(node.value))
-            if any(a.kind == "null" for a in node.args):
-                # x = null of a name or path: Baton's x == x holds exactly where the field is present
-                other = [a for a in node.args if a.kind != "null"]
-                if str(node.value) not in ("=", "!=") or not other or other[0].kind not in ("name", "path"):
-                    raise Unsupported("FEEL null comparison", "x = null of an expression, or null < x")
-                text = _wrap(self.write(other[0]))
-                present = f"{text} == {text}"
-                return (present if node.value == "!=" else f"not ({present})"), "bool"
-            left, _ = self._write(node.args[0])
-            right, _ = self._write(node.args[1])
-            if op in ("==", "!="):
-                return _equality(_wrap(left), _wrap(right), op == "!=", *(not _always(a) for a in node.args)), "bool"
-            return f"{_wrap(left)} {op} {_wrap(right)}", "bool"
+            return self._comparison(node)
         if k in ("and", "or"):
             left, _ = self._write(node.args[0])
             right, _ = self._write(node.args[1])
@@ -540,6 +498,60 @@ class Translator:
             return self._call(node)
         raise Unsupported(f"FEEL {k}")
 
+    def _path(self, node: Node) -> tuple[str, str]:
+        """base.component: a record's field, or the years of a years-and-months duration between two dates."""
+        base = node.args[0]
+        comp = str(node.value)
+        if base.kind == "name":
+            _, _, b = self._resolve(str(base.value))
+            if b is not None and comp in b.components:
+                fname, kind = b.components[comp]
+                return f"{b.ref}.{fname}", kind
+            if b is not None and comp in b.dropped:
+                raise Unsupported(b.dropped[comp], f"{base.value}.{comp} has a type Baton lacks")
+            raise Unsupported("FEEL path", f"{base.value}.{comp} (no such component)")
+        if base.kind == "call" and base.value == "years and months duration" and comp == "years" and \
+                len(base.args) == 2:
+            # the whole years of the duration between two dates: Baton's years(a, b) counts them as the
+            # duration's years do (the months difference, one less when the end's day is before the start's)
+            (start, ka), (end, kb) = self._write(base.args[0]), self._write(base.args[1])
+            if ka != "date" or kb != "date":
+                raise Unsupported("FEEL years and months duration", "between values that are not both dates")
+            return f"years({start}, {end})", "number"
+        if base.kind == "call" and comp in ("year", "month", "day"):
+            raise Unsupported("FEEL date component", comp)
+        raise Unsupported("FEEL path", f".{comp} on an expression")
+
+    def _binary(self, node: Node) -> tuple[str, str]:
+        """An arithmetic operator, or + joining strings."""
+        op = str(node.value)
+        left, ka = self._write(node.args[0])
+        right, kb = self._write(node.args[1])
+        if op == "+" and "str" in (ka, kb):
+            return f"{_wrap(left)} + {_wrap(right)}", "str"
+        if op in ("+", "-") and {ka, kb} & {"date", "datetime"}:
+            raise Unsupported("FEEL date arithmetic", "dates and durations")
+        if op == "/" and right not in self.divisors:
+            self.divisors.append(right)
+        return f"{_wrap(left)} {op} {_wrap(right)}", "number"
+
+    def _comparison(self, node: Node) -> tuple[str, str]:
+        """= != < <= > >=, and = null / != null of a name or path (is the field present)."""
+        op = {"=": "==", "!=": "!="}.get(str(node.value), str(node.value))
+        if any(a.kind == "null" for a in node.args):
+            # x = null of a name or path: Baton's x == x holds exactly where the field is present
+            other = [a for a in node.args if a.kind != "null"]
+            if str(node.value) not in ("=", "!=") or not other or other[0].kind not in ("name", "path"):
+                raise Unsupported("FEEL null comparison", "x = null of an expression, or null < x")
+            text = _wrap(self.write(other[0]))
+            present = f"{text} == {text}"
+            return (present if node.value == "!=" else f"not ({present})"), "bool"
+        left, _ = self._write(node.args[0])
+        right, _ = self._write(node.args[1])
+        if op in ("==", "!="):
+            return _equality(_wrap(left), _wrap(right), op == "!=", *(not _always(a) for a in node.args)), "bool"
+        return f"{_wrap(left)} {op} {_wrap(right)}", "bool"
+
     def _call(self, node: Node) -> tuple[str, str]:
         name = node.value
         if not isinstance(name, str):
@@ -557,6 +569,24 @@ class Translator:
             if name == "count" and kind != "list":
                 raise Unsupported("FEEL function", "count of a value that is not a list")
             return f"{FUNCTIONS_1[name]}({text})", "number" if name in ("abs", "string length", "count") else "str"
+        found = self._aggregate_call(name, args) or self._string_call(name, args)
+        if found is not None:
+            return found
+        if name in ("decimal", "round half even") and len(args) == 2:  # both round half to even
+            return f"round({self.write(args[0])}, {self.write(args[1])})", "number"
+        if name in ("date", "date and time") and len(args) == 1 and args[0].kind == "str":
+            fn = "date" if name == "date" else "datetime"
+            return f"{fn}({json.dumps(args[0].value)})", fn
+        if name == "list contains" and len(args) == 2:
+            return f"{_wrap(self.write(args[0]))} contains {_wrap(self.write(args[1]))}", "bool"
+        if name == "contains" and len(args) == 2:
+            return f"{_wrap(self.write(args[0]))} contains {_wrap(self.write(args[1]))}", "bool"
+        if name == "number" and len(args) == 1 and args[0].kind == "str":
+            return _number_text(str(args[0].value)), "number"
+        raise Unsupported("FEEL function Baton lacks", f"{name}({len(args)} argument{'s' if len(args) != 1 else ''})")
+
+    def _aggregate_call(self, name: str, args: Sequence[Node]) -> tuple[str, str] | None:
+        """min, max and sum: of a list value, or of values listed (None: not one of these)."""
         if name in ("min", "max") and args:
             items = list(args[0].args) if len(args) == 1 and args[0].kind == "list" else list(args)
             if len(args) == 1 and args[0].kind != "list":  # of a list value: Baton's function of a list
@@ -576,15 +606,10 @@ class Translator:
         if name == "sum" and len(args) == 1 and args[0].kind == "list":
             terms = [self._write(a)[0] for a in args[0].args]
             return ("(" + " + ".join(_wrap(t) for t in terms) + ")") if terms else "0", "number"
-        if name in ("decimal", "round half even") and len(args) == 2:  # both round half to even
-            return f"round({self.write(args[0])}, {self.write(args[1])})", "number"
-        if name in ("date", "date and time") and len(args) == 1 and args[0].kind == "str":
-            fn = "date" if name == "date" else "datetime"
-            return f"{fn}({json.dumps(args[0].value)})", fn
-        if name == "list contains" and len(args) == 2:
-            return f"{_wrap(self.write(args[0]))} contains {_wrap(self.write(args[1]))}", "bool"
-        if name == "contains" and len(args) == 2:
-            return f"{_wrap(self.write(args[0]))} contains {_wrap(self.write(args[1]))}", "bool"
+        return None
+
+    def _string_call(self, name: str, args: Sequence[Node]) -> tuple[str, str] | None:
+        """starts with, ends with, matches and string join (None: not one of these)."""
         if name in ("starts with", "ends with") and len(args) == 2:
             if args[1].kind != "str":
                 raise Unsupported(f"FEEL {name}", "a match string that is not a literal")
@@ -611,9 +636,7 @@ class Translator:
             if len(args) == 2 and args[1].kind != "str":
                 raise Unsupported("FEEL string join", "a delimiter that is not a literal")
             return f"join({_as_list_value(text)}, {sep})", "str"
-        if name == "number" and len(args) == 1 and args[0].kind == "str":
-            return _number_text(str(args[0].value)), "number"
-        raise Unsupported("FEEL function Baton lacks", f"{name}({len(args)} argument{'s' if len(args) != 1 else ''})")
+        return None
 
     def _invoke(self, bkm: Binding, name: str, args: Sequence[Node]) -> tuple[str, str]:
         if len(args) != len(bkm.params):

@@ -694,80 +694,10 @@ class Importer:
         t = _question_cells(t, names)
         used = set() if used is None else used
         tr = Translator(self.scope, dict(params or {}), on_name=used.add)
-        columns: list[str] = []
-        column_kinds: list[str] = []
-        for c in t.inputs:
-            node = parse_expression(c.text, names)
-            text, kind = tr._write(node)
-            if c.type_ref:
-                try:
-                    declared = self.kind(c.type_ref, where)
-                    kind = declared.kind if declared.kind not in ("any", "record") else kind
-                except DmnError:
-                    pass
-            if kind in ("record", "any"):
-                raise Unsupported("a table input whose type cannot be told", c.text)
-            if kind == "bool" and not re.fullmatch(r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*", text):
-                # a condition as a column: Baton refuses `a matches b == true` as a chain, so it is and-ed with
-                # true (the same value); Baton's condition is false where FEEL's is null (an absent operand),
-                # so a column like this may be tested only for true (or `-`), never for false
-                text = f"{_wrap(text)} and true"
-                for r in t.rules:
-                    cell = r.inputs[len(columns)] if len(r.inputs) > len(columns) else "-"
-                    tests = parse_unary_tests(cell, names)
-                    if not tests.any and (tests.negated or any(
-                            x.kind != "eq" or x.args[0].kind != "bool" or x.args[0].value is not True
-                            for x in tests.tests)):
-                        raise Unsupported("FEEL null", f"rule {r.id}: the cell {cell!r} on the condition {c.text!r}, "
-                                          "which is null in FEEL where an operand is null and false in Baton")
-            columns.append(text if re.fullmatch(r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*", text) else "=" + text)
-            column_kinds.append(kind)
-            if c.values:
-                self.input_values(c, text, kind, where)
-        for j, c in enumerate(t.inputs):
-            columns[j] = self.null_safe_negation(t, j, c.text, columns[j], column_kinds[j], names)
+        columns, column_kinds = self.table_inputs(t, tr, names, where)
         fields = list(dmap.fields)
-        out_kinds: dict[str, str] = {}
-        enums: dict[str, tuple[str, ...]] = {}
-        ck = dict(k.components) if k.kind == "record" else {}
-        for f, o in zip(fields, t.outputs, strict=False):
-            declared = self.kind(o.type_ref, where) if o.type_ref else (ck.get(o.text) or (k if len(fields) == 1 else
-                                                                                         Kind("any")))
-            out_kinds[f] = declared.kind if declared.kind != "list" else (declared.item.kind if declared.item
-                                                                          else "any")
-            if declared.enum:
-                enums[f] = declared.enum
-            if o.values:
-                vals = parse_unary_tests(o.values)
-                strs = tuple(str(x.args[0].value) for x in vals.tests if x.kind == "eq" and x.args[0].kind == "str")
-                if strs and len(strs) == len(vals.tests):
-                    enums[f] = strs
-                    out_kinds[f] = "str"
-        rows: list[str] = []
-        for r in t.rules:
-            if len(r.inputs) != len(t.inputs) or len(r.outputs) != len(t.outputs):
-                raise DmnError(f"rule {r.id} has {len(r.inputs)} input and {len(r.outputs)} output entries",
-                               *where, construct="decision table shape")
-            cells = []
-            for text, kind in zip(r.inputs, column_kinds, strict=True):
-                try:
-                    cells.append(_q(cell_text(parse_unary_tests(text, names), tr, kind)))
-                except Unsupported as e:
-                    raise Unsupported(e.construct, f"rule {r.id}, cell {text!r}: {e.detail}") from None
-            outs = []
-            for f, text in zip(fields, r.outputs, strict=True):
-                node = parse_expression(text, names)
-                if node.kind == "null":
-                    outs.append('"-"')
-                    continue
-                wtext, wkind = tr._write(node)
-                if wkind == "bool" and node.kind not in ("bool", "name", "path"):
-                    raise Unsupported("FEEL null", f"rule {r.id}: the output {text!r} is a condition, null in FEEL "
-                                      "where an operand is null and false in Baton")
-                if out_kinds.get(f, "any") == "any":
-                    out_kinds[f] = wkind
-                outs.append(_q(_literal_value(node)) if node.kind in ("num", "str", "bool") else _q("=" + wtext))
-            rows.append(f"      - [{', '.join([*cells, *outs])}]   # dmn: rule {r.id}")
+        out_kinds, enums = self.output_kinds(t, k, fields, where)
+        rows = self.table_rows(t, tr, names, column_kinds, fields, out_kinds, where)
         self.fact_fields(tname, d, k, dmap, enums, out_kinds)
         table_name = self.type_names.new(d.name + " table")
         self.table_rules[table_name] = (d.name, t.hit + (f" {t.aggregation}" if t.aggregation else ""),
@@ -795,19 +725,105 @@ class Importer:
         tab.append("    rows:")
         tab.extend(rows)
         self.tables.append("\n".join(tab))
-        defaults = {f: o.default for f, o in zip(fields, t.outputs, strict=True) if o.default}
-        if defaults:
-            values = []
-            for f, text in defaults.items():
+        self.default_rule(d, t, tname, fields, tr, names, used)
+
+    def table_inputs(self, t: DecisionTable, tr: Translator, names: list[str], where: tuple[str, str]
+                     ) -> tuple[list[str], list[str]]:
+        """The table's input columns as Baton writes them (a field path, or =expression), and their kinds."""
+        columns: list[str] = []
+        column_kinds: list[str] = []
+        for c in t.inputs:
+            node = parse_expression(c.text, names)
+            text, kind = tr._write(node)
+            if c.type_ref:
+                try:
+                    declared = self.kind(c.type_ref, where)
+                    kind = declared.kind if declared.kind not in ("any", "record") else kind
+                except DmnError:
+                    pass
+            if kind in ("record", "any"):
+                raise Unsupported("a table input whose type cannot be told", c.text)
+            if kind == "bool" and not re.fullmatch(r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*", text):
+                # a condition as a column: Baton refuses `a matches b == true` as a chain, so it is and-ed with
+                # true (the same value)
+                text = f"{_wrap(text)} and true"
+                _only_true_tested(t, len(columns), c.text, names)
+            columns.append(text if re.fullmatch(r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*", text) else "=" + text)
+            column_kinds.append(kind)
+            if c.values:
+                self.input_values(c, text, kind, where)
+        for j, c in enumerate(t.inputs):
+            columns[j] = self.null_safe_negation(t, j, c.text, columns[j], column_kinds[j], names)
+        return columns, column_kinds
+
+    def output_kinds(self, t: DecisionTable, k: Kind, fields: list[str], where: tuple[str, str]
+                     ) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+        """Each output field's kind (any: told by the rows' values) and, where listed, its allowed values."""
+        out_kinds: dict[str, str] = {}
+        enums: dict[str, tuple[str, ...]] = {}
+        ck = dict(k.components) if k.kind == "record" else {}
+        for f, o in zip(fields, t.outputs, strict=False):
+            declared = self.kind(o.type_ref, where) if o.type_ref else (ck.get(o.text) or (k if len(fields) == 1 else
+                                                                                         Kind("any")))
+            out_kinds[f] = declared.kind if declared.kind != "list" else (declared.item.kind if declared.item
+                                                                          else "any")
+            if declared.enum:
+                enums[f] = declared.enum
+            if o.values:
+                vals = parse_unary_tests(o.values)
+                strs = tuple(str(x.args[0].value) for x in vals.tests if x.kind == "eq" and x.args[0].kind == "str")
+                if strs and len(strs) == len(vals.tests):
+                    enums[f] = strs
+                    out_kinds[f] = "str"
+        return out_kinds, enums
+
+    def table_rows(self, t: DecisionTable, tr: Translator, names: list[str], column_kinds: list[str],
+                   fields: list[str], out_kinds: dict[str, str], where: tuple[str, str]) -> list[str]:
+        """Each rule of the table as a row of Baton cells (an output of kind any takes the kind of its value)."""
+        rows: list[str] = []
+        for r in t.rules:
+            if len(r.inputs) != len(t.inputs) or len(r.outputs) != len(t.outputs):
+                raise DmnError(f"rule {r.id} has {len(r.inputs)} input and {len(r.outputs)} output entries",
+                               *where, construct="decision table shape")
+            cells = []
+            for text, kind in zip(r.inputs, column_kinds, strict=True):
+                try:
+                    cells.append(_q(cell_text(parse_unary_tests(text, names), tr, kind)))
+                except Unsupported as e:
+                    raise Unsupported(e.construct, f"rule {r.id}, cell {text!r}: {e.detail}") from None
+            outs = []
+            for f, text in zip(fields, r.outputs, strict=True):
                 node = parse_expression(text, names)
-                shown = _literal_value(node) if node.kind in ("num", "str", "bool") else "=" + tr.write(node)
-                values.append(f"{f}: {_q(shown)}")
-            needs_text = " and ".join(f"exists {x}" for x in self.requirements(used, tname))
-            self.rules.append(f"  - name: {self.type_names.new(d.name + ' default')}\n"
-                              f"    # dmn: decision {d.name!r} ({d.id}): the default output when no rule matches\n"
-                              f"    priority: {-2 if self.after_lists(used) else -1}\n"
-                              f"    when: {_q(needs_text + ' and not exists ' + tname)}\n"
-                              f"    then: {{assert: {{{tname}: {{{', '.join(values)}}}}}}}")
+                if node.kind == "null":
+                    outs.append('"-"')
+                    continue
+                wtext, wkind = tr._write(node)
+                if wkind == "bool" and node.kind not in ("bool", "name", "path"):
+                    raise Unsupported("FEEL null", f"rule {r.id}: the output {text!r} is a condition, null in FEEL "
+                                      "where an operand is null and false in Baton")
+                if out_kinds.get(f, "any") == "any":
+                    out_kinds[f] = wkind
+                outs.append(_q(_literal_value(node)) if node.kind in ("num", "str", "bool") else _q("=" + wtext))
+            rows.append(f"      - [{', '.join([*cells, *outs])}]   # dmn: rule {r.id}")
+        return rows
+
+    def default_rule(self, d: Decision, t: DecisionTable, tname: str, fields: list[str], tr: Translator,
+                     names: list[str], used: set[str]) -> None:
+        """The outputs' default values, as a low-priority rule asserting them when no row matched."""
+        defaults = {f: o.default for f, o in zip(fields, t.outputs, strict=True) if o.default}
+        if not defaults:
+            return
+        values = []
+        for f, text in defaults.items():
+            node = parse_expression(text, names)
+            shown = _literal_value(node) if node.kind in ("num", "str", "bool") else "=" + tr.write(node)
+            values.append(f"{f}: {_q(shown)}")
+        needs_text = " and ".join(f"exists {x}" for x in self.requirements(used, tname))
+        self.rules.append(f"  - name: {self.type_names.new(d.name + ' default')}\n"
+                          f"    # dmn: decision {d.name!r} ({d.id}): the default output when no rule matches\n"
+                          f"    priority: {-2 if self.after_lists(used) else -1}\n"
+                          f"    when: {_q(needs_text + ' and not exists ' + tname)}\n"
+                          f"    then: {{assert: {{{tname}: {{{', '.join(values)}}}}}}}")
 
     # -- the file ------------------------------------------------------------------------------------
     def implicit_inputs(self) -> None:
@@ -929,6 +945,19 @@ class Importer:
         text = "\n".join(lines) + "\n"
         return Imported(text, self.decisions, self.inputs, self.components, self.skipped, self.notes, self.dropped,
                         self.table_rules)
+
+
+def _only_true_tested(t: DecisionTable, column: int, text: str, names: list[str]) -> None:
+    """Baton's condition is false where FEEL's is null (an absent operand), so a condition column may be tested
+    only for true (or ``-``), never for false: raise Unsupported otherwise."""
+    for r in t.rules:
+        cell = r.inputs[column] if len(r.inputs) > column else "-"
+        tests = parse_unary_tests(cell, names)
+        if not tests.any and (tests.negated or any(
+                x.kind != "eq" or x.args[0].kind != "bool" or x.args[0].value is not True
+                for x in tests.tests)):
+            raise Unsupported("FEEL null", f"rule {r.id}: the cell {cell!r} on the condition {text!r}, "
+                              "which is null in FEEL where an operand is null and false in Baton")
 
 
 def _uses_question(node: Node) -> bool:

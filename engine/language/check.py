@@ -362,76 +362,15 @@ class Checker:
         if name not in FUNCTIONS:
             raise ExprError("unknown_function", f"unknown function '{name}'", node.pos,
                             suggest(name, list(FUNCTIONS)) or f"functions: {', '.join(FUNCTIONS)}")
-        arity = {"len": (1, 1), "lower": (1, 1), "upper": (1, 1), "abs": (1, 1), "min": (2, 99), "max": (2, 99),
-                 "round": (1, 2), "coalesce": (1, 99), "date": (1, 1), "datetime": (1, 1), "days": (2, 2),
-                 "years": (2, 2), "add_days": (2, 2), "add_months": (2, 2), "add_years": (2, 2), "text": (1, 1),
-                 "distinct": (1, 1), "sort": (1, 1), "join": (1, 2)}[name]
-        if not arity[0] <= len(args) <= arity[1]:
-            want = str(arity[0]) if arity[0] == arity[1] else f"{arity[0]} or more" if arity[1] == 99 else \
-                f"{arity[0]} or {arity[1]}"
-            raise ExprError("type_mismatch", f"{name}() takes {want} argument{'s' if want != '1' else ''}, "
-                            f"not {len(args)}", node.pos, _SIGNATURES[name])
-        tys = [self.type_of(a) for a in args]
-
-        def need(i: int, *kinds: str) -> Ty:
-            if tys[i].kind not in kinds:
-                raise ExprError("type_mismatch", f"{name}() needs {' or '.join(_A[k] for k in kinds)} here, but this "
-                                f"is a {tys[i]}", args[i].pos, _SIGNATURES[name])
-            return tys[i]
-
-        if name == "len":
-            need(0, "str", "list")
-            return Ty("number")
-        if name in ("lower", "upper"):
-            need(0, "str")
-            return Ty("str")
-        if name in ("abs", "round"):
-            for i in range(len(args)):
-                need(i, "number")
-            return Ty("number")
+        _check_arity(node)
+        args_of = _Args(name, args, [self.type_of(a) for a in args])
         if name in ("min", "max", "coalesce"):
-            first = need(0, *ORDERED) if name != "coalesce" else tys[0]
-            for i in range(1, len(args)):
-                if tys[i].kind != first.kind or (first.kind == "list" and tys[i].item != first.item):
-                    raise ExprError("type_mismatch", f"{name}() needs values of one kind: a {first} and a {tys[i]}",
-                                    args[i].pos, _SIGNATURES[name])
-            return Ty(first.kind, first.item)
-        if name in ("date", "datetime"):
-            arg = need(0, "str", "date", "datetime")
-            literal = args[0]
-            if arg.kind == "str" and isinstance(literal, Lit) and isinstance(literal.value, str):
-                try:
-                    (dates.parse_date if name == "date" else dates.parse_datetime)(literal.value)
-                except dates.DateError as e:
-                    raise ExprError("bad_date", str(e), literal.pos + 1, _SIGNATURES[name]) from None
-            return Ty(name)
-        if name in ("days", "years"):
-            first = need(0, "date", "datetime")
-            if tys[1].kind != first.kind:
-                raise ExprError("type_mismatch", f"{name}() needs two dates or two datetimes, not a {first} and a "
-                                f"{tys[1]}", args[1].pos, "date(x) turns a datetime into its (UTC) date")
-            return Ty("number")
-        if name == "text":
-            need(0, "number", "str", "bool", "date", "datetime")
-            return Ty("str")
-        if name in ("distinct", "sort"):
-            xs = need(0, "list")
-            if name == "sort" and xs.item not in ("", *ORDERED):
-                raise ExprError("type_mismatch", f"sort() orders numbers, strings or dates, not a {xs}", args[0].pos,
-                                _SIGNATURES[name])
-            return xs
-        if name == "join":
-            xs = need(0, "list")
-            if xs.item not in ("", "str"):
-                raise ExprError("type_mismatch", f"join() joins a list of strings, not a {xs}", args[0].pos,
-                                "text(n) writes a number as text")
-            if len(args) == 2:
-                need(1, "str")
-            return Ty("str")
-        assert name in ("add_days", "add_months", "add_years")
-        first = need(0, "date", "datetime")
-        need(1, "number")
-        return Ty(first.kind)
+            return args_of.one_kind()
+        if name in ("date", "datetime", "days", "years", "add_days", "add_months", "add_years"):
+            return args_of.date_function()
+        if name in ("distinct", "sort", "join"):
+            return args_of.list_function()
+        return args_of.scalar_function()
 
     def list_function(self, node: Call) -> Ty:
         """count, sum, min or max of a list value (count(high_risk_countries), max(list(loan.amount)))."""
@@ -572,6 +511,101 @@ def aggregated_type(node: Call) -> str:
 
 
 # -- branches --------------------------------------------------------------------------------------
+
+_ARITY = {"len": (1, 1), "lower": (1, 1), "upper": (1, 1), "abs": (1, 1), "min": (2, 99), "max": (2, 99),
+          "round": (1, 2), "coalesce": (1, 99), "date": (1, 1), "datetime": (1, 1), "days": (2, 2),
+          "years": (2, 2), "add_days": (2, 2), "add_months": (2, 2), "add_years": (2, 2), "text": (1, 1),
+          "distinct": (1, 1), "sort": (1, 1), "join": (1, 2)}
+
+
+def _check_arity(node: Call) -> None:
+    name, args = node.name, node.args
+    arity = _ARITY[name]
+    if not arity[0] <= len(args) <= arity[1]:
+        want = str(arity[0]) if arity[0] == arity[1] else f"{arity[0]} or more" if arity[1] == 99 else \
+            f"{arity[0]} or {arity[1]}"
+        raise ExprError("type_mismatch", f"{name}() takes {want} argument{'s' if want != '1' else ''}, "
+                        f"not {len(args)}", node.pos, _SIGNATURES[name])
+
+
+@dataclass
+class _Args:
+    """A function call's arguments and their types, checked against the function's signature by kind."""
+
+    name: str
+    args: tuple[Node, ...]
+    tys: list[Ty]
+
+    def need(self, i: int, *kinds: str) -> Ty:
+        if self.tys[i].kind not in kinds:
+            raise ExprError("type_mismatch", f"{self.name}() needs {' or '.join(_A[k] for k in kinds)} here, but "
+                            f"this is a {self.tys[i]}", self.args[i].pos, _SIGNATURES[self.name])
+        return self.tys[i]
+
+    def scalar_function(self) -> Ty:
+        """len, lower, upper, abs, round, text."""
+        name = self.name
+        if name == "len":
+            self.need(0, "str", "list")
+            return Ty("number")
+        if name in ("lower", "upper"):
+            self.need(0, "str")
+            return Ty("str")
+        if name in ("abs", "round"):
+            for i in range(len(self.args)):
+                self.need(i, "number")
+            return Ty("number")
+        assert name == "text"
+        self.need(0, "number", "str", "bool", "date", "datetime")
+        return Ty("str")
+
+    def one_kind(self) -> Ty:
+        """min, max, coalesce: values of one kind (min and max: an ordered one)."""
+        first = self.need(0, *ORDERED) if self.name != "coalesce" else self.tys[0]
+        for i in range(1, len(self.args)):
+            if self.tys[i].kind != first.kind or (first.kind == "list" and self.tys[i].item != first.item):
+                raise ExprError("type_mismatch", f"{self.name}() needs values of one kind: a {first} and a "
+                                f"{self.tys[i]}", self.args[i].pos, _SIGNATURES[self.name])
+        return Ty(first.kind, first.item)
+
+    def date_function(self) -> Ty:
+        """date, datetime, days, years, add_days, add_months, add_years."""
+        name, args, tys = self.name, self.args, self.tys
+        if name in ("date", "datetime"):
+            arg = self.need(0, "str", "date", "datetime")
+            literal = args[0]
+            if arg.kind == "str" and isinstance(literal, Lit) and isinstance(literal.value, str):
+                try:
+                    (dates.parse_date if name == "date" else dates.parse_datetime)(literal.value)
+                except dates.DateError as e:
+                    raise ExprError("bad_date", str(e), literal.pos + 1, _SIGNATURES[name]) from None
+            return Ty(name)
+        if name in ("days", "years"):
+            first = self.need(0, "date", "datetime")
+            if tys[1].kind != first.kind:
+                raise ExprError("type_mismatch", f"{name}() needs two dates or two datetimes, not a {first} and a "
+                                f"{tys[1]}", args[1].pos, "date(x) turns a datetime into its (UTC) date")
+            return Ty("number")
+        assert name in ("add_days", "add_months", "add_years")
+        first = self.need(0, "date", "datetime")
+        self.need(1, "number")
+        return Ty(first.kind)
+
+    def list_function(self) -> Ty:
+        """distinct, sort, join."""
+        xs = self.need(0, "list")
+        if self.name == "sort" and xs.item not in ("", *ORDERED):
+            raise ExprError("type_mismatch", f"sort() orders numbers, strings or dates, not a {xs}", self.args[0].pos,
+                            _SIGNATURES[self.name])
+        if self.name == "join":
+            if xs.item not in ("", "str"):
+                raise ExprError("type_mismatch", f"join() joins a list of strings, not a {xs}", self.args[0].pos,
+                                "text(n) writes a number as text")
+            if len(self.args) == 2:
+                self.need(1, "str")
+            return Ty("str")
+        return xs
+
 
 def bindings_of(node: Node, aliases: Mapping[str, str], filters: bool = True) -> dict[str, str]:
     """The patterns a node needs: binding name -> fact type (negated 'exists' needs none). The facts an
@@ -803,6 +837,11 @@ def compile_expr(node: Node, aliases: Mapping[str, str]) -> Eval:
             return lambda env, wm: all(_truth(o(env, wm)) for o in ops)
         return lambda env, wm: any(_truth(o(env, wm)) for o in ops)
     assert isinstance(node, Binary)
+    return _compile_binary(node, aliases)
+
+
+def _compile_binary(node: Binary, aliases: Mapping[str, str]) -> Eval:
+    """A comparison, arithmetic, matches, in, not in or contains, over its compiled sides."""
     left, right = compile_expr(node.left, aliases), compile_expr(node.right, aliases)
     op = node.op
     if op in _CMP:

@@ -35,6 +35,24 @@ from engine.language.expr import ExprError, Lit, Ref, parse, vocabulary
 from engine.language.gaps import gap_text
 from engine.language.names import BROKEN, Vocabulary, definition_values, load_vocabulary
 from engine.language.prompts import BoundedSandbox, Prompt
+from engine.language.shape import (
+    BUDGET,
+    EFFECT,
+    ESCALATE,
+    EXPECT,
+    FIELD,
+    MODEL,
+    RULE,
+    RULE_NAME,
+    RULESET,
+    RULESET_NAME,
+    SETTINGS,
+    TABLE,
+    TABLE_NAME,
+    TEST,
+    TOOL,
+    Section,
+)
 from engine.language.source import (
     DEFAULT_LIMITS,
     Positions,
@@ -48,7 +66,6 @@ from engine.language.tables import (
     HIT_POLICIES,
     PROPOSALS,
     TABLE_ERRORS,
-    TABLE_KEYS,
     Column,
     Row,
     Table,
@@ -74,22 +91,12 @@ from engine.language.types import (
     passage_type,
     timeout_type,
 )
-from engine.model import DEFAULT_CHUNK_CHARS, DEFAULT_STEP_LIMIT, ModelAction, Rule, Ruleset, Step, TestCase, ToolAction
+from engine.model import DEFAULT_STEP_LIMIT, ModelAction, Rule, Ruleset, Step, TestCase, ToolAction
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _QUOTED = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)'")  # the first name quoted in a message
-NAME_TABLE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\Z")
-RULE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:# -]{0,127}\Z")
-TOP_KEYS = {"ruleset", "description", "facts", "values", "define", "input", "models", "tools", "rules", "tables",
-            "tests", "settings"}
-FIELD_KEYS = {"type", "enum", "items", "min", "max", "min_length", "max_length", "optional", "pii", "description"}
-RULE_KEYS = {"name", "when", "then", "priority", "description", "final"}
-MODEL_KEYS = {"group", "produces", "prompt", "retries", "timeout", "description", "from_document", "chunk_chars"}
-TOOL_BASE_KEYS = {"connector", "produces", "params", "retries", "timeout", "description"}
-TEST_KEYS = {"name", "given", "documents", "answers", "human", "expect", "description", "decision_date",
-             "decision_time"}
-EXPECT_KEYS = {"outcome", "decision", "reason", "fired", "not_fired", "fired_includes"}
-OUTCOMES = {"decided", "escalated", "failed", "no_decision"}
+NAME_TABLE = re.compile(TABLE_NAME + r"\Z")
+RULE_NAME_RE = re.compile(RULE_NAME + r"\Z")
 RESERVED_TYPES = {"failure", "timeout", "document", "passage", "chunk",
                   "facts", "exists", "not", "and", "or", "as", "in", "contains", "matches",
                   "true", "false", "where", DECISION}
@@ -98,22 +105,8 @@ _TYPE_CODES = {"unknown_fact_type", "unknown_field", "type_mismatch", "unknown_v
                "unknown_name"}  # errors of one part: the other parts are checked too
 FIELD_PATH = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*\Z")
 _TOKEN_AT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|\S")
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z")
+_DEFAULT = object()  # take(): on a wrong value, the key's default
 JINJA = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
-
-
-def parse_duration(value: object) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value) if value > 0 else None
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}[m.group(2) or "s"]
-            seconds = float(m.group(1)) * scale
-            return seconds if seconds > 0 else None
-    return None
 
 
 class Loader:
@@ -133,15 +126,28 @@ class Loader:
     def error(self, code: str, message: str, where: Where, hint: str = "") -> None:
         self.errors.append(BatonError(code, message, where, hint))
 
-    def check_keys(self, node: Any, allowed: set[str], what: str) -> None:
-        for key in node:
-            if str(key) == "final" and what == "a decision table":
-                self.error("bad_final", "a table cannot be final: final: true stops a decision when a rule that "
-                           "decides or escalates fires", self.pos.key(node, key),
-                           "give a rule final: true, or the table a high priority")
-            elif str(key) not in allowed:
-                self.error("unknown_key", f"unknown key '{key}' in {what}", self.pos.key(node, key),
-                           suggest(str(key), sorted(allowed)))
+    def check_keys(self, node: Any, section: Section, what: str = "", also: set[str] | frozenset[str] = frozenset()
+                   ) -> None:
+        """Each key of ``node`` the section does not take, at the key (``what`` names the mapping when the
+        section's own name will not do; ``also``: keys taken here besides the section's)."""
+        for key, code, message, hint in section.unknown(node, also):
+            if code == "unknown_key" and what:
+                message = f"unknown key '{key}' in {what}"
+            self.error(code, message, self.pos.key(node, key),
+                       hint or suggest(str(key), sorted(section.names | also)))
+
+    def take(self, node: Any, section: Section, key: str, invalid: Any = _DEFAULT, hint: str = "") -> Any:
+        """The value of ``key`` in ``node`` as its section describes it (a duration in seconds; the key's
+        default when it is left out); when it is of the wrong type or out of range, an error at the value
+        and ``invalid`` (by default: the default)."""
+        spec = section.keys[key]
+        default = spec.value(spec.default) if spec.default is not None else None
+        if key not in node:
+            return default
+        if spec.accepts(node[key]):
+            return spec.value(node[key])
+        self.error("bad_value", spec.complaint(key), self.pos.value(node, key), hint)
+        return default if invalid is _DEFAULT else invalid
 
     def mapping(self, parent: Any, key: str | int, what: str) -> dict[Any, Any] | None:
         value = parent[key]
@@ -198,9 +204,9 @@ class Loader:
             raise CompileErrors([BatonError("bad_shape", "a ruleset file is a YAML mapping starting with "
                                             "'ruleset: NAME'", Where(self.file, 1, 1))])
         self.check_size(doc)
-        self.check_keys(doc, TOP_KEYS, "the ruleset")
+        self.check_keys(doc, RULESET)
         name = doc.get("ruleset")
-        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,99}", name):
+        if not isinstance(name, str) or not re.fullmatch(RULESET_NAME, name):
             self.error("bad_name", "the ruleset needs 'ruleset: NAME' (lowercase letters, digits, - _ .)",
                        self.pos.key(doc, "ruleset") if "ruleset" in doc else Where(self.file, 1, 1))
             name = "invalid"
@@ -210,38 +216,7 @@ class Loader:
         inputs = self.load_inputs(doc, types)
         models = self.load_models(doc, types)
         tools = self.load_tools(doc, types)
-        settings = doc.get("settings") or {}
-        step_limit, deadline = DEFAULT_STEP_LIMIT, None
-        max_calls: int | None = None
-        max_cost: float | None = None
-        if isinstance(settings, dict):
-            self.check_keys(settings, {"step_limit", "deadline", "budget"}, "settings")
-            budget = settings.get("budget") or {}
-            if not isinstance(budget, dict):
-                self.error("bad_shape", "budget takes {max_calls: N, max_cost_usd: X}",
-                           self.pos.value(settings, "budget"))
-                budget = {}
-            self.check_keys(budget, {"max_calls", "max_cost_usd"}, "settings.budget")
-            if "max_calls" in budget:
-                max_calls = budget["max_calls"]
-                if not isinstance(max_calls, int) or isinstance(max_calls, bool) or max_calls < 0:
-                    self.error("bad_value", "max_calls must be a whole number", self.pos.value(budget, "max_calls"))
-                    max_calls = None
-            if "max_cost_usd" in budget:
-                max_cost = budget["max_cost_usd"]
-                if isinstance(max_cost, bool) or not isinstance(max_cost, (int, float)) or max_cost < 0:
-                    self.error("bad_value", "max_cost_usd must be a number", self.pos.value(budget, "max_cost_usd"))
-                    max_cost = None
-            step_limit = settings.get("step_limit", DEFAULT_STEP_LIMIT)
-            if not isinstance(step_limit, int) or isinstance(step_limit, bool) or not 1 <= step_limit <= 100_000:
-                self.error("bad_value", "step_limit must be a whole number from 1 to 100000",
-                           self.pos.value(settings, "step_limit"))
-                step_limit = DEFAULT_STEP_LIMIT
-            if "deadline" in settings:
-                deadline = parse_duration(settings["deadline"])
-                if deadline is None:
-                    self.error("bad_value", "deadline must be a duration such as 2s or 500ms",
-                               self.pos.value(settings, "deadline"))
+        step_limit, deadline, max_calls, max_cost = self.load_settings(doc)
         rules = self.load_rules(doc, types, models, tools)
         tables = self.load_tables(doc, types, rules)
         if not rules and not self.errors:
@@ -256,7 +231,7 @@ class Loader:
             name=name, version=content_hash(doc), source=self.text, file=self.file,
             description=str(doc.get("description") or ""), types=types, inputs=inputs, models=models,
             tools=tools, rules=rules, tests=tests, step_limit=step_limit, deadline_s=deadline,
-            max_calls=max_calls, max_cost_usd=None if max_cost is None else float(max_cost),
+            max_calls=max_calls, max_cost_usd=max_cost,
             tables=tables, warnings=self.warnings,
         )
         try:  # the engine networks are built (and proved to fit durable-rules' limits) here, not at decide time
@@ -266,6 +241,23 @@ class Loader:
         rs.warnings.extend(analyse_ruleset(rs))
         rs.warnings.sort(key=lambda w: (w.where.line if w.where else 0, w.where.column if w.where else 0))
         return rs
+
+    def load_settings(self, doc: Any) -> tuple[int, float | None, int | None, float | None]:
+        """settings: the step limit, the deadline (seconds) and the budget's calls and cost."""
+        settings = doc.get("settings") or {}
+        if not isinstance(settings, dict):
+            return DEFAULT_STEP_LIMIT, None, None, None
+        self.check_keys(settings, SETTINGS)
+        budget = settings.get("budget") or {}
+        if not isinstance(budget, dict):
+            self.error("bad_shape", "budget takes {max_calls: N, max_cost_usd: X}", self.pos.value(settings, "budget"))
+            budget = {}
+        self.check_keys(budget, BUDGET)
+        max_calls = self.take(budget, BUDGET, "max_calls")
+        max_cost = self.take(budget, BUDGET, "max_cost_usd")
+        step_limit = self.take(settings, SETTINGS, "step_limit")
+        deadline = self.take(settings, SETTINGS, "deadline")
+        return step_limit, deadline, max_calls, None if max_cost is None else float(max_cost)
 
     def collapse_renamed_types(self, doc: Any) -> None:
         """A fact type renamed under ``facts:`` but not where it is used would be one unknown_fact_type per use
@@ -353,7 +345,7 @@ class Loader:
             self.error("bad_type", f"field '{fname}': write a type (str, number, int, bool, list) or a mapping",
                        where)
             return None
-        self.check_keys(decl, FIELD_KEYS, f"field '{fname}'")
+        self.check_keys(decl, FIELD, f"field '{fname}'")
         spec = FieldSpec(fname, "str", where=where)
         if "enum" in decl:
             values = decl["enum"]
@@ -436,41 +428,35 @@ class Loader:
             aname = str(aname)
             if not self.action_name_ok(aname, where, doc) or self.mapping(models, aname, f"model '{aname}'") is None:
                 continue
-            self.check_keys(spec, MODEL_KEYS, f"model '{aname}'")
+            self.check_keys(spec, MODEL, f"model '{aname}'")
             produces = self.type_ref(spec, "produces", types, f"model '{aname}'")
             group = spec.get("group")
             if not isinstance(group, str) or not group:
                 self.error("missing_key", f"model '{aname}' needs 'group:' (a model group such as fast)", where)
-            from_document = spec.get("from_document", False)
-            if not isinstance(from_document, bool):
-                self.error("bad_value", "from_document is true or false", self.pos.value(spec, "from_document"))
-                from_document = False
-            chunk_chars = spec.get("chunk_chars", DEFAULT_CHUNK_CHARS)
-            if not isinstance(chunk_chars, int) or isinstance(chunk_chars, bool) or not 500 <= chunk_chars <= 200_000:
-                self.error("bad_value", "chunk_chars must be a whole number from 500 to 200000",
-                           self.pos.value(spec, "chunk_chars"))
-                chunk_chars = DEFAULT_CHUNK_CHARS
-            prompt = spec.get("prompt")
-            template = None
-            if not isinstance(prompt, str) or not prompt.strip():
-                self.error("missing_key", f"model '{aname}' needs a 'prompt:'", where)
-                prompt = ""
-            elif self.check_template(prompt, spec, "prompt", types, {"chunk"} if from_document else set()):
-                template = Prompt(JINJA, prompt)
-            if from_document and template is not None and not re.search(r"chunk\s*(\.\s*text\b|\[\s*['\"]text)",
-                                                                        prompt):
-                self.error("missing_key", f"model '{aname}' reads a document: its prompt must include "
-                           "{{ chunk.text }}", self.pos.text_start(spec, "prompt"))
-            retries = spec.get("retries", 0)
-            if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
-                self.error("bad_value", "retries must be a whole number from 0 to 10", self.pos.value(spec, "retries"))
-                retries = 0
-            timeout = parse_duration(spec.get("timeout", 30))
-            if timeout is None:
-                self.error("bad_value", "timeout must be a duration such as 10s", self.pos.value(spec, "timeout"))
-            out[aname] = ModelAction(aname, str(group or ""), produces, prompt, template, retries, timeout or 30.0,
+            from_document = self.take(spec, MODEL, "from_document")
+            chunk_chars = self.take(spec, MODEL, "chunk_chars")
+            prompt, template = self.model_prompt(aname, spec, where, types, from_document)
+            retries = self.take(spec, MODEL, "retries")
+            timeout = self.take(spec, MODEL, "timeout")
+            out[aname] = ModelAction(aname, str(group or ""), produces, prompt, template, retries, timeout,
                                      where, from_document, chunk_chars)
         return out
+
+    def model_prompt(self, aname: str, spec: Any, where: Where, types: dict[str, FactType],
+                     from_document: bool) -> tuple[str, Prompt | None]:
+        """A model's prompt: its text and, when it compiles and names only fact types, its template."""
+        prompt = spec.get("prompt")
+        template = None
+        if not isinstance(prompt, str) or not prompt.strip():
+            self.error("missing_key", f"model '{aname}' needs a 'prompt:'", where)
+            return "", None
+        if self.check_template(prompt, spec, "prompt", types, {"chunk"} if from_document else set()):
+            template = Prompt(JINJA, prompt)
+        if from_document and template is not None and not re.search(r"chunk\s*(\.\s*text\b|\[\s*['\"]text)",
+                                                                    prompt):
+            self.error("missing_key", f"model '{aname}' reads a document: its prompt must include "
+                       "{{ chunk.text }}", self.pos.text_start(spec, "prompt"))
+        return prompt, template
 
     def action_name_ok(self, aname: str, where: Where, doc: Any) -> bool:
         if not NAME.match(aname):
@@ -529,16 +515,11 @@ class Loader:
                 ev = self.param_expr(raw_params, str(pname), ptext, types)
                 if ev is not None:
                     params[str(pname)], texts[str(pname)] = ev, str(ptext)
-            config = {str(k): plain(v) for k, v in spec.items() if str(k) not in TOOL_BASE_KEYS}
-            retries = spec.get("retries", 0)
-            if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
-                self.error("bad_value", "retries must be a whole number from 0 to 10", self.pos.value(spec, "retries"))
-                retries = 0
-            timeout = parse_duration(spec.get("timeout", 10))
-            if timeout is None:
-                self.error("bad_value", "timeout must be a duration such as 10s", self.pos.value(spec, "timeout"))
+            config = {str(k): plain(v) for k, v in spec.items() if str(k) not in TOOL.keys}
+            retries = self.take(spec, TOOL, "retries")
+            timeout = self.take(spec, TOOL, "timeout")
             out[aname] = ToolAction(aname, str(connector or ""), produces, config, params, texts, retries,
-                                    timeout or 10.0, where)
+                                    timeout, where)
         return out
 
     def param_expr(self, parent: Any, key: str, text: Any, types: dict[str, FactType]) -> Any:
@@ -591,9 +572,9 @@ class Loader:
             if not isinstance(node, dict):
                 self.error("bad_shape", "each rule is a mapping with name, when and then", where)
                 continue
-            self.check_keys(node, RULE_KEYS, "a rule")
+            self.check_keys(node, RULE)
             name = node.get("name")
-            if not isinstance(name, str) or not RULE_NAME.match(name):
+            if not isinstance(name, str) or not RULE_NAME_RE.match(name):
                 self.error("bad_name", "each rule needs a 'name:' (letters, digits, spaces, - _ . : #)", where)
                 continue
             # a rule with one error is still checked to its end: an analyst gets every error in one run
@@ -604,55 +585,58 @@ class Loader:
             else:
                 seen[name] = self.pos.value(node, "name")
             self.declared.add(name)
-            priority = node.get("priority", 0)
-            if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:
-                self.error("bad_value", "priority must be a whole number from -1000 to 1000",
-                           self.pos.value(node, "priority"))
-                priority = 0
-            when = node.get("when")
-            condition = None
-            if isinstance(when, bool) or not isinstance(when, str) or not when.strip():
-                self.error("missing_key", f"rule '{name}' needs a 'when:' condition", where)
-            else:
-                start = self.pos.text_start(node, "when")
-                self.current = f"rule '{name}'"
-                self.vocab.uses.clear()
-                try:
-                    tree = parse(str(when))
-                except ExprError as e:
-                    self.expr_error(e, start, str(when))
-                else:
-                    try:
-                        condition = analyse(tree, types)
-                    except ExprError as e:
-                        more = every_error(tree, types) if e.code in _TYPE_CODES else []
-                        for x in more if any(x.offset == e.offset for x in more) else [e]:
-                            self.expr_error(x, start, str(when))
-                    else:
-                        condition.definitions = definition_values(self.vocab, self.vocab.uses, types, condition)
+            priority = self.take(node, RULE, "priority")
+            condition = self.rule_condition(node, name, where, types)
             if "then" not in node:
                 self.error("missing_key", f"rule '{name}' needs a 'then:' action", where)
                 continue
             steps = self.load_steps(node, "then", types, models, tools, condition)
-            final = node.get("final", False)
-            if not isinstance(final, bool):
-                self.error("bad_value", "final is true or false", self.pos.value(node, "final"))
-            elif final and not any(s.kind in ("decide", "escalate") for s in steps):
+            final = self.take(node, RULE, "final")
+            if final and not any(s.kind in ("decide", "escalate") for s in steps):
                 self.error("bad_final", f"rule '{name}' is final but neither decides nor escalates: final: true "
                            "stops the decision with the rule's proposal", self.pos.key(node, "final"),
                            "add a decide: or escalate: to its then:, or remove final")
             if condition is None or duplicate:
                 continue
-            for step in steps:
-                action = models.get(step.action) if step.kind == "call" else None
-                if action is not None and action.from_document and not all(
-                        "document" in b.bindings.values() for b in condition.branches):
-                    self.error("needs_document", f"rule '{name}' calls '{step.action}', which reads a document, but "
-                               "its condition matches no document", self.pos.value(node, "then"),
-                               "add 'exists document' (or a condition on document.*) to its when:")
-            rules.append(Rule(name, i, priority, str(when), condition, steps, where))
+            self.check_document_reads(node, name, steps, models, condition)
+            rules.append(Rule(name, i, priority, str(node["when"]), condition, steps, where))
             rules[-1].final = final is True
         return rules
+
+    def rule_condition(self, node: Any, name: str, where: Where, types: dict[str, FactType]) -> Condition | None:
+        """A rule's when:, parsed and checked (None: it has errors, reported)."""
+        when = node.get("when")
+        if not RULE.keys["when"].accepts(when):
+            self.error("missing_key", f"rule '{name}' needs a 'when:' condition", where)
+            return None
+        start = self.pos.text_start(node, "when")
+        self.current = f"rule '{name}'"
+        self.vocab.uses.clear()
+        try:
+            tree = parse(str(when))
+        except ExprError as e:
+            self.expr_error(e, start, str(when))
+            return None
+        try:
+            condition = analyse(tree, types)
+        except ExprError as e:
+            more = every_error(tree, types) if e.code in _TYPE_CODES else []
+            for x in more if any(x.offset == e.offset for x in more) else [e]:
+                self.expr_error(x, start, str(when))
+            return None
+        condition.definitions = definition_values(self.vocab, self.vocab.uses, types, condition)
+        return condition
+
+    def check_document_reads(self, node: Any, name: str, steps: list[Step], models: dict[str, ModelAction],
+                             condition: Condition) -> None:
+        """A rule that calls a model reading a document must match a document in every branch."""
+        for step in steps:
+            action = models.get(step.action) if step.kind == "call" else None
+            if action is not None and action.from_document and not all(
+                    "document" in b.bindings.values() for b in condition.branches):
+                self.error("needs_document", f"rule '{name}' calls '{step.action}', which reads a document, but "
+                           "its condition matches no document", self.pos.value(node, "then"),
+                           "add 'exists document' (or a condition on document.*) to its when:")
 
     def load_steps(self, parent: Any, key: str | int, types: dict[str, FactType], models: dict[str, ModelAction],
                    tools: dict[str, ToolAction], condition: Condition | None = None) -> list[Step]:
@@ -675,87 +659,105 @@ class Loader:
         verb = str(verb)
         vwhere = self.pos.value(node, verb)
         if verb in ("decide", "escalate"):
-            if not isinstance(body, dict):
-                self.error("bad_shape", f"{verb} takes a mapping, e.g. {{route: standard-queue}}", vwhere)
-                return []
-            payload = plain(body)
-            computed = self.computed_values(body, (), types, condition, verb,
-                                            skip=("expects", "sla", "identity") if verb == "escalate" else ())
-            reason = payload.pop("reason", "")
-            step = Step(verb, payload=payload, reason=str(reason), computed=computed)
-            if verb == "escalate":
-                if not isinstance(payload.get("queue"), str):
-                    self.error("missing_key", "escalate needs a 'queue:'", vwhere)
-                expects = payload.pop("expects", "")
-                if expects and (expects not in types or expects in BUILTIN_TYPES):
-                    self.error("unknown_fact_type", f"escalate: expects unknown fact type {expects!r}",
-                               self.pos.value(body, "expects"), suggest(str(expects), [t for t in types
-                                                                                    if t not in BUILTIN_TYPES]))
-                sla = payload.pop("sla", None)
-                sla_s = parse_duration(sla) if sla is not None else None
-                if sla is not None and sla_s is None:
-                    self.error("bad_value", "sla must be a duration such as 4h or 30m", self.pos.value(body, "sla"))
-                identity = payload.pop("identity", "")
-                if identity:
-                    ft = types.get(str(expects)) if expects else None
-                    spec = ft.fields.get(str(identity)) if ft is not None else None
-                    if spec is None or spec.kind != "str":
-                        self.error("unknown_field", f"escalate: identity names the field of the expected answer that "
-                                   f"holds the reviewer's name; {str(expects) or 'the answer'} has no str field "
-                                   f"{identity!r}", self.pos.value(body, "identity"),
-                                   "write expects: approval and identity: approver")
-                step.expects, step.sla_s, step.identity = str(expects or ""), sla_s, str(identity or "")
-                if not expects and sla_s is not None:  # it waits for an answer that cannot be given
-                    self.warnings.append(BatonError(
-                        "unanswerable_escalation", f"escalate to {payload.get('queue')!r} waits {sla} for a "
-                        "reviewer's answer but has no expects:, so no answer can resume the decision: it can "
-                        "only time out", vwhere, "name the fact type of the reviewer's answer (expects: "
-                        "review), or leave out sla: to hand the case over for good"))
-            return [step]
+            return self.proposal_step(verb, body, vwhere, types, condition)
         if verb == "effect":
-            if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
-                self.error("bad_shape", "effect takes {name: EFFECT, with: {...}}", vwhere,
-                           "EFFECT is a name from the service config's effects: section")
-                return []
-            self.check_keys(body, {"name", "with"}, "effect")
-            payload = plain(body.get("with") or {})
-            if not isinstance(payload, dict):
-                self.error("bad_shape", "effect: with: takes a mapping", self.pos.value(body, "with"))
-                return []
-            templates: dict[str, jinja2.Template] = {}
-            computed = self.computed_values(body["with"], (), types, condition, "effect.with") if isinstance(
-                body.get("with"), dict) else []
-            for key, value in payload.items():
-                name = str(key)
-                if isinstance(value, str) and "{{" in value and not value.startswith("=") and self.check_template(
-                        value, body["with"], name, types):
-                    templates[name] = JINJA.from_string(value)
-            return [Step("effect", payload=payload, action=str(body["name"]), templates=templates,
-                         computed=computed)]
+            return self.effect_step(body, vwhere, types, condition)
         if verb == "assert":
-            if not isinstance(body, dict) or not body:
-                self.error("bad_shape", "assert takes {fact_type: {field: value}}", vwhere)
-                return []
-            steps = []
-            for tname, fields in body.items():
-                fwhere = self.pos.key(body, tname)
-                ft = types.get(str(tname))
-                if ft is None or ft.builtin:
-                    self.error("unknown_fact_type", f"assert: unknown fact type {str(tname)!r}", fwhere,
-                               suggest(str(tname), [t for t in types if t not in BUILTIN_TYPES]))
-                    continue
-                computed = self.computed_values(fields, (), types, condition, f"assert.{tname}", ft) \
-                    if isinstance(fields, dict) else []
-                try:
-                    value = fact_with_computed(ft, plain(fields), str(tname))
-                except BatonError as e:
-                    self.error(e.code, f"assert: {e.message}", fwhere)
-                    continue
-                steps.append(Step("assert", payload=value, fact_type=str(tname), computed=computed))
-            return steps
+            return self.assert_steps(body, vwhere, types, condition)
         self.error("unknown_action", f"unknown action '{verb}'", self.pos.key(node, verb),
                    suggest(verb, ["decide", "escalate", "assert", "effect"]))
         return []
+
+    def proposal_step(self, verb: str, body: Any, vwhere: Where, types: dict[str, FactType],
+                      condition: Condition | None) -> list[Step]:
+        """decide: or escalate: {key: value, ...}."""
+        if not isinstance(body, dict):
+            self.error("bad_shape", f"{verb} takes a mapping, e.g. {{route: standard-queue}}", vwhere)
+            return []
+        payload = plain(body)
+        computed = self.computed_values(body, (), types, condition, verb,
+                                        skip=("expects", "sla", "identity") if verb == "escalate" else ())
+        reason = payload.pop("reason", "")
+        step = Step(verb, payload=payload, reason=str(reason), computed=computed)
+        if verb == "escalate":
+            self.escalation(step, body, payload, vwhere, types)
+        return [step]
+
+    def escalation(self, step: Step, body: Any, payload: dict[str, Any], vwhere: Where,
+                   types: dict[str, FactType]) -> None:
+        """An escalate step's queue, expected answer, SLA and reviewer identity (taken out of its payload)."""
+        if not isinstance(payload.get("queue"), str):
+            self.error("missing_key", "escalate needs a 'queue:'", vwhere)
+        expects = payload.pop("expects", "")
+        if expects and (expects not in types or expects in BUILTIN_TYPES):
+            self.error("unknown_fact_type", f"escalate: expects unknown fact type {expects!r}",
+                       self.pos.value(body, "expects"), suggest(str(expects), [t for t in types
+                                                                            if t not in BUILTIN_TYPES]))
+        sla = payload.pop("sla", None)
+        sla_s = self.take(body, ESCALATE, "sla") if sla is not None else None
+        identity = payload.pop("identity", "")
+        if identity:
+            ft = types.get(str(expects)) if expects else None
+            spec = ft.fields.get(str(identity)) if ft is not None else None
+            if spec is None or spec.kind != "str":
+                self.error("unknown_field", f"escalate: identity names the field of the expected answer that "
+                           f"holds the reviewer's name; {str(expects) or 'the answer'} has no str field "
+                           f"{identity!r}", self.pos.value(body, "identity"),
+                           "write expects: approval and identity: approver")
+        step.expects, step.sla_s, step.identity = str(expects or ""), sla_s, str(identity or "")
+        if not expects and sla_s is not None:  # it waits for an answer that cannot be given
+            self.warnings.append(BatonError(
+                "unanswerable_escalation", f"escalate to {payload.get('queue')!r} waits {sla} for a "
+                "reviewer's answer but has no expects:, so no answer can resume the decision: it can "
+                "only time out", vwhere, "name the fact type of the reviewer's answer (expects: "
+                "review), or leave out sla: to hand the case over for good"))
+
+    def effect_step(self, body: Any, vwhere: Where, types: dict[str, FactType],
+                    condition: Condition | None) -> list[Step]:
+        """effect: {name: EFFECT, with: {...}}."""
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
+            self.error("bad_shape", "effect takes {name: EFFECT, with: {...}}", vwhere,
+                       "EFFECT is a name from the service config's effects: section")
+            return []
+        self.check_keys(body, EFFECT)
+        payload = plain(body.get("with") or {})
+        if not isinstance(payload, dict):
+            self.error("bad_shape", "effect: with: takes a mapping", self.pos.value(body, "with"))
+            return []
+        templates: dict[str, jinja2.Template] = {}
+        computed = self.computed_values(body["with"], (), types, condition, "effect.with") if isinstance(
+            body.get("with"), dict) else []
+        for key, value in payload.items():
+            name = str(key)
+            if isinstance(value, str) and "{{" in value and not value.startswith("=") and self.check_template(
+                    value, body["with"], name, types):
+                templates[name] = JINJA.from_string(value)
+        return [Step("effect", payload=payload, action=str(body["name"]), templates=templates,
+                     computed=computed)]
+
+    def assert_steps(self, body: Any, vwhere: Where, types: dict[str, FactType],
+                     condition: Condition | None) -> list[Step]:
+        """assert: {fact_type: {field: value}, ...}: one step per fact."""
+        if not isinstance(body, dict) or not body:
+            self.error("bad_shape", "assert takes {fact_type: {field: value}}", vwhere)
+            return []
+        steps = []
+        for tname, fields in body.items():
+            fwhere = self.pos.key(body, tname)
+            ft = types.get(str(tname))
+            if ft is None or ft.builtin:
+                self.error("unknown_fact_type", f"assert: unknown fact type {str(tname)!r}", fwhere,
+                           suggest(str(tname), [t for t in types if t not in BUILTIN_TYPES]))
+                continue
+            computed = self.computed_values(fields, (), types, condition, f"assert.{tname}", ft) \
+                if isinstance(fields, dict) else []
+            try:
+                value = fact_with_computed(ft, plain(fields), str(tname))
+            except BatonError as e:
+                self.error(e.code, f"assert: {e.message}", fwhere)
+                continue
+            steps.append(Step("assert", payload=value, fact_type=str(tname), computed=computed))
+        return steps
 
     def computed_values(self, body: Any, path: tuple[str, ...], types: dict[str, FactType],
                         condition: Condition | None, what: str, fact: FactType | None = None,
@@ -872,7 +874,7 @@ class Loader:
         if not isinstance(tnode, dict):
             self.error("bad_shape", "a decision table is a mapping with name, inputs, outputs and rows", where)
             return None
-        self.check_keys(tnode, TABLE_KEYS, "a decision table")
+        self.check_keys(tnode, TABLE)
         name = tnode.get("name")
         if not isinstance(name, str) or not NAME_TABLE.match(name):
             self.error("bad_name", "each table needs a 'name:' (letters, digits, - _ .)", where)
@@ -881,16 +883,10 @@ class Loader:
             self.error("duplicate_rule", f"'{name}' is already the name of a rule or table", self.pos.value(tnode,
                                                                                                           "name"))
             return None
-        hit = tnode.get("hit", "unique")
-        if hit not in HIT_POLICIES:
-            self.error("bad_value", f"hit must be one of {', '.join(HIT_POLICIES)}", self.pos.value(tnode, "hit"),
-                       suggest(str(hit), list(HIT_POLICIES)))
+        hit = self.take(tnode, TABLE, "hit", invalid=None, hint=suggest(str(tnode.get("hit")), list(HIT_POLICIES)))
+        if hit is None:
             return None
-        priority = tnode.get("priority", 0)
-        if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:
-            self.error("bad_value", "priority must be a whole number from -1000 to 1000",
-                       self.pos.value(tnode, "priority"))
-            priority = 0
+        priority = self.take(tnode, TABLE, "priority")
         when = tnode.get("when", "")
         if not isinstance(when, str):
             self.error("bad_value", "when must be a condition", self.pos.value(tnode, "when"))
@@ -902,6 +898,22 @@ class Loader:
             except ExprError as e:
                 self.expr_error(e, self.pos.text_start(tnode, "when"), when)
                 return None
+        columns = self.table_columns(tnode, name, hit, where, types)
+        if columns is None:
+            return None
+        inputs, outputs = columns
+        rows = self.table_rows(tnode, name, inputs, outputs, where, types)
+        if rows is None:
+            return None
+        ranking = self.table_ranking(tnode, name, hit, outputs, rows, where)
+        if ranking is None or len(rows) != len(tnode["rows"]):
+            return None
+        return self.checked_table(Table(str(name), str(hit), priority, when, inputs, outputs, rows, ranking, where,
+                                        str(tnode.get("description") or "")), tnode)
+
+    def table_columns(self, tnode: Any, name: str, hit: str, where: Where, types: dict[str, FactType]
+                      ) -> tuple[list[Column], list[Column]] | None:
+        """A table's inputs and outputs (None: an error, reported)."""
         inputs: list[Column] = []
         outputs: list[Column] = []
         for key, heads, sink in (("inputs", (), inputs), ("outputs", (*PROPOSALS,), outputs)):
@@ -921,28 +933,37 @@ class Loader:
                                self.pos.value(cols, k))
                     return None
                 sink.append(col)
-        heads_used = {c.head for c in outputs}
-        if len(heads_used) != 1:
+        return (inputs, outputs) if self.table_head_ok(tnode, name, hit, outputs) else None
+
+    def table_head_ok(self, tnode: Any, name: str, hit: str, outputs: list[Column]) -> bool:
+        """The outputs are fields of one fact type (not a built-in one), or all decide.KEY / escalate.KEY."""
+        if len({c.head for c in outputs}) != 1:
             self.error("bad_value", f"table '{name}': outputs must all be fields of one fact type, or all "
                        "decide.KEY / escalate.KEY", self.pos.value(tnode, "outputs"))
-            return None
+            return False
         head = outputs[0].head
         if head not in PROPOSALS and (head in BUILTIN_TYPES):
             self.error("bad_value", f"table '{name}' cannot assert the built-in '{head}'",
                        self.pos.value(tnode, "outputs"))
-            return None
+            return False
         if hit == "collect" and head in PROPOSALS:
             self.error("bad_value", f"table '{name}': hit: collect gathers facts; it cannot {head}",
                        self.pos.value(tnode, "hit"), "assert a fact per row, or use hit: first / priority")
-            return None
+            return False
         if head == "escalate" and not any(c.field == "queue" for c in outputs):
             self.error("missing_key", f"table '{name}': escalate outputs need an escalate.queue column",
                        self.pos.value(tnode, "outputs"))
-            return None
+            return False
+        return True
+
+    def table_rows(self, tnode: Any, name: str, inputs: list[Column], outputs: list[Column], where: Where,
+                   types: dict[str, FactType]) -> list[Row] | None:
+        """The rows whose cells parse (None: no rows: at all); a row with an error is reported and left out."""
         rows_node = tnode.get("rows")
         if not isinstance(rows_node, list) or not rows_node:
             self.error("missing_key", f"table '{name}' needs 'rows:' (a list of rows of cells)", where)
             return None
+        head = outputs[0].head
         rows: list[Row] = []
         width = len(inputs) + len(outputs)
         for j, raw in enumerate(rows_node):
@@ -952,19 +973,9 @@ class Loader:
                            f"{len(outputs)} outputs), found {len(raw) if isinstance(raw, list) else 'no list'}",
                            rwhere)
                 continue
-            ok = True
-            cells = []
-            for k, col in enumerate(inputs):
-                assert col.spec is not None
-                try:
-                    cells.append(parse_cell(plain(raw[k]), col.spec, col.ref, col.known))
-                except ValueError as e:
-                    self.error("bad_cell", f"table '{name}' row {j + 1}: {e}", self.pos.value(raw, k),
-                               "cells: -, a value, > 5000, [1000..5000), < 18, >= 60, gold, silver, not(gold), "
-                               "> applicant.min_income")
-                    ok = False
+            cells = self.row_cells(name, j, raw, inputs)
             values = [parse_output(plain(raw[len(inputs) + k]), col) for k, col in enumerate(outputs)]
-            if not ok:
+            if cells is None:
                 continue
             row = Row(j + 1, cells, values, rwhere)
             self.raw_rows[(str(name), j + 1)] = raw
@@ -975,26 +986,46 @@ class Loader:
                     self.error(e.code, f"table '{name}' row {j + 1}: {e.message}", rwhere)
                     continue
             rows.append(row)
-        ranking: list[object] = []
-        if hit == "priority":
-            first = outputs[0]
-            raw_rank = tnode.get("ranking")
-            if isinstance(raw_rank, list) and raw_rank:
-                ranking = list(plain(raw_rank))
-            elif first.spec is not None and first.spec.enum:
-                ranking = list(first.spec.enum)
-            else:
-                self.error("missing_key", f"table '{name}': hit: priority needs 'ranking:' (the values of "
-                           f"{first.ref}, highest first)", where, "or make the first output an enum field")
-                return None
-            unranked = sorted({str(r.outputs[0]) for r in rows if r.outputs[0] not in ranking})
-            if unranked:
-                self.error("bad_value", f"table '{name}': ranking does not list {', '.join(unranked)}", where)
-                return None
-        if len(rows) != len(rows_node):
+        return rows
+
+    def row_cells(self, name: str, j: int, raw: list[Any], inputs: list[Column]) -> list[Any] | None:
+        """A row's input cells, parsed (None: one or more did not parse, each reported)."""
+        ok = True
+        cells = []
+        for k, col in enumerate(inputs):
+            assert col.spec is not None
+            try:
+                cells.append(parse_cell(plain(raw[k]), col.spec, col.ref, col.known))
+            except ValueError as e:
+                self.error("bad_cell", f"table '{name}' row {j + 1}: {e}", self.pos.value(raw, k),
+                           "cells: -, a value, > 5000, [1000..5000), < 18, >= 60, gold, silver, not(gold), "
+                           "> applicant.min_income")
+                ok = False
+        return cells if ok else None
+
+    def table_ranking(self, tnode: Any, name: str, hit: str, outputs: list[Column], rows: list[Row],
+                      where: Where) -> list[object] | None:
+        """hit: priority's ranking of the first output's values, highest first (None: an error, reported)."""
+        if hit != "priority":
+            return []
+        first = outputs[0]
+        raw_rank = tnode.get("ranking")
+        if isinstance(raw_rank, list) and raw_rank:
+            ranking = list(plain(raw_rank))
+        elif first.spec is not None and first.spec.enum:
+            ranking = list(first.spec.enum)
+        else:
+            self.error("missing_key", f"table '{name}': hit: priority needs 'ranking:' (the values of "
+                       f"{first.ref}, highest first)", where, "or make the first output an enum field")
             return None
-        table = Table(str(name), str(hit), priority, when, inputs, outputs, rows, ranking, where,
-                      str(tnode.get("description") or ""))
+        unranked = sorted({str(r.outputs[0]) for r in rows if r.outputs[0] not in ranking})
+        if unranked:
+            self.error("bad_value", f"table '{name}': ranking does not list {', '.join(unranked)}", where)
+            return None
+        return ranking
+
+    def checked_table(self, table: Table, tnode: Any) -> Table | None:
+        """The table's aggregate set, and its gaps, overlaps and other problems found (None: an error)."""
         settings = configure(table, tnode.get("aggregate"))
         if settings:
             self.errors.extend(settings)
@@ -1116,39 +1147,19 @@ class Loader:
             if not isinstance(node, dict):
                 self.error("bad_shape", "each test is a mapping with name, given, answers, expect", where)
                 continue
-            self.check_keys(node, TEST_KEYS | {str(k) for k in node if str(k) not in TEST_KEYS
-                                               and data.misplaced(node, k, "a test")}, "a test")
+            self.check_keys(node, TEST, also={str(k) for k in node if str(k) not in TEST.keys
+                                              and data.misplaced(node, k, "a test")})
             name = str(node.get("name") or f"test {i + 1}")
             expect = node.get("expect") or {}
             if not isinstance(expect, dict):
                 self.error("bad_shape", "expect must be a mapping", self.pos.value(node, "expect"))
                 continue
-            self.check_keys(expect, EXPECT_KEYS | {str(k) for k in expect if str(k) not in EXPECT_KEYS
-                                                   and data.misplaced(expect, k, "expect")}, "expect")
+            self.check_keys(expect, EXPECT, also={str(k) for k in expect if str(k) not in EXPECT.keys
+                                                  and data.misplaced(expect, k, "expect")})
             if types is not None:
                 data.check(node)
-            if "outcome" in expect and expect["outcome"] not in OUTCOMES:
-                self.error("bad_value", f"expect.outcome must be one of {sorted(OUTCOMES)}",
-                           self.pos.value(expect, "outcome"))
-            for key in ("fired", "not_fired", "fired_includes"):
-                listed = expect.get(key)
-                if listed is None:
-                    continue
-                if not isinstance(listed, list):
-                    self.error("bad_shape", f"expect.{key} must be a list of rule names", self.pos.value(expect, key))
-                    continue
-                for j, rname in enumerate(listed):
-                    if rname not in names:
-                        self.error("unknown_rule", f"expect.{key}: no rule named {rname!r}",
-                                   self.pos.value(listed, j), suggest(str(rname), sorted(names)))
-            answers = node.get("answers") or {}
-            if not isinstance(answers, dict):
-                self.error("bad_shape", "answers must map action names to answers", self.pos.value(node, "answers"))
-                answers = {}
-            for aname in answers:
-                if aname not in models and aname not in tools:
-                    self.error("unknown_action", f"answers: no model or tool action named '{aname}'",
-                               self.pos.key(answers, aname), suggest(str(aname), [*models, *tools]))
+            self.test_expect(expect, names)
+            answers = self.test_answers(node, models, tools)
             human = node.get("human") or {}
             if not isinstance(human, dict):
                 self.error("bad_shape", "human maps a fact type to a reviewer's answer",
@@ -1159,6 +1170,35 @@ class Loader:
             out.append(TestCase(name, plain(node.get("given") or {}), plain(answers), plain(expect), where,
                                 plain(human), documents, at))
         return out
+
+    def test_expect(self, expect: dict[Any, Any], names: set[str]) -> None:
+        """A test's expected outcome, and the rules it lists as fired or not, named in the ruleset."""
+        if "outcome" in expect:
+            self.take(expect, EXPECT, "outcome")
+        for key in ("fired", "not_fired", "fired_includes"):
+            listed = expect.get(key)
+            if listed is None:
+                continue
+            if not isinstance(listed, list):
+                self.error("bad_shape", f"expect.{key} must be a list of rule names", self.pos.value(expect, key))
+                continue
+            for j, rname in enumerate(listed):
+                if rname not in names:
+                    self.error("unknown_rule", f"expect.{key}: no rule named {rname!r}",
+                               self.pos.value(listed, j), suggest(str(rname), sorted(names)))
+
+    def test_answers(self, node: Any, models: dict[str, ModelAction], tools: dict[str, ToolAction]
+                     ) -> dict[Any, Any]:
+        """A test's answers, by the model or tool action they stand in for."""
+        answers = node.get("answers") or {}
+        if not isinstance(answers, dict):
+            self.error("bad_shape", "answers must map action names to answers", self.pos.value(node, "answers"))
+            return {}
+        for aname in answers:
+            if aname not in models and aname not in tools:
+                self.error("unknown_action", f"answers: no model or tool action named '{aname}'",
+                           self.pos.key(answers, aname), suggest(str(aname), [*models, *tools]))
+        return answers
 
 
 def _fits(ty: Ty, kind: str, item: str) -> bool:

@@ -265,6 +265,16 @@ def load_vocabulary(vocab: Vocabulary, doc: Any, pos: Positions, types: Mapping[
             return None
         return name
 
+    _load_values(vocab, doc, pos, named, error)
+    _load_definitions(vocab, doc, pos, named, error)
+
+
+_Namer = Callable[[Any, object, str], str | None]
+
+
+def _load_values(vocab: Vocabulary, doc: Any, pos: Positions, named: _Namer,
+                 error: Callable[[BatonError], None]) -> None:
+    """values: a name to a scalar, or to a list of one kind of scalar."""
     values = doc.get("values")
     if values is not None and not isinstance(values, dict):
         error(BatonError("bad_shape", "values: maps names to values, e.g. reporting_threshold: 10000",
@@ -291,6 +301,11 @@ def load_vocabulary(vocab: Vocabulary, doc: Any, pos: Positions, types: Mapping[
                                  "one of these", where))
                 continue
             vocab.values[name] = Value(name, scalar[0], scalar[1], where)
+
+
+def _load_definitions(vocab: Vocabulary, doc: Any, pos: Positions, named: _Namer,
+                      error: Callable[[BatonError], None]) -> None:
+    """define: a name to an expression (checked where it is used), with no cycles among them."""
     defs = doc.get("define")
     if defs is not None and not isinstance(defs, dict):
         error(BatonError("bad_shape", "define: maps names to expressions, e.g. late: days(a.x, b.y) > 30",

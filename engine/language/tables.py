@@ -56,7 +56,6 @@ HIT_POLICIES = ("unique", "any", "first", "priority", "collect", "rule_order", "
 MULTI_HIT = ("collect", "rule_order", "output_order")  # one fact per matched row, carrying ``row``
 AGGREGATES = ("sum", "count", "min", "max")  # collect + aggregate: DMN's C+, C#, C<, C>
 ROW_FIELD = "row"
-TABLE_KEYS = {"name", "description", "hit", "priority", "when", "inputs", "outputs", "rows", "ranking", "aggregate"}
 PROPOSALS = ("decide", "escalate")
 MAX_ATOM_COMBINATIONS = 50_000
 MAX_GAPS_SHOWN = 3
@@ -225,37 +224,9 @@ _OPS = ("<=", ">=", "!=", "==", "<", ">", "=")
 
 
 def _parse_test(part: str, kind: str, spec: FieldSpec, column: str, known: Callable[[str], bool] | None) -> _Test:
-    clock = kind if kind in ("date", "datetime") else ""
-
-    def num(s: str) -> float | None:
-        v = _number(s) if not clock else _clock_number(s, clock)
-        return None if v is None else float(v)
-
-    def bound_text(s: str) -> str:
-        """A bound as the ruleset language writes it."""
-        s = s.strip()
-        if clock and (v := _clock_number(s, clock)) is not None:
-            return clock_text(float(v), clock)
-        if kind == "str" and not _is_expression(s, known):
-            return quote(_strip_quotes(s))
-        return s
-
     m = _INTERVAL.match(part)
     if m and kind in ("number", "date", "datetime", "str"):
-        lo_closed, hi_closed = m.group(1) == "[", m.group(4) == "]"
-        lo, hi = num(m.group(2)), num(m.group(3))
-        for bound, value in ((m.group(2), lo), (m.group(3), hi)):
-            if value is None and clock and _CLOCK.match(bound):
-                raise ValueError(f"{column}: {bound.strip()!r} is not a {kind}")
-            if value is None and kind == "number" and _NUM.match(bound.strip()) is None and \
-                    not _looks_like_expression(bound):
-                raise ValueError(f"{column}: {bound.strip()!r} is not a number")
-        if lo is not None and hi is not None:
-            if lo > hi or (lo == hi and not (lo_closed and hi_closed)):
-                raise ValueError(f"{column}: the interval {part.strip()} is empty")
-            return _Test((Interval(lo, lo_closed, hi, hi_closed),))
-        return _Test(expr=(("[" if lo_closed else "(") + ("]" if hi_closed else ")"), bound_text(m.group(2)),
-                           bound_text(m.group(3))), literal=False)
+        return _interval_test(m, part, kind, column, known)
     if re.match(r"in\s", part.strip()):  # membership in a list-valued expression (a value or a field)
         return _Test(expr=("in", part.strip()[2:].strip(), ""), literal=False)
     op = next((o for o in _OPS if part.startswith(o)), "")
@@ -265,22 +236,7 @@ def _parse_test(part: str, kind: str, spec: FieldSpec, column: str, known: Calla
     if not rest:
         raise ValueError(f"{column}: {part!r} needs a value after {op}")
     if kind in ("number", "date", "datetime"):
-        x = num(rest)
-        if x is not None:
-            intervals = {
-                "": (Interval(x, True, x, True),), "==": (Interval(x, True, x, True),),
-                "<": (Interval(hi=x),), "<=": (Interval(hi=x, hi_closed=True),),
-                ">": (Interval(lo=x),), ">=": (Interval(lo=x, lo_closed=True),),
-                "!=": (Interval(hi=x), Interval(lo=x)),
-            }[op]
-            return _Test(intervals)
-        if not _looks_like_expression(rest) or (re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", rest) and not (
-                known is not None and known(rest))) or (clock and _CLOCK.match(rest)):
-            what = {"number": "a number, comparison (> 5000) or interval ([1..5))",
-                    "date": 'a date (2026-01-31 or date("2026-01-31")), comparison or interval',
-                    "datetime": 'a datetime (datetime("2026-01-31T09:00:00Z")), comparison or interval'}[kind]
-            raise ValueError(f"{column}: {part.strip()!r} is not {what}")
-        return _Test(expr=(op or "==", bound_text(rest), ""), literal=False)
+        return _ordered_test(op, rest, part, kind, column, known)
     if kind == "bool":
         word = rest.lower()
         if word in ("true", "false") and op in ("", "==", "!="):
@@ -296,7 +252,69 @@ def _parse_test(part: str, kind: str, spec: FieldSpec, column: str, known: Calla
         if spec.enum and word not in spec.enum:
             raise ValueError(f"{column}: {word!r} is not one of {list(spec.enum)}")
         return _Test(value=word, ne=op == "!=")
-    return _Test(expr=(op or "==", bound_text(rest), ""), literal=False)
+    return _Test(expr=(op or "==", _bound_text(rest, kind, known), ""), literal=False)
+
+
+def _clock_of(kind: str) -> str:
+    return kind if kind in ("date", "datetime") else ""
+
+
+def _cell_number(s: str, kind: str) -> float | None:
+    clock = _clock_of(kind)
+    v = _number(s) if not clock else _clock_number(s, clock)
+    return None if v is None else float(v)
+
+
+def _bound_text(s: str, kind: str, known: Callable[[str], bool] | None) -> str:
+    """A bound as the ruleset language writes it."""
+    s = s.strip()
+    clock = _clock_of(kind)
+    if clock and (v := _clock_number(s, clock)) is not None:
+        return clock_text(float(v), clock)
+    if kind == "str" and not _is_expression(s, known):
+        return quote(_strip_quotes(s))
+    return s
+
+
+def _interval_test(m: re.Match[str], part: str, kind: str, column: str, known: Callable[[str], bool] | None
+                   ) -> _Test:
+    """[lo..hi], (lo..hi) and the half-open ones: an interval, or an expression when a bound is computed."""
+    clock = _clock_of(kind)
+    lo_closed, hi_closed = m.group(1) == "[", m.group(4) == "]"
+    lo, hi = _cell_number(m.group(2), kind), _cell_number(m.group(3), kind)
+    for bound, value in ((m.group(2), lo), (m.group(3), hi)):
+        if value is None and clock and _CLOCK.match(bound):
+            raise ValueError(f"{column}: {bound.strip()!r} is not a {kind}")
+        if value is None and kind == "number" and _NUM.match(bound.strip()) is None and \
+                not _looks_like_expression(bound):
+            raise ValueError(f"{column}: {bound.strip()!r} is not a number")
+    if lo is not None and hi is not None:
+        if lo > hi or (lo == hi and not (lo_closed and hi_closed)):
+            raise ValueError(f"{column}: the interval {part.strip()} is empty")
+        return _Test((Interval(lo, lo_closed, hi, hi_closed),))
+    return _Test(expr=(("[" if lo_closed else "(") + ("]" if hi_closed else ")"), _bound_text(m.group(2), kind, known),
+                       _bound_text(m.group(3), kind, known)), literal=False)
+
+
+def _ordered_test(op: str, rest: str, part: str, kind: str, column: str, known: Callable[[str], bool] | None
+                  ) -> _Test:
+    """A number, date or datetime cell: a value or comparison (intervals), or a comparison with an expression."""
+    x = _cell_number(rest, kind)
+    if x is not None:
+        intervals = {
+            "": (Interval(x, True, x, True),), "==": (Interval(x, True, x, True),),
+            "<": (Interval(hi=x),), "<=": (Interval(hi=x, hi_closed=True),),
+            ">": (Interval(lo=x),), ">=": (Interval(lo=x, lo_closed=True),),
+            "!=": (Interval(hi=x), Interval(lo=x)),
+        }[op]
+        return _Test(intervals)
+    if not _looks_like_expression(rest) or (re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", rest) and not (
+            known is not None and known(rest))) or (_clock_of(kind) and _CLOCK.match(rest)):
+        what = {"number": "a number, comparison (> 5000) or interval ([1..5))",
+                "date": 'a date (2026-01-31 or date("2026-01-31")), comparison or interval',
+                "datetime": 'a datetime (datetime("2026-01-31T09:00:00Z")), comparison or interval'}[kind]
+        raise ValueError(f"{column}: {part.strip()!r} is not {what}")
+    return _Test(expr=(op or "==", _bound_text(rest, kind, known), ""), literal=False)
 
 
 def _looks_like_expression(text: str) -> bool:
@@ -985,27 +1003,7 @@ def analyse_table(table: Table) -> list[BatonError]:
                                        f"by the outputs' enum values, and {col.ref} is not an enum", table.where,
                                        "declare the output field as {enum: [...]}, highest first"))
     if table.hit in ("unique", "any"):
-        overlapping = 0
-        for a, b in _overlapping_pairs(table):
-            if table.hit == "any" and a.outputs == b.outputs:
-                continue
-            overlapping += 1
-            if overlapping <= MAX_OVERLAPS_SHOWN:
-                if table.hit == "unique":
-                    problems.append(BatonError(
-                        "table_overlap", f"table '{table.name}': rows {a.number} and {b.number} overlap (lines "
-                        f"{a.where.line} and {b.where.line}), but the hit policy is unique{_example(table, a, b)}",
-                        b.where,
-                        "narrow one of them, or use hit: first"))
-                else:
-                    problems.append(BatonError(
-                        "table_conflict", f"table '{table.name}': rows {a.number} and {b.number} overlap (lines "
-                        f"{a.where.line} and {b.where.line}) with different outputs, but the hit policy is any"
-                        f"{_example(table, a, b)}", b.where, "give them the same outputs, or use hit: first"))
-        if overlapping > MAX_OVERLAPS_SHOWN:
-            problems.append(BatonError("table_overlap" if table.hit == "unique" else "table_conflict",
-                                       f"table '{table.name}': {overlapping - MAX_OVERLAPS_SHOWN} "
-                                       "more pairs of rows overlap", table.where, "narrow them, or use hit: first"))
+        problems.extend(_overlaps(table))
     if table.has_expressions:
         names = [col.ref for c, col in enumerate(table.inputs) if any(r.cells[c].kind == "expr" for r in table.rows)]
         problems.append(BatonError("table_unanalysed", f"table '{table.name}': the cells of {', '.join(names)} "
@@ -1013,6 +1011,40 @@ def analyse_table(table: Table) -> list[BatonError]:
                                    table.where, "rows that still match the same facts at decide time fail the "
                                    "decision (unique, any)" if table.hit in ("unique", "any") else ""))
         return problems
+    problems.extend(_gaps_and_unreachable_rows(table))
+    return problems
+
+
+def _overlaps(table: Table) -> list[BatonError]:
+    """Rows of a unique table that overlap, or of an any table that overlap with different outputs."""
+    problems: list[BatonError] = []
+    overlapping = 0
+    for a, b in _overlapping_pairs(table):
+        if table.hit == "any" and a.outputs == b.outputs:
+            continue
+        overlapping += 1
+        if overlapping <= MAX_OVERLAPS_SHOWN:
+            if table.hit == "unique":
+                problems.append(BatonError(
+                    "table_overlap", f"table '{table.name}': rows {a.number} and {b.number} overlap (lines "
+                    f"{a.where.line} and {b.where.line}), but the hit policy is unique{_example(table, a, b)}",
+                    b.where,
+                    "narrow one of them, or use hit: first"))
+            else:
+                problems.append(BatonError(
+                    "table_conflict", f"table '{table.name}': rows {a.number} and {b.number} overlap (lines "
+                    f"{a.where.line} and {b.where.line}) with different outputs, but the hit policy is any"
+                    f"{_example(table, a, b)}", b.where, "give them the same outputs, or use hit: first"))
+    if overlapping > MAX_OVERLAPS_SHOWN:
+        problems.append(BatonError("table_overlap" if table.hit == "unique" else "table_conflict",
+                                   f"table '{table.name}': {overlapping - MAX_OVERLAPS_SHOWN} "
+                                   "more pairs of rows overlap", table.where, "narrow them, or use hit: first"))
+    return problems
+
+
+def _gaps_and_unreachable_rows(table: Table) -> list[BatonError]:
+    """Combinations of the inputs' literal cells no row covers, and rows no combination reaches first."""
+    problems: list[BatonError] = []
     per_column = [atoms(col, [row.cells[k] for row in table.rows]) for k, col in enumerate(table.inputs)]
     combos = math.prod(len(a) for a in per_column)
     if combos > MAX_ATOM_COMBINATIONS:
@@ -1275,7 +1307,7 @@ def aggregate_rule(table: Table, types: Mapping[str, FactType], index: int) -> R
                 table.where, guard)
 
 
-__all__ = ["AGGREGATES", "HIT_POLICIES", "MULTI_HIT", "PROPOSALS", "ROW_FIELD", "TABLE_ERRORS", "TABLE_KEYS", "Cell",
+__all__ = ["AGGREGATES", "HIT_POLICIES", "MULTI_HIT", "PROPOSALS", "ROW_FIELD", "TABLE_ERRORS", "Cell",
            "Column", "Row", "Table", "TableConflict", "add_row_fields", "aggregate_rule", "analyse_table",
            "column_ref", "configure", "parse_cell", "parse_output", "route_inputs", "table_coverage",
            "table_rule_names"]

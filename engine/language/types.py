@@ -141,11 +141,13 @@ def _type_name(value: object) -> str:
 
 
 def _scalar_checker(spec: FieldSpec) -> Callable[[object, str], object]:
+    return {"number": _number_checker, "int": _number_checker, "str": _str_checker, "enum": _enum_checker,
+            "bool": _bool_checker, "date": _date_checker, "datetime": _date_checker}[spec.kind](spec)
+
+
+def _number_checker(spec: FieldSpec) -> Callable[[object, str], object]:
     kind = spec.kind
     lo, hi = spec.minimum, spec.maximum
-    max_len = spec.max_length if spec.max_length is not None else DEFAULT_MAX_STRING
-    min_len = spec.min_length or 0
-    enum = frozenset(spec.enum)
 
     def check_number(value: object, path: str) -> object:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -165,6 +167,13 @@ def _scalar_checker(spec: FieldSpec) -> Callable[[object, str], object]:
             raise _fail(path, f"{value} is above the maximum {hi}", "out_of_range")
         return value
 
+    return check_number
+
+
+def _str_checker(spec: FieldSpec) -> Callable[[object, str], object]:
+    max_len = spec.max_length if spec.max_length is not None else DEFAULT_MAX_STRING
+    min_len = spec.min_length or 0
+
     def check_str(value: object, path: str) -> object:
         if not isinstance(value, str):
             raise _fail(path, f"expected a string, got {_type_name(value)}", "type_mismatch")
@@ -180,6 +189,12 @@ def _scalar_checker(spec: FieldSpec) -> Callable[[object, str], object]:
             raise _fail(path, "string is not valid UTF-8 (unpaired surrogate)", "bad_encoding") from None
         return value
 
+    return check_str
+
+
+def _enum_checker(spec: FieldSpec) -> Callable[[object, str], object]:
+    enum = frozenset(spec.enum)
+
     def check_enum(value: object, path: str) -> object:
         if not isinstance(value, str):
             raise _fail(path, f"expected one of {sorted(enum)}, got {_type_name(value)}", "type_mismatch")
@@ -187,6 +202,12 @@ def _scalar_checker(spec: FieldSpec) -> Callable[[object, str], object]:
             shown = value if len(value) <= 40 else value[:40] + "..."
             raise _fail(path, f"{shown!r} is not one of {list(spec.enum)}", "not_in_enum")
         return value
+
+    return check_enum
+
+
+def _date_checker(spec: FieldSpec) -> Callable[[object, str], object]:
+    kind = spec.kind
 
     def check_date(value: object, path: str) -> object:
         if not isinstance(value, str):
@@ -196,13 +217,16 @@ def _scalar_checker(spec: FieldSpec) -> Callable[[object, str], object]:
         except DateError as e:
             raise _fail(path, str(e), "bad_date") from None
 
+    return check_date
+
+
+def _bool_checker(spec: FieldSpec) -> Callable[[object, str], object]:
     def check_bool(value: object, path: str) -> object:
         if not isinstance(value, bool):
             raise _fail(path, f"expected true or false, got {_type_name(value)}", "type_mismatch")
         return value
 
-    return {"number": check_number, "int": check_number, "str": check_str, "enum": check_enum,
-            "bool": check_bool, "date": check_date, "datetime": check_date}[kind]
+    return check_bool
 
 
 def _field_checker(spec: FieldSpec) -> Callable[[object, str], object]:
