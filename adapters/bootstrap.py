@@ -67,8 +67,11 @@ def limits(cfg: Settings) -> Limits:
                   max_combinations=cfg.limits.max_combinations)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Runtime:
+    """The composition root: every part of a running Baton, built once by :meth:`build` and handed by keyword
+    to the doors (gRPC, console, broker consumers, CLI commands) that need them."""
+
     cfg: Settings
     base: Path
     store: SqlStore
@@ -114,9 +117,10 @@ class Runtime:
         candidates = CandidateCompiler(cfg.limits.compile_limits())
         shadows = Shadows(store, registry, candidates=candidates)  # each shadow in a bounded child
         path = DecisionPath(writer, tracer, shadows, lag=lag, gate=StartGate(cfg.limits.batch_window_ms / 1000))
-        escalations = Escalations(store, writer, registry, models, tools, clock, ids, path)
-        return cls(cfg, base, store, registry, writer, models, tools, path, escalations, shadows, clock, ids, lag,
-                   loaded, corpora, note, provider, candidates=candidates)
+        escalations = Escalations(store, writer, registry, models, tools, clock, ids, path=path)
+        return cls(cfg=cfg, base=base, store=store, registry=registry, writer=writer, models=models, tools=tools,
+                   path=path, escalations=escalations, shadows=shadows, clock=clock, ids=ids, lag=lag, loaded=loaded,
+                   corpora=corpora, ports_note=note, provider=provider, candidates=candidates)
 
     def consumers(self) -> list[Consumer]:
         """The broker consumers the config names, deciding through the one path."""

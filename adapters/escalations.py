@@ -45,11 +45,7 @@ class Escalations:
     tools: ToolConnector
     clock: Clock
     ids: IdFactory
-    path: DecisionPath | None = None  # the one decision path (span, log line, metrics, shadows); default: store only
-
-    def __post_init__(self) -> None:
-        if self.path is None:
-            self.path = DecisionPath(self.writer)
+    path: DecisionPath  # the process's one decision path (span, log line, metrics, shadows): adapters/bootstrap.py
 
     def get(self, escalation_id: str) -> dict[str, Any]:
         found = self.store.escalation(escalation_id)
@@ -136,7 +132,6 @@ class Escalations:
 
     async def _resume(self, esc: dict[str, Any], given: HumanInput, resolution: Resolution,
                       original: DecisionRecord | None = None) -> tuple[dict[str, Any], DecisionRecord]:
-        assert self.path is not None
         received = self.path.received()
         if original is None:  # resolve() has read it already; an expiry has not
             original = await asyncio.to_thread(self.store.get, esc["id"])

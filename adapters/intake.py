@@ -34,7 +34,6 @@ from adapters.decisions import DecisionPath
 from adapters.documents import MAX_DOCUMENTS, Incoming, read_document
 from adapters.registry import RulesetRegistry
 from adapters.secrets import SECRETS, redact, resolve_secrets
-from adapters.store.writer import GroupWriter
 from adapters.tls import tls_context
 from engine.errors import BatonError, InvalidInput
 from engine.loop import Limits
@@ -93,9 +92,9 @@ class ConsumerSettings:
 class Decider:
     """Decide one request and store it, idempotently by the message id."""
 
-    def __init__(self, registry: RulesetRegistry, path: DecisionPath | GroupWriter, models: ModelGateway,
+    def __init__(self, registry: RulesetRegistry, path: DecisionPath, models: ModelGateway,
                  tools: ToolConnector, clock: Clock, ids: IdFactory, limits: Limits, max_document_bytes: int) -> None:
-        self.path = path if isinstance(path, DecisionPath) else DecisionPath(path)
+        self.path = path  # the process's one decision path (adapters/bootstrap.py), never a partial second one
         self.writer = self.path.writer
         self.registry, self.models, self.tools = registry, models, tools
         self.clock, self.ids, self.limits, self.max_document_bytes = clock, ids, limits, max_document_bytes

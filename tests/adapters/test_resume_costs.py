@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from adapters import metrics
+from adapters.decisions import DecisionPath
 from adapters.escalations import Escalations
 from adapters.fakes import Unconfigured
 from adapters.registry import RulesetRegistry
@@ -91,7 +92,7 @@ def resume(tmp_path: Path, db_url: str, budget: float) -> tuple[SqlStore, Priced
     writer = GroupWriter(store)
     models = PricedModels()
     escalations = Escalations(store, writer, registry, models, Unconfigured("tool"), FixedClock(1_700_000_000),
-                              SequentialIds("r-"))
+                              SequentialIds("r-"), path=DecisionPath(writer))
 
     async def run() -> tuple[dict[str, Any], dict[str, Any]]:
         engine = registry.engine("priced-review")

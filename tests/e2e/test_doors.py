@@ -95,8 +95,10 @@ def test_every_door_gives_a_decision_the_same_side_records(tmp_path: Path, caplo
     async def over_grpc() -> tuple[str, str, str, str]:
         shadows = Shadows(store, registry)
         shadows.start()
+        path = DecisionPath(writer, None, shadows)  # the process's one path, as bootstrap builds it
         services = Services(store, writer, registry, Auth(TOKENS), answers, answers, clock, ids, shadows=shadows,
-                            escalations=Escalations(store, writer, registry, answers, answers, clock, ids))
+                            escalations=Escalations(store, writer, registry, answers, answers, clock, ids, path=path),
+                            decision_path=path)
         server = grpc.aio.server()
         server.add_generic_rpc_handlers(generic_handlers(services))
         port = server.add_insecure_port(f"127.0.0.1:{free_port()}")
@@ -145,7 +147,7 @@ def test_every_door_gives_a_decision_the_same_side_records(tmp_path: Path, caplo
     # 3. the console: a reviewer resolves the escalation; its decision resumes
     shadows = Shadows(store, registry)
     escalations = Escalations(store, writer, registry, answers, answers, clock, ids,
-                              DecisionPath(writer, None, shadows))
+                              path=DecisionPath(writer, None, shadows))
     with TestClient(create_app(Console(store, registry, Sessions(Auth(TOKENS)), escalations))) as browser:
         browser.portal.call(shadows.start)
         page = browser.get("/login")
