@@ -172,13 +172,13 @@ def test_a_worker_killed_mid_delivery_redelivers_and_the_receiver_applies_once(
     cmd = [sys.executable, "-m", "adapters.cli.main", "effects", "run", "--config", str(config), "--db", db,
            "--lease", "1"]
     worker = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(lambda: rec.deliveries, 20, "the first delivery to reach the receiver")
+    wait_until(lambda: rec.deliveries, 60, "the first delivery to reach the receiver")  # a CLI start, then a claim
     os.kill(worker.pid, signal.SIGKILL)  # mid-delivery: the receiver has it, the outbox does not know
     worker.wait()
     assert [e["status"] for e in store.effects()].count("done") < 5
     worker = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: all(e["status"] == "done" for e in store.effects()), 20, "every effect delivered",
+        wait_until(lambda: all(e["status"] == "done" for e in store.effects()), 60, "every effect delivered",
                    every=0.1)
     finally:
         worker.send_signal(signal.SIGTERM)
