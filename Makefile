@@ -23,6 +23,7 @@ lint: install
 	$(BIN)/mypy engine
 	$(BIN)/mypy adapters
 	$(BIN)/mypy --strict bench
+	$(BIN)/mypy tests
 	$(BIN)/lint-imports
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
@@ -40,6 +41,7 @@ check: install
 	$(BIN)/mypy engine
 	$(BIN)/mypy adapters
 	$(BIN)/mypy --strict bench
+	$(BIN)/mypy tests
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not slow"
 

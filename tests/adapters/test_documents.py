@@ -21,6 +21,7 @@ from adapters.store.sql import DOCUMENTS, Pending, SqlStore
 from engine.clock import FixedClock, SequentialIds
 from engine.errors import InvalidInput
 from engine.loop import Engine
+from engine.record import DecisionRecord
 from engine.recorded import RecordedAnswers
 from engine.replay import replay
 from tests.pdfs import make_pdf
@@ -117,7 +118,7 @@ def test_full_text_retrieval_finds_the_right_clause_among_many_documents(store: 
     assert search(store, "policy", "bicycle stolen shed", 1, version=1)[0]["section"].endswith("sheds")
 
 
-def intake_decision(store: SqlStore, answers: dict[str, Any], pdf: bytes, prefix: str = "intake-") -> dict[str, Any]:
+def intake_decision(store: SqlStore, answers: dict[str, Any], pdf: bytes, prefix: str = "intake-") -> DecisionRecord:
     rs = load_file(ROOT / "rulesets/claims-intake.yaml")
     store.save_ruleset(rs)
     incoming = read_document("claim-theft.pdf", pdf)

@@ -22,9 +22,10 @@ from adapters.effects import HttpWebhook, LogEffect, OutboxWorker
 from adapters.store.sql import Pending, SqlStore
 from engine.clock import FixedClock, SequentialIds
 from engine.loop import Engine
+from engine.record import DecisionRecord
 from engine.recorded import RecordedAnswers
 from engine.replay import replay
-from tests.helpers import ruleset, serve_app
+from tests.helpers import ruleset, serve_app, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = """
@@ -55,7 +56,7 @@ class Receiver:
         if self.slow_first_s and len(self.deliveries) == 1:
             body = await request.json()
             self.applied.setdefault(key, body)  # applied, but the sender dies before it hears back
-            await asyncio.sleep(self.slow_first_s)
+            await asyncio.sleep(self.slow_first_s)  # kept: a receiver slow to answer is the behaviour under test
         if self.fail:
             return web.json_response({"error": "down"}, status=500)
         self.applied.setdefault(key, await request.json())
@@ -69,7 +70,7 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
         yield rec, f"{base}/hook"
 
 
-def decide(engine: Engine, i: int) -> dict[str, Any]:
+def decide(engine: Engine, i: int) -> DecisionRecord:
     answers = RecordedAnswers({})
     d = asyncio.run(engine.decide({"claim": {"claim_ref": f"C-{i}", "amount": 500}}, answers, answers,
                                   FixedClock(1_700_000_000), SequentialIds(f"e{i}-")))
@@ -107,12 +108,11 @@ def test_failures_retry_then_dead_letter_and_operators_retry_them(db_url: str,
     store = SqlStore(db_url)
     store.save(decide(Engine(ruleset(RULES)), 4))
     worker = OutboxWorker(store, {"notify-adjuster": HttpWebhook(url)}, max_attempts=3, first_retry_s=0.01)
-    for _ in range(20):
+    def delivered_until_dead() -> list[Any]:
         asyncio.run(worker.run_once())
-        if store.effects("dead"):
-            break
-        time.sleep(0.03)
-    dead = store.effects("dead")
+        return store.effects("dead")
+
+    dead = wait_until(delivered_until_dead, 10, "the effect to be a dead letter after 3 attempts", every=0.01)
     assert len(dead) == 1 and dead[0]["attempts"] == 3 and "HTTP 500" in dead[0]["last_error"]
     assert len(rec.deliveries) == 3
     rec.fail = False
@@ -172,17 +172,14 @@ def test_a_worker_killed_mid_delivery_redelivers_and_the_receiver_applies_once(
     cmd = [sys.executable, "-m", "adapters.cli.main", "effects", "run", "--config", str(config), "--db", db,
            "--lease", "1"]
     worker = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while not rec.deliveries and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: rec.deliveries, 60, "the first delivery to reach the receiver")  # a CLI start, then a claim
     os.kill(worker.pid, signal.SIGKILL)  # mid-delivery: the receiver has it, the outbox does not know
     worker.wait()
     assert [e["status"] for e in store.effects()].count("done") < 5
     worker = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and any(e["status"] != "done" for e in store.effects()):
-            time.sleep(0.1)
+        wait_until(lambda: all(e["status"] == "done" for e in store.effects()), 60, "every effect delivered",
+                   every=0.1)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(10)

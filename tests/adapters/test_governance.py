@@ -19,6 +19,7 @@ from engine.clock import FixedClock, SequentialIds
 from engine.errors import BatonError
 from engine.language.loader import load_ruleset
 from engine.loop import Engine
+from engine.record import DecisionRecord
 from engine.recorded import RecordedAnswers
 from engine.replay import replay
 
@@ -144,7 +145,7 @@ def test_versions_stored_before_summaries_are_listed_with_theirs(db_url: str) ->
         assert conn.execute(sa.text("SELECT count(*) FROM ruleset_versions WHERE rules IS NULL")).scalar() == 0
 
 
-def live_decisions(registry: RulesetRegistry, rs: Any, prefix: str) -> list[dict[str, Any]]:
+def live_decisions(registry: RulesetRegistry, rs: Any, prefix: str) -> list[DecisionRecord]:
     engine = Engine(rs)
     out = []
     for i, test in enumerate(rs.tests):

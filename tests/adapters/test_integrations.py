@@ -22,7 +22,7 @@ from adapters.secrets import SECRETS, RedactingFilter, Secrets
 from adapters.store.sql import OUTBOX, SqlStore
 from adapters.tools.connectors import SqlConnector, build_tools
 from engine.ports import CallRequest, CallResult
-from tests.helpers import decide, ruleset, serve_app
+from tests.helpers import decide, not_none, ruleset, serve_app
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MARIADB = "mysql+aiomysql://root@127.0.0.1:3306/test"
@@ -208,7 +208,7 @@ def test_circuit_opens_fails_fast_half_opens_and_closes() -> None:
         assert (await guard.run(connector(True))).ok and guard.breaker.state == "closed"
         nf = CallResult(failure_kind="bad_request", error="404")
         for _ in range(5):  # answers that are the caller's fault never open the circuit
-            await guard.run(lambda: asyncio.sleep(0, nf))
+            await guard.run(lambda: asyncio.sleep(0, nf))  # not a wait: a coroutine that answers nf
         assert guard.breaker.state == "closed"
 
     asyncio.run(run())
@@ -219,7 +219,7 @@ def test_rate_and_concurrency_limits_fail_fast() -> None:
     guard = Guard("api", Limits(rate_per_s=2, burst=2, concurrency=1, queue_s=0.05), clock)
 
     async def slow() -> CallResult:
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # kept: a slow call holding the one slot is the behaviour under test
         return CallResult()
 
     async def run() -> None:
@@ -322,7 +322,7 @@ def test_nats_effects_are_delivered_once_even_when_the_publisher_dies_after_publ
     async def run() -> int:
         with pytest.raises(KilledAfterPublish):
             await OutboxWorker(store, {"claims-system": DiesAfterPublish()}, lease_s=0.2).run_once()
-        await asyncio.sleep(0.3)  # the dead publisher's lease runs out; another takes the effect over
+        await asyncio.sleep(0.3)  # kept: the dead publisher's lease runs out (a TTL); another takes the effect over
         assert await OutboxWorker(store, connectors, lease_s=0.2).run_once() == 1
         nc = await nats.connect(NATS)
         js = nc.jetstream()
@@ -331,7 +331,7 @@ def test_nats_effects_are_delivered_once_even_when_the_publisher_dies_after_publ
         msgs = await sub.fetch(5, timeout=2)
         body = json.loads(msgs[0].data)
         assert body["effect_id"] == f"{record['decision_id']}:1" and body["with"] == {"claim": "C-1"}
-        assert msgs[0].headers["Nats-Msg-Id"] == body["effect_id"]
+        assert not_none(msgs[0].headers)["Nats-Msg-Id"] == body["effect_id"]
         await js.delete_stream(stream)
         await nc.close()
         await real.close()  # type: ignore[attr-defined]
@@ -418,6 +418,7 @@ def test_per_connector_tls_with_a_ca_bundle_and_client_certificate(tmp_path: Pat
 
     async def policy(request: web.Request) -> web.Response:
         peer = request.transport.get_extra_info("peercert") if request.transport else None
+        assert peer is not None  # CERT_REQUIRED: no certificate, no request
         return web.json_response({"ref": request.match_info["ref"], "client": dict(x[0] for x in peer["subject"])})
 
     request = CallRequest("get", "tool", {"connector": "api", "path": "/p/{ref}", "params": {"ref": "P-1"}}, "p", {},

@@ -17,6 +17,7 @@ from adapters.llm.gateway import LiteLLMGateway, ModelsConfig
 from adapters.system import SystemClock
 from engine.clock import SequentialIds
 from engine.loop import Decision, Engine
+from engine.record import TraceEvent
 from engine.recorded import RecordedAnswers
 from tests.helpers import ruleset
 
@@ -74,7 +75,7 @@ def decide(gw: LiteLLMGateway, text: str, facts: dict[str, Any], tools: dict[str
     return asyncio.run(engine.decide(facts, gw, recorded, SystemClock(), SequentialIds()))
 
 
-def calls(d: Decision) -> list[dict[str, Any]]:
+def calls(d: Decision) -> list[TraceEvent]:
     return [e for e in d.trace if e["kind"] == "call" and e["type"] == "model"]
 
 

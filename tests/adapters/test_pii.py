@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from typing import cast
 
 from starlette.testclient import TestClient
 
@@ -19,6 +20,7 @@ from adapters.rulesets import load_file
 from adapters.store.sql import SqlStore
 from engine.clock import FixedClock, SequentialIds
 from engine.loop import Engine
+from engine.record import DecisionRecord
 from engine.recorded import RecordedAnswers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +29,7 @@ TOKENS = {"t-auditor": Identity("ana", frozenset({"auditor"})), "t-dpo": Identit
                                                                                                        "dpo"}))}
 
 
-def decided(tmp_path: Path) -> tuple[SqlStore, RulesetRegistry, dict[str, object]]:
+def decided(tmp_path: Path) -> tuple[SqlStore, RulesetRegistry, DecisionRecord]:
     store = SqlStore(str(tmp_path / "pii.db"))
     registry = RulesetRegistry(store)
     rs = load_file(ROOT / "rulesets/payment-approval.yaml")
@@ -72,11 +74,11 @@ def test_search_does_not_index_pii(tmp_path: Path) -> None:
 
 
 def test_mask_record_scrubs_the_values_from_every_string() -> None:
-    record = {"inputs": [{"type": "p", "values": {"iban": IBAN, "ref": "R1"}}],
+    record = cast(DecisionRecord, {"inputs": [{"type": "p", "values": {"iban": IBAN, "ref": "R1"}}],
               "trace": [{"kind": "fact", "type": "p", "values": {"iban": IBAN, "ref": "R1"}},
                         {"kind": "call", "request": {"prompt": f"pay to {IBAN}"}, "answer": {"note": IBAN}},
                         {"kind": "proposal", "payload": {"to": IBAN}}],
-              "decision": {"to": IBAN}, "reason": f"to {IBAN}"}
+              "decision": {"to": IBAN}, "reason": f"to {IBAN}"})  # the fields that can hold pii
     masked = mask_record(record, {"p": ["iban"]})
     assert IBAN not in str(masked) and "R1" in str(masked)
     assert record["decision"] == {"to": IBAN}  # a copy: the stored record is untouched

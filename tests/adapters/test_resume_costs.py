@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import pytest
 import sqlalchemy as sa
@@ -22,6 +22,7 @@ from adapters.store.sql import CALLS, SqlStore
 from adapters.store.writer import GroupWriter
 from engine.clock import FixedClock, SequentialIds
 from engine.ports import CallRequest, CallResult
+from engine.record import DecisionRecord
 from engine.recorded import ReplayAnswers
 from engine.replay import replay
 
@@ -81,8 +82,8 @@ class PricedModels:
         return CallResult(answer=answer, meta={"model": "m-1", "cost_usd": cost, "total_tokens": tokens})
 
 
-def resume(tmp_path: Path, db_url: str, budget: float) -> tuple[SqlStore, PricedModels, dict[str, Any],
-                                                                 dict[str, Any]]:
+def resume(tmp_path: Path, db_url: str, budget: float) -> tuple[SqlStore, PricedModels, DecisionRecord,
+                                                                 DecisionRecord]:
     (tmp_path / "rulesets").mkdir()
     (tmp_path / "rulesets" / "priced-review.yaml").write_text(
         textwrap.dedent(RULESET).lstrip().replace("BUDGET", str(budget)))
@@ -94,7 +95,7 @@ def resume(tmp_path: Path, db_url: str, budget: float) -> tuple[SqlStore, Priced
     escalations = Escalations(store, writer, registry, models, Unconfigured("tool"), FixedClock(1_700_000_000),
                               SequentialIds("r-"), path=DecisionPath(writer))
 
-    async def run() -> tuple[dict[str, Any], dict[str, Any]]:
+    async def run() -> tuple[DecisionRecord, DecisionRecord]:
         engine = registry.engine("priced-review")
         d = await engine.decide({"request": {"ref": "R-1"}}, models, Unconfigured("tool"),
                                 FixedClock(1_700_000_000), SequentialIds("e-"))
@@ -130,7 +131,7 @@ def test_a_resumption_pays_only_for_its_own_calls(tmp_path: Path, db_url: str) -
     assert stored is not None
     engine = RulesetRegistry(store).engine_for(resumed["version"])
     result = asyncio.run(replay(engine, stored))
-    assert result.identical, result.differences
+    assert result.identical, result.divergence
 
 
 def test_carried_cost_still_counts_against_the_budget(tmp_path: Path, db_url: str) -> None:
@@ -143,11 +144,11 @@ def test_carried_cost_still_counts_against_the_budget(tmp_path: Path, db_url: st
 
 
 def test_carried_calls_are_not_counted_again_in_metrics() -> None:
-    record = {"ruleset": "r", "outcome": "decided", "latency_ms": 1.0, "fired": [], "trace": [
+    record = cast(DecisionRecord, {"ruleset": "r", "outcome": "decided", "latency_ms": 1.0, "fired": [], "trace": [
         {"kind": "call", "type": "model", "action": "a", "status": "ok", "request": {"group": "g"}, "carried": True,
          "meta": {"model": "carried-model", "cost_usd": 5.0, "total_tokens": 9}},
         {"kind": "call", "type": "model", "action": "b", "status": "ok", "request": {"group": "g"},
-         "meta": {"model": "live-model", "cost_usd": 1.0, "total_tokens": 3}}]}
+         "meta": {"model": "live-model", "cost_usd": 1.0, "total_tokens": 3}}]})  # what observe reads
     before = {m: metrics.COST.labels("r", m)._value.get() for m in ("carried-model", "live-model")}
     metrics.observe(record)
     assert metrics.COST.labels("r", "carried-model")._value.get() == before["carried-model"]
@@ -155,8 +156,9 @@ def test_carried_calls_are_not_counted_again_in_metrics() -> None:
 
 
 def test_replay_answers_keep_the_carried_mark() -> None:
-    trace = [{"kind": "call", "action": "a", "request": {"x": 1}, "status": "ok", "answer": {}, "carried": True},
-             {"kind": "call", "action": "b", "request": {"x": 1}, "status": "ok", "answer": {}}]
+    trace: list[dict[str, object]] = [
+        {"kind": "call", "action": "a", "request": {"x": 1}, "status": "ok", "answer": {}, "carried": True},
+        {"kind": "call", "action": "b", "request": {"x": 1}, "status": "ok", "answer": {}}]
     plain = ReplayAnswers(trace)
     assert [plain.by_request[k][0].carried for k in plain.by_request] == [True, False]
     resuming = ReplayAnswers(trace, carried=True)

@@ -123,7 +123,7 @@ def test_waiters_left_by_an_ended_loop_do_not_hold_the_next_one() -> None:
     async def strand() -> None:
         gate.active += 5
         waiter = asyncio.ensure_future(gate.enter())
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # not a wait: one turn of the loop, so the waiter reaches the gate
         assert gate._waiting  # left waiting when this loop ends
         stranded.append(waiter)
 

@@ -21,15 +21,17 @@ from engine.clock import FixedClock, SequentialIds
 from engine.explain import why
 from engine.language.loader import load_ruleset
 from engine.loop import Engine
+from engine.record import DecisionRecord
 from engine.recorded import RecordedAnswers
 from engine.replay import replay, what_if
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = [load_file(p) for p in ruleset_files([ROOT / "rulesets"])]
 TRIAGE = next(rs for rs in EXAMPLES if rs.name == "claims-triage")
 
 
-def decide_test(engine: Engine, i: int, prefix: str = "d") -> dict[str, Any]:
+def decide_test(engine: Engine, i: int, prefix: str = "d") -> DecisionRecord:
     test = engine.ruleset.tests[i]
     answers = RecordedAnswers(test.answers)
     d = asyncio.run(engine.decide(test.given, answers, answers, FixedClock(1_700_000_000 + i),
@@ -45,7 +47,7 @@ def store(db_url: str) -> SqlStore:
     return s
 
 
-def every_example(store: SqlStore) -> list[dict[str, Any]]:
+def every_example(store: SqlStore) -> list[DecisionRecord]:
     records = []
     for rs in EXAMPLES:
         engine = Engine(rs)
@@ -98,7 +100,7 @@ def test_a_failing_write_leaves_no_partial_decision(store: SqlStore) -> None:
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from decisions")).scalar() == 1
     writer = GroupWriter(store)  # through group commit, the bad record fails alone
-    unwritable = {**decide_test(engine, 4, "u"), "decision": {"route": object()}}  # no JSON for it
+    unwritable: DecisionRecord = {**decide_test(engine, 4, "u"), "decision": {"route": object()}}  # no JSON for it
     futures = [writer.submit(fine), writer.submit({**clash, "decision_id": good["decision_id"]}),
                writer.submit(unwritable), writer.submit(decide_test(engine, 3, "z"))]
     writer.close()
@@ -267,7 +269,7 @@ def test_decision_ids_are_crockford_base32_ordered_by_time_and_unique() -> None:
     made = [ids.new_id() for _ in range(20_000)]
     assert len(set(made)) == len(made) and all(len(i) == 26 and set(i) <= set(TimeOrderedIds.ALPHABET)
                                                for i in made)
-    time.sleep(0.002)
+    time.sleep(0.002)  # kept: time passing is what moves the time part on
     assert ids.new_id()[:10] > made[0][:10]  # the time part sorts
 
 
@@ -320,9 +322,6 @@ def test_the_writer_thread_is_named_for_the_os(tmp_path: Path) -> None:
 
     writer = GroupWriter(SqlStore(f"sqlite:///{tmp_path / 'x.db'}"))
     try:
-        deadline = time.monotonic() + 5
-        while "baton-writer" not in names() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert "baton-writer" in names()
+        wait_until(lambda: "baton-writer" in names(), 5, "the writer thread named baton-writer")
     finally:
         writer.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from adapters.config import MemorySettings, Settings
 from adapters.grpc.server import Supervisor
 from adapters.supervision import listener_on, rss_mb
+from tests.helpers import wait_until
 
 LIMIT_MB = 150
 
@@ -31,7 +33,7 @@ def _worker(ready: Any, grow: Any, drained: Any, start_mb: int) -> None:
     while not stop:
         if grow.is_set() and len(held) == 1:
             held.append(bytearray(b"x" * ((LIMIT_MB + 50) << 20)))  # written, so resident
-        time.sleep(0.02)
+        time.sleep(0.02)  # the stand-in worker's idle loop, not a wait
     drained.set()
 
 
@@ -60,11 +62,8 @@ def settings() -> Settings:
     return Settings(workers=1, memory=MemorySettings(max_mb=LIMIT_MB, check_every_s=0.05))
 
 
-def wait(condition: Any, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+def wait(condition: Callable[[], object], what: str, seconds: float = 60) -> None:
+    wait_until(condition, seconds, what, every=0.05)
 
 
 @pytest.mark.slow
@@ -73,20 +72,25 @@ def test_a_worker_above_the_bound_is_replaced_successor_first_then_drained() -> 
     sup.children = [sup.spawn(0)]
     first = sup.children[0]
     try:
-        wait(sup.ready[0].is_set)
-        time.sleep(0.1)
+        wait(sup.ready[0].is_set, "the worker to be ready")
+        time.sleep(0.1)  # kept: past memory.check_every_s (0.05 s), so recycle() reads the memory again
         sup.recycle(time.monotonic())  # read as it starts: below the bound
         assert sup.children[0] is first and not sup.draining
         sup.grow.set()
-        wait(lambda: (rss_mb(first.pid) or 0) > LIMIT_MB)
-        time.sleep(0.1)
+        wait(lambda: (rss_mb(first.pid) or 0) > LIMIT_MB, "the worker to grow past the bound")
+        time.sleep(0.1)  # kept: past memory.check_every_s again
         sup.recycle(time.monotonic())
         successor = sup.children[0]
         assert successor is not first
         assert [(i, old.pid) for i, old, _ in sup.draining] == [(0, first.pid)]
         assert first.is_alive()  # not stopped before its successor listens
-        wait(lambda: sup.ready[0].is_set())
-        wait(lambda: (sup.recycle(time.monotonic()), not first.is_alive())[1])
+        wait(lambda: sup.ready[0].is_set(), "the successor to be ready")
+
+        def recycled_and_gone() -> bool:
+            sup.recycle(time.monotonic())
+            return not first.is_alive()
+
+        wait(recycled_and_gone, "the old worker to be stopped")
         assert sup.drained[0].is_set()  # it stopped by SIGTERM, its own way (finishing what it had)
         sup.recycle(time.monotonic())
         assert not sup.draining and successor.is_alive()
@@ -103,11 +107,11 @@ def test_a_worker_that_starts_above_the_bound_is_left_alone() -> None:
     sup.children = [sup.spawn(0)]
     first = sup.children[0]
     try:
-        wait(sup.ready[0].is_set)
-        wait(lambda: (rss_mb(first.pid) or 0) > LIMIT_MB)
+        wait(sup.ready[0].is_set, "the worker to be ready")
+        wait(lambda: (rss_mb(first.pid) or 0) > LIMIT_MB, "the worker to be above the bound")
         for _ in range(5):
             sup.recycle(time.monotonic())
-            time.sleep(0.06)
+            time.sleep(0.06)  # kept: five checks, each past memory.check_every_s: none replaces it
         assert sup.children[0] is first and not sup.draining
     finally:
         sup.stopping = True

@@ -71,7 +71,7 @@ def http_server() -> Iterator[str]:
         if ref == "missing":
             return web.json_response({"error": "no"}, status=404)
         if ref == "slow":
-            await asyncio.sleep(2)
+            await asyncio.sleep(2)  # kept: a slow API is the behaviour under test
         if ref == "flaky":
             state["flaky"] += 1
             if state["flaky"] % 3:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +16,7 @@ from adapters.rulesets import load_file
 from adapters.store.sql import Pending, SqlStore
 from engine import merkle
 from engine.audit import tree_leaf
+from engine.record import DecisionRecord
 from tests.helpers import decide
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ HISTORIES = sorted((ROOT / "tests" / "histories").glob("store-v*.db"))
 TRIAGE = load_file(ROOT / "rulesets" / "claims-triage.yaml")
 
 
-def records(n: int, prefix: str = "t") -> list[dict[str, Any]]:
+def records(n: int, prefix: str = "t") -> list[DecisionRecord]:
     test = TRIAGE.tests[0]
     base = decide(TRIAGE, test.given, test.answers).to_dict()
     out = []
@@ -45,7 +45,7 @@ def rebuilt(store: SqlStore) -> merkle.Tree:
     return tree
 
 
-def save_in_batches(store: SqlStore, items: list[dict[str, Any]], sizes: list[int]) -> None:
+def save_in_batches(store: SqlStore, items: list[DecisionRecord], sizes: list[int]) -> None:
     at, i = 0, 0
     while at < len(items):
         n = sizes[i % len(sizes)]

@@ -18,7 +18,7 @@ from adapters.checkpoints import Checkpoint, Verifier, generate_keys, read_check
 from adapters.config import load_config
 from adapters.secrets import SECRETS
 from adapters.store.sql import Pending, SqlStore
-from adapters.witnesses import Checkpointer, DirectoryWitness, HttpWitness, NatsWitness, checkpointer
+from adapters.witnesses import Checkpointer, DirectoryWitness, HttpWitness, NatsWitness, Witness, checkpointer
 from tests.adapters.test_integrations import NATS, broker_up
 from tests.adapters.test_tree_store import records
 from tests.helpers import serve_app
@@ -46,7 +46,7 @@ def test_checkpoints_every_n_decisions_or_seconds_reach_every_witness(tmp_path: 
 
     clock = Clock()
     with serve_app([web.post("/checkpoints", take)]) as url:
-        witnesses = [DirectoryWitness(tmp_path / "w"), HttpWitness("http://127.0.0.1:1/down"),
+        witnesses: list[Witness] = [DirectoryWitness(tmp_path / "w"), HttpWitness("http://127.0.0.1:1/down"),
                      HttpWitness(f"{url}/checkpoints", {"Authorization": "Bearer ${env:WITNESS_TOKEN}"})]
         monkeypatch.setenv("WITNESS_TOKEN", "witness-token")
         SECRETS.resolve("Bearer ${env:WITNESS_TOKEN}", "test")

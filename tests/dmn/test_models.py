@@ -125,7 +125,7 @@ def decide(text: str, inputs: dict[str, object]) -> object:
     (1e15 + 0.5, 1e15, 1e15 + 1), (None, None, None)])
 def test_floor_and_ceiling_are_conditionals_over_round(x: float | None, floor: float | None,
                                                        ceiling: float | None) -> None:
-    given = {"x": x} if x is not None else {}
+    given: dict[str, object] = {"x": x} if x is not None else {}
     assert decide(literal("floor(X)", "number", X), given) == floor
     assert decide(literal("ceiling(X)", "number", X), given) == ceiling
 
@@ -336,7 +336,8 @@ def test_each_single_result_decision_has_one_result_in_the_decision(model: str) 
         assert isinstance(d.decision, dict)
         for dmap in imported.decisions.values():
             if not dmap.multi:
-                assert len(d.decision[dmap.fact]) <= 1, (case.id, dmap.name, d.decision[dmap.fact])
+                facts = d.decision[dmap.fact]
+                assert isinstance(facts, list) and len(facts) <= 1, (case.id, dmap.name, facts)
 
 
 @pytest.mark.parametrize(("feel", "s", "expected"), [

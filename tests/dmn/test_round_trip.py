@@ -39,7 +39,11 @@ def _reimported_table_facts(t: Table, imported: Any, record: Any) -> list[dict[s
     name = t.name if t.head == "decide" else t.head
     fields = [c.field for c in t.outputs]
     value = result_of(imported, record, name)
-    values = value if imported.decisions[name].multi else ([] if value is None else [value])
+    if imported.decisions[name].multi:
+        assert isinstance(value, list), value
+        values = value
+    else:
+        values = [] if value is None else [value]
     return [v if isinstance(v, dict) else {fields[0]: v} for v in values]
 
 

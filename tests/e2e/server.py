@@ -9,11 +9,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf import struct_pb2
+
+if TYPE_CHECKING:
+    from adapters.grpc.gen.baton.v1 import decision_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS = {
@@ -103,16 +108,26 @@ def start_fake_openai() -> tuple[subprocess.Popen[str], str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
-def metadata(role: str) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {TOKENS[role]}")]
+def details_of(err: grpc.RpcError) -> str:
+    """A failed call's status message (the stubs type it optional; Baton always sends one)."""
+    details = err.details()
+    assert details is not None, err
+    return details
 
 
-def fact(type_: str, values: dict[str, object]) -> Any:
+def metadata(role: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {TOKENS[role]}"),)
+
+
+def struct(values: Mapping[str, Any]) -> struct_pb2.Struct:
+    """JSON-like values as a protobuf Struct."""
+    s = struct_pb2.Struct()
+    s.update(values)
+    return s
+
+
+def fact(type_: str, values: Mapping[str, Any]) -> decision_pb2.Fact:
     """A baton.v1.Fact with its values as a Struct."""
-    from google.protobuf import struct_pb2
-
     from adapters.grpc.gen.baton.v1 import decision_pb2
 
-    s = struct_pb2.Struct()
-    s.update(values)  # type: ignore[arg-type]
-    return decision_pb2.Fact(type=type_, values=s)
+    return decision_pb2.Fact(type=type_, values=struct(values))

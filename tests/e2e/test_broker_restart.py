@@ -76,7 +76,7 @@ def retry(fn: Any, timeout: float = 60) -> None:
         except Exception:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.5)
+            time.sleep(0.5)  # a poll: fn is retried until it passes or the deadline
 
 
 async def mq_effects(queue: str) -> list[dict[str, Any]]:
@@ -103,14 +103,14 @@ def restart_nats() -> None:
     command = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), 20)
-    time.sleep(2)  # down for a while: clients see it gone
+    time.sleep(2)  # kept: down for a while, so clients see it gone (the outage is the behaviour under test)
     subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     wait_for(lambda: port_open(4222), 30)
 
 
 def restart_rabbitmq() -> None:
     subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
-    time.sleep(2)
+    time.sleep(2)  # kept: down for a while (the outage is the behaviour under test)
     subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
 
 

@@ -26,6 +26,7 @@ from adapters.grpc.gen.baton.v1 import (
 from engine.errors import CompileErrors
 from engine.language.loader import load_ruleset
 from tests.e2e.server import ROOT, TOKENS, fact, free_port, metadata, start
+from tests.helpers import not_none
 
 pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
@@ -333,7 +334,7 @@ def test_roles_csrf_and_headers(env: dict[str, Any]) -> None:
         assert auditor.get(f"{url}/rulesets/edit/claims-triage").status_code == 403
         assert auditor.post(f"{url}/api/validate", json={"source": "x"},
                             headers={"x-csrf-token": token.group(1)}).status_code == 403
-        tampered = auditor.cookies.get("baton_session", "")
+        tampered = not_none(auditor.cookies.get("baton_session"), "the session cookie")
         auditor.cookies.set("baton_session", tampered[:-4] + "0000")
         assert auditor.get(f"{url}/decisions").status_code == 303  # a forged session is no session
     with httpx.Client(follow_redirects=False) as lead:  # editor and approver: still not their own change
@@ -395,8 +396,8 @@ def test_a_reviewers_answer_records_the_signed_in_identity_whatever_the_form_say
     assert row.resolved_by == "reviewer"
     with httpx.Client(follow_redirects=False) as reviewer:  # the page shows the answer; the decisions open
         assert login(reviewer, url, "reviewer").status_code == 303
-        page = reviewer.get(f"{url}/escalations/{escalated.decision_id}").text
-        assert 'id="given-answer"' in page and "PAY-502" in page and "countdown" not in page
+        html = reviewer.get(f"{url}/escalations/{escalated.decision_id}").text
+        assert 'id="given-answer"' in html and "PAY-502" in html and "countdown" not in html
         assert reviewer.get(f"{url}/decisions/{escalated.decision_id}").status_code == 200
         assert reviewer.get(f"{url}/decisions/{row.resumed_decision_id}").status_code == 200
         assert reviewer.get(f"{url}/decisions/{env['decided'][0].decision_id}").status_code == 403

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.server import ROOT
 from tests.e2e.test_console import shot, sign_in, wait
-from tests.e2e.test_console_dmn import ROOT, browser, console
+from tests.e2e.test_console_dmn import browser, console
 
 __all__ = ["browser", "console"]  # the fixtures, shared
 

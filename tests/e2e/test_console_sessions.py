@@ -4,7 +4,6 @@ removed or rotated in the token file. Real server on SQLite, real Chromium."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import sqlalchemy as sa
 from adapters.store.sql import SqlStore
 from tests.e2e.server import TOKENS, free_port, start, write_tokens
 from tests.e2e.test_console import browser, login, shot, sign_in, wait
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
@@ -23,13 +23,14 @@ __all__ = ["browser"]  # the Chromium fixture, shared with test_console
 
 def console_up(url: str) -> None:
     """Until the console answers (it starts just after gRPC says it is listening)."""
-    for _ in range(300):
+    def answers() -> bool:
         try:
             httpx.get(f"{url}/login", timeout=2)
-            return
+            return True
         except httpx.TransportError:
-            time.sleep(0.05)
-    raise AssertionError(f"the console at {url} did not start")
+            return False
+
+    wait_until(answers, 30, f"the console at {url} to answer")
 
 
 def _config(tmp: Path) -> Path:

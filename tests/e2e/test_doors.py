@@ -45,6 +45,7 @@ from engine.language.loader import load_ruleset
 from engine.loop import Limits
 from engine.recorded import RecordedAnswers
 from tests.e2e.server import fact, free_port
+from tests.helpers import not_none
 
 pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
@@ -149,7 +150,8 @@ def test_every_door_gives_a_decision_the_same_side_records(tmp_path: Path, caplo
     escalations = Escalations(store, writer, registry, answers, answers, clock, ids,
                               path=DecisionPath(writer, None, shadows))
     with TestClient(create_app(Console(store, registry, Sessions(Auth(TOKENS)), escalations))) as browser:
-        browser.portal.call(shadows.start)
+        portal = not_none(browser.portal)  # set while the client is entered
+        portal.call(shadows.start)
         page = browser.get("/login")
         nonce = re.search(r'name="nonce" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
         assert browser.post("/login", data={"nonce": nonce, "token": "t-reviewer"}).status_code == 200
@@ -157,8 +159,8 @@ def test_every_door_gives_a_decision_the_same_side_records(tmp_path: Path, caplo
         csrf = re.search(r'name="csrf" content="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
         done = browser.post(f"/escalations/{escalated}/resolve", data={"csrf": csrf}, follow_redirects=False)
         assert done.status_code == 303, done.text
-        browser.portal.call(shadows.drain)
-        browser.portal.call(shadows.stop)
+        portal.call(shadows.drain)
+        portal.call(shadows.stop)
     resumed = store.escalation(escalated)["resumed_decision_id"]  # type: ignore[index]
     assert resumed
     ids_by_door["console"] = resumed
@@ -178,7 +180,7 @@ def test_every_door_gives_a_decision_the_same_side_records(tmp_path: Path, caplo
     # the gRPC door decided four times (the escalated payment, a batch and a stream too); every other door once
     assert [b - a for a, b in itertools.pairwise(counted)] == [4, 1, 1, 1]
     lines = {getattr(r, "decision_id", None): r for r in caplog.records if r.name == "baton.decision"}
-    spans = {s.attributes.get("baton.decision_id"): s for s in EXPORTER.get_finished_spans()
+    spans = {not_none(s.attributes).get("baton.decision_id"): s for s in EXPORTER.get_finished_spans()
              if s.name == "baton.decide"}
     with store.engine.connect() as conn:
         shadowed = set(conn.execute(sa.select(SHADOW_RESULTS.c.decision_id)).scalars())
@@ -188,7 +190,7 @@ def test_every_door_gives_a_decision_the_same_side_records(tmp_path: Path, caplo
         assert line is not None, f"{door}: no decision-log line"
         assert set(line.__dict__) >= LOG_FIELDS, f"{door}: log line fields"
         assert decision_id in spans, f"{door}: no span"
-        assert spans[decision_id].attributes["baton.ruleset"] == "payment-approval"
+        assert not_none(spans[decision_id].attributes)["baton.ruleset"] == "payment-approval"
         assert decision_id in shadowed, f"{door}: not offered to the shadow version"
         record = store.get(decision_id)
         assert record is not None, f"{door}: not stored"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -25,7 +27,8 @@ from adapters.grpc.gen.baton.v1 import (
     ruleset_pb2_grpc,
 )
 from adapters.store.sql import SqlStore
-from tests.e2e.server import ROOT, TOKENS, Server, fact, metadata, start
+from tests.e2e.server import ROOT, TOKENS, Server, details_of, fact, metadata, start
+from tests.helpers import not_none
 
 pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
@@ -40,22 +43,30 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     assert srv.stop() == 0, "\n".join(srv.log)
 
 
+@dataclass(frozen=True)
+class Stubs:
+    d: decision_pb2_grpc.DecisionServiceStub
+    r: ruleset_pb2_grpc.RulesetServiceStub
+    a: audit_pb2_grpc.AuditServiceStub
+    h: health_pb2_grpc.HealthStub
+
+
 @pytest.fixture(scope="module")
-def stubs(server: Server) -> Iterator[dict[str, object]]:
+def stubs(server: Server) -> Iterator[Stubs]:
     channel = server.channel()
-    yield {"d": decision_pb2_grpc.DecisionServiceStub(channel), "r": ruleset_pb2_grpc.RulesetServiceStub(channel),
-           "a": audit_pb2_grpc.AuditServiceStub(channel), "h": health_pb2_grpc.HealthStub(channel)}
+    yield Stubs(decision_pb2_grpc.DecisionServiceStub(channel), ruleset_pb2_grpc.RulesetServiceStub(channel),
+                audit_pb2_grpc.AuditServiceStub(channel), health_pb2_grpc.HealthStub(channel))
     channel.close()
 
 
-def code_of(call: object) -> grpc.StatusCode:
+def code_of(call: Callable[[], object]) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as info:
         call()
     return info.value.code()
 
 
-def test_decide_then_read_it_back_with_every_read_method(stubs: dict[str, object]) -> None:
-    d, a = stubs["d"], stubs["a"]
+def test_decide_then_read_it_back_with_every_read_method(stubs: Stubs) -> None:
+    d, a = stubs.d, stubs.a
     resp = d.Decide(decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", CLAIM)]),
                     metadata=metadata("caller"))
     dec = resp.decision
@@ -81,13 +92,14 @@ def test_decide_then_read_it_back_with_every_read_method(stubs: dict[str, object
     assert verify.intact and verify.checked >= 1
 
 
-def test_list_pages_with_tokens(stubs: dict[str, object]) -> None:
-    d = stubs["d"]
+def test_list_pages_with_tokens(stubs: Stubs) -> None:
+    d = stubs.d
     for i in range(5):
         d.Decide(decision_pb2.DecideRequest(ruleset="payment-approval", facts=[fact("payment", {
             "payment_ref": f"P{i}", "amount": 10 + i, "currency": "EUR", "beneficiary_iban": "X",
             "initiated_by": "alice", "new_beneficiary": False})]), metadata=metadata("caller"))
-    seen, token = [], ""
+    seen: list[str] = []
+    token = ""
     while True:
         page = d.ListDecisions(decision_pb2.ListDecisionsRequest(ruleset="payment-approval", page_size=2,
                                                                  page_token=token), metadata=metadata("auditor"))
@@ -98,9 +110,9 @@ def test_list_pages_with_tokens(stubs: dict[str, object]) -> None:
     assert len(seen) == len(set(seen)) == 5
 
 
-def test_idempotent_retry_returns_the_same_decision_and_stores_one_row(server: Server, stubs: dict[str, object]
+def test_idempotent_retry_returns_the_same_decision_and_stores_one_row(server: Server, stubs: Stubs
                                                                        ) -> None:
-    d = stubs["d"]
+    d = stubs.d
     req = decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", CLAIM)], idempotency_key="claim-77")
     first = d.Decide(req, metadata=metadata("caller")).decision
     second = d.Decide(req, metadata=metadata("caller")).decision
@@ -109,11 +121,11 @@ def test_idempotent_retry_returns_the_same_decision_and_stores_one_row(server: S
     assert other.decision_id != first.decision_id  # keys are scoped to the caller
     store = SqlStore(server.db, migrate=False)
     assert sum(1 for r in store.list_decisions(limit=1000) if r["caller"] == "caller"
-               and store.get(r["id"])["idempotency_key"] == "claim-77") == 1
+               and not_none(store.get(r["id"]))["idempotency_key"] == "claim-77") == 1
 
 
-def test_an_idempotency_key_names_one_request(server: Server, stubs: dict[str, object]) -> None:
-    d = stubs["d"]
+def test_an_idempotency_key_names_one_request(server: Server, stubs: Stubs) -> None:
+    d = stubs.d
     req = decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", {**CLAIM, "amount": 100})],
                                      idempotency_key="pay-1")
     first = d.Decide(req, metadata=metadata("caller")).decision
@@ -124,15 +136,15 @@ def test_an_idempotency_key_names_one_request(server: Server, stubs: dict[str, o
     with pytest.raises(grpc.RpcError) as info:
         d.Decide(other, metadata=metadata("caller"))
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "'pay-1' was used for a different request" in info.value.details()
-    assert first.decision_id in info.value.details()
+    assert "'pay-1' was used for a different request" in details_of(info.value)
+    assert first.decision_id in details_of(info.value)
     store = SqlStore(server.db, migrate=False)
     assert sum(1 for r in store.list_decisions(limit=1000) if r["caller"] == "caller"
-               and store.get(r["id"])["idempotency_key"] == "pay-1") == 1
+               and not_none(store.get(r["id"]))["idempotency_key"] == "pay-1") == 1
 
 
-def test_a_deadline_that_is_zero_or_negative_stores_nothing(server: Server, stubs: dict[str, object]) -> None:
-    d = stubs["d"]
+def test_a_deadline_that_is_zero_or_negative_stores_nothing(server: Server, stubs: Stubs) -> None:
+    d = stubs.d
     store = SqlStore(server.db, migrate=False)
     before = len(store.list_decisions(limit=10_000))
     for seconds, nanos in ((0, 0), (-5, 0), (0, -1)):
@@ -140,18 +152,19 @@ def test_a_deadline_that_is_zero_or_negative_stores_nothing(server: Server, stub
                                          deadline=duration_pb2.Duration(seconds=seconds, nanos=nanos))
         with pytest.raises(grpc.RpcError) as info:
             d.Decide(req, metadata=metadata("caller"))
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "deadline" in info.value.details()
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "deadline" in details_of(info.value)
     assert len(store.list_decisions(limit=10_000)) == before
 
 
-def test_error_statuses(stubs: dict[str, object]) -> None:
-    d, r = stubs["d"], stubs["r"]
+def test_error_statuses(stubs: Stubs) -> None:
+    d, r = stubs.d, stubs.r
     bad = decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", {**CLAIM, "amount": "lots"})])
     with pytest.raises(grpc.RpcError) as info:
         d.Decide(bad, metadata=metadata("caller"))
     err = info.value
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "facts.claim[0].amount" in err.details()
+    assert "facts.claim[0].amount" in details_of(info.value)
+    assert isinstance(err, grpc.Call)  # a failed unary call's error is also the call
     status = rpc_status.from_call(err)
     assert status is not None
     detail = error_details_pb2.BadRequest()
@@ -174,8 +187,8 @@ def test_error_statuses(stubs: dict[str, object]) -> None:
     assert code_of(lambda: d.Decide(slow, metadata=metadata("caller"))) == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
-def test_ambiguous_credentials_and_huge_names_get_clear_statuses(stubs: dict[str, object]) -> None:
-    d = stubs["d"]
+def test_ambiguous_credentials_and_huge_names_get_clear_statuses(stubs: Stubs) -> None:
+    d = stubs.d
     req = decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", CLAIM)])
     for pair in ((metadata("caller")[0], metadata("auditor")[0]),  # two valid tokens: which caller is it?
                  (metadata("caller")[0], ("authorization", "Bearer wrong")),
@@ -183,15 +196,15 @@ def test_ambiguous_credentials_and_huge_names_get_clear_statuses(stubs: dict[str
         with pytest.raises(grpc.RpcError) as info:
             d.Decide(req, metadata=list(pair))
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        assert "2 authorization headers" in info.value.details()
+        assert "2 authorization headers" in details_of(info.value)
     huge = decision_pb2.DecideRequest(ruleset="x" * 100_000, facts=[fact("claim", CLAIM)])
     with pytest.raises(grpc.RpcError) as info:
         d.Decide(huge, metadata=metadata("caller"))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND  # not RESOURCE_EXHAUSTED from an oversized status
-    assert 100 < len(info.value.details()) <= 1100
+    assert 100 < len(details_of(info.value)) <= 1100
     with pytest.raises(grpc.RpcError) as info:
         d.GetDecision(decision_pb2.GetDecisionRequest(decision_id="d" * 100_000), metadata=metadata("auditor"))
-    assert info.value.code() == grpc.StatusCode.NOT_FOUND and len(info.value.details()) <= 1100
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND and len(details_of(info.value)) <= 1100
 
 
 ROLE_CALLS = {
@@ -210,19 +223,18 @@ ALLOWED = {
 
 
 @pytest.mark.parametrize("role", list(ALLOWED))
-def test_every_role_is_enforced(stubs: dict[str, object], role: str) -> None:
+def test_every_role_is_enforced(stubs: Stubs, role: str) -> None:
     for method, (stub, name, request) in ROLE_CALLS.items():
-        call = getattr(stubs[stub], name)
+        call = getattr(getattr(stubs, stub), name)
         if method in ALLOWED[role]:
             call(request, metadata=metadata(role))
         else:
-            assert code_of(lambda c=call, q=request: c(q, metadata=metadata(role))) == \
-                grpc.StatusCode.PERMISSION_DENIED, \
-                (role, method)
+            assert code_of(partial(call, request, metadata=metadata(role))) == \
+                grpc.StatusCode.PERMISSION_DENIED, (role, method)
 
 
-def test_rulesets_validate_publish_get_and_impact(stubs: dict[str, object]) -> None:
-    d, r = stubs["d"], stubs["r"]
+def test_rulesets_validate_publish_get_and_impact(stubs: Stubs) -> None:
+    d, r = stubs.d, stubs.r
     source = (ROOT / "rulesets/claims-triage.yaml").read_text()
     bad = r.ValidateRuleset(ruleset_pb2.ValidateRulesetRequest(source=source.replace("claim.amount > 50000",
                                                                                     "claim.amout > 50000")),
@@ -278,7 +290,7 @@ def test_rulesets_validate_publish_get_and_impact(stubs: dict[str, object]) -> N
 
 
 def test_listing_reads_stored_summaries_and_survives_a_version_that_no_longer_compiles(
-        server: Server, stubs: dict[str, object]) -> None:
+        server: Server, stubs: Stubs) -> None:
     """Versions stored before their summaries were (revision 0007) are summarised once when listed; one
     stored by an older Baton whose source no longer compiles is listed too, and does not fail the call."""
     legacy = (ROOT / "rulesets/claims-triage.yaml").read_text().replace("ruleset: claims-triage",
@@ -288,7 +300,7 @@ def test_listing_reads_stored_summaries_and_survives_a_version_that_no_longer_co
         for version, source in (("a" * 64, legacy), ("b" * 64, "ruleset: legacy-triage\nrules: 7\n")):
             conn.execute(sa.text("INSERT INTO ruleset_versions (version, name, source, loaded_at) "
                                  "VALUES (:v, 'legacy-triage', :s, 1)"), {"v": version, "s": source})
-    listed = stubs["r"].ListRulesets(ruleset_pb2.ListRulesetsRequest(), metadata=metadata("auditor")).rulesets
+    listed = stubs.r.ListRulesets(ruleset_pb2.ListRulesetsRequest(), metadata=metadata("auditor")).rulesets
     old = {x.version: x for x in listed if x.name == "legacy-triage"}
     assert (old["a" * 64].description, old["a" * 64].rules, old["a" * 64].tests) == \
         ("Route incoming insurance claims to the right queue.", 8, 7)
@@ -299,13 +311,14 @@ def test_listing_reads_stored_summaries_and_survives_a_version_that_no_longer_co
     assert all(x.rules == 8 and x.tests and x.description for x in listed if x.name == "claims-triage")
 
 
-def _version_of(r: object, name: str, not_this: str) -> str:
-    listed = r.ListRulesets(ruleset_pb2.ListRulesetsRequest(), metadata=metadata("admin"))
+def _version_of(r: ruleset_pb2_grpc.RulesetServiceStub, name: str, not_this: str) -> str:
+    listed: ruleset_pb2.ListRulesetsResponse = r.ListRulesets(ruleset_pb2.ListRulesetsRequest(),
+                                                               metadata=metadata("admin"))
     return next(x.version for x in listed.rulesets if x.name == name and x.version != not_this)
 
 
-def test_health_and_reflection(server: Server, stubs: dict[str, object]) -> None:
-    h = stubs["h"]
+def test_health_and_reflection(server: Server, stubs: Stubs) -> None:
+    h = stubs.h
     assert h.Check(health_pb2.HealthCheckRequest(service="baton.v1.DecisionService")).status == \
         health_pb2.HealthCheckResponse.SERVING
 

@@ -21,7 +21,8 @@ from grpc_status import rpc_status
 
 from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from adapters.store.sql import SqlStore
-from tests.e2e.server import Server, fact, metadata, start, start_fake_openai
+from tests.e2e.server import Server, details_of, fact, metadata, start, start_fake_openai
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
@@ -49,7 +50,7 @@ def stub(server: Server) -> Iterator[Any]:
 
 
 def violations(status: Any) -> list[str]:
-    out = []
+    out: list[str] = []
     for detail in status.details:
         bad = error_details_pb2.BadRequest()
         if detail.Unpack(bad):
@@ -72,6 +73,7 @@ def test_a_bad_request_in_the_middle_fails_alone_with_the_status_a_unary_decide_
     assert violations(middle.error) == ["facts.claim[0].amount"]
     with pytest.raises(grpc.RpcError) as info:  # the same request alone: the same status, field for field
         stub.Decide(bad, metadata=metadata("caller"))
+    assert isinstance(info.value, grpc.Call)  # a failed unary call's error is also the call
     unary = rpc_status.from_call(info.value)
     assert unary is not None and (unary.code, unary.message) == (middle.error.code, middle.error.message)
     assert violations(unary) == violations(middle.error)
@@ -116,14 +118,15 @@ def test_a_batch_over_the_limit_is_refused_whole(server: Server, stub: Any) -> N
     with pytest.raises(grpc.RpcError) as info:
         stub.DecideBatch(batch, metadata=metadata("caller"))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert f"at most {MAX_BATCH} (limits.max_batch)" in info.value.details()
+    assert f"at most {MAX_BATCH} (limits.max_batch)" in details_of(info.value)
+    assert isinstance(info.value, grpc.Call)
     status = rpc_status.from_call(info.value)
     assert status is not None and violations(status) == ["requests"]
     assert store.count() == stored
     long_key = decision_pb2.DecideBatchRequest(requests=batch.requests[:2], idempotency_key="k" * 199)
     with pytest.raises(grpc.RpcError) as info:  # "k...k/1" would pass 200 characters: refused whole
         stub.DecideBatch(long_key, metadata=metadata("caller"))
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "idempotency_key" in info.value.details()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "idempotency_key" in details_of(info.value)
     assert store.count() == stored
     full = stub.DecideBatch(decision_pb2.DecideBatchRequest(requests=batch.requests[:MAX_BATCH]),
                             metadata=metadata("caller")).results
@@ -287,21 +290,14 @@ def test_a_cancelled_batch_finishes_the_request_it_started_and_starts_no_other(h
     with server.channel() as channel:
         stub = decision_pb2_grpc.DecisionServiceStub(channel)
         call = stub.DecideBatch.future(batch, metadata=metadata("caller"), timeout=60)
-        for _ in range(600):  # until the slow request is deciding: its model call has reached the model
-            if "H-CANCEL" in httpx.get(f"{model}/requests").text:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the slow request never called its model")
+        wait_until(lambda: "H-CANCEL" in httpx.get(f"{model}/requests").text, 30,
+                   "the slow request to be deciding: its model call has reached the model")
         call.cancel()
         with pytest.raises(grpc.FutureCancelledError):
             call.result()
-        for _ in range(600):  # the started request is still stored, at its own deadline
-            if store.find("caller", "cancelled/1") is not None:
-                break
-            time.sleep(0.05)
-        record = store.find("caller", "cancelled/1")
-        assert record is not None and record["outcome"] == "failed" and "deadline" in record["reason"]
-        time.sleep(1)  # time enough for a third request to have been decided, had it been started
+        record = wait_until(lambda: store.find("caller", "cancelled/1"), 30,
+                            "the started request to be stored, at its own deadline")
+        assert record["outcome"] == "failed" and "deadline" in record["reason"]
+        time.sleep(1)  # kept: time enough for a third request to have been decided, had it been started (an absence)
         assert store.find("caller", "cancelled/0") is not None and store.find("caller", "cancelled/2") is None
         assert store.verify()[1] is None

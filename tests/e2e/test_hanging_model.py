@@ -19,7 +19,8 @@ from google.protobuf import duration_pb2
 
 from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from adapters.store.sql import SqlStore
-from tests.e2e.server import Server, fact, metadata, start, start_fake_openai
+from tests.e2e.server import Server, details_of, fact, metadata, start, start_fake_openai
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
@@ -92,7 +93,7 @@ def quick_latencies(stub: Any, n: int) -> list[float]:
 
 
 def test_a_hanging_model_ends_in_the_failure_fact_and_other_decisions_go_on(hanging: tuple[Server, str]) -> None:
-    server, _ = hanging
+    server, model = hanging
     channel = server.channel()
     stub = decision_pb2_grpc.DecisionServiceStub(channel)
     before = quick_latencies(stub, 30)
@@ -110,7 +111,8 @@ def test_a_hanging_model_ends_in_the_failure_fact_and_other_decisions_go_on(hang
     threads = [threading.Thread(target=slow, args=(i, 5)) for i in range(8)]
     for t in threads:
         t.start()
-    time.sleep(0.2)  # the calls are hanging now
+    wait_until(lambda: all(f"Classify ticket T{i}." in httpx.get(f"{model}/requests").text for i in range(8)), 30,
+               "the eight calls to be hanging at the model")
     during = quick_latencies(stub, 30)
     for t in threads:
         t.join(30)
@@ -141,7 +143,7 @@ def test_a_deadline_shorter_than_the_call_fails_the_decision_at_the_deadline(han
             stub.Decide(req, metadata=metadata("caller"), timeout=30)
         assert time.perf_counter() - started < 5  # ended by its deadline, not by the hanging call
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    decision_id = info.value.details().split()[1]
+    decision_id = details_of(info.value).split()[1]
     record = SqlStore(server.db, migrate=False).get(decision_id)
     assert record is not None and record["outcome"] == "failed" and "deadline" in record["reason"]
 

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2, struct_pb2
+from google.protobuf import duration_pb2
 
 from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, ruleset_pb2, ruleset_pb2_grpc
 from adapters.supervision import rss_mb
-from tests.e2e.server import ROOT, Server, free_port, metadata, start
+from tests.e2e.server import ROOT, Server, fact, free_port, metadata, start
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -54,9 +55,7 @@ HOSTILE = {
 
 
 def request(i: int) -> decision_pb2.DecideRequest:
-    values = struct_pb2.Struct()
-    values.update({**CLAIM, "claim_ref": f"C-{i}"})
-    return decision_pb2.DecideRequest(ruleset="claims-triage", facts=[decision_pb2.Fact(type="claim", values=values)])
+    return decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", {**CLAIM, "claim_ref": f"C-{i}"})])
 
 
 def worker_pid(server: Server) -> int:
@@ -196,10 +195,7 @@ def test_workers_die_with_their_supervisor_and_a_second_service_is_refused(tmp_p
         assert second.returncode != 0
         assert f"{server.address} is already in use by another Baton (pid" in second.stderr, second.stderr
         os.kill(server.proc.pid, signal.SIGKILL)  # the supervisor, as `kill -9` or an OOM killer would
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(_alive(p) for p in pids):
-            time.sleep(0.1)
-        assert not any(_alive(p) for p in pids), "a worker outlived its supervisor"
+        wait_until(lambda: not any(_alive(p) for p in pids), 30, "the workers to die with their supervisor")
         with grpc.insecure_channel(server.address) as channel, pytest.raises(grpc.RpcError) as e:
             decision_pb2_grpc.DecisionServiceStub(channel).Decide(request(1), metadata=metadata("caller"), timeout=5)
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE

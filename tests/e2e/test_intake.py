@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from aiohttp import web
 
 from adapters.store.sql import DECISIONS, SqlStore
 from tests.e2e.server import ROOT
-from tests.helpers import serve_app
+from tests.helpers import serve_app, wait_until
 
 pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
@@ -62,7 +62,7 @@ class Checks:
             self.peak = max(self.peak, self.active)
             self.seen.append(ref)
         try:
-            if ref.startswith("SLOW"):
+            if ref.startswith("SLOW"):  # kept: a slow downstream is the behaviour under test
                 await asyncio.sleep(3.0)
             elif ref.startswith("BUSY"):
                 await asyncio.sleep(0.3)
@@ -139,23 +139,19 @@ def request(ref: str, amount: float = 100) -> bytes:
 def gather(fetch: Any, count: int, timeout: float = 20.0) -> list[Any]:
     """Read with ``fetch()`` until at least ``count`` items arrived; then once more, so extras would show."""
     out: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while len(out) < count and time.monotonic() < deadline:
+
+    def arrived() -> bool:
         out.extend(fetch())
-        time.sleep(0.1)
-    time.sleep(0.5)
+        return len(out) >= count
+
+    wait_until(arrived, timeout, f"{count} messages", every=0.1)
+    time.sleep(0.5)  # kept: a window for extras to arrive, had any been sent (what must not come cannot be awaited)
     out.extend(fetch())
-    assert len(out) >= count, out
     return out
 
 
-def wait_for(predicate: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
+def wait_for(predicate: Callable[[], object], timeout: float = 20.0) -> None:
+    wait_until(predicate, timeout, "the condition", every=0.1)
 
 
 # -- JetStream -----------------------------------------------------------------------------------------

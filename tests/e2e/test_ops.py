@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +21,7 @@ from adapters.grpc.gen.baton.v1 import (
     ruleset_pb2_grpc,
 )
 from tests.e2e.server import ROOT, fact, free_port, metadata, start
-from tests.helpers import serve_app
+from tests.helpers import serve_app, wait_until
 
 pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
@@ -118,13 +118,12 @@ def test_two_replicas_on_postgresql(tmp_path: Path, pg_url: str) -> None:
             published = submitted.ruleset
             rulesets_a.ApproveRuleset(ruleset_pb2.ApproveRulesetRequest(publication_id=submitted.publication.id),
                                       metadata=metadata("approver"))
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
+            def decided_on_b() -> Any:
                 d = decision_pb2_grpc.DecisionServiceStub(ch_b).Decide(decision_pb2.DecideRequest(
                     ruleset="claims-triage", facts=[fact("claim", CLAIM)]), metadata=metadata("caller")).decision
-                if d.version == published.version:
-                    break
-                time.sleep(0.5)
+                return d if d.version == published.version else None
+
+            d = wait_until(decided_on_b, 10, "the other replica to decide on the approved version", every=0.2)
             assert d.version == published.version and dict(d.decision) == {"route": "standard-queue"}
             verify = audit_pb2_grpc.AuditServiceStub(ch_b).VerifyLog(audit_pb2.VerifyLogRequest(),
                                                                      metadata=metadata("auditor"))
@@ -144,7 +143,7 @@ def test_opentelemetry_spans_for_a_decision_and_its_calls(tmp_path: Path) -> Non
         for resource in body.resource_spans:
             for scope in resource.scope_spans:
                 for span in scope.spans:
-                    attrs = {a.key: a.value.string_value or a.value.int_value or a.value.double_value
+                    attrs: dict[str, object] = {a.key: a.value.string_value or a.value.int_value or a.value.double_value
                              for a in span.attributes}
                     spans.append((span.name, attrs))
         return web.Response(status=200)

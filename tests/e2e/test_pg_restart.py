@@ -18,6 +18,7 @@ import pytest
 from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from adapters.store.sql import SqlStore
 from tests.e2e.server import fact, metadata, start
+from tests.helpers import not_none, wait_until
 
 pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
@@ -48,10 +49,7 @@ def database() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(sa.text(f"CREATE DATABASE {name}"))
     yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    for _ in range(60):
-        if pg_ready():
-            break
-        time.sleep(1)
+    wait_until(pg_ready, 60, "PostgreSQL to be back", every=0.5)
     with admin.connect() as conn:
         conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     admin.dispose()
@@ -85,7 +83,7 @@ def test_postgresql_restarted_under_load(tmp_path: Path, database: str) -> None:
             except grpc.RpcError as e:
                 with lock:
                     codes[e.code().name] += 1
-                time.sleep(0.05)
+                time.sleep(0.05)  # kept: a client's back-off before it retries
             slowest[0] = max(slowest[0], time.monotonic() - started)
         channel.close()
 
@@ -93,16 +91,15 @@ def test_postgresql_restarted_under_load(tmp_path: Path, database: str) -> None:
     try:
         for t in threads:
             t.start()
-        time.sleep(3)
+        wait_until(lambda: codes["OK"] >= 200, 60, "200 decisions under load before the restart")
         before_restart = codes["OK"]
         subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True,
                        timeout=120)
         restarted = time.monotonic()
         ok_at_restart = codes["OK"]
-        while codes["OK"] - ok_at_restart < 200 and time.monotonic() - restarted < 30:
-            time.sleep(0.2)
+        wait_until(lambda: codes["OK"] - ok_at_restart >= 200, 30, "200 more decisions after the restart")
         recovered_in = time.monotonic() - restarted
-        time.sleep(1)
+        time.sleep(1)  # kept: a second more of load on the recovered service
     finally:
         stop.set()
         for t in threads:
@@ -118,7 +115,7 @@ def test_postgresql_restarted_under_load(tmp_path: Path, database: str) -> None:
     store = SqlStore(database, migrate=False)
     try:
         rows = store.list_decisions(limit=100_000)
-        keys = Counter(store.get(r["id"])["idempotency_key"] for r in rows)
+        keys = Counter(not_none(store.get(r["id"]))["idempotency_key"] for r in rows)
         assert all(n == 1 for n in keys.values())  # exactly once, retried or not
         assert all(store.get(d) is not None for d in acknowledged.values())  # every acknowledged one stored
         assert store.verify()[1] is None  # the chain is intact

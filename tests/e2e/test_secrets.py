@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import threading
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from aiohttp import web
 from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from adapters.store.sql import SqlStore
 from tests.e2e.server import fact, free_port, metadata, start
-from tests.helpers import serve_app
+from tests.helpers import serve_app, wait_until
 
 pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
@@ -84,9 +83,8 @@ def test_rotation_on_sighup_and_no_secret_anywhere(tmp_path: Path) -> None:
                 assert refused.reason == "policy API refused"
                 (tmp_path / "api-token").write_text(NEW + "\n")
                 server.proc.send_signal(signal.SIGHUP)
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline and dict(decide("P-3").decision) != {"route": "proceed"}:
-                    time.sleep(0.2)
+                wait_until(lambda: dict(decide("P-3").decision) == {"route": "proceed"}, 10,
+                           "the re-read token to be sent", every=0.1)
                 assert dict(decide("P-4").decision) == {"route": "proceed"}
             metrics_text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
             assert "baton_secret_rotations_total 1.0" in metrics_text

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from adapters.store.sql import SqlStore
-from tests.e2e.server import ROOT, metadata, start
+from tests.e2e.server import ROOT, fact, metadata, start
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
@@ -28,9 +28,7 @@ CLAIM = {"claim_ref": "C-1", "amount": 80000, "policy_ref": "P-1", "description"
 
 
 def request(i: int) -> decision_pb2.DecideRequest:
-    values = struct_pb2.Struct()
-    values.update({**CLAIM, "claim_ref": f"C-{i}"})
-    return decision_pb2.DecideRequest(ruleset="claims-triage", facts=[decision_pb2.Fact(type="claim", values=values)])
+    return decision_pb2.DecideRequest(ruleset="claims-triage", facts=[fact("claim", {**CLAIM, "claim_ref": f"C-{i}"})])
 
 
 def test_two_workers_share_the_port_and_sigterm_drains_in_flight_work(tmp_path: Path) -> None:
@@ -60,13 +58,12 @@ def test_two_workers_share_the_port_and_sigterm_drains_in_flight_work(tmp_path: 
     threads = [threading.Thread(target=client) for _ in range(8)]
     for t in threads:
         t.start()
-    time.sleep(2.0)
+    wait_until(lambda: len(ok) > 50, 60, "the clients to have 50 decisions: SIGTERM lands amid steady traffic")
     code = server.stop(signal.SIGTERM)
     stop.set()
     for t in threads:
         t.join(30)
     assert code == 0, "\n".join(server.log)
-    assert len(ok) > 50
     # Calls that reached a stopping server before a handler took them: UNAVAILABLE, or CANCELLED (gRPC core
     # cancels calls not yet matched to a handler at shutdown, grpc/grpc#41785). Never INTERNAL, never lost.
     assert set(errors) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, details
@@ -89,13 +86,14 @@ def test_idle_connections_are_closed_and_requests_are_bounded_by_the_transport_s
     server = start(tmp_path, env={"BATON_TRANSPORT__IDLE_TIMEOUT_S": "1", "BATON_TRANSPORT__MAX_RECEIVE_MIB": "1"})
     try:
         channel = grpc.insecure_channel(server.address)
+        states: list[grpc.ChannelConnectivity] = []
+        channel.subscribe(states.append)
         stub = decision_pb2_grpc.DecisionServiceStub(channel)
         stub.Decide(request(1), metadata=metadata("caller"), timeout=10)
-        assert channel._channel.check_connectivity_state(False) == 2  # READY
-        deadline = time.monotonic() + 10
-        while channel._channel.check_connectivity_state(False) == 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert channel._channel.check_connectivity_state(False) == 0  # IDLE: the server closed it (GOAWAY)
+        wait_until(lambda: states[-1:] == [grpc.ChannelConnectivity.READY], 10, "the channel to be READY")
+        wait_until(lambda: states[-1] == grpc.ChannelConnectivity.IDLE, 10,
+                   "the server to close the idle connection (GOAWAY), leaving the channel IDLE")
+        channel.unsubscribe(states.append)
         big = request(2)
         big.facts[0].values.update({"description": "x" * (2 << 20)})  # 2 MiB against a 1 MiB bound
         try:
@@ -119,16 +117,16 @@ def test_a_killed_worker_is_logged_and_replaced(tmp_path: Path) -> None:
         os.kill(pids[0], signal.SIGKILL)
         # the other worker answers: still SERVING (a connection that raced into the killed worker's backlog
         # is reset, as any client sees: it retries)
-        status = None
-        for _ in range(50):
+        def health() -> int | None:
             with grpc.insecure_channel(server.address) as channel:
                 try:
-                    status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
-                                                                       timeout=10).status
-                    break
+                    return int(health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
+                                                                         timeout=10).status)
                 except grpc.RpcError as e:
                     assert e.code() == grpc.StatusCode.UNAVAILABLE
-                    time.sleep(0.1)
+                    return None
+
+        status = wait_until(health, 10, "the surviving worker to answer a health check")
         assert status == health_pb2.HealthCheckResponse.SERVING
         lines: list[str] = []
         deadline = time.monotonic() + 60

@@ -5,7 +5,6 @@ no token at all, or no longer reads, keeps the tokens in force."""
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import grpc
@@ -17,6 +16,7 @@ from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from tests.e2e.server import TOKENS, free_port, metadata, start, write_tokens
 from tests.e2e.test_console import login
 from tests.e2e.test_console_sessions import console_up
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -27,13 +27,6 @@ def listed(stub: decision_pb2_grpc.DecisionServiceStub, role: str) -> grpc.Statu
         return grpc.StatusCode.OK
     except grpc.RpcError as e:
         return e.code()
-
-
-def until(condition: object, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def test_a_token_removed_from_the_file_is_refused_at_once(tmp_path: Path) -> None:
@@ -51,14 +44,16 @@ def test_a_token_removed_from_the_file_is_refused_at_once(tmp_path: Path) -> Non
         # an empty file would open the service: refused, the tokens in force stay
         tokens.write_text("tokens: []\n")
         server.proc.send_signal(signal.SIGHUP)
-        time.sleep(1)
+        wait_until(lambda: "tokens not re-read: none would be left" in server.log_file.read_text(), 20,
+                   "the worker to refuse the empty token file")
         assert listed(stub, "auditor") == grpc.StatusCode.OK
 
         # the auditor's token rotated: refused by gRPC and the console at once, the new one works
         rotated = write_tokens(tmp_path / "x.yaml").read_text().replace(TOKENS["auditor"], "tok-auditor-2027")
         tokens.write_text(rotated)
         server.proc.send_signal(signal.SIGHUP)
-        until(lambda: listed(stub, "auditor") == grpc.StatusCode.UNAUTHENTICATED)
+        wait_until(lambda: listed(stub, "auditor") == grpc.StatusCode.UNAUTHENTICATED, 20,
+                   "the rotated token to be refused")
         new = decision_pb2.ListDecisionsRequest()
         assert stub.ListDecisions(new, metadata=[("authorization", "Bearer tok-auditor-2027")], timeout=10) \
             is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from engine.clock import FixedClock, SequentialIds
@@ -72,8 +73,9 @@ def case_table_rows(hit: str) -> list[dict[str, Any]]:
     return [decide(engine, f) for f in facts]
 
 
-CASES = {"ranges_260": case_ranges_260, "codes_600": case_codes_600, "rules_10000": case_rules_10000,
-         "table_unique": lambda: case_table_rows("unique"), "table_first": lambda: case_table_rows("first")}
+CASES: dict[str, Callable[[], list[dict[str, Any]]]] = {
+    "ranges_260": case_ranges_260, "codes_600": case_codes_600, "rules_10000": case_rules_10000,
+    "table_unique": lambda: case_table_rows("unique"), "table_first": lambda: case_table_rows("first")}
 
 if __name__ == "__main__":
     print(json.dumps({"channels": CHANNELS, "results": CASES[sys.argv[1]]()}))

@@ -66,7 +66,7 @@ answers = st.fixed_dictionaries({
        recorded=answers)
 @pytest.mark.slow
 def test_random_requests_never_crash(facts: Any, recorded: dict[str, Any]) -> None:
-    outcomes = []
+    outcomes: list[object] = []  # a code, or (outcome, fired), per engine
     for engine in (ENGINE, INDEXED):
         ports = RecordedAnswers(recorded)
         try:

@@ -70,7 +70,7 @@ class SlowPorts:
         self.calls.append(call)
         self.active += 1
         self.peak = max(self.peak, self.active)
-        await asyncio.sleep(self.delay)
+        await asyncio.sleep(self.delay)  # kept: a slow port is the behaviour under test
         self.active -= 1
         return CallResult(answer=answer, meta={"cost_usd": 0.001, "total_tokens": 10})
 

@@ -206,8 +206,10 @@ def test_the_schema_knows_values_definitions_and_final() -> None:
     validator = jsonschema.Draft7Validator(ruleset_schema())
     doc = plain(parse_yaml(HEAD + "  - {name: r, when: late, final: true, then: {decide: {a: 1}}}\n", "x.yaml"))
     assert list(validator.iter_errors(doc)) == []
-    for bad, where in [({"values": {"x": {"a": 1}}}, "values/x"), ({"define": {"x": [1]}}, "define/x"),
-                       ({"rules": [{"name": "r", "when": "w", "then": "assess", "final": "yes"}]}, "rules/0")]:
+    cases: list[tuple[dict[str, object], str]] = [
+        ({"values": {"x": {"a": 1}}}, "values/x"), ({"define": {"x": [1]}}, "define/x"),
+        ({"rules": [{"name": "r", "when": "w", "then": "assess", "final": "yes"}]}, "rules/0")]
+    for bad, where in cases:
         paths = ["/".join(map(str, e.absolute_path)) for e in validator.iter_errors({**doc, **bad})]
         assert any(p.startswith(where) for p in paths), paths
 

@@ -10,23 +10,26 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import cast
 
 from adapters.documents import Incoming
 from adapters.store.sql import Pending, SqlStore
 from engine.documents import Document
 from engine.language.loader import load_ruleset
+from engine.record import DecisionRecord
 
 
 def main(out: Path, history: Path) -> None:
     store = SqlStore(f"sqlite:///{out}")
-    pending = []
+    pending: list[Pending] = []
     for line in history.read_text(encoding="utf-8").splitlines():
         entry = json.loads(line)
         if "source" in entry:
             store.save_ruleset(load_ruleset(entry["source"], entry["file"]))
             continue
         # ids restart with each ruleset in the history: made unique, as a service's are
-        record = {**entry["record"], "decision_id": f"{len(pending) + 1:03d}-{entry['record']['decision_id']}"}
+        record = cast(DecisionRecord, {**entry["record"],
+                                       "decision_id": f"{len(pending) + 1:03d}-{entry['record']['decision_id']}"})
         incoming = []
         for ref, doc in zip(record.get("documents") or (), entry["documents"], strict=True):
             text = "\f".join(doc["pages"])
