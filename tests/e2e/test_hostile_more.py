@@ -17,11 +17,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2
 
 from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, ruleset_pb2, ruleset_pb2_grpc
 from adapters.supervision import rss_mb
-from tests.e2e.server import ROOT, Server, metadata, start
+from tests.e2e.server import ROOT, Server, fact, metadata, start
 
 pytestmark = pytest.mark.slow
 
@@ -43,16 +42,14 @@ def worker_pid(server: Server) -> int:
 
 
 def decided(server: Server) -> str:
-    values = struct_pb2.Struct()
-    values.update(CLAIM)
     stub = decision_pb2_grpc.DecisionServiceStub(grpc.insecure_channel(server.address))
-    reply = stub.Decide(decision_pb2.DecideRequest(ruleset="claims-triage", facts=[
-        decision_pb2.Fact(type="claim", values=values)]), metadata=metadata("caller"), timeout=30)
+    reply: decision_pb2.DecideResponse = stub.Decide(decision_pb2.DecideRequest(
+        ruleset="claims-triage", facts=[fact("claim", CLAIM)]), metadata=metadata("caller"), timeout=30)
     return reply.decision.decision_id
 
 
-def peak_during(pid: int, call: threading.Thread) -> int:
-    peak = 0
+def peak_during(pid: int, call: threading.Thread) -> float:
+    peak = 0.0
     call.start()
     while call.is_alive():
         peak = max(peak, rss_mb(pid) or 0)
@@ -278,11 +275,9 @@ def test_validations_in_flight_never_hold_up_a_decide_with_an_idempotency_key(se
     def keyed(n: int) -> list[float]:
         out = []
         for i in range(n):
-            values = struct_pb2.Struct()
-            values.update({**CLAIM, "claim_ref": f"K-{i}"})
             started = time.monotonic()
             stub.Decide(decision_pb2.DecideRequest(ruleset="claims-triage", idempotency_key=f"key-{time.time_ns()}",
-                                                   facts=[decision_pb2.Fact(type="claim", values=values)]),
+                                                   facts=[fact("claim", {**CLAIM, "claim_ref": f"K-{i}"})]),
                         metadata=metadata("caller"), timeout=120)
             out.append(time.monotonic() - started)
         return out
