@@ -122,7 +122,6 @@ class Branch:
 
     bindings: dict[str, str]
     parts: list[Node]
-    guard: Guard = field(init=False, repr=False)
     # aggregates: a marker pattern per aggregated type (binding -> engine type), so the rule is considered
     # again whenever facts of that type are added; and the aggregates' text and evaluators, for the trace
     epochs: dict[str, str] = field(default_factory=dict)
@@ -677,8 +676,7 @@ def analyse(ast: Node, types: Mapping[str, FactType]) -> Condition:
         if len(bindings) > MAX_PATTERNS:
             raise ExprError("too_many_patterns", f"{len(bindings)} fact patterns in one rule; the engine runs at "
                             f"most {MAX_PATTERNS}", parts[0].pos, "split the rule, deriving an intermediate fact")
-        branch = Branch(bindings, parts)
-        branch.guard = compile_guard(parts, checker.aliases)
+        branch = Branch(bindings, parts)  # its guard is compile.py's: what the engine's patterns leave to test
         for agg in aggregates:
             marker = EPOCH + aggregated_type(agg)
             branch.epochs.setdefault(marker, marker)
