@@ -16,6 +16,7 @@ import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
 from itertools import product
 from typing import Any
 
@@ -764,6 +765,12 @@ _CMP: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
+@lru_cache(maxsize=4096)
+def _field_reader(binding: str, fname: str) -> Eval:
+    """One reader per field, shared by every expression that reads it (10,000 rules name a dozen fields)."""
+    return lambda env, wm: env[binding].get(fname, MISSING)
+
+
 def compile_expr(node: Node, aliases: Mapping[str, str]) -> Eval:
     if isinstance(node, Lit):
         value: object = node.value
@@ -779,7 +786,7 @@ def compile_expr(node: Node, aliases: Mapping[str, str]) -> Eval:
         if binding == DECISION and binding not in aliases:
             which = 0 if fname == "date" else 1
             return lambda env, wm: env[binding].get(fname, MISSING) if binding in env else wm.moment()[which]
-        return lambda env, wm: env[binding].get(fname, MISSING)
+        return _field_reader(binding, fname)
     if isinstance(node, Call):
         return _compile_call(node, aliases)
     if isinstance(node, Exists):
