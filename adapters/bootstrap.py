@@ -101,7 +101,7 @@ class Runtime:
         added to them as to the config's."""
         SECRETS.base, SECRETS.ttl_s = base, cfg.secrets_ttl_s
         store = SqlStore(cfg.db)
-        registry = RulesetRegistry(store)
+        registry = RulesetRegistry(store, idle_unload_s=cfg.versions.idle_unload_s)
         loaded = registry.load_directory(cfg.rulesets) if serving and cfg.rulesets.is_dir() else []
         corpora_dir = cfg.corpora if cfg.corpora is not None else cfg.rulesets / "corpora"
         corpora = index_corpora(store, corpora_dir) if serving and corpora_dir.is_dir() else []

@@ -144,6 +144,14 @@ class MemorySettings(_Strict):
 
 
 
+class VersionSettings(_Strict):
+    """Ruleset versions a worker holds: one not used for ``idle_unload_s`` is unloaded (engine and networks
+    freed) and compiled again from the store when next asked for; the version in effect for each ruleset
+    always stays loaded. null: never unload."""
+
+    idle_unload_s: float | None = Field(default=600.0, gt=0)
+
+
 class WitnessSettings(_Strict):
     """One place outside the database that keeps the signed checkpoints (adapters/witnesses.py): a ``dir``, an
     HTTP ``url`` (POST), or a ``nats`` server URL with its ``subject`` (and ``stream`` for JetStream)."""
@@ -194,6 +202,7 @@ class Settings(_Strict):
     transport: TransportSettings = Field(default_factory=lambda: TransportSettings())
     delivery: DeliverySettings = Field(default_factory=lambda: DeliverySettings())
     memory: MemorySettings = Field(default_factory=lambda: MemorySettings())
+    versions: VersionSettings = Field(default_factory=lambda: VersionSettings())
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"  # a worker's event loop: libuv's, or asyncio's own
     sla_check_s: float = Field(default=5.0, gt=0)
     answers: Path | None = None  # canned model/tool answers: the offline demo

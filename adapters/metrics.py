@@ -55,6 +55,9 @@ HEAP_FREE = Gauge("baton_heap_free_bytes", "Bytes free inside a worker's malloc 
 PYTHON_BLOCKS = Gauge("baton_python_allocated_blocks", "Python's small-object blocks a worker holds "
                       "(sys.getallocatedblocks(): objects of 512 bytes or less, outside the malloc heap)",
                       multiprocess_mode="liveall")
+VERSION_UNLOADS = Counter("baton_version_unloads", "Ruleset versions a worker unloaded after versions.idle_unload_s "
+                          "unused (never a version in effect)")
+VERSION_RELOADS = Counter("baton_version_reloads", "Unloaded ruleset versions a worker compiled again on demand")
 HEAP_TRIMS = Counter("baton_heap_trims_total", "Times a worker gave its arenas' free pages back to the system")
 START_GROUPS = Counter("baton_start_groups", "Groups of decisions the start gate let start together under load")
 START_GROUPED = Counter("baton_start_grouped_decisions", "Decisions that waited at the start gate and started in "

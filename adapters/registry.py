@@ -16,9 +16,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from adapters import metrics
 from adapters.rulesets import load_file, ruleset_files
 from adapters.store.governance import PENDING, PUBLISHED, REJECTED, Publication, VersionInfo, VersionSource
 from adapters.store.sql import SqlStore
+from engine.driver import unload
 from engine.errors import BatonError, CompileErrors
 from engine.language.loader import load_ruleset
 from engine.loop import Engine
@@ -30,11 +32,16 @@ class GovernanceError(BatonError):
 
 
 class RulesetRegistry:
-    def __init__(self, store: SqlStore, refresh_s: float = 2.0) -> None:
+    def __init__(self, store: SqlStore, refresh_s: float = 2.0, idle_unload_s: float | None = 600.0) -> None:
         self.store = store
         if store.private is None:  # the store leaves each version's pii fields out of search
             store.private = self.private_fields
         self.engines: dict[str, Engine] = {}  # version -> engine
+        # a loaded version not used for idle_unload_s is unloaded (``unload_idle``), never one in effect;
+        # used: version -> when engine_for last handed it out (monotonic); unloaded: reloaded on demand
+        self.idle_unload_s = idle_unload_s
+        self.used: dict[str, float] = {}
+        self.unloaded: set[str] = set()
         # name -> [(effective_from, decided_at, version)] of published publications, in effect order
         self.schedule: dict[str, list[tuple[float, float, str]]] = {}
         self.refresh_s = refresh_s
@@ -203,6 +210,7 @@ class RulesetRegistry:
             return self.engines.get(version)
 
     def engine_for(self, version: str) -> Engine:
+        self.used[version] = time.monotonic()
         with self.lock:
             engine = self.engines.get(version)
         if engine is not None:
@@ -216,7 +224,36 @@ class RulesetRegistry:
             raise BatonError("stale_version", f"stored version {version[:12]} no longer compiles: {e}") from None
         engine = Engine(rs)
         with self.lock:
+            if version in self.unloaded:
+                self.unloaded.discard(version)
+                metrics.VERSION_RELOADS.inc()
             return self.engines.setdefault(version, engine)
+
+    def unload_idle(self, now: float | None = None) -> list[str]:
+        """Unload every loaded version not handed out by ``engine_for`` for ``idle_unload_s``: its engine is
+        dropped and its durable-rules networks freed; the next ``engine_for`` compiles it again from the
+        store. A version in effect (now) for its ruleset stays: reloading a 10,000-rule version takes
+        seconds of compile, which a decision would wait for. Nor is a version unloaded while a decision
+        is on it. Returns the versions unloaded (counted in baton_version_unloads_total)."""
+        if self.idle_unload_s is None:
+            return []
+        now = time.monotonic() if now is None else now
+        in_effect = set(self.active.values())
+        with self.lock:
+            idle = [(v, e) for v, e in self.engines.items() if v not in in_effect
+                    and now - self.used.setdefault(v, now) >= self.idle_unload_s]
+        out = []
+        for version, engine in idle:
+            with self.lock:
+                if self.engines.get(version) is not engine or now - self.used.get(version, now) < self.idle_unload_s:
+                    continue  # handed out again meanwhile
+                del self.engines[version]
+                self.used.pop(version, None)
+                self.unloaded.add(version)
+            unload(engine.compiled)  # a decision still on it: its networks stay registered, and a reload reuses them
+            metrics.VERSION_UNLOADS.inc()
+            out.append(version)
+        return out
 
     def info(self, name: str, version: str) -> VersionInfo | None:
         found = self._versions(version)

@@ -12,6 +12,12 @@ extension. Each raw run is a child process under a timeout, since past its limit
 
 Targets (issue 19): 10,000 rules <= 3x the 10-rule cost per decision; a 10,000-row table <= 2x a
 10-row table; compile <= 5 s. Run: .venv/bin/python bench/rules_scale.py [--decisions 2000] [--smoke]
+
+``--memory`` (issue 37: a 10,000-rule version in at most 100 MB per worker) prints instead, per size, what
+one version costs a worker, each size in a fresh child process: resident memory added by loading it
+(YAML parse, checks, compile, analysis: Python objects, with the small-object allocator's arenas and the
+bytes live in them), by registering its durable-rules networks (C), by deciding, and what is left after
+it is unloaded (``engine.driver.unload``, the registry's idle unloading) and when it is loaded again.
 """
 
 from __future__ import annotations
@@ -134,17 +140,118 @@ def raw(n: int, count: int) -> dict[str, Any]:
     return result
 
 
+# -- memory (child process per size) ------------------------------------------------------------------
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _pymalloc() -> tuple[float, float]:
+    """(MB in live small objects, MB of arenas holding them) from CPython's allocator statistics."""
+    import os
+    import re
+    import tempfile
+
+    with tempfile.TemporaryFile() as out:
+        saved = os.dup(2)
+        sys.stderr.flush()
+        os.dup2(out.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read().decode()
+    used = re.search(r"# bytes in allocated blocks\s*=\s*([\d,]+)", text)
+    arenas = re.search(r"arenas \* \d+ bytes/arena\s*=\s*([\d,]+)", text)
+    return tuple(int(m.group(1).replace(",", "")) / 1e6 if m else 0.0 for m in (used, arenas))  # type: ignore[return-value]
+
+
+def memory_child(n: int, count: int) -> None:
+    import gc
+
+    from adapters.system import trim_heap
+    from engine.driver import unload
+
+    text = ruleset_text(n)
+    facts = inputs(n, count)
+    answers = RecordedAnswers({})
+    gc.collect()
+    out: dict[str, float] = {"text_mb": len(text.encode()) / 1e6}
+    base, (live0, arenas0) = _rss_mb(), _pymalloc()
+    rs = load_ruleset(text, "scale.yaml")
+    gc.collect()
+    out["load_mb"] = _rss_mb() - base
+    live, arenas = _pymalloc()
+    out["py_live_mb"], out["py_arenas_mb"] = live - live0, arenas - arenas0
+    at = _rss_mb()
+    engine = Engine(rs)
+    out["networks"] = len(engine.compiled.shards)
+    out["networks_mb"] = _rss_mb() - at
+
+    async def run(e: Engine) -> None:
+        for f in facts:
+            await e.decide(f, answers, answers, FixedClock(), SequentialIds())
+
+    asyncio.run(run(engine))
+    gc.collect()
+    out["total_mb"] = _rss_mb() - base
+    unload(engine.compiled)
+    del engine, rs
+    gc.collect()
+    trim_heap()
+    out["unloaded_mb"] = _rss_mb() - base
+    at = _rss_mb()
+    Engine(load_ruleset(text, "scale.yaml"))
+    gc.collect()
+    out["reload_mb"] = _rss_mb() - at
+    print(json.dumps(out))
+
+
+def memory(sizes: list[int], count: int) -> None:
+    print(f"resident MB one version adds to a worker, a fresh process per size ({count} decisions)\n")
+    print(f"{'':12}{'source':>8}{'load':>7}{'py live':>9}{'arenas':>8}{'networks':>15}{'decided':>9}"
+          f"{'unloaded':>10}{'reload':>8}")
+    for n in sizes:
+        done = subprocess.run([sys.executable, __file__, "--memory-child", str(n), "--decisions", str(count)],
+                              capture_output=True, text=True, timeout=1800, check=False)
+        if done.returncode != 0:
+            print(f"rules N={n:,}: failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+            continue
+        m = json.loads(done.stdout)
+        print(f"{'N=' + format(n, ','):12}{m['text_mb']:>8.1f}{m['load_mb']:>7.0f}{m['py_live_mb']:>9.0f}"
+              f"{m['py_arenas_mb']:>8.0f}{m['networks_mb']:>7.0f} ({m['networks']:>5.0f}){m['total_mb']:>9.0f}"
+              f"{m['unloaded_mb']:>10.0f}{m['reload_mb']:>8.0f}")
+    print("\nload: resident after parse, checks, compile and analysis; py live / arenas: bytes in live Python small"
+          "\nobjects and the allocator arenas holding them (the rest of the arenas is free space left by the"
+          "\nparse); networks: durable-rules networks registered (count); decided: the whole version after the"
+          "\ndecisions; unloaded: what stays after driver.unload and a trim; reload: loading it again after that.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--decisions", type=int, default=2000)
     parser.add_argument("--sizes", default="10,100,1000,10000")
     parser.add_argument("--smoke", action="store_true", help="small sizes and few decisions (CI)")
     parser.add_argument("--no-raw", action="store_true")
+    parser.add_argument("--memory", action="store_true", help="what a version costs a worker in memory")
     parser.add_argument("--raw-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     tune_allocator()  # as every Baton process does (adapters/system.py): the figures are the service's
     if args.raw_child is not None:
         raw_child(args.raw_child, args.decisions)
+        return
+    if args.memory_child is not None:
+        memory_child(args.memory_child, args.decisions)
+        return
+    if args.memory:
+        memory([10, 100] if args.smoke else [int(x) for x in args.sizes.split(",")], 50 if args.smoke else
+               args.decisions)
         return
     sizes = [10, 100] if args.smoke else [int(x) for x in args.sizes.split(",")]
     count = 50 if args.smoke else args.decisions

@@ -5,6 +5,8 @@ What this relies on (each pinned by a test in tests/engine/test_durable_rules.py
 - every session has its start fact's action started before ``delete_state`` (which segfaults on a
   session in which no action ever started, even with facts matched);
 - at most ``SESSIONS_PER_HANDLE`` live sessions per handle; more handles (``name@hash#k``) beyond;
+- ``delete_ruleset`` frees a network with no live session, and the name may be registered again
+  afterwards (how an idle version is unloaded: ``unload``);
 - facts reaching the engine are unique (sequence numbers) and carry no user data (see compile.py);
 - ``start_action_for_state`` / ``complete_and_start_action`` walk the agenda in priority, rule order
   and recency; a fact asserted while an action is open joins the agenda at once.
@@ -50,9 +52,11 @@ class EnginePool:
 
     def __init__(self, name: str, definition: str, ref: str, max_handles: int = MAX_HANDLES) -> None:
         self.base_name, self.definition, self.ref = name, definition, ref
+        self.first_name = name
         self.max_handles = max_handles
         self.handles: list[_Handle] = []
         self.counter = 0
+        self.generation = 0
         self.lock = threading.Lock()
 
     @property
@@ -87,6 +91,22 @@ class EnginePool:
         with self.lock:
             h.live -= 1
 
+    def retire(self) -> bool:
+        """Free this network's handles in the core if no session is live on any (False: left as they are).
+        A later decision on this pool registers its network again, under names of a new generation."""
+        with self.lock:
+            if any(h.live for h in self.handles):
+                return False
+            with _registry_lock:
+                for h in self.handles:
+                    core.delete_ruleset(h.handle)
+                    _registry.pop(h.name, None)
+            if self.handles:
+                self.handles = []
+                self.generation += 1
+                self.base_name = f"{self.first_name}%{self.generation}"
+            return True
+
 
 class Pools:
     """The pools of every shard of one ruleset version; a shard's network is registered on first use."""
@@ -105,6 +125,10 @@ class Pools:
     def warm(self) -> None:
         for pool in self.shards:
             pool.warm()
+
+    def retire(self) -> bool:
+        """Free every shard's network (see ``EnginePool.retire``); False if a decision is still on one."""
+        return all([pool.retire() for pool in self.shards])
 
     @property
     def handles(self) -> list[_Handle]:
@@ -136,6 +160,22 @@ def pool_for(compiled: CompiledRuleset) -> Pools:
         if pools is None:
             pools = _pools[key] = Pools(compiled)
         return pools
+
+
+def unload(compiled: CompiledRuleset) -> bool:
+    """Forget this version's pools and free their networks in the core, unless a decision is on one of
+    them (then nothing is freed, False). An Engine still holding the pools registers them again on use."""
+    key = f"{compiled.ruleset.name}@{compiled.ruleset.version}{compiled.layout}"
+    with _registry_lock:
+        pools = _pools.get(key)
+    if pools is None:
+        return True
+    if not pools.retire():
+        return False
+    with _registry_lock:
+        if _pools.get(key) is pools:
+            del _pools[key]
+    return True
 
 
 _UNKNOWN = "?"  # a shard session's next activation is not known: facts arrived since it was last asked

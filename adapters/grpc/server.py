@@ -323,6 +323,7 @@ async def _keep_fresh(registry: RulesetRegistry, shadows: Shadows | None, stop: 
                 await asyncio.to_thread(target.refresh, True)
             except Exception:  # the store briefly unreachable: keep the last schedule, try again
                 log.exception("re-reading %s failed", type(target).__name__)
+        await asyncio.to_thread(registry.unload_idle)  # versions unused for versions.idle_unload_s
 
 
 async def _flush_logs(stop: asyncio.Event) -> None:

@@ -22,6 +22,7 @@ place - a use means exactly the definition written there in brackets.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -182,6 +183,8 @@ def tokenize(text: str, base: int = 0) -> list[Token]:
             tokens.append(Token("number", tok, base + pos, float(tok) if any(c in tok for c in ".eE") else int(tok)))
         elif kind == "string":
             tokens.append(Token("string", tok, base + pos, _unquote(tok, pos)))
+        elif kind == "name":  # the same few names recur in every rule: one string each (interned)
+            tokens.append(Token(kind, sys.intern(tok), base + pos))
         elif kind != "ws":
             tokens.append(Token(kind, tok, base + pos))
         pos = m.end()
