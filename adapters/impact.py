@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import os
+import sys
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -93,9 +94,11 @@ def _read(store: SqlStore, ids: list[str]) -> tuple[list[DecisionRecord | None],
     return records, {d.id: d for d in store.documents(list(dict.fromkeys(refs)))}
 
 
-# Backtests on every core: the history split across worker processes (spawned, each with its own store
-# connection and engines), chunks handed out in order and their results gathered in order, so N processes
-# give exactly what one does. `--part K/N` splits a history across machines instead (PostgreSQL).
+# Backtests on every core: the history split across worker processes, chunks handed out in order and their
+# results gathered in order, so N processes give exactly what one does. Where the platform can fork, the workers
+# are forked from this process once it has imported Baton and compiled the candidate (shared copy-on-write), its
+# store's connections closed first so that no worker inherits one; each worker opens its own. Elsewhere they are
+# spawned and each imports and compiles for itself. `--part K/N` splits a history across machines instead.
 
 CHUNK = 250  # decisions a worker takes at a time: small enough to balance, large enough to keep reads batched
 
@@ -128,12 +131,19 @@ def effective_jobs(jobs: int | None, n: int) -> int:
 _WORKER: dict[str, Any] = {}  # in a worker process: its store, and the candidate engine or the engines by version
 
 
-def _init(url: str, candidate: str | None) -> None:
-    from adapters.rulesets import load_file
+def start_method() -> str:
+    """How worker processes start: ``fork`` where the platform has it safely (Linux), else ``spawn``."""
+    return "fork" if sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods() else "spawn"
 
+
+def _init(url: str, candidate: Engine | str | None) -> None:
     _WORKER["store"] = SqlStore(url, migrate=False)
     _WORKER["engines"] = {}
-    if candidate is not None:
+    if isinstance(candidate, Engine):  # forked: compiled by the parent
+        _WORKER["candidate"] = candidate
+    elif candidate is not None:
+        from adapters.rulesets import load_file
+
         _WORKER["candidate"] = Engine(load_file(Path(candidate)))
 
 
@@ -192,24 +202,34 @@ def _replay_chunk(ids: list[str]) -> list[Replayed]:
     return asyncio.run(replay_many(_WORKER["store"], _WORKER["engines"], ids))
 
 
-def _run_jobs(work: Callable[[list[str]], list[R]], url: str, candidate: str | None, ids: list[str], jobs: int,
-              progress: Callable[[int], None]) -> list[R]:
+def _run_jobs(work: Callable[[list[str]], list[R]], store: SqlStore, candidate: Engine | str | None,
+              ids: list[str], jobs: int, progress: Callable[[int], None]) -> list[R]:
     chunks = [ids[i:i + CHUNK] for i in range(0, len(ids), CHUNK)]
+    method = start_method()
+    if method == "fork":
+        # a pooled connection shared by two processes breaks both (SQLite's locks, PostgreSQL's protocol stream):
+        # close this process's (its pools reopen on their next use); the workers open their own by URL
+        store.engine.dispose()
+        store.writer.dispose()
+    elif isinstance(candidate, Engine):
+        raise ValueError("spawned workers compile the candidate themselves: give its path")
     out: list[R] = []
-    with mp.get_context("spawn").Pool(jobs, initializer=_init, initargs=(url, candidate)) as pool:
+    with mp.get_context(method).Pool(jobs, initializer=_init, initargs=(store.url, candidate)) as pool:
         for results in pool.imap(work, chunks):
             out.extend(results)
             progress(len(out))
     return out
 
 
-def impact_jobs(url: str, candidate: Path, ids: list[str], jobs: int, progress: Callable[[int], None]
-                ) -> list[WhatIf]:
-    """The candidate at ``candidate`` over the stored decisions ``ids`` in ``jobs`` processes: the results in
-    the order of ``ids``, as :func:`impact_steps` in one process gives them."""
-    return _run_jobs(_impact_chunk, url, str(candidate), ids, jobs, progress)
+def impact_jobs(store: SqlStore, candidate: Engine, source: Path, ids: list[str], jobs: int,
+                progress: Callable[[int], None]) -> list[WhatIf]:
+    """The candidate (compiled as ``candidate``, from the file ``source``) over the stored decisions ``ids`` in
+    ``jobs`` processes: the results in the order of ``ids``, as :func:`impact_steps` in one process gives them.
+    Forked workers share ``candidate``; spawned ones compile ``source``."""
+    return _run_jobs(_impact_chunk, store, candidate if start_method() == "fork" else str(source), ids, jobs,
+                     progress)
 
 
-def replay_jobs(url: str, ids: list[str], jobs: int, progress: Callable[[int], None]) -> list[Replayed]:
+def replay_jobs(store: SqlStore, ids: list[str], jobs: int, progress: Callable[[int], None]) -> list[Replayed]:
     """:func:`replay_many` over ``ids`` in ``jobs`` processes, in the order of ``ids``."""
-    return _run_jobs(_replay_chunk, url, None, ids, jobs, progress)
+    return _run_jobs(_replay_chunk, store, None, ids, jobs, progress)

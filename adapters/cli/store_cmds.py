@@ -222,9 +222,11 @@ def _parted(ids: list[str], part: str | None) -> list[str]:
 
 def _with_progress(what: str, total: int, show: bool, work: Callable[[Callable[[int], None]], Any]) -> Any:
     columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, disable=not show, transient=True) as progress:
+    # redrawn at each update, not by a refresh thread: worker processes are forked from this one, and a thread
+    # running at the fork (holding the terminal's lock, say) would leave them a lock nobody releases
+    with Progress(*columns, console=err, disable=not show, transient=True, auto_refresh=False) as progress:
         task = progress.add_task(what, total=total)
-        return work(lambda done: progress.update(task, completed=done))
+        return work(lambda done: progress.update(task, completed=done, refresh=True))
 
 
 def _replay_all(db: str | None, name: str | None, since: str | None, as_json: bool, jobs: int | None,
@@ -236,7 +238,7 @@ def _replay_all(db: str | None, name: str | None, since: str | None, as_json: bo
     workers = effective_jobs(jobs, len(ids))
     if workers > 1:
         results = _with_progress("replay", len(ids), not as_json,
-                                 lambda progress: replay_jobs(store.url, ids, workers, progress))
+                                 lambda progress: replay_jobs(store, ids, workers, progress))
     else:
         results = _with_progress("replay", len(ids), not as_json,
                                  lambda progress: asyncio.run(_replay_here(store, ids, progress)))
@@ -280,7 +282,7 @@ def impact_cmd(candidate: Annotated[Path, typer.Argument(help="candidate ruleset
     n = effective_jobs(jobs, len(ids))
     if n > 1:
         results = _with_progress("impact", len(ids), not as_json, lambda progress: impact_jobs(
-            store.url, candidate, ids, n, progress))
+            store, engine, candidate, ids, n, progress))
     else:
         results = asyncio.run(_impact(store, engine, ids, show=not as_json))
     changed = [w for w in results if w.changed]

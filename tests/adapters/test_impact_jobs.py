@@ -3,6 +3,7 @@ give what one process gives; `--part K/N` splits it into disjoint parts that cov
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from adapters.cli.main import app
-from adapters.impact import CHUNK, parse_part, part_of
+from adapters.impact import CHUNK, Impact, impact_jobs, impact_steps, parse_part, part_of, start_method
+from adapters.rulesets import load_file
+from adapters.store.sql import SqlStore
+from engine.loop import Engine
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 2 * CHUNK + 70  # three chunks: more than one process gets work
@@ -95,3 +99,29 @@ def test_on_postgresql_machines_parts_with_jobs_cover_what_one_process_finds(pg_
     replayed = [json.loads(CliRunner().invoke(app, ["replay", "--all", "--db", db, "--json", "--part", f"{k}/2",
                                                     "--jobs", "2"]).stdout) for k in (1, 2)]
     assert sum(r["identical"] for r in replayed) == N and not any(r["diverged"] for r in replayed)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(start_method() != "fork", reason="workers are forked only where the platform can fork")
+def test_forked_workers_share_the_compiled_candidate_and_leave_the_store_usable(history: tuple[str, Path]) -> None:
+    db, candidate = history
+    store = SqlStore(db, migrate=False)
+    try:
+        ids = store.recent_ids("claims-triage", limit=N)
+        engine = Engine(load_file(candidate))
+        here = Impact()
+
+        async def in_process() -> None:
+            async for _ in impact_steps(store, engine, ids, here, every=len(ids)):
+                pass
+
+        asyncio.run(in_process())
+        done: list[int] = []
+        # no file at the path: the workers can only have the candidate this process compiled
+        split = impact_jobs(store, engine, candidate.with_name("absent.yaml"), ids, 2, done.append)
+        assert [(w.decision_id, w.old, w.new, w.error) for w in split] == \
+            [(w.decision_id, w.old, w.new, w.error) for w in here.results]
+        assert done == [CHUNK, 2 * CHUNK, N]  # in order, one report per chunk
+        assert store.get_many(ids[:1])[0] is not None  # this process's connections were closed, not broken
+    finally:
+        store.close()
