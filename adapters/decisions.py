@@ -147,6 +147,88 @@ class DecisionPath:
         return record, saved
 
 
+@dataclass(slots=True)
+class Job:
+    """One decision of a batch, for ``DecisionPath.decide_many``: ``run(budget)`` runs the engine, stopping
+    within ``budget`` seconds when one is given (what is left of the batch's time)."""
+
+    ruleset: str
+    run: Callable[[float | None], Awaitable[Decision]]
+    idempotency_key: str | None = None
+    documents: Sequence[Incoming] = ()
+    request_id: str = ""
+
+
+# a Job's outcome: decided and stored, failed (the exception), or never started (None)
+Outcome = tuple[DecisionRecord, Saved] | BaseException | None
+
+
+async def decide_many(path: DecisionPath, jobs: Sequence[Job], caller: str,
+                      admit: Callable[[int], Awaitable[tuple[int, float | None]]], release: Callable[[int], None],
+                      received: float | None = None) -> list[Outcome]:
+    """Many decisions through the one path, as ``DecisionPath.decide`` takes one - each run in its own span,
+    stored, and (when stored now) counted, logged and offered to shadows - but amortised: the engine runs go
+    back to back in request order, ``admit(n)`` at a time (it answers how many of the next ``n`` may start
+    and the seconds left for them; 0: none may, the rest are never started), and every decision is handed
+    to the writer in one group, stored in one transaction with whatever else is waiting. None goes through
+    the start gate: a batch is its own group. ``release(k)`` is called once each window's runs have ended."""
+    out: list[Outcome] = [None] * len(jobs)
+    decided: list[tuple[int, DecisionRecord]] = []
+
+    async def one(job: Job, budget: float | None) -> DecisionRecord:
+        with decision_span(path.tracer, job.ruleset) as span:
+            d = await job.run(budget)
+            record = d.to_dict()
+            if received is not None:
+                waited(record, path.clock.monotonic() - received)
+            annotate(span, record)
+        return record
+
+    start = 0
+    while start < len(jobs):
+        count, budget = await admit(len(jobs) - start)
+        if count <= 0:
+            break
+        window = range(start, start + count)
+        try:
+            if count == 1:
+                runs: list[DecisionRecord | BaseException] = []
+                try:
+                    runs.append(await one(jobs[start], budget))
+                except Exception as error:
+                    runs.append(error)
+            else:
+                runs = await asyncio.gather(*(one(jobs[i], budget) for i in window), return_exceptions=True)
+        finally:
+            release(count)
+        for i, run in zip(window, runs, strict=True):
+            if isinstance(run, BaseException):
+                out[i] = run
+            else:
+                decided.append((i, run))
+        start = window.stop
+    if not decided:
+        return out
+    try:
+        saved = await path.writer.save_many([(record, caller, jobs[i].idempotency_key, jobs[i].documents)
+                                             for i, record in decided])
+    except Exception as error:  # the hand-over itself failed: none of them is known stored
+        for i, _ in decided:
+            out[i] = error
+        return out
+    for (i, record), result in zip(decided, saved, strict=True):
+        if isinstance(result, BaseException):
+            out[i] = result
+            continue
+        out[i] = (record, result)
+        if not result.existing:
+            metrics.observe(record)
+            log_decision(record, (jobs[i].request_id or record["decision_id"])[:100], caller)
+            if path.shadows is not None:
+                path.shadows.offer(record)
+    return out
+
+
 async def replay_stored(store: SqlStore, engine_for: Callable[[str], Engine], record: DecisionRecord) -> ReplayResult:
     """Re-run a stored decision exactly on its own ruleset version, with the documents it read (every door's
     replay: gRPC ReplayDecision, the console, `baton replay`)."""
