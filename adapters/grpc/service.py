@@ -505,72 +505,69 @@ class DecisionService:
         received = s.path.received()
         n = len(batch.requests)
         results: list[decision_pb2.DecideResult | None] = [None] * n
-        keys: list[str] = []
+        keys = [item.idempotency_key or (f"{batch.idempotency_key}/{i}" if batch.idempotency_key else "")
+                for i, item in enumerate(batch.requests)]
+        wanted = [k for k in keys if k]
+        # one query for every key of the batch (a key that will fail its checks finds nothing, harmlessly)
+        found = await asyncio.to_thread(s.store.find_many, ident.name, wanted) if wanted else {}
         engines: dict[tuple[str, str], Engine] = {}
-        prepared: list[tuple[int, _Prepared]] = []
-        for i, item in enumerate(batch.requests):
-            key = item.idempotency_key or (f"{batch.idempotency_key}/{i}" if batch.idempotency_key else "")
-            keys.append(key)
-            try:
-                prepared.append((i, self._prepare(item, key or None, engines)))
-            except Exception as e:
-                results[i] = _failed(i, key, e)
-        wanted = [p.key for _, p in prepared if p.key]
-        if wanted:  # one query for every key of the batch
-            found = await asyncio.to_thread(s.store.find_many, ident.name, wanted)
-            if found:
-                fresh = []
-                for i, p in prepared:
-                    existing = found.get(p.key) if p.key else None
-                    if existing is None:
-                        fresh.append((i, p))
-                        continue
+        request_id = _metadata(context, "x-request-id") or ""
+        validated: dict[int, tuple[_Prepared, list[tuple[str, dict[str, Any]]]]] = {}
+        position = 0
+
+        async def next_jobs() -> tuple[list[Job], float | None]:
+            """The requests to start now, checked when their turn comes (a request never started costs nothing
+            beyond its key's lookup): each as a unary Decide checks it, in the same order - its own checks,
+            then a decision already stored under its key (answered as a replay), then its facts, then its
+            documents; one that fails or is replayed takes no place."""
+            nonlocal position
+            while position < n:
+                count, budget = await self._admit(n - position, context, call)
+                if count == 0:
+                    return [], None
+                jobs: list[Job] = []
+                while position < n and len(jobs) < count:
+                    i, key = position, keys[position] or None
+                    position += 1
                     try:
-                        results[i] = decision_pb2.DecideResult(index=i, idempotency_key=keys[i],
-                                                               decision=self._replay(existing, p))
+                        p = self._prepare(batch.requests[i], key, engines)
+                        existing = found.get(key) if key else None
+                        if existing is not None:
+                            results[i] = decision_pb2.DecideResult(index=i, idempotency_key=keys[i],
+                                                                   decision=self._replay(existing, p))
+                            continue
+                        facts = p.engine.validate_input(p.facts, allow_empty=bool(p.request.documents))
+                        incoming = await asyncio.to_thread(self._read_documents, p.request.documents) \
+                            if p.request.documents else []
                     except Exception as e:
                         results[i] = _failed(i, keys[i], e)
-                prepared = fresh
-        ready: list[tuple[int, _Prepared, list[tuple[str, dict[str, Any]]]]] = []
-        for i, p in prepared:  # facts first: a bad fact means no document is read and nothing is stored
-            try:
-                ready.append((i, p, p.engine.validate_input(p.facts, allow_empty=bool(p.request.documents))))
-            except Exception as e:
-                results[i] = _failed(i, keys[i], e)
-        documents: list[list[Incoming] | BaseException] = [[] for _ in ready]
-        if any(p.request.documents for _, p, _ in ready):
-            documents = await asyncio.to_thread(self._read_all, [p.request.documents for _, p, _ in ready])
-        request_id = _metadata(context, "x-request-id") or ""
-        jobs: list[Job] = []
-        started: list[tuple[int, _Prepared, list[tuple[str, dict[str, Any]]]]] = []
-        for (i, p, validated), incoming in zip(ready, documents, strict=True):
-            if isinstance(incoming, BaseException):
-                results[i] = _failed(i, keys[i], incoming)
-                continue
-            jobs.append(Job(p.engine.ruleset.name, self._runner(p, validated, incoming), p.key, incoming,
-                            request_id))
-            started.append((i, p, validated))
-        outcomes = await decide_many(s.path, jobs, ident.name, lambda want: self._admit(want, context, call),
-                                     self._release, received=received) if jobs else []
-        replayed = [saved.decision_id for o in outcomes if isinstance(o, tuple) for saved in (o[1],)
-                    if saved.existing]  # a concurrent retry with the same key stored first
+                        continue
+                    validated[i] = (p, facts)
+                    jobs.append(Job(i, p.engine.ruleset.name, self._runner(p, facts, incoming), key, incoming,
+                                    request_id))
+                if len(jobs) < count:
+                    self._release(count - len(jobs))
+                if jobs:
+                    return jobs, budget
+            return [], None
+
+        outcomes = await decide_many(s.path, next_jobs, self._release, ident.name, received=received)
+        replayed = [o[1].decision_id for _, o in outcomes if isinstance(o, tuple) and o[1].existing]
         stored = dict(zip(replayed, await asyncio.to_thread(s.store.get_many, replayed), strict=True)) \
-            if replayed else {}
-        late = _status_message(Abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline passed before this "
-                                     "request started: nothing was decided or stored for it"))
-        for (i, p, validated), outcome in zip(started, outcomes, strict=True):
+            if replayed else {}  # a concurrent retry with the same key stored first
+        for job, outcome in outcomes:
+            i = job.index
             result = decision_pb2.DecideResult(index=i, idempotency_key=keys[i])
-            if outcome is None:
-                result.error.CopyFrom(late)
-            elif isinstance(outcome, BaseException):
+            if isinstance(outcome, BaseException):
                 result = _failed(i, keys[i], outcome)
             else:
                 record, saved = outcome
                 try:
                     if saved.existing:
+                        p, facts = validated[i]
                         found_record = stored.get(saved.decision_id)
                         assert found_record is not None and p.key is not None
-                        _same_request(found_record, p.engine, validated, p.request, p.key)
+                        _same_request(found_record, p.engine, facts, p.request, p.key)
                         result.decision.CopyFrom(convert.decision(found_record, idempotent_replay=True))
                     elif record["outcome"] == "failed" and str(record["reason"]).startswith("deadline"):
                         raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"decision {record['decision_id']} "
@@ -580,8 +577,10 @@ class DecisionService:
                 except Exception as e:
                     result = _failed(i, keys[i], e)
             results[i] = result
-        done = [r for r in results if r is not None]
-        assert len(done) == n, "every request of a batch is answered"
+        late = _status_message(Abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline passed before this "
+                                     "request started: nothing was decided or stored for it"))
+        done = [r if r is not None else decision_pb2.DecideResult(index=i, idempotency_key=keys[i], error=late)
+                for i, r in enumerate(results)]  # never started
         return decision_pb2.DecideBatchResponse(results=done)
 
     def _runner(self, p: _Prepared, validated: list[tuple[str, dict[str, Any]]],
@@ -598,15 +597,6 @@ class DecisionService:
                                 documents=[i.document for i in incoming])
 
         return run
-
-    def _read_all(self, documents: list[Any]) -> list[list[Incoming] | BaseException]:
-        out: list[list[Incoming] | BaseException] = []
-        for docs in documents:
-            try:
-                out.append(self._read_documents(docs) if docs else [])
-            except Exception as e:
-                out.append(e)
-        return out
 
     async def _admit(self, want: int, context: Ctx, call: _Call) -> tuple[int, float | None]:
         """How many of a batch's next ``want`` requests may start now (at most limits.batch_parallel, and the

@@ -9,8 +9,8 @@ for the loop thread to let go of it between the serialising and the inserting (b
 
 Acknowledgements to asyncio callers are delivered with one wake-up of their event loop per batch,
 not one per decision (a thread-safe wake-up costs a pipe write). A DecideBatch hands its decisions over
-as one group (``save_many``): one queue entry, one transaction with whatever else is waiting, and one
-future resolved with every decision's outcome."""
+a window at a time, as one group (``save_many``): one queue entry, one transaction with whatever else is
+waiting, and one future resolved with every decision's outcome."""
 
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ class GroupWriter:
     def __init__(self, store: SqlStore, max_batch: int = MAX_BATCH) -> None:
         self.store = store
         self.max_batch = max_batch
-        self.queue: queue.SimpleQueue[_Item | _Group | None] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[_Item | list[_Item] | _Group | None] = queue.SimpleQueue()
+        self._held: dict[asyncio.AbstractEventLoop, list[_Item]] = {}  # saved in this pass of each loop
         self.thread = threading.Thread(target=self._run, name=WRITER_THREAD, daemon=True)
         self.thread.start()
         self.batches = 0
@@ -79,24 +80,39 @@ class GroupWriter:
 
     async def save(self, record: DecisionRecord, caller: str = "", idempotency_key: str | None = None,
                    resolves: Resolution | None = None, documents: Sequence[Incoming] = ()) -> Saved:
-        """For coroutines: returns once the decision (and the documents it read) is committed."""
-        future: asyncio.Future[Saved] = asyncio.get_running_loop().create_future()
-        self.queue.put(_Item(record, caller, idempotency_key, resolves, documents, future))
+        """For coroutines: returns once the decision (and the documents it read) is committed. Decisions saved
+        in one pass of the event loop are handed over together at its end (one queue entry, one wake-up of
+        the writer thread), not one at a time: woken by the first, the writer took the GIL from the loop
+        thread while the others were still being decided, and wrote them in a transaction each."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Saved] = loop.create_future()
+        item = _Item(record, caller, idempotency_key, resolves, documents, future)
+        held = self._held.get(loop)
+        if held is None:
+            held = self._held[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        held.append(item)
         return await future
 
-    async def save_many(self, entries: Sequence[tuple[DecisionRecord, str, str | None, Sequence[Incoming]]]
-                        ) -> list[Saved | BaseException]:
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        held = self._held.pop(loop, None)
+        if held:
+            self.queue.put(held)
+
+    def save_many(self, entries: Sequence[tuple[DecisionRecord, str, str | None, Sequence[Incoming]]]
+                  ) -> asyncio.Future[list[Saved | BaseException]]:
         """For coroutines: (record, caller, idempotency_key, documents) each, stored as ``save`` stores one
-        (a record that fails, fails alone) but handed over and acknowledged once for them all. Returns each
-        one's Saved or error, in order."""
-        if not entries:
-            return []
+        (a record that fails, fails alone) but handed over now, as one entry, and acknowledged once for them
+        all: the future resolves to each one's Saved or error, in order, once they are committed."""
         future: asyncio.Future[list[Saved | BaseException]] = asyncio.get_running_loop().create_future()
+        if not entries:
+            future.set_result([])
+            return future
         group = _Group([], future, [None] * len(entries), len(entries))
         group.items = [_Item(record, caller, key, None, documents, None, group, i)
                        for i, (record, caller, key, documents) in enumerate(entries)]
         self.queue.put(group)
-        return await future
+        return future
 
     def private(self, record: DecisionRecord) -> Mapping[str, Collection[str]] | None:
         """The PII fields of the record's ruleset version (search leaves them out), when the service told the
@@ -106,6 +122,10 @@ class GroupWriter:
 
     def close(self) -> None:
         """Write everything already submitted, then stop."""
+        for loop in list(self._held):  # saved in a pass of a loop that has not ended yet
+            held = self._held.pop(loop, None)
+            if held:
+                self.queue.put(held)
         self.queue.put(None)
         self.thread.join()
 
@@ -115,7 +135,8 @@ class GroupWriter:
             first = self.queue.get()
             if first is None:
                 return
-            batch = list(first.items) if isinstance(first, _Group) else [first]
+            batch = list(first.items) if isinstance(first, _Group) else list(first) if isinstance(first, list) \
+                else [first]
             stop = False
             while len(batch) < self.max_batch:  # a group is never split: a batch may pass max_batch by one
                 try:
@@ -127,6 +148,8 @@ class GroupWriter:
                     break
                 if isinstance(item, _Group):
                     batch.extend(item.items)
+                elif isinstance(item, list):
+                    batch.extend(item)
                 else:
                     batch.append(item)
             outcomes, ready = self._serialise(batch)
