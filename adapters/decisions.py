@@ -10,6 +10,7 @@ through this path), publishing is adapters/registry.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,9 @@ from engine.replay import ReplayResult, WhatIf, replay, what_if
 
 if TYPE_CHECKING:  # shadows evaluate through what_if_stored below
     from adapters.shadow import Shadows
+
+
+NO_SPAN = contextlib.nullcontext(None)  # without a tracer: not even decision_span's generator
 
 
 class StartGate:
@@ -128,7 +132,7 @@ class DecisionPath:
         the door received the request (``self.received()``), so the stored latency is what its caller waited,
         time queued in the server included."""
         try:  # in flight, for the start gate, until stored
-            with decision_span(self.tracer, ruleset) as span:
+            with decision_span(self.tracer, ruleset) if self.tracer is not None else NO_SPAN as span:
                 await self.gate.enter()
                 d = await run()
                 record = d.to_dict()
@@ -145,6 +149,90 @@ class DecisionPath:
             if self.shadows is not None:
                 self.shadows.offer(record)
         return record, saved
+
+
+@dataclass(slots=True)
+class Job:
+    """One decision of a batch, for ``decide_many``: ``run(budget)`` runs the engine, stopping within
+    ``budget`` seconds when one is given (what is left of the batch's time)."""
+
+    index: int  # its request's place in the batch
+    ruleset: str
+    run: Callable[[float | None], Awaitable[Decision]]
+    idempotency_key: str | None = None
+    documents: Sequence[Incoming] = ()
+    request_id: str = ""
+
+
+# a Job's outcome: decided and stored, or failed (the exception)
+Outcome = tuple[DecisionRecord, Saved] | BaseException
+
+
+async def decide_many(path: DecisionPath, next_jobs: Callable[[], Awaitable[tuple[list[Job], float | None]]],
+                      release: Callable[[int], None], caller: str,
+                      received: float | None = None) -> list[tuple[Job, Outcome]]:
+    """Many decisions through the one path, as ``DecisionPath.decide`` takes one - each run in its own span,
+    stored, and (when stored now) counted, logged and offered to shadows - but amortised: the engine runs go
+    back to back, a window at a time (``next_jobs()``: the jobs to start now and the seconds they have; none:
+    nothing more starts), and each window's decisions are handed to the writer as one group as soon as they
+    are decided (stored in one transaction with whatever else is waiting, while the next window runs). None
+    goes through the start gate: a batch is its own group.
+    ``release(k)`` is called once each window's k runs have ended. Returns each started job's outcome."""
+    out: list[tuple[Job, Outcome]] = []
+    handed: list[tuple[list[tuple[Job, DecisionRecord]], asyncio.Future[list[Saved | BaseException]]]] = []
+
+    async def one(job: Job, budget: float | None) -> DecisionRecord:
+        with decision_span(path.tracer, job.ruleset) if path.tracer is not None else NO_SPAN as span:
+            d = await job.run(budget)
+            record = d.to_dict()
+            if received is not None:
+                waited(record, path.clock.monotonic() - received)
+            annotate(span, record)
+        return record
+
+    try:
+        while True:
+            window, budget = await next_jobs()
+            if not window:
+                break
+            try:
+                if len(window) == 1:
+                    runs: list[DecisionRecord | BaseException] = []
+                    try:
+                        runs.append(await one(window[0], budget))
+                    except Exception as error:
+                        runs.append(error)
+                else:
+                    runs = await asyncio.gather(*(one(job, budget) for job in window), return_exceptions=True)
+            finally:
+                release(len(window))
+            decided: list[tuple[Job, DecisionRecord]] = []
+            for job, run in zip(window, runs, strict=True):
+                if isinstance(run, BaseException):
+                    out.append((job, run))
+                else:
+                    decided.append((job, run))
+            if decided:  # stored while the next window runs: what is decided is stored, whatever comes later
+                handed.append((decided, path.writer.save_many([(record, caller, job.idempotency_key, job.documents)
+                                                               for job, record in decided])))
+    finally:
+        for decided, future in handed:
+            try:
+                saved = await future
+            except Exception as error:  # the hand-over itself failed: none of them is known stored
+                out.extend((job, error) for job, _ in decided)
+                continue
+            for (job, record), result in zip(decided, saved, strict=True):
+                if isinstance(result, BaseException):
+                    out.append((job, result))
+                    continue
+                out.append((job, (record, result)))
+                if not result.existing:
+                    metrics.observe(record)
+                    log_decision(record, (job.request_id or record["decision_id"])[:100], caller)
+                    if path.shadows is not None:
+                        path.shadows.offer(record)
+    return out
 
 
 async def replay_stored(store: SqlStore, engine_for: Callable[[str], Engine], record: DecisionRecord) -> ReplayResult:

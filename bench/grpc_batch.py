@@ -46,6 +46,8 @@ from adapters.grpc.gen.baton.v1 import decision_pb2  # noqa: E402
 from adapters.store.sql import SqlStore  # noqa: E402
 
 DECIDE = "/baton.v1.DecisionService/Decide"
+CONNECTIONS = 16  # the load's HTTP/2 connections (h2load -c), the calls in flight spread over them
+CALL_TIMEOUT_S = 600  # a loaded machine can hold a batch call for a minute: not a failure of the server
 BATCH = "/baton.v1.DecisionService/DecideBatch"
 
 
@@ -118,22 +120,31 @@ async def python_load(address: str, path: str, body: bytes, inflight: int,
 
     latencies: list[float] = []
     failed = 0
-    async with grpc.aio.insecure_channel(address) as channel:
-        call = channel.unary_unary(path, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    # as many connections as h2load's -c: each its own (a local subchannel pool), so that SO_REUSEPORT spreads
+    # them over the server's workers - through one shared connection, one worker took every call
+    channels = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(min(CONNECTIONS, inflight))]
+    try:
+        calls = [c.unary_unary(path, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+                 for c in channels]
         end = time.perf_counter() + seconds
 
-        async def worker() -> None:
+        async def worker(n: int) -> None:
             nonlocal failed
+            call = calls[n % len(calls)]
             while time.perf_counter() < end:
                 t = time.perf_counter()
                 try:
-                    await call(body, timeout=60)
+                    await call(body, timeout=CALL_TIMEOUT_S)
                     latencies.append(time.perf_counter() - t)
                 except grpc.aio.AioRpcError:
                     failed += 1
 
         start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(inflight)))
+        await asyncio.gather(*(worker(n) for n in range(inflight)))
+    finally:
+        for c in channels:
+            await c.close(None)
     return sorted(latencies), len(latencies), failed, time.perf_counter() - start
 
 

@@ -20,7 +20,7 @@ from grpc_status import rpc_status
 
 from adapters import metrics
 from adapters.candidates import CandidateCompiler, Checked, CompileLimitExceeded, Progress, with_progress
-from adapters.decisions import DecisionPath, replay_stored, what_if_stored
+from adapters.decisions import DecisionPath, Job, decide_many, replay_stored, what_if_stored
 from adapters.documents import DEFAULT_MAX_BYTES, MAX_DOCUMENTS, Incoming, read_document
 from adapters.escalations import Escalations, NotOpen
 from adapters.grpc import convert
@@ -39,7 +39,7 @@ from engine.codes import Category, Status
 from engine.errors import BatonError, CompileErrors, InvalidInput, Overloaded
 from engine.explain import why
 from engine.language.diff import diff_sources
-from engine.loop import MAX_COMBINATIONS, Limits
+from engine.loop import MAX_COMBINATIONS, Decision, Engine, Limits
 from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
 from engine.record import DecisionRecord
 from engine.replay import WhatIf as WhatIfResult
@@ -199,6 +199,16 @@ def handler(method: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[.
     return wrap
 
 
+def _failed(index: int, key: str, error: BaseException) -> decision_pb2.DecideResult:
+    """A batch request's result for an error: its status, as a unary Decide would answer it (and the decision,
+    when one was stored before the error)."""
+    abort = _map_error(error)
+    result = decision_pb2.DecideResult(index=index, idempotency_key=key, error=_status_message(abort))
+    if abort.stored is not None:
+        result.decision.CopyFrom(convert.decision(abort.stored))
+    return result
+
+
 def _same_request(stored: DecisionRecord, engine: Any, validated: list[tuple[str, dict[str, Any]]],
                   request: decision_pb2.DecideRequest, key: str) -> None:
     """A key names one request: the same key with other facts, documents or version is refused (as payment
@@ -266,12 +276,30 @@ def _not_found(what: str) -> Abort:
     return Abort(grpc.StatusCode.NOT_FOUND, what)
 
 
+@dataclass(slots=True)
+class _Prepared:
+    """A Decide request past the checks that need no store (DecisionService._prepare)."""
+
+    request: decision_pb2.DecideRequest
+    engine: Engine
+    facts: dict[str, list[Any]]
+    key: str | None
+    deadline: float | None  # its own (or the configured default), seconds
+
+
+@dataclass(slots=True)
+class _Call:
+    """A DecideBatch call's state shared with the task deciding it: cancelled once the call has ended."""
+
+    cancelled: bool = False
+
+
 class DecisionService:
     def __init__(self, services: Services) -> None:
         self.s = services
         self.inflight = 0
         self._bulk_slots: asyncio.Semaphore | None = None
-        self._bulk_tasks: set[asyncio.Future[decision_pb2.DecideResult]] = set()
+        self._bulk_tasks: set[asyncio.Future[Any]] = set()  # batches and stream requests deciding
 
     def _read_documents(self, documents: Any) -> list[Incoming]:
         out = []
@@ -285,15 +313,20 @@ class DecisionService:
                      ident: Identity) -> decision_pb2.DecideResponse:
         return await self._decide(request, context, ident)
 
-    async def _decide(self, request: decision_pb2.DecideRequest, context: Ctx,
-                      ident: Identity) -> decision_pb2.DecideResponse:
-        """One Decide, however it came (unary, or one request of a DecideBatch or DecideStream): validated,
-        decided through the one path, answered; every failure raised, mapped to a status by the caller."""
-        s = self.s
-        received = s.path.received()
+    def _prepare(self, request: decision_pb2.DecideRequest, key: str | None,
+                 engines: dict[tuple[str, str], Engine] | None = None) -> _Prepared:
+        """A request's checks that need no store: its ruleset's engine (resolved once per distinct ruleset and
+        version of a batch, in ``engines``), its facts converted, its key and deadline checked; every
+        failure raised (Abort, BatonError)."""
         if not request.ruleset:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "ruleset is required", [("ruleset", "required")])
-        engine = s.registry.engine(request.ruleset, request.version)
+        if engines is None:
+            engine = self.s.registry.engine(request.ruleset, request.version)
+        else:
+            found = engines.get((request.ruleset, request.version))
+            engine = found if found is not None else self.s.registry.engine(request.ruleset, request.version)
+            if found is None:
+                engines[(request.ruleset, request.version)] = engine
         facts: dict[str, list[Any]] = {}
         for i, fact in enumerate(request.facts):
             if not fact.type:
@@ -303,7 +336,6 @@ class DecisionService:
         if len(request.documents) > MAX_DOCUMENTS:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_DOCUMENTS} documents per decision",
                         [("documents", f"at most {MAX_DOCUMENTS}")])
-        key = request.idempotency_key or None
         if key and len(key) > 200:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "idempotency_key longer than 200 characters",
                         [("idempotency_key", "at most 200 characters")])
@@ -311,18 +343,37 @@ class DecisionService:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "idempotency_key contains a control character (a key is "
                         "printed in logs and the console, and compared as sent)",
                         [("idempotency_key", "no control characters (NUL, ESC, newline, ...)")])
-        deadline = duration_s(request.deadline, "deadline") if request.HasField("deadline") else s.default_deadline_s
-        if request.HasField("deadline") and deadline is not None and deadline <= 0:
+        has_deadline = request.HasField("deadline")
+        deadline = duration_s(request.deadline, "deadline") if has_deadline else self.s.default_deadline_s
+        if has_deadline and deadline is not None and deadline <= 0:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "deadline must be positive (nothing was decided)",
                         [("deadline", "must be positive")])
+        return _Prepared(request, engine, facts, key or None, deadline)
+
+    @staticmethod
+    def _replay(existing: DecisionRecord, p: _Prepared) -> decision_pb2.Decision:
+        """A decision already stored under the request's key, answered as an idempotent replay once the request
+        is found to be the same one (compared as validated: 5 and 5.0 are one value; facts that no longer
+        validate, as sent)."""
+        assert p.key is not None
+        try:
+            sent = p.engine.validate_input(p.facts, allow_empty=bool(p.request.documents))
+        except InvalidInput:
+            sent = [(t, v) for t, values in p.facts.items() for v in values]
+        _same_request(existing, p.engine, sent, p.request, p.key)
+        return convert.decision(existing, idempotent_replay=True)
+
+    async def _decide(self, request: decision_pb2.DecideRequest, context: Ctx,
+                      ident: Identity) -> decision_pb2.DecideResponse:
+        """One Decide, however it came (unary, or one request of a DecideStream): validated, decided through
+        the one path, answered; every failure raised, mapped to a status by the caller."""
+        s = self.s
+        received = s.path.received()
+        p = self._prepare(request, request.idempotency_key or None)
+        engine, facts, key, deadline = p.engine, p.facts, p.key, p.deadline
         existing = await asyncio.to_thread(s.store.find, ident.name, key) if key else None
         if existing is not None and key:
-            try:  # compared as validated (5 and 5.0 are one value); facts that no longer validate, as sent
-                sent = engine.validate_input(facts, allow_empty=bool(request.documents))
-            except InvalidInput:
-                sent = [(t, v) for t, values in facts.items() for v in values]
-            _same_request(existing, engine, sent, request, key)
-            return decision_pb2.DecideResponse(decision=convert.decision(existing, idempotent_replay=True))
+            return decision_pb2.DecideResponse(decision=self._replay(existing, p))
         # facts first: a bad fact means no document is read and nothing is stored
         validated = engine.validate_input(facts, allow_empty=bool(request.documents))
         if self.inflight >= s.max_inflight:
@@ -432,15 +483,156 @@ class DecisionService:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "idempotency_key too long: with /INDEX added, a request's "
                         "key would pass 200 characters; nothing was decided",
                         [("idempotency_key", "at most 200 characters with /INDEX")])
-        results: list[decision_pb2.DecideResult] = [decision_pb2.DecideResult()] * n
-        todo = iter(range(n))  # shared by the workers below: requests start in request order
+        call = _Call()
+        task = asyncio.ensure_future(self._batch(request, context, ident, call))
+        self._bulk_tasks.add(task)
+        task.add_done_callback(self._bulk_tasks.discard)
+        try:  # once started, a request runs to its end (stored, logged, counted) even if the call is cancelled
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            call.cancelled = True  # ... but no other request starts
+            raise
 
-        async def work() -> None:
-            for i in todo:
-                results[i] = await self._bulk_item(i, request.requests[i], context, ident, request.idempotency_key)
+    async def _batch(self, batch: decision_pb2.DecideBatchRequest, context: Ctx, ident: Identity,
+                     call: _Call) -> decision_pb2.DecideBatchResponse:
+        """A DecideBatch's requests, each stored, chained, logged, counted and idempotent exactly as a unary
+        Decide, each answered with its own decision or status - with the per-request costs paid once: one
+        engine resolution per distinct ruleset and version, one store query for every idempotency key, the
+        engine runs back to back (limits.batch_parallel at a time, in request order), and every decision
+        handed to the store writer in one group (adapters/decisions.py decide_many). When the call's time
+        runs short (or the call is cancelled), what has started is finished and stored, and nothing more
+        starts: those requests are answered DEADLINE_EXCEEDED with nothing stored for them."""
+        s = self.s
+        received = s.path.received()
+        n = len(batch.requests)
+        results: list[decision_pb2.DecideResult | None] = [None] * n
+        keys = [item.idempotency_key or (f"{batch.idempotency_key}/{i}" if batch.idempotency_key else "")
+                for i, item in enumerate(batch.requests)]
+        wanted = [k for k in keys if k]
+        # one query for every key of the batch (a key that will fail its checks finds nothing, harmlessly)
+        found = await asyncio.to_thread(s.store.find_many, ident.name, wanted) if wanted else {}
+        engines: dict[tuple[str, str], Engine] = {}
+        request_id = _metadata(context, "x-request-id") or ""
+        validated: dict[int, tuple[_Prepared, list[tuple[str, dict[str, Any]]]]] = {}
+        position = 0
 
-        await asyncio.gather(*(work() for _ in range(min(self.s.batch_parallel, n))))
-        return decision_pb2.DecideBatchResponse(results=results)
+        async def next_jobs() -> tuple[list[Job], float | None]:
+            """The requests to start now, checked when their turn comes (a request never started costs nothing
+            beyond its key's lookup): each as a unary Decide checks it, in the same order - its own checks,
+            then a decision already stored under its key (answered as a replay), then its facts, then its
+            documents; one that fails or is replayed takes no place."""
+            nonlocal position
+            while position < n:
+                count, budget = await self._admit(n - position, context, call)
+                if count == 0:
+                    return [], None
+                jobs: list[Job] = []
+                while position < n and len(jobs) < count:
+                    i, key = position, keys[position] or None
+                    position += 1
+                    try:
+                        p = self._prepare(batch.requests[i], key, engines)
+                        existing = found.get(key) if key else None
+                        if existing is not None:
+                            results[i] = decision_pb2.DecideResult(index=i, idempotency_key=keys[i],
+                                                                   decision=self._replay(existing, p))
+                            continue
+                        facts = p.engine.validate_input(p.facts, allow_empty=bool(p.request.documents))
+                        incoming = await asyncio.to_thread(self._read_documents, p.request.documents) \
+                            if p.request.documents else []
+                    except Exception as e:
+                        results[i] = _failed(i, keys[i], e)
+                        continue
+                    validated[i] = (p, facts)
+                    jobs.append(Job(i, p.engine.ruleset.name, self._runner(p, facts, incoming), key, incoming,
+                                    request_id))
+                if len(jobs) < count:
+                    self._release(count - len(jobs))
+                if jobs:
+                    return jobs, budget
+            return [], None
+
+        outcomes = await decide_many(s.path, next_jobs, self._release, ident.name, received=received)
+        replayed = [o[1].decision_id for _, o in outcomes if isinstance(o, tuple) and o[1].existing]
+        stored = dict(zip(replayed, await asyncio.to_thread(s.store.get_many, replayed), strict=True)) \
+            if replayed else {}  # a concurrent retry with the same key stored first
+        for job, outcome in outcomes:
+            i = job.index
+            result = decision_pb2.DecideResult(index=i, idempotency_key=keys[i])
+            if isinstance(outcome, BaseException):
+                result = _failed(i, keys[i], outcome)
+            else:
+                record, saved = outcome
+                try:
+                    if saved.existing:
+                        p, facts = validated[i]
+                        found_record = stored.get(saved.decision_id)
+                        assert found_record is not None and p.key is not None
+                        _same_request(found_record, p.engine, facts, p.request, p.key)
+                        result.decision.CopyFrom(convert.decision(found_record, idempotent_replay=True))
+                    elif record["outcome"] == "failed" and str(record["reason"]).startswith("deadline"):
+                        raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"decision {record['decision_id']} "
+                                    f"failed: {record['reason']} (it is stored)", stored=record)
+                    else:
+                        result.decision.CopyFrom(convert.decision(record))
+                except Exception as e:
+                    result = _failed(i, keys[i], e)
+            results[i] = result
+        late = _status_message(Abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline passed before this "
+                                     "request started: nothing was decided or stored for it"))
+        done = [r if r is not None else decision_pb2.DecideResult(index=i, idempotency_key=keys[i], error=late)
+                for i, r in enumerate(results)]  # never started
+        return decision_pb2.DecideBatchResponse(results=done)
+
+    def _runner(self, p: _Prepared, validated: list[tuple[str, dict[str, Any]]],
+                incoming: list[Incoming]) -> Callable[[float | None], Awaitable[Decision]]:
+        """A batch request's engine run, within its own deadline and what is left of the call's (``budget``)."""
+        s = self.s
+
+        def run(budget: float | None) -> Awaitable[Decision]:
+            deadline = p.deadline if budget is None or (p.deadline is not None and p.deadline <= budget) \
+                else budget
+            limits = Limits(step_limit=s.step_limit, deadline_s=deadline, max_calls=s.max_calls,
+                            max_cost_usd=s.max_cost_usd, max_combinations=s.max_combinations)
+            return p.engine.run(validated, s.models, s.tools, s.clock, s.ids, limits,
+                                documents=[i.document for i in incoming])
+
+        return run
+
+    async def _admit(self, want: int, context: Ctx, call: _Call) -> tuple[int, float | None]:
+        """How many of a batch's next ``want`` requests may start now (at most limits.batch_parallel, and the
+        places free of limits.max_inflight for batches and streams, waiting within the call's deadline for
+        one), and the seconds they have: the call's time left less what storing and answering need. 0 once
+        the call is cancelled or its time is too short to start another."""
+        remaining = context.time_remaining()
+        if call.cancelled or (remaining is not None and remaining <= BULK_MARGIN_S):
+            return 0, None
+        slots, want = self._slots(), min(want, self.s.batch_parallel)
+        got = 0
+        while got < want and not slots.locked():
+            await slots.acquire()  # free: no wait
+            got += 1
+        if got == 0:
+            try:
+                async with asyncio.timeout(None if remaining is None else remaining - BULK_MARGIN_S):
+                    await slots.acquire()
+            except TimeoutError:
+                return 0, None
+            got = 1
+            remaining = context.time_remaining()
+            if call.cancelled or (remaining is not None and remaining <= BULK_MARGIN_S):
+                slots.release()
+                return 0, None
+        self.inflight += got
+        metrics.INFLIGHT.inc(got)
+        return got, None if remaining is None else remaining - BULK_MARGIN_S
+
+    def _release(self, count: int) -> None:
+        self.inflight -= count
+        metrics.INFLIGHT.dec(count)
+        slots = self._slots()
+        for _ in range(count):
+            slots.release()
 
     async def DecideStream(self, requests: AsyncIterator[Any],
                            context: Ctx) -> AsyncIterator[decision_pb2.DecideStreamResponse]:

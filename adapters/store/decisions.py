@@ -40,6 +40,8 @@ from engine.audit import GENESIS, canonical, chain_hash, chain_hash_of, hashed_b
 from engine.merkle import Frontier
 from engine.record import DecisionRecord
 
+KEYS_PER_QUERY = 500  # idempotency keys looked up in one query (SQLite's parameter limit is far above)
+
 
 @dataclass(slots=True)
 class Saved:
@@ -157,18 +159,12 @@ class DecisionsArea(TreeArea):
         outbox: list[dict[str, Any]] = []
         documents: dict[str, Incoming] = {}
         search: list[tuple[str, str]] = []
-        keys_in_batch: dict[tuple[str, str], Saved] = {}
+        keys_in_batch = self._stored_keys(cur, items)  # decisions already stored under the batch's keys
         for item in items:
             key = item.idempotency_key
-            if key:
-                if (item.caller, key) in keys_in_batch:
-                    out.append(_existing(keys_in_batch[(item.caller, key)]))
-                    continue
-                found = conn.execute(sa.select(DECISIONS.c.id, DECISIONS.c.chain_seq, DECISIONS.c.hash).where(
-                    DECISIONS.c.caller == item.caller, DECISIONS.c.idempotency_key == key)).first()
-                if found:
-                    out.append(Saved(found[0], found[1], found[2], existing=True))
-                    continue
+            if key and (item.caller, key) in keys_in_batch:
+                out.append(_existing(keys_in_batch[(item.caller, key)]))
+                continue
             if item.resolves is not None:
                 r = item.resolves
                 done = conn.execute(ESCALATIONS.update().where(
@@ -229,6 +225,26 @@ class DecisionsArea(TreeArea):
                 self._insert_rows(cur, MERKLE.name, nodes)
             cur.execute(self.move_head_sql, (seq, prev, frontier.size, frontier.to_hex()))
         return out
+
+    def _stored_keys(self, cur: Any, items: Sequence[Pending]) -> dict[tuple[str, str], Saved]:
+        """The decisions already stored under the items' (caller, idempotency key)s: one query per caller
+        (of at most KEYS_PER_QUERY keys) for the whole batch, not one per keyed decision - a DecideBatch's
+        derived keys made a hundred queries while the chain head was locked."""
+        by_caller: dict[str, list[str]] = {}
+        for item in items:
+            if item.idempotency_key:
+                by_caller.setdefault(item.caller, []).append(item.idempotency_key)
+        found: dict[tuple[str, str], Saved] = {}
+        mark = "?" if self.sqlite else "%s"
+        for caller, keys in by_caller.items():
+            unique = list(dict.fromkeys(keys))
+            for start in range(0, len(unique), KEYS_PER_QUERY):
+                chunk = unique[start:start + KEYS_PER_QUERY]
+                cur.execute(f"SELECT idempotency_key, id, chain_seq, hash FROM {DECISIONS.name} WHERE caller = "
+                            f"{mark} AND idempotency_key IN ({', '.join(mark for _ in chunk)})", (caller, *chunk))
+                for key, decision_id, seq, digest in cur.fetchall():
+                    found[(caller, key)] = Saved(decision_id, int(seq), digest)
+        return found
 
     def _tree_at(self, cur: Any, seq: int, tree_size: int, stored: str) -> tuple[Frontier, list[tuple[Any, ...]]]:
         """The tree's frontier to extend, from the chain head row, and the subtrees to store with this batch.
@@ -316,6 +332,19 @@ class DecisionsArea(TreeArea):
             found = conn.execute(sa.select(DECISIONS.c.id).where(
                 DECISIONS.c.caller == caller, DECISIONS.c.idempotency_key == idempotency_key)).scalar()
         return self.get(found) if found else None
+
+    def find_many(self, caller: str, keys: Sequence[str]) -> dict[str, DecisionRecord]:
+        """The caller's decisions stored under any of ``keys``, by key: one query for the ids (per
+        KEYS_PER_QUERY keys), then the records as ``get_many`` reads them (a DecideBatch's idempotency check)."""
+        unique = list(dict.fromkeys(k for k in keys if k))
+        ids: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(unique), KEYS_PER_QUERY):
+                ids.update(conn.execute(sa.select(DECISIONS.c.idempotency_key, DECISIONS.c.id).where(
+                    DECISIONS.c.caller == caller,
+                    DECISIONS.c.idempotency_key.in_(unique[start:start + KEYS_PER_QUERY]))).tuples().all())
+        records = self.get_many(list(ids.values())) if ids else []
+        return {key: record for key, record in zip(ids, records, strict=True) if record is not None}
 
     def list_decisions(self, ruleset: str | None = None, outcome: str | None = None, since: float | None = None,
              until: float | None = None, limit: int = 50, before: tuple[float, str] | None = None,
