@@ -116,6 +116,7 @@ def instrument(engine: loop.Engine, ph: Phases) -> None:
     compiled: CompiledRuleset = engine.compiled
     compiled.rules.update({name: dataclasses.replace(er, guard=ph.wrap("guards", er.guard))
                            for name, er in compiled.rules.items()})
+    engine.plans = engine.fire_plans()  # the firing plans hold the rules: made again with the wrapped guards
     CompiledRuleset.encode = ph.wrap("encoding", CompiledRuleset.encode)  # type: ignore[method-assign]
     Router.route = ph.wrap("encoding", Router.route)  # type: ignore[method-assign]
     module = vars(driver)  # the driver module's globals: what its functions look up at call time
@@ -131,6 +132,7 @@ def instrument(engine: loop.Engine, ph: Phases) -> None:
     module["orjson"] = types.SimpleNamespace(dumps=ph.wrap("encoding", real_orjson.dumps))
     for cls, names, phase in [
         (driver.Agenda, ("first", "next", "_best"), "agenda (Python)"),
+        (driver.SoloAgenda, ("first", "next"), "agenda (Python)"),
         (driver.ShardSession, ("peek", "complete"), "agenda (Python)"),
         (loop._Run, ("fire",), "agenda (Python)"),
         (loop._Run, ("on_fire", "add_fact"), "trace + memory"),
@@ -139,6 +141,7 @@ def instrument(engine: loop.Engine, ph: Phases) -> None:
         (loop.Engine, ("validate_input",), "validation"),
         (driver.Pools, ("open",), "sessions (Python)"),
         (driver.Agenda, ("close",), "sessions (Python)"),
+        (driver.SoloAgenda, ("close",), "sessions (Python)"),
     ]:
         for name in names:
             setattr(cls, name, ph.wrap(phase, getattr(cls, name)))

@@ -15,7 +15,7 @@ What this relies on (each pinned by a test in tests/engine/test_durable_rules.py
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import durable_rules_engine as core
 import orjson
@@ -117,6 +117,9 @@ class Pools:
         base = f"{rs.name}@{rs.version}{compiled.layout}"
         self.shards = [EnginePool(base if s.number == 0 else f"{base}/{s.number}", s.engine_json, rs.ref,
                                   max_handles) for s in compiled.shards]
+        # one network that facts reach by type alone (a guard-only ruleset): no routing, one session
+        self.solo = not compiled.indexed and len(self.shards) == 1
+        self.solo_types = frozenset(compiled.type_shards)
 
     @property
     def live_sessions(self) -> int:
@@ -138,9 +141,9 @@ class Pools:
     def counter(self) -> int:
         return self.shards[0].counter
 
-    def open(self, initial: Iterable[tuple[int, str, dict[str, object]]], wm: FactIndex) -> Agenda:
+    def open(self, initial: Iterable[tuple[int, str, dict[str, object]]], wm: FactIndex) -> Agenda | SoloAgenda:
         """An agenda over the shards, with ``initial`` facts (seq, type, values) routed and asserted."""
-        agenda = Agenda(self, wm)
+        agenda = SoloAgenda(self) if self.solo else Agenda(self, wm)
         try:
             agenda.assert_batch(initial)
         except BaseException:
@@ -184,11 +187,12 @@ _UNKNOWN = "?"  # a shard session's next activation is not known: facts arrived 
 class ShardSession:
     """One decision's working memory in one shard's network."""
 
-    __slots__ = ("closed", "h", "head", "open_action", "pool", "sid", "started", "state")
+    __slots__ = ("closed", "h", "handle", "head", "open_action", "pool", "sid", "started", "state")
 
     def __init__(self, pool: EnginePool, batch: list[dict[str, object]]) -> None:
         self.pool = pool
         self.h, self.sid = pool.acquire()
+        self.handle = self.h.handle
         self.open_action = False
         self.started = False  # delete_state segfaults on a session in which no action ever started
         self.closed = True  # until the start fact is handled there is nothing to delete
@@ -199,8 +203,8 @@ class ShardSession:
         for fact in batch:
             fact["sid"] = sid
         try:
-            code, state = core.assert_facts(self.h.handle, orjson.dumps([{"sid": sid, "bt": START_TYPE, "bn": 0},
-                                                                        *batch]).decode())
+            code, state = core.assert_facts(self.handle, orjson.dumps([{"sid": sid, "bt": START_TYPE, "bn": 0},
+                                                                      *batch]).decode())
         except core.error as e:
             pool.release(self.h)
             raise EngineFailure("engine_error", f"durable-rules refused the facts: {e}") from None
@@ -214,7 +218,7 @@ class ShardSession:
         """Assert facts. While this session's own action is open they join its agenda at once; a peeked
         activation of an idle session is put back first, since a new fact may come before it."""
         if self.open_action and not during_action:
-            core.abandon_action(self.h.handle, self.state)
+            core.abandon_action(self.handle, self.state)
             self.open_action = False
         self.head = _UNKNOWN if not during_action else self.head
         sid = self.sid
@@ -222,9 +226,9 @@ class ShardSession:
             fact["sid"] = sid
         try:
             if len(batch) == 1:
-                code, _ = core.assert_fact(self.h.handle, orjson.dumps(batch[0]).decode())
+                code, _ = core.assert_fact(self.handle, orjson.dumps(batch[0]).decode())
             else:
-                code, _ = core.assert_facts(self.h.handle, orjson.dumps(batch).decode())
+                code, _ = core.assert_facts(self.handle, orjson.dumps(batch).decode())
         except core.error as e:
             raise EngineFailure("engine_error", f"durable-rules refused facts: {e}") from None
         if code not in (0, 1):  # 1: no rule matches any of them, which is normal
@@ -233,14 +237,14 @@ class ShardSession:
     def peek(self) -> str | None:
         """This session's next activation (JSON), its action left open; None when its agenda is empty."""
         if self.open_action:
-            core.abandon_action(self.h.handle, self.state)
+            core.abandon_action(self.handle, self.state)
             self.open_action = False
         try:
-            result = core.start_action_for_state(self.h.handle, self.state)
+            result = core.start_action_for_state(self.handle, self.state)
         except core.error as e:
             raise EngineFailure("engine_error", f"durable-rules failed to start an action: {e}") from None
         self.started = True
-        message = str(result[1]) if result else None
+        message: str | None = result[1] if result else None
         self.open_action = message is not None
         if message is not None and message.startswith(_START_MESSAGE):
             message = self.complete()
@@ -250,13 +254,13 @@ class ShardSession:
     def complete(self) -> str | None:
         """Complete the open action; the next activation, its action open (or None)."""
         try:
-            message = core.complete_and_start_action(self.h.handle, self.state)
+            message: str | None = core.complete_and_start_action(self.handle, self.state)
         except core.error as e:
             self.open_action = False
             raise EngineFailure("engine_error", f"durable-rules failed to complete an action: {e}") from None
         self.open_action = message is not None
-        self.head = None if message is None else str(message)
-        return self.head
+        self.head = message
+        return message
 
     def close(self) -> None:
         if self.closed:
@@ -266,8 +270,8 @@ class ShardSession:
             if not self.started:
                 self.peek()  # the start fact's activation is always there to start
             if self.open_action:
-                core.abandon_action(self.h.handle, self.state)
-            core.delete_state(self.h.handle, self.sid)
+                core.abandon_action(self.handle, self.state)
+            core.delete_state(self.handle, self.sid)
         finally:
             self.pool.release(self.h)
 
@@ -332,6 +336,10 @@ class Agenda:
                 return head
         return self._best()
 
+    def stepper(self) -> Callable[[], str | None]:
+        """What marks the activation being fired as done and gives the next one."""
+        return self.next
+
     def close(self) -> None:
         errors: list[BaseException] = []
         for session in self.order:
@@ -342,3 +350,60 @@ class Agenda:
         self.sessions, self.order = {}, []
         if errors:
             raise errors[0]
+
+
+class SoloAgenda:
+    """One decision's agenda on a ruleset of one network whose facts go by type alone (guard-only):
+    what ``Agenda`` does for that case, without routing - the same engine facts in the same order."""
+
+    __slots__ = ("encode", "pool", "session", "types")
+
+    def __init__(self, pools: Pools) -> None:
+        self.pool = pools.shards[0]
+        self.encode = pools.compiled.encode
+        self.types = pools.solo_types
+        self.session: ShardSession | None = None
+
+    def assert_batch(self, facts: Iterable[tuple[int, str, dict[str, object]]]) -> None:
+        """Assert facts between rounds (all of a round's answers at once, in order)."""
+        encode, types = self.encode, self.types
+        batch = [encode(seq, t, v) for seq, t, v in facts if t in types]
+        if not batch:
+            return
+        session = self.session
+        if session is None:
+            self.session = ShardSession(self.pool, batch)
+        else:
+            session.add(batch, False)
+
+    def assert_now(self, seq: int, type_name: str, values: dict[str, object]) -> None:
+        """Assert one fact while an activation is being fired: its activations join the agenda at once."""
+        if type_name in self.types:
+            session = self.session
+            assert session is not None  # an activation is firing
+            session.add([self.encode(seq, type_name, values)], True)
+
+    def first(self) -> str | None:
+        """The next activation to fire (JSON), or None when there is none."""
+        session = self.session
+        if session is None:
+            return None
+        return session.peek() if session.head is _UNKNOWN else session.head
+
+    def next(self) -> str | None:
+        """Mark the current activation fired; the next one, or None."""
+        session = self.session
+        if session is None or not session.open_action:  # nothing being fired: the next one, if any
+            return self.first()
+        return session.complete()
+
+    def stepper(self) -> Callable[[], str | None]:
+        """What marks the activation being fired as done and gives the next one (``next``, without
+        this agenda in between while its one session is open)."""
+        session = self.session
+        return self.next if session is None else session.complete
+
+    def close(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            session.close()

@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from engine.compile import START_RULE, CompiledRuleset, compile_ruleset
+from engine.compile import START_RULE, CompiledRuleset, EngineRule, compile_ruleset
 from engine.documents import Chunk, Document, chunks, merge
-from engine.driver import Agenda, Pools, pool_for
+from engine.driver import Agenda, Pools, SoloAgenda, pool_for
 from engine.errors import BatonError, InvalidInput, Where
 from engine.language.check import EPOCH, MISSING, FactIndex, TooLarge, Undefined
 from engine.language.dates import from_timestamp
@@ -36,12 +36,15 @@ MAX_INPUT_FACTS = 1000
 class WorkingMemory(FactIndex):
     """Every fact of one decision, by sequence number (1-based). Facts only grow; identical ones are one."""
 
-    __slots__ = ("by_type", "facts", "keys", "now", "started_at", "store")
+    __slots__ = ("by_type", "facts", "keys", "last", "listy", "now", "started_at", "store")
 
-    def __init__(self, now: tuple[str, str] | None = None, started_at: float = 0.0) -> None:
+    def __init__(self, now: tuple[str, str] | None = None, started_at: float = 0.0,
+                 listy: frozenset[str] | None = None) -> None:
         self.facts: list[tuple[str, Values]] = []
         self.keys: set[tuple[str, tuple[tuple[str, object], ...]]] = set()
         self.by_type: dict[str, list[int]] = {}
+        self.last: dict[str, Values] = {}  # type -> its latest fact (aggregate markers left out)
+        self.listy = listy  # the types whose facts may hold lists (None: not known, find out per fact)
         self.now = now  # None: the date and time of ``started_at``, worked out when a rule first asks
         self.started_at = started_at
         self.store: dict[object, object] = {}
@@ -62,23 +65,32 @@ class WorkingMemory(FactIndex):
     def add(self, type_name: str, values: Values) -> int:
         """The new fact's sequence number, or 0 when an identical fact is already known."""
         # validated values come in declaration order with lists only of scalars: a cheap exact key
-        # (the items as they are when no value is a list - hashing says so - else lists as tuples)
-        key: tuple[str, tuple[tuple[str, object], ...]] = (type_name, tuple(values.items()))
-        try:
+        # (the items as they are when no value is a list, else lists as tuples)
+        listy = self.listy
+        if listy is not None and type_name in listy:
+            key: tuple[str, tuple[tuple[str, object], ...]] = \
+                (type_name, tuple((k, tuple(v) if type(v) is list else v) for k, v in values.items()))
             known = key in self.keys
-        except TypeError:
-            key = (type_name, tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in values.items()))
-            known = key in self.keys
+        else:
+            key = (type_name, tuple(values.items()))
+            try:
+                known = key in self.keys
+            except TypeError:  # a list among the values (hashing says so)
+                key = (type_name, tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in values.items()))
+                known = key in self.keys
         if known:
             return 0
         self.keys.add(key)
-        self.facts.append((type_name, values))
-        seq = len(self.facts)
+        facts = self.facts
+        facts.append((type_name, values))
+        seq = len(facts)
         seqs = self.by_type.get(type_name)
         if seqs is None:
             self.by_type[type_name] = [seq]
         else:
             seqs.append(seq)
+        if not type_name.startswith(EPOCH):  # aggregate markers: no fact a template or a call reads
+            self.last[type_name] = values
         return seq
 
     def has_type(self, type_name: str) -> bool:
@@ -97,7 +109,7 @@ class WorkingMemory(FactIndex):
         return self.facts[seq - 1][0]
 
     def latest(self) -> dict[str, Values]:
-        return {t: self.facts[seqs[-1] - 1][1] for t, seqs in self.by_type.items() if not t.startswith(EPOCH)}
+        return dict(self.last)
 
 
 MAX_COMBINATIONS = 1_000_000
@@ -194,6 +206,7 @@ def _checker(validate: Callable[[object, str], Values]) -> Callable[[object], st
 
 
 _BN = re.compile(r'"(p\d+)":\{[^{}]*?"bn": ?(\d+)')
+_BN1 = re.compile(r'"bn": ?(\d+)')  # an activation of one pattern: the first "bn" is its fact's
 
 
 def _ordered(message: str, found: list[tuple[str, str]], patterns: tuple[tuple[str, str], ...]) -> list[str]:
@@ -223,6 +236,20 @@ class _Extraction:
     chunks: list[Chunk]
     keys: list[str]
     results: dict[str, CallResult] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One engine rule, as firing it needs it."""
+
+    er: EngineRule
+    rule: Rule
+    branch: int
+    single: str | None  # the binding of its one pattern; None when it has several
+    aggregating: bool
+    show_branch: bool  # the trace names the branch (an `or` across fact types)
+    definitions: bool  # the trace shows the values of the definitions its condition names
+    listed: bool  # in `fired` (the rules and rows an author wrote; not TABLE#inputs)
 
 
 class _Stop(Exception):
@@ -257,10 +284,42 @@ class Engine:
         for join in joins:
             for t in set(join):
                 self.joins.setdefault(t, []).append(join)
+        self.join_width = max((len(j) for j in joins), default=0)
+        # the types whose facts may hold a list (their working-memory keys turn lists into tuples)
+        self.listy = frozenset(t for t, ft in ruleset.types.items()
+                               if any(f.kind == "list" for f in ft.fields.values()))
+        self.plans = self.fire_plans()
+        self.limits_seen: dict[tuple[object, ...], tuple[int, float | None, int | None, float | None]] = {}
         # extraction reads a document in chunks: each chunk's answer may leave fields out
         partial = {m.produces for m in ruleset.models.values() if m.from_document and m.produces}
         self.partial_schemas = {t: {**self.schemas[t], "required": []} for t in partial}
         self.partial_checks = {t: _checker(all_optional(ruleset.types[t]).validate) for t in partial}
+
+    def limits_of(self, limits: Limits) -> tuple[int, float | None, int | None, float | None]:
+        """Step limit, deadline, model calls and cost for a decision: the stricter of the service's
+        ``limits`` and the ruleset's own (worked out once per combination)."""
+        key = (limits.step_limit, limits.deadline_s, limits.max_calls, limits.max_cost_usd)
+        found = self.limits_seen.get(key)
+        if found is None:
+            rs = self.ruleset
+            max_calls = _tighter(limits.max_calls, rs.max_calls)
+            found = (int(_tighter(limits.step_limit, rs.step_limit) or rs.step_limit),
+                     _tighter(limits.deadline_s, rs.deadline_s), int(max_calls) if max_calls is not None else None,
+                     _tighter(limits.max_cost_usd, rs.max_cost_usd))
+            if len(self.limits_seen) < 64:
+                self.limits_seen[key] = found
+        return found
+
+    def fire_plans(self) -> dict[str, _Plan | None]:
+        """Engine rule name -> what firing it takes, worked out once (None: the start rule, which does nothing)."""
+        plans: dict[str, _Plan | None] = {START_RULE: None}
+        for name, er in self.compiled.rules.items():
+            rule = er.rule
+            single = er.patterns[0][1] if len(er.patterns) == 1 else None
+            plans[name] = _Plan(er, rule, er.branch, single, name in self.aggregating,
+                                len(rule.condition.branches) > 1, bool(rule.condition.definitions),
+                                rule.name not in self.internal)
+        return plans
 
     # -- input ---------------------------------------------------------------------------------------
     def validate_input(self, facts: object, allow_empty: bool = False) -> list[tuple[str, Values]]:
@@ -324,9 +383,8 @@ class _Run:
 
     __slots__ = ("aggregated", "called", "carried_cost", "clock", "d", "deadline", "documents", "effects", "engine",
                  "epoch_counts", "extractions", "held", "human", "intents", "mask_pii", "max_calls",
-                 "max_combinations", "max_cost",
-                 "merged_rows", "model_calls", "models", "proposals", "round", "session", "step_limit", "stopped",
-                 "summaries", "tools", "unreadable", "wm")
+                 "max_combinations", "max_cost", "merged_rows", "model_calls", "models", "now_models", "now_tools",
+                 "proposals", "round", "session", "step_limit", "stopped", "summaries", "tools", "unreadable", "wm")
 
     def __init__(self, engine: Engine, d: Decision, models: ModelGateway, tools: ToolConnector, clock: Clock,
                  limits: Limits, human: list[HumanInput], documents: Sequence[Document] = ()) -> None:
@@ -337,12 +395,7 @@ class _Run:
         self.unreadable: list[tuple[str, Values]] = []  # failures found while intending, asserted next round
         self.effects = 0
         self.engine, self.d, self.models, self.tools, self.clock = engine, d, models, tools, clock
-        rs = engine.ruleset
-        self.step_limit = int(_tighter(limits.step_limit, rs.step_limit) or rs.step_limit)
-        deadline = _tighter(limits.deadline_s, rs.deadline_s)
-        max_calls = _tighter(limits.max_calls, rs.max_calls)
-        self.max_calls = int(max_calls) if max_calls is not None else None
-        self.max_cost = _tighter(limits.max_cost_usd, rs.max_cost_usd)
+        self.step_limit, deadline, self.max_calls, self.max_cost = engine.limits_of(limits)
         self.mask_pii = limits.mask_pii
         self.merged_rows = limits.merged_rows and bool(engine.multi_rows)
         self.model_calls = 0
@@ -352,14 +405,17 @@ class _Run:
                     "max_cost_usd": self.max_cost}
         if self.max_combinations != MAX_COMBINATIONS:
             d.limits["max_combinations"] = self.max_combinations
+        # ports that answer from memory (recorded, canned): asked at once, no task made
+        self.now_models = getattr(models, "answer_now", None)
+        self.now_tools = getattr(tools, "answer_now", None)
         self.deadline = clock.monotonic() + deadline if deadline is not None else None
-        self.wm = WorkingMemory(started_at=d.started_at)
+        self.wm = WorkingMemory(started_at=d.started_at, listy=engine.listy)
         self.epoch_counts: dict[str, int] = {}
         self.aggregated: set[tuple[object, ...]] = set()  # (rule, branch, facts, values) that fired
         # a summary rule's latest proposal per (rule, branch, facts, step): a re-firing replaces it (item 20)
         self.summaries: dict[tuple[object, ...], tuple[Rule, Step, int, Event]] = {}
         self.stopped = ""  # the final rule that stopped the decision
-        self.session: Agenda | None = None
+        self.session: Agenda | SoloAgenda | None = None
         self.round = 0
         self.proposals: list[tuple[Rule, Step, int, Event]] = []
         self.intents: list[tuple[CallRequest, str]] = []
@@ -386,8 +442,8 @@ class _Run:
         """Before facts of ``types`` reach the core: no join may have to consider more than
         ``max_combinations`` combinations of facts (see Limits)."""
         joins = self.engine.joins
-        if not joins:
-            return
+        if not joins or len(self.wm.facts) ** self.engine.join_width <= self.max_combinations:
+            return  # no join of these few facts can reach the limit
         for t in set(types):
             for join in joins.get(t, ()):
                 n = 1
@@ -513,66 +569,68 @@ class _Run:
     def fire(self, message: str | None) -> None:
         session = self.session
         assert session is not None
-        rules = self.engine.compiled.rules
-        aggregating = self.engine.aggregating
+        plans = self.engine.plans
         facts = self.wm.facts
         wm = self.wm
-        next_activation = session.next
-        findall = _BN.findall
+        next_activation = session.stepper()  # called only while an activation is being fired
+        findall, search = _BN.findall, _BN1.search
         while message is not None:
             # Activations carry only Baton's own names and numbers (compile.py), so a regex reads them
-            # exactly, at a fraction of json.loads' cost: {"r3":{"p0":{"sid": "s1", "bt": "x", "bn": 4},...}}
-            ename = message[2:message.index('"', 2)]
-            if ename != START_RULE:
-                er = rules[ename]
-                bns = findall(message)
-                patterns = er.patterns
-                if len(bns) == 1 == len(patterns):  # one pattern: nothing to order
-                    binding = patterns[0][1]
-                    seq = int(bns[0][1])
+            # exactly, at a fraction of json.loads' cost: {"r3":{"p0":{"bt":"x","bn":4,"sid":"s1"},...}}
+            plan = plans[message[2:message.index('"', 2)]]
+            if plan is not None:  # None: the start rule
+                binding = plan.single
+                if binding is not None:  # one pattern: nothing to order
+                    found = search(message)
+                    assert found is not None
+                    seq = int(found[1])
                     seqs = {binding: seq}
                     env = {binding: facts[seq - 1][1]}
                 else:
                     env = {}
                     seqs = {}
-                    for (_, binding), bn in zip(patterns, _ordered(message, bns, patterns), strict=True):
+                    patterns = plan.er.patterns
+                    for (_, name), bn in zip(patterns, _ordered(message, findall(message), patterns), strict=True):
                         seq = int(bn)
-                        seqs[binding] = seq
-                        env[binding] = facts[seq - 1][1]
+                        seqs[name] = seq
+                        env[name] = facts[seq - 1][1]
                 try:
-                    if er.guard(env, wm):
-                        if ename in aggregating:
-                            shown = self.aggregate_values(ename, er.rule, er.branch, env, seqs)
+                    if plan.er.guard(env, wm):
+                        if plan.aggregating:
+                            shown = self.aggregate_values(plan.er.name, plan.rule, plan.branch, env, seqs)
                             if shown is not None:
-                                self.on_fire(er.rule, er.branch, env, seqs, shown)
+                                self.on_fire(plan, env, seqs, shown)
                         else:
-                            self.on_fire(er.rule, er.branch, env, seqs)
+                            self.on_fire(plan, env, seqs)
                 except TooLarge:
-                    raise _Stop(f"rule '{er.rule.name}': a number beyond 1e300 was computed on these facts") from None
+                    raise _Stop(f"rule '{plan.rule.name}': a number beyond 1e300 was computed on these facts") \
+                        from None
                 if self.stopped:
                     next_activation()  # the final rule's activation is done; the rest stay on the agenda
                     return
             message = next_activation()
 
-    def on_fire(self, rule: Rule, branch: int, env: dict[str, Values], seqs: dict[str, int],
+    def on_fire(self, plan: _Plan, env: dict[str, Values], seqs: dict[str, int],
                 aggregates: dict[str, object] | None = None) -> None:
         d = self.d
+        rule = plan.rule
         d.steps += 1
-        if d.steps > self.step_limit:
-            raise _Stop(f"step limit of {self.step_limit} firings exceeded")
-        if self.deadline is not None and d.steps % 32 == 0 and self.clock.monotonic() > self.deadline:
-            raise _Stop("deadline exceeded")
         step_no = d.steps
+        if step_no > self.step_limit:
+            raise _Stop(f"step limit of {self.step_limit} firings exceeded")
+        if self.deadline is not None and step_no % 32 == 0 and self.clock.monotonic() > self.deadline:
+            raise _Stop("deadline exceeded")
         event: Event = {"kind": "fired", "step": step_no, "round": self.round, "rule": rule.name, "facts": seqs}
-        if len(rule.condition.branches) > 1:
-            event["branch"] = branch
+        if plan.show_branch:
+            event["branch"] = plan.branch
         if aggregates:
             event["aggregates"] = aggregates
-        if rule.condition.definitions:
-            event["definitions"] = self.definitions(rule, branch, env)
+        if plan.definitions:
+            event["definitions"] = self.definitions(rule, plan.branch, env)
         d.trace.append(event)
-        if rule.name not in self.engine.internal:
+        if plan.listed:
             d.fired.append(rule.name)
+        branch = plan.branch
         for step in rule.steps:
             payload = self.computed(rule, step, env) if step.computed else step.payload
             if self.merged_rows and step.kind == "assert" and rule.name in self.engine.multi_rows:
@@ -845,8 +903,7 @@ class _Run:
         return out
 
     def answer_now(self, call: CallRequest) -> CallResult | None:
-        port = self.models if call.kind == "model" else self.tools
-        answer = getattr(port, "answer_now", None)
+        answer = self.now_models if call.kind == "model" else self.now_tools
         if answer is None:
             return None
         result: CallResult | None = answer(call)  # None: this one must be awaited

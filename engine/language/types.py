@@ -254,7 +254,71 @@ def check_field(spec: FieldSpec, value: object, path: str) -> object:
     return _field_checker(spec)(value, path)
 
 
+def _fast_test(spec: FieldSpec, consts: dict[str, object]) -> str | None:
+    """A Python expression true of ``v`` exactly when the field's checker would return ``v`` itself (a plain
+    value already in canonical form); None for kinds with no such test (dates, lists). False never means
+    invalid: the full checker decides then."""
+    k = len(consts)
+    if spec.kind == "str":
+        consts[f"lo{k}"] = spec.min_length or 0
+        consts[f"hi{k}"] = spec.max_length if spec.max_length is not None else DEFAULT_MAX_STRING
+        return f"type(v) is str and lo{k} <= len(v) <= hi{k} and v.isascii()"
+    if spec.kind == "enum":
+        consts[f"e{k}"] = frozenset(spec.enum)
+        return f"type(v) is str and v in e{k}"
+    if spec.kind == "bool":
+        return "type(v) is bool"
+    if spec.kind in ("number", "int"):
+        consts[f"lo{k}"] = spec.minimum if spec.minimum is not None else -math.inf
+        consts[f"hi{k}"] = spec.maximum if spec.maximum is not None else math.inf
+        whole = f"(type(v) is int and -MAX_INT <= v <= MAX_INT and lo{k} <= v <= hi{k})"
+        if spec.kind == "int":
+            return whole
+        # a float stays as it is only when it is not whole (5.0 becomes 5) and finite (NaN fails every <=)
+        return (f"{whole} or (type(v) is float and -MAX_NUMBER <= v <= MAX_NUMBER and not v.is_integer() "
+                f"and lo{k} <= v <= hi{k})")
+    return None
+
+
+def _fast_validator(fact_type: FactType, checked: Callable[[object, str], dict[str, object]]) \
+        -> Callable[[object, str], dict[str, object]]:
+    """``checked`` with a fast path written out for this type: a plain dict whose values are already
+    canonical is copied field by field without a call per field; anything else (a missing, unknown or wrong
+    field, a value to normalise) goes to ``checked``, which gives the answer or the error."""
+    consts: dict[str, object] = {"checked": checked, "known": frozenset(fact_type.fields).issuperset,
+                                 "MAX_INT": MAX_INT, "MAX_NUMBER": MAX_NUMBER, "InvalidInput": InvalidInput}
+    lines = ["def validate(value, path):",
+             "    if type(value) is not dict or not known(value):",
+             "        return checked(value, path)",
+             "    out = {}"]
+    for name, spec in fact_type.fields.items():
+        key = repr(name)
+        test = _fast_test(spec, consts)
+        lines.append(f"    v = value.get({key})")
+        indent = "    "
+        if spec.optional:
+            lines.append("    if v is not None:")
+            indent = "        "
+        if test is None:
+            fn = f"c{len(consts)}"
+            consts[fn] = _field_checker(spec)
+            lines += [f"{indent}if v is None:", f"{indent}    return checked(value, path)",
+                      f"{indent}try:", f"{indent}    out[{key}] = {fn}(v, '')",
+                      f"{indent}except InvalidInput:", f"{indent}    return checked(value, path)"]
+        else:
+            lines += [f"{indent}if {test}:", f"{indent}    out[{key}] = v",
+                      f"{indent}else:", f"{indent}    return checked(value, path)"]
+    lines.append("    return out")
+    exec("\n".join(lines), consts)  # source made above from the spec: constants by name, field names by repr
+    fast: Callable[[object, str], dict[str, object]] = consts["validate"]  # type: ignore[assignment]
+    return fast
+
+
 def build_validator(fact_type: FactType) -> Callable[[object, str], dict[str, object]]:
+    return _fast_validator(fact_type, _checked_validator(fact_type))
+
+
+def _checked_validator(fact_type: FactType) -> Callable[[object, str], dict[str, object]]:
     checks = [(name, _field_checker(spec), spec.optional) for name, spec in fact_type.fields.items()]
     known = frozenset(fact_type.fields)
     type_name = fact_type.name
