@@ -114,7 +114,7 @@ async def grpc_rate(n: int, inflight: int, tmp: Path) -> float:
                   str(ROOT / "rulesets")], "baton listening")
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-            stub = decision_pb2_grpc.DecisionServiceStub(ch)  # type: ignore[no-untyped-call]
+            stub = decision_pb2_grpc.DecisionServiceStub(ch)
             sem = asyncio.Semaphore(inflight)
 
             def request(i: int) -> decision_pb2.DecideRequest:

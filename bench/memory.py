@@ -43,7 +43,7 @@ def main() -> None:
         server = start(Path(tmp))
         pid = int(re.findall(r"\(pid (\d+)", "\n".join(server.log))[0])
         channel = grpc.insecure_channel(server.address, options=[("grpc.max_send_message_length", 64 << 20)])
-        stub = decision_pb2_grpc.DecisionServiceStub(channel)  # type: ignore[no-untyped-call]
+        stub = decision_pb2_grpc.DecisionServiceStub(channel)
         values = struct_pb2.Struct()
         values.update({"claim_ref": "C", "amount": 1, "policy_ref": "P", "description": "x" * (args.mib << 20),
                        "customer_tier": "gold"})

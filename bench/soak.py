@@ -180,7 +180,7 @@ def main() -> None:
         mix = [(kind, request) for kind, request in requests() if kind in kinds]
 
         def client(n: int) -> None:
-            stub = decision_pb2_grpc.DecisionServiceStub(grpc.insecure_channel(server.address))  # type: ignore[no-untyped-call]
+            stub = decision_pb2_grpc.DecisionServiceStub(grpc.insecure_channel(server.address))
             k = n
             while not stop.is_set():
                 kind, request = mix[k % len(mix)]
