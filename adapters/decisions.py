@@ -217,21 +217,29 @@ async def decide_many(path: DecisionPath, next_jobs: Callable[[], Awaitable[tupl
                                                                for job, record in decided])))
     finally:
         for decided, future in handed:
-            try:
-                saved = await future
-            except Exception as error:  # the hand-over itself failed: none of them is known stored
-                out.extend((job, error) for job, _ in decided)
-                continue
-            for (job, record), result in zip(decided, saved, strict=True):
-                if isinstance(result, BaseException):
-                    out.append((job, result))
-                    continue
-                out.append((job, (record, result)))
-                if not result.existing:
-                    metrics.observe(record)
-                    log_decision(record, (job.request_id or record["decision_id"])[:100], caller)
-                    if path.shadows is not None:
-                        path.shadows.offer(record)
+            out.extend(await _settled(path, decided, future, caller))
+    return out
+
+
+async def _settled(path: DecisionPath, decided: list[tuple[Job, DecisionRecord]],
+                   future: asyncio.Future[list[Saved | BaseException]], caller: str) -> list[tuple[Job, Outcome]]:
+    """A window's decisions once the writer has them: each stored one (when stored now) counted, logged and
+    offered to shadows; each one's outcome, or its error."""
+    try:
+        saved = await future
+    except Exception as error:  # the hand-over itself failed: none of them is known stored
+        return [(job, error) for job, _ in decided]
+    out: list[tuple[Job, Outcome]] = []
+    for (job, record), result in zip(decided, saved, strict=True):
+        if isinstance(result, BaseException):
+            out.append((job, result))
+            continue
+        out.append((job, (record, result)))
+        if not result.existing:
+            metrics.observe(record)
+            log_decision(record, (job.request_id or record["decision_id"])[:100], caller)
+            if path.shadows is not None:
+                path.shadows.offer(record)
     return out
 
 

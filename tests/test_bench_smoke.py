@@ -29,7 +29,7 @@ RUNS = {
     "grpc_batch.py": (["--duration", "1", "--inflight", "8", "--batch", "10", "--no-floor"], "batches / unary"),
     "grpc_parts.py": (["--duration", "1", "--inflight", "8", "--workers", "1", "--no-floor"], "+ start gate (Baton)"),
     "aggregates.py": (["--smoke"], "aggregates: ok"),
-    "backtest.py": (["--n", "300"], "running"),  # exits non-zero if the processes' results differ from one's
+    "backtest.py": (["--n", "300"], "worker processes"),  # exits non-zero if the processes' results differ from one's
     "cli_start.py": (["--smoke"], "aim: --help within 0.2 s of python"),
     # this tree against itself: a worktree of HEAD made, each side run, the worktree removed
     "ab.py": (["HEAD", "--rounds", "1", "--", "engine_speed.py", "--n", "50"], "=== after (this tree), round 1"),

@@ -18,12 +18,12 @@ ALLOWED = {
     "adapters/cli/store_cmds.py::replay_cmd": 76,
     "adapters/console/svg.py::decision_graph": 74,
     "adapters/grpc/server.py::run_server": 83,
-    "adapters/grpc/service.py::DecisionService._decide": 72,
-    "adapters/store/decisions.py::DecisionsArea._write_batch": 86,
+    "adapters/grpc/service.py::DecisionService._batch": 90,
+    "adapters/store/decisions.py::DecisionsArea._write_batch": 80,
     "adapters/store/migrations/versions/0001_initial.py::upgrade": 62,
     "engine/compile.py::_compile": 98,
     "engine/loop.py::_Run.execute": 67,
-    "engine/loop.py::_Run.on_fire": 77,
+    "engine/loop.py::_Run.on_fire": 79,
 }
 
 

@@ -223,7 +223,11 @@ def test_a_version_never_published_decides_nothing(registry: RulesetRegistry) ->
     name until it is approved (what-if and impact run it, in the bounded child)."""
     registry.publish_reviewed(variant(50000), by="file")
     source = TRIAGE.replace("claim.amount > 50000", "claim.amount > 61000")
-    checked = CandidateCompiler().check(source, "triage.yaml")
+    compiler = CandidateCompiler()
+    try:
+        checked = compiler.check(source, "triage.yaml")
+    finally:
+        compiler.close()
     pub = registry.submit(checked.stored(source), by="erin", note="61k")
     assert registry.loaded(pub.version) is None
     info = registry.info("claims-triage", pub.version)
