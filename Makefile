@@ -31,10 +31,10 @@ lint: install
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
 	$(BIN)/buf breaking --against proto/buf-baseline.binpb
-	$(BIN)/python -m adapters.grpc.codegen --check
+	$(BIN)/python -m adapters.doors.grpc.codegen --check
 
 proto: install
-	$(BIN)/python -m adapters.grpc.codegen
+	$(BIN)/python -m adapters.doors.grpc.codegen
 
 test: lint tools
 	$(BIN)/python -m pytest -q

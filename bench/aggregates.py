@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.system import tune_allocator
+from adapters.infra.system import tune_allocator
 from engine.clock import FixedClock, SequentialIds
 from engine.language.loader import load_ruleset
 from engine.loop import Engine

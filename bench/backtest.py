@@ -1,5 +1,5 @@
 """Backtests on every core: `baton replay --all` and `baton impact` over one stored history (claims-triage,
-canned answers), in this process and then split across --jobs worker processes (adapters/impact.py), on SQLite
+canned answers), in this process and then split across --jobs worker processes (adapters/usecases/impact.py), on SQLite
 and, with --pg, on PostgreSQL. Prints replays/s and what-ifs/s each way, end to end (the workers' start
 included: forked from this process, Baton already imported and the candidate compiled), and the ratio to one
 process; checks that both ways give the same results. The two ways alternate --rounds times, so a load that
@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 
-from adapters.impact import Impact, impact_jobs, impact_steps, replay_jobs, replay_many, start_method  # noqa: E402
-from adapters.rulesets import load_file  # noqa: E402
-from adapters.store.sql import SqlStore  # noqa: E402
+from adapters.infra.rulesets import load_file  # noqa: E402
+from adapters.infra.store.sql import SqlStore  # noqa: E402
+from adapters.usecases.impact import Impact, impact_jobs, impact_steps, replay_jobs, replay_many, start_method  # noqa: E402
 from engine.loop import Engine  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def history(db: str, n: int, tmp: Path) -> None:
     lines = [json.dumps({"claim": {"claim_ref": f"C-{i}", "amount": 1000 * (i % 97), "policy_ref": "P-1",
                                    "description": "whiplash", "customer_tier": "standard"}}) for i in range(n)]
     (tmp / "claims.jsonl").write_text("\n".join(lines) + "\n")
-    subprocess.run([sys.executable, "-m", "adapters.cli.main", "decide", "claims-triage", "--batch",
+    subprocess.run([sys.executable, "-m", "adapters.doors.cli.main", "decide", "claims-triage", "--batch",
                     str(tmp / "claims.jsonl"), "--db", db, "--answers", str(ROOT / "rulesets/demo-answers.json"),
                     "--rulesets", str(ROOT / "rulesets")], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 

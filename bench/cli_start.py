@@ -1,9 +1,9 @@
 """CPU time of a `baton` command at a terminal, nearly all of it start-up, beside the interpreter's own start.
 
-Each command runs in a fresh process (the installed `baton` script, or `python -m adapters.cli.main`
+Each command runs in a fresh process (the installed `baton` script, or `python -m adapters.doors.cli.main`
 without one), --reps times; the child's user+system CPU seconds come from the kernel's accounting of
 waited-for children, so other load on the machine does not count (wall time, printed beside, does).
-With --tree DIR the commands are another source tree's (`python -m adapters.cli.main` run in DIR, e.g. a
+With --tree DIR the commands are another source tree's (`python -m adapters.doors.cli.main` run in DIR, e.g. a
 `git worktree` of an earlier commit), for a before-and-after on the same interpreter.
 Commands: `python -c pass`, `baton --help`, `baton check` of a small ruleset (rulesets/claims-triage.yaml)
 and of a 320-row decision table (tests/scale.py's rate table), `baton test` of the small ruleset.
@@ -33,7 +33,7 @@ SMALL = "rulesets/claims-triage.yaml"
 
 def baton(tree: Path | None) -> list[str]:
     script = Path(sys.executable).parent / "baton"
-    return [str(script)] if script.exists() and tree is None else [sys.executable, "-m", "adapters.cli.main"]
+    return [str(script)] if script.exists() and tree is None else [sys.executable, "-m", "adapters.doors.cli.main"]
 
 
 def table_ruleset(folder: Path, rows: int) -> Path:
@@ -59,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=7, help="runs of each command (the median is shown)")
     parser.add_argument("--smoke", action="store_true", help="one run each (the test suite's smoke run)")
-    parser.add_argument("--tree", type=Path, help="run this source tree's CLI (python -m adapters.cli.main)")
+    parser.add_argument("--tree", type=Path, help="run this source tree's CLI (python -m adapters.doors.cli.main)")
     args = parser.parse_args()
     reps = 1 if args.smoke else args.reps
     cwd = (args.tree or ROOT).resolve()

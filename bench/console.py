@@ -22,13 +22,13 @@ sys.path.insert(0, str(ROOT))
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from adapters.console.app import Console, create_app  # noqa: E402
-from adapters.console.security import Sessions  # noqa: E402
-from adapters.grpc.auth import Auth, Identity  # noqa: E402
-from adapters.registry import RulesetRegistry  # noqa: E402
-from adapters.rulesets import load_file  # noqa: E402
-from adapters.store.sql import Pending, SqlStore  # noqa: E402
-from adapters.system import SystemClock, TimeOrderedIds  # noqa: E402
+from adapters.doors.console.app import Console, create_app  # noqa: E402
+from adapters.doors.console.security import Sessions  # noqa: E402
+from adapters.doors.grpc.auth import Auth, Identity  # noqa: E402
+from adapters.infra.rulesets import load_file  # noqa: E402
+from adapters.infra.store.sql import Pending, SqlStore  # noqa: E402
+from adapters.infra.system import SystemClock, TimeOrderedIds  # noqa: E402
+from adapters.usecases.registry import RulesetRegistry  # noqa: E402
 from engine.language.loader import load_ruleset  # noqa: E402
 from engine.loop import Engine  # noqa: E402
 from engine.record import DecisionRecord  # noqa: E402

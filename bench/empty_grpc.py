@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
 
-from adapters.grpc.gen.baton.v1 import decision_pb2
-from adapters.system import run_loop
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2
+from adapters.infra.system import run_loop
 
 
 async def _decide(request: decision_pb2.DecideRequest, context: Any) -> decision_pb2.DecideResponse:

@@ -15,7 +15,7 @@ of a shared machine:
 - *+ a 4 MiB copy between decisions*: that, and a copy of 4 MiB (about the L2 cache here), standing in for
   the C work of gRPC's core, SQLite and the other decisions' requests that runs between two engine runs;
 - *in groups of 16*: the same work, but 16 engine runs back to back and then the other work of those 16 -
-  what the start gate (adapters/decisions.py) does under load.
+  what the start gate (adapters/usecases/decisions.py) does under load.
 
 Then a sweep: only a copy of a given size between engine runs, no other work - where the engine's time
 rises is where the copy no longer leaves its code and data in the cache (L2 here: 2 MiB a core).
@@ -41,8 +41,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.rulesets import load_file  # noqa: E402
-from adapters.system import SystemClock, TimeOrderedIds  # noqa: E402
+from adapters.infra.rulesets import load_file  # noqa: E402
+from adapters.infra.system import SystemClock, TimeOrderedIds  # noqa: E402
 from engine.clock import FixedClock, SequentialIds  # noqa: E402
 from engine.loop import Engine, Limits  # noqa: E402
 from engine.recorded import RecordedAnswers  # noqa: E402
@@ -86,9 +86,9 @@ def main() -> None:
     engine = Engine(rs)
 
     # the server's modules (gRPC, protobuf, the store) and its per-decision Python work
-    from adapters.grpc import convert
-    from adapters.grpc.gen.baton.v1 import decision_pb2 as pb
-    from adapters.retrieval import WithRetrieval
+    from adapters.doors.grpc import convert
+    from adapters.doors.grpc.gen.baton.v1 import decision_pb2 as pb
+    from adapters.infra.retrieval import WithRetrieval
     buffers = {size: bytearray(size) for size in SIZES}
     buffer = buffers[4 << 20]
 

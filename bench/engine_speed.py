@@ -24,7 +24,7 @@ from durable.engine import Host, MessageNotHandledException, MessageObservedExce
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.rulesets import load_file  # noqa: E402
+from adapters.infra.rulesets import load_file  # noqa: E402
 from engine.clock import FixedClock, SequentialIds  # noqa: E402
 from engine.loop import Engine  # noqa: E402
 from engine.recorded import RecordedAnswers  # noqa: E402

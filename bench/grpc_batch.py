@@ -41,9 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 from google.protobuf import struct_pb2  # noqa: E402
 
-from adapters.cli.bench import CLAIM, _cpu, _start  # noqa: E402
-from adapters.grpc.gen.baton.v1 import decision_pb2  # noqa: E402
-from adapters.store.sql import SqlStore  # noqa: E402
+from adapters.doors.cli.bench import CLAIM, _cpu, _start  # noqa: E402
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2  # noqa: E402
+from adapters.infra.store.sql import SqlStore  # noqa: E402
 
 DECIDE = "/baton.v1.DecisionService/Decide"
 CONNECTIONS = 16  # the load's HTTP/2 connections (h2load -c), the calls in flight spread over them

@@ -2,7 +2,7 @@
 (SQLite, full trace, canned model/tool answers): decisions/s, latency percentiles, CPU per decision,
 and, in the same run, the raw in-process engine and the floor: the same load against the same Decide
 method served by grpc.aio with nothing behind it (bench/empty_grpc.py), in as many processes - what
-the framework alone reaches on this machine. The machinery is `baton bench`'s (adapters/cli/bench.py):
+the framework alone reaches on this machine. The machinery is `baton bench`'s (adapters/doors/cli/bench.py):
 h2load when installed, else Python gRPC clients.
 
     .venv/bin/python bench/grpc_load.py [--duration 20] [--inflight 64] [--workers 2] [--db URL] [--no-floor]
@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.cli.bench import Result, raw_engine_rate, run_scenario  # noqa: E402
-from adapters.store.sql import SqlStore  # noqa: E402
+from adapters.doors.cli.bench import Result, raw_engine_rate, run_scenario  # noqa: E402
+from adapters.infra.store.sql import SqlStore  # noqa: E402
 
 
 def report(result: Result) -> None:

@@ -11,7 +11,7 @@ the work, so each part's cost is the difference between two runs of the same ser
 4. *+ store*: all of Baton - but, as in 1-3, each decision starts its engine run at once
    (``limits.batch_window_ms: 0``);
 5. *+ start gate*: Baton as it ships: under load, decisions start their engine runs in groups
-   (adapters/decisions.py StartGate).
+   (adapters/usecases/decisions.py StartGate).
 
 Then the empty grpc.aio server of grpc_load.py (the floor) and the engine alone, in process. Parts 1-3 are
 Baton with code replaced by this script, in the server's own processes (the environment variable below
@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.cli.bench import Result, raw_engine_rate, run_scenario  # noqa: E402
+from adapters.doors.cli.bench import Result, raw_engine_rate, run_scenario  # noqa: E402
 
 # read by the server processes this script starts and their spawned workers (not BATON_*: the config's)
 PART = "BENCH_GRPC_PART"
@@ -42,10 +42,10 @@ PARTS = (("framework", "framework"), ("engine", "+ facts, engine"), ("acknowledg
 
 def patch(part: str) -> None:
     """Replace the server's code for ``part``, in this process, before it serves."""
-    from adapters.grpc import convert, service
-    from adapters.grpc.gen.baton.v1 import decision_pb2
-    from adapters.store.sql import Saved
-    from adapters.store.writer import GroupWriter
+    from adapters.doors.grpc import convert, service
+    from adapters.doors.grpc.gen.baton.v1 import decision_pb2
+    from adapters.infra.store.sql import Saved
+    from adapters.infra.store.writer import GroupWriter
     from engine.loop import Limits
 
     async def framework(self: Any, request: Any, context: Any, ident: Any) -> Any:
@@ -83,7 +83,7 @@ if os.environ.get(PART):  # a server process of this script (spawned workers imp
 
 
 def serve(argv: list[str]) -> None:
-    from adapters.cli.main import app
+    from adapters.doors.cli.main import app
 
     app(["serve", "--max-inflight", "100000", *argv])
 

@@ -38,7 +38,7 @@ def applicant(i: int) -> dict[str, Any]:
 
 def start(args: list[str], marker: str, profile: Path | None = None) -> subprocess.Popen[str]:
     prefix = [sys.executable, "-m", "cProfile", "-o", str(profile)] if profile else [sys.executable]
-    proc = subprocess.Popen([*prefix, "-m", "adapters.cli.main", *args], cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*prefix, "-m", "adapters.doors.cli.main", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     assert proc.stdout is not None
     deadline = time.monotonic() + 60
@@ -106,7 +106,7 @@ async def grpc_rate(n: int, inflight: int, tmp: Path) -> float:
     import grpc
     from google.protobuf import struct_pb2
 
-    from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
+    from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
     from tests.e2e.server import free_port
 
     port = free_port()

@@ -2,7 +2,7 @@
 
 Each round sends 40 calls, 8 at a time, each rejected (`too_long`); the worker's RSS is printed after
 each round and again after a 2 s pause. It must stay bounded and come back down between rounds (it grew
-without bound before the allocator was tuned: adapters/system.py `tune_allocator`).
+without bound before the allocator was tuned: adapters/infra/system.py `tune_allocator`).
 Run: .venv/bin/python bench/memory.py [--rounds 8] [--mib 5]
 """
 
@@ -23,7 +23,7 @@ from google.protobuf import struct_pb2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc  # noqa: E402
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc  # noqa: E402
 from tests.e2e.server import metadata, start  # noqa: E402
 
 

@@ -22,9 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from adapters.llm.gateway import LiteLLMGateway, ModelsConfig  # noqa: E402
-from adapters.rulesets import load_file  # noqa: E402
-from adapters.system import SystemClock, TimeOrderedIds  # noqa: E402
+from adapters.infra.llm.gateway import LiteLLMGateway, ModelsConfig  # noqa: E402
+from adapters.infra.rulesets import load_file  # noqa: E402
+from adapters.infra.system import SystemClock, TimeOrderedIds  # noqa: E402
 from engine.loop import Engine  # noqa: E402
 from engine.ports import CallRequest, CallResult  # noqa: E402
 from engine.recorded import RecordedAnswers  # noqa: E402
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
-    proc = subprocess.Popen([sys.executable, "-m", "adapters.llm.fake_openai"], cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "adapters.infra.llm.fake_openai"], cwd=ROOT, stdout=subprocess.PIPE,
                             text=True)
     assert proc.stdout is not None
     base = f"http://127.0.0.1:{proc.stdout.readline().split()[-1]}"

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.retrieval import search  # noqa: E402
-from adapters.store.sql import SqlStore  # noqa: E402
+from adapters.infra.retrieval import search  # noqa: E402
+from adapters.infra.store.sql import SqlStore  # noqa: E402
 
 PERILS = ["theft", "fire", "smoke", "escape of water", "storm", "flood", "subsidence", "accidental damage",
           "malicious damage", "impact", "frozen pipes", "lightning", "riot", "earthquake", "falling trees"]
@@ -57,7 +57,7 @@ def make_corpus(folder: Path, n: int) -> None:
 def run(url: str, label: str, docs: int, queries: int, folder: Path) -> None:
     corpus = f"bench-{uuid.uuid4().hex[:6]}"
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "adapters.cli.main", "index", str(folder), "--corpus", corpus,
+    subprocess.run([sys.executable, "-m", "adapters.doors.cli.main", "index", str(folder), "--corpus", corpus,
                     "--db", url], cwd=ROOT, check=True)
     indexing = time.perf_counter() - started
     store = SqlStore(url)

@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.system import tune_allocator  # noqa: E402
+from adapters.infra.system import tune_allocator  # noqa: E402
 from engine.clock import FixedClock, SequentialIds  # noqa: E402
 from engine.language.loader import load_ruleset  # noqa: E402
 from engine.loop import Engine  # noqa: E402
@@ -174,7 +174,7 @@ def _pymalloc() -> tuple[float, float]:
 def memory_child(n: int, count: int) -> None:
     import gc
 
-    from adapters.system import trim_heap
+    from adapters.infra.system import trim_heap
     from engine.driver import unload
 
     text = ruleset_text(n)
@@ -242,7 +242,7 @@ def main() -> None:
     parser.add_argument("--raw-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    tune_allocator()  # as every Baton process does (adapters/system.py): the figures are the service's
+    tune_allocator()  # as every Baton process does (adapters/infra/system.py): the figures are the service's
     if args.raw_child is not None:
         raw_child(args.raw_child, args.decisions)
         return

@@ -32,7 +32,7 @@ async def dump(tree: Path, generated: int) -> list[bytes]:
     sys.path.insert(0, str(tree))
     import orjson
 
-    from adapters.rulesets import load_file
+    from adapters.infra.rulesets import load_file
     from engine.clock import FixedClock, SequentialIds
     from engine.language.loader import load_ruleset
     from engine.loop import Engine, Limits

@@ -33,7 +33,7 @@ from google.protobuf import struct_pb2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc  # noqa: E402
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc  # noqa: E402
 from tests.e2e.server import free_port, start  # noqa: E402
 
 CLAIM = {"claim_ref": "C-1", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
@@ -62,7 +62,7 @@ def requests() -> list[tuple[str, decision_pb2.DecideRequest]]:
 
 
 def _tests(name: str) -> list[dict[str, Any]]:
-    from adapters.rulesets import load_file
+    from adapters.infra.rulesets import load_file
 
     rs = load_file(ROOT / f"rulesets/{name}.yaml")
     return [t.given for t in rs.tests if isinstance(t.given, dict) and not t.documents]

@@ -29,10 +29,10 @@ from typing import Any, TypeVar
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.rulesets import load_file  # noqa: E402
-from adapters.store.sql import SqlStore  # noqa: E402
-from adapters.store.writer import GroupWriter  # noqa: E402
-from adapters.system import SystemClock, TimeOrderedIds  # noqa: E402
+from adapters.infra.rulesets import load_file  # noqa: E402
+from adapters.infra.store.sql import SqlStore  # noqa: E402
+from adapters.infra.store.writer import GroupWriter  # noqa: E402
+from adapters.infra.system import SystemClock, TimeOrderedIds  # noqa: E402
 from engine.loop import Engine  # noqa: E402
 from engine.record import DecisionRecord  # noqa: E402
 from engine.recorded import RecordedAnswers  # noqa: E402
@@ -203,8 +203,8 @@ def tree_share(url: str, n: int, batch: int = 64) -> tuple[float, float]:
     decision for the tree upkeep alone (leaf hash, frontier, completed subtrees, the frontier's hex) and for
     storing a decision whole (``save_batch`` in groups of ``batch``, records made beforehand, which includes
     that upkeep). CPU time, not wall time: other processes on the machine move it far less."""
-    from adapters.store.base import TREE_KEEP_FROM
-    from adapters.store.sql import Pending
+    from adapters.infra.store.base import TREE_KEEP_FROM
+    from adapters.infra.store.sql import Pending
     from engine.audit import tree_leaf
     from engine.merkle import Frontier
 

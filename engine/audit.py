@@ -2,7 +2,7 @@
 the decision before it, so editing, inserting or deleting any stored record breaks the chain - unless whoever
 edits recomputes every later hash, which needs no secret. Each chain hash is also a leaf of an RFC 9162
 Merkle tree (engine/merkle.py) whose signed roots, kept outside the database, catch that too
-(adapters/checkpoints.py)."""
+(adapters/infra/checkpoints.py)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ class Category(StrEnum):
 
 
 class Status(StrEnum):
-    """gRPC status codes by name (the engine does not import grpc; adapters/grpc looks them up by name)."""
+    """gRPC status codes by name (the engine does not import grpc; adapters/doors/grpc looks them up by name)."""
 
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     NOT_FOUND = "NOT_FOUND"

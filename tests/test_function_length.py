@@ -13,14 +13,14 @@ LIMIT = 60
 
 # path::qualified name -> its length in lines today (def line to last line, decorators not counted)
 ALLOWED = {
-    "adapters/checkpoints.py::audit_log": 65,
-    "adapters/cli/main.py::decide": 78,
-    "adapters/cli/store_cmds.py::replay_cmd": 76,
-    "adapters/console/svg.py::decision_graph": 74,
-    "adapters/grpc/server.py::run_server": 83,
-    "adapters/grpc/service.py::DecisionService._batch": 90,
-    "adapters/store/decisions.py::DecisionsArea._write_batch": 80,
-    "adapters/store/migrations/versions/0001_initial.py::upgrade": 62,
+    "adapters/infra/checkpoints.py::audit_log": 65,
+    "adapters/doors/cli/main.py::decide": 78,
+    "adapters/doors/cli/store_cmds.py::replay_cmd": 76,
+    "adapters/doors/console/svg.py::decision_graph": 74,
+    "adapters/doors/grpc/server.py::run_server": 83,
+    "adapters/doors/grpc/service.py::DecisionService._batch": 90,
+    "adapters/infra/store/decisions.py::DecisionsArea._write_batch": 80,
+    "adapters/infra/store/migrations/versions/0001_initial.py::upgrade": 62,
     "engine/compile.py::_compile": 98,
     "engine/loop.py::_Run.execute": 67,
     "engine/loop.py::_Run.on_fire": 79,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from adapters.candidates import PER_JOB, CandidateCompiler, CompileLimitExceeded, CompileLimits
+from adapters.infra.candidates import PER_JOB, CandidateCompiler, CompileLimitExceeded, CompileLimits
 from engine.clock import FixedClock, SequentialIds
 from engine.errors import CompileErrors
 from engine.language.loader import load_ruleset
@@ -169,7 +169,7 @@ def test_a_run_cancelled_ends_its_child(compiler: CandidateCompiler) -> None:
             await task
 
     def children() -> list[str]:  # the run's child, past its "ready" (the spare waits for a request)
-        out = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "adapters.candidates"], capture_output=True,
+        out = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "adapters.infra.candidates"], capture_output=True,
                              text=True).stdout.split()
         return out if len(out) >= 2 else []
 

@@ -19,7 +19,8 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from adapters.checkpoints import (
+from adapters.doors.cli.main import app
+from adapters.infra.checkpoints import (
     Verifier,
     check_proof,
     generate_keys,
@@ -29,10 +30,9 @@ from adapters.checkpoints import (
     sign,
     write_checkpoint,
 )
-from adapters.cli.main import app
-from adapters.store.base import HEAD_FIELDS
-from adapters.store.sql import SqlStore
-from adapters.witnesses import Checkpointer, DirectoryWitness
+from adapters.infra.store.base import HEAD_FIELDS
+from adapters.infra.store.sql import SqlStore
+from adapters.infra.witnesses import Checkpointer, DirectoryWitness
 from engine import merkle
 from engine.audit import canonical, chain_hash, tree_leaf
 from tests.adapters.test_checkpoints import checkpoint_now, save

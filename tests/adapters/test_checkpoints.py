@@ -18,7 +18,8 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from adapters.checkpoints import (
+from adapters.doors.cli.main import app
+from adapters.infra.checkpoints import (
     Verifier,
     audit_log,
     generate_keys,
@@ -29,8 +30,7 @@ from adapters.checkpoints import (
     sign,
     write_checkpoint,
 )
-from adapters.cli.main import app
-from adapters.store.sql import Pending, SqlStore
+from adapters.infra.store.sql import Pending, SqlStore
 from engine import merkle
 from engine.audit import chain_hash, tree_leaf
 from tests.adapters.test_tree_store import HISTORIES, records
@@ -191,7 +191,7 @@ def test_keygen_never_overwrites_a_key(tmp_path: Path) -> None:
 
 
 def baton(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "adapters.cli.main", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "adapters.doors.cli.main", *args], cwd=ROOT, capture_output=True,
                           text=True, check=False, env={**os.environ, "COLUMNS": "200"})
 
 
@@ -221,11 +221,11 @@ def test_a_proof_round_trips_through_the_cli_and_is_checked_without_the_store(pa
     done = baton(*check)
     assert done.returncode == 1 and "the record was altered" in done.stdout
 
-    # the checker alone (python -m adapters.cli.audit_cmds): no store, no database driver imported
+    # the checker alone (python -m adapters.doors.cli.audit_cmds): no store, no database driver imported
     code = ("import runpy, sys; sys.argv = ['check', *sys.argv[1:]]\ntry:\n"
-            "    runpy.run_module('adapters.cli.audit_cmds', run_name='__main__')\nfinally:\n"
-            "    print('loaded', [m for m in sys.modules if m.startswith(('sqlalchemy', 'adapters.store', 'psycopg', "
-            "'sqlite3'))])")
+            "    runpy.run_module('adapters.doors.cli.audit_cmds', run_name='__main__')\nfinally:\n"
+            "    print('loaded', [m for m in sys.modules if m.startswith(('sqlalchemy', "
+            "'adapters.infra.store', 'psycopg', 'sqlite3'))])")
     done = subprocess.run([sys.executable, "-c", code, str(proof), "--public-key", str(keydir / "checkpoint.pub")],
                           cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 1 and "NOT PROVEN" in done.stdout, done.stdout + done.stderr

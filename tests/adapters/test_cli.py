@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from adapters.cli.main import app
+from adapters.doors.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -224,9 +224,9 @@ def test_table_export_import_round_trip_keeps_the_file_and_refuses_bad_rows(tmp_
 
 @pytest.mark.slow
 def test_rulesets_list_history_and_shadow_report_from_the_store(tmp_path: Path) -> None:
-    from adapters.registry import RulesetRegistry
-    from adapters.rulesets import load_file
-    from adapters.store.sql import SqlStore
+    from adapters.infra.rulesets import load_file
+    from adapters.infra.store.sql import SqlStore
+    from adapters.usecases.registry import RulesetRegistry
 
     db = str(tmp_path / "gov.db")
     registry = RulesetRegistry(SqlStore(db))

@@ -10,8 +10,8 @@ from typing import Any
 from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
-from adapters.cli.main import app
-from adapters.store.sql import SqlStore
+from adapters.doors.cli.main import app
+from adapters.infra.store.sql import SqlStore
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSWERS = ROOT / "rulesets/demo-answers.json"

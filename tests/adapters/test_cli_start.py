@@ -14,20 +14,20 @@ import pytest
 from typer.core import TyperGroup
 from typer.testing import CliRunner
 
-from adapters.cli.lazy import load
-from adapters.cli.main import LAZY, app
+from adapters.doors.cli.lazy import load
+from adapters.doors.cli.main import LAZY, app
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = "rulesets/claims-triage.yaml"
 # the store and its SQL stack, the service's doors, the model client and the web server
-HEAVY = ("adapters.store", "sqlalchemy", "sqlmodel", "alembic", "grpc", "adapters.grpc", "google.protobuf",
-         "litellm", "uvicorn", "starlette", "adapters.console")
+HEAVY = ("adapters.infra.store", "sqlalchemy", "sqlmodel", "alembic", "grpc", "adapters.doors.grpc", "google.protobuf",
+         "litellm", "uvicorn", "starlette", "adapters.doors.console")
 
 RUN = """import atexit, sys
 out, *args = sys.argv[1:]
 atexit.register(lambda: open(out, "w").write("\\n".join(sorted(sys.modules))))
 sys.argv = ["baton", *args]
-from adapters.cli.main import main
+from adapters.doors.cli.main import main
 main()
 """
 
@@ -47,19 +47,19 @@ def heavy(modules: set[str]) -> list[str]:
 @pytest.mark.parametrize("args", [("--help",), ("check", SMALL), ("test", SMALL)], ids=["help", "check", "test"])
 def test_command_loads_no_store_grpc_models_or_console(tmp_path: Path, args: tuple[str, ...]) -> None:
     modules = modules_loaded(tmp_path, *args)
-    assert "adapters.cli.main" in modules
+    assert "adapters.doors.cli.main" in modules
     assert heavy(modules) == []
 
 
 def test_help_loads_no_ruleset_language(tmp_path: Path) -> None:
     modules = modules_loaded(tmp_path, "--help")
-    assert not {"engine.language.loader", "ruamel.yaml", "jinja2", "adapters.cli.store_cmds"} & modules
+    assert not {"engine.language.loader", "ruamel.yaml", "jinja2", "adapters.doors.cli.store_cmds"} & modules
 
 
 def test_a_store_command_does_load_the_store(tmp_path: Path) -> None:
     # the check above can fail: a command that needs the store loads it (here only for its --help)
     modules = modules_loaded(tmp_path, "log", "--help")
-    assert "adapters.store.sql" in modules and "sqlalchemy" in modules
+    assert "adapters.infra.store.sql" in modules and "sqlalchemy" in modules
 
 
 @pytest.mark.parametrize("name", sorted(LAZY))

@@ -8,8 +8,16 @@ import asyncio
 import json
 from pathlib import Path
 
-from adapters.checkpoints import Verifier, check_proof, generate_keys, keep_in, load_private_key, read_public_keys, sign
-from adapters.rulesets import load_file
+from adapters.infra.checkpoints import (
+    Verifier,
+    check_proof,
+    generate_keys,
+    keep_in,
+    load_private_key,
+    read_public_keys,
+    sign,
+)
+from adapters.infra.rulesets import load_file
 from engine.clock import FixedClock, SequentialIds
 from engine.loop import Engine
 from engine.recorded import RecordedAnswers

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from adapters.store.sql import SqlStore
+from adapters.infra.store.sql import SqlStore
 from tests.adapters.test_store import every_example, store
 
 __all__ = ["store"]

@@ -12,12 +12,12 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from adapters.cli.main import app
-from adapters.documents import read_document
-from adapters.impact import Impact, impact_steps
-from adapters.retrieval import WithRetrieval, index_directory, search, split_passages
-from adapters.rulesets import load_file
-from adapters.store.sql import DOCUMENTS, Pending, SqlStore
+from adapters.doors.cli.main import app
+from adapters.infra.documents import read_document
+from adapters.infra.retrieval import WithRetrieval, index_directory, search, split_passages
+from adapters.infra.rulesets import load_file
+from adapters.infra.store.sql import DOCUMENTS, Pending, SqlStore
+from adapters.usecases.impact import Impact, impact_steps
 from engine.clock import FixedClock, SequentialIds
 from engine.errors import InvalidInput
 from engine.loop import Engine

@@ -18,8 +18,8 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-from adapters.effects import HttpWebhook, LogEffect, OutboxWorker
-from adapters.store.sql import Pending, SqlStore
+from adapters.infra.effects import HttpWebhook, LogEffect, OutboxWorker
+from adapters.infra.store.sql import Pending, SqlStore
 from engine.clock import FixedClock, SequentialIds
 from engine.loop import Engine
 from engine.record import DecisionRecord
@@ -169,7 +169,7 @@ def test_a_worker_killed_mid_delivery_redelivers_and_the_receiver_applies_once(
         store.save(decide(engine, i))
     config = tmp_path / "baton.yaml"
     config.write_text(f"effects:\n  notify-adjuster: {{type: http, url: '{url}'}}\n")
-    cmd = [sys.executable, "-m", "adapters.cli.main", "effects", "run", "--config", str(config), "--db", db,
+    cmd = [sys.executable, "-m", "adapters.doors.cli.main", "effects", "run", "--config", str(config), "--db", db,
            "--lease", "1"]
     worker = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until(lambda: rec.deliveries, 60, "the first delivery to reach the receiver")  # a CLI start, then a claim

@@ -7,12 +7,12 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from adapters.candidates import CompileLimitExceeded
-from adapters.console.publications import REVIEW_REFUSED
-from adapters.escalations import NotOpen
-from adapters.grpc.auth import AuthError
-from adapters.grpc.service import _map_error
-from adapters.registry import GovernanceError
+from adapters.doors.console.publications import REVIEW_REFUSED
+from adapters.doors.grpc.auth import AuthError
+from adapters.doors.grpc.service import _map_error
+from adapters.infra.candidates import CompileLimitExceeded
+from adapters.usecases.escalations import NotOpen
+from adapters.usecases.registry import GovernanceError
 from engine.codes import CODES, Category, Code, Status, status_of
 from engine.errors import BatonError, EngineFailure, InvalidInput, Overloaded, Where
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from adapters.candidates import CandidateCompiler
-from adapters.registry import GovernanceError, RulesetRegistry
-from adapters.shadow import Shadows
-from adapters.store.sql import DECISIONS, OUTBOX, SHADOW_RESULTS, SqlStore
+from adapters.infra.candidates import CandidateCompiler
+from adapters.infra.store.sql import DECISIONS, OUTBOX, SHADOW_RESULTS, SqlStore
+from adapters.usecases.registry import GovernanceError, RulesetRegistry
+from adapters.usecases.shadow import Shadows
 from engine.clock import FixedClock, SequentialIds
 from engine.errors import BatonError
 from engine.language.loader import load_ruleset
@@ -100,7 +100,7 @@ def old_store(url: str, revision: str) -> SqlStore:
     from alembic import command
     from alembic.config import Config
 
-    from adapters.store.sql import MIGRATIONS
+    from adapters.infra.store.sql import MIGRATIONS
 
     store = SqlStore(url, migrate=False)
     with store.writer.connect() as conn:

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from adapters.cli.main import app
-from adapters.impact import CHUNK, Impact, impact_jobs, impact_steps, parse_part, part_of, start_method
-from adapters.rulesets import load_file
-from adapters.store.sql import SqlStore
+from adapters.doors.cli.main import app
+from adapters.infra.rulesets import load_file
+from adapters.infra.store.sql import SqlStore
+from adapters.usecases.impact import CHUNK, Impact, impact_jobs, impact_steps, parse_part, part_of, start_method
 from engine.loop import Engine
 
 ROOT = Path(__file__).resolve().parents[2]

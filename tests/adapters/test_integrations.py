@@ -16,11 +16,11 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-from adapters.effects import OutboxWorker, build_effects
-from adapters.resilience import Guard, Limits, Refused
-from adapters.secrets import SECRETS, RedactingFilter, Secrets
-from adapters.store.sql import OUTBOX, SqlStore
-from adapters.tools.connectors import SqlConnector, build_tools
+from adapters.infra.effects import OutboxWorker, build_effects
+from adapters.infra.resilience import Guard, Limits, Refused
+from adapters.infra.secrets import SECRETS, RedactingFilter, Secrets
+from adapters.infra.store.sql import OUTBOX, SqlStore
+from adapters.infra.tools.connectors import SqlConnector, build_tools
 from engine.ports import CallRequest, CallResult
 from tests.helpers import decide, not_none, ruleset, serve_app
 

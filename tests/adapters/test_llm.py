@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.llm.gateway import LiteLLMGateway, ModelsConfig
-from adapters.system import SystemClock
+from adapters.infra.llm.gateway import LiteLLMGateway, ModelsConfig
+from adapters.infra.system import SystemClock
 from engine.clock import SequentialIds
 from engine.loop import Decision, Engine
 from engine.record import TraceEvent
@@ -31,7 +31,7 @@ INJURY = {"category": "injury", "confidence": 0.93, "fraud_signals": []}
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "adapters.llm.fake_openai"], cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "adapters.infra.llm.fake_openai"], cwd=ROOT, stdout=subprocess.PIPE,
                             text=True)
     assert proc.stdout is not None
     port = proc.stdout.readline().split()[-1]

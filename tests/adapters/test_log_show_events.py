@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from adapters.cli.main import app
+from adapters.doors.cli.main import app
 
 runner = CliRunner()
 

@@ -11,15 +11,15 @@ from typing import cast
 
 from starlette.testclient import TestClient
 
-from adapters.console.app import Console, create_app
-from adapters.console.security import Sessions
-from adapters.grpc.auth import Auth, Identity
-from adapters.pii import MASK, mask_record
-from adapters.registry import RulesetRegistry
-from adapters.rulesets import load_file
-from adapters.store.sql import SqlStore
+from adapters.doors.console.app import Console, create_app
+from adapters.doors.console.security import Sessions
+from adapters.doors.grpc.auth import Auth, Identity
+from adapters.infra.rulesets import load_file
+from adapters.infra.store.sql import SqlStore
+from adapters.usecases.registry import RulesetRegistry
 from engine.clock import FixedClock, SequentialIds
 from engine.loop import Engine
+from engine.pii import MASK, mask_record
 from engine.record import DecisionRecord
 from engine.recorded import RecordedAnswers
 

@@ -13,13 +13,13 @@ from typing import cast
 import pytest
 import sqlalchemy as sa
 
-from adapters import metrics
-from adapters.decisions import DecisionPath
-from adapters.escalations import Escalations
-from adapters.fakes import Unconfigured
-from adapters.registry import RulesetRegistry
-from adapters.store.sql import CALLS, SqlStore
-from adapters.store.writer import GroupWriter
+from adapters.infra import metrics
+from adapters.infra.fakes import Unconfigured
+from adapters.infra.store.sql import CALLS, SqlStore
+from adapters.infra.store.writer import GroupWriter
+from adapters.usecases.decisions import DecisionPath
+from adapters.usecases.escalations import Escalations
+from adapters.usecases.registry import RulesetRegistry
 from engine.clock import FixedClock, SequentialIds
 from engine.ports import CallRequest, CallResult
 from engine.record import DecisionRecord

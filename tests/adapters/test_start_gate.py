@@ -1,4 +1,4 @@
-"""The start gate (adapters/decisions.py): under load decisions start their engine runs in groups; without
+"""The start gate (adapters/usecases/decisions.py): under load decisions start their engine runs in groups; without
 load, or with the gate off, nothing waits; a waiter cancelled leaves the others waiting; a decision
 through the one path is stored and counted as before, gate or not."""
 
@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from adapters.bootstrap import Runtime
-from adapters.config import load_config
-from adapters.decisions import DecisionPath, StartGate
-from adapters.rulesets import load_file
-from adapters.store.sql import SqlStore
-from adapters.store.writer import GroupWriter
-from adapters.system import SystemClock, TimeOrderedIds
+from adapters.infra.rulesets import load_file
+from adapters.infra.store.sql import SqlStore
+from adapters.infra.store.writer import GroupWriter
+from adapters.infra.system import SystemClock, TimeOrderedIds
+from adapters.usecases.config import load_config
+from adapters.usecases.decisions import DecisionPath, StartGate
+from adapters.usecases.runtime import Runtime
 from engine.loop import Engine
 from engine.recorded import RecordedAnswers
 

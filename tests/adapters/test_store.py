@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from adapters.documents import Incoming
-from adapters.rulesets import load_file, ruleset_files
-from adapters.store.sql import Pending, SqlStore
-from adapters.store.writer import GroupWriter
+from adapters.infra.documents import Incoming
+from adapters.infra.rulesets import load_file, ruleset_files
+from adapters.infra.store.sql import Pending, SqlStore
+from adapters.infra.store.writer import GroupWriter
 from engine.clock import FixedClock, SequentialIds
 from engine.explain import why
 from engine.language.loader import load_ruleset
@@ -116,7 +116,7 @@ def test_records_are_serialised_on_the_writer_thread_not_by_the_caller(store: Sq
     that) itself, so the two do not trade the lock back and forth for every record."""
     import threading
 
-    from adapters.store import writer as writer_module
+    from adapters.infra.store import writer as writer_module
 
     threads: list[str] = []
 
@@ -263,7 +263,7 @@ def test_decisions_search_by_fact_text_version_and_keyset(store: SqlStore) -> No
 
 
 def test_decision_ids_are_crockford_base32_ordered_by_time_and_unique() -> None:
-    from adapters.system import TimeOrderedIds
+    from adapters.infra.system import TimeOrderedIds
 
     ids = TimeOrderedIds()
     made = [ids.new_id() for _ in range(20_000)]
@@ -275,7 +275,7 @@ def test_decision_ids_are_crockford_base32_ordered_by_time_and_unique() -> None:
 
 def test_decision_ids_encode_time_and_random_bits_exactly() -> None:
     """The fast encoder (ten bits per table lookup) gives what a digit-by-digit Crockford encoding gives."""
-    from adapters.system import TimeOrderedIds, encode_id
+    from adapters.infra.system import TimeOrderedIds, encode_id
 
     def reference(millis: int, bits: int) -> str:
         value, out = (millis << 80) | bits, ""
@@ -294,7 +294,7 @@ def test_decision_ids_encode_time_and_random_bits_exactly() -> None:
 def test_a_forked_child_does_not_repeat_its_parents_random_bits() -> None:
     import os
 
-    from adapters.system import TimeOrderedIds
+    from adapters.infra.system import TimeOrderedIds
 
     ids = TimeOrderedIds()
     ids.new_id()  # the parent has a chunk of random bytes in hand

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters.decisions import replay_stored
-from adapters.registry import RulesetRegistry
-from adapters.store.sql import SqlStore
+from adapters.infra.store.sql import SqlStore
+from adapters.usecases.decisions import replay_stored
+from adapters.usecases.registry import RulesetRegistry
 from engine.clock import FixedClock, SequentialIds
 from engine.language.loader import load_ruleset
 from engine.loop import Engine

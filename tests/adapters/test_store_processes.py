@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.store.sql import SqlStore
+from adapters.infra.store.sql import SqlStore
 
 HERE = Path(__file__).resolve().parent
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from adapters.config import MemorySettings, Settings
-from adapters.grpc.server import Supervisor
-from adapters.supervision import listener_on, rss_mb
+from adapters.doors.grpc.server import Supervisor
+from adapters.infra.supervision import listener_on, rss_mb
+from adapters.usecases.config import MemorySettings, Settings
 from tests.helpers import wait_until
 
 LIMIT_MB = 150

@@ -1,4 +1,4 @@
-"""The process-level helpers a worker keeps its memory in bounds with (adapters/system.py)."""
+"""The process-level helpers a worker keeps its memory in bounds with (adapters/infra/system.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_heap_stats_see_freed_memory_and_trim_gives_its_pages_back() -> None:
     trim_heap gives them back (RSS falls) without touching what is still in use."""
     code = textwrap.dedent("""
         import json
-        from adapters.system import heap_stats, trim_heap, tune_allocator
+        from adapters.infra.system import heap_stats, trim_heap, tune_allocator
 
         def rss():
             for line in open("/proc/self/status"):
@@ -62,7 +62,7 @@ def test_sqlite_memory_stays_near_the_soft_limit_however_many_connections_read(t
     60 MB without a limit, and stays near the limit (8 MB) with one."""
     code = textwrap.dedent("""
         import json, os, sqlite3, sys
-        from adapters.store.base import limit_sqlite_memory, sqlite_memory_used
+        from adapters.infra.store.base import limit_sqlite_memory, sqlite_memory_used
 
         path = os.path.join(sys.argv[2], "t.db")
         db = sqlite3.connect(path)

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-from adapters.tools.connectors import HttpConnector, LookupConnector, SqlConnector, ToolRouter, build_tools
+from adapters.infra.tools.connectors import HttpConnector, LookupConnector, SqlConnector, ToolRouter, build_tools
 from engine.clock import FixedClock, SequentialIds
 from engine.loop import Engine
 from engine.ports import CallRequest, CallResult

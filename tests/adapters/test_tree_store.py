@@ -1,4 +1,4 @@
-"""The Merkle tree the store keeps over its chain (adapters/store/tree.py), on SQLite and PostgreSQL: after
+"""The Merkle tree the store keeps over its chain (adapters/infra/store/tree.py), on SQLite and PostgreSQL: after
 batches of every size its head, inclusion proofs and consistency proofs agree with a tree rebuilt from the
 chain hashes alone; decisions written without the tree (a process of an earlier version) are taken in by the
 next batch; a store of an earlier version gets its tree at migration."""
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from adapters.rulesets import load_file
-from adapters.store.sql import Pending, SqlStore
+from adapters.infra.rulesets import load_file
+from adapters.infra.store.sql import Pending, SqlStore
 from engine import merkle
 from engine.audit import tree_leaf
 from engine.record import DecisionRecord

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from adapters.registry import RulesetRegistry
-from adapters.store.sql import SqlStore
+from adapters.infra.store.sql import SqlStore
+from adapters.usecases.registry import RulesetRegistry
 from engine import driver
 from engine.clock import FixedClock, SequentialIds
 from engine.language.check import FactIndex

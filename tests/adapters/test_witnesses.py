@@ -14,11 +14,11 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from adapters.checkpoints import Checkpoint, Verifier, generate_keys, read_checkpoints, read_public_keys
-from adapters.config import load_config
-from adapters.secrets import SECRETS
-from adapters.store.sql import Pending, SqlStore
-from adapters.witnesses import Checkpointer, DirectoryWitness, HttpWitness, NatsWitness, Witness, checkpointer
+from adapters.infra.checkpoints import Checkpoint, Verifier, generate_keys, read_checkpoints, read_public_keys
+from adapters.infra.secrets import SECRETS
+from adapters.infra.store.sql import Pending, SqlStore
+from adapters.infra.witnesses import Checkpointer, DirectoryWitness, HttpWitness, NatsWitness, Witness, checkpointer
+from adapters.usecases.config import load_config
 from tests.adapters.test_integrations import NATS, broker_up
 from tests.adapters.test_tree_store import records
 from tests.helpers import serve_app
@@ -132,7 +132,7 @@ def test_the_audit_config_section(tmp_path: Path) -> None:
 def test_config_check_reads_the_signing_key_and_names_the_witnesses(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from adapters.cli.main import app
+    from adapters.doors.cli.main import app
 
     generate_keys(tmp_path / "keys")
     path = tmp_path / "baton.yaml"

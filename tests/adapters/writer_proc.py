@@ -10,10 +10,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from adapters.rulesets import load_file  # noqa: E402
-from adapters.store.sql import SqlStore  # noqa: E402
-from adapters.store.writer import GroupWriter  # noqa: E402
-from adapters.system import SystemClock, TimeOrderedIds  # noqa: E402
+from adapters.infra.rulesets import load_file  # noqa: E402
+from adapters.infra.store.sql import SqlStore  # noqa: E402
+from adapters.infra.store.writer import GroupWriter  # noqa: E402
+from adapters.infra.system import SystemClock, TimeOrderedIds  # noqa: E402
 from engine.loop import Engine  # noqa: E402
 from engine.recorded import RecordedAnswers  # noqa: E402
 

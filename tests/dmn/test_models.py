@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from adapters.cli.main import app
+from adapters.doors.cli.main import app
 from engine.clock import FixedClock, SequentialIds
 from engine.dmn.feel import Unsupported, xsd_regex
 from engine.dmn.importer import import_dmn

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from adapters.cli.main import app
+from adapters.doors.cli.main import app
 
 TCK = Path(__file__).resolve().parent / "tck"
 runner = CliRunner()

@@ -18,7 +18,7 @@ import grpc
 from google.protobuf import struct_pb2
 
 if TYPE_CHECKING:
-    from adapters.grpc.gen.baton.v1 import decision_pb2
+    from adapters.doors.grpc.gen.baton.v1 import decision_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS = {
@@ -73,7 +73,7 @@ def start(tmp: Path, *extra: str, auth: bool = True, db: str | None = None, port
           env: dict[str, str] | None = None, rulesets: Path | None = None, canned: bool = True) -> Server:
     port = port or free_port()
     db = db or str(tmp / "baton.db")
-    args = [sys.executable, "-m", "adapters.cli.main", "serve", "--listen", f"127.0.0.1:{port}", "--db", db,
+    args = [sys.executable, "-m", "adapters.doors.cli.main", "serve", "--listen", f"127.0.0.1:{port}", "--db", db,
             "--rulesets", str(rulesets or ROOT / "rulesets"),
             *(["--answers", str(ROOT / "rulesets/demo-answers.json")] if canned else []), *extra]
     if auth:
@@ -101,7 +101,7 @@ def start(tmp: Path, *extra: str, auth: bool = True, db: str | None = None, port
 
 def start_fake_openai() -> tuple[subprocess.Popen[str], str]:
     """The scripted OpenAI-compatible server in its own process: (process, base URL)."""
-    proc = subprocess.Popen([sys.executable, "-m", "adapters.llm.fake_openai"], cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "adapters.infra.llm.fake_openai"], cwd=ROOT, stdout=subprocess.PIPE,
                             text=True, start_new_session=True)
     assert proc.stdout is not None
     port = proc.stdout.readline().split()[-1]
@@ -128,6 +128,6 @@ def struct(values: Mapping[str, Any]) -> struct_pb2.Struct:
 
 def fact(type_: str, values: Mapping[str, Any]) -> decision_pb2.Fact:
     """A baton.v1.Fact with its values as a Struct."""
-    from adapters.grpc.gen.baton.v1 import decision_pb2
+    from adapters.doors.grpc.gen.baton.v1 import decision_pb2
 
     return decision_pb2.Fact(type=type_, values=struct(values))

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from adapters.checkpoints import generate_keys, read_checkpoints
-from adapters.cli.main import app
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
+from adapters.doors.cli.main import app
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
+from adapters.infra.checkpoints import generate_keys, read_checkpoints
 from tests.e2e.server import fact, metadata, start
 from tests.e2e.test_ops import CLAIM
 

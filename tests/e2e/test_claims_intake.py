@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
-from adapters.store.sql import DECISIONS, DOCUMENTS, SqlStore
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
+from adapters.infra.store.sql import DECISIONS, DOCUMENTS, SqlStore
 from tests.e2e.server import ROOT, Server, details_of, metadata, start, start_fake_openai
 from tests.helpers import serve_app, wait_until
 from tests.pdfs import make_pdf

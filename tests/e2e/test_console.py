@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.grpc.gen.baton.v1 import (
+from adapters.doors.grpc.gen.baton.v1 import (
     decision_pb2,
     decision_pb2_grpc,
     escalation_pb2,
@@ -471,7 +471,7 @@ def test_dead_effects_are_listed_inspected_and_retried_and_a_broken_log_is_flagg
     import sqlalchemy as sa
     from selenium.webdriver.common.by import By
 
-    from adapters.store.sql import SqlStore
+    from adapters.infra.store.sql import SqlStore
 
     url, store = env["url"], SqlStore(env["server"].db, migrate=False)
     waiting = store.effects("pending")

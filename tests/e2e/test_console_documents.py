@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from tests.e2e.server import fact, free_port, metadata, start
 from tests.e2e.test_console import CLAIM, browser, shot, sign_in, wait
 from tests.e2e.test_console_sessions import console_up

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, ruleset_pb2, ruleset_pb2_grpc
-from adapters.store.sql import SqlStore
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, ruleset_pb2, ruleset_pb2_grpc
+from adapters.infra.store.sql import SqlStore
 from tests.e2e.server import ROOT, fact, free_port, metadata, start
 from tests.e2e.test_console import CLAIM, browser, shot, sign_in, wait
 from tests.e2e.test_console_sessions import console_up

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from adapters.store.sql import SqlStore
+from adapters.infra.store.sql import SqlStore
 from tests.e2e.server import TOKENS, free_port, start, write_tokens
 from tests.e2e.test_console import browser, login, shot, sign_in, wait
 from tests.helpers import wait_until

@@ -26,21 +26,21 @@ from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from adapters.cli.main import app as cli
-from adapters.console.app import Console, create_app
-from adapters.console.security import Sessions
-from adapters.decisions import DecisionPath
-from adapters.escalations import Escalations
-from adapters.grpc.auth import Auth, Identity
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
-from adapters.grpc.service import Services, generic_handlers
-from adapters.intake import Decider
-from adapters.registry import RulesetRegistry
-from adapters.rulesets import load_file
-from adapters.shadow import Shadows
-from adapters.store.sql import SHADOW_RESULTS, SqlStore
-from adapters.store.writer import GroupWriter
-from adapters.system import SystemClock, TimeOrderedIds
+from adapters.doors.cli.main import app as cli
+from adapters.doors.console.app import Console, create_app
+from adapters.doors.console.security import Sessions
+from adapters.doors.grpc.auth import Auth, Identity
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
+from adapters.doors.grpc.service import Services, generic_handlers
+from adapters.doors.intake import Decider
+from adapters.infra.rulesets import load_file
+from adapters.infra.store.sql import SHADOW_RESULTS, SqlStore
+from adapters.infra.store.writer import GroupWriter
+from adapters.infra.system import SystemClock, TimeOrderedIds
+from adapters.usecases.decisions import DecisionPath
+from adapters.usecases.escalations import Escalations
+from adapters.usecases.registry import RulesetRegistry
+from adapters.usecases.shadow import Shadows
 from engine.language.loader import load_ruleset
 from engine.loop import Limits
 from engine.recorded import RecordedAnswers

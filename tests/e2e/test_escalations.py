@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 import pytest
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, escalation_pb2, escalation_pb2_grpc
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, escalation_pb2, escalation_pb2_grpc
 from tests.e2e.server import ROOT, details_of, metadata, start, struct
 from tests.helpers import wait_until
 

@@ -10,7 +10,7 @@ import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, ruleset_pb2, ruleset_pb2_grpc
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, ruleset_pb2, ruleset_pb2_grpc
 from engine.language.loader import load_ruleset
 from tests.e2e.server import ROOT, Server, fact, metadata, start
 from tests.helpers import wait_until

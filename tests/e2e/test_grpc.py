@@ -18,7 +18,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from adapters.grpc.gen.baton.v1 import (
+from adapters.doors.grpc.gen.baton.v1 import (
     audit_pb2,
     audit_pb2_grpc,
     decision_pb2,
@@ -26,7 +26,7 @@ from adapters.grpc.gen.baton.v1 import (
     ruleset_pb2,
     ruleset_pb2_grpc,
 )
-from adapters.store.sql import SqlStore
+from adapters.infra.store.sql import SqlStore
 from tests.e2e.server import ROOT, TOKENS, Server, details_of, fact, metadata, start
 from tests.helpers import not_none
 

@@ -19,8 +19,8 @@ import pytest
 from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
-from adapters.store.sql import SqlStore
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
+from adapters.infra.store.sql import SqlStore
 from tests.e2e.server import Server, details_of, fact, metadata, start, start_fake_openai
 from tests.helpers import wait_until
 

@@ -14,8 +14,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.grpc.gen.baton.v1 import decision_pb2
-from adapters.store.sql import SqlStore
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2
+from adapters.infra.store.sql import SqlStore
 from tests.e2e.server import Server, metadata, start
 
 pytestmark = pytest.mark.slow  # a real server, browser or broker per module

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from google.protobuf import duration_pb2
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
-from adapters.store.sql import SqlStore
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
+from adapters.infra.store.sql import SqlStore
 from tests.e2e.server import Server, details_of, fact, metadata, start, start_fake_openai
 from tests.helpers import wait_until
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, ruleset_pb2, ruleset_pb2_grpc
-from adapters.supervision import rss_mb
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, ruleset_pb2, ruleset_pb2_grpc
+from adapters.infra.supervision import rss_mb
 from tests.e2e.server import ROOT, Server, fact, metadata, start
 
 pytestmark = pytest.mark.slow
@@ -188,7 +188,7 @@ def test_a_big_shadow_runs_in_its_own_child(server: Server) -> None:
             evaluated = stub.ShadowReport(ruleset_pb2.ShadowReportRequest(version=shadow.version),
                                           metadata=metadata("editor"), timeout=30).decisions
         assert evaluated, "no live decision was evaluated by the shadow"
-        children = subprocess.run(["pgrep", "-P", str(pid), "-f", "adapters.candidates"], capture_output=True,
+        children = subprocess.run(["pgrep", "-P", str(pid), "-f", "adapters.infra.candidates"], capture_output=True,
                                   text=True).stdout.split()
         assert children, "the shadow runs in a child of the worker"
         assert peak - rss_before < 100, (rss_before, peak)
@@ -221,7 +221,7 @@ def test_a_self_join_over_a_thousand_facts_is_bounded(tmp_path: Path) -> None:
     the decision fails at once naming the join (Limits.max_combinations), under a 1.5 GB address space."""
     file = tmp_path / "joins.yaml"
     file.write_text(JOIN.format(facts=", ".join(f"{{n: {i}}}" for i in range(1000))))
-    run = subprocess.run([sys.executable, "-m", "adapters.cli.main", "test", str(file)], cwd=ROOT,
+    run = subprocess.run([sys.executable, "-m", "adapters.doors.cli.main", "test", str(file)], cwd=ROOT,
                          capture_output=True, text=True, timeout=120, preexec_fn=_bounded)
     assert "Traceback" not in run.stdout + run.stderr
     assert "MemoryError" not in run.stdout + run.stderr
@@ -256,7 +256,7 @@ def test_check_shows_a_hostile_key_escaped_never_as_terminal_control(tmp_path: P
     file = tmp_path / "esc.yaml"
     file.write_text('ruleset: hostile\n"\\e[2J\\e[31mpwn": 1\nfacts:\n  "t\\u202e": {a: number}\ninput: [t]\n'
                     "rules:\n  - name: r\n    when: t.a > 1\n    then: {decide: {q: x}}\n")
-    run = subprocess.run([sys.executable, "-m", "adapters.cli.main", "check", str(file)], cwd=ROOT,
+    run = subprocess.run([sys.executable, "-m", "adapters.doors.cli.main", "check", str(file)], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     shown = run.stdout + run.stderr
     assert run.returncode == 1

@@ -20,8 +20,8 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, ruleset_pb2, ruleset_pb2_grpc
-from adapters.supervision import rss_mb
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, ruleset_pb2, ruleset_pb2_grpc
+from adapters.infra.supervision import rss_mb
 from tests.e2e.server import ROOT, Server, fact, free_port, metadata, start
 from tests.helpers import wait_until
 
@@ -189,7 +189,7 @@ def test_workers_die_with_their_supervisor_and_a_second_service_is_refused(tmp_p
     server = start(tmp_path, "--workers", "2")
     pids = [int(p) for p in re.findall(r"listening on [^(]*\(pid (\d+)", "\n".join(server.log))]
     try:
-        second = subprocess.run([sys.executable, "-m", "adapters.cli.main", "serve", "--listen", server.address,
+        second = subprocess.run([sys.executable, "-m", "adapters.doors.cli.main", "serve", "--listen", server.address,
                                  "--db", str(tmp_path / "other.db")], cwd=ROOT, capture_output=True, text=True,
                                 timeout=60)
         assert second.returncode != 0
@@ -221,8 +221,9 @@ def test_a_port_in_use_by_another_program_is_named(tmp_path: Path) -> None:
     with socket.socket() as other:
         other.bind(("127.0.0.1", port))
         other.listen()
-        second = subprocess.run([sys.executable, "-m", "adapters.cli.main", "serve", "--listen", f"127.0.0.1:{port}",
-                                 "--db", str(tmp_path / "b.db")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        second = subprocess.run([sys.executable, "-m", "adapters.doors.cli.main", "serve", "--listen",
+                                 f"127.0.0.1:{port}", "--db", str(tmp_path / "b.db")], cwd=ROOT, capture_output=True,
+                                text=True, timeout=60)
     assert second.returncode != 0
     assert f"127.0.0.1:{port} is already in use by another process (pid {os.getpid()}" in second.stderr, \
         second.stderr

@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-from adapters.store.sql import DECISIONS, SqlStore
+from adapters.infra.store.sql import DECISIONS, SqlStore
 from tests.e2e.server import ROOT
 from tests.helpers import serve_app, wait_until
 
@@ -104,8 +104,8 @@ def setup(tmp: Path, checks_url: str, kind: str) -> tuple[Path, dict[str, str]]:
 
 def consume(tmp: Path, config: Path, n: int = 0) -> subprocess.Popen[str]:
     log = (tmp / f"consume-{n}.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "adapters.cli.main", "consume", "--config", str(config), "--db",
-                             str(tmp / "baton.db")], cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "adapters.doors.cli.main", "consume", "--config", str(config),
+                             "--db", str(tmp / "baton.db")], cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
                             start_new_session=True)
     log.close()
     assert proc.stdout is not None

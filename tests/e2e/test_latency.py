@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from tests.e2e.server import fact, start
 
 pytestmark = pytest.mark.slow  # a real server, browser or broker per module

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapters.grpc.gen.baton.v1 import (
+from adapters.doors.grpc.gen.baton.v1 import (
     audit_pb2,
     audit_pb2_grpc,
     decision_pb2,
@@ -83,18 +83,18 @@ def test_bad_config_fails_at_start_with_the_key_path(tmp_path: Path) -> None:
     config = tmp_path / "baton.yaml"
     config.write_text("listen: 127.0.0.1:0\nlimits:\n  max_inflight: lots\nworkers: 0\ntypo_key: 1\n")
     for args in (["config", "check", str(config)], ["serve", "--config", str(config), "--db", str(tmp_path / "x.db")]):
-        out = subprocess.run([sys.executable, "-m", "adapters.cli.main", *args], cwd=ROOT, capture_output=True,
+        out = subprocess.run([sys.executable, "-m", "adapters.doors.cli.main", *args], cwd=ROOT, capture_output=True,
                              text=True, timeout=60)
         text = out.stdout + out.stderr
         assert out.returncode != 0
         assert "limits.max_inflight" in text and "workers" in text and "typo_key" in text
-    env_bad = subprocess.run([sys.executable, "-m", "adapters.cli.main", "config", "check"], cwd=ROOT,
+    env_bad = subprocess.run([sys.executable, "-m", "adapters.doors.cli.main", "config", "check"], cwd=ROOT,
                              capture_output=True, text=True, timeout=60,
                              env={"PATH": "/usr/bin:/bin", "BATON_LIMITS__MAX_INFLIGHT": "-3"})
     assert env_bad.returncode == 1 and "limits.max_inflight" in env_bad.stdout + env_bad.stderr
     good = tmp_path / "good.yaml"
     good.write_text((ROOT / "baton.example.yaml").read_text())
-    ok = subprocess.run([sys.executable, "-m", "adapters.cli.main", "config", "check", str(good)], cwd=ROOT,
+    ok = subprocess.run([sys.executable, "-m", "adapters.doors.cli.main", "config", "check", str(good)], cwd=ROOT,
                         capture_output=True, text=True, timeout=60,
                         env={"PATH": "/usr/bin:/bin", "POLICY_DB_URL": "sqlite://", "POLICY_API_TOKEN": "t"})
     assert "sanctions.csv" in ok.stdout + ok.stderr  # the example's lookup file is resolved and checked

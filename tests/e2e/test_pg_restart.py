@@ -15,8 +15,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
-from adapters.store.sql import SqlStore
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
+from adapters.infra.store.sql import SqlStore
 from tests.e2e.server import fact, metadata, start
 from tests.helpers import not_none, wait_until
 

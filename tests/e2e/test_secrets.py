@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
-from adapters.store.sql import SqlStore
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
+from adapters.infra.store.sql import SqlStore
 from tests.e2e.server import fact, free_port, metadata, start
 from tests.helpers import serve_app, wait_until
 

@@ -16,8 +16,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
-from adapters.store.sql import SqlStore
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
+from adapters.infra.store.sql import SqlStore
 from tests.e2e.server import ROOT, fact, metadata, start
 from tests.helpers import wait_until
 
@@ -76,7 +76,7 @@ def test_two_workers_share_the_port_and_sigterm_drains_in_flight_work(tmp_path: 
 
 
 def test_a_public_address_without_auth_is_refused(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "adapters.cli.main", "serve", "--listen", "0.0.0.0:0", "--db",
+    out = subprocess.run([sys.executable, "-m", "adapters.doors.cli.main", "serve", "--listen", "0.0.0.0:0", "--db",
                           str(tmp_path / "x.db"), "--rulesets", str(ROOT / "rulesets")], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "without auth" in (out.stdout + out.stderr)

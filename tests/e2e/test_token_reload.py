@@ -12,7 +12,7 @@ import httpx
 import pytest
 from google.protobuf import struct_pb2
 
-from adapters.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
+from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from tests.e2e.server import TOKENS, free_port, metadata, start, write_tokens
 from tests.e2e.test_console import login
 from tests.e2e.test_console_sessions import console_up

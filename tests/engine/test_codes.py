@@ -29,7 +29,7 @@ CODE_TAKERS = {
     "GovernanceError": (0, "code"), "EngineFailure": (0, "code"), "Overloaded": (0, "code"),
     "NotOpen": (0, "code"), "AuthError": (0, "code"),
     "_fail": (2, "code"),  # engine/language/types.py: _fail(path, message, code)
-    "_bad": (1, "code"),  # adapters/documents.py: _bad(path, code, message)
+    "_bad": (1, "code"),  # adapters/infra/documents.py: _bad(path, code, message)
 }
 # classes whose super().__init__(code, ...) names a code
 CODE_CLASSES = {"BatonError", "InvalidInput", "ExprError", "GovernanceError", "EngineFailure", "Overloaded",

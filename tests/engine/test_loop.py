@@ -10,7 +10,7 @@ from pathlib import Path
 import durable_rules_engine as core
 import pytest
 
-from adapters.system import SystemClock
+from adapters.infra.system import SystemClock
 from engine.clock import FixedClock, SequentialIds
 from engine.loop import Engine, Limits
 from engine.ports import CallRequest, CallResult

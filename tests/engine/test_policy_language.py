@@ -517,7 +517,7 @@ def test_date_tables_report_gaps_and_overlaps_in_dates() -> None:
 def test_table_export_and_import_keep_date_cells_and_expressions(tmp_path: Any) -> None:
     from typer.testing import CliRunner
 
-    from adapters.cli.main import app
+    from adapters.doors.cli.main import app
 
     path = tmp_path / "fees.yaml"
     path.write_text(TABLE)

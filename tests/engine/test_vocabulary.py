@@ -598,7 +598,7 @@ tables:
 
 @pytest.mark.slow
 def test_a_list_valued_decision_is_stored_replayed_and_sent_over_grpc_as_a_list() -> None:
-    from adapters.grpc import convert
+    from adapters.doors.grpc import convert
 
     e = engine("  - {name: r, when: exists customer, then: {decide: {reasons: '=distinct(list(alert.reason))'}}}\n")
     d = run(e, {"customer": customer(), "alert": [alert("structuring"), alert("cash-volume")]})

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import cast
 
-from adapters.documents import Incoming
-from adapters.store.sql import Pending, SqlStore
+from adapters.infra.documents import Incoming
+from adapters.infra.store.sql import Pending, SqlStore
 from engine.documents import Document
 from engine.language.loader import load_ruleset
 from engine.record import DecisionRecord

@@ -1,0 +1,507 @@
+"""`baton serve`: the gRPC server (grpc.aio) with health checking, reflection, auth, graceful shutdown,
+and N worker processes sharing the port (SO_REUSEPORT)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import faulthandler
+import gc
+import ipaddress
+import logging
+import multiprocessing as mp
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from adapters.doors.grpc.auth import Auth, Identity, load_tokens
+from adapters.doors.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
+from adapters.doors.grpc.service import Services, generic_handlers
+from adapters.doors.intake import run_consumers
+from adapters.infra import metrics
+from adapters.infra.candidates import CandidateCompiler
+from adapters.infra.logs import flush_decision_log, say, setup_logging
+from adapters.infra.metrics import serve_metrics
+from adapters.infra.secrets import SECRETS
+from adapters.infra.store.base import limit_sqlite_memory, sqlite_memory_used
+from adapters.infra.store.sql import SqlStore
+from adapters.infra.supervision import die_with_parent, listener_on, orphaned, rss_mb
+from adapters.infra.system import heap_stats, run_loop, trim_heap, tune_allocator
+from adapters.infra.tools.connectors import resolve_secrets
+from adapters.infra.witnesses import checkpointer
+from adapters.usecases.config import Settings
+from adapters.usecases.escalations import Escalations
+from adapters.usecases.registry import RulesetRegistry
+from adapters.usecases.runtime import Runtime
+from adapters.usecases.shadow import Shadows
+
+log = logging.getLogger("baton.serve")
+GRACE_S = 30.0  # how long SIGTERM waits for in-flight decisions
+SERVICE_NAMES = [s.full_name for m in (decision_pb2, ruleset_pb2, audit_pb2, escalation_pb2)
+                 for s in m.DESCRIPTOR.services_by_name.values()]
+
+
+def _is_loopback(listen: str) -> bool:
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _start_console(cfg: Settings, store: SqlStore, registry: RulesetRegistry, auth: Auth,
+                         escalations: Escalations, candidates: CandidateCompiler) -> tuple[Any, asyncio.Task[None]]:
+    """The console (HTTP) beside gRPC, in this process, on the same store; TLS when the service has it."""
+    import uvicorn
+
+    from adapters.doors.console.app import Console, create_app
+    from adapters.doors.console.security import Sessions
+
+    assert cfg.console is not None
+    host, _, port = cfg.console.rpartition(":")
+    tls = bool(cfg.tls.cert and cfg.tls.key)
+    key = SECRETS.resolve(cfg.console_secret, "console_secret").encode() if cfg.console_secret else None
+    sessions = Sessions(auth, key, secure=tls, idle_s=cfg.console_sessions.idle_s,
+                        absolute_s=cfg.console_sessions.absolute_s)
+    app = create_app(Console(store, registry, sessions, escalations, tuple(cfg.pii_roles), candidates=candidates))
+    app.state.console.effect_names = frozenset(cfg.effects or {})  # what the console says of waiting effects
+    config = uvicorn.Config(app, host=host or "127.0.0.1", port=int(port), log_level="warning", lifespan="off",
+                            access_log=False, ssl_certfile=str(cfg.tls.cert) if tls else None,
+                            ssl_keyfile=str(cfg.tls.key) if tls else None)
+    server = uvicorn.Server(config)
+    # uvicorn would take SIGTERM/SIGINT over; this process's own handlers stop gRPC and the console together
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():
+        await asyncio.sleep(0.02)
+    if task.done():
+        task.result()
+    bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
+    say(f"baton console on {'https' if tls else 'http'}://{host or '127.0.0.1'}:{bound}/ (pid {os.getpid()})")
+    return server, task
+
+
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``stop``: True once it is set (the periodic tasks' pacing)."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _refresh_secrets(every_s: float | None, stop: asyncio.Event,
+                           auth: tuple[Auth, Settings] | None = None) -> None:
+    while every_s and not await _stopped_within(stop, every_s):
+        _rotate_secrets(quiet=True, auth=auth)
+
+
+async def run_consumer_process(cfg: Settings, base: Path) -> None:
+    """`baton consume`: the configured consumers and the effects outbox, without the gRPC server."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    _bound_memory(cfg)
+    rt = Runtime.build(cfg, base)
+    intake = rt.consumers()
+    if not intake:
+        raise SystemExit("no consumers configured: add a consumers: section to the config")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _rotate_secrets)
+    say(f"baton consume {os.getpid()}: {', '.join(c.s.name for c in intake)} ({len(rt.loaded)} rulesets; "
+        f"db {rt.store.url}; {rt.ports_note})")
+    _freeze_startup_objects()
+    rt.start()
+    outbox = asyncio.create_task(rt.outbox().run(stop))
+    secrets_ttl = asyncio.create_task(_refresh_secrets(cfg.secrets_ttl_s, stop))
+    fresh = asyncio.create_task(_keep_fresh(rt.registry, rt.shadows, stop))
+    heap = asyncio.create_task(_tend_heap(cfg.memory.trim_every_s, stop))
+    await run_consumers(intake, stop)
+    await heap
+    await outbox
+    await secrets_ttl
+    await fresh
+    await rt.stop()
+    say(f"baton consume {os.getpid()}: stopped")
+
+
+def _bound_memory(cfg: Settings) -> None:
+    if cfg.memory.sqlite_mb:
+        limit_sqlite_memory(cfg.memory.sqlite_mb << 20)
+
+
+def _freeze_startup_objects() -> None:
+    """Move everything built at start (rulesets, grammar tables, ORM metadata, gRPC, imported modules) out of
+    the cyclic collector's sight. Without this a full collection walked ~125,000 long-lived objects every
+    so often - a 90 ms pause on this machine that stalled every decision in flight (p99)."""
+    gc.collect()
+    gc.freeze()
+
+
+def _rotate_secrets(quiet: bool = False, auth: tuple[Auth, Settings] | None = None) -> None:
+    changed = SECRETS.refresh()
+    if changed:
+        metrics.SECRET_ROTATIONS.inc(len(changed))
+    if changed or not quiet:
+        say(f"baton {os.getpid()}: secrets re-read ({len(changed)} changed)")
+    if auth is not None:
+        _reload_tokens(*auth, quiet=quiet)
+
+
+def _tokens(cfg: Settings) -> dict[str, Identity]:
+    """The bearer tokens as configured now: the config's entries (secret references resolved again) and the
+    token file, read again."""
+    return load_tokens(cfg.tokens_file, [(resolve_secrets(t.token, f"tokens[{i}].token"), t.name, list(t.roles))
+                                         for i, t in enumerate(cfg.tokens)], extra_roles=cfg.pii_roles)
+
+
+def _reload_tokens(auth: Auth, cfg: Settings, quiet: bool = False) -> None:
+    """Tokens re-read on SIGHUP and every ``secrets_ttl_s``: one removed or rotated is refused from then on,
+    by gRPC and by the console, whose sessions are checked against these on every request. A file that no
+    longer reads, or that would leave no token at all (an open service), keeps the tokens in force."""
+    try:
+        tokens = _tokens(cfg)
+    except (OSError, ValueError) as e:
+        log.error("tokens not re-read, the ones in force stay: %s", e)
+        return
+    if auth.enabled and not tokens:
+        log.error("tokens not re-read: none would be left, and a service without tokens is open; the ones in "
+                  "force stay")
+        return
+    if auth.replace(tokens) or not quiet:
+        say(f"baton {os.getpid()}: tokens re-read ({len(tokens)} in force)")
+
+
+async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int = 0,
+                     supervisor: int | None = None) -> None:
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` prints every thread's stack
+    tune_allocator()  # large request buffers go back to the system once freed
+    _bound_memory(cfg)
+    auth = Auth(_tokens(cfg))
+    if not auth.enabled and not (_is_loopback(cfg.listen) or cfg.insecure_no_auth):
+        raise SystemExit(f"refusing to serve {cfg.listen} without auth: configure tokens (--tokens or "
+                         "BATON_TOKENS), listen on localhost, or pass --insecure-no-auth")
+    rt = Runtime.build(cfg, base)
+    services = Services(rt.store, rt.writer, rt.registry, auth, rt.models, rt.tools, rt.clock, rt.ids,
+                        max_inflight=cfg.limits.max_inflight, step_limit=cfg.limits.step_limit,
+                        escalations=rt.escalations, default_deadline_s=cfg.limits.deadline_s,
+                        max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd,
+                        max_combinations=cfg.limits.max_combinations,
+                        tracer=rt.path.tracer, shadows=rt.shadows, max_document_bytes=cfg.max_document_bytes,
+                        pii_roles=tuple(cfg.pii_roles), decision_path=rt.path, candidates=rt.candidates,
+                        max_batch=cfg.limits.max_batch, batch_parallel=cfg.limits.batch_parallel)
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1), *cfg.transport.grpc_options()])
+    server.add_generic_rpc_handlers(generic_handlers(services))
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection([*SERVICE_NAMES, "grpc.health.v1.Health", reflection.SERVICE_NAME], server)
+    if cfg.tls.cert and cfg.tls.key:
+        creds = grpc.ssl_server_credentials(
+            [(cfg.tls.key.read_bytes(), cfg.tls.cert.read_bytes())],
+            root_certificates=cfg.tls.client_ca.read_bytes() if cfg.tls.client_ca else None,
+            require_client_auth=cfg.tls.client_ca is not None)
+        port = server.add_secure_port(cfg.listen, creds)
+    else:
+        port = server.add_insecure_port(cfg.listen)
+    await server.start()
+    _freeze_startup_objects()
+    for name in ("", *SERVICE_NAMES):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    host = cfg.listen.rsplit(":", 1)[0]
+    auth_note = "auth ON" if auth.enabled else "auth OFF (no tokens configured; localhost only)"
+    say(f"baton listening on {host}:{port} (pid {os.getpid()}; {auth_note}; db {rt.store.url}; "
+        f"{len(rt.loaded)} rulesets from {cfg.rulesets}; {len(rt.corpora)} corpora; {rt.ports_note})")
+    if ready is not None:
+        ready.set()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _rotate_secrets(auth=(auth, cfg)))
+    rt.start()
+    checkpoints = asyncio.create_task(checkpointer(cfg, base, rt.store).run(stop)) \
+        if cfg.audit is not None and worker == 0 else None  # signed tree heads to witnesses (docs/audit.md)
+    console = await _start_console(cfg, rt.store, rt.registry, auth, rt.escalations, rt.candidates) \
+        if cfg.console and worker == 0 else None
+    intake = rt.consumers()
+    consuming = asyncio.create_task(run_consumers(intake, stop)) if intake else None
+    secrets_ttl = asyncio.create_task(_refresh_secrets(cfg.secrets_ttl_s, stop, (auth, cfg)))
+    sweeper = asyncio.create_task(_sweep_slas(rt.escalations, cfg.sla_check_s, stop))
+    outbox = asyncio.create_task(rt.outbox().run(stop))
+    logs = asyncio.create_task(_flush_logs(stop))
+    heap = asyncio.create_task(_tend_heap(cfg.memory.trim_every_s, stop))
+    fresh = asyncio.create_task(_keep_fresh(rt.registry, rt.shadows, stop))
+    watch = asyncio.create_task(_watch_supervisor(supervisor, stop)) if supervisor is not None else None
+    await stop.wait()
+    if watch is not None:
+        await watch
+    if console is not None:
+        console[0].should_exit = True
+        await console[1]
+    if consuming is not None:
+        await consuming
+    await secrets_ttl
+    await sweeper
+    await outbox
+    await logs
+    await heap
+    await fresh
+    if checkpoints is not None:
+        await checkpoints
+    say(f"baton {os.getpid()}: shutting down, finishing in-flight decisions")
+    await health.enter_graceful_shutdown()
+    await server.stop(GRACE_S)
+    await rt.stop()
+    rt.candidates.close()
+    flush_decision_log()
+    say(f"baton {os.getpid()}: stopped")
+
+
+async def _watch_supervisor(supervisor: int, stop: asyncio.Event) -> None:
+    """Belt and braces beside the parent-death signal (adapters/infra/supervision.py): a worker whose supervisor is
+    gone stops taking calls, finishes those in flight and exits, instead of serving on as an orphan."""
+    while not await _stopped_within(stop, 1.0):
+        if orphaned(supervisor):
+            log.error("supervisor (pid %d) is gone: stopping this worker", supervisor)
+            say(f"baton {os.getpid()}: supervisor {supervisor} is gone; stopping")
+            stop.set()
+
+
+async def _sweep_slas(escalations: Escalations, every_s: float, stop: asyncio.Event) -> None:
+    """Every replica looks for passed SLAs; closing an escalation is compare-and-set, so one wins."""
+    while not stop.is_set():
+        try:
+            await escalations.expire_due()
+        except Exception:  # the store being briefly unreachable must not end the sweeper
+            log.exception("SLA sweep failed")
+        await _stopped_within(stop, every_s)
+
+
+HEAP_SAMPLE_S = 5.0
+
+
+async def _tend_heap(trim_every_s: float | None, stop: asyncio.Event) -> None:
+    """Sample the worker's heap (in use, free inside its arenas) and Python's small-object blocks (kept in
+    arenas of its own, not in the malloc heap) every few seconds, and every ``trim_every_s``
+    give the arenas' free pages back to the system, on a thread: the trim takes milliseconds to walk a large
+    heap, which the event loop must not wait for."""
+    last_trim = time.monotonic()
+    while not stop.is_set():
+        stats = heap_stats()
+        if stats is not None:
+            metrics.HEAP_IN_USE.set(stats[0])
+            metrics.HEAP_FREE.set(stats[1])
+        metrics.PYTHON_BLOCKS.set(sys.getallocatedblocks())
+        if trim_every_s is not None and time.monotonic() - last_trim >= trim_every_s:
+            last_trim = time.monotonic()
+            if await asyncio.to_thread(trim_heap):
+                metrics.HEAP_TRIMS.inc()
+        await _stopped_within(stop, min(HEAP_SAMPLE_S, trim_every_s or HEAP_SAMPLE_S))
+
+
+async def _keep_fresh(registry: RulesetRegistry, shadows: Shadows | None, stop: asyncio.Event) -> None:
+    """Re-read the publication schedule and the attached shadows every refresh_s on a worker thread, so that
+    no lookup on the event loop queries the store (see RulesetRegistry.background)."""
+    targets: list[RulesetRegistry | Shadows] = [registry] if shadows is None else [registry, shadows]
+    for target in targets:
+        target.background = True
+    while not await _stopped_within(stop, registry.refresh_s):
+        for target in targets:
+            try:
+                await asyncio.to_thread(target.refresh, True)
+            except Exception:  # the store briefly unreachable: keep the last schedule, try again
+                log.exception("re-reading %s failed", type(target).__name__)
+        await asyncio.to_thread(registry.unload_idle)  # versions unused for versions.idle_unload_s
+
+
+async def _flush_logs(stop: asyncio.Event) -> None:
+    """Write out the decision log every half second, and sample what SQLite holds in memory."""
+    while not stop.is_set():
+        flush_decision_log()
+        used = sqlite_memory_used()
+        if used is not None:
+            metrics.SQLITE_MEMORY.set(used)
+        await _stopped_within(stop, 0.5)
+
+
+def _child(cfg: Settings, base: Path, worker: int = 0, restart: int = 0, ready: Any = None,
+           supervisor: int | None = None, recycled: bool = False) -> None:
+    if supervisor is not None:
+        die_with_parent(supervisor)
+    setup_logging(cfg)
+    if recycled:
+        metrics.WORKER_RECYCLES.labels(str(worker)).inc()  # counted by the worker that replaces it
+    elif restart:
+        metrics.WORKER_RESTARTS.labels(str(worker)).inc()
+    run_loop(cfg.event_loop, run_server(cfg, base, ready=ready, worker=worker, supervisor=supervisor))
+
+
+def serve(cfg: Settings, base: Path) -> None:
+    setup_logging(cfg)
+    taken = listener_on(cfg.listen)
+    if taken is not None:
+        raise SystemExit(f"refusing to serve: {taken}; stop it first, or listen elsewhere (--listen)")
+    if cfg.metrics:
+        SqlStore(cfg.db).close()  # migrate first: the metrics endpoint reads the store's tables
+    if cfg.workers <= 1 and cfg.memory.max_mb is None:
+        if cfg.metrics:
+            serve_metrics(cfg.metrics, cfg.db)
+        run_loop(cfg.event_loop, run_server(cfg, base))
+        return
+    if cfg.metrics:  # workers write their samples here; this process serves the sum
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="baton-metrics-")
+        serve_metrics(cfg.metrics, cfg.db)
+    if cfg.listen.endswith(":0"):
+        raise SystemExit("--workers and memory.max_mb need a fixed port (the workers share it)")
+    SqlStore(cfg.db).close()  # migrate once, before the workers race for it
+    Supervisor(cfg, base).run()
+
+
+def _death(code: int | None) -> str:
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class Supervisor:
+    """Worker processes sharing one port: a worker that dies while the service runs is logged and replaced,
+    after a pause that doubles with each death in a row (0.5 s up to 30 s, reset after a minute up). A
+    signal to this process goes to every worker and ends supervision; the service then stops cleanly.
+    A worker that ends before it ever listened (a bad configuration, a port in use) is not replaced: the
+    service stops with its exit code, as it would with one worker. While no worker is up nothing
+    listens, so callers and health checks see UNAVAILABLE. Workers end with this process, even when it is
+    killed with SIGKILL (adapters/infra/supervision.py).
+
+    With ``memory.max_mb`` set, a worker whose resident memory goes above it is recycled: its successor is
+    started first, and once that one listens (or after a minute) the old one gets SIGTERM, stops taking
+    calls and finishes those in flight - the port is never left without a listener."""
+
+    BACKOFF_S = (0.5, 30.0)
+    STEADY_S = 60.0
+    SUCCESSOR_WAIT_S = 60.0
+
+    def __init__(self, cfg: Settings, base: Path) -> None:
+        self.cfg, self.base = cfg, base
+        self.ctx = mp.get_context("spawn")
+        self.children: list[Any] = []
+        self.started = [time.monotonic()] * cfg.workers
+        self.failures = [0] * cfg.workers
+        self.restarts = [0] * cfg.workers
+        self.due: dict[int, float] = {}  # worker -> when to start its replacement
+        self.stopping = False
+        self.ready: list[Any] = [None] * cfg.workers
+        self.draining: list[tuple[int, Any, float]] = []  # (worker, old process, when its successor started)
+        self.checked = 0.0
+        self.first_seen: dict[int, float] = {}  # worker pid -> its resident MB when first read
+
+    def spawn(self, i: int, recycled: bool = False) -> Any:
+        self.ready[i] = self.ctx.Event()
+        child = self.ctx.Process(target=_child, args=(self.cfg, self.base, i, self.restarts[i], self.ready[i],
+                                                      os.getpid(), recycled), name=f"baton-worker-{i}")
+        child.start()
+        return child
+
+    def forward(self, signum: int, _frame: Any) -> None:
+        if signum != signal.SIGHUP:  # SIGHUP: each worker re-reads its secrets; the service goes on
+            self.stopping = True
+        for child in [*self.children, *(old for _, old, _ in self.draining)]:
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, signum)
+
+    def run(self) -> None:
+        self.children = [self.spawn(i) for i in range(self.cfg.workers)]
+        signal.signal(signal.SIGTERM, self.forward)
+        signal.signal(signal.SIGINT, self.forward)
+        signal.signal(signal.SIGHUP, self.forward)
+        while True:
+            now = time.monotonic()
+            self.reap(now)
+            self.restart_due(now)
+            self.recycle(now)
+            if self.stopping and not any(c.is_alive() for c in self.children) and not self.draining:
+                break
+            time.sleep(0.1)
+        codes = [c.exitcode for c in self.children]
+        if any(codes):
+            raise SystemExit(f"worker exit codes: {codes}")
+        say(f"baton: all {len(self.children)} workers stopped cleanly")
+
+    def reap(self, now: float) -> None:
+        for i, child in enumerate(self.children):
+            if child.is_alive() or i in self.due:
+                continue
+            child.join()
+            if self.stopping:
+                continue
+            if not self.ready[i].is_set():  # it never served: restarting would fail the same way
+                log.error("worker %d (pid %s) ended before it listened, %s: stopping the service", i,
+                          child.pid, _death(child.exitcode))
+                self.forward(signal.SIGTERM, None)
+                continue
+            up = now - self.started[i]
+            self.failures[i] = 1 if up >= self.STEADY_S else self.failures[i] + 1
+            pause = min(self.BACKOFF_S[1], self.BACKOFF_S[0] * 2 ** (self.failures[i] - 1))
+            log.error("worker %d (pid %s) died, %s, after %.1f s up; restarting it in %.1f s", i, child.pid,
+                      _death(child.exitcode), up, pause)
+            say(f"baton: worker {i} (pid {child.pid}) died: {_death(child.exitcode)}; restarting in {pause:.1f} s")
+            self.due[i] = now + pause
+
+    def restart_due(self, now: float) -> None:
+        for i, when in list(self.due.items()):
+            if self.stopping:
+                del self.due[i]
+            elif now >= when:
+                del self.due[i]
+                self.restarts[i] += 1
+                self.children[i] = self.spawn(i)
+                self.started[i] = time.monotonic()
+
+    def recycle(self, now: float) -> None:
+        """Replace workers above ``memory.max_mb``; stop each old one once its successor listens."""
+        for entry in list(self.draining):
+            i, old, since = entry
+            if not old.is_alive():
+                old.join()
+                self.draining.remove(entry)
+            elif old.pid is not None and (self.ready[i].is_set() or now - since > self.SUCCESSOR_WAIT_S):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(old.pid, signal.SIGTERM)  # repeated until it is gone: harmless, it is draining
+        limit = self.cfg.memory.max_mb
+        if limit is None or self.stopping or now - self.checked < self.cfg.memory.check_every_s:
+            return
+        self.checked = now
+        for i, child in enumerate(self.children):
+            if not child.is_alive() or not self.ready[i].is_set() or any(d[0] == i for d in self.draining):
+                continue
+            used = rss_mb(child.pid)
+            if used is None:
+                continue
+            if child.pid not in self.first_seen:  # what a worker holds once it listens, before any call
+                self.first_seen[child.pid] = used
+                if used > limit:
+                    log.warning("worker %d (pid %s) holds %.0f MB as it starts, above memory.max_mb %d: a "
+                                "successor would too, so it is not recycled", i, child.pid, used, limit)
+            if used <= limit or self.first_seen[child.pid] > limit:
+                continue
+            log.warning("worker %d (pid %s) holds %.0f MB, above memory.max_mb %d: replacing it", i, child.pid,
+                        used, limit)
+            say(f"baton: worker {i} (pid {child.pid}) at {used:.0f} MB > memory.max_mb {limit}; starting its "
+                "successor, then draining it")
+            self.draining.append((i, child, now))
+            self.restarts[i] += 1
+            self.children[i] = self.spawn(i, recycled=True)
+            self.started[i] = time.monotonic()

@@ -1,0 +1,622 @@
+"""The decisions area of the store: writing decisions in groups, chained by hash and added to the Merkle tree
+over the chain (tree.py reads it; with the escalations, effects and documents they open in the same
+transaction), reading them back, searching and listing them, operations figures, and verifying the chain."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from adapters.infra.documents import Incoming
+from adapters.infra.store.base import (
+    _IDS,
+    CALLS,
+    CHAIN_CHECKS,
+    DECISIONS,
+    DOCUMENTS,
+    ESCALATIONS,
+    HEAD,
+    HEAD_FIELDS,
+    MERKLE,
+    OUTBOX,
+    SQLITE_MAX_PARAMS,
+    TRACE,
+    TREE_KEEP_FROM,
+    _FileLock,
+)
+from adapters.infra.store.tree import TreeArea
+from engine.audit import GENESIS, canonical, chain_hash, chain_hash_of, hashed_body, tree_leaf
+from engine.merkle import Frontier
+from engine.pii import scrubber, searchable, secrets_of
+from engine.record import DecisionRecord
+
+KEYS_PER_QUERY = 500  # idempotency keys looked up in one query (SQLite's parameter limit is far above)
+
+
+@dataclass(slots=True)
+class Saved:
+    decision_id: str
+    chain_seq: int
+    hash: str
+    existing: bool = False  # an earlier decision with the same idempotency key
+
+
+@dataclass(slots=True)
+class Resolution:
+    """Closing an escalation, in the same transaction as the decision that resumes it."""
+
+    escalation_id: str
+    by: str
+    answer: str  # canonical JSON of the reviewer's fact
+    status: str = "resolved"  # or "expired"
+
+
+class Conflict(Exception):
+    """The escalation was already resolved (by another reviewer or replica)."""
+
+
+class Pending:
+    """A decision waiting to be stored, serialised up front: only hashing and inserting happen while the
+    chain head is locked, so writers in other processes wait as little as possible."""
+
+    __slots__ = ("body", "caller", "calls", "documents", "event_jsons", "head_json", "idempotency_key", "record",
+                 "resolves", "search_text", "trace_text")
+
+    def __init__(self, record: DecisionRecord, caller: str = "", idempotency_key: str | None = None,
+                 resolves: Resolution | None = None, documents: Sequence[Incoming] = (),
+                 private: Mapping[str, Collection[str]] | None = None) -> None:
+        self.record, self.caller, self.idempotency_key = record, caller, idempotency_key
+        self.resolves = resolves
+        self.documents = documents
+        head = {k: v for k, v in record.items() if k != "trace"}
+        head["caller"], head["idempotency_key"] = caller, idempotency_key
+        self.head_json = canonical(head)
+        events = record["trace"]
+        self.event_jsons = [canonical(e) for e in events]
+        self.trace_text = "\n".join(self.event_jsons)  # what decisions.trace holds (canonical JSON has no newline)
+        # the hashed text that does not depend on the chain position; the joined trace is the events joined
+        self.body = hashed_body(self.head_json, (self.trace_text,) if events else ())
+        self.calls = [tuple(call_row(record["decision_id"], e).values()) for e in events if e["kind"] == "call"]
+        # what the console's "fact text" search looks in: the values of every fact of the decision - input,
+        # read from documents, answered by models and tools, derived - and document names; never a field the
+        # ruleset marks pii (each value at most 500 characters: a passage's text is found by its start)
+        facts = [(e["type"], e["values"]) for e in events if e.get("kind") == "fact"] or \
+            [(i["type"], i["values"]) for i in record["inputs"]]
+        text = " ".join(str(v)[:500] for t, values in facts for v in searchable(values, t, private)) + " " + \
+            " ".join(str(d.get("name", "")) for d in record.get("documents") or ())
+        # a pii value quoted elsewhere (a model's reason citing the IBAN) is not indexed either
+        self.search_text = scrubber(secrets_of(record, private))(text) if private else text
+
+
+@dataclass(slots=True)
+class Problem:
+    chain_seq: int
+    decision_id: str
+    problem: str
+
+
+
+class DecisionsArea(TreeArea):
+    # -- writing -----------------------------------------------------------------------------------
+    def save(self, record: DecisionRecord, caller: str = "", idempotency_key: str | None = None) -> Saved:
+        private = self.private(str(record.get("version", ""))) if self.private is not None else None
+        return self.save_batch([Pending(record, caller, idempotency_key, private=private)])[0]
+
+    def save_batch(self, items: Sequence[Pending]) -> list[Saved]:
+        """Write decisions in one transaction: all of them, or (on error) none."""
+        if self.lock is not None:
+            # SQLite's own busy handler polls with sleeps, and one busy writer process starved the others
+            # (measured: a second worker stalled in BEGIN IMMEDIATE). A blocking file lock queues the
+            # writers of every process in the kernel instead.
+            with self.lock, _FileLock(self.lock_path):
+                if self._write_conn is None:
+                    self._write_conn = self.writer.connect()
+                try:
+                    with self._write_conn.begin():
+                        return self._save_batch(self._write_conn, items)
+                except BaseException:
+                    # whatever went wrong, the next batch starts on a fresh connection
+                    self._write_conn.close()
+                    self._write_conn = None
+                    raise
+        with self.writer.begin() as conn:
+            return self._save_batch(conn, items)
+
+    def _save_batch(self, conn: Connection, items: Sequence[Pending]) -> list[Saved]:
+        """The batch inside the caller's transaction, chain head locked (SQLite: BEGIN IMMEDIATE).
+        The statements every batch runs go straight to the driver's cursor: through SQLAlchemy each cost
+        about 40 us more, most of a one-decision batch's fixed cost. Driver errors still come out as
+        SQLAlchemy's (IntegrityError, ...), without parameters: they hold the decision's facts."""
+        dbapi = conn.dialect.loaded_dbapi
+        try:
+            with contextlib.closing(conn.connection.cursor()) as cur:
+                return self._write_batch(conn, cur, items)
+        except dbapi.Error as e:
+            raise sa.exc.DBAPIError.instance(None, None, e, dbapi.Error, hide_parameters=True,
+                                             dialect=conn.dialect) from e
+
+    def _write_batch(self, conn: Connection, cur: Any, items: Sequence[Pending]) -> list[Saved]:
+        cur.execute(self.head_sql)
+        head = cur.fetchone()
+        if head is None:
+            raise RuntimeError("the chain head row is missing (the store was not migrated)")
+        seq, prev = int(head[0]), str(head[1])
+        frontier, nodes = self._tree_at(cur, seq, int(head[2]), str(head[3]))
+        out: list[Saved] = []
+        decisions: list[tuple[Any, ...]] = []
+        calls: list[tuple[Any, ...]] = []
+        escalations: list[dict[str, Any]] = []
+        outbox: list[dict[str, Any]] = []
+        documents: dict[str, Incoming] = {}
+        search: list[tuple[str, str]] = []
+        keys_in_batch = self._stored_keys(cur, items)  # decisions already stored under the batch's keys
+        for item in items:
+            key = item.idempotency_key
+            if key and (item.caller, key) in keys_in_batch:
+                out.append(_existing(keys_in_batch[(item.caller, key)]))
+                continue
+            if item.resolves is not None:
+                r = item.resolves
+                done = conn.execute(ESCALATIONS.update().where(
+                    ESCALATIONS.c.id == r.escalation_id, ESCALATIONS.c.status == "open").values(
+                    status=r.status, resolved_by=r.by, resolved_at=item.record["started_at"], answer=r.answer,
+                    resumed_decision_id=item.record["decision_id"]))
+                if done.rowcount != 1:
+                    raise Conflict(f"escalation {r.escalation_id} is no longer open")
+            seq += 1
+            record = item.record
+            decision_id = record["decision_id"]
+            escalation = record.get("escalation") or {}
+            if record["outcome"] == "escalated" and escalation:
+                sla = escalation.get("sla_s")
+                escalations.append({
+                    "id": decision_id, "ruleset": record["ruleset"], "version": record["version"],
+                    "queue": str(escalation.get("queue", "")), "reason": str(escalation.get("reason", "")),
+                    "expects": str(escalation.get("expects", "")), "created_at": record["started_at"],
+                    "sla_at": record["started_at"] + sla if isinstance(sla, (int, float)) else None,
+                    "status": "open"})
+            digest = chain_hash_of(prev, seq, item.body)
+            for node in frontier.append(tree_leaf(digest)):
+                if node[0] >= TREE_KEEP_FROM:
+                    nodes.append((node[0], node[1], node[2].hex()))
+            decisions.append((decision_id, seq, record["ruleset"], record["version"], record["outcome"],
+                              record["rule"], item.caller, key, record["started_at"], record["latency_ms"],
+                              record["cost_usd"], record["tokens"], item.head_json, prev, digest, item.trace_text))
+            calls.extend(item.calls)
+            search.append((decision_id, item.search_text))
+            documents.update((i.document.id, i) for i in item.documents)
+            outbox.extend({"id": f"{decision_id}:{e['n']}", "decision_id": decision_id, "name": e["name"],
+                           "payload": canonical(e["with"]), "status": "pending", "attempts": 0,
+                           "next_at": record["finished_at"], "created_at": record["finished_at"]}
+                          for e in record["trace"] if e["kind"] == "effect" and not e.get("cancelled"))
+            saved = Saved(record["decision_id"], seq, digest)
+            if key:
+                keys_in_batch[(item.caller, key)] = saved
+            out.append(saved)
+            prev = digest
+        if decisions:
+            self._insert_rows(cur, "decisions", decisions)
+            self._insert_rows(cur, "calls", calls)
+            self._insert_rows(cur, "decision_search", search)
+            if escalations:
+                self._insert_dicts(cur, ESCALATIONS.name, escalations)
+            if outbox:
+                self._insert_dicts(cur, OUTBOX.name, outbox)
+            if documents:  # stored once by content hash; the chain head lock serialises writers
+                known = set(conn.execute(sa.select(DOCUMENTS.c.id).where(
+                    DOCUMENTS.c.id.in_(list(documents)))).scalars())
+                new = [i for d, i in documents.items() if d not in known]
+                if new:
+                    conn.execute(DOCUMENTS.insert(), [
+                        {"id": i.document.id, "name": i.document.name, "media_type": i.document.media_type,
+                         "size": len(i.content), "pages": json.dumps(list(i.document.pages)),
+                         "content": i.content, "created_at": item.record["finished_at"]} for i in new])
+            if nodes:
+                self._insert_rows(cur, MERKLE.name, nodes)
+            cur.execute(self.move_head_sql, (seq, prev, frontier.size, frontier.to_hex()))
+        return out
+
+    def _stored_keys(self, cur: Any, items: Sequence[Pending]) -> dict[tuple[str, str], Saved]:
+        """The decisions already stored under the items' (caller, idempotency key)s: one query per caller
+        (of at most KEYS_PER_QUERY keys) for the whole batch, not one per keyed decision - a DecideBatch's
+        derived keys made a hundred queries while the chain head was locked."""
+        by_caller: dict[str, list[str]] = {}
+        for item in items:
+            if item.idempotency_key:
+                by_caller.setdefault(item.caller, []).append(item.idempotency_key)
+        found: dict[tuple[str, str], Saved] = {}
+        mark = "?" if self.sqlite else "%s"
+        for caller, keys in by_caller.items():
+            unique = list(dict.fromkeys(keys))
+            for start in range(0, len(unique), KEYS_PER_QUERY):
+                chunk = unique[start:start + KEYS_PER_QUERY]
+                cur.execute(f"SELECT idempotency_key, id, chain_seq, hash FROM {DECISIONS.name} WHERE caller = "
+                            f"{mark} AND idempotency_key IN ({', '.join(mark for _ in chunk)})", (caller, *chunk))
+                for key, decision_id, seq, digest in cur.fetchall():
+                    found[(caller, key)] = Saved(decision_id, int(seq), digest)
+        return found
+
+    def _tree_at(self, cur: Any, seq: int, tree_size: int, stored: str) -> tuple[Frontier, list[tuple[Any, ...]]]:
+        """The tree's frontier to extend, from the chain head row, and the subtrees to store with this batch.
+        When decisions were written without the tree (a process of an earlier version still running after the
+        upgrade), the tree first takes in those decisions, in chain order."""
+        frontier = Frontier.from_hex(tree_size, stored)
+        nodes: list[tuple[Any, ...]] = []
+        if tree_size < seq:
+            mark = "?" if self.sqlite else "%s"
+            cur.execute(f"SELECT hash FROM {DECISIONS.name} WHERE chain_seq > {mark} ORDER BY chain_seq",
+                        (tree_size,))
+            for (digest,) in cur.fetchall():
+                nodes.extend((level, idx, h.hex()) for level, idx, h in frontier.append(tree_leaf(digest))
+                             if level >= TREE_KEEP_FROM)
+            if frontier.size != seq:
+                raise RuntimeError(f"the chain head says {seq} decisions, the table has {frontier.size}")
+        return frontier, nodes
+
+    def _insert_rows(self, cur: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
+        """Insert tuples in the table's column order. PostgreSQL: one driver-level executemany (psycopg
+        pipelines it; SQLAlchemy's per-row parameter work was a third of the write time). SQLite: multi-row
+        VALUES statements, because the sqlite3 module releases and retakes the GIL around every statement
+        step - one step per row made the writer thread queue for the GIL behind the event loop hundreds of
+        times per batch (a batch took 3.4x its CPU time in wall time; bench/grpc_load.py)."""
+        if not rows:
+            return
+        sql = self.insert_sql[table]
+        if not self.sqlite:
+            if table not in self.copy_sql:
+                cur.executemany(sql, rows)
+                return
+            with cur.copy(self.copy_sql[table]) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        _multi_row(cur, sql, rows)
+
+    def _insert_dicts(self, cur: Any, table: str, rows: list[dict[str, Any]]) -> None:
+        """Insert rows that all name the same columns (the rest take NULL) straight through the driver, as
+        ``_insert_rows`` does: through SQLAlchemy, the escalations of a batch cost a twentieth of the writer's
+        time in bench/store.py."""
+        columns = tuple(rows[0])
+        mark = "?" if self.sqlite else "%s"
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(mark for _ in columns)})"
+        values = [tuple(row[c] for c in columns) for row in rows]
+        if self.sqlite:
+            _multi_row(cur, sql, values)
+        else:
+            cur.executemany(sql, values)
+
+    # -- reading -----------------------------------------------------------------------------------
+    def get(self, decision_id: str) -> DecisionRecord | None:
+        return self.get_many([decision_id])[0]
+
+    def get_many(self, ids: Sequence[str]) -> list[DecisionRecord | None]:
+        """Stored records in the order asked (None where there is none), in two queries."""
+        if not ids:
+            return []
+        wanted = list(dict.fromkeys(ids))
+        with self.engine.connect() as conn:
+            rows: dict[str, tuple[str, str | None]] = {i: (h, t) for i, h, t in conn.execute(
+                sa.select(DECISIONS.c.id, DECISIONS.c.head, DECISIONS.c.trace).where(DECISIONS.c.id.in_(wanted)))}
+            legacy: dict[str, list[Any]] = {}
+            older = [i for i, (_, t) in rows.items() if t is None]  # stored before revision 0009
+            if older:
+                for decision_id, event in conn.execute(
+                        sa.select(TRACE.c.decision_id, TRACE.c.event).where(TRACE.c.decision_id.in_(older))
+                        .order_by(TRACE.c.decision_id, TRACE.c.idx)):
+                    legacy.setdefault(decision_id, []).append(orjson.loads(event))
+        out: list[DecisionRecord | None] = []
+        for decision_id in ids:
+            found = rows.get(decision_id)
+            if found is None:
+                out.append(None)
+                continue
+            head, trace = found
+            record: DecisionRecord = orjson.loads(head)
+            record["trace"] = legacy.get(decision_id, []) if trace is None else \
+                orjson.loads("[" + trace.replace("\n", ",") + "]")
+            out.append(record)
+        return out
+
+    def find(self, caller: str, idempotency_key: str) -> DecisionRecord | None:
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(DECISIONS.c.id).where(
+                DECISIONS.c.caller == caller, DECISIONS.c.idempotency_key == idempotency_key)).scalar()
+        return self.get(found) if found else None
+
+    def find_many(self, caller: str, keys: Sequence[str]) -> dict[str, DecisionRecord]:
+        """The caller's decisions stored under any of ``keys``, by key: one query for the ids (per
+        KEYS_PER_QUERY keys), then the records as ``get_many`` reads them (a DecideBatch's idempotency check)."""
+        unique = list(dict.fromkeys(k for k in keys if k))
+        ids: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(unique), KEYS_PER_QUERY):
+                ids.update(conn.execute(sa.select(DECISIONS.c.idempotency_key, DECISIONS.c.id).where(
+                    DECISIONS.c.caller == caller,
+                    DECISIONS.c.idempotency_key.in_(unique[start:start + KEYS_PER_QUERY]))).tuples().all())
+        records = self.get_many(list(ids.values())) if ids else []
+        return {key: record for key, record in zip(ids, records, strict=True) if record is not None}
+
+    def list_decisions(self, ruleset: str | None = None, outcome: str | None = None, since: float | None = None,
+             until: float | None = None, limit: int = 50, before: tuple[float, str] | None = None,
+             version: str | None = None, text: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; ``before`` = (created_at, id) of the last row of the previous page (keyset).
+        ``version`` is a hash prefix; ``text`` is searched (case-insensitively) in the decision's facts."""
+        d = DECISIONS.c
+        q = sa.select(d.id, d.ruleset, d.version, d.outcome, d.rule, d.created_at, d.latency_ms, d.cost_usd,
+                      d.tokens, d.caller)
+        if version:
+            q = q.where(d.version.like(f"{version.replace('%', '').replace('_', '')}%"))
+        if text:
+            words = [w for w in re.findall(r"\w+", text.lower()) if w][:16]
+            if words and self.sqlite:  # a phrase of the text's words, through the FTS5 index
+                phrase = '"' + " ".join(words) + '"'
+                q = q.where(d.id.in_(sa.select(sa.literal_column("decision_id")).select_from(
+                    sa.text("decision_search")).where(sa.text("decision_search MATCH :phrase").bindparams(
+                        phrase=phrase))))
+            elif words:
+                q = q.where(d.id.in_(sa.select(sa.literal_column("decision_id")).select_from(
+                    sa.text("decision_search")).where(sa.text("tsv @@ phraseto_tsquery('simple', :phrase)")
+                                                      .bindparams(phrase=text[:500]))))  # parsed as the facts were
+        if ruleset:
+            q = q.where(d.ruleset == ruleset)
+        if outcome:
+            q = q.where(d.outcome == outcome)
+        if since is not None:
+            q = q.where(d.created_at >= since)
+        if until is not None:
+            q = q.where(d.created_at < until)
+        if before is not None:
+            q = q.where(sa.or_(d.created_at < before[0], sa.and_(d.created_at == before[0], d.id < before[1])))
+        q = q.order_by(d.created_at.desc(), d.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def verify_one(self, decision_id: str) -> str | None:
+        """This decision's place in the hash chain: None when its hash, its link to the decision before
+        it and its stored trace all check out; else what is wrong."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(DECISIONS).where(DECISIONS.c.id == decision_id)).first()
+            if row is None:
+                return "not stored"
+            prev = GENESIS if row.chain_seq == 1 else conn.execute(sa.select(DECISIONS.c.hash).where(
+                DECISIONS.c.chain_seq == row.chain_seq - 1)).scalar()
+            if prev is None:
+                return "the decision before it in the chain is missing"
+            traces = conn.execute(sa.select(TRACE).where(TRACE.c.decision_id == decision_id)
+                                  .order_by(TRACE.c.idx)).all()
+            calls = conn.execute(sa.select(CALLS).where(CALLS.c.decision_id == decision_id)
+                                 .order_by(CALLS.c.call_no)).all()
+        return _check_row(row, str(prev), int(row.chain_seq), list(traces), list(calls)) or None
+
+    def stats(self, since: float, buckets: int = 12) -> dict[str, Any]:
+        """For the operations page: counts by outcome, latency percentiles, decisions per bucket, model
+        cost by ruleset and model per bucket, open escalations, pending and dead effects."""
+        d, c = DECISIONS.c, CALLS.c
+        now = time.time()
+        width = max(1.0, (now - since) / buckets)
+        with self.engine.connect() as conn:
+            outcomes: dict[str, int] = dict(conn.execute(sa.select(d.outcome, sa.func.count())
+                                                         .where(d.created_at >= since).group_by(d.outcome)).all())
+            latencies = sorted(float(x) for x in conn.execute(sa.select(d.latency_ms).where(
+                d.created_at >= since).order_by(d.created_at.desc()).limit(20_000)).scalars())
+            bucket = sa.cast((d.created_at - since) / width, sa.Integer)
+            per_bucket = dict(conn.execute(sa.select(bucket, sa.func.count()).where(d.created_at >= since)
+                                           .group_by(bucket)).all())
+            cost_rows = conn.execute(sa.select(d.ruleset, c.model, bucket, sa.func.sum(c.cost_usd))
+                                     .select_from(CALLS.join(DECISIONS, DECISIONS.c.id == CALLS.c.decision_id))
+                                     .where(d.created_at >= since, c.kind == "model")
+                                     .group_by(d.ruleset, c.model, bucket)).all()
+            escalations = conn.execute(sa.select(sa.func.count()).select_from(ESCALATIONS).where(
+                ESCALATIONS.c.status == "open")).scalar_one()
+            effects: dict[str, int] = dict(conn.execute(sa.select(OUTBOX.c.status, sa.func.count())
+                                                        .group_by(OUTBOX.c.status)).all())
+
+        def pct(p: float) -> float | None:
+            return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else None
+
+        cost: dict[tuple[str, str], list[float]] = {}
+        for ruleset, model, b, total in cost_rows:
+            series = cost.setdefault((str(ruleset), str(model or "?")), [0.0] * buckets)
+            if b is not None and 0 <= int(b) < buckets:
+                series[int(b)] += float(total or 0)
+        return {"since": since, "bucket_s": width, "outcomes": outcomes,
+                "per_bucket": [int(per_bucket.get(i, 0)) for i in range(buckets)],
+                "p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99), "cost": cost,
+                "open_escalations": int(escalations), "effects": effects}
+
+    def cost_totals(self, since: float, limit: int = 200_000) -> dict[str, list[dict[str, Any]]]:
+        """Model use since ``since``: calls, tokens and cost per ruleset, per model group and model, and per
+        day (UTC). The group is read from each call's request (as the decision recorded it)."""
+        d, c = DECISIONS.c, CALLS.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(d.ruleset, d.created_at, c.model, c.request, c.tokens, c.cost_usd)
+                                .select_from(CALLS.join(DECISIONS, DECISIONS.c.id == CALLS.c.decision_id))
+                                .where(d.created_at >= since, c.kind == "model").limit(limit)).all()
+        tables: dict[str, dict[tuple[str, ...], list[float]]] = {"ruleset": {}, "model": {}, "day": {}}
+        for ruleset, created, model, request, tokens, cost in rows:
+            try:
+                group = str(json.loads(request).get("group") or "")
+            except (ValueError, AttributeError):
+                group = ""
+            day = time.strftime("%Y-%m-%d", time.gmtime(float(created)))
+            for table, key in (("ruleset", (str(ruleset),)), ("model", (group, str(model or ""))), ("day", (day,))):
+                acc = tables[table].setdefault(key, [0, 0, 0.0])
+                acc[0] += 1
+                acc[1] += int(tokens or 0)
+                acc[2] += float(cost or 0.0)
+        names = {"ruleset": ("ruleset",), "model": ("group", "model"), "day": ("day",)}
+        return {t: [{**dict(zip(names[t], k, strict=True)), "calls": int(v[0]), "tokens": int(v[1]),
+                     "cost_usd": round(v[2], 6)} for k, v in sorted(acc.items())] for t, acc in tables.items()}
+
+    # -- whole-log verification -----------------------------------------------------------------------
+    def record_chain_check(self, by: str, started: float, finished: float, checked: int,
+                           problem: Problem | None) -> dict[str, Any]:
+        row = {"id": _IDS.new_id(), "by": by[:200], "started_at": started,
+               "finished_at": finished, "checked": checked,
+               "broken_seq": problem.chain_seq if problem else None, "broken_id": (problem.decision_id or None)
+               if problem else None, "problem": problem.problem if problem else None}
+        with self.writer.begin() as conn:
+            conn.execute(CHAIN_CHECKS.insert().values(**row))
+        return row
+
+    def chain_checks(self, limit: int = 20) -> list[dict[str, Any]]:
+        c = CHAIN_CHECKS.c
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(CHAIN_CHECKS).order_by(
+                c.started_at.desc()).limit(limit))]
+
+    def cost_by_ruleset(self) -> list[dict[str, Any]]:
+        d = DECISIONS.c
+        q = sa.select(d.ruleset, sa.func.count().label("decisions"), sa.func.sum(d.cost_usd).label("cost_usd"),
+                      sa.func.sum(d.tokens).label("tokens")).group_by(d.ruleset).order_by(d.ruleset)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def recent_ids(self, ruleset: str, limit: int | None = None, since: float | None = None) -> list[str]:
+        d = DECISIONS.c
+        q = sa.select(d.id).where(d.ruleset == ruleset)
+        if since is not None:
+            q = q.where(d.created_at >= since)
+        q = q.order_by(d.created_at.desc(), d.id.desc())
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return list(conn.execute(q).scalars())
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(DECISIONS)).scalar_one())
+
+    # -- verification ------------------------------------------------------------------------------
+    def verify(self, chunk: int = 500, progress: Callable[[int, int], None] | None = None,
+               verified: Callable[[str], None] | None = None) -> tuple[int, Problem | None]:
+        """Walk the chain; return how many decisions verified and the first problem (None: intact).
+        ``progress(checked, total)`` is called after each chunk; ``verified(hash)`` with each decision's chain
+        hash, in chain order, once the walk has recomputed it from the record (what a checkpoint audit must build
+        its tree from: a second query for the hashes may be answered differently)."""
+        prev, expected_seq, checked = GENESIS, 1, 0
+        with self.engine.begin() as conn:  # one snapshot for the whole walk
+            total = int(conn.execute(sa.select(sa.func.count()).select_from(DECISIONS)).scalar_one()) \
+                if progress is not None else 0
+            for rows, traces, calls in self._chunks(conn, chunk):
+                if progress is not None:
+                    progress(checked, total)
+                for row in rows:
+                    problem = _check_row(row, prev, expected_seq, traces.get(row.id, []), calls.get(row.id, []))
+                    if problem:
+                        return checked, Problem(row.chain_seq, row.id, problem)
+                    if verified is not None:
+                        verified(row.hash)
+                    prev, expected_seq, checked = row.hash, expected_seq + 1, checked + 1
+            head = conn.execute(sa.select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).one()
+            if (int(head[0]), head[1]) != (expected_seq - 1, prev):
+                return checked, Problem(int(head[0]), "", f"the chain head says {head[0]} decisions ending in "
+                                        f"{head[1][:12]}, the table has {expected_seq - 1} ending in {prev[:12]} "
+                                        "(a decision was deleted from the end?)")
+            orphans = conn.execute(sa.select(sa.func.count()).select_from(TRACE).where(
+                ~TRACE.c.decision_id.in_(sa.select(DECISIONS.c.id)))).scalar_one()
+            if orphans:
+                return checked, Problem(0, "", f"{orphans} trace events belong to no stored decision")
+        return checked, None
+
+    def _chunks(self, conn: Connection, size: int) -> Iterator[tuple[Sequence[Any], dict[str, list[Any]],
+                                                                     dict[str, list[Any]]]]:
+        last = 0
+        while True:
+            rows = conn.execute(sa.select(DECISIONS).where(DECISIONS.c.chain_seq > last)
+                                .order_by(DECISIONS.c.chain_seq).limit(size)).all()
+            if not rows:
+                return
+            ids = [r.id for r in rows]
+            traces: dict[str, list[Any]] = {}
+            for t in conn.execute(sa.select(TRACE).where(TRACE.c.decision_id.in_(ids))
+                                  .order_by(TRACE.c.decision_id, TRACE.c.idx)):
+                traces.setdefault(t.decision_id, []).append(t)
+            calls: dict[str, list[Any]] = {}
+            for c in conn.execute(sa.select(CALLS).where(CALLS.c.decision_id.in_(ids))
+                                  .order_by(CALLS.c.decision_id, CALLS.c.call_no)):
+                calls.setdefault(c.decision_id, []).append(c)
+            yield rows, traces, calls
+            last = rows[-1].chain_seq
+
+
+def _existing(saved: Saved) -> Saved:
+    return Saved(saved.decision_id, saved.chain_seq, saved.hash, existing=True)
+
+
+def _multi_row(cur: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """SQLite: ``sql`` (one row's INSERT) run as multi-row VALUES statements, as many rows to a statement as
+    the parameter limit allows."""
+    head, _, one = sql.partition(" VALUES ")
+    per = max(1, SQLITE_MAX_PARAMS // len(rows[0]))
+    for start in range(0, len(rows), per):
+        chunk = rows[start:start + per]
+        cur.execute(f"{head} VALUES {','.join([one] * len(chunk))}", tuple(chain.from_iterable(chunk)))
+
+
+def call_row(decision_id: str, event: Mapping[str, Any]) -> dict[str, Any]:
+    """A call event projected to the calls table (keys in the table's column order). A call carried over from
+    the escalated decision a resumption continues costs nothing here: its tokens and cost are that one's."""
+    meta = event.get("meta") or {}
+    paid = event.get("carried") is not True
+    return {
+        "decision_id": decision_id, "call_no": event["call"], "action": event["action"], "kind": event["type"],
+        "status": event["status"], "model": str(meta.get("model", ""))[:200],
+        "tokens": int(meta.get("total_tokens") or 0) if paid else 0,
+        "cost_usd": float(meta.get("cost_usd") or 0.0) if paid else 0.0,
+        "latency_ms": float(event.get("latency_ms") or 0.0), "attempts": int(event.get("attempts") or 0),
+        "request": canonical(event["request"]),
+        "answer": canonical(event.get("answer") if "answer" in event else event.get("failure")),
+    }
+
+
+def columns_problem(row: Any, head: dict[str, Any]) -> str:
+    """How a decision row's searchable columns differ from the record they were hashed with ("": they agree)."""
+    columns = {"created_at": head.get("started_at"), **{f: head.get(f) for f in HEAD_FIELDS}}
+    for name, value in columns.items():
+        if getattr(row, name) != value and not (value is None and name == "idempotency_key"):
+            return f"column {name} differs from the hashed record (edited)"
+    if row.id != head.get("decision_id"):
+        return "its id differs from the hashed record (edited)"
+    return ""
+
+
+def _check_row(row: Any, prev: str, seq: int, traces: list[Any], calls: list[Any]) -> str:
+    if row.chain_seq != seq:
+        return f"expected chain position {seq}, found {row.chain_seq}: a decision before it was deleted"
+    if row.prev_hash != prev:
+        return "its previous-hash does not match the decision before it (inserted or reordered)"
+    if row.trace is not None and traces:
+        return "trace events are stored apart from its record (inserted)"
+    if [t.idx for t in traces] != list(range(len(traces))):
+        return "its trace events are not contiguous (an event was deleted or inserted)"
+    # stored before revision 0009 (trace NULL): one trace_events row per event
+    texts = [t.event for t in traces] if row.trace is None else row.trace.split("\n") if row.trace else []
+    if chain_hash(prev, seq, row.head, texts) != row.hash:
+        return "its hash does not match its record and trace (edited)"
+    try:
+        head = json.loads(row.head)
+        events = [json.loads(t) for t in texts]
+    except ValueError:
+        return "its stored record is not valid JSON (edited)"
+    problem = columns_problem(row, head)
+    if problem:
+        return problem
+    expected_calls = [call_row(row.id, e) for e in events if e.get("kind") == "call"]
+    got_calls = [{k: getattr(c, k) for k in expected_calls[0]} for c in calls] if expected_calls else [
+        dict(c._mapping) for c in calls]
+    if got_calls != expected_calls:
+        return "its call records differ from the calls in its hashed trace (edited, inserted or deleted)"
+    if traces and any(t.kind != e.get("kind") for t, e in zip(traces, events, strict=True)):
+        return "a trace event's kind column differs from the event (edited)"
+    return ""

@@ -1,0 +1,151 @@
+"""One bootstrap: everything a Baton process runs on, built once from the service config - the store and
+its group-commit writer, the ruleset registry, the model gateway and tool connectors (with retrieval and
+tracing), the clock and ids, shadows, the one decision path, escalations, broker consumers and the
+effects outbox. `baton serve` workers and `baton consume` build a Runtime and keep only their own start
+and stop logic; so every door reaches the same decision path, wired the same way."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adapters.doors.intake import Consumer, Decider, consumers_from
+from adapters.infra import metrics
+from adapters.infra.candidates import CandidateCompiler
+from adapters.infra.effects import OutboxWorker
+from adapters.infra.fakes import Unconfigured
+from adapters.infra.logs import say
+from adapters.infra.retrieval import WithRetrieval, index_if_changed
+from adapters.infra.secrets import SECRETS
+from adapters.infra.store.sql import SqlStore
+from adapters.infra.store.writer import GroupWriter
+from adapters.infra.system import LoopLag, SystemClock, TimeOrderedIds
+from adapters.infra.tracing import TracedPorts, setup_tracing
+from adapters.usecases.config import Settings, effect_connectors, model_gateway, tool_connectors
+from adapters.usecases.decisions import DecisionPath, StartGate
+from adapters.usecases.escalations import Escalations
+from adapters.usecases.registry import RulesetRegistry
+from adapters.usecases.shadow import Shadows
+from engine.loop import Limits
+from engine.ports import ModelGateway, ToolConnector
+from engine.recorded import CannedAnswers
+
+
+def index_corpora(store: SqlStore, directory: Path) -> list[str]:
+    """Each folder under ``directory`` is a corpus, (re)indexed at start when its files changed. With several
+    workers, the first to start indexes; the others find it done (a file lock orders them)."""
+    names = []
+    lock = Path(tempfile.gettempdir()) / f"baton-index-{abs(hash(store.url))}.lock"
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        for folder in sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            version, fresh = index_if_changed(store, folder, folder.name)
+            if fresh:
+                say(f"indexed corpus {folder.name} v{version} from {folder}")
+            names.append(folder.name)
+    return names
+
+
+def ports(cfg: Settings, base: Path) -> tuple[ModelGateway, ToolConnector, str]:
+    """The model gateway and tool connectors the config names (or the canned answers of ``--answers``)."""
+    if cfg.answers is not None:
+        canned = CannedAnswers(json.loads(cfg.answers.read_text()))
+        return canned, canned, f"canned answers from {cfg.answers}"
+    models = model_gateway(cfg) or Unconfigured("model gateway")
+    tools = tool_connectors(cfg, base) or Unconfigured("tool connector")
+    configured = [name for name, on in (("models", cfg.models), ("tools", cfg.tools)) if on]
+    return models, tools, f"configured: {', '.join(configured) or 'no model gateway or tools'}"
+
+
+def limits(cfg: Settings) -> Limits:
+    return Limits(step_limit=cfg.limits.step_limit, deadline_s=cfg.limits.deadline_s,
+                  max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd,
+                  max_combinations=cfg.limits.max_combinations)
+
+
+@dataclass(kw_only=True)
+class Runtime:
+    """The composition root: every part of a running Baton, built once by :meth:`build` and handed by keyword
+    to the doors (gRPC, console, broker consumers, CLI commands) that need them."""
+
+    cfg: Settings
+    base: Path
+    store: SqlStore
+    registry: RulesetRegistry
+    writer: GroupWriter
+    models: ModelGateway
+    tools: ToolConnector
+    path: DecisionPath
+    escalations: Escalations
+    shadows: Shadows
+    clock: SystemClock = field(default_factory=SystemClock)
+    ids: TimeOrderedIds = field(default_factory=TimeOrderedIds)
+    lag: LoopLag = field(default_factory=lambda: LoopLag(observe=metrics.LOOP_LAG.observe))
+    loaded: list[Any] = field(default_factory=list)
+    corpora: list[str] = field(default_factory=list)
+    ports_note: str = ""
+    provider: Any = None  # the OpenTelemetry provider, flushed at stop
+    candidates: CandidateCompiler = field(default_factory=CandidateCompiler)  # rulesets sent by callers
+
+    @classmethod
+    def build(cls, cfg: Settings, base: Path, serving: bool = True,
+              given_ports: tuple[ModelGateway, ToolConnector] | None = None) -> Runtime:
+        """``serving``: a service starting (`serve`, `consume`) publishes the rulesets directory's versions
+        never published and indexes its corpora; a command acting on the store (`baton escalations
+        resolve`, `baton decide --db`) does neither. ``given_ports``: the model gateway and tools a command
+        built itself (`baton decide --answers`), used instead of the config's; retrieval and tracing are
+        added to them as to the config's."""
+        SECRETS.base, SECRETS.ttl_s = base, cfg.secrets_ttl_s
+        store = SqlStore(cfg.db)
+        registry = RulesetRegistry(store, idle_unload_s=cfg.versions.idle_unload_s)
+        loaded = registry.load_directory(cfg.rulesets) if serving and cfg.rulesets.is_dir() else []
+        corpora_dir = cfg.corpora if cfg.corpora is not None else cfg.rulesets / "corpora"
+        corpora = index_corpora(store, corpora_dir) if serving and corpora_dir.is_dir() else []
+        writer = GroupWriter(store)
+        models, raw_tools, note = ports(cfg, base) if given_ports is None else (*given_ports, "given by the command")
+        tools: ToolConnector = WithRetrieval(raw_tools, store)
+        tracer = provider = None
+        if cfg.tracing is not None:
+            tracer, provider = setup_tracing(cfg.tracing.exporter, cfg.tracing.endpoint, cfg.tracing.service_name)
+            models = tools = TracedPorts(tracer, models, tools)
+        clock, ids = SystemClock(), TimeOrderedIds()
+        lag = LoopLag(observe=metrics.LOOP_LAG.observe)
+        candidates = CandidateCompiler(cfg.limits.compile_limits())
+        shadows = Shadows(store, registry, candidates=candidates)  # each shadow in a bounded child
+        path = DecisionPath(writer, tracer, shadows, lag=lag, gate=StartGate(cfg.limits.batch_window_ms / 1000))
+        escalations = Escalations(store, writer, registry, models, tools, clock, ids, path=path)
+        return cls(cfg=cfg, base=base, store=store, registry=registry, writer=writer, models=models, tools=tools,
+                   path=path, escalations=escalations, shadows=shadows, clock=clock, ids=ids, lag=lag, loaded=loaded,
+                   corpora=corpora, ports_note=note, provider=provider, candidates=candidates)
+
+    def consumers(self) -> list[Consumer]:
+        """The broker consumers the config names, deciding through the one path."""
+        settings = consumers_from(self.cfg.consumers)
+        if not settings:
+            return []
+        decider = Decider(self.registry, self.path, self.models, self.tools, self.clock, self.ids,
+                          limits(self.cfg), self.cfg.max_document_bytes)
+        return [Consumer(c, decider, say) for c in settings]
+
+    def outbox(self) -> OutboxWorker:
+        d = self.cfg.delivery
+        return OutboxWorker(self.store, effect_connectors(self.cfg, self.base), first_retry_s=d.first_retry_s,
+                            max_retry_s=d.max_retry_s, give_up_after_s=d.give_up_after_s)
+
+    def start(self) -> None:
+        """Inside the running event loop: background parts begin."""
+        self.lag.start()
+        self.shadows.start()
+
+    async def stop(self) -> None:
+        """Finish what was accepted (shadow evaluations, queued writes), then close the store."""
+        self.lag.stop()
+        await self.shadows.stop()
+        self.writer.close()
+        self.store.close()
+        if self.provider is not None:
+            self.provider.shutdown()  # export the last spans
