@@ -46,21 +46,18 @@ def patch(part: str) -> None:
     from adapters.doors.grpc.gen.baton.v1 import decision_pb2
     from adapters.infra.store.sql import Saved
     from adapters.infra.store.writer import GroupWriter
-    from engine.loop import Limits
 
     async def framework(self: Any, request: Any, context: Any, ident: Any) -> Any:
         return decision_pb2.DecideResponse()
 
     async def engine_only(self: Any, request: Any, context: Any, ident: Any) -> Any:
-        s = self.s
-        engine = s.registry.engine(request.ruleset, request.version)
+        d = self.s.decide  # the Decide use case's parts, without its store, path or start gate
+        engine = d.registry.engine(request.ruleset, request.version)
         facts: dict[str, list[Any]] = {}
         for fact in request.facts:
             facts.setdefault(fact.type, []).append(convert.plain(fact.values))
         validated = engine.validate_input(facts)
-        await engine.run(validated, s.models, s.tools, s.clock, s.ids,
-                         Limits(step_limit=s.step_limit, deadline_s=s.default_deadline_s, max_calls=s.max_calls,
-                                max_cost_usd=s.max_cost_usd))
+        await engine.run(validated, d.models, d.tools, d.clock, d.ids, d.limits.engine)
         return decision_pb2.DecideResponse()
 
     def acknowledge(self: Any, batch: list[Any]) -> tuple[list[Any], list[Any]]:

@@ -30,6 +30,7 @@ class Status(StrEnum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     INTERNAL = "INTERNAL"
 
 
@@ -150,6 +151,8 @@ class Code(StrEnum):
     STALE_VERSION = "stale_version"
     SHADOW_ENDED = "shadow_ended"
     OVERLOADED = "overloaded"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
     ENGINE_ERROR = "engine_error"
     UNAUTHENTICATED = "unauthenticated"
     PERMISSION_DENIED = "permission_denied"
@@ -297,6 +300,12 @@ CODES: dict[Code, Info] = {
                             "baton_shadow_dropped_total and restarted; never a caller's error"),
     Code.OVERLOADED: Info((S,), "too many decisions in flight; retry later", Status.RESOURCE_EXHAUSTED,
                           hint="retry with the same idempotency key"),
+    Code.IDEMPOTENCY_CONFLICT: Info((S,), "an idempotency key already used by the caller for a different request "
+                                    "(other facts, documents or version)", _FAILED,
+                                    hint="send a new key for new facts; retry with the same key only the same request"),
+    Code.DEADLINE_EXCEEDED: Info((S,), "the caller's deadline passed before the decision started (nothing stored), "
+                                 "or during it (the failed decision is stored and returned with the status)",
+                                 Status.DEADLINE_EXCEEDED, hint="give the request a longer deadline"),
     Code.ENGINE_ERROR: Info((S,), "durable-rules failed on validated input (never expected; report it)",
                             Status.INTERNAL),
     Code.UNAUTHENTICATED: Info((S,), "no credential, or one the service does not know", Status.UNAUTHENTICATED),

@@ -27,17 +27,19 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters.infra import metrics
-from adapters.infra.documents import MAX_DOCUMENTS, Incoming, read_document
+from adapters.infra.documents import MAX_DOCUMENTS
+from adapters.infra.logs import say
 from adapters.infra.secrets import SECRETS, redact, resolve_secrets
 from adapters.infra.tls import tls_context
-from adapters.usecases.decisions import DecisionPath
-from adapters.usecases.registry import RulesetRegistry
+from adapters.usecases.commands import DecideCommand, RawDocument
+from adapters.usecases.decide import Decide
+
+if TYPE_CHECKING:
+    from adapters.usecases.runtime import Runtime
 from engine.errors import BatonError, InvalidInput
-from engine.loop import Limits
-from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
 from engine.record import DecisionRecord
 
 log = logging.getLogger("baton.intake")
@@ -90,16 +92,13 @@ class ConsumerSettings:
 
 
 class Decider:
-    """Decide one request and store it, idempotently by the message id."""
+    """A message translated to the Decide use case (adapters/usecases/decide.py), idempotently by its id."""
 
-    def __init__(self, registry: RulesetRegistry, path: DecisionPath, models: ModelGateway,
-                 tools: ToolConnector, clock: Clock, ids: IdFactory, limits: Limits, max_document_bytes: int) -> None:
-        self.path = path  # the process's one decision path (adapters/usecases/runtime.py), never a partial second one
-        self.writer = self.path.writer
-        self.registry, self.models, self.tools = registry, models, tools
-        self.clock, self.ids, self.limits, self.max_document_bytes = clock, ids, limits, max_document_bytes
+    def __init__(self, decide: Decide) -> None:
+        self.use_case = decide
 
-    def parse(self, body: bytes, default_ruleset: str) -> tuple[str, str, Any, list[Incoming]]:
+    @staticmethod
+    def parse(body: bytes, default_ruleset: str) -> tuple[str, str, Any, list[RawDocument]]:
         try:
             request = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -121,41 +120,26 @@ class Decider:
                 content = base64.b64decode(d["content_base64"], validate=True)
             except (binascii.Error, ValueError):
                 raise Permanent("bad_message", f"documents[{i}].content_base64: not base64") from None
-            try:
-                docs.append(read_document(str(d.get("name") or f"document-{i}"), content,
-                                          str(d.get("media_type") or ""), f"documents[{i}]", self.max_document_bytes))
-            except InvalidInput as e:
-                raise Permanent(e.code, e.message) from None
+            docs.append(RawDocument(str(d.get("name") or f"document-{i}"), content, str(d.get("media_type") or "")))
         return ruleset, str(version), request.get("facts") or {}, docs
 
     async def decide(self, body: bytes, key: str, caller: str, default_ruleset: str, seen_before: bool = True
                      ) -> tuple[DecisionRecord, bool]:
         """(record, replayed): the stored decision for this message id, or a new one. ``seen_before`` False
-        (a first delivery) skips the lookup; the store's own idempotency check still catches a repeat."""
-        received = self.path.received()
-        if seen_before:
-            existing = await asyncio.to_thread(self.writer.store.find, caller, key)
-            if existing is not None:
-                return existing, True
+        (a first delivery) skips the lookup; the store's own idempotency check still catches a repeat. A
+        message id names its message: a redelivery is answered with what was decided, never compared."""
         ruleset, version, facts, docs = self.parse(body, default_ruleset)
+        command = DecideCommand(caller=caller, ruleset=ruleset, version=version, facts=facts, key=key,
+                                documents=docs, request_id=key, same_request=False, fresh=not seen_before)
         try:
-            engine = self.registry.engine(ruleset, version)  # cached; re-reads the schedule every 2 s
-            validated = engine.validate_input(facts, allow_empty=bool(docs))
+            answer = await self.use_case.one(command)
         except InvalidInput as e:
             raise Permanent(e.code, e.message) from None
         except BatonError as e:
             if e.code in PERMANENT:
                 raise Permanent(e.code, e.message) from None
             raise
-        record, saved = await self.path.decide(
-            engine.ruleset.name, lambda: engine.run(validated, self.models, self.tools, self.clock, self.ids,
-                                                    self.limits, documents=[i.document for i in docs]),
-            caller, key, docs, key, received=received)
-        if saved.existing:  # a concurrent redelivery stored it first
-            stored = await asyncio.to_thread(self.writer.store.get, saved.decision_id)
-            assert stored is not None
-            return stored, True
-        return record, False
+        return answer.record, answer.replayed
 
 
 def reply_body(record: Mapping[str, Any], message_id: str, replayed: bool) -> bytes:
@@ -371,3 +355,12 @@ async def run_consumers(consumers: list[Consumer], stop: asyncio.Event) -> None:
                 delay = 0.5 if time.monotonic() - started > 30 else min(delay * 2, 30.0)
 
     await asyncio.gather(*(keep(c) for c in consumers))
+
+
+def consumers_of(rt: Runtime) -> list[Consumer]:
+    """The broker consumers the config names, deciding through the runtime's Decide use case."""
+    settings = consumers_from(rt.cfg.consumers)
+    if not settings:
+        return []
+    decider = Decider(rt.decide)
+    return [Consumer(c, decider, say) for c in settings]

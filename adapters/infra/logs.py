@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 
 from adapters.infra.secrets import RedactingFilter
-from adapters.usecases.config import Settings
 from engine.record import DecisionRecord
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -29,16 +28,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-def setup_logging(settings: Settings) -> None:
+def setup_logging(log_format: str, log_level: str) -> None:
+    """The process's log handler: ``log_format`` json or text, at ``log_level`` (the config's ``log_*``)."""
     handler = logging.StreamHandler(sys.stderr)
-    if settings.log_format == "json":
+    if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler.addFilter(RedactingFilter())  # no secret value ever reaches a log line
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(settings.log_level.upper())
+    root.setLevel(log_level.upper())
     for noisy in ("alembic", "LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 

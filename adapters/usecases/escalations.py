@@ -22,7 +22,7 @@ from adapters.usecases.decisions import DecisionPath
 from adapters.usecases.registry import RulesetRegistry
 from engine.audit import canonical
 from engine.errors import BatonError, InvalidInput, Where
-from engine.language.types import check_field
+from engine.language.types import FieldSpec, check_field
 from engine.loop import Engine, HumanInput
 from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
 from engine.record import DecisionRecord
@@ -34,6 +34,28 @@ log = logging.getLogger("baton.escalations")
 
 class NotOpen(BatonError):
     """The escalation was already resolved or expired."""
+
+
+class AnswerProblems(InvalidInput):
+    """An answer wrong in one or more fields: every field's problem (``problems``), so that a form shows them
+    all at once; the code and place are the first one's."""
+
+    def __init__(self, errors: list[InvalidInput]) -> None:
+        first = errors[0]
+        message = first.message if len(errors) == 1 else \
+            f"{len(errors)} problems in the answer: " + "; ".join(e.message for e in errors)
+        super().__init__(first.code, message, first.where)
+        self.problems = [e.message for e in errors]
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerForm:
+    """What an open escalation asks of its reviewer: the expected fact type's fields, the one that records the
+    reviewer (filled with whoever signs in), and those the escalation already knows (fixed)."""
+
+    fields: dict[str, FieldSpec]
+    identity: str
+    fixed: dict[str, object]
 
 
 @dataclass(slots=True)
@@ -54,8 +76,22 @@ class Escalations:
             raise BatonError("unknown_escalation", f"no escalation {escalation_id!r}")
         return found
 
+    async def form(self, escalation_id: str) -> AnswerForm | None:
+        """The answer an escalation expects (None: it expects none)."""
+        esc = await asyncio.to_thread(self.get, escalation_id)
+        if not esc["expects"]:
+            return None
+        engine = await asyncio.to_thread(self.registry.engine_for, esc["version"])
+        fact_type = engine.ruleset.types.get(esc["expects"])
+        if fact_type is None:
+            return None
+        original = await asyncio.to_thread(self.store.get, esc["id"])
+        identity, fixed = answer_form(engine, original or {})
+        return AnswerForm(dict(fact_type.fields), identity, fixed)
+
     async def resolve(self, escalation_id: str, answer: object, by: str) -> tuple[dict[str, Any], DecisionRecord]:
-        """Validate the reviewer's answer against `expects`, resume, store. Returns (escalation, decision)."""
+        """Validate the reviewer's answer against `expects` (every field's problem reported at once:
+        AnswerProblems), resume, store. Returns (escalation, decision)."""
         esc = await asyncio.to_thread(self.get, escalation_id)
         if esc["status"] != "open":
             raise NotOpen("not_open", f"escalation {escalation_id} is already {esc['status']}")
@@ -81,6 +117,18 @@ class Escalations:
                 raise InvalidInput("fixed_field", f"answer.{name}: the escalation fixes it to {value!r}",
                                    Where(path=f"answer.{name}"))
             answer[name] = value
+        problems = []
+        for name, spec in fact_type.fields.items():
+            if answer.get(name) is None:
+                if not spec.optional:
+                    problems.append(InvalidInput("missing_field", f"{name}: required", Where(path=f"answer.{name}")))
+                continue
+            try:
+                check_field(spec, answer[name], f"answer.{name}")
+            except InvalidInput as e:
+                problems.append(e)
+        if problems:
+            raise AnswerProblems(problems)
         values = fact_type.validate(answer, "answer")
         return await self._resume(esc, HumanInput(esc["expects"], values, by),
                                   Resolution(escalation_id, by, canonical(values)), original)

@@ -1,8 +1,9 @@
-"""One bootstrap: everything a Baton process runs on, built once from the service config - the store and
-its group-commit writer, the ruleset registry, the model gateway and tool connectors (with retrieval and
-tracing), the clock and ids, shadows, the one decision path, escalations, broker consumers and the
-effects outbox. `baton serve` workers and `baton consume` build a Runtime and keep only their own start
-and stop logic; so every door reaches the same decision path, wired the same way."""
+"""The composition root: everything a Baton process runs on, built once from the service config - the store
+and its group-commit writer, the ruleset registry, the model gateway and tool connectors (with retrieval and
+tracing), the clock and ids, shadows, the one decision path, the Decide use case, escalations and the
+effects outbox - and handed by keyword to the doors. `baton serve` workers and `baton consume` build a
+Runtime and keep only their own start and stop logic (the broker consumers are doors:
+adapters/doors/intake.py builds them from it); so every door reaches the same use cases, wired the same way."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adapters.doors.intake import Consumer, Decider, consumers_from
 from adapters.infra import metrics
 from adapters.infra.candidates import CandidateCompiler
 from adapters.infra.effects import OutboxWorker
@@ -25,7 +25,9 @@ from adapters.infra.store.sql import SqlStore
 from adapters.infra.store.writer import GroupWriter
 from adapters.infra.system import LoopLag, SystemClock, TimeOrderedIds
 from adapters.infra.tracing import TracedPorts, setup_tracing
+from adapters.usecases.commands import DecideLimits
 from adapters.usecases.config import Settings, effect_connectors, model_gateway, tool_connectors
+from adapters.usecases.decide import Decide
 from adapters.usecases.decisions import DecisionPath, StartGate
 from adapters.usecases.escalations import Escalations
 from adapters.usecases.registry import RulesetRegistry
@@ -61,10 +63,13 @@ def ports(cfg: Settings, base: Path) -> tuple[ModelGateway, ToolConnector, str]:
     return models, tools, f"configured: {', '.join(configured) or 'no model gateway or tools'}"
 
 
-def limits(cfg: Settings) -> Limits:
-    return Limits(step_limit=cfg.limits.step_limit, deadline_s=cfg.limits.deadline_s,
-                  max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd,
-                  max_combinations=cfg.limits.max_combinations)
+def limits(cfg: Settings) -> DecideLimits:
+    """The limits every decision runs under (the config's ``limits:``), built once."""
+    engine = Limits(step_limit=cfg.limits.step_limit, deadline_s=cfg.limits.deadline_s,
+                    max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd,
+                    max_combinations=cfg.limits.max_combinations)
+    return DecideLimits(engine=engine, max_inflight=cfg.limits.max_inflight, max_document_bytes=cfg.max_document_bytes,
+                        max_batch=cfg.limits.max_batch, batch_parallel=cfg.limits.batch_parallel)
 
 
 @dataclass(kw_only=True)
@@ -80,6 +85,7 @@ class Runtime:
     models: ModelGateway
     tools: ToolConnector
     path: DecisionPath
+    decide: Decide
     escalations: Escalations
     shadows: Shadows
     clock: SystemClock = field(default_factory=SystemClock)
@@ -117,19 +123,12 @@ class Runtime:
         candidates = CandidateCompiler(cfg.limits.compile_limits())
         shadows = Shadows(store, registry, candidates=candidates)  # each shadow in a bounded child
         path = DecisionPath(writer, tracer, shadows, lag=lag, gate=StartGate(cfg.limits.batch_window_ms / 1000))
+        decide = Decide(registry=registry, log=store, path=path, models=models, tools=tools, clock=clock, ids=ids,
+                        limits=limits(cfg))
         escalations = Escalations(store, writer, registry, models, tools, clock, ids, path=path)
         return cls(cfg=cfg, base=base, store=store, registry=registry, writer=writer, models=models, tools=tools,
-                   path=path, escalations=escalations, shadows=shadows, clock=clock, ids=ids, lag=lag, loaded=loaded,
-                   corpora=corpora, ports_note=note, provider=provider, candidates=candidates)
-
-    def consumers(self) -> list[Consumer]:
-        """The broker consumers the config names, deciding through the one path."""
-        settings = consumers_from(self.cfg.consumers)
-        if not settings:
-            return []
-        decider = Decider(self.registry, self.path, self.models, self.tools, self.clock, self.ids,
-                          limits(self.cfg), self.cfg.max_document_bytes)
-        return [Consumer(c, decider, say) for c in settings]
+                   path=path, decide=decide, escalations=escalations, shadows=shadows, clock=clock, ids=ids, lag=lag,
+                   loaded=loaded, corpora=corpora, ports_note=note, provider=provider, candidates=candidates)
 
     def outbox(self) -> OutboxWorker:
         d = self.cfg.delivery

@@ -11,6 +11,7 @@ from adapters.doors.console.publications import REVIEW_REFUSED
 from adapters.doors.grpc.auth import AuthError
 from adapters.doors.grpc.service import _map_error
 from adapters.infra.candidates import CompileLimitExceeded
+from adapters.usecases.commands import Refused
 from adapters.usecases.escalations import NotOpen
 from adapters.usecases.registry import GovernanceError
 from engine.codes import CODES, Category, Code, Status, status_of
@@ -28,6 +29,8 @@ def _carrier(code: Code) -> BaseException:
         return Overloaded(code, "m")
     if code is Code.ENGINE_ERROR:
         return EngineFailure(code, "m")
+    if code in (Code.IDEMPOTENCY_CONFLICT, Code.DEADLINE_EXCEEDED):
+        return Refused(code, "m", "idempotency_key")
     if code is Code.COMPILE_LIMIT:
         return CompileLimitExceeded("compile_seconds", "m")
     if Category.GOVERNANCE in info.categories:

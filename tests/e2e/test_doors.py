@@ -37,12 +37,12 @@ from adapters.infra.rulesets import load_file
 from adapters.infra.store.sql import SHADOW_RESULTS, SqlStore
 from adapters.infra.store.writer import GroupWriter
 from adapters.infra.system import SystemClock, TimeOrderedIds
+from adapters.usecases.decide import Decide
 from adapters.usecases.decisions import DecisionPath
 from adapters.usecases.escalations import Escalations
 from adapters.usecases.registry import RulesetRegistry
 from adapters.usecases.shadow import Shadows
 from engine.language.loader import load_ruleset
-from engine.loop import Limits
 from engine.recorded import RecordedAnswers
 from tests.e2e.server import fact, free_port
 from tests.helpers import not_none
@@ -96,10 +96,10 @@ def test_every_door_gives_a_decision_the_same_side_records(tmp_path: Path, caplo
     async def over_grpc() -> tuple[str, str, str, str]:
         shadows = Shadows(store, registry)
         shadows.start()
-        path = DecisionPath(writer, None, shadows)  # the process's one path, as bootstrap builds it
-        services = Services(store, writer, registry, Auth(TOKENS), answers, answers, clock, ids, shadows=shadows,
-                            escalations=Escalations(store, writer, registry, answers, answers, clock, ids, path=path),
-                            decision_path=path)
+        path = DecisionPath(writer, None, shadows)  # the process's one path, as the composition root builds it
+        decide = Decide(registry=registry, log=store, path=path, models=answers, tools=answers, clock=clock, ids=ids)
+        services = Services(auth=Auth(TOKENS), decide=decide, store=store, registry=registry, shadows=shadows,
+                            escalations=Escalations(store, writer, registry, answers, answers, clock, ids, path=path))
         server = grpc.aio.server()
         server.add_generic_rpc_handlers(generic_handlers(services))
         port = server.add_insecure_port(f"127.0.0.1:{free_port()}")
@@ -133,8 +133,8 @@ def test_every_door_gives_a_decision_the_same_side_records(tmp_path: Path, caplo
     async def over_intake() -> str:
         shadows = Shadows(store, registry)
         shadows.start()
-        decider = Decider(registry, DecisionPath(writer, None, shadows), answers, answers, clock, ids,
-                          Limits(), 1 << 20)
+        decider = Decider(Decide(registry=registry, log=store, path=DecisionPath(writer, None, shadows),
+                                 models=answers, tools=answers, clock=clock, ids=ids))
         record, replayed = await decider.decide(json.dumps({"ruleset": "payment-approval", "facts": {
             "payment": payment("PAY-2", 300)}}).encode(), "msg-1", "intake:payments", "payment-approval", False)
         assert not replayed

@@ -146,8 +146,11 @@ def test_every_raised_code_is_registered() -> None:
 def test_every_registered_code_is_raised_somewhere() -> None:
     """A code no longer raised is a stale entry (and a stale line in the docs). Codes that reach their
     raise site through a variable (check_field's default, a helper's parameter) are found as literals."""
-    literals = {n.value for p in SOURCES for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
-                if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    nodes = [n for p in SOURCES for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))]
+    literals = {n.value for n in nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    # or named through the enumeration (``Refused(Code.IDEMPOTENCY_CONFLICT, ...)``), outside engine/codes.py
+    literals |= {Code[n.attr].value for n in nodes if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                 and n.value.id == "Code" and n.attr in Code.__members__}
     assert not [c.value for c in Code if c.value not in literals]
 
 

@@ -20,13 +20,13 @@ from rich.markup import escape
 from adapters.doors.cli.common import err, fail
 from adapters.infra.system import SystemClock, TimeOrderedIds
 from engine.errors import BatonError
-from engine.loop import Decision, Engine, Limits
+from engine.loop import Engine, Limits
 from engine.model import Ruleset
 from engine.ports import ModelGateway, ToolConnector
 from engine.record import DecisionRecord
 
 CHUNK = 256  # lines decided together
-Decide = Callable[[list[tuple[str, Any]]], Awaitable[DecisionRecord]]
+DecideLine = Callable[[Any], Awaitable[DecisionRecord]]  # a line's facts as sent -> its decision
 
 
 def _reject_constant(name: str) -> Any:
@@ -49,30 +49,26 @@ def _error(code: str, message: str, path: str = "") -> dict[str, str]:
     return {"code": code, "message": message, "path": path}
 
 
-def _parse(engine: Engine, text: str) -> list[tuple[str, Any]] | dict[str, str]:
-    """A line's validated facts, or its error."""
+def _parse(text: str) -> Any:
+    """A line's facts as sent, or its error (``_error``)."""
     try:
-        given = json.loads(text, parse_constant=_reject_constant)
+        return {"facts": json.loads(text, parse_constant=_reject_constant)}
     except ValueError as e:
         return _error("invalid_json", f"not valid JSON: {e}")
-    try:
-        return engine.validate_input(given)
-    except BatonError as e:
-        return _error(e.code, e.message, e.where.path if e.where else "")
 
 
-async def _run(engine: Engine, source: str, decide: Decide, write: Callable[[str], Any]) -> int:
+async def _run(engine: Engine, source: str, decide: DecideLine, write: Callable[[str], Any]) -> int:
     """Decide every line; the number of lines that failed."""
     failed = 0
     lines = _lines(source)
     while chunk := [line for _, line in zip(range(CHUNK), lines, strict=False)]:
-        parsed = [(number, _parse(engine, text)) for number, text in chunk]
+        parsed = [(number, _parse(text)) for number, text in chunk]
 
-        async def one(given: list[tuple[str, Any]] | dict[str, str]) -> DecisionRecord | dict[str, str]:
-            if isinstance(given, dict):
+        async def one(given: dict[str, Any]) -> DecisionRecord | dict[str, Any]:
+            if "facts" not in given:
                 return given
             try:
-                return await decide(given)
+                return await decide(given["facts"])
             except BatonError as e:
                 return _error(e.code, e.message, e.where.path if e.where else "")
             except Exception as e:  # the store gone, a connector broken: this line fails, said plainly
@@ -90,7 +86,7 @@ async def _run(engine: Engine, source: str, decide: Decide, write: Callable[[str
     return failed
 
 
-async def run_batch(engine: Engine, source: str, decide: Decide) -> int:
+async def run_batch(engine: Engine, source: str, decide: DecideLine) -> int:
     failed = await _run(engine, source, decide, sys.stdout.write)
     sys.stdout.flush()
     return failed
@@ -101,17 +97,15 @@ def batch_cmd(rs: Ruleset, source: str, ports: tuple[ModelGateway, ToolConnector
     """`baton decide RULESET --batch SOURCE`: the number of lines that failed. Stored (``store``): through the
     service's bootstrap and one decision path, as `baton decide --db` is."""
     engine = Engine(rs)
-
-    def run(validated: list[tuple[str, Any]], models: ModelGateway,
-            tools: ToolConnector) -> Callable[[], Awaitable[Decision]]:
-        return lambda: engine.run(validated, models, tools, SystemClock(), TimeOrderedIds(), Limits())
-
     if not store:  # not stored: nothing to log, count or shadow
-        async def alone(validated: list[tuple[str, Any]]) -> DecisionRecord:
-            return (await run(validated, *ports)()).to_dict()
+        async def alone(given: Any) -> DecisionRecord:
+            validated = engine.validate_input(given)
+            d = await engine.run(validated, *ports, SystemClock(), TimeOrderedIds(), Limits())
+            return d.to_dict()
 
         return asyncio.run(run_batch(engine, source, alone))
     from adapters.doors.cli.store_cmds import command_runtime
+    from adapters.usecases.commands import DecideCommand
 
     rt = command_runtime(config, db, rulesets, ports)
 
@@ -120,10 +114,8 @@ def batch_cmd(rs: Ruleset, source: str, ports: tuple[ModelGateway, ToolConnector
         try:
             rt.store.save_ruleset(rs)
 
-            async def stored(validated: list[tuple[str, Any]]) -> DecisionRecord:
-                record, _ = await rt.path.decide(rs.name, run(validated, rt.models, rt.tools), "cli",
-                                                 received=rt.path.received())
-                return record
+            async def stored(given: Any) -> DecisionRecord:  # the Decide use case, as every door decides
+                return (await rt.decide.one(DecideCommand(caller="cli", engine=engine, facts=given))).record
 
             failed = await run_batch(engine, source, stored)
             await rt.shadows.drain()

@@ -7,7 +7,6 @@ import gc
 import json
 import sys
 import time
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,9 +14,10 @@ import typer
 
 from adapters.doors.cli.common import err, fail, out, print_compile_errors, print_warnings
 from adapters.doors.cli.lazy import Lazy, lazy_group
-from engine.errors import BatonError, CompileErrors, InvalidInput
+from engine.errors import BatonError, CompileErrors
 
 if TYPE_CHECKING:
+    from adapters.usecases.commands import DecideCommand
     from engine.loop import Decision
     from engine.ports import ModelGateway, ToolConnector
     from engine.record import DecisionRecord
@@ -208,11 +208,9 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
     line's error; errors also on stderr as FILE:LINE); exit 1 if any line failed."""
     import asyncio
 
-    from adapters.infra.documents import read_document
     from adapters.infra.rulesets import find_ruleset, load_file
-    from adapters.infra.system import SystemClock, TimeOrderedIds
-    from engine.loop import Engine, Limits
-    from engine.recorded import RecordedAnswers
+    from adapters.usecases.commands import DecideCommand, RawDocument
+    from engine.loop import Engine
 
     try:
         rs = load_file(find_ruleset(ruleset, rulesets))
@@ -224,55 +222,65 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
     if batch is not None and (facts or document):
         raise fail("--batch reads every request from its file: give it without --facts or --document")
     given = read_json(facts, "facts") if facts else {}
-    incoming = []
+    sent = []
     for path in document or []:
         try:
-            incoming.append(read_document(path.name, path.read_bytes(), path=f"--document {path}"))
+            sent.append(RawDocument(path.name, path.read_bytes()))
         except OSError as e:
             raise fail(f"{path}: cannot read: {e.strerror}") from None
-        except InvalidInput as e:
-            raise fail(e.message, 1) from None
-    if not facts and not incoming and batch is None:
+    if not facts and not sent and batch is None:
         raise fail("give --facts FILE, --document FILE, or both")
-    recorded = RecordedAnswers(read_json(answers, "answers") if answers else {})
-    model_port: ModelGateway = recorded
-    tool_port: ToolConnector = recorded
-    if config is not None:
-        from adapters.usecases.config import load_config, model_gateway, tool_connectors
-
-        try:
-            settings = load_config(config)
-            model_port = model_gateway(settings) or recorded
-            tool_port = tool_connectors(settings, config.parent) or recorded
-        except ValueError as e:
-            raise fail(str(e)) from None
+    model_port, tool_port = _ports(answers, config)
     if batch is not None:
         from adapters.doors.cli.decide_batch import batch_cmd
 
         raise typer.Exit(1 if batch_cmd(rs, batch, (model_port, tool_port), bool(db or store), config, db,
                                         rulesets) else 0)
-    engine = Engine(rs)
+    command = DecideCommand(caller="cli", engine=Engine(rs), facts=given, documents=sent)
     try:
-        validated = engine.validate_input(given, allow_empty=bool(incoming))
+        if db or store:
+            data: Any = _decide_and_store(config, db, rulesets, rs, command, (model_port, tool_port))
+        else:  # not stored: nothing to log, count or shadow
+            data = asyncio.run(_decide_alone(command, model_port, tool_port)).to_dict()
     except BatonError as e:
         raise fail(str(e), 1) from None
-
-    def run(models: ModelGateway, tools: ToolConnector) -> Callable[[], Coroutine[Any, Any, Decision]]:
-        return lambda: engine.run(validated, models, tools, SystemClock(), TimeOrderedIds(), Limits(),
-                                  documents=[i.document for i in incoming])
-
-    if not (db or store):  # not stored: nothing to log, count or shadow
-        data: Any = asyncio.run(run(model_port, tool_port)()).to_dict()
-    else:
-        data = _decide_and_store(config, db, rulesets, rs, run, (model_port, tool_port), incoming)
     out.print_json(json.dumps(data, ensure_ascii=False))
 
 
-def _decide_and_store(config: Path | None, db: str | None, rulesets: Path, rs: Any,
-                      run: Callable[[ModelGateway, ToolConnector], Callable[[], Coroutine[Any, Any, Decision]]],
-                      given_ports: tuple[ModelGateway, ToolConnector], incoming: list[Any]) -> DecisionRecord:
-    """The CLI door onto the one decision path, wired by the service's own bootstrap: stored, logged, counted,
-    traced and shadowed as a decision that came in over gRPC or a broker is, and its tools search the
+def _ports(answers: str | None, config: Path | None) -> tuple[ModelGateway, ToolConnector]:
+    """`baton decide`'s model gateway and tools: the config's live ones, else the recorded answers given."""
+    from engine.recorded import RecordedAnswers
+
+    recorded = RecordedAnswers(read_json(answers, "answers") if answers else {})
+    if config is None:
+        return recorded, recorded
+    from adapters.usecases.config import load_config, model_gateway, tool_connectors
+
+    try:
+        settings = load_config(config)
+        return model_gateway(settings) or recorded, tool_connectors(settings, config.parent) or recorded
+    except ValueError as e:
+        raise fail(str(e)) from None
+
+
+async def _decide_alone(command: DecideCommand, models: ModelGateway, tools: ToolConnector) -> Decision:
+    """`baton decide` without a store: the engine alone, under its own limits."""
+    from adapters.infra.documents import read_document
+    from adapters.infra.system import SystemClock, TimeOrderedIds
+    from engine.loop import Limits
+
+    assert command.engine is not None
+    validated = command.engine.validate_input(command.facts, allow_empty=bool(command.documents))
+    incoming = [read_document(d.name, d.content, path=f"documents[{i}]") for i, d in enumerate(command.documents)]
+    decision: Decision = await command.engine.run(validated, models, tools, SystemClock(), TimeOrderedIds(),
+                                                  Limits(), documents=[i.document for i in incoming])
+    return decision
+
+
+def _decide_and_store(config: Path | None, db: str | None, rulesets: Path, rs: Any, command: DecideCommand,
+                      given_ports: tuple[ModelGateway, ToolConnector]) -> DecisionRecord:
+    """The CLI door onto the Decide use case, wired by the service's own composition root: stored, logged,
+    counted, traced and shadowed as a decision that came in over gRPC or a broker is, and its tools search the
     store's corpora (attached shadows are evaluated before the command ends)."""
     import asyncio
 
@@ -284,10 +292,9 @@ def _decide_and_store(config: Path | None, db: str | None, rulesets: Path, rs: A
         rt.start()
         try:
             rt.store.save_ruleset(rs)
-            record, _ = await rt.path.decide(rs.name, run(rt.models, rt.tools), "cli", documents=incoming,
-                                             received=rt.path.received())
+            answer = await rt.decide.one(command)
             await rt.shadows.drain()
-            return record
+            return answer.record
         finally:
             await rt.stop()
 
@@ -358,7 +365,7 @@ def consume(config: Annotated[Path, typer.Option(help="service config with a con
         settings = load_config(config)
         settings = settings.model_copy(update={k: v for k, v in {"db": db, "rulesets": rulesets,
                                                                  "answers": answers}.items() if v is not None})
-        setup_logging(settings)
+        setup_logging(settings.log_format, settings.log_level)
         run_loop(settings.event_loop, run_consumer_process(settings, config.parent))
     except CompileErrors as e:
         print_compile_errors(e)

@@ -17,9 +17,8 @@ from adapters.doors.console.ui import (
     _quote,
     _typed,
 )
-from adapters.usecases.escalations import NotOpen, answer_form
+from adapters.usecases.escalations import AnswerProblems, NotOpen
 from engine.errors import BatonError, InvalidInput
-from engine.language.types import check_field
 from engine.pii import MASK, scrubber, secrets_of
 
 MAX_BULK = 500  # escalations or effects one bulk action handles
@@ -51,17 +50,14 @@ class EscalationPages:
         record = await self.ui.shown(stored, session)
         masking = record is not stored
         fields = []
-        if row["expects"]:
-            engine = await asyncio.to_thread(self.c.registry.engine_for, row["version"])
-            ft = engine.ruleset.types.get(row["expects"])
-            identity, fixed = answer_form(engine, stored or {})
-            if ft is not None:
-                fields = [{"name": n, "kind": spec.kind, "enum": list(spec.enum), "optional": spec.optional,
-                           "identity": n == identity, "fixed": n in fixed,
-                           "masked": masking and spec.pii and n in fixed,
-                           "value": session.name if n == identity else MASK if masking and spec.pii and n in fixed
-                           else fixed.get(n)}
-                          for n, spec in ft.fields.items()]
+        form = await self.c.escalations.form(esc_id) if row["expects"] and self.c.escalations is not None else None
+        if form is not None:
+            identity, fixed = form.identity, form.fixed
+            fields = [{"name": n, "kind": spec.kind, "enum": list(spec.enum), "optional": spec.optional,
+                       "identity": n == identity, "fixed": n in fixed, "masked": masking and spec.pii and n in fixed,
+                       "value": session.name if n == identity else MASK if masking and spec.pii and n in fixed
+                       else fixed.get(n)}
+                      for n, spec in form.fields.items()]
         facts = [e for e in (record["trace"] if record else []) if e.get("kind") == "fact"]
         resumed = await self.ui.shown(await asyncio.to_thread(self.c.store.get, row["resumed_decision_id"]), session) \
             if row["resumed_decision_id"] else None
@@ -78,36 +74,23 @@ class EscalationPages:
         session = self.ui.need(request, "reviewer")
         data = await self.ui.form(request, session)
         esc_id = request.path_params["id"]
-        row = await asyncio.to_thread(self.c.store.escalation, esc_id)
-        if row is None or self.c.escalations is None:
+        if self.c.escalations is None:
             return self.ui.page(request, "error.html", status=404, message=f"no escalation {esc_id!r}")
-        engine = await asyncio.to_thread(self.c.registry.engine_for, row["version"])
-        ft = engine.ruleset.types.get(row["expects"] or "")
         values = {k: str(v) for k, v in data.items() if k.startswith("f_")}
-        record = await asyncio.to_thread(self.c.store.get, esc_id)
-        identity, fixed = answer_form(engine, record or {})
-        answer: dict[str, Any] = {}
-        problems: list[str] = []  # every field's problem at once, not one per submit
-        if ft is not None:
-            for n, spec in ft.fields.items():
-                if n == identity:
-                    continue  # whatever the form says: the escalation records the signed-in reviewer
+        try:  # the form's text typed by the expected fact type; checking the answer is the use case's
+            form = await self.c.escalations.form(esc_id)
+            answer: dict[str, Any] = {}
+            for n, spec in (form.fields if form is not None else {}).items():
                 raw = values.get(f"f_{n}", "").strip()
-                if raw == "":
-                    if not spec.optional and n not in fixed:
-                        problems.append(f"{n}: required")
-                    continue  # left empty: absent (the fact type says whether it may be)
-                answer[n] = _typed(raw, spec.kind, spec.items.kind if spec.items else "str")
-                try:
-                    check_field(spec, answer[n], f"answer.{n}")
-                except InvalidInput as e:
-                    problems.append(e.message)
-        if problems:
-            return await self.render_escalation(request, session, esc_id, error=f"{len(problems)} problem(s) in the "
-                                           "answer", values=values, status=400, errors=problems)
-        try:
+                if raw and form is not None and n != form.identity:  # empty: absent; identity: who signed in
+                    answer[n] = _typed(raw, spec.kind, spec.items.kind if spec.items else "str")
             await self.c.escalations.resolve(esc_id, answer, session.name)
-        except (InvalidInput, NotOpen, BatonError) as e:
+        except AnswerProblems as e:
+            return await self.render_escalation(request, session, esc_id, error=f"{len(e.problems)} problem(s) in "
+                                                "the answer", values=values, status=400, errors=e.problems)
+        except BatonError as e:
+            if e.code == "unknown_escalation":
+                return self.ui.page(request, "error.html", status=404, message=f"no escalation {esc_id!r}")
             return await self.render_escalation(request, session, esc_id, error=e.message, values=values, status=400)
         return RedirectResponse(f"/escalations/{esc_id}", status_code=303)
 

@@ -26,7 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from adapters.doors.grpc.auth import Auth, Identity, load_tokens
 from adapters.doors.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
 from adapters.doors.grpc.service import Services, generic_handlers
-from adapters.doors.intake import run_consumers
+from adapters.doors.intake import consumers_of, run_consumers
 from adapters.infra import metrics
 from adapters.infra.candidates import CandidateCompiler
 from adapters.infra.logs import flush_decision_log, say, setup_logging
@@ -112,7 +112,7 @@ async def run_consumer_process(cfg: Settings, base: Path) -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     _bound_memory(cfg)
     rt = Runtime.build(cfg, base)
-    intake = rt.consumers()
+    intake = consumers_of(rt)
     if not intake:
         raise SystemExit("no consumers configured: add a consumers: section to the config")
     stop = asyncio.Event()
@@ -194,14 +194,9 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
         raise SystemExit(f"refusing to serve {cfg.listen} without auth: configure tokens (--tokens or "
                          "BATON_TOKENS), listen on localhost, or pass --insecure-no-auth")
     rt = Runtime.build(cfg, base)
-    services = Services(rt.store, rt.writer, rt.registry, auth, rt.models, rt.tools, rt.clock, rt.ids,
-                        max_inflight=cfg.limits.max_inflight, step_limit=cfg.limits.step_limit,
-                        escalations=rt.escalations, default_deadline_s=cfg.limits.deadline_s,
-                        max_calls=cfg.limits.max_calls, max_cost_usd=cfg.limits.max_cost_usd,
-                        max_combinations=cfg.limits.max_combinations,
-                        tracer=rt.path.tracer, shadows=rt.shadows, max_document_bytes=cfg.max_document_bytes,
-                        pii_roles=tuple(cfg.pii_roles), decision_path=rt.path, candidates=rt.candidates,
-                        max_batch=cfg.limits.max_batch, batch_parallel=cfg.limits.batch_parallel)
+    services = Services(auth=auth, decide=rt.decide, store=rt.store, registry=rt.registry,
+                        escalations=rt.escalations, shadows=rt.shadows, candidates=rt.candidates,
+                        pii_roles=tuple(cfg.pii_roles))
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1), *cfg.transport.grpc_options()])
     server.add_generic_rpc_handlers(generic_handlers(services))
     health = HealthServicer()
@@ -235,7 +230,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
         if cfg.audit is not None and worker == 0 else None  # signed tree heads to witnesses (docs/audit.md)
     console = await _start_console(cfg, rt.store, rt.registry, auth, rt.escalations, rt.candidates) \
         if cfg.console and worker == 0 else None
-    intake = rt.consumers()
+    intake = consumers_of(rt)
     consuming = asyncio.create_task(run_consumers(intake, stop)) if intake else None
     secrets_ttl = asyncio.create_task(_refresh_secrets(cfg.secrets_ttl_s, stop, (auth, cfg)))
     sweeper = asyncio.create_task(_sweep_slas(rt.escalations, cfg.sla_check_s, stop))
@@ -340,7 +335,7 @@ def _child(cfg: Settings, base: Path, worker: int = 0, restart: int = 0, ready: 
            supervisor: int | None = None, recycled: bool = False) -> None:
     if supervisor is not None:
         die_with_parent(supervisor)
-    setup_logging(cfg)
+    setup_logging(cfg.log_format, cfg.log_level)
     if recycled:
         metrics.WORKER_RECYCLES.labels(str(worker)).inc()  # counted by the worker that replaces it
     elif restart:
@@ -349,7 +344,7 @@ def _child(cfg: Settings, base: Path, worker: int = 0, restart: int = 0, ready: 
 
 
 def serve(cfg: Settings, base: Path) -> None:
-    setup_logging(cfg)
+    setup_logging(cfg.log_format, cfg.log_level)
     taken = listener_on(cfg.listen)
     if taken is not None:
         raise SystemExit(f"refusing to serve: {taken}; stop it first, or listen elsewhere (--listen)")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import logging
-import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -21,34 +19,28 @@ from grpc_status import rpc_status
 from adapters.doors.grpc import convert
 from adapters.doors.grpc.auth import Auth, AuthError, Identity
 from adapters.doors.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
-from adapters.infra import metrics
 from adapters.infra.candidates import CandidateCompiler, Checked, CompileLimitExceeded, Progress, with_progress
-from adapters.infra.documents import DEFAULT_MAX_BYTES, MAX_DOCUMENTS, Incoming, read_document
 from adapters.infra.store.governance import Publication, VersionInfo, VersionSource
 from adapters.infra.store.sql import Conflict, SqlStore
 from adapters.infra.store.sql import unavailable as store_unavailable
-from adapters.infra.store.writer import GroupWriter
-from adapters.usecases.decisions import DecisionPath, Job, decide_many, replay_stored, what_if_stored
+from adapters.usecases.commands import Answer, DecideCommand, RawDocument, Refused, late
+from adapters.usecases.decide import BatchResult, Call, Decide
+from adapters.usecases.decisions import replay_stored, what_if_stored
 from adapters.usecases.escalations import Escalations, NotOpen
 from adapters.usecases.impact import Impact
 from adapters.usecases.registry import GovernanceError, RulesetRegistry
 from adapters.usecases.shadow import Shadows
 from engine import codes
-from engine.codes import Category, Status
+from engine.codes import Category, Code, Status
 from engine.errors import BatonError, CompileErrors, InvalidInput, Overloaded
 from engine.explain import why
 from engine.language.diff import diff_sources
-from engine.loop import MAX_COMBINATIONS, Decision, Engine, Limits
 from engine.pii import mask_record
-from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
 from engine.record import DecisionRecord
 from engine.replay import WhatIf as WhatIfResult
 
 log = logging.getLogger("baton.grpc")
 Ctx = grpc.aio.ServicerContext[Any, Any]
-DEADLINE_MARGIN_S = 0.05
-# what a DecideBatch keeps back from its caller's deadline: time to store its last decisions and send every result
-BULK_MARGIN_S = 0.25
 MAX_MESSAGE = 1000  # characters of a status message
 NOT_FOUND_CODES = codes.with_status(Status.NOT_FOUND)
 # codes only a request's content raises (none the compiler shares, so an escaped compile error stays INTERNAL):
@@ -62,37 +54,19 @@ def _grpc_status(code: str, default: grpc.StatusCode) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, status.value) if status is not None else default
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Services:
-    """Everything the handlers need, wired by bootstrap."""
+    """What the handlers need, taken from the composition root (adapters/usecases/runtime.py) by
+    adapters/doors/grpc/server.py."""
 
-    store: SqlStore
-    writer: GroupWriter
-    registry: RulesetRegistry
     auth: Auth
-    models: ModelGateway
-    tools: ToolConnector
-    clock: Clock
-    ids: IdFactory
-    max_inflight: int = 512
-    step_limit: int | None = None
-    escalations: Escalations | None = None
-    default_deadline_s: float | None = None
-    max_calls: int | None = None
-    max_cost_usd: float | None = None
-    max_combinations: int = MAX_COMBINATIONS  # facts one rule's join may have to consider (engine Limits)
-    tracer: Any = None  # an OpenTelemetry Tracer when tracing is configured
-    shadows: Shadows | None = None
-    max_document_bytes: int = DEFAULT_MAX_BYTES
-    pii_roles: tuple[str, ...] = ()  # who reads fields marked pii in others' decisions; everyone else: masked
-    max_batch: int = 1000  # requests in one DecideBatch (limits.max_batch)
-    batch_parallel: int = 32  # requests of one DecideBatch or DecideStream decided at once (limits.batch_parallel)
+    decide: Decide  # Decide, DecideBatch, DecideStream
+    store: SqlStore  # reads and audits
+    registry: RulesetRegistry
+    escalations: Escalations
+    shadows: Shadows
     candidates: CandidateCompiler = field(default_factory=CandidateCompiler)  # rulesets callers send
-    decision_path: InitVar[DecisionPath | None] = None  # the process's one path (adapters/usecases/runtime.py)
-    path: DecisionPath = field(init=False)
-
-    def __post_init__(self, decision_path: DecisionPath | None) -> None:
-        self.path = decision_path or DecisionPath(self.writer, self.tracer, self.shadows)
+    pii_roles: tuple[str, ...] = ()  # who reads fields marked pii in others' decisions; everyone else: masked
 
 
 async def readable(s: Services, record: DecisionRecord, ident: Identity) -> DecisionRecord:
@@ -151,6 +125,9 @@ def _status_message(abort: Abort) -> status_pb2.Status:
 def _map_error(e: BaseException) -> Abort:
     if isinstance(e, Abort):
         return e
+    if isinstance(e, Refused):
+        return Abort(_grpc_status(e.code, grpc.StatusCode.INTERNAL), e.message,
+                     [(e.where.path, e.problem)] if e.where.path else None, stored=e.stored)
     if isinstance(e, AuthError):
         return Abort(_grpc_status(e.code, grpc.StatusCode.PERMISSION_DENIED), e.message)
     if isinstance(e, InvalidInput):
@@ -199,6 +176,27 @@ def handler(method: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[.
     return wrap
 
 
+def _decision(answer: Answer) -> decision_pb2.Decision:
+    """A Decide's answer; a decision that ran out of its deadline (stored) is DEADLINE_EXCEEDED."""
+    record = answer.record
+    if answer.out_of_time and not answer.replayed:
+        raise Refused(Code.DEADLINE_EXCEEDED, f"decision {record['decision_id']} failed: {record['reason']} "
+                      "(it is stored)", stored=record)
+    return convert.decision(record, idempotent_replay=answer.replayed)
+
+
+def _result(index: int, key: str, outcome: BatchResult) -> decision_pb2.DecideResult:
+    """A batch or stream request's result: its decision, or its status (``None``: never started)."""
+    if outcome is None:
+        outcome = late()
+    if not isinstance(outcome, BaseException):
+        try:
+            return decision_pb2.DecideResult(index=index, idempotency_key=key, decision=_decision(outcome))
+        except Refused as e:
+            outcome = e
+    return _failed(index, key, outcome)
+
+
 def _failed(index: int, key: str, error: BaseException) -> decision_pb2.DecideResult:
     """A batch request's result for an error: its status, as a unary Decide would answer it (and the decision,
     when one was stored before the error)."""
@@ -207,22 +205,6 @@ def _failed(index: int, key: str, error: BaseException) -> decision_pb2.DecideRe
     if abort.stored is not None:
         result.decision.CopyFrom(convert.decision(abort.stored))
     return result
-
-
-def _same_request(stored: DecisionRecord, engine: Any, validated: list[tuple[str, dict[str, Any]]],
-                  request: decision_pb2.DecideRequest, key: str) -> None:
-    """A key names one request: the same key with other facts, documents or version is refused (as payment
-    APIs do) instead of answering with the decision of a different request."""
-    inputs = [{"type": t, "values": v} for t, v in validated]
-    documents = sorted(hashlib.sha256(bytes(d.content)).hexdigest() for d in request.documents)
-    stored_documents = sorted(str(d.get("id", "")) for d in stored.get("documents") or [])
-    same = (stored.get("ruleset") == engine.ruleset.name and json.loads(json.dumps(inputs)) == stored.get("inputs")
-            and documents == stored_documents and (not request.version or stored.get("version", "").startswith(
-                request.version)))
-    if not same:
-        raise Abort(grpc.StatusCode.FAILED_PRECONDITION, f"idempotency_key {key[:80]!r} was used for a different "
-                    f"request (decision {stored.get('decision_id')}): send a new key for new facts",
-                    [("idempotency_key", "already used for a different request")])
 
 
 MAX_DURATION_S = 315_576_000_000  # google.protobuf.Duration: about 10,000 years either way
@@ -276,363 +258,60 @@ def _not_found(what: str) -> Abort:
     return Abort(grpc.StatusCode.NOT_FOUND, what)
 
 
-@dataclass(slots=True)
-class _Prepared:
-    """A Decide request past the checks that need no store (DecisionService._prepare)."""
-
-    request: decision_pb2.DecideRequest
-    engine: Engine
-    facts: dict[str, list[Any]]
-    key: str | None
-    deadline: float | None  # its own (or the configured default), seconds
-
-
-@dataclass(slots=True)
-class _Call:
-    """A DecideBatch call's state shared with the task deciding it: cancelled once the call has ended."""
-
-    cancelled: bool = False
-
-
 class DecisionService:
+    """Decide, DecideBatch and DecideStream translate to the Decide use case (adapters/usecases/decide.py) and
+    back; the reads (GetDecision, ListDecisions) and the audits (ReplayDecision, WhatIf, WhyRule) follow."""
+
     def __init__(self, services: Services) -> None:
         self.s = services
-        self.inflight = 0
-        self._bulk_slots: asyncio.Semaphore | None = None
-        self._bulk_tasks: set[asyncio.Future[Any]] = set()  # batches and stream requests deciding
 
-    def _read_documents(self, documents: Any) -> list[Incoming]:
-        out = []
-        for i, doc in enumerate(documents):
-            out.append(read_document(doc.name, bytes(doc.content), doc.media_type, f"documents[{i}]",
-                                     self.s.max_document_bytes))
-        return out
+    @staticmethod
+    def _command(request: decision_pb2.DecideRequest, ident: Identity, context: Ctx,
+                 key: str | None = None) -> DecideCommand:
+        deadline = duration_s(request.deadline, "deadline") if request.HasField("deadline") else None
+        return DecideCommand(caller=ident.name, ruleset=request.ruleset, version=request.version,
+                             typed_facts=[(f.type, convert.plain(f.values)) for f in request.facts],
+                             key=(request.idempotency_key if key is None else key) or None,
+                             documents=[RawDocument(d.name, bytes(d.content), d.media_type) for d in request.documents],
+                             deadline_s=deadline, request_id=_metadata(context, "x-request-id") or "")
 
     @handler("Decide")
     async def Decide(self, request: decision_pb2.DecideRequest, context: Ctx,
                      ident: Identity) -> decision_pb2.DecideResponse:
-        return await self._decide(request, context, ident)
-
-    def _prepare(self, request: decision_pb2.DecideRequest, key: str | None,
-                 engines: dict[tuple[str, str], Engine] | None = None) -> _Prepared:
-        """A request's checks that need no store: its ruleset's engine (resolved once per distinct ruleset and
-        version of a batch, in ``engines``), its facts converted, its key and deadline checked; every
-        failure raised (Abort, BatonError)."""
-        if not request.ruleset:
-            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "ruleset is required", [("ruleset", "required")])
-        if engines is None:
-            engine = self.s.registry.engine(request.ruleset, request.version)
-        else:
-            found = engines.get((request.ruleset, request.version))
-            engine = found if found is not None else self.s.registry.engine(request.ruleset, request.version)
-            if found is None:
-                engines[(request.ruleset, request.version)] = engine
-        facts: dict[str, list[Any]] = {}
-        for i, fact in enumerate(request.facts):
-            if not fact.type:
-                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"facts[{i}].type is required",
-                            [(f"facts[{i}].type", "required")])
-            facts.setdefault(fact.type, []).append(convert.plain(fact.values))
-        if len(request.documents) > MAX_DOCUMENTS:
-            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_DOCUMENTS} documents per decision",
-                        [("documents", f"at most {MAX_DOCUMENTS}")])
-        if key and len(key) > 200:
-            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "idempotency_key longer than 200 characters",
-                        [("idempotency_key", "at most 200 characters")])
-        if key and any(unicodedata.category(c) == "Cc" for c in key):
-            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "idempotency_key contains a control character (a key is "
-                        "printed in logs and the console, and compared as sent)",
-                        [("idempotency_key", "no control characters (NUL, ESC, newline, ...)")])
-        has_deadline = request.HasField("deadline")
-        deadline = duration_s(request.deadline, "deadline") if has_deadline else self.s.default_deadline_s
-        if has_deadline and deadline is not None and deadline <= 0:
-            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "deadline must be positive (nothing was decided)",
-                        [("deadline", "must be positive")])
-        return _Prepared(request, engine, facts, key or None, deadline)
-
-    @staticmethod
-    def _replay(existing: DecisionRecord, p: _Prepared) -> decision_pb2.Decision:
-        """A decision already stored under the request's key, answered as an idempotent replay once the request
-        is found to be the same one (compared as validated: 5 and 5.0 are one value; facts that no longer
-        validate, as sent)."""
-        assert p.key is not None
-        try:
-            sent = p.engine.validate_input(p.facts, allow_empty=bool(p.request.documents))
-        except InvalidInput:
-            sent = [(t, v) for t, values in p.facts.items() for v in values]
-        _same_request(existing, p.engine, sent, p.request, p.key)
-        return convert.decision(existing, idempotent_replay=True)
-
-    async def _decide(self, request: decision_pb2.DecideRequest, context: Ctx,
-                      ident: Identity) -> decision_pb2.DecideResponse:
-        """One Decide, however it came (unary, or one request of a DecideStream): validated, decided through
-        the one path, answered; every failure raised, mapped to a status by the caller."""
-        s = self.s
-        received = s.path.received()
-        p = self._prepare(request, request.idempotency_key or None)
-        engine, facts, key, deadline = p.engine, p.facts, p.key, p.deadline
-        existing = await asyncio.to_thread(s.store.find, ident.name, key) if key else None
-        if existing is not None and key:
-            return decision_pb2.DecideResponse(decision=self._replay(existing, p))
-        # facts first: a bad fact means no document is read and nothing is stored
-        validated = engine.validate_input(facts, allow_empty=bool(request.documents))
-        if self.inflight >= s.max_inflight:
-            raise Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {s.max_inflight} decisions in flight; "
-                        "retry with backoff")
-        remaining = context.time_remaining()
-        if remaining is not None:
-            if remaining <= DEADLINE_MARGIN_S:  # waited in the queue past the caller's deadline: not decided
-                raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller's deadline passed before the decision "
-                            "started: nothing was decided or stored")
-            remaining -= DEADLINE_MARGIN_S
-            deadline = remaining if deadline is None else min(deadline, remaining)
-        incoming = await asyncio.to_thread(self._read_documents, request.documents) if request.documents else []
-        self.inflight += 1
-        metrics.INFLIGHT.inc()
-        limits = Limits(step_limit=s.step_limit, deadline_s=deadline, max_calls=s.max_calls,
-                        max_cost_usd=s.max_cost_usd, max_combinations=s.max_combinations)
-        try:
-            record, saved = await s.path.decide(
-                engine.ruleset.name, lambda: engine.run(validated, s.models, s.tools, s.clock, s.ids, limits,
-                                                        documents=[i.document for i in incoming]),
-                ident.name, key, incoming, _metadata(context, "x-request-id") or "", received=received)
-        finally:
-            self.inflight -= 1
-            metrics.INFLIGHT.dec()
-        if saved.existing:  # a concurrent retry with the same key won the race
-            stored = await asyncio.to_thread(s.store.get, saved.decision_id)
-            assert stored is not None and key is not None
-            _same_request(stored, engine, validated, request, key)
-            return decision_pb2.DecideResponse(decision=convert.decision(stored, idempotent_replay=True))
-        if record["outcome"] == "failed" and str(record["reason"]).startswith("deadline"):
-            raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"decision {record['decision_id']} failed: "
-                        f"{record['reason']} (it is stored)", stored=record)
-        return decision_pb2.DecideResponse(decision=convert.decision(record))
-
-    # DecideBatch and DecideStream: each request decided by _decide, exactly as one unary Decide
-
-    def _slots(self) -> asyncio.Semaphore:
-        """Places for the requests of batches and streams: as many as limits.max_inflight. A request waits for
-        one (within the call's deadline) rather than being refused while a batch's other requests run."""
-        if self._bulk_slots is None:
-            self._bulk_slots = asyncio.Semaphore(self.s.max_inflight)
-        return self._bulk_slots
-
-    async def _bulk_item(self, index: int, request: Any, context: Ctx, ident: Identity,
-                         batch_key: str = "") -> decision_pb2.DecideResult:
-        """One request of a batch or a stream: its result, never an exception. Once started it runs to its end
-        (stored, logged, counted) even if the call is cancelled meanwhile; one not started when the call's
-        deadline is too near is answered DEADLINE_EXCEEDED with nothing stored."""
-        if isinstance(request, _BadMessage):
-            return decision_pb2.DecideResult(index=index, error=_status_message(Abort(
-                grpc.StatusCode.INVALID_ARGUMENT, request.error, [("request", request.error)])))
-        if batch_key and not request.idempotency_key:
-            derived = decision_pb2.DecideRequest()
-            derived.CopyFrom(request)
-            derived.idempotency_key = f"{batch_key}/{index}"
-            request = derived
-        slots = self._slots()
-        try:
-            remaining = context.time_remaining()
-            async with asyncio.timeout(None if remaining is None else max(0.0, remaining - BULK_MARGIN_S)):
-                if remaining is not None and remaining <= BULK_MARGIN_S:
-                    raise TimeoutError
-                await slots.acquire()
-        except TimeoutError:
-            late = Abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline passed before this request "
-                         "started: nothing was decided or stored for it")
-            return decision_pb2.DecideResult(index=index, idempotency_key=request.idempotency_key,
-                                             error=_status_message(late))
-        task = asyncio.ensure_future(self._bulk_one(index, request, context, ident))
-        self._bulk_tasks.add(task)
-        task.add_done_callback(self._bulk_tasks.discard)
-        task.add_done_callback(lambda _: slots.release())
-        return await asyncio.shield(task)
-
-    async def _bulk_one(self, index: int, request: decision_pb2.DecideRequest, context: Ctx,
-                        ident: Identity) -> decision_pb2.DecideResult:
-        result = decision_pb2.DecideResult(index=index, idempotency_key=request.idempotency_key)
-        try:
-            remaining = context.time_remaining()
-            if remaining is not None and remaining > BULK_MARGIN_S:
-                # the engine stops in time for the batch's last decisions to be stored and every result sent
-                own = duration_s(request.deadline, "deadline") if request.HasField("deadline") \
-                    else self.s.default_deadline_s
-                budget = remaining - BULK_MARGIN_S
-                if own is None or (0 < budget < own):
-                    request = decision_pb2.DecideRequest.FromString(request.SerializeToString())
-                    request.deadline.FromNanoseconds(int(budget * 1e9))
-            response = await self._decide(request, context, ident)
-            result.decision.CopyFrom(response.decision)
-        except Exception as e:
-            abort = _map_error(e)
-            result.error.CopyFrom(_status_message(abort))
-            if abort.stored is not None:
-                result.decision.CopyFrom(convert.decision(abort.stored))
-        return result
+        answer = await self.s.decide.one(self._command(request, ident, context), context.time_remaining)
+        return decision_pb2.DecideResponse(decision=_decision(answer))
 
     @handler("DecideBatch")
     async def DecideBatch(self, request: decision_pb2.DecideBatchRequest, context: Ctx,
                           ident: Identity) -> decision_pb2.DecideBatchResponse:
-        n, limit = len(request.requests), self.s.max_batch
-        if n > limit:
-            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{n} requests in one DecideBatch: at most {limit} "
-                        "(limits.max_batch); nothing was decided, send smaller batches",
-                        [("requests", f"at most {limit} (limits.max_batch)")])
-        if request.idempotency_key and len(f"{request.idempotency_key}/{max(n - 1, 0)}") > 200:
-            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "idempotency_key too long: with /INDEX added, a request's "
-                        "key would pass 200 characters; nothing was decided",
-                        [("idempotency_key", "at most 200 characters with /INDEX")])
-        call = _Call()
-        task = asyncio.ensure_future(self._batch(request, context, ident, call))
-        self._bulk_tasks.add(task)
-        task.add_done_callback(self._bulk_tasks.discard)
+        self.s.decide.check_batch(len(request.requests), request.idempotency_key)
+        keys = [item.idempotency_key or (f"{request.idempotency_key}/{i}" if request.idempotency_key else "")
+                for i, item in enumerate(request.requests)]
+        commands: list[DecideCommand | BaseException] = []
+        for item, key in zip(request.requests, keys, strict=True):
+            try:
+                commands.append(self._command(item, ident, context, key))
+            except Exception as e:  # answered in its place, as a unary Decide would answer it
+                commands.append(e)
+        call = Call()
         try:  # once started, a request runs to its end (stored, logged, counted) even if the call is cancelled
-            return await asyncio.shield(task)
+            results = await self.s.decide.batch(commands, ident.name, context.time_remaining, call)
         except asyncio.CancelledError:
             call.cancelled = True  # ... but no other request starts
             raise
+        return decision_pb2.DecideBatchResponse(results=[_result(i, keys[i], r) for i, r in enumerate(results)])
 
-    async def _batch(self, batch: decision_pb2.DecideBatchRequest, context: Ctx, ident: Identity,
-                     call: _Call) -> decision_pb2.DecideBatchResponse:
-        """A DecideBatch's requests, each stored, chained, logged, counted and idempotent exactly as a unary
-        Decide, each answered with its own decision or status - with the per-request costs paid once: one
-        engine resolution per distinct ruleset and version, one store query for every idempotency key, the
-        engine runs back to back (limits.batch_parallel at a time, in request order), and every decision
-        handed to the store writer in one group (adapters/usecases/decisions.py decide_many). When the call's time
-        runs short (or the call is cancelled), what has started is finished and stored, and nothing more
-        starts: those requests are answered DEADLINE_EXCEEDED with nothing stored for them."""
-        s = self.s
-        received = s.path.received()
-        n = len(batch.requests)
-        results: list[decision_pb2.DecideResult | None] = [None] * n
-        keys = [item.idempotency_key or (f"{batch.idempotency_key}/{i}" if batch.idempotency_key else "")
-                for i, item in enumerate(batch.requests)]
-        wanted = [k for k in keys if k]
-        # one query for every key of the batch (a key that will fail its checks finds nothing, harmlessly)
-        found = await asyncio.to_thread(s.store.find_many, ident.name, wanted) if wanted else {}
-        engines: dict[tuple[str, str], Engine] = {}
-        request_id = _metadata(context, "x-request-id") or ""
-        validated: dict[int, tuple[_Prepared, list[tuple[str, dict[str, Any]]]]] = {}
-        position = 0
-
-        async def next_jobs() -> tuple[list[Job], float | None]:
-            """The requests to start now, checked when their turn comes (a request never started costs nothing
-            beyond its key's lookup): each as a unary Decide checks it, in the same order - its own checks,
-            then a decision already stored under its key (answered as a replay), then its facts, then its
-            documents; one that fails or is replayed takes no place."""
-            nonlocal position
-            while position < n:
-                count, budget = await self._admit(n - position, context, call)
-                if count == 0:
-                    return [], None
-                jobs: list[Job] = []
-                while position < n and len(jobs) < count:
-                    i, key = position, keys[position] or None
-                    position += 1
-                    try:
-                        p = self._prepare(batch.requests[i], key, engines)
-                        existing = found.get(key) if key else None
-                        if existing is not None:
-                            results[i] = decision_pb2.DecideResult(index=i, idempotency_key=keys[i],
-                                                                   decision=self._replay(existing, p))
-                            continue
-                        facts = p.engine.validate_input(p.facts, allow_empty=bool(p.request.documents))
-                        incoming = await asyncio.to_thread(self._read_documents, p.request.documents) \
-                            if p.request.documents else []
-                    except Exception as e:
-                        results[i] = _failed(i, keys[i], e)
-                        continue
-                    validated[i] = (p, facts)
-                    jobs.append(Job(i, p.engine.ruleset.name, self._runner(p, facts, incoming), key, incoming,
-                                    request_id))
-                if len(jobs) < count:
-                    self._release(count - len(jobs))
-                if jobs:
-                    return jobs, budget
-            return [], None
-
-        outcomes = await decide_many(s.path, next_jobs, self._release, ident.name, received=received)
-        replayed = [o[1].decision_id for _, o in outcomes if isinstance(o, tuple) and o[1].existing]
-        stored = dict(zip(replayed, await asyncio.to_thread(s.store.get_many, replayed), strict=True)) \
-            if replayed else {}  # a concurrent retry with the same key stored first
-        for job, outcome in outcomes:
-            i = job.index
-            result = decision_pb2.DecideResult(index=i, idempotency_key=keys[i])
-            if isinstance(outcome, BaseException):
-                result = _failed(i, keys[i], outcome)
-            else:
-                record, saved = outcome
-                try:
-                    if saved.existing:
-                        p, facts = validated[i]
-                        found_record = stored.get(saved.decision_id)
-                        assert found_record is not None and p.key is not None
-                        _same_request(found_record, p.engine, facts, p.request, p.key)
-                        result.decision.CopyFrom(convert.decision(found_record, idempotent_replay=True))
-                    elif record["outcome"] == "failed" and str(record["reason"]).startswith("deadline"):
-                        raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"decision {record['decision_id']} "
-                                    f"failed: {record['reason']} (it is stored)", stored=record)
-                    else:
-                        result.decision.CopyFrom(convert.decision(record))
-                except Exception as e:
-                    result = _failed(i, keys[i], e)
-            results[i] = result
-        late = _status_message(Abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline passed before this "
-                                     "request started: nothing was decided or stored for it"))
-        done = [r if r is not None else decision_pb2.DecideResult(index=i, idempotency_key=keys[i], error=late)
-                for i, r in enumerate(results)]  # never started
-        return decision_pb2.DecideBatchResponse(results=done)
-
-    def _runner(self, p: _Prepared, validated: list[tuple[str, dict[str, Any]]],
-                incoming: list[Incoming]) -> Callable[[float | None], Awaitable[Decision]]:
-        """A batch request's engine run, within its own deadline and what is left of the call's (``budget``)."""
-        s = self.s
-
-        def run(budget: float | None) -> Awaitable[Decision]:
-            deadline = p.deadline if budget is None or (p.deadline is not None and p.deadline <= budget) \
-                else budget
-            limits = Limits(step_limit=s.step_limit, deadline_s=deadline, max_calls=s.max_calls,
-                            max_cost_usd=s.max_cost_usd, max_combinations=s.max_combinations)
-            return p.engine.run(validated, s.models, s.tools, s.clock, s.ids, limits,
-                                documents=[i.document for i in incoming])
-
-        return run
-
-    async def _admit(self, want: int, context: Ctx, call: _Call) -> tuple[int, float | None]:
-        """How many of a batch's next ``want`` requests may start now (at most limits.batch_parallel, and the
-        places free of limits.max_inflight for batches and streams, waiting within the call's deadline for
-        one), and the seconds they have: the call's time left less what storing and answering need. 0 once
-        the call is cancelled or its time is too short to start another."""
-        remaining = context.time_remaining()
-        if call.cancelled or (remaining is not None and remaining <= BULK_MARGIN_S):
-            return 0, None
-        slots, want = self._slots(), min(want, self.s.batch_parallel)
-        got = 0
-        while got < want and not slots.locked():
-            await slots.acquire()  # free: no wait
-            got += 1
-        if got == 0:
-            try:
-                async with asyncio.timeout(None if remaining is None else remaining - BULK_MARGIN_S):
-                    await slots.acquire()
-            except TimeoutError:
-                return 0, None
-            got = 1
-            remaining = context.time_remaining()
-            if call.cancelled or (remaining is not None and remaining <= BULK_MARGIN_S):
-                slots.release()
-                return 0, None
-        self.inflight += got
-        metrics.INFLIGHT.inc(got)
-        return got, None if remaining is None else remaining - BULK_MARGIN_S
-
-    def _release(self, count: int) -> None:
-        self.inflight -= count
-        metrics.INFLIGHT.dec(count)
-        slots = self._slots()
-        for _ in range(count):
-            slots.release()
+    async def _stream_item(self, index: int, request: Any, context: Ctx, ident: Identity) -> decision_pb2.DecideResult:
+        """One request of a stream: its result, never an exception."""
+        if isinstance(request, _BadMessage):
+            return _failed(index, "", Abort(grpc.StatusCode.INVALID_ARGUMENT, request.error,
+                                            [("request", request.error)]))
+        try:
+            command = self._command(request, ident, context)
+        except Exception as e:
+            return _failed(index, request.idempotency_key, e)
+        return _result(index, request.idempotency_key,
+                       await self.s.decide.stream_item(command, context.time_remaining))
 
     async def DecideStream(self, requests: AsyncIterator[Any],
                            context: Ctx) -> AsyncIterator[decision_pb2.DecideStreamResponse]:
@@ -644,7 +323,7 @@ class DecisionService:
             status = _status(_map_error(e))
             await context.abort(status.code, status.details, status.trailing_metadata)
             return
-        window = asyncio.Semaphore(self.s.batch_parallel)
+        window = asyncio.Semaphore(self.s.decide.limits.batch_parallel)
         pending: asyncio.Queue[asyncio.Future[decision_pb2.DecideResult] | None] = asyncio.Queue()
 
         async def read() -> None:
@@ -653,7 +332,7 @@ class DecisionService:
                 async for message in requests:
                     await window.acquire()
                     request = message if isinstance(message, _BadMessage) else message.request
-                    pending.put_nowait(asyncio.ensure_future(self._bulk_item(index, request, context, ident)))
+                    pending.put_nowait(asyncio.ensure_future(self._stream_item(index, request, context, ident)))
                     index += 1
             finally:
                 pending.put_nowait(None)
@@ -899,15 +578,11 @@ class RulesetService:
 
         return await (self.s.candidates.arun(build) if request.to_source else asyncio.to_thread(build))
 
-    def _shadows(self) -> Shadows:
-        if self.s.shadows is None:
-            raise Abort(grpc.StatusCode.UNIMPLEMENTED, "shadow runs are not enabled on this server")
-        return self.s.shadows
 
     @handler("AttachShadow")
     async def AttachShadow(self, request: ruleset_pb2.AttachShadowRequest, context: Ctx,
                            ident: Identity) -> ruleset_pb2.AttachShadowResponse:
-        shadows = self._shadows()
+        shadows = self.s.shadows
 
         def live(name: str) -> None:
             if not self.s.registry.active_version(name):
@@ -941,14 +616,14 @@ class RulesetService:
     @handler("DetachShadow")
     async def DetachShadow(self, request: ruleset_pb2.DetachShadowRequest, context: Ctx,
                            ident: Identity) -> ruleset_pb2.DetachShadowResponse:
-        shadows = self._shadows()
+        shadows = self.s.shadows
         version = await asyncio.to_thread(self.s.registry.resolve, request.version)
         return ruleset_pb2.DetachShadowResponse(detached=await asyncio.to_thread(shadows.detach, version))
 
     @handler("ShadowReport")
     async def ShadowReport(self, request: ruleset_pb2.ShadowReportRequest, context: Ctx,
                            ident: Identity) -> ruleset_pb2.ShadowReportResponse:
-        shadows = self._shadows()
+        shadows = self.s.shadows
         version = await asyncio.to_thread(self.s.registry.resolve, request.version)
         since = timestamp_s(request.since, "since") if request.HasField("since") else None
         r = await asyncio.to_thread(shadows.report, version, since)
@@ -1022,9 +697,6 @@ class EscalationService:
             out.expects_schema.CopyFrom(convert.struct(engine.schemas[row["expects"]]))
         return out
 
-    def _service(self) -> Escalations:
-        assert self.s.escalations is not None
-        return self.s.escalations
 
     @handler("ListEscalations")
     async def ListEscalations(self, request: escalation_pb2.ListEscalationsRequest, context: Ctx,
@@ -1038,7 +710,7 @@ class EscalationService:
     @handler("GetEscalation")
     async def GetEscalation(self, request: escalation_pb2.GetEscalationRequest, context: Ctx,
                             ident: Identity) -> escalation_pb2.GetEscalationResponse:
-        row = await asyncio.to_thread(self._service().get, request.escalation_id)
+        row = await asyncio.to_thread(self.s.escalations.get, request.escalation_id)
         record = await asyncio.to_thread(self.s.store.get, row["id"])
         if record is not None:
             record = await readable(self.s, record, ident)
@@ -1050,7 +722,7 @@ class EscalationService:
     @handler("ResolveEscalation")
     async def ResolveEscalation(self, request: escalation_pb2.ResolveEscalationRequest, context: Ctx,
                                 ident: Identity) -> escalation_pb2.ResolveEscalationResponse:
-        row, record = await self._service().resolve(request.escalation_id, convert.plain(request.answer),
+        row, record = await self.s.escalations.resolve(request.escalation_id, convert.plain(request.answer),
                                                     ident.name)
         return escalation_pb2.ResolveEscalationResponse(escalation=await asyncio.to_thread(self._message, row),
                                                         decision=convert.decision(record))
