@@ -35,6 +35,11 @@ class Secrets:
         self.lock = threading.Lock()
         self._pattern: re.Pattern[str] | None = None
 
+    def configure(self, base: Path, ttl_s: float | None = None) -> None:
+        """Where ``${file:...}`` references are read from (the config's folder) and how long a value read is
+        kept: set once, at start, by the composition root (or by a config being loaded)."""
+        self.base, self.ttl_s = base, ttl_s
+
     def _read(self, template: str, where: str) -> str:
         def sub(m: re.Match[str]) -> str:
             kind, ref = m.group(1), m.group(2).strip()

@@ -278,7 +278,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
         base = path.parent
         from adapters.infra.secrets import SECRETS
 
-        SECRETS.base = base  # ${file:...} references too
+        SECRETS.configure(base, SECRETS.ttl_s)  # ${file:...} references too
         settings.rulesets = settings.rulesets if settings.rulesets.is_absolute() or not (
             base / settings.rulesets).exists() else base / settings.rulesets
     return settings

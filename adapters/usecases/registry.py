@@ -32,10 +32,9 @@ class GovernanceError(BatonError):
 
 
 class RulesetRegistry:
-    def __init__(self, store: SqlStore, refresh_s: float = 2.0, idle_unload_s: float | None = 600.0) -> None:
+    def __init__(self, store: SqlStore, refresh_s: float = 2.0, idle_unload_s: float | None = 600.0,
+                 background: bool = False) -> None:
         self.store = store
-        if store.private is None:  # the store leaves each version's pii fields out of search
-            store.private = self.private_fields
         self.engines: dict[str, Engine] = {}  # version -> engine
         # a loaded version not used for idle_unload_s is unloaded (``unload_idle``), never one in effect;
         # used: version -> when engine_for last handed it out (monotonic); unloaded: reloaded on demand
@@ -46,10 +45,10 @@ class RulesetRegistry:
         self.schedule: dict[str, list[tuple[float, float, str]]] = {}
         self.refresh_s = refresh_s
         self.refreshed = 0.0
-        # set by a server that re-reads the schedule from a background task (refresh(force=True) every
-        # refresh_s): lookups then never query the store on the caller's thread - on the event loop a
-        # query waited for the GIL behind the store writer, stalling every decision in flight
-        self.background = False
+        # True in a service whose background task re-reads the schedule (refresh(force=True) every refresh_s,
+        # adapters/doors/grpc/server.py): lookups then never query the store on the caller's thread - on the
+        # event loop a query waited for the GIL behind the store writer, stalling every decision in flight
+        self.background = background
         self.lock = threading.Lock()
 
     # -- loading -----------------------------------------------------------------------------------

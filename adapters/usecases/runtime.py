@@ -25,6 +25,7 @@ from adapters.infra.store.sql import SqlStore
 from adapters.infra.store.writer import GroupWriter
 from adapters.infra.system import LoopLag, SystemClock, TimeOrderedIds
 from adapters.infra.tracing import TracedPorts, setup_tracing
+from adapters.usecases.audits import Audits
 from adapters.usecases.commands import DecideLimits
 from adapters.usecases.config import Settings, effect_connectors, model_gateway, tool_connectors
 from adapters.usecases.decide import Decide
@@ -86,6 +87,7 @@ class Runtime:
     tools: ToolConnector
     path: DecisionPath
     decide: Decide
+    audits: Audits
     escalations: Escalations
     shadows: Shadows
     clock: SystemClock = field(default_factory=SystemClock)
@@ -105,13 +107,14 @@ class Runtime:
         resolve`, `baton decide --db`) does neither. ``given_ports``: the model gateway and tools a command
         built itself (`baton decide --answers`), used instead of the config's; retrieval and tracing are
         added to them as to the config's."""
-        SECRETS.base, SECRETS.ttl_s = base, cfg.secrets_ttl_s
+        SECRETS.configure(base, cfg.secrets_ttl_s)
         store = SqlStore(cfg.db)
-        registry = RulesetRegistry(store, idle_unload_s=cfg.versions.idle_unload_s)
+        # a service re-reads the publication schedule and the shadows from a background task (serve, consume)
+        registry = RulesetRegistry(store, idle_unload_s=cfg.versions.idle_unload_s, background=serving)
         loaded = registry.load_directory(cfg.rulesets) if serving and cfg.rulesets.is_dir() else []
         corpora_dir = cfg.corpora if cfg.corpora is not None else cfg.rulesets / "corpora"
         corpora = index_corpora(store, corpora_dir) if serving and corpora_dir.is_dir() else []
-        writer = GroupWriter(store)
+        writer = GroupWriter(store, private=registry.private_fields)  # pii fields never searchable
         models, raw_tools, note = ports(cfg, base) if given_ports is None else (*given_ports, "given by the command")
         tools: ToolConnector = WithRetrieval(raw_tools, store)
         tracer = provider = None
@@ -121,14 +124,19 @@ class Runtime:
         clock, ids = SystemClock(), TimeOrderedIds()
         lag = LoopLag(observe=metrics.LOOP_LAG.observe)
         candidates = CandidateCompiler(cfg.limits.compile_limits())
-        shadows = Shadows(store, registry, candidates=candidates)  # each shadow in a bounded child
+        shadows = Shadows(store, registry, candidates=candidates, background=serving)  # each in a bounded child
+        if serving:  # read once now; the background task reads them again every refresh_s
+            registry.refresh(force=True)
+            shadows.refresh(force=True)
         path = DecisionPath(writer, tracer, shadows, lag=lag, gate=StartGate(cfg.limits.batch_window_ms / 1000))
         decide = Decide(registry=registry, log=store, path=path, models=models, tools=tools, clock=clock, ids=ids,
                         limits=limits(cfg))
         escalations = Escalations(store, writer, registry, models, tools, clock, ids, path=path)
+        audits = Audits(store=store, registry=registry, candidates=candidates)
         return cls(cfg=cfg, base=base, store=store, registry=registry, writer=writer, models=models, tools=tools,
-                   path=path, decide=decide, escalations=escalations, shadows=shadows, clock=clock, ids=ids, lag=lag,
-                   loaded=loaded, corpora=corpora, ports_note=note, provider=provider, candidates=candidates)
+                   path=path, decide=decide, audits=audits, escalations=escalations, shadows=shadows, clock=clock,
+                   ids=ids, lag=lag, loaded=loaded, corpora=corpora, ports_note=note, provider=provider,
+                   candidates=candidates)
 
     def outbox(self) -> OutboxWorker:
         d = self.cfg.delivery

@@ -98,7 +98,7 @@ class _Child:
 class Shadows:
     def __init__(self, store: SqlStore, registry: RulesetRegistry, queue_size: int = 1000,
                  refresh_s: float = 2.0, candidates: CandidateCompiler | None = None,
-                 retry_s: float = 60.0) -> None:
+                 retry_s: float = 60.0, background: bool = False) -> None:
         self.store = store
         self.registry = registry
         # with a compiler, each shadow version runs in a bounded child (the service); without, in this process
@@ -111,7 +111,7 @@ class Shadows:
         self.refresh_s = refresh_s
         self.by_ruleset: dict[str, list[str]] = {}
         self.refreshed = 0.0
-        self.background = False  # as RulesetRegistry.background: a server task refreshes, offer() never queries
+        self.background = background  # as RulesetRegistry.background: a server task refreshes, offer() never queries
         self.lock = threading.Lock()
         self.queue: asyncio.Queue[DecisionRecord] | None = None
         self.task: asyncio.Task[None] | None = None

@@ -143,7 +143,7 @@ def test_log_records_are_redacted() -> None:
 
 
 def test_a_rotated_http_header_is_used_without_restart(tmp_path: Path) -> None:
-    SECRETS.base = tmp_path
+    SECRETS.configure(tmp_path)
     (tmp_path / "api-token").write_text("first-token-aaaa")
     seen: list[str] = []
 

@@ -42,7 +42,7 @@ def decided(tmp_path: Path) -> tuple[SqlStore, RulesetRegistry, DecisionRecord]:
                                                     "beneficiary_iban": IBAN, "initiated_by": "alice",
                                                     "new_beneficiary": False}}, answers, answers,
                                        FixedClock(1_764_000_000.0), SequentialIds("p-"))).to_dict()
-    store.save(record)
+    store.save(record, private=registry.private_fields(str(record["version"])))
     return store, registry, record
 
 

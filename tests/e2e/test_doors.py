@@ -33,10 +33,12 @@ from adapters.doors.grpc.auth import Auth, Identity
 from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from adapters.doors.grpc.service import Services, generic_handlers
 from adapters.doors.intake import Decider
+from adapters.infra.candidates import CandidateCompiler
 from adapters.infra.rulesets import load_file
 from adapters.infra.store.sql import SHADOW_RESULTS, SqlStore
 from adapters.infra.store.writer import GroupWriter
 from adapters.infra.system import SystemClock, TimeOrderedIds
+from adapters.usecases.audits import Audits
 from adapters.usecases.decide import Decide
 from adapters.usecases.decisions import DecisionPath
 from adapters.usecases.escalations import Escalations
@@ -99,6 +101,7 @@ def test_every_door_gives_a_decision_the_same_side_records(tmp_path: Path, caplo
         path = DecisionPath(writer, None, shadows)  # the process's one path, as the composition root builds it
         decide = Decide(registry=registry, log=store, path=path, models=answers, tools=answers, clock=clock, ids=ids)
         services = Services(auth=Auth(TOKENS), decide=decide, store=store, registry=registry, shadows=shadows,
+                            audits=Audits(store=store, registry=registry, candidates=CandidateCompiler()),
                             escalations=Escalations(store, writer, registry, answers, answers, clock, ids, path=path))
         server = grpc.aio.server()
         server.add_generic_rpc_handlers(generic_handlers(services))

@@ -26,7 +26,6 @@ from adapters.doors.console.ui import (
 )
 from adapters.infra.checkpoints import prove_stored
 from adapters.infra.system import utc_text
-from adapters.usecases.decisions import replay_stored, what_if_stored
 from engine.errors import BatonError
 from engine.explain import why
 from engine.pii import scrubber, secrets_of
@@ -219,7 +218,7 @@ class DecisionPages:
                                 status_code=303)
 
     async def replay_view(self, record: DecisionRecord) -> dict[str, Any]:
-        result = await replay_stored(self.c.store, self.c.registry.engine_for, record)
+        result = await self.c.audit.replay(record)
         div = result.divergence
         where = None if div is None else (f"trace event {div.index + 1}" if div.index >= 0 else div.what)
         return {"identical": result.identical, "where": where,
@@ -232,11 +231,9 @@ class DecisionPages:
 
     async def whatif_view(self, record: DecisionRecord, wanted: str) -> dict[str, Any]:
         try:
-            version = await asyncio.to_thread(self.c.registry.resolve, wanted)
-            engine = await asyncio.to_thread(self.c.registry.engine_for, version)
+            version, w = await self.c.audit.what_if(record, version=wanted, keep=True)
         except BatonError as e:
             return {"whatif_error": e.message}
-        w = await what_if_stored(self.c.store, engine, record, keep=True)
         graphs = None if w.record is None else (svg.decision_graph(timeline(record), record["outcome"],
                                                                    "whatif-stored-graph"),
                                                 svg.decision_graph(timeline(w.record), str(w.record["outcome"]),

@@ -23,8 +23,9 @@ from adapters.doors.console.ui import (
     error_dict,
     timeline,
 )
-from adapters.infra.candidates import Checked, CompileLimitExceeded, Progress, with_progress
+from adapters.infra.candidates import CompileLimitExceeded
 from adapters.infra.store.governance import VersionSource
+from adapters.usecases.audits import ImpactReport
 from adapters.usecases.impact import Impact, decision_label
 from adapters.usecases.registry import GovernanceError
 from engine.errors import BatonError, CompileErrors
@@ -153,13 +154,11 @@ class RulesetPages:
             if record is None:
                 context["whatif_error"] = f"no stored decision {decision_id[:80]!r}"
             else:
-                docs = await asyncio.to_thread(self.c.store.documents_of, record)
-                checked, (w,) = await self.c.candidates.awhat_if(source, "draft.yaml",
-                                                                 lambda _: (1, [(record, docs)]), keep=True)
+                version, w = await self.c.audit.what_if(record, source=source, file="draft.yaml", keep=True)
                 graphs = None if w.record is None else (  # the stored decision and the draft's, drawn
                     svg.decision_graph(timeline(record), record["outcome"], "whatif-stored-graph"),
                     svg.decision_graph(timeline(w.record), str(w.record["outcome"]), "whatif-new-graph"))
-                context["whatif"] = {"version": checked.version, "w": replace(w, record=None), "draft": True,
+                context["whatif"] = {"version": version, "w": replace(w, record=None), "draft": True,
                                      "graphs": graphs}
         elif action == "impact" and check["valid"]:
             last = _int(data.get("last"), 200, 1, 5000)
@@ -188,23 +187,15 @@ class RulesetPages:
     async def impact(self, source: str, last: int, progress: Callable[[int, int], Awaitable[None]] | None = None
                      ) -> dict[str, Any]:
         """The draft over the ``last`` stored decisions of its ruleset, run by the bounded child."""
-        store = self.c.store
-        seen: list[str] = []
-
-        def decisions(checked: Checked) -> list[str]:  # on the run's thread
-            seen.extend(store.recent_ids(checked.name, last))
-            return seen
-
-        result = Impact()  # in bounded children, side by side when there are enough decisions
-        async for step in with_progress(lambda report: self.c.candidates.aimpact(
-                source, "draft.yaml", decisions, store, progress=report), every=10):
-            if not isinstance(step, Progress):
-                result.results = step[1]
+        report = ImpactReport(Impact())
+        async for step in self.c.audit.impact(source, file="draft.yaml", last=last, every=10):
+            if isinstance(step, ImpactReport):
+                report = step
             elif progress is not None:
                 await progress(step.done, step.total)
-        if not seen and progress is not None:
+        if not report.ids and progress is not None:
             await progress(0, 0)
-        ids = seen
+        result, ids = report.impact, report.ids
         changes = result.moves(decision_label)
         tampered = await asyncio.to_thread(self.c.store.chain_problems, ids)  # replayed, but edited since hashed
         return {"decisions": result.decisions, "changed": len(result.changed), "unanswered": result.unanswered,

@@ -23,6 +23,7 @@ from adapters.doors.console.security import COOKIE, HEADERS, Session, Sessions
 from adapters.infra.candidates import CandidateCompiler
 from adapters.infra.store.sql import SqlStore
 from adapters.infra.system import utc_text
+from adapters.usecases.audits import Audits
 from adapters.usecases.escalations import Escalations
 from adapters.usecases.registry import RulesetRegistry
 from engine.errors import BatonError
@@ -45,6 +46,16 @@ class Console:
     # the effects this service has a connector for (None: not known); others wait in the outbox, never tried
     effect_names: frozenset[str] | None = None
     candidates: CandidateCompiler = field(default_factory=CandidateCompiler)  # what editors type, bounded
+    audits: Audits | None = None  # replay, what-if, impact (None: over this console's own store and compiler)
+
+    def __post_init__(self) -> None:
+        if self.audits is None:  # the same store, registry and compiler: nothing of its own
+            self.audits = Audits(store=self.store, registry=self.registry, candidates=self.candidates)
+
+    @property
+    def audit(self) -> Audits:
+        assert self.audits is not None
+        return self.audits
 
 
 MAX_FORM = 8_000_000  # bytes of one console form: room for the largest ruleset (MAX_SOURCE characters)

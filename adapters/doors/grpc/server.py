@@ -28,7 +28,6 @@ from adapters.doors.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation
 from adapters.doors.grpc.service import Services, generic_handlers
 from adapters.doors.intake import consumers_of, run_consumers
 from adapters.infra import metrics
-from adapters.infra.candidates import CandidateCompiler
 from adapters.infra.logs import flush_decision_log, say, setup_logging
 from adapters.infra.metrics import serve_metrics
 from adapters.infra.secrets import SECRETS
@@ -60,8 +59,7 @@ def _is_loopback(listen: str) -> bool:
         return False
 
 
-async def _start_console(cfg: Settings, store: SqlStore, registry: RulesetRegistry, auth: Auth,
-                         escalations: Escalations, candidates: CandidateCompiler) -> tuple[Any, asyncio.Task[None]]:
+async def _start_console(cfg: Settings, rt: Runtime, auth: Auth) -> tuple[Any, asyncio.Task[None]]:
     """The console (HTTP) beside gRPC, in this process, on the same store; TLS when the service has it."""
     import uvicorn
 
@@ -74,7 +72,8 @@ async def _start_console(cfg: Settings, store: SqlStore, registry: RulesetRegist
     key = SECRETS.resolve(cfg.console_secret, "console_secret").encode() if cfg.console_secret else None
     sessions = Sessions(auth, key, secure=tls, idle_s=cfg.console_sessions.idle_s,
                         absolute_s=cfg.console_sessions.absolute_s)
-    app = create_app(Console(store, registry, sessions, escalations, tuple(cfg.pii_roles), candidates=candidates))
+    app = create_app(Console(rt.store, rt.registry, sessions, rt.escalations, tuple(cfg.pii_roles), audits=rt.audits,
+                             candidates=rt.candidates))
     app.state.console.effect_names = frozenset(cfg.effects or {})  # what the console says of waiting effects
     config = uvicorn.Config(app, host=host or "127.0.0.1", port=int(port), log_level="warning", lifespan="off",
                             access_log=False, ssl_certfile=str(cfg.tls.cert) if tls else None,
@@ -195,7 +194,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
                          "BATON_TOKENS), listen on localhost, or pass --insecure-no-auth")
     rt = Runtime.build(cfg, base)
     services = Services(auth=auth, decide=rt.decide, store=rt.store, registry=rt.registry,
-                        escalations=rt.escalations, shadows=rt.shadows, candidates=rt.candidates,
+                        escalations=rt.escalations, shadows=rt.shadows, audits=rt.audits, candidates=rt.candidates,
                         pii_roles=tuple(cfg.pii_roles))
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1), *cfg.transport.grpc_options()])
     server.add_generic_rpc_handlers(generic_handlers(services))
@@ -228,7 +227,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     rt.start()
     checkpoints = asyncio.create_task(checkpointer(cfg, base, rt.store).run(stop)) \
         if cfg.audit is not None and worker == 0 else None  # signed tree heads to witnesses (docs/audit.md)
-    console = await _start_console(cfg, rt.store, rt.registry, auth, rt.escalations, rt.candidates) \
+    console = await _start_console(cfg, rt, auth) \
         if cfg.console and worker == 0 else None
     intake = consumers_of(rt)
     consuming = asyncio.create_task(run_consumers(intake, stop)) if intake else None
@@ -308,10 +307,9 @@ async def _tend_heap(trim_every_s: float | None, stop: asyncio.Event) -> None:
 
 async def _keep_fresh(registry: RulesetRegistry, shadows: Shadows | None, stop: asyncio.Event) -> None:
     """Re-read the publication schedule and the attached shadows every refresh_s on a worker thread, so that
-    no lookup on the event loop queries the store (see RulesetRegistry.background)."""
+    no lookup on the event loop queries the store (the runtime built them with ``background``: see
+    RulesetRegistry.background)."""
     targets: list[RulesetRegistry | Shadows] = [registry] if shadows is None else [registry, shadows]
-    for target in targets:
-        target.background = True
     while not await _stopped_within(stop, registry.refresh_s):
         for target in targets:
             try:

@@ -19,15 +19,14 @@ from grpc_status import rpc_status
 from adapters.doors.grpc import convert
 from adapters.doors.grpc.auth import Auth, AuthError, Identity
 from adapters.doors.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
-from adapters.infra.candidates import CandidateCompiler, Checked, CompileLimitExceeded, Progress, with_progress
+from adapters.infra.candidates import CandidateCompiler, CompileLimitExceeded, Progress
 from adapters.infra.store.governance import Publication, VersionInfo, VersionSource
 from adapters.infra.store.sql import Conflict, SqlStore
 from adapters.infra.store.sql import unavailable as store_unavailable
+from adapters.usecases.audits import Audits
 from adapters.usecases.commands import Answer, DecideCommand, RawDocument, Refused, late
 from adapters.usecases.decide import BatchResult, Call, Decide
-from adapters.usecases.decisions import replay_stored, what_if_stored
 from adapters.usecases.escalations import Escalations, NotOpen
-from adapters.usecases.impact import Impact
 from adapters.usecases.registry import GovernanceError, RulesetRegistry
 from adapters.usecases.shadow import Shadows
 from engine import codes
@@ -65,6 +64,7 @@ class Services:
     registry: RulesetRegistry
     escalations: Escalations
     shadows: Shadows
+    audits: Audits  # replay, what-if, impact
     candidates: CandidateCompiler = field(default_factory=CandidateCompiler)  # rulesets callers send
     pii_roles: tuple[str, ...] = ()  # who reads fields marked pii in others' decisions; everyone else: masked
 
@@ -352,10 +352,7 @@ class DecisionService:
                     left.cancel()  # a request already deciding is shielded: it is stored and counted all the same
 
     async def _record(self, decision_id: str) -> DecisionRecord:
-        record = await asyncio.to_thread(self.s.store.get, decision_id)
-        if record is None:
-            raise _not_found(f"no decision {decision_id!r}")
-        return record
+        return await self.s.audits.record(decision_id)
 
     @handler("GetDecision")
     async def GetDecision(self, request: decision_pb2.GetDecisionRequest, context: Ctx,
@@ -395,8 +392,7 @@ class DecisionService:
     @handler("ReplayDecision")
     async def ReplayDecision(self, request: decision_pb2.ReplayDecisionRequest, context: Ctx,
                              ident: Identity) -> decision_pb2.ReplayDecisionResponse:
-        record = await self._record(request.decision_id)
-        result = await replay_stored(self.s.store, self.s.registry.engine_for, record)
+        result = await self.s.audits.replay(await self._record(request.decision_id))
         div = None
         if result.divergence is not None:
             div = decision_pb2.Divergence(index=result.divergence.index, what=result.divergence.what,
@@ -408,25 +404,8 @@ class DecisionService:
     async def WhatIf(self, request: decision_pb2.WhatIfRequest, context: Ctx,
                      ident: Identity) -> decision_pb2.WhatIfResponse:
         record = await self._record(request.decision_id)
-        kind = request.WhichOneof("candidate")
-        if kind not in ("source", "version"):
-            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "give the candidate's source or version",
-                        [("candidate", "required")])
-        source, file = request.source, "candidate.yaml"
-        if kind == "version":
-            version = await asyncio.to_thread(self.s.registry.resolve, request.version)
-            engine = self.s.registry.loaded(version)  # in use here already: no compile
-            if engine is not None:
-                w = await what_if_stored(self.s.store, engine, record)
-                return self._what_if(w)
-            found = await asyncio.to_thread(self.s.store.ruleset_source, version)
-            if found is None:
-                raise _not_found(f"no ruleset version {version[:12]}")
-            source, file = found[1], f"{found[0]}@{version[:12]}"
-        # a candidate, or a stored version not yet approved: compiled and run in the bounded child
-        documents = await asyncio.to_thread(self.s.store.documents_of, record)
-        _, results = await self.s.candidates.awhat_if(source, file, lambda _: (1, [(record, documents)]))
-        return self._what_if(results[0])
+        _, result = await self.s.audits.what_if(record, version=request.version, source=request.source)
+        return self._what_if(result)
 
     @staticmethod
     def _what_if(w: WhatIfResult) -> decision_pb2.WhatIfResponse:
@@ -639,19 +618,12 @@ class RulesetService:
                 raise Abort(grpc.StatusCode.INVALID_ARGUMENT, request.error)
             self.s.auth.check(_credential(context), "Impact")
             since = timestamp_s(request.since, "since") if request.HasField("since") else None
-            store = self.s.store
-
-            def decisions(checked: Checked) -> list[str]:  # on the run's thread
-                return store.recent_ids(checked.name, request.last or (None if since else 1000), since)
-
-            impact = Impact()  # in bounded children, side by side when there are enough decisions
-            async for step in with_progress(lambda progress: self.s.candidates.aimpact(
-                    request.source, "candidate.yaml", decisions, store, progress=progress)):
+            async for step in self.s.audits.impact(request.source, last=request.last or None, since=since):
                 if isinstance(step, Progress):
                     yield ruleset_pb2.ImpactResponse(progress=ruleset_pb2.ImpactProgress(done=step.done,
                                                                                            total=step.total))
                 else:
-                    impact.results = step[1]
+                    impact = step.impact
                     if not impact.results:
                         yield ruleset_pb2.ImpactResponse(progress=ruleset_pb2.ImpactProgress(done=0, total=0))
         except Exception as e:

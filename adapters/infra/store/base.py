@@ -10,7 +10,6 @@ import fcntl
 import os
 import threading
 import uuid
-from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,9 +129,6 @@ def unavailable(error: BaseException) -> bool:
 class StoreBase:
     def __init__(self, url: str | None = None, migrate: bool = True) -> None:
         self.url = resolve_url(url)
-        # version -> {fact type: pii fields}: set by the service (the registry knows the rulesets), so search
-        # never indexes personal data
-        self.private: Callable[[str], Mapping[str, Collection[str]] | None] | None = None
         self.sqlite = self.url.startswith("sqlite")
         if self.sqlite:
             self.engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})

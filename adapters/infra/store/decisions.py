@@ -108,8 +108,9 @@ class Problem:
 
 class DecisionsArea(TreeArea):
     # -- writing -----------------------------------------------------------------------------------
-    def save(self, record: DecisionRecord, caller: str = "", idempotency_key: str | None = None) -> Saved:
-        private = self.private(str(record.get("version", ""))) if self.private is not None else None
+    def save(self, record: DecisionRecord, caller: str = "", idempotency_key: str | None = None,
+             private: Mapping[str, Collection[str]] | None = None) -> Saved:
+        """One decision, committed; ``private``: its version's pii fields by fact type, left out of search."""
         return self.save_batch([Pending(record, caller, idempotency_key, private=private)])[0]
 
     def save_batch(self, items: Sequence[Pending]) -> list[Saved]:

@@ -62,8 +62,11 @@ Outcome = tuple[Any, Saved | None, BaseException | None]  # (future or _Item of 
 
 
 class GroupWriter:
-    def __init__(self, store: SqlStore, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, store: SqlStore, max_batch: int = MAX_BATCH,
+                 private: Callable[[str], Mapping[str, Collection[str]] | None] | None = None) -> None:
         self.store = store
+        # version -> {fact type: pii fields} (the registry's private_fields), so search never indexes personal data
+        self.private_fields = private
         self.max_batch = max_batch
         self.queue: queue.SimpleQueue[_Item | list[_Item] | _Group | None] = queue.SimpleQueue()
         self._held: dict[asyncio.AbstractEventLoop, list[_Item]] = {}  # saved in this pass of each loop
@@ -115,9 +118,9 @@ class GroupWriter:
         return future
 
     def private(self, record: DecisionRecord) -> Mapping[str, Collection[str]] | None:
-        """The PII fields of the record's ruleset version (search leaves them out), when the service told the
-        store how to find them."""
-        lookup = self.store.private
+        """The PII fields of the record's ruleset version (search leaves them out), when the writer was told how
+        to find them."""
+        lookup = self.private_fields
         return lookup(str(record.get("version", ""))) if lookup is not None else None
 
     def close(self) -> None:
