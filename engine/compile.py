@@ -13,9 +13,9 @@ pattern tests the fact type, the same pushed-down equalities, and one token, ``k
 router (``Router``) sets on a fact exactly when the slot's literal tests hold and its rule can match.
 
 Why shards, and why this size (durable-rules 2.0.28, measured; see tests/engine/test_durable_rules.py):
-- a session costs time for every rule of its ruleset (its state is allocated per rule node, ~0.4 us a
-  pattern), so one network of 10,000 rules would cost milliseconds per decision even when no rule can
-  match; a session on 8 rules costs a few microseconds;
+- a session costs time for every rule of its ruleset (its state is allocated per rule node, per
+  pattern), so one network of a large ruleset would cost every decision that time even when no rule can
+  match, while a session on a shard's few rules costs little (bench/rules_scale.py measures both);
 - per network: 256 rules per alpha node (error 108), 512 equality children per node (the core hangs),
   4,096 rules (error 106), 64 alpha nodes a fact passes at once (error 303), 255 fact properties.
 A shard of 8 rules and 16 patterns stays under every one of them whatever the ruleset, which

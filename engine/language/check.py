@@ -801,7 +801,8 @@ _CMP: dict[str, Callable[[Any, Any], Any]] = {
 
 @lru_cache(maxsize=4096)
 def _field_reader(binding: str, fname: str) -> Eval:
-    """One reader per field, shared by every expression that reads it (10,000 rules name a dozen fields)."""
+    """One reader per field, shared by every expression that reads it (a large ruleset's many rules name
+    few distinct fields)."""
     return lambda env, wm: env[binding].get(fname, MISSING)
 
 
