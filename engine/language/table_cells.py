@@ -370,6 +370,8 @@ def clock_text(x: float, clock: str) -> str:
     return f'datetime("{dates.format_datetime(round(x * 1e6))}")'
 
 
+# -- conditions as text ----------------------------------------------------------------------------
+
 def quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 

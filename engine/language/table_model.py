@@ -215,6 +215,8 @@ def overlaps(r1: Row, r2: Row) -> bool:
     return all(_intersect(a, b) for a, b in zip(r1.cells, r2.cells, strict=True))
 
 
+# -- the index: which rows contain given values, without testing every row ------------------------------
+
 class TableIndex:
     """The rows of one table in precedence order, filed per column: numeric cells in an interval tree,
     value cells hashed, ``-`` and ``not`` cells aside. ``matching(values)`` lists the rows whose every
