@@ -13,9 +13,9 @@ pattern tests the fact type, the same pushed-down equalities, and one token, ``k
 router (``Router``) sets on a fact exactly when the slot's literal tests hold and its rule can match.
 
 Why shards, and why this size (durable-rules 2.0.28, measured; see tests/engine/test_durable_rules.py):
-- a session costs time for every rule of its ruleset (its state is allocated per rule node, ~0.4 us a
-  pattern), so one network of 10,000 rules would cost milliseconds per decision even when no rule can
-  match; a session on 8 rules costs a few microseconds;
+- a session costs time for every rule of its ruleset (its state is allocated per rule node, per
+  pattern), so one network of a large ruleset would cost every decision that time even when no rule can
+  match, while a session on a shard's few rules costs little (bench/rules_scale.py measures both);
 - per network: 256 rules per alpha node (error 108), 512 equality children per node (the core hangs),
   4,096 rules (error 106), 64 alpha nodes a fact passes at once (error 303), 255 fact properties.
 A shard of 8 rules and 16 patterns stays under every one of them whatever the ruleset, which
@@ -43,7 +43,7 @@ from operator import itemgetter
 
 from engine.errors import BatonError
 from engine.index import LiteralIndex, LiteralTest, literal_test
-from engine.language.check import FactIndex, Guard, compile_guard
+from engine.language.check import Branch, FactIndex, Guard, compile_guard
 from engine.language.expr import Bind, Exists, Node
 from engine.language.source import collector_paused
 from engine.model import Rule, Ruleset
@@ -307,26 +307,38 @@ def _pushable(test: LiteralTest) -> bool:
                                                                    and SAFE_TOKEN.fullmatch(test.value) is not None))
 
 
+Pushed = dict[str, dict[str, tuple[str, set[object]]]]  # type -> field -> (engine field, values)
+Equalities = dict[tuple[int, int], dict[str, list[LiteralTest]]]  # (rule, branch) -> binding -> tests
+
+
 def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int, pushdown: bool,
              layout: str) -> CompiledRuleset:
     ordered = sorted(((rule, b, branch) for rule in ruleset.rules for b, branch in enumerate(rule.condition.branches)),
                      key=lambda x: (-x[0].priority, x[0].index, x[1]))
-    index = LiteralIndex()
-    tokens: list[tuple[int, str]] = []
-    slot_types: list[str] = []
-    shards: list[Shard] = []
-    definitions: list[dict[str, object]] = []
-    rules: dict[str, EngineRule] = {}
-    slot_rule: list[int] = []
-    rule_slots: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
-    static_free: dict[str, list[int]] = {}
-    type_shards: dict[str, list[int]] = {}
-    # Equalities on strings and booleans are also tested in the network, as Baton always has: fields named
-    # f0, f1, ... in the order the ruleset first names them. Besides filtering in guard-only networks, they
-    # give the network the shape in which the core joins a fact's patterns in the order decisions stored by
-    # earlier versions were made in (ties between combinations of one rule, e.g. self-joins).
-    pushed: dict[str, dict[str, tuple[str, set[object]]]] = {}  # type -> field -> (engine field, values)
-    equalities: dict[tuple[int, int], dict[str, list[LiteralTest]]] = {}
+    pushed, equalities = _pushed_equalities(ruleset, pushdown)
+    cut = _Cut(indexed, shard_rules, shard_slots, pushed, equalities)
+    for rule, b, branch in ordered:
+        cut.add(ruleset, rule, b, branch)
+    cut.index.freeze()
+    for shard, definition in zip(cut.shards, cut.definitions, strict=True):
+        if indexed:
+            check_fits(shard, cut.slot_types, len(shard.rules))
+        shard.engine_json = json.dumps(definition, separators=(",", ":"))
+    if not cut.shards:
+        cut.shards.append(Shard(0, json.dumps({START_RULE: {"pri": 0, "all": [{"m": {"bt": START_TYPE}}]}})))
+    static_checked, static_tokens = _static_routes(cut.index, cut.tokens, cut.static_free)
+    encoders = {t: tuple((f, e, frozenset(v)) for f, (e, v) in per.items()) for t, per in pushed.items()}
+    return CompiledRuleset(ruleset, cut.shards, cut.rules, cut.index, cut.tokens, cut.slot_rule, cut.rule_slots,
+                           static_checked, static_tokens, cut.type_shards, encoders, indexed, layout)
+
+
+def _pushed_equalities(ruleset: Ruleset, pushdown: bool) -> tuple[Pushed, Equalities]:
+    """Equalities on strings and booleans are also tested in the network, as Baton always has: fields named
+    f0, f1, ... in the order the ruleset first names them. Besides filtering in guard-only networks, they
+    give the network the shape in which the core joins a fact's patterns in the order decisions stored by
+    earlier versions were made in (ties between combinations of one rule, e.g. self-joins)."""
+    pushed: Pushed = {}
+    equalities: Equalities = {}
     count = 0
     for rule in ruleset.rules:
         kind_of = _kind_of(ruleset, rule.condition.aliases)
@@ -340,55 +352,86 @@ def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int
                         per_type[t.field] = (f"f{count}", set())
                         count += 1
                     per_type[t.field][1].add(t.value)
-    for rule, b, branch in ordered:
+    return pushed, equalities
+
+
+@dataclass(slots=True)
+class _Cut:
+    """The engine rules in agenda order as they are cut into shards: each branch's patterns become slots
+    of the literal index, each slot a token of its shard."""
+
+    indexed: bool
+    shard_rules: int
+    shard_slots: int
+    pushed: Pushed
+    equalities: Equalities
+    index: LiteralIndex = field(default_factory=LiteralIndex)
+    tokens: list[tuple[int, str]] = field(default_factory=list)
+    slot_types: list[str] = field(default_factory=list)
+    shards: list[Shard] = field(default_factory=list)
+    definitions: list[dict[str, object]] = field(default_factory=list)
+    rules: dict[str, EngineRule] = field(default_factory=dict)
+    slot_rule: list[int] = field(default_factory=list)
+    rule_slots: list[tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    static_free: dict[str, list[int]] = field(default_factory=dict)
+    type_shards: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, ruleset: Ruleset, rule: Rule, b: int, branch: Branch) -> None:
+        """One branch of one rule as the next engine rule, in the last shard or a new one if it is full."""
         kind_of = _kind_of(ruleset, rule.condition.aliases)
-        tests, rest = split_branch(branch.parts, branch.bindings, kind_of, indexed)
+        tests, rest = split_branch(branch.parts, branch.bindings, kind_of, self.indexed)
         patterned = {**branch.bindings, **branch.epochs}  # aggregates: a marker pattern per aggregated type
-        if not shards or len(shards[-1].rules) >= shard_rules or len(shards[-1].slots) + len(patterned) \
-                > shard_slots:
-            shards.append(Shard(len(shards), ""))
-            definitions.append({START_RULE: {"pri": 0, "all": [{"m": {"bt": START_TYPE}}]}})
-        shard = shards[-1]
-        number = len(rules)
+        if not self.shards or len(self.shards[-1].rules) >= self.shard_rules or len(self.shards[-1].slots) \
+                + len(patterned) > self.shard_slots:
+            self.shards.append(Shard(len(self.shards), ""))
+            self.definitions.append({START_RULE: {"pri": 0, "all": [{"m": {"bt": START_TYPE}}]}})
+        shard = self.shards[-1]
+        number = len(self.rules)
         ename = f"r{number}"
-        patterns = []
-        pattern_json = []
-        own: list[int] = []
-        for k, (binding, tname) in enumerate(patterned.items()):
-            slot = index.add(tname, binding, tests.get(binding, []))
-            own.append(slot)
-            slot_rule.append(number)
-            if shard.number not in type_shards.setdefault(tname, []):
-                type_shards[tname].append(shard.number)
-            token = f"k{len(shard.slots)}"
-            tokens.append((shard.number, token))
-            slot_types.append(tname)
-            shard.slots.append(slot)
-            pname = f"p{k}"
-            patterns.append((pname, binding))
-            conjunction: list[dict[str, object]] = [{"bt": tname}]
-            eqs = equalities[(rule.index, b)].get(binding, [])
-            conjunction.extend({pushed[tname][t.field][0]: t.value} for t in eqs)
-            if indexed:
-                conjunction.append({token: 1})
-            pattern_json.append({pname: conjunction[0] if len(conjunction) == 1 else {"$and": conjunction}})
-        rule_slots.append((tuple(s for s in own if not index.is_free(s)), tuple(s for s in own if index.is_free(s))))
-        if not rule_slots[-1][0]:  # no literal test anywhere: every fact of its types goes to it, as in Rete
+        patterns, pattern_json, own = self.patterns(shard, number, patterned, tests, self.equalities[(rule.index, b)])
+        self.rule_slots.append((tuple(s for s in own if not self.index.is_free(s)),
+                                tuple(s for s in own if self.index.is_free(s))))
+        if not self.rule_slots[-1][0]:  # no literal test anywhere: every fact of its types goes to it, as in Rete
             for slot in own:
-                static_free.setdefault(index.slots[slot].type_name, []).append(slot)
-        definitions[-1][ename] = {"pri": PRI_OFFSET - rule.priority, "all": pattern_json}
+                self.static_free.setdefault(self.index.slots[slot].type_name, []).append(slot)
+        self.definitions[-1][ename] = {"pri": PRI_OFFSET - rule.priority, "all": pattern_json}
         shard.rules.append(ename)
         guard = compile_guard(rest, rule.condition.aliases)
         if rule.precedence is not None:
             guard = _both(guard, rule.precedence)
-        rules[ename] = EngineRule(ename, rule, b, tuple(patterns), guard, shard.number)
-    index.freeze()
-    for shard, definition in zip(shards, definitions, strict=True):
-        if indexed:
-            check_fits(shard, slot_types, len(shard.rules))
-        shard.engine_json = json.dumps(definition, separators=(",", ":"))
-    if not shards:
-        shards.append(Shard(0, json.dumps({START_RULE: {"pri": 0, "all": [{"m": {"bt": START_TYPE}}]}})))
+        self.rules[ename] = EngineRule(ename, rule, b, tuple(patterns), guard, shard.number)
+
+    def patterns(self, shard: Shard, number: int, patterned: Mapping[str, str],
+                 tests: Mapping[str, list[LiteralTest]], eqs_of: Mapping[str, list[LiteralTest]]
+                 ) -> tuple[list[tuple[str, str]], list[dict[str, object]], list[int]]:
+        """The engine rule's patterns (name, binding), their network JSON, and the index slots they fill."""
+        patterns: list[tuple[str, str]] = []
+        pattern_json: list[dict[str, object]] = []
+        own: list[int] = []
+        for k, (binding, tname) in enumerate(patterned.items()):
+            slot = self.index.add(tname, binding, tests.get(binding, []))
+            own.append(slot)
+            self.slot_rule.append(number)
+            if shard.number not in self.type_shards.setdefault(tname, []):
+                self.type_shards[tname].append(shard.number)
+            token = f"k{len(shard.slots)}"
+            self.tokens.append((shard.number, token))
+            self.slot_types.append(tname)
+            shard.slots.append(slot)
+            pname = f"p{k}"
+            patterns.append((pname, binding))
+            conjunction: list[dict[str, object]] = [{"bt": tname}]
+            conjunction.extend({self.pushed[tname][t.field][0]: t.value} for t in eqs_of.get(binding, []))
+            if self.indexed:
+                conjunction.append({token: 1})
+            pattern_json.append({pname: conjunction[0] if len(conjunction) == 1 else {"$and": conjunction}})
+        return patterns, pattern_json, own
+
+
+def _static_routes(index: LiteralIndex, tokens: list[tuple[int, str]], static_free: dict[str, list[int]]
+                   ) -> tuple[dict[str, list[int]], dict[str, list[tuple[int, dict[str, int]]]]]:
+    """Per fact type, the slots every fact of it goes to: those with a check to verify, and the others'
+    tokens grouped by shard."""
     static_checked: dict[str, list[int]] = {}
     static_tokens: dict[str, list[tuple[int, dict[str, int]]]] = {}
     for tname, slots in static_free.items():
@@ -402,6 +445,4 @@ def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int
                 per.append((number, {}))
             per[-1][1][token] = 1
         static_tokens.get(tname, []).sort(key=lambda x: x[0])
-    encoders = {t: tuple((f, e, frozenset(v)) for f, (e, v) in per.items()) for t, per in pushed.items()}
-    return CompiledRuleset(ruleset, shards, rules, index, tokens, slot_rule, rule_slots, static_checked, static_tokens,
-                           type_shards, encoders, indexed, layout)
+    return static_checked, static_tokens

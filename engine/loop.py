@@ -455,14 +455,7 @@ class _Run:
 
     async def execute(self, validated: list[tuple[str, Values]]) -> None:
         self.round = 1
-        new = [(seq, t, v) for t, v in validated if (seq := self.add_fact(t, v, "input"))]
-        for ref in self.d.documents:
-            fact: Values = dict(ref)
-            seq = self.add_fact("document", fact, "document")
-            if seq:
-                new.append((seq, "document", fact))
-        if self.engine.epochs:
-            new.extend(self.epoch_facts(list(self.engine.epochs)))
+        new = self.first_facts(validated)
         self.check_joins(t for _, t, _ in new)
         self.session = self.engine.pool.open(new, self.wm)
         while True:
@@ -492,34 +485,53 @@ class _Run:
             intents, self.intents = self.intents, []
             answers = await self.call_all(intents) if intents else []
             self.round += 1
-            batch = []
-            if self.unreadable:
-                for t, v in self.unreadable:
-                    seq = self.add_fact(t, v, "failure", str(v.get("action", "")))
-                    if seq:
-                        batch.append((seq, t, v))
-                self.unreadable = []
-            extractions = self.extractions
-            for (call, key), result in zip(intents, answers, strict=True):
-                extraction = extractions.get(key) if extractions else None
-                if extraction is None:
-                    for t, v, source in self.facts_from(call, result):
-                        seq = self.add_fact(t, v, source, call.action)
-                        if seq:
-                            batch.append((seq, t, v))
-                    continue
-                extraction.results[key] = result
-                if len(extraction.results) < len(extraction.keys):
-                    continue  # asserted once, with its last chunk
-                for t, v, source, where in self.extracted(extraction):
-                    seq = self.add_fact(t, v, source, call.action, where)
-                    if seq:
-                        batch.append((seq, t, v))
+            batch = self.answers_as_facts(intents, answers)
             self.check_joins(t for _, t, _ in batch)
             self.session.assert_batch(self.with_epochs(batch))
             if not batch and self.d.steps == fired_before:
                 break
         self.resolve()
+
+    def first_facts(self, validated: list[tuple[str, Values]]) -> list[tuple[int, str, Values]]:
+        """The first round's facts: the validated input, the request's documents, the aggregates' markers."""
+        new = [(seq, t, v) for t, v in validated if (seq := self.add_fact(t, v, "input"))]
+        for ref in self.d.documents:
+            fact: Values = dict(ref)
+            seq = self.add_fact("document", fact, "document")
+            if seq:
+                new.append((seq, "document", fact))
+        if self.engine.epochs:
+            new.extend(self.epoch_facts(list(self.engine.epochs)))
+        return new
+
+    def answers_as_facts(self, intents: list[tuple[CallRequest, str]], answers: list[CallResult]
+                         ) -> list[tuple[int, str, Values]]:
+        """The next round's facts: a failure for each unreadable extraction, and each call's answer (an
+        extraction's answers once, with its last chunk)."""
+        batch = []
+        if self.unreadable:
+            for t, v in self.unreadable:
+                seq = self.add_fact(t, v, "failure", str(v.get("action", "")))
+                if seq:
+                    batch.append((seq, t, v))
+            self.unreadable = []
+        extractions = self.extractions
+        for (call, key), result in zip(intents, answers, strict=True):
+            extraction = extractions.get(key) if extractions else None
+            if extraction is None:
+                for t, v, source in self.facts_from(call, result):
+                    seq = self.add_fact(t, v, source, call.action)
+                    if seq:
+                        batch.append((seq, t, v))
+                continue
+            extraction.results[key] = result
+            if len(extraction.results) < len(extraction.keys):
+                continue  # asserted once, with its last chunk
+            for t, v, source, where in self.extracted(extraction):
+                seq = self.add_fact(t, v, source, call.action, where)
+                if seq:
+                    batch.append((seq, t, v))
+        return batch
 
     # -- aggregates -----------------------------------------------------------------------------------
     def epoch_facts(self, types: Sequence[str]) -> list[tuple[int, str, Values]]:
@@ -630,65 +642,76 @@ class _Run:
         d.trace.append(event)
         if plan.listed:
             d.fired.append(rule.name)
-        branch = plan.branch
         for step in rule.steps:
             payload = self.computed(rule, step, env) if step.computed else step.payload
             if self.merged_rows and step.kind == "assert" and rule.name in self.engine.multi_rows:
                 payload = {k: v for k, v in payload.items() if k != ROW_FIELD}
             if step.kind == "assert":
-                if step.computed:
-                    try:
-                        payload = self.engine.ruleset.types[step.fact_type].validate(payload, step.fact_type)
-                    except InvalidInput as e:
-                        raise _Stop(f"rule '{rule.name}' asserts {e.message}") from None
-                seq = self.add_fact(step.fact_type, payload, "rule", rule.name)
-                if seq:
-                    assert self.session is not None
-                    self.check_joins((step.fact_type,))
-                    self.session.assert_now(seq, step.fact_type, payload)
-                    if step.fact_type in self.engine.epochs:
-                        for marker in self.epoch_facts([step.fact_type]):
-                            self.session.assert_now(*marker)
+                self.assert_step(rule, step, payload)
             elif step.kind == "call":
                 self.intend(step.action, env, rule.condition.aliases)
             elif step.kind == "effect":
-                # an intent only: the outbox runs it after the decision is stored, never during replay
-                values = dict(payload)
-                if step.templates:
-                    context = {**self.wm.latest(), **env}
-                    for key, template in step.templates.items():
-                        try:
-                            values[key] = template.render(context)
-                        except Exception as e:  # hostile facts: the effect carries the error, never a crash
-                            values[key] = f"<could not render: {type(e).__name__}>"
-                self.effects += 1
-                effect: Event = {"kind": "effect", "n": self.effects, "step": step_no, "rule": rule.name,
-                                 "name": step.action, "with": values}
-                if rule.proposes:  # delivered only if this firing's proposal wins (marked in resolve)
-                    effect["if_wins"] = True
-                    self.held.append(effect)
-                d.trace.append(effect)
+                self.effect_step(rule, step, payload, env, step_no)
             else:
-                reason = step.reason
-                if step.computed and "reason" in payload:
-                    payload = dict(payload)
-                    reason = str(payload.pop("reason"))
-                proposal: Event = {"kind": "proposal", "step": step_no, "rule": rule.name, "verb": step.kind,
-                                   "payload": payload, "reason": reason, "priority": rule.priority,
-                                   "won": False}
-                d.trace.append(proposal)
-                entry = (rule, step, step_no, proposal)
-                if aggregates is not None:  # a summary rule: a re-firing on the same facts replaces its proposal
-                    same = (rule.name, branch, tuple(seqs.values()), rule.steps.index(step))
-                    earlier = self.summaries.get(same)
-                    if earlier is not None:
-                        earlier[3]["superseded"] = True
-                        self.proposals.remove(earlier)
-                    self.summaries[same] = entry
-                self.proposals.append(entry)
+                self.propose(rule, step, payload, step_no, plan.branch, seqs, aggregates)
         if rule.final:
             self.stopped = rule.name
             d.trace.append({"kind": "stopped", "step": step_no, "round": self.round, "stopped_by": rule.name})
+
+    def assert_step(self, rule: Rule, step: Step, payload: Values) -> None:
+        """A fact the rule asserts, into the session at once (and the markers of the aggregates over it)."""
+        if step.computed:
+            try:
+                payload = self.engine.ruleset.types[step.fact_type].validate(payload, step.fact_type)
+            except InvalidInput as e:
+                raise _Stop(f"rule '{rule.name}' asserts {e.message}") from None
+        seq = self.add_fact(step.fact_type, payload, "rule", rule.name)
+        if seq:
+            assert self.session is not None
+            self.check_joins((step.fact_type,))
+            self.session.assert_now(seq, step.fact_type, payload)
+            if step.fact_type in self.engine.epochs:
+                for marker in self.epoch_facts([step.fact_type]):
+                    self.session.assert_now(*marker)
+
+    def effect_step(self, rule: Rule, step: Step, payload: Values, env: dict[str, Values], step_no: int) -> None:
+        """An intent only: the outbox runs it after the decision is stored, never during replay."""
+        values = dict(payload)
+        if step.templates:
+            context = {**self.wm.latest(), **env}
+            for key, template in step.templates.items():
+                try:
+                    values[key] = template.render(context)
+                except Exception as e:  # hostile facts: the effect carries the error, never a crash
+                    values[key] = f"<could not render: {type(e).__name__}>"
+        self.effects += 1
+        effect: Event = {"kind": "effect", "n": self.effects, "step": step_no, "rule": rule.name,
+                         "name": step.action, "with": values}
+        if rule.proposes:  # delivered only if this firing's proposal wins (marked in resolve)
+            effect["if_wins"] = True
+            self.held.append(effect)
+        self.d.trace.append(effect)
+
+    def propose(self, rule: Rule, step: Step, payload: Values, step_no: int, branch: int, seqs: dict[str, int],
+                aggregates: dict[str, object] | None) -> None:
+        """A decide or escalate step: a proposal in the trace, a candidate for resolve."""
+        reason = step.reason
+        if step.computed and "reason" in payload:
+            payload = dict(payload)
+            reason = str(payload.pop("reason"))
+        proposal: Event = {"kind": "proposal", "step": step_no, "rule": rule.name, "verb": step.kind,
+                           "payload": payload, "reason": reason, "priority": rule.priority,
+                           "won": False}
+        self.d.trace.append(proposal)
+        entry = (rule, step, step_no, proposal)
+        if aggregates is not None:  # a summary rule: a re-firing on the same facts replaces its proposal
+            same = (rule.name, branch, tuple(seqs.values()), rule.steps.index(step))
+            earlier = self.summaries.get(same)
+            if earlier is not None:
+                earlier[3]["superseded"] = True
+                self.proposals.remove(earlier)
+            self.summaries[same] = entry
+        self.proposals.append(entry)
 
     def definitions(self, rule: Rule, branch: int, env: dict[str, Values]) -> dict[str, object]:
         """The values of the definitions a rule's condition names, on the facts it matched (for the trace);

@@ -1,8 +1,8 @@
 """``matches``: regular expressions on RE2, so that no pattern and no input can stall a decision.
 
-Python's ``re`` backtracks: ``^(a+)+$`` against 27 characters takes over a second and doubles with
-each one more, holding the worker's event loop. RE2 matches in time linear in the input, and refuses
-what it cannot run that way (backreferences, lookaround) when the ruleset is compiled.
+Python's ``re`` backtracks: ``^(a+)+$`` against a short run of ``a``s ending in another character takes
+time that doubles with each ``a`` more, holding the worker's event loop. RE2 matches in time linear in the
+input, and refuses what it cannot run that way (backreferences, lookaround) when the ruleset is compiled.
 """
 
 from __future__ import annotations

@@ -19,9 +19,6 @@ ALLOWED = {
     "adapters/doors/grpc/server.py::run_server": 78,
     "adapters/infra/store/decisions.py::DecisionsArea._write_batch": 80,
     "adapters/infra/store/migrations/versions/0001_initial.py::upgrade": 62,
-    "engine/compile.py::_compile": 98,
-    "engine/loop.py::_Run.execute": 67,
-    "engine/loop.py::_Run.on_fire": 79,
 }
 
 

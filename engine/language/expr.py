@@ -291,7 +291,7 @@ class Parser:
                             f"at most {MAX_DEPTH} levels of nesting")
         left = self.prefix()
         # a chain of one boolean operator (a and b and c ...) gathers its operands in a list, built into one
-        # BoolOp when the chain ends: growing a tuple per operand made a 60,000-term condition quadratic
+        # BoolOp when the chain ends: growing a tuple per operand made a long chain quadratic in its length
         chain: list[Node] | None = None
         chain_kind, chain_pos = "", 0
         while True:

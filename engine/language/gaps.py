@@ -1,6 +1,6 @@
 """A decision table's gaps as an analyst would write them: the uncovered inputs merged into intervals and
 value lists written as the cells write them (``claim.amount in [150..200), claim.tier = "a"``), not one
-line per point and open interval of the exact analysis (engine/language/tables.py ``atoms``)."""
+line per point and open interval of the exact analysis (engine/language/table_checks.py ``atoms``)."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ DEFAULT_LIMITS = SourceLimits()
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """Building a large ruleset allocates millions of objects that all live on; the cyclic collector
-    would walk them again and again meanwhile (about a third of a 10,000-rule compile)."""
+    would walk them again and again meanwhile, a large share of a big ruleset's compile."""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -63,7 +63,8 @@ def parse_yaml(text: str, file: str, limits: SourceLimits = DEFAULT_LIMITS) -> A
     libyaml (PyYAML's C parser) reads the structure, and each plain scalar is typed by ruamel.yaml's
     YAML 1.2 rules and constructor, so values - and so the content hash of a ruleset - are exactly what
     the round-trip parser gives (tests/engine/test_source.py compares them). A document using anchors,
-    aliases, merge keys or explicit tags takes ruamel.yaml's round-trip parser, which is ~30x slower.
+    aliases, merge keys or explicit tags takes ruamel.yaml's round-trip parser, which is pure Python and
+    much slower.
     Before anything is built, :func:`_guard` refuses alias expansion and nesting beyond their bounds."""
     _check_size(text, file, limits)
     try:
