@@ -113,7 +113,7 @@ def test_a_repeated_key_returns_the_first_decision_and_stores_nothing(store: Sto
 
 def test_the_hash_chain_is_the_same_on_every_store(store: Store) -> None:
     records = [decided(n, amount=10 * n, at=T0 + n) for n in range(1, 6)]
-    saved = [store.save(records[0])] + store.save_batch([Pending(r, "app") for r in records[1:]])
+    saved = [store.save(records[0]), *store.save_batch([Pending(r, "app") for r in records[1:]])]
     prev = GENESIS
     for seq, (record, s) in enumerate(zip(records, saved, strict=True), start=1):
         caller = "" if seq == 1 else "app"
@@ -298,7 +298,8 @@ def test_documents_are_kept_once_by_content_hash_with_the_decision(store: Store)
     doc = Document(hashlib.sha256(content).hexdigest(), "report.txt", "text/plain", ("the adjuster's report",))
     records = [decided(1), decided(2)]
     for record in records:
-        record["documents"] = [{"id": doc.id, "name": doc.name}]
+        record["documents"] = [{"id": doc.id, "name": doc.name, "media_type": doc.media_type, "pages": 1,
+                                "chars": len(content)}]
     store.save_batch([Pending(records[0], documents=[Incoming(doc, content)])])
     store.save_batch([Pending(records[1], documents=[Incoming(doc, content)])])
     assert store.documents([doc.id, "missing"]) == [doc]
