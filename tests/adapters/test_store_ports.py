@@ -122,8 +122,9 @@ def test_the_hash_chain_is_the_same_on_every_store(store: Store) -> None:
         prev = expected
     assert store.verify() == (5, None)
     seen: list[str] = []
-    store.verify(chunk=2, verified=seen.append)
-    assert seen == [s.hash for s in saved]
+    progress: list[tuple[int, int]] = []
+    store.verify(chunk=2, progress=lambda done, total: progress.append((done, total)), verified=seen.append)
+    assert seen == [s.hash for s in saved] and progress == [(0, 5), (2, 5), (4, 5)]
     assert store.verify_one(saved[2].decision_id) is None
     assert store.verify_one("d-unknown") == "not stored"
 
@@ -171,6 +172,15 @@ def test_list_decisions_filters_by_outcome_version_prefix_and_fact_text(store: S
     assert [r["id"][:5] for r in store.list_decisions(text="water damage")] == ["d0001"]
     assert store.list_decisions(text="damage water") == []  # a phrase: its words in order
     assert [r["id"][:5] for r in store.list_decisions(text="C-2")] == ["d0002"]
+
+
+def test_a_field_the_ruleset_marks_private_is_not_searchable(store: Store) -> None:
+    store.private = lambda version: {"claim": ["note"]} if version == RULES.version else None
+    store.save(decided(1, note="account DE89370400440532013000"))
+    store.save_batch([Pending(decided(2, note="kitchen fire"))])  # the writer's items carry no private fields
+    assert store.list_decisions(text="DE89370400440532013000") == []
+    assert [r["id"][:5] for r in store.list_decisions(text="C-1")] == ["d0001"]
+    assert [r["id"][:5] for r in store.list_decisions(text="kitchen fire")] == ["d0002"]
 
 
 # -- escalations ---------------------------------------------------------------------------------------
