@@ -18,6 +18,8 @@ from adapters.infra.memory import MemoryStore
 from adapters.infra.store.sql import SqlStore
 from adapters.infra.store.writer import GroupWriter
 from adapters.ports import Conflict
+from adapters.usecases.commands import DecideCommand, Refused
+from adapters.usecases.decide import Decide
 from adapters.usecases.decisions import DecisionPath
 from adapters.usecases.escalations import Escalations, NotOpen
 from adapters.usecases.registry import GovernanceError, RulesetRegistry
@@ -95,6 +97,32 @@ def test_a_repeated_request_is_answered_with_the_stored_decision(world: World) -
     stored = world.store.find("app", "k-1")
     assert stored is not None and stored["decision"] == {"route": "auto"}
     assert world.store.verify() == (1, None)
+
+
+def test_decide_answers_a_retry_and_a_lost_race_with_the_stored_decision(world: World) -> None:
+    decide_uc = Decide(registry=world.registry, log=world.store, path=world.path, models=Unconfigured("model"),
+                       tools=Unconfigured("tool"), clock=FixedClock(T0), ids=SequentialIds("u-"))
+
+    def cmd(amount: float, key: str, fresh: bool = False) -> DecideCommand:
+        return DecideCommand(caller="app", ruleset="claims", facts={"claim": {"ref": "C-9", "amount": amount}},
+                             key=key, fresh=fresh)
+
+    async def run() -> None:
+        first = await decide_uc.one(cmd(10, "k-9"))
+        retry = await decide_uc.one(cmd(10, "k-9"))
+        assert (first.replayed, retry.replayed) == (False, True)
+        assert retry.record["decision_id"] == first.record["decision_id"]
+        with pytest.raises(Refused) as refused:  # the same key for another request
+            await decide_uc.one(cmd(20, "k-9"))
+        assert refused.value.code == "idempotency_conflict"
+        # both skip the lookup (``fresh``) and decide; the store keeps one, the other answers with it
+        a, b = await asyncio.gather(decide_uc.one(cmd(10, "k-10", fresh=True)),
+                                    decide_uc.one(cmd(10, "k-10", fresh=True)))
+        assert sorted((a.replayed, b.replayed)) == [False, True]
+        assert a.record["decision_id"] == b.record["decision_id"]
+
+    asyncio.run(run())
+    assert world.store.count() == 2 and world.store.verify() == (2, None)
 
 
 def test_resolving_an_escalation_resumes_its_decision_once(world: World) -> None:
