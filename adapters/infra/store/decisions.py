@@ -8,8 +8,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from itertools import chain
 from typing import Any
 
@@ -17,7 +16,6 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from adapters.infra.documents import Incoming
 from adapters.infra.store.base import (
     _IDS,
     CALLS,
@@ -35,75 +33,15 @@ from adapters.infra.store.base import (
     _FileLock,
 )
 from adapters.infra.store.tree import TreeArea
-from engine.audit import GENESIS, canonical, chain_hash, chain_hash_of, hashed_body, tree_leaf
+from adapters.ports import Conflict, IncomingDocument, Pending, Problem, Resolution, Saved, call_row
+from engine.audit import GENESIS, canonical, chain_hash, chain_hash_of, tree_leaf
 from engine.merkle import Frontier
-from engine.pii import scrubber, searchable, secrets_of
 from engine.record import DecisionRecord
 
+# the values live in adapters/ports.py now; imported from here as before
+__all__ = ["Conflict", "DecisionsArea", "Pending", "Problem", "Resolution", "Saved", "call_row", "columns_problem"]
+
 KEYS_PER_QUERY = 500  # idempotency keys looked up in one query (SQLite's parameter limit is far above)
-
-
-@dataclass(slots=True)
-class Saved:
-    decision_id: str
-    chain_seq: int
-    hash: str
-    existing: bool = False  # an earlier decision with the same idempotency key
-
-
-@dataclass(slots=True)
-class Resolution:
-    """Closing an escalation, in the same transaction as the decision that resumes it."""
-
-    escalation_id: str
-    by: str
-    answer: str  # canonical JSON of the reviewer's fact
-    status: str = "resolved"  # or "expired"
-
-
-class Conflict(Exception):
-    """The escalation was already resolved (by another reviewer or replica)."""
-
-
-class Pending:
-    """A decision waiting to be stored, serialised up front: only hashing and inserting happen while the
-    chain head is locked, so writers in other processes wait as little as possible."""
-
-    __slots__ = ("body", "caller", "calls", "documents", "event_jsons", "head_json", "idempotency_key", "record",
-                 "resolves", "search_text", "trace_text")
-
-    def __init__(self, record: DecisionRecord, caller: str = "", idempotency_key: str | None = None,
-                 resolves: Resolution | None = None, documents: Sequence[Incoming] = (),
-                 private: Mapping[str, Collection[str]] | None = None) -> None:
-        self.record, self.caller, self.idempotency_key = record, caller, idempotency_key
-        self.resolves = resolves
-        self.documents = documents
-        head = {k: v for k, v in record.items() if k != "trace"}
-        head["caller"], head["idempotency_key"] = caller, idempotency_key
-        self.head_json = canonical(head)
-        events = record["trace"]
-        self.event_jsons = [canonical(e) for e in events]
-        self.trace_text = "\n".join(self.event_jsons)  # what decisions.trace holds (canonical JSON has no newline)
-        # the hashed text that does not depend on the chain position; the joined trace is the events joined
-        self.body = hashed_body(self.head_json, (self.trace_text,) if events else ())
-        self.calls = [tuple(call_row(record["decision_id"], e).values()) for e in events if e["kind"] == "call"]
-        # what the console's "fact text" search looks in: the values of every fact of the decision - input,
-        # read from documents, answered by models and tools, derived - and document names; never a field the
-        # ruleset marks pii (each value at most 500 characters: a passage's text is found by its start)
-        facts = [(e["type"], e["values"]) for e in events if e.get("kind") == "fact"] or \
-            [(i["type"], i["values"]) for i in record["inputs"]]
-        text = " ".join(str(v)[:500] for t, values in facts for v in searchable(values, t, private)) + " " + \
-            " ".join(str(d.get("name", "")) for d in record.get("documents") or ())
-        # a pii value quoted elsewhere (a model's reason citing the IBAN) is not indexed either
-        self.search_text = scrubber(secrets_of(record, private))(text) if private else text
-
-
-@dataclass(slots=True)
-class Problem:
-    chain_seq: int
-    decision_id: str
-    problem: str
-
 
 
 class DecisionsArea(TreeArea):
@@ -158,7 +96,7 @@ class DecisionsArea(TreeArea):
         calls: list[tuple[Any, ...]] = []
         escalations: list[dict[str, Any]] = []
         outbox: list[dict[str, Any]] = []
-        documents: dict[str, Incoming] = {}
+        documents: dict[str, IncomingDocument] = {}
         search: list[tuple[str, str]] = []
         keys_in_batch = self._stored_keys(cur, items)  # decisions already stored under the batch's keys
         for item in items:
@@ -563,22 +501,6 @@ def _multi_row(cur: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
     for start in range(0, len(rows), per):
         chunk = rows[start:start + per]
         cur.execute(f"{head} VALUES {','.join([one] * len(chunk))}", tuple(chain.from_iterable(chunk)))
-
-
-def call_row(decision_id: str, event: Mapping[str, Any]) -> dict[str, Any]:
-    """A call event projected to the calls table (keys in the table's column order). A call carried over from
-    the escalated decision a resumption continues costs nothing here: its tokens and cost are that one's."""
-    meta = event.get("meta") or {}
-    paid = event.get("carried") is not True
-    return {
-        "decision_id": decision_id, "call_no": event["call"], "action": event["action"], "kind": event["type"],
-        "status": event["status"], "model": str(meta.get("model", ""))[:200],
-        "tokens": int(meta.get("total_tokens") or 0) if paid else 0,
-        "cost_usd": float(meta.get("cost_usd") or 0.0) if paid else 0.0,
-        "latency_ms": float(event.get("latency_ms") or 0.0), "attempts": int(event.get("attempts") or 0),
-        "request": canonical(event["request"]),
-        "answer": canonical(event.get("answer") if "answer" in event else event.get("failure")),
-    }
 
 
 def columns_problem(row: Any, head: dict[str, Any]) -> str:

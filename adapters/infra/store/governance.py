@@ -6,83 +6,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from adapters.infra.store.base import PUBLICATIONS, RULESETS, SHADOW_RESULTS, SHADOWS, StoreBase
+from adapters.ports import PENDING, PUBLISHED, REJECTED, Publication, ShadowInfo, VersionInfo, VersionSource
 from engine.model import Ruleset
 
-PENDING, PUBLISHED, REJECTED = "pending", "published", "rejected"
-
-
-@dataclass(slots=True)
-class VersionInfo:
-    name: str
-    version: str
-    loaded_at: float
-    published_at: float | None
-    published_by: str | None
-    description: str = ""
-    rules: int = 0
-    tests: int = 0
-
-
-@dataclass(slots=True)
-class Publication:
-    id: str
-    ruleset: str
-    version: str
-    status: str
-    submitted_by: str
-    submitted_at: float
-    note: str
-    requested_from: float | None
-    effective_from: float | None
-    decided_by: str | None
-    decided_at: float | None
-    decision_note: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
-
-
-@dataclass(slots=True)
-class ShadowInfo:
-    id: str
-    ruleset: str
-    version: str
-    attached_by: str
-    attached_at: float
-
+# the values live in adapters/ports.py now; imported from here as before
+__all__ = ["PENDING", "PUBLISHED", "REJECTED", "GovernanceArea", "Publication", "ShadowInfo", "VersionInfo",
+           "VersionSource", "store_version"]
 
 _PUB_COLUMNS = [PUBLICATIONS.c[k] for k in Publication.__slots__]
 _SHADOW_COLUMNS = [SHADOWS.c[k] for k in ShadowInfo.__slots__]
-
-
-@dataclass(frozen=True, slots=True)
-class VersionSource:
-    """A version as it is stored: its source and what a listing shows of it. A candidate compiled by the
-    bounded child (adapters/infra/candidates.py) is stored from this, never compiled in the worker to be stored."""
-
-    name: str
-    version: str
-    source: str
-    description: str
-    rules: int
-    tests: int
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.version[:12]}"
-
-    @staticmethod
-    def of(rs: Ruleset | VersionSource) -> VersionSource:
-        if isinstance(rs, VersionSource):
-            return rs
-        return VersionSource(rs.name, rs.version, rs.source, rs.description, len(rs.rules), len(rs.tests))
 
 
 def store_version(conn: Connection, rs: Ruleset | VersionSource, now: float | None = None) -> None:

@@ -12,6 +12,8 @@ them; nothing outside ``adapters/infra/store/`` touches the database (an import-
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from adapters.infra.store.base import (
     CALLS,
     CORPORA,
@@ -30,10 +32,11 @@ from adapters.infra.store.base import (
     unavailable,
 )
 from adapters.infra.store.console import ConsoleArea
-from adapters.infra.store.decisions import Conflict, DecisionsArea, Pending, Problem, Resolution, Saved, call_row
+from adapters.infra.store.decisions import DecisionsArea
 from adapters.infra.store.documents import DocumentsArea
 from adapters.infra.store.escalations import EscalationsArea
 from adapters.infra.store.governance import GovernanceArea, store_version
+from adapters.ports import Conflict, Pending, Problem, Resolution, Saved, Store, call_row
 
 __all__ = ["CALLS", "CORPORA", "DECISIONS", "DOCUMENTS", "ESCALATIONS", "MIGRATIONS", "OUTBOX", "PASSAGES",
            "PUBLICATIONS", "RULESETS", "SHADOWS", "SHADOW_RESULTS", "Conflict", "Pending", "Problem", "Resolution",
@@ -42,3 +45,7 @@ __all__ = ["CALLS", "CORPORA", "DECISIONS", "DOCUMENTS", "ESCALATIONS", "MIGRATI
 
 class SqlStore(DecisionsArea, GovernanceArea, DocumentsArea, EscalationsArea, ConsoleArea):
     """The whole store: every area over one set of connections."""
+
+
+if TYPE_CHECKING:  # mypy holds SqlStore to every port of adapters/ports.py
+    _serves_every_port: Store = cast(SqlStore, None)
