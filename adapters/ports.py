@@ -191,9 +191,10 @@ class DecisionLog(Protocol):
     A decision that escalates opens its escalation, and its effects enter the outbox, in the same write; one
     that ``resolves`` an escalation no longer open raises ``Conflict`` (and the batch is not stored)."""
 
-    private: PrivateFields | None  # set by the registry: search never indexes a version's pii fields
-
-    def save(self, record: DecisionRecord, caller: str = "", idempotency_key: str | None = None) -> Saved: ...
+    def save(self, record: DecisionRecord, caller: str = "", idempotency_key: str | None = None,
+             private: Mapping[str, Collection[str]] | None = None) -> Saved:
+        """``private``: the record's version's pii fields by fact type, which search never indexes."""
+        ...
 
     def save_batch(self, items: Sequence[Pending]) -> list[Saved]: ...
 

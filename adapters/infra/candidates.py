@@ -313,7 +313,7 @@ class CandidateCompiler:
         self._spare: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         # threads of their own: compiles waiting for a child never hold the event loop's default executor,
-        # which a Decide needs for its store reads (seven slow validations held a Decide with a key 22 s);
+        # which a Decide needs for its store reads (a few slow validations held a Decide with a key for seconds);
         # runs (tests, what-ifs, impacts) have their own, so a long impact does not hold up a validation
         self._pool = ThreadPoolExecutor(max_workers=max(1, self.limits.at_once), thread_name_prefix="candidate")
         self._runs = ThreadPoolExecutor(max_workers=max(1, self.limits.at_once), thread_name_prefix="candidate-run")

@@ -19,8 +19,8 @@ import httpx
 from adapters.infra import metrics
 from adapters.infra.resilience import Guard, Limits
 from adapters.infra.secrets import SECRETS, redact, resolve_secrets
-from adapters.infra.store.sql import SqlStore
 from adapters.infra.tls import tls_context
+from adapters.ports import Outbox
 
 log = logging.getLogger("baton.effects")
 
@@ -125,7 +125,7 @@ class OutboxWorker:
     ``give_up_after_s`` (or ``max_attempts``), then it is dead. Effects with no connector here are not
     touched: they wait for a sender that has one."""
 
-    store: SqlStore
+    store: Outbox
     connectors: Mapping[str, EffectConnector]
     lease_s: float = 30.0
     first_retry_s: float = 1.0

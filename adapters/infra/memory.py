@@ -14,7 +14,7 @@ import dataclasses
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -26,7 +26,6 @@ from adapters.ports import (
     PUBLISHED,
     Conflict,
     Pending,
-    PrivateFields,
     Problem,
     Publication,
     Saved,
@@ -78,7 +77,6 @@ class _Decision:
 
 class MemoryStore:
     def __init__(self) -> None:
-        self.private: PrivateFields | None = None
         self._lock = threading.RLock()  # decide_publication's callback may read the store
         self._decisions: dict[str, _Decision] = {}
         self._chain: list[_Decision] = []  # in chain order: position n is _chain[n - 1]
@@ -97,8 +95,8 @@ class MemoryStore:
         """Nothing to release."""
 
     # -- the decision log ------------------------------------------------------------------------------
-    def save(self, record: DecisionRecord, caller: str = "", idempotency_key: str | None = None) -> Saved:
-        private = self.private(str(record.get("version", ""))) if self.private is not None else None
+    def save(self, record: DecisionRecord, caller: str = "", idempotency_key: str | None = None,
+             private: Mapping[str, Collection[str]] | None = None) -> Saved:
         return self.save_batch([Pending(record, caller, idempotency_key, private=private)])[0]
 
     def save_batch(self, items: Sequence[Pending]) -> list[Saved]:

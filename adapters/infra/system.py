@@ -100,7 +100,7 @@ class TimeOrderedIds:
 def encode_id(millis: int, random_bits: int) -> str:
     """The 26-character id of a 48-bit millisecond time and 80 random bits: their 130-bit number (two leading
     zero bits) in Crockford base32, most significant first, ten bits (two characters) per table lookup -
-    1.7 us, where base64's encoder (pure Python on 3.11) with its alphabet swapped took 5."""
+    faster than base64's encoder (pure Python on 3.11) with its alphabet swapped."""
     value = ((millis & (2**48 - 1)) << 80) | (random_bits & (2**80 - 1))
     return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
@@ -110,9 +110,9 @@ _SHIFTS = tuple(range(120, -1, -10))
 
 
 def run_loop(kind: str, main: Coroutine[Any, Any, None]) -> None:
-    """Run a process's main coroutine on the event loop named by ``event_loop:``: uvloop (libuv) - measured
-    with bench/grpc_load.py, 0.1 ms less event-loop CPU per decision and 8-24% more decisions/s than asyncio's
-    own loop in five interleaved pairs - or asyncio's (``asyncio``). bench/empty_grpc.py's floor uses it too."""
+    """Run a process's main coroutine on the event loop named by ``event_loop:``: uvloop (libuv), which spends
+    less event-loop CPU per decision than asyncio's own loop (bench/grpc_load.py; docs/deploy.md has the
+    figures), or asyncio's (``asyncio``). bench/empty_grpc.py's floor uses it too."""
     if kind == "uvloop":
         import uvloop
 
@@ -137,12 +137,11 @@ def tune_allocator() -> bool:
 
     A rejected 5 MiB request leaves its buffers in malloc's per-thread arenas: by default glibc raises its
     mmap threshold to the largest block freed so far, so later large blocks come from arenas that are
-    never returned, and a worker's memory only grows (measured: 108 -> 586 MB over 240 such requests,
-    never back). Fixed thresholds (blocks of 1 MiB and more are mapped and unmapped, the heap is trimmed
-    past 4 MiB free) and two arenas keep it bounded (the same load: 200-430 MB, back to ~200 between).
-    The fixed trim threshold also keeps glibc from returning, and then faulting back in, the ~100 KB each
-    durable-rules session allocates: with default settings a session on a network of 8-20 rules cost
-    45-85 us instead of 7-9 us (bench/rules_scale.py, 100 rules: 148 -> 58 us per decision)."""
+    never returned, and a worker's memory only grows, never back (bench/memory.py). Fixed thresholds
+    (blocks of 1 MiB and more are mapped and unmapped, the heap is trimmed past 4 MiB free) and two arenas
+    keep it bounded. The fixed trim threshold also keeps glibc from returning, and then faulting back in,
+    the memory each durable-rules session allocates: with default settings a session on a small network
+    cost several times more (bench/rules_scale.py)."""
     if not sys.platform.startswith("linux"):
         return False
     try:

@@ -33,10 +33,11 @@ import json
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from adapters.infra import metrics
 from adapters.infra.documents import MAX_DOCUMENTS, Incoming, read_document
+from adapters.ports import DecisionLog
 from adapters.usecases.commands import Answer, DecideCommand, DecideLimits, RawDocument, Refused, late
 from adapters.usecases.decisions import DecisionPath, Job, decide_many
 from adapters.usecases.registry import RulesetRegistry
@@ -58,18 +59,6 @@ Validated = list[tuple[str, dict[str, Any]]]
 
 def no_deadline() -> float | None:
     return None
-
-
-class Lookups(Protocol):
-    """What Decide reads of the decision log: decisions stored under a caller's idempotency keys."""
-
-    def find(self, caller: str, idempotency_key: str) -> DecisionRecord | None: ...
-
-    def find_many(self, caller: str, keys: Sequence[str]) -> dict[str, DecisionRecord]: ...
-
-    def get(self, decision_id: str) -> DecisionRecord | None: ...
-
-    def get_many(self, ids: Sequence[str]) -> list[DecisionRecord | None]: ...
 
 
 @dataclass(slots=True)
@@ -95,7 +84,7 @@ BatchResult = Answer | BaseException | None
 
 
 class Decide:
-    def __init__(self, *, registry: RulesetRegistry, log: Lookups, path: DecisionPath, models: ModelGateway,
+    def __init__(self, *, registry: RulesetRegistry, log: DecisionLog, path: DecisionPath, models: ModelGateway,
                  tools: ToolConnector, clock: Clock, ids: IdFactory, limits: DecideLimits | None = None) -> None:
         self.registry, self.log, self.path = registry, log, path
         self.models, self.tools, self.clock, self.ids = models, tools, clock, ids

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from adapters.infra import metrics
 from adapters.infra.documents import Incoming
 from adapters.infra.logs import log_decision
-from adapters.infra.store.sql import Resolution, Saved, SqlStore
 from adapters.infra.store.writer import GroupWriter
 from adapters.infra.system import LoopLag, SystemClock
 from adapters.infra.tracing import annotate, decision_span, installed_tracer
+from adapters.ports import Documents, Resolution, Saved
 from engine.loop import Decision, Engine
 from engine.ports import Clock, ModelGateway, ToolConnector
 from engine.record import DecisionRecord
@@ -41,10 +41,10 @@ class StartGate:
     of the event loop, their engine runs back to back.
 
     Why: run one at a time, each between the gRPC library's work for other calls, converting the facts and
-    running the claims-triage engine added 0.41-0.44 ms to the worker's loop (bench/grpc_parts.py), against
-    0.13-0.16 ms for the engine alone in process: the code and data it needs are colder by then. Run in
-    groups, bench/grpc_load.py's decisions cost the server 0.07-0.20 ms less CPU each (docs/deploy.md), and
-    their stores and responses go in groups too.
+    running the engine cost the worker several times what the engine alone costs in process
+    (bench/grpc_parts.py): the code and data it needs are colder by then. Run in groups, each decision costs
+    the server less CPU (bench/grpc_load.py; the figures are in docs/deploy.md), and their stores and
+    responses go in groups too.
 
     With fewer decisions in flight nothing waits, so a lightly loaded service adds no latency; ``window_s``
     0 turns the gate off (``limits.batch_window_ms``)."""
@@ -243,7 +243,7 @@ async def _settled(path: DecisionPath, decided: list[tuple[Job, DecisionRecord]]
     return out
 
 
-async def replay_stored(store: SqlStore, engine_for: Callable[[str], Engine], record: DecisionRecord) -> ReplayResult:
+async def replay_stored(store: Documents, engine_for: Callable[[str], Engine], record: DecisionRecord) -> ReplayResult:
     """Re-run a stored decision exactly on its own ruleset version, with the documents it read (every door's
     replay: gRPC ReplayDecision, the console, `baton replay`)."""
     engine = await asyncio.to_thread(engine_for, record["version"])
@@ -251,7 +251,7 @@ async def replay_stored(store: SqlStore, engine_for: Callable[[str], Engine], re
     return await replay(engine, record, documents)
 
 
-async def what_if_stored(store: SqlStore, engine: Engine, record: DecisionRecord,
+async def what_if_stored(store: Documents, engine: Engine, record: DecisionRecord,
                          live_models: ModelGateway | None = None, live_tools: ToolConnector | None = None,
                          keep: bool = False) -> WhatIf:
     """A stored decision's inputs, documents and recorded answers run on another ruleset version (every door's

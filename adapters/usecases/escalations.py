@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.infra.store.sql import Resolution, SqlStore
 from adapters.infra.store.writer import GroupWriter
+from adapters.ports import Resolution, Store
 from adapters.usecases.decisions import DecisionPath
 from adapters.usecases.registry import RulesetRegistry
 from engine.audit import canonical
@@ -60,7 +60,7 @@ class AnswerForm:
 
 @dataclass(slots=True)
 class Escalations:
-    store: SqlStore
+    store: Store
     writer: GroupWriter
     registry: RulesetRegistry
     models: ModelGateway

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from adapters.infra.store.sql import SqlStore
+from adapters.ports import Store
 from engine.documents import Document
 from engine.errors import BatonError
 from engine.language.loader import load_ruleset
@@ -71,7 +72,7 @@ class Impact:
 FETCH = 100  # stored decisions read per query (one thread hop each, not two per decision)
 
 
-async def impact_steps(store: SqlStore, engine: Engine, ids: list[str], impact: Impact, every: int = 25
+async def impact_steps(store: Store, engine: Engine, ids: list[str], impact: Impact, every: int = 25
                        ) -> AsyncIterator[tuple[int, int]]:
     """Fill ``impact`` with a what-if per stored decision; (done, total) every ``every`` and at the end."""
     for start in range(0, len(ids), FETCH):
@@ -88,7 +89,7 @@ async def impact_steps(store: SqlStore, engine: Engine, ids: list[str], impact: 
         yield 0, 0
 
 
-def _read(store: SqlStore, ids: list[str]) -> tuple[list[DecisionRecord | None], dict[str, Document]]:
+def _read(store: Store, ids: list[str]) -> tuple[list[DecisionRecord | None], dict[str, Document]]:
     records = store.get_many(ids)
     refs = [str(ref["id"]) for r in records if r is not None for ref in r.get("documents") or ()]
     return records, {d.id: d for d in store.documents(list(dict.fromkeys(refs)))}
@@ -168,7 +169,7 @@ class Replayed:
     error: str = ""
 
 
-def _engine_for(store: SqlStore, engines: dict[str, Engine], version: str) -> Engine:
+def _engine_for(store: Store, engines: dict[str, Engine], version: str) -> Engine:
     if version not in engines:
         found = store.ruleset_source(version)
         if found is None:
@@ -177,7 +178,7 @@ def _engine_for(store: SqlStore, engines: dict[str, Engine], version: str) -> En
     return engines[version]
 
 
-async def replay_many(store: SqlStore, engines: dict[str, Engine], ids: list[str]) -> list[Replayed]:
+async def replay_many(store: Store, engines: dict[str, Engine], ids: list[str]) -> list[Replayed]:
     """Replay each stored decision on its own version, with its documents (`baton replay --all`)."""
     out: list[Replayed] = []
     for start in range(0, len(ids), FETCH):

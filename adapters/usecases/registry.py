@@ -18,8 +18,7 @@ from typing import Any
 
 from adapters.infra import metrics
 from adapters.infra.rulesets import load_file, ruleset_files
-from adapters.infra.store.governance import PENDING, PUBLISHED, REJECTED, Publication, VersionInfo, VersionSource
-from adapters.infra.store.sql import SqlStore
+from adapters.ports import PENDING, PUBLISHED, REJECTED, Publication, Store, VersionInfo, VersionSource
 from engine.driver import unload
 from engine.errors import BatonError, CompileErrors
 from engine.language.loader import load_ruleset
@@ -32,7 +31,7 @@ class GovernanceError(BatonError):
 
 
 class RulesetRegistry:
-    def __init__(self, store: SqlStore, refresh_s: float = 2.0, idle_unload_s: float | None = 600.0,
+    def __init__(self, store: Store, refresh_s: float = 2.0, idle_unload_s: float | None = 600.0,
                  background: bool = False) -> None:
         self.store = store
         self.engines: dict[str, Engine] = {}  # version -> engine

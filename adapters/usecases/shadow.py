@@ -25,8 +25,7 @@ from typing import Any
 
 from adapters.infra import metrics
 from adapters.infra.candidates import CandidateCompiler, Item
-from adapters.infra.store.governance import ShadowInfo, VersionSource
-from adapters.infra.store.sql import SqlStore
+from adapters.ports import ShadowInfo, Store, VersionSource
 from adapters.usecases.decisions import what_if_stored
 from adapters.usecases.impact import decision_label
 from adapters.usecases.registry import RulesetRegistry
@@ -96,7 +95,7 @@ class _Child:
 
 
 class Shadows:
-    def __init__(self, store: SqlStore, registry: RulesetRegistry, queue_size: int = 1000,
+    def __init__(self, store: Store, registry: RulesetRegistry, queue_size: int = 1000,
                  refresh_s: float = 2.0, candidates: CandidateCompiler | None = None,
                  retry_s: float = 60.0, background: bool = False) -> None:
         self.store = store

@@ -128,10 +128,10 @@ def test_retries_back_off_exponentially_to_a_cap_and_give_up_after_a_configured_
                                                                                       ) -> None:
     rec, url = receiver
     rec.fail = True
-    worker = OutboxWorker(SqlStore(db_url), {"notify-adjuster": HttpWebhook(url)}, first_retry_s=2.0,
+    store = SqlStore(db_url)
+    worker = OutboxWorker(store, {"notify-adjuster": HttpWebhook(url)}, first_retry_s=2.0,
                           max_retry_s=600.0, give_up_after_s=3600.0)
     assert [worker.retry_in(n) for n in (1, 2, 3, 4, 9, 10, 50)] == [2, 4, 8, 16, 512, 600, 600]
-    store = worker.store
     store.save(decide(Engine(ruleset(RULES)), 6))
     effect_id = store.effects()[0]["id"]
     asyncio.run(worker.run_once())

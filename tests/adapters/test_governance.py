@@ -174,6 +174,8 @@ def test_shadow_differences_are_stored_and_live_outcomes_untouched(registry: Rul
     live = load_ruleset(PAYMENTS, "payments.yaml")
     registry.publish_reviewed(live, by="file")
     shadows = Shadows(registry.store, registry, candidates=compiler)
+    sql = registry.store
+    assert isinstance(sql, SqlStore)  # the rows are read with SQL below
     # the candidate stops escalating large payments: it decides them instead
     candidate = load_ruleset(PAYMENTS.replace("payment.amount >= 1000\n", "payment.amount >= 1000000\n"),
                              "payments-candidate.yaml")
@@ -181,7 +183,7 @@ def test_shadow_differences_are_stored_and_live_outcomes_untouched(registry: Rul
     info = shadows.attach(candidate, by="erin")
     assert shadows.attach(candidate, by="erin").id == info.id
     records = live_decisions(registry, live, "live-")
-    with registry.store.engine.connect() as conn:
+    with sql.engine.connect() as conn:
         outbox_before = conn.execute(sa.select(sa.func.count()).select_from(OUTBOX)).scalar_one()
         decisions_before = conn.execute(sa.select(sa.func.count()).select_from(DECISIONS)).scalar_one()
 
@@ -195,7 +197,7 @@ def test_shadow_differences_are_stored_and_live_outcomes_untouched(registry: Rul
     asyncio.run(run())
     # the shadow's version was compiled in its child, never in this process
     assert (registry.loaded(candidate.version) is None) == (compiler is not None)
-    with registry.store.engine.connect() as conn:
+    with sql.engine.connect() as conn:
         rows = conn.execute(sa.select(SHADOW_RESULTS)).mappings().all()
         # shadow runs store no decision and queue no effect
         assert conn.execute(sa.select(sa.func.count()).select_from(OUTBOX)).scalar_one() == outbox_before

@@ -175,9 +175,8 @@ def test_list_decisions_filters_by_outcome_version_prefix_and_fact_text(store: S
 
 
 def test_a_field_the_ruleset_marks_private_is_not_searchable(store: Store) -> None:
-    store.private = lambda version: {"claim": ["note"]} if version == RULES.version else None
-    store.save(decided(1, note="account DE89370400440532013000"))
-    store.save_batch([Pending(decided(2, note="kitchen fire"))])  # the writer's items carry no private fields
+    store.save(decided(1, note="account DE89370400440532013000"), private={"claim": ["note"]})
+    store.save_batch([Pending(decided(2, note="kitchen fire"))])  # no private fields named: all searchable
     assert store.list_decisions(text="DE89370400440532013000") == []
     assert [r["id"][:5] for r in store.list_decisions(text="C-1")] == ["d0001"]
     assert [r["id"][:5] for r in store.list_decisions(text="kitchen fire")] == ["d0002"]

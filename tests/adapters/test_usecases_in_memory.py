@@ -9,13 +9,11 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import pytest
 
 from adapters.infra.fakes import Unconfigured
 from adapters.infra.memory import MemoryStore
-from adapters.infra.store.sql import SqlStore
 from adapters.infra.store.writer import GroupWriter
 from adapters.ports import Conflict
 from adapters.usecases.commands import DecideCommand, Refused
@@ -65,14 +63,12 @@ class World:
 def world(tmp_path: Path) -> Iterator[World]:
     (tmp_path / "claims.yaml").write_text(textwrap.dedent(RULES).lstrip())
     store = MemoryStore()
-    # the use cases still name SqlStore in their signatures; they call only what the ports promise
-    as_sql = cast(SqlStore, store)
-    registry = RulesetRegistry(as_sql)
+    registry = RulesetRegistry(store)
     registry.load_directory(tmp_path)
-    writer = GroupWriter(as_sql)
+    writer = GroupWriter(store)
     path = DecisionPath(writer, tracer=None)
     clock = FixedClock(T0)
-    escalations = Escalations(as_sql, writer, registry, Unconfigured("model"), Unconfigured("tool"), clock,
+    escalations = Escalations(store, writer, registry, Unconfigured("model"), Unconfigured("tool"), clock,
                               SequentialIds("r-"), path=path)
     yield World(store, clock, registry, path, escalations)
     writer.close()
@@ -176,7 +172,7 @@ def test_a_publication_needs_a_second_person(world: World, tmp_path: Path) -> No
     source = textwrap.dedent(RULES).lstrip().replace("amount < 1000", "amount < 2000")
     (tmp_path / "next").mkdir()
     (tmp_path / "next" / "claims.yaml").write_text(source)
-    [candidate] = RulesetRegistry(cast(SqlStore, MemoryStore())).load_directory(tmp_path / "next")
+    [candidate] = RulesetRegistry(MemoryStore()).load_directory(tmp_path / "next")
     pub = world.registry.submit(candidate, "ann", "raise the automatic limit")
     with pytest.raises(GovernanceError):
         world.registry.decide(pub.id, "ann", approve=True)

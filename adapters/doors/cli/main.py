@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from engine.record import DecisionRecord
 
 # A 10,000-rule ruleset leaves about a million objects behind; the full collection the interpreter runs
-# when it shuts down would walk them all (~1.3 s here) to reclaim nothing, since the process is ending.
+# when it shuts down would walk them all, for seconds, to reclaim nothing, since the process is ending.
 atexit.register(gc.freeze)
 
 # Commands whose modules load the store, gRPC, brokers or retrieval: imported only when they run, so that

@@ -143,8 +143,8 @@ def _bound_memory(cfg: Settings) -> None:
 
 def _freeze_startup_objects() -> None:
     """Move everything built at start (rulesets, grammar tables, ORM metadata, gRPC, imported modules) out of
-    the cyclic collector's sight. Without this a full collection walked ~125,000 long-lived objects every
-    so often - a 90 ms pause on this machine that stalled every decision in flight (p99)."""
+    the cyclic collector's sight. Without this a full collection walked every long-lived object every so
+    often - a pause that stalled every decision in flight (it showed at p99)."""
     gc.collect()
     gc.freeze()
 
@@ -289,8 +289,8 @@ HEAP_SAMPLE_S = 5.0
 async def _tend_heap(trim_every_s: float | None, stop: asyncio.Event) -> None:
     """Sample the worker's heap (in use, free inside its arenas) and Python's small-object blocks (kept in
     arenas of its own, not in the malloc heap) every few seconds, and every ``trim_every_s``
-    give the arenas' free pages back to the system, on a thread: the trim takes milliseconds to walk a large
-    heap, which the event loop must not wait for."""
+    give the arenas' free pages back to the system, on a thread: the trim walks the whole heap, which the
+    event loop must not wait for."""
     last_trim = time.monotonic()
     while not stop.is_set():
         stats = heap_stats()

@@ -107,8 +107,8 @@ def limit_sqlite_memory(limit_bytes: int) -> bool:
     """Keep what SQLite holds in this process near ``limit_bytes`` (sqlite3_soft_heap_limit64): past it, the
     library frees pages from its connections' caches before taking more memory, so a worker's SQLite memory
     stays bounded however many pool connections it opens and however large the database grows (each
-    connection's own cache would otherwise fill to 2 MB as the database grows: +28 MB over a 40-minute
-    soak). Reads then come from the OS page cache. False when the library cannot be reached."""
+    connection's own cache would otherwise fill as the database grows, and a long soak's memory with it).
+    Reads then come from the OS page cache. False when the library cannot be reached."""
     if sqlite_memory_used() is None:
         return False
     lib = _SQLITE_LIB

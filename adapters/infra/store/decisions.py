@@ -8,7 +8,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any
 
@@ -73,8 +73,8 @@ class DecisionsArea(TreeArea):
 
     def _save_batch(self, conn: Connection, items: Sequence[Pending]) -> list[Saved]:
         """The batch inside the caller's transaction, chain head locked (SQLite: BEGIN IMMEDIATE).
-        The statements every batch runs go straight to the driver's cursor: through SQLAlchemy each cost
-        about 40 us more, most of a one-decision batch's fixed cost. Driver errors still come out as
+        The statements every batch runs go straight to the driver's cursor: SQLAlchemy's own work per
+        statement was most of a one-decision batch's fixed cost. Driver errors still come out as
         SQLAlchemy's (IntegrityError, ...), without parameters: they hold the decision's facts."""
         dbapi = conn.dialect.loaded_dbapi
         try:
@@ -207,7 +207,7 @@ class DecisionsArea(TreeArea):
         pipelines it; SQLAlchemy's per-row parameter work was a third of the write time). SQLite: multi-row
         VALUES statements, because the sqlite3 module releases and retakes the GIL around every statement
         step - one step per row made the writer thread queue for the GIL behind the event loop hundreds of
-        times per batch (a batch took 3.4x its CPU time in wall time; bench/grpc_load.py)."""
+        times per batch (a batch's wall time was a multiple of its CPU time; bench/grpc_load.py)."""
         if not rows:
             return
         sql = self.insert_sql[table]

@@ -71,8 +71,8 @@ class EscalationsArea(StoreBase):
 
         Each query walks an index in order and stops at ``limit`` rows - one per effect name (index
         ``status, name, next_at``), so a backlog of other names' effects (a connector that is down or
-        configured elsewhere) costs nothing. One query with ``OR`` sorted every due row on each poll: at
-        200,000 effects waiting for a connector no worker had, 45 ms a poll, twice a second per worker."""
+        configured elsewhere) costs nothing. One query with ``OR`` sorted every due row on each poll, so a
+        large backlog waiting for a connector no worker had cost every worker on every poll."""
         if names is not None and not names:
             return []
         o = OUTBOX.c

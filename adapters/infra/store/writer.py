@@ -24,8 +24,8 @@ from typing import Any
 
 from adapters.infra.documents import Incoming
 from adapters.infra.metrics import STORE_WRITE
-from adapters.infra.store.sql import Pending, Resolution, Saved, SqlStore
 from adapters.infra.system import name_thread
+from adapters.ports import DecisionLog, Pending, Resolution, Saved
 from engine.record import DecisionRecord
 
 MAX_BATCH = 256
@@ -62,7 +62,7 @@ Outcome = tuple[Any, Saved | None, BaseException | None]  # (future or _Item of 
 
 
 class GroupWriter:
-    def __init__(self, store: SqlStore, max_batch: int = MAX_BATCH,
+    def __init__(self, store: DecisionLog, max_batch: int = MAX_BATCH,
                  private: Callable[[str], Mapping[str, Collection[str]] | None] | None = None) -> None:
         self.store = store
         # version -> {fact type: pii fields} (the registry's private_fields), so search never indexes personal data

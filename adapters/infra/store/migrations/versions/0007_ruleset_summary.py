@@ -1,6 +1,6 @@
 """What a listing of ruleset versions shows - description, rule and test counts - stored with each
-version, so listing hundreds of versions reads one table instead of compiling every source (about
-60 ms each). Versions stored before this revision get theirs when first listed.
+version, so listing hundreds of versions reads one table instead of compiling every source. Versions
+stored before this revision get theirs when first listed.
 
 Revision ID: 0007
 Revises: 0006
