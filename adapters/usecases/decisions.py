@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from adapters.infra import metrics
 from adapters.infra.documents import Incoming
@@ -27,8 +27,13 @@ from engine.ports import Clock, ModelGateway, ToolConnector
 from engine.record import DecisionRecord
 from engine.replay import ReplayResult, WhatIf, replay, what_if
 
-if TYPE_CHECKING:  # shadows evaluate through what_if_stored below
-    from adapters.usecases.shadow import Shadows
+
+class ShadowSink(Protocol):
+    """Where a decision stored now is offered to the ruleset's shadow versions (adapters/usecases/shadow.py
+    Shadows; named here as a port, so that shadow.py - which evaluates through what_if_stored below - and this
+    file do not import each other)."""
+
+    def offer(self, record: DecisionRecord) -> None: ...
 
 
 NO_SPAN = contextlib.nullcontext(None)  # without a tracer: not even decision_span's generator
@@ -108,7 +113,7 @@ def waited(record: DecisionRecord, seconds: float) -> None:
 class DecisionPath:
     writer: GroupWriter
     tracer: Any = None  # an OpenTelemetry Tracer; None: the process's installed provider's, if any
-    shadows: Shadows | None = None
+    shadows: ShadowSink | None = None
     clock: Clock = field(default_factory=SystemClock)
     lag: LoopLag | None = None  # the worker's event-loop lag: the wait before a door's handler ran
     gate: StartGate = field(default_factory=StartGate)  # under load, engine runs start in groups

@@ -114,7 +114,8 @@ class Runtime:
         loaded = registry.load_directory(cfg.rulesets) if serving and cfg.rulesets.is_dir() else []
         corpora_dir = cfg.corpora if cfg.corpora is not None else cfg.rulesets / "corpora"
         corpora = index_corpora(store, corpora_dir) if serving and corpora_dir.is_dir() else []
-        writer = GroupWriter(store, private=registry.private_fields)  # pii fields never searchable
+        writer = GroupWriter(store, private=registry.private_fields,  # pii fields never searchable
+                             timed=metrics.STORE_WRITE.observe)
         models, raw_tools, note = ports(cfg, base) if given_ports is None else (*given_ports, "given by the command")
         tools: ToolConnector = WithRetrieval(raw_tools, store)
         tracer = provider = None

@@ -26,9 +26,11 @@ from typing import Any
 from adapters.infra import metrics
 from adapters.infra.candidates import CandidateCompiler, Item
 from adapters.ports import ShadowInfo, Store, VersionSource
+from adapters.usecases.commands import Refused
 from adapters.usecases.decisions import what_if_stored
 from adapters.usecases.impact import decision_label
 from adapters.usecases.registry import RulesetRegistry
+from engine.codes import Code
 from engine.documents import Document
 from engine.errors import BatonError
 from engine.model import Ruleset
@@ -120,6 +122,34 @@ class Shadows:
         info = self.store.attach_shadow(rs, by, f"shadow-{uuid.uuid4().hex[:16]}", time.time())
         self.refresh(force=True)
         return info
+
+    async def attach_named(self, by: str, *, version: str = "", source: str = "",
+                           ruleset: Ruleset | None = None) -> ShadowInfo:
+        """Attach a stored ``version`` (hash or prefix), a candidate's ``source`` (compiled by the bounded child
+        first) or a ``ruleset`` compiled by the caller (`baton shadow attach FILE`) as a shadow of its ruleset,
+        which must be live."""
+        checked: Ruleset | VersionSource | None = ruleset
+        if checked is None and source:  # compiled in a bounded child, as every source a caller sends
+            compiler = self.candidates if self.candidates is not None else CandidateCompiler()
+            checked = (await compiler.acheck(source, "shadow.yaml")).stored(source)
+        elif checked is None and not version:
+            raise Refused(Code.BAD_REQUEST, "version or source is required", "version", "required")
+
+        def attach() -> ShadowInfo:
+            rs: Ruleset | VersionSource
+            if checked is not None:
+                rs = checked
+            else:
+                resolved = self.registry.resolve(version)
+                found = self.store.ruleset_source(resolved)
+                if found is None:
+                    raise BatonError(Code.UNKNOWN_VERSION.value, f"no ruleset version {resolved[:12]}")
+                rs = VersionSource(found[0], resolved, found[1], "", 0, 0)  # stored already: only named here
+            if not self.registry.active_version(rs.name):
+                raise BatonError(Code.UNKNOWN_RULESET.value, f"no live ruleset named {rs.name!r} to shadow")
+            return self.attach(rs, by)
+
+        return await asyncio.to_thread(attach)
 
     def detach(self, version: str) -> bool:
         done = self.store.detach_shadow(version, time.time())

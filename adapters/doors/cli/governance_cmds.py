@@ -6,6 +6,7 @@ the console; the terminal lists, diffs, exports and imports, and reports on shad
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -359,9 +360,10 @@ def shadow_attach(path: Annotated[Path, typer.Argument(help="the candidate rules
     except CompileErrors as e:
         print_compile_errors(e)
         raise typer.Exit(1) from None
-    if not registry.active_version(rs.name):
-        raise fail(f"no live ruleset named {rs.name!r} to shadow", 1)
-    info = Shadows(registry.store, registry).attach(rs, by)
+    try:
+        info = asyncio.run(Shadows(registry.store, registry).attach_named(by, ruleset=rs))
+    except BatonError as e:
+        raise fail(e.message, 1) from None
     out.print(f"shadowing {info.ruleset} with {info.version[:12]} (servers pick it up within seconds)", markup=False)
 
 

@@ -18,6 +18,7 @@ from adapters.doors.console.ui import (
     _typed,
 )
 from adapters.usecases.escalations import AnswerProblems, NotOpen
+from engine.codes import Code
 from engine.errors import BatonError, InvalidInput
 from engine.pii import MASK, scrubber, secrets_of
 
@@ -89,7 +90,7 @@ class EscalationPages:
             return await self.render_escalation(request, session, esc_id, error=f"{len(e.problems)} problem(s) in "
                                                 "the answer", values=values, status=400, errors=e.problems)
         except BatonError as e:
-            if e.code == "unknown_escalation":
+            if e.code == Code.UNKNOWN_ESCALATION:
                 return self.ui.page(request, "error.html", status=404, message=f"no escalation {esc_id!r}")
             return await self.render_escalation(request, session, esc_id, error=e.message, values=values, status=400)
         return RedirectResponse(f"/escalations/{esc_id}", status_code=303)

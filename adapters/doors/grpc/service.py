@@ -20,7 +20,7 @@ from adapters.doors.grpc import convert
 from adapters.doors.grpc.auth import Auth, AuthError, Identity
 from adapters.doors.grpc.gen.baton.v1 import audit_pb2, decision_pb2, escalation_pb2, ruleset_pb2
 from adapters.infra.candidates import CandidateCompiler, CompileLimitExceeded, Progress
-from adapters.infra.store.governance import Publication, VersionInfo, VersionSource
+from adapters.infra.store.governance import Publication, VersionInfo
 from adapters.infra.store.sql import Conflict, SqlStore
 from adapters.infra.store.sql import unavailable as store_unavailable
 from adapters.usecases.audits import Audits
@@ -561,36 +561,10 @@ class RulesetService:
     @handler("AttachShadow")
     async def AttachShadow(self, request: ruleset_pb2.AttachShadowRequest, context: Ctx,
                            ident: Identity) -> ruleset_pb2.AttachShadowResponse:
-        shadows = self.s.shadows
-
-        def live(name: str) -> None:
-            if not self.s.registry.active_version(name):
-                raise BatonError("unknown_ruleset", f"no live ruleset named {name!r} to shadow")
-
-        checked = None
-        if request.source:  # compiled by the bounded child; the shadow runs in one too (adapters/usecases/shadow.py)
-            checked = (await self.s.candidates.acheck(request.source, "shadow.yaml")).stored(request.source)
-
-        def attach() -> ruleset_pb2.AttachShadowResponse:
-            if checked is not None:
-                rs = checked
-            elif request.version:
-                version = self.s.registry.resolve(request.version)
-                found = self.s.store.ruleset_source(version)
-                if found is None:
-                    raise _not_found(f"no ruleset version {version[:12]}")
-                rs = VersionSource(found[0], version, found[1], "", 0, 0)  # stored already: only named here
-            else:
-                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "version or source is required",
-                            [("version", "required")])
-            live(rs.name)
-            info = shadows.attach(rs, ident.name)
-            out = ruleset_pb2.Shadow(id=info.id, ruleset=info.ruleset, version=info.version,
-                                     attached_by=info.attached_by)
-            out.attached_at.CopyFrom(convert.timestamp(info.attached_at))
-            return ruleset_pb2.AttachShadowResponse(shadow=out)
-
-        return await asyncio.to_thread(attach)
+        info = await self.s.shadows.attach_named(ident.name, version=request.version, source=request.source)
+        out = ruleset_pb2.Shadow(id=info.id, ruleset=info.ruleset, version=info.version, attached_by=info.attached_by)
+        out.attached_at.CopyFrom(convert.timestamp(info.attached_at))
+        return ruleset_pb2.AttachShadowResponse(shadow=out)
 
     @handler("DetachShadow")
     async def DetachShadow(self, request: ruleset_pb2.DetachShadowRequest, context: Ctx,
