@@ -31,7 +31,7 @@ import dataclasses
 import hashlib
 import json
 import unicodedata
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -239,6 +239,43 @@ class Decide:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda _: slots.release())
         return await asyncio.shield(task)
+
+    async def stream(self, commands: AsyncIterator[DecideCommand | BaseException],
+                     time_left: TimeLeft) -> AsyncIterator[Answer | BaseException]:
+        """A stream's requests (each a command, or the error its door met translating it), read and decided as
+        they come, up to limits.batch_parallel at once, and answered in the order they were sent (a result
+        waits for those before it). When the caller stops listening, what has not started never will; what
+        has is stored and counted all the same."""
+        window = asyncio.Semaphore(self.limits.batch_parallel)
+        pending: asyncio.Queue[asyncio.Future[Answer | BaseException] | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        async def read() -> None:
+            try:
+                async for cmd in commands:
+                    await window.acquire()
+                    if isinstance(cmd, DecideCommand):
+                        pending.put_nowait(asyncio.ensure_future(self.stream_item(cmd, time_left)))
+                    else:
+                        failed: asyncio.Future[Answer | BaseException] = loop.create_future()
+                        failed.set_result(cmd)
+                        pending.put_nowait(failed)
+            finally:
+                pending.put_nowait(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (item := await pending.get()) is not None:
+                result = await item
+                window.release()
+                yield result
+            await reader  # a broken request stream ends the call with its error
+        finally:  # the call ended early (cancelled, or the client went away)
+            reader.cancel()
+            while not pending.empty():
+                left = pending.get_nowait()
+                if left is not None:
+                    left.cancel()  # a request already deciding is shielded: it is stored and counted all the same
 
     async def _stream_one(self, cmd: DecideCommand, time_left: TimeLeft) -> Answer | BaseException:
         try:

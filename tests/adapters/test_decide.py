@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from adapters.infra.documents import MAX_DOCUMENTS
 from adapters.infra.store.sql import SqlStore
 from adapters.infra.store.writer import GroupWriter
-from adapters.usecases.commands import DecideCommand, DecideLimits, RawDocument, Refused
+from adapters.usecases.commands import Answer, DecideCommand, DecideLimits, RawDocument, Refused
 from adapters.usecases.decide import Call, Decide
 from adapters.usecases.decisions import DecisionPath
 from adapters.usecases.registry import RulesetRegistry
@@ -129,3 +129,18 @@ def test_a_batch_answers_each_request_in_its_place(use_case: Decide) -> None:
         use_case.check_batch(4, "")
     cancelled = Call(cancelled=True)
     assert asyncio.run(use_case.batch([order("C", 1)], "alice", lambda: None, cancelled)) == [None]
+
+
+def test_a_stream_answers_in_the_order_sent(use_case: Decide) -> None:
+    async def commands() -> AsyncIterator[DecideCommand | BaseException]:
+        for i in range(5):
+            yield ValueError("not translated") if i == 2 else order(f"S-{i}", 50 * i, key=f"s-{i}")
+
+    async def run() -> list[Answer | BaseException]:
+        return [outcome async for outcome in use_case.stream(commands(), lambda: None)]
+
+    outcomes = asyncio.run(run())
+    assert isinstance(outcomes[2], ValueError)
+    refs = [o.record["inputs"][0]["values"]["ref"] for o in outcomes if isinstance(o, Answer)]
+    assert refs == ["S-0", "S-1", "S-3", "S-4"]
+    assert use_case.inflight == 0

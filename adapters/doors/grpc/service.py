@@ -301,18 +301,6 @@ class DecisionService:
             raise
         return decision_pb2.DecideBatchResponse(results=[_result(i, keys[i], r) for i, r in enumerate(results)])
 
-    async def _stream_item(self, index: int, request: Any, context: Ctx, ident: Identity) -> decision_pb2.DecideResult:
-        """One request of a stream: its result, never an exception."""
-        if isinstance(request, _BadMessage):
-            return _failed(index, "", Abort(grpc.StatusCode.INVALID_ARGUMENT, request.error,
-                                            [("request", request.error)]))
-        try:
-            command = self._command(request, ident, context)
-        except Exception as e:
-            return _failed(index, request.idempotency_key, e)
-        return _result(index, request.idempotency_key,
-                       await self.s.decide.stream_item(command, context.time_remaining))
-
     async def DecideStream(self, requests: AsyncIterator[Any],
                            context: Ctx) -> AsyncIterator[decision_pb2.DecideStreamResponse]:
         """Requests are read and decided as they come, up to limits.batch_parallel at once, and answered in
@@ -323,33 +311,24 @@ class DecisionService:
             status = _status(_map_error(e))
             await context.abort(status.code, status.details, status.trailing_metadata)
             return
-        window = asyncio.Semaphore(self.s.decide.limits.batch_parallel)
-        pending: asyncio.Queue[asyncio.Future[decision_pb2.DecideResult] | None] = asyncio.Queue()
+        keys: list[str] = []  # each request's idempotency key, in the order read
 
-        async def read() -> None:
-            index = 0
-            try:
-                async for message in requests:
-                    await window.acquire()
-                    request = message if isinstance(message, _BadMessage) else message.request
-                    pending.put_nowait(asyncio.ensure_future(self._stream_item(index, request, context, ident)))
-                    index += 1
-            finally:
-                pending.put_nowait(None)
+        async def commands() -> AsyncIterator[DecideCommand | BaseException]:
+            async for message in requests:
+                if isinstance(message, _BadMessage):
+                    keys.append("")
+                    yield Abort(grpc.StatusCode.INVALID_ARGUMENT, message.error, [("request", message.error)])
+                    continue
+                keys.append(message.request.idempotency_key)
+                try:
+                    yield self._command(message.request, ident, context)
+                except Exception as e:  # answered in its place, as a unary Decide would answer it
+                    yield e
 
-        reader = asyncio.ensure_future(read())
-        try:
-            while (item := await pending.get()) is not None:
-                result = await item
-                window.release()
-                yield decision_pb2.DecideStreamResponse(result=result)
-            await reader  # a broken request stream ends the call with its error
-        finally:  # the call ended early (cancelled, or the client went away): what has not started never will
-            reader.cancel()
-            while not pending.empty():
-                left = pending.get_nowait()
-                if left is not None:
-                    left.cancel()  # a request already deciding is shielded: it is stored and counted all the same
+        index = 0
+        async for outcome in self.s.decide.stream(commands(), context.time_remaining):
+            yield decision_pb2.DecideStreamResponse(result=_result(index, keys[index], outcome))
+            index += 1
 
     async def _record(self, decision_id: str) -> DecisionRecord:
         return await self.s.audits.record(decision_id)
