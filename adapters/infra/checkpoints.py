@@ -366,6 +366,17 @@ def audit_log(pages: Iterable[list[tuple[int, str]]], checkpoints: Sequence[tupl
     checkpoints show different trees of one size. ``checkpoints`` are (label, checkpoint): the label names it
     in reports (its file)."""
     problems: list[str] = []
+    valid = _signed_in_order(checkpoints, verifier, problems)
+    tree, roots, whole = _rebuild(pages, sorted({cp.size for _, cp in valid}), problems)
+    if not whole:
+        return LogAudit(tree.size, tree.root(), [], [label for label, _ in valid], problems)
+    verified, contradicted = _hold_against(valid, tree, roots, problems)
+    return LogAudit(tree.size, tree.root(), verified, contradicted, problems)
+
+
+def _signed_in_order(checkpoints: Sequence[tuple[str, Checkpoint]], verifier: Verifier,
+                     problems: list[str]) -> list[tuple[str, Checkpoint]]:
+    """The checkpoints whose signature verifies, by size then time; each other one is a problem."""
     valid: list[tuple[str, Checkpoint]] = []
     for label, cp in checkpoints:
         problem = verifier.problem(cp)
@@ -374,7 +385,13 @@ def audit_log(pages: Iterable[list[tuple[int, str]]], checkpoints: Sequence[tupl
         else:
             valid.append((label, cp))
     valid.sort(key=lambda lc: (lc[1].size, lc[1].time))
-    wanted = sorted({cp.size for _, cp in valid})
+    return valid
+
+
+def _rebuild(pages: Iterable[list[tuple[int, str]]], wanted: list[int],
+             problems: list[str]) -> tuple[merkle.Tree, dict[int, bytes], bool]:
+    """The tree over the stored chain hashes and its root at each of the ``wanted`` sizes (ascending), and
+    whether the chain was whole: a missing position or a malformed hash stops the rebuild there."""
     roots: dict[int, bytes] = {}
     tree = merkle.Tree()
     at = 0
@@ -384,15 +401,22 @@ def audit_log(pages: Iterable[list[tuple[int, str]]], checkpoints: Sequence[tupl
         for seq, digest in page:
             if seq != tree.size + 1:
                 problems.append(f"chain position {tree.size + 1} is missing (found {seq} next)")
-                return LogAudit(tree.size, tree.root(), [], [label for label, _ in valid], problems)
+                return tree, roots, False
             try:
                 leaf = tree_leaf(digest)
             except ValueError:
                 problems.append(f"chain position {seq} has a hash that is not 32 bytes of hex: {digest[:70]!r}")
-                return LogAudit(tree.size, tree.root(), [], [label for label, _ in valid], problems)
+                return tree, roots, False
             tree.append(leaf)
             if at < len(wanted) and tree.size == wanted[at]:
                 roots[tree.size], at = tree.frontier.root(), at + 1
+    return tree, roots, True
+
+
+def _hold_against(valid: list[tuple[str, Checkpoint]], tree: merkle.Tree, roots: dict[int, bytes],
+                  problems: list[str]) -> tuple[list[str], list[str]]:
+    """The labels of the checkpoints the rebuilt tree agrees with, and of those it contradicts, in the log's
+    order; why each one is contradicted (and any two that sign different trees of one size) go to ``problems``."""
     verified: list[str] = []
     contradicted: list[str] = []
     last_good: tuple[str, Checkpoint] | None = None
@@ -421,7 +445,7 @@ def audit_log(pages: Iterable[list[tuple[int, str]]], checkpoints: Sequence[tupl
             problems.append(f"{previous[0]} and {label} sign two different trees of {cp.size} decisions: the log "
                             "showed two histories")
         previous = (label, cp)
-    return LogAudit(tree.size, tree.root(), verified, contradicted, problems)
+    return verified, contradicted
 
 
 def extension_problem(store: Any, previous: Checkpoint, size: int, root: bytes) -> str | None:

@@ -156,37 +156,51 @@ def replay_cmd(decision_id: Annotated[str | None, typer.Argument(help="a stored 
     store = open_store(db)
     record = stored_record(store, decision_id)
     if ruleset is not None:
-        live_models, live_tools = None, None
-        if live:
-            if config is None:
-                raise fail("--live needs --config FILE (the model groups and tools to call)")
-            from adapters.usecases.config import load_config, model_gateway, tool_connectors
+        _what_if_one(store, record, decision_id, ruleset, live, config, as_json)
+    else:
+        _replay_one(store, record, decision_id, as_json)
 
-            try:
-                settings = load_config(config)
-                live_models, live_tools = model_gateway(settings), tool_connectors(settings, config.parent)
-            except ValueError as e:
-                raise fail(str(e)) from None
-        w = asyncio.run(what_if_stored(store, load_candidate(ruleset), record, live_models, live_tools))
-        if as_json:
-            out.print_json(json.dumps(whatif_dict(w)))
-            return
-        if w.error:
-            raise fail(w.error, 1)
-        table = Table("", "stored", "candidate", title=f"what-if {decision_id}")
-        for key in ("outcome", "decision", "reason", "rule"):
-            before, after = w.old.get(key), w.new.get(key)
-            mark = "" if before == after else " [bold yellow]*[/]"
-            table.add_row(key + mark, json.dumps(before), json.dumps(after))
-        out.print(table)
-        out.print(f"fired only before: {', '.join(w.fired_only_before) or '-'}")
-        out.print(f"fired only after:  {', '.join(w.fired_only_after) or '-'}")
-        for u in w.unanswered:
-            out.print(f"unanswered: {u['action']} {json.dumps(u['request'])} (never called live)")
-        for u in w.live:
-            out.print(f"called live: {u['action']} {json.dumps(u['request'])}")
-        out.print("CHANGED" if w.changed else "unchanged")
+
+def _live_ports(config: Path | None) -> tuple[ModelGateway | None, ToolConnector | None]:
+    """What-if --live: the model groups and tools the service config names, to call what was never recorded."""
+    if config is None:
+        raise fail("--live needs --config FILE (the model groups and tools to call)")
+    from adapters.usecases.config import load_config, model_gateway, tool_connectors
+
+    try:
+        settings = load_config(config)
+        return model_gateway(settings), tool_connectors(settings, config.parent)
+    except ValueError as e:
+        raise fail(str(e)) from None
+
+
+def _what_if_one(store: SqlStore, record: DecisionRecord, decision_id: str, ruleset: Path, live: bool,
+                 config: Path | None, as_json: bool) -> None:
+    """`baton replay ID --ruleset FILE`: the stored decision on the candidate, beside what it was."""
+    live_models, live_tools = _live_ports(config) if live else (None, None)
+    w = asyncio.run(what_if_stored(store, load_candidate(ruleset), record, live_models, live_tools))
+    if as_json:
+        out.print_json(json.dumps(whatif_dict(w)))
         return
+    if w.error:
+        raise fail(w.error, 1)
+    table = Table("", "stored", "candidate", title=f"what-if {decision_id}")
+    for key in ("outcome", "decision", "reason", "rule"):
+        before, after = w.old.get(key), w.new.get(key)
+        mark = "" if before == after else " [bold yellow]*[/]"
+        table.add_row(key + mark, json.dumps(before), json.dumps(after))
+    out.print(table)
+    out.print(f"fired only before: {', '.join(w.fired_only_before) or '-'}")
+    out.print(f"fired only after:  {', '.join(w.fired_only_after) or '-'}")
+    for u in w.unanswered:
+        out.print(f"unanswered: {u['action']} {json.dumps(u['request'])} (never called live)")
+    for u in w.live:
+        out.print(f"called live: {u['action']} {json.dumps(u['request'])}")
+    out.print("CHANGED" if w.changed else "unchanged")
+
+
+def _replay_one(store: SqlStore, record: DecisionRecord, decision_id: str, as_json: bool) -> None:
+    """`baton replay ID`: the stored decision re-run exactly on its own version; exit 1 when it diverges."""
     result = asyncio.run(replay_stored(store, lambda version: engine_for_version(store, version), record))
     if as_json:
         div = result.divergence

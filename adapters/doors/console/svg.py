@@ -84,42 +84,56 @@ def decision_graph(view: dict[str, Any], outcome: str = "", graph_id: str = "dec
          "title": f"input fact #{f['seq']} {f['type']}"} for f in view["inputs"]])]
     edges: list[tuple[str, str]] = []
     for number, events in view["rounds"]:
-        fired: list[dict[str, Any]] = []
-        results: list[dict[str, Any]] = []
-        firing_of: dict[str, str] = {}
-        for e in events:
-            kind = e.get("kind")
-            if kind == "fired":
-                key = f"fired:{number}:{len(fired)}"
-                firing_of[str(e["rule"])] = key
-                matched = " ".join(f"{b} #{s}" for b, s in e.get("facts", {}).items())
-                fired.append({"key": key, "kind": "fired", "label": str(e["rule"]),
-                              "title": f"round {number}: {e['rule']} fired on {matched}"})
-                edges.extend((f"fact:{s}", key) for s in e.get("facts", {}).values())
-            elif kind == "call":
-                results.append({"key": f"call:{e.get('call')}", "kind": "call " + str(e.get("status", "")),
-                                "label": f"{e.get('type', '')} {e.get('action', '')} · {e.get('status', '')}",
-                                "title": f"{e.get('type', '')} call {e.get('action', '')}: {e.get('status', '')}"})
-            elif kind == "fact" and e.get("source") != "input":
-                by = str(e.get("by", ""))
-                results.append({"key": f"fact:{e['seq']}", "kind": "fact", "label": f"#{e['seq']} {e['type']}",
-                                "title": f"fact #{e['seq']} {e['type']} from {e.get('source', '')}"
-                                         + (f" ({by})" if by else "")})
-                if e.get("source") == "rule" and by in firing_of:
-                    edges.append((firing_of[by], f"fact:{e['seq']}"))
-            elif kind == "proposal":
-                key = f"proposal:{number}:{len(results)}"
-                won = bool(e.get("won"))
-                results.append({"key": key, "kind": "proposal won" if won else "proposal",
-                                "label": f"{'★ ' if won else ''}{e.get('verb', '')} · {e.get('rule', '')}",
-                                "title": f"{e.get('verb', '')} proposed by {e.get('rule', '')} (priority "
-                                         f"{e.get('priority', '')})" + (": the winner" if won else ": overridden")})
-                if str(e.get("rule")) in firing_of:
-                    edges.append((firing_of[str(e["rule"])], key))
+        fired, results = _round_nodes(number, events, edges)
         if fired:
             columns.append((f"round {number}: rules fired", fired))
         if results:
             columns.append((f"round {number}: calls, facts, proposals", results))
+    return _draw_graph(columns, edges, outcome, graph_id)
+
+
+def _round_nodes(number: int, events: list[dict[str, Any]],
+                 edges: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One round's two columns of nodes: the rules that fired, and the calls, facts and proposals that came of
+    them; the round's edges (fact to firing, firing to what it added or proposed) go to ``edges``."""
+    fired: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    firing_of: dict[str, str] = {}
+    for e in events:
+        kind = e.get("kind")
+        if kind == "fired":
+            key = f"fired:{number}:{len(fired)}"
+            firing_of[str(e["rule"])] = key
+            matched = " ".join(f"{b} #{s}" for b, s in e.get("facts", {}).items())
+            fired.append({"key": key, "kind": "fired", "label": str(e["rule"]),
+                          "title": f"round {number}: {e['rule']} fired on {matched}"})
+            edges.extend((f"fact:{s}", key) for s in e.get("facts", {}).values())
+        elif kind == "call":
+            results.append({"key": f"call:{e.get('call')}", "kind": "call " + str(e.get("status", "")),
+                            "label": f"{e.get('type', '')} {e.get('action', '')} · {e.get('status', '')}",
+                            "title": f"{e.get('type', '')} call {e.get('action', '')}: {e.get('status', '')}"})
+        elif kind == "fact" and e.get("source") != "input":
+            by = str(e.get("by", ""))
+            results.append({"key": f"fact:{e['seq']}", "kind": "fact", "label": f"#{e['seq']} {e['type']}",
+                            "title": f"fact #{e['seq']} {e['type']} from {e.get('source', '')}"
+                                     + (f" ({by})" if by else "")})
+            if e.get("source") == "rule" and by in firing_of:
+                edges.append((firing_of[by], f"fact:{e['seq']}"))
+        elif kind == "proposal":
+            key = f"proposal:{number}:{len(results)}"
+            won = bool(e.get("won"))
+            results.append({"key": key, "kind": "proposal won" if won else "proposal",
+                            "label": f"{'★ ' if won else ''}{e.get('verb', '')} · {e.get('rule', '')}",
+                            "title": f"{e.get('verb', '')} proposed by {e.get('rule', '')} (priority "
+                                     f"{e.get('priority', '')})" + (": the winner" if won else ": overridden")})
+            if str(e.get("rule")) in firing_of:
+                edges.append((firing_of[str(e["rule"])], key))
+    return fired, results
+
+
+def _draw_graph(columns: list[tuple[str, list[dict[str, Any]]]], edges: list[tuple[str, str]], outcome: str,
+                graph_id: str) -> Markup:
+    """The columns side by side, each node in a box of the same size, and the edges as curves behind them."""
     where: dict[str, tuple[float, float, int]] = {}
     tallest = max((len(nodes) for _, nodes in columns), default=0)
     width = len(columns) * (NODE_W + COL_GAP) - COL_GAP + 2

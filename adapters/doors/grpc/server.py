@@ -193,6 +193,36 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
         raise SystemExit(f"refusing to serve {cfg.listen} without auth: configure tokens (--tokens or "
                          "BATON_TOKENS), listen on localhost, or pass --insecure-no-auth")
     rt = Runtime.build(cfg, base)
+    server, health, port = _grpc_server(cfg, rt, auth)
+    await server.start()
+    _freeze_startup_objects()
+    for name in ("", *SERVICE_NAMES):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    host = cfg.listen.rsplit(":", 1)[0]
+    auth_note = "auth ON" if auth.enabled else "auth OFF (no tokens configured; localhost only)"
+    say(f"baton listening on {host}:{port} (pid {os.getpid()}; {auth_note}; db {rt.store.url}; "
+        f"{len(rt.loaded)} rulesets from {cfg.rulesets}; {len(rt.corpora)} corpora; {rt.ports_note})")
+    if ready is not None:
+        ready.set()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _rotate_secrets(auth=(auth, cfg)))
+    await _run_until_stopped(cfg, base, rt, auth, worker, supervisor, stop)
+    say(f"baton {os.getpid()}: shutting down, finishing in-flight decisions")
+    await health.enter_graceful_shutdown()
+    await server.stop(GRACE_S)
+    await rt.stop()
+    rt.candidates.close()
+    flush_decision_log()
+    say(f"baton {os.getpid()}: stopped")
+
+
+def _grpc_server(cfg: Settings, rt: Runtime, auth: Auth) -> tuple[grpc.aio.Server, HealthServicer, int]:
+    """The gRPC server with Baton's services, health checking and reflection, bound to ``cfg.listen`` (TLS
+    when the service has a certificate, client certificates required when it has a client CA), not started;
+    with the port it bound (``listen`` may ask for any free one)."""
     services = Services(auth=auth, decide=rt.decide, store=rt.store, registry=rt.registry,
                         escalations=rt.escalations, shadows=rt.shadows, audits=rt.audits, candidates=rt.candidates,
                         pii_roles=tuple(cfg.pii_roles))
@@ -209,21 +239,13 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
         port = server.add_secure_port(cfg.listen, creds)
     else:
         port = server.add_insecure_port(cfg.listen)
-    await server.start()
-    _freeze_startup_objects()
-    for name in ("", *SERVICE_NAMES):
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    host = cfg.listen.rsplit(":", 1)[0]
-    auth_note = "auth ON" if auth.enabled else "auth OFF (no tokens configured; localhost only)"
-    say(f"baton listening on {host}:{port} (pid {os.getpid()}; {auth_note}; db {rt.store.url}; "
-        f"{len(rt.loaded)} rulesets from {cfg.rulesets}; {len(rt.corpora)} corpora; {rt.ports_note})")
-    if ready is not None:
-        ready.set()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _rotate_secrets(auth=(auth, cfg)))
+    return server, health, port
+
+
+async def _run_until_stopped(cfg: Settings, base: Path, rt: Runtime, auth: Auth, worker: int,
+                             supervisor: int | None, stop: asyncio.Event) -> None:
+    """The runtime's and this worker's background work (worker 0 alone signs checkpoints and serves the
+    console) until ``stop`` is set; then each piece is waited for, in this order, before gRPC stops."""
     rt.start()
     checkpoints = asyncio.create_task(checkpointer(cfg, base, rt.store).run(stop)) \
         if cfg.audit is not None and worker == 0 else None  # signed tree heads to witnesses (docs/audit.md)
@@ -254,13 +276,6 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     await fresh
     if checkpoints is not None:
         await checkpoints
-    say(f"baton {os.getpid()}: shutting down, finishing in-flight decisions")
-    await health.enter_graceful_shutdown()
-    await server.stop(GRACE_S)
-    await rt.stop()
-    rt.candidates.close()
-    flush_decision_log()
-    say(f"baton {os.getpid()}: stopped")
 
 
 async def _watch_supervisor(supervisor: int, stop: asyncio.Event) -> None:

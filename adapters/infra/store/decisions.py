@@ -85,12 +85,10 @@ class DecisionsArea(TreeArea):
                                              dialect=conn.dialect) from e
 
     def _write_batch(self, conn: Connection, cur: Any, items: Sequence[Pending]) -> list[Saved]:
-        cur.execute(self.head_sql)
-        head = cur.fetchone()
-        if head is None:
-            raise RuntimeError("the chain head row is missing (the store was not migrated)")
-        seq, prev = int(head[0]), str(head[1])
-        frontier, nodes = self._tree_at(cur, seq, int(head[2]), str(head[3]))
+        """Chain every new decision of the batch in order (hash, tree leaf, rows), then insert all the rows at
+        once and move the chain head. The loop runs per decision with the chain head locked: it stays whole,
+        with no helper call for an ordinary decision."""
+        seq, prev, frontier, nodes = self._locked_head(cur)
         out: list[Saved] = []
         decisions: list[tuple[Any, ...]] = []
         calls: list[tuple[Any, ...]] = []
@@ -105,13 +103,7 @@ class DecisionsArea(TreeArea):
                 out.append(_existing(keys_in_batch[(item.caller, key)]))
                 continue
             if item.resolves is not None:
-                r = item.resolves
-                done = conn.execute(ESCALATIONS.update().where(
-                    ESCALATIONS.c.id == r.escalation_id, ESCALATIONS.c.status == "open").values(
-                    status=r.status, resolved_by=r.by, resolved_at=item.record["started_at"], answer=r.answer,
-                    resumed_decision_id=item.record["decision_id"]))
-                if done.rowcount != 1:
-                    raise Conflict(f"escalation {r.escalation_id} is no longer open")
+                _resolve(conn, item.resolves, item.record)
             seq += 1
             record = item.record
             decision_id = record["decision_id"]
@@ -144,26 +136,45 @@ class DecisionsArea(TreeArea):
             out.append(saved)
             prev = digest
         if decisions:
-            self._insert_rows(cur, "decisions", decisions)
-            self._insert_rows(cur, "calls", calls)
-            self._insert_rows(cur, "decision_search", search)
-            if escalations:
-                self._insert_dicts(cur, ESCALATIONS.name, escalations)
-            if outbox:
-                self._insert_dicts(cur, OUTBOX.name, outbox)
-            if documents:  # stored once by content hash; the chain head lock serialises writers
-                known = set(conn.execute(sa.select(DOCUMENTS.c.id).where(
-                    DOCUMENTS.c.id.in_(list(documents)))).scalars())
-                new = [i for d, i in documents.items() if d not in known]
-                if new:
-                    conn.execute(DOCUMENTS.insert(), [
-                        {"id": i.document.id, "name": i.document.name, "media_type": i.document.media_type,
-                         "size": len(i.content), "pages": json.dumps(list(i.document.pages)),
-                         "content": i.content, "created_at": item.record["finished_at"]} for i in new])
-            if nodes:
-                self._insert_rows(cur, MERKLE.name, nodes)
+            self._insert_batch(conn, cur, decisions, calls, search, escalations, outbox, documents, nodes, items[-1])
             cur.execute(self.move_head_sql, (seq, prev, frontier.size, frontier.to_hex()))
         return out
+
+    def _locked_head(self, cur: Any) -> tuple[int, str, Frontier, list[tuple[Any, ...]]]:
+        """The chain head, locked until the transaction ends: the last position and hash, the tree's frontier
+        to extend and the subtrees to store with this batch."""
+        cur.execute(self.head_sql)
+        head = cur.fetchone()
+        if head is None:
+            raise RuntimeError("the chain head row is missing (the store was not migrated)")
+        seq, prev = int(head[0]), str(head[1])
+        frontier, nodes = self._tree_at(cur, seq, int(head[2]), str(head[3]))
+        return seq, prev, frontier, nodes
+
+    def _insert_batch(self, conn: Connection, cur: Any, decisions: list[tuple[Any, ...]],
+                      calls: list[tuple[Any, ...]], search: list[tuple[str, str]], escalations: list[dict[str, Any]],
+                      outbox: list[dict[str, Any]], documents: dict[str, IncomingDocument],
+                      nodes: list[tuple[Any, ...]], last: Pending) -> None:
+        """The batch's rows, each table in one go; a document is stored once, by content hash (dated by the
+        batch's ``last`` decision)."""
+        self._insert_rows(cur, "decisions", decisions)
+        self._insert_rows(cur, "calls", calls)
+        self._insert_rows(cur, "decision_search", search)
+        if escalations:
+            self._insert_dicts(cur, ESCALATIONS.name, escalations)
+        if outbox:
+            self._insert_dicts(cur, OUTBOX.name, outbox)
+        if documents:  # stored once by content hash; the chain head lock serialises writers
+            known = set(conn.execute(sa.select(DOCUMENTS.c.id).where(
+                DOCUMENTS.c.id.in_(list(documents)))).scalars())
+            new = [i for d, i in documents.items() if d not in known]
+            if new:
+                conn.execute(DOCUMENTS.insert(), [
+                    {"id": i.document.id, "name": i.document.name, "media_type": i.document.media_type,
+                     "size": len(i.content), "pages": json.dumps(list(i.document.pages)),
+                     "content": i.content, "created_at": last.record["finished_at"]} for i in new])
+        if nodes:
+            self._insert_rows(cur, MERKLE.name, nodes)
 
     def _stored_keys(self, cur: Any, items: Sequence[Pending]) -> dict[tuple[str, str], Saved]:
         """The decisions already stored under the items' (caller, idempotency key)s: one query per caller
@@ -487,6 +498,17 @@ class DecisionsArea(TreeArea):
                 calls.setdefault(c.decision_id, []).append(c)
             yield rows, traces, calls
             last = rows[-1].chain_seq
+
+
+def _resolve(conn: Connection, r: Resolution, record: DecisionRecord) -> None:
+    """Close the escalation a resuming decision answers, in the decision's transaction; Conflict when someone
+    else closed it first."""
+    done = conn.execute(ESCALATIONS.update().where(
+        ESCALATIONS.c.id == r.escalation_id, ESCALATIONS.c.status == "open").values(
+        status=r.status, resolved_by=r.by, resolved_at=record["started_at"], answer=r.answer,
+        resumed_decision_id=record["decision_id"]))
+    if done.rowcount != 1:
+        raise Conflict(f"escalation {r.escalation_id} is no longer open")
 
 
 def _existing(saved: Saved) -> Saved:

@@ -16,6 +16,16 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """One helper per table, called in the order the tables were first created: decisions before the
+    tables whose rows reference it."""
+    _ruleset_versions()
+    _decisions()
+    _trace_events()
+    _calls()
+    _chain_head()
+
+
+def _ruleset_versions() -> None:
     op.create_table(
         "ruleset_versions",
         sa.Column("version", sa.String(64), primary_key=True),
@@ -26,6 +36,9 @@ def upgrade() -> None:
         sa.Column("published_by", sa.String(200), nullable=True),
     )
     op.create_index("ix_ruleset_versions_name", "ruleset_versions", ["name"])
+
+
+def _decisions() -> None:
     op.create_table(
         "decisions",
         sa.Column("id", sa.String(40), primary_key=True),
@@ -49,6 +62,9 @@ def upgrade() -> None:
     op.create_index("ix_decisions_created", "decisions", ["created_at"])
     op.create_index("ix_decisions_version", "decisions", ["version"])
     op.create_index("ix_decisions_outcome", "decisions", ["outcome"])
+
+
+def _trace_events() -> None:
     op.create_table(
         "trace_events",
         sa.Column("decision_id", sa.String(40), sa.ForeignKey("decisions.id"), primary_key=True),
@@ -56,6 +72,9 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(20), nullable=False),
         sa.Column("event", sa.Text, nullable=False),
     )
+
+
+def _calls() -> None:
     op.create_table(
         "calls",
         sa.Column("decision_id", sa.String(40), sa.ForeignKey("decisions.id"), primary_key=True),
@@ -71,6 +90,9 @@ def upgrade() -> None:
         sa.Column("request", sa.Text, nullable=False),
         sa.Column("answer", sa.Text, nullable=False),
     )
+
+
+def _chain_head() -> None:
     op.create_table(
         "chain_head",
         sa.Column("id", sa.Integer, primary_key=True),
