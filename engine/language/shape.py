@@ -197,6 +197,7 @@ _RETRIES = Key("int", minimum=0, maximum=10, default=0)
 _RULE_NAMES = Key("list", items=_TEXT, message="{name} must be a list of rule names")
 _OBJECT = Key("schema", schema={"type": "object"})
 
+_MAPPING = "{name} must be a mapping (key: value lines)"
 _SCALAR_TYPE = Key("enum", values=(*SCALAR_TYPES, "list"))
 FIELD = Section("a field", {
     "type": _SCALAR_TYPE,
@@ -207,7 +208,7 @@ FIELD = Section("a field", {
     "optional": Key("bool"), "pii": Key("bool"), "description": _TEXT,
 })
 _FIELD = Key("any_of", options=(_SCALAR_TYPE, Key("section", section=FIELD)))
-_FACT_TYPE = Key("map", items=_FIELD, names=NAME, min_items=1, max_items=200,
+FACT_TYPE = Key("map", items=_FIELD, names=NAME, min_items=1, max_items=200,
                  message="{name} needs its fields (name: type)")
 
 # a model's or tool's produces: names a fact type, judged by meaning (unknown_fact_type) when left out too
@@ -226,6 +227,8 @@ TOOL = Section("a tool", {
         "description": "a field path (claim.policy_ref), a value, or =expression"})),
     "retries": _RETRIES, "timeout": Key("duration", default=10, example="10s"), "description": _TEXT,
 }, open=True, description="connector settings (query, corpus, url, ...) go beside these keys")
+MODEL_ENTRY = Key("section", section=MODEL, message=_MAPPING)
+TOOL_ENTRY = Key("section", section=TOOL, message=_MAPPING)
 
 # -- actions (a rule's then:) --------------------------------------------------------------------------
 PAYLOAD = Section("decide", {"reason": _TEXT}, extra=_VALUE)
@@ -290,18 +293,21 @@ EXPECT = Section("expect", {
 })
 _MOMENT = Key("str", "fixes decision.date / decision.time for this test")
 TEST_DOCUMENTS = "documents: [{name: claim.txt, text: '...'}] or [{name: claim.pdf, pages: ['page 1', 'page 2']}]"
+DOCUMENT = Key("schema", schema={"type": "object", "required": ["name"]}, hint=TEST_DOCUMENTS,  # and a text or
+               message="a test document has a name and a text (or pages)")  # pages: judged by the loader
 TEST = Section("a test", {
     "name": _TEXT, "description": _TEXT, "given": _OBJECT,
     "answers": Key("map", message="answers must map action names to answers"),
-    "documents": Key("list", items=Key("schema", schema={"type": "object", "required": ["name"]}),
-                     hint=TEST_DOCUMENTS),
+    "documents": Key("list", items=DOCUMENT, hint=TEST_DOCUMENTS),
     "human": Key("map", message="human maps a fact type to a reviewer's answer"),
     "decision_date": _MOMENT, "decision_time": _MOMENT,
     "expect": Key("section", section=EXPECT),
 })
 
 # -- the file --------------------------------------------------------------------------------------------
-_ENTRY = "{name} must be a mapping (key: value lines)"
+RULE_ENTRY = Key("section", section=RULE, message="each rule is a mapping with name, when and then")
+TABLE_ENTRY = Key("section", section=TABLE, message="a decision table is a mapping with name, inputs, outputs and rows")
+TEST_ENTRY = Key("section", section=TEST, message="each test is a mapping with name, given, answers, expect")
 BUDGET = Section("settings.budget", {
     "max_calls": Key("int", minimum=0), "max_cost_usd": Key("number", minimum=0),
 })
@@ -314,26 +320,20 @@ RULESET = Section("the ruleset", {
     "ruleset": Key("str", required=True, pattern=RULESET_NAME, missing_code="bad_name",
                    missing="the ruleset needs 'ruleset: NAME' (lowercase letters, digits, - _ .)"),
     "description": _TEXT,
-    "facts": Key("map", required=True, items=_FACT_TYPE, names=NAME, message="facts must be a mapping (key: "
-                 "value lines)", missing="a ruleset declares its fact types under 'facts:'"),
+    "facts": Key("map", required=True, items=FACT_TYPE, names=NAME, message=_MAPPING,
+                 missing="a ruleset declares its fact types under 'facts:'"),
     "values": Key("map", "named values used by name in any expression (an unquoted 2026-03-31 is a date)",
                   names=NAME, items=Key("any_of", options=(_SCALAR, Key("list", items=_SCALAR)))),
     "define": Key("map", "named expressions (conditions or values) used by name in any expression",
                   names=NAME, items=_SCALAR),
     "input": Key("any_of", options=(_TEXT, Key("list", items=_TEXT)),
                  message="input must list fact types, e.g. input: [claim]"),
-    "models": Key("map", names=NAME, items=Key("section", section=MODEL, message=_ENTRY),
-                  message="models must be a mapping of action names"),
-    "tools": Key("map", names=NAME, items=Key("section", section=TOOL, message=_ENTRY),
-                 message="tools must be a mapping of action names"),
+    "models": Key("map", names=NAME, items=MODEL_ENTRY, message="models must be a mapping of action names"),
+    "tools": Key("map", names=NAME, items=TOOL_ENTRY, message="tools must be a mapping of action names"),
     # not required: a ruleset of tables alone leaves it out; one left empty is as good as left out
-    "rules": Key("list", min_items=1, items=Key("section", section=RULE, message="each rule is a mapping with "
-                                                "name, when and then"),
-                 missing="a ruleset needs a non-empty 'rules:' list"),
-    "tables": Key("list", items=Key("section", section=TABLE, message="a decision table is a mapping with name, "
-                                    "inputs, outputs and rows"), message="tables must be a list of decision tables"),
-    "tests": Key("list", items=Key("section", section=TEST, message="each test is a mapping with name, given, "
-                                   "answers, expect")),
+    "rules": Key("list", min_items=1, items=RULE_ENTRY, missing="a ruleset needs a non-empty 'rules:' list"),
+    "tables": Key("list", items=TABLE_ENTRY, message="tables must be a list of decision tables"),
+    "tests": Key("list", items=TEST_ENTRY),
     "settings": Key("section", section=SETTINGS),
 }, description="A Baton ruleset file: facts, rules, decision tables, models, tools and tests.")
 

@@ -12,7 +12,7 @@ from engine.language.expr import ExprError, Lit, Ref, parse
 from engine.language.prompts import Prompt
 from engine.language.sections.base import JINJA, LoaderBase
 from engine.language.sections.facts import NAME
-from engine.language.shape import MODEL, RULESET, TOOL
+from engine.language.shape import MODEL, MODEL_ENTRY, RULESET, TOOL, TOOL_ENTRY
 from engine.language.source import plain
 from engine.language.types import FactType
 from engine.model import ModelAction, ToolAction
@@ -25,7 +25,7 @@ class ActionsLoader(LoaderBase):
         out: dict[str, ModelAction] = {}
         models = self.container(doc, "models", RULESET.keys["models"])
         for key in models or {}:
-            spec = self.action_spec(models, key, "models")
+            spec = self.action_spec(models, key, "model")
             if spec is None:
                 continue
             aname, where = str(key), self.pos.key(models, key)
@@ -56,9 +56,9 @@ class ActionsLoader(LoaderBase):
                        "{{ chunk.text }}", self.pos.text_start(spec, "prompt"))
         return prompt, template
 
-    def action_spec(self, actions: dict[Any, Any], key: Any, section: str) -> dict[Any, Any] | None:
-        """The mapping of a model or tool (``section``: models or tools), when its name can name an action and
-        it is a mapping; else None, reported."""
+    def action_spec(self, actions: dict[Any, Any], key: Any, what: str) -> dict[Any, Any] | None:
+        """The mapping of a model or tool (``what``), when its name can name an action and it is a mapping;
+        else None, reported."""
         aname, where = str(key), self.pos.key(actions, key)
         if not NAME.match(aname):
             self.error("bad_name", f"'{aname}' cannot name an action", where, "letters, digits and _")
@@ -66,9 +66,8 @@ class ActionsLoader(LoaderBase):
         if aname in {"decide", "escalate", "assert"}:
             self.error("bad_name", f"'{aname}' is a built-in action", where)
             return None
-        shape = RULESET.keys[section].items
-        assert shape is not None
-        spec: dict[Any, Any] | None = self.entry(actions, key, shape, f"{section[:-1]} '{aname}'")
+        spec: dict[Any, Any] | None = self.entry(actions, key, MODEL_ENTRY if what == "model" else TOOL_ENTRY,
+                                                 f"{what} '{aname}'")
         return spec
 
     def load_tools(self, doc: Any, types: dict[str, FactType]) -> dict[str, ToolAction]:
@@ -76,7 +75,7 @@ class ActionsLoader(LoaderBase):
         tools = self.container(doc, "tools", RULESET.keys["tools"])
         models = doc.get("models")
         for key in tools or {}:
-            spec = self.action_spec(tools, key, "tools")
+            spec = self.action_spec(tools, key, "tool")
             if spec is None:
                 continue
             aname, where = str(key), self.pos.key(tools, key)

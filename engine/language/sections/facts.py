@@ -8,7 +8,7 @@ from typing import Any
 from engine.errors import Where
 from engine.language.check import DECISION, suggest
 from engine.language.sections.base import LoaderBase
-from engine.language.shape import FIELD, RULESET
+from engine.language.shape import FACT_TYPE, FIELD, RULESET
 from engine.language.types import (
     BUILTIN_TYPES,
     MAX_FIELDS,
@@ -33,10 +33,9 @@ class FactsLoader(LoaderBase):
     def load_facts(self, doc: Any) -> dict[str, FactType]:
         types: dict[str, FactType] = {"failure": failure_type(), "timeout": timeout_type(),
                                       "document": document_type(), "passage": passage_type()}
-        shape = RULESET.keys["facts"]
         if not self.require(doc, RULESET, "", Where(self.file, 1, 1), "facts"):
             return types
-        facts = self.container(doc, "facts", shape)
+        facts = self.container(doc, "facts", RULESET.keys["facts"])
         if facts is None:
             return types
         for key in facts:
@@ -46,8 +45,7 @@ class FactsLoader(LoaderBase):
                 self.error("bad_name", f"'{tname}' cannot name a fact type", where,
                            "letters, digits and _; not a keyword or 'failure'")
                 continue
-            assert shape.items is not None
-            fields = self.entry(facts, key, shape.items, f"fact type '{tname}'", where)
+            fields = self.entry(facts, key, FACT_TYPE, f"fact type '{tname}'", where)
             if fields is None:
                 continue
             if len(fields) > MAX_FIELDS:  # still declared below: what names it is not reported again

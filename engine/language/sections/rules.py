@@ -14,7 +14,7 @@ from engine.language.check import DECISION, Condition, Ty, analyse, check_value,
 from engine.language.expr import ExprError, parse
 from engine.language.names import definition_values
 from engine.language.sections.base import JINJA, LoaderBase
-from engine.language.shape import ACTIONS, EFFECT, ESCALATE, ONE_ACTION, RULE, RULE_NAME, RULESET
+from engine.language.shape import ACTIONS, EFFECT, ESCALATE, ONE_ACTION, RULE, RULE_ENTRY, RULE_NAME, RULESET
 from engine.language.source import plain
 from engine.language.types import BUILTIN_TYPES, FactType, all_optional
 from engine.model import ModelAction, Rule, Step, ToolAction
@@ -36,12 +36,11 @@ class RulesLoader(LoaderBase):
         if not self.require(doc, RULESET, "", self.pos.key(doc, "rules") if "rules" in doc else
                             Where(self.file, 1, 1), "rules"):
             return []
-        rules_node, shape = doc["rules"], RULESET.keys["rules"].items
-        assert shape is not None
+        rules_node = doc["rules"]
         rules: list[Rule] = []
         seen: dict[str, Where] = {}
         for i in range(len(rules_node)):
-            node = self.entry(rules_node, i, shape)
+            node = self.entry(rules_node, i, RULE_ENTRY)
             if node is None:
                 continue
             where = self.pos.value(rules_node, i)

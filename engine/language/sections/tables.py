@@ -13,7 +13,7 @@ from engine.language.gaps import gap_text
 from engine.language.names import BROKEN
 from engine.language.sections.base import LoaderBase
 from engine.language.sections.rules import computed_value, fact_with_computed, spells_a_field
-from engine.language.shape import RULESET, TABLE, TABLE_NAME
+from engine.language.shape import RULESET, TABLE, TABLE_ENTRY, TABLE_NAME
 from engine.language.source import plain
 from engine.language.tables import (
     HIT_POLICIES,
@@ -34,7 +34,6 @@ from engine.language.types import BUILTIN_TYPES, FactType
 from engine.model import Rule, Step
 
 NAME_TABLE = re.compile(TABLE_NAME + r"\Z")
-_TABLE = RULESET.keys["tables"]
 _TOKEN_AT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|\S")
 
 
@@ -68,8 +67,7 @@ class TablesLoader(LoaderBase):
         return out
 
     def load_table(self, parent: Any, i: int, types: dict[str, FactType], names: set[str]) -> Table | None:
-        assert _TABLE.items is not None
-        tnode = self.entry(parent, i, _TABLE.items)
+        tnode = self.entry(parent, i, TABLE_ENTRY)
         if tnode is None:
             return None
         where = self.pos.value(parent, i)
