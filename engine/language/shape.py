@@ -194,7 +194,7 @@ _CONDITION = Key("str", "a condition: claim.amount > 50000 and not exists policy
                  required=True, min_length=1, missing="{name} needs a 'when:' condition")
 _PRIORITY = Key("int", minimum=-1000, maximum=1000, default=0)
 _RETRIES = Key("int", minimum=0, maximum=10, default=0)
-_RULE_NAMES = Key("list", items=_TEXT, message="{name} must be a list of rule names")
+_RULE_NAMES = Key("list", items=_TEXT, message="expect.{name} must be a list of rule names")
 _OBJECT = Key("schema", schema={"type": "object"})
 
 _MAPPING = "{name} must be a mapping (key: value lines)"
@@ -252,17 +252,19 @@ ACTIONS = {  # each action a rule's then: may write as a one-key mapping, by its
                   message="assert takes {fact_type: {field: value}}"),
     "effect": Key("section", required=True, section=EFFECT, message=_EFFECT_WORDS, hint=_EFFECT_HINT),
 }
+_ACTION_WORDS = "an action is a model/tool action name, or one of decide:, escalate:, assert:"
+_ACTION_HINT = "several actions go in a list"
 ONE_ACTION = Key("any_of", options=(Key("str", "a model or tool action's name"), *(
     Key("section", section=Section("an action", {verb: spec})) for verb, spec in ACTIONS.items())),
-    message="an action is a model/tool action name, or one of decide:, escalate:, assert:",
-    hint="several actions go in a list")
+    message=_ACTION_WORDS, hint=_ACTION_HINT)
 ACTION = Key("any_of", options=(ONE_ACTION, Key("list", items=ONE_ACTION, min_items=1)))
 
 RULE = Section("a rule", {
     "name": Key("str", required=True, pattern=RULE_NAME, missing_code="bad_name",
                 missing="each rule needs a 'name:' (letters, digits, spaces, - _ . : #)"),
     "description": _TEXT, "when": _CONDITION,
-    "then": Key("any_of", required=True, options=ACTION.options, missing="{name} needs a 'then:' action"),
+    "then": Key("any_of", required=True, options=ACTION.options, missing="{name} needs a 'then:' action",
+                message=_ACTION_WORDS),
     "priority": _PRIORITY,
     "final": Key("bool", "when it fires, the decision stops (a rule that decides or escalates)", default=False),
 })

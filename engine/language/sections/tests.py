@@ -78,7 +78,7 @@ class TestsLoader(LoaderBase):
         if "outcome" in expect:
             self.take(expect, EXPECT, "outcome")
         for key in ("fired", "not_fired", "fired_includes"):
-            listed = self.container(expect, key, EXPECT.keys[key], f"expect.{key}")
+            listed = self.container(expect, key, EXPECT.keys[key])
             for j, rname in enumerate(listed or []):
                 if rname not in names:
                     self.error("unknown_rule", f"expect.{key}: no rule named {rname!r}",
