@@ -32,7 +32,7 @@ from engine.language.sections.rules import (
 )
 from engine.language.sections.tables import NAME_TABLE, TablesLoader
 from engine.language.sections.tests import TestsLoader
-from engine.language.shape import BUDGET, RULESET, SETTINGS
+from engine.language.shape import BUDGET, FILE, RULESET, SETTINGS
 from engine.language.source import DEFAULT_LIMITS, SourceLimits, collector_paused, content_hash, parse_yaml
 from engine.language.tables import add_row_fields
 from engine.model import DEFAULT_STEP_LIMIT, Ruleset
@@ -52,9 +52,8 @@ class Loader(FactsLoader, ActionsLoader, RulesLoader, TablesLoader, TestsLoader)
             doc = parse_yaml(self.text, self.file, self.limits)
         except BatonError as e:
             raise CompileErrors([e]) from None
-        if not isinstance(doc, dict):
-            raise CompileErrors([BatonError("bad_shape", "a ruleset file is a YAML mapping starting with "
-                                            "'ruleset: NAME'", Where(self.file, 1, 1))])
+        if not FILE.accepts(doc):
+            raise CompileErrors([BatonError("bad_shape", FILE.complaint(""), Where(self.file, 1, 1))])
         self.check_size(doc)
         self.check_keys(doc, RULESET)
         where = self.pos.key(doc, "ruleset") if "ruleset" in doc else Where(self.file, 1, 1)

@@ -2,11 +2,13 @@
 pattern or allowed values), which keys are required and which sections nest in which.
 
 Two things are made from it. The loader checks a file's shape against it (:meth:`Section.unknown`,
-:meth:`Key.accepts`, :meth:`Key.complaint`): an unknown key, a value of the wrong type or out of range,
-a required key left out - each reported at the key's line and column, with the same codes and messages as
-always. And :func:`json_schema` writes it out as the JSON Schema (draft-07) that ``baton schema`` prints for
-editors. What no shape can say (that a condition type-checks, that a fact type is declared, a table's cells)
-the loader checks by meaning; those places are described here only as far as a schema can.
+:meth:`Key.accepts`, :meth:`Key.complaint`, :meth:`Key.left_out`; engine/language/sections/base.py's
+``take``, ``container``, ``entry`` and ``require``): an unknown key, a value of the wrong type or out of range,
+a list or mapping of the wrong kind, a required key left out - each reported at its line and column, with the
+codes and words written here. And :func:`json_schema` writes it out as the JSON Schema (draft-07) that
+``baton schema`` prints for editors. What no shape can say (that a condition type-checks, that a fact type is
+declared, a table's cells) the loader checks by meaning; those places are described here only as far as a
+schema can.
 """
 
 from __future__ import annotations
@@ -295,8 +297,9 @@ EXPECT = Section("expect", {
 })
 _MOMENT = Key("str", "fixes decision.date / decision.time for this test")
 TEST_DOCUMENTS = "documents: [{name: claim.txt, text: '...'}] or [{name: claim.pdf, pages: ['page 1', 'page 2']}]"
-DOCUMENT = Key("schema", schema={"type": "object", "required": ["name"]}, hint=TEST_DOCUMENTS,  # and a text or
-               message="a test document has a name and a text (or pages)")  # pages: judged by the loader
+# a test's document: a name, and a text or pages (the loader judges which)
+DOCUMENT = Key("schema", schema={"type": "object", "required": ["name"]}, hint=TEST_DOCUMENTS,
+               message="a test document has a name and a text (or pages)")
 TEST = Section("a test", {
     "name": _TEXT, "description": _TEXT, "given": _OBJECT,
     "answers": Key("map", message="answers must map action names to answers"),
@@ -332,12 +335,13 @@ RULESET = Section("the ruleset", {
                  message="input must list fact types, e.g. input: [claim]"),
     "models": Key("map", names=NAME, items=MODEL_ENTRY, message="models must be a mapping of action names"),
     "tools": Key("map", names=NAME, items=TOOL_ENTRY, message="tools must be a mapping of action names"),
-    # not required: a ruleset of tables alone leaves it out; one left empty is as good as left out
+    # not required: a ruleset of tables alone leaves it out; written, it lists at least one rule
     "rules": Key("list", min_items=1, items=RULE_ENTRY, missing="a ruleset needs a non-empty 'rules:' list"),
     "tables": Key("list", items=TABLE_ENTRY, message="tables must be a list of decision tables"),
     "tests": Key("list", items=TEST_ENTRY),
     "settings": Key("section", section=SETTINGS),
 }, description="A Baton ruleset file: facts, rules, decision tables, models, tools and tests.")
+FILE = Key("section", section=RULESET, message="a ruleset file is a YAML mapping starting with 'ruleset: NAME'")
 
 
 # -- the JSON Schema -------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from engine.language.shape import (
     EFFECT,
     ESCALATE,
     EXPECT,
+    FILE,
     MODEL,
     RULE,
     RULESET,
@@ -92,12 +93,12 @@ PLACES: dict[str, tuple[int, Section, str, str]] = {
     "test": (4, TEST, "test 't'", "first"), "expect": (6, EXPECT, "expect", "first"),
     "settings": (2, SETTINGS, "settings", "first"),
 }
-FILE = "file"  # the file's own keys: each is the line "key: ..." at the left margin and the lines indented below it
+TOP = "file"  # the file's own keys: each is the line "key: ..." at the left margin and the lines indented below it
 SCALARS = ("int", "number", "bool", "duration", "enum")
 CONTAINERS = ("list", "map", "section", "any_of")
 # judged elsewhere than by the shape: a table's aggregate with its hit policy and outputs (tables.configure);
 # values: and define: by engine/language/names.py, in words of its own; a test's expect: is a place of its own here
-SKIP = {("table", "aggregate"), (FILE, "values"), (FILE, "define"), ("test", "expect")}
+SKIP = {("table", "aggregate"), (TOP, "values"), (TOP, "define"), ("test", "expect")}
 VALIDATOR = jsonschema.Draft7Validator(ruleset_schema())
 
 
@@ -133,7 +134,7 @@ def _file_lines(text: str, key: str, line: str | None) -> str:
 def _variant(place: str, key: str, line: str | None) -> tuple[str, tuple[int, int], tuple[int, int]]:
     """The file with ``key`` of ``place`` written as ``line`` (None: left out); where that line stands, and
     where the place's errors of a required key left out stand."""
-    if place == FILE:
+    if place == TOP:
         text = _file_lines(_render(BLOCKS)[0], key, line)
         rows = text.split("\n")
         at = next((i + 1 for i, r in enumerate(rows) if line is not None and r == line), 0)
@@ -151,7 +152,7 @@ def _variant(place: str, key: str, line: str | None) -> tuple[str, tuple[int, in
 
 
 def _sections() -> dict[str, Section]:
-    return {FILE: RULESET, **{place: spec[1] for place, spec in PLACES.items()}}
+    return {TOP: RULESET, **{place: spec[1] for place, spec in PLACES.items()}}
 
 
 def _cases(kinds: tuple[str, ...]) -> list[object]:
@@ -160,7 +161,7 @@ def _cases(kinds: tuple[str, ...]) -> list[object]:
 
 
 def _written(place: str) -> list[str]:
-    if place == FILE:
+    if place == TOP:
         return [_key(r) for r in SKELETON.splitlines() if r and not r.startswith((" ", "@"))]
     return [_key(b) for b in BLOCKS[place]]
 
@@ -193,7 +194,7 @@ def test_a_list_or_mapping_of_the_wrong_kind_is_refused_by_loader_and_schema_ali
                                                                                     spec: Key) -> None:
     text, (line, column), owner = _variant(place, key, f"{key}: 5")
     if spec.missing and spec.left_out(5):  # the missing words say what it holds: "needs 'rows:' (a list ...)"
-        expected = (spec.missing_code, spec.missing_message(PLACES[place][2] if place != FILE else ""), *owner)
+        expected = (spec.missing_code, spec.missing_message(PLACES[place][2] if place != TOP else ""), *owner)
     else:
         expected = ("bad_shape", spec.complaint(key), line, column + len(key) + 2)
     assert expected in _errors(text)
@@ -216,7 +217,7 @@ def test_a_key_left_out_is_refused_exactly_when_the_description_requires_it(plac
         assert _schema_errors(text) == []
         return
     errors = _errors(text)
-    name = PLACES[place][2] if place != FILE else ""
+    name = PLACES[place][2] if place != TOP else ""
     if spec.missing:
         assert (spec.missing_code, spec.missing_message(name), *owner) in errors, errors
     else:  # produces: names a fact type; left out, it is an unknown one, named by what holds it
@@ -233,6 +234,12 @@ def test_an_unknown_key_is_refused_at_the_key(place: str) -> None:
         assert _schema_errors(text) == []
         return
     assert ("unknown_key", line, column) in [(c, ln, col) for c, _, ln, col in _errors(text)]
+    assert _schema_errors(text) != []
+
+
+@pytest.mark.parametrize("text", ["- ruleset: shapes\n", "shapes\n"])
+def test_a_file_that_is_not_a_mapping_is_refused_by_loader_and_schema_alike(text: str) -> None:
+    assert _errors(text) == [("bad_shape", FILE.complaint(""), 1, 1)]
     assert _schema_errors(text) != []
 
 

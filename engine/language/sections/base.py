@@ -81,8 +81,8 @@ class LoaderBase:
         return None
 
     def require(self, node: Any, section: Section, name: str, where: Where, *keys: str) -> bool:
-        """Are ``keys``, required by the section, given in their shape? Each left out (:meth:`Key.left_out`) is
-        reported at ``where`` with the shape's words about ``name`` (what holds them: "model 'x'")."""
+        """Are ``keys`` of the section given in their shape? Each left out (:meth:`Key.left_out`) is reported
+        at ``where`` with its missing words about ``name`` (what holds them: "model 'x'"); False if any is."""
         given = True
         for key in keys:
             spec = section.keys[key]
