@@ -32,7 +32,7 @@ from engine.language.sections.rules import (
 )
 from engine.language.sections.tables import NAME_TABLE, TablesLoader
 from engine.language.sections.tests import TestsLoader
-from engine.language.shape import BUDGET, RULESET, RULESET_NAME, SETTINGS
+from engine.language.shape import BUDGET, FILE, RULESET, SETTINGS
 from engine.language.source import DEFAULT_LIMITS, SourceLimits, collector_paused, content_hash, parse_yaml
 from engine.language.tables import add_row_fields
 from engine.model import DEFAULT_STEP_LIMIT, Ruleset
@@ -52,16 +52,12 @@ class Loader(FactsLoader, ActionsLoader, RulesLoader, TablesLoader, TestsLoader)
             doc = parse_yaml(self.text, self.file, self.limits)
         except BatonError as e:
             raise CompileErrors([e]) from None
-        if not isinstance(doc, dict):
-            raise CompileErrors([BatonError("bad_shape", "a ruleset file is a YAML mapping starting with "
-                                            "'ruleset: NAME'", Where(self.file, 1, 1))])
+        if not FILE.accepts(doc):
+            raise CompileErrors([BatonError("bad_shape", FILE.complaint(""), Where(self.file, 1, 1))])
         self.check_size(doc)
         self.check_keys(doc, RULESET)
-        name = doc.get("ruleset")
-        if not isinstance(name, str) or not re.fullmatch(RULESET_NAME, name):
-            self.error("bad_name", "the ruleset needs 'ruleset: NAME' (lowercase letters, digits, - _ .)",
-                       self.pos.key(doc, "ruleset") if "ruleset" in doc else Where(self.file, 1, 1))
-            name = "invalid"
+        where = self.pos.key(doc, "ruleset") if "ruleset" in doc else Where(self.file, 1, 1)
+        name = str(doc["ruleset"]) if self.require(doc, RULESET, "", where, "ruleset") else "invalid"
         types = self.load_facts(doc)
         load_vocabulary(self.vocab, doc, self.pos, types, self.errors.append)
         add_row_fields(doc, types)  # the int field `row` of facts asserted by multi-hit tables
@@ -100,14 +96,11 @@ class Loader(FactsLoader, ActionsLoader, RulesLoader, TablesLoader, TestsLoader)
 
     def load_settings(self, doc: Any) -> tuple[int, float | None, int | None, float | None]:
         """settings: the step limit, the deadline (seconds) and the budget's calls and cost."""
-        settings = doc.get("settings") or {}
-        if not isinstance(settings, dict):
+        settings = self.container(doc, "settings", RULESET.keys["settings"])
+        if settings is None:
             return DEFAULT_STEP_LIMIT, None, None, None
         self.check_keys(settings, SETTINGS)
-        budget = settings.get("budget") or {}
-        if not isinstance(budget, dict):
-            self.error("bad_shape", "budget takes {max_calls: N, max_cost_usd: X}", self.pos.value(settings, "budget"))
-            budget = {}
+        budget = self.container(settings, "budget", SETTINGS.keys["budget"]) or {}
         self.check_keys(budget, BUDGET)
         max_calls = self.take(budget, BUDGET, "max_calls")
         max_cost = self.take(budget, BUDGET, "max_cost_usd")

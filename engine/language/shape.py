@@ -2,11 +2,13 @@
 pattern or allowed values), which keys are required and which sections nest in which.
 
 Two things are made from it. The loader checks a file's shape against it (:meth:`Section.unknown`,
-:meth:`Key.accepts`, :meth:`Key.complaint`): an unknown key, a value of the wrong type or out of range,
-a required key left out - each reported at the key's line and column, with the same codes and messages as
-always. And :func:`json_schema` writes it out as the JSON Schema (draft-07) that ``baton schema`` prints for
-editors. What no shape can say (that a condition type-checks, that a fact type is declared, a table's cells)
-the loader checks by meaning; those places are described here only as far as a schema can.
+:meth:`Key.accepts`, :meth:`Key.complaint`, :meth:`Key.left_out`; engine/language/sections/base.py's
+``take``, ``container``, ``entry`` and ``require``): an unknown key, a value of the wrong type or out of range,
+a list or mapping of the wrong kind, a required key left out - each reported at its line and column, with the
+codes and words written here. And :func:`json_schema` writes it out as the JSON Schema (draft-07) that
+``baton schema`` prints for editors. What no shape can say (that a condition type-checks, that a fact type is
+declared, a table's cells) the loader checks by meaning; those places are described here only as far as a
+schema can.
 """
 
 from __future__ import annotations
@@ -67,11 +69,21 @@ class Key:
     max_items: int | None = None
     default: object = None
     example: str = ""  # a duration's: "such as ..."
-    message: str = ""  # the complaint about a wrong value, when the kind's own would not do
+    message: str = ""  # the complaint about a wrong value, when the kind's own would not do ({name}: the key's)
+    missing: str = ""  # the complaint about a required key left out ({name}: what holds it, "model 'x'")
+    missing_code: str = "missing_key"
+    hint: str = ""  # given with either complaint
     schema: Schema | None = None
 
     def accepts(self, value: object) -> bool:
-        """Does ``value`` have this key's scalar shape? (Lists, maps and sections are walked by the loader.)"""
+        """Does ``value`` have this key's shape? A list or mapping's kind and least size, not its items (the
+        loader walks them, each at its own place) nor its most (the loader reports too many and goes on)."""
+        if self.kind == "list":
+            return isinstance(value, list) and len(value) >= (self.min_items or 0)
+        if self.kind in ("map", "section"):
+            return isinstance(value, dict) and len(value) >= (self.min_items or 0)
+        if self.kind == "any_of":
+            return any(option.accepts(value) for option in self.options)
         if self.kind == "bool":
             return isinstance(value, bool)
         if self.kind == "duration":
@@ -90,7 +102,11 @@ class Key:
     def complaint(self, name: str) -> str:
         """The message for a wrong value of the key ``name``."""
         if self.message:
-            return self.message
+            return self.message.replace("{name}", name)
+        if self.kind == "list":
+            return f"{name} must be a list"
+        if self.kind in ("map", "section"):
+            return f"{name} must be a mapping"
         if self.kind == "bool":
             return f"{name} is true or false"
         if self.kind == "duration":
@@ -107,6 +123,20 @@ class Key:
     def value(self, raw: object) -> object:
         """The accepted ``raw`` as the loader keeps it (a duration in seconds)."""
         return parse_duration(raw) if self.kind == "duration" else raw
+
+    def left_out(self, value: object) -> bool:
+        """Is a required key holding ``value`` as good as left out? Absent (None) is; so is a scalar or a list
+        not of its shape, which the missing words describe ("needs a 'when:' condition"). A mapping, or one of
+        several shapes, given with the wrong shape has a complaint of its own (:meth:`complaint`)."""
+        return value is None or (self.kind not in ("map", "section", "any_of") and not self.accepts(value))
+
+    def missing_message(self, name: str) -> str:
+        """The message for this required key left out of ``name`` (what holds it: "model 'x'", "escalate")."""
+        return self.missing.replace("{name}", name)
+
+    def empty(self) -> object:
+        """What a list or mapping left out (or left empty: null) holds."""
+        return [] if self.kind == "list" else {} if self.kind in ("map", "section") else None
 
 
 @dataclass(frozen=True)
@@ -163,12 +193,13 @@ _VALUE = Key("schema", schema={"description": "a value, or a computed value: a s
                                "list)"})
 _SCALAR = Key("schema", schema={"type": ["string", "number", "boolean"]})
 _CONDITION = Key("str", "a condition: claim.amount > 50000 and not exists policy; see docs/language.md",
-                 required=True, min_length=1)
+                 required=True, min_length=1, missing="{name} needs a 'when:' condition")
 _PRIORITY = Key("int", minimum=-1000, maximum=1000, default=0)
 _RETRIES = Key("int", minimum=0, maximum=10, default=0)
-_NAMES = Key("list", items=_TEXT)
+_RULE_NAMES = Key("list", items=_TEXT, message="expect.{name} must be a list of rule names")
 _OBJECT = Key("schema", schema={"type": "object"})
 
+_MAPPING = "{name} must be a mapping (key: value lines)"
 _SCALAR_TYPE = Key("enum", values=(*SCALAR_TYPES, "list"))
 FIELD = Section("a field", {
     "type": _SCALAR_TYPE,
@@ -179,56 +210,81 @@ FIELD = Section("a field", {
     "optional": Key("bool"), "pii": Key("bool"), "description": _TEXT,
 })
 _FIELD = Key("any_of", options=(_SCALAR_TYPE, Key("section", section=FIELD)))
-_FACT_TYPE = Key("map", items=_FIELD, names=NAME, min_items=1, max_items=200)
+FACT_TYPE = Key("map", items=_FIELD, names=NAME, min_items=1, max_items=200,
+                 message="{name} needs its fields (name: type)")
 
+# a model's or tool's produces: names a fact type, judged by meaning (unknown_fact_type) when left out too
 MODEL = Section("a model", {
-    "group": Key("str", required=True), "produces": Key("str", required=True), "prompt": Key("str", required=True),
+    "group": Key("str", required=True, min_length=1, missing="{name} needs 'group:' (a model group such as fast)"),
+    "produces": Key("str", required=True),
+    "prompt": Key("str", required=True, min_length=1, missing="{name} needs a 'prompt:'"),
     "retries": _RETRIES, "timeout": Key("duration", default=30, example="10s"), "description": _TEXT,
     "from_document": Key("bool", default=False),
     "chunk_chars": Key("int", minimum=500, maximum=200_000, default=DEFAULT_CHUNK_CHARS),
 })
 TOOL = Section("a tool", {
-    "connector": Key("str", required=True), "produces": Key("str", required=True),
+    "connector": Key("str", required=True, min_length=1, missing="{name} needs 'connector:' (sql, http, lookup, ...)"),
+    "produces": Key("str", required=True),
     "params": Key("map", items=Key("schema", schema={
         "description": "a field path (claim.policy_ref), a value, or =expression"})),
     "retries": _RETRIES, "timeout": Key("duration", default=10, example="10s"), "description": _TEXT,
 }, open=True, description="connector settings (query, corpus, url, ...) go beside these keys")
+MODEL_ENTRY = Key("section", section=MODEL, message=_MAPPING)
+TOOL_ENTRY = Key("section", section=TOOL, message=_MAPPING)
 
 # -- actions (a rule's then:) --------------------------------------------------------------------------
 PAYLOAD = Section("decide", {"reason": _TEXT}, extra=_VALUE)
 ESCALATE = Section("escalate", {
-    "queue": Key("str", required=True), "reason": _TEXT,
+    "queue": Key("str", required=True, missing="{name} needs a 'queue:'"), "reason": _TEXT,
     "expects": Key("str", "the fact type of the reviewer's answer"),
     "sla": Key("duration", example="4h or 30m"),
 }, extra=_VALUE)
-EFFECT = Section("effect", {"name": Key("str", required=True), "with": Key("map", items=_VALUE)})
-_ASSERT = Key("map", items=Key("map", items=_VALUE), min_items=1)
-_ONE_ACTION = Key("any_of", options=(
-    Key("str", "a model or tool action's name"),
-    Key("section", section=Section("an action", {"decide": Key("section", required=True, section=PAYLOAD)})),
-    Key("section", section=Section("an action", {"escalate": Key("section", required=True, section=ESCALATE)})),
-    Key("section", section=Section("an action", {"assert": Key("schema", required=True, schema={
-        "type": "object", "minProperties": 1, "additionalProperties": {
-            "type": "object", "additionalProperties": _VALUE.schema}})})),
-    Key("section", section=Section("an action", {"effect": Key("section", required=True, section=EFFECT)})),
-))
-ACTION = Key("any_of", options=(_ONE_ACTION, Key("list", items=_ONE_ACTION, min_items=1)))
+_EFFECT_WORDS = "effect takes {name: EFFECT, with: {...}}"  # "{name:" is the key's, not a placeholder
+_EFFECT_HINT = "EFFECT is a name from the service config's effects: section"
+EFFECT = Section("effect", {
+    "name": Key("str", required=True, min_length=1, missing=_EFFECT_WORDS, missing_code="bad_shape",
+                hint=_EFFECT_HINT),
+    "with": Key("map", items=_VALUE, message="effect: with: takes a mapping"),
+})
+_PROPOSAL_WORDS = "{name} takes a mapping, e.g. {route: standard-queue}"
+ACTIONS = {  # each action a rule's then: may write as a one-key mapping, by its key
+    "decide": Key("section", required=True, section=PAYLOAD, message=_PROPOSAL_WORDS),
+    "escalate": Key("section", required=True, section=ESCALATE, message=_PROPOSAL_WORDS),
+    "assert": Key("map", required=True, min_items=1, items=Key("map", items=_VALUE),
+                  message="assert takes {fact_type: {field: value}}"),
+    "effect": Key("section", required=True, section=EFFECT, message=_EFFECT_WORDS, hint=_EFFECT_HINT),
+}
+_ACTION_WORDS = "an action is a model/tool action name, or one of decide:, escalate:, assert:"
+_ACTION_HINT = "several actions go in a list"
+ONE_ACTION = Key("any_of", options=(Key("str", "a model or tool action's name"), *(
+    Key("section", section=Section("an action", {verb: spec})) for verb, spec in ACTIONS.items())),
+    message=_ACTION_WORDS, hint=_ACTION_HINT)
+ACTION = Key("any_of", options=(ONE_ACTION, Key("list", items=ONE_ACTION, min_items=1)))
 
 RULE = Section("a rule", {
-    "name": Key("str", required=True, pattern=RULE_NAME), "description": _TEXT, "when": _CONDITION,
-    "then": Key("any_of", required=True, options=ACTION.options), "priority": _PRIORITY,
+    "name": Key("str", required=True, pattern=RULE_NAME, missing_code="bad_name",
+                missing="each rule needs a 'name:' (letters, digits, spaces, - _ . : #)"),
+    "description": _TEXT, "when": _CONDITION,
+    "then": Key("any_of", required=True, options=ACTION.options, missing="{name} needs a 'then:' action",
+                message=_ACTION_WORDS),
+    "priority": _PRIORITY,
     "final": Key("bool", "when it fires, the decision stops (a rule that decides or escalates)", default=False),
 })
 TABLE = Section("a decision table", {
-    "name": Key("str", required=True, pattern=TABLE_NAME), "description": _TEXT,
+    "name": Key("str", required=True, pattern=TABLE_NAME, missing_code="bad_name",
+                missing="each table needs a 'name:' (letters, digits, - _ .)"),
+    "description": _TEXT,
     "hit": Key("enum", values=HIT_POLICIES, default="unique"),
-    "when": Key("str", _CONDITION.description, default=""),
+    "when": Key("str", _CONDITION.description, default="", message="when must be a condition"),
     "priority": _PRIORITY,
     "inputs": Key("list", required=True, items=Key(
-        "str", "TYPE.field, a definition's name, or =expression", pattern=r"\w+\.\w+|\w+|=.+")),
+        "str", "TYPE.field, a definition's name, or =expression", pattern=r"\w+\.\w+|\w+|=.+"),
+        missing="{name} needs 'inputs:' (a list of TYPE.field columns)"),
     "aggregate": Key("enum", values=AGGREGATES),
-    "outputs": Key("list", required=True, min_items=1, items=Key("str", pattern=r"\w+\.\w+")),
-    "rows": Key("list", required=True, min_items=1, items=Key("schema", schema={"type": "array"})),
+    "outputs": Key("list", required=True, min_items=1, items=Key("str", pattern=r"\w+\.\w+"),
+                   missing="{name} needs 'outputs:' (a list of TYPE.field columns)"),
+    "rows": Key("list", required=True, min_items=1, items=Key("schema", schema={"type": "array"}),
+                missing="{name} needs 'rows:' (a list of rows of cells)"),
     "ranking": Key("schema", schema={"type": "array"}),
 }, refused={"final": ("bad_final", "a table cannot be final: final: true stops a decision when a rule that "
                       "decides or escalates fires", "give a rule final: true, or the table a high priority")})
@@ -236,41 +292,56 @@ TABLE = Section("a decision table", {
 # -- tests -----------------------------------------------------------------------------------------------
 EXPECT = Section("expect", {
     "outcome": Key("enum", values=OUTCOMES, message=f"expect.outcome must be one of {sorted(OUTCOMES)}"),
-    "decision": _OBJECT, "reason": _TEXT, "fired": _NAMES, "fired_includes": _NAMES, "not_fired": _NAMES,
+    "decision": _OBJECT, "reason": _TEXT,
+    "fired": _RULE_NAMES, "fired_includes": _RULE_NAMES, "not_fired": _RULE_NAMES,
 })
 _MOMENT = Key("str", "fixes decision.date / decision.time for this test")
+TEST_DOCUMENTS = "documents: [{name: claim.txt, text: '...'}] or [{name: claim.pdf, pages: ['page 1', 'page 2']}]"
+# a test's document: a name, and a text or pages (the loader judges which)
+DOCUMENT = Key("schema", schema={"type": "object", "required": ["name"]}, hint=TEST_DOCUMENTS,
+               message="a test document has a name and a text (or pages)")
 TEST = Section("a test", {
-    "name": _TEXT, "description": _TEXT, "given": _OBJECT, "answers": _OBJECT,
-    "documents": Key("list", items=Key("schema", schema={"type": "object", "required": ["name"]})),
-    "human": _OBJECT, "decision_date": _MOMENT, "decision_time": _MOMENT,
+    "name": _TEXT, "description": _TEXT, "given": _OBJECT,
+    "answers": Key("map", message="answers must map action names to answers"),
+    "documents": Key("list", items=DOCUMENT, hint=TEST_DOCUMENTS),
+    "human": Key("map", message="human maps a fact type to a reviewer's answer"),
+    "decision_date": _MOMENT, "decision_time": _MOMENT,
     "expect": Key("section", section=EXPECT),
 })
 
 # -- the file --------------------------------------------------------------------------------------------
+RULE_ENTRY = Key("section", section=RULE, message="each rule is a mapping with name, when and then")
+TABLE_ENTRY = Key("section", section=TABLE, message="a decision table is a mapping with name, inputs, outputs and rows")
+TEST_ENTRY = Key("section", section=TEST, message="each test is a mapping with name, given, answers, expect")
 BUDGET = Section("settings.budget", {
     "max_calls": Key("int", minimum=0), "max_cost_usd": Key("number", minimum=0),
 })
 SETTINGS = Section("settings", {
     "step_limit": Key("int", minimum=1, maximum=100_000, default=DEFAULT_STEP_LIMIT),
     "deadline": Key("duration", example="2s or 500ms"),
-    "budget": Key("section", section=BUDGET),
+    "budget": Key("section", section=BUDGET, message="budget takes {max_calls: N, max_cost_usd: X}"),
 })
 RULESET = Section("the ruleset", {
-    "ruleset": Key("str", required=True, pattern=RULESET_NAME),
+    "ruleset": Key("str", required=True, pattern=RULESET_NAME, missing_code="bad_name",
+                   missing="the ruleset needs 'ruleset: NAME' (lowercase letters, digits, - _ .)"),
     "description": _TEXT,
-    "facts": Key("map", required=True, items=_FACT_TYPE, names=NAME),
+    "facts": Key("map", required=True, items=FACT_TYPE, names=NAME, message=_MAPPING,
+                 missing="a ruleset declares its fact types under 'facts:'"),
     "values": Key("map", "named values used by name in any expression (an unquoted 2026-03-31 is a date)",
                   names=NAME, items=Key("any_of", options=(_SCALAR, Key("list", items=_SCALAR)))),
     "define": Key("map", "named expressions (conditions or values) used by name in any expression",
                   names=NAME, items=_SCALAR),
-    "input": Key("any_of", options=(_TEXT, Key("list", items=_TEXT))),
-    "models": Key("map", names=NAME, items=Key("section", section=MODEL)),
-    "tools": Key("map", names=NAME, items=Key("section", section=TOOL)),
-    "rules": Key("list", items=Key("section", section=RULE)),
-    "tables": Key("list", items=Key("section", section=TABLE)),
-    "tests": Key("list", items=Key("section", section=TEST)),
+    "input": Key("any_of", options=(_TEXT, Key("list", items=_TEXT)),
+                 message="input must list fact types, e.g. input: [claim]"),
+    "models": Key("map", names=NAME, items=MODEL_ENTRY, message="models must be a mapping of action names"),
+    "tools": Key("map", names=NAME, items=TOOL_ENTRY, message="tools must be a mapping of action names"),
+    # not required: a ruleset of tables alone leaves it out; written, it lists at least one rule
+    "rules": Key("list", min_items=1, items=RULE_ENTRY, missing="a ruleset needs a non-empty 'rules:' list"),
+    "tables": Key("list", items=TABLE_ENTRY, message="tables must be a list of decision tables"),
+    "tests": Key("list", items=TEST_ENTRY),
     "settings": Key("section", section=SETTINGS),
 }, description="A Baton ruleset file: facts, rules, decision tables, models, tools and tests.")
+FILE = Key("section", section=RULESET, message="a ruleset file is a YAML mapping starting with 'ruleset: NAME'")
 
 
 # -- the JSON Schema -------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from engine.language.expr import ExprError, Lit, Ref, parse
 from engine.language.prompts import Prompt
 from engine.language.sections.base import JINJA, LoaderBase
 from engine.language.sections.facts import NAME
-from engine.language.shape import MODEL, TOOL
+from engine.language.shape import MODEL, MODEL_ENTRY, RULESET, TOOL, TOOL_ENTRY
 from engine.language.source import plain
 from engine.language.types import FactType
 from engine.model import ModelAction, ToolAction
@@ -23,37 +23,31 @@ class ActionsLoader(LoaderBase):
 
     def load_models(self, doc: Any, types: dict[str, FactType]) -> dict[str, ModelAction]:
         out: dict[str, ModelAction] = {}
-        models = doc.get("models") or {}
-        if not isinstance(models, dict):
-            self.error("bad_shape", "models must be a mapping of action names", self.pos.value(doc, "models"))
-            return out
-        for aname, spec in models.items():
-            where = self.pos.key(models, aname)
-            aname = str(aname)
-            if not self.action_name_ok(aname, where, doc) or self.mapping(models, aname, f"model '{aname}'") is None:
+        models = self.container(doc, "models", RULESET.keys["models"])
+        for key in models or {}:
+            spec = self.action_spec(models, key, "model")
+            if spec is None:
                 continue
+            aname, where = str(key), self.pos.key(models, key)
             self.check_keys(spec, MODEL, f"model '{aname}'")
             produces = self.type_ref(spec, "produces", types, f"model '{aname}'")
-            group = spec.get("group")
-            if not isinstance(group, str) or not group:
-                self.error("missing_key", f"model '{aname}' needs 'group:' (a model group such as fast)", where)
+            group = spec.get("group") if self.require(spec, MODEL, f"model '{aname}'", where, "group") else ""
             from_document = self.take(spec, MODEL, "from_document")
             chunk_chars = self.take(spec, MODEL, "chunk_chars")
             prompt, template = self.model_prompt(aname, spec, where, types, from_document)
             retries = self.take(spec, MODEL, "retries")
             timeout = self.take(spec, MODEL, "timeout")
-            out[aname] = ModelAction(aname, str(group or ""), produces, prompt, template, retries, timeout,
+            out[aname] = ModelAction(aname, str(group), produces, prompt, template, retries, timeout,
                                      where, from_document, chunk_chars)
         return out
 
     def model_prompt(self, aname: str, spec: Any, where: Where, types: dict[str, FactType],
                      from_document: bool) -> tuple[str, Prompt | None]:
         """A model's prompt: its text and, when it compiles and names only fact types, its template."""
-        prompt = spec.get("prompt")
         template = None
-        if not isinstance(prompt, str) or not prompt.strip():
-            self.error("missing_key", f"model '{aname}' needs a 'prompt:'", where)
+        if not self.require(spec, MODEL, f"model '{aname}'", where, "prompt"):
             return "", None
+        prompt = str(spec["prompt"])
         if self.check_template(prompt, spec, "prompt", types, {"chunk"} if from_document else set()):
             template = Prompt(JINJA, prompt)
         if from_document and template is not None and not re.search(r"chunk\s*(\.\s*text\b|\[\s*['\"]text)",
@@ -62,40 +56,37 @@ class ActionsLoader(LoaderBase):
                        "{{ chunk.text }}", self.pos.text_start(spec, "prompt"))
         return prompt, template
 
-    def action_name_ok(self, aname: str, where: Where, doc: Any) -> bool:
+    def action_spec(self, actions: dict[Any, Any], key: Any, what: str) -> dict[Any, Any] | None:
+        """The mapping of a model or tool (``what``), when its name can name an action and it is a mapping;
+        else None, reported."""
+        aname, where = str(key), self.pos.key(actions, key)
         if not NAME.match(aname):
             self.error("bad_name", f"'{aname}' cannot name an action", where, "letters, digits and _")
-            return False
+            return None
         if aname in {"decide", "escalate", "assert"}:
             self.error("bad_name", f"'{aname}' is a built-in action", where)
-            return False
-        return True
+            return None
+        spec: dict[Any, Any] | None = self.entry(actions, key, MODEL_ENTRY if what == "model" else TOOL_ENTRY,
+                                                 f"{what} '{aname}'")
+        return spec
 
     def load_tools(self, doc: Any, types: dict[str, FactType]) -> dict[str, ToolAction]:
         out: dict[str, ToolAction] = {}
-        tools = doc.get("tools") or {}
-        if not isinstance(tools, dict):
-            self.error("bad_shape", "tools must be a mapping of action names", self.pos.value(doc, "tools"))
-            return out
-        models = doc.get("models") or {}
-        for aname, spec in tools.items():
-            where = self.pos.key(tools, aname)
-            aname = str(aname)
-            if not self.action_name_ok(aname, where, doc) or self.mapping(tools, aname, f"tool '{aname}'") is None:
+        tools = self.container(doc, "tools", RULESET.keys["tools"])
+        models = doc.get("models")
+        for key in tools or {}:
+            spec = self.action_spec(tools, key, "tool")
+            if spec is None:
                 continue
+            aname, where = str(key), self.pos.key(tools, key)
             if isinstance(models, dict) and aname in models:
                 self.error("duplicate_action", f"'{aname}' is both a model and a tool action", where)
                 continue
-            connector = spec.get("connector")
-            if not isinstance(connector, str) or not connector:
-                self.error("missing_key", f"tool '{aname}' needs 'connector:' (sql, http, lookup, ...)", where)
+            connector = spec["connector"] if self.require(spec, TOOL, f"tool '{aname}'", where, "connector") else ""
             produces = self.type_ref(spec, "produces", types, f"tool '{aname}'")
             params: dict[str, Callable[..., object]] = {}
             texts: dict[str, str] = {}
-            raw_params = spec.get("params") or {}
-            if not isinstance(raw_params, dict):
-                self.error("bad_shape", "params must be a mapping", self.pos.value(spec, "params"))
-                raw_params = {}
+            raw_params = self.container(spec, "params", TOOL.keys["params"]) or {}
             for pname, ptext in raw_params.items():
                 ev = self.param_expr(raw_params, str(pname), ptext, types)
                 if ev is not None:
@@ -103,7 +94,7 @@ class ActionsLoader(LoaderBase):
             config = {str(k): plain(v) for k, v in spec.items() if str(k) not in TOOL.keys}
             retries = self.take(spec, TOOL, "retries")
             timeout = self.take(spec, TOOL, "timeout")
-            out[aname] = ToolAction(aname, str(connector or ""), produces, config, params, texts, retries,
+            out[aname] = ToolAction(aname, str(connector), produces, config, params, texts, retries,
                                     timeout, where)
         return out
 

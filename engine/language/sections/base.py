@@ -14,7 +14,7 @@ from engine.language.check import Checker, normalise, suggest
 from engine.language.expr import ExprError
 from engine.language.names import BROKEN, Vocabulary
 from engine.language.prompts import BoundedSandbox
-from engine.language.shape import Section
+from engine.language.shape import Key, Section
 from engine.language.source import DEFAULT_LIMITS, Positions, SourceLimits
 from engine.language.types import BUILTIN_TYPES, FactType
 
@@ -61,15 +61,35 @@ class LoaderBase:
             return default
         if spec.accepts(node[key]):
             return spec.value(node[key])
-        self.error("bad_value", spec.complaint(key), self.pos.value(node, key), hint)
+        self.error("bad_value", spec.complaint(key), self.pos.value(node, key), hint or spec.hint)
         return default if invalid is _DEFAULT else invalid
 
-    def mapping(self, parent: Any, key: str | int, what: str) -> dict[Any, Any] | None:
+    def container(self, parent: Any, key: str, spec: Key, name: str = "") -> Any:
+        """The list or mapping under ``key`` as ``spec`` describes it; left out or null, an empty one; of
+        another shape, None and ``bad_shape`` at the value, with the shape's words for ``name`` (the key's)."""
+        if parent.get(key) is None:
+            return spec.empty()
+        return self.entry(parent, key, spec, name)
+
+    def entry(self, parent: Any, key: Any, spec: Key, name: str = "", where: Where | None = None) -> Any:
+        """``parent[key]`` - a list's item, a mapping's value (a rule, a model) - when it has the shape ``spec``
+        describes; else None and ``bad_shape`` at the value (or ``where``), with the shape's words."""
         value = parent[key]
-        if not isinstance(value, dict):
-            self.error("bad_shape", f"{what} must be a mapping (key: value lines)", self.pos.value(parent, key))
-            return None
-        return value
+        if spec.accepts(value):
+            return value
+        self.error("bad_shape", spec.complaint(name or str(key)), where or self.pos.value(parent, key), spec.hint)
+        return None
+
+    def require(self, node: Any, section: Section, name: str, where: Where, *keys: str) -> bool:
+        """Are ``keys`` of the section given in their shape? Each left out (:meth:`Key.left_out`) is reported
+        at ``where`` with its missing words about ``name`` (what holds them: "model 'x'"); False if any is."""
+        given = True
+        for key in keys:
+            spec = section.keys[key]
+            if spec.left_out(node.get(key)):
+                self.error(spec.missing_code, spec.missing_message(name), where, spec.hint)
+                given = False
+        return given
 
     def expr_error(self, e: ExprError, start: Where, text: str, shift: int = 0, prefix: str = "") -> None:
         """An expression's error at its place in ``text`` (which starts at ``start``) - or, for a part written

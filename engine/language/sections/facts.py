@@ -8,7 +8,7 @@ from typing import Any
 from engine.errors import Where
 from engine.language.check import DECISION, suggest
 from engine.language.sections.base import LoaderBase
-from engine.language.shape import FIELD
+from engine.language.shape import FACT_TYPE, FIELD, RULESET
 from engine.language.types import (
     BUILTIN_TYPES,
     MAX_FIELDS,
@@ -33,21 +33,20 @@ class FactsLoader(LoaderBase):
     def load_facts(self, doc: Any) -> dict[str, FactType]:
         types: dict[str, FactType] = {"failure": failure_type(), "timeout": timeout_type(),
                                       "document": document_type(), "passage": passage_type()}
-        facts = doc.get("facts")
+        if not self.require(doc, RULESET, "", Where(self.file, 1, 1), "facts"):
+            return types
+        facts = self.container(doc, "facts", RULESET.keys["facts"])
         if facts is None:
-            self.error("missing_key", "a ruleset declares its fact types under 'facts:'", Where(self.file, 1, 1))
             return types
-        if self.mapping(doc, "facts", "facts") is None:
-            return types
-        for tname, fields in facts.items():
-            where = self.pos.key(facts, tname)
-            tname = str(tname)
+        for key in facts:
+            where = self.pos.key(facts, key)
+            tname = str(key)
             if not NAME.match(tname) or tname in RESERVED_TYPES:
                 self.error("bad_name", f"'{tname}' cannot name a fact type", where,
                            "letters, digits and _; not a keyword or 'failure'")
                 continue
-            if not isinstance(fields, dict) or not fields:
-                self.error("bad_shape", f"fact type '{tname}' needs its fields (name: type)", where)
+            fields = self.entry(facts, key, FACT_TYPE, f"fact type '{tname}'", where)
+            if fields is None:
                 continue
             if len(fields) > MAX_FIELDS:  # still declared below: what names it is not reported again
                 self.error("too_many_fields", f"{tname} has {len(fields)} fields; at most {MAX_FIELDS}", where,
@@ -116,14 +115,13 @@ class FactsLoader(LoaderBase):
         return spec
 
     def load_inputs(self, doc: Any, types: dict[str, FactType]) -> list[str]:
-        inputs = doc.get("input")
-        if inputs is None:
+        if doc.get("input") is None:
             return [t for t in types if t not in BUILTIN_TYPES]
+        inputs = self.container(doc, "input", RULESET.keys["input"])
+        if inputs is None:
+            return []
         if isinstance(inputs, str):
             inputs = [inputs]
-        if not isinstance(inputs, list):
-            self.error("bad_shape", "input must list fact types, e.g. input: [claim]", self.pos.value(doc, "input"))
-            return []
         out = []
         for i, t in enumerate(inputs):
             if t not in types or t in BUILTIN_TYPES:

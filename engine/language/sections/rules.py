@@ -14,7 +14,7 @@ from engine.language.check import DECISION, Condition, Ty, analyse, check_value,
 from engine.language.expr import ExprError, parse
 from engine.language.names import definition_values
 from engine.language.sections.base import JINJA, LoaderBase
-from engine.language.shape import EFFECT, ESCALATE, RULE, RULE_NAME
+from engine.language.shape import ACTIONS, EFFECT, ESCALATE, ONE_ACTION, RULE, RULE_ENTRY, RULE_NAME, RULESET
 from engine.language.source import plain
 from engine.language.types import BUILTIN_TYPES, FactType, all_optional
 from engine.model import ModelAction, Rule, Step, ToolAction
@@ -31,25 +31,23 @@ class RulesLoader(LoaderBase):
 
     def load_rules(self, doc: Any, types: dict[str, FactType], models: dict[str, ModelAction],
                    tools: dict[str, ToolAction]) -> list[Rule]:
-        rules_node = doc.get("rules")
-        if rules_node is None and "tables" in doc:
+        if doc.get("rules") is None and "tables" in doc:
             return []
-        if not isinstance(rules_node, list) or not rules_node:
-            self.error("missing_key", "a ruleset needs a non-empty 'rules:' list",
-                       self.pos.key(doc, "rules") if "rules" in doc else Where(self.file, 1, 1))
+        if not self.require(doc, RULESET, "", self.pos.key(doc, "rules") if "rules" in doc else
+                            Where(self.file, 1, 1), "rules"):
             return []
+        rules_node = doc["rules"]
         rules: list[Rule] = []
         seen: dict[str, Where] = {}
-        for i, node in enumerate(rules_node):
+        for i in range(len(rules_node)):
+            node = self.entry(rules_node, i, RULE_ENTRY)
+            if node is None:
+                continue
             where = self.pos.value(rules_node, i)
-            if not isinstance(node, dict):
-                self.error("bad_shape", "each rule is a mapping with name, when and then", where)
-                continue
             self.check_keys(node, RULE)
-            name = node.get("name")
-            if not isinstance(name, str) or not RULE_NAME_RE.match(name):
-                self.error("bad_name", "each rule needs a 'name:' (letters, digits, spaces, - _ . : #)", where)
+            if not self.require(node, RULE, "", where, "name"):
                 continue
+            name = str(node["name"])
             # a rule with one error is still checked to its end: an analyst gets every error in one run
             duplicate = name in seen
             if duplicate:
@@ -60,8 +58,7 @@ class RulesLoader(LoaderBase):
             self.declared.add(name)
             priority = self.take(node, RULE, "priority")
             condition = self.rule_condition(node, name, where, types)
-            if "then" not in node:
-                self.error("missing_key", f"rule '{name}' needs a 'then:' action", where)
+            if not self.require(node, RULE, f"rule '{name}'", where, "then"):
                 continue
             steps = self.load_steps(node, "then", types, models, tools, condition)
             final = self.take(node, RULE, "final")
@@ -78,10 +75,9 @@ class RulesLoader(LoaderBase):
 
     def rule_condition(self, node: Any, name: str, where: Where, types: dict[str, FactType]) -> Condition | None:
         """A rule's when:, parsed and checked (None: it has errors, reported)."""
-        when = node.get("when")
-        if not RULE.keys["when"].accepts(when):
-            self.error("missing_key", f"rule '{name}' needs a 'when:' condition", where)
+        if not self.require(node, RULE, f"rule '{name}'", where, "when"):
             return None
+        when = node["when"]
         start = self.pos.text_start(node, "when")
         self.current = f"rule '{name}'"
         self.vocab.uses.clear()
@@ -124,19 +120,20 @@ class RulesLoader(LoaderBase):
                        suggest(node, [*models, *tools, "decide", "escalate", "assert"]) or
                        "declare it under models: or tools:")
             return []
-        if not isinstance(node, dict) or len(node) != 1:
-            self.error("bad_shape", "an action is a model/tool action name, or one of decide:, escalate:, assert:",
-                       where, "several actions go in a list")
+        if not isinstance(node, dict) or len(node) != 1:  # one action a mapping: its one key says which
+            self.error("bad_shape", ONE_ACTION.complaint(""), where, ONE_ACTION.hint)
             return []
-        verb, body = next(iter(node.items()))
-        verb = str(verb)
+        key, body = next(iter(node.items()))
+        verb = str(key)
         vwhere = self.pos.value(node, verb)
+        if verb in ACTIONS and self.entry(node, key, ACTIONS[verb], verb) is None:
+            return []
         if verb in ("decide", "escalate"):
             return self.proposal_step(verb, body, vwhere, types, condition)
         if verb == "effect":
             return self.effect_step(body, vwhere, types, condition)
         if verb == "assert":
-            return self.assert_steps(body, vwhere, types, condition)
+            return self.assert_steps(body, types, condition)
         self.error("unknown_action", f"unknown action '{verb}'", self.pos.key(node, verb),
                    suggest(verb, ["decide", "escalate", "assert", "effect"]))
         return []
@@ -144,9 +141,6 @@ class RulesLoader(LoaderBase):
     def proposal_step(self, verb: str, body: Any, vwhere: Where, types: dict[str, FactType],
                       condition: Condition | None) -> list[Step]:
         """decide: or escalate: {key: value, ...}."""
-        if not isinstance(body, dict):
-            self.error("bad_shape", f"{verb} takes a mapping, e.g. {{route: standard-queue}}", vwhere)
-            return []
         payload = plain(body)
         computed = self.computed_values(body, (), types, condition, verb,
                                         skip=("expects", "sla", "identity") if verb == "escalate" else ())
@@ -159,8 +153,7 @@ class RulesLoader(LoaderBase):
     def escalation(self, step: Step, body: Any, payload: dict[str, Any], vwhere: Where,
                    types: dict[str, FactType]) -> None:
         """An escalate step's queue, expected answer, SLA and reviewer identity (taken out of its payload)."""
-        if not isinstance(payload.get("queue"), str):
-            self.error("missing_key", "escalate needs a 'queue:'", vwhere)
+        self.require(body, ESCALATE, "escalate", vwhere, "queue")
         expects = payload.pop("expects", "")
         if expects and (expects not in types or expects in BUILTIN_TYPES):
             self.error("unknown_fact_type", f"escalate: expects unknown fact type {expects!r}",
@@ -188,32 +181,25 @@ class RulesLoader(LoaderBase):
     def effect_step(self, body: Any, vwhere: Where, types: dict[str, FactType],
                     condition: Condition | None) -> list[Step]:
         """effect: {name: EFFECT, with: {...}}."""
-        if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
-            self.error("bad_shape", "effect takes {name: EFFECT, with: {...}}", vwhere,
-                       "EFFECT is a name from the service config's effects: section")
+        if not self.require(body, EFFECT, "", vwhere, "name"):
             return []
         self.check_keys(body, EFFECT)
-        payload = plain(body.get("with") or {})
-        if not isinstance(payload, dict):
-            self.error("bad_shape", "effect: with: takes a mapping", self.pos.value(body, "with"))
+        given = self.container(body, "with", EFFECT.keys["with"])
+        if given is None:
             return []
+        payload = plain(given)
         templates: dict[str, jinja2.Template] = {}
-        computed = self.computed_values(body["with"], (), types, condition, "effect.with") if isinstance(
-            body.get("with"), dict) else []
+        computed = self.computed_values(given, (), types, condition, "effect.with")
         for key, value in payload.items():
             name = str(key)
             if isinstance(value, str) and "{{" in value and not value.startswith("=") and self.check_template(
-                    value, body["with"], name, types):
+                    value, given, name, types):
                 templates[name] = JINJA.from_string(value)
         return [Step("effect", payload=payload, action=str(body["name"]), templates=templates,
                      computed=computed)]
 
-    def assert_steps(self, body: Any, vwhere: Where, types: dict[str, FactType],
-                     condition: Condition | None) -> list[Step]:
+    def assert_steps(self, body: Any, types: dict[str, FactType], condition: Condition | None) -> list[Step]:
         """assert: {fact_type: {field: value}, ...}: one step per fact."""
-        if not isinstance(body, dict) or not body:
-            self.error("bad_shape", "assert takes {fact_type: {field: value}}", vwhere)
-            return []
         steps = []
         for tname, fields in body.items():
             fwhere = self.pos.key(body, tname)

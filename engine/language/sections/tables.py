@@ -13,7 +13,7 @@ from engine.language.gaps import gap_text
 from engine.language.names import BROKEN
 from engine.language.sections.base import LoaderBase
 from engine.language.sections.rules import computed_value, fact_with_computed, spells_a_field
-from engine.language.shape import TABLE, TABLE_NAME
+from engine.language.shape import RULESET, TABLE, TABLE_ENTRY, TABLE_NAME
 from engine.language.source import plain
 from engine.language.tables import (
     HIT_POLICIES,
@@ -42,11 +42,8 @@ class TablesLoader(LoaderBase):
 
     def load_tables(self, doc: Any, types: dict[str, FactType], rules: list[Rule]) -> list[Table]:
         """Each table row becomes an ordinary rule ``TABLE#N`` appended to ``rules``."""
-        node = doc.get("tables")
+        node = self.container(doc, "tables", RULESET.keys["tables"])
         if node is None:
-            return []
-        if not isinstance(node, list):
-            self.error("bad_shape", "tables must be a list of decision tables", self.pos.value(doc, "tables"))
             return []
         names = {r.name for r in rules}
         out: list[Table] = []
@@ -70,16 +67,14 @@ class TablesLoader(LoaderBase):
         return out
 
     def load_table(self, parent: Any, i: int, types: dict[str, FactType], names: set[str]) -> Table | None:
+        tnode = self.entry(parent, i, TABLE_ENTRY)
+        if tnode is None:
+            return None
         where = self.pos.value(parent, i)
-        tnode = parent[i]
-        if not isinstance(tnode, dict):
-            self.error("bad_shape", "a decision table is a mapping with name, inputs, outputs and rows", where)
-            return None
         self.check_keys(tnode, TABLE)
-        name = tnode.get("name")
-        if not isinstance(name, str) or not NAME_TABLE.match(name):
-            self.error("bad_name", "each table needs a 'name:' (letters, digits, - _ .)", where)
+        if not self.require(tnode, TABLE, "", where, "name"):
             return None
+        name = str(tnode["name"])
         if any(n == name or n.startswith(f"{name}#") for n in names):
             self.error("duplicate_rule", f"'{name}' is already the name of a rule or table", self.pos.value(tnode,
                                                                                                           "name"))
@@ -88,9 +83,8 @@ class TablesLoader(LoaderBase):
         if hit is None:
             return None
         priority = self.take(tnode, TABLE, "priority")
-        when = tnode.get("when", "")
-        if not isinstance(when, str):
-            self.error("bad_value", "when must be a condition", self.pos.value(tnode, "when"))
+        when = self.take(tnode, TABLE, "when", invalid=None)
+        if when is None:
             return None
         if when:
             self.current = f"table '{name}'"
@@ -118,10 +112,9 @@ class TablesLoader(LoaderBase):
         inputs: list[Column] = []
         outputs: list[Column] = []
         for key, heads, sink in (("inputs", (), inputs), ("outputs", (*PROPOSALS,), outputs)):
-            cols = tnode.get(key)
-            if not isinstance(cols, list) or (key == "outputs" and not cols):
-                self.error("missing_key", f"table '{name}' needs '{key}:' (a list of TYPE.field columns)", where)
+            if not self.require(tnode, TABLE, f"table '{name}'", where, key):
                 return None
+            cols = tnode[key]
             for k, text in enumerate(cols):
                 try:
                     col = column_ref(text, types, heads)
@@ -160,10 +153,9 @@ class TablesLoader(LoaderBase):
     def table_rows(self, tnode: Any, name: str, inputs: list[Column], outputs: list[Column], where: Where,
                    types: dict[str, FactType]) -> list[Row] | None:
         """The rows whose cells parse (None: no rows: at all); a row with an error is reported and left out."""
-        rows_node = tnode.get("rows")
-        if not isinstance(rows_node, list) or not rows_node:
-            self.error("missing_key", f"table '{name}' needs 'rows:' (a list of rows of cells)", where)
+        if not self.require(tnode, TABLE, f"table '{name}'", where, "rows"):
             return None
+        rows_node = tnode["rows"]
         head = outputs[0].head
         rows: list[Row] = []
         width = len(inputs) + len(outputs)

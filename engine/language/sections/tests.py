@@ -10,7 +10,7 @@ from engine.errors import BatonError
 from engine.language.check import suggest
 from engine.language.dates import DateError, parse_date, parse_datetime
 from engine.language.sections.base import LoaderBase
-from engine.language.shape import EXPECT, TEST
+from engine.language.shape import DOCUMENT, EXPECT, RULESET, TEST, TEST_ENTRY
 from engine.language.source import plain
 from engine.language.tables import Table
 from engine.language.testdata import TestData, clock_reader
@@ -41,26 +41,24 @@ class TestsLoader(LoaderBase):
     def load_tests(self, doc: Any, rules: list[Rule], models: dict[str, ModelAction],
                    tools: dict[str, ToolAction], types: dict[str, FactType] | None = None,
                    inputs: list[str] | None = None) -> list[TestCase]:
-        tests_node = doc.get("tests") or []
-        if not isinstance(tests_node, list):
-            self.error("bad_shape", "tests must be a list", self.pos.value(doc, "tests"))
+        tests_node = self.container(doc, "tests", RULESET.keys["tests"])
+        if tests_node is None:
             return []
         names = {r.name for r in rules} | self.declared  # a rule with an error of its own is still declared
         data = TestData(self.pos, types or {}, inputs or [], models, tools,
                         {s.expects for r in rules for s in r.steps if s.expects} |  # and the SLA's timeout
                         {"timeout" for r in rules for s in r.steps if s.sla_s is not None}, self.errors.append)
         out = []
-        for i, node in enumerate(tests_node):
-            where = self.pos.value(tests_node, i)
-            if not isinstance(node, dict):
-                self.error("bad_shape", "each test is a mapping with name, given, answers, expect", where)
+        for i in range(len(tests_node)):
+            node = self.entry(tests_node, i, TEST_ENTRY)
+            if node is None:
                 continue
+            where = self.pos.value(tests_node, i)
             self.check_keys(node, TEST, also={str(k) for k in node if str(k) not in TEST.keys
                                               and data.misplaced(node, k, "a test")})
             name = str(node.get("name") or f"test {i + 1}")
-            expect = node.get("expect") or {}
-            if not isinstance(expect, dict):
-                self.error("bad_shape", "expect must be a mapping", self.pos.value(node, "expect"))
+            expect = self.container(node, "expect", TEST.keys["expect"])
+            if expect is None:
                 continue
             self.check_keys(expect, EXPECT, also={str(k) for k in expect if str(k) not in EXPECT.keys
                                                   and data.misplaced(expect, k, "expect")})
@@ -68,11 +66,7 @@ class TestsLoader(LoaderBase):
                 data.check(node)
             self.test_expect(expect, names)
             answers = self.test_answers(node, models, tools)
-            human = node.get("human") or {}
-            if not isinstance(human, dict):
-                self.error("bad_shape", "human maps a fact type to a reviewer's answer",
-                           self.pos.value(node, "human"))
-                human = {}
+            human = self.container(node, "human", TEST.keys["human"]) or {}
             documents = self.test_documents(node)
             at = self.test_moment(node)
             out.append(TestCase(name, plain(node.get("given") or {}), plain(answers), plain(expect), where,
@@ -84,13 +78,8 @@ class TestsLoader(LoaderBase):
         if "outcome" in expect:
             self.take(expect, EXPECT, "outcome")
         for key in ("fired", "not_fired", "fired_includes"):
-            listed = expect.get(key)
-            if listed is None:
-                continue
-            if not isinstance(listed, list):
-                self.error("bad_shape", f"expect.{key} must be a list of rule names", self.pos.value(expect, key))
-                continue
-            for j, rname in enumerate(listed):
+            listed = self.container(expect, key, EXPECT.keys[key])
+            for j, rname in enumerate(listed or []):
                 if rname not in names:
                     self.error("unknown_rule", f"expect.{key}: no rule named {rname!r}",
                                self.pos.value(listed, j), suggest(str(rname), sorted(names)))
@@ -98,9 +87,8 @@ class TestsLoader(LoaderBase):
     def test_answers(self, node: Any, models: dict[str, ModelAction], tools: dict[str, ToolAction]
                      ) -> dict[Any, Any]:
         """A test's answers, by the model or tool action they stand in for."""
-        answers = node.get("answers") or {}
-        if not isinstance(answers, dict):
-            self.error("bad_shape", "answers must map action names to answers", self.pos.value(node, "answers"))
+        answers: dict[Any, Any] | None = self.container(node, "answers", TEST.keys["answers"])
+        if answers is None:
             return {}
         for aname in answers:
             if aname not in models and aname not in tools:
@@ -123,10 +111,8 @@ class TestsLoader(LoaderBase):
         return None
 
     def test_documents(self, node: Any) -> list[Document]:
-        raw = node.get("documents") or []
-        if not isinstance(raw, list):
-            self.error("bad_shape", "documents must be a list", self.pos.value(node, "documents"),
-                       _test_documents_doc())
+        raw = self.container(node, "documents", TEST.keys["documents"])
+        if raw is None:
             return []
         out = []
         for j, item in enumerate(raw):
@@ -136,8 +122,7 @@ class TestsLoader(LoaderBase):
             if not isinstance(item, dict) or not isinstance(item.get("name"), str) or (
                     not isinstance(text, str) and not (isinstance(pages, list) and pages and
                                                        all(isinstance(p, str) for p in pages))):
-                self.error("bad_shape", "a test document has a name and a text (or pages)",
-                           self.pos.value(raw, j), _test_documents_doc())
+                self.error("bad_shape", DOCUMENT.complaint(""), self.pos.value(raw, j), DOCUMENT.hint)
                 continue
             if isinstance(text, str):
                 out.append(Document.from_text(item["name"], text, str(item.get("media_type") or "text/plain")))
@@ -147,7 +132,3 @@ class TestsLoader(LoaderBase):
                                                                                    "application/pdf"))
                 out.append(Document(doc.id, doc.name, doc.media_type, tuple(page_list)))
         return out
-
-
-def _test_documents_doc() -> str:
-    return "documents: [{name: claim.txt, text: '...'}] or [{name: claim.pdf, pages: ['page 1', 'page 2']}]"
