@@ -4,8 +4,9 @@ and, with --pg, on PostgreSQL. Prints replays/s and what-ifs/s each way, end to 
 included: forked from this process, Baton already imported and the candidate compiled), and the ratio to one
 process; checks that both ways give the same results. The two ways alternate --rounds times, so a load that
 moves during the run moves both; the load average is printed with each row. Each row also gives the CPU seconds
-per 1,000 decisions both ways (this process and its workers), which a busy machine does not move: equal CPU
-means the split costs nothing but the parent's share. A first row, "ceiling", runs pure Python arithmetic the
+per 1,000 decisions both ways (this process and its workers), which a busy machine moves less: equal CPU
+means the split costs nothing; of the split's, this process's share (receiving results) is printed apart, as
+it runs on the workers' cores. A first row, "ceiling", runs pure Python arithmetic the
 same two ways: the ratio any work could reach on this machine at this moment (near 2x on two idle cores).
 
     .venv/bin/python bench/backtest.py [--n 20000] [--jobs 2] [--rounds 2] [--pg postgresql://postgres@127.0.0.1:5432/test]
@@ -119,10 +120,10 @@ def measure(backend: str, db: str, candidate: Path, tmp: Path, args: argparse.Na
         store.close()
 
 
-def cpu() -> float:
-    """CPU seconds used by this process and by its children that have exited (the pool's workers)."""
+def cpu() -> tuple[float, float]:
+    """CPU seconds used by this process, and by its children that have exited (the pool's workers)."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def spin(n: int) -> int:
@@ -150,21 +151,23 @@ def ceiling(args: argparse.Namespace) -> None:
 
 def row(backend: str, what: str, n: int, one: Callable[[], list[Any]], split: Callable[[], list[Any]],
         args: argparse.Namespace) -> None:
-    alone: list[tuple[float, float]] = []
-    jobs: list[tuple[float, float]] = []
+    alone: list[tuple[float, float, float]] = []
+    jobs: list[tuple[float, float, float]] = []
     expected: list[Any] | None = None
     for _ in range(args.rounds):
         for way, times in ((one, alone), (split, jobs)):
-            start, used = time.perf_counter(), cpu()
+            start, (own, children) = time.perf_counter(), cpu()
             got = way()
-            times.append((time.perf_counter() - start, cpu() - used))
+            own_after, children_after = cpu()
+            times.append((time.perf_counter() - start, own_after - own, children_after - children))
             expected = got if expected is None else expected
             assert got == expected, f"{what}: {args.jobs} processes differ from one"
-    (a, a_cpu), (b, b_cpu) = min(alone), min(jobs)
+    (a, a_own, a_children), (b, b_own, b_children) = min(alone), min(jobs)
     print(f"  {backend:<10} {what:<13} one process {n / a:>7,.0f}/s   {args.jobs} processes {n / b:>7,.0f}/s   "
-          f"{a / b:.2f}x   CPU s per 1,000: {1000 * a_cpu / n:.2f} vs {1000 * b_cpu / n:.2f}   "
-          f"(best of {args.rounds}; all: {' '.join(f'{n / t:,.0f}' for t, _ in alone)} vs "
-          f"{' '.join(f'{n / t:,.0f}' for t, _ in jobs)}; load {os.getloadavg()[0]:.1f})")
+          f"{a / b:.2f}x   CPU s per 1,000: {1000 * (a_own + a_children) / n:.2f} vs "
+          f"{1000 * (b_own + b_children) / n:.2f} (this process's share {1000 * b_own / n:.2f})   "
+          f"(best of {args.rounds}; all: {' '.join(f'{n / t:,.0f}' for t, _, _ in alone)} vs "
+          f"{' '.join(f'{n / t:,.0f}' for t, _, _ in jobs)}; load {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":

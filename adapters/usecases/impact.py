@@ -5,13 +5,15 @@ stored documents, recorded answers only."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing as mp
 import os
 import sys
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -80,9 +82,7 @@ async def impact_steps(store: Store, engine: Engine, ids: list[str], impact: Imp
         records, documents = await asyncio.to_thread(_read, store, chunk)
         for n, record in enumerate(records, start + 1):
             if record is not None:
-                docs = [documents[str(ref["id"])] for ref in record.get("documents") or ()
-                        if str(ref["id"]) in documents]
-                impact.results.append(await what_if(engine, record, documents=docs))
+                impact.results.append(await what_if(engine, record, documents=_documents_of(record, documents)))
             if n % every == 0 or n == len(ids):
                 yield n, len(ids)
     if not ids:
@@ -93,6 +93,10 @@ def _read(store: Store, ids: list[str]) -> tuple[list[DecisionRecord | None], di
     records = store.get_many(ids)
     refs = [str(ref["id"]) for r in records if r is not None for ref in r.get("documents") or ()]
     return records, {d.id: d for d in store.documents(list(dict.fromkeys(refs)))}
+
+
+def _documents_of(record: DecisionRecord, documents: Mapping[str, Document]) -> list[Document]:
+    return [documents[str(ref["id"])] for ref in record.get("documents") or () if str(ref["id"]) in documents]
 
 
 # Backtests on every core: the history split across worker processes, chunks handed out in order and their
@@ -140,6 +144,9 @@ def start_method() -> str:
 def _init(url: str, candidate: Engine | str | None) -> None:
     _WORKER["store"] = SqlStore(url, migrate=False)
     _WORKER["engines"] = {}
+    # one event loop for the worker's life, not one (with its reader thread) per chunk; a worker reads on its
+    # own thread, as it has nothing else to do meanwhile
+    _WORKER["loop"] = asyncio.new_event_loop()
     if isinstance(candidate, Engine):  # forked: compiled by the parent
         _WORKER["candidate"] = candidate
     elif candidate is not None:
@@ -148,15 +155,20 @@ def _init(url: str, candidate: Engine | str | None) -> None:
         _WORKER["candidate"] = Engine(load_file(Path(candidate)))
 
 
-def _impact_chunk(ids: list[str]) -> list[WhatIf]:
-    impact = Impact()
+# Results cross back as plain tuples of their fields and are rebuilt in the parent: pickling a slotted dataclass
+# costs twice what its tuple does, and the parent's share of the work is taken from the workers' cores.
+_WHAT_IF = attrgetter(*(f.name for f in fields(WhatIf)))
 
-    async def go() -> None:
-        async for _ in impact_steps(_WORKER["store"], _WORKER["candidate"], ids, impact, every=len(ids)):
-            pass
 
-    asyncio.run(go())
-    return impact.results
+def _impact_chunk(ids: list[str]) -> list[tuple[Any, ...]]:
+    engine: Engine = _WORKER["candidate"]
+    records, documents = _read(_WORKER["store"], ids)
+
+    async def go() -> list[WhatIf]:
+        return [await what_if(engine, record, documents=_documents_of(record, documents))
+                for record in records if record is not None]
+
+    return [_WHAT_IF(w) for w in _WORKER["loop"].run_until_complete(go())]
 
 
 @dataclass(slots=True)
@@ -184,27 +196,39 @@ async def replay_many(store: Store, engines: dict[str, Engine], ids: list[str]) 
     for start in range(0, len(ids), FETCH):
         chunk = ids[start:start + FETCH]
         records, documents = await asyncio.to_thread(_read, store, chunk)
-        for decision_id, record in zip(chunk, records, strict=True):
-            if record is None:
-                out.append(Replayed(decision_id, False, error="not in the store"))
-                continue
-            try:
-                engine = _engine_for(store, engines, str(record["version"]))
-            except (LookupError, BatonError) as e:
-                out.append(Replayed(decision_id, False, error=str(e)))
-                continue
-            docs = [documents[str(ref["id"])] for ref in record.get("documents") or () if str(ref["id"]) in documents]
-            result = await replay(engine, record, docs)
-            out.append(Replayed(decision_id, result.identical, result.divergence))
+        out.extend(await _replay_records(store, engines, chunk, records, documents))
     return out
 
 
-def _replay_chunk(ids: list[str]) -> list[Replayed]:
-    return asyncio.run(replay_many(_WORKER["store"], _WORKER["engines"], ids))
+async def _replay_records(store: Store, engines: dict[str, Engine], ids: list[str],
+                          records: list[DecisionRecord | None], documents: Mapping[str, Document]) -> list[Replayed]:
+    out: list[Replayed] = []
+    for decision_id, record in zip(ids, records, strict=True):
+        if record is None:
+            out.append(Replayed(decision_id, False, error="not in the store"))
+            continue
+        try:
+            engine = _engine_for(store, engines, str(record["version"]))
+        except (LookupError, BatonError) as e:
+            out.append(Replayed(decision_id, False, error=str(e)))
+            continue
+        result = await replay(engine, record, _documents_of(record, documents))
+        out.append(Replayed(decision_id, result.identical, result.divergence))
+    return out
 
 
-def _run_jobs(work: Callable[[list[str]], list[R]], store: SqlStore, candidate: Engine | str | None,
-              ids: list[str], jobs: int, progress: Callable[[int], None]) -> list[R]:
+_REPLAYED = attrgetter(*(f.name for f in fields(Replayed)))
+
+
+def _replay_chunk(ids: list[str]) -> list[tuple[Any, ...]]:
+    store: Store = _WORKER["store"]
+    records, documents = _read(store, ids)
+    replayed = _WORKER["loop"].run_until_complete(_replay_records(store, _WORKER["engines"], ids, records, documents))
+    return [_REPLAYED(r) for r in replayed]
+
+
+def _run_jobs(work: Callable[[list[str]], list[tuple[Any, ...]]], rebuild: Callable[..., R], store: SqlStore,
+              candidate: Engine | str | None, ids: list[str], jobs: int, progress: Callable[[int], None]) -> list[R]:
     chunks = [ids[i:i + CHUNK] for i in range(0, len(ids), CHUNK)]
     method = start_method()
     if method == "fork":
@@ -214,11 +238,23 @@ def _run_jobs(work: Callable[[list[str]], list[R]], store: SqlStore, candidate: 
         store.writer.dispose()
     elif isinstance(candidate, Engine):
         raise ValueError("spawned workers compile the candidate themselves: give its path")
+    # the objects this process holds now, out of the cyclic collector's sight while the workers live: a collection
+    # (here or in a worker) writes to every object it visits, and every page written after the fork is copied;
+    # frozen, the heap is shared, not copied page by page, and each worker's collections visit its own objects only
+    freeze = method == "fork" and not gc.get_freeze_count()  # not if the caller froze its own: theirs to undo
+    if freeze:
+        gc.freeze()
     out: list[R] = []
-    with mp.get_context(method).Pool(jobs, initializer=_init, initargs=(store.url, candidate)) as pool:
-        for results in pool.imap(work, chunks):
-            out.extend(results)
-            progress(len(out))
+    done = 0
+    try:
+        with mp.get_context(method).Pool(jobs, initializer=_init, initargs=(store.url, candidate)) as pool:
+            for chunk, rows in zip(chunks, pool.imap(work, chunks), strict=True):
+                out.extend(rebuild(*row) for row in rows)
+                done += len(chunk)
+                progress(done)
+    finally:
+        if freeze:
+            gc.unfreeze()
     return out
 
 
@@ -227,10 +263,10 @@ def impact_jobs(store: SqlStore, candidate: Engine, source: Path, ids: list[str]
     """The candidate (compiled as ``candidate``, from the file ``source``) over the stored decisions ``ids`` in
     ``jobs`` processes: the results in the order of ``ids``, as :func:`impact_steps` in one process gives them.
     Forked workers share ``candidate``; spawned ones compile ``source``."""
-    return _run_jobs(_impact_chunk, store, candidate if start_method() == "fork" else str(source), ids, jobs,
-                     progress)
+    return _run_jobs(_impact_chunk, WhatIf, store, candidate if start_method() == "fork" else str(source), ids,
+                     jobs, progress)
 
 
 def replay_jobs(store: SqlStore, ids: list[str], jobs: int, progress: Callable[[int], None]) -> list[Replayed]:
     """:func:`replay_many` over ``ids`` in ``jobs`` processes, in the order of ``ids``."""
-    return _run_jobs(_replay_chunk, store, None, ids, jobs, progress)
+    return _run_jobs(_replay_chunk, Replayed, store, None, ids, jobs, progress)

@@ -4,7 +4,9 @@ give what one process gives; `--part K/N` splits it into disjoint parts that cov
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,17 @@ from typer.testing import CliRunner
 from adapters.doors.cli.main import app
 from adapters.infra.rulesets import load_file
 from adapters.infra.store.sql import SqlStore
-from adapters.usecases.impact import CHUNK, Impact, impact_jobs, impact_steps, parse_part, part_of, start_method
+from adapters.usecases.impact import (
+    CHUNK,
+    Impact,
+    impact_jobs,
+    impact_steps,
+    parse_part,
+    part_of,
+    replay_jobs,
+    replay_many,
+    start_method,
+)
 from engine.loop import Engine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,6 +102,32 @@ def test_replay_all_in_two_processes_is_replay_all_in_one(history: tuple[str, Pa
 
 
 @pytest.mark.slow
+def test_divergences_and_missing_decisions_come_back_from_the_workers_as_from_one_process(
+        history: tuple[str, Path], tmp_path: Path) -> None:
+    db, _ = history
+    copy = tmp_path / "tampered.db"
+    with sqlite3.connect(db) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    store = SqlStore(str(copy), migrate=False)
+    try:
+        ids = store.recent_ids("claims-triage", limit=N)
+        tampered = [ids[3], ids[CHUNK + 7], ids[-1]]  # one in each worker's chunk
+        with sqlite3.connect(copy) as conn:
+            conn.executemany("UPDATE decisions SET head = replace(head, '\"outcome\":\"decided\"', "
+                             "'\"outcome\":\"escalated\"') WHERE id = ?", [(i,) for i in tampered])
+        ids.insert(CHUNK - 1, "01MNOTSTORED00000000000000")
+        here = asyncio.run(replay_many(store, {}, ids))
+        split = replay_jobs(store, ids, 2, lambda _: None)
+        assert split == here
+        wrong = {r.decision_id: r for r in split if not r.identical}
+        assert sorted(wrong) == sorted([*tampered, "01MNOTSTORED00000000000000"])
+        assert wrong["01MNOTSTORED00000000000000"].error == "not in the store"
+        assert [getattr(wrong[i].divergence, "index", None) for i in tampered] == [-1] * 3  # the outcome differs
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
 def test_on_postgresql_machines_parts_with_jobs_cover_what_one_process_finds(pg_url: str, tmp_path: Path) -> None:
     db, candidate = make_history(pg_url, tmp_path)
     one = impact(db, candidate, "--jobs", "1")
@@ -123,5 +161,12 @@ def test_forked_workers_share_the_compiled_candidate_and_leave_the_store_usable(
             [(w.decision_id, w.old, w.new, w.error) for w in here.results]
         assert done == [CHUNK, 2 * CHUNK, N]  # in order, one report per chunk
         assert store.get_many(ids[:1])[0] is not None  # this process's connections were closed, not broken
+        assert gc.get_freeze_count() == 0  # the heap frozen for the fork is the collector's again
+        gc.freeze()  # and a heap the caller froze stays frozen (if smaller: some of it was freed meanwhile)
+        try:
+            impact_jobs(store, engine, candidate, ids, 2, lambda _: None)
+            assert gc.get_freeze_count() > 0
+        finally:
+            gc.unfreeze()
     finally:
         store.close()
