@@ -54,3 +54,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "baton.db")
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.hookimpl(trylast=True)  # after -m has deselected what it will
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked serial fails the run of a pytest-xdist worker rather than flaking beside another test
+    (`make test` runs them in a run of their own)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        serial = [item.nodeid for item in items if item.get_closest_marker("serial")]
+        if serial:
+            raise pytest.UsageError(f"{len(serial)} tests marked serial in a parallel run (-n): add -m 'not serial'"
+                                    f" and run them without -n; the first: {serial[0]}")
