@@ -58,10 +58,19 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.hookimpl(trylast=True)  # after -m has deselected what it will
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test marked serial fails the run of a pytest-xdist worker rather than flaking beside another test
-    (`make test` runs them in a run of their own)."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        serial = [item.nodeid for item in items if item.get_closest_marker("serial")]
-        if serial:
-            raise pytest.UsageError(f"{len(serial)} tests marked serial in a parallel run (-n): add -m 'not serial'"
-                                    f" and run them without -n; the first: {serial[0]}")
+    """In a pytest-xdist worker, the files with the most slow tests first: the many quick files then fill in
+    at the end and the workers finish together (`make test` sends whole files, in this order)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    slow: dict[str, int] = {}
+    for item in items:
+        file = item.nodeid.split("::")[0]
+        slow[file] = slow.get(file, 0) + bool(item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.nodeid.split("::")[0]])  # stable: a file's tests keep their order
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked serial fails in a pytest-xdist worker rather than flaking beside another test."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and item.get_closest_marker("serial"):
+        pytest.fail("marked serial: it needs the machine to itself; run it without -n (make test runs -m serial"
+                    " alone after the parallel run of -m 'not serial')", pytrace=False)
