@@ -36,8 +36,12 @@ lint: install
 proto: install
 	$(BIN)/python -m adapters.doors.grpc.codegen
 
+# Two runs, every test in one of them: the tests not marked serial spread over the cores by file (a module's
+# server is started once; tests/conftest.py puts the files with most slow tests first), then the serial ones
+# alone (they restart PostgreSQL or a broker the others use, or time calls under load).
 test: lint tools
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
 
 check: install
 	$(BIN)/ruff check .

@@ -54,3 +54,23 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "baton.db")
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.hookimpl(trylast=True)  # after -m has deselected what it will
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a pytest-xdist worker, the files with the most slow tests first: the many quick files then fill in
+    at the end and the workers finish together (`make test` sends whole files, in this order)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    slow: dict[str, int] = {}
+    for item in items:
+        file = item.nodeid.split("::")[0]
+        slow[file] = slow.get(file, 0) + bool(item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.nodeid.split("::")[0]])  # stable: a file's tests keep their order
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked serial fails in a pytest-xdist worker rather than flaking beside another test."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and item.get_closest_marker("serial"):
+        pytest.fail("marked serial: it needs the machine to itself; run it without -n (make test runs -m serial"
+                    " alone after the parallel run of -m 'not serial')", pytrace=False)

@@ -19,7 +19,8 @@ import pytest
 
 from tests.e2e.test_intake import consume, js_publish, js_read, mq_publish, stop, stored, wait_for
 
-pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # a real server, browser or broker per module
+# serial: it restarts the machine's NATS and RabbitMQ, which the intake tests use
 
 RULESET = """\
 ruleset: relay

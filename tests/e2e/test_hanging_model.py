@@ -22,7 +22,8 @@ from adapters.infra.store.sql import SqlStore
 from tests.e2e.server import Server, details_of, fact, metadata, start, start_fake_openai
 from tests.helpers import wait_until
 
-pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # a real server, browser or broker per module
+# serial: Decide latencies bounded while a model call hangs
 
 PROBE = """\
 ruleset: hang-probe

@@ -22,7 +22,8 @@ from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc, ru
 from adapters.infra.supervision import rss_mb
 from tests.e2e.server import ROOT, Server, fact, metadata, start
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
+# serial: Decide latencies compared before and during compiles that have a core
 
 CLAIM = {"claim_ref": "C-1", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
          "customer_tier": "standard"}

@@ -25,7 +25,8 @@ from adapters.infra.supervision import rss_mb
 from tests.e2e.server import ROOT, Server, fact, free_port, metadata, start
 from tests.helpers import wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
+# serial: Decide latencies compared before and during a compile that has a core
 
 CLAIM = {"claim_ref": "C-1", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
          "customer_tier": "standard"}

@@ -13,7 +13,8 @@ import pytest
 from adapters.doors.grpc.gen.baton.v1 import decision_pb2, decision_pb2_grpc
 from tests.e2e.server import fact, start
 
-pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # a real server, browser or broker per module
+# serial: a stored latency compared with the one the caller measured
 
 SLOW = """\
 ruleset: slow-pairs

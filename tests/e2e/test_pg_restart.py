@@ -20,7 +20,8 @@ from adapters.infra.store.sql import SqlStore
 from tests.e2e.server import fact, metadata, start
 from tests.helpers import not_none, wait_until
 
-pytestmark = pytest.mark.slow  # a real server, browser or broker per module
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # a real server, browser or broker per module
+# serial: it restarts the machine's PostgreSQL, which every other store test uses
 
 CLAIM = {"claim_ref": "C", "amount": 80000, "policy_ref": "P-1", "description": "whiplash",
          "customer_tier": "standard"}
