@@ -15,9 +15,7 @@ from adapters.infra.checkpoints import generate_keys, read_checkpoints
 from tests.e2e.server import fact, metadata, start
 from tests.e2e.test_ops import CLAIM
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial]  # a real server, browser or broker per module
-# serial: serve prints 'listening' before its first checkpoint is signed, so under load the
-# first Decide can land before it (sizes[0] == 1); run alone until serve signs it before listening
+pytestmark = pytest.mark.slow  # a real server, browser or broker per module
 
 
 def test_serve_signs_checkpoints_into_its_witness_directory(tmp_path: Path) -> None:

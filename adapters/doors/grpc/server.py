@@ -36,7 +36,7 @@ from adapters.infra.store.sql import SqlStore
 from adapters.infra.supervision import die_with_parent, listener_on, orphaned, rss_mb
 from adapters.infra.system import heap_stats, run_loop, trim_heap, tune_allocator
 from adapters.infra.tools.connectors import resolve_secrets
-from adapters.infra.witnesses import checkpointer
+from adapters.infra.witnesses import Checkpointer, checkpointer
 from adapters.usecases.config import Settings
 from adapters.usecases.escalations import Escalations
 from adapters.usecases.registry import RulesetRegistry
@@ -193,6 +193,12 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
         raise SystemExit(f"refusing to serve {cfg.listen} without auth: configure tokens (--tokens or "
                          "BATON_TOKENS), listen on localhost, or pass --insecure-no-auth")
     rt = Runtime.build(cfg, base)
+    signer = checkpointer(cfg, base, rt.store) if cfg.audit is not None and worker == 0 else None
+    if signer is not None:  # the first checkpoint, the log as it is at start, signed before any call is taken
+        try:
+            await signer.tick()
+        except Exception:  # a witness unreachable, say: logged, and tried again as the service runs
+            log.exception("checkpoint not signed")
     server, health, port = _grpc_server(cfg, rt, auth)
     await server.start()
     _freeze_startup_objects()
@@ -209,7 +215,7 @@ async def run_server(cfg: Settings, base: Path, ready: Any = None, worker: int =
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _rotate_secrets(auth=(auth, cfg)))
-    await _run_until_stopped(cfg, base, rt, auth, worker, supervisor, stop)
+    await _run_until_stopped(cfg, rt, auth, worker, supervisor, stop, signer)
     say(f"baton {os.getpid()}: shutting down, finishing in-flight decisions")
     await health.enter_graceful_shutdown()
     await server.stop(GRACE_S)
@@ -242,13 +248,13 @@ def _grpc_server(cfg: Settings, rt: Runtime, auth: Auth) -> tuple[grpc.aio.Serve
     return server, health, port
 
 
-async def _run_until_stopped(cfg: Settings, base: Path, rt: Runtime, auth: Auth, worker: int,
-                             supervisor: int | None, stop: asyncio.Event) -> None:
+async def _run_until_stopped(cfg: Settings, rt: Runtime, auth: Auth, worker: int, supervisor: int | None,
+                             stop: asyncio.Event, signer: Checkpointer | None) -> None:
     """The runtime's and this worker's background work (worker 0 alone signs checkpoints and serves the
     console) until ``stop`` is set; then each piece is waited for, in this order, before gRPC stops."""
     rt.start()
-    checkpoints = asyncio.create_task(checkpointer(cfg, base, rt.store).run(stop)) \
-        if cfg.audit is not None and worker == 0 else None  # signed tree heads to witnesses (docs/audit.md)
+    # signed tree heads to witnesses (docs/audit.md), by worker 0
+    checkpoints = asyncio.create_task(signer.run(stop)) if signer is not None else None
     console = await _start_console(cfg, rt, auth) \
         if cfg.console and worker == 0 else None
     intake = consumers_of(rt)
