@@ -50,7 +50,7 @@ check: install
 	$(BIN)/mypy --strict bench
 	$(BIN)/mypy tests
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n auto --dist loadfile -m "not slow"
 
 tools:
 	@bash .ci/tools.sh
