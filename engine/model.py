@@ -10,7 +10,7 @@ from engine.documents import Document
 from engine.errors import BatonError, Where
 from engine.language.check import Condition, Eval
 from engine.language.prompts import Prompt
-from engine.language.tables import Precedence, Table
+from engine.language.table_model import Precedence, Table
 from engine.language.types import FactType
 
 DEFAULT_STEP_LIMIT = 1000

@@ -65,7 +65,7 @@ def checkpoint(db: DbOpt = None,
                    "checkpoints"),
                origin: OriginOpt = None) -> None:
     """Sign a checkpoint of the log as it is now and add it to a directory (and to the store's copy)."""
-    from adapters.doors.cli.store_cmds import open_store
+    from adapters.doors.cli.common import open_store
 
     try:
         private = load_private_key(key.read_text(encoding="utf-8"), str(key))
@@ -171,7 +171,7 @@ def prove(decision_id: Annotated[str, typer.Argument(help="a stored decision id"
                                                                              "standard output)")] = None) -> None:
     """A decision's proof of inclusion in the latest signed checkpoint that covers it: its record as hashed,
     its leaf hash, the inclusion proof and the checkpoint. `baton log check-proof` verifies it offline."""
-    from adapters.doors.cli.store_cmds import open_store
+    from adapters.doors.cli.common import open_store
 
     store = open_store(db)
     try:

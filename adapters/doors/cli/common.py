@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from engine.errors import BatonError, CompileErrors
+
+if TYPE_CHECKING:
+    from adapters.infra.store.sql import SqlStore
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -41,3 +46,18 @@ def print_compile_errors(e: CompileErrors) -> None:
         where = visible(str(error.where))
         hint = f"\n    hint: {escape(visible(error.hint))}" if error.hint else ""
         err.print(f"{escape(where)}: [bold red]{error.code}[/]: {escape(visible(error.message))}{hint}", markup=True)
+
+
+def unreachable(e: Exception) -> typer.Exit:
+    """A bad URL or an unreachable server: one clear line, not a traceback."""
+    return fail(f"cannot open the decision store: {type(e).__name__}: {str(e).splitlines()[0]}")
+
+
+def open_store(db: str | None) -> SqlStore:
+    """The decision store (imported here, when a command opens it: `baton check` never loads it)."""
+    from adapters.infra.store.sql import SqlStore
+
+    try:
+        return SqlStore(db)
+    except Exception as e:
+        raise unreachable(e) from None

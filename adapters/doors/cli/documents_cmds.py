@@ -11,8 +11,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from adapters.doors.cli.common import err, fail, out
-from adapters.doors.cli.store_cmds import DbOpt, JsonOpt, open_store
+from adapters.doors.cli.common import err, fail, open_store, out
+from adapters.doors.cli.store_cmds import DbOpt, JsonOpt
 from adapters.infra.retrieval import corpora, index_directory, search
 from engine.errors import BatonError
 

@@ -20,8 +20,8 @@ import typer
 from rich.table import Table
 from ruamel.yaml import YAML
 
-from adapters.doors.cli.common import err, fail, out, print_compile_errors
-from adapters.doors.cli.store_cmds import DbOpt, JsonOpt, open_store
+from adapters.doors.cli.common import err, fail, open_store, out, print_compile_errors
+from adapters.doors.cli.store_cmds import DbOpt, JsonOpt
 from adapters.infra.rulesets import display, load_file
 from adapters.infra.system import utc_text
 from adapters.usecases.registry import RulesetRegistry

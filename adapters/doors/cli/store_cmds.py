@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from adapters.doors.cli import audit_cmds
-from adapters.doors.cli.common import err, fail, out, print_compile_errors
+from adapters.doors.cli.common import err, fail, open_store, out, print_compile_errors, unreachable
 from adapters.infra.rulesets import load_file
 from adapters.infra.store.sql import SqlStore
 from adapters.infra.system import utc_text
@@ -48,18 +48,6 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")
 log_app = typer.Typer(no_args_is_help=True, help="Query and verify the decision log.")
 
 
-def _unreachable(e: Exception) -> typer.Exit:
-    """A bad URL or an unreachable server: one clear line, not a traceback."""
-    return fail(f"cannot open the decision store: {type(e).__name__}: {str(e).splitlines()[0]}")
-
-
-def open_store(db: str | None) -> SqlStore:
-    try:
-        return SqlStore(db)
-    except Exception as e:
-        raise _unreachable(e) from None
-
-
 def command_runtime(config: Path | None, db: str | None, rulesets: Path,
                     given_ports: tuple[ModelGateway, ToolConnector] | None = None) -> Runtime:
     """The service's bootstrap for a command that decides and stores (`baton decide --db`, `baton escalations
@@ -79,7 +67,7 @@ def command_runtime(config: Path | None, db: str | None, rulesets: Path,
     except ValueError as e:  # a connector the config names cannot be built
         raise fail(str(e)) from None
     except Exception as e:
-        raise _unreachable(e) from None
+        raise unreachable(e) from None
 
 
 def stored_record(store: SqlStore, decision_id: str) -> DecisionRecord:
