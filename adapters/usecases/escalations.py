@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from adapters.usecases.decisions import DecisionPath
 from adapters.usecases.registry import RulesetRegistry
 from engine.audit import canonical
 from engine.errors import BatonError, InvalidInput, Where
-from engine.language.types import FieldSpec, check_field
+from engine.language.types import FactType, FieldSpec, check_field
 from engine.loop import Engine, HumanInput
 from engine.ports import Clock, IdFactory, ModelGateway, ToolConnector
 from engine.record import DecisionRecord
@@ -81,37 +81,44 @@ class Escalations:
         esc = await asyncio.to_thread(self.get, escalation_id)
         if not esc["expects"]:
             return None
+        _, form, _ = await self._answering(esc)
+        return form
+
+    async def _answering(self, esc: dict[str, Any]) -> tuple[FactType, AnswerForm, DecisionRecord | None]:
+        """What answering ``esc`` takes: the expected fact type, the form, and the escalated decision's record."""
         engine = await asyncio.to_thread(self.registry.engine_for, esc["version"])
-        fact_type = engine.ruleset.types.get(esc["expects"])
-        if fact_type is None:
-            return None
+        fact_type = engine.ruleset.types[esc["expects"]]
         original = await asyncio.to_thread(self.store.get, esc["id"])
         identity, fixed = answer_form(engine, original or {})
-        return AnswerForm(dict(fact_type.fields), identity, fixed)
+        return fact_type, AnswerForm(dict(fact_type.fields), identity, fixed), original
 
     async def resolve(self, escalation_id: str, answer: object, by: str) -> tuple[dict[str, Any], DecisionRecord]:
         """Validate the reviewer's answer against `expects` (every field's problem reported at once:
         AnswerProblems), resume, store. Returns (escalation, decision)."""
+        return await self.resolve_form(escalation_id, lambda _: answer, by)
+
+    async def resolve_form(self, escalation_id: str, fill: Callable[[AnswerForm], object],
+                           by: str) -> tuple[dict[str, Any], DecisionRecord]:
+        """:meth:`resolve` with the answer made by ``fill`` from the escalation's form (a door typing what a
+        reviewer wrote into the form's fields), the escalation and its decision read once."""
         esc = await asyncio.to_thread(self.get, escalation_id)
         if esc["status"] != "open":
             raise NotOpen("not_open", f"escalation {escalation_id} is already {esc['status']}")
         if not esc["expects"]:
             raise NotOpen("no_answer_expected", f"escalation {escalation_id} expects no answer "
                           "(its rule has no `expects:`)")
-        engine = await asyncio.to_thread(self.registry.engine_for, esc["version"])
-        fact_type = engine.ruleset.types[esc["expects"]]
+        fact_type, form, original = await self._answering(esc)
+        answer = fill(form)
         if not isinstance(answer, dict):
             raise InvalidInput("invalid_fact", "answer: an object of the expected fact type", Where(path="answer"))
-        original = await asyncio.to_thread(self.store.get, esc["id"])
-        identity, fixed = answer_form(engine, original or {})
         answer = dict(answer)
-        if identity:  # who answers is who signed in, never what a form or client says
-            said = answer.get(identity)
+        if form.identity:  # who answers is who signed in, never what a form or client says
+            said = answer.get(form.identity)
             if said not in (None, "", by):
-                raise InvalidInput("not_the_reviewer", f"answer.{identity}: the reviewer is the signed-in {by!r}, "
-                                   f"not {str(said)[:60]!r}", Where(path=f"answer.{identity}"))
-            answer[identity] = by
-        for name, value in fixed.items():  # what the escalation already knows is not the reviewer's to change
+                raise InvalidInput("not_the_reviewer", f"answer.{form.identity}: the reviewer is the signed-in "
+                                   f"{by!r}, not {str(said)[:60]!r}", Where(path=f"answer.{form.identity}"))
+            answer[form.identity] = by
+        for name, value in form.fixed.items():  # what the escalation already knows is not the reviewer's to change
             said = answer.get(name)
             if said not in (None, "") and said != value:
                 raise InvalidInput("fixed_field", f"answer.{name}: the escalation fixes it to {value!r}",

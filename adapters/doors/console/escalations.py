@@ -17,7 +17,7 @@ from adapters.doors.console.ui import (
     _quote,
     _typed,
 )
-from adapters.usecases.escalations import AnswerProblems, NotOpen
+from adapters.usecases.escalations import AnswerForm, AnswerProblems, NotOpen
 from engine.codes import Code
 from engine.errors import BatonError, InvalidInput
 from engine.pii import MASK, scrubber, secrets_of
@@ -78,14 +78,14 @@ class EscalationPages:
         if self.c.escalations is None:
             return self.ui.page(request, "error.html", status=404, message=f"no escalation {esc_id!r}")
         values = {k: str(v) for k, v in data.items() if k.startswith("f_")}
-        try:  # the form's text typed by the expected fact type; checking the answer is the use case's
-            form = await self.c.escalations.form(esc_id)
-            answer: dict[str, Any] = {}
-            for n, spec in (form.fields if form is not None else {}).items():
-                raw = values.get(f"f_{n}", "").strip()
-                if raw and form is not None and n != form.identity:  # empty: absent; identity: who signed in
-                    answer[n] = _typed(raw, spec.kind, spec.items.kind if spec.items else "str")
-            await self.c.escalations.resolve(esc_id, answer, session.name)
+
+        def typed(form: AnswerForm) -> dict[str, Any]:  # the form's text, typed; checking it is the use case's
+            return {n: _typed(raw, spec.kind, spec.items.kind if spec.items else "str")
+                    for n, spec in form.fields.items()
+                    if (raw := values.get(f"f_{n}", "").strip()) and n != form.identity}  # empty: absent
+
+        try:
+            await self.c.escalations.resolve_form(esc_id, typed, session.name)
         except AnswerProblems as e:
             return await self.render_escalation(request, session, esc_id, error=f"{len(e.problems)} problem(s) in "
                                                 "the answer", values=values, status=400, errors=e.problems)
