@@ -49,33 +49,27 @@ def _error(code: str, message: str, path: str = "") -> dict[str, str]:
     return {"code": code, "message": message, "path": path}
 
 
-def _parse(text: str) -> Any:
-    """A line's facts as sent, or its error (``_error``)."""
-    try:
-        return {"facts": json.loads(text, parse_constant=_reject_constant)}
-    except ValueError as e:
-        return _error("invalid_json", f"not valid JSON: {e}")
-
-
-async def _run(engine: Engine, source: str, decide: DecideLine, write: Callable[[str], Any]) -> int:
+async def _run(source: str, decide: DecideLine, write: Callable[[str], Any]) -> int:
     """Decide every line; the number of lines that failed."""
     failed = 0
     lines = _lines(source)
     while chunk := [line for _, line in zip(range(CHUNK), lines, strict=False)]:
-        parsed = [(number, _parse(text)) for number, text in chunk]
 
-        async def one(given: dict[str, Any]) -> DecisionRecord | dict[str, Any]:
-            if "facts" not in given:
-                return given
+        async def one(text: str) -> DecisionRecord | dict[str, str]:
+            """A line's decision, or its error (``_error``)."""
             try:
-                return await decide(given["facts"])
+                given = json.loads(text, parse_constant=_reject_constant)
+            except ValueError as e:
+                return _error("invalid_json", f"not valid JSON: {e}")
+            try:
+                return await decide(given)
             except BatonError as e:
                 return _error(e.code, e.message, e.where.path if e.where else "")
             except Exception as e:  # the store gone, a connector broken: this line fails, said plainly
                 return _error("failed", f"{type(e).__name__}: {e}")
 
-        results = await asyncio.gather(*(one(given) for _, given in parsed))
-        for (number, _), result in zip(parsed, results, strict=True):
+        results = await asyncio.gather(*(one(text) for _, text in chunk))
+        for (number, _), result in zip(chunk, results, strict=True):
             if "decision_id" in result:
                 write(json.dumps({"line": number, **result}, ensure_ascii=False) + "\n")
                 continue
@@ -86,8 +80,8 @@ async def _run(engine: Engine, source: str, decide: DecideLine, write: Callable[
     return failed
 
 
-async def run_batch(engine: Engine, source: str, decide: DecideLine) -> int:
-    failed = await _run(engine, source, decide, sys.stdout.write)
+async def run_batch(source: str, decide: DecideLine) -> int:
+    failed = await _run(source, decide, sys.stdout.write)
     sys.stdout.flush()
     return failed
 
@@ -103,7 +97,7 @@ def batch_cmd(rs: Ruleset, source: str, ports: tuple[ModelGateway, ToolConnector
             d = await engine.run(validated, *ports, SystemClock(), TimeOrderedIds(), Limits())
             return d.to_dict()
 
-        return asyncio.run(run_batch(engine, source, alone))
+        return asyncio.run(run_batch(source, alone))
     from adapters.doors.cli.store_cmds import command_runtime
     from adapters.usecases.commands import DecideCommand
 
@@ -117,7 +111,7 @@ def batch_cmd(rs: Ruleset, source: str, ports: tuple[ModelGateway, ToolConnector
             async def stored(given: Any) -> DecisionRecord:  # the Decide use case, as every door decides
                 return (await rt.decide.one(DecideCommand(caller="cli", engine=engine, facts=given))).record
 
-            failed = await run_batch(engine, source, stored)
+            failed = await run_batch(source, stored)
             await rt.shadows.drain()
             return failed
         finally:
