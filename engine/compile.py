@@ -43,7 +43,7 @@ from operator import itemgetter
 
 from engine.errors import BatonError
 from engine.index import LiteralIndex, LiteralTest, literal_test
-from engine.language.check import Branch, FactIndex, Guard, compile_guard
+from engine.language.check import Branch, FactIndex, Guard, always, compile_guard
 from engine.language.expr import Bind, Exists, Node
 from engine.language.source import collector_paused
 from engine.model import Rule, Ruleset
@@ -293,6 +293,8 @@ def compile_ruleset(ruleset: Ruleset, indexed: bool | None = None, shard_rules: 
 
 
 def _both(guard: Guard, then: Guard) -> Guard:
+    if guard is always:
+        return then
     return lambda env, wm: guard(env, wm) and then(env, wm)
 
 

@@ -20,7 +20,7 @@ from engine.compile import START_RULE, CompiledRuleset, EngineRule, compile_rule
 from engine.documents import Chunk, Document, chunks, merge
 from engine.driver import Agenda, Pools, SoloAgenda, pool_for
 from engine.errors import BatonError, InvalidInput, Where
-from engine.language.check import EPOCH, MISSING, FactIndex, TooLarge, Undefined
+from engine.language.check import EPOCH, MISSING, FactIndex, Guard, TooLarge, Undefined, always
 from engine.language.dates import from_timestamp
 from engine.language.tables import ROW_FIELD, TableConflict
 from engine.language.types import all_optional
@@ -245,6 +245,7 @@ class _Plan:
     er: EngineRule
     rule: Rule
     branch: int
+    guard: Guard | None  # None: the network made every test of the branch
     single: str | None  # the binding of its one pattern; None when it has several
     aggregating: bool
     show_branch: bool  # the trace names the branch (an `or` across fact types)
@@ -273,6 +274,8 @@ class Engine:
         self.pii = {t: [f for f, spec in ft.fields.items() if spec.pii] for t, ft in ruleset.types.items()
                     if any(spec.pii for spec in ft.fields.values())}
         self.checks = {t: _checker(ft.validate) for t, ft in ruleset.types.items()}
+        # model actions whose prompt may read ``facts`` (every fact by type), built only for them
+        self.reads_facts = {name: m.template is None or m.template.reads("facts") for name, m in ruleset.models.items()}
         self.multi_rows = {t.rule_name(r) for t in ruleset.tables if t.multi for r in t.rows}  # facts carry `row`
         # the rules a table with expression inputs computes them by (TABLE#inputs): the engine's own, in the
         # trace as every firing is, but not in `fired` - the rules and rows an author wrote
@@ -316,7 +319,8 @@ class Engine:
         for name, er in self.compiled.rules.items():
             rule = er.rule
             single = er.patterns[0][1] if len(er.patterns) == 1 else None
-            plans[name] = _Plan(er, rule, er.branch, single, name in self.aggregating,
+            plans[name] = _Plan(er, rule, er.branch, None if er.guard is always else er.guard, single,
+                                name in self.aggregating,
                                 len(rule.condition.branches) > 1, bool(rule.condition.definitions),
                                 rule.name not in self.internal)
         return plans
@@ -456,7 +460,8 @@ class _Run:
     async def execute(self, validated: list[tuple[str, Values]]) -> None:
         self.round = 1
         new = self.first_facts(validated)
-        self.check_joins(t for _, t, _ in new)
+        if self.engine.joins:
+            self.check_joins(t for _, t, _ in new)
         self.session = self.engine.pool.open(new, self.wm)
         while True:
             self.d.rounds = self.round
@@ -486,7 +491,8 @@ class _Run:
             answers = await self.call_all(intents) if intents else []
             self.round += 1
             batch = self.answers_as_facts(intents, answers)
-            self.check_joins(t for _, t, _ in batch)
+            if self.engine.joins:
+                self.check_joins(t for _, t, _ in batch)
             self.session.assert_batch(self.with_epochs(batch))
             if not batch and self.d.steps == fired_before:
                 break
@@ -606,8 +612,9 @@ class _Run:
                         seq = int(bn)
                         seqs[name] = seq
                         env[name] = facts[seq - 1][1]
+                guard = plan.guard
                 try:
-                    if plan.er.guard(env, wm):
+                    if guard is None or guard(env, wm):
                         if plan.aggregating:
                             shown = self.aggregate_values(plan.er.name, plan.rule, plan.branch, env, seqs)
                             if shown is not None:
@@ -763,13 +770,12 @@ class _Run:
         rs = self.engine.ruleset
         context: dict[str, Values] = self.wm.latest()
         context.update(env)
-        if action in rs.models:
-            m: ModelAction = rs.models[action]
-            every = {t: [self.wm.facts[s - 1][1] for s in seqs] for t, seqs in self.wm.by_type.items()}
+        m = rs.models.get(action)
+        if m is not None:
             if m.from_document:
-                self.intend_extraction(m, context, every, env, aliases)
+                self.intend_extraction(m, context, self.every_fact(), env, aliases)
                 return
-            call = self.model_call(m, context, every, aliases)
+            call = self.model_call(m, context, None, aliases)
         else:
             t: ToolAction = rs.tools[action]
             params: dict[str, object] = {}
@@ -788,18 +794,28 @@ class _Run:
         self.called[key] = len(self.called) + 1
         self.intents.append((call, key))
 
-    def model_call(self, m: ModelAction, context: Mapping[str, object], every: Mapping[str, list[Values]],
+    def every_fact(self) -> dict[str, list[Values]]:
+        """Every fact by type, as a prompt's ``facts`` reads them."""
+        facts = self.wm.facts
+        return {t: [facts[s - 1][1] for s in seqs] for t, seqs in self.wm.by_type.items()}
+
+    def model_call(self, m: ModelAction, context: Mapping[str, object], every: Mapping[str, list[Values]] | None,
                    aliases: Mapping[str, str], chunk: tuple[Document, Chunk] | None = None) -> CallRequest:
+        """The call of model action ``m``; ``every`` (every fact by type) is worked out here when None and
+        the prompt reads it or PII has to be masked."""
         if chunk is not None:
             context = {**context, "chunk": chunk[1].context()}
+        pii = self.engine.pii
+        masking = bool(self.mask_pii and pii and any(t in pii for t in self.wm.by_type))
+        if every is None:
+            every = self.every_fact() if masking or self.engine.reads_facts[m.name] else {}
         prompt = _render(m, context, every)
         request: dict[str, object] = {"group": m.group, "prompt": prompt, "produces": m.produces}
         if chunk is not None:
             request.update(document=chunk[0].id, chunk=chunk[1].index + 1, chunks=chunk[1].count)
         payload: dict[str, object] = {}
         secrets: tuple[str, ...] = ()
-        pii = self.engine.pii
-        if self.mask_pii and pii and any(t in pii for t in every):
+        if masking:
             masked_ctx = {b: (_mask(f, pii.get(aliases.get(b, b), ())) if isinstance(f, dict) and b != "chunk"
                               else f) for b, f in context.items()}
             masked_all = {t: [_mask(f, pii.get(t, ())) for f in fs] for t, fs in every.items()}
@@ -876,7 +892,7 @@ class _Run:
 
     # -- calls ----------------------------------------------------------------------------------------
     async def call_all(self, intents: list[tuple[CallRequest, str]]) -> list[CallResult]:
-        refused = [self.over_budget(call) for call, _ in intents]
+        refused = [self.over_budget(call) if call.kind == "model" else None for call, _ in intents]
         if any(refused):
             merged: list[CallResult | None] = list(refused)
             todo = [(i, item) for i, item in enumerate(intents) if refused[i] is None]
@@ -891,7 +907,9 @@ class _Run:
 
     async def _dispatch(self, intents: list[tuple[CallRequest, str]]) -> list[CallResult]:
         """Answers from memory at once; the rest awaited together, until all are in or the deadline."""
-        immediate = [self.answer_now(call) for call, _ in intents]
+        now_models, now_tools = self.now_models, self.now_tools
+        immediate = [None if (now := now_models if call.kind == "model" else now_tools) is None else now(call)
+                     for call, _ in intents]  # None: this one must be awaited
         if all(r is not None for r in immediate):  # every answer from memory (recorded, canned): nothing to await
             answered: list[CallResult] = []
             for (call, key), r in zip(intents, immediate, strict=True):
@@ -924,13 +942,6 @@ class _Run:
             self.record_call(call, key, timed)
             out.append(timed[0])
         return out
-
-    def answer_now(self, call: CallRequest) -> CallResult | None:
-        answer = self.now_models if call.kind == "model" else self.now_tools
-        if answer is None:
-            return None
-        result: CallResult | None = answer(call)  # None: this one must be awaited
-        return result
 
     async def timed(self, call: CallRequest) -> tuple[CallResult, float]:
         start = self.clock.monotonic()

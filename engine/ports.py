@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallRequest:
     """A model or tool call the engine wants made. ``request`` is what identifies it and is recorded
-    (PII masked); ``payload`` is what the gateway sends when it differs (the unmasked prompt)."""
+    (PII masked); ``payload`` is what the gateway sends when it differs (the unmasked prompt). Not frozen:
+    the loop makes one per call, and a frozen dataclass sets each field through ``object.__setattr__``;
+    nothing changes one after it is made."""
 
     action: str
     kind: str  # "model" | "tool"

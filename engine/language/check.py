@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import product
 
-from engine.language.evaluate import compile_expr, compile_guard, orjson_key, power, round_half_even, text_of
+from engine.language.evaluate import always, compile_expr, compile_guard, orjson_key, power, round_half_even, text_of
 from engine.language.expr import Binary, Bind, BoolOp, Exists, ExprError, Node, Not, render
 from engine.language.runtime import (
     DECISION,
@@ -197,7 +197,7 @@ def check_value(ast: Node, types: Mapping[str, FactType], aliases: Mapping[str, 
 
 __all__ = ["AGGREGATES", "DECISION", "EPOCH", "FUNCTIONS", "MAX_BRANCHES", "MAX_MAGNITUDE", "MAX_PATTERNS", "MISSING",
            "ORDERED", "Branch", "Checker", "Condition", "Eval", "FactIndex", "Facts", "Guard", "TooLarge", "Ty",
-           "Undefined", "aggregated_type", "aggregates_in", "analyse", "bindings_of",
+           "Undefined", "aggregated_type", "aggregates_in", "always", "analyse", "bindings_of",
            "check_no_positive_exists_under_not", "check_value", "children", "compile_expr", "compile_guard",
            "every_error", "is_aggregate", "normalise", "orjson_key", "power", "round_half_even", "split", "suggest",
            "text_of"]

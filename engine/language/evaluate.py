@@ -75,6 +75,9 @@ def _compile_binary(node: Binary, aliases: Mapping[str, str]) -> Eval:
     op = node.op
     if op in _CMP:
         cmp = _CMP[op]
+        if isinstance(node.left, Ref) and isinstance(node.right, Lit) and (
+                node.left.binding != DECISION or node.left.binding in aliases):
+            return _compare_field(cmp, node.left.binding, node.left.field, node.right.value)
 
         def compare(env: Facts, wm: FactIndex) -> object:
             a, b = left(env, wm), right(env, wm)
@@ -392,9 +395,39 @@ def _arith(op: str, left: Eval, right: Eval) -> Eval:
     return run
 
 
+def _compare_field(cmp: Callable[[Any, Any], Any], binding: str, fname: str, value: object) -> Eval:
+    """``binding.field OP literal``, the most common test of all: what ``compare`` over a field reader and
+    a literal gives, read in one call instead of three."""
+    if value is MISSING:
+        return lambda env, wm: False
+
+    def compare_field(env: Facts, wm: FactIndex) -> object:
+        a = env[binding].get(fname, MISSING)
+        return False if a is MISSING else cmp(a, value)
+
+    return compare_field
+
+
+def always(env: Facts, wm: FactIndex) -> bool:
+    """The guard of a branch whose every test the network makes: nothing left to check."""
+    return True
+
+
 def compile_guard(parts: list[Node], aliases: Mapping[str, str]) -> Guard:
     evals = [compile_expr(p, aliases) for p in parts if not isinstance(p, (Bind,))
              and not (isinstance(p, Exists) and not p.negated)]
+    if not evals:
+        return always
+    if len(evals) == 1:
+        only = evals[0]
+
+        def guard_one(env: Facts, wm: FactIndex) -> bool:
+            try:
+                return only(env, wm) is True
+            except (Undefined, OverflowError):
+                return False
+
+        return guard_one
 
     def guard(env: Facts, wm: FactIndex) -> bool:
         try:

@@ -197,6 +197,12 @@ class Prompt:
         self.template: Template = env.from_string(source)
         self.parts = simple_parts(env, source)
 
+    def reads(self, name: str) -> bool:
+        """Whether rendering may read ``name`` (a keyword of ``render``): a template of literal text and
+        lookups reads only the names it looks up; any other is assumed to read every name."""
+        parts = self.parts
+        return parts is None or any(type(p) is tuple and p[0] == name for p in parts)
+
     def render(self, context: Mapping[str, object], **names: object) -> str:
         parts = self.parts
         if parts is not None:
