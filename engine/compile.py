@@ -56,6 +56,8 @@ SHARD_RULES = 8
 SHARD_SLOTS = 16
 GUARD_ONLY_RULES = 32  # measured on the example rulesets: below this the index costs more than it saves
 GUARD_ONLY_SLOTS = 64  # and far below 256 patterns of one type on the network's one node per type
+MAX_FLAGS = 24  # flags and pushed fields of one fact type: each an alpha test a fact may pass (64 at most)
+NO_FACTS = FactIndex()  # what a flag's check is given as working memory: tests of one fact never read it
 # durable-rules 2.0.28 (rules.h, events.c, state.h): what one network may hold
 ENGINE_MAX_RULES = 4096
 ENGINE_CHILDREN_PER_NODE = 512
@@ -100,6 +102,9 @@ class CompiledRuleset:
     pushed: dict[str, tuple[tuple[str, str, frozenset[object]], ...]]  # guard-only: (field, engine field, values)
     indexed: bool = True  # False: patterns test the fact type only (the guard-only reference, in tests)
     layout: str = ""  # "" for the default cut; else a suffix that keeps other cuts' engine names apart
+    # guard-only: type -> (engine field, binding, check) of each one-pattern rule whose literal tests the
+    # network reads as a flag the fact carries (see ``_Cut.flag``)
+    flags: dict[str, tuple[tuple[str, str, Guard], ...]] = field(default_factory=dict)
 
     def router(self, wm: FactIndex) -> Router:
         return Router(self, wm)
@@ -112,6 +117,11 @@ class CompiledRuleset:
             if fname in values:
                 v = values[fname]
                 fact[efield] = v if isinstance(v, bool) or v in literals else OTHER
+        flags = self.flags.get(type_name)
+        if flags:
+            for efield, binding, check in flags:
+                if check({binding: values}, NO_FACTS):
+                    fact[efield] = 1
         return fact
 
 
@@ -274,7 +284,8 @@ def compile_ruleset(ruleset: Ruleset, indexed: bool | None = None, shard_rules: 
                     shard_slots: int = SHARD_SLOTS, pushdown: bool = True) -> CompiledRuleset:
     """``indexed=None`` chooses: a ruleset small enough for one network runs guard-only (patterns test the
     fact type; routing a fact costs more than the guards it would save), any other is indexed and cut
-    into shards. ``indexed=False`` with one unbounded shard is the reference the tests compare with."""
+    into shards. ``indexed=False`` with one unbounded shard is the reference the tests compare with; it
+    has no flags (``_Cut.flag``), which only the guard-only network chosen by default carries."""
     default = indexed is None and pushdown and (shard_rules, shard_slots) == (SHARD_RULES, SHARD_SLOTS)
     if default and isinstance(ruleset.compiled, CompiledRuleset):
         return ruleset.compiled
@@ -286,10 +297,17 @@ def compile_ruleset(ruleset: Ruleset, indexed: bool | None = None, shard_rules: 
                 shard_rules, shard_slots = GUARD_ONLY_RULES, GUARD_ONLY_SLOTS
         # any cut but the default one gets engine names of its own (a process may hold several of a version)
         layout = "" if default else f"~{'i' if indexed else 'g'}{shard_rules}x{shard_slots}{'p' if pushdown else ''}"
-        compiled = _compile(ruleset, indexed, shard_rules, shard_slots, pushdown, layout)
+        compiled = _compile(ruleset, indexed, shard_rules, shard_slots, pushdown, layout, default and not indexed)
     if default:
         ruleset.compiled = compiled
     return compiled
+
+
+def _conjuncts(pattern: object) -> list[object]:
+    """A pattern's tests as a list (one test, or the parts of its ``$and``)."""
+    assert isinstance(pattern, dict)
+    inner = pattern.get("$and")
+    return list(inner) if isinstance(inner, list) else [pattern]
 
 
 def _both(guard: Guard, then: Guard) -> Guard:
@@ -314,11 +332,11 @@ Equalities = dict[tuple[int, int], dict[str, list[LiteralTest]]]  # (rule, branc
 
 
 def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int, pushdown: bool,
-             layout: str) -> CompiledRuleset:
+             layout: str, flagged: bool = False) -> CompiledRuleset:
     ordered = sorted(((rule, b, branch) for rule in ruleset.rules for b, branch in enumerate(rule.condition.branches)),
                      key=lambda x: (-x[0].priority, x[0].index, x[1]))
     pushed, equalities = _pushed_equalities(ruleset, pushdown)
-    cut = _Cut(indexed, shard_rules, shard_slots, pushed, equalities)
+    cut = _Cut(indexed, shard_rules, shard_slots, pushed, equalities, flagged)
     for rule, b, branch in ordered:
         cut.add(ruleset, rule, b, branch)
     cut.index.freeze()
@@ -330,8 +348,9 @@ def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int
         cut.shards.append(Shard(0, json.dumps({START_RULE: {"pri": 0, "all": [{"m": {"bt": START_TYPE}}]}})))
     static_checked, static_tokens = _static_routes(cut.index, cut.tokens, cut.static_free)
     encoders = {t: tuple((f, e, frozenset(v)) for f, (e, v) in per.items()) for t, per in pushed.items()}
+    flags = {t: tuple(per) for t, per in cut.flags.items()}
     return CompiledRuleset(ruleset, cut.shards, cut.rules, cut.index, cut.tokens, cut.slot_rule, cut.rule_slots,
-                           static_checked, static_tokens, cut.type_shards, encoders, indexed, layout)
+                           static_checked, static_tokens, cut.type_shards, encoders, indexed, layout, flags)
 
 
 def _pushed_equalities(ruleset: Ruleset, pushdown: bool) -> tuple[Pushed, Equalities]:
@@ -367,6 +386,8 @@ class _Cut:
     shard_slots: int
     pushed: Pushed
     equalities: Equalities
+    flagged: bool = False  # one-pattern rules' literal tests as flags (guard-only networks only)
+    flags: dict[str, list[tuple[str, str, Guard]]] = field(default_factory=dict)
     index: LiteralIndex = field(default_factory=LiteralIndex)
     tokens: list[tuple[int, str]] = field(default_factory=list)
     slot_types: list[str] = field(default_factory=list)
@@ -383,6 +404,9 @@ class _Cut:
         kind_of = _kind_of(ruleset, rule.condition.aliases)
         tests, rest = split_branch(branch.parts, branch.bindings, kind_of, self.indexed)
         patterned = {**branch.bindings, **branch.epochs}  # aggregates: a marker pattern per aggregated type
+        flag = self.flag(len(self.rules), rule, b, branch, kind_of) if self.flagged and len(patterned) == 1 else None
+        if flag is not None:
+            rest = [p for p in rest if not any(p is t.node for t in flag[1])]
         if not self.shards or len(self.shards[-1].rules) >= self.shard_rules or len(self.shards[-1].slots) \
                 + len(patterned) > self.shard_slots:
             self.shards.append(Shard(len(self.shards), ""))
@@ -391,6 +415,8 @@ class _Cut:
         number = len(self.rules)
         ename = f"r{number}"
         patterns, pattern_json, own = self.patterns(shard, number, patterned, tests, self.equalities[(rule.index, b)])
+        if flag is not None:
+            pattern_json[0] = {"p0": {"$and": [*_conjuncts(pattern_json[0]["p0"]), {flag[0]: 1}]}}
         self.rule_slots.append((tuple(s for s in own if not self.index.is_free(s)),
                                 tuple(s for s in own if self.index.is_free(s))))
         if not self.rule_slots[-1][0]:  # no literal test anywhere: every fact of its types goes to it, as in Rete
@@ -402,6 +428,26 @@ class _Cut:
         if rule.precedence is not None:
             guard = _both(guard, rule.precedence)
         self.rules[ename] = EngineRule(ename, rule, b, tuple(patterns), guard, shard.number)
+
+    def flag(self, number: int, rule: Rule, b: int, branch: Branch, kind_of: Callable[[str, str], str]
+             ) -> tuple[str, list[LiteralTest]] | None:
+        """A guard-only network's one-pattern rule whose literal tests (other than the equalities the
+        network already tests) the fact carries as one flag, ``g<rule>``, set by ``encode`` exactly when
+        they all hold, computed by the same closures as the guard: the network then activates the rule
+        only where it fires, instead of every fact of its type activating it for the guard to refuse -
+        the cost of a rule that cannot match is what Rete saves. Tests of one fact alone depend on
+        nothing else, so when they are checked does not change what fires. None when there is nothing to
+        flag, or the type already carries ``MAX_FLAGS`` (a bound well inside the network's limits)."""
+        binding, tname = next(iter(branch.bindings.items()))
+        tests = split_branch(branch.parts, branch.bindings, kind_of)[0].get(binding, [])
+        equalities = self.equalities[(rule.index, b)].get(binding, [])
+        flagged = [t for t in tests if not any(t.node is e.node for e in equalities)]
+        per_type = self.flags.setdefault(tname, [])
+        if not flagged or len(per_type) + len(self.pushed.get(tname, {})) >= MAX_FLAGS:
+            return None
+        efield = f"g{number}"
+        per_type.append((efield, binding, compile_guard([t.node for t in flagged], rule.condition.aliases)))
+        return efield, flagged
 
     def patterns(self, shard: Shard, number: int, patterned: Mapping[str, str],
                  tests: Mapping[str, list[LiteralTest]], eqs_of: Mapping[str, list[LiteralTest]]

@@ -89,8 +89,15 @@ class WorkingMemory(FactIndex):
             self.by_type[type_name] = [seq]
         else:
             seqs.append(seq)
-        if not type_name.startswith(EPOCH):  # aggregate markers: no fact a template or a call reads
-            self.last[type_name] = values
+        self.last[type_name] = values
+        return seq
+
+    def add_marker(self, type_name: str, values: Values) -> int:
+        """An aggregate's marker fact (see ``_Run.epoch_facts``): added as ``add`` does, but it is no
+        fact a template or a call reads, so it is never the latest of its type."""
+        seq = self.add(type_name, values)
+        if seq:
+            del self.last[type_name]
         return seq
 
     def has_type(self, type_name: str) -> bool:
@@ -128,6 +135,9 @@ class Limits:
     # counts): durable-rules builds each one, about 350 bytes apiece, before any guard runs - a self-join of
     # three over 1,000 facts is 10^9 of them. Over it the decision fails, naming the rule's fact types.
     max_combinations: int = MAX_COMBINATIONS
+
+
+_DEFAULT_LIMITS = Limits()  # read, never changed, by a decision given no limits
 
 
 @dataclass(slots=True)
@@ -356,7 +366,7 @@ class Engine:
     async def decide(self, facts: object, models: ModelGateway, tools: ToolConnector, clock: Clock,
                      ids: IdFactory, limits: Limits | None = None, documents: Sequence[Document] = ()) -> Decision:
         validated = self.validate_input(facts, allow_empty=bool(documents))
-        return await self.run(validated, models, tools, clock, ids, limits or Limits(), documents=documents)
+        return await self.run(validated, models, tools, clock, ids, limits or _DEFAULT_LIMITS, documents=documents)
 
     async def run(self, validated: list[tuple[str, Values]], models: ModelGateway, tools: ToolConnector,
                   clock: Clock, ids: IdFactory, limits: Limits, human: list[HumanInput] | None = None,
@@ -393,7 +403,7 @@ class _Run:
     def __init__(self, engine: Engine, d: Decision, models: ModelGateway, tools: ToolConnector, clock: Clock,
                  limits: Limits, human: list[HumanInput], documents: Sequence[Document] = ()) -> None:
         self.human = human
-        self.documents = {doc.id: doc for doc in documents}
+        self.documents = {doc.id: doc for doc in documents} if documents else {}
         self.held: list[Event] = []  # effects of rules that propose: sent only if the proposal wins
         self.extractions: dict[str, _Extraction] = {}  # call key -> the extraction it is a chunk of
         self.unreadable: list[tuple[str, Values]] = []  # failures found while intending, asserted next round
@@ -551,7 +561,7 @@ class _Run:
             self.epoch_counts[t] = n
             marker = self.engine.epochs[t]
             values: Values = {"n": n}
-            seq = self.wm.add(marker, values)
+            seq = self.wm.add_marker(marker, values)
             if seq:
                 out.append((seq, marker, values))
         return out
@@ -1003,9 +1013,10 @@ class _Run:
 
     # -- outcome --------------------------------------------------------------------------------------
     def winner(self) -> tuple[Rule, Step, int, Event] | None:
-        if not self.proposals:
-            return None
-        return min(self.proposals, key=lambda p: (-p[0].priority, p[0].index, p[2]))
+        proposals = self.proposals
+        if len(proposals) < 2:
+            return proposals[0] if proposals else None
+        return min(proposals, key=lambda p: (-p[0].priority, p[0].index, p[2]))
 
     def escalating(self) -> bool:
         best = self.winner()

@@ -84,8 +84,8 @@ def condition(draw: st.DrawFn) -> str:
 
 
 @st.composite
-def rulesets(draw: st.DrawFn) -> str:
-    count = draw(st.integers(min_value=1, max_value=120))
+def rulesets(draw: st.DrawFn, most: int = 120) -> str:
+    count = draw(st.integers(min_value=1, max_value=most))
     out = [HEADER]
     for i in range(count):
         when = draw(condition())
@@ -136,6 +136,48 @@ def test_indexed_and_sharded_engines_fire_exactly_as_the_guard_only_reference(te
         assert observed(run(tiny, f)) == expected
     for e in (reference, chosen, indexed, tiny):
         assert e.pool.live_sessions == 0
+
+
+@settings(max_examples=int(os.environ.get("BATON_PROPERTY_EXAMPLES", "200")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(text=rulesets(most=20), facts=st.lists(inputs, min_size=1, max_size=3))
+def test_a_guard_only_network_with_flags_fires_exactly_as_the_reference(text: str,
+                                                                       facts: list[dict[str, object]]) -> None:
+    """Small rulesets run guard-only, their one-pattern rules' literal tests carried by facts as flags
+    (compile.py ``_Cut.flag``): what fires, and in what order, is the reference's."""
+    try:
+        rs = ruleset(text)
+    except CompileErrors:
+        return
+    reference = Engine(rs, compile_ruleset(rs, indexed=False, shard_rules=10**6, shard_slots=10**6))
+    chosen = Engine(rs)
+    assert not reference.compiled.flags
+    if chosen.compiled.indexed:
+        return  # `or`s made more than GUARD_ONLY_RULES engine rules: the test above covers it
+    for f in facts:
+        assert observed(run(chosen, f)) == observed(run(reference, f))
+
+
+def test_flags_take_the_literal_tests_of_one_pattern_rules_out_of_the_guard() -> None:
+    rs = ruleset(HEADER + """\
+  - name: big
+    when: 'a.x > 3 and a.s != "p" and not a.f'
+    then: {decide: {route: big}}
+  - name: joined
+    when: 'exists a and exists b and a.x > 2 and a.x == b.x'
+    then: {decide: {route: joined}}
+  - name: plain
+    when: 'a.s == "q"'
+    then: {decide: {route: plain}}
+""")
+    compiled = Engine(rs).compiled
+    assert [(f, b) for f, b, _ in compiled.flags["a"]] == [("g0", "a")]  # the join keeps its tests as guards
+    assert '{"g0":1}' in compiled.shards[0].engine_json
+    assert compiled.encode(1, "a", {"x": 4, "s": "q", "f": False, "t": []})["g0"] == 1
+    assert "g0" not in compiled.encode(2, "a", {"x": 4, "s": "p", "f": False, "t": []})
+    assert "g0" not in compiled.encode(3, "a", {"x": 3, "s": "q", "f": False, "t": []})
+    fired = run(Engine(rs), {"a": [{"x": 5, "s": "r", "f": False, "t": []}, {"x": 1, "s": "q", "f": True, "t": []}]})
+    assert [e["rule"] for e in fired.trace if e["kind"] == "fired"] == ["big", "plain"]
 
 
 @given(st.lists(st.tuples(st.integers(-5, 5), st.booleans(), st.integers(-5, 5), st.booleans()), max_size=40),
