@@ -3,7 +3,11 @@
 A ruleset of up to ``GUARD_ONLY_RULES`` engine rules runs as before: one network whose patterns test the
 fact type and the string/boolean equalities the rules name (pushed down as the rules' own literals);
 everything else in a condition is the guard, checked when the activation fires. Routing a fact through
-the index costs more than the guards it would save at that size.
+the index costs more than the guards it would save at that size. One thing is added there: a rule of one
+pattern has its other literal tests (ranges, ``in``, ``contains``, ``not flag``) evaluated by Baton when
+a fact is encoded and carried as one flag the pattern tests (``_Cut.flag``), so a fact activates only the
+rules it can fire - an activation refused by its guard cost a core activation, a Python pass of the loop
+and the guard (bench/engine_speed.py).
 
 Any larger ruleset is indexed. Each branch of each rule becomes one engine rule; each of its patterns
 is a *slot* of the literal index (engine/index.py). The engine rules, in agenda order (priority, then
@@ -405,8 +409,10 @@ class _Cut:
         tests, rest = split_branch(branch.parts, branch.bindings, kind_of, self.indexed)
         patterned = {**branch.bindings, **branch.epochs}  # aggregates: a marker pattern per aggregated type
         flag = self.flag(len(self.rules), rule, b, branch, kind_of) if self.flagged and len(patterned) == 1 else None
-        if flag is not None:
-            rest = [p for p in rest if not any(p is t.node for t in flag[1])]
+        if self.flagged:  # what the network tests exactly (flags, pushed equalities) the guard need not test again
+            tested = [t.node for eqs in self.equalities[(rule.index, b)].values() for t in eqs]
+            tested += [t.node for t in flag[1]] if flag is not None else []
+            rest = [p for p in rest if not any(p is n for n in tested)]
         if not self.shards or len(self.shards[-1].rules) >= self.shard_rules or len(self.shards[-1].slots) \
                 + len(patterned) > self.shard_slots:
             self.shards.append(Shard(len(self.shards), ""))
