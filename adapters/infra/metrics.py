@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -78,24 +78,39 @@ def _child(metric: Any, *labels: str) -> Any:
 
 
 def observe(record: DecisionRecord) -> None:
-    ruleset = record["ruleset"]
-    _child(DECISIONS, ruleset, record["outcome"]).inc()
-    _child(LATENCY, ruleset).observe(record["latency_ms"] / 1000)
-    for rule in record["fired"]:
-        _child(FIRED, ruleset, rule).inc()
-    for event in record["trace"]:
-        if event["kind"] != "call" or event.get("carried"):  # carried: counted with the escalated decision
-            continue
-        meta = event.get("meta") or {}
-        if event["type"] == "model":
-            model = str(meta.get("model") or "")
-            _child(MODEL_CALLS, str(event["request"].get("group", "")), model, event["status"]).inc()
-            if meta.get("total_tokens"):
-                _child(TOKENS, ruleset, model).inc(float(meta["total_tokens"]))
-            if meta.get("cost_usd"):
-                _child(COST, ruleset, model).inc(float(meta["cost_usd"]))
-        else:
-            _child(TOOL_CALLS, event["action"], event["status"]).inc()
+    observe_many((record,))
+
+
+def observe_many(records: Iterable[DecisionRecord]) -> None:
+    """Count stored decisions: their latencies one by one, and every counter once per label set with the
+    sum of its records' increments (a batch's hundred decisions of one ruleset move each counter once; in
+    a multi-process service every increment is a locked write to a shared file)."""
+    sums: dict[tuple[object, ...], float] = {}
+    for record in records:
+        ruleset = record["ruleset"]
+        _child(LATENCY, ruleset).observe(record["latency_ms"] / 1000)
+        _add(sums, (DECISIONS, ruleset, record["outcome"]))
+        for rule in record["fired"]:
+            _add(sums, (FIRED, ruleset, rule))
+        for event in record["trace"]:
+            if event["kind"] != "call" or event.get("carried"):  # carried: counted with the escalated decision
+                continue
+            meta = event.get("meta") or {}
+            if event["type"] == "model":
+                model = str(meta.get("model") or "")
+                _add(sums, (MODEL_CALLS, str(event["request"].get("group", "")), model, event["status"]))
+                if meta.get("total_tokens"):
+                    _add(sums, (TOKENS, ruleset, model), float(meta["total_tokens"]))
+                if meta.get("cost_usd"):
+                    _add(sums, (COST, ruleset, model), float(meta["cost_usd"]))
+            else:
+                _add(sums, (TOOL_CALLS, event["action"], event["status"]))
+    for (metric, *labels), amount in sums.items():
+        _child(metric, *(str(label) for label in labels)).inc(amount)
+
+
+def _add(sums: dict[tuple[object, ...], float], key: tuple[object, ...], amount: float = 1.0) -> None:
+    sums[key] = sums.get(key, 0.0) + amount
 
 
 class StoreGauges(Collector):

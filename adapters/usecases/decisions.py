@@ -235,16 +235,18 @@ async def _settled(path: DecisionPath, decided: list[tuple[Job, DecisionRecord]]
     except Exception as error:  # the hand-over itself failed: none of them is known stored
         return [(job, error) for job, _ in decided]
     out: list[tuple[Job, Outcome]] = []
+    new: list[DecisionRecord] = []
     for (job, record), result in zip(decided, saved, strict=True):
         if isinstance(result, BaseException):
             out.append((job, result))
             continue
         out.append((job, (record, result)))
         if not result.existing:
-            metrics.observe(record)
+            new.append(record)
             log_decision(record, (job.request_id or record["decision_id"])[:100], caller)
             if path.shadows is not None:
                 path.shadows.offer(record)
+    metrics.observe_many(new)
     return out
 
 
