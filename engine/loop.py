@@ -136,6 +136,12 @@ class Limits:
     # three over 1,000 facts is 10^9 of them. Over it the decision fails, naming the rule's fact types.
     max_combinations: int = MAX_COMBINATIONS
 
+    def with_deadline(self, deadline_s: float | None) -> Limits:
+        """These limits with another deadline (what ``dataclasses.replace`` gives, made directly: a service
+        makes one per decision)."""
+        return Limits(self.step_limit, deadline_s, self.max_calls, self.max_cost_usd, self.mask_pii,
+                      self.merged_rows, self.max_combinations)
+
 
 _DEFAULT_LIMITS = Limits()  # read, never changed, by a decision given no limits
 

@@ -82,6 +82,8 @@ class TimeOrderedIds:
         self._random = b""
         self._at = 0
         self._pid = os.getpid()
+        self._millis = -1
+        self._prefix = ""
 
     def _random_bits(self) -> int:
         with self._lock:
@@ -94,7 +96,13 @@ class TimeOrderedIds:
             return int.from_bytes(self._random[at:at + 10], "big")
 
     def new_id(self) -> str:
-        return encode_id(int(time.time() * 1000), self._random_bits())
+        """``encode_id`` of now and fresh random bits; the first ten characters encode the time alone (the
+        two leading zero bits and the 48 bits of milliseconds), so they are worked out once a millisecond."""
+        millis = int(time.time() * 1000)
+        if millis != self._millis:
+            self._millis, self._prefix = millis, encode_id(millis, 0)[:10]
+        bits = self._random_bits()
+        return self._prefix + "".join([_PAIRS[(bits >> shift) & 1023] for shift in _RANDOM_SHIFTS])
 
 
 def encode_id(millis: int, random_bits: int) -> str:
@@ -107,6 +115,7 @@ def encode_id(millis: int, random_bits: int) -> str:
 
 _PAIRS = [a + b for a in _CROCKFORD.decode() for b in _CROCKFORD.decode()]  # 10 bits -> 2 characters, in order
 _SHIFTS = tuple(range(120, -1, -10))
+_RANDOM_SHIFTS = tuple(range(70, -1, -10))  # the last 16 characters: the 80 random bits alone
 
 
 def run_loop(kind: str, main: Coroutine[Any, Any, None]) -> None:

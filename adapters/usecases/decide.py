@@ -208,7 +208,7 @@ class Decide:
     def _run(self, p: _Prepared, validated: Validated, incoming: list[Incoming],
              deadline: float | None) -> Callable[[], Awaitable[Decision]]:
         """The engine run under the configured limits and this request's deadline."""
-        limits = dataclasses.replace(self.limits.engine, deadline_s=deadline)
+        limits = self.limits.engine.with_deadline(deadline)
         return lambda: p.engine.run(validated, self.models, self.tools, self.clock, self.ids, limits,
                                     documents=[i.document for i in incoming])
 

@@ -273,6 +273,20 @@ def test_decision_ids_are_crockford_base32_ordered_by_time_and_unique() -> None:
     assert ids.new_id()[:10] > made[0][:10]  # the time part sorts
 
 
+def test_a_decision_id_is_its_time_and_random_bits_encoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """new_id keeps the time's characters from one id to the next within a millisecond: each id is still
+    exactly encode_id of its own time and bits."""
+    from adapters.infra import system
+
+    ids = system.TimeOrderedIds()
+    cases = [(1_700_000_000_123, 0), (1_700_000_000_123, 2**80 - 1), (1_700_000_000_124, 987654321987654321),
+             (2**48 - 1, 2**79 + 12345), (0, 1)]
+    for millis, bits in cases:
+        monkeypatch.setattr(system.time, "time", lambda m=millis: (m + 0.5) / 1000)
+        monkeypatch.setattr(ids, "_random_bits", lambda b=bits: b)
+        assert ids.new_id() == system.encode_id(millis, bits)
+
+
 def test_decision_ids_encode_time_and_random_bits_exactly() -> None:
     """The fast encoder (ten bits per table lookup) gives what a digit-by-digit Crockford encoding gives."""
     from adapters.infra.system import TimeOrderedIds, encode_id

@@ -206,3 +206,17 @@ def test_an_effect_of_a_proposing_rule_is_sent_only_if_its_proposal_wins() -> No
     effects = {e["name"]: e for e in lost.trace if e["kind"] == "effect"}
     assert lost.decision == {"route": "fraud"} and effects["payments"]["cancelled"] is True
     assert not effects["audit-log"].get("cancelled")
+
+
+def test_limits_with_a_new_deadline_keep_every_other_limit() -> None:
+    import dataclasses
+
+    from engine.loop import Limits
+
+    # a field added to Limits must be added to with_deadline too (and here)
+    assert [f.name for f in dataclasses.fields(Limits)] == ["step_limit", "deadline_s", "max_calls", "max_cost_usd",
+                                                            "mask_pii", "merged_rows", "max_combinations"]
+    limits = Limits(step_limit=7, deadline_s=1.0, max_calls=3, max_cost_usd=0.5, mask_pii=False, merged_rows=True,
+                    max_combinations=99)
+    assert limits.with_deadline(2.5) == dataclasses.replace(limits, deadline_s=2.5)
+    assert limits.with_deadline(None) == dataclasses.replace(limits, deadline_s=None)

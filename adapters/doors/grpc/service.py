@@ -267,13 +267,16 @@ class DecisionService:
 
     @staticmethod
     def _command(request: decision_pb2.DecideRequest, ident: Identity, context: Ctx,
-                 key: str | None = None) -> DecideCommand:
+                 key: str | None = None, request_id: str | None = None) -> DecideCommand:
+        """``request_id``: the call's x-request-id when the caller read it already (once for a whole batch)."""
         deadline = duration_s(request.deadline, "deadline") if request.HasField("deadline") else None
+        if request_id is None:
+            request_id = _metadata(context, "x-request-id") or ""
         return DecideCommand(caller=ident.name, ruleset=request.ruleset, version=request.version,
                              typed_facts=[(f.type, convert.plain(f.values)) for f in request.facts],
                              key=(request.idempotency_key if key is None else key) or None,
                              documents=[RawDocument(d.name, bytes(d.content), d.media_type) for d in request.documents],
-                             deadline_s=deadline, request_id=_metadata(context, "x-request-id") or "")
+                             deadline_s=deadline, request_id=request_id)
 
     @handler("Decide")
     async def Decide(self, request: decision_pb2.DecideRequest, context: Ctx,
@@ -288,9 +291,10 @@ class DecisionService:
         keys = [item.idempotency_key or (f"{request.idempotency_key}/{i}" if request.idempotency_key else "")
                 for i, item in enumerate(request.requests)]
         commands: list[DecideCommand | BaseException] = []
+        request_id = _metadata(context, "x-request-id") or ""
         for item, key in zip(request.requests, keys, strict=True):
             try:
-                commands.append(self._command(item, ident, context, key))
+                commands.append(self._command(item, ident, context, key, request_id))
             except Exception as e:  # answered in its place, as a unary Decide would answer it
                 commands.append(e)
         call = Call()
@@ -312,6 +316,7 @@ class DecisionService:
             await context.abort(status.code, status.details, status.trailing_metadata)
             return
         keys: list[str] = []  # each request's idempotency key, in the order read
+        request_id = _metadata(context, "x-request-id") or ""
 
         async def commands() -> AsyncIterator[DecideCommand | BaseException]:
             async for message in requests:
@@ -321,7 +326,7 @@ class DecisionService:
                     continue
                 keys.append(message.request.idempotency_key)
                 try:
-                    yield self._command(message.request, ident, context)
+                    yield self._command(message.request, ident, context, None, request_id)
                 except Exception as e:  # answered in its place, as a unary Decide would answer it
                     yield e
 
