@@ -85,32 +85,33 @@ def observe_many(records: Iterable[DecisionRecord]) -> None:
     """Count stored decisions: their latencies one by one, and every counter once per label set with the
     sum of its records' increments (a batch's hundred decisions of one ruleset move each counter once; in
     a multi-process service every increment is a locked write to a shared file)."""
-    sums: dict[tuple[object, ...], float] = {}
+    sums: dict[tuple[Any, ...], float] = {}
+    get = sums.get
     for record in records:
         ruleset = record["ruleset"]
         _child(LATENCY, ruleset).observe(record["latency_ms"] / 1000)
-        _add(sums, (DECISIONS, ruleset, record["outcome"]))
+        key: tuple[Any, ...] = (DECISIONS, ruleset, record["outcome"])
+        sums[key] = get(key, 0.0) + 1.0
         for rule in record["fired"]:
-            _add(sums, (FIRED, ruleset, rule))
+            key = (FIRED, ruleset, rule)
+            sums[key] = get(key, 0.0) + 1.0
         for event in record["trace"]:
             if event["kind"] != "call" or event.get("carried"):  # carried: counted with the escalated decision
                 continue
             meta = event.get("meta") or {}
-            if event["type"] == "model":
-                model = str(meta.get("model") or "")
-                _add(sums, (MODEL_CALLS, str(event["request"].get("group", "")), model, event["status"]))
-                if meta.get("total_tokens"):
-                    _add(sums, (TOKENS, ruleset, model), float(meta["total_tokens"]))
-                if meta.get("cost_usd"):
-                    _add(sums, (COST, ruleset, model), float(meta["cost_usd"]))
-            else:
-                _add(sums, (TOOL_CALLS, event["action"], event["status"]))
+            if event["type"] != "model":
+                key = (TOOL_CALLS, event["action"], event["status"])
+                sums[key] = get(key, 0.0) + 1.0
+                continue
+            model = str(meta.get("model") or "")
+            key = (MODEL_CALLS, str(event["request"].get("group", "")), model, event["status"])
+            sums[key] = get(key, 0.0) + 1.0
+            for metric, field in ((TOKENS, "total_tokens"), (COST, "cost_usd")):
+                if meta.get(field):
+                    key = (metric, ruleset, model)
+                    sums[key] = get(key, 0.0) + float(meta[field])
     for (metric, *labels), amount in sums.items():
         _child(metric, *(str(label) for label in labels)).inc(amount)
-
-
-def _add(sums: dict[tuple[object, ...], float], key: tuple[object, ...], amount: float = 1.0) -> None:
-    sums[key] = sums.get(key, 0.0) + amount
 
 
 class StoreGauges(Collector):

@@ -9,6 +9,7 @@ import re
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -81,14 +82,18 @@ class TimeOrderedIds:
         self._lock = threading.Lock()
         self._random = b""
         self._at = 0
-        self._pid = os.getpid()
         self._millis = -1
         self._prefix = ""
+        _ID_FACTORIES.add(self)  # a forked child drops the bytes in hand (_after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child: never repeat the parent's random bytes; and a lock another thread of the parent
+        held at the fork is held by no thread here."""
+        self._lock = threading.Lock()
+        self._random, self._at = b"", 0
 
     def _random_bits(self) -> int:
         with self._lock:
-            if self._pid != os.getpid():  # a forked child must not repeat its parent's bytes
-                self._random, self._at, self._pid = b"", 0, os.getpid()
             if self._at + 10 > len(self._random):
                 self._random, self._at = os.urandom(_RANDOM_CHUNK), 0
             at = self._at
@@ -103,6 +108,17 @@ class TimeOrderedIds:
             self._millis, self._prefix = millis, encode_id(millis, 0)[:10]
         bits = self._random_bits()
         return self._prefix + "".join([_PAIRS[(bits >> shift) & 1023] for shift in _RANDOM_SHIFTS])
+
+
+_ID_FACTORIES: weakref.WeakSet[TimeOrderedIds] = weakref.WeakSet()
+
+
+def _forget_random_bytes() -> None:
+    for ids in list(_ID_FACTORIES):
+        ids._after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_random_bytes)
 
 
 def encode_id(millis: int, random_bits: int) -> str:

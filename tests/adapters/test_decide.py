@@ -96,6 +96,19 @@ def test_requests_are_refused_before_anything_is_stored(use_case: Decide, comman
     assert use_case.log.find_many("a", ["x" * 201, "a\nb"]) == {}
 
 
+def test_a_key_with_any_control_character_is_refused_and_other_characters_are_not(use_case: Decide) -> None:
+    import sys
+    import unicodedata
+
+    controls = [chr(i) for i in range(sys.maxunicode + 1) if unicodedata.category(chr(i)) == "Cc"]
+    for c in controls:
+        with pytest.raises(BatonError) as refused:
+            use_case._prepare(order("A", 1, key=f"k{c}k"))
+        assert refused.value.where.path == "idempotency_key"
+    for key in ("k-\u00a0-\u200b-\u00e9-\U0001f600", "\u2028"):  # spaces, accents, emoji: not control characters
+        assert use_case._prepare(order("A", 1, key=key)).key == key
+
+
 def test_bad_facts_read_no_document_and_store_nothing(use_case: Decide) -> None:
     with pytest.raises(InvalidInput) as refused:
         asyncio.run(use_case.one(DecideCommand(caller="a", ruleset="limits", key="k-3",
