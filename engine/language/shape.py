@@ -213,10 +213,11 @@ _FIELD = Key("any_of", options=(_SCALAR_TYPE, Key("section", section=FIELD)))
 FACT_TYPE = Key("map", items=_FIELD, names=NAME, min_items=1, max_items=200,
                  message="{name} needs its fields (name: type)")
 
-# a model's or tool's produces: names a fact type, judged by meaning (unknown_fact_type) when left out too
+# a model's or tool's produces: names a fact type (one it does not name is unknown_fact_type)
+_PRODUCES = Key("str", required=True, missing="{name} needs 'produces:' (the fact type its answer becomes)")
 MODEL = Section("a model", {
     "group": Key("str", required=True, min_length=1, missing="{name} needs 'group:' (a model group such as fast)"),
-    "produces": Key("str", required=True),
+    "produces": _PRODUCES,
     "prompt": Key("str", required=True, min_length=1, missing="{name} needs a 'prompt:'"),
     "retries": _RETRIES, "timeout": Key("duration", default=30, example="10s"), "description": _TEXT,
     "from_document": Key("bool", default=False),
@@ -224,7 +225,7 @@ MODEL = Section("a model", {
 })
 TOOL = Section("a tool", {
     "connector": Key("str", required=True, min_length=1, missing="{name} needs 'connector:' (sql, http, lookup, ...)"),
-    "produces": Key("str", required=True),
+    "produces": _PRODUCES,
     "params": Key("map", items=Key("schema", schema={
         "description": "a field path (claim.policy_ref), a value, or =expression"})),
     "retries": _RETRIES, "timeout": Key("duration", default=10, example="10s"), "description": _TEXT,

@@ -282,7 +282,7 @@ def test_a_decision_id_is_its_time_and_random_bits_encoded(monkeypatch: pytest.M
     cases = [(1_700_000_000_123, 0), (1_700_000_000_123, 2**80 - 1), (1_700_000_000_124, 987654321987654321),
              (2**48 - 1, 2**79 + 12345), (0, 1)]
     for millis, bits in cases:
-        monkeypatch.setattr(system.time, "time", lambda m=millis: (m + 0.5) / 1000)
+        monkeypatch.setattr(time, "time", lambda m=millis: (m + 0.5) / 1000)  # the module system reads
         monkeypatch.setattr(ids, "_random_bits", lambda b=bits: b)
         assert ids.new_id() == system.encode_id(millis, bits)
 

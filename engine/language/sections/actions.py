@@ -30,7 +30,8 @@ class ActionsLoader(LoaderBase):
                 continue
             aname, where = str(key), self.pos.key(models, key)
             self.check_keys(spec, MODEL, f"model '{aname}'")
-            produces = self.type_ref(spec, "produces", types, f"model '{aname}'")
+            produces = self.type_ref(spec, "produces", types, f"model '{aname}'") \
+                if self.require(spec, MODEL, f"model '{aname}'", where, "produces") else ""
             group = spec.get("group") if self.require(spec, MODEL, f"model '{aname}'", where, "group") else ""
             from_document = self.take(spec, MODEL, "from_document")
             chunk_chars = self.take(spec, MODEL, "chunk_chars")
@@ -83,7 +84,8 @@ class ActionsLoader(LoaderBase):
                 self.error("duplicate_action", f"'{aname}' is both a model and a tool action", where)
                 continue
             connector = spec["connector"] if self.require(spec, TOOL, f"tool '{aname}'", where, "connector") else ""
-            produces = self.type_ref(spec, "produces", types, f"tool '{aname}'")
+            produces = self.type_ref(spec, "produces", types, f"tool '{aname}'") \
+                if self.require(spec, TOOL, f"tool '{aname}'", where, "produces") else ""
             params: dict[str, Callable[..., object]] = {}
             texts: dict[str, str] = {}
             raw_params = self.container(spec, "params", TOOL.keys["params"]) or {}
