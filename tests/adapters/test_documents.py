@@ -217,5 +217,14 @@ def test_cli_index_search_and_decide_with_a_document(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["decide", "claims-intake", "--rulesets", str(ROOT / "rulesets"), "--document",
                               str(tmp_path / "blob.txt")])
     assert bad.exit_code == 1 and "binary data" in bad.output
+    blob = str(tmp_path / "blob.txt")  # named as the command was given it, once; not as a request's documents[0]
+    assert f"--document {blob}: unreadable_document: blob.txt holds" in bad.output.replace("\n", "")
+    assert "documents[" not in bad.output
+    (tmp_path / "empty.md").write_bytes(b"")
+    stored = runner.invoke(app, ["decide", "claims-intake", "--rulesets", str(ROOT / "rulesets"), "--document",
+                                 str(ROOT / "rulesets/samples/claim-theft.pdf"), "--document",
+                                 str(tmp_path / "empty.md"), "--db", db])
+    assert stored.exit_code == 1 and f"--document {tmp_path / 'empty.md'}: empty_document" in \
+        stored.output.replace("\n", "") and "documents[" not in stored.output
     missing = runner.invoke(app, ["index", str(tmp_path / "nowhere"), "--corpus", "x", "--db", db])
     assert missing.exit_code != 0

@@ -243,8 +243,18 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
         else:  # not stored: nothing to log, count or shadow
             data = asyncio.run(_decide_alone(command, model_port, tool_port)).to_dict()
     except BatonError as e:
-        raise fail(str(e), 1) from None
+        raise fail(_named_documents(str(e), document or []), 1) from None
     out.print_json(json.dumps(data, ensure_ascii=False))
+
+
+def _named_documents(text: str, documents: list[Path]) -> str:
+    """An error about ``documents[i]`` (the request's words) in the command's: the ``--document`` it came from."""
+    for i, path in enumerate(documents):
+        prefix = f"documents[{i}]: "
+        if text.startswith(prefix):  # the place, then the message that names it again: said once is enough
+            text = prefix + text[len(prefix):].replace(prefix, "", 1)
+        text = text.replace(f"documents[{i}]", f"--document {path}")
+    return text
 
 
 def _ports(answers: str | None, config: Path | None) -> tuple[ModelGateway, ToolConnector]:
