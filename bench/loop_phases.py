@@ -36,8 +36,9 @@ import engine.driver as driver  # noqa: E402
 import engine.loop as loop  # noqa: E402
 from adapters.infra.rulesets import load_file  # noqa: E402
 from engine.clock import FixedClock, SequentialIds  # noqa: E402
-from engine.compile import CompiledRuleset, Router  # noqa: E402
+from engine.compile import CompiledRuleset  # noqa: E402
 from engine.recorded import RecordedAnswers  # noqa: E402
+from engine.router import Router  # noqa: E402
 
 PHASES = [
     ("validation", "facts and answers checked against their types (types.py validators)"),
