@@ -82,8 +82,7 @@ class TimeOrderedIds:
         self._lock = threading.Lock()
         self._random = b""
         self._at = 0
-        self._millis = -1
-        self._prefix = ""
+        self._stamp: tuple[int, str] = (-1, "")
         _ID_FACTORIES.add(self)  # a forked child drops the bytes in hand (_after_fork)
 
     def _after_fork(self) -> None:
@@ -104,10 +103,11 @@ class TimeOrderedIds:
         """``encode_id`` of now and fresh random bits; the first ten characters encode the time alone (the
         two leading zero bits and the 48 bits of milliseconds), so they are worked out once a millisecond."""
         millis = int(time.time() * 1000)
-        if millis != self._millis:
-            self._millis, self._prefix = millis, encode_id(millis, 0)[:10]
+        stamp = self._stamp  # (millis, its characters), read and replaced as one object: threads share it
+        if stamp[0] != millis:
+            stamp = self._stamp = (millis, encode_id(millis, 0)[:10])
         bits = self._random_bits()
-        return self._prefix + "".join([_PAIRS[(bits >> shift) & 1023] for shift in _RANDOM_SHIFTS])
+        return stamp[1] + "".join([_PAIRS[(bits >> shift) & 1023] for shift in _RANDOM_SHIFTS])
 
 
 _ID_FACTORIES: weakref.WeakSet[TimeOrderedIds] = weakref.WeakSet()
