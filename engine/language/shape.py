@@ -72,6 +72,8 @@ class Key:
     message: str = ""  # the complaint about a wrong value, when the kind's own would not do ({name}: the key's)
     missing: str = ""  # the complaint about a required key left out ({name}: what holds it, "model 'x'")
     missing_code: str = "missing_key"
+    # an optional key written with nothing after it counts as left out (False: the loader wants a value)
+    null: bool = True
     hint: str = ""  # given with either complaint
     schema: Schema | None = None
 
@@ -292,11 +294,12 @@ TABLE = Section("a decision table", {
 
 # -- tests -----------------------------------------------------------------------------------------------
 EXPECT = Section("expect", {
-    "outcome": Key("enum", values=OUTCOMES, message=f"expect.outcome must be one of {sorted(OUTCOMES)}"),
+    "outcome": Key("enum", values=OUTCOMES, message=f"expect.outcome must be one of {sorted(OUTCOMES)}",
+                   null=False),
     "decision": _OBJECT, "reason": _TEXT,
     "fired": _RULE_NAMES, "fired_includes": _RULE_NAMES, "not_fired": _RULE_NAMES,
 })
-_MOMENT = Key("str", "fixes decision.date / decision.time for this test")
+_MOMENT = Key("str", "fixes decision.date / decision.time for this test", null=False)
 TEST_DOCUMENTS = "documents: [{name: claim.txt, text: '...'}] or [{name: claim.pdf, pages: ['page 1', 'page 2']}]"
 # a test's document: a name, and a text or pages (the loader judges which)
 DOCUMENT = Key("schema", schema={"type": "object", "required": ["name"]}, hint=TEST_DOCUMENTS,
@@ -319,7 +322,7 @@ BUDGET = Section("settings.budget", {
 })
 SETTINGS = Section("settings", {
     "step_limit": Key("int", minimum=1, maximum=100_000, default=DEFAULT_STEP_LIMIT),
-    "deadline": Key("duration", example="2s or 500ms"),
+    "deadline": Key("duration", example="2s or 500ms", null=False),
     "budget": Key("section", section=BUDGET, message="budget takes {max_calls: N, max_cost_usd: X}"),
 })
 RULESET = Section("the ruleset", {
@@ -368,9 +371,31 @@ def _section_schema(section: Section) -> Schema:
         out["required"] = section.required()
     if section.min_keys is not None:
         out["minProperties"] = section.min_keys
-    out["properties"] = {k: json_schema(v) for k, v in section.keys.items()}
+    out["properties"] = {k: _or_left_out(json_schema(v)) if _null_left_out(v) else json_schema(v)
+                         for k, v in section.keys.items()}
     if section.description:
         out["description"] = section.description
+    return out
+
+
+def _null_left_out(spec: Key) -> bool:
+    """Does the loader take this key written with nothing after it as left out? An optional key with no
+    default does, unless marked otherwise; one with a default wants a value (tests/engine/test_shape.py)."""
+    return not spec.required and spec.default is None and spec.null
+
+
+def _or_left_out(schema: Schema) -> Schema:
+    """An optional key written with nothing after it (``settings:``, ``description:``) is null in YAML, and
+    the loader takes it as left out: so does the schema. Null is added to the key's own type (or enum, or
+    alternatives), so an error inside a value given is still reported where it is."""
+    out = dict(schema)
+    kind = out.get("type")
+    if isinstance(kind, str):
+        out["type"] = [kind, "null"]
+    if "enum" in out and isinstance(out["enum"], list):
+        out["enum"] = [*out["enum"], None]
+    if kind is None and isinstance(out.get("anyOf"), list):
+        out["anyOf"] = [*out["anyOf"], {"type": "null"}]
     return out
 
 

@@ -247,3 +247,17 @@ def test_a_quoted_value_is_the_same_value() -> None:
     rs = load_ruleset(text, "x.yaml")
     assert rs.tables[0].hit == "first"
     assert rs.tests[0].expect["outcome"] == "decided"
+
+
+@pytest.mark.parametrize(("place", "key", "spec"), _cases(("list", "map", "section", "any_of", "str", "int", "number",
+                                                          "bool", "enum", "duration", "schema")))
+def test_a_key_written_with_nothing_after_it_is_taken_alike_by_loader_and_schema(place: str, key: str,
+                                                                                spec: Key) -> None:
+    """`settings:` with nothing under it: the loader and the JSON Schema agree whether that is allowed."""
+    text, _, _ = _variant(place, key, f"{key}:")
+    try:
+        load_ruleset(text, "x.yaml")
+        loads = True
+    except CompileErrors:
+        loads = False
+    assert loads == (_schema_errors(text) == []), (loads, _schema_errors(text))
