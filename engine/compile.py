@@ -86,8 +86,6 @@ class Shard:
     slots: list[int] = field(default_factory=list)
 
 
-
-
 @dataclass(slots=True)
 class CompiledRuleset:
     ruleset: Ruleset
@@ -124,8 +122,6 @@ class CompiledRuleset:
                 if check({binding: values}, NO_FACTS):
                     fact[efield] = 1
         return fact
-
-
 
 
 def _kind_of(rs: Ruleset, aliases: Mapping[str, str]) -> Callable[[str, str], str]:
@@ -190,13 +186,6 @@ def compile_ruleset(ruleset: Ruleset, indexed: bool | None = None, shard_rules: 
     if default:
         ruleset.compiled = compiled
     return compiled
-
-
-def _conjuncts(pattern: object) -> list[object]:
-    """A pattern's tests as a list (one test, or the parts of its ``$and``)."""
-    assert isinstance(pattern, dict)
-    inner = pattern.get("$and")
-    return list(inner) if isinstance(inner, list) else [pattern]
 
 
 def _both(guard: Guard, then: Guard) -> Guard:
@@ -305,9 +294,8 @@ class _Cut:
         shard = self.shards[-1]
         number = len(self.rules)
         ename = f"r{number}"
-        patterns, pattern_json, own = self.patterns(shard, number, patterned, tests, self.equalities[(rule.index, b)])
-        if flag is not None:
-            pattern_json[0] = {"p0": {"$and": [*_conjuncts(pattern_json[0]["p0"]), {flag[0]: 1}]}}
+        patterns, pattern_json, own = self.patterns(shard, number, patterned, tests, self.equalities[(rule.index, b)],
+                                                    flag[0] if flag is not None else None)
         self.rule_slots.append((tuple(s for s in own if not self.index.is_free(s)),
                                 tuple(s for s in own if self.index.is_free(s))))
         if not self.rule_slots[-1][0]:  # no literal test anywhere: every fact of its types goes to it, as in Rete
@@ -333,17 +321,18 @@ class _Cut:
         tests = split_branch(branch.parts, branch.bindings, kind_of)[0].get(binding, [])
         equalities = self.equalities[(rule.index, b)].get(binding, [])
         flagged = [t for t in tests if not any(t.node is e.node for e in equalities)]
-        per_type = self.flags.setdefault(tname, [])
-        if not flagged or len(per_type) + len(self.pushed.get(tname, {})) >= MAX_FLAGS:
+        if not flagged or len(self.flags.get(tname, ())) + len(self.pushed.get(tname, {})) >= MAX_FLAGS:
             return None
         efield = f"g{number}"
-        per_type.append((efield, binding, compile_guard([t.node for t in flagged], rule.condition.aliases)))
+        self.flags.setdefault(tname, []).append(
+            (efield, binding, compile_guard([t.node for t in flagged], rule.condition.aliases)))
         return efield, flagged
 
     def patterns(self, shard: Shard, number: int, patterned: Mapping[str, str],
-                 tests: Mapping[str, list[LiteralTest]], eqs_of: Mapping[str, list[LiteralTest]]
-                 ) -> tuple[list[tuple[str, str]], list[dict[str, object]], list[int]]:
-        """The engine rule's patterns (name, binding), their network JSON, and the index slots they fill."""
+                 tests: Mapping[str, list[LiteralTest]], eqs_of: Mapping[str, list[LiteralTest]],
+                 flag: str | None = None) -> tuple[list[tuple[str, str]], list[dict[str, object]], list[int]]:
+        """The engine rule's patterns (name, binding), their network JSON, and the index slots they fill;
+        ``flag``: the one pattern's flag (``flag``), tested after its equalities."""
         patterns: list[tuple[str, str]] = []
         pattern_json: list[dict[str, object]] = []
         own: list[int] = []
@@ -363,6 +352,8 @@ class _Cut:
             conjunction.extend({self.pushed[tname][t.field][0]: t.value} for t in eqs_of.get(binding, []))
             if self.indexed:
                 conjunction.append({token: 1})
+            if flag is not None:
+                conjunction.append({flag: 1})
             pattern_json.append({pname: conjunction[0] if len(conjunction) == 1 else {"$and": conjunction}})
         return patterns, pattern_json, own
 

@@ -97,8 +97,8 @@ class Firing(RunState):
                 for jt in join:
                     n *= len(self.wm.of_type(jt))
                 if n > self.max_combinations:
-                    raise StopDecision(f"a rule joining {' x '.join(join)} would consider {n:,} combinations of facts, "
-                                f"over the limit of {self.max_combinations:,}")
+                    raise StopDecision(f"a rule joining {' x '.join(join)} would consider {n:,} combinations of "
+                                       f"facts, over the limit of {self.max_combinations:,}")
 
     def aggregate_values(self, name: str, er_rule: Rule, branch_no: int, env: dict[str, Values],
                          seqs: dict[str, int]) -> dict[str, object] | None:
@@ -284,8 +284,8 @@ class Firing(RunState):
             try:
                 value = ev(env, self.wm)
             except (Undefined, OverflowError, ArithmeticError, ValueError, TooLarge):
-                raise StopDecision(f"rule '{rule.name}': {step.kind}.{'.'.join(path)} = {text} cannot be computed on "
-                            "these facts (division by zero, or a value out of range)") from None
+                raise StopDecision(f"rule '{rule.name}': {step.kind}.{'.'.join(path)} = {text} cannot be computed "
+                                   "on these facts (division by zero, or a value out of range)") from None
             if isinstance(value, float):
                 if value != value or value in (float("inf"), float("-inf")):
                     raise StopDecision(f"rule '{rule.name}': {step.kind}.{'.'.join(path)} = {text} is not a finite "

@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.calls import Calls, answer_checker
 from engine.compile import START_RULE, CompiledRuleset, compile_ruleset
-from engine.decision import DEFAULT_LIMITS, MAX_COMBINATIONS, Decision, HumanInput, Limits, StopDecision
+from engine.decision import DEFAULT_LIMITS, MAX_COMBINATIONS, Decision, Event, HumanInput, Limits, StopDecision, Values
 from engine.documents import Document
 from engine.driver import Pools, pool_for
 from engine.errors import InvalidInput, Where
@@ -28,12 +28,10 @@ from engine.language.types import all_optional
 from engine.memory import WorkingMemory
 from engine.model import Rule, Ruleset, Step
 from engine.ports import CallRequest, CallResult, Clock, IdFactory, ModelGateway, ToolConnector
-from engine.record import DocumentRef, TraceEvent
+from engine.record import DocumentRef
 
 __all__ = ["MAX_COMBINATIONS", "MAX_INPUT_FACTS", "Decision", "Engine", "HumanInput", "Limits", "WorkingMemory"]
 
-Values = dict[str, object]
-Event = TraceEvent
 MAX_INPUT_FACTS = 1000
 
 
@@ -318,7 +316,7 @@ class _Run(Firing, Calls):
 
     def resolve(self) -> None:
         d = self.d
-        best = self.winner() if self.proposals else None
+        best = self.winner()
         won_step = best[2] if best is not None else -1
         for effect in self.held:
             if effect["step"] != won_step:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from engine.decision import Values
 from engine.language.check import FactIndex
 from engine.language.dates import from_timestamp
-
-Values = dict[str, object]
 
 
 class WorkingMemory(FactIndex):

@@ -111,7 +111,7 @@ def observe_many(records: Iterable[DecisionRecord]) -> None:
                     key = (metric, ruleset, model)
                     sums[key] = get(key, 0.0) + float(meta[field])
     for (metric, *labels), amount in sums.items():
-        _child(metric, *(str(label) for label in labels)).inc(amount)
+        _child(metric, *labels).inc(amount)
 
 
 class StoreGauges(Collector):

@@ -398,8 +398,6 @@ def _arith(op: str, left: Eval, right: Eval) -> Eval:
 def _compare_field(cmp: Callable[[Any, Any], Any], binding: str, fname: str, value: object) -> Eval:
     """``binding.field OP literal``, the most common test of all: what ``compare`` over a field reader and
     a literal gives, read in one call instead of three."""
-    if value is MISSING:
-        return lambda env, wm: False
 
     def compare_field(env: Facts, wm: FactIndex) -> object:
         a = env[binding].get(fname, MISSING)
