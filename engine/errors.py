@@ -62,8 +62,10 @@ class BatonError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        place = str(self.where)
-        text = f"{place}: {self.code}: {self.message}" if place else f"{self.code}: {self.message}"
+        place, message = str(self.where), self.message
+        if place and message.startswith(place + ": "):  # a request's errors name their field in the message too
+            message = message[len(place) + 2:]  # (a gRPC status carries the message alone): said once here
+        text = f"{place}: {self.code}: {message}" if place else f"{self.code}: {message}"
         return f"{text} (hint: {self.hint})" if self.hint else text
 
     def as_dict(self) -> dict[str, object]:

@@ -88,6 +88,9 @@ def test_decide_prints_the_record(tmp_path: Path) -> None:
     result = runner.invoke(app, ["decide", "claims-triage", "--facts", str(facts), "--rulesets",
                                  str(ROOT / "rulesets")])
     assert result.exit_code == 1 and "facts.claim.amount" in result.output
+    # the field is named once: its place, the code, then the message without the place again
+    assert result.output.count("facts.claim.amount") == 1, result.output
+    assert "facts.claim.amount: type_mismatch: expected a number" in result.output.replace("\n", "")
 
 
 def test_auditor_commands_over_a_stored_decision(tmp_path: Path) -> None:

@@ -250,9 +250,6 @@ def decide(ruleset: Annotated[str, typer.Argument(help="ruleset name or .yaml pa
 def _named_documents(text: str, documents: list[Path]) -> str:
     """An error about ``documents[i]`` (the request's words) in the command's: the ``--document`` it came from."""
     for i, path in enumerate(documents):
-        prefix = f"documents[{i}]: "
-        if text.startswith(prefix):  # the place, then the message that names it again: said once is enough
-            text = prefix + text[len(prefix):].replace(prefix, "", 1)
         text = text.replace(f"documents[{i}]", f"--document {path}")
     return text
 
