@@ -42,8 +42,10 @@ PARTS = (("framework", "framework"), ("engine", "+ facts, engine"), ("acknowledg
 
 def patch(part: str) -> None:
     """Replace the server's code for ``part``, in this process, before it serves."""
-    from adapters.doors.grpc import convert, service
+    from adapters.doors.grpc import convert
+    from adapters.doors.grpc.decision_service import DecisionService
     from adapters.doors.grpc.gen.baton.v1 import decision_pb2
+    from adapters.doors.grpc.status import handler
     from adapters.infra.store.sql import Saved
     from adapters.infra.store.writer import GroupWriter
 
@@ -66,9 +68,9 @@ def patch(part: str) -> None:
     if part != "baton":  # the start gate off: each decision's engine run starts at once
         os.environ["BATON_LIMITS__BATCH_WINDOW_MS"] = "0"
     if part == "framework":
-        service.DecisionService.Decide = service.handler("Decide")(framework)  # type: ignore[method-assign]
+        DecisionService.Decide = handler("Decide")(framework)  # type: ignore[method-assign]
     elif part == "engine":
-        service.DecisionService.Decide = service.handler("Decide")(engine_only)  # type: ignore[method-assign]
+        DecisionService.Decide = handler("Decide")(engine_only)  # type: ignore[method-assign]
     elif part == "acknowledged":
         GroupWriter._serialise = acknowledge  # type: ignore[method-assign]
     elif part not in ("ungated", "baton"):

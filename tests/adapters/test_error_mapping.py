@@ -9,7 +9,7 @@ import pytest
 
 from adapters.doors.console.publications import REVIEW_REFUSED
 from adapters.doors.grpc.auth import AuthError
-from adapters.doors.grpc.service import _map_error
+from adapters.doors.grpc.status import map_error as _map_error
 from adapters.infra.candidates import CompileLimitExceeded
 from adapters.usecases.commands import Refused
 from adapters.usecases.escalations import NotOpen

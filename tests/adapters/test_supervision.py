@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapters.doors.grpc.server import Supervisor
+from adapters.doors.grpc.workers import Supervisor
 from adapters.infra.supervision import listener_on, rss_mb
 from adapters.usecases.config import MemorySettings, Settings
 from tests.helpers import wait_until

@@ -328,7 +328,7 @@ def serve(listen: Annotated[str | None, typer.Option(help="host:port to listen o
           ) -> None:
     """Run the gRPC decision service. Options override the config file, which env BATON_* overrides."""
     from adapters.doors.grpc.auth import load_tokens
-    from adapters.doors.grpc.server import serve as run
+    from adapters.doors.grpc.workers import serve as run
     from adapters.usecases.config import load_config
 
     try:
