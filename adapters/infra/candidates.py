@@ -21,14 +21,13 @@ import concurrent.futures
 import contextlib
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 from engine.documents import Document
@@ -118,10 +117,6 @@ def _error(d: dict[str, Any]) -> BatonError:
     return BatonError(str(d["code"]), str(d["message"]),
                       Where(str(d.get("file", "")), int(d.get("line", 0)), int(d.get("column", 0)),
                             str(d.get("path", ""))), str(d.get("hint", "")))
-
-
-def _document(d: dict[str, Any]) -> Document:
-    return Document(str(d["id"]), str(d["name"]), str(d["media_type"]), tuple(str(p) for p in d["pages"]))
 
 
 def _what_if(d: dict[str, Any]) -> WhatIf:
@@ -451,7 +446,7 @@ class CandidateCompiler:
 
     def _start(self) -> subprocess.Popen[bytes]:
         # its own session: a Ctrl-C meant for the service does not reach it; it ends when its stdin closes
-        return subprocess.Popen([sys.executable, "-m", "adapters.infra.candidates"], stdin=subprocess.PIPE,
+        return subprocess.Popen([sys.executable, "-m", "adapters.infra.candidate_child"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True,
                                 start_new_session=True)
 
@@ -501,89 +496,3 @@ class CandidateCompiler:
             raise CompileLimitExceeded("limits.compile_cpu_s", f"{doing} needed more than "
                                        f"{limits.cpu_s} CPU seconds (limits.compile_cpu_s)")
         raise CompileLimitExceeded("compile", f"the compiler process ended without a verdict (exit {code})")
-
-
-# -- the child ---------------------------------------------------------------------------------------
-
-def _write(out: IO[bytes], line: dict[str, Any]) -> None:
-    out.write(json.dumps(line).encode() + b"\n")
-    out.flush()
-
-
-def _compile(request: dict[str, Any]) -> tuple[Ruleset | None, dict[str, Any]]:
-    limits = SourceLimits(request["max_chars"], request["max_rules"], request["max_table_rows"])
-    try:
-        rs = load_ruleset(request["source"], request["file"], limits)
-    except CompileErrors as e:
-        return None, {"ok": False, "errors": [x.as_dict() for x in e.errors]}
-    except BatonError as e:
-        return None, {"ok": False, "errors": [e.as_dict()]}
-    except MemoryError:
-        return None, {"ok": False, "limit": "memory"}
-    return rs, {"ok": True, "name": rs.name, "version": rs.version, "rules": len(rs.rules), "tests": len(rs.tests),
-                "description": rs.description, "warnings": [w.as_dict() for w in rs.warnings]}
-
-
-def _suite(rs: Ruleset, now: float) -> dict[str, Any]:
-    from engine.testing import run_suite
-
-    suite = asyncio.run(run_suite(rs, now))
-    return {"results": [{"name": r.name, "line": r.line, "failures": r.failures} for r in suite.results],
-            "rules": len(rs.rules), "uncovered": suite.uncovered}
-
-
-def _dmn(rs: Ruleset) -> dict[str, Any]:
-    from engine.dmn.export import NotExportable, export_dmn
-
-    try:
-        xml, left_out = export_dmn(rs)
-    except NotExportable as e:
-        return {"error": str(e)}
-    return {"xml": xml, "left_out": left_out}
-
-
-def _what_ifs(rs: Ruleset, lines: IO[bytes], out: IO[bytes]) -> None:
-    from engine.loop import Engine
-    from engine.replay import what_if
-
-    engine = Engine(rs)
-    loop = asyncio.new_event_loop()
-    for line in lines:
-        item = json.loads(line)
-        docs = [_document(d) for d in item["documents"]]
-        w = loop.run_until_complete(what_if(engine, item["record"], documents=docs, keep=bool(item["keep"])))
-        _write(out, {"w": asdict(w)})
-
-
-def _child() -> None:
-    """One request: read it, cap this process, compile the ruleset, write the verdict, run the job, exit."""
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    stdout.write(b"ready\n")
-    stdout.flush()
-    request = json.loads(stdin.readline())
-    limit = request["memory_mb"] << 20
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    used = int(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]))
-    resource.setrlimit(resource.RLIMIT_CPU, (used + request["cpu_s"], resource.RLIM_INFINITY))
-    rs, verdict = _compile(request)
-    _write(stdout, verdict)
-    if rs is None or request["job"] == "check":
-        return
-    # the compile's CPU bound is spent; a run is bounded by its caller's deadline, and stays in the address space
-    resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-    try:
-        if request["job"] == "test":
-            _write(stdout, {"suite": _suite(rs, float(request["now"]))})
-        elif request["job"] == "dmn":
-            _write(stdout, {"dmn": _dmn(rs)})
-        elif request["job"] == "tables":
-            _write(stdout, {"tables": {t.name: [r.where.line for r in t.rows] for t in rs.tables}})
-        elif request["job"] == "what_if":
-            _what_ifs(rs, stdin, stdout)
-    except MemoryError:
-        _write(stdout, {"ok": False, "limit": "memory"})
-        sys.exit(3)
-
-
-if __name__ == "__main__":
-    _child()

@@ -169,8 +169,8 @@ def test_a_run_cancelled_ends_its_child(compiler: CandidateCompiler) -> None:
             await task
 
     def children() -> list[str]:  # the run's child, past its "ready" (the spare waits for a request)
-        out = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "adapters.infra.candidates"], capture_output=True,
-                             text=True).stdout.split()
+        out = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "adapters.infra.candidate_child"],
+                             capture_output=True, text=True).stdout.split()
         return out if len(out) >= 2 else []
 
     asyncio.run(run())

@@ -189,8 +189,8 @@ def test_a_big_shadow_runs_in_its_own_child(server: Server) -> None:
             evaluated = stub.ShadowReport(ruleset_pb2.ShadowReportRequest(version=shadow.version),
                                           metadata=metadata("editor"), timeout=30).decisions
         assert evaluated, "no live decision was evaluated by the shadow"
-        children = subprocess.run(["pgrep", "-P", str(pid), "-f", "adapters.infra.candidates"], capture_output=True,
-                                  text=True).stdout.split()
+        children = subprocess.run(["pgrep", "-P", str(pid), "-f", "adapters.infra.candidate_child"],
+                                  capture_output=True, text=True).stdout.split()
         assert children, "the shadow runs in a child of the worker"
         assert peak - rss_before < 100, (rss_before, peak)
     finally:

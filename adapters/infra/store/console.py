@@ -13,7 +13,7 @@ from sqlalchemy import Column, Text
 from sqlmodel import Field, SQLModel
 
 from adapters.infra.store.base import _IDS, CALLS, DECISIONS, DOCUMENTS, TRACE, StoreBase
-from adapters.infra.store.decisions import _check_row, columns_problem
+from adapters.infra.store.decision_reads import check_row, columns_problem
 from engine.audit import GENESIS, chain_hash
 
 
@@ -134,7 +134,7 @@ class ConsoleArea(StoreBase):
     def _legacy_problem(conn: Any, row: Any, prev: str) -> str:
         traces = conn.execute(sa.select(TRACE).where(TRACE.c.decision_id == row.id).order_by(TRACE.c.idx)).all()
         calls = conn.execute(sa.select(CALLS).where(CALLS.c.decision_id == row.id).order_by(CALLS.c.call_no)).all()
-        return _check_row(row, prev, int(row.chain_seq), list(traces), list(calls))
+        return check_row(row, prev, int(row.chain_seq), list(traces), list(calls))
 
     # -- document text, by page ---------------------------------------------------------------------
     def document_search(self, text: str, limit: int = 50, scan: int = 5000) -> list[dict[str, Any]]:
