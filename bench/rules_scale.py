@@ -17,7 +17,10 @@ Targets (issue 19): 10,000 rules <= 3x the 10-rule cost per decision; a 10,000-r
 one version costs a worker, each size in a fresh child process: resident memory added by loading it
 (YAML parse, checks, compile, analysis: Python objects, with the small-object allocator's arenas and the
 bytes live in them), by registering its durable-rules networks (C), by deciding, and what is left after
-it is unloaded (``engine.driver.unload``, the registry's idle unloading) and when it is loaded again.
+it is unloaded (``engine.driver.unload``, the registry's idle unloading) and when it is loaded again; and
+the time per decision. ``--networks-mb M`` holds the networks to M MB (``versions.networks_max_mb``): they are
+registered on first use and the least recently used freed, so the same rows show what the bound saves and
+what re-registering costs the decisions.
 """
 
 from __future__ import annotations
@@ -171,11 +174,13 @@ def _pymalloc() -> tuple[float, float]:
     return tuple(int(m.group(1).replace(",", "")) / 1e6 if m else 0.0 for m in (used, arenas))  # type: ignore[return-value]
 
 
-def memory_child(n: int, count: int) -> None:
+def memory_child(n: int, count: int, networks_mb: float | None = None) -> None:
     import gc
 
     from adapters.infra.system import trim_heap
-    from engine.driver import unload
+    from engine.driver import network_budget, set_network_budget, unload
+
+    set_network_budget(networks_mb)
 
     text = ruleset_text(n)
     facts = inputs(n, count)
@@ -193,13 +198,19 @@ def memory_child(n: int, count: int) -> None:
     out["networks"] = len(engine.compiled.shards)
     out["networks_mb"] = _rss_mb() - at
 
-    async def run(e: Engine) -> None:
+    async def run(e: Engine) -> list[float]:
+        times = []
         for f in facts:
+            start = time.perf_counter()
             await e.decide(f, answers, answers, FixedClock(), SequentialIds())
+            times.append(time.perf_counter() - start)
+        return times
 
-    asyncio.run(run(engine))
+    out["p50_us"] = statistics.median(asyncio.run(run(engine))) * 1e6
     gc.collect()
     out["total_mb"] = _rss_mb() - base
+    budget = network_budget()
+    out["held"], out["registered"], out["evicted"] = budget.networks, budget.registered, budget.evicted
     unload(engine.compiled)
     del engine, rs
     gc.collect()
@@ -212,12 +223,14 @@ def memory_child(n: int, count: int) -> None:
     print(json.dumps(out))
 
 
-def memory(sizes: list[int], count: int) -> None:
-    print(f"resident MB one version adds to a worker, a fresh process per size ({count} decisions)\n")
+def memory(sizes: list[int], count: int, networks_mb: float | None = None) -> None:
+    held = f", networks held to {networks_mb:g} MB" if networks_mb is not None else ""
+    print(f"resident MB one version adds to a worker, a fresh process per size ({count} decisions{held})\n")
     print(f"{'':12}{'source':>8}{'load':>7}{'py live':>9}{'arenas':>8}{'networks':>15}{'decided':>9}"
-          f"{'unloaded':>10}{'reload':>8}")
+          f"{'unloaded':>10}{'reload':>8}{'p50 µs':>8}{'held':>7}{'registered':>11}")
     for n in sizes:
-        done = subprocess.run([sys.executable, __file__, "--memory-child", str(n), "--decisions", str(count)],
+        bound = ["--networks-mb", str(networks_mb)] if networks_mb is not None else []
+        done = subprocess.run([sys.executable, __file__, "--memory-child", str(n), "--decisions", str(count), *bound],
                               capture_output=True, text=True, timeout=1800, check=False)
         if done.returncode != 0:
             print(f"rules N={n:,}: failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -225,11 +238,13 @@ def memory(sizes: list[int], count: int) -> None:
         m = json.loads(done.stdout)
         print(f"{'N=' + format(n, ','):12}{m['text_mb']:>8.1f}{m['load_mb']:>7.0f}{m['py_live_mb']:>9.0f}"
               f"{m['py_arenas_mb']:>8.0f}{m['networks_mb']:>7.0f} ({m['networks']:>5.0f}){m['total_mb']:>9.0f}"
-              f"{m['unloaded_mb']:>10.0f}{m['reload_mb']:>8.0f}")
+              f"{m['unloaded_mb']:>10.0f}{m['reload_mb']:>8.0f}{m['p50_us']:>8.0f}{m['held']:>7,}{m['registered']:>11,}")
     print("\nload: resident after parse, checks, compile and analysis; py live / arenas: bytes in live Python small"
           "\nobjects and the allocator arenas holding them (the rest of the arenas is free space left by the"
           "\nparse); networks: durable-rules networks registered (count); decided: the whole version after the"
-          "\ndecisions; unloaded: what stays after driver.unload and a trim; reload: loading it again after that.")
+          "\ndecisions; unloaded: what stays after driver.unload and a trim; reload: loading it again after that;"
+          "\np50 µs: per decision; held, registered: networks registered at the end, and registrations in all"
+          "\n(with --networks-mb, on first use and again after each eviction).")
 
 
 def main() -> None:
@@ -241,17 +256,19 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="what a version costs a worker in memory")
     parser.add_argument("--raw-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--networks-mb", type=float, help="with --memory: hold the networks to this budget "
+                        "(engine.driver.set_network_budget, the config's versions.networks_max_mb)")
     args = parser.parse_args()
     tune_allocator()  # as every Baton process does (adapters/infra/system.py): the figures are the service's
     if args.raw_child is not None:
         raw_child(args.raw_child, args.decisions)
         return
     if args.memory_child is not None:
-        memory_child(args.memory_child, args.decisions)
+        memory_child(args.memory_child, args.decisions, args.networks_mb)
         return
     if args.memory:
         memory([10, 100] if args.smoke else [int(x) for x in args.sizes.split(",")], 50 if args.smoke else
-               args.decisions)
+               args.decisions, args.networks_mb)
         return
     sizes = [10, 100] if args.smoke else [int(x) for x in args.sizes.split(",")]
     count = 50 if args.smoke else args.decisions

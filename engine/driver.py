@@ -6,7 +6,8 @@ What this relies on (each pinned by a test in tests/engine/test_durable_rules.py
   session in which no action ever started, even with facts matched);
 - at most ``SESSIONS_PER_HANDLE`` live sessions per handle; more handles (``name@hash#k``) beyond;
 - ``delete_ruleset`` frees a network with no live session, and the name may be registered again
-  afterwards (how an idle version is unloaded: ``unload``);
+  afterwards (how an idle version is unloaded: ``unload``, and how a process held to a network budget
+  frees the networks used least recently: ``set_network_budget``);
 - facts reaching the engine are unique (sequence numbers) and carry no user data (see compile.py);
 - ``start_action_for_state`` / ``complete_and_start_action`` walk the agenda in priority, rule order
   and recency; a fact asserted while an action is open joins the agenda at once.
@@ -15,7 +16,9 @@ What this relies on (each pinned by a test in tests/engine/test_durable_rules.py
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import durable_rules_engine as core
 import orjson
@@ -27,17 +30,82 @@ from engine.language.check import FactIndex
 SESSIONS_PER_HANDLE = 1000
 MAX_HANDLES = 16
 
+# What a registered network holds in the core (durable-rules 2.0.28, measured by registering the shards of
+# tests/scale.py's rulesets, docs/deploy.md): ~56 KB whatever it holds (its session index and 8 preallocated
+# sessions), and ~12 KB a rule (its nodes are ~1.85 KB structs, a few per rule).
+NETWORK_FIXED_BYTES = 56 << 10
+NETWORK_RULE_BYTES = 12 << 10
+
 _registry: dict[str, int] = {}
 _registry_lock = threading.Lock()
 
 
-def _register(name: str, definition: str) -> int:
+@dataclass(slots=True)
+class NetworkBudget:
+    """The bound on this process's registered networks (``set_network_budget``) and what it has done."""
+
+    max_bytes: int | None = None  # None: every network stays registered until its version is unloaded
+    held_bytes: int = 0  # estimated (NETWORK_*_BYTES) bytes of the networks registered now
+    networks: int = 0
+    registered: int = 0  # networks registered since the process started (first use and again after eviction)
+    evicted: int = 0  # networks freed to stay within max_bytes
+
+
+_budget = NetworkBudget()
+_resident: OrderedDict[EnginePool, None] = OrderedDict()  # pools with a network registered, least recently used first
+
+
+def set_network_budget(max_mb: float | None) -> None:
+    """Hold this process's durable-rules networks to about ``max_mb`` MB (None: no bound). Over it, each new
+    registration frees the networks used least recently that no decision is on; a decision that needs one
+    again registers it again (about 130 µs for a shard of 8 rules, more for a guard-only network of 32).
+    Networks are then registered on first use, not all when an engine is built (``Engine`` asks
+    ``network_budget``). What a network holds is estimated from its rule count, not read from the core."""
+    with _registry_lock:
+        _budget.max_bytes = None if max_mb is None else max(0, int(max_mb * (1 << 20)))
+    _evict(None)
+
+
+def network_budget() -> NetworkBudget:
+    """A copy of the budget and its counters, for metrics and tests."""
+    with _registry_lock:
+        return NetworkBudget(_budget.max_bytes, _budget.held_bytes, _budget.networks, _budget.registered,
+                             _budget.evicted)
+
+
+def _network_bytes(definition: str) -> int:
+    return NETWORK_FIXED_BYTES + NETWORK_RULE_BYTES * definition.count('"pri":')
+
+
+def _register(name: str, definition: str, pool: EnginePool) -> int:
     with _registry_lock:
         handle = _registry.get(name)
         if handle is None:
             handle = core.create_ruleset(name, definition)
             _registry[name] = handle
+            _budget.held_bytes += pool.bytes
+            _budget.networks += 1
+            _budget.registered += 1
+            _resident[pool] = None
+            _resident.move_to_end(pool)
         return handle
+
+
+def _evict(keep: EnginePool | None) -> None:
+    """Free the least recently used networks no decision is on until the estimate is within the budget
+    (never ``keep``, the pool that just registered one). Called with no pool's lock held: ``retire`` takes the
+    pool's lock and then the registry's, in that order, as everything here does."""
+    with _registry_lock:
+        if _budget.max_bytes is None or _budget.held_bytes <= _budget.max_bytes:
+            return
+        oldest = [p for p in list(_resident) if p is not keep]
+    for pool in oldest:
+        if _budget.held_bytes <= (_budget.max_bytes or 0):
+            return
+        freed = len(pool.handles)
+        if pool.retire() and freed:
+            with _registry_lock:
+                _budget.evicted += freed
 
 
 class _Handle:
@@ -52,6 +120,7 @@ class EnginePool:
 
     def __init__(self, name: str, definition: str, ref: str, max_handles: int = MAX_HANDLES) -> None:
         self.base_name, self.definition, self.ref = name, definition, ref
+        self.bytes = _network_bytes(definition)  # what one of its handles is estimated to hold
         self.first_name = name
         self.max_handles = max_handles
         self.handles: list[_Handle] = []
@@ -64,28 +133,36 @@ class EnginePool:
         return sum(h.live for h in self.handles)
 
     def acquire(self) -> tuple[_Handle, str]:
+        bounded = _budget.max_bytes is not None
         with self.lock:
             self.counter += 1
             sid = f"s{self.counter}"
             for h in self.handles:
                 if h.live < SESSIONS_PER_HANDLE:
                     h.live += 1
+                    if bounded:  # the most recently used: the last to be evicted
+                        with _registry_lock:
+                            if self in _resident:
+                                _resident.move_to_end(self)
                     return h, sid
             if len(self.handles) >= self.max_handles:
                 raise Overloaded("overloaded", f"more than {self.max_handles * SESSIONS_PER_HANDLE} decisions in "
                                  f"flight on {self.ref}", hint="retry with backoff")
             k = len(self.handles)
             name = self.base_name if k == 0 else f"{self.base_name}#{k}"
-            h = _Handle(name, _register(name, self.definition))
+            h = _Handle(name, _register(name, self.definition, self))
             h.live = 1
             self.handles.append(h)
-            return h, sid
+        if bounded:
+            _evict(self)
+        return h, sid
 
     def warm(self) -> None:
         """Register this network's first handle now rather than on the first decision that needs it."""
         with self.lock:
             if not self.handles:
-                self.handles.append(_Handle(self.base_name, _register(self.base_name, self.definition)))
+                self.handles.append(_Handle(self.base_name, _register(self.base_name, self.definition, self)))
+        _evict(self)
 
     def release(self, h: _Handle) -> None:
         with self.lock:
@@ -100,7 +177,10 @@ class EnginePool:
             with _registry_lock:
                 for h in self.handles:
                     core.delete_ruleset(h.handle)
-                    _registry.pop(h.name, None)
+                    if _registry.pop(h.name, None) is not None and self in _resident:
+                        _budget.held_bytes -= self.bytes
+                        _budget.networks -= 1
+                _resident.pop(self, None)
             if self.handles:
                 self.handles = []
                 self.generation += 1

@@ -19,7 +19,7 @@ from engine.calls import Calls, answer_checker
 from engine.compile import START_RULE, CompiledRuleset, compile_ruleset
 from engine.decision import DEFAULT_LIMITS, MAX_COMBINATIONS, Decision, Event, HumanInput, Limits, StopDecision, Values
 from engine.documents import Document
-from engine.driver import Pools, pool_for
+from engine.driver import Pools, network_budget, pool_for
 from engine.errors import InvalidInput, Where
 from engine.firing import Firing, Plan
 from engine.language.check import EPOCH, always
@@ -47,7 +47,8 @@ class Engine:
         self.ruleset = ruleset
         self.compiled = compiled or compile_ruleset(ruleset)
         self.pool: Pools = pool_for(self.compiled)
-        self.pool.warm()  # every network registered up front: no decision pays for it
+        if network_budget().max_bytes is None:  # every network registered up front: no decision pays for it
+            self.pool.warm()  # (held to a budget, each is registered when a decision first needs it)
         # rules with aggregates: engine rule -> its branch's aggregates; aggregated type -> its marker type
         self.aggregating = {name: er.rule.condition.branches[er.branch] for name, er in self.compiled.rules.items()
                             if er.rule.condition.branches[er.branch].epochs}

@@ -55,6 +55,15 @@ HEAP_FREE = Gauge("baton_heap_free_bytes", "Bytes free inside a worker's malloc 
 PYTHON_BLOCKS = Gauge("baton_python_allocated_blocks", "Python's small-object blocks a worker holds "
                       "(sys.getallocatedblocks(): objects of 512 bytes or less, outside the malloc heap)",
                       multiprocess_mode="liveall")
+ENGINE_NETWORKS = Gauge("baton_engine_networks", "durable-rules networks a worker holds registered",
+                        multiprocess_mode="liveall")
+ENGINE_NETWORK_BYTES = Gauge("baton_engine_network_bytes", "What a worker's registered networks hold, estimated from "
+                             "their rules (engine/driver.py), held to versions.networks_max_mb when it is set",
+                             multiprocess_mode="liveall")
+ENGINE_NETWORK_REGISTRATIONS = Counter("baton_engine_network_registrations", "durable-rules networks a worker "
+                                       "registered: on first use, and again after an eviction")
+ENGINE_NETWORK_EVICTIONS = Counter("baton_engine_network_evictions", "Networks a worker freed to stay within "
+                                   "versions.networks_max_mb (the least recently used no decision was on)")
 VERSION_UNLOADS = Counter("baton_version_unloads", "Ruleset versions a worker unloaded after versions.idle_unload_s "
                           "unused (never a version in effect)")
 VERSION_RELOADS = Counter("baton_version_reloads", "Unloaded ruleset versions a worker compiled again on demand")

@@ -147,9 +147,13 @@ class MemorySettings(_Strict):
 class VersionSettings(_Strict):
     """Ruleset versions a worker holds: one not used for ``idle_unload_s`` is unloaded (engine and networks
     freed) and compiled again from the store when next asked for; the version in effect for each ruleset
-    always stays loaded. null: never unload."""
+    always stays loaded. null: never unload. ``networks_max_mb`` holds the durable-rules networks of every
+    version a worker holds to about that many MB: networks are registered when a decision first needs them
+    and the least recently used are freed (registered again when needed: about 130 µs a shard; null: all
+    stay registered, each version's registered as it loads, docs/deploy.md)."""
 
     idle_unload_s: float | None = Field(default=600.0, gt=0)
+    networks_max_mb: float | None = Field(default=None, gt=0)
 
 
 class WitnessSettings(_Strict):

@@ -33,6 +33,7 @@ from adapters.usecases.decisions import DecisionPath, StartGate
 from adapters.usecases.escalations import Escalations
 from adapters.usecases.registry import RulesetRegistry
 from adapters.usecases.shadow import Shadows
+from engine.driver import set_network_budget
 from engine.loop import Limits
 from engine.ports import ModelGateway, ToolConnector
 from engine.recorded import CannedAnswers
@@ -108,6 +109,7 @@ class Runtime:
         built itself (`baton decide --answers`), used instead of the config's; retrieval and tracing are
         added to them as to the config's."""
         SECRETS.configure(base, cfg.secrets_ttl_s)
+        set_network_budget(cfg.versions.networks_max_mb)  # before any version is loaded: none registers them all
         store = SqlStore(cfg.db)
         # a service re-reads the publication schedule and the shadows from a background task (serve, consume)
         registry = RulesetRegistry(store, idle_unload_s=cfg.versions.idle_unload_s, background=serving)

@@ -6,6 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 
 from adapters.infra.store.sql import SqlStore
@@ -74,3 +75,20 @@ def test_networks_with_a_decision_on_them_are_not_freed() -> None:
     assert key(engine) not in driver._pools
     again = decide(Engine(engine.ruleset, engine.compiled))
     assert (again.outcome, again.decision, again.fired) == (expected.outcome, expected.decision, expected.fired)
+
+
+def test_the_network_budget_comes_from_the_config(tmp_path: Path) -> None:
+    from adapters.usecases.config import load_config
+    from adapters.usecases.runtime import Runtime
+
+    with pytest.raises(ValueError, match=r"versions\.networks_max_mb"):
+        load_config(None, {"BATON_VERSIONS__NETWORKS_MAX_MB": "0"})
+    cfg = load_config(None, {"BATON_VERSIONS__NETWORKS_MAX_MB": "8", "BATON_DB": str(tmp_path / "rt.db")})
+    rt = Runtime.build(cfg, tmp_path, serving=False)
+    try:
+        assert driver.network_budget().max_bytes == 8 << 20
+    finally:
+        rt.writer.close()
+        rt.store.close()
+        driver.set_network_budget(None)
+    assert driver.network_budget().max_bytes is None

@@ -68,6 +68,11 @@ def test_metrics_and_one_json_log_line_per_decision_without_pii(tmp_path: Path) 
         assert len(heap) == 2 and all(v > 1e6 for v in heap.values()), heap
         blocks = {k: v for k, v in samples.items() if k.startswith("baton_python_allocated_blocks{")}
         assert len(blocks) == 2 and all(v > 10_000 for v in blocks.values()), blocks
+        # each worker's durable-rules networks: the example rulesets' registered as they loaded
+        networks = {k: v for k, v in samples.items() if k.startswith("baton_engine_networks{")}
+        assert len(networks) == 2 and all(v >= 5 for v in networks.values()), networks
+        held = {k: v for k, v in samples.items() if k.startswith("baton_engine_network_bytes{")}
+        assert len(held) == 2 and all(v >= 5 * 56 * 1024 for v in held.values()), held
     finally:
         assert server.stop() == 0
     lines = [json.loads(line) for line in server.log_file.read_text().splitlines() if line.startswith("{")]

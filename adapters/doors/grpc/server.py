@@ -39,6 +39,7 @@ from adapters.usecases.escalations import Escalations
 from adapters.usecases.registry import RulesetRegistry
 from adapters.usecases.runtime import Runtime
 from adapters.usecases.shadow import Shadows
+from engine.driver import network_budget
 
 log = logging.getLogger("baton.serve")
 GRACE_S = 30.0  # how long SIGTERM waits for in-flight decisions
@@ -310,12 +311,19 @@ async def _tend_heap(trim_every_s: float | None, stop: asyncio.Event) -> None:
     give the arenas' free pages back to the system, on a thread: the trim walks the whole heap, which the
     event loop must not wait for."""
     last_trim = time.monotonic()
+    counted = network_budget()
     while not stop.is_set():
         stats = heap_stats()
         if stats is not None:
             metrics.HEAP_IN_USE.set(stats[0])
             metrics.HEAP_FREE.set(stats[1])
         metrics.PYTHON_BLOCKS.set(sys.getallocatedblocks())
+        networks = network_budget()
+        metrics.ENGINE_NETWORKS.set(networks.networks)
+        metrics.ENGINE_NETWORK_BYTES.set(networks.held_bytes)
+        metrics.ENGINE_NETWORK_REGISTRATIONS.inc(networks.registered - counted.registered)
+        metrics.ENGINE_NETWORK_EVICTIONS.inc(networks.evicted - counted.evicted)
+        counted = networks
         if trim_every_s is not None and time.monotonic() - last_trim >= trim_every_s:
             last_trim = time.monotonic()
             if await asyncio.to_thread(trim_heap):
