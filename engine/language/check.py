@@ -57,7 +57,7 @@ class Condition:
     ast: Node
     aliases: dict[str, str]
     branches: list[Branch]
-    negated_types: set[str]
+    negated_types: frozenset[str]  # the types ``not exists`` names (most conditions: the one shared empty set)
     # the definitions the condition names (define:), evaluated when it fires for the trace and `log why`
     definitions: list[tuple[str, Eval]] = field(default_factory=list)
     written: dict[str, str] = field(default_factory=dict)  # definition name -> its expression as rendered
@@ -141,15 +141,20 @@ def analyse(ast: Node, types: Mapping[str, FactType]) -> Condition:
                 branch.aggregates.append((text, compile_expr(agg, checker.aliases)))
         branches.append(branch)
     negated: set[str] = set()
+    _negated_types(ast, negated)
+    return Condition(ast, checker.aliases, branches, frozenset(negated) if negated else _NONE)
 
-    def find_neg(n: Node) -> None:
-        if isinstance(n, Exists) and n.negated:
-            negated.add(n.type_name)
-        for child in children(n):
-            find_neg(child)
 
-    find_neg(ast)
-    return Condition(ast, checker.aliases, branches, negated)
+_NONE: frozenset[str] = frozenset()
+
+
+def _negated_types(n: Node, out: set[str]) -> None:
+    """The fact types ``not exists`` names anywhere in ``n``. Not a closure over ``out``: one that calls
+    itself is a reference cycle, kept to the end of a ruleset's load (the collector is paused there)."""
+    if isinstance(n, Exists) and n.negated:
+        out.add(n.type_name)
+    for child in children(n):
+        _negated_types(child, out)
 
 
 def every_error(ast: Node, types: Mapping[str, FactType]) -> list[ExprError]:

@@ -58,6 +58,7 @@ class Loader(FactsLoader, ActionsLoader, RulesLoader, TablesLoader, TestsLoader)
         self.check_keys(doc, RULESET)
         where = self.pos.key(doc, "ruleset") if "ruleset" in doc else Where(self.file, 1, 1)
         name = str(doc["ruleset"]) if self.require(doc, RULESET, "", where, "ruleset") else "invalid"
+        version = content_hash(doc)  # the version is the source as written: hashed before loading reads it away
         types = self.load_facts(doc)
         load_vocabulary(self.vocab, doc, self.pos, types, self.errors.append)
         add_row_fields(doc, types)  # the int field `row` of facts asserted by multi-hit tables
@@ -75,10 +76,11 @@ class Loader(FactsLoader, ActionsLoader, RulesLoader, TablesLoader, TestsLoader)
         if self.errors:
             self.collapse_renamed_types(doc)
             raise CompileErrors(self.errors)
-        version, description = content_hash(doc), str(doc.get("description") or "")
+        description = str(doc.get("description") or "")
         # the YAML tree is read no further: freed here, its memory is reused by the compile below rather than
         # left as holes in the allocator's arenas beside the objects the version keeps (bench/rules_scale.py)
         del doc
+        self.pos.forget_lines()  # likewise the source's lines, which only positions of errors read
         rs = Ruleset(
             name=name, version=version, source=self.text, file=self.file,
             description=description, types=types, inputs=inputs, models=models,

@@ -267,54 +267,90 @@ _IMPLICIT = {"tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,200
              "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"}
 
 
+_NO_KEY: Any = object()  # a mapping open with no key read yet: the next value is its key
+
+
+class _Open:
+    """A mapping or list being read: the key read and waiting for its value (mappings)."""
+
+    __slots__ = ("container", "key", "key_mark", "mark")
+
+    def __init__(self, container: Any, mark: Any) -> None:
+        self.container, self.mark = container, mark
+        self.key: Any = _NO_KEY
+        self.key_mark: Any = None
+
+
 class _Fast:
     def __init__(self, text: str) -> None:
         self.text = text
         self.rt = YAML(typ="rt", pure=True)
-        self.seen: set[int] = set()
         table = self.rt.resolver.versioned_resolver  # first character -> [(tag, regexp)], YAML 1.2
         if table.get(None):
             raise _Unusual  # resolvers for any first character: not what this shortcut expects
         self.implicit: dict[str, list[tuple[str, Any]]] = table
 
     def document(self) -> Any:
-        """The document built from libyaml's nodes; :func:`_guard` already sent anything unusual elsewhere."""
-        node = yaml.compose(self.text, Loader=_LOADER)
-        return None if node is None else self.build(node)
+        """The document built from libyaml's events as they come, one container open per level: no graph of
+        libyaml's nodes (with two marks each) is composed first and then copied - at 10,000 rules that graph
+        was twice the document and left the allocator's arenas with 50 MB of holes beside the objects a
+        version keeps (bench/rules_scale.py --memory). :func:`_guard` already sent anything unusual
+        elsewhere; an alias met here is too."""
+        root: Any = None
+        first: Any = None  # the document's start, for a second document's error (as libyaml's composer says it)
+        stack: list[_Open] = []
+        for event in yaml.parse(self.text, Loader=_LOADER):
+            kind = type(event)
+            if kind is yaml.ScalarEvent:
+                value: Any = self.scalar(event)
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                value = Map() if kind is yaml.MappingStartEvent else Seq()
+                value.lc = _Marks(event.start_mark.line, event.start_mark.column)
+            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                stack.pop()
+                continue
+            elif kind is yaml.AliasEvent:
+                raise _Unusual
+            else:
+                if kind is yaml.DocumentStartEvent:
+                    if first is not None:
+                        raise yaml.composer.ComposerError("expected a single document in the stream", first,
+                                                          "but found another document", event.start_mark)
+                    first = event.start_mark
+                continue
+            mark = event.start_mark
+            if not stack:
+                root = value
+            else:
+                top = stack[-1]
+                container = top.container
+                if type(container) is Seq:
+                    container.lc.items.append((mark.line, mark.column))
+                    container.append(value)
+                elif top.key is _NO_KEY:
+                    if type(value) is Map or type(value) is Seq:
+                        raise _Unusual  # a mapping or list as a key
+                    if value in container:
+                        raise yaml.constructor.ConstructorError("while constructing a mapping", top.mark,
+                                                                f'found duplicate key "{value}"', mark)
+                    top.key, top.key_mark = value, mark
+                else:
+                    key, key_mark = top.key, top.key_mark
+                    container.lc.keys[key] = (key_mark.line, key_mark.column)
+                    container.lc.values[key] = (mark.line, mark.column)
+                    container[key] = value
+                    top.key = _NO_KEY
+            if kind is not yaml.ScalarEvent:
+                stack.append(_Open(value, mark))
+        return root
 
-    def build(self, node: yaml.Node) -> Any:
-        if id(node) in self.seen:
-            raise _Unusual
-        self.seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            out = Map()
-            out.lc = marks = _Marks(node.start_mark.line, node.start_mark.column)
-            for key_node, value_node in node.value:
-                key = self.build(key_node)
-                if isinstance(key, (Map, Seq)):
-                    raise _Unusual
-                if key in out:
-                    raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping", node.start_mark, f'found duplicate key "{key}"',
-                        key_node.start_mark)
-                marks.keys[key] = (key_node.start_mark.line, key_node.start_mark.column)
-                marks.values[key] = (value_node.start_mark.line, value_node.start_mark.column)
-                out[key] = self.build(value_node)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            seq = Seq()
-            seq.lc = marks = _Marks(node.start_mark.line, node.start_mark.column)
-            for item in node.value:
-                marks.items.append((item.start_mark.line, item.start_mark.column))
-                seq.append(self.build(item))
-            return seq
-        assert isinstance(node, yaml.ScalarNode)
-        style = node.style
+    def scalar(self, event: yaml.ScalarEvent) -> Any:
+        style = event.style
         if style in ('"', "'"):
-            return Quoted(node.value)
+            return Quoted(event.value)
         if style in ("|", ">"):
-            return Block(node.value)
-        value = node.value
+            return Block(event.value)
+        value = event.value
         # what ruamel's resolver does for a plain scalar, without its per-call overhead
         tag = next((t for t, regexp in self.implicit.get(value[:1], ()) if regexp.match(value)), None)
         if tag is None:
@@ -326,8 +362,8 @@ class _Fast:
         try:
             return self.rt.constructor.construct_object(ScalarNode(Tag(suffix=tag), value))
         except (ValueError, IndexError) as e:  # looks like a value but is none (2026-02-30, 0b_)
-            raise yaml.MarkedYAMLError(problem=f"{node.value!r} is not a valid value: {e}",
-                                       problem_mark=node.start_mark) from None
+            raise yaml.MarkedYAMLError(problem=f"{event.value!r} is not a valid value: {e}",
+                                       problem_mark=event.start_mark) from None
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -392,6 +428,11 @@ class Positions:
     def __init__(self, file: str, text: str) -> None:
         self.file = file
         self.lines = text.splitlines()
+
+    def forget_lines(self) -> None:
+        """Let the file's lines go (a list of a string per line) once nothing is loaded from the file any more:
+        a position read afterwards has its line and column, not the characters of a scalar's text."""
+        self.lines = []
 
     def of(self, node: Any) -> Where:
         if isinstance(node, (Map, Seq)):

@@ -34,30 +34,29 @@ def bindings_of(node: Node, aliases: Mapping[str, str], filters: bool = True) ->
     aggregate runs over are not patterns; a fact its filter names from outside is (``filters=False``
     leaves aggregates out entirely: what the condition needs besides them)."""
     out: dict[str, str] = {}
-
-    def walk(n: Node, local: str) -> None:
-        if isinstance(n, Ref):
-            if n.binding != local and (n.binding != DECISION or n.binding in aliases):
-                out[n.binding] = aliases.get(n.binding, n.binding)
-        elif isinstance(n, Exists):
-            if not n.negated:
-                out[n.type_name] = n.type_name
-        elif isinstance(n, Bind):
-            out[n.alias] = n.type_name
-        elif isinstance(n, Call):
-            if is_aggregate(n):
-                if filters:
-                    for c in children(n):
-                        walk(c, aggregated_type(n))
-            else:
-                for c in children(n):
-                    walk(c, local)
-        else:
-            for c in children(n):
-                walk(c, local)
-
-    walk(node, "")
+    _bindings(node, "", aliases, filters, out)
     return out
+
+
+def _bindings(n: Node, local: str, aliases: Mapping[str, str], filters: bool, out: dict[str, str]) -> None:
+    """``bindings_of``'s walk. Not a closure: a function that calls itself through its own cell is a
+    reference cycle, left for the garbage collector, which a ruleset's load pauses (a 10,000-rule load
+    kept 10 MB of them to the end, and the holes they left: bench/rules_scale.py --memory)."""
+    if isinstance(n, Ref):
+        if n.binding != local and (n.binding != DECISION or n.binding in aliases):
+            out[n.binding] = aliases.get(n.binding, n.binding)
+    elif isinstance(n, Exists):
+        if not n.negated:
+            out[n.type_name] = n.type_name
+    elif isinstance(n, Bind):
+        out[n.alias] = n.type_name
+    elif isinstance(n, Call) and is_aggregate(n):
+        if filters:
+            for c in children(n):
+                _bindings(c, aggregated_type(n), aliases, filters, out)
+    else:
+        for c in children(n):
+            _bindings(c, local, aliases, filters, out)
 
 
 def aggregates_in(node: Node) -> list[Call]:

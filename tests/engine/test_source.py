@@ -133,3 +133,20 @@ def test_random_scalars_read_the_same_both_ways(items: list[tuple[str, str]]) ->
             parse_yaml(text, "f.yaml")
         return
     assert plain(parse_yaml(text, "f.yaml")) == plain(slow)
+
+
+def test_a_second_document_is_a_yaml_error_where_it_starts() -> None:
+    with pytest.raises(BatonError) as e:
+        parse_yaml("a: 1\n---\nb: 2\n", "f.yaml")
+    assert e.value.code == "yaml_syntax" and "another document" in e.value.message
+    assert str(e.value.where) == "f.yaml:2:1"
+    assert plain(parse_yaml("---\na: 1\n...\n", "f.yaml")) == {"a": 1} and parse_yaml("# nothing\n", "f.yaml") is None
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_a_version_is_the_hash_of_the_source_as_written(path: Path) -> None:
+    """Loading reads the YAML tree away as it goes (its memory is reused): the version is what was written."""
+    from engine.language.loader import load_ruleset
+
+    text = path.read_text()
+    assert load_ruleset(text, path.name).version == content_hash(parse_yaml(text, "x"))
