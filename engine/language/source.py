@@ -281,6 +281,28 @@ class _Open:
         self.key_mark: Any = None
 
 
+def _place(top: _Open, value: Any, mark: Any) -> None:
+    """A value read inside the innermost open container: a list's next item, or a mapping's key (checked: no
+    container, no duplicate) or the value of the key before it, each with its position."""
+    container = top.container
+    if type(container) is Seq:
+        container.lc.items.append((mark.line, mark.column))
+        container.append(value)
+    elif top.key is _NO_KEY:
+        if type(value) is Map or type(value) is Seq:
+            raise _Unusual  # a mapping or list as a key
+        if value in container:
+            raise yaml.constructor.ConstructorError("while constructing a mapping", top.mark,
+                                                    f'found duplicate key "{value}"', mark)
+        top.key, top.key_mark = value, mark
+    else:
+        key, key_mark = top.key, top.key_mark
+        container.lc.keys[key] = (key_mark.line, key_mark.column)
+        container.lc.values[key] = (mark.line, mark.column)
+        container[key] = value
+        top.key = _NO_KEY
+
+
 class _Fast:
     def __init__(self, text: str) -> None:
         self.text = text
@@ -294,8 +316,8 @@ class _Fast:
         """The document built from libyaml's events as they come, one container open per level: no graph of
         libyaml's nodes (with two marks each) is composed first and then copied - at 10,000 rules that graph
         was twice the document and left the allocator's arenas with 50 MB of holes beside the objects a
-        version keeps (bench/rules_scale.py --memory). :func:`_guard` already sent anything unusual
-        elsewhere; an alias met here is too."""
+        version keeps (bench/rules_scale.py --memory). :func:`_guard` already sent anything unusual to the
+        round-trip parser; an alias, should one come, goes there too."""
         root: Any = None
         first: Any = None  # the document's start, for a second document's error (as libyaml's composer says it)
         stack: list[_Open] = []
@@ -319,27 +341,10 @@ class _Fast:
                     first = event.start_mark
                 continue
             mark = event.start_mark
-            if not stack:
-                root = value
+            if stack:
+                _place(stack[-1], value, mark)
             else:
-                top = stack[-1]
-                container = top.container
-                if type(container) is Seq:
-                    container.lc.items.append((mark.line, mark.column))
-                    container.append(value)
-                elif top.key is _NO_KEY:
-                    if type(value) is Map or type(value) is Seq:
-                        raise _Unusual  # a mapping or list as a key
-                    if value in container:
-                        raise yaml.constructor.ConstructorError("while constructing a mapping", top.mark,
-                                                                f'found duplicate key "{value}"', mark)
-                    top.key, top.key_mark = value, mark
-                else:
-                    key, key_mark = top.key, top.key_mark
-                    container.lc.keys[key] = (key_mark.line, key_mark.column)
-                    container.lc.values[key] = (mark.line, mark.column)
-                    container[key] = value
-                    top.key = _NO_KEY
+                root = value
             if kind is not yaml.ScalarEvent:
                 stack.append(_Open(value, mark))
         return root
