@@ -20,7 +20,8 @@ bytes live in them), by registering its durable-rules networks (C), by deciding,
 it is unloaded (``engine.driver.unload``, the registry's idle unloading) and when it is loaded again; and
 the time per decision. ``--networks-mb M`` holds the networks to M MB (``versions.networks_max_mb``): they are
 registered on first use and the least recently used freed, so the same rows show what the bound saves and
-what re-registering costs the decisions.
+what re-registering costs the decisions; ``--hot K`` draws the inputs from K distinct ones (Zipf), a
+workload that keeps to some of the rules.
 """
 
 from __future__ import annotations
@@ -174,7 +175,16 @@ def _pymalloc() -> tuple[float, float]:
     return tuple(int(m.group(1).replace(",", "")) / 1e6 if m else 0.0 for m in (used, arenas))  # type: ignore[return-value]
 
 
-def memory_child(n: int, count: int, networks_mb: float | None = None) -> None:
+def hot_inputs(n: int, count: int, hot: int) -> list[dict[str, Any]]:
+    """``count`` inputs drawn from ``hot`` distinct ones with Zipf weights (the k-th most common 1/k): a
+    workload that keeps to some of the rules, as most do, against the even spread of ``inputs``."""
+    import random
+
+    distinct = inputs(n, hot)
+    return random.Random(11).choices(distinct, weights=[1 / (k + 1) for k in range(hot)], k=count)
+
+
+def memory_child(n: int, count: int, networks_mb: float | None = None, hot: int | None = None) -> None:
     import gc
 
     from adapters.infra.system import trim_heap
@@ -183,7 +193,7 @@ def memory_child(n: int, count: int, networks_mb: float | None = None) -> None:
     set_network_budget(networks_mb)
 
     text = ruleset_text(n)
-    facts = inputs(n, count)
+    facts = inputs(n, count) if hot is None else hot_inputs(n, count, hot)
     answers = RecordedAnswers({})
     gc.collect()
     out: dict[str, float] = {"text_mb": len(text.encode()) / 1e6}
@@ -223,13 +233,15 @@ def memory_child(n: int, count: int, networks_mb: float | None = None) -> None:
     print(json.dumps(out))
 
 
-def memory(sizes: list[int], count: int, networks_mb: float | None = None) -> None:
+def memory(sizes: list[int], count: int, networks_mb: float | None = None, hot: int | None = None) -> None:
     held = f", networks held to {networks_mb:g} MB" if networks_mb is not None else ""
+    held += f", inputs drawn from {hot:,} distinct ones (Zipf)" if hot is not None else ""
     print(f"resident MB one version adds to a worker, a fresh process per size ({count} decisions{held})\n")
     print(f"{'':12}{'source':>8}{'load':>7}{'py live':>9}{'arenas':>8}{'networks':>15}{'decided':>9}"
           f"{'unloaded':>10}{'reload':>8}{'p50 µs':>8}{'held':>7}{'registered':>11}")
     for n in sizes:
         bound = ["--networks-mb", str(networks_mb)] if networks_mb is not None else []
+        bound += ["--hot", str(hot)] if hot is not None else []
         done = subprocess.run([sys.executable, __file__, "--memory-child", str(n), "--decisions", str(count), *bound],
                               capture_output=True, text=True, timeout=1800, check=False)
         if done.returncode != 0:
@@ -258,17 +270,19 @@ def main() -> None:
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--networks-mb", type=float, help="with --memory: hold the networks to this budget "
                         "(engine.driver.set_network_budget, the config's versions.networks_max_mb)")
+    parser.add_argument("--hot", type=int, help="with --memory: draw the decisions' inputs from this many "
+                        "distinct ones, the k-th most common 1/k (a workload that keeps to some rules)")
     args = parser.parse_args()
     tune_allocator()  # as every Baton process does (adapters/infra/system.py): the figures are the service's
     if args.raw_child is not None:
         raw_child(args.raw_child, args.decisions)
         return
     if args.memory_child is not None:
-        memory_child(args.memory_child, args.decisions, args.networks_mb)
+        memory_child(args.memory_child, args.decisions, args.networks_mb, args.hot)
         return
     if args.memory:
         memory([10, 100] if args.smoke else [int(x) for x in args.sizes.split(",")], 50 if args.smoke else
-               args.decisions, args.networks_mb)
+               args.decisions, args.networks_mb, args.hot)
         return
     sizes = [10, 100] if args.smoke else [int(x) for x in args.sizes.split(",")]
     count = 50 if args.smoke else args.decisions
