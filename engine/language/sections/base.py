@@ -80,6 +80,18 @@ class LoaderBase:
         self.error("bad_shape", spec.complaint(name or str(key)), where or self.pos.value(parent, key), spec.hint)
         return None
 
+    def named_entry(self, parent: Any, i: int, entry: Key, section: Section) -> tuple[Any, Where, str] | None:
+        """Item ``i`` of a list of named mappings (rules, tables): the mapping, where it stands and its name, once
+        its shape (``entry``), its keys and its name are checked (None: one of them is wrong, reported)."""
+        node = self.entry(parent, i, entry)
+        if node is None:
+            return None
+        where = self.pos.value(parent, i)
+        self.check_keys(node, section)
+        if not self.require(node, section, "", where, "name"):
+            return None
+        return node, where, str(node["name"])
+
     def require(self, node: Any, section: Section, name: str, where: Where, *keys: str) -> bool:
         """Are ``keys`` of the section given in their shape? Each left out (:meth:`Key.left_out`) is reported
         at ``where`` with its missing words about ``name`` (what holds them: "model 'x'"); False if any is."""

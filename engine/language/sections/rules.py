@@ -51,14 +51,10 @@ class RulesLoader(LoaderBase):
     def load_rule(self, rules_node: Any, i: int, seen: dict[str, Where], types: dict[str, FactType],
                   models: dict[str, ModelAction], tools: dict[str, ToolAction]) -> Rule | None:
         """Rule ``i`` of ``rules:`` (None: it has errors, reported, or its name is taken)."""
-        node = self.entry(rules_node, i, RULE_ENTRY)
-        if node is None:
+        named = self.named_entry(rules_node, i, RULE_ENTRY, RULE)
+        if named is None:
             return None
-        where = self.pos.value(rules_node, i)
-        self.check_keys(node, RULE)
-        if not self.require(node, RULE, "", where, "name"):
-            return None
-        name = str(node["name"])
+        node, where, name = named
         # a rule with one error is still checked to its end: an analyst gets every error in one run
         duplicate = name in seen
         if duplicate:

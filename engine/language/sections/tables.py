@@ -67,14 +67,10 @@ class TablesLoader(LoaderBase):
         return out
 
     def load_table(self, parent: Any, i: int, types: dict[str, FactType], names: set[str]) -> Table | None:
-        tnode = self.entry(parent, i, TABLE_ENTRY)
-        if tnode is None:
+        named = self.named_entry(parent, i, TABLE_ENTRY, TABLE)
+        if named is None:
             return None
-        where = self.pos.value(parent, i)
-        self.check_keys(tnode, TABLE)
-        if not self.require(tnode, TABLE, "", where, "name"):
-            return None
-        name = str(tnode["name"])
+        tnode, where, name = named
         if any(n == name or n.startswith(f"{name}#") for n in names):
             self.error("duplicate_rule", f"'{name}' is already the name of a rule or table", self.pos.value(tnode,
                                                                                                           "name"))
