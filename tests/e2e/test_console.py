@@ -123,11 +123,21 @@ def shot(driver: Any, name: str) -> None:
 
 def wait(driver: Any, predicate: Any, timeout: float = 15) -> Any:
     """Until ``predicate`` holds; a page still loading (missing or replaced elements) is retried."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    def attempt(d: Any) -> Any:
+        try:
+            return predicate(d)
+        except WebDriverException as e:
+            # ChromeDriver 156 reports an element whose page was replaced while it was read this way rather
+            # than as stale: the same case, retried the same way
+            if "does not belong to the document" in (e.msg or ""):
+                return False
+            raise
+
     return WebDriverWait(driver, timeout, ignored_exceptions=(NoSuchElementException,
-                                                              StaleElementReferenceException)).until(predicate)
+                                                              StaleElementReferenceException)).until(attempt)
 
 
 def sign_in(driver: Any, url: str, role: str) -> None:
