@@ -8,6 +8,7 @@ other string of its record. Search never indexes PII fields (adapters/infra/stor
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -58,24 +59,28 @@ def secrets_of(record: Mapping[str, Any], private: Private) -> set[str]:
 
 
 def scrubber(secrets: Collection[str]) -> Callable[[Any], Any]:
-    """A function that masks every occurrence of these values in strings, however deeply nested."""
-    ordered = sorted(set(secrets), key=len, reverse=True)  # a longer value first: its parts are not left behind
+    """A function that masks every occurrence of these values in strings, however deeply nested. A partial
+    of a module function, not a closure calling itself: that was a reference cycle per decision with PII,
+    left for the garbage collector."""
+    ordered = tuple(sorted(set(secrets), key=len, reverse=True))  # a longer value first: its parts stay masked
+    return functools.partial(_scrub, ordered) if ordered else _unchanged
 
-    def scrub(value: Any) -> Any:
-        if not ordered:
-            return value
-        if isinstance(value, str):
-            for s in ordered:
-                if s in value:
-                    value = value.replace(s, MASK)
-            return value
-        if isinstance(value, dict):
-            return {k: scrub(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [scrub(v) for v in value]
+
+def _unchanged(value: Any) -> Any:
+    return value
+
+
+def _scrub(ordered: tuple[str, ...], value: Any) -> Any:
+    if isinstance(value, str):
+        for s in ordered:
+            if s in value:
+                value = value.replace(s, MASK)
         return value
-
-    return scrub
+    if isinstance(value, dict):
+        return {k: _scrub(ordered, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(ordered, v) for v in value]
+    return value
 
 
 def searchable(values: Mapping[str, Any], type_name: str, private: Private | None) -> list[Any]:

@@ -5,7 +5,9 @@ for search."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
+import weakref
 from pathlib import Path
 from typing import cast
 
@@ -19,7 +21,7 @@ from adapters.infra.store.sql import SqlStore
 from adapters.usecases.registry import RulesetRegistry
 from engine.clock import FixedClock, SequentialIds
 from engine.loop import Engine
-from engine.pii import MASK, mask_record
+from engine.pii import MASK, mask_record, scrubber
 from engine.record import DecisionRecord
 from engine.recorded import RecordedAnswers
 
@@ -82,6 +84,19 @@ def test_mask_record_scrubs_the_values_from_every_string() -> None:
     masked = mask_record(record, {"p": ["iban"]})
     assert IBAN not in str(masked) and "R1" in str(masked)
     assert record["decision"] == {"to": IBAN}  # a copy: the stored record is untouched
+
+
+def test_scrubber_masks_nested_values_and_is_freed_without_the_collector() -> None:
+    scrub = scrubber([IBAN, IBAN[:8]])  # the longer value first: no part of it is left behind
+    assert scrub({"a": [f"to {IBAN}", 3, {"b": IBAN[:8]}]}) == {"a": [f"to {MASK}", 3, {"b": MASK}]}
+    assert scrubber([])("x") == "x"
+    gc.disable()
+    try:  # one is made per decision with pii; a closure that called itself was a cycle the collector had to find
+        ref = weakref.ref(scrub)
+        del scrub
+        assert ref() is None
+    finally:
+        gc.enable()
 
 
 def test_facts_from_models_and_tools_are_searchable(tmp_path: Path) -> None:
