@@ -8,9 +8,10 @@ until the server is idle again, over that time - a batch call cut off when the l
 decided and stored part of its requests, which the answered rate does not see); calls/s, latency per call
 and server CPU per stored decision (and the cores the server's processes used: on a machine shared with other
 work, fewer than its workers). Then the ratios the issue asks for, from the stored rates: batches'
-decisions/s over unary's, and unary's calls/s over the floor's. Every decision is checked in the store
-afterwards: the store must hold every decision the load saw answered, and at most the calls still in flight
-when each load stopped more.
+decisions/s over unary's, and unary's calls/s over the floor's; and what the two aims together ask of a
+batched decision (at most two thirds of the floor's CPU per call) beside what it costs. Every decision is
+checked in the store afterwards: the store must hold every decision the load saw answered, and at most the
+calls still in flight when each load stopped more.
 
     .venv/bin/python bench/grpc_batch.py [--duration 10] [--inflight 64] [--batch 100] [--workers 2] [--no-floor]
         [--db-dir /dev/shm]
@@ -69,12 +70,17 @@ class Run:
         return self.calls * self.per_call / self.seconds
 
     @property
+    def cpu_ms(self) -> float:
+        """Server CPU per decision stored (per call answered when nothing is counted in a store), ms."""
+        return self.cpu_s / max(1, self.stored or self.calls * self.per_call) * 1000
+
+    @property
     def stored_per_s(self) -> float:
         return self.stored / self.stored_s if self.stored_s else self.decisions_per_s
 
     def line(self) -> str:
         q = statistics.quantiles(self.latencies, n=100) if len(self.latencies) > 1 else [0.0] * 99
-        cpu = self.cpu_s / max(1, self.stored or self.calls * self.per_call) * 1000
+        cpu = self.cpu_ms
         stored = f"{self.stored_per_s:>7,.0f} stored/s " if self.stored_s else ""
         calls = self.calls / self.seconds
         return (f"  {self.name:<28} {self.decisions_per_s:>7,.0f} answered/s {stored}{calls:>7,.0f} calls/s"
@@ -247,6 +253,11 @@ def measure_all(args: argparse.Namespace, tmp: Path, db: str) -> None:
         stop(proc)
     print(floor.line())
     print(f"  unary / floor, calls/s: {unary_rate / floor.decisions_per_s:.0%}")
+    # Both aims at once (unary >= half the floor, batches >= 3x unary) need a batched decision to cost at most
+    # 2/3 of the floor's CPU per call: unary at twice the floor's CPU, a batched decision at a third of that
+    batched = statistics.median(r.cpu_ms for r in runs[3::2])
+    print(f"  both aims at once need a batched decision's CPU <= 2/3 of the floor's per call: {batched:.3f} ms "
+          f"against {floor.cpu_ms * 2 / 3:.3f} ms ({batched / (floor.cpu_ms * 2 / 3):.1f}x over)")
     print(f"  batches / floor, decisions/s over calls/s: {batch_rate / floor.decisions_per_s:.2f}x")
 
 
