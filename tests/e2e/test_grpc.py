@@ -338,15 +338,45 @@ def test_buf_curl_through_reflection(server: Server) -> None:
     assert decision["outcome"] == "OUTCOME_DECIDED" and decision["decision"] == {"route": "approve"}
 
 
-@pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None, reason="Node.js not installed")
-def test_a_node_grpc_js_client_decides_and_reads_back(server: Server) -> None:
+def node_client(server: Server, script: str) -> subprocess.CompletedProcess[str]:
+    """Run tests/e2e/node/SCRIPT (@grpc/grpc-js, installed from the npm registry on first use) against the
+    server, as the caller."""
     folder = ROOT / "tests/e2e/node"
     if not (folder / "node_modules/@grpc/grpc-js").exists():
         subprocess.run(["npm", "install", "--no-package-lock", "--no-audit", "--no-fund", "--silent"], cwd=folder,
                        check=True, timeout=300)
-    out = subprocess.run(["node", "client.js", server.address, TOKENS["caller"], str(ROOT / "proto")], cwd=folder,
-                         capture_output=True, text=True, timeout=60)
+    return subprocess.run(["node", script, server.address, TOKENS["caller"], str(ROOT / "proto")], cwd=folder,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None, reason="Node.js not installed")
+def test_a_node_grpc_js_client_decides_and_reads_back(server: Server) -> None:
+    out = node_client(server, "client.js")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["outcome"] == "OUTCOME_DECIDED" and result["action"] == "release"
     assert result["fired"] == ["fetch-limit", "small-payment", "hold-by-default"]
+
+
+@pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None, reason="Node.js not installed")
+def test_a_node_grpc_js_client_decides_in_bulk(server: Server) -> None:
+    """DecideBatch and the bidirectional DecideStream from another gRPC implementation: each request answered
+    in order with its own decision or its own google.rpc.Status, and a whole batch retried under its key
+    answered with the same decisions."""
+    out = node_client(server, "bulk.js")
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    bad_request = "type.googleapis.com/google.rpc.BadRequest"
+    for results, key in ((got["batch"], "node-batch-1/{}"), (got["stream"], None)):
+        assert [r["index"] for r in results] == [0, 1, 2]
+        first, bad, last = results
+        assert first["outcome"] == last["outcome"] == "OUTCOME_DECIDED" and not first["error"] and not last["error"]
+        assert bad["decision_id"] == "" and bad["error"]["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert "amount" in bad["error"]["message"] and bad_request in bad["error"]["details"]
+        if key is not None:
+            assert [r["idempotency_key"] for r in results] == [key.format(i) for i in range(3)]
+    assert got["stream"][0]["idempotency_key"] == "node-stream-1" and got["stream"][2]["idempotency_key"] == ""
+    retried = got["retried"]
+    assert [r["decision_id"] for r in retried] == [r["decision_id"] for r in got["batch"]]
+    assert [r["replayed"] for r in retried] == [True, False, True]  # the bad one is refused again, not stored
+    assert retried[1]["error"]["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
