@@ -56,15 +56,28 @@ def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
 
 
 def decision(record: DecisionRecord, idempotent_replay: bool = False) -> pb.Decision:
-    return pb.Decision(
-        decision_id=record["decision_id"], ruleset=record["ruleset"], version=record["version"],
-        outcome=OUTCOMES[record["outcome"]], decision=struct(record["decision"]), reason=record["reason"],
-        rule=record["rule"], fired=record["fired"], cost_usd=record["cost_usd"], tokens=record["tokens"],
-        latency_ms=record["latency_ms"], decided_at=timestamp(record["started_at"]), steps=record["steps"],
-        calls=record["calls"], idempotent_replay=idempotent_replay, queued_ms=float(record.get("queued_ms") or 0.0),
-        documents=[pb.DocumentRef(id=d["id"], name=d["name"], media_type=d["media_type"], pages=d["pages"],
-                                  chars=d["chars"]) for d in record.get("documents") or ()],
-    )
+    return fill_decision(pb.Decision(), record, idempotent_replay)
+
+
+def fill_decision(m: pb.Decision, record: DecisionRecord, idempotent_replay: bool = False) -> pb.Decision:
+    """``record`` as the Decision message ``m`` (empty; in place, so a response builds its decision where it
+    stands: a Decision made first and passed to its parent's constructor is copied, with its Struct and
+    Timestamp - half the cost of answering a batched request)."""
+    m.decision_id, m.ruleset, m.version = record["decision_id"], record["ruleset"], record["version"]
+    m.outcome, m.reason, m.rule = OUTCOMES[record["outcome"]], record["reason"], record["rule"]
+    m.fired.extend(record["fired"])
+    m.cost_usd, m.tokens, m.latency_ms = record["cost_usd"], record["tokens"], record["latency_ms"]
+    m.steps, m.calls, m.idempotent_replay = record["steps"], record["calls"], idempotent_replay
+    m.queued_ms = float(record.get("queued_ms") or 0.0)
+    m.decision.SetInParent()  # present even when empty, as a constructed Struct is (no_decision: {})
+    m.decision.update(record["decision"])
+    m.decided_at.SetInParent()
+    m.decided_at.FromNanoseconds(int(record["started_at"] * 1e9))
+    documents = record.get("documents")
+    if documents:
+        m.documents.extend(pb.DocumentRef(id=d["id"], name=d["name"], media_type=d["media_type"], pages=d["pages"],
+                                          chars=d["chars"]) for d in documents)
+    return m
 
 
 def summary_row(row: dict[str, Any]) -> pb.Decision:

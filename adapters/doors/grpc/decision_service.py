@@ -40,13 +40,14 @@ if TYPE_CHECKING:
     from adapters.doors.grpc.service import Services
 
 
-def _decision(answer: Answer) -> decision_pb2.Decision:
-    """A Decide's answer; a decision that ran out of its deadline (stored) is DEADLINE_EXCEEDED."""
+def _decision(into: decision_pb2.Decision, answer: Answer) -> None:
+    """A Decide's answer, built in ``into``; a decision that ran out of its deadline (stored) is
+    DEADLINE_EXCEEDED."""
     record = answer.record
     if answer.out_of_time and not answer.replayed:
         raise Refused(Code.DEADLINE_EXCEEDED, f"decision {record['decision_id']} failed: {record['reason']} "
                       "(it is stored)", stored=record)
-    return convert.decision(record, idempotent_replay=answer.replayed)
+    convert.fill_decision(into, record, idempotent_replay=answer.replayed)
 
 
 def _result(index: int, key: str, outcome: BatchResult) -> decision_pb2.DecideResult:
@@ -54,8 +55,10 @@ def _result(index: int, key: str, outcome: BatchResult) -> decision_pb2.DecideRe
     if outcome is None:
         outcome = late()
     if not isinstance(outcome, BaseException):
+        result = decision_pb2.DecideResult(index=index, idempotency_key=key)
         try:
-            return decision_pb2.DecideResult(index=index, idempotency_key=key, decision=_decision(outcome))
+            _decision(result.decision, outcome)
+            return result
         except Refused as e:
             outcome = e
     return _failed(index, key, outcome)
@@ -67,7 +70,7 @@ def _failed(index: int, key: str, error: BaseException) -> decision_pb2.DecideRe
     abort = map_error(error)
     result = decision_pb2.DecideResult(index=index, idempotency_key=key, error=to_status_message(abort))
     if abort.stored is not None:
-        result.decision.CopyFrom(convert.decision(abort.stored))
+        convert.fill_decision(result.decision, abort.stored)
     return result
 
 
@@ -95,7 +98,9 @@ class DecisionService:
     async def Decide(self, request: decision_pb2.DecideRequest, context: Ctx,
                      ident: Identity) -> decision_pb2.DecideResponse:
         answer = await self.s.decide.one(self._command(request, ident, context), context.time_remaining)
-        return decision_pb2.DecideResponse(decision=_decision(answer))
+        response = decision_pb2.DecideResponse()
+        _decision(response.decision, answer)
+        return response
 
     @handler("DecideBatch")
     async def DecideBatch(self, request: decision_pb2.DecideBatchRequest, context: Ctx,
