@@ -160,7 +160,7 @@ class Segments:
 
     __slots__ = ("at", "between", "points")
 
-    def __init__(self, points: list[float], at: list[list[int]], between: list[list[int]]) -> None:
+    def __init__(self, points: list[float], at: list[tuple[int, ...]], between: list[tuple[int, ...]]) -> None:
         self.points, self.at, self.between = points, at, between
 
     @staticmethod
@@ -187,7 +187,7 @@ class Segments:
             total += (hi_gap - lo_gap + 1) + (last - first + 1)
             if total > budget:
                 return None
-        return Segments(points, at, between)
+        return Segments(points, [tuple(a) for a in at], [tuple(b) for b in between])  # tuples: no spare room
 
     def stab(self, x: float, out: list[int]) -> None:
         k = bisect_left(self.points, x)
@@ -218,8 +218,8 @@ def _interval(tests: list[LiteralTest], slot: int) -> Interval:
 
 @dataclass(slots=True)
 class _TypeIndex:
-    equal: dict[str, dict[object, list[int]]] = field(default_factory=dict)
-    member: dict[str, dict[object, list[int]]] = field(default_factory=dict)  # list field contains
+    equal: dict[str, dict[object, tuple[int, ...]]] = field(default_factory=dict)
+    member: dict[str, dict[object, tuple[int, ...]]] = field(default_factory=dict)  # list field contains
     ranges: dict[str, list[Interval]] = field(default_factory=dict)
     trees: dict[str, IntervalTree | Segments] = field(default_factory=dict)
 
@@ -228,7 +228,14 @@ class _TypeIndex:
 class Slot:
     type_name: str
     binding: str
-    checks: tuple[Check, ...]  # every literal test of the slot, as the guard would evaluate it
+    # the literal tests its lookup does not answer, as the guard would evaluate them: a free slot's every test
+    # (set when the index is frozen; the tests a lookup answers are compiled for nothing)
+    checks: tuple[Check, ...]
+
+
+def _checks(nodes: list[Node], binding: str, type_name: str) -> tuple[Check, ...]:
+    aliases = {binding: type_name}
+    return tuple(compile_expr(n, aliases) for n in nodes)
 
 
 def _is_number(v: object) -> bool:
@@ -242,14 +249,11 @@ class LiteralIndex:
         self.slots: list[Slot] = []
         self.types: dict[str, _TypeIndex] = {}
         self.free: set[int] = set()
-        self.options: list[tuple[int, list[_Option]]] = []  # slot -> the tests it could be filed under
-        self.verify: list[tuple[Check, ...]] = []  # slot -> the checks its lookup does not answer
+        # slot -> the tests it could be filed under, and its tests' nodes: read when the index is frozen, then let go
+        self.options: list[tuple[int, list[_Option], tuple[Node, ...]]] = []
 
     def add(self, type_name: str, binding: str, tests: list[LiteralTest]) -> int:
         number = len(self.slots)
-        aliases = {binding: type_name}
-        checks = tuple(compile_expr(t.node, aliases) for t in tests)
-        self.slots.append(Slot(type_name, binding, checks))
         self.types.setdefault(type_name, _TypeIndex())
         options: list[_Option] = []
         for k, t in enumerate(tests):
@@ -266,10 +270,11 @@ class LiteralIndex:
                       and _is_number(t.value)]
             if bounds:
                 options.append(("range", fname, _interval([tests[k] for k in bounds], number), tuple(bounds)))
-        self.verify.append(checks)
-        if options:
-            self.options.append((number, options))
+        if options:  # its checks are those its lookup leaves, known when the index is frozen
+            self.slots.append(Slot(type_name, binding, ()))
+            self.options.append((number, options, tuple(t.node for t in tests)))
         else:
+            self.slots.append(Slot(type_name, binding, _checks([t.node for t in tests], binding, type_name)))
             self.free.add(number)
         return number
 
@@ -278,7 +283,7 @@ class LiteralIndex:
         overlapping intervals on a range (counted over every slot that could be filed there)."""
         counts: dict[tuple[str, str, str, object], int] = {}
         spans: dict[tuple[str, str], list[Interval]] = {}
-        for number, options in self.options:
+        for number, options, _ in self.options:
             tname = self.slots[number].type_name
             for kind, fname, what, _ in options:
                 if isinstance(what, Interval):
@@ -296,18 +301,24 @@ class LiteralIndex:
                 return len(los) - (len(los) - bisect_right(los, what.hi)) - bisect_left(his, what.lo)
             return sum(counts[(tname, kind, fname, v)] for v in what)
 
-        for number, options in self.options:
-            tname = self.slots[number].type_name
-            ti = self.types[tname]
-            kind, fname, what, answered = min(options, key=lambda o: cost(tname, o))
-            checks = self.slots[number].checks
-            self.verify[number] = tuple(c for k, c in enumerate(checks) if k not in answered)
+        filed: dict[tuple[str, str, str], dict[object, list[int]]] = {}
+        for number, options, nodes in self.options:
+            slot = self.slots[number]
+            ti = self.types[slot.type_name]
+            kind, fname, what, answered = min(options, key=lambda o: cost(slot.type_name, o))
+            left = [n for k, n in enumerate(nodes) if k not in answered]
+            if left:
+                self.slots[number] = Slot(slot.type_name, slot.binding, _checks(left, slot.binding, slot.type_name))
             if isinstance(what, Interval):
                 ti.ranges.setdefault(fname, []).append(what)
             else:
-                table = (ti.member if kind == "member" else ti.equal).setdefault(fname, {})
+                table = filed.setdefault((slot.type_name, kind, fname), {})
                 for v in what:
                     table.setdefault(v, []).append(number)
+        self.options = []
+        for (tname, kind, fname), table in filed.items():  # tuples: the lists' spare room is not kept
+            ti = self.types[tname]
+            (ti.member if kind == "member" else ti.equal)[fname] = {v: tuple(hit) for v, hit in table.items()}
         for ti in self.types.values():
             ti.trees = {f: Segments.build(items, 8 * len(items) + 1000) or IntervalTree(items)
                         for f, items in ti.ranges.items()}
@@ -316,7 +327,8 @@ class LiteralIndex:
         return number in self.free
 
     def holds(self, number: int, values: Values, wm: FactIndex) -> bool:
-        """Whether every literal test of this slot holds for a fact with these values."""
+        """Whether every literal test of this free slot (the only ones the router asks about) holds for a fact
+        with these values; for a slot its lookup files, the tests that lookup does not answer."""
         slot = self.slots[number]
         if not slot.checks:
             return True
@@ -350,12 +362,13 @@ class LiteralIndex:
             return found
         if len(found) > 1:
             found = sorted(set(found))
-        verify = self.verify
+        slots = self.slots
         out = []
         for number in found:
-            checks = verify[number]
+            slot = slots[number]
+            checks = slot.checks
             if checks:
-                env = {self.slots[number].binding: values}
+                env = {slot.binding: values}
                 if not all(check(env, wm) is True for check in checks):
                     continue
             out.append(number)
