@@ -42,12 +42,14 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from engine.errors import BatonError
 from engine.index import LiteralIndex, LiteralTest, literal_test
 from engine.language.check import Branch, FactIndex, Guard, always, compile_guard
 from engine.language.expr import Bind, Exists, Node
 from engine.language.source import collector_paused
+from engine.language.trees import shape
 from engine.model import Rule, Ruleset
 from engine.router import EngineFact, Router
 
@@ -66,6 +68,7 @@ ENGINE_MAX_RULES = 4096
 ENGINE_CHILDREN_PER_NODE = 512
 ENGINE_STACK = 64
 ENGINE_PROPERTIES = 255
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,11 +220,11 @@ def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int
     cut = _Cut(indexed, shard_rules, shard_slots, pushed, equalities, flagged)
     for rule, b, branch in ordered:
         cut.add(ruleset, rule, b, branch)
+    cut.written()
     cut.index.freeze()
-    for shard, definition in zip(cut.shards, cut.definitions, strict=True):
-        if indexed:
+    if indexed:
+        for shard in cut.shards:
             check_fits(shard, cut.slot_types, len(shard.rules))
-        shard.engine_json = json.dumps(definition, separators=(",", ":"))
     if not cut.shards:
         cut.shards.append(Shard(0, json.dumps({START_RULE: {"pri": 0, "all": [{"m": {"bt": START_TYPE}}]}})))
     static_checked, static_tokens = _static_routes(cut.index, cut.tokens, cut.static_free)
@@ -270,7 +273,9 @@ class _Cut:
     tokens: list[tuple[int, str]] = field(default_factory=list)
     slot_types: list[str] = field(default_factory=list)
     shards: list[Shard] = field(default_factory=list)
-    definitions: list[dict[str, object]] = field(default_factory=list)
+    definition: dict[str, object] = field(default_factory=dict)  # the last shard's network, until it is written
+    shared: dict[object, object] = field(default_factory=dict)  # one copy of each equal pattern list and name
+    guards: dict[object, Guard] = field(default_factory=dict)  # what the guard's parts compute -> its guard
     rules: dict[str, EngineRule] = field(default_factory=dict)
     slot_rule: list[int] = field(default_factory=list)
     rule_slots: list[tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
@@ -289,8 +294,9 @@ class _Cut:
             rest = [p for p in rest if not any(p is n for n in tested)]
         if not self.shards or len(self.shards[-1].rules) >= self.shard_rules or len(self.shards[-1].slots) \
                 + len(patterned) > self.shard_slots:
+            self.written()
             self.shards.append(Shard(len(self.shards), ""))
-            self.definitions.append({START_RULE: {"pri": 0, "all": [{"m": {"bt": START_TYPE}}]}})
+            self.definition = {START_RULE: {"pri": 0, "all": [{"m": {"bt": START_TYPE}}]}}
         shard = self.shards[-1]
         number = len(self.rules)
         ename = f"r{number}"
@@ -301,12 +307,35 @@ class _Cut:
         if not self.rule_slots[-1][0]:  # no literal test anywhere: every fact of its types goes to it, as in Rete
             for slot in own:
                 self.static_free.setdefault(self.index.slots[slot].type_name, []).append(slot)
-        self.definitions[-1][ename] = {"pri": PRI_OFFSET - rule.priority, "all": pattern_json}
+        self.definition[ename] = {"pri": PRI_OFFSET - rule.priority, "all": pattern_json}
         shard.rules.append(ename)
-        guard = compile_guard(rest, rule.condition.aliases)
+        guard = self.guard(rest, rule.condition.aliases)
         if rule.precedence is not None:
             guard = _both(guard, rule.precedence)
-        self.rules[ename] = EngineRule(ename, rule, b, tuple(patterns), guard, shard.number)
+        self.rules[ename] = EngineRule(ename, rule, b, self.share(tuple(patterns)), guard, shard.number)
+
+    def written(self) -> None:
+        """The last shard's network as the JSON it is registered from, as soon as the shard is full: its
+        dictionaries go then, and the next shard's objects take their place in memory."""
+        if self.shards and not self.shards[-1].engine_json:
+            self.shards[-1].engine_json = json.dumps(self.definition, separators=(",", ":"))
+        self.definition = {}
+
+    def guard(self, parts: list[Node], aliases: Mapping[str, str]) -> Guard:
+        """``compile_guard``'s, one for every set of parts that computes the same (``shape``): most engine
+        rules of a large ruleset test what others test, on other literals or at other places."""
+        shapes = tuple(shape(p) for p in parts)
+        if any(s is None for s in shapes):
+            return compile_guard(parts, aliases)
+        key = (shapes, tuple(sorted(aliases.items())))
+        guard = self.guards.get(key)
+        if guard is None:
+            guard = self.guards[key] = compile_guard(parts, aliases)
+        return guard
+
+    def share(self, value: _T) -> _T:
+        """One copy of each equal name and pattern list, which most engine rules repeat (p0, k3, (("p0", "txn"),))."""
+        return self.shared.setdefault(value, value)  # type: ignore[return-value]
 
     def flag(self, number: int, rule: Rule, b: int, branch: Branch, kind_of: Callable[[str, str], str]
              ) -> tuple[str, list[LiteralTest]] | None:
@@ -325,7 +354,7 @@ class _Cut:
             return None
         efield = f"g{number}"
         self.flags.setdefault(tname, []).append(
-            (efield, binding, compile_guard([t.node for t in flagged], rule.condition.aliases)))
+            (efield, binding, self.guard([t.node for t in flagged], rule.condition.aliases)))
         return efield, flagged
 
     def patterns(self, shard: Shard, number: int, patterned: Mapping[str, str],
@@ -342,12 +371,12 @@ class _Cut:
             self.slot_rule.append(number)
             if shard.number not in self.type_shards.setdefault(tname, []):
                 self.type_shards[tname].append(shard.number)
-            token = f"k{len(shard.slots)}"
+            token = self.share(f"k{len(shard.slots)}")
             self.tokens.append((shard.number, token))
             self.slot_types.append(tname)
             shard.slots.append(slot)
-            pname = f"p{k}"
-            patterns.append((pname, binding))
+            pname = self.share(f"p{k}")
+            patterns.append(self.share((pname, binding)))
             conjunction: list[dict[str, object]] = [{"bt": tname}]
             conjunction.extend({self.pushed[tname][t.field][0]: t.value} for t in eqs_of.get(binding, []))
             if self.indexed:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from engine.language.check import FactIndex, Facts, compile_expr
 from engine.language.expr import COMPARISONS, Binary, ListLit, Lit, Neg, Node, Not, Ref
+from engine.language.trees import shape
 
 Values = Mapping[str, object]
 # (equal | member | range, field, values or interval, the tests the lookup answers exactly)
@@ -233,9 +234,6 @@ class Slot:
     checks: tuple[Check, ...]
 
 
-def _checks(nodes: list[Node], binding: str, type_name: str) -> tuple[Check, ...]:
-    aliases = {binding: type_name}
-    return tuple(compile_expr(n, aliases) for n in nodes)
 
 
 def _is_number(v: object) -> bool:
@@ -251,6 +249,7 @@ class LiteralIndex:
         self.free: set[int] = set()
         # slot -> the tests it could be filed under, and its tests' nodes: read when the index is frozen, then let go
         self.options: list[tuple[int, list[_Option], tuple[Node, ...]]] = []
+        self.shared: dict[tuple[object, str, str], Check] = {}  # what a test computes -> its check, until frozen
 
     def add(self, type_name: str, binding: str, tests: list[LiteralTest]) -> int:
         number = len(self.slots)
@@ -274,9 +273,24 @@ class LiteralIndex:
             self.slots.append(Slot(type_name, binding, ()))
             self.options.append((number, options, tuple(t.node for t in tests)))
         else:
-            self.slots.append(Slot(type_name, binding, _checks([t.node for t in tests], binding, type_name)))
+            self.slots.append(Slot(type_name, binding, self.checks([t.node for t in tests], binding, type_name)))
             self.free.add(number)
         return number
+
+    def checks(self, nodes: list[Node], binding: str, type_name: str) -> tuple[Check, ...]:
+        """The nodes' evaluators, one for every test that computes the same (``shape``) until the index is frozen:
+        slots of a large ruleset test the same field against the same literal again and again."""
+        aliases = {binding: type_name}
+        out = []
+        for n in nodes:
+            key = shape(n)
+            check = None if key is None else self.shared.get((key, binding, type_name))
+            if check is None:
+                check = compile_expr(n, aliases)
+                if key is not None:
+                    self.shared[(key, binding, type_name)] = check
+            out.append(check)
+        return tuple(out)
 
     def freeze(self) -> None:
         """File each slot under its most selective test: the smallest hash bucket, or the fewest
@@ -308,14 +322,14 @@ class LiteralIndex:
             kind, fname, what, answered = min(options, key=lambda o: cost(slot.type_name, o))
             left = [n for k, n in enumerate(nodes) if k not in answered]
             if left:
-                self.slots[number] = Slot(slot.type_name, slot.binding, _checks(left, slot.binding, slot.type_name))
+                self.slots[number] = Slot(slot.type_name, slot.binding, self.checks(left, slot.binding, slot.type_name))
             if isinstance(what, Interval):
                 ti.ranges.setdefault(fname, []).append(what)
             else:
                 table = filed.setdefault((slot.type_name, kind, fname), {})
                 for v in what:
                     table.setdefault(v, []).append(number)
-        self.options = []
+        self.options, self.shared = [], {}
         for (tname, kind, fname), table in filed.items():  # tuples: the lists' spare room is not kept
             ti = self.types[tname]
             (ti.member if kind == "member" else ti.equal)[fname] = {v: tuple(hit) for v, hit in table.items()}

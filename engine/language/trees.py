@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
+from dataclasses import fields
 
-from engine.language.expr import Binary, Bind, BoolOp, Call, Exists, ListLit, Neg, Node, Not, Ref, TypeName
+from engine.language.expr import Binary, Bind, BoolOp, Call, Exists, ListLit, Lit, Neg, Node, Not, Ref, TypeName
 from engine.language.runtime import DECISION
 
 AGGREGATES = ("count", "sum", "min", "max", "list")
@@ -82,3 +83,42 @@ def children(n: Node) -> tuple[Node, ...]:
     if isinstance(n, Call):
         return (*n.args, n.where) if n.where is not None else n.args
     return ()
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+class _Unshared(Exception):
+    """An aggregate: its evaluator keeps a decision's value under its own identity (see ``shape``)."""
+
+
+def shape(node: Node) -> Hashable | None:
+    """What a node computes, without where it stands: equal for two nodes exactly when ``compile_expr`` gives
+    them evaluators that behave the same, so one can serve both (a literal's type and, for a float, its
+    ``repr`` count: ``1``, ``1.0``, ``True``, ``0.0`` and ``-0.0`` stay apart). None when it holds an
+    aggregate, whose evaluator keeps its per-decision value under its own identity."""
+    try:
+        return _shape(node)
+    except _Unshared:
+        return None
+
+
+def _shape(node: Node) -> Hashable:
+    if isinstance(node, Lit):
+        v = node.value
+        return "Lit", type(v), repr(v) if isinstance(v, float) else v
+    if isinstance(node, Call) and is_aggregate(node):
+        raise _Unshared
+    names = _FIELDS.get(type(node))
+    if names is None:
+        names = _FIELDS[type(node)] = tuple(f.name for f in fields(node) if f.name != "pos")
+    out: list[Hashable] = [type(node).__name__]
+    for name in names:
+        v = getattr(node, name)
+        if isinstance(v, Node):
+            out.append(_shape(v))
+        elif isinstance(v, tuple):
+            out.append(tuple(_shape(x) for x in v))
+        else:  # str, bool or None
+            out.append((type(v), v))
+    return tuple(out)
