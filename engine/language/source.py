@@ -213,36 +213,56 @@ def _round_trip(text: str, file: str) -> Any:
         raise BatonError("yaml_syntax", f"YAML syntax: {e}", Where(file, 1, 1)) from None
 
 
+_LOW = (1 << 32) - 1  # a position packed into an int: 32 bits for each line and column
+
+
 class _Marks:
-    """Where a container, its keys and values (or items) start: 0-based (line, column), as ruamel's ``lc``."""
+    """Where a container, its keys and values (or items) start: 0-based (line, column), as ruamel's ``lc``.
 
-    __slots__ = ("col", "items", "keys", "line", "values")
+    ``at`` is a mapping's key -> one int packing the key's line and column and the value's (32 bits each),
+    or a list's items' (line, column) packed likewise: a 10,000-rule file's positions were two dictionaries
+    and a list per container and a tuple per position, 60,000 dictionaries and 130,000 tuples that the
+    load frees while the version's objects are made (bench/rules_scale.py --memory). A key whose value has
+    no position (the round-trip parser's, should it happen) keeps its own as a tuple."""
 
-    def __init__(self, line: int, col: int) -> None:
+    __slots__ = ("at", "col", "line")
+
+    def __init__(self, line: int, col: int, at: Any) -> None:
         self.line, self.col = line, col
-        self.keys: dict[object, tuple[int, int]] = {}
-        self.values: dict[object, tuple[int, int]] = {}
-        self.items: list[tuple[int, int]] = []
+        self.at: Any = at  # dict[object, int | tuple[int, int]] for a mapping, list[int] for a list
 
     def key(self, key: object) -> tuple[int, int]:
-        return self.keys[key]
+        p = self.at[key]
+        if type(p) is tuple:
+            return p
+        return p >> 96, (p >> 64) & _LOW
 
     def value(self, key: object) -> tuple[int, int]:
-        return self.values[key]
+        p = self.at[key]
+        if type(p) is tuple:
+            raise KeyError(key)
+        return (p >> 32) & _LOW, p & _LOW
 
     def item(self, index: int) -> tuple[int, int]:
-        return self.items[index]
+        p = self.at[index]
+        return p >> 32, p & _LOW
+
+
+def _pack(line: int, col: int) -> int:
+    return line << 32 | col
 
 
 class Map(dict):  # type: ignore[type-arg]
     """A YAML mapping with the positions of its keys and values."""
 
+    __slots__ = ("lc",)  # no __dict__ per mapping
     lc: _Marks
 
 
 class Seq(list):  # type: ignore[type-arg]
     """A YAML sequence with the positions of its items."""
 
+    __slots__ = ("lc",)
     lc: _Marks
 
 
@@ -286,7 +306,7 @@ def _place(top: _Open, value: Any, mark: Any) -> None:
     container, no duplicate) or the value of the key before it, each with its position."""
     container = top.container
     if type(container) is Seq:
-        container.lc.items.append((mark.line, mark.column))
+        container.lc.at.append(mark.line << 32 | mark.column)
         container.append(value)
     elif top.key is _NO_KEY:
         if type(value) is Map or type(value) is Seq:
@@ -297,8 +317,7 @@ def _place(top: _Open, value: Any, mark: Any) -> None:
         top.key, top.key_mark = value, mark
     else:
         key, key_mark = top.key, top.key_mark
-        container.lc.keys[key] = (key_mark.line, key_mark.column)
-        container.lc.values[key] = (mark.line, mark.column)
+        container.lc.at[key] = (key_mark.line << 32 | key_mark.column) << 64 | mark.line << 32 | mark.column
         container[key] = value
         top.key = _NO_KEY
 
@@ -326,8 +345,12 @@ class _Fast:
             if kind is yaml.ScalarEvent:
                 value: Any = self.scalar(event)
             elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
-                value = Map() if kind is yaml.MappingStartEvent else Seq()
-                value.lc = _Marks(event.start_mark.line, event.start_mark.column)
+                if kind is yaml.MappingStartEvent:
+                    value = Map()
+                    value.lc = _Marks(event.start_mark.line, event.start_mark.column, {})
+                else:
+                    value = Seq()
+                    value.lc = _Marks(event.start_mark.line, event.start_mark.column, [])
             elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
                 stack.pop()
                 continue
@@ -378,24 +401,24 @@ def _from_round_trip(node: Any) -> Any:
     """ruamel's round-trip nodes as the same containers the fast path builds."""
     if isinstance(node, CommentedMap):
         out = Map()
-        out.lc = marks = _Marks(node.lc.line, node.lc.col)
+        out.lc = marks = _Marks(node.lc.line, node.lc.col, {})
         for key, value in node.items():
             with contextlib.suppress(KeyError, TypeError, AttributeError):
                 line, col = node.lc.key(key)
-                marks.keys[key] = (line, col)
-                line, col = node.lc.value(key)
-                marks.values[key] = (line, col)
+                marks.at[key] = (line, col)  # a key with no value position (never seen) stays so
+                vline, vcol = node.lc.value(key)
+                marks.at[key] = _pack(line, col) << 64 | _pack(vline, vcol)
             out[key] = _from_round_trip(value)
         return out
     if isinstance(node, CommentedSeq):
         seq = Seq()
-        seq.lc = marks = _Marks(node.lc.line, node.lc.col)
+        seq.lc = marks = _Marks(node.lc.line, node.lc.col, [])
         for i, item in enumerate(node):
             try:
                 line, col = node.lc.item(i)
             except (KeyError, TypeError, AttributeError):
                 line, col = node.lc.line, node.lc.col
-            marks.items.append((line, col))
+            marks.at.append(_pack(line, col))
             seq.append(_from_round_trip(item))
         return seq
     if isinstance(node, (DoubleQuotedScalarString, SingleQuotedScalarString)):
@@ -445,7 +468,7 @@ class Positions:
         return Where(self.file)
 
     def key(self, parent: Any, key: str) -> Where:
-        if isinstance(parent, Map) and key in parent.lc.keys:
+        if isinstance(parent, Map) and key in parent.lc.at:
             line, col = parent.lc.key(key)
             return Where(self.file, line + 1, col + 1)
         return self.of(parent)
