@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -138,7 +138,7 @@ def _kind_of(rs: Ruleset, aliases: Mapping[str, str]) -> Callable[[str, str], st
     return kind
 
 
-def split_branch(parts: list[Node], bindings: Mapping[str, str], kind_of: Callable[[str, str], str],
+def split_branch(parts: Sequence[Node], bindings: Mapping[str, str], kind_of: Callable[[str, str], str],
                  indexed: bool = True) -> tuple[dict[str, list[LiteralTest]], list[Node]]:
     """A branch's parts as literal tests per binding, and the rest (the guard)."""
     tests: dict[str, list[LiteralTest]] = {b: [] for b in bindings}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import islice, product
 from typing import Any
 
@@ -116,7 +116,7 @@ def _definitions(values: Mapping[str, Any] | None) -> str:
     return "; definitions: " + ", ".join(f"{n} = {'absent' if v is None else _show(v)}" for n, v in values.items())
 
 
-def _evaluate(definitions: list[tuple[str, Eval]], env: dict[str, Any], wm: FactIndex) -> dict[str, Any]:
+def _evaluate(definitions: Sequence[tuple[str, Eval]], env: dict[str, Any], wm: FactIndex) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, ev in definitions:
         try:
@@ -134,7 +134,7 @@ def _named(text: str, written: Mapping[str, str]) -> str:
     return text
 
 
-def _first_failure(parts: list[Node], env: dict[str, Any], wm: FactIndex) -> str:
+def _first_failure(parts: Sequence[Node], env: dict[str, Any], wm: FactIndex) -> str:
     for part in parts:
         if isinstance(part, Bind) or (isinstance(part, Exists) and not part.negated):
             continue

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from jinja2 import Template
 
 from engine.documents import Document
 from engine.errors import BatonError, Where
-from engine.language.check import Condition, Eval
+from engine.language.check import EMPTY, Condition, Eval, empty_mapping
 from engine.language.prompts import Prompt
 from engine.language.table_model import Precedence, Table
 from engine.language.types import FactType
@@ -53,12 +54,17 @@ class Step:
     reason: str = ""
     fact_type: str = ""  # assert
     action: str = ""  # call: model or tool action name
-    templates: dict[str, Template] = field(default_factory=dict)  # effect: `with` values rendered from facts
+    templates: Mapping[str, Template] = field(default_factory=empty_mapping)  # effect: `with` values, rendered
     expects: str = ""  # escalate: the fact type of the reviewer's answer
     sla_s: float | None = None  # escalate: after this long without an answer, a `timeout` fact
     identity: str = ""  # escalate: the answer's field that holds the signed-in reviewer's name (never typed)
     # computed values ("=expr"): (path into the payload, its text, evaluator); the path ("reason",) is the reason
-    computed: list[tuple[tuple[str, ...], str, Eval]] = field(default_factory=list)
+    computed: Sequence[tuple[tuple[str, ...], str, Eval]] = ()
+
+    def __post_init__(self) -> None:  # what most steps leave empty is shared, not a dict or list each
+        self.computed = tuple(self.computed)
+        if not self.templates:
+            self.templates = EMPTY
 
 
 @dataclass(slots=True)

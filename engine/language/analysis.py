@@ -20,7 +20,7 @@ import heapq
 import math
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from engine.errors import BatonError
@@ -181,7 +181,7 @@ def _conjuncts(node: Node) -> Iterator[Node]:
         yield node
 
 
-def _empty_with(parts: list[Node], types: dict[str, str], key: Key) -> bool:
+def _empty_with(parts: list[Node], types: Mapping[str, str], key: Key) -> bool:
     conj = Conj(dict(types))
     for part in parts:
         read_part(conj, part)
@@ -196,7 +196,7 @@ def contradiction(branch: Branch) -> str:
     for key, d in conj.domains.items():
         if not d.empty():
             continue
-        keep = [p for p in parts if key in read_branch(Branch(branch.bindings, [p])).domains]
+        keep = [p for p in parts if key in read_branch(Branch(branch.bindings, (p,))).domains]
         for p in list(keep):
             fewer = [q for q in keep if q is not p]
             if fewer and _empty_with(fewer, branch.bindings, key):

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import product
+from types import MappingProxyType
+from typing import Any
 
 from engine.language.evaluate import always, compile_expr, compile_guard, orjson_key, power, round_half_even, text_of
 from engine.language.expr import Binary, Bind, BoolOp, Exists, ExprError, Node, Not, render
@@ -40,30 +42,39 @@ MAX_PATTERNS = 16
 MAX_BRANCHES = 64
 
 
+# A version keeps a Branch and a Condition per rule: what most leave empty is this one read-only mapping or
+# the empty tuple, not an empty dict or list each (bench/rules_scale.py --memory)
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def empty_mapping() -> Mapping[str, Any]:
+    return EMPTY
+
+
 @dataclass(slots=True)
 class Branch:
     """One conjunction: the engine patterns (binding -> fact type) and the parts of the condition."""
 
-    bindings: dict[str, str]
-    parts: list[Node]
+    bindings: Mapping[str, str]
+    parts: tuple[Node, ...]
     # aggregates: a marker pattern per aggregated type (binding -> engine type), so the rule is considered
     # again whenever facts of that type are added; and the aggregates' text and evaluators, for the trace
-    epochs: dict[str, str] = field(default_factory=dict)
-    aggregates: list[tuple[str, Eval]] = field(default_factory=list)
+    epochs: Mapping[str, str] = field(default_factory=empty_mapping)
+    aggregates: tuple[tuple[str, Eval], ...] = ()
 
 
 @dataclass(slots=True)
 class Condition:
     ast: Node
-    aliases: dict[str, str]
+    aliases: Mapping[str, str]
     branches: list[Branch]
     negated_types: frozenset[str]  # the types ``not exists`` names (most conditions: the one shared empty set)
     # the definitions the condition names (define:), evaluated when it fires for the trace and `log why`
-    definitions: list[tuple[str, Eval]] = field(default_factory=list)
-    written: dict[str, str] = field(default_factory=dict)  # definition name -> its expression as rendered
+    definitions: tuple[tuple[str, Eval], ...] = ()
+    written: Mapping[str, str] = field(default_factory=empty_mapping)  # definition name -> its expression as rendered
     # per branch: the definitions whose value a firing implies (a conjunct of the branch: true; `not D`: false),
     # so the trace shows them without evaluating them again
-    implied: list[dict[str, bool]] = field(default_factory=list)
+    implied: tuple[Mapping[str, bool], ...] = ()
 
 
 def split(node: Node, aliases: Mapping[str, str]) -> list[list[Node]]:
@@ -132,17 +143,19 @@ def analyse(ast: Node, types: Mapping[str, FactType]) -> Condition:
         if len(bindings) > MAX_PATTERNS:
             raise ExprError("too_many_patterns", f"{len(bindings)} fact patterns in one rule; the engine runs at "
                             f"most {MAX_PATTERNS}", parts[0].pos, "split the rule, deriving an intermediate fact")
-        branch = Branch(bindings, parts)  # its guard is compile.py's: what the engine's patterns leave to test
+        epochs: dict[str, str] = {}
+        evaluated: list[tuple[str, Eval]] = []
         for agg in aggregates:
             marker = EPOCH + aggregated_type(agg)
-            branch.epochs.setdefault(marker, marker)
+            epochs.setdefault(marker, marker)
             text = render(agg)
-            if all(text != t for t, _ in branch.aggregates):
-                branch.aggregates.append((text, compile_expr(agg, checker.aliases)))
-        branches.append(branch)
+            if all(text != t for t, _ in evaluated):
+                evaluated.append((text, compile_expr(agg, checker.aliases)))
+        # its guard is compile.py's: what the engine's patterns leave to test
+        branches.append(Branch(bindings, tuple(parts), epochs or EMPTY, tuple(evaluated)))
     negated: set[str] = set()
     _negated_types(ast, negated)
-    return Condition(ast, checker.aliases, branches, frozenset(negated) if negated else _NONE)
+    return Condition(ast, checker.aliases or EMPTY, branches, frozenset(negated) if negated else _NONE)
 
 
 _NONE: frozenset[str] = frozenset()

@@ -23,7 +23,7 @@ error found while checking a rule that uses it is reported at the definition's o
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from engine.language import dates
 from engine.language.check import (
     AGGREGATES,
     DECISION,
+    EMPTY,
     FUNCTIONS,
     MAX_MAGNITUDE,
     Checker,
@@ -356,11 +357,12 @@ def _cycles(vocab: Vocabulary, defs: Any, pos: Positions, error: Callable[[Baton
 
 
 def definition_values(vocab: Vocabulary, names: list[str], types: Mapping[str, FactType],
-                      condition: Condition) -> list[tuple[str, Eval]]:
+                      condition: Condition) -> tuple[tuple[str, Eval], ...]:
     """Evaluators of the definitions a rule's condition names, for the trace: each over the facts the rule
     matched (a definition that cannot be evaluated there on its own - one used only inside an aggregate's
     filter - is left out)."""
     out: list[tuple[str, Eval]] = []
+    written: dict[str, str] = {}
     for name in dict.fromkeys(names):
         body = vocab.definitions[name].body
         if body is None:
@@ -376,12 +378,13 @@ def definition_values(vocab: Vocabulary, names: list[str], types: Mapping[str, F
             out.append((name, compile_expr(checker.lower(node), condition.aliases)))
         except ExprError:
             continue
-        condition.written[name] = render(node)
-    condition.implied = [_implied(branch.parts, condition.written) for branch in condition.branches]
-    return out
+        written[name] = render(node)
+    condition.written = written or EMPTY
+    condition.implied = tuple(_implied(branch.parts, written) or EMPTY for branch in condition.branches)
+    return tuple(out)
 
 
-def _implied(parts: list[Node], written: Mapping[str, str]) -> dict[str, bool]:
+def _implied(parts: Sequence[Node], written: Mapping[str, str]) -> dict[str, bool]:
     """The definitions whose value holds whenever this branch fires: each of its conjuncts is a part of the
     branch (true), or ``not (it)`` is (false)."""
     shown = {render(p) for p in parts}

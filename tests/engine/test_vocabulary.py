@@ -406,7 +406,7 @@ def test_a_definition_the_firing_does_not_imply_is_evaluated_for_the_trace() -> 
     then: {decide: {route: look}}
 """
     rs = ruleset(HEAD + rules)
-    assert rs.rules[0].condition.implied == [{"in_force": True}]  # late and big stand inside an 'or'
+    assert rs.rules[0].condition.implied == ({"in_force": True},)  # late and big stand inside an 'or'
     for c, expected in [(claim(), {"late": False, "big": True}),
                         (claim(amount=10, reported="2026-05-01"), {"late": True, "big": False})]:
         d = run(Engine(rs), {"claim": c, "policy": policy()})

@@ -37,6 +37,7 @@ class LoaderBase:
         self.current = ""  # the rule whose expressions are being checked ("rule 'x'"), named by definition errors
         self.def_errors: dict[tuple[str, int, int, str], tuple[BatonError, list[str]]] = {}
         self.raw_rows: dict[tuple[str, int], Any] = {}  # (table, row number) -> the row's cells as written
+        self.shared: dict[object, Any] = {}  # one copy of what many rules hold alike (see RulesLoader.rule_condition)
 
     def error(self, code: str, message: str, where: Where, hint: str = "") -> None:
         self.errors.append(BatonError(code, message, where, hint))

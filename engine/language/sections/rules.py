@@ -101,6 +101,8 @@ class RulesLoader(LoaderBase):
                 self.expr_error(x, start, str(when))
             return None
         condition.definitions = definition_values(self.vocab, self.vocab.uses, types, condition)
+        for branch in condition.branches:  # one mapping of each set of patterns, which most rules repeat
+            branch.bindings = self.shared.setdefault(("bindings", *branch.bindings.items()), branch.bindings)
         return condition
 
     def check_document_reads(self, node: Any, name: str, steps: list[Step], models: dict[str, ModelAction],
