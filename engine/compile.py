@@ -209,15 +209,14 @@ def _pushable(test: LiteralTest) -> bool:
 
 
 Pushed = dict[str, dict[str, tuple[str, set[object]]]]  # type -> field -> (engine field, values)
-Equalities = dict[tuple[int, int], dict[str, list[LiteralTest]]]  # (rule, branch) -> binding -> tests
 
 
 def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int, pushdown: bool,
              layout: str, flagged: bool = False) -> CompiledRuleset:
     ordered = sorted(((rule, b, branch) for rule in ruleset.rules for b, branch in enumerate(rule.condition.branches)),
                      key=lambda x: (-x[0].priority, x[0].index, x[1]))
-    pushed, equalities = _pushed_equalities(ruleset, pushdown)
-    cut = _Cut(indexed, shard_rules, shard_slots, pushed, equalities, flagged)
+    pushed = _pushed_equalities(ruleset, pushdown)
+    cut = _Cut(indexed, shard_rules, shard_slots, pushed, pushdown, flagged)
     for rule, b, branch in ordered:
         cut.add(ruleset, rule, b, branch)
     cut.written()
@@ -234,27 +233,33 @@ def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int
                            static_checked, static_tokens, cut.type_shards, encoders, indexed, layout, flags)
 
 
-def _pushed_equalities(ruleset: Ruleset, pushdown: bool) -> tuple[Pushed, Equalities]:
+def _pushed_equalities(ruleset: Ruleset, pushdown: bool) -> Pushed:
     """Equalities on strings and booleans are also tested in the network, as Baton always has: fields named
     f0, f1, ... in the order the ruleset first names them. Besides filtering in guard-only networks, they
     give the network the shape in which the core joins a fact's patterns in the order decisions stored by
-    earlier versions were made in (ties between combinations of one rule, e.g. self-joins)."""
+    earlier versions were made in (ties between combinations of one rule, e.g. self-joins). Each branch's
+    own equalities are read again as it is cut (``_equalities``): held for every rule through the compile,
+    they left holes beside the version's objects when they went (bench/rules_scale.py --memory)."""
     pushed: Pushed = {}
-    equalities: Equalities = {}
     count = 0
+    if not pushdown:
+        return pushed
     for rule in ruleset.rules:
         kind_of = _kind_of(ruleset, rule.condition.aliases)
-        for b, branch in enumerate(rule.condition.branches):
-            found = split_branch(branch.parts, branch.bindings, kind_of)[0] if pushdown else {}
-            equalities[(rule.index, b)] = {k: [t for t in v if _pushable(t)] for k, v in found.items()}
-            for binding, eqs in equalities[(rule.index, b)].items():
+        for branch in rule.condition.branches:
+            for binding, eqs in _equalities(split_branch(branch.parts, branch.bindings, kind_of)[0]).items():
                 for t in eqs:
                     per_type = pushed.setdefault(branch.bindings[binding], {})
                     if t.field not in per_type:
                         per_type[t.field] = (f"f{count}", set())
                         count += 1
                     per_type[t.field][1].add(t.value)
-    return pushed, equalities
+    return pushed
+
+
+def _equalities(tests: Mapping[str, list[LiteralTest]]) -> dict[str, list[LiteralTest]]:
+    """A branch's literal tests (per binding) that the network tests as well."""
+    return {k: [t for t in v if _pushable(t)] for k, v in tests.items()}
 
 
 @dataclass(slots=True)
@@ -266,7 +271,7 @@ class _Cut:
     shard_rules: int
     shard_slots: int
     pushed: Pushed
-    equalities: Equalities
+    pushdown: bool
     flagged: bool = False  # one-pattern rules' literal tests as flags (guard-only networks only)
     flags: dict[str, list[tuple[str, str, Guard]]] = field(default_factory=dict)
     index: LiteralIndex = field(default_factory=LiteralIndex)
@@ -286,10 +291,14 @@ class _Cut:
         """One branch of one rule as the next engine rule, in the last shard or a new one if it is full."""
         kind_of = _kind_of(ruleset, rule.condition.aliases)
         tests, rest = split_branch(branch.parts, branch.bindings, kind_of, self.indexed)
+        equalities: dict[str, list[LiteralTest]] = {}
+        if self.pushdown:
+            equalities = _equalities(tests if self.indexed else split_branch(branch.parts, branch.bindings, kind_of)[0])
         patterned = {**branch.bindings, **branch.epochs}  # aggregates: a marker pattern per aggregated type
-        flag = self.flag(len(self.rules), rule, b, branch, kind_of) if self.flagged and len(patterned) == 1 else None
+        flag = self.flag(len(self.rules), rule, branch, kind_of, equalities) \
+            if self.flagged and len(patterned) == 1 else None
         if self.flagged:  # what the network tests exactly (flags, pushed equalities) the guard need not test again
-            tested = [t.node for eqs in self.equalities[(rule.index, b)].values() for t in eqs]
+            tested = [t.node for eqs in equalities.values() for t in eqs]
             tested += [t.node for t in flag[1]] if flag is not None else []
             rest = [p for p in rest if not any(p is n for n in tested)]
         if not self.shards or len(self.shards[-1].rules) >= self.shard_rules or len(self.shards[-1].slots) \
@@ -300,7 +309,7 @@ class _Cut:
         shard = self.shards[-1]
         number = len(self.rules)
         ename = f"r{number}"
-        patterns, pattern_json, own = self.patterns(shard, number, patterned, tests, self.equalities[(rule.index, b)],
+        patterns, pattern_json, own = self.patterns(shard, number, patterned, tests, equalities,
                                                     flag[0] if flag is not None else None)
         self.rule_slots.append((tuple(s for s in own if not self.index.is_free(s)),
                                 tuple(s for s in own if self.index.is_free(s))))
@@ -337,8 +346,8 @@ class _Cut:
         """One copy of each equal name and pattern list, which most engine rules repeat (p0, k3, (("p0", "txn"),))."""
         return self.shared.setdefault(value, value)  # type: ignore[return-value]
 
-    def flag(self, number: int, rule: Rule, b: int, branch: Branch, kind_of: Callable[[str, str], str]
-             ) -> tuple[str, list[LiteralTest]] | None:
+    def flag(self, number: int, rule: Rule, branch: Branch, kind_of: Callable[[str, str], str],
+             equalities_of: Mapping[str, list[LiteralTest]]) -> tuple[str, list[LiteralTest]] | None:
         """A guard-only network's one-pattern rule whose literal tests (other than the equalities the
         network already tests) the fact carries as one flag, ``g<rule>``, set by ``encode`` exactly when
         they all hold, computed by the same closures as the guard: the network then activates the rule
@@ -348,7 +357,7 @@ class _Cut:
         flag, or the type already carries ``MAX_FLAGS`` (a bound well inside the network's limits)."""
         binding, tname = next(iter(branch.bindings.items()))
         tests = split_branch(branch.parts, branch.bindings, kind_of)[0].get(binding, [])
-        equalities = self.equalities[(rule.index, b)].get(binding, [])
+        equalities = equalities_of.get(binding, [])
         flagged = [t for t in tests if not any(t.node is e.node for e in equalities)]
         if not flagged or len(self.flags.get(tname, ())) + len(self.pushed.get(tname, {})) >= MAX_FLAGS:
             return None
