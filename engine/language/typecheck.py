@@ -338,12 +338,15 @@ class Checker:
 
     def lower(self, node: Node) -> Node:
         """The checked tree, made ready to evaluate: datetimes compare by instant (``$key``), and functions whose
-        meaning depends on their argument's kind carry it (``days:date``)."""
+        meaning depends on their argument's kind carry it (``days:date``). A node that lowering leaves as it
+        is stays the same object (a version keeps both trees: the copy was most of a rule's nodes again)."""
         if isinstance(node, Binary):
             left, right = self.lower(node.left), self.lower(node.right)
             seen = self.seen.get(id(node.left))
             if node.op in COMPARISONS and seen is not None and seen.kind == "datetime":
                 left, right = Call(left.pos, "$key", (left,)), Call(right.pos, "$key", (right,))
+            if left is node.left and right is node.right:
+                return node
             return Binary(node.pos, node.op, left, right)
         if isinstance(node, Call):
             args = tuple(self.lower(a) for a in node.args)
@@ -361,16 +364,23 @@ class Checker:
                 ft = self.types[node.args[0].name]
                 declared = [n for n, spec in ft.fields.items() if not (n == "row" and spec.where == Where())]
                 args = (*args, ListLit(node.pos, tuple(Lit(node.pos, n) for n in declared)))
+            if name == node.name and where is node.where and _same(args, node.args):
+                return node
             return Call(node.pos, name, args, where)
         if isinstance(node, BoolOp):
-            return BoolOp(node.pos, node.op, tuple(self.lower(o) for o in node.operands))
-        if isinstance(node, Not):
-            return Not(node.pos, self.lower(node.operand))
-        if isinstance(node, Neg):
-            return Neg(node.pos, self.lower(node.operand))
+            operands = tuple(self.lower(o) for o in node.operands)
+            return node if _same(operands, node.operands) else BoolOp(node.pos, node.op, operands)
+        if isinstance(node, (Not, Neg)):
+            operand = self.lower(node.operand)
+            return node if operand is node.operand else type(node)(node.pos, operand)
         if isinstance(node, ListLit):
-            return ListLit(node.pos, tuple(self.lower(i) for i in node.items))
+            items = tuple(self.lower(i) for i in node.items)
+            return node if _same(items, node.items) else ListLit(node.pos, items)
         return node
+
+
+def _same(these: tuple[Node, ...], those: tuple[Node, ...]) -> bool:
+    return len(these) == len(those) and all(a is b for a, b in zip(these, those, strict=True))
 
 
 _A = {"str": "a string", "list": "a list", "number": "a number", "date": "a date", "datetime": "a datetime",
