@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -84,9 +85,19 @@ class EngineRule:
 @dataclass(slots=True)
 class Shard:
     number: int
-    engine_json: str
+    # its network's definition (``engine_json``) zlib-compressed, as a version keeps it for every shard until
+    # the network is registered, and again after each eviction (engine/driver.py): a quarter of the JSON
+    packed: bytes
     rules: list[str] = field(default_factory=list)
     slots: list[int] = field(default_factory=list)
+
+    @property
+    def engine_json(self) -> str:
+        return zlib.decompress(self.packed).decode()
+
+
+def _packed(definition: dict[str, object]) -> bytes:
+    return zlib.compress(json.dumps(definition, separators=(",", ":")).encode())
 
 
 @dataclass(slots=True)
@@ -225,7 +236,8 @@ def _compile(ruleset: Ruleset, indexed: bool, shard_rules: int, shard_slots: int
         for shard in cut.shards:
             check_fits(shard, cut.slot_types, len(shard.rules))
     if not cut.shards:
-        cut.shards.append(Shard(0, json.dumps({START_RULE: {"pri": 0, "all": [{"m": {"bt": START_TYPE}}]}})))
+        start = json.dumps({START_RULE: {"pri": 0, "all": [{"m": {"bt": START_TYPE}}]}})  # as written before: spaced
+        cut.shards.append(Shard(0, zlib.compress(start.encode())))
     static_checked, static_tokens = _static_routes(cut.index, cut.tokens, cut.static_free)
     encoders = {t: tuple((f, e, frozenset(v)) for f, (e, v) in per.items()) for t, per in pushed.items()}
     flags = {t: tuple(per) for t, per in cut.flags.items()}
@@ -304,7 +316,7 @@ class _Cut:
         if not self.shards or len(self.shards[-1].rules) >= self.shard_rules or len(self.shards[-1].slots) \
                 + len(patterned) > self.shard_slots:
             self.written()
-            self.shards.append(Shard(len(self.shards), ""))
+            self.shards.append(Shard(len(self.shards), b""))
             self.definition = {START_RULE: {"pri": 0, "all": [{"m": {"bt": START_TYPE}}]}}
         shard = self.shards[-1]
         number = len(self.rules)
@@ -326,8 +338,8 @@ class _Cut:
     def written(self) -> None:
         """The last shard's network as the JSON it is registered from, as soon as the shard is full: its
         dictionaries go then, and the next shard's objects take their place in memory."""
-        if self.shards and not self.shards[-1].engine_json:
-            self.shards[-1].engine_json = json.dumps(self.definition, separators=(",", ":"))
+        if self.shards and not self.shards[-1].packed:
+            self.shards[-1].packed = _packed(self.definition)
         self.definition = {}
 
     def guard(self, parts: list[Node], aliases: Mapping[str, str]) -> Guard:

@@ -16,6 +16,7 @@ What this relies on (each pinned by a test in tests/engine/test_durable_rules.py
 from __future__ import annotations
 
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -77,11 +78,11 @@ def _network_bytes(definition: str) -> int:
     return NETWORK_FIXED_BYTES + NETWORK_RULE_BYTES * definition.count('"pri":')
 
 
-def _register(name: str, definition: str, pool: EnginePool) -> int:
+def _register(name: str, definition: bytes, pool: EnginePool) -> int:
     with _registry_lock:
         handle = _registry.get(name)
         if handle is None:
-            handle = core.create_ruleset(name, definition)
+            handle = core.create_ruleset(name, zlib.decompress(definition).decode())
             _registry[name] = handle
             _budget.held_bytes += pool.bytes
             _budget.networks += 1
@@ -118,9 +119,10 @@ class _Handle:
 class EnginePool:
     """All engine handles of one network (one shard of one ruleset version) in this process."""
 
-    def __init__(self, name: str, definition: str, ref: str, max_handles: int = MAX_HANDLES) -> None:
+    def __init__(self, name: str, definition: bytes, ref: str, max_handles: int = MAX_HANDLES) -> None:
+        """``definition``: the network's JSON, zlib-compressed (``Shard.packed``)."""
         self.base_name, self.definition, self.ref = name, definition, ref
-        self.bytes = _network_bytes(definition)  # what one of its handles is estimated to hold
+        self.bytes = _network_bytes(zlib.decompress(definition).decode())  # what one of its handles is thought to hold
         self.first_name = name
         self.max_handles = max_handles
         self.handles: list[_Handle] = []
@@ -195,7 +197,7 @@ class Pools:
         self.compiled = compiled
         rs = compiled.ruleset
         base = f"{rs.name}@{rs.version}{compiled.layout}"
-        self.shards = [EnginePool(base if s.number == 0 else f"{base}/{s.number}", s.engine_json, rs.ref,
+        self.shards = [EnginePool(base if s.number == 0 else f"{base}/{s.number}", s.packed, rs.ref,
                                   max_handles) for s in compiled.shards]
         # one network that facts reach by type alone (a guard-only ruleset): no routing, one session
         self.solo = not compiled.indexed and len(self.shards) == 1
