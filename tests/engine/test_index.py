@@ -15,15 +15,20 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.clock import FixedClock, SequentialIds
-from engine.compile import compile_ruleset
+from engine.compile import EngineRule, _Cut, compile_ruleset
 from engine.errors import CompileErrors
-from engine.index import Interval, IntervalTree, Segments
+from engine.index import Interval, IntervalTree, LiteralIndex, Segments
+from engine.language.check import compile_guard
+from engine.language.evaluate import compile_expr
 from engine.loop import Decision, Engine
 from engine.recorded import RecordedAnswers
 from tests.helpers import ruleset
@@ -198,3 +203,49 @@ def test_interval_tree_stabs_exactly_the_intervals_holding_a_point(items: list[t
     found = []
     segments.stab(x, found)
     assert sorted(found) == expected
+
+
+@contextmanager
+def nothing_shared() -> Iterator[None]:
+    """Compile as before evaluators were shared: a guard and an index check of its own for every part."""
+    def checks(self: LiteralIndex, nodes: list[object], binding: str, type_name: str) -> tuple[object, ...]:
+        return tuple(compile_expr(n, {binding: type_name}) for n in nodes)  # type: ignore[arg-type]
+
+    with mock.patch.object(_Cut, "guard", lambda self, parts, aliases: compile_guard(parts, aliases)), \
+            mock.patch.object(_Cut, "share", lambda self, value: value), \
+            mock.patch.object(LiteralIndex, "checks", checks):
+        yield
+
+
+@settings(max_examples=int(os.environ.get("BATON_PROPERTY_EXAMPLES", "200")) // 2, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(text=rulesets(), facts=st.lists(inputs, min_size=1, max_size=3))
+@pytest.mark.slow
+def test_engines_whose_rules_share_evaluators_fire_exactly_as_engines_that_do_not(
+        text: str, facts: list[dict[str, object]]) -> None:
+    """A large ruleset's rules share one guard (and the index one check) for every set of parts that computes
+    the same (trees.shape): it must never make two different tests one."""
+    try:
+        rs = ruleset(text)
+    except CompileErrors:
+        return
+    with nothing_shared():
+        alone = [Engine(rs, compile_ruleset(rs, indexed=i, shard_rules=r)) for i, r in ((False, 10**6), (True, 8))]
+    shared = [Engine(rs, compile_ruleset(rs, indexed=i, shard_rules=r)) for i, r in ((False, 10**6), (True, 8))]
+    for f in facts:
+        for a, b in zip(alone, shared, strict=True):
+            assert observed(run(b, f)) == observed(run(a, f))
+
+
+def test_rules_testing_the_same_share_one_guard_and_rules_testing_otherwise_do_not() -> None:
+    text = HEADER + "".join(f"  - name: r{i}\n    when: '{w}'\n    then:\n      decide: {{route: q{i}}}\n" for i, w in
+                            enumerate(["a.x > b.x + 1", "a.x > b.x + 1", "a.x > b.x + 1.0", "a.x > b.x + 2",
+                                       "a.x >= b.x + 1", "a.x > b.x + 1 and a.s == b.s"]))
+    compiled = compile_ruleset(ruleset(text), indexed=True)
+    guards = [er.guard for er in sorted(compiled.rules.values(), key=lambda er: er.rule.index)
+              if isinstance(er, EngineRule) and er.rule.name.startswith("r")]
+    assert guards[0] is guards[1]  # the same test at two places
+    assert len({id(g) for g in guards[1:]}) == 5  # 1 and 1.0, another literal, another operator, more parts
+    with nothing_shared():
+        alone = compile_ruleset(ruleset(text), indexed=True)
+    assert len({id(er.guard) for er in alone.rules.values() if er.rule.name.startswith("r")}) == 6
