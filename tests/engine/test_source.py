@@ -54,6 +54,7 @@ r: >
   folded
 s: [1, "2", three, {x: null}]
 t: R&D * 2 ! not a tag
+u: [0, 007, 1_000, -12, +12, 12345678901234567890123, -0, 0o7, 0x0]
 """
 
 
@@ -132,7 +133,9 @@ def test_random_scalars_read_the_same_both_ways(items: list[tuple[str, str]]) ->
         with pytest.raises(BatonError):
             parse_yaml(text, "f.yaml")
         return
-    assert plain(parse_yaml(text, "f.yaml")) == plain(slow)
+    fast = parse_yaml(text, "f.yaml")
+    assert plain(fast) == plain(slow)
+    assert [type(v) for v in _leaves(fast)] == [type(v) for v in _leaves(slow)]
 
 
 def test_a_second_document_is_a_yaml_error_where_it_starts() -> None:
