@@ -1,22 +1,6 @@
 // Makes a decision over gRPC from Node.js with @grpc/grpc-js, then reads it back.
 // Usage: node client.js ADDRESS TOKEN PROTO_DIR
-const grpc = require("@grpc/grpc-js");
-const loader = require("@grpc/proto-loader");
-const path = require("path");
-
-const [address, token, protoDir] = process.argv.slice(2);
-const definition = loader.loadSync(path.join(protoDir, "baton/v1/decision.proto"), {
-  includeDirs: [protoDir], keepCase: true, longs: String, enums: String, defaults: true,
-});
-const baton = grpc.loadPackageDefinition(definition).baton.v1;
-const client = new baton.DecisionService(address, grpc.credentials.createInsecure());
-const meta = new grpc.Metadata();
-meta.add("authorization", `Bearer ${token}`);
-
-// google/protobuf/struct.proto comes from protobufjs' bundled copy, whose fields are camelCase
-const toValue = (v) => typeof v === "number" ? { numberValue: v } : typeof v === "boolean" ? { boolValue: v }
-  : Array.isArray(v) ? { listValue: { values: v.map(toValue) } } : { stringValue: String(v) };
-const toStruct = (o) => ({ fields: Object.fromEntries(Object.entries(o).map(([k, v]) => [k, toValue(v)])) });
+const { client, meta, toStruct } = require("./common")(...process.argv.slice(2));
 
 const request = {
   ruleset: "payment-approval",
