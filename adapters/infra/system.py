@@ -24,12 +24,21 @@ class LoopLag:
     """How late this process's event loop runs what is queued on it: a callback due every ``every`` seconds
     notes how late it ran. A request that reaches a handler has waited in the loop's queue about as long (the
     time before a handler runs is otherwise invisible: the gRPC library does not say when a call arrived), so
-    doors subtract ``current()`` from the moment their handler starts."""
+    doors subtract ``current()`` from the moment their handler starts.
 
-    def __init__(self, every: float = 0.01, observe: Callable[[float], None] | None = None) -> None:
-        self.every, self.observe = every, observe
+    A stall (the loop late by ``stall`` seconds or more: one long decision holding it) is charged for ``hold``
+    seconds after it ends, not only until the next tick: what queued behind it reaches its handler only as
+    the loop works through the backlog, each call passing through gRPC's poller thread, which competes for
+    the interpreter with the store writer and the other calls - on a busy machine often more than one tick
+    later, when the loop is on time again and the wait would be lost. A request that arrived just after
+    the stall is charged it too: the server cannot tell the two apart."""
+
+    def __init__(self, every: float = 0.01, observe: Callable[[float], None] | None = None,
+                 hold: float = 0.25, stall: float = 0.1) -> None:
+        self.every, self.observe, self.hold, self.stall = every, observe, hold, stall
         self.due = 0.0  # monotonic time the next tick is due; 0: not running
         self.last = 0.0
+        self.peak, self.peak_at = 0.0, 0.0  # the largest lateness of the ticks of the last `hold` seconds
         self._handle: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -44,17 +53,22 @@ class LoopLag:
     def _tick(self) -> None:
         now = time.monotonic()
         self.last = max(0.0, now - self.due)
+        if self.last >= self.peak or now - self.peak_at > self.hold:
+            self.peak, self.peak_at = self.last, now
         if self.observe is not None:
             self.observe(self.last)
         self.due = now + self.every
         self._handle = asyncio.get_running_loop().call_later(self.every, self._tick)
 
     def current(self) -> float:
-        """Seconds: the last tick's lateness, or - when the loop is running late now (a tick overdue) - how
-        overdue that tick is."""
+        """Seconds: the last tick's lateness - or a stall's, if one ended in the last ``hold`` seconds - or,
+        when the loop is running late now (a tick overdue), how overdue that tick is. Under steady load (no
+        stall) this is the last tick's lateness, as it always was."""
         if not self.due:
             return 0.0
-        return max(self.last, time.monotonic() - self.due)
+        now = time.monotonic()
+        held = self.peak if self.peak >= self.stall and now - self.peak_at <= self.hold else self.last
+        return max(held, now - self.due)
 
 
 class SystemClock:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
+from adapters.infra.system import LoopLag
 from tests.e2e.server import ROOT
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
@@ -89,3 +92,30 @@ def test_sqlite_memory_stays_near_the_soft_limit_however_many_connections_read(t
         peaks[mode] = json.loads(out.stdout)["peak"]
     assert peaks["unlimited"] > 60e6, peaks
     assert peaks["limited"] < 12e6, peaks
+
+
+@pytest.mark.serial  # timed against the loop's lateness: alone, not beside the parallel run
+def test_a_stall_is_still_charged_after_the_loop_is_on_time_again_and_then_forgotten() -> None:
+    """A call that queued behind a long decision may reach its handler several on-time ticks after the stall
+    (through gRPC's poller thread): it is charged the stall for ``hold`` seconds, then not."""
+
+    async def run() -> tuple[float, float, float, float]:
+        lag = LoopLag(every=0.01, hold=0.3)
+        lag.start()
+        await asyncio.sleep(0.05)
+        quiet = lag.current()
+        time.sleep(0.4)  # one long decision holds the loop
+        await asyncio.sleep(0.08)  # the loop runs on time again for several ticks
+        after = lag.current()
+        await asyncio.sleep(0.4)
+        later = lag.current()
+        time.sleep(0.06)  # late, but no stall: only the last tick's lateness counts, as under steady load
+        await asyncio.sleep(0.05)
+        short = lag.current()
+        lag.stop()
+        return quiet, after, later, short
+
+    quiet, after, later, short = asyncio.run(run())
+    assert quiet < 0.1 and later < 0.1, (quiet, later)
+    assert after >= 0.35, after
+    assert short < 0.04, short
