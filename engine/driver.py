@@ -74,8 +74,9 @@ def network_budget() -> NetworkBudget:
                              _budget.evicted)
 
 
-def _network_bytes(definition: str) -> int:
-    return NETWORK_FIXED_BYTES + NETWORK_RULE_BYTES * definition.count('"pri":')
+def _network_bytes(rules: int) -> int:
+    """What a network of ``rules`` rules (its start rule included) is estimated to hold."""
+    return NETWORK_FIXED_BYTES + NETWORK_RULE_BYTES * rules
 
 
 def _register(name: str, definition: bytes, pool: EnginePool) -> int:
@@ -119,10 +120,11 @@ class _Handle:
 class EnginePool:
     """All engine handles of one network (one shard of one ruleset version) in this process."""
 
-    def __init__(self, name: str, definition: bytes, ref: str, max_handles: int = MAX_HANDLES) -> None:
-        """``definition``: the network's JSON, zlib-compressed (``Shard.packed``)."""
+    def __init__(self, name: str, definition: bytes, ref: str, rules: int, max_handles: int = MAX_HANDLES) -> None:
+        """``definition``: the network's JSON, zlib-compressed (``Shard.packed``), decompressed only to register
+        it; ``rules``: how many rules it has, its start rule included."""
         self.base_name, self.definition, self.ref = name, definition, ref
-        self.bytes = _network_bytes(zlib.decompress(definition).decode())  # what one of its handles is thought to hold
+        self.bytes = _network_bytes(rules)  # what one of its handles is thought to hold
         self.first_name = name
         self.max_handles = max_handles
         self.handles: list[_Handle] = []
@@ -198,7 +200,7 @@ class Pools:
         rs = compiled.ruleset
         base = f"{rs.name}@{rs.version}{compiled.layout}"
         self.shards = [EnginePool(base if s.number == 0 else f"{base}/{s.number}", s.packed, rs.ref,
-                                  max_handles) for s in compiled.shards]
+                                  len(s.rules) + 1, max_handles) for s in compiled.shards]
         # one network that facts reach by type alone (a guard-only ruleset): no routing, one session
         self.solo = not compiled.indexed and len(self.shards) == 1
         self.solo_types = frozenset(compiled.type_shards)

@@ -234,8 +234,6 @@ class Slot:
     checks: tuple[Check, ...]
 
 
-
-
 def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
 
